@@ -1,0 +1,6 @@
+"""Shared pytest configuration: the real services tests talk to are fixtures in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.ports",
+    "tests.fixtures.redis",
+]
