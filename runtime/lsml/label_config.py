@@ -1,0 +1,151 @@
+"""Parse a Label Studio label config (XML) into its control tags.
+
+`parse_config(xml)` returns the same shape as label-studio-sdk's helper of
+the same name, without lxml or the SDK::
+
+    {from_name: {"type": "Choices", "to_name": ["text"],
+                 "inputs": [{"type": "Text", "value": "text", "valueType": None}],
+                 "labels": ["Positive", "Negative"],
+                 "labels_attrs": {"Positive": {"value": "Positive", ...}, ...}}}
+
+A control tag is any tag with `name` and `toName`; an object (input) tag
+is any tag with `name` and `value` (or `valueList`); labels are the
+`Label`/`Choice`/`Relation` tags nested under a control, keyed by `alias`
+or `value`.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
+NOT_CONTROL_TAGS = frozenset({"Filter"})
+_VARIABLE = re.compile(r"^\$[A-Za-z_]+$")
+
+
+class LabelConfigError(ValueError):
+    """The label config is not valid XML (or not a label config)."""
+
+
+def _is_control(tag: ET.Element) -> bool:
+    return bool(tag.get("name")) and bool(tag.get("toName")) and tag.tag not in NOT_CONTROL_TAGS
+
+
+def _is_object(tag: ET.Element) -> bool:
+    return bool(tag.get("name")) and bool(tag.get("value") or tag.get("valueList"))
+
+
+def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
+    """Controls of a label config keyed by their name; `{}` for an empty config."""
+    if not config:
+        return {}
+    if not isinstance(config, str):
+        raise LabelConfigError(f"label config must be a string, got {type(config).__name__}")
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"label config is not valid XML: {exc}") from None
+    parents = {child: parent for parent in root.iter() for child in parent}
+    objects: dict[str, dict[str, Any]] = {}
+    controls: dict[str, dict[str, Any]] = {}
+    labels: dict[str, dict[str, dict]] = {}
+    index_flags: list[str] = []
+    for tag in root.iter():
+        if "indexFlag" in tag.attrib:
+            index_flags.append(tag.attrib["indexFlag"])
+        if _is_control(tag):
+            info: dict[str, Any] = {"type": tag.tag, "to_name": tag.attrib["toName"].split(",")}
+            for flag in index_flags:
+                for to_name in info["to_name"]:
+                    if flag in to_name:
+                        info.setdefault("regex", {})[flag] = ".*"
+            if tag.get("perRegion") == "true":
+                for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"),
+                                   ("whenChoiceValue", "choice")):
+                    if tag.get(attr):
+                        info["conditionals"] = {"type": kind, "name": tag.get(attr)}
+                        break
+            if _VARIABLE.fullmatch(tag.get("value", "")) or tag.get("apiUrl"):
+                info["dynamic_labels"] = True
+            controls[tag.attrib["name"]] = info
+        elif _is_object(tag):
+            obj: dict[str, Any] = {"type": tag.tag, "valueType": tag.get("valueType")}
+            if tag.get("value"):
+                obj["value"] = tag.attrib["value"].lstrip("$")
+            else:
+                obj["valueList"] = tag.attrib["valueList"].lstrip("$")
+            objects[tag.attrib["name"]] = obj
+        if tag.tag in LABEL_TAGS:
+            parent = parents.get(tag)
+            while parent is not None and parent.get("name") not in controls:
+                parent = parents.get(parent)
+            if parent is not None:
+                value = tag.get("alias") or tag.get("value") or tag.get("valueList")
+                if value:
+                    labels.setdefault(parent.attrib["name"], {})[value] = dict(tag.attrib)
+    for name, info in controls.items():
+        info["inputs"] = [objects[n] for n in info["to_name"] if n in objects]
+        attrs = labels.get(name, {})
+        info["labels"] = list(attrs)
+        info["labels_attrs"] = attrs
+    return controls
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(config: str) -> dict:
+    return parse_config(config)
+
+
+def parse_config_cached(config: str | None) -> dict:
+    """`parse_config` memoised by the config string. Treat the result as read-only."""
+    if not config:
+        return {}
+    return _parse_cached(config)
+
+
+def _matches(kind: str, wanted: str | Iterable[str] | None) -> bool:
+    if wanted is None:
+        return True
+    if isinstance(wanted, str):
+        wanted = (wanted,)
+    kind_l = kind.lower()
+    return any(kind_l == w.lower() for w in wanted)
+
+
+def get_first_tag_occurence(
+    parsed: dict[str, dict[str, Any]],
+    control_type: str | tuple | None,
+    object_type: str | tuple | None,
+    name_filter: Callable[[str], bool] | None = None,
+    to_name_filter: Callable[[str], bool] | None = None,
+) -> tuple[str, str, str]:
+    """(from_name, to_name, value) of the first control of `control_type` bound to an object of `object_type`.
+
+    Types compare case-insensitively; `value` is the object's data key (`$` stripped).
+    Raises ValueError when nothing matches.
+    """
+    for from_name, info in parsed.items():
+        if not _matches(info["type"], control_type):
+            continue
+        if name_filter is not None and not name_filter(from_name):
+            continue
+        for to_name, obj in zip(_bound_names(info), info["inputs"]):
+            if not _matches(obj["type"], object_type):
+                continue
+            if to_name_filter is not None and not to_name_filter(to_name):
+                continue
+            return from_name, to_name, obj.get("value") or obj.get("valueList")
+    raise ValueError(
+        f"no control tag of type {control_type!r} bound to an object of type {object_type!r} in the label config"
+    )
+
+
+def _bound_names(info: dict) -> list[str]:
+    """The to_names that `inputs` describe, in order (to_names naming no object tag are dropped by the parser)."""
+    names = info["to_name"]
+    if len(names) == len(info["inputs"]):
+        return names
+    return names[: len(info["inputs"])]

@@ -1,0 +1,355 @@
+"""`LabelStudioMLBase`: the class users subclass, compatible with label-studio-ml-backend's.
+
+A model written for label-studio-ml-backend runs here after changing its
+import. What differs is *where things come from*: lsml builds one instance
+per (process, project) and reuses it, `model_version` is the name of the
+store version the instance was loaded from (`"v3"`), and `fit` writes its
+artifacts to `self.output_dir`, which becomes the next version when `fit`
+returns (anything but `False`) without raising. `setup()` loads artifacts
+from `self.version_dir`.
+
+The loader and the training job pass the store version, state and settings
+through a context variable rather than constructor arguments, so a subclass
+with its own `__init__(self, project_id=None, label_config=None)` (or
+`**kwargs`) works unchanged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+
+from lsml.label_config import get_first_tag_occurence as _first_tag
+from lsml.label_config import parse_config_cached
+from lsml.response import ModelResponse
+from lsml.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lsml.state import State
+    from lsml.store import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROJECT = "default"
+_PROJECT_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def project_key(value: Any) -> str:
+    """The key lsml files a project under.
+
+    Label Studio names a project ``"<id>.<created_at>"`` in /setup and
+    /predict, ``{"id": <id>, ...}`` in webhooks, and a bare id elsewhere; all
+    give ``"<id>"``. No project gives ``"default"``. Raises ValueError for
+    anything that is not a plain id (it becomes a directory name).
+    """
+    if value is None or value == "":
+        return DEFAULT_PROJECT
+    if isinstance(value, dict):
+        if "id" not in value:
+            raise ValueError("project object has no 'id'")
+        value = value["id"]
+    if isinstance(value, bool):
+        raise ValueError(f"invalid project {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if not isinstance(value, str):
+        raise ValueError(f"project must be a string, a number or an object with 'id', got {type(value).__name__}")
+    key = value.split(".", 1)[0].strip()
+    if not _PROJECT_KEY.match(key):
+        raise ValueError(f"invalid project {value!r}: expected '<id>' or '<id>.<created_at>'")
+    return key
+
+
+@dataclass
+class BuildContext:
+    """What the loader or the training job hands to a model while it is constructed."""
+
+    settings: Settings
+    state: "State"
+    version: Optional["ModelVersion"] = None
+    output_dir: Optional[Path] = None
+
+
+_CONTEXT: contextvars.ContextVar[BuildContext | None] = contextvars.ContextVar("lsml_build_context", default=None)
+
+
+def build_model(cls: type, project: str, label_config: str | None, context: BuildContext) -> "LabelStudioMLBase":
+    """Construct `cls` for `project` inside `context` (store version, state, settings)."""
+    token = _CONTEXT.set(context)
+    try:
+        return cls(project_id=project, label_config=label_config)
+    finally:
+        _CONTEXT.reset(token)
+
+
+class LabelStudioMLBase:
+    """Base class of a model. Override `setup`, `predict` and `fit`."""
+
+    INITIAL_MODEL_VERSION = "0.0.1"
+
+    TRAIN_EVENTS = (
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATION_DELETED",
+        "ANNOTATIONS_DELETED",
+        "START_TRAINING",
+    )
+
+    def __init__(self, project_id: Optional[str] = None, label_config: Optional[str] = None, **kwargs: Any):
+        ctx = _CONTEXT.get()
+        if ctx is None:
+            from lsml.state import make_state
+
+            settings = Settings.from_env()
+            ctx = BuildContext(settings=settings, state=make_state(settings))
+        self.project_id: str = project_key(project_id)
+        self.settings: Settings = ctx.settings
+        self._state = ctx.state
+        self.version: Optional["ModelVersion"] = ctx.version
+        self.version_dir: Optional[Path] = ctx.version.path if ctx.version is not None else None
+        self.output_dir: Optional[Path] = ctx.output_dir
+        self._model_version_override: Optional[str] = None
+        self._label_studio_client = None
+        self._label_config: Optional[str] = None
+        self._parsed_label_config: dict = {}
+        if label_config is None:
+            label_config = self._state.get(self.project_id, "label_config")
+        if label_config is not None:
+            self.use_label_config(label_config)
+        else:
+            logger.warning("project %s: no label config yet", self.project_id)
+        self.setup()
+
+    # ---- lifecycle hooks (override) -----------------------------------
+    def setup(self) -> None:
+        """Load what predict needs (e.g. artifacts from `self.version_dir`). Runs once per instance."""
+
+    def predict(self, tasks: list[dict], context: Optional[dict] = None,
+                **kwargs: Any) -> Union[list[dict], ModelResponse]:
+        """One prediction per task, in task order: dicts `{"result", "score", "model_version"}` or a ModelResponse."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict()")
+
+    def fit(self, event: str, data: dict, **kwargs: Any) -> Any:
+        """Train on `event` (`data` is the webhook payload without "action").
+
+        Write artifacts to `self.output_dir`; returning anything but False publishes them
+        as the next model version. The base class trains nothing.
+        """
+        return False
+
+    def process_event(self, event: str, data: dict, job_id: Any = None, additional_params: Optional[dict] = None):
+        if event in self.TRAIN_EVENTS:
+            return self.fit(event, data, job_id=job_id, **(additional_params or {}))
+        return None
+
+    # ---- label config --------------------------------------------------
+    def use_label_config(self, label_config: str) -> None:
+        """Adopt a label config: parse it once and remember it for the project."""
+        self._parsed_label_config = parse_config_cached(label_config)
+        self._label_config = label_config
+        try:
+            if self._state.get(self.project_id, "label_config") != label_config:
+                self._state.set(self.project_id, "label_config", label_config)
+        except Exception:  # state is a convenience here, never fatal
+            logger.warning("project %s: could not remember the label config", self.project_id, exc_info=True)
+
+    @property
+    def label_config(self) -> Optional[str]:
+        return self._label_config
+
+    @property
+    def parsed_label_config(self) -> dict:
+        return self._parsed_label_config
+
+    def get_first_tag_occurence(self, control_type, object_type, name_filter: Optional[Callable] = None,
+                                to_name_filter: Optional[Callable] = None) -> tuple[str, str, str]:
+        """(from_name, to_name, value) of the first `control_type` tag bound to an `object_type` tag."""
+        return _first_tag(self._parsed_label_config, control_type, object_type, name_filter, to_name_filter)
+
+    def build_label_map(self, tag_name: str, names: list[str]) -> dict[str, str]:
+        """Map the model's label names to the config's labels (`predicted_values`, exact, then case-insensitive)."""
+        attrs = self._parsed_label_config.get(tag_name, {}).get("labels_attrs", {})
+        lower = {n.lower(): n for n in names}
+        mapping: dict[str, str] = {}
+        for ls_label, attr in attrs.items():
+            matched = False
+            for value in (attr.get("predicted_values") or "").split(","):
+                value = value.strip()
+                if value and value in names:
+                    mapping[value] = ls_label
+                    matched = True
+            if not matched:
+                if ls_label in names:
+                    mapping[ls_label] = ls_label
+                elif ls_label.lower() in lower:
+                    mapping[lower[ls_label.lower()]] = ls_label
+        return mapping
+
+    # ---- per-project state --------------------------------------------
+    def get(self, key: str) -> Any:
+        if key == "model_version":
+            return self.model_version
+        return self._state.get(self.project_id, key)
+
+    def set(self, key: str, value: Any) -> None:
+        if key == "model_version":
+            self._model_version_override = str(value)
+        self._state.set(self.project_id, key, value)
+
+    def has(self, key: str) -> bool:
+        return self._state.has(self.project_id, key)
+
+    @property
+    def extra_params(self) -> dict:
+        params = self._state.get(self.project_id, "extra_params")
+        if isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except ValueError:
+                return {}
+        return params if isinstance(params, dict) else {}
+
+    def set_extra_params(self, extra_params: Any) -> None:
+        self._state.set(self.project_id, "extra_params", extra_params)
+
+    # ---- versions --------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        """The store version this instance was loaded from, else the model's own, else INITIAL_MODEL_VERSION."""
+        if self.version is not None:
+            return self.version.name
+        return self._model_version_override or self.INITIAL_MODEL_VERSION
+
+    def bump_model_version(self) -> str:
+        """Kept for compatibility: lsml numbers versions itself when `fit` publishes."""
+        return self.model_version
+
+    # ---- Label Studio access --------------------------------------------
+    def get_label_studio_url(self) -> Optional[str]:
+        """Label Studio's URL: what /setup sent for this project, else LABEL_STUDIO_URL."""
+        return self._state.get(self.project_id, "hostname") or self.settings.label_studio_url
+
+    def get_label_studio_access_token(self) -> Optional[str]:
+        """The token /setup sent for this project, else LABEL_STUDIO_API_KEY. Never log it."""
+        return self._state.get(self.project_id, "access_token") or self.settings.label_studio_api_key
+
+    def label_studio_client(self):
+        """A `lsml.labelstudio.LabelStudioClient` for this project's Label Studio (cached)."""
+        if self._label_studio_client is None:
+            url = self.get_label_studio_url()
+            if not url:
+                raise RuntimeError(
+                    "Label Studio's URL is unknown: connect the backend from Label Studio (its /setup call "
+                    "sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"
+                )
+            from lsml.labelstudio import LabelStudioClient
+
+            self._label_studio_client = LabelStudioClient(url, self.get_label_studio_access_token())
+        return self._label_studio_client
+
+    def fetch_annotated_tasks(self, project: Any = None, include_cancelled: bool = False) -> Iterator[dict]:
+        """Tasks of the project that have annotations, from Label Studio's API (cancelled ones dropped)."""
+        client = self.label_studio_client()
+        project_id = project_key(project) if project is not None else self.project_id
+        for task in client.iter_tasks(int(project_id) if project_id.isdigit() else project_id):
+            annotations = [a for a in task.get("annotations") or []
+                           if include_cancelled or not a.get("was_cancelled")]
+            if annotations:
+                task = dict(task)
+                task["annotations"] = annotations
+                yield task
+
+    def get_local_path(self, url: str, project_dir: Optional[str] = None, ls_host: Optional[str] = None,
+                       ls_access_token: Optional[str] = None, task_id: Any = None, *args: Any, **kwargs: Any) -> str:
+        """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed."""
+        if not isinstance(url, str):
+            raise TypeError("url must be a string")
+        if url.startswith("file://"):
+            return url[len("file://"):]
+        if os.path.exists(url):
+            return url
+        host = (ls_host or self.get_label_studio_url() or "").rstrip("/")
+        full = url if url.startswith(("http://", "https://")) else (host + "/" + url.lstrip("/") if host else url)
+        cache_dir = Path(project_dir) if project_dir else Path(self.settings.model_dir) / ".lsml" / "media"
+        if ls_access_token is not None or ls_host is not None:
+            from lsml.labelstudio import LabelStudioClient
+
+            client = LabelStudioClient(host or full, ls_access_token or self.get_label_studio_access_token())
+        else:
+            client = self.label_studio_client()
+        return str(client.download(full, cache_dir))
+
+    def preload_task_data(self, task: dict, value: Any = None, read_file: bool = True) -> Any:
+        """Replace media URLs in `value` (default: task["data"]) by local files (or their text)."""
+        if value is None:
+            value = task.get("data")
+        if isinstance(value, dict):
+            return {k: self.preload_task_data(task, v, read_file) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.preload_task_data(task, v, read_file) for v in value]
+        if isinstance(value, str) and _needs_preload(value):
+            path = self.get_local_path(value, task_id=task.get("id"))
+            if not read_file:
+                return path
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        return value
+
+
+def _needs_preload(value: str) -> bool:
+    return value.startswith(("http://", "https://", "s3://", "gs://", "azure-blob://", "/data/", "file://"))
+
+
+# ---- model references ------------------------------------------------------
+ModelRef = Union[str, type]
+
+
+def model_ref_string(ref: ModelRef) -> str:
+    """`"module:Class"` for a class or a ref string (what crosses process boundaries)."""
+    if isinstance(ref, str):
+        return ref
+    return f"{ref.__module__}:{ref.__qualname__}"
+
+
+def model_class_name(ref: ModelRef) -> str:
+    if isinstance(ref, str):
+        return re.split(r"[:.]", ref)[-1]
+    return ref.__name__
+
+
+def load_model_class(ref: ModelRef, backend_dir: str | Path | None = None) -> type:
+    """Import `"module:Class"` (with `backend_dir` first on sys.path), or return a class as is."""
+    if isinstance(ref, type):
+        return ref
+    if not isinstance(ref, str) or not ref.strip():
+        raise ValueError(f"model reference must be 'module:Class', got {ref!r}")
+    if ":" in ref:
+        module_name, _, attr = ref.partition(":")
+    else:
+        module_name, _, attr = ref.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"model reference must be 'module:Class', got {ref!r}")
+    if backend_dir is not None:
+        path = str(Path(backend_dir).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"module {module_name!r} has no class {attr!r}") from None
+    if not isinstance(obj, type):
+        raise ImportError(f"{ref!r} is not a class")
+    return obj

@@ -1,0 +1,112 @@
+"""What `predict` may return: plain dicts, or a `ModelResponse` of `PredictionValue`s.
+
+Plain dataclasses (no pydantic), with the names and methods of
+label-studio-ml-backend's response objects: `ModelResponse(predictions=...,
+model_version=...)`, `has_model_version()`, `update_predictions_version()`,
+`set_version()`, `model_dump()`; `PredictionValue(result=[...], score=...,
+model_version=...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+def _plain(item: Any) -> Any:
+    """A result region as a dict (accepts dicts and objects with model_dump/to_dict/dict)."""
+    if isinstance(item, dict):
+        return item
+    for attr in ("model_dump", "to_dict", "dict"):
+        fn = getattr(item, attr, None)
+        if callable(fn):
+            return fn()
+    return item
+
+
+@dataclass
+class PredictionValue:
+    """One prediction for one task: a list of result regions with a score."""
+
+    result: list = field(default_factory=list)
+    score: float | None = None
+    model_version: str | None = None
+
+    def model_dump(self, exclude_none: bool = False) -> dict:
+        out = {"result": [_plain(r) for r in self.result], "score": self.score,
+               "model_version": self.model_version}
+        if exclude_none:
+            out = {k: v for k, v in out.items() if v is not None}
+        return out
+
+    # label-studio-sdk's pydantic objects answer to both names
+    dict = model_dump
+
+    def to_dict(self) -> dict:
+        return self.model_dump()
+
+
+SingleTaskPredictions = Union[list, PredictionValue, dict]
+
+
+@dataclass
+class ModelResponse:
+    """Predictions for a batch of tasks: one entry per task, in task order."""
+
+    predictions: list = field(default_factory=list)
+    model_version: str | None = None
+
+    def has_model_version(self) -> bool:
+        return bool(self.model_version)
+
+    def update_predictions_version(self) -> None:
+        """Give every prediction without a model_version the response's."""
+        for entry in self.predictions:
+            for p in entry if isinstance(entry, list) else (entry,):
+                if isinstance(p, PredictionValue):
+                    if not p.model_version:
+                        p.model_version = self.model_version
+                elif isinstance(p, dict) and not p.get("model_version"):
+                    p["model_version"] = self.model_version
+
+    def set_version(self, version: str) -> None:
+        self.model_version = version
+        self.update_predictions_version()
+
+    def model_dump(self) -> dict:
+        return {"model_version": self.model_version,
+                "predictions": [serialize_prediction(p, self.model_version) for p in self.predictions]}
+
+
+def serialize_prediction(entry: Any, model_version: str | None) -> Any:
+    """One task's prediction(s) as JSON-ready data, filling a missing model_version.
+
+    Dicts are filled in place (the model built them for this response).
+    """
+    if isinstance(entry, dict):
+        if not entry.get("model_version") and model_version is not None:
+            entry["model_version"] = model_version
+        return entry
+    if isinstance(entry, PredictionValue):
+        out = entry.model_dump()
+        if not out["model_version"]:
+            out["model_version"] = model_version
+        return out
+    if isinstance(entry, (list, tuple)):
+        return [serialize_prediction(e, model_version) for e in entry]
+    dumped = _plain(entry)
+    if isinstance(dumped, dict):
+        return serialize_prediction(dumped, model_version)
+    raise TypeError(f"a prediction must be a dict or PredictionValue, got {type(entry).__name__}")
+
+
+def serialize_predictions(output: Any, model_version: str) -> list:
+    """`predict`'s return value (list or ModelResponse) -> the `results` list Label Studio expects."""
+    if output is None:
+        raise TypeError("predict returned None; return one prediction per task")
+    if isinstance(output, ModelResponse):
+        version = output.model_version or model_version
+        return [serialize_prediction(p, version) for p in output.predictions]
+    if isinstance(output, dict):
+        raise TypeError("predict returned a dict; return a list (one prediction per task) or a ModelResponse")
+    return [serialize_prediction(p, model_version) for p in output]

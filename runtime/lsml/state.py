@@ -1,0 +1,148 @@
+"""Per-project key/value state shared by every process of one backend.
+
+Values are JSON-encoded, so anything JSON can hold round-trips. Two
+implementations: `SqliteState` (a file under MODEL_DIR, safe across
+processes on one machine) and `RedisState` (when `REDIS_URL` is set, so
+server pods and RQ workers on other machines see the same state).
+
+This is where `/setup` remembers a project's label config, Label Studio's
+hostname and access token: keep MODEL_DIR private (the token is a secret).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from lsml.settings import Settings
+
+_MISSING = object()
+
+
+@runtime_checkable
+class State(Protocol):
+    def get(self, project: str, key: str, default: Any = None) -> Any: ...
+    def set(self, project: str, key: str, value: Any) -> None: ...
+    def has(self, project: str, key: str) -> bool: ...
+    def delete(self, project: str, key: str) -> None: ...
+    def items(self, project: str) -> dict[str, Any]: ...
+
+
+class MemoryState:
+    """A dict: for tests and for models built outside a server."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, project: str, key: str, default: Any = None) -> Any:
+        raw = self._data.get((str(project), key), _MISSING)
+        return default if raw is _MISSING else json.loads(raw)
+
+    def set(self, project: str, key: str, value: Any) -> None:
+        with self._lock:
+            self._data[(str(project), key)] = json.dumps(value)
+
+    def has(self, project: str, key: str) -> bool:
+        return (str(project), key) in self._data
+
+    def delete(self, project: str, key: str) -> None:
+        with self._lock:
+            self._data.pop((str(project), key), None)
+
+    def items(self, project: str) -> dict[str, Any]:
+        return {k: json.loads(v) for (p, k), v in list(self._data.items()) if p == str(project)}
+
+
+class SqliteState:
+    """A sqlite file in WAL mode; one connection per thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS state ("
+                " project TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+                " PRIMARY KEY (project, key))"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                pass
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def get(self, project: str, key: str, default: Any = None) -> Any:
+        row = self._conn().execute(
+            "SELECT value FROM state WHERE project=? AND key=?", (str(project), key)
+        ).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set(self, project: str, key: str, value: Any) -> None:
+        self._conn().execute(
+            "INSERT INTO state(project, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT(project, key) DO UPDATE SET value=excluded.value",
+            (str(project), key, json.dumps(value)),
+        )
+
+    def has(self, project: str, key: str) -> bool:
+        row = self._conn().execute(
+            "SELECT 1 FROM state WHERE project=? AND key=?", (str(project), key)
+        ).fetchone()
+        return row is not None
+
+    def delete(self, project: str, key: str) -> None:
+        self._conn().execute("DELETE FROM state WHERE project=? AND key=?", (str(project), key))
+
+    def items(self, project: str) -> dict[str, Any]:
+        rows = self._conn().execute(
+            "SELECT key, value FROM state WHERE project=?", (str(project),)
+        ).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+
+class RedisState:
+    """One Redis hash per project: `<prefix>:<project>`."""
+
+    def __init__(self, url: str, prefix: str = "lsml:state") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = prefix
+
+    def _key(self, project: str) -> str:
+        return f"{self._prefix}:{project}"
+
+    def get(self, project: str, key: str, default: Any = None) -> Any:
+        raw = self._redis.hget(self._key(project), key)
+        return default if raw is None else json.loads(raw)
+
+    def set(self, project: str, key: str, value: Any) -> None:
+        self._redis.hset(self._key(project), key, json.dumps(value))
+
+    def has(self, project: str, key: str) -> bool:
+        return bool(self._redis.hexists(self._key(project), key))
+
+    def delete(self, project: str, key: str) -> None:
+        self._redis.hdel(self._key(project), key)
+
+    def items(self, project: str) -> dict[str, Any]:
+        return {k.decode(): json.loads(v) for k, v in self._redis.hgetall(self._key(project)).items()}
+
+
+def make_state(settings: Settings) -> State:
+    """Redis when `REDIS_URL` is set, else a sqlite file under MODEL_DIR."""
+    if settings.redis_url:
+        return RedisState(settings.redis_url)
+    return SqliteState(Path(settings.model_dir) / ".lsml" / "state.sqlite3")
