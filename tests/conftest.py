@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.ports",
     "tests.fixtures.redis",
+    "tests.fixtures.kubernetes",
 ]

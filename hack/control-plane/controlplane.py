@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane for the tests: no containers, no VMs.
+
+Starts, on free 127.0.0.1 ports and inside one cluster dir:
+
+- etcd (plain HTTP, loopback only, fsync off: test data only),
+- kube-apiserver (TLS with a generated CA, client-certificate auth,
+  ``--authorization-mode=Node,RBAC``, ServiceAccount admission and token issuing
+  with a generated service-account key),
+- kube-controller-manager (the default controllers plus the token cleaner:
+  Deployments -> ReplicaSets -> Pods, StatefulSets -> Pods + PVCs, garbage
+  collection, namespace deletion, ServiceAccount tokens),
+- kube-scheduler,
+- kwok with kwok's own default node/pod stages, plus a small pool of fake Nodes
+  it manages, so that scheduled pods become Running and Ready.
+
+It writes an admin kubeconfig (``<dir>/kubeconfig``) and keeps every component's
+log in ``<dir>/logs/``; when a component dies or does not get ready, the error
+carries the tail of its log.
+
+Standard library only (plus the ``openssl`` command for the certificates), so it
+runs from the pytest fixture (``tests/fixtures/kubernetes.py``) and from a shell
+(``hack/control-plane/up`` / ``down``) alike. The binaries come from
+``hack/control-plane/build.sh``.
+
+CLI:  controlplane.py up --bin-dir DIR [--dir DIR] [--nodes N]
+      controlplane.py down [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VERSIONS_FILE = HERE / "versions.env"
+REQUIRED_BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "helm",
+)
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CIDR = "10.96.0.0/16"  # bookkeeping only: no traffic is ever sent there
+STATE_FILE = "cluster.json"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started (message says which part and why)."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key.strip()] = value.strip().strip('"')
+    return versions
+
+
+def default_bin_dir() -> Path:
+    """The cache dir build.sh fills for the pinned version (whether or not it exists)."""
+    cache = Path(os.environ.get("LSML_CACHE_DIR") or Path.home() / ".cache" / "lsml")
+    return cache / f"k8s-{read_versions()['K8S_VERSION']}" / "bin"
+
+
+def find_bin_dir() -> Path:
+    """LSML_K8S_BIN_DIR if set, else the versions file's cache path."""
+    env = os.environ.get("LSML_K8S_BIN_DIR")
+    return Path(env) if env else default_bin_dir()
+
+
+def kwok_stages_file(bin_dir: Path) -> Path:
+    return Path(bin_dir).parent / "share" / "kwok" / "stages.yaml"
+
+
+def missing_binaries(bin_dir: Path) -> list[str]:
+    bin_dir = Path(bin_dir)
+    missing = [b for b in REQUIRED_BINARIES if not os.access(bin_dir / b, os.X_OK)]
+    if not kwok_stages_file(bin_dir).is_file():
+        missing.append(str(kwok_stages_file(bin_dir)))
+    return missing
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held open together so the kernel can't repeat one)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        data = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(data[-lines:])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ControlPlaneError("openssl not found: install Debian's openssl package (needed for the test certificates)")
+    proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{proc.stderr}")
+
+
+def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
+    """Children die with the process that started them (pytest), even on SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+class PKI:
+    """A CA, the apiserver's serving cert, client certs and the service-account key."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def create(self) -> None:
+        d = self.dir
+        _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=d)
+        _openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
+                 "-subj", "/CN=lsml-test-ca", "-out", "ca.crt",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=d)
+        self._leaf("apiserver", "/CN=kube-apiserver", server=True,
+                   sans="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+                        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1")
+        self._leaf("admin", "/O=system:masters/CN=lsml-admin")
+        self._leaf("controller-manager", "/CN=system:kube-controller-manager")
+        self._leaf("scheduler", "/CN=system:kube-scheduler")
+        self._leaf("kwok", "/O=system:masters/CN=kwok-controller")
+        # Service-account token signing key (RSA: every client and library accepts RS256).
+        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=d)
+        _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+    def _leaf(self, name: str, subject: str, server: bool = False, sans: str = "") -> None:
+        d = self.dir
+        _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=d)
+        _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=d)
+        ext = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment"]
+        ext.append("extendedKeyUsage=" + ("serverAuth,clientAuth" if server else "clientAuth"))
+        if sans:
+            ext.append("subjectAltName=" + sans)
+        (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", f"{name}.ext",
+                 "-out", f"{name}.crt", cwd=d)
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
+    """A kubeconfig (JSON is valid YAML: every client reads it)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "lsml-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": "lsml-local", "context": {"cluster": "lsml-local", "user": user}}],
+        "current-context": "lsml-local",
+        "preferences": {},
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen | None = None
+    pid: int | None = None
+
+    def start(self, detach: bool) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal goes to us, not straight to them
+                preexec_fn=None if detach else _set_pdeathsig,
+                close_fds=True,
+            )
+        self.pid = self.process.pid
+
+    def exited(self) -> int | None:
+        if self.process is not None:
+            return self.process.poll()
+        return None if self.pid is not None and _pid_alive(self.pid, self.argv[0]) else 0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.pid is None:
+            return
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=timeout)
+            return
+        # Detached (started by another `up`): only signal it if it is still our binary.
+        if not _pid_alive(self.pid, self.argv[0]):
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(self.pid, self.argv[0]):
+            time.sleep(0.1)
+        if _pid_alive(self.pid, self.argv[0]):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _pid_alive(pid: int, binary: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return cmdline == binary and state != "Z"
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+@dataclass
+class ControlPlane:
+    """One local control plane. ``start()`` returns once the API is ready and the fake nodes are Ready."""
+
+    bin_dir: Path
+    dir: Path | None = None
+    nodes: int = 2
+    detach: bool = False  # True for `up`: the processes outlive this Python process
+    startup_timeout: float = 90.0
+    components: list[Component] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    _owns_dir: bool = False
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"kwok-node-{i}" for i in range(self.nodes)]
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "ControlPlane":
+        self.bin_dir = Path(self.bin_dir)
+        missing = missing_binaries(self.bin_dir)
+        if missing:
+            raise ControlPlaneError(
+                f"control-plane binaries missing in {self.bin_dir}: {', '.join(missing)}; "
+                "build them with hack/control-plane/build.sh"
+            )
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="lsml-k8s-"))
+            self._owns_dir = True
+        else:
+            self.dir = Path(self.dir)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop(remove=False)
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _start(self) -> None:
+        pki = PKI(self.dir / "pki")
+        pki.create()
+        p = pki.path
+        names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+        self.ports = dict(zip(names, free_ports(len(names))))
+        deadline = time.monotonic() + self.startup_timeout
+
+        admin_kc = self.kubeconfig
+        write_kubeconfig(admin_kc, self.api_url, p("ca.crt"), p("admin.crt"), p("admin.key"), "lsml-admin")
+        kcm_kc = self.dir / "controller-manager.kubeconfig"
+        write_kubeconfig(kcm_kc, self.api_url, p("ca.crt"), p("controller-manager.crt"),
+                         p("controller-manager.key"), "system:kube-controller-manager")
+        sched_kc = self.dir / "scheduler.kubeconfig"
+        write_kubeconfig(sched_kc, self.api_url, p("ca.crt"), p("scheduler.crt"), p("scheduler.key"),
+                         "system:kube-scheduler")
+        kwok_kc = self.dir / "kwok.kubeconfig"
+        write_kubeconfig(kwok_kc, self.api_url, p("ca.crt"), p("kwok.crt"), p("kwok.key"), "kwok-controller")
+        self._save_state()
+
+        b = lambda name: str(self.bin_dir / name)  # noqa: E731
+        etcd_url = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        etcd = self._add("etcd", [
+            b("etcd"),
+            "--name=lsml",
+            f"--data-dir={self.dir / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=lsml={peer_url}",
+            "--initial-cluster-state=new",
+            "--unsafe-no-fsync=true",  # test data: speed over durability
+            "--log-level=warn",
+        ])
+        self._wait("etcd", [etcd], deadline, lambda: self._http_ok(f"{etcd_url}/health"))
+
+        apiserver = self._add("kube-apiserver", [
+            b("kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--cert-dir={self.dir / 'apiserver-certs'}",
+            f"--tls-cert-file={p('apiserver.crt')}",
+            f"--tls-private-key-file={p('apiserver.key')}",
+            f"--client-ca-file={p('ca.crt')}",
+            f"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p('sa.pub')}",
+            f"--service-account-signing-key-file={p('sa.key')}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",  # on top of the default set (incl. ServiceAccount)
+            "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints address
+            "--profiling=false",
+            "--v=1",
+        ])
+        self._wait("kube-apiserver", [etcd, apiserver], deadline, lambda: self._api_ok("/readyz"))
+
+        kcm = self._add("kube-controller-manager", [
+            b("kube-controller-manager"),
+            f"--kubeconfig={kcm_kc}",
+            f"--authentication-kubeconfig={kcm_kc}",
+            f"--authorization-kubeconfig={kcm_kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports['controller-manager']}",
+            f"--cert-dir={self.dir / 'controller-manager-certs'}",
+            f"--service-account-private-key-file={p('sa.key')}",
+            f"--root-ca-file={p('ca.crt')}",
+            f"--cluster-signing-cert-file={p('ca.crt')}",
+            f"--cluster-signing-key-file={p('ca.key')}",
+            "--use-service-account-credentials=true",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--leader-elect=false",
+            "--v=1",
+        ])
+        scheduler = self._add("kube-scheduler", [
+            b("kube-scheduler"),
+            f"--kubeconfig={sched_kc}",
+            f"--authentication-kubeconfig={sched_kc}",
+            f"--authorization-kubeconfig={sched_kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports['scheduler']}",
+            "--leader-elect=false",
+            "--v=1",
+        ])
+        kwok = self._add("kwok", [
+            b("kwok"),
+            f"--kubeconfig={kwok_kc}",
+            f"--config={kwok_stages_file(self.bin_dir)}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+            "--node-ip=127.0.0.1",
+            "--node-name=kwok-controller",
+            f"--node-port={self.ports['kwok']}",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            f"--tls-cert-file={p('apiserver.crt')}",
+            f"--tls-private-key-file={p('apiserver.key')}",
+            "--node-lease-duration-seconds=40",
+        ])
+        self._save_state()
+        for node in self.node_names:
+            self._create_node(node)
+        every = [etcd, apiserver, kcm, scheduler, kwok]
+        self._wait("kube-controller-manager", every, deadline,
+                   lambda: self._https_ok(self.ports["controller-manager"], "/healthz"))
+        self._wait("kube-scheduler", every, deadline,
+                   lambda: self._https_ok(self.ports["scheduler"], "/healthz"))
+        self._wait("kwok (fake nodes Ready)", every, deadline, self._nodes_ready)
+        self._wait("kube-controller-manager (default ServiceAccount)", every, deadline,
+                   lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"))
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop every component (reverse order) and remove the dir if we created it (or remove=True for `down`)."""
+        errors = []
+        for comp in reversed(self.components):
+            try:
+                comp.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(f"{comp.name}: {exc}")
+        self.components = []
+        if remove and self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if errors:
+            raise ControlPlaneError("errors while stopping: " + "; ".join(errors))
+
+    # -- state (for `down` from another process) ---------------------------
+    def _save_state(self) -> None:
+        state = {
+            "bin_dir": str(self.bin_dir),
+            "kubeconfig": str(self.kubeconfig),
+            "api_url": self.api_url if self.ports else None,
+            "ports": self.ports,
+            "components": [{"name": c.name, "argv0": c.argv[0], "pid": c.pid} for c in self.components],
+        }
+        (self.dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    @classmethod
+    def from_state(cls, directory: Path) -> "ControlPlane":
+        state = json.loads((Path(directory) / STATE_FILE).read_text())
+        cp = cls(bin_dir=Path(state["bin_dir"]), dir=Path(directory), detach=True)
+        cp.ports = state.get("ports", {})
+        cp.components = [Component(c["name"], [c["argv0"]], cp.logs / f"{c['name']}.log", pid=c["pid"])
+                         for c in state["components"]]
+        return cp
+
+    # -- internals ---------------------------------------------------------
+    def _add(self, name: str, argv: list[str]) -> Component:
+        comp = Component(name, argv, self.logs / f"{name}.log")
+        comp.start(detach=self.detach)
+        self.components.append(comp)
+        return comp
+
+    def _wait(self, what: str, watched: list[Component], deadline: float, check) -> None:
+        last_error: Exception | None = None
+        while True:
+            for comp in watched:
+                rc = comp.exited()
+                if rc is not None:
+                    raise ControlPlaneError(
+                        f"{comp.name} exited with code {rc} while waiting for {what}; "
+                        f"last lines of {comp.log}:\n{tail(comp.log)}"
+                    )
+            try:
+                if check():
+                    return
+            except Exception as exc:  # not ready yet
+                last_error = exc
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {c.name} ({c.log}):\n{tail(c.log, 25)}" for c in watched)
+                raise ControlPlaneError(
+                    f"timed out after {self.startup_timeout:.0f}s waiting for {what} "
+                    f"(last error: {last_error}); component logs:\n{logs}"
+                )
+            time.sleep(0.2)
+
+    def _ssl_context(self, client: bool = True) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
+        if client:
+            ctx.load_cert_chain(str(self.dir / "pki" / "admin.crt"), str(self.dir / "pki" / "admin.key"))
+        return ctx
+
+    def api_request(self, method: str, path: str, body: dict | None = None, timeout: float = 5.0):
+        """A request to the apiserver as the admin; returns (status, parsed JSON or text)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=self._ssl_context(), timeout=timeout) as resp:
+                raw = resp.read().decode()
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            raw, status = err.read().decode(errors="replace"), err.code
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw
+
+    def _api_ok(self, path: str) -> bool:
+        status, _ = self.api_request("GET", path, timeout=2.0)
+        return status == 200
+
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        with urllib.request.urlopen(url, timeout=2.0) as resp:
+            return resp.status == 200
+
+    @staticmethod
+    def _https_ok(port: int, path: str) -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # self-signed serving certs of kcm / scheduler
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=2.0) as resp:
+            return resp.status == 200
+
+    def _create_node(self, name: str) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/role": "agent",
+                    "node-role.kubernetes.io/agent": "",
+                    "type": "kwok",
+                },
+            },
+            "spec": {},  # no taints: ordinary workloads schedule here
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
+                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                             "kubeletVersion": "fake", "kubeProxyVersion": "fake"},
+            },
+        }
+        status, body = self.api_request("POST", "/api/v1/nodes", node)
+        if status not in (200, 201, 409):
+            raise ControlPlaneError(f"creating fake node {name} failed ({status}): {body}")
+
+    def _nodes_ready(self) -> bool:
+        status, body = self.api_request("GET", "/api/v1/nodes", timeout=2.0)
+        if status != 200:
+            return False
+        ready = set()
+        for item in body.get("items", []):
+            for cond in item.get("status", {}).get("conditions", []) or []:
+                if cond.get("type") == "Ready" and cond.get("status") == "True":
+                    ready.add(item["metadata"]["name"])
+        return set(self.node_names) <= ready
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def default_cluster_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(os.environ.get("LSML_CONTROL_PLANE_DIR") or Path(base) / "lsml-control-plane")
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if (directory / STATE_FILE).exists():
+        existing = ControlPlane.from_state(directory)
+        if existing.components and all(c.exited() is None for c in existing.components):
+            print(f"control plane already running in {directory}", file=sys.stderr)
+            print(existing.kubeconfig)
+            return 0
+        print(f"removing stale control plane dir {directory}", file=sys.stderr)
+        existing.stop(remove=True)
+    elif directory.exists() and any(directory.iterdir()):
+        print(f"{directory} exists and is not a control plane dir; pass --dir", file=sys.stderr)
+        return 2
+    cp = ControlPlane(bin_dir=Path(args.bin_dir), dir=directory, nodes=args.nodes, detach=True,
+                      startup_timeout=args.timeout)
+    try:
+        cp.start()
+    except ControlPlaneError as exc:
+        print(f"control plane failed to start: {exc}", file=sys.stderr)
+        print(f"logs kept in {cp.logs}; run hack/control-plane/down to clean up", file=sys.stderr)
+        return 1
+    print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.api_url}, {args.nodes} kwok nodes, "
+          f"logs in {cp.logs}", file=sys.stderr)
+    print(f"export KUBECONFIG={cp.kubeconfig} PATH={cp.bin_dir}:$PATH", file=sys.stderr)
+    print(cp.kubeconfig)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if not (directory / STATE_FILE).exists():
+        print(f"no control plane in {directory}", file=sys.stderr)
+        if directory.exists() and args.dir_is_default:
+            shutil.rmtree(directory, ignore_errors=True)
+        return 0
+    cp = ControlPlane.from_state(directory)
+    cp.stop(remove=True)
+    print(f"control plane in {directory} stopped and removed", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a control plane; prints the kubeconfig path last")
+    up.add_argument("--bin-dir", default=str(find_bin_dir()))
+    up.add_argument("--dir", default=None)
+    up.add_argument("--nodes", type=int, default=2)
+    up.add_argument("--timeout", type=float, default=90.0)
+    down = sub.add_parser("down", help="stop the control plane and remove its dir")
+    down.add_argument("--dir", default=None)
+    args = parser.parse_args(argv)
+    args.dir_is_default = args.dir is None
+    if args.dir is None:
+        args.dir = str(default_cluster_dir())
+    return _cmd_up(args) if args.command == "up" else _cmd_down(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
