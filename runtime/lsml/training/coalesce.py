@@ -1,0 +1,143 @@
+"""Per-project coalescing of training triggers, made atomic in Redis.
+
+Why: Label Studio sends a webhook for every annotation, so a labelling burst
+would otherwise queue hundreds of identical trainings. The rule is: for one
+project at most one training *pending* (queued or waiting for the running one)
+and one *running*; a trigger that finds a pending job only replaces that job's
+request (so it trains on the newest event); a trigger that arrives while a
+training runs creates the next pending job, so no trigger is ever dropped.
+
+All of it lives in one Redis hash per project (``lsml:train:<queue>:<project>``)
+with the fields ``pending`` (job id), ``request`` (the pending job's newest
+request, JSON) and ``running`` (job id). Two operations change it:
+
+* ``submit`` (any server process): a WATCH/MULTI transaction over that hash,
+  the pending job's RQ key and the running job's RQ key. It either rewrites
+  ``request`` of the live pending job, or creates a new RQ job (deferred on the
+  running one with RQ's ``depends_on``) and records it as ``pending`` in the
+  same MULTI/EXEC, so a crash can never leave a pending id without its job.
+* ``claim`` (the job itself, first thing in the worker): a Lua script that,
+  if the job is still the pending one, takes the newest request, clears
+  ``pending`` and sets ``running``. Because claim changes the hash, a submit
+  racing with it fails its WATCH and retries: an event is either seen by the
+  starting job or becomes the next pending job, never lost in between.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import redis
+from rq import Queue
+from rq.job import Dependency, Job, JobStatus
+
+#: RQ statuses of a job that may still run: coalescing into it is safe.
+LIVE_STATUSES = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.SCHEDULED.value, JobStatus.STARTED.value}
+
+_CLAIM_LUA = """
+local pending = redis.call('HGET', KEYS[1], 'pending')
+local request = false
+if pending == ARGV[1] then
+  request = redis.call('HGET', KEYS[1], 'request')
+  redis.call('HDEL', KEYS[1], 'pending', 'request')
+end
+redis.call('HSET', KEYS[1], 'running', ARGV[1])
+return request
+"""
+
+_RELEASE_LUA = """
+if redis.call('HGET', KEYS[1], 'running') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'running')
+  return 1
+end
+return 0
+"""
+
+#: Bounded retries of the WATCH transaction: contention is a handful of
+#: servers on one project, so a few rounds always suffice in practice.
+MAX_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What ``submit`` did: the job id to report, and whether it was new."""
+
+    job_id: str
+    created: bool
+
+
+def state_key(queue_name: str, project: str) -> str:
+    """The hash holding ``pending``/``request``/``running`` for one project."""
+    return f"lsml:train:{queue_name}:{project}"
+
+
+class Coalescer:
+    """The two atomic operations on a project's training state (see module doc)."""
+
+    def __init__(self, connection: redis.Redis, queue: Queue) -> None:
+        self.connection = connection
+        self.queue = queue
+        self._claim = connection.register_script(_CLAIM_LUA)
+        self._release = connection.register_script(_RELEASE_LUA)
+
+    def submit(
+        self,
+        project: str,
+        request: dict[str, Any],
+        enqueue: Callable[[redis.client.Pipeline, str, Dependency | None], Job],
+    ) -> Submitted:
+        """Coalesce ``request`` into the project's pending job, or create one.
+
+        ``enqueue(pipe, job_id, depends_on)`` must add the RQ job to ``pipe``
+        (``Queue.enqueue_call(..., pipeline=pipe)``) without executing it.
+        """
+        key = state_key(self.queue.name, project)
+        encoded = json.dumps(request, separators=(",", ":"))
+        with self.connection.pipeline() as pipe:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    pipe.watch(key)
+                    pending, running = (_text(v) for v in pipe.hmget(key, "pending", "running"))
+                    if pending and self._live(pipe, pending):
+                        pipe.multi()
+                        pipe.hset(key, "request", encoded)
+                        pipe.execute()
+                        return Submitted(pending, created=False)
+                    depends_on = None
+                    if running and self._live(pipe, running):
+                        depends_on = Dependency(jobs=[running], allow_failure=True)
+                    job_id = uuid.uuid4().hex
+                    enqueue(pipe, job_id, depends_on)  # leaves pipe in MULTI
+                    pipe.hset(key, mapping={"pending": job_id, "request": encoded})
+                    pipe.execute()
+                    return Submitted(job_id, created=True)
+                except redis.WatchError:
+                    pipe.reset()
+                    continue
+        raise RuntimeError(f"could not coalesce a training for project {project!r}: too much contention")
+
+    def _live(self, pipe: redis.client.Pipeline, job_id: str) -> bool:
+        """WATCH a job's RQ key and tell whether it can still run."""
+        job_key = Job.key_for(job_id)
+        pipe.watch(job_key)
+        return _text(pipe.hget(job_key, "status")) in LIVE_STATUSES
+
+    def claim(self, project: str, job_id: str) -> dict[str, Any] | None:
+        """Mark ``job_id`` running; return the newest request if it was pending."""
+        raw = self._claim(keys=[state_key(self.queue.name, project)], args=[job_id])
+        return json.loads(raw) if raw else None
+
+    def release(self, project: str, job_id: str) -> None:
+        """Forget ``job_id`` as the running job (no-op if another replaced it)."""
+        self._release(keys=[state_key(self.queue.name, project)], args=[job_id])
+
+    def state(self, project: str) -> dict[str, str]:
+        """The raw hash, for tests and diagnostics."""
+        return {_text(k): _text(v) for k, v in self.connection.hgetall(state_key(self.queue.name, project)).items()}
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,182 @@
+"""`RQQueue`: the `TrainingQueue` that sends trainings to RQ workers through Redis.
+
+Why RQ: the seed's production stack already used it, its registries give
+job states (queued/started/finished/failed) for free, and its worker
+handles a dying work horse. What lsml adds on top:
+
+* coalescing per project (see `lsml.training.coalesce`): a burst of webhooks
+  leaves at most one queued and one running training;
+* a Redis client with short socket timeouts, so the web server answers a
+  fast 503 when Redis is down instead of blocking a request thread, and
+  reconnects by itself when it is back (redis-py reconnects per command);
+* bounded detection of dead workers: `status()` and `stats()` run RQ's
+  `StartedJobRegistry.cleanup()`, which turns a job whose heartbeat expired
+  into a failed job (`AbandonedJobError`). Workers heartbeat every
+  `HEARTBEAT_INTERVAL` seconds with a TTL of `HEARTBEAT_TTL`
+  (`lsml.training.worker`), so a `kill -9`'d worker's job is failed within
+  about `HEARTBEAT_TTL` seconds rather than RQ's default minute and more.
+
+Jobs are JSON-serialised (`rq.serializers.JSONSerializer`): the job hash
+holds the project and the request, never pickled objects or settings with
+secrets in them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Dependency, Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from lsml.training.coalesce import Coalescer
+
+log = logging.getLogger(__name__)
+
+#: The job function every RQ training job runs (in `lsml.training.worker`).
+JOB_FUNCTION = "lsml.training.worker.perform_training"
+#: Seconds RQ keeps a finished job (so /job_status can report it), and a failed one.
+RESULT_TTL = 24 * 3600
+FAILURE_TTL = 7 * 24 * 3600
+#: Seconds a training may run before RQ kills it (a fit is not a web request).
+JOB_TIMEOUT = 6 * 3600
+#: Socket timeouts of the web server's Redis client: a request thread never
+#: waits longer than this for a Redis that is gone.
+SOCKET_TIMEOUT = 1.0
+CONNECT_TIMEOUT = 0.5
+
+_STATUS_NAMES = {
+    JobStatus.QUEUED.value: "queued",
+    JobStatus.DEFERRED.value: "queued",
+    JobStatus.SCHEDULED.value: "queued",
+    JobStatus.CREATED.value: "queued",
+    JobStatus.STARTED.value: "started",
+    JobStatus.FINISHED.value: "finished",
+    JobStatus.FAILED.value: "failed",
+    JobStatus.STOPPED.value: "failed",
+    JobStatus.CANCELED.value: "failed",
+}
+
+
+class QueueUnavailable(RuntimeError):
+    """Redis cannot be reached: the caller answers 503 and keeps serving predictions."""
+
+
+class UnknownJob(KeyError):
+    """No job with this id (never existed, or expired after `RESULT_TTL`/`FAILURE_TTL`)."""
+
+
+def connect(redis_url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
+    """A Redis client that fails fast instead of blocking when Redis is gone."""
+    return redis.Redis.from_url(
+        redis_url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        health_check_interval=10,
+        retry_on_timeout=False,
+    )
+
+
+def request_to_dict(request: Any) -> dict[str, Any]:
+    """A `TrainingRequest` (dataclass) as the JSON-able dict stored in Redis."""
+    if dataclasses.is_dataclass(request):
+        return dataclasses.asdict(request)
+    return dict(request)
+
+
+class RQQueue:
+    """`TrainingQueue` on RQ + Redis, with per-project coalescing."""
+
+    def __init__(self, redis_url: str, queue_name: str = "lsml-training", connection: redis.Redis | None = None) -> None:
+        self.connection = connection or connect(redis_url)
+        self.queue = Queue(queue_name, connection=self.connection, serializer=JSONSerializer)
+        self.coalescer = Coalescer(self.connection, self.queue)
+
+    # --- TrainingQueue -------------------------------------------------
+    def submit(self, request: Any) -> str:
+        """Coalesce or enqueue a training for `request.project`; returns the job id at once."""
+        data = request_to_dict(request)
+        project = str(data["project"])
+
+        def enqueue(pipe: redis.client.Pipeline, job_id: str, depends_on: Dependency | None) -> Job:
+            return self.queue.enqueue_call(
+                JOB_FUNCTION,
+                args=(project, data),
+                job_id=job_id,
+                depends_on=depends_on,
+                timeout=JOB_TIMEOUT,
+                result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL,
+                description=f"lsml training of project {project} ({data.get('event')})",
+                pipeline=pipe,
+            )
+
+        try:
+            submitted = self.coalescer.submit(project, data, enqueue)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis is unreachable: {exc.__class__.__name__}") from exc
+        log.info("training of project %s: %s job %s", project,
+                 "queued" if submitted.created else "coalesced into", submitted.job_id)
+        return submitted.job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """`{"job", "status", "error", "model_version"}` of one training job."""
+        try:
+            self._reap_dead_workers()
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            rq_status = job.get_status(refresh=False)
+            result = job.latest_result()
+        except NoSuchJobError:
+            raise UnknownJob(job_id) from None
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis is unreachable: {exc.__class__.__name__}") from exc
+        status = _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), "queued")
+        error = None
+        model_version = None
+        if status == "failed":
+            error = failure_reason(result.exc_string if result is not None else None, rq_status)
+        elif status == "finished" and result is not None and isinstance(result.return_value, dict):
+            model_version = result.return_value.get("model_version")
+        return {"job": job_id, "status": status, "error": error, "model_version": model_version,
+                "project": (job.args[0] if job.args else None)}
+
+    def stats(self) -> dict[str, int]:
+        """Counts for /metrics: queued (incl. waiting on a running one), running, failed."""
+        try:
+            self._reap_dead_workers()
+            return {
+                "queued": self.queue.count + self.queue.deferred_job_registry.count,
+                "running": self.queue.started_job_registry.count,
+                "failed": self.queue.failed_job_registry.count,
+            }
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis is unreachable: {exc.__class__.__name__}") from exc
+
+    def ping(self) -> bool:
+        """True when Redis answers (readiness); never raises."""
+        try:
+            return bool(self.connection.ping())
+        except redis.RedisError:
+            return False
+
+    # --- internals -----------------------------------------------------
+    def _reap_dead_workers(self) -> None:
+        """Fail jobs whose worker stopped heartbeating (RQ's own abandoned-job handling)."""
+        StartedJobRegistry(queue=self.queue, serializer=JSONSerializer).cleanup()
+
+
+def failure_reason(exc_string: str | None, rq_status: Any = None) -> str:
+    """One line saying why a training failed, from RQ's stored traceback."""
+    if not exc_string:
+        return f"training {getattr(rq_status, 'value', rq_status) or 'failed'}"
+    if "AbandonedJobError" in exc_string:
+        return "the worker running this training died (no heartbeat): AbandonedJobError"
+    if "Work-horse terminated unexpectedly" in exc_string:
+        return "the worker process running this training was killed: " + exc_string.strip().rstrip(";")
+    lines = [line for line in exc_string.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else exc_string.strip()

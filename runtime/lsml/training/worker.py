@@ -1,0 +1,151 @@
+"""The RQ worker that runs trainings, in a process of its own (`label-studio-ml worker`).
+
+It is RQ's forking `Worker` with three changes, each for a fault:
+
+* Heartbeats every `HEARTBEAT_INTERVAL` s with a TTL of `HEARTBEAT_TTL` s
+  (RQ: 30 s and 90 s), so when the worker is `kill -9`'d its job is turned
+  into a failed one (`AbandonedJobError`) by the next registry cleanup within
+  seconds. Cleanups run in every worker each `MAINTENANCE_INTERVAL` s and
+  whenever a server asks for a job's status (`RQQueue.status`).
+* The work horse (the forked child running `fit`) asks the kernel to kill it
+  when its parent dies (`PR_SET_PDEATHSIG`): a `kill -9` of the worker never
+  leaves an orphan fit that could publish a version after its job was
+  declared failed.
+* `run_worker` survives Redis outages: RQ already retries while waiting for
+  jobs; here a worker that starts (or loses Redis) before Redis is up waits
+  and retries instead of exiting.
+
+The job function, `perform_training`, claims the project's newest request
+from the coalescing state (`lsml.training.coalesce`) and hands it to
+`lsml.training.job.run_training`, the same function the embedded runner uses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from rq import Queue, Worker, get_current_job
+from rq.serializers import JSONSerializer
+
+from lsml.settings import Settings
+from lsml.training.coalesce import Coalescer
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 2
+HEARTBEAT_TTL = 10
+MAINTENANCE_INTERVAL = 10
+#: Longest wait between two attempts to reach a Redis that is down.
+MAX_RECONNECT_WAIT = 5.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every job of this worker needs; set before forking, inherited by the horse."""
+
+    model_ref: str
+    settings: Settings
+
+
+_context: WorkerContext | None = None
+
+
+def set_context(model_ref: str, settings: Settings) -> None:
+    """Tell `perform_training` which model and settings this worker serves."""
+    global _context
+    _context = WorkerContext(model_ref, settings)
+
+
+def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
+    """RQ job: train `project` on the newest coalesced request, publish a version."""
+    from lsml.training import TrainingRequest  # the core's dataclass
+    from lsml.training.job import run_training
+
+    if _context is None:
+        raise RuntimeError("perform_training runs only inside `label-studio-ml worker`")
+    job = get_current_job()
+    coalescer = Coalescer(job.connection, Queue(job.origin, connection=job.connection, serializer=JSONSerializer))
+    newest = coalescer.claim(project, job.id)
+    data = newest if newest is not None else request
+    try:
+        fields = {f: data.get(f) for f in ("project", "event", "payload", "label_config")}
+        result = run_training(_context.model_ref, TrainingRequest(**fields), _context.settings)
+    finally:
+        try:
+            coalescer.release(project, job.id)
+        except redis.RedisError:
+            log.warning("could not clear the running marker of job %s (Redis down); the next submit reaps it", job.id)
+    return result
+
+
+class TrainingWorker(Worker):
+    """RQ's forking worker with short heartbeats and horses that die with it."""
+
+    def get_heartbeat_ttl(self, job) -> int:  # noqa: D102 - see module doc
+        return self.job_monitoring_interval + (HEARTBEAT_TTL - HEARTBEAT_INTERVAL)
+
+    def main_work_horse(self, job, queue) -> None:  # noqa: D102 - see module doc
+        _die_with_parent()
+        super().main_work_horse(job, queue)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (no-op elsewhere)."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # parent died before prctl took effect
+        os._exit(1)
+
+
+def run_worker(
+    model_ref: str,
+    settings: Settings,
+    name: str | None = None,
+    burst: bool = False,
+) -> None:
+    """Run trainings from `settings.queue_name` until SIGTERM/SIGINT (or, with `burst`, until empty)."""
+    if not settings.redis_url:
+        raise ValueError("the worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    set_context(model_ref, settings)
+    wait = 0.5
+    while True:
+        connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, health_check_interval=10)
+        try:
+            connection.ping()
+            worker = TrainingWorker(
+                [Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)],
+                connection=connection,
+                name=name,
+                serializer=JSONSerializer,
+                job_monitoring_interval=HEARTBEAT_INTERVAL,
+                maintenance_interval=MAINTENANCE_INTERVAL,
+            )
+            wait = 0.5
+            worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
+            return
+        except redis.ConnectionError as exc:
+            log.warning("Redis at %s unreachable (%s); retrying in %.1fs", _safe_url(settings.redis_url), exc, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, MAX_RECONNECT_WAIT)
+        finally:
+            connection.close()
+
+
+def _safe_url(url: str) -> str:
+    """The Redis URL without its password, for logs."""
+    parsed = urlsplit(url)
+    return f"{parsed.hostname or '?'}:{parsed.port or 6379}{parsed.path or ''}"

@@ -1,0 +1,159 @@
+"""RQQueue against a real redis-server: coalescing, atomicity across clients, Redis outages.
+
+These tests drive the Redis side only (no worker): `claim`/`release` are
+called as the job function calls them, so each race is reproduced on purpose.
+Worker processes are exercised in test_rq_worker.py and test_training_faults.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from lsml.training.rq_queue import JOB_FUNCTION, QueueUnavailable, RQQueue, UnknownJob, failure_reason
+
+pytestmark = pytest.mark.redis
+
+
+def request(project: str = "1", n: int = 0, event: str = "ANNOTATION_CREATED") -> dict:
+    return {"project": project, "event": event, "payload": {"n": n}, "label_config": "<View/>"}
+
+
+def test_a_burst_from_many_clients_leaves_one_queued_job(redis_url):
+    # eight "servers", each with its own connection, submitting at once
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def server(i: int) -> None:
+        queue = RQQueue(redis_url)
+        for j in range(25):
+            job_id = queue.submit(request(n=i * 100 + j))
+            with lock:
+                ids.append(job_id)
+
+    threads = [threading.Thread(target=server, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    queue = RQQueue(redis_url)
+    assert len(ids) == 200
+    assert len(set(ids)) == 1, "every trigger of the burst must coalesce into one job"
+    assert queue.queue.count == 1 and queue.queue.job_ids == [ids[0]]
+    assert queue.status(ids[0])["status"] == "queued"
+    assert queue.stats() == {"queued": 1, "running": 0, "failed": 0}
+
+
+def test_the_pending_job_trains_on_the_newest_request(redis_url):
+    queue = RQQueue(redis_url)
+    first = queue.submit(request(n=1))
+    assert queue.submit(request(n=2)) == first
+    assert queue.submit(request(n=3, event="START_TRAINING")) == first
+    claimed = queue.coalescer.claim("1", first)
+    assert claimed["payload"] == {"n": 3} and claimed["event"] == "START_TRAINING"
+    assert queue.coalescer.state("1") == {"running": first}
+
+
+def test_projects_coalesce_separately(redis_url):
+    queue = RQQueue(redis_url)
+    a = queue.submit(request("1"))
+    b = queue.submit(request("2"))
+    assert a != b and queue.queue.count == 2
+
+
+def test_a_trigger_during_a_training_queues_exactly_one_more(redis_url):
+    queue = RQQueue(redis_url)
+    running = queue.submit(request(n=1))
+    queue.coalescer.claim("1", running)  # the worker started it
+    nxt = queue.submit(request(n=2))
+    assert nxt != running, "an event arriving during a training must cause one more training"
+    for n in range(3, 10):
+        assert queue.submit(request(n=n)) == nxt
+    job = Job.fetch(nxt, connection=queue.connection, serializer=JSONSerializer)
+    # it waits for the running one (RQ dependency), so two trainings of one project never overlap
+    assert job.get_status() == JobStatus.DEFERRED
+    assert job._dependency_ids == [running]
+    assert queue.status(nxt)["status"] == "queued"
+    assert queue.coalescer.claim("1", nxt)["payload"] == {"n": 9}
+
+
+def test_a_submit_racing_with_claim_is_never_lost(redis_url):
+    # many rounds of: claim by a "worker" thread while "servers" submit;
+    # every request must be seen either by the claimed job or by the next pending one
+    queue = RQQueue(redis_url)
+    for round_ in range(20):
+        queue.connection.flushdb()
+        first = queue.submit(request(n=0))
+        seen_by_claim: list[dict | None] = []
+        barrier = threading.Barrier(2)
+
+        def worker() -> None:
+            barrier.wait()
+            seen_by_claim.append(RQQueue(redis_url).coalescer.claim("1", first))
+
+        t = threading.Thread(target=worker)
+        t.start()
+        barrier.wait()
+        last = RQQueue(redis_url).submit(request(n=1))
+        t.join()
+        claimed = seen_by_claim[0]
+        if last == first:
+            assert claimed["payload"] == {"n": 1}, f"round {round_}: coalesced request lost"
+        else:
+            assert claimed["payload"] == {"n": 0}
+            assert queue.coalescer.state("1")["pending"] == last
+
+
+def test_a_dead_pending_job_is_replaced_not_coalesced_into(redis_url):
+    queue = RQQueue(redis_url)
+    first = queue.submit(request(n=1))
+    job = Job.fetch(first, connection=queue.connection, serializer=JSONSerializer)
+    job.cancel()  # e.g. deleted by an operator with rq's CLI
+    second = queue.submit(request(n=2))
+    assert second != first
+    assert queue.status(second)["status"] == "queued"
+
+
+def test_jobs_carry_only_the_request(redis_url):
+    queue = RQQueue(redis_url)
+    job_id = queue.submit(request(n=5))
+    job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    assert job.func_name == JOB_FUNCTION
+    assert job.args == ["1", request(n=5)]
+    assert job.result_ttl > 0 and job.failure_ttl > 0
+
+
+def test_unknown_job_status_raises(redis_url):
+    with pytest.raises(UnknownJob):
+        RQQueue(redis_url).status("no-such-job")
+
+
+def test_failure_reason_is_one_line():
+    tb = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: no annotations yet\n"
+    assert failure_reason(tb) == "ValueError: no annotations yet"
+    assert "died" in failure_reason("Moved to FailedJobRegistry, due to AbandonedJobError, at now")
+
+
+def test_redis_down_fails_fast_and_recovers(private_redis):
+    queue = RQQueue(private_redis.url)
+    first = queue.submit(request(n=1))
+    private_redis.kill()
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailable):
+        queue.submit(request(n=2))
+    with pytest.raises(QueueUnavailable):
+        queue.status(first)
+    assert queue.ping() is False
+    assert time.monotonic() - started < 3.0, "a dead Redis must not block the caller"
+    private_redis.start()  # same data dir, AOF: the queued job survived
+    deadline = time.monotonic() + 10
+    while not queue.ping() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert queue.ping() is True
+    assert queue.status(first)["status"] == "queued"
+    assert queue.submit(request(n=3)) == first
