@@ -7,6 +7,7 @@ Worker processes are exercised in test_rq_worker.py and test_training_faults.py.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -14,13 +15,15 @@ import pytest
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from lsml.training.rq_queue import JOB_FUNCTION, QueueUnavailable, RQQueue, UnknownJob, failure_reason
+from lsml.training.queue import TrainingRequest
+from lsml.training.rq_queue import JOB_FUNCTION, QueueUnavailable, failure_reason
+from tests.runtime.rq_procs import make_queue
 
 pytestmark = pytest.mark.redis
 
 
-def request(project: str = "1", n: int = 0, event: str = "ANNOTATION_CREATED") -> dict:
-    return {"project": project, "event": event, "payload": {"n": n}, "label_config": "<View/>"}
+def request(project: str = "1", n: int = 0, event: str = "ANNOTATION_CREATED") -> TrainingRequest:
+    return TrainingRequest(project=project, event=event, payload={"n": n}, label_config="<View/>")
 
 
 def test_a_burst_from_many_clients_leaves_one_queued_job(redis_url):
@@ -29,7 +32,7 @@ def test_a_burst_from_many_clients_leaves_one_queued_job(redis_url):
     lock = threading.Lock()
 
     def server(i: int) -> None:
-        queue = RQQueue(redis_url)
+        queue = make_queue(redis_url)
         for j in range(25):
             job_id = queue.submit(request(n=i * 100 + j))
             with lock:
@@ -41,7 +44,7 @@ def test_a_burst_from_many_clients_leaves_one_queued_job(redis_url):
     for t in threads:
         t.join()
 
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     assert len(ids) == 200
     assert len(set(ids)) == 1, "every trigger of the burst must coalesce into one job"
     assert queue.queue.count == 1 and queue.queue.job_ids == [ids[0]]
@@ -50,24 +53,28 @@ def test_a_burst_from_many_clients_leaves_one_queued_job(redis_url):
 
 
 def test_the_pending_job_trains_on_the_newest_request(redis_url):
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     first = queue.submit(request(n=1))
     assert queue.submit(request(n=2)) == first
     assert queue.submit(request(n=3, event="START_TRAINING")) == first
     claimed = queue.coalescer.claim("1", first)
     assert claimed["payload"] == {"n": 3} and claimed["event"] == "START_TRAINING"
+    # the earlier triggers are kept for fit(..., coalesced=[...]), oldest first
+    assert claimed["coalesced"] == [{"event": "ANNOTATION_CREATED", "data": {"n": 1}},
+                                    {"event": "ANNOTATION_CREATED", "data": {"n": 2}}]
+    assert TrainingRequest.from_dict(claimed).coalesced == claimed["coalesced"]
     assert queue.coalescer.state("1") == {"running": first}
 
 
 def test_projects_coalesce_separately(redis_url):
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     a = queue.submit(request("1"))
     b = queue.submit(request("2"))
     assert a != b and queue.queue.count == 2
 
 
 def test_a_trigger_during_a_training_queues_exactly_one_more(redis_url):
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     running = queue.submit(request(n=1))
     queue.coalescer.claim("1", running)  # the worker started it
     nxt = queue.submit(request(n=2))
@@ -85,7 +92,7 @@ def test_a_trigger_during_a_training_queues_exactly_one_more(redis_url):
 def test_a_submit_racing_with_claim_is_never_lost(redis_url):
     # many rounds of: claim by a "worker" thread while "servers" submit;
     # every request must be seen either by the claimed job or by the next pending one
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     for round_ in range(20):
         queue.connection.flushdb()
         first = queue.submit(request(n=0))
@@ -94,12 +101,12 @@ def test_a_submit_racing_with_claim_is_never_lost(redis_url):
 
         def worker() -> None:
             barrier.wait()
-            seen_by_claim.append(RQQueue(redis_url).coalescer.claim("1", first))
+            seen_by_claim.append(make_queue(redis_url).coalescer.claim("1", first))
 
         t = threading.Thread(target=worker)
         t.start()
         barrier.wait()
-        last = RQQueue(redis_url).submit(request(n=1))
+        last = make_queue(redis_url).submit(request(n=1))
         t.join()
         claimed = seen_by_claim[0]
         if last == first:
@@ -110,7 +117,7 @@ def test_a_submit_racing_with_claim_is_never_lost(redis_url):
 
 
 def test_a_dead_pending_job_is_replaced_not_coalesced_into(redis_url):
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     first = queue.submit(request(n=1))
     job = Job.fetch(first, connection=queue.connection, serializer=JSONSerializer)
     job.cancel()  # e.g. deleted by an operator with rq's CLI
@@ -120,17 +127,17 @@ def test_a_dead_pending_job_is_replaced_not_coalesced_into(redis_url):
 
 
 def test_jobs_carry_only_the_request(redis_url):
-    queue = RQQueue(redis_url)
+    queue = make_queue(redis_url)
     job_id = queue.submit(request(n=5))
     job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
     assert job.func_name == JOB_FUNCTION
-    assert job.args == ["1", request(n=5)]
+    assert job.args == ["1", request(n=5).to_dict()]
+    assert "secret" not in json.dumps(job.args) and "api_key" not in json.dumps(job.args)
     assert job.result_ttl > 0 and job.failure_ttl > 0
 
 
-def test_unknown_job_status_raises(redis_url):
-    with pytest.raises(UnknownJob):
-        RQQueue(redis_url).status("no-such-job")
+def test_unknown_job_status_is_none(redis_url):
+    assert make_queue(redis_url).status("no-such-job") is None
 
 
 def test_failure_reason_is_one_line():
@@ -140,7 +147,7 @@ def test_failure_reason_is_one_line():
 
 
 def test_redis_down_fails_fast_and_recovers(private_redis):
-    queue = RQQueue(private_redis.url)
+    queue = make_queue(private_redis.url)
     first = queue.submit(request(n=1))
     private_redis.kill()
     started = time.monotonic()

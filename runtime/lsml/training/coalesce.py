@@ -9,7 +9,11 @@ training runs creates the next pending job, so no trigger is ever dropped.
 
 All of it lives in one Redis hash per project (``lsml:train:<queue>:<project>``)
 with the fields ``pending`` (job id), ``request`` (the pending job's newest
-request, JSON) and ``running`` (job id). Two operations change it:
+request, JSON) and ``running`` (job id), plus a list (``...:history``) of
+every trigger folded into the pending job, oldest first and capped at
+`HISTORY_LIMIT`, which the job hands to `fit` as ``coalesced`` (the
+`TrainingRequest.merged_with` contract) at O(1) cost per webhook. Two
+operations change them:
 
 * ``submit`` (any server process): a WATCH/MULTI transaction over that hash,
   the pending job's RQ key and the running job's RQ key. It either rewrites
@@ -40,12 +44,15 @@ LIVE_STATUSES = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.SCH
 _CLAIM_LUA = """
 local pending = redis.call('HGET', KEYS[1], 'pending')
 local request = false
+local history = {}
 if pending == ARGV[1] then
   request = redis.call('HGET', KEYS[1], 'request')
+  history = redis.call('LRANGE', KEYS[2], 0, -1)
   redis.call('HDEL', KEYS[1], 'pending', 'request')
+  redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[1], 'running', ARGV[1])
-return request
+return {request, history}
 """
 
 _RELEASE_LUA = """
@@ -59,6 +66,8 @@ return 0
 #: Bounded retries of the WATCH transaction: contention is a handful of
 #: servers on one project, so a few rounds always suffice in practice.
 MAX_ATTEMPTS = 50
+#: Triggers remembered per pending job (the oldest are dropped beyond it).
+HISTORY_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,11 @@ class Submitted:
 def state_key(queue_name: str, project: str) -> str:
     """The hash holding ``pending``/``request``/``running`` for one project."""
     return f"lsml:train:{queue_name}:{project}"
+
+
+def history_key(queue_name: str, project: str) -> str:
+    """The list of triggers folded into the pending job (each ``{"event", "data"}``)."""
+    return f"lsml:train:{queue_name}:{project}:history"
 
 
 class Coalescer:
@@ -95,7 +109,9 @@ class Coalescer:
         (``Queue.enqueue_call(..., pipeline=pipe)``) without executing it.
         """
         key = state_key(self.queue.name, project)
+        hkey = history_key(self.queue.name, project)
         encoded = json.dumps(request, separators=(",", ":"))
+        trigger = json.dumps({"event": request.get("event"), "data": request.get("payload")}, separators=(",", ":"))
         with self.connection.pipeline() as pipe:
             for _ in range(MAX_ATTEMPTS):
                 try:
@@ -104,6 +120,8 @@ class Coalescer:
                     if pending and self._live(pipe, pending):
                         pipe.multi()
                         pipe.hset(key, "request", encoded)
+                        pipe.rpush(hkey, trigger)
+                        pipe.ltrim(hkey, -HISTORY_LIMIT, -1)
                         pipe.execute()
                         return Submitted(pending, created=False)
                     depends_on = None
@@ -112,6 +130,8 @@ class Coalescer:
                     job_id = uuid.uuid4().hex
                     enqueue(pipe, job_id, depends_on)  # leaves pipe in MULTI
                     pipe.hset(key, mapping={"pending": job_id, "request": encoded})
+                    pipe.delete(hkey)
+                    pipe.rpush(hkey, trigger)
                     pipe.execute()
                     return Submitted(job_id, created=True)
                 except redis.WatchError:
@@ -126,9 +146,19 @@ class Coalescer:
         return _text(pipe.hget(job_key, "status")) in LIVE_STATUSES
 
     def claim(self, project: str, job_id: str) -> dict[str, Any] | None:
-        """Mark ``job_id`` running; return the newest request if it was pending."""
-        raw = self._claim(keys=[state_key(self.queue.name, project)], args=[job_id])
-        return json.loads(raw) if raw else None
+        """Mark ``job_id`` running; if it was pending, return its newest request.
+
+        The returned request's ``coalesced`` lists the earlier triggers folded
+        into it (oldest first), as `TrainingRequest.merged_with` would.
+        """
+        keys = [state_key(self.queue.name, project), history_key(self.queue.name, project)]
+        raw, history = self._claim(keys=keys, args=[job_id])
+        if not raw:
+            return None
+        request = json.loads(raw)
+        earlier = [json.loads(item) for item in history[:-1]]  # the last one is the request itself
+        request["coalesced"] = list(request.get("coalesced") or []) + earlier
+        return request
 
     def release(self, project: str, job_id: str) -> None:
         """Forget ``job_id`` as the running job (no-op if another replaced it)."""

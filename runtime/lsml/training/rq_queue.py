@@ -34,7 +34,10 @@ from rq.job import Dependency, Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from lsml.model import ModelRef, model_ref_string
+from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
+from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, job_status
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +54,20 @@ SOCKET_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 0.5
 
 _STATUS_NAMES = {
-    JobStatus.QUEUED.value: "queued",
-    JobStatus.DEFERRED.value: "queued",
-    JobStatus.SCHEDULED.value: "queued",
-    JobStatus.CREATED.value: "queued",
-    JobStatus.STARTED.value: "started",
-    JobStatus.FINISHED.value: "finished",
-    JobStatus.FAILED.value: "failed",
-    JobStatus.STOPPED.value: "failed",
-    JobStatus.CANCELED.value: "failed",
+    JobStatus.QUEUED.value: QUEUED,
+    JobStatus.DEFERRED.value: QUEUED,
+    JobStatus.SCHEDULED.value: QUEUED,
+    JobStatus.CREATED.value: QUEUED,
+    JobStatus.STARTED.value: STARTED,
+    JobStatus.FINISHED.value: FINISHED,
+    JobStatus.FAILED.value: FAILED,
+    JobStatus.STOPPED.value: FAILED,
+    JobStatus.CANCELED.value: FAILED,
 }
 
 
 class QueueUnavailable(RuntimeError):
     """Redis cannot be reached: the caller answers 503 and keeps serving predictions."""
-
-
-class UnknownJob(KeyError):
-    """No job with this id (never existed, or expired after `RESULT_TTL`/`FAILURE_TTL`)."""
 
 
 def connect(redis_url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
@@ -89,12 +88,19 @@ def request_to_dict(request: Any) -> dict[str, Any]:
     return dict(request)
 
 
+def failure_message(exc: redis.RedisError) -> str:
+    return f"Redis is unreachable ({exc.__class__.__name__}); training requests are refused until it is back"
+
+
 class RQQueue:
     """`TrainingQueue` on RQ + Redis, with per-project coalescing."""
 
-    def __init__(self, redis_url: str, queue_name: str = "lsml-training", connection: redis.Redis | None = None) -> None:
-        self.connection = connection or connect(redis_url)
-        self.queue = Queue(queue_name, connection=self.connection, serializer=JSONSerializer)
+    def __init__(self, model_ref: ModelRef, settings: Settings, connection: redis.Redis | None = None) -> None:
+        if not settings.redis_url and connection is None:
+            raise ValueError("RQQueue needs REDIS_URL")
+        self.model_ref = model_ref_string(model_ref)  # informational: workers run their own backend's model
+        self.connection = connection or connect(str(settings.redis_url))
+        self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
         self.coalescer = Coalescer(self.connection, self.queue)
 
     # --- TrainingQueue -------------------------------------------------
@@ -112,38 +118,38 @@ class RQQueue:
                 timeout=JOB_TIMEOUT,
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
-                description=f"lsml training of project {project} ({data.get('event')})",
+                description=f"lsml training of project {project} ({self.model_ref})",
                 pipeline=pipe,
             )
 
         try:
             submitted = self.coalescer.submit(project, data, enqueue)
         except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc.__class__.__name__}") from exc
+            raise QueueUnavailable(failure_message(exc)) from exc
         log.info("training of project %s: %s job %s", project,
                  "queued" if submitted.created else "coalesced into", submitted.job_id)
         return submitted.job_id
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        """`{"job", "status", "error", "model_version"}` of one training job."""
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """`{"job", "status", "error", "model_version", "project"}` of one job; None if unknown/expired."""
         try:
             self._reap_dead_workers()
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
             rq_status = job.get_status(refresh=False)
             result = job.latest_result()
         except NoSuchJobError:
-            raise UnknownJob(job_id) from None
+            return None
         except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc.__class__.__name__}") from exc
-        status = _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), "queued")
+            raise QueueUnavailable(failure_message(exc)) from exc
+        status = _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), QUEUED)
         error = None
         model_version = None
-        if status == "failed":
+        if status == FAILED:
             error = failure_reason(result.exc_string if result is not None else None, rq_status)
-        elif status == "finished" and result is not None and isinstance(result.return_value, dict):
+        elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
             model_version = result.return_value.get("model_version")
-        return {"job": job_id, "status": status, "error": error, "model_version": model_version,
-                "project": (job.args[0] if job.args else None)}
+        return job_status(job_id, status, project=(job.args[0] if job.args else None), error=error,
+                          model_version=model_version)
 
     def stats(self) -> dict[str, int]:
         """Counts for /metrics: queued (incl. waiting on a running one), running, failed."""
@@ -155,7 +161,7 @@ class RQQueue:
                 "failed": self.queue.failed_job_registry.count,
             }
         except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc.__class__.__name__}") from exc
+            raise QueueUnavailable(failure_message(exc)) from exc
 
     def ping(self) -> bool:
         """True when Redis answers (readiness); never raises."""

@@ -68,8 +68,8 @@ def set_context(model_ref: str, settings: Settings) -> None:
 
 def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
     """RQ job: train `project` on the newest coalesced request, publish a version."""
-    from lsml.training import TrainingRequest  # the core's dataclass
     from lsml.training.job import run_training
+    from lsml.training.queue import TrainingRequest
 
     if _context is None:
         raise RuntimeError("perform_training runs only inside `label-studio-ml worker`")
@@ -78,8 +78,7 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
     newest = coalescer.claim(project, job.id)
     data = newest if newest is not None else request
     try:
-        fields = {f: data.get(f) for f in ("project", "event", "payload", "label_config")}
-        result = run_training(_context.model_ref, TrainingRequest(**fields), _context.settings)
+        result = run_training(_context.model_ref, TrainingRequest.from_dict(data), _context.settings, job_id=job.id)
     finally:
         try:
             coalescer.release(project, job.id)

@@ -1,0 +1,181 @@
+"""The local production stack of `label-studio-ml start`: redis-server, one RQ worker, gunicorn.
+
+Why: the seed ran the same three under supervisord inside its image. Here one
+foreground process supervises them, writes their output to `NAME/logs/`
+(`redis.log`, `worker.log`, `server.log`) and stops them all on Ctrl-C or
+SIGTERM, so a laptop gets the real background-training setup with nothing
+to install but Debian's `redis-server`.
+
+* `REDIS_URL` given: no local Redis; the worker and server use that one.
+* no `REDIS_URL`, `redis-server` on PATH: a private Redis bound to
+  127.0.0.1 on a free port, data in `NAME/data/redis` with AOF on, so queued
+  trainings survive a restart of the stack.
+* neither: no Redis and no worker; the server trains with the embedded
+  runner, and the stack says so.
+
+Children get `PR_SET_PDEATHSIG` (Linux), so even a `kill -9` of the
+supervisor leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+STOP_TIMEOUT = 15.0
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Child:
+    """One supervised process and its log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab", buffering=0)
+        try:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        finally:
+            log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (graceful: RQ finishes bookkeeping, Redis flushes AOF), then SIGKILL."""
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+@dataclass
+class LocalStack:
+    """Redis (optional), worker (optional) and server, started and stopped together."""
+
+    backend_dir: Path
+    server_argv: Sequence[str]
+    worker_argv: Sequence[str]
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    redis_binary: str | None = field(default_factory=lambda: shutil.which("redis-server"))
+    say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+    children: list[Child] = field(default_factory=list)
+    redis_url: str | None = None
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.backend_dir / "logs"
+
+    def start(self) -> None:
+        """Start what this machine allows; raise (after cleaning up) if a part fails to come up."""
+        try:
+            self.redis_url = self.env.get("REDIS_URL") or None
+            if self.redis_url is None and self.redis_binary:
+                self.redis_url = self._start_redis()
+            if self.redis_url is None:
+                self.say("redis-server not found and REDIS_URL unset: training runs in the server "
+                         "process (embedded runner). Install redis-server for background training.")
+                self.env.pop("REDIS_URL", None)
+            else:
+                self.env["REDIS_URL"] = self.redis_url
+                self._spawn("worker", list(self.worker_argv))
+            self._spawn("server", list(self.server_argv))
+            self.say(f"logs in {self.logs_dir}/ (" + ", ".join(f"{c.name}.log" for c in self.children) + ")")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv, self.logs_dir / f"{name}.log", dict(self.env))
+        child.start()
+        self.children.append(child)
+        return child
+
+    def _start_redis(self) -> str:
+        data_dir = self.backend_dir / "data" / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        self._spawn("redis", [
+            str(self.redis_binary), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--protected-mode", "yes",
+        ])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not self.children[-1].alive():
+                raise RuntimeError(f"redis-server exited at start; see {self.logs_dir / 'redis.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port} within 20s")
+        self.say(f"redis-server on 127.0.0.1:{port}, data in {data_dir} (AOF on)")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def wait(self) -> int:
+        """Block until SIGINT/SIGTERM or until a child dies; stop everything; return an exit code."""
+        stop_requested = False
+
+        def on_signal(signum, _frame) -> None:
+            nonlocal stop_requested
+            stop_requested = True
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop_requested:
+                dead = [c for c in self.children if not c.alive()]
+                if dead:
+                    for c in dead:
+                        self.say(f"{c.name} exited with code {c.process.returncode}; see {c.log_path}")
+                    return 1
+                time.sleep(0.2)
+            self.say("stopping server, worker and redis")
+            return 0
+        finally:
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def stop(self) -> None:
+        """Server first (no new jobs), then the worker, Redis last."""
+        for child in reversed(self.children):
+            child.stop()

@@ -1,0 +1,131 @@
+"""Real processes for the RQ tests: a tiny backend, workers and servers started as subprocesses.
+
+Each test owns its processes: `Procs.stop_all()` (the `procs` fixture) ends
+them by pid; nothing is killed by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A model whose fit is slow on demand, records what it saw, and can fail on demand.
+MODEL_PY = '''
+import json, os, time
+from lsml import LabelStudioMLBase
+
+
+class Counter(LabelStudioMLBase):
+    def setup(self):
+        self.trained = None
+        if self.version_dir is not None:
+            self.trained = json.loads((self.version_dir / "model.json").read_text())
+
+    def predict(self, tasks, context=None, **kwargs):
+        return [{"result": [], "score": 0.5, "model_version": self.model_version} for _ in tasks]
+
+    def fit(self, event, data, **kwargs):
+        log = os.environ.get("TEST_FIT_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), "at": "start", "t": time.time(), "event": event}) + "\\n")
+        time.sleep(float(os.environ.get("TEST_FIT_SECONDS", "0")))
+        if (data or {}).get("fail"):
+            raise ValueError("no annotations to train on")
+        (self.output_dir / "model.json").write_text(json.dumps({"event": event, "data": data}))
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), "at": "end", "t": time.time(), "event": event}) + "\\n")
+'''
+
+
+def make_queue(redis_url: str):
+    """An RQQueue as a server builds it (`make_queue`), for this Redis."""
+    from lsml.settings import Settings
+    from lsml.training.rq_queue import RQQueue
+
+    return RQQueue("model:Counter", Settings.from_env(env={}).replace(redis_url=redis_url))
+
+
+def write_backend(path: Path) -> Path:
+    """A backend dir with model.py (Counter) and a _wsgi.py naming it."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.py").write_text(MODEL_PY)
+    (path / "_wsgi.py").write_text(
+        "from lsml.server import create_app\n\nMODEL = 'model:Counter'\napp = create_app(MODEL)\n"
+    )
+    return path
+
+
+def fit_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Procs:
+    """Subprocesses started by one test, stopped (by pid) at its end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[subprocess.Popen] = []
+
+    def env(self, backend: Path, redis_url: str | None, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "REDIS_", "MODEL_DIR"))}
+        env.update({
+            "LSML_MODEL": "model:Counter",
+            "MODEL_DIR": str(backend / "data" / "models"),
+            "LSML_BACKEND_DIR": str(backend),
+            "PYTHONPATH": str(backend),
+            "LOG_LEVEL": "INFO",
+        })
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        env.update(extra)
+        return env
+
+    def spawn(self, argv: list[str], env: dict[str, str], log_name: str, cwd: Path | None = None) -> subprocess.Popen:
+        log = open(self.tmp / log_name, "ab")
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                stdin=subprocess.DEVNULL)
+        log.close()
+        self.started.append(proc)
+        return proc
+
+    def worker(self, backend: Path, redis_url: str, name: str = "worker", **extra: str) -> subprocess.Popen:
+        return self.spawn([sys.executable, "-m", "lsml.cli.worker", str(backend)],
+                          self.env(backend, redis_url, **extra), f"{name}.log")
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.started):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)

@@ -1,0 +1,108 @@
+"""`label-studio-ml worker` processes against a real redis-server: trainings, failures, coalescing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lsml.store import LocalModelStore
+from lsml.training.queue import TrainingRequest
+from lsml.training.rq_queue import RQQueue
+from tests.runtime.rq_procs import Procs, fit_log, make_queue, wait_for, write_backend
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def procs(tmp_path: Path):
+    p = Procs(tmp_path)
+    yield p
+    p.stop_all()
+
+
+def req(n: int = 0, project: str = "1", event: str = "ANNOTATION_CREATED", **payload) -> TrainingRequest:
+    return TrainingRequest(project=project, event=event, payload={"n": n, **payload}, label_config="<View/>")
+
+
+def finished(queue: RQQueue, job_id: str) -> dict | None:
+    status = queue.status(job_id)
+    return status if status["status"] in ("finished", "failed") else None
+
+
+def test_a_worker_trains_and_publishes_a_version(tmp_path, procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    queue = make_queue(redis_url)
+    job_id = queue.submit(req(n=7))
+    procs.worker(backend, redis_url)
+    status = wait_for(lambda: finished(queue, job_id), 60, what="the training to end")
+    assert status["status"] == "finished", procs.log("worker")
+    assert status["model_version"] == "v1" and status["error"] is None
+    current = LocalModelStore(backend / "data" / "models").current("1")
+    assert current.name == "v1"
+    trained = json.loads((current.path / "model.json").read_text())
+    assert trained["event"] == "ANNOTATION_CREATED"
+    assert queue.coalescer.state("1") == {}, "running marker must be cleared"
+
+
+def test_a_failing_fit_ends_failed_with_its_reason_and_publishes_nothing(tmp_path, procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    queue = make_queue(redis_url)
+    job_id = queue.submit(req(fail=True))
+    procs.worker(backend, redis_url)
+    status = wait_for(lambda: finished(queue, job_id), 60, what="the training to end")
+    assert status["status"] == "failed"
+    assert "no annotations to train on" in status["error"]
+    assert LocalModelStore(backend / "data" / "models").versions("1") == []
+    assert queue.stats()["failed"] == 1
+
+
+def test_a_burst_during_a_training_causes_exactly_one_more_on_the_newest_data(tmp_path, procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    log = tmp_path / "fits.jsonl"
+    queue = make_queue(redis_url)
+    procs.worker(backend, redis_url, name="w1", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    procs.worker(backend, redis_url, name="w2", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    first = queue.submit(req(n=0))
+    wait_for(lambda: fit_log(log), 30, what="the first fit to start")  # claimed: no longer pending
+    ids = {queue.submit(req(n=n)) for n in range(1, 41)}
+    assert len(ids) == 1 and first not in ids, "the burst must coalesce into one job queued after the running one"
+    second = ids.pop()
+    wait_for(lambda: finished(queue, second), 60, what="the second training")
+    assert queue.status(first)["status"] == "finished"
+    assert queue.status(second)["status"] == "finished"
+    store = LocalModelStore(backend / "data" / "models")
+    assert [v.name for v in store.versions("1")] == ["v1", "v2"]
+    newest = json.loads((store.current("1").path / "model.json").read_text())
+    assert newest["data"]["n"] == 40, "the queued training must train on the newest event"
+    fits = fit_log(log)
+    assert [f["at"] for f in fits] == ["start", "end", "start", "end"], "one project never trains twice at once"
+
+
+def test_two_workers_train_two_projects_in_parallel(tmp_path, procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    log = tmp_path / "fits.jsonl"
+    queue = make_queue(redis_url)
+    procs.worker(backend, redis_url, name="w1", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    procs.worker(backend, redis_url, name="w2", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    a = queue.submit(req(project="1"))
+    b = queue.submit(req(project="2"))
+    wait_for(lambda: finished(queue, a) and finished(queue, b), 60, what="both trainings")
+    fits = fit_log(log)
+    starts = sorted(f["t"] for f in fits if f["at"] == "start")
+    ends = sorted(f["t"] for f in fits if f["at"] == "end")
+    assert len(starts) == 2 and starts[1] < ends[0], "two projects should train at the same time"
+    assert len({f["pid"] for f in fits}) == 2
+
+
+def test_the_worker_refuses_to_start_without_redis(tmp_path):
+    import subprocess
+    import sys
+
+    backend = write_backend(tmp_path / "backend")
+    env = Procs(tmp_path).env(backend, None)
+    result = subprocess.run([sys.executable, "-m", "lsml.cli.worker", str(backend)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr
