@@ -1,0 +1,35 @@
+"""The benchmark models written for lsml.
+
+`TextClassifier` is the same model as `legacy_text.LegacyTextClassifier`
+(both call `textmodel`); it loads the pickle named by BENCH_MODEL_PATH in
+`setup()`, which lsml runs once per (process, project), off the request path.
+`SlowLoadingTextClassifier` sleeps BENCH_SETUP_SECONDS (default 5) in
+`setup()` first: the benchmark hammers /health and /setup while it loads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from lsml import LabelStudioMLBase
+
+import textmodel
+
+
+class TextClassifier(LabelStudioMLBase):
+    """TF-IDF + logistic regression from `textmodel`, behind lsml."""
+
+    def setup(self) -> None:
+        self.pipeline = textmodel.load(os.environ["BENCH_MODEL_PATH"])
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
+        return textmodel.predict_results(self.pipeline, tasks, "bench")
+
+
+class SlowLoadingTextClassifier(TextClassifier):
+    """A model whose loading takes BENCH_SETUP_SECONDS (a big checkpoint, say)."""
+
+    def setup(self) -> None:
+        time.sleep(float(os.environ.get("BENCH_SETUP_SECONDS", "5")))
+        super().setup()

@@ -1,0 +1,105 @@
+"""The one text classifier both benchmarked backends serve.
+
+Why one module: the comparison is only fair if lsml and the legacy
+label-studio-ml 1.0.9 backend do exactly the same model work per request. Both
+backend classes (`lsml_text.py`, `legacy_text.py`) are thin wrappers around
+`load()` and `predict_results()` here. This file imports only the standard
+library and scikit-learn, so it runs in lsml's venv and in the legacy venv.
+
+The pipeline (TF-IDF + logistic regression) is trained once, on generated
+text, by `train()`, and pickled; both servers unpickle the same file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+LABELS = ("Positive", "Negative", "Neutral")
+FROM_NAME, TO_NAME = "sentiment", "text"
+LABEL_CONFIG = (
+    '<View><Text name="text" value="$text"/>'
+    '<Choices name="sentiment" toName="text" choice="single">'
+    + "".join(f'<Choice value="{label}"/>' for label in LABELS)
+    + "</Choices></View>"
+)
+PROJECT = "1.1700000000"
+
+# Words that make a sentence lean to one class, and filler shared by all.
+_CLASS_WORDS = {
+    "Positive": "great excellent love wonderful happy superb delightful fantastic pleasant recommend".split(),
+    "Negative": "awful terrible hate broken angry poor disappointing useless refund worst".split(),
+    "Neutral": "okay average delivered arrived package normal standard typical usual expected".split(),
+}
+_FILLER = ("the a this that product service order item was is it really quite very and but with "
+           "for from my our their after before during today yesterday week month store online").split()
+
+
+def make_text(rng: random.Random, label: str, words: int = 24) -> str:
+    """A sentence of `words` words, a third of them typical of `label`."""
+    out = [rng.choice(_CLASS_WORDS[label]) if rng.random() < 0.33 else rng.choice(_FILLER)
+           for _ in range(words)]
+    return " ".join(out)
+
+
+def make_tasks(count: int, seed: int = 7) -> list[dict]:
+    """`count` Label Studio tasks shaped like the ones Label Studio sends to /predict."""
+    rng = random.Random(seed)
+    return [{"id": 1000 + i, "data": {"text": make_text(rng, rng.choice(LABELS))}, "meta": {},
+             "annotations": [], "predictions": [], "project": 1}
+            for i in range(count)]
+
+
+def predict_body(tasks: list[dict]) -> dict:
+    """The body Label Studio POSTs to /predict for `tasks`."""
+    return {"tasks": tasks, "project": PROJECT, "label_config": LABEL_CONFIG,
+            "params": {"login": None, "password": None, "context": None}}
+
+
+def setup_body() -> dict:
+    """The body Label Studio POSTs to /setup before predicting."""
+    return {"project": PROJECT, "schema": LABEL_CONFIG, "hostname": "http://127.0.0.1:1",
+            "access_token": "bench-not-a-secret", "extra_params": None}
+
+
+def train(path: Path, samples: int = 3000, seed: int = 1) -> Path:
+    """Fit the pipeline on generated text and pickle it to `path` (deterministic)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    rng = random.Random(seed)
+    labels = [rng.choice(LABELS) for _ in range(samples)]
+    texts = [make_text(rng, label) for label in labels]
+    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                             LogisticRegression(max_iter=1000))
+    pipeline.fit(texts, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(pipeline, f)
+    return path
+
+
+def load(path: str | Path) -> Any:
+    """Unpickle the pipeline written by `train()`."""
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def predict_results(pipeline: Any, tasks: list[dict], model_version: str) -> list[dict]:
+    """One Label Studio prediction per task: the top class as a `choices` result, with its probability."""
+    texts = [task["data"]["text"] for task in tasks]
+    probabilities = pipeline.predict_proba(texts)
+    classes = pipeline.classes_
+    out = []
+    for row in probabilities:
+        best = int(row.argmax())
+        out.append({
+            "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                        "value": {"choices": [str(classes[best])]}}],
+            "score": float(row[best]),
+            "model_version": model_version,
+        })
+    return out

@@ -1,0 +1,471 @@
+"""/predict latency and throughput: lsml vs. legacy label-studio-ml 1.0.9 vs. raw predict.
+
+Why this shape:
+- One model, three ways, in one run on one machine: the same pickled
+  TF-IDF + logistic regression pipeline (`backends/textmodel.py`) is timed
+  in-process ("raw"), behind lsml (`label-studio-ml start`, its default
+  workers/threads) and behind the legacy package from PyPI (its generated
+  backend under the gunicorn command of its generated Dockerfile). The raw
+  figure is what a perfect server would add nothing to, and the legacy package
+  is the peer the targets are stated against.
+- Rounds are interleaved (raw, then each server, alternating which goes
+  first) and each figure reported is the median over rounds, because this
+  machine is shared and other people's builds come and go.
+- Load comes from `wrk` (C, one thread, persistent connections), so the
+  generator stays cheap; it still shares the 2 cores with the server.
+- /health and /setup are hammered (Python threads, persistent connections)
+  while a model whose setup() sleeps 5 s is loading, for both servers.
+
+Usage: .venv/bin/python bench/predict.py [--rounds 3] [--seconds 5]
+Writes bench/results/predict.json and bench/results/predict.md (the table).
+Needs `wrk` (apt-get install wrk) and the legacy venv (bench/setup_legacy.sh,
+run by this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BACKENDS = BENCH / "backends"
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(BACKENDS))
+
+import textmodel  # noqa: E402
+
+BATCHES = (1, 100)
+CONCURRENCY = (1, 8)
+SERVERS = ("lsml", "legacy")
+
+# wrk script: POST one JSON body over and over; write wrk's own figures as JSON when done.
+WRK_LUA = r"""
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+
+function done(summary, latency, requests)
+  local out = assert(io.open(os.getenv("BENCH_OUT"), "w"))
+  out:write(string.format(
+    '{"requests": %d, "duration_us": %d, "errors": %d, "non_2xx": %d, ' ..
+    '"p50_us": %d, "p95_us": %d, "p99_us": %d, "mean_us": %.1f, "max_us": %d}',
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    latency.mean, latency.max))
+  out:close()
+end
+"""
+
+
+# ---- small helpers ---------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadavg() -> list[float]:
+    """1/5/15-minute load average: printed next to every figure (the machine is shared)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "loadavg_start": loadavg(), "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}}
+
+
+def percentiles(samples_s: list[float]) -> dict:
+    """p50/p95/p99/max in ms of a list of durations in seconds (nearest-rank)."""
+    if not samples_s:
+        return {"count": 0}
+    xs = sorted(samples_s)
+
+    def rank(q: float) -> float:
+        return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))] * 1e3
+
+    return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99),
+            "max_ms": xs[-1] * 1e3}
+
+
+class Client:
+    """One persistent HTTP/1.1 connection to 127.0.0.1 (reconnects if the server closed it)."""
+
+    def __init__(self, port: int, timeout: float = 30.0):
+        self.port, self.timeout = port, timeout
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                return resp.status, resp.read()
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def post_json(self, path: str, payload: Any) -> tuple[int, Any]:
+        status, raw = self.request("POST", path, json.dumps(payload).encode())
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Server:
+    """A server process group we started, stopped by its own pgid when the run ends."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict, port: int, log: Path):
+        self.name, self.port, self.log = name, port, log
+        self.cmd = cmd
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def wait_healthy(self, timeout: float = 60.0) -> float:
+        """Seconds until GET /health answers 200."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self.log}\n"
+                                   + self.log.read_text()[-3000:])
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return time.monotonic() - start
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer /health in {timeout}s; log: {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+# ---- the two servers -------------------------------------------------------------
+def legacy_python() -> Path:
+    """The legacy venv's python (created by setup_legacy.sh if missing; idempotent)."""
+    out = subprocess.run(["bash", str(BENCH / "setup_legacy.sh")], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def start_legacy(work: Path, model_class: str, model_path: Path, legacy_py: Path, extra_env: dict) -> Server:
+    """1.0.9's own way: `label-studio-ml init --script`, then its Dockerfile's gunicorn command."""
+    bindir = legacy_py.parent
+    backend = work / f"legacy-{model_class}"
+    subprocess.run([str(bindir / "label-studio-ml"), "init", str(backend), "--force",
+                    "--script", f"{BACKENDS / 'legacy_text.py'}:{model_class}"],
+                   check=True, capture_output=True)
+    port = free_port()
+    env = {**os.environ, **extra_env, "PYTHONPATH": str(BACKENDS), "BENCH_MODEL_PATH": str(model_path),
+           "MODEL_DIR": str(work / f"legacy-{model_class}-models")}
+    # CMD of the Dockerfile 1.0.9 generates: gunicorn --preload --bind :$PORT --workers 1 --threads 8 --timeout 0
+    cmd = [str(bindir / "gunicorn"), "--preload", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+           "--threads", "8", "--timeout", "0", "_wsgi:app"]
+    return Server(f"legacy:{model_class}", cmd, backend, env, port, work / f"legacy-{model_class}.log")
+
+
+def start_lsml(work: Path, model_class: str, model_path: Path, extra_env: dict) -> Server:
+    """`label-studio-ml start` with its default workers and threads, as a user would run it."""
+    backend = work / f"lsml-{model_class}"
+    backend.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, **extra_env, "PYTHONPATH": str(BACKENDS), "BENCH_MODEL_PATH": str(model_path),
+           "LSML_MODEL": f"lsml_text:{model_class}", "MODEL_DIR": str(work / f"lsml-{model_class}-models"),
+           "LOG_LEVEL": "WARNING"}
+    cli = Path(sys.executable).parent / "label-studio-ml"
+    cmd = [str(cli), "start", str(backend), "--host", "127.0.0.1", "--port", str(port)]
+    return Server(f"lsml:{model_class}", cmd, backend, env, port, work / f"lsml-{model_class}.log")
+
+
+# ---- measurements ----------------------------------------------------------------
+def raw_predict(model_path: Path, batch: int, seconds: float) -> dict:
+    """The model's own predict(), in this process, one call at a time: the floor HTTP adds to."""
+    os.environ["BENCH_MODEL_PATH"] = str(model_path)
+    from lsml_text import TextClassifier
+
+    model = TextClassifier(project_id="1", label_config=textmodel.LABEL_CONFIG)
+    tasks = textmodel.make_tasks(batch)
+    for _ in range(20):
+        model.predict(tasks)
+    samples: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        model.predict(tasks)
+        samples.append(time.perf_counter() - t)
+    out = percentiles(samples)
+    out["rps"] = len(samples) / sum(samples)
+    return out
+
+
+def run_wrk(port: int, body_file: Path, concurrency: int, seconds: float, work: Path) -> dict:
+    """Closed-loop load from wrk: `concurrency` persistent connections on one wrk thread."""
+    lua = work / "post.lua"
+    if not lua.exists():
+        lua.write_text(WRK_LUA)
+    out = work / f"wrk-{port}-{concurrency}.json"
+    env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_OUT": str(out)}
+    subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s", "-s", str(lua),
+                    f"http://127.0.0.1:{port}/predict"], check=True, env=env, capture_output=True)
+    r = json.loads(out.read_text())
+    out.unlink()
+    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1e3,
+            "p95_ms": r["p95_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3, "max_ms": r["max_us"] / 1e3,
+            "requests": r["requests"], "errors": r["errors"], "non_2xx": r["non_2xx"]}
+
+
+def check_same_predictions(ports: dict[str, int], model_path: Path) -> None:
+    """Refuse to benchmark servers whose answers differ from the raw model's."""
+    tasks = textmodel.make_tasks(100)
+    expected = textmodel.predict_results(textmodel.load(model_path), tasks, "bench")
+    for name, port in ports.items():
+        client = Client(port)
+        status, body = client.post_json("/predict", textmodel.predict_body(tasks))
+        client.close()
+        got = body.get("results") if isinstance(body, dict) else None
+        if status != 200 or got is None:
+            raise RuntimeError(f"{name} /predict answered {status}: {str(body)[:500]}")
+        flat = [p[0] if isinstance(p, list) else p for p in got]
+        same = len(flat) == len(expected) and all(
+            a["result"] == b["result"] and abs(a["score"] - b["score"]) < 1e-9 for a, b in zip(flat, expected))
+        if not same:
+            raise RuntimeError(f"{name} predictions differ from the raw model's: {str(got[:2])[:500]}")
+
+
+def hammer_while_loading(server: Server, seconds_cap: float = 20.0) -> dict:
+    """/health and /setup latency while the slow model loads, until /predict first succeeds.
+
+    Two threads loop on GET /health, two on POST /setup (the Label Studio
+    pair that must answer within 1 s and 3 s); one more POSTs /predict until it
+    gets 200, which marks the end of loading. Only requests *sent* before that
+    moment count.
+    """
+    setup = textmodel.setup_body()
+    body1 = textmodel.predict_body(textmodel.make_tasks(1))
+    t0 = time.monotonic()
+    stop_at = t0 + seconds_cap
+    ready: list[float] = []
+    samples: dict[str, list[tuple[float, float, int]]] = {"health": [], "setup": []}
+
+    def loop(kind: str, call: Callable[[Client], int]) -> None:
+        client = Client(server.port, timeout=seconds_cap)
+        while time.monotonic() < stop_at and not (ready and time.monotonic() > ready[0] + 0.5):
+            sent = time.monotonic()
+            try:
+                status = call(client)
+            except OSError:
+                status = -1
+            samples[kind].append((sent - t0, time.monotonic() - sent, status))
+        client.close()
+
+    def until_ready() -> None:
+        client = Client(server.port, timeout=seconds_cap)
+        while time.monotonic() < stop_at:
+            try:
+                status, _ = client.post_json("/predict", body1)
+            except OSError:
+                status = -1
+            if status == 200:
+                ready.append(time.monotonic())
+                break
+            time.sleep(0.05)
+        client.close()
+
+    threads = [threading.Thread(target=until_ready)]
+    threads += [threading.Thread(target=loop, args=("health", lambda c: c.request("GET", "/health")[0]))
+                for _ in range(2)]
+    threads += [threading.Thread(target=loop, args=("setup", lambda c: c.post_json("/setup", setup)[0]))
+                for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds_cap + 20)
+    loaded_after = (ready[0] - t0) if ready else None
+    window = loaded_after if loaded_after is not None else seconds_cap
+    out: dict[str, Any] = {"loaded_after_s": loaded_after}
+    for kind, rows in samples.items():
+        inside = [r for r in rows if r[0] < window]
+        out[kind] = percentiles([r[1] for r in inside])
+        out[kind]["statuses"] = sorted({r[2] for r in inside})
+    return out
+
+
+# ---- report ----------------------------------------------------------------------
+def median_cells(rounds: list[dict]) -> dict:
+    """Per server/batch/concurrency (and raw per batch): the median of each figure over rounds."""
+    out: dict[str, dict] = {}
+    keys = rounds[0]["cells"].keys()
+    for key in keys:
+        cells = [r["cells"][key] for r in rounds]
+        out[key] = {f: statistics.median(c[f] for c in cells) for f in ("rps", "p50_ms", "p95_ms", "p99_ms")}
+        out[key]["errors"] = sum(c.get("errors", 0) + c.get("non_2xx", 0) for c in cells)
+    return out
+
+
+def targets(summary: dict, loading: dict) -> list[dict]:
+    """The issue's targets, each with the measured figure and met / not met."""
+    rows = []
+    for batch in BATCHES:
+        over = summary[f"lsml b{batch} c1"]["p50_ms"] - summary[f"raw b{batch}"]["p50_ms"]
+        rows.append({"target": f"lsml HTTP p50 - raw predict p50, batch {batch}, concurrency 1 <= 0.7 ms",
+                     "measured": f"{over:+.2f} ms", "met": over <= 0.7})
+    ratio = summary["lsml b100 c8"]["rps"] / summary["legacy b100 c8"]["rps"]
+    rows.append({"target": "lsml throughput / legacy throughput, batch 100, concurrency 8 >= 3x",
+                 "measured": f"{ratio:.2f}x", "met": ratio >= 3})
+    for kind in ("health", "setup"):
+        p = loading["lsml"][kind]
+        ok = p.get("count", 0) > 0 and p["p99_ms"] < 50 and p["statuses"] == [200]
+        rows.append({"target": f"lsml /{kind} p99 < 50 ms while a 5 s model loads",
+                     "measured": f"{p.get('p99_ms', float('nan')):.1f} ms over {p.get('count', 0)} requests, "
+                                 f"statuses {p.get('statuses')}", "met": ok})
+    return rows
+
+
+def render(result: dict) -> str:
+    """The markdown table bench/README.md shows."""
+    s = result["summary"]
+    lines = ["| server | batch | concurrency | req/s | tasks/s | p50 ms | p95 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for batch in BATCHES:
+        raw = s[f"raw b{batch}"]
+        lines.append(f"| raw predict (in-process) | {batch} | 1 | {raw['rps']:.0f} | {raw['rps'] * batch:.0f} | "
+                     f"{raw['p50_ms']:.2f} | {raw['p95_ms']:.2f} | {raw['p99_ms']:.2f} |")
+        for conc in CONCURRENCY:
+            for name in SERVERS:
+                c = s[f"{name} b{batch} c{conc}"]
+                lines.append(f"| {name} | {batch} | {conc} | {c['rps']:.0f} | {c['rps'] * batch:.0f} | "
+                             f"{c['p50_ms']:.2f} | {c['p95_ms']:.2f} | {c['p99_ms']:.2f} |")
+    lines += ["", "While a model whose setup() sleeps 5 s loads (2 threads on /health, 2 on /setup):", "",
+              "| server | loaded after s | endpoint | requests | p50 ms | p99 ms | max ms | statuses |",
+              "|---|---:|---|---:|---:|---:|---:|---|"]
+    for name, ld in result["loading"].items():
+        for kind in ("health", "setup"):
+            p = ld[kind]
+            loaded = f"{ld['loaded_after_s']:.1f}" if ld["loaded_after_s"] is not None else "never"
+            lines.append(f"| {name} | {loaded} | /{kind} | {p.get('count', 0)} | {p.get('p50_ms', 0):.1f} | "
+                         f"{p.get('p99_ms', 0):.1f} | {p.get('max_ms', 0):.1f} | {p.get('statuses', [])} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |" for t in result["targets"]]
+    m = result["machine"]
+    lines += ["", f"Machine: nproc={m['nproc']}, {m['cpu']}, Python {m['python']}, {m['date_utc']} UTC; "
+              f"load average at start {m['loadavg_start']}, per round "
+              f"{[r['loadavg'] for r in result['rounds']]}, at end {result['loadavg_end']}. "
+              "wrk and the server share the same 2 cores."]
+    return "\n".join(lines)
+
+
+# ---- main ------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians over them")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per cell (after 1 s warm-up)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "predict.json")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+
+    result: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+                              "rounds": [], "loading": {}}
+    legacy_py = legacy_python()
+    work = Path(tempfile.mkdtemp(prefix="lsml-bench-predict-"))
+    model_path = textmodel.train(work / "model.pkl")
+    bodies = {}
+    for batch in BATCHES:
+        bodies[batch] = work / f"predict-b{batch}.json"
+        bodies[batch].write_text(json.dumps(textmodel.predict_body(textmodel.make_tasks(batch))))
+
+    servers: list[Server] = []
+    try:
+        # Loading test first, on fresh servers with the slow model.
+        for name in SERVERS:
+            if name == "lsml":
+                slow = start_lsml(work, "SlowLoadingTextClassifier", model_path, {"BENCH_SETUP_SECONDS": "5"})
+            else:
+                slow = start_legacy(work, "SlowLoadingLegacyTextClassifier", model_path, legacy_py,
+                                    {"BENCH_SETUP_SECONDS": "5"})
+            servers.append(slow)
+            slow.wait_healthy()
+            result["loading"][name] = hammer_while_loading(slow)
+            slow.stop()
+            print(f"loading test {name}: {json.dumps(result['loading'][name])}", flush=True)
+
+        lsml = start_lsml(work, "TextClassifier", model_path, {})
+        legacy = start_legacy(work, "LegacyTextClassifier", model_path, legacy_py, {})
+        servers += [lsml, legacy]
+        ports = {"lsml": lsml.port, "legacy": legacy.port}
+        for name, port in ports.items():
+            [s for s in servers if s.port == port][0].wait_healthy()
+            status, body = Client(port).post_json("/setup", textmodel.setup_body())
+            if status != 200:
+                raise RuntimeError(f"{name} /setup answered {status}: {body}")
+        check_same_predictions(ports, model_path)
+
+        for r in range(args.rounds):
+            cells: dict[str, dict] = {}
+            for batch in BATCHES:
+                cells[f"raw b{batch}"] = raw_predict(model_path, batch, min(args.seconds, 3.0))
+            order = SERVERS if r % 2 == 0 else SERVERS[::-1]
+            for name in order:
+                for batch in BATCHES:
+                    for conc in CONCURRENCY:
+                        run_wrk(ports[name], bodies[batch], conc, 1, work)  # warm-up, discarded
+                        cells[f"{name} b{batch} c{conc}"] = run_wrk(ports[name], bodies[batch], conc,
+                                                                    args.seconds, work)
+            result["rounds"].append({"loadavg": loadavg(), "cells": cells})
+            print(f"round {r + 1}/{args.rounds} done, load {loadavg()}", flush=True)
+    finally:
+        for s in servers:
+            s.stop()
+
+    result["loadavg_end"] = loadavg()
+    result["summary"] = median_cells(result["rounds"])
+    result["targets"] = targets(result["summary"], result["loading"])
+    table = render(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(table + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
