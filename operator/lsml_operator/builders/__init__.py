@@ -1,0 +1,40 @@
+"""Pure builders: MLBackend body -> one child object each, no I/O.
+
+One module per child kind (as KubeRay's ``controllers/ray/common/``), so the whole
+desired state is unit-tested without a cluster; ``reconcile.py`` only applies what
+``desired_children`` returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import hpa, redis, server_deployment, service, storage, worker_deployment
+from .common import Spec, config_hash
+
+__all__ = ["desired_children", "Spec", "config_hash"]
+
+
+def desired_children(mlb: dict[str, Any], *, configmap_data: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every child object the MLBackend should own, in apply order (storage and Redis before the pods that use them).
+
+    ``configmap_data`` is the data of ``spec.model.configMapName`` (read by the reconciler) so
+    that a change of the ConfigMap rolls the Deployments through the config-hash annotation.
+    """
+    spec = Spec(mlb)
+    digest = config_hash(mlb, configmap_data)
+    children: list[dict[str, Any]] = []
+    pvc = storage.build(mlb)
+    if pvc is not None:
+        children.append(pvc)
+    if spec.redis_managed:
+        children.append(redis.build_service(mlb))
+        children.append(redis.build_statefulset(mlb))
+    children.append(service.build(mlb))
+    children.append(server_deployment.build(mlb, config_hash=digest))
+    if spec.worker_enabled:
+        children.append(worker_deployment.build(mlb, config_hash=digest))
+    autoscaler = hpa.build(mlb)
+    if autoscaler is not None:
+        children.append(autoscaler)
+    return children

@@ -1,0 +1,267 @@
+"""What the builders share: spec defaults, owner references, security contexts, the runtime's environment.
+
+The API server applies the CRD's defaults, but builders re-apply the same defaults here so
+they are total functions of whatever body they get (a unit test, an old object, a dry run).
+``tests/operator/test_builders.py`` checks these values against the CRD's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .. import API_VERSION, KIND
+from . import labels as L
+
+DEFAULT_MODEL_DIR = "/data/models"
+DEFAULT_PORT = 9090
+DEFAULT_REDIS_IMAGE = "redis:7.4-alpine"
+DEFAULT_REDIS_SIZE = "1Gi"
+REDIS_PORT = 6379
+RUNTIME_UID = 1000
+REDIS_UID = 999
+CONFIG_HASH_ANNOTATION = "lsml.dev/config-hash"
+
+
+class Spec:
+    """Read-only view of an MLBackend's spec with the CRD's defaults filled in."""
+
+    def __init__(self, mlb: dict[str, Any]) -> None:
+        self.body = mlb
+        self.metadata: dict[str, Any] = mlb.get("metadata") or {}
+        self.raw: dict[str, Any] = mlb.get("spec") or {}
+        self.name: str = self.metadata["name"]
+        self.namespace: str = self.metadata.get("namespace") or "default"
+
+    def section(self, key: str) -> dict[str, Any]:
+        return self.raw.get(key) or {}
+
+    @property
+    def image(self) -> str:
+        return self.raw["image"]
+
+    @property
+    def image_pull_policy(self) -> str:
+        return self.raw.get("imagePullPolicy", "IfNotPresent")
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.section("model")
+
+    @property
+    def model_dir(self) -> str:
+        return self.model.get("modelDir", DEFAULT_MODEL_DIR)
+
+    @property
+    def server(self) -> dict[str, Any]:
+        return self.section("server")
+
+    @property
+    def server_replicas(self) -> int:
+        return int(self.server.get("replicas", 1))
+
+    @property
+    def container_port(self) -> int:
+        return int(self.server.get("containerPort", DEFAULT_PORT))
+
+    @property
+    def worker(self) -> dict[str, Any]:
+        return self.section("worker")
+
+    @property
+    def worker_enabled(self) -> bool:
+        return bool(self.worker.get("enabled", False))
+
+    @property
+    def redis(self) -> dict[str, Any] | None:
+        return self.raw.get("redis")
+
+    @property
+    def redis_managed(self) -> bool:
+        return bool(self.redis and self.redis.get("managed"))
+
+    @property
+    def storage(self) -> dict[str, Any] | None:
+        return self.raw.get("storage")
+
+    @property
+    def service_port(self) -> int:
+        return int(self.section("service").get("port", DEFAULT_PORT))
+
+    @property
+    def service_type(self) -> str:
+        return self.section("service").get("type", "ClusterIP")
+
+    @property
+    def label_studio(self) -> dict[str, Any] | None:
+        return self.raw.get("labelStudio")
+
+    @property
+    def hpa(self) -> dict[str, Any] | None:
+        return self.raw.get("hpa")
+
+    @property
+    def service_url(self) -> str:
+        """In-cluster URL of the server Service (what status.url reports)."""
+        return f"http://{L.service_name(self.name)}.{self.namespace}.svc:{self.service_port}"
+
+    @property
+    def backend_url(self) -> str:
+        """URL Label Studio uses: labelStudio.backendURL when given (ingress, LS outside the cluster), else the Service URL."""
+        ls = self.label_studio or {}
+        return (ls.get("backendURL") or self.service_url).rstrip("/")
+
+
+def owner_reference(mlb: dict[str, Any]) -> dict[str, Any]:
+    """Controller owner reference: the garbage collector deletes every child with the MLBackend."""
+    meta = mlb["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def object_meta(mlb: dict[str, Any], name: str, component: str) -> dict[str, Any]:
+    """metadata for a child: stable name, the parent's namespace, labels, owner reference."""
+    spec = Spec(mlb)
+    return {
+        "name": name,
+        "namespace": spec.namespace,
+        "labels": L.labels(spec.name, component),
+        "ownerReferences": [owner_reference(mlb)],
+    }
+
+
+def pod_security_context(uid: int = RUNTIME_UID) -> dict[str, Any]:
+    """Non-root pods with a fixed uid/gid; fsGroup makes the model volume writable for that uid."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """Restricted Pod Security Standard: no escalation, no capabilities, read-only root (writable paths are volumes)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(section: dict[str, Any]) -> dict[str, Any]:
+    """ResourceRequirements as given (GPU limits such as nvidia.com/gpu pass through untouched)."""
+    res = section.get("resources") or {}
+    return {k: dict(v) for k, v in res.items() if k in ("limits", "requests") and v}
+
+
+def redis_url_env(spec: Spec) -> dict[str, Any] | None:
+    """REDIS_URL: the managed StatefulSet's stable DNS name, or the external URL read from its Secret by the kubelet."""
+    if spec.redis is None:
+        return None
+    if spec.redis_managed:
+        host = f"{L.redis_name(spec.name)}.{spec.namespace}.svc"
+        return {"name": "REDIS_URL", "value": f"redis://{host}:{REDIS_PORT}/0"}
+    ref = spec.redis["external"]["urlSecretRef"]
+    return {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
+
+
+def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]:
+    """Environment of server and worker: the runtime's documented variables (docs/architecture.md).
+
+    Secrets are referenced (secretKeyRef), never copied into the pod spec. ``spec.model.env``
+    entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates).
+    """
+    env: list[dict[str, Any]] = [{"name": "MODEL_DIR", "value": spec.model_dir}]
+    redis_env = redis_url_env(spec)
+    if redis_env:
+        env.append(redis_env)
+    ba = spec.raw.get("basicAuth")
+    if ba and include_basic_auth:
+        env.append({"name": "BASIC_AUTH_USER", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["usernameKey"]}}})
+        env.append({"name": "BASIC_AUTH_PASS", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["passwordKey"]}}})
+    ls = spec.label_studio
+    if ls:
+        tok = ls["apiTokenSecretRef"]
+        env.append({"name": "LABEL_STUDIO_URL", "value": ls["url"]})
+        env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": {"name": tok["name"], "key": tok.get("key", "token")}}})
+    if spec.model.get("scoreStrategy"):
+        env.append({"name": "LSML_SCORE_STRATEGY", "value": spec.model["scoreStrategy"]})
+    user = [dict(e) for e in spec.model.get("env") or []]
+    user_names = {e["name"] for e in user}
+    merged = [e for e in env if e["name"] not in user_names]
+    dedup: dict[str, dict[str, Any]] = {}
+    for e in user:  # the last definition of a name wins, kept at its first position
+        dedup[e["name"]] = e
+    merged.extend(dedup.values())
+    return merged
+
+
+def env_from(spec: Spec) -> list[dict[str, Any]]:
+    """spec.model.envFrom plus the model ConfigMap (keys become variables)."""
+    out = [dict(e) for e in spec.model.get("envFrom") or []]
+    if spec.model.get("configMapName"):
+        out.append({"configMapRef": {"name": spec.model["configMapName"]}})
+    return out
+
+
+def runtime_volumes(spec: Spec) -> list[dict[str, Any]]:
+    """/tmp as an emptyDir (the root filesystem is read-only) and the model volume (PVC, existing claim or emptyDir)."""
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    st = spec.storage
+    if st and st.get("existingClaim"):
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": st["existingClaim"]}})
+    elif st:
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": L.models_claim_name(spec.name)}})
+    else:
+        volumes.append({"name": "models", "emptyDir": {}})
+    return volumes
+
+
+def runtime_mounts(spec: Spec) -> list[dict[str, Any]]:
+    return [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": spec.model_dir}]
+
+
+def image_pull_secrets(spec: Spec) -> list[dict[str, str]]:
+    return [{"name": n} for n in spec.raw.get("imagePullSecrets") or []]
+
+
+def scheduling(section: dict[str, Any]) -> dict[str, Any]:
+    """nodeSelector / tolerations / affinity, only the keys that are set (SSA then owns nothing it did not set)."""
+    out: dict[str, Any] = {}
+    if section.get("nodeSelector"):
+        out["nodeSelector"] = dict(section["nodeSelector"])
+    if section.get("tolerations"):
+        out["tolerations"] = [dict(t) for t in section["tolerations"]]
+    if section.get("affinity"):
+        out["affinity"] = dict(section["affinity"])
+    return out
+
+
+def config_hash(mlb: dict[str, Any], configmap_data: dict[str, str] | None = None) -> str:
+    """Hash of everything the pods read at start-up: the spec minus scaling fields, plus the model ConfigMap's data.
+
+    Put on the pod templates as an annotation, so a ConfigMap edit (invisible in the
+    pod template itself) still rolls the Deployments; replica counts and Label Studio
+    registration settings are excluded so scaling or re-registering never restarts pods.
+    """
+    spec = json.loads(json.dumps(mlb.get("spec") or {}))
+    spec.get("server", {}).pop("replicas", None)
+    spec.get("worker", {}).pop("replicas", None)
+    spec.pop("hpa", None)
+    ls = spec.get("labelStudio")
+    if ls:
+        for k in ("projects", "title", "description", "interactive", "timeout", "backendURL"):
+            ls.pop(k, None)
+    payload = json.dumps({"spec": spec, "configMap": configmap_data or {}}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,87 @@
+"""The server Deployment: gunicorn serving the backend's ``_wsgi:app`` from /app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import common as C
+from . import labels as L
+
+
+def default_command(port: int) -> list[str]:
+    """What the runtime image runs when spec.command is unset: gunicorn on the container port, app in /app."""
+    return [
+        "gunicorn", "--chdir", "/app", "--bind", f"0.0.0.0:{port}",
+        "--workers", "1", "--threads", "8", "--timeout", "120",
+        "--worker-tmp-dir", "/tmp", "_wsgi:app",
+    ]
+
+
+def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
+    """Deployment for the server; replicas are left out when an HPA owns them, so the two never fight."""
+    spec = C.Spec(mlb)
+    server = spec.server
+    port = spec.container_port
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": list(spec.raw.get("command") or default_command(port)),
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": C.runtime_env(spec, include_basic_auth=True),
+        "volumeMounts": C.runtime_mounts(spec),
+        "securityContext": C.container_security_context(),
+        # /healthz and /readyz are unauthenticated in the runtime, so probes work with basic auth on.
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60,
+        },
+    }
+    if spec.raw.get("args"):
+        container["args"] = list(spec.raw["args"])
+    ef = C.env_from(spec)
+    if ef:
+        container["envFrom"] = ef
+    res = C.resources(server)
+    if res:
+        container["resources"] = res
+
+    annotations = {C.CONFIG_HASH_ANNOTATION: config_hash, **(server.get("podAnnotations") or {})}
+    pod_spec: dict[str, Any] = {
+        "securityContext": C.pod_security_context(),
+        "containers": [container],
+        "volumes": C.runtime_volumes(spec),
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        **C.scheduling(server),
+    }
+    if spec.raw.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = spec.raw["serviceAccountName"]
+    pulls = C.image_pull_secrets(spec)
+    if pulls:
+        pod_spec["imagePullSecrets"] = pulls
+
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": L.selector_labels(spec.name, L.SERVER)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": L.labels(spec.name, L.SERVER), "annotations": annotations},
+            "spec": pod_spec,
+        },
+    }
+    if spec.hpa is None:
+        deployment_spec["replicas"] = spec.server_replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": C.object_meta(mlb, L.server_name(spec.name), L.SERVER),
+        "spec": deployment_spec,
+    }

@@ -1,0 +1,131 @@
+"""The few Kubernetes API calls the operator makes, on one shared ``kubernetes.client.ApiClient``.
+
+One generic server-side apply for every child kind (``PATCH`` with
+``application/apply-patch+yaml``, field manager ``lsml-operator``, ``force=true``) instead of
+one typed method per kind: the builders already produce plain dicts, and apply returns the
+live object with its status, which is all the status computation needs.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import FIELD_MANAGER, GROUP, PLURAL, VERSION
+
+PLURALS: dict[str, str] = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "Service": "services",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+}
+API_VERSIONS: dict[str, str] = {
+    "Deployment": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "Service": "v1",
+    "PersistentVolumeClaim": "v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+}
+
+
+def new_api_client(pool_size: int = 32) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+        cfg = client.Configuration.get_default_copy()
+    except config.ConfigException:
+        cfg = client.Configuration()
+        config.load_kube_config(client_configuration=cfg)
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
+
+
+def _path(api_version: str, plural: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    p = f"{base}/namespaces/{namespace}/{plural}"
+    if name:
+        p += f"/{name}"
+    if sub:
+        p += f"/{sub}"
+    return p
+
+
+class Kube:
+    """Thin wrapper: every method is one HTTP call; 404 becomes None where absence is a normal answer."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def _call(self, method: str, path: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
+              content_type: str = "application/json") -> Any:
+        return self.api.call_api(
+            path, method, query_params=query or [], body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
+        )
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply: we own exactly the fields we set; a hand edit of them is overwritten (force)."""
+        kind = obj["kind"]
+        path = _path(obj["apiVersion"], PLURALS[kind], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        return self._call("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+                          query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
+        """Delete a child only if this MLBackend controls it (never someone else's object of the same name)."""
+        obj = self.get(kind, namespace, name)
+        if obj is None:
+            return False
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        if not any(r.get("uid") == owner_uid and r.get("controller") for r in refs):
+            return False
+        try:
+            self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name),
+                       body={"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return True
+
+    def secret_value(self, namespace: str, name: str, key: str) -> tuple[str, str]:
+        """(value, resourceVersion) of one Secret key. Raises KeyError with a message naming the key, never the value."""
+        sec = self.get("Secret", namespace, name)
+        if sec is None:
+            raise KeyError(f"Secret {namespace}/{name} not found")
+        data = sec.get("data") or {}
+        if key not in data:
+            raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode(), str(sec["metadata"].get("resourceVersion", ""))
+
+    def configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        cm = self.get("ConfigMap", namespace, name)
+        return None if cm is None else dict(cm.get("data") or {})
+
+    def get_mlbackend(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_mlbackend_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource (conditions are replaced as a whole list)."""
+        return self._call("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+                          body={"status": status}, content_type="application/merge-patch+json")

@@ -1,0 +1,184 @@
+"""``lsml-operator``: the kopf process. Handlers here only translate kopf triggers into ``Reconciler`` calls.
+
+- create/update/resume and a periodic timer call the same idempotent reconcile;
+- watch events of Deployments/StatefulSets/Services/PVCs/HPAs labelled
+  ``app.kubernetes.io/managed-by=lsml-operator`` re-reconcile their owner, so a child
+  deleted or edited by hand is restored at once and status follows rollouts;
+- a delete handler (kopf's finalizer) removes the Label Studio registrations first;
+- peering (``--peering``, on by default) makes a second replica stand by; the liveness
+  endpoint is kopf's own (``/healthz`` on ``--liveness``).
+kopf keeps its bookkeeping in ``lsml.dev/*`` annotations, never in status (the CRD's status
+schema is structural, unknown fields would be pruned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+import kopf
+
+from . import GROUP, PLURAL, VERSION
+from .builders.labels import MANAGED_BY
+from .kube import Kube, new_api_client
+from .reconcile import Reconciler
+from .settings import OperatorSettings
+
+log = logging.getLogger("lsml_operator")
+CHILD_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
+_state: dict[str, Any] = {}
+
+
+def _reconciler() -> Reconciler:
+    return _state["reconciler"]
+
+
+def _post_event(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    """Events on the MLBackend via kopf's poster (async queue); also logged. Never given a secret."""
+    try:
+        kopf.event(body, type=etype, reason=reason, message=message)
+    except Exception:  # noqa: BLE001 - outside a kopf context (unit use): the log line is enough
+        pass
+    log.info("%s/%s %s %s: %s", body.get("metadata", {}).get("namespace"), body.get("metadata", {}).get("name"), etype, reason, message)
+
+
+def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: bool) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.execution.max_workers = ops.max_workers
+    settings.posting.level = logging.WARNING  # handler log lines are not events; we post our own
+    settings.watching.server_timeout = 300
+    settings.peering.name = ops.peering_name
+    settings.peering.mandatory = peering
+    settings.peering.standalone = not peering
+    settings.peering.stealth = True
+    settings.networking.request_timeout = 60
+
+
+def register_handlers(ops: OperatorSettings, peering: bool) -> None:
+    """Declare the kopf handlers (module-level decorators would fire at import, before settings are known)."""
+
+    @kopf.on.startup()
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        _configure(settings, ops, peering)
+        _state["reconciler"] = Reconciler(Kube(new_api_client(pool_size=ops.max_workers * 2)), ops, events=_post_event)
+
+    @kopf.on.login()
+    def login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.probe(id="reconciler")
+    def probe(**_: Any) -> bool:
+        return "reconciler" in _state
+
+    @kopf.on.create(GROUP, VERSION, PLURAL)
+    def on_create(body: kopf.Body, **_: Any) -> None:
+        _reconciler().reconcile(_plain(body), full=True)
+
+    @kopf.on.update(GROUP, VERSION, PLURAL)
+    def on_update(body: kopf.Body, **_: Any) -> None:
+        _reconciler().reconcile(_plain(body), full=True, cleanup=True)
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL)
+    def on_resume(body: kopf.Body, **_: Any) -> None:
+        _reconciler().reconcile(_plain(body), full=True, cleanup=True)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
+    def on_timer(body: kopf.Body, **_: Any) -> None:
+        rec = _reconciler()
+        plain = _plain(body)
+        due = rec.tick_due(plain)
+        if due:
+            rec.reconcile(plain, full=due == "full", cleanup=due == "full")
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL)
+    def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:
+        rec = _reconciler()
+        plain = _plain(body)
+        key = (plain["metadata"]["namespace"], plain["metadata"]["name"])
+        try:
+            outcome = rec.finalize(plain)
+        except KeyError as exc:  # token Secret gone: nothing we can do in Label Studio
+            _post_event(plain, "Warning", "DeregistrationSkipped", f"{exc}: Label Studio registrations left in place")
+            outcome = None
+        if outcome is not None and outcome.error:
+            if retry < ops.delete_retries:
+                raise kopf.TemporaryError(f"could not delete Label Studio registrations: {outcome.error}",
+                                          delay=min(ops.retry_base_seconds * 2 ** retry, ops.retry_max_seconds))
+            _post_event(plain, "Warning", "DeregistrationFailed",
+                        f"gave up after {retry} attempts: {outcome.error}; the Label Studio ML backends may remain")
+        rec.forget(key)
+
+    def on_child(event: dict[str, Any], **_: Any) -> None:
+        rec = _reconciler()
+        body = event.get("object") or {}
+        key = rec.observe_child(event.get("type"), body)
+        if key is None:
+            return
+        parent = rec.kube.get_mlbackend(*key)
+        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        rec.reconcile(parent)
+
+    for group, version, plural in [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"),
+                                   ("", "v1", "services"), ("", "v1", "persistentvolumeclaims"),
+                                   ("autoscaling", "v2", "horizontalpodautoscalers")]:
+        kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A plain dict copy of kopf's live body (builders and status code take plain dicts)."""
+    import copy
+
+    return copy.deepcopy(dict(body))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="lsml-operator", description="Reconciles MLBackend resources (lsml.dev/v1alpha1).")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[],
+                       help="watch this namespace (repeatable); env LSML_OPERATOR_NAMESPACES=a,b")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
+    p.add_argument("--liveness", default=os.environ.get("LSML_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz"),
+                   help="kopf liveness endpoint URL (default %(default)s)")
+    p.add_argument("--standalone", action="store_true",
+                   help="no peering (one replica only); default: mandatory peering via KopfPeering/ClusterKopfPeering")
+    p.add_argument("--peering-name", default=None, help="peering object name (default lsml-operator)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # urllib3/kubernetes debug logs would print request headers (bearer tokens): keep them quiet.
+    for noisy in ("urllib3", "kubernetes", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ops = OperatorSettings.from_env()
+    if args.peering_name:
+        ops = OperatorSettings(**{**ops.__dict__, "peering_name": args.peering_name})
+    namespaces = list(args.namespace)
+    if not namespaces and not args.all_namespaces and os.environ.get("LSML_OPERATOR_NAMESPACES"):
+        namespaces = [n.strip() for n in os.environ["LSML_OPERATOR_NAMESPACES"].split(",") if n.strip()]
+    clusterwide = args.all_namespaces or not namespaces
+    register_handlers(ops, peering=not args.standalone)
+    log.info("lsml-operator starting: %s, peering %s", "cluster-wide" if clusterwide else f"namespaces {namespaces}",
+             "off" if args.standalone else ops.peering_name)
+    try:
+        asyncio.run(kopf.operator(
+            clusterwide=clusterwide, namespaces=namespaces, liveness_endpoint=args.liveness,
+            standalone=args.standalone, peering_name=ops.peering_name,
+        ))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""The one idempotent reconcile: fetch, compute, apply, status.
+
+Every trigger (create, update, resume, the timer, a child's watch event) ends in
+``Reconciler.reconcile``: it computes the desired children with the pure builders,
+server-side-applies those that may differ from the cluster, registers the backend in
+Label Studio when the server is available, and writes status only when it changed.
+
+Two in-memory caches keep it cheap at scale without changing the outcome:
+``_observed`` holds the last body seen for each child (from apply answers and watch
+events) and ``_applied`` the (version, desired-hash) of our last apply. A child whose
+version is still the one our apply produced and whose desired state did not change is
+not re-applied; any foreign edit bumps its version and is overwritten. A restart empties
+the caches, so the first pass after it applies everything again (safe: apply is idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import registration
+from .builders import Spec, desired_children
+from .builders import labels as L
+from .kube import Kube
+from .settings import OperatorSettings
+from .status import (
+    LABEL_STUDIO_REGISTERED, READY, REDIS_READY, SERVER_AVAILABLE, WORKER_AVAILABLE,
+    Check, deployment_check, now_rfc3339, ready_check, remove_condition, set_condition,
+    statefulset_check, strip_volatile,
+)
+
+log = logging.getLogger("lsml_operator")
+
+Key = tuple[str, str]                 # (namespace, name) of an MLBackend
+ChildKey = tuple[str, str, str]       # (kind, namespace, name)
+EventSink = Callable[[dict[str, Any], str, str, str], None]  # (body, type, reason, message)
+
+# Children that may exist for some spec and not for another: removed when no longer desired.
+OPTIONAL_CHILDREN: list[tuple[str, Callable[[str], str]]] = [
+    ("Deployment", L.worker_name),
+    ("StatefulSet", L.redis_name),
+    ("Service", L.redis_name),
+    ("PersistentVolumeClaim", L.models_claim_name),
+    ("HorizontalPodAutoscaler", L.hpa_name),
+]
+
+
+def _version(obj: dict[str, Any]) -> str:
+    """What changes when anyone edits a child's spec: generation where the kind has one, else resourceVersion."""
+    meta = obj.get("metadata") or {}
+    return f"g{meta['generation']}" if meta.get("generation") else f"rv{meta.get('resourceVersion')}"
+
+
+def _digest(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _child_key(obj: dict[str, Any]) -> ChildKey:
+    meta = obj["metadata"]
+    return (obj["kind"], meta["namespace"], meta["name"])
+
+
+def _no_events(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    log.info("%s %s: %s", etype, reason, message)
+
+
+class Reconciler:
+    """Holds the caches, per-object locks and Label Studio retry state of one operator process."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings,
+                 ls_factory: registration.ClientFactory = registration.default_client_factory,
+                 events: EventSink = _no_events) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.ls_factory = ls_factory
+        self.events = events
+        self._guard = threading.Lock()
+        self._locks: dict[Key, threading.Lock] = {}
+        self._observed: dict[ChildKey, dict[str, Any]] = {}
+        self._applied: dict[ChildKey, tuple[str, str]] = {}
+        self._retry: dict[Key, tuple[int, float]] = {}   # failures, monotonic time of the next attempt
+        self._last_full: dict[Key, float] = {}
+
+    # ---- caches and scheduling -------------------------------------------------------
+    def _lock(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def observe_child(self, event_type: str | None, body: dict[str, Any]) -> Key | None:
+        """Record a child's watch event; return its MLBackend's key when the child is ours."""
+        meta = body.get("metadata") or {}
+        owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "MLBackend" and r.get("controller")), None)
+        if owner is None or not body.get("kind"):
+            return None
+        ck = (body["kind"], meta.get("namespace", ""), meta.get("name", ""))
+        with self._guard:
+            if event_type == "DELETED":
+                self._observed.pop(ck, None)
+                self._applied.pop(ck, None)
+            else:
+                self._observed[ck] = body
+        return (meta.get("namespace", ""), owner["name"])
+
+    def forget(self, key: Key) -> None:
+        """Drop every cache entry of a deleted MLBackend (keeps memory flat under churn)."""
+        ns, name = key
+        with self._guard:
+            for ck in [k for k in self._observed if k[1] == ns and k[2].startswith(name)]:
+                self._observed.pop(ck, None)
+            for ck in [k for k in self._applied if k[1] == ns and k[2].startswith(name)]:
+                self._applied.pop(ck, None)
+            self._retry.pop(key, None)
+            self._last_full.pop(key, None)
+            self._locks.pop(key, None)
+
+    def tick_due(self, mlb: dict[str, Any]) -> str | None:
+        """What the periodic timer should do now: 'full' (resync), 'retry' (Label Studio backoff over), or None."""
+        key = (mlb["metadata"]["namespace"], mlb["metadata"]["name"])
+        now = time.monotonic()
+        if now - self._last_full.get(key, 0.0) >= self.settings.resync_seconds:
+            return "full"
+        failures, next_at = self._retry.get(key, (0, 0.0))
+        if failures and now >= next_at:
+            return "retry"
+        return None
+
+    def _note_failure(self, key: Key) -> float:
+        failures, _ = self._retry.get(key, (0, 0.0))
+        failures += 1
+        delay = min(self.settings.retry_base_seconds * (2 ** (failures - 1)), self.settings.retry_max_seconds)
+        self._retry[key] = (failures, time.monotonic() + delay)
+        return delay
+
+    def _retry_allowed(self, key: Key) -> bool:
+        failures, next_at = self._retry.get(key, (0, 0.0))
+        return failures == 0 or time.monotonic() >= next_at
+
+    # ---- the reconcile ---------------------------------------------------------------
+    def reconcile(self, mlb: dict[str, Any], *, full: bool = False, cleanup: bool = False) -> dict[str, Any]:
+        """Bring the children and the Label Studio registration to the spec; return the status written."""
+        meta = mlb["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        with self._lock(key):
+            if meta.get("deletionTimestamp"):
+                return mlb.get("status") or {}
+            spec = Spec(mlb)
+            if full:
+                self._last_full[key] = time.monotonic()
+            configmap = None
+            if spec.model.get("configMapName"):
+                configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])
+            live: dict[ChildKey, dict[str, Any]] = {}
+            for child in desired_children(mlb, configmap_data=configmap):
+                live[_child_key(child)] = self._ensure(child, force=full)
+            if cleanup:
+                self._cleanup(spec, meta["uid"], set(live))
+            return self._write_status(mlb, spec, live, full=full)
+
+    def _ensure(self, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
+        ck = _child_key(child)
+        digest = _digest(child)
+        with self._guard:
+            observed = self._observed.get(ck)
+            applied = self._applied.get(ck)
+        if not force and observed is not None and applied == (_version(observed), digest):
+            return observed
+        result = self.kube.apply(child)
+        with self._guard:
+            self._applied[ck] = (_version(result), digest)
+            self._observed[ck] = result
+        return result
+
+    def _cleanup(self, spec: Spec, uid: str, desired: set[ChildKey]) -> None:
+        for kind, namer in OPTIONAL_CHILDREN:
+            ck = (kind, spec.namespace, namer(spec.name))
+            if ck in desired:
+                continue
+            if self.kube.delete_owned(kind, spec.namespace, ck[2], uid):
+                self.events(spec.body, "Normal", "ChildDeleted", f"deleted {kind} {ck[2]}: no longer in the spec")
+            with self._guard:
+                self._observed.pop(ck, None)
+                self._applied.pop(ck, None)
+
+    # ---- status ----------------------------------------------------------------------
+    def _write_status(self, mlb: dict[str, Any], spec: Spec, live: dict[ChildKey, dict[str, Any]], *, full: bool) -> dict[str, Any]:
+        old: dict[str, Any] = dict(mlb.get("status") or {})
+        generation = mlb["metadata"].get("generation")
+        now = now_rfc3339()
+        conds: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
+        checks: dict[str, Check] = {}
+
+        server = live.get(("Deployment", spec.namespace, L.server_name(spec.name)))
+        checks[SERVER_AVAILABLE] = deployment_check(server, "server")
+        if spec.worker_enabled:
+            checks[WORKER_AVAILABLE] = deployment_check(live.get(("Deployment", spec.namespace, L.worker_name(spec.name))), "worker")
+        else:
+            conds = remove_condition(conds, WORKER_AVAILABLE)
+        if spec.redis_managed:
+            checks[REDIS_READY] = statefulset_check(live.get(("StatefulSet", spec.namespace, L.redis_name(spec.name))))
+        elif spec.redis is not None:
+            ref = spec.redis["external"]["urlSecretRef"]
+            checks[REDIS_READY] = Check(True, "External", f"external Redis, URL from Secret {ref['name']}")
+        else:
+            conds = remove_condition(conds, REDIS_READY)
+
+        ls_status = dict(old.get("labelStudio") or {})
+        if spec.label_studio is not None:
+            checks[LABEL_STUDIO_REGISTERED], ls_status = self._registration(mlb, spec, old, ls_status, checks[SERVER_AVAILABLE].ok, full)
+        else:
+            conds = remove_condition(conds, LABEL_STUDIO_REGISTERED)
+            if ls_status.get("backends"):
+                ids = [b.get("id") for b in ls_status["backends"]]
+                self.events(mlb, "Warning", "RegistrationsLeft",
+                            f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted (no URL/token left to do it)")
+            ls_status = {}
+        checks[READY] = ready_check(checks)
+        for ctype, check in checks.items():
+            conds = set_condition(conds, ctype, check, generation, now)
+
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "conditions": conds,
+            "url": spec.backend_url if spec.label_studio else spec.service_url,
+            "replicas": int(((server or {}).get("status") or {}).get("replicas", 0)),
+            "readyReplicas": int(((server or {}).get("status") or {}).get("readyReplicas", 0)),
+            "selector": L.selector_string(spec.name, L.SERVER),
+            "modelVersion": next((b.get("modelVersion") for b in ls_status.get("backends") or [] if b.get("modelVersion")), ""),
+            "configHash": ((server or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {}) or {}).get("lsml.dev/config-hash", ""),
+        }
+        status["labelStudio"] = ls_status if ls_status else None
+        self._post_flips(mlb, old.get("conditions") or [], conds)
+        if strip_volatile({k: v for k, v in status.items() if v is not None}) != strip_volatile({k: v for k, v in old.items() if k in status}):
+            self.kube.patch_mlbackend_status(spec.namespace, spec.name, status)
+        return status
+
+    def _post_flips(self, mlb: dict[str, Any], old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+        """One event per condition flip (not per reconcile): readable history, no event storm."""
+        before = {c["type"]: c.get("status") for c in old}
+        for c in new:
+            if before.get(c["type"]) == c["status"]:
+                continue
+            if c["status"] == "True":
+                self.events(mlb, "Normal", c["type"], c.get("message", ""))
+            elif before.get(c["type"]) == "True" or c["type"] == LABEL_STUDIO_REGISTERED and c.get("reason") != "WaitingForServer":
+                self.events(mlb, "Warning", f"Not{c['type']}", f"{c.get('reason')}: {c.get('message', '')}")
+
+    # ---- Label Studio ----------------------------------------------------------------
+    def target(self, spec: Spec) -> registration.Target:
+        """Registration inputs, with the token and basic-auth credentials read from their Secrets."""
+        ls = spec.label_studio or {}
+        tok = ls["apiTokenSecretRef"]
+        token, tok_rv = self.kube.secret_value(spec.namespace, tok["name"], tok.get("key", "token"))
+        basic = None
+        versions = [tok_rv]
+        ba = spec.raw.get("basicAuth")
+        if ba:
+            user, rv = self.kube.secret_value(spec.namespace, ba["secretName"], ba["usernameKey"])
+            password, _ = self.kube.secret_value(spec.namespace, ba["secretName"], ba["passwordKey"])
+            basic = (user, password)
+            versions.append(rv)
+        return registration.Target(
+            label_studio_url=ls["url"].rstrip("/"), backend_url=spec.backend_url,
+            projects=tuple(int(p) for p in ls["projects"]),
+            title=ls.get("title") or f"{spec.name} ({spec.namespace})",
+            description=ls.get("description") or f"lsml MLBackend {spec.namespace}/{spec.name}",
+            interactive=bool(ls.get("interactive", False)), timeout=float(ls.get("timeout", 100)),
+            token=token, basic_auth=basic, secret_versions=tuple(versions),
+        )
+
+    def _registration(self, mlb: dict[str, Any], spec: Spec, old: dict[str, Any], ls_status: dict[str, Any],
+                      server_ok: bool, full: bool) -> tuple[Check, dict[str, Any]]:
+        key: Key = (spec.namespace, spec.name)
+        recorded = list(ls_status.get("backends") or [])
+        prev = next((c for c in old.get("conditions") or [] if c.get("type") == LABEL_STUDIO_REGISTERED), None)
+        prev_check = Check(prev.get("status") == "True", prev.get("reason", ""), prev.get("message", "")) if prev else None
+        if not server_ok and not (prev_check and prev_check.ok):
+            return Check(False, "WaitingForServer", "registration waits until the server Deployment is available"), ls_status
+        try:
+            target = self.target(spec)
+        except KeyError as exc:
+            return Check(False, "SecretMissing", str(exc).strip("'\"")), ls_status
+        fingerprint = target.fingerprint()
+        due = full or fingerprint != ls_status.get("registrationHash") or not (prev_check and prev_check.ok)
+        if not due:
+            return prev_check, ls_status  # type: ignore[return-value]
+        if not server_ok:
+            return Check(False, "WaitingForServer", "the spec changed; re-registration waits for the server to be available"), ls_status
+        if not self._retry_allowed(key):
+            return (prev_check or Check(False, "RetryPending", "waiting to retry Label Studio")), ls_status
+        outcome = registration.sync(target, recorded, self.ls_factory)
+        ls_status = {"backends": outcome.backends}
+        if outcome.error:
+            delay = self._note_failure(key)
+            reason = "LabelStudioUnreachable" if outcome.unreachable else "LabelStudioRefused"
+            if recorded != outcome.backends or prev_check is None or prev_check.message != outcome.error:
+                self.events(mlb, "Warning", reason, f"{outcome.error} (retrying in {delay:.0f}s)")
+            ls_status["registrationHash"] = ""
+            return Check(False, reason, outcome.error), ls_status
+        self._retry.pop(key, None)
+        ls_status["registrationHash"] = fingerprint
+        for rid in outcome.created:
+            self.events(mlb, "Normal", "Registered", f"created Label Studio ML backend {rid} for {target.backend_url}")
+        for rid in outcome.removed:
+            self.events(mlb, "Normal", "Deregistered", f"deleted Label Studio ML backend {rid}")
+        ids = ", ".join(f"project {b['project']}: {b['id']}" for b in outcome.backends)
+        return Check(True, "Registered", f"registered in Label Studio ({ids})"), ls_status
+
+    def finalize(self, mlb: dict[str, Any]) -> registration.Outcome | None:
+        """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection)."""
+        spec = Spec(mlb)
+        recorded = list(((mlb.get("status") or {}).get("labelStudio") or {}).get("backends") or [])
+        if spec.label_studio is None:
+            return None
+        target = self.target(spec)
+        outcome = registration.deregister(target, recorded, self.ls_factory)
+        if not outcome.error:
+            for rid in outcome.removed:
+                self.events(mlb, "Normal", "Deregistered", f"deleted Label Studio ML backend {rid}")
+        return outcome

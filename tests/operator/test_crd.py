@@ -1,0 +1,71 @@
+"""CRD shape tests without a cluster: subresources, printer columns, examples valid against the schema.
+
+The API server's own verdict (CEL rules, defaults) is tested in test_cluster_crd.py.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonschema
+import pytest
+
+from .helpers import CHART, CRD_PATH, EXAMPLES, crd, crd_schema, load_docs
+
+
+def _jsonschema(node: Any) -> Any:
+    """OpenAPI v3 structural schema -> JSON Schema (drop the x-kubernetes-* keywords jsonschema does not know)."""
+    if isinstance(node, dict):
+        return {k: _jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+    if isinstance(node, list):
+        return [_jsonschema(v) for v in node]
+    return node
+
+
+def test_chart_crd_is_identical_to_crds_dir():
+    assert (CHART / "crds" / "mlbackend.yaml").read_bytes() == CRD_PATH.read_bytes()
+
+
+def test_scale_subresource_and_printer_columns():
+    v = crd()["spec"]["versions"][0]
+    assert v["subresources"]["status"] == {}
+    assert v["subresources"]["scale"] == {"specReplicasPath": ".spec.server.replicas",
+                                          "statusReplicasPath": ".status.replicas",
+                                          "labelSelectorPath": ".status.selector"}
+    cols = [c["name"].upper() for c in v["additionalPrinterColumns"]]
+    assert cols == ["READY", "REPLICAS", "URL", "MODEL VERSION", "AGE"]
+    names = crd()["spec"]["names"]
+    assert names["shortNames"] == ["mlb"] and names["kind"] == "MLBackend"
+    assert crd()["spec"]["scope"] == "Namespaced"
+
+
+@pytest.mark.parametrize("name", ["mlbackend.yaml", "mlbackend-minimal.yaml", "mlbackend-full.yaml"])
+def test_examples_validate_against_schema(name):
+    schema = _jsonschema(crd_schema())
+    docs = [d for d in load_docs(EXAMPLES / name) if d["kind"] == "MLBackend"]
+    assert docs, f"{name} has no MLBackend"
+    for doc in docs:
+        jsonschema.validate(doc, schema)
+
+
+def test_schema_rejects_unknown_score_strategy_and_bad_quantities():
+    schema = _jsonschema(crd_schema())
+    doc = copy.deepcopy(load_docs(EXAMPLES / "mlbackend-minimal.yaml")[0])
+    doc["spec"]["model"] = {"scoreStrategy": "random"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+    doc["spec"]["model"] = {}
+    doc["spec"]["server"] = {"resources": {"limits": {"memory": "lots"}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+
+
+def test_cross_field_rules_are_cel_validations():
+    s = crd_schema()["properties"]["spec"]
+    rules = [r["rule"] for r in s["x-kubernetes-validations"]]
+    assert any("has(self.redis)" in r for r in rules)
+    p = s["properties"]
+    assert p["redis"]["x-kubernetes-validations"] and p["storage"]["x-kubernetes-validations"]
+    assert p["hpa"]["x-kubernetes-validations"] and p["basicAuth"]["x-kubernetes-validations"]
+    assert all(r.get("message") for r in s["x-kubernetes-validations"] + p["redis"]["x-kubernetes-validations"])
