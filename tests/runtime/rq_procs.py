@@ -37,7 +37,7 @@ class Counter(LabelStudioMLBase):
         if log:
             with open(log, "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "at": "start", "t": time.time(), "event": event}) + "\\n")
-        time.sleep(float(os.environ.get("TEST_FIT_SECONDS", "0")))
+        time.sleep(float((data or {}).get("sleep", os.environ.get("TEST_FIT_SECONDS", "0"))))
         if (data or {}).get("fail"):
             raise ValueError("no annotations to train on")
         (self.output_dir / "model.json").write_text(json.dumps({"event": event, "data": data}))

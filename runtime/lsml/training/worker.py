@@ -123,6 +123,7 @@ def run_worker(
     wait = 0.5
     while True:
         connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, health_check_interval=10)
+        worker = None
         try:
             connection.ping()
             worker = TrainingWorker(
@@ -137,6 +138,9 @@ def run_worker(
             worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
             return
         except redis.ConnectionError as exc:
+            if worker is not None and worker._stop_requested:
+                log.warning("stopping while Redis is unreachable (%s)", exc)
+                return
             log.warning("Redis at %s unreachable (%s); retrying in %.1fs", _safe_url(settings.redis_url), exc, wait)
             time.sleep(wait)
             wait = min(wait * 2, MAX_RECONNECT_WAIT)
