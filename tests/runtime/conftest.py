@@ -28,3 +28,50 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def text_config() -> str:
     return TEXT_CONFIG
+
+
+@pytest.fixture(autouse=True)
+def _reset_sample_models():
+    from tests.runtime import sample_models as sm
+
+    sm.CountingModel.built = 0
+    sm.CountingModel.fit_calls = []
+    sm.SlowPredictModel.running = 0
+    sm.SlowPredictModel.peak = 0
+    yield
+
+
+def make_client(model, settings, **overrides):
+    from lsml.server import create_app
+
+    app = create_app(model, settings.replace(**overrides) if overrides else settings)
+    return app, app.test_client()
+
+
+@pytest.fixture
+def serve(settings):
+    """serve(ModelClass, **settings_overrides) -> (app, test_client); queues closed afterwards."""
+    apps = []
+
+    def _serve(model, **overrides):
+        app, client = make_client(model, settings, **overrides)
+        apps.append(app)
+        return app, client
+
+    yield _serve
+    for app in apps:
+        close = getattr(app.extensions["lsml"].queue, "close", None)
+        if close:
+            close()
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")

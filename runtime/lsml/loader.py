@@ -1,0 +1,308 @@
+"""ModelRegistry: one model instance per (process, project), built off the request path, hot-reloaded.
+
+- The model class is imported once, in a background thread started by
+  `start()`; `/readyz` reports when that is done.
+- `setup(project, label_config)` (what `/setup` calls) remembers the label
+  config, schedules a background build when there is no instance yet (or the
+  config changed) and returns at once.
+- `get(project, label_config)` (what `/predict` calls) returns the instance;
+  when none is ready yet it waits (bounded by `LSML_MODEL_LOAD_TIMEOUT`,
+  then `ModelNotReady`).
+- Hot reload: at most every `LSML_RELOAD_INTERVAL` seconds a request reads
+  the store's `current` pointer (one `readlink`, microseconds). When it
+  moved, a new instance is built in the background and swapped in with one
+  attribute assignment; the old instance serves until then. Every gunicorn
+  worker does this on its own, so any number of processes sharing MODEL_DIR
+  converge on the published version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from lsml.label_config import parse_config_cached
+from lsml.model import BuildContext, LabelStudioMLBase, ModelRef, build_model, load_model_class, model_class_name
+from lsml.settings import Settings
+from lsml.state import State, make_state
+from lsml.store import ModelStore, make_store
+
+logger = logging.getLogger(__name__)
+
+_RETRY_AFTER_FAILURE = 1.0
+
+
+class ModelNotReady(Exception):
+    """The model is still loading after the wait bound (HTTP 503)."""
+
+
+class ModelLoadFailed(Exception):
+    """Building the model raised; the message names the exception type only (HTTP 503)."""
+
+
+class UnknownProject(Exception):
+    """No label config is known for this project: Label Studio never called /setup for it (HTTP 404)."""
+
+
+@dataclass
+class _Entry:
+    project: str
+    label_config: Optional[str]
+    instance: Optional[LabelStudioMLBase] = None
+    pointer: Optional[str] = None
+    loading: bool = False
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: Optional[str] = None
+    failed_at: float = 0.0
+    last_check: float = 0.0
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        model_ref: ModelRef,
+        settings: Settings,
+        store: Optional[ModelStore] = None,
+        state: Optional[State] = None,
+        on_loaded: Optional[Callable[[str, str, float], None]] = None,
+    ) -> None:
+        self.model_ref = model_ref
+        self.settings = settings
+        self.store = store if store is not None else make_store(settings)
+        self.state = state if state is not None else make_state(settings)
+        self.on_loaded = on_loaded
+        self.class_name = model_class_name(model_ref)
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._remembered: dict[tuple[str, str], Any] = {}
+        self._cls: Optional[type] = model_ref if isinstance(model_ref, type) else None
+        self._cls_error: Optional[str] = None
+        self._cls_ready = threading.Event()
+        self._cls_started = False
+        if self._cls is not None:
+            self._cls_ready.set()
+
+    # ---- model class ----------------------------------------------------
+    def start(self) -> None:
+        """Import the model class in the background (idempotent)."""
+        with self._lock:
+            if self._cls_started or self._cls_ready.is_set():
+                return
+            self._cls_started = True
+        threading.Thread(target=self._import_class, name="lsml-import", daemon=True).start()
+
+    def _import_class(self) -> None:
+        try:
+            self._cls = load_model_class(self.model_ref, self.settings.backend_dir)
+            self._cls_error = None
+        except BaseException as exc:  # noqa: BLE001 - reported through /readyz
+            self._cls_error = f"cannot import model {self.model_ref!r}: {type(exc).__name__}: {exc}"
+            logger.error("%s", self._cls_error, exc_info=True)
+        finally:
+            self._cls_ready.set()
+
+    @property
+    def class_ready(self) -> bool:
+        return self._cls_ready.is_set() and self._cls is not None
+
+    @property
+    def class_error(self) -> Optional[str]:
+        return self._cls_error
+
+    def model_class(self, timeout: Optional[float] = None) -> type:
+        self.start()
+        if not self._cls_ready.wait(timeout):
+            raise ModelNotReady("the model class is still being imported")
+        if self._cls is None:
+            raise ModelLoadFailed(self._cls_error or "the model class could not be imported")
+        return self._cls
+
+    def model_class_if_ready(self) -> Optional[type]:
+        return self._cls if self._cls_ready.is_set() else None
+
+    # ---- per-project memory ------------------------------------------------
+    def remember(self, project: str, key: str, value: Any) -> None:
+        """Write a per-project value to state, skipping the write when this process already wrote it."""
+        marker = (project, key)
+        if self._remembered.get(marker, _UNSET) == value:
+            return
+        if self.state.get(project, key) != value:
+            self.state.set(project, key, value)
+        self._remembered[marker] = value
+
+    def _known_label_config(self, project: str) -> Optional[str]:
+        return self.state.get(project, "label_config")
+
+    # ---- loading --------------------------------------------------------------
+    def _schedule(self, entry: _Entry) -> None:
+        """Start a background build for `entry` unless one is running. Call with self._lock held."""
+        if entry.loading:
+            return
+        entry.loading = True
+        if entry.instance is None:
+            entry.ready.clear()
+        label_config = entry.label_config
+        threading.Thread(target=self._build, args=(entry, label_config), name=f"lsml-load-{entry.project}",
+                         daemon=True).start()
+
+    def _build(self, entry: _Entry, label_config: Optional[str]) -> None:
+        started = time.perf_counter()
+        project = entry.project
+        instance = None
+        pointer = None
+        try:
+            cls = self.model_class(timeout=self.settings.model_load_timeout)
+            pointer = self.store.pointer(project)
+            version = self.store.current(project)
+            instance = build_model(cls, project, label_config, BuildContext(self.settings, self.state, version))
+        except BaseException as exc:  # noqa: BLE001 - surfaced to /predict as 503
+            logger.error("project %s: building the model failed (%s)", project, type(exc).__name__, exc_info=True)
+            with self._lock:
+                entry.error = f"building the model raised {type(exc).__name__} (see the server log)"
+                entry.failed_at = time.monotonic()
+                entry.loading = False
+                entry.ready.set()
+            return
+        elapsed = time.perf_counter() - started
+        rebuild = False
+        with self._lock:
+            entry.loading = False
+            if entry.label_config == label_config:
+                entry.instance = instance
+                entry.pointer = pointer
+                entry.error = None
+                entry.last_check = time.monotonic()
+                entry.ready.set()
+            else:
+                rebuild = True  # the label config changed while we built
+            if rebuild:
+                self._schedule(entry)
+        if not rebuild:
+            logger.info("project %s: model %s loaded (version %s) in %.3fs",
+                        project, self.class_name, instance.model_version, elapsed)
+            if self.on_loaded is not None:
+                try:
+                    self.on_loaded(project, instance.model_version, elapsed)
+                except Exception:  # pragma: no cover - metrics must never break loading
+                    logger.debug("on_loaded callback failed", exc_info=True)
+
+    def _entry_for(self, project: str, label_config: Optional[str]) -> _Entry:
+        """The entry of `project`, created or re-pointed at a new label config (validated first)."""
+        entry = self._entries.get(project)
+        if entry is not None and (label_config is None or label_config == entry.label_config):
+            return entry
+        if label_config is not None:
+            parse_config_cached(label_config)  # raises LabelConfigError before anything is remembered
+            self.remember(project, "label_config", label_config)
+        else:
+            label_config = self._known_label_config(project)
+            if label_config is None:
+                raise UnknownProject(
+                    f"project {project!r} is unknown: Label Studio has not called /setup for it "
+                    "and the request carries no label_config"
+                )
+        with self._lock:
+            entry = self._entries.get(project)
+            if entry is None:
+                entry = _Entry(project=project, label_config=label_config)
+                self._entries[project] = entry
+                self._schedule(entry)
+            elif entry.label_config != label_config:
+                entry.label_config = label_config
+                entry.instance = None  # predictions for the old labels would be wrong
+                entry.ready.clear()
+                if entry.loading:
+                    pass  # _build notices the change and rebuilds
+                else:
+                    self._schedule(entry)
+        return entry
+
+    def _maybe_reload(self, entry: _Entry) -> None:
+        now = time.monotonic()
+        if now - entry.last_check < self.settings.reload_interval:
+            return
+        entry.last_check = now
+        if entry.loading:
+            return
+        if self.store.pointer(entry.project) != entry.pointer:
+            with self._lock:
+                self._schedule(entry)
+
+    # ---- public -----------------------------------------------------------------
+    def setup(self, project: str, label_config: Optional[str] = None) -> str:
+        """Remember the config, make sure a build is under way, answer the model version at once."""
+        entry = self._entry_for(project, label_config)
+        instance = entry.instance
+        if instance is not None:
+            self._maybe_reload(entry)
+            return instance.model_version
+        if entry.error and not entry.loading and time.monotonic() - entry.failed_at > _RETRY_AFTER_FAILURE:
+            with self._lock:
+                self._schedule(entry)
+        current = self.store.current(project)
+        if current is not None:
+            return current.name
+        cls = self.model_class_if_ready() or LabelStudioMLBase
+        return cls.INITIAL_MODEL_VERSION
+
+    def get(self, project: str, label_config: Optional[str] = None, timeout: Optional[float] = None) -> LabelStudioMLBase:
+        """The project's model instance, waiting (bounded) while it is built."""
+        entry = self._entries.get(project)
+        if entry is not None and entry.instance is not None and (
+                label_config is None or label_config == entry.label_config):
+            self._maybe_reload(entry)
+            return entry.instance
+        entry = self._entry_for(project, label_config)
+        timeout = self.settings.model_load_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            instance = entry.instance
+            if instance is not None:
+                return instance
+            if entry.error and not entry.loading:
+                if time.monotonic() - entry.failed_at > _RETRY_AFTER_FAILURE:
+                    with self._lock:
+                        self._schedule(entry)
+                else:
+                    raise ModelLoadFailed(entry.error)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not entry.ready.wait(remaining):
+                raise ModelNotReady(
+                    f"the model for project {project!r} is still loading after {timeout:g}s "
+                    "(LSML_MODEL_LOAD_TIMEOUT)"
+                )
+            if entry.instance is None and entry.error and not entry.loading:
+                raise ModelLoadFailed(entry.error)
+            if entry.instance is None and not entry.loading and not entry.error:
+                continue  # the ready flag belonged to a superseded build
+            if entry.instance is None:
+                time.sleep(0.005)
+
+    def reload(self, project: str) -> None:
+        """Check the store now (e.g. right after this process published a version)."""
+        entry = self._entries.get(project)
+        if entry is None:
+            return
+        with self._lock:
+            entry.last_check = 0.0
+        self._maybe_reload(entry)
+
+    def model_version(self, project: str) -> str:
+        entry = self._entries.get(project)
+        if entry is not None and entry.instance is not None:
+            return entry.instance.model_version
+        current = self.store.current(project)
+        if current is not None:
+            return current.name
+        cls = self.model_class_if_ready() or LabelStudioMLBase
+        return cls.INITIAL_MODEL_VERSION
+
+    def loaded(self) -> dict[str, str]:
+        """project -> model_version of every instance this process holds."""
+        return {p: e.instance.model_version for p, e in list(self._entries.items()) if e.instance is not None}
+
+
+_UNSET = object()

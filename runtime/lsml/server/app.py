@@ -1,0 +1,71 @@
+"""`create_app(model_ref, settings=None)`: the Flask app gunicorn serves (`_wsgi:app`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+from flask import Flask
+
+from lsml.loader import ModelRegistry
+from lsml.model import ModelRef
+from lsml.server import auth, errors, metrics
+from lsml.settings import Settings
+from lsml.training import TrainingQueue, make_queue
+
+logger = logging.getLogger("lsml.server")
+
+
+@dataclass
+class Runtime:
+    """What the handlers share: found at `app.extensions["lsml"]`."""
+
+    settings: Settings
+    registry: ModelRegistry
+    queue: TrainingQueue
+    predict_slots: threading.BoundedSemaphore
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    logging.getLogger("lsml").setLevel(level)
+
+
+def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
+               queue: Optional[TrainingQueue] = None) -> Flask:
+    """A Flask app serving `model_ref` (`"module:Class"` or the class itself).
+
+    Importing the model class and building model instances happen in
+    background threads, so the app answers `/health` and `/setup` at once.
+    """
+    settings = settings or Settings.from_env()
+    _configure_logging(settings.log_level)
+    app = Flask("lsml", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+
+    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded)
+
+    def _published(project: str, result: dict) -> None:
+        if result.get("published"):
+            registry.reload(project)
+
+    if queue is None:
+        queue = make_queue(settings, model_ref, on_finished=_published)
+    app.extensions["lsml"] = Runtime(settings=settings, registry=registry, queue=queue,
+                                     predict_slots=threading.BoundedSemaphore(settings.predict_concurrency))
+
+    from lsml.server.routes import bp
+
+    metrics.install(app)
+    auth.install(app, settings)
+    errors.install(app)
+    app.register_blueprint(bp)
+    registry.start()
+    logger.info("serving %s (model dir %s, %s training)", registry.class_name, settings.model_dir,
+                "RQ" if settings.redis_url else "embedded")
+    return app

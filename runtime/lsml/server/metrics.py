@@ -1,0 +1,93 @@
+"""Prometheus metrics (`/metrics`), multi-process aware.
+
+When `PROMETHEUS_MULTIPROC_DIR` is set before Python starts (`label-studio-ml
+start` sets it), prometheus-client keeps values in files there and
+`/metrics` merges every gunicorn worker's; the gunicorn config marks dead
+workers (`lsml.server.gunicorn_conf`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, request
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest)
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+REQUESTS = Counter("lsml_http_requests_total", "HTTP requests by route, method and status",
+                   ["route", "method", "status"])
+LATENCY = Histogram("lsml_http_request_duration_seconds", "HTTP request latency by route", ["route"],
+                    buckets=_BUCKETS)
+ERRORS = Counter("lsml_http_errors_total", "Error responses by error code", ["error"])
+PREDICT_LATENCY = Histogram("lsml_predict_duration_seconds", "Time spent in the model's predict()",
+                            buckets=_BUCKETS)
+PREDICT_TASKS = Counter("lsml_predicted_tasks_total", "Tasks sent to predict()")
+MODEL_LOAD = Histogram("lsml_model_load_seconds", "Time to build a model instance (setup included)",
+                       buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+MODEL_VERSION = Gauge("lsml_model_version_info", "Model version loaded per project (1 = loaded here)",
+                      ["project", "model_version"], multiprocess_mode="livemax")
+MODEL_VERSION_NUMBER = Gauge("lsml_model_version_number", "Store version number loaded per project (0: untrained)",
+                             ["project"], multiprocess_mode="livemax")
+QUEUE_DEPTH = Gauge("lsml_training_queue_depth", "Training jobs waiting", multiprocess_mode="livemostrecent")
+QUEUE_RUNNING = Gauge("lsml_training_jobs_running", "Training jobs running", multiprocess_mode="livemostrecent")
+QUEUE_FAILED = Gauge("lsml_training_jobs_failed", "Training jobs failed since start",
+                     multiprocess_mode="livemostrecent")
+TRAINING_SUBMITTED = Counter("lsml_training_submitted_total", "Training triggers accepted", ["event"])
+
+_loaded_versions: dict[str, str] = {}
+
+
+def count_error(code: str) -> None:
+    ERRORS.labels(code).inc()
+
+
+def model_loaded(project: str, model_version: str, seconds: float) -> None:
+    MODEL_LOAD.observe(seconds)
+    previous = _loaded_versions.get(project)
+    if previous is not None and previous != model_version:
+        MODEL_VERSION.labels(project, previous).set(0)
+    _loaded_versions[project] = model_version
+    MODEL_VERSION.labels(project, model_version).set(1)
+    number = 0
+    if model_version.startswith("v") and model_version[1:].isdigit():
+        number = int(model_version[1:])
+    MODEL_VERSION_NUMBER.labels(project).set(number)
+
+
+def _registry():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def install(app: Flask) -> None:
+    perf = time.perf_counter
+
+    @app.before_request
+    def _start_timer():
+        request.environ["lsml.t0"] = perf()
+
+    @app.after_request
+    def _observe(response):
+        t0 = request.environ.get("lsml.t0")
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "unmatched"
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        if t0 is not None:
+            LATENCY.labels(route).observe(perf() - t0)
+        return response
+
+
+def render(queue_stats: dict | None) -> Response:
+    if queue_stats:
+        QUEUE_DEPTH.set(queue_stats.get("queued", 0))
+        QUEUE_RUNNING.set(queue_stats.get("running", 0))
+        QUEUE_FAILED.set(queue_stats.get("failed", 0))
+    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)

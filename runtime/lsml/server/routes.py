@@ -1,0 +1,264 @@
+"""The HTTP API Label Studio calls, plus probes. Handlers stay thin: parse, call the runtime, answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from lsml.label_config import LabelConfigError, parse_config_cached
+from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
+from lsml.model import LabelStudioMLBase, project_key
+from lsml.response import serialize_predictions
+from lsml.server import metrics
+from lsml.server.errors import ApiError
+from lsml.training.queue import TrainingRequest
+
+logger = logging.getLogger("lsml.server")
+
+bp = Blueprint("lsml", __name__)
+
+_JSON = "application/json"
+_DROPPED_PARAMS = ("context", "login", "password")
+
+
+def _rt():
+    return current_app.extensions["lsml"]
+
+
+def _json_body(optional: bool = False) -> dict:
+    raw = request.get_data(cache=True)
+    if not raw:
+        if optional:
+            return {}
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _project(value: Any, required: bool = True) -> str:
+    if value is None and required:
+        raise ApiError(400, "missing_project", "'project' is required")
+    try:
+        return project_key(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_project", str(exc)) from None
+
+
+def _label_config(value: Any, field: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_label_config", f"'{field}' must be a string of XML")
+    try:
+        parse_config_cached(value)
+    except LabelConfigError as exc:
+        raise ApiError(400, "invalid_label_config", str(exc)) from None
+    return value
+
+
+def _load_error(exc: Exception) -> ApiError:
+    if isinstance(exc, UnknownProject):
+        return ApiError(404, "unknown_project", str(exc))
+    if isinstance(exc, ModelNotReady):
+        return ApiError(503, "model_loading", str(exc), {"Retry-After": "5"})
+    if isinstance(exc, LabelConfigError):
+        return ApiError(400, "invalid_label_config", str(exc))
+    return ApiError(503, "model_load_failed", str(exc), {"Retry-After": "5"})
+
+
+def _json_response(payload: Any, status: int = 200) -> Response:
+    return current_app.response_class(json.dumps(payload), status=status, mimetype=_JSON)
+
+
+# ---- Label Studio-facing -------------------------------------------------------
+@bp.route("/", methods=["GET"], endpoint="index")
+@bp.route("/health", methods=["GET"], endpoint="health")
+def health():
+    return _json_response({"status": "UP", "model_class": _rt().registry.class_name})
+
+
+@bp.route("/setup", methods=["POST"])
+def setup():
+    rt = _rt()
+    body = _json_body()
+    project = _project(body.get("project"))
+    schema = _label_config(body.get("schema"), "schema")
+    for key in ("hostname", "access_token"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, "invalid_field", f"'{key}' must be a string")
+        if value:
+            rt.registry.remember(project, key, value)
+    if body.get("extra_params") is not None:
+        rt.registry.remember(project, "extra_params", body["extra_params"])
+    try:
+        version = rt.registry.setup(project, schema)
+    except (UnknownProject, LabelConfigError) as exc:
+        raise _load_error(exc) from None
+    return _json_response({"model_version": version})
+
+
+@bp.route("/predict", methods=["POST"])
+def predict():
+    rt = _rt()
+    body = _json_body()
+    tasks = body.get("tasks")
+    if tasks is None:
+        raise ApiError(400, "missing_tasks", "'tasks' is required: a list of Label Studio tasks")
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise ApiError(400, "invalid_tasks", "'tasks' must be a list of task objects")
+    project = _project(body.get("project"), required=False)
+    label_config = body.get("label_config")
+    if label_config is not None and not isinstance(label_config, str):
+        raise ApiError(400, "invalid_label_config", "'label_config' must be a string of XML")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "invalid_params", "'params' must be an object")
+    try:
+        model = rt.registry.get(project, label_config or None)
+    except (UnknownProject, ModelNotReady, ModelLoadFailed, LabelConfigError) as exc:
+        raise _load_error(exc) from None
+    if not tasks:
+        return _json_response({"results": [], "model_version": model.model_version})
+    kwargs = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS} if params else {}
+    if not rt.predict_slots.acquire(timeout=rt.settings.predict_wait_timeout):
+        raise ApiError(503, "busy", f"{rt.settings.predict_concurrency} predictions already running "
+                                    f"(LSML_PREDICT_CONCURRENCY); try again", {"Retry-After": "1"})
+    t0 = time.perf_counter()
+    try:
+        output = model.predict(tasks, context=params.get("context"), **kwargs)
+    except Exception as exc:
+        logger.error("project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__,
+                     exc_info=True)
+        raise ApiError(500, "model_error",
+                       f"the model's predict raised {type(exc).__name__}; see the server log") from None
+    finally:
+        rt.predict_slots.release()
+        metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+    metrics.PREDICT_TASKS.inc(len(tasks))
+    version = model.model_version
+    try:
+        results = serialize_predictions(output, version)
+    except TypeError as exc:
+        logger.error("project %s: predict returned an unusable value: %s", project, exc)
+        raise ApiError(500, "bad_prediction", f"the model returned an unusable value: {exc}") from None
+    if len(results) != len(tasks):
+        logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
+    return _json_response({"results": results, "model_version": version})
+
+
+@bp.route("/webhook", methods=["POST"])
+def webhook():
+    rt = _rt()
+    body = _json_body()
+    action = body.get("action")
+    if not isinstance(action, str) or not action:
+        raise ApiError(400, "missing_action", "'action' (the Label Studio event name) is required")
+    cls = rt.registry.model_class_if_ready() or LabelStudioMLBase
+    if action not in cls.TRAIN_EVENTS:
+        return _json_response({"status": "ignored", "action": action})
+    project_obj = body.get("project")
+    if project_obj is None:
+        raise ApiError(400, "missing_project", f"{action} carries no 'project'")
+    project = _project(project_obj)
+    label_config = None
+    if isinstance(project_obj, dict):
+        label_config = _label_config(project_obj.get("label_config"), "project.label_config")
+    if label_config is not None:
+        try:
+            rt.registry.setup(project, label_config)
+        except Exception:  # remembering the config must not lose the training trigger
+            logger.warning("project %s: could not remember the webhook's label config", project, exc_info=True)
+    data = {k: v for k, v in body.items() if k != "action"}
+    job = rt.queue.submit(TrainingRequest(project=project, event=action, payload=data, label_config=label_config))
+    metrics.TRAINING_SUBMITTED.labels(action).inc()
+    return _json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
+
+
+@bp.route("/train", methods=["POST"])
+def train():
+    rt = _rt()
+    body = _json_body()
+    annotations = body.get("annotations")
+    if not isinstance(annotations, list) or not annotations:
+        raise ApiError(400, "missing_annotations", "'annotations' must be a non-empty list of annotated tasks")
+    project = _project(body.get("project"), required=False)
+    label_config = _label_config(body.get("label_config"), "label_config")
+    if label_config is not None:
+        rt.registry.remember(project, "label_config", label_config)
+    job = rt.queue.submit(TrainingRequest(project=project, event="START_TRAINING", payload=body,
+                                          label_config=label_config))
+    metrics.TRAINING_SUBMITTED.labels("TRAIN").inc()
+    return _json_response({"job": job}, 201)
+
+
+@bp.route("/job_status", methods=["POST"])
+def job_status():
+    body = _json_body()
+    job = body.get("job")
+    if not isinstance(job, str) or not job:
+        raise ApiError(400, "missing_job", "'job' (a job id from /webhook or /train) is required")
+    status = _rt().queue.status(job)
+    if status is None:
+        raise ApiError(404, "unknown_job", f"no job {job!r} (job statuses are kept in memory by the embedded runner)")
+    return _json_response(status)
+
+
+@bp.route("/versions", methods=["GET", "POST"])
+def versions():
+    rt = _rt()
+    raw_project = request.args.get("project")
+    if raw_project is None:
+        raw_project = _json_body(optional=True).get("project")
+    project = _project(raw_project)
+    found = rt.registry.store.versions(project)
+    current = rt.registry.store.current(project)
+    return _json_response({
+        "project": project,
+        "versions": [v.name for v in found],
+        "details": [v.to_dict() for v in found],
+        "model_version": current.name if current else rt.registry.model_version(project),
+    })
+
+
+# ---- probes, metrics, docs ------------------------------------------------------
+@bp.route("/healthz", methods=["GET"])
+def healthz():
+    return _json_response({"status": "alive"})
+
+
+@bp.route("/readyz", methods=["GET"])
+def readyz():
+    registry = _rt().registry
+    if registry.class_ready:
+        return _json_response({"status": "ready", "model_class": registry.class_name})
+    error = registry.class_error
+    return _json_response({"status": "not_ready", "error": error or "the model class is still being imported"},
+                          503)
+
+
+@bp.route("/metrics", methods=["GET"], endpoint="metrics")
+def metrics_view():
+    rt = _rt()
+    try:
+        stats = rt.queue.stats()
+    except Exception:  # a down Redis must not break the scrape
+        stats = None
+    return metrics.render(stats)
+
+
+
+@bp.route("/openapi.json", methods=["GET"], endpoint="openapi")
+def openapi_view():
+    from lsml.server.openapi import SPEC
+
+    return jsonify(SPEC)

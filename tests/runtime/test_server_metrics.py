@@ -1,0 +1,22 @@
+from tests.runtime.sample_models import CountingModel
+
+
+def test_metrics_expose_requests_latency_errors_model_and_queue(serve, text_config):
+    app, c = serve(CountingModel)
+    c.post("/setup", json={"project": "31.1", "schema": text_config})
+    c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "31.1"})
+    c.post("/predict", data="bad")
+    r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 31}})
+    app.extensions["lsml"].queue.wait(r.json["job"])
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.content_type.startswith("text/plain")
+    text = r.get_data(as_text=True)
+    assert 'lsml_http_requests_total{method="POST",route="/predict",status="200"}' in text
+    assert 'lsml_http_requests_total{method="POST",route="/predict",status="400"}' in text
+    assert 'lsml_http_request_duration_seconds_bucket{le="0.001",route="/predict"}' in text
+    assert 'lsml_http_errors_total{error="invalid_json"}' in text
+    assert "lsml_model_load_seconds_count" in text
+    assert 'lsml_model_version_info{model_version="0.0.1",project="31"} 1.0' in text
+    assert "lsml_training_queue_depth" in text and "lsml_training_jobs_running" in text
+    assert 'lsml_training_submitted_total{event="START_TRAINING"}' in text
+    assert "lsml_predict_duration_seconds_count" in text

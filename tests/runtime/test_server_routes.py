@@ -1,0 +1,259 @@
+"""Every Label Studio-facing endpoint, through Flask's test client."""
+
+import time
+
+import pytest
+
+from tests.runtime.conftest import wait_until
+from tests.runtime.sample_models import (BadReturnModel, BrokenPredictModel, BrokenSetupModel, CountingModel,
+                                         ResponseModel, SlowPredictModel, SlowSetupModel)
+
+TASKS = [{"id": i, "data": {"text": f"t{i}"}} for i in range(3)]
+
+
+def setup_project(client, config, project="1.1700000000", **extra):
+    r = client.post("/setup", json={"project": project, "schema": config, **extra})
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+def test_health_and_index_name_the_model_class(serve):
+    _, c = serve(CountingModel)
+    for path in ("/", "/health"):
+        r = c.get(path)
+        assert r.status_code == 200 and r.json == {"status": "UP", "model_class": "CountingModel"}
+
+
+def test_setup_answers_the_model_version_and_predict_answers_one_item_per_task(serve, text_config):
+    _, c = serve(CountingModel)
+    assert setup_project(c, text_config) == {"model_version": "0.0.1"}
+    r = c.post("/predict", json={"tasks": TASKS, "project": "1.1700000000", "label_config": text_config,
+                                 "params": {"login": None, "password": None, "context": None}})
+    assert r.status_code == 200
+    results = r.json["results"]
+    assert len(results) == 3
+    for item in results:
+        assert item["score"] == 0.75 and item["model_version"] == "0.0.1"
+        assert item["result"][0]["value"] == {"choices": ["Positive"]}
+
+
+def test_predict_accepts_model_response_objects(serve, text_config):
+    _, c = serve(ResponseModel)
+    setup_project(c, text_config)
+    r = c.post("/predict", json={"tasks": TASKS[:2], "project": "1"})
+    assert r.json["results"] == [{"result": [], "score": 0.1, "model_version": "0.0.1"}] * 2
+
+
+def test_predict_with_label_config_needs_no_setup(serve, text_config):
+    _, c = serve(CountingModel)
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "4.1", "label_config": text_config})
+    assert r.status_code == 200 and len(r.json["results"]) == 1
+
+
+def test_empty_task_list_gives_empty_results(serve, text_config):
+    _, c = serve(CountingModel)
+    setup_project(c, text_config)
+    assert c.post("/predict", json={"tasks": [], "project": "1"}).json["results"] == []
+
+
+def test_model_is_built_once_and_reused(serve, text_config):
+    _, c = serve(CountingModel)
+    setup_project(c, text_config)
+    for _ in range(5):
+        assert c.post("/predict", json={"tasks": TASKS[:1], "project": "1"}).status_code == 200
+    setup_project(c, text_config)
+    assert CountingModel.built == 1
+
+
+def test_projects_get_their_own_instances_and_labels(serve, text_config):
+    _, c = serve(CountingModel)
+    other = text_config.replace("Positive", "Spam").replace("Negative", "Ham")
+    setup_project(c, text_config, "1.1")
+    setup_project(c, other, "2.1")
+    a = c.post("/predict", json={"tasks": TASKS[:1], "project": "1.1"}).json["results"][0]
+    b = c.post("/predict", json={"tasks": TASKS[:1], "project": "2.1"}).json["results"][0]
+    assert a["result"][0]["value"]["choices"] == ["Positive"]
+    assert b["result"][0]["value"]["choices"] == ["Spam"]
+
+
+def test_a_changed_label_config_rebuilds_the_model(serve, text_config):
+    _, c = serve(CountingModel)
+    setup_project(c, text_config)
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    changed = text_config.replace("Positive", "Great")
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1", "label_config": changed})
+    assert r.json["results"][0]["result"][0]["value"]["choices"] == ["Great"]
+
+
+def test_setup_remembers_hostname_token_and_extra_params(serve, text_config):
+    app, c = serve(CountingModel)
+    setup_project(c, text_config, hostname="http://ls:8080", access_token="tok", extra_params={"k": 1})
+    state = app.extensions["lsml"].registry.state
+    assert state.get("1", "hostname") == "http://ls:8080"
+    assert state.get("1", "access_token") == "tok"
+    assert state.get("1", "extra_params") == {"k": 1}
+
+
+def test_health_and_setup_answer_fast_while_a_slow_model_loads(serve, text_config):
+    _, c = serve(SlowSetupModel)
+    t0 = time.perf_counter()
+    setup_project(c, text_config)
+    assert c.get("/health").status_code == 200
+    setup_project(c, text_config)
+    assert time.perf_counter() - t0 < 0.5  # the model's setup sleeps 1.5 s
+    # predict waits for the load instead of failing
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.status_code == 200 and len(r.json["results"]) == 1
+    assert time.perf_counter() - t0 >= 1.0
+
+
+def test_health_answers_fast_while_a_prediction_runs(serve, text_config):
+    import threading
+
+    app, c = serve(SlowPredictModel)
+    SlowPredictModel.delay = 1.0
+    try:
+        setup_project(c, text_config)
+        c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})  # warm
+        t = threading.Thread(target=lambda: app.test_client().post(
+            "/predict", json={"tasks": TASKS[:1], "project": "1"}))
+        t.start()
+        wait_until(lambda: SlowPredictModel.running == 1)
+        t0 = time.perf_counter()
+        assert c.get("/health").status_code == 200
+        setup_project(c, text_config)
+        assert time.perf_counter() - t0 < 0.1
+        t.join()
+    finally:
+        SlowPredictModel.delay = 0.3
+
+
+def test_predict_gives_503_when_the_model_is_still_loading_after_the_bound(serve, text_config):
+    _, c = serve(SlowSetupModel, model_load_timeout=0.2)
+    setup_project(c, text_config)
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.status_code == 503 and r.json["error"] == "model_loading"
+    assert "LSML_MODEL_LOAD_TIMEOUT" in r.json["message"]
+
+
+def test_predict_concurrency_is_bounded(serve, text_config):
+    import threading
+
+    app, c = serve(SlowPredictModel, predict_concurrency=2)
+    setup_project(c, text_config)
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    SlowPredictModel.peak = 0
+    codes = []
+
+    def call():
+        codes.append(app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"}).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert codes == [200] * 6
+    assert SlowPredictModel.peak == 2
+
+
+def test_saturated_predict_waits_then_gets_503(serve, text_config):
+    import threading
+
+    app, c = serve(SlowPredictModel, predict_concurrency=1, predict_wait_timeout=0.05)
+    setup_project(c, text_config)
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    t = threading.Thread(target=lambda: app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"}))
+    t.start()
+    wait_until(lambda: SlowPredictModel.running == 1)
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    t.join()
+    assert r.status_code == 503 and r.json["error"] == "busy"
+
+
+def test_a_model_that_raises_gives_500_without_its_message(serve, text_config):
+    _, c = serve(BrokenPredictModel)
+    setup_project(c, text_config)
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.status_code == 500 and r.json["error"] == "model_error"
+    assert "secret-token-abc" not in r.get_data(as_text=True) and "Traceback" not in r.get_data(as_text=True)
+    assert c.get("/health").status_code == 200
+
+
+def test_a_model_returning_garbage_gives_500_naming_the_problem(serve, text_config):
+    _, c = serve(BadReturnModel)
+    setup_project(c, text_config)
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.status_code == 500 and r.json["error"] == "bad_prediction" and "list" in r.json["message"]
+
+
+def test_a_model_whose_setup_raises_gives_503(serve, text_config):
+    _, c = serve(BrokenSetupModel)
+    setup_project(c, text_config)
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.status_code == 503 and r.json["error"] == "model_load_failed"
+    assert "RuntimeError" in r.json["message"] and "weights" not in r.json["message"]
+
+
+def test_webhook_queues_training_events_and_ignores_others(serve, text_config):
+    app, c = serve(CountingModel)
+    setup_project(c, text_config)
+    r = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}})
+    assert r.status_code == 200 and r.json["status"] == "ignored"
+    r = c.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": text_config},
+                                 "task": {"id": 1, "data": {"text": "x"}}, "annotation": {"result": []}})
+    assert r.status_code == 201 and r.json["job"]
+    status = app.extensions["lsml"].queue.wait(r.json["job"])
+    assert status["status"] == "finished" and status["model_version"] == "v1"
+    r = c.post("/job_status", json={"job": r.json["job"]})
+    assert r.status_code == 200 and r.json["status"] == "finished"
+    # the new version is served (hot reload) and reported by /setup
+    wait_until(lambda: setup_project(c, text_config)["model_version"] == "v1")
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.json["results"][0]["model_version"] == "v1"
+    assert CountingModel.fit_calls[0][:2] == ("1", "ANNOTATION_CREATED")
+
+
+def test_start_training_event_trains_the_project(serve, text_config):
+    app, c = serve(CountingModel)
+    r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7, "label_config": text_config}})
+    assert r.status_code == 201
+    assert app.extensions["lsml"].queue.wait(r.json["job"])["model_version"] == "v1"
+    assert c.get("/versions?project=7").json["versions"] == ["v1"]
+
+
+def test_legacy_train_enqueues_and_returns_a_job(serve, text_config):
+    app, c = serve(CountingModel)
+    r = c.post("/train", json={"annotations": [{"id": 1}], "project": "3.1", "label_config": text_config})
+    assert r.status_code == 201 and "job" in r.json
+    assert app.extensions["lsml"].queue.wait(r.json["job"])["status"] == "finished"
+
+
+def test_versions_lists_published_versions_from_query_or_body(serve, text_config):
+    app, c = serve(CountingModel)
+    assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [],
+                                                 "model_version": "0.0.1"}
+    queue = app.extensions["lsml"].queue
+    for _ in range(2):
+        r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": text_config}})
+        queue.wait(r.json["job"])
+    body = c.open("/versions", method="GET", json={"project": "1.170"}).json
+    assert body["versions"] == ["v1", "v2"] and body["model_version"] == "v2"
+    assert c.post("/versions", json={"project": 1}).json["versions"] == ["v1", "v2"]
+
+
+def test_job_status_of_an_unknown_job_is_404(serve):
+    _, c = serve(CountingModel)
+    r = c.post("/job_status", json={"job": "nope"})
+    assert r.status_code == 404 and r.json["error"] == "unknown_job"
+
+
+def test_probes(serve):
+    _, c = serve(CountingModel)
+    assert c.get("/healthz").json == {"status": "alive"}
+    wait_until(lambda: c.get("/readyz").status_code == 200)
+
+
+def test_readyz_reports_an_unimportable_model(serve):
+    _, c = serve("no_such_module_xyz:Model")
+    r = wait_until(lambda: (lambda r: r if "no_such" in r.json.get("error", "") else None)(c.get("/readyz")))
+    assert r.status_code == 503 and r.json["status"] == "not_ready"
+    assert c.get("/health").status_code == 200
