@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the real Label Studio from PyPI into a venv of its own under
+# ~/.cache/lsml/ (it is far too heavy for lsml's .venv and must not leak into
+# lsml's dependencies). Reuses a complete install: the marker file is written
+# last, so an interrupted install is redone rather than trusted.
+# Prints the path of the `label-studio` executable as the LAST stdout line;
+# all chatter goes to stderr.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=version.env
+. "$here/version.env"
+
+PYTHON="${PYTHON:-python3}"
+cache_root="${LSML_CACHE_DIR:-$HOME/.cache/lsml}"
+venv="$cache_root/label-studio-$LABEL_STUDIO_VERSION"
+marker="$venv/.lsml-install-complete"
+binary="$venv/bin/label-studio"
+
+if [ -f "$marker" ] && [ -x "$binary" ]; then
+    echo "label-studio $LABEL_STUDIO_VERSION already installed in $venv" >&2
+    echo "$binary"
+    exit 0
+fi
+
+echo "installing label-studio $LABEL_STUDIO_VERSION into $venv (takes a few minutes)" >&2
+rm -rf "$venv"
+mkdir -p "$cache_root"
+"$PYTHON" -m venv "$venv" >&2
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "label-studio==$LABEL_STUDIO_VERSION" >&2
+# A smoke check before declaring the install complete. Not `label-studio
+# --version`: it asks PyPI for the latest version and can hang without network.
+"$venv/bin/python" -c "import label_studio, django" >&2
+[ -x "$binary" ]
+touch "$marker"
+echo "$binary"

@@ -1,0 +1,85 @@
+"""Reading a project's tasks (with their annotations and predictions) and writing annotations.
+
+Label Studio 1.23.2 pages `GET /api/tasks` as `{"tasks": [...], "total": N, ...}`
+and answers 404 past the last page, so iteration stops on the total rather
+than probing for an empty page. Annotations and predictions are included only
+with `fields=all`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from lsml.labelstudio.transport import Transport
+
+DEFAULT_PAGE_SIZE = 100
+
+
+class TasksMixin(Transport):
+    def iter_tasks(
+        self,
+        project: int,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        *,
+        only_annotated: bool = False,
+        fields: str = "all",
+    ) -> Iterator[dict]:
+        """Yield every task of `project`, one page at a time (memory stays bounded)."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        page = 1
+        seen = 0
+        while True:
+            body = self.get_json(
+                "/api/tasks/",
+                params={"project": int(project), "page": page, "page_size": page_size, "fields": fields},
+            )
+            tasks, total = _page_tasks(body)
+            for task in tasks:
+                if only_annotated and not _is_annotated(task):
+                    continue
+                yield task
+            seen += len(tasks)
+            # Trust the total when given: the server may cap page_size below ours.
+            if not tasks or (seen >= total if total is not None else len(tasks) < page_size):
+                return
+            page += 1
+
+    def tasks(self, project: int, page_size: int = DEFAULT_PAGE_SIZE, **kwargs: Any) -> list[dict]:
+        return list(self.iter_tasks(project, page_size, **kwargs))
+
+    def task(self, task: int) -> dict:
+        """One task with its annotations and predictions.
+
+        Note: reading a task with no prediction makes Label Studio ask the
+        project's ML backend for one.
+        """
+        return self.get_json(f"/api/tasks/{int(task)}/")
+
+    def create_annotation(self, task: int, result: list[dict], **fields: Any) -> dict:
+        """Submit an annotation as a person would (fires ANNOTATION_CREATED webhooks)."""
+        return self.post_json(f"/api/tasks/{int(task)}/annotations/", {"result": result, **fields})
+
+    def annotations(self, task: int) -> list[dict]:
+        return self.get_json(f"/api/tasks/{int(task)}/annotations/")
+
+    def predictions(self, *, task: int | None = None, project: int | None = None) -> list[dict]:
+        """Stored predictions of one task or of a whole project."""
+        if (task is None) == (project is None):
+            raise ValueError("pass exactly one of task= or project=")
+        params = {"task": int(task)} if task is not None else {"project": int(project)}  # type: ignore[arg-type]
+        body = self.get_json("/api/predictions/", params=params)
+        return body.get("results", []) if isinstance(body, dict) else body
+
+
+def _page_tasks(body: Any) -> tuple[list[dict], int | None]:
+    if isinstance(body, list):  # older servers: a bare list
+        return body, None
+    return list(body.get("tasks", [])), body.get("total")
+
+
+def _is_annotated(task: dict) -> bool:
+    annotations = task.get("annotations")
+    if annotations is not None:
+        return any(not a.get("was_cancelled") for a in annotations)
+    return bool(task.get("total_annotations") or task.get("is_labeled"))

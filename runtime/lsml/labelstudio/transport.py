@@ -1,0 +1,175 @@
+"""HTTP plumbing shared by every part of the client: one `requests.Session`,
+retries, authentication and the translation of failures into LabelStudioError.
+
+Connection errors are retried for every method (the request never reached
+Label Studio); read timeouts only for idempotent methods, so a slow
+`POST /api/ml` is never sent twice and never creates a duplicate backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from lsml.labelstudio.auth import (
+    LEGACY,
+    PERSONAL_ACCESS_TOKEN,
+    LegacyTokenAuth,
+    PersonalAccessTokenAuth,
+    token_kind,
+)
+from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, error_text
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class Transport:
+    """Base of LabelStudioClient: knows how to talk, not what to say."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0, retries: int = 3) -> None:
+        if not url or not url.startswith(("http://", "https://")):
+            raise ValueError(f"Label Studio URL must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._token = token or None
+        self.session = requests.Session()
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=1,
+            status=0,
+            other=0,
+            allowed_methods=IDEMPOTENT_METHODS,
+            backoff_factor=0.3,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.auth: LegacyTokenAuth | PersonalAccessTokenAuth | None = None
+        if self._token:
+            if token_kind(self._token) == PERSONAL_ACCESS_TOKEN:
+                self.auth = PersonalAccessTokenAuth(
+                    self._token, self.absolute_url("/api/token/refresh/"), self.session.post, timeout
+                )
+            else:
+                self.auth = LegacyTokenAuth(self._token)
+
+    @property
+    def token_kind(self) -> str | None:
+        """LEGACY, PERSONAL_ACCESS_TOKEN, or None without a token."""
+        return self.auth.kind if self.auth else None
+
+    def absolute_url(self, path_or_url: str) -> str:
+        """Label Studio hands out paths like `/data/upload/1/x.png`; make them URLs."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return self.url + "/" + path_or_url.lstrip("/")
+
+    def is_own_url(self, url: str) -> bool:
+        """Whether `url` points at this Label Studio (and so may carry its token)."""
+        if not url.startswith(("http://", "https://")):
+            return True
+        return urljoin(url, "/") == urljoin(self.url + "/", "/")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        data: Any = None,
+        files: Any = None,
+        timeout: float | None = None,
+        stream: bool = False,
+        authenticate: bool = True,
+    ) -> requests.Response:
+        """Send one request; return the 2xx response or raise LabelStudioError."""
+        method = method.upper()
+        url = self.absolute_url(path)
+        shown_path = path if not path.startswith(("http://", "https://")) else url
+        auth = self.auth if authenticate else None
+        for attempt in (1, 2):
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    files=files,
+                    auth=auth,
+                    timeout=timeout or self.timeout,
+                    stream=stream,
+                )
+            except LabelStudioError:
+                raise
+            except requests.RequestException as exc:
+                raise LabelStudioUnreachable(
+                    f"cannot reach Label Studio at {self.url} ({type(exc).__name__})",
+                    method=method,
+                    path=shown_path,
+                ) from None
+            if response.status_code == 401 and auth is not None and attempt == 1 and auth.handle_unauthorized():
+                response.close()
+                continue  # a personal access token's access part expired or was revoked: mint another once
+            break
+        if response.status_code >= 400:
+            raise self._error(response, method, shown_path)
+        return response
+
+    def get_json(self, path: str, **kwargs: Any) -> Any:
+        return _json_or_none(self.request("GET", path, **kwargs))
+
+    def post_json(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return _json_or_none(self.request("POST", path, json=body, **kwargs))
+
+    def patch_json(self, path: str, body: Any, **kwargs: Any) -> Any:
+        return _json_or_none(self.request("PATCH", path, json=body, **kwargs))
+
+    def delete(self, path: str, **kwargs: Any) -> None:
+        self.request("DELETE", path, **kwargs)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _error(self, response: requests.Response, method: str, path: str) -> LabelStudioError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = error_text(body, response.reason or "error")
+        if response.status_code == 401:
+            message += f" (token kind: {self.token_kind or 'none given'}; check --api-key / LABEL_STUDIO_API_KEY)"
+        return LabelStudioError(response.status_code, self._scrub(message), method=method, path=path)
+
+    def _scrub(self, text: str) -> str:
+        if self._token and self._token in text:
+            text = text.replace(self._token, "***")
+        return text
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}({self.url!r}, token_kind={self.token_kind!r})"
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+__all__ = ["Transport", "LEGACY", "PERSONAL_ACCESS_TOKEN"]
