@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.ports",
     "tests.fixtures.redis",
     "tests.fixtures.kubernetes",
+    "tests.fixtures.label_studio",
 ]
