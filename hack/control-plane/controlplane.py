@@ -222,6 +222,7 @@ class Component:
     log: Path
     process: subprocess.Popen | None = None
     pid: int | None = None
+    env: dict[str, str] | None = None
 
     def start(self, detach: bool) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +235,7 @@ class Component:
                 start_new_session=True,  # a Ctrl-C in the terminal goes to us, not straight to them
                 preexec_fn=None if detach else _set_pdeathsig,
                 close_fds=True,
+                env=self.env,
             )
         self.pid = self.process.pid
 
@@ -434,7 +436,7 @@ class ControlPlane:
             f"--tls-cert-file={p('apiserver.crt')}",
             f"--tls-private-key-file={p('apiserver.key')}",
             "--node-lease-duration-seconds=40",
-        ])
+        ], env={**os.environ, "HOME": str(self.dir)})  # ignore a user's ~/.kwok/kwok.yaml
         self._save_state()
         for node in self.node_names:
             self._create_node(node)
@@ -482,8 +484,8 @@ class ControlPlane:
         return cp
 
     # -- internals ---------------------------------------------------------
-    def _add(self, name: str, argv: list[str]) -> Component:
-        comp = Component(name, argv, self.logs / f"{name}.log")
+    def _add(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Component:
+        comp = Component(name, argv, self.logs / f"{name}.log", env=env)
         comp.start(detach=self.detach)
         self.components.append(comp)
         return comp
