@@ -43,6 +43,8 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     background threads, so the app answers `/health` and `/setup` at once.
     """
     settings = settings or Settings.from_env()
+    if isinstance(model_ref, str) and settings.model:
+        model_ref = settings.model  # LSML_MODEL overrides _wsgi.py's MODEL
     _configure_logging(settings.log_level)
     app = Flask("lsml", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

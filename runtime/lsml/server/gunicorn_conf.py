@@ -14,3 +14,7 @@ def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+# gunicorn >= 27 opens a per-user control socket ($HOME/.gunicorn/gunicorn.ctl) that
+# two servers of one user would fight over; older versions ignore this name.
+control_socket_disable = True

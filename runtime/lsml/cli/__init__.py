@@ -1,0 +1,1 @@
+"""`label-studio-ml`: argument parsing only; every command calls a runtime module."""

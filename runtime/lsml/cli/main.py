@@ -1,0 +1,43 @@
+"""`label-studio-ml` entry point: one subcommand module per command, each with `add_parser(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lsml import __version__
+
+# One module lsml.cli.<name> per command, listed in help order.
+COMMANDS = ("init", "start")
+# COMMANDS += ("register",)   # Label Studio engineer: lsml/cli/register.py
+# COMMANDS += ("worker",)     # RQ engineer: lsml/cli/worker.py
+# COMMANDS += ("sample",)     # active-learning engineer: lsml/cli/sample.py
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="label-studio-ml",
+        description="Create, run and connect Label Studio ML backends.",
+    )
+    parser.add_argument("--version", action="version", version=f"lsml {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"lsml.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:  # BackendDirError and bad settings explain themselves
+        print(f"label-studio-ml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

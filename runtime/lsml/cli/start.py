@@ -1,0 +1,50 @@
+"""`label-studio-ml start NAME`: serve a backend directory under gunicorn (see lsml.launcher)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lsml.launcher import StartOptions, start
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _positive(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {number}")
+    return number
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "start", help="serve a backend directory (gunicorn; Redis + RQ worker when available)",
+        description="Serve backend directory NAME with gunicorn (gthread workers). Logs go to NAME/logs/, "
+                    "models and state to MODEL_DIR (default NAME/data/models). With REDIS_URL or redis-server "
+                    "on PATH, training runs in an RQ worker; otherwise in the server process.")
+    parser.add_argument("name", metavar="NAME", help="backend directory (made by `label-studio-ml init`)")
+    parser.add_argument("--port", type=_port, default=9090, help="port (default 9090)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--workers", type=_positive, default=None,
+                        help="gunicorn worker processes (default 2 with Redis, 1 with embedded training)")
+    parser.add_argument("--threads", type=_positive, default=8, help="threads per worker (default 8)")
+    parser.add_argument("--embedded", action="store_true",
+                        help="train in the server process even when Redis is available")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                        help="log level (default $LOG_LEVEL or info)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    return start(StartOptions(backend_dir=Path(args.name), host=args.host, port=args.port, workers=args.workers,
+                              threads=args.threads, embedded=args.embedded, log_level=args.log_level))

@@ -1,0 +1,114 @@
+"""What `label-studio-ml start` runs: gunicorn serving a backend dir, plus Redis and an RQ worker when available.
+
+The processes are supervised by `lsml.cli.stack.LocalStack` (one foreground
+loop; Ctrl-C or SIGTERM stops them all; logs in `NAME/logs/`).
+
+Training mode:
+
+* `REDIS_URL` set, or `redis-server` on PATH (a private one is started):
+  trainings run in an RQ worker process; default 2 gunicorn workers.
+* `--embedded` or no Redis at all: trainings run in a thread of the server
+  process (`EmbeddedQueue`); the default is then **one** gunicorn worker,
+  because each worker would otherwise run its own queue (the store's
+  training lock keeps them from training one project at the same time, but
+  `/job_status` would only know the jobs of the worker that took them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from lsml.backend_dir import BackendDirError, model_ref
+
+
+@dataclass
+class StartOptions:
+    backend_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 9090
+    workers: Optional[int] = None
+    threads: int = 8
+    embedded: bool = False
+    log_level: Optional[str] = None
+
+
+def check_backend(backend_dir: Path) -> str:
+    """The backend's model ref; BackendDirError when the dir is not a backend."""
+    if not backend_dir.is_dir():
+        raise BackendDirError(f"backend directory {backend_dir} does not exist "
+                              "(create one with `label-studio-ml init NAME --script model.py`)")
+    return model_ref(backend_dir)
+
+
+def backend_env(options: StartOptions, base: Optional[dict] = None) -> dict:
+    """The environment of the server and worker processes."""
+    env = dict(os.environ if base is None else base)
+    backend = options.backend_dir.resolve()
+    env["LSML_BACKEND_DIR"] = str(backend)
+    env.setdefault("MODEL_DIR", str(backend / "data" / "models"))
+    env["MODEL_DIR"] = str(Path(env["MODEL_DIR"]).resolve())
+    env["PYTHONUNBUFFERED"] = "1"
+    if options.log_level:
+        env["LOG_LEVEL"] = options.log_level.upper()
+    if options.embedded:
+        env.pop("REDIS_URL", None)
+    prom = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or backend / "data" / "prometheus")
+    if prom.is_dir():  # stale files of a previous run would add up into this run's counters
+        shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    return env
+
+
+def will_use_redis(options: StartOptions, env: dict) -> bool:
+    return not options.embedded and bool(env.get("REDIS_URL") or shutil.which("redis-server"))
+
+
+def server_argv(options: StartOptions, workers: int, log_level: str) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--config", "python:lsml.server.gunicorn_conf",
+        "--chdir", str(options.backend_dir.resolve()),
+        "--bind", f"{options.host}:{options.port}",
+        "--workers", str(workers),
+        "--threads", str(options.threads),
+        "--worker-class", "gthread",
+        "--log-level", log_level.lower(),
+        "--error-logfile", "-",
+        "_wsgi:app",
+    ]
+
+
+def worker_argv(options: StartOptions) -> list[str]:
+    return [sys.executable, "-m", "lsml.cli.worker", str(options.backend_dir.resolve())]
+
+
+def start(options: StartOptions) -> int:
+    """Run the backend until Ctrl-C/SIGTERM or until a process dies; returns the exit code."""
+    from lsml.cli.stack import LocalStack
+
+    ref = check_backend(options.backend_dir)
+    env = backend_env(options)
+    redis = will_use_redis(options, env)
+    workers = options.workers or (2 if redis else 1)
+    if not redis and workers > 1:
+        print(f"note: embedded training with {workers} workers: each worker runs its own training queue "
+              "(set REDIS_URL or install redis-server for one shared queue)", file=sys.stderr)
+    log_level = (options.log_level or env.get("LOG_LEVEL") or "info")
+    stack = LocalStack(
+        backend_dir=options.backend_dir.resolve(),
+        server_argv=server_argv(options, workers, log_level),
+        worker_argv=worker_argv(options),
+        env=env,
+        redis_binary=shutil.which("redis-server") if redis else None,
+    )
+    print(f"serving {ref} from {options.backend_dir.resolve()} on http://{options.host}:{options.port} "
+          f"({workers} worker(s) x {options.threads} threads, MODEL_DIR={env['MODEL_DIR']})",
+          file=sys.stderr, flush=True)
+    stack.start()
+    return stack.wait()

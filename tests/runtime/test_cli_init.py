@@ -1,0 +1,70 @@
+"""`label-studio-ml init` and the CLI's argument handling, through the real entry point."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsml.cli.main import COMMANDS
+
+CLI = str(Path(sys.executable).parent / "label-studio-ml")
+SCRIPT = "from lsml import LabelStudioMLBase\n\nclass Mine(LabelStudioMLBase):\n    pass\n"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_init_scaffolds_a_backend_dir(tmp_path):
+    (tmp_path / "my_model.py").write_text(SCRIPT)
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    r = cli("init", "backend", "--script", "my_model.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    backend = tmp_path / "backend"
+    assert (backend / "model.py").read_text() == SCRIPT
+    assert 'MODEL = "model:Mine"' in (backend / "_wsgi.py").read_text()
+    assert "numpy" in (backend / "requirements.txt").read_text()
+    for name in ("Dockerfile", "docker-compose.yml", "README.md"):
+        assert (backend / name).is_file()
+
+
+def test_init_refuses_an_existing_dir_without_force(tmp_path):
+    (tmp_path / "m.py").write_text(SCRIPT)
+    assert cli("init", "b", "--script", "m.py", cwd=tmp_path).returncode == 0
+    r = cli("init", "b", "--script", "m.py", cwd=tmp_path)
+    assert r.returncode != 0 and "--force" in r.stderr
+    assert cli("init", "b", "--script", "m.py:Mine", "--force", cwd=tmp_path).returncode == 0
+
+
+def test_init_lists_candidates_when_the_class_is_ambiguous(tmp_path):
+    (tmp_path / "m.py").write_text(SCRIPT + "\nclass Second(Mine):\n    pass\n")
+    r = cli("init", "b", "--script", "m.py", cwd=tmp_path)
+    assert r.returncode == 2 and "Mine, Second" in r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("init", "b", "--script", "missing.py"), "does not exist"),
+    (("init", "b"), "--script"),
+    (("init",), "NAME"),
+    (("start", "not-a-backend"), "does not exist"),
+    (("start", "."), "not a backend directory"),
+    (("start", "x", "--port", "http"), "positive integer"),
+    (("start", "x", "--workers", "0"), "positive integer"),
+    (("frobnicate",), "invalid choice"),
+    ((), "COMMAND"),
+])
+def test_wrong_arguments_give_a_clear_message_and_non_zero_exit(tmp_path, args, needle):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode != 0 and needle in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", [(), *[(c,) for c in COMMANDS]])
+def test_help_everywhere(command):
+    r = cli(*command, "--help")
+    assert r.returncode == 0 and "usage: label-studio-ml" in r.stdout
+
+
+def test_command_list_has_init_and_start():
+    assert COMMANDS[:2] == ("init", "start")

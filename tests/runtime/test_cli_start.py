@@ -1,0 +1,161 @@
+"""`label-studio-ml start` serving examples/text_classifier under real gunicorn."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fixtures.ports import free_port, wait_for_port
+
+CLI = str(Path(sys.executable).parent / "label-studio-ml")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_classifier"
+CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="Positive"/>
+    <Choice value="Negative"/>
+  </Choices>
+</View>"""
+ROWS = [("great movie", "Positive"), ("awful plot", "Negative"), ("good fun and lovely", "Positive"),
+        ("terrible and boring", "Negative"), ("wonderful acting", "Positive"), ("bad bad bad", "Negative")]
+
+
+class Started:
+    def __init__(self, backend: Path, cwd: Path, *extra: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = dict(os.environ)
+        full_env.pop("REDIS_URL", None)
+        full_env.pop("MODEL_DIR", None)
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([CLI, "start", str(backend), "--port", str(self.port), "--host", "127.0.0.1",
+                                      *extra], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.backend = backend
+        try:
+            wait_for_port(self.port, timeout=60)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def post(self, path, body):
+        return requests.post(self.url + path, json=body, timeout=30)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+@pytest.fixture
+def backend(tmp_path):
+    target = tmp_path / "backend"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
+    return target
+
+
+def annotate(server, task_id, text, label):
+    return server.post("/webhook", {
+        "action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": CONFIG},
+        "task": {"id": task_id, "data": {"text": text}},
+        "annotation": {"id": 1000 + task_id, "result": [{"from_name": "sentiment", "to_name": "text",
+                                                         "type": "choices", "value": {"choices": [label]}}]}})
+
+
+def wait_for_version(server, minimum: int, timeout=60.0) -> str:
+    deadline = time.monotonic() + timeout
+    version = None
+    while time.monotonic() < deadline:
+        version = server.post("/setup", {"project": "1.1700000000", "schema": CONFIG}).json()["model_version"]
+        if version.startswith("v") and int(version[1:]) >= minimum:
+            return version
+        time.sleep(0.1)
+    raise AssertionError(f"model_version still {version}")
+
+
+def exercise(server: Started, n_rows=len(ROWS)):
+    assert server.post("/setup", {"project": "1.1700000000", "schema": CONFIG,
+                                  "hostname": "http://127.0.0.1:1", "access_token": "tok"}).json() == {
+        "model_version": "0.0.1"}
+    assert requests.get(server.url + "/health", timeout=5).json() == {"status": "UP",
+                                                                       "model_class": "TextClassifier"}
+    tasks = [{"id": 1, "data": {"text": "great and lovely"}}, {"id": 2, "data": {"text": "terrible, bad"}}]
+    r = server.post("/predict", {"tasks": tasks, "project": "1.1700000000", "label_config": CONFIG})
+    assert r.status_code == 200
+    assert r.json()["results"] == [{"result": [], "score": 0.0, "model_version": "0.0.1"}] * 2
+    for i, (text, label) in enumerate(ROWS[:n_rows]):
+        r = annotate(server, i, text, label)
+        assert r.status_code == 201 and r.json()["job"]
+    wait_for_version(server, 1)
+    deadline = time.monotonic() + 60
+    while True:  # coalesced triggers may still be training: wait until all rows are learned
+        results = server.post("/predict", {"tasks": tasks, "project": "1.1700000000"}).json()["results"]
+        labels = [item["result"][0]["value"]["choices"][0] if item["result"] else None for item in results]
+        if labels == ["Positive", "Negative"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert labels == ["Positive", "Negative"]
+    version = results[0]["model_version"]
+    assert version.startswith("v") and results[1]["model_version"] == version
+    assert 0.5 < results[0]["score"] <= 1.0
+    versions = requests.get(server.url + "/versions", params={"project": "1"}, timeout=5).json()
+    assert version in versions["versions"]
+    metrics = requests.get(server.url + "/metrics", timeout=5).text
+    assert 'lsml_http_requests_total{method="POST",route="/predict",status="200"}' in metrics
+    return version
+
+
+def test_start_serves_the_example_from_any_directory_with_embedded_training(backend, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    server = Started(backend, elsewhere, "--embedded")
+    try:
+        version = exercise(server)
+        assert (backend / "data" / "models" / "1" / "current").is_symlink()
+        assert (backend / "logs" / "server.log").is_file()
+        assert "Listening at" in (backend / "logs" / "server.log").read_text()
+        assert "tok" not in (backend / "logs" / "server.log").read_text().replace("token", "")
+    finally:
+        out = server.stop()
+    assert server.proc.returncode == 0, out
+    # a restart serves the published version right away
+    server = Started(backend, elsewhere, "--embedded")
+    try:
+        assert server.post("/setup", {"project": "1.1", "schema": CONFIG}).json()["model_version"] == version
+    finally:
+        server.stop()
+
+
+def test_start_with_several_workers_and_model_dir(backend, tmp_path):
+    models = tmp_path / "models"
+    server = Started(backend, tmp_path, "--embedded", "--workers", "2", "--threads", "4",
+                     env={"MODEL_DIR": str(models)})
+    try:
+        exercise(server)
+        assert (models / "1" / "current").is_symlink()
+        assert not (backend / "data" / "models").exists()
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
+def test_start_with_redis_trains_in_an_rq_worker(backend, tmp_path, redis_url):
+    server = Started(backend, tmp_path, env={"REDIS_URL": redis_url})
+    try:
+        exercise(server)
+        assert (backend / "logs" / "worker.log").is_file()
+    finally:
+        server.stop()
