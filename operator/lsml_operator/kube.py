@@ -9,6 +9,7 @@ live object with its status, which is all the status computation needs.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from kubernetes import client, config
@@ -66,11 +67,22 @@ class Kube:
 
     def _call(self, method: str, path: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
               content_type: str = "application/json") -> Any:
-        return self.api.call_api(
-            path, method, query_params=query or [], body=body,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
+        """One request through the client's configuration (auth, TLS, pool); JSON in, JSON out.
+
+        The body is serialized here, so every patch content type (apply, merge, JSON) is sent verbatim.
+        """
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        # the REST layer JSON-encodes bodies of *json content types itself; others (apply+yaml) go verbatim
+        payload = json.dumps(body) if body is not None and "json" not in content_type else body
+        m, url, hdrs, data, post = self.api.param_serialize(
+            method=method, resource_path=path, query_params=query or [], header_params=headers,
+            body=payload, auth_settings=["BearerToken"],
         )
+        resp = self.api.call_api(m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=60)
+        resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException(status=resp.status, reason=resp.reason, body=(resp.data or b"").decode(errors="replace"))
+        return json.loads(resp.data) if resp.data else {}
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply: we own exactly the fields we set; a hand edit of them is overwritten (force)."""

@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     # urllib3/kubernetes debug logs would print request headers (bearer tokens): keep them quiet.
     for noisy in ("urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every handler/timer success at INFO: with hundreds of objects that is noise.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     ops = OperatorSettings.from_env()
     if args.peering_name:
         ops = OperatorSettings(**{**ops.__dict__, "peering_name": args.peering_name})

@@ -85,6 +85,9 @@ class Reconciler:
         self._applied: dict[ChildKey, tuple[str, str]] = {}
         self._retry: dict[Key, tuple[int, float]] = {}   # failures, monotonic time of the next attempt
         self._last_full: dict[Key, float] = {}
+        # status as we last wrote it: reconciles of one object are serialized by its lock, so this is
+        # fresher than the body a queued trigger carries (avoids double events and needless writes)
+        self._last_status: dict[Key, tuple[str, dict[str, Any]]] = {}
 
     # ---- caches and scheduling -------------------------------------------------------
     def _lock(self, key: Key) -> threading.Lock:
@@ -116,6 +119,7 @@ class Reconciler:
                 self._applied.pop(ck, None)
             self._retry.pop(key, None)
             self._last_full.pop(key, None)
+            self._last_status.pop(key, None)
             self._locks.pop(key, None)
 
     def tick_due(self, mlb: dict[str, Any]) -> str | None:
@@ -188,7 +192,11 @@ class Reconciler:
 
     # ---- status ----------------------------------------------------------------------
     def _write_status(self, mlb: dict[str, Any], spec: Spec, live: dict[ChildKey, dict[str, Any]], *, full: bool) -> dict[str, Any]:
+        key: Key = (spec.namespace, spec.name)
         old: dict[str, Any] = dict(mlb.get("status") or {})
+        cached = self._last_status.get(key)
+        if cached and cached[0] == mlb["metadata"].get("uid"):
+            old = dict(cached[1])
         generation = mlb["metadata"].get("generation")
         now = now_rfc3339()
         conds: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
@@ -236,6 +244,7 @@ class Reconciler:
         self._post_flips(mlb, old.get("conditions") or [], conds)
         if strip_volatile({k: v for k, v in status.items() if v is not None}) != strip_volatile({k: v for k, v in old.items() if k in status}):
             self.kube.patch_mlbackend_status(spec.namespace, spec.name, status)
+        self._last_status[key] = (mlb["metadata"].get("uid"), {k: v for k, v in status.items() if v is not None})
         return status
 
     def _post_flips(self, mlb: dict[str, Any], old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:

@@ -74,8 +74,7 @@ def _error_text(exc: Exception) -> tuple[str, bool]:
         LabelStudioError = ()  # type: ignore[assignment]
     unreachable = type(exc).__name__ == "LabelStudioUnreachable" or isinstance(exc, (ConnectionError, TimeoutError))
     if LabelStudioError and isinstance(exc, LabelStudioError):
-        status = getattr(exc, "status", None)
-        return (f"Label Studio answered {status}: {exc}" if status else f"Label Studio: {exc}"), unreachable or status is None
+        return str(exc), unreachable or getattr(exc, "status", None) is None
     return f"{type(exc).__name__}: {exc}", True
 
 
