@@ -94,6 +94,39 @@ def choices_result(
     }
 
 
+def configured_strategy(settings: Any, default: str = sampling.DEFAULT_STRATEGY) -> str:
+    """The score strategy a backend uses: ``LSML_SCORE_STRATEGY`` (``settings.score_strategy``) or ``default``.
+
+    Raises ``ValueError`` naming the valid choices, so a typo in the env var
+    fails the model's setup (Label Studio shows the message) instead of
+    silently ordering tasks by the wrong number.
+    """
+    configured = getattr(settings, "score_strategy", None)
+    try:
+        return sampling.validate_strategy(configured or default)
+    except ValueError as exc:
+        raise ValueError(f"LSML_SCORE_STRATEGY: {exc}") from None
+
+
+def choices_predictions(
+    probabilities: Any, labels: Sequence[str], from_name: str, to_name: str, strategy: str
+) -> list[dict]:
+    """One Label Studio prediction per row: the top label, every class probability, and the strategy's score.
+
+    ``score`` is ``sampling.prediction_score`` (low = most informative), so
+    Label Studio's ascending order by prediction score serves the most
+    informative tasks first.
+    """
+    p = sampling.as_probabilities(probabilities)
+    if p.shape[1] != len(labels):
+        raise ValueError(f"{p.shape[1]} probability columns but {len(labels)} labels")
+    scores = sampling.prediction_score(p, strategy)
+    return [
+        {"result": [choices_result(from_name, to_name, labels, row)], "score": round(float(score), 6)}
+        for row, score in zip(p, scores)
+    ]
+
+
 def prediction_probabilities(prediction: Mapping[str, Any]) -> dict[str, float] | None:
     """The per-class probabilities a prediction carries (first result item that has them), else None.
 

@@ -1,0 +1,183 @@
+"""Image classifier: scikit-learn on small images, a `Choices` tag over an `Image` tag.
+
+Built for the digits of `make_dataset.py` (8x8 digits saved as PNGs), but any
+small greyscale-able images work: each image is shrunk to 8x8 grey levels
+(64 features), standardised, and fed to a logistic regression.
+
+- Images are read through the SDK's `get_local_path`: a local path or
+  `file://` URL is used as is; a Label Studio URL (`/data/upload/...`,
+  `/data/local-files/?d=...`) is downloaded with the project's token and
+  cached under `MODEL_DIR/.lsml/media`.
+- Training: annotation events update the training set kept in the previous
+  version (features are stored, so an image is downloaded once);
+  START_TRAINING rebuilds it from every annotated task (Label Studio's API,
+  or the `annotations` list of the legacy /train call).
+- Predictions: the most probable digit, every class probability in the
+  result item's `probabilities` (the lsml convention `label-studio-ml sample`
+  reads), and `score` from the active-learning strategy
+  (`LSML_SCORE_STRATEGY`, default `margin` here): low score = most
+  informative, so sort "Prediction score" ascending in Label Studio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import joblib
+import numpy as np
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from lsml import LabelStudioMLBase
+from lsml.active_learning import choices_predictions, configured_strategy
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.joblib"
+DATASET_FILE = "dataset.json"
+SIDE = 8  # images are compared as SIDE x SIDE grey levels
+DEFAULT_STRATEGY = "margin"
+
+
+def image_features(path: str) -> list[float]:
+    """64 grey levels in [0, 1] (dark background = 0), whatever the image's size and mode."""
+    with Image.open(path) as image:
+        small = image.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX)
+    return (np.asarray(small, dtype=float).ravel() / 255.0).round(5).tolist()
+
+
+class ImageClassifier(LabelStudioMLBase):
+    def setup(self):
+        self.strategy = configured_strategy(self.settings, DEFAULT_STRATEGY)
+        self.pipeline = None
+        self.dataset: dict[str, dict] = {}  # task id -> {"features", "label", "annotation"}
+        self.from_name = self.to_name = self.value = None
+        self.labels: list[str] = []
+        if self.parsed_label_config:
+            try:
+                self.from_name, self.to_name, self.value = self.get_first_tag_occurence("Choices", "Image")
+                self.labels = self.parsed_label_config[self.from_name]["labels"]
+            except ValueError:
+                logger.warning("project %s: the label config has no Choices over an Image tag", self.project_id)
+        if self.version_dir is not None:
+            if (self.version_dir / DATASET_FILE).exists():
+                self.dataset = json.loads((self.version_dir / DATASET_FILE).read_text(encoding="utf-8"))
+            if (self.version_dir / MODEL_FILE).exists():
+                self.pipeline = joblib.load(self.version_dir / MODEL_FILE)
+        # Columns of predict_proba whose class is still a label of the config.
+        self._columns: list[int] = []
+        self._classes: list[str] = []
+        if self.pipeline is not None:
+            for column, cls in enumerate(self.pipeline.classes_):
+                if not self.labels or str(cls) in self.labels:
+                    self._columns.append(column)
+                    self._classes.append(str(cls))
+
+    # ---- predict -----------------------------------------------------------
+    def predict(self, tasks, context=None, **kwargs):
+        if self.pipeline is None or not self._columns or self.value is None:
+            return [{"result": []} for _ in tasks]  # untrained: no result, no score (sorts last, not first)
+        features, ok = [], []
+        for task in tasks:
+            try:
+                features.append(self._features(task))
+                ok.append(True)
+            except Exception as exc:  # one unreadable image must not fail the whole batch
+                logger.warning("project %s: task %s: cannot read image (%s: %s)",
+                               self.project_id, task.get("id"), type(exc).__name__, exc)
+                features.append([0.0] * SIDE * SIDE)
+                ok.append(False)
+        probabilities = self.pipeline.predict_proba(np.asarray(features))[:, self._columns]
+        predictions = choices_predictions(probabilities, self._classes, self.from_name, self.to_name,
+                                          self.strategy)
+        return [p if good else {"result": []} for p, good in zip(predictions, ok)]
+
+    # ---- fit -----------------------------------------------------------------
+    def fit(self, event, data, **kwargs):
+        if self.from_name is None:
+            raise ValueError("cannot train: the label config has no Choices tag over an Image tag")
+        dataset = dict(self.dataset)
+        if event == "START_TRAINING":
+            tasks = data.get("annotations")  # the legacy /train call sends annotated tasks
+            dataset = self._dataset_from_tasks(tasks if isinstance(tasks, list) else self.fetch_annotated_tasks())
+        else:
+            if not dataset and self.get_label_studio_url():
+                try:
+                    dataset = self._dataset_from_tasks(self.fetch_annotated_tasks())
+                except Exception as exc:  # Label Studio unreachable: learn from the events alone
+                    logger.warning("project %s: could not fetch annotated tasks (%s); training on events only",
+                                   self.project_id, type(exc).__name__)
+            for item in list(kwargs.get("coalesced") or []) + [{"event": event, "data": data}]:
+                self._apply_event(dataset, item["event"], item["data"] or {})
+        (self.output_dir / DATASET_FILE).write_text(json.dumps(dataset), encoding="utf-8")
+        labels = sorted({row["label"] for row in dataset.values()})
+        if len(labels) < 2:
+            logger.info("project %s: %d examples, %d label(s): not enough to train yet",
+                        self.project_id, len(dataset), len(labels))
+            return {"examples": len(dataset), "labels": labels, "trained": False}
+        x = np.array([row["features"] for row in dataset.values()])
+        y = [row["label"] for row in dataset.values()]
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        pipeline.fit(x, y)
+        joblib.dump(pipeline, self.output_dir / MODEL_FILE)
+        return {"examples": len(dataset), "labels": labels, "trained": True}
+
+    # ---- helpers -------------------------------------------------------------
+    def _features(self, task: dict) -> list[float]:
+        url = (task.get("data") or {}).get(self.value)
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"task has no '{self.value}' image URL")
+        return image_features(self.get_local_path(url, task_id=task.get("id")))
+
+    def _label_of(self, annotation: dict):
+        if not annotation or annotation.get("was_cancelled"):
+            return None
+        for region in annotation.get("result") or []:
+            if region.get("from_name") == self.from_name and region.get("type", "choices").lower() == "choices":
+                choices = (region.get("value") or {}).get("choices") or []
+                if choices:
+                    return str(choices[0])
+        return None
+
+    def _row(self, task: dict, annotation: dict):
+        label = self._label_of(annotation)
+        if label is None:
+            return None
+        try:
+            features = self._features(task)
+        except Exception as exc:
+            logger.warning("project %s: task %s left out of training: cannot read image (%s: %s)",
+                           self.project_id, task.get("id"), type(exc).__name__, exc)
+            return None
+        return {"features": features, "label": label, "annotation": annotation.get("id")}
+
+    def _dataset_from_tasks(self, tasks) -> dict:
+        dataset = {}
+        for task in tasks:
+            annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+            annotations.sort(key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
+            for annotation in reversed(annotations):  # newest usable annotation wins
+                row = self._row(task, annotation)
+                if row is not None:
+                    dataset[str(task.get("id"))] = row
+                    break
+        return dataset
+
+    def _apply_event(self, dataset: dict, event: str, data: dict) -> None:
+        task = data.get("task") or {}
+        if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+            row = self._row(task, data.get("annotation") or {})
+            if row is not None and task.get("id") is not None:
+                dataset[str(task["id"])] = row
+            elif task.get("id") is not None:
+                dataset.pop(str(task["id"]), None)
+        elif event == "ANNOTATION_DELETED":
+            if task.get("id") is not None:
+                dataset.pop(str(task["id"]), None)
+        elif event == "ANNOTATIONS_DELETED":
+            deleted = {a.get("id") for a in data.get("annotations") or [] if isinstance(a, dict)}
+            for key in [k for k, row in dataset.items() if row.get("annotation") in deleted]:
+                del dataset[key]
