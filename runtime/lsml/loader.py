@@ -129,8 +129,12 @@ class ModelRegistry:
         marker = (project, key)
         if self._remembered.get(marker, _UNSET) == value:
             return
-        if self.state.get(project, key) != value:
-            self.state.set(project, key, value)
+        try:
+            if self.state.get(project, key) != value:
+                self.state.set(project, key, value)
+        except Exception as exc:  # noqa: BLE001 - state (Redis) down: serve anyway, remember next time
+            logger.warning("project %s: could not remember %s (%s)", project, key, type(exc).__name__)
+            return
         self._remembered[marker] = value
 
     def _known_label_config(self, project: str) -> Optional[str]:

@@ -118,7 +118,9 @@ class RedisState:
     def __init__(self, url: str, prefix: str = "lsml:state") -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url)
+        from lsml.training.rq_queue import connect  # short timeouts, no retries: never block a request
+
+        self._redis = connect(url)
         self._prefix = prefix
 
     def _key(self, project: str) -> str:

@@ -129,3 +129,43 @@ class Procs:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+TEXT_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="Positive"/>
+    <Choice value="Negative"/>
+  </Choices>
+</View>"""
+
+
+def gunicorn_argv(backend: Path, port: int, workers: int = 2) -> list[str]:
+    """The server command `label-studio-ml start` and the image run (gunicorn on `_wsgi:app`)."""
+    conf = REPO / "runtime" / "lsml" / "server" / "gunicorn_conf.py"
+    return [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--threads", "4", "--chdir", str(backend), "_wsgi:app"]
+
+
+def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str = "server", workers: int = 2,
+                 **extra: str) -> str:
+    """A gunicorn server on a free port; returns its base URL once /health answers."""
+    import requests
+
+    from tests.fixtures.ports import free_port
+
+    port = free_port()
+    env = procs.env(backend, redis_url, LSML_RELOAD_INTERVAL="0.2", **extra)
+    proc = procs.spawn(gunicorn_argv(backend, port, workers), env, f"{name}.log", cwd=backend)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited: {procs.log(name)[-3000:]}")
+        try:
+            return requests.get(url + "/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, 60, interval=0.1, what=f"{name} to answer /health")
+    return url

@@ -45,6 +45,12 @@ def install(app: Flask) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
+    from lsml.training.rq_queue import QueueUnavailable
+
+    @app.errorhandler(QueueUnavailable)
+    def _queue_unavailable(exc: QueueUnavailable):  # Redis down: refuse fast, predictions keep serving
+        return error_response(503, "training_unavailable", str(exc), {"Retry-After": "5"})
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         message = exc.description or exc.name

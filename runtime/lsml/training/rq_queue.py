@@ -28,6 +28,8 @@ import logging
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
@@ -78,6 +80,7 @@ def connect(redis_url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Red
         socket_connect_timeout=CONNECT_TIMEOUT,
         health_check_interval=10,
         retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),  # redis-py retries 3x with backoff by default: seconds on the request path
     )
 
 
