@@ -155,7 +155,7 @@ def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str =
     from tests.fixtures.ports import free_port
 
     port = free_port()
-    env = procs.env(backend, redis_url, LSML_RELOAD_INTERVAL="0.2", **extra)
+    env = procs.env(backend, redis_url, **{"LSML_RELOAD_INTERVAL": "0.2", **extra})
     proc = procs.spawn(gunicorn_argv(backend, port, workers), env, f"{name}.log", cwd=backend)
     url = f"http://127.0.0.1:{port}"
 

@@ -106,3 +106,21 @@ def test_the_worker_refuses_to_start_without_redis(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr
+
+
+def test_the_worker_command_is_a_label_studio_ml_subcommand_with_a_healthcheck(tmp_path, procs, redis_url):
+    import subprocess
+    import sys
+
+    backend = write_backend(tmp_path / "backend")
+    cli = [sys.executable, "-m", "lsml.cli.main", "worker"]
+    env = Procs(tmp_path).env(backend, redis_url)
+    check = subprocess.run(cli + [str(backend), "--healthcheck"], env=env, capture_output=True, timeout=60)
+    assert check.returncode == 1, "no worker registered yet"
+    procs.spawn(cli + [str(backend)], env, "cli-worker.log")
+    wait_for(lambda: subprocess.run(cli + [str(backend), "--healthcheck"], env=env, timeout=60).returncode == 0,
+             30, interval=0.3, what="the worker to register")
+    job = make_queue(redis_url).submit(req(n=1))
+    assert wait_for(lambda: finished(make_queue(redis_url), job), 60, what="training")["status"] == "finished"
+    missing = subprocess.run(cli + [str(tmp_path / "nope")], env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

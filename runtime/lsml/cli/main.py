@@ -11,8 +11,8 @@ from lsml import __version__
 # One module lsml.cli.<name> per command, listed in help order.
 COMMANDS = ("init", "start")
 # COMMANDS += ("register",)   # Label Studio engineer: lsml/cli/register.py
-# COMMANDS += ("worker",)     # RQ engineer: lsml/cli/worker.py
-# COMMANDS += ("sample",)     # active-learning engineer: lsml/cli/sample.py
+COMMANDS += ("worker",)       # RQ training worker: lsml/cli/worker.py
+COMMANDS += ("sample",)       # active learning: lsml/cli/sample.py
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +147,21 @@ def run_worker(
             wait = min(wait * 2, MAX_RECONNECT_WAIT)
         finally:
             connection.close()
+
+
+def healthcheck(settings: Settings) -> bool:
+    """True when an RQ worker of this host is registered on the queue (compose/k8s probe)."""
+    from lsml.training.rq_queue import connect
+
+    connection = connect(str(settings.redis_url), socket_timeout=3.0)
+    try:
+        queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+        host = socket.gethostname()
+        return any(w.hostname == host for w in Worker.all(queue=queue))
+    except redis.RedisError:
+        return False
+    finally:
+        connection.close()
 
 
 def _safe_url(url: str) -> str:
