@@ -16,8 +16,20 @@ venv="$cache_root/label-studio-$LABEL_STUDIO_VERSION"
 marker="$venv/.lsml-install-complete"
 binary="$venv/bin/label-studio"
 
+template="$venv/lsml-template/label_studio.sqlite3"
+
+build_template() {
+    # An empty migrated database the test fixture copies, so each session
+    # skips Label Studio's 1-2 minutes of first-start migrations.
+    [ -f "$template" ] && return 0
+    echo "building a migrated template database (once per version)" >&2
+    mkdir -p "$(dirname "$template")"
+    "$venv/bin/python" "$here/migrate_template.py" "$template" >&2
+}
+
 if [ -f "$marker" ] && [ -x "$binary" ]; then
     echo "label-studio $LABEL_STUDIO_VERSION already installed in $venv" >&2
+    build_template
     echo "$binary"
     exit 0
 fi
@@ -34,4 +46,5 @@ mkdir -p "$cache_root"
 "$venv/bin/python" -c "import label_studio, django" >&2
 [ -x "$binary" ]
 touch "$marker"
+build_template
 echo "$binary"
