@@ -15,7 +15,6 @@ source "$here/versions.env"
 log() { echo "[control-plane/build] $*" >&2; }
 die() { echo "[control-plane/build] ERROR: $*" >&2; exit 1; }
 
-command -v go >/dev/null 2>&1 || die "go is not installed (needed to build the control plane binaries)"
 
 cache_root="${LSML_CACHE_DIR:-$HOME/.cache/lsml}"
 root="$cache_root/k8s-$K8S_VERSION"
@@ -37,10 +36,24 @@ cache_complete() {
   [[ -s "$stages" ]] || return 1
 }
 
+# One build at a time per version (two test runs starting together wait for each other).
+mkdir -p "$cache_root"
+exec 9>"$cache_root/k8s-$K8S_VERSION.lock"
+if command -v flock >/dev/null 2>&1; then
+  flock -n 9 || { log "another build.sh holds $cache_root/k8s-$K8S_VERSION.lock; waiting"; flock 9; }
+fi
+
 if [[ "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]] && cache_complete; then
   log "cache complete: $bin (k8s $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
   echo "$bin"
   exit 0
+fi
+
+command -v go >/dev/null 2>&1 || die "go is not installed (needed to build the control plane binaries)"
+# Kubernetes 1.36, kwok 0.8 and helm 3.22 declare `go 1.26.0`.
+gover="$(go env GOVERSION)"; gover="${gover#go}"
+if [[ "${GOTOOLCHAIN:-local}" == local ]] && ! printf '1.26.0\n%s\n' "$gover" | sort -V -C; then
+  die "Go $gover is too old: these versions need Go >= 1.26 (or set GOTOOLCHAIN=go1.26.8 to let go fetch it)"
 fi
 
 start=$(date +%s)
