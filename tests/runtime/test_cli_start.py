@@ -41,7 +41,7 @@ class Started:
                                      stderr=subprocess.STDOUT, text=True)
         self.backend = backend
         try:
-            wait_for_port(self.port, timeout=60)
+            wait_for_port(self.port, timeout=120)
         except TimeoutError:
             self.stop()
             raise
@@ -75,7 +75,7 @@ def annotate(server, task_id, text, label):
                                                          "type": "choices", "value": {"choices": [label]}}]}})
 
 
-def wait_for_version(server, minimum: int, timeout=60.0) -> str:
+def wait_for_version(server, minimum: int, timeout=120.0) -> str:
     deadline = time.monotonic() + timeout
     version = None
     while time.monotonic() < deadline:
@@ -100,7 +100,7 @@ def exercise(server: Started, n_rows=len(ROWS)):
         r = annotate(server, i, text, label)
         assert r.status_code == 201 and r.json()["job"]
     wait_for_version(server, 1)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:  # coalesced triggers may still be training: wait until all rows are learned
         results = server.post("/predict", {"tasks": tasks, "project": "1.1700000000"}).json()["results"]
         labels = [item["result"][0]["value"]["choices"][0] if item["result"] else None for item in results]
@@ -147,6 +147,12 @@ def test_start_with_several_workers_and_model_dir(backend, tmp_path):
         exercise(server)
         assert (models / "1" / "current").is_symlink()
         assert not (backend / "data" / "models").exists()
+        for _ in range(40):  # spread over both workers; /metrics must add them up
+            requests.get(server.url + "/healthz", timeout=5)
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        line = next(l for l in metrics.splitlines()
+                    if l.startswith('lsml_http_requests_total{method="GET",route="/healthz",status="200"}'))
+        assert float(line.split()[-1]) == 40.0
     finally:
         server.stop()
 

@@ -1,3 +1,5 @@
+import re
+
 from tests.runtime.sample_models import CountingModel
 
 
@@ -16,7 +18,8 @@ def test_metrics_expose_requests_latency_errors_model_and_queue(serve, text_conf
     assert 'lsml_http_request_duration_seconds_bucket{le="0.001",route="/predict"}' in text
     assert 'lsml_http_errors_total{error="invalid_json"}' in text
     assert "lsml_model_load_seconds_count" in text
-    assert 'lsml_model_version_info{model_version="0.0.1",project="31"} 1.0' in text
+    assert re.search(r'lsml_model_version_info\{model_version="(0\.0\.1|v1)",project="31"\} 1\.0', text)
+    assert re.search(r'lsml_model_version_number\{project="31"\} [01]\.0', text)
     assert "lsml_training_queue_depth" in text and "lsml_training_jobs_running" in text
     assert 'lsml_training_submitted_total{event="START_TRAINING"}' in text
     assert "lsml_predict_duration_seconds_count" in text

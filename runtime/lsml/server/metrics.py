@@ -69,6 +69,8 @@ def _registry():
 
 def install(app: Flask) -> None:
     perf = time.perf_counter
+    counters: dict = {}
+    histograms: dict = {}
 
     @app.before_request
     def _start_timer():
@@ -79,9 +81,16 @@ def install(app: Flask) -> None:
         t0 = request.environ.get("lsml.t0")
         rule = request.url_rule
         route = rule.rule if rule is not None else "unmatched"
-        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        key = (route, request.method, response.status_code)
+        counter = counters.get(key)
+        if counter is None:  # labelled children are cached: .labels() costs more than .inc()
+            counter = counters[key] = REQUESTS.labels(route, request.method, str(response.status_code))
+        counter.inc()
         if t0 is not None:
-            LATENCY.labels(route).observe(perf() - t0)
+            histogram = histograms.get(route)
+            if histogram is None:
+                histogram = histograms[route] = LATENCY.labels(route)
+            histogram.observe(perf() - t0)
         return response
 
 
