@@ -488,6 +488,7 @@ class ControlPlane:
         comp = Component(name, argv, self.logs / f"{name}.log", env=env)
         comp.start(detach=self.detach)
         self.components.append(comp)
+        self._save_state()
         return comp
 
     def _wait(self, what: str, watched: list[Component], deadline: float, check) -> None:
