@@ -15,7 +15,9 @@ every trigger folded into the pending job, oldest first and capped at
 `TrainingRequest.merged_with` contract) at O(1) cost per webhook. Two
 operations change them:
 
-* ``submit`` (any server process): a WATCH/MULTI transaction over that hash,
+* ``submit`` (any server process): first a Lua script that folds the trigger
+  into a live pending job (one round trip, the common case of a burst); when
+  there is none, a WATCH/MULTI transaction over that hash,
   the pending job's RQ key and the running job's RQ key. It either rewrites
   ``request`` of the live pending job, or creates a new RQ job (deferred on the
   running one with RQ's ``depends_on``) and records it as ``pending`` in the
@@ -53,6 +55,22 @@ if pending == ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'running', ARGV[1])
 return {request, history}
+"""
+
+# The common case of a burst, in one atomic round trip with no retries: fold the
+# trigger into a live pending job. (It reads the pending job's RQ hash, a key
+# computed inside the script: fine on a single Redis, which is what RQ needs.)
+_COALESCE_LUA = """
+local pending = redis.call('HGET', KEYS[1], 'pending')
+if not pending then return false end
+local status = redis.call('HGET', ARGV[4] .. pending, 'status')
+if status ~= 'queued' and status ~= 'deferred' and status ~= 'scheduled' and status ~= 'started' then
+  return false
+end
+redis.call('HSET', KEYS[1], 'request', ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return pending
 """
 
 _RELEASE_LUA = """
@@ -95,6 +113,7 @@ class Coalescer:
         self.connection = connection
         self.queue = queue
         self._claim = connection.register_script(_CLAIM_LUA)
+        self._coalesce = connection.register_script(_COALESCE_LUA)
         self._release = connection.register_script(_RELEASE_LUA)
 
     def submit(
@@ -114,6 +133,11 @@ class Coalescer:
         trigger = json.dumps({"event": request.get("event"), "data": request.get("payload")}, separators=(",", ":"))
         with self.connection.pipeline() as pipe:
             for _ in range(MAX_ATTEMPTS):
+                pending = self._coalesce(keys=[key, hkey],
+                                         args=[encoded, trigger, HISTORY_LIMIT, Job.redis_job_namespace_prefix])
+                if pending:
+                    return Submitted(_text(pending), created=False)
+                # no live pending job: create one; WATCH makes concurrent creators retry (and then coalesce)
                 try:
                     pipe.watch(key)
                     pending, running = (_text(v) for v in pipe.hmget(key, "pending", "running"))
@@ -137,7 +161,7 @@ class Coalescer:
                 except redis.WatchError:
                     pipe.reset()
                     continue
-        raise RuntimeError(f"could not coalesce a training for project {project!r}: too much contention")
+        raise redis.RedisError(f"could not queue a training for project {project!r}: too much contention")
 
     def _live(self, pipe: redis.client.Pipeline, job_id: str) -> bool:
         """WATCH a job's RQ key and tell whether it can still run."""

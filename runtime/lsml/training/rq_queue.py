@@ -92,7 +92,10 @@ def request_to_dict(request: Any) -> dict[str, Any]:
 
 
 def failure_message(exc: redis.RedisError) -> str:
-    return f"Redis is unreachable ({exc.__class__.__name__}); training requests are refused until it is back"
+    """What a 503 says: never the URL (it may hold a password)."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return f"Redis is unreachable ({exc.__class__.__name__}); training requests are refused until it is back"
+    return f"Redis refused the training request: {exc}"
 
 
 class RQQueue:
