@@ -285,6 +285,11 @@ class ModelRegistry:
             if entry.instance is None:
                 time.sleep(0.005)
 
+    def has_other_label_config(self, project: str, label_config: str) -> bool:
+        """True when this process holds a model of `project` built for a different label config."""
+        entry = self._entries.get(project)
+        return entry is not None and entry.label_config != label_config
+
     def reload(self, project: str) -> None:
         """Check the store now (e.g. right after this process published a version)."""
         entry = self._entries.get(project)

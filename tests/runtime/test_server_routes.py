@@ -257,3 +257,17 @@ def test_readyz_reports_an_unimportable_model(serve):
     r = wait_until(lambda: (lambda r: r if "no_such" in r.json.get("error", "") else None)(c.get("/readyz")))
     assert r.status_code == 503 and r.json["status"] == "not_ready"
     assert c.get("/health").status_code == 200
+
+
+def test_a_project_updated_webhook_with_new_labels_rebuilds_the_model(serve, text_config):
+    _, c = serve(CountingModel)
+    setup_project(c, text_config)
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    changed = text_config.replace("Positive", "Great")
+    r = c.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1, "label_config": changed}})
+    assert r.status_code == 200 and r.json["status"] == "ignored"
+    r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    assert r.json["results"][0]["result"][0]["value"]["choices"] == ["Great"]
+    # an unrelated project's update does not build anything
+    c.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 77, "label_config": changed}})
+    assert c.post("/predict", json={"tasks": TASKS[:1], "project": "77"}).status_code == 404

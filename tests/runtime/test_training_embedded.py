@@ -88,12 +88,3 @@ def test_a_failing_job_is_reported_and_the_runner_goes_on(settings):
     assert q.wait(bad)["status"] == "failed" and "RuntimeError: boom" in q.status(bad)["error"]
     assert q.wait(good)["status"] == "finished"
     assert q.stats()["failed"] == 1
-
-
-def test_request_round_trips_and_merges():
-    a = TrainingRequest("1", "ANNOTATION_CREATED", {"n": 1}, "<View/>")
-    b = TrainingRequest("1", "START_TRAINING", {"n": 2})
-    merged = a.merged_with(b)
-    assert merged.event == "START_TRAINING" and merged.payload == {"n": 2} and merged.label_config == "<View/>"
-    assert merged.coalesced == [{"event": "ANNOTATION_CREATED", "data": {"n": 1}}]
-    assert TrainingRequest.from_dict(merged.to_dict()) == merged

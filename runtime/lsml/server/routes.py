@@ -165,6 +165,7 @@ def webhook():
         raise ApiError(400, "missing_action", "'action' (the Label Studio event name) is required")
     cls = rt.registry.model_class_if_ready() or LabelStudioMLBase
     if action not in cls.TRAIN_EVENTS:
+        _follow_label_config(rt, body.get("project"))
         return _json_response({"status": "ignored", "action": action})
     project_obj = body.get("project")
     if project_obj is None:
@@ -182,6 +183,18 @@ def webhook():
     job = rt.queue.submit(TrainingRequest(project=project, event=action, payload=data, label_config=label_config))
     metrics.TRAINING_SUBMITTED.labels(action).inc()
     return _json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
+
+
+def _follow_label_config(rt, project_obj: Any) -> None:
+    """A non-training event (e.g. PROJECT_UPDATED) that carries a new label config of a loaded project: rebuild."""
+    if not isinstance(project_obj, dict) or not isinstance(project_obj.get("label_config"), str):
+        return
+    try:
+        project = project_key(project_obj)
+        if rt.registry.has_other_label_config(project, project_obj["label_config"]):
+            rt.registry.setup(project, project_obj["label_config"])
+    except Exception:  # an ignored event must stay a fast 200
+        logger.warning("could not follow the label config of a %s event", "webhook", exc_info=True)
 
 
 @bp.route("/train", methods=["POST"])

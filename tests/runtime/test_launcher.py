@@ -1,0 +1,52 @@
+"""What `start` launches: environment and gunicorn command line (the real run is in test_cli_start.py)."""
+
+import shutil
+import sys
+
+import pytest
+
+from lsml.backend_dir import BackendDirError
+from lsml.launcher import StartOptions, backend_env, check_backend, server_argv, will_use_redis, worker_argv
+
+
+@pytest.fixture
+def backend(tmp_path):
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "_wsgi.py").write_text('MODEL = "model:M"\n')
+    return b
+
+
+def test_env_points_model_dir_and_metrics_into_the_backend(backend):
+    (backend / "data" / "prometheus").mkdir(parents=True)
+    (backend / "data" / "prometheus" / "stale.db").write_text("x")
+    env = backend_env(StartOptions(backend), base={"REDIS_URL": "redis://x"})
+    assert env["MODEL_DIR"] == str(backend.resolve() / "data" / "models")
+    assert env["LSML_BACKEND_DIR"] == str(backend.resolve())
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(backend.resolve() / "data" / "prometheus")
+    assert not (backend / "data" / "prometheus" / "stale.db").exists()
+    assert env["REDIS_URL"] == "redis://x"
+    assert "REDIS_URL" not in backend_env(StartOptions(backend, embedded=True), base={"REDIS_URL": "redis://x"})
+    assert backend_env(StartOptions(backend), base={"MODEL_DIR": "rel"})["MODEL_DIR"].endswith("/rel")
+
+
+def test_gunicorn_command(backend):
+    argv = server_argv(StartOptions(backend, host="127.0.0.1", port=1234, threads=3), workers=2, log_level="INFO")
+    assert argv[:3] == [sys.executable, "-m", "gunicorn"] and argv[-1] == "_wsgi:app"
+    joined = " ".join(argv)
+    assert "--bind 127.0.0.1:1234" in joined and "--workers 2" in joined and "--threads 3" in joined
+    assert "--worker-class gthread" in joined and f"--chdir {backend.resolve()}" in joined
+    assert "python:lsml.server.gunicorn_conf" in joined
+    assert worker_argv(StartOptions(backend))[-1] == str(backend.resolve())
+
+
+def test_redis_is_used_when_configured_or_installed(backend):
+    assert will_use_redis(StartOptions(backend), {"REDIS_URL": "redis://x"})
+    assert not will_use_redis(StartOptions(backend, embedded=True), {"REDIS_URL": "redis://x"})
+    assert will_use_redis(StartOptions(backend), {}) == bool(shutil.which("redis-server"))
+
+
+def test_check_backend(backend, tmp_path):
+    assert check_backend(backend) == "model:M"
+    with pytest.raises(BackendDirError, match="does not exist"):
+        check_backend(tmp_path / "missing")
