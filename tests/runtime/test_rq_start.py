@@ -1,0 +1,125 @@
+"""`label-studio-ml start NAME` as the full local stack: its own redis-server, an RQ worker, gunicorn.
+
+(REDIS_URL given is covered by test_cli_start.py; here no REDIS_URL.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fixtures.ports import free_port
+from tests.runtime.rq_procs import TEXT_CONFIG, wait_for, write_backend
+
+pytestmark = pytest.mark.redis
+
+CLI = str(Path(sys.executable).parent / "label-studio-ml")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc), to check nothing outlives `start`."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry))
+            except (OSError, IndexError):
+                continue
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start(backend: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([CLI, "start", str(backend), "--port", str(port), "--host", "127.0.0.1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            return requests.get(url + "/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, 90, interval=0.2, what="start to serve")
+    return proc, url
+
+
+def base_env(backend: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "REDIS_", "MODEL_DIR", "PROMETHEUS"))}
+    env["LSML_MODEL"] = "model:Counter"
+    return env
+
+
+def test_start_runs_its_own_redis_a_worker_and_the_server_and_stops_them_all(tmp_path):
+    backend = write_backend(tmp_path / "backend")
+    proc, url = start(backend, base_env(backend))
+    try:
+        children = descendants(proc.pid)
+        assert len(children) >= 4, "redis-server, worker, gunicorn master and workers"
+        r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
+                                                  "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
+        assert r.status_code == 201
+        job = r.json()["job"]
+
+        def done():
+            st = requests.post(url + "/job_status", json={"job": job}, timeout=5).json()
+            return st if st["status"] in ("finished", "failed") else None
+
+        st = wait_for(done, 60, interval=0.2, what="the training")
+        assert st["status"] == "finished" and st["model_version"] == "v1"
+        logs = backend / "logs"
+        assert {"server.log", "worker.log", "redis.log"} <= {p.name for p in logs.iterdir()}
+        assert job in (logs / "worker.log").read_text(), "the training ran in the RQ worker"
+        redis_dir = backend / "data" / "redis"
+        assert any(p.name.startswith("appendonly") for p in redis_dir.iterdir()), "AOF in NAME/data/redis"
+        assert "Ready to accept connections" in (logs / "redis.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert "redis-server on 127.0.0.1:" in out
+    wait_for(lambda: not any(alive(p) for p in children), 10, what="every child to exit")
+
+
+def test_start_without_redis_server_falls_back_to_embedded_training_and_says_so(tmp_path):
+    backend = write_backend(tmp_path / "backend")
+    env = base_env(backend)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env["PATH"] = str(empty)  # no redis-server anywhere
+    proc, url = start(backend, env)
+    try:
+        r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
+                                                  "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
+        job = r.json()["job"]
+        wait_for(lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json()["status"]
+                 == "finished", 60, interval=0.2, what="the embedded training")
+        assert not (backend / "logs" / "worker.log").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert "embedded" in out and "redis-server not found" in out
