@@ -16,8 +16,10 @@ password Label Studio holds, so a password change is detected through it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
+from lsml.labelstudio.errors import LabelStudioError
 from lsml.labelstudio.transport import Transport
 from lsml.labelstudio.webhooks import WebhooksMixin, basic_auth_header, normalize_backend_url
 
@@ -62,7 +64,7 @@ class MLBackendsMixin(WebhooksMixin, Transport):
 
         existing = self._find_backend(project, url)
         if existing is None:
-            backend = self.post_json("/api/ml/", desired, timeout=max(self.timeout, 30))
+            backend = self._create_backend(project, url, desired)
             created = True
         else:
             created = False
@@ -73,9 +75,31 @@ class MLBackendsMixin(WebhooksMixin, Transport):
                 not existing.get("basic_auth_pass_is_set") or held_authorization != authorization
             )
             if password_stale or _differs(existing, desired):
-                backend = self.update_ml_backend(existing["id"], desired)
+                with _explain_refusals():
+                    backend = self.update_ml_backend(existing["id"], desired)
         self.ensure_backend_webhook(project, url, authorization)
         return backend, created
+
+    def _create_backend(self, project: int, url: str, desired: dict[str, Any]) -> dict:
+        """POST /api/ml, surviving Label Studio's half-failure.
+
+        With SSRF_PROTECTION_ENABLED (the default) and ML_BLOCK_LOCAL_IP=false,
+        Label Studio 1.23.2 saves the backend, then fails creating its webhook
+        to a private address and answers 403 anyway. Retrying blindly would
+        make a duplicate each time, so a refusal is followed by a look for the
+        backend it may have saved.
+        """
+        try:
+            with _explain_refusals():
+                return self.post_json("/api/ml/", desired, timeout=max(self.timeout, 30))
+        except LabelStudioError as exc:
+            if exc.status != 403:
+                raise
+            saved = self._find_backend(project, url)
+            if saved is None:
+                raise
+            log.warning("Label Studio saved ML backend %s for project %s but answered: %s", saved["id"], project, exc.message)
+            return saved
 
     def update_ml_backend(self, ml_backend_id: int, fields: dict[str, Any]) -> dict:
         """PATCH a backend. `fields` must hold url and project (see the module docstring)."""
@@ -100,6 +124,27 @@ class MLBackendsMixin(WebhooksMixin, Transport):
         if len(matches) > 1:
             log.warning("project %s has %d ML backends for %s; using the oldest", project, len(matches), url)
         return min(matches, key=lambda b: b["id"]) if matches else None
+
+
+BLOCKED_ADDRESS_HINT = (
+    "Label Studio refuses private and loopback backend addresses by default: run Label Studio with "
+    "ML_BLOCK_LOCAL_IP=false (and SSRF_PROTECTION_ENABLED=false, or it creates no webhook and the backend "
+    "gets no annotation events)"
+)
+
+
+@contextmanager
+def _explain_refusals() -> Iterator[None]:
+    """Label Studio's SSRF refusal names a subnet, not the setting that lifts it: add that."""
+    try:
+        yield
+    except LabelStudioError as exc:
+        text = exc.message.lower()
+        if "reserved network address" in text or "not allowed" in text:
+            raise LabelStudioError(
+                exc.status, f"{exc.message}. {BLOCKED_ADDRESS_HINT}", method=exc.method, path=exc.path
+            ) from None
+        raise
 
 
 def _desired_fields(

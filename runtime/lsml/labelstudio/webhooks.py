@@ -75,7 +75,7 @@ class WebhooksMixin(Transport):
                 return self.patch_json(f"/api/webhooks/{webhook['id']}/", {"headers": wanted})
             return webhook
         except LabelStudioError as exc:
-            if exc.status != 400:
+            if exc.status not in (400, 403):  # 403: SSRF protection refuses a private webhook address
                 raise
             log.warning(
                 "Label Studio refused the webhook %s for project %s: %s. The backend will get no "
