@@ -168,7 +168,7 @@ class LocalStack:
                         self.say(f"{c.name} exited with code {c.process.returncode}; see {c.log_path}")
                     return 1
                 time.sleep(0.2)
-            self.say("stopping server, worker and redis")
+            self.say("stopping " + ", ".join(c.name for c in reversed(self.children)))
             return 0
         finally:
             self.stop()
