@@ -12,7 +12,9 @@
     connected count too.
 - Untrained (fewer than two distinct labels seen): predict returns an empty
   result with score 0.0 per task, so Label Studio still gets one item per task.
-- Trained: the most probable label, score = its probability.
+- Trained: the most probable label, every class probability in the result
+  item (`probabilities`), and `score` from `LSML_SCORE_STRATEGY` (default
+  `confidence` = the top probability; low score = most informative).
 - Artifacts (`model.joblib`, `dataset.json`) are written to `output_dir` and
   loaded from `version_dir`.
 """
@@ -29,6 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from lsml import LabelStudioMLBase
+from lsml.active_learning import choices_predictions, configured_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ DATASET_FILE = "dataset.json"
 
 class TextClassifier(LabelStudioMLBase):
     def setup(self):
+        self.strategy = configured_strategy(self.settings, "confidence")
         self.pipeline = None
         self.dataset: dict[str, dict] = {}  # task id -> {"text", "label", "annotation"}
         self.from_name = self.to_name = self.value = None
@@ -67,17 +71,9 @@ class TextClassifier(LabelStudioMLBase):
         if self.pipeline is None or self._allowed is None or self.value is None:
             return [{"result": [], "score": 0.0} for _ in tasks]
         texts = [str((task.get("data") or {}).get(self.value, "")) for task in tasks]
-        probabilities = self.pipeline.predict_proba(texts)
-        probabilities = np.where(self._allowed, probabilities, -1.0)  # labels no longer in the config
-        best = probabilities.argmax(axis=1)
-        predictions = []
-        for row, index in zip(probabilities, best):
-            predictions.append({
-                "result": [{"from_name": self.from_name, "to_name": self.to_name, "type": "choices",
-                            "value": {"choices": [self._classes[index]]}}],
-                "score": float(row[index]),
-            })
-        return predictions
+        probabilities = self.pipeline.predict_proba(texts)[:, self._allowed]  # labels still in the config
+        labels = [c for c, ok in zip(self._classes, self._allowed) if ok]
+        return choices_predictions(probabilities, labels, self.from_name, self.to_name, self.strategy)
 
     # ---- fit -----------------------------------------------------------------
     def fit(self, event, data, **kwargs):

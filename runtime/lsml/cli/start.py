@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from lsml.launcher import StartOptions, start
+from lsml.sampling import STRATEGIES
 
 
 def _positive(value: str) -> int:
@@ -41,10 +43,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="train in the server process even when Redis is available")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
                         help="log level (default $LOG_LEVEL or info)")
+    parser.add_argument("--score-strategy", choices=STRATEGIES, default=None,
+                        help="active-learning score of predictions; sets LSML_SCORE_STRATEGY (default: the model's)")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.score_strategy:  # the server and worker processes inherit it
+        os.environ["LSML_SCORE_STRATEGY"] = args.score_strategy
     return start(StartOptions(backend_dir=Path(args.name), host=args.host, port=args.port, workers=args.workers,
                               threads=args.threads, embedded=args.embedded, log_level=args.log_level))
