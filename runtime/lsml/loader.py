@@ -93,6 +93,19 @@ class ModelRegistry:
                 return
             self._cls_started = True
         threading.Thread(target=self._import_class, name="lsml-import", daemon=True).start()
+        threading.Thread(target=self._watch, name="lsml-reload", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Check `current` of every loaded project in the background, so a process reloads a version
+        a worker published before any request asks (a request still checks too)."""
+        while True:
+            time.sleep(max(self.settings.reload_interval, 0.1))
+            for entry in list(self._entries.values()):
+                if entry.instance is not None:
+                    try:
+                        self._maybe_reload(entry)
+                    except Exception:  # noqa: BLE001 - a store hiccup must not end the watcher
+                        logger.debug("reload check failed for project %s", entry.project, exc_info=True)
 
     def _import_class(self) -> None:
         try:

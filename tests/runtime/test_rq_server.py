@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from lsml.store import LocalModelStore
-from tests.runtime.rq_procs import TEXT_CONFIG, Procs, fit_log, start_server, wait_for, write_backend
+from tests.runtime.rq_procs import TEXT_CONFIG, Procs, fit_log, make_queue, start_server, wait_for, write_backend
 
 pytestmark = pytest.mark.redis
 
@@ -147,3 +147,15 @@ def test_two_servers_two_workers_serve_the_new_version_within_2s(tmp_path, procs
     assert elapsed < 2.0, f"servers took {elapsed:.2f}s after fit ended to serve the new version"
     assert ended(servers[1], job)["status"] == "finished"
     assert LocalModelStore(backend / "data" / "models").current("1").name == "v1"
+
+
+def test_an_idle_server_process_reloads_before_the_next_request(tmp_path, procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    url = start_server(procs, backend, redis_url, workers=1)
+    procs.worker(backend, redis_url)
+    assert setup_version(url) == "0.0.1" and predict_version(url) == "0.0.1"
+    job = webhook(url, "START_TRAINING").json()["job"]
+    queue = make_queue(redis_url)  # poll Redis directly: no request reaches the server meanwhile
+    wait_for(lambda: queue.status(job)["status"] == "finished", 60, what="the training")
+    time.sleep(1.5)  # several reload intervals, no requests
+    assert setup_version(url) == "v1", "the very first request after training must see the new version"
