@@ -100,7 +100,15 @@ def start(options: StartOptions) -> int:
         print(f"note: embedded training with {workers} workers: each worker runs its own training queue "
               "(set REDIS_URL or install redis-server for one shared queue)", file=sys.stderr)
     log_level = (options.log_level or env.get("LOG_LEVEL") or "info")
+    def say(message: str) -> None:
+        if not redis and message.startswith("redis-server not found"):
+            message = "embedded training: trainings run in the server process"
+            if not options.embedded:
+                message += " (install redis-server or set REDIS_URL for a background RQ worker)"
+        print(message, file=sys.stderr, flush=True)
+
     stack = LocalStack(
+        say=say,
         backend_dir=options.backend_dir.resolve(),
         server_argv=server_argv(options, workers, log_level),
         worker_argv=worker_argv(options),
