@@ -271,3 +271,30 @@ def test_a_project_updated_webhook_with_new_labels_rebuilds_the_model(serve, tex
     # an unrelated project's update does not build anything
     c.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 77, "label_config": changed}})
     assert c.post("/predict", json={"tasks": TASKS[:1], "project": "77"}).status_code == 404
+
+
+def test_the_access_token_is_never_logged(serve, text_config, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    _, c = serve(BrokenPredictModel)
+    setup_project(c, text_config, hostname="http://ls", access_token="tok-SECRET-123")
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
+    assert "tok-SECRET-123" not in caplog.text
+
+
+def test_the_request_path_does_not_reparse_the_label_config(serve, text_config, monkeypatch):
+    import lsml.label_config as lc
+
+    _, c = serve(CountingModel)
+    setup_project(c, text_config)
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1", "label_config": text_config})
+    calls = []
+    original = lc.parse_config
+    monkeypatch.setattr(lc, "parse_config", lambda cfg: calls.append(1) or original(cfg))
+    lc._parse_cached.cache_clear()
+    for _ in range(20):
+        r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1.17", "label_config": text_config})
+        assert r.status_code == 200
+    assert calls == [] and CountingModel.built == 1
