@@ -1,0 +1,161 @@
+"""The whole loop through a real Label Studio 1.23.2 and a backend under real gunicorn.
+
+Everything happens the way a person's clicks make it happen: Label Studio's
+own "Retrieve predictions" action, annotations submitted through its API
+(which fires its webhooks), its Start Training button. Nothing talks to the
+backend directly except to read which model versions it published.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from lsml.labelstudio.webhooks import basic_auth_header
+
+pytestmark = pytest.mark.labelstudio
+
+TEXTS = {
+    "what a wonderful, lovely film": "Positive",
+    "great acting and a great story": "Positive",
+    "I loved it, truly excellent": "Positive",
+    "awful, boring and far too long": "Negative",
+    "terrible plot and bad acting": "Negative",
+    "I hated it, a dreadful mess": "Negative",
+    "an excellent and lovely story": None,  # left for the model
+    "boring and dreadful acting": None,
+}
+
+
+def _choice(label: str) -> list[dict]:
+    return [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+
+
+def _wait_for(condition, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _backend_versions(backend, project: int, auth=None) -> dict:
+    response = requests.get(f"{backend.url}/versions", params={"project": str(project)}, auth=auth, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def _predictions_by_task(ls_client, project: int) -> dict[int, list[dict]]:
+    grouped: dict[int, list[dict]] = {}
+    for prediction in ls_client.predictions(project=project):
+        grouped.setdefault(prediction["task"], []).append(prediction)
+    return grouped
+
+
+def test_predict_annotate_train_and_predict_again(ls_client, ls_project, start_ml_backend):
+    backend = start_ml_backend("text_classifier")
+    project = ls_project()["id"]
+    ls_client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
+    tasks = {t["data"]["text"]: t["id"] for t in ls_client.iter_tasks(project)}
+    assert set(tasks) == set(TEXTS)
+
+    # Connect: Label Studio health-checks and sets up the backend, then shows it Connected.
+    registered, created = ls_client.ensure_ml_backend(project, backend.url, title="text classifier")
+    assert created
+    connected = ls_client.ml_backend(registered["id"])
+    assert connected["readable_state"] == "Connected"
+    untrained_version = connected["model_version"]
+    assert untrained_version  # from /setup's answer
+
+    # Retrieve predictions for every task: one prediction each, with a score and the model version.
+    ls_client.run_action(project, "retrieve_tasks_predictions")
+    first = _predictions_by_task(ls_client, project)
+    assert set(first) == set(tasks.values())
+    for predictions in first.values():
+        assert len(predictions) == 1
+        assert isinstance(predictions[0]["score"], float)
+        assert predictions[0]["model_version"] == untrained_version
+
+    # A person labels six tasks; each annotation fires a webhook to the backend.
+    for text, label in TEXTS.items():
+        if label:
+            created_annotation = ls_client.create_annotation(tasks[text], _choice(label))
+            assert created_annotation["result"][0]["value"]["choices"] == [label]
+
+    # Start Training: START_TRAINING reaches /webhook; the backend fetches every annotated task itself.
+    ls_client.train(registered["id"])
+
+    def trained_on_start_training():
+        versions = _backend_versions(backend, project)
+        started = [v for v in versions["details"] if (v.get("metadata") or {}).get("event") == "START_TRAINING"]
+        if not started:
+            return None
+        current = max(versions["details"], key=lambda v: v["number"])
+        return current["name"] if current["number"] >= started[-1]["number"] else None
+
+    newest = _wait_for(trained_on_start_training, 120, "a version trained by START_TRAINING")
+    assert newest != untrained_version
+
+    # Label Studio learns the new version from /setup on its next look at the backend.
+    seen = _wait_for(
+        lambda: (lambda v: v if v == newest else None)(ls_client.ml_backend(registered["id"])["model_version"]),
+        60,
+        f"Label Studio to show model_version {newest}",
+    )
+    assert seen == newest
+
+    # Retrieve again: tasks lack a prediction of the new version, so each gets one, with a real label.
+    ls_client.run_action(project, "retrieve_tasks_predictions")
+    again = _predictions_by_task(ls_client, project)
+    for task_id in tasks.values():
+        fresh = [p for p in again[task_id] if p["model_version"] == newest]
+        assert len(fresh) == 1, again[task_id]
+        result = fresh[0]["result"]
+        assert result and result[0]["value"]["choices"][0] in ("Positive", "Negative")
+        assert 0.0 < fresh[0]["score"] <= 1.0
+    # The model learnt something: the annotated examples come back with their own labels.
+    for text, label in TEXTS.items():
+        if label:
+            (fresh,) = [p for p in again[tasks[text]] if p["model_version"] == newest]
+            assert fresh["result"][0]["value"]["choices"] == [label]
+
+
+def test_basic_auth_backend_gets_predictions_and_webhooks(ls_client, ls_project, start_ml_backend):
+    user, password = "label-studio", "pa55-word"
+    backend = start_ml_backend("text_classifier", env={"BASIC_AUTH_USER": user, "BASIC_AUTH_PASS": password})
+    assert requests.get(f"{backend.url}/health", timeout=5).status_code == 401  # really protected
+    project = ls_project()["id"]
+    ls_client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
+    tasks = {t["data"]["text"]: t["id"] for t in ls_client.iter_tasks(project)}
+
+    registered, _ = ls_client.ensure_ml_backend(project, backend.url, basic_auth=(user, password))
+    assert ls_client.ml_backend(registered["id"])["readable_state"] == "Connected"
+    webhook = ls_client.backend_webhook(project, backend.url)
+    assert webhook["headers"]["Authorization"] == basic_auth_header(user, password)
+
+    # Predictions go through Label Studio's basic-auth connection.
+    ls_client.run_action(project, "retrieve_tasks_predictions")
+    assert set(_predictions_by_task(ls_client, project)) == set(tasks.values())
+
+    # Annotations alone (no Start Training) reach the backend only if the webhook authenticates.
+    for text, label in list(TEXTS.items())[:6]:
+        ls_client.create_annotation(tasks[text], _choice(label))
+
+    def annotation_trained():
+        versions = _backend_versions(backend, project, auth=(user, password))
+        return [v for v in versions["details"] if (v.get("metadata") or {}).get("event", "").startswith("ANNOTATION")]
+
+    assert _wait_for(annotation_trained, 120, "a version trained from annotation webhooks")
+
+    def label_studio_shows_backend_version():
+        # Trainings may still be landing: compare with the backend's current version at each look.
+        shown = ls_client.ml_backend(registered["id"])["model_version"]
+        current = _backend_versions(backend, project, auth=(user, password))["model_version"]
+        return shown if shown == current and shown.startswith("v") else None
+
+    _wait_for(label_studio_shows_backend_version, 60, "Label Studio to show the backend's trained model_version")
