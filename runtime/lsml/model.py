@@ -92,6 +92,18 @@ def build_model(cls: type, project: str, label_config: str | None, context: Buil
         _CONTEXT.reset(token)
 
 
+def _default_context() -> BuildContext:
+    """Settings from the environment; state on disk only when MODEL_DIR, LSML_BACKEND_DIR or REDIS_URL says where.
+
+    Without them state is kept in memory, so a model built by hand never litters the cwd.
+    """
+    from lsml.state import MemoryState, make_state
+
+    settings = Settings.from_env()
+    configured = any(os.environ.get(name) for name in ("MODEL_DIR", "LSML_BACKEND_DIR", "REDIS_URL"))
+    return BuildContext(settings=settings, state=make_state(settings) if configured else MemoryState())
+
+
 class LabelStudioMLBase:
     """Base class of a model. Override `setup`, `predict` and `fit`."""
 
@@ -107,11 +119,8 @@ class LabelStudioMLBase:
 
     def __init__(self, project_id: Optional[str] = None, label_config: Optional[str] = None, **kwargs: Any):
         ctx = _CONTEXT.get()
-        if ctx is None:
-            from lsml.state import make_state
-
-            settings = Settings.from_env()
-            ctx = BuildContext(settings=settings, state=make_state(settings))
+        if ctx is None:  # built by hand (a script, a notebook, a test), not by the loader or a job
+            ctx = _default_context()
         self.project_id: str = project_key(project_id)
         self.settings: Settings = ctx.settings
         self._state = ctx.state

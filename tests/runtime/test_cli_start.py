@@ -147,6 +147,17 @@ def test_start_with_several_workers_and_model_dir(backend, tmp_path):
         exercise(server)
         assert (models / "1" / "current").is_symlink()
         assert not (backend / "data" / "models").exists()
+        # every worker process hot-reloads to the store's current version
+        task = [{"id": 1, "data": {"text": "great"}}]
+        deadline = time.monotonic() + 60
+        while True:
+            newest = requests.get(server.url + "/versions", params={"project": "1"}, timeout=5).json()["model_version"]
+            seen = {server.post("/predict", {"tasks": task, "project": "1.1"}).json()["results"][0]["model_version"]
+                    for _ in range(20)}
+            if seen == {newest} or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert seen == {newest}
         for _ in range(40):  # spread over both workers; /metrics must add them up
             requests.get(server.url + "/healthz", timeout=5)
         metrics = requests.get(server.url + "/metrics", timeout=5).text

@@ -149,3 +149,15 @@ def test_model_refs_round_trip(tmp_path):
         load_model_class("mymod:Nope", backend_dir=tmp_path)
     with pytest.raises(ValueError):
         load_model_class("nocolon")
+
+
+def test_a_model_built_by_hand_keeps_state_in_memory_unless_model_dir_is_set(tmp_path, monkeypatch, text_config):
+    for name in ("MODEL_DIR", "LSML_BACKEND_DIR", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    m = Echo(project_id="3.1", label_config=text_config)
+    assert m.project_id == "3" and m.get("setup_called") is True
+    assert not (tmp_path / "data").exists()
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    Echo(project_id="3", label_config=text_config)
+    assert (tmp_path / "models" / ".lsml" / "state.sqlite3").exists()
