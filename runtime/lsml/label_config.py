@@ -149,3 +149,42 @@ def _bound_names(info: dict) -> list[str]:
     if len(names) == len(info["inputs"]):
         return names
     return names[: len(info["inputs"])]
+
+
+class ControlTag:
+    """A control tag of a parsed config (the attributes label-studio-sdk's control objects are used for most)."""
+
+    def __init__(self, name: str, info: dict) -> None:
+        self.name = name
+        self.tag = info["type"]
+        self.to_name = list(info["to_name"])
+        self.inputs = info["inputs"]
+        self.labels = list(info["labels"])
+        self.labels_attrs = info["labels_attrs"]
+
+    def __repr__(self) -> str:
+        return f"ControlTag({self.tag} name={self.name!r} to_name={self.to_name!r})"
+
+
+class LabelInterface:
+    """A small stand-in for label-studio-sdk's `LabelInterface` over `parse_config`'s result."""
+
+    def __init__(self, config: str | None = None, parsed: dict | None = None) -> None:
+        self.config = config
+        self.parsed = parsed if parsed is not None else parse_config_cached(config)
+
+    @property
+    def controls(self) -> list[ControlTag]:
+        return [ControlTag(name, info) for name, info in self.parsed.items()]
+
+    def get_control(self, name: str | None = None) -> ControlTag:
+        if name is None:
+            if len(self.parsed) != 1:
+                raise ValueError("the label config has several control tags: name one")
+            name = next(iter(self.parsed))
+        if name not in self.parsed:
+            raise KeyError(f"no control tag named {name!r}")
+        return ControlTag(name, self.parsed[name])
+
+    def get_first_tag_occurence(self, control_type, object_type, name_filter=None, to_name_filter=None):
+        return get_first_tag_occurence(self.parsed, control_type, object_type, name_filter, to_name_filter)

@@ -173,6 +173,13 @@ class LabelStudioMLBase:
             logger.warning("project %s: could not remember the label config", self.project_id, exc_info=True)
 
     @property
+    def label_interface(self):
+        """`lsml.label_config.LabelInterface`: `get_control(name)`, `controls`, `get_first_tag_occurence(...)`."""
+        from lsml.label_config import LabelInterface
+
+        return LabelInterface(self._label_config, self._parsed_label_config)
+
+    @property
     def label_config(self) -> Optional[str]:
         return self._label_config
 

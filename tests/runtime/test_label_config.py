@@ -48,3 +48,18 @@ def test_first_tag_occurence_finds_control_object_and_value():
         get_first_tag_occurence(parsed, "Labels", "Audio")
     with pytest.raises(ValueError):
         get_first_tag_occurence(parsed, "Choices", "Text", name_filter=lambda n: n != "sentiment")
+
+
+def test_label_interface_stand_in():
+    from lsml.label_config import LabelInterface
+
+    li = LabelInterface(CONFIG)
+    assert [c.name for c in li.controls] == ["label", "sentiment", "comment"]
+    control = li.get_control("label")
+    assert control.tag == "RectangleLabels" and control.to_name == ["image"]
+    assert control.labels == ["Car", "Plane"] and "predicted_values" in control.labels_attrs["Car"]
+    assert li.get_first_tag_occurence("Choices", "Text") == ("sentiment", "text", "text")
+    with pytest.raises(KeyError):
+        li.get_control("nope")
+    with pytest.raises(ValueError):
+        li.get_control()

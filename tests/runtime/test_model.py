@@ -161,3 +161,9 @@ def test_a_model_built_by_hand_keeps_state_in_memory_unless_model_dir_is_set(tmp
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
     Echo(project_id="3", label_config=text_config)
     assert (tmp_path / "models" / ".lsml" / "state.sqlite3").exists()
+
+
+def test_label_interface_is_available_like_the_reference(settings, text_config):
+    m = build_model(Echo, "1", text_config, ctx(settings))
+    assert m.label_interface.get_control("sentiment").labels == ["Positive", "Negative"]
+    assert m.label_interface.get_first_tag_occurence("Choices", "Text") == ("sentiment", "text", "text")
