@@ -12,8 +12,11 @@ Writes `<out>/<NNNNN>.png`, `<out>/tasks.json` (tasks whose `image` is
 `<url-prefix><NNNNN>.png`) and `<out>/labels.json` (file name -> true digit,
 for simulations; never import it into Label Studio).
 With Label Studio's local files serving (`LOCAL_FILES_SERVING_ENABLED=true`,
-`LOCAL_FILES_DOCUMENT_ROOT` = the parent of `<out>`), import `tasks.json`
-as is. Or pass `--url-prefix ''` and upload the PNGs through the Import dialog.
+`LOCAL_FILES_DOCUMENT_ROOT` = the parent of `<out>`) and a "Local files"
+source storage on `<out>` in the project (Label Studio serves nothing
+outside one), import `tasks.json` as is. Or upload the PNGs through the
+Import dialog. `--url-prefix ''` writes absolute paths (for tests and
+scripts that run the model directly).
 """
 
 from __future__ import annotations
