@@ -204,7 +204,7 @@ def test_webhook_queues_training_events_and_ignores_others(serve, text_config):
     status = app.extensions["lsml"].queue.wait(r.json["job"])
     assert status["status"] == "finished" and status["model_version"] == "v1"
     r = c.post("/job_status", json={"job": r.json["job"]})
-    assert r.status_code == 200 and r.json["status"] == "finished"
+    assert r.status_code == 200 and r.json["status"] == r.json["job_status"] == "finished"
     # the new version is served (hot reload) and reported by /setup
     wait_until(lambda: setup_project(c, text_config)["model_version"] == "v1")
     r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})

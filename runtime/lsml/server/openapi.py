@@ -138,6 +138,8 @@ SPEC: dict = {
             "JobStatus": {"type": "object", "required": ["job", "status"], "properties": {
                 "job": {"type": "string"},
                 "status": {"enum": ["queued", "started", "finished", "failed"]},
+                "job_status": {"enum": ["queued", "started", "finished", "failed"],
+                               "description": "Same as status (the key Label Studio reads)"},
                 "error": {"type": ["string", "null"]}, "model_version": {"type": ["string", "null"]}}},
             "Versions": {"type": "object", "required": ["versions", "model_version"], "properties": {
                 "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},

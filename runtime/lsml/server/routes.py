@@ -223,6 +223,8 @@ def job_status():
     status = _rt().queue.status(job)
     if status is None:
         raise ApiError(404, "unknown_job", f"no job {job!r} (job statuses are kept in memory by the embedded runner)")
+    status = dict(status)
+    status.setdefault("job_status", status.get("status"))  # the key Label Studio's MLBackendTrainJob reads
     return _json_response(status)
 
 
