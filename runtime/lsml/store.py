@@ -64,6 +64,7 @@ class ModelStore(Protocol):
     def pointer(self, project: str) -> str | None:
         """A cheap token that changes whenever `current` changes (None: no version)."""
     def current(self, project: str) -> ModelVersion | None: ...
+    def projects(self) -> list[str]: ...
     def versions(self, project: str) -> list[ModelVersion]: ...
     def staging(self, project: str) -> contextlib.AbstractContextManager[Path]: ...
     def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion: ...
@@ -147,6 +148,13 @@ class LocalModelStore:
         if not path.is_dir():
             return None
         return self._version_from_dir(project, path)
+
+    def projects(self) -> list[str]:
+        """Projects that have a versions dir, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if not p.name.startswith(".") and (p / "versions").is_dir())
 
     def versions(self, project: str) -> list[ModelVersion]:
         vdir = self._versions_dir(project)

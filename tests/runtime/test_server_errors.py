@@ -71,7 +71,7 @@ def test_bad_webhooks(client, body, code):
 def test_bad_train_and_job_status_requests(client):
     assert client.post("/train", json={"annotations": []}).json["error"] == "missing_annotations"
     assert client.post("/job_status", json={"job": 3}).json["error"] == "missing_job"
-    assert client.get("/versions").json["error"] == "missing_project"
+    assert client.get("/versions?project=../x").json["error"] == "invalid_project"
 
 
 def test_oversized_bodies_are_413(client):

@@ -298,3 +298,14 @@ def test_the_request_path_does_not_reparse_the_label_config(serve, text_config, 
         r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1.17", "label_config": text_config})
         assert r.status_code == 200
     assert calls == [] and CountingModel.built == 1
+
+
+def test_versions_without_a_project_lists_every_project_like_label_studio_asks(serve, text_config):
+    app, c = serve(CountingModel)
+    assert c.get("/versions").json == {"versions": ["0.0.1"], "projects": {}, "model_version": "0.0.1"}
+    queue = app.extensions["lsml"].queue
+    for project in (1, 1, 2):
+        r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": project, "label_config": text_config}})
+        queue.wait(r.json["job"])
+    body = c.get("/versions").json
+    assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "model_version": "v2"}

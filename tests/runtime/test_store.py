@@ -95,3 +95,12 @@ def test_publish_refuses_a_dir_not_staged_for_the_project(store, tmp_path):
 def test_invalid_project_keys_are_refused(store, bad):
     with pytest.raises(ValueError):
         store.project_dir(bad)
+
+
+def test_projects_lists_projects_with_versions(store):
+    assert store.projects() == []
+    publish(store, "2")
+    publish(store, "10")
+    with store.staging("3"):
+        pass
+    assert store.projects() == ["10", "2"]

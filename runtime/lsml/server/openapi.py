@@ -42,7 +42,8 @@ def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool =
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
 _PROJECT_PARAM = {"name": "project", "in": "query", "required": False, "schema": {"type": "string"},
-                  "description": "Project id or '<id>.<created_at>' (or send it in a JSON body)"}
+                  "description": "Project id or '<id>.<created_at>' (or send it in a JSON body); "
+                                 "without a project (what Label Studio sends) every project's versions"}
 
 SPEC: dict = {
     "openapi": "3.1.0",
@@ -144,6 +145,7 @@ SPEC: dict = {
             "Versions": {"type": "object", "required": ["versions", "model_version"], "properties": {
                 "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "details": {"type": "array", "items": {"type": "object"}},
+                "projects": {"type": "object", "description": "project -> version names (no project given)"},
                 "model_version": {"type": "string"}}},
         },
     },

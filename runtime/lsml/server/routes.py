@@ -234,6 +234,14 @@ def versions():
     raw_project = request.args.get("project")
     if raw_project is None:
         raw_project = _json_body(optional=True).get("project")
+    if raw_project is None:
+        # Label Studio 1.23's GET /versions sends no project: answer every project's versions
+        store = rt.registry.store
+        per_project = {p: [v.name for v in store.versions(p)] for p in store.projects()}
+        names = sorted({n for names in per_project.values() for n in names}, key=lambda n: int(n[1:]))
+        currents = [c.name for c in (store.current(p) for p in per_project) if c is not None]
+        latest = max(currents, key=lambda n: int(n[1:])) if currents else LabelStudioMLBase.INITIAL_MODEL_VERSION
+        return _json_response({"versions": names or [latest], "projects": per_project, "model_version": latest})
     project = _project(raw_project)
     found = rt.registry.store.versions(project)
     current = rt.registry.store.current(project)
