@@ -77,9 +77,11 @@ def test_local_files_url_is_fetched_with_label_studio_auth(label_studio, ls_clie
 
 class _RecordingHandler(BaseHTTPRequestHandler):
     seen_authorization: list[str | None] = []
+    seen_cookie: list[str | None] = []
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         type(self).seen_authorization.append(self.headers.get("Authorization"))
+        type(self).seen_cookie.append(self.headers.get("Cookie"))
         body = b"external bytes"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -95,10 +97,13 @@ def test_external_url_never_gets_label_studios_token(ls_client, tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
+        ls_client.current_user()  # whatever cookies Label Studio sets, the client now holds
+        ls_client.session.cookies.set("sessionid", "label-studio-session", domain="127.0.0.1")
         url = f"http://127.0.0.1:{server.server_address[1]}/files/a.txt"
         path = ls_client.download(url, tmp_path / "cache")
         assert path.read_bytes() == b"external bytes"
         assert _RecordingHandler.seen_authorization == [None]
+        assert _RecordingHandler.seen_cookie == [None]  # nor its cookies (same host, other port)
     finally:
         server.shutdown()
         server.server_close()

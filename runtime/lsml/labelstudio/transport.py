@@ -48,8 +48,12 @@ class Transport:
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # Third-party hosts get a session of their own: Label Studio's cookies are
+        # scoped by host, not port, and must not reach another server on the same host.
+        self.foreign_session = requests.Session()
+        for session in (self.session, self.foreign_session):
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
         self.auth: LegacyTokenAuth | PersonalAccessTokenAuth | None = None
         if self._token:
             if token_kind(self._token) == PERSONAL_ACCESS_TOKEN:
@@ -94,9 +98,10 @@ class Transport:
         url = self.absolute_url(path)
         shown_path = path if not path.startswith(("http://", "https://")) else url
         auth = self.auth if authenticate else None
+        session = self.session if self.is_own_url(url) else self.foreign_session
         for attempt in (1, 2):
             try:
-                response = self.session.request(
+                response = session.request(
                     method,
                     url,
                     params=params,
@@ -137,6 +142,7 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+        self.foreign_session.close()
 
     def __enter__(self) -> "Transport":
         return self
