@@ -17,6 +17,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+# Imported at the top, as model files do: the import is part of starting the server, not of loading a model.
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
 LABELS = ("Positive", "Negative", "Neutral")
 FROM_NAME, TO_NAME = "sentiment", "text"
 LABEL_CONFIG = (
@@ -66,10 +71,6 @@ def setup_body() -> dict:
 
 def train(path: Path, samples: int = 3000, seed: int = 1) -> Path:
     """Fit the pipeline on generated text and pickle it to `path` (deterministic)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     rng = random.Random(seed)
     labels = [rng.choice(LABELS) for _ in range(samples)]
     texts = [make_text(rng, label) for label in labels]
