@@ -84,3 +84,13 @@ def test_wrong_api_key_is_reported_without_echoing_it(label_studio, ls_project, 
     assert code == 1
     assert "HTTP 401" in err and "check the API key" in err
     assert bad not in err
+
+
+def test_backend_directory_names_the_address_start_serves_it_on(tmp_path):
+    from lsml.cli.register import backend_url
+
+    assert backend_url(str(tmp_path), "localhost", 9090) == "http://localhost:9090"
+    assert backend_url(str(tmp_path), "10.1.2.3", 9191) == "http://10.1.2.3:9191"
+    assert backend_url("https://ml.example.org/backend/", "ignored", 1) == "https://ml.example.org/backend"
+    with pytest.raises(ValueError, match="neither an http"):
+        backend_url(str(tmp_path / "missing"), "localhost", 9090)
