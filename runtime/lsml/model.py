@@ -256,8 +256,14 @@ class LabelStudioMLBase:
         return self._state.get(self.project_id, "hostname") or self.settings.label_studio_url
 
     def get_label_studio_access_token(self) -> Optional[str]:
-        """The token /setup sent for this project, else LABEL_STUDIO_API_KEY. Never log it."""
-        return self._state.get(self.project_id, "access_token") or self.settings.label_studio_api_key
+        """LABEL_STUDIO_API_KEY when set, else the token /setup sent for this project. Never log it.
+
+        The operator's explicit key wins: Label Studio 1.23's /setup always sends the
+        project creator's *legacy* token, which is refused (401) in organisations
+        where legacy tokens are off (the 1.23 default), while a configured personal
+        access token works everywhere.
+        """
+        return self.settings.label_studio_api_key or self._state.get(self.project_id, "access_token")
 
     def label_studio_client(self):
         """A `lsml.labelstudio.LabelStudioClient` for this project's Label Studio (cached)."""
