@@ -22,6 +22,8 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
+# The data key Label Studio uses for a task imported without a key (label-studio-ml-backend's `utils` name).
+DATA_UNDEFINED_NAME = "$undefined$"
 NOT_CONTROL_TAGS = frozenset({"Filter"})
 _VARIABLE = re.compile(r"^\$[A-Za-z_]+$")
 
@@ -166,25 +168,66 @@ class ControlTag:
         return f"ControlTag({self.tag} name={self.name!r} to_name={self.to_name!r})"
 
 
+class ObjectTag:
+    """An object (input) tag: its name, type and the task data key it reads (`value`, `$` stripped)."""
+
+    def __init__(self, name: str, info: dict) -> None:
+        self.name = name
+        self.tag = info["type"]
+        self.value = info.get("value") or info.get("valueList")
+        self.value_type = info.get("valueType")
+
+    def __repr__(self) -> str:
+        return f"ObjectTag({self.tag} name={self.name!r} value={self.value!r})"
+
+
 class LabelInterface:
-    """A small stand-in for label-studio-sdk's `LabelInterface` over `parse_config`'s result."""
+    """A small stand-in for label-studio-sdk's `LabelInterface` over `parse_config`'s result.
+
+    Covers what reference-style models call: `get_first_tag_occurence`,
+    `get_control`/`get_output`, `get_object`, `get_tag`, `controls`, `objects`.
+    """
 
     def __init__(self, config: str | None = None, parsed: dict | None = None) -> None:
         self.config = config
         self.parsed = parsed if parsed is not None else parse_config_cached(config)
+        self._objects = {o_name: obj for info in self.parsed.values()
+                         for o_name, obj in zip(_bound_names(info), info["inputs"])}
 
     @property
     def controls(self) -> list[ControlTag]:
         return [ControlTag(name, info) for name, info in self.parsed.items()]
 
+    @property
+    def objects(self) -> list[ObjectTag]:
+        return [ObjectTag(name, info) for name, info in self._objects.items()]
+
     def get_control(self, name: str | None = None) -> ControlTag:
-        if name is None:
-            if len(self.parsed) != 1:
-                raise ValueError("the label config has several control tags: name one")
-            name = next(iter(self.parsed))
-        if name not in self.parsed:
-            raise KeyError(f"no control tag named {name!r}")
-        return ControlTag(name, self.parsed[name])
+        return ControlTag(*_one(self.parsed, name, "control"))
+
+    get_output = get_control
+
+    def get_object(self, name: str | None = None) -> ObjectTag:
+        return ObjectTag(*_one(self._objects, name, "object"))
+
+    def get_tag(self, name: str) -> ControlTag | ObjectTag:
+        """The control or object tag called `name` (controls first, like the SDK)."""
+        if name in self.parsed:
+            return ControlTag(name, self.parsed[name])
+        if name in self._objects:
+            return ObjectTag(name, self._objects[name])
+        raise KeyError(f"no tag named {name!r} in the label config")
 
     def get_first_tag_occurence(self, control_type, object_type, name_filter=None, to_name_filter=None):
         return get_first_tag_occurence(self.parsed, control_type, object_type, name_filter, to_name_filter)
+
+
+def _one(tags: dict, name: str | None, kind: str) -> tuple[str, dict]:
+    """`(name, info)` of the named tag, or of the only one when no name is given."""
+    if name is None:
+        if len(tags) != 1:
+            raise ValueError(f"the label config has {len(tags)} {kind} tags: name one")
+        name = next(iter(tags))
+    if name not in tags:
+        raise KeyError(f"no {kind} tag named {name!r}")
+    return name, tags[name]

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
-from lsml.label_config import get_first_tag_occurence as _first_tag
-from lsml.label_config import parse_config_cached
+from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
 from lsml.settings import Settings
 
@@ -131,6 +130,7 @@ class LabelStudioMLBase:
         self._label_studio_client = None
         self._label_config: Optional[str] = None
         self._parsed_label_config: dict = {}
+        self.label_interface = LabelInterface(None, {})
         if label_config is None:
             label_config = self._state.get(self.project_id, "label_config")
         if label_config is not None:
@@ -163,21 +163,19 @@ class LabelStudioMLBase:
 
     # ---- label config --------------------------------------------------
     def use_label_config(self, label_config: str) -> None:
-        """Adopt a label config: parse it once and remember it for the project."""
+        """Adopt a label config: parse it once and remember it for the project.
+
+        `self.label_interface` (a `lsml.label_config.LabelInterface`, the reference's
+        attribute of the same name) is built here, once, not on every predict.
+        """
         self._parsed_label_config = parse_config_cached(label_config)
         self._label_config = label_config
+        self.label_interface = LabelInterface(label_config, self._parsed_label_config)
         try:
             if self._state.get(self.project_id, "label_config") != label_config:
                 self._state.set(self.project_id, "label_config", label_config)
         except Exception:  # state is a convenience here, never fatal
             logger.warning("project %s: could not remember the label config", self.project_id, exc_info=True)
-
-    @property
-    def label_interface(self):
-        """`lsml.label_config.LabelInterface`: `get_control(name)`, `controls`, `get_first_tag_occurence(...)`."""
-        from lsml.label_config import LabelInterface
-
-        return LabelInterface(self._label_config, self._parsed_label_config)
 
     @property
     def label_config(self) -> Optional[str]:
@@ -190,7 +188,7 @@ class LabelStudioMLBase:
     def get_first_tag_occurence(self, control_type, object_type, name_filter: Optional[Callable] = None,
                                 to_name_filter: Optional[Callable] = None) -> tuple[str, str, str]:
         """(from_name, to_name, value) of the first `control_type` tag bound to an `object_type` tag."""
-        return _first_tag(self._parsed_label_config, control_type, object_type, name_filter, to_name_filter)
+        return self.label_interface.get_first_tag_occurence(control_type, object_type, name_filter, to_name_filter)
 
     def build_label_map(self, tag_name: str, names: list[str]) -> dict[str, str]:
         """Map the model's label names to the config's labels (`predicted_values`, exact, then case-insensitive)."""

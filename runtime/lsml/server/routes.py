@@ -75,8 +75,16 @@ def _load_error(exc: Exception) -> ApiError:
     return ApiError(503, "model_load_failed", str(exc), {"Retry-After": "5"})
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays (scikit-learn and torch models return `np.float32` scores) as plain JSON."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _json_response(payload: Any, status: int = 200) -> Response:
-    return current_app.response_class(json.dumps(payload), status=status, mimetype=_JSON)
+    return current_app.response_class(json.dumps(payload, default=_json_default), status=status, mimetype=_JSON)
 
 
 # ---- Label Studio-facing -------------------------------------------------------
@@ -148,12 +156,12 @@ def predict():
     version = model.model_version
     try:
         results = serialize_predictions(output, version)
-    except TypeError as exc:
+        if len(results) != len(tasks):
+            logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
+        return _json_response({"results": results, "model_version": version})
+    except TypeError as exc:  # not a prediction, or a value JSON cannot carry
         logger.error("project %s: predict returned an unusable value: %s", project, exc)
         raise ApiError(500, "bad_prediction", f"the model returned an unusable value: {exc}") from None
-    if len(results) != len(tasks):
-        logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
-    return _json_response({"results": results, "model_version": version})
 
 
 @bp.route("/webhook", methods=["POST"])
