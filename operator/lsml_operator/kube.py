@@ -115,6 +115,20 @@ class Kube:
                 raise
         return True
 
+    def delete_owned_or_labelled(self, kind: str, namespace: str, name: str, instance: str) -> bool:
+        """Delete an object the StatefulSet controller made for us (labelled with our instance, no owner ref)."""
+        obj = self.get(kind, namespace, name)
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        if obj is None or labels.get("app.kubernetes.io/instance") != instance \
+                or labels.get("app.kubernetes.io/managed-by") != FIELD_MANAGER:
+            return False
+        try:
+            self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return True
+
     def secret_value(self, namespace: str, name: str, key: str) -> tuple[str, str]:
         """(value, resourceVersion) of one Secret key. Raises KeyError with a message naming the key, never the value."""
         sec = self.get("Secret", namespace, name)

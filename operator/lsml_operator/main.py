@@ -24,6 +24,7 @@ import kopf
 
 from . import GROUP, PLURAL, VERSION
 from .builders.labels import MANAGED_BY
+from .builders.redis import redis_claim_name
 from .kube import Kube, new_api_client
 from .reconcile import Reconciler
 from .settings import OperatorSettings
@@ -51,6 +52,9 @@ def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.execution.max_workers = ops.max_workers
+    # No cluster-wide namespace/CRD scanning: the resources are known, and a namespaced install has no
+    # permission to list namespaces (kopf would retry that 403 for minutes before falling back).
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # handler log lines are not events; we post our own
     settings.watching.server_timeout = 300
     settings.peering.name = ops.peering_name
@@ -112,6 +116,9 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
                                           delay=min(ops.retry_base_seconds * 2 ** retry, ops.retry_max_seconds))
             _post_event(plain, "Warning", "DeregistrationFailed",
                         f"gave up after {retry} attempts: {outcome.error}; the Label Studio ML backends may remain")
+        if plain.get("spec", {}).get("redis", {}).get("managed"):
+            # the Redis claim comes from a volumeClaimTemplate: no owner reference, so not garbage-collected
+            rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
         rec.forget(key)
 
     def on_child(event: dict[str, Any], **_: Any) -> None:

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from . import registration
 from .builders import Spec, desired_children
 from .builders import labels as L
@@ -173,7 +175,20 @@ class Reconciler:
             applied = self._applied.get(ck)
         if not force and observed is not None and applied == (_version(observed), digest):
             return observed
-        result = self.kube.apply(child)
+        try:
+            result = self.kube.apply(child)
+        except ApiException as exc:
+            # A hand edit that apply cannot merge back (e.g. a Service port renumbered: the desired
+            # port becomes a second entry with a duplicate name) is invalid as merged: replace the child.
+            if exc.status != 422:
+                raise
+            meta = child["metadata"]
+            owner_uid = meta["ownerReferences"][0]["uid"]
+            if not self.kube.delete_owned(child["kind"], meta["namespace"], meta["name"], owner_uid):
+                raise
+            log.warning("%s %s/%s could not be restored in place (%s): replaced", child["kind"],
+                        meta["namespace"], meta["name"], exc.reason)
+            result = self.kube.apply(child)
         with self._guard:
             self._applied[ck] = (_version(result), digest)
             self._observed[ck] = result

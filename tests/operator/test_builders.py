@@ -164,7 +164,9 @@ def test_managed_redis_is_a_persistent_aof_statefulset_with_headless_service():
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
     vct = sts["spec"]["volumeClaimTemplates"][0]
     assert vct["metadata"]["name"] == "data" and vct["spec"]["resources"]["requests"]["storage"] == "1Gi"
-    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    # kept when the StatefulSet alone is deleted (the operator recreates it); deleted with the MLBackend
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    assert redis.redis_claim_name("text-classifier") == "data-text-classifier-redis-0"
     svc = redis.build_service(mlb)
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]

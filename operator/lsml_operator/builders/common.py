@@ -19,7 +19,7 @@ DEFAULT_PORT = 9090
 DEFAULT_REDIS_IMAGE = "redis:7.4-alpine"
 DEFAULT_REDIS_SIZE = "1Gi"
 REDIS_PORT = 6379
-RUNTIME_UID = 1000
+RUNTIME_UID = 10001  # the runtime image's USER (Dockerfile)
 REDIS_UID = 999
 CONFIG_HASH_ANNOTATION = "lsml.dev/config-hash"
 

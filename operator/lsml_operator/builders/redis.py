@@ -2,8 +2,10 @@
 
 One replica on purpose: it is the training queue and the state store, not a cache, and
 a StatefulSet gives it a stable name and a volume that survives pod restarts. The claim
-from volumeClaimTemplates is deleted with the StatefulSet (persistentVolumeClaimRetentionPolicy),
-since the template's claims carry no owner reference to the MLBackend.
+from volumeClaimTemplates is retained when the StatefulSet goes (a StatefulSet deleted by hand
+is recreated by the operator and finds its data again); the operator deletes the claim when
+the MLBackend itself is deleted (``redis_claim_name``), since template claims carry no owner
+reference to the MLBackend.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from typing import Any
 
 from . import common as C
 from . import labels as L
+
+
+def redis_claim_name(name: str) -> str:
+    """The claim the StatefulSet's volumeClaimTemplate ``data`` makes for pod 0."""
+    return f"data-{L.redis_name(name)}-0"
 
 
 def build_service(mlb: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +71,7 @@ def build_statefulset(mlb: dict[str, Any]) -> dict[str, Any]:
             "replicas": 1,
             "serviceName": L.redis_name(spec.name),
             "selector": {"matchLabels": L.selector_labels(spec.name, L.REDIS)},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "template": {
                 "metadata": {"labels": L.labels(spec.name, L.REDIS)},
                 "spec": {

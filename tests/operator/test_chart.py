@@ -1,0 +1,122 @@
+"""The Helm chart: lint, template, and what ``helm install`` created in the real control plane,
+including least-privilege RBAC checked with ``kubectl auth can-i --as=<the operator's ServiceAccount>``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from .conftest import SA, SYSTEM_NS, UNWATCHED, WATCHED
+from .helpers import CHART
+
+pytestmark = pytest.mark.kubernetes
+AS = f"--as=system:serviceaccount:{SYSTEM_NS}:{SA}"
+
+
+def _template(cluster, *args):
+    out = cluster.helm("template", "lsml-operator", str(CHART), "--namespace", SYSTEM_NS, "--kube-version=1.36.0", *args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.mark.parametrize("values", [None, "ci/namespaced-values.yaml", "ci/clusterwide-values.yaml"])
+def test_helm_lint(k8s_cluster, values):
+    args = ["lint", str(CHART), "--strict"]
+    if values:
+        args += ["-f", str(CHART / values)]
+    out = k8s_cluster.helm(*args).stdout
+    assert "0 chart(s) failed" in out
+
+
+def test_template_namespaced_has_roles_only_in_watched_namespaces(k8s_cluster):
+    docs = _template(k8s_cluster, "-f", str(CHART / "ci/namespaced-values.yaml"))
+    kinds = [(d["kind"], d["metadata"].get("namespace")) for d in docs]
+    assert ("ClusterRole", None) not in kinds and ("ClusterRoleBinding", None) not in kinds
+    assert sorted(ns for k, ns in kinds if k == "Role") == ["lsml-ci-a", "lsml-ci-b"]
+    assert sorted(ns for k, ns in kinds if k == "KopfPeering") == ["lsml-ci-a", "lsml-ci-b"]
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespace=lsml-ci-a" in c["args"] and "--namespace=lsml-ci-b" in c["args"]
+    assert "--all-namespaces" not in c["args"] and "--standalone" not in c["args"]
+    assert dep["spec"]["replicas"] == 2
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_template_clusterwide_uses_cluster_role(k8s_cluster):
+    docs = _template(k8s_cluster, "-f", str(CHART / "ci/clusterwide-values.yaml"))
+    kinds = {d["kind"] for d in docs}
+    assert {"ClusterRole", "ClusterRoleBinding"} <= kinds and "Role" not in kinds
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" in args and "--standalone" in args
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert any("clusterkopfpeerings" in r["resources"] for r in role["rules"])
+
+
+def test_values_schema_rejects_bad_values(k8s_cluster):
+    proc = k8s_cluster.helm("template", "x", str(CHART), "--kube-version=1.36.0", "--set", "replicaCount=-1", check=False)
+    assert proc.returncode != 0 and "replicaCount" in proc.stderr
+    proc = k8s_cluster.helm("template", "x", str(CHART), "--kube-version=1.36.0", "--set", "unknownKey=1", check=False)
+    assert proc.returncode != 0
+
+
+def test_install_created_every_object(k8s_cluster, operator_release):
+    for crd in ("mlbackends.lsml.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        got = json.loads(k8s_cluster.kubectl("get", "crd", crd, "-o", "json").stdout)
+        assert any(c["type"] == "Established" and c["status"] == "True" for c in got["status"]["conditions"])
+    resources = k8s_cluster.kubectl("api-resources", "--api-group=lsml.dev").stdout
+    assert "mlbackends" in resources and "mlb" in resources
+    k8s_cluster.kubectl("get", "serviceaccount", SA, "-n", SYSTEM_NS)
+    dep = json.loads(k8s_cluster.kubectl("get", "deployment", "lsml-operator", "-n", SYSTEM_NS, "-o", "json").stdout)
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == SA
+    for ns in WATCHED:
+        k8s_cluster.kubectl("get", "role", "lsml-operator", "-n", ns)
+        rb = json.loads(k8s_cluster.kubectl("get", "rolebinding", "lsml-operator", "-n", ns, "-o", "json").stdout)
+        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": SYSTEM_NS}]
+        k8s_cluster.kubectl("get", "kopfpeering", "lsml-operator", "-n", ns)
+    for ns in (UNWATCHED, SYSTEM_NS):
+        assert k8s_cluster.kubectl("get", "role", "lsml-operator", "-n", ns, check=False).returncode != 0
+    assert k8s_cluster.kubectl("get", "clusterrole", "lsml-operator", check=False).returncode != 0
+
+
+ALLOWED = [
+    ("get", "mlbackends.lsml.dev"), ("list", "mlbackends.lsml.dev"), ("watch", "mlbackends.lsml.dev"),
+    ("patch", "mlbackends.lsml.dev"), ("patch", "mlbackends.lsml.dev/status"),
+    ("update", "mlbackends.lsml.dev/finalizers"),
+    ("create", "deployments.apps"), ("patch", "deployments.apps"), ("delete", "deployments.apps"), ("watch", "deployments.apps"),
+    ("patch", "statefulsets.apps"), ("delete", "statefulsets.apps"),
+    ("patch", "services"), ("patch", "persistentvolumeclaims"), ("delete", "persistentvolumeclaims"),
+    ("patch", "horizontalpodautoscalers.autoscaling"), ("delete", "horizontalpodautoscalers.autoscaling"),
+    ("get", "secrets"), ("get", "configmaps"), ("create", "events"),
+    ("get", "kopfpeerings.kopf.dev"), ("patch", "kopfpeerings.kopf.dev"), ("watch", "kopfpeerings.kopf.dev"),
+]
+DENIED_IN_WATCHED = [
+    ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "secrets"),
+    ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("update", "configmaps"),
+    ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("delete", "mlbackends.lsml.dev"), ("create", "serviceaccounts/token"), ("create", "jobs.batch"),
+]
+
+
+@pytest.mark.parametrize("verb,resource", ALLOWED)
+def test_operator_service_account_can(k8s_cluster, operator_release, verb, resource):
+    for ns in WATCHED:
+        proc = k8s_cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, AS, check=False)
+        assert proc.stdout.strip() == "yes", f"{SA} cannot {verb} {resource} in {ns}: {proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.parametrize("verb,resource", DENIED_IN_WATCHED)
+def test_operator_service_account_cannot_more_than_it_needs(k8s_cluster, operator_release, verb, resource):
+    proc = k8s_cluster.kubectl("auth", "can-i", verb, resource, "-n", WATCHED[0], AS, check=False)
+    assert proc.stdout.strip() == "no", f"{SA} may {verb} {resource}: least privilege broken"
+
+
+@pytest.mark.parametrize("verb,resource", [("get", "secrets"), ("patch", "deployments.apps"), ("list", "mlbackends.lsml.dev")])
+def test_operator_service_account_has_nothing_outside_watched_namespaces(k8s_cluster, operator_release, verb, resource):
+    for ns in (UNWATCHED, "default", "kube-system"):
+        proc = k8s_cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, AS, check=False)
+        assert proc.stdout.strip() == "no", f"{SA} may {verb} {resource} in {ns}"
+    proc = k8s_cluster.kubectl("auth", "can-i", "list", "mlbackends.lsml.dev", "--all-namespaces", AS, check=False)
+    assert proc.stdout.strip() == "no"
