@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lsml import LabelStudioMLBase
 from lsml.active_learning import choices_predictions, configured_strategy
+from lsml.annotations import first_choice, updated_training_set
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +100,7 @@ class ImageClassifier(LabelStudioMLBase):
     def fit(self, event, data, **kwargs):
         if self.from_name is None:
             raise ValueError("cannot train: the label config has no Choices tag over an Image tag")
-        dataset = dict(self.dataset)
-        if event == "START_TRAINING":
-            tasks = data.get("annotations")  # the legacy /train call sends annotated tasks
-            dataset = self._dataset_from_tasks(tasks if isinstance(tasks, list) else self.fetch_annotated_tasks())
-        else:
-            if not dataset and self.get_label_studio_url():
-                try:
-                    dataset = self._dataset_from_tasks(self.fetch_annotated_tasks())
-                except Exception as exc:  # Label Studio unreachable: learn from the events alone
-                    logger.warning("project %s: could not fetch annotated tasks (%s); training on events only",
-                                   self.project_id, type(exc).__name__)
-            for item in list(kwargs.get("coalesced") or []) + [{"event": event, "data": data}]:
-                self._apply_event(dataset, item["event"], item["data"] or {})
+        dataset = updated_training_set(self, self.dataset, event, data, self._row, kwargs.get("coalesced"))
         (self.output_dir / DATASET_FILE).write_text(json.dumps(dataset), encoding="utf-8")
         labels = sorted({row["label"] for row in dataset.values()})
         if len(labels) < 2:
@@ -132,18 +121,8 @@ class ImageClassifier(LabelStudioMLBase):
             raise ValueError(f"task has no '{self.value}' image URL")
         return image_features(self.get_local_path(url, task_id=task.get("id")))
 
-    def _label_of(self, annotation: dict):
-        if not annotation or annotation.get("was_cancelled"):
-            return None
-        for region in annotation.get("result") or []:
-            if region.get("from_name") == self.from_name and region.get("type", "choices").lower() == "choices":
-                choices = (region.get("value") or {}).get("choices") or []
-                if choices:
-                    return str(choices[0])
-        return None
-
     def _row(self, task: dict, annotation: dict):
-        label = self._label_of(annotation)
+        label = first_choice(annotation, self.from_name)
         if label is None:
             return None
         try:
@@ -153,31 +132,3 @@ class ImageClassifier(LabelStudioMLBase):
                            self.project_id, task.get("id"), type(exc).__name__, exc)
             return None
         return {"features": features, "label": label, "annotation": annotation.get("id")}
-
-    def _dataset_from_tasks(self, tasks) -> dict:
-        dataset = {}
-        for task in tasks:
-            annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-            annotations.sort(key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
-            for annotation in reversed(annotations):  # newest usable annotation wins
-                row = self._row(task, annotation)
-                if row is not None:
-                    dataset[str(task.get("id"))] = row
-                    break
-        return dataset
-
-    def _apply_event(self, dataset: dict, event: str, data: dict) -> None:
-        task = data.get("task") or {}
-        if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-            row = self._row(task, data.get("annotation") or {})
-            if row is not None and task.get("id") is not None:
-                dataset[str(task["id"])] = row
-            elif task.get("id") is not None:
-                dataset.pop(str(task["id"]), None)
-        elif event == "ANNOTATION_DELETED":
-            if task.get("id") is not None:
-                dataset.pop(str(task["id"]), None)
-        elif event == "ANNOTATIONS_DELETED":
-            deleted = {a.get("id") for a in data.get("annotations") or [] if isinstance(a, dict)}
-            for key in [k for k, row in dataset.items() if row.get("annotation") in deleted]:
-                del dataset[key]
