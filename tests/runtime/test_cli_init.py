@@ -42,6 +42,23 @@ def test_init_lists_candidates_when_the_class_is_ambiguous(tmp_path):
     r = cli("init", "b", "--script", "m.py", cwd=tmp_path)
     assert r.returncode == 2 and "Mine, Second" in r.stderr
     assert not (tmp_path / "b").exists()
+    r = cli("init", "b", "--script", "m.py:Second", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'MODEL = "model:Second"' in (tmp_path / "b" / "_wsgi.py").read_text()
+
+
+def test_init_compose_runs_server_rq_worker_and_redis(tmp_path):
+    import yaml
+
+    (tmp_path / "m.py").write_text(SCRIPT)
+    assert cli("init", "b", "--script", "m.py", cwd=tmp_path).returncode == 0
+    compose = yaml.safe_load((tmp_path / "b" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"server", "worker", "redis"}
+    assert services["worker"]["command"][:2] == ["label-studio-ml", "worker"]
+    for name in ("server", "worker"):
+        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert "models:/data/models" in services[name]["volumes"]  # one model store for both
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -80,30 +80,24 @@ def test_deleted_annotations_leave_the_training_set(example_settings, text_confi
     assert out["result"]["examples"] == 5 and out["result"]["labels"] == ["Positive"]
 
 
-def test_start_training_fetches_annotated_tasks_from_label_studio(example_settings, text_config, monkeypatch):
-    tasks = [{"id": i, "data": {"text": t}, "annotations": [
-        {"id": i, "result": [{"from_name": "sentiment", "type": "choices", "value": {"choices": [l]}}]}]}
-        for i, t, l in labelled()]
-    tasks.append({"id": 99, "data": {"text": "skipped"}, "annotations": [{"was_cancelled": True, "result": []}]})
-    calls = []
-
-    class FakeClient:
-        def __init__(self, url, token=None, timeout=10):
-            calls.append((url, token))
-
-        def iter_tasks(self, project, page_size=100, **kwargs):
-            assert project == 1
-            return iter(tasks)
-
-    import lsml.labelstudio
-
-    monkeypatch.setattr(lsml.labelstudio, "LabelStudioClient", FakeClient)
-    s = example_settings.replace(label_studio_url="http://ls.example", label_studio_api_key="tok")
-    out = run_training("model:TextClassifier", TrainingRequest("1", "START_TRAINING", {"project": {"id": 1}},
-                                                               text_config), s)
-    assert calls == [("http://ls.example", "tok")]
+@pytest.mark.labelstudio
+def test_start_training_fetches_annotated_tasks_from_label_studio(example_settings, text_config, label_studio,
+                                                                  ls_project, ls_client):
+    """START_TRAINING carries only the project: the model reads every annotated task from a real Label Studio."""
+    project = ls_project()  # Choices "sentiment" over Text "text", like text_config
+    tasks = [{"data": {"text": t}, "annotations": [{"result": [
+        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [l]}}]}]}
+        for _, t, l in labelled()]
+    tasks.append({"data": {"text": "skipped"}, "annotations": [{"was_cancelled": True, "result": []}]})
+    tasks.append({"data": {"text": "not labelled yet"}})
+    ls_client.import_tasks(project["id"], tasks)
+    s = example_settings.replace(label_studio_url=label_studio.url, label_studio_api_key=label_studio.legacy_token)
+    out = run_training("model:TextClassifier", TrainingRequest(str(project["id"]), "START_TRAINING",
+                                                               {"project": {"id": project["id"]}}, text_config), s)
     assert out["model_version"] == "v1" and out["result"] == {
         "examples": 10, "labels": ["Negative", "Positive"], "trained": True}
+    m = model_on_current(example_settings, text_config, str(project["id"]))
+    assert m.predict([{"data": {"text": "wonderful and great"}}])[0]["result"][0]["value"]["choices"] == ["Positive"]
 
 
 def test_projects_with_different_labels_get_different_models(example_settings, text_config):
