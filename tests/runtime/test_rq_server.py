@@ -139,11 +139,13 @@ def test_two_servers_two_workers_serve_the_new_version_within_2s(tmp_path, procs
 
     fit_end = wait_for(fit_ended, 60, interval=0.02, what="fit to end")
     # every server answers v1 on many consecutive requests (new connections: every gunicorn worker is hit)
-    def all_new() -> bool:
-        return all(predict_version(u) == "v1" and setup_version(u) == "v1" for u in servers for _ in range(8))
+    def all_new() -> float | None:
+        began = time.time()  # the round's start: from then on every answer was v1
+        ok = all(predict_version(u) == "v1" and setup_version(u) == "v1" for u in servers for _ in range(8))
+        return began if ok else None
 
-    wait_for(all_new, 10, interval=0.05, what="both servers to serve v1")
-    elapsed = time.time() - fit_end
+    converged = wait_for(all_new, 10, interval=0.05, what="both servers to serve v1")
+    elapsed = converged - fit_end
     assert elapsed < 2.0, f"servers took {elapsed:.2f}s after fit ended to serve the new version"
     assert ended(servers[1], job)["status"] == "finished"
     assert LocalModelStore(backend / "data" / "models").current("1").name == "v1"
