@@ -87,12 +87,16 @@ class ModelRegistry:
 
     # ---- model class ----------------------------------------------------
     def start(self) -> None:
-        """Import the model class in the background (idempotent)."""
+        """Import the model class in the background and start the reload watcher (idempotent).
+
+        A class given as an object (`create_app(MyModel)`) needs no import, but still the watcher.
+        """
         with self._lock:
-            if self._cls_started or self._cls_ready.is_set():
+            if self._cls_started:
                 return
             self._cls_started = True
-        threading.Thread(target=self._import_class, name="lsml-import", daemon=True).start()
+        if not self._cls_ready.is_set():
+            threading.Thread(target=self._import_class, name="lsml-import", daemon=True).start()
         threading.Thread(target=self._watch, name="lsml-reload", daemon=True).start()
 
     def _watch(self) -> None:

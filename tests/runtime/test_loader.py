@@ -103,3 +103,12 @@ def test_model_class_is_imported_once_in_the_background(settings, tmp_path):
     reg.start()
     assert time.perf_counter() - t0 < 0.1 and not reg.class_ready
     assert reg.model_class(timeout=10).__name__ == "M" and reg.class_ready
+
+
+def test_the_watcher_reloads_without_requests_also_for_a_class_object(settings, text_config):
+    reg = ModelRegistry(CountingModel, settings.replace(reload_interval=0.05))  # a class, not "module:Class"
+    reg.start()
+    assert reg.get("1", text_config).model_version == "0.0.1"
+    publish(settings)
+    # loaded() never checks the store itself: only the background watcher can move it to v1
+    wait_until(lambda: reg.loaded() == {"1": "v1"}, timeout=10)
