@@ -218,7 +218,14 @@ class LabelInterface:
             return ObjectTag(name, self._objects[name])
         raise KeyError(f"no tag named {name!r} in the label config")
 
-    def get_first_tag_occurence(self, control_type, object_type, name_filter=None, to_name_filter=None):
+    def get_first_tag_occurence(
+        self,
+        control_type: str | tuple | None,
+        object_type: str | tuple | None,
+        name_filter: Callable[[str], bool] | None = None,
+        to_name_filter: Callable[[str], bool] | None = None,
+    ) -> tuple[str, str, str]:
+        """(from_name, to_name, value) of the first `control_type` control over an `object_type` object."""
         return get_first_tag_occurence(self.parsed, control_type, object_type, name_filter, to_name_filter)
 
 

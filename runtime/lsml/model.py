@@ -32,6 +32,7 @@ from lsml.response import ModelResponse
 from lsml.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lsml.labelstudio import LabelStudioClient
     from lsml.state import State
     from lsml.store import ModelVersion
 
@@ -156,7 +157,9 @@ class LabelStudioMLBase:
         """
         return False
 
-    def process_event(self, event: str, data: dict, job_id: Any = None, additional_params: Optional[dict] = None):
+    def process_event(self, event: str, data: dict, job_id: Any = None,
+                      additional_params: Optional[dict] = None) -> Any:
+        """The reference's entry point for events: `fit` for TRAIN_EVENTS, nothing otherwise."""
         if event in self.TRAIN_EVENTS:
             return self.fit(event, data, job_id=job_id, **(additional_params or {}))
         return None
@@ -185,7 +188,8 @@ class LabelStudioMLBase:
     def parsed_label_config(self) -> dict:
         return self._parsed_label_config
 
-    def get_first_tag_occurence(self, control_type, object_type, name_filter: Optional[Callable] = None,
+    def get_first_tag_occurence(self, control_type: Union[str, tuple], object_type: Union[str, tuple],
+                                name_filter: Optional[Callable] = None,
                                 to_name_filter: Optional[Callable] = None) -> tuple[str, str, str]:
         """(from_name, to_name, value) of the first `control_type` tag bound to an `object_type` tag."""
         return self.label_interface.get_first_tag_occurence(control_type, object_type, name_filter, to_name_filter)
@@ -263,7 +267,7 @@ class LabelStudioMLBase:
         """
         return self.settings.label_studio_api_key or self._state.get(self.project_id, "access_token")
 
-    def label_studio_client(self):
+    def label_studio_client(self) -> "LabelStudioClient":
         """A `lsml.labelstudio.LabelStudioClient` for this project's Label Studio (cached)."""
         if self._label_studio_client is None:
             url = self.get_label_studio_url()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger("lsml.server")
@@ -24,7 +24,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None):
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    """The one JSON error shape; also counts the error code for /metrics."""
     from lsml.server import metrics
 
     metrics.count_error(code)

@@ -90,12 +90,12 @@ def _json_response(payload: Any, status: int = 200) -> Response:
 # ---- Label Studio-facing -------------------------------------------------------
 @bp.route("/", methods=["GET"], endpoint="index")
 @bp.route("/health", methods=["GET"], endpoint="health")
-def health():
+def health() -> Response:
     return _json_response({"status": "UP", "model_class": _rt().registry.class_name})
 
 
 @bp.route("/setup", methods=["POST"])
-def setup():
+def setup() -> Response:
     rt = _rt()
     body = _json_body()
     project = _project(body.get("project"))
@@ -116,7 +116,7 @@ def setup():
 
 
 @bp.route("/predict", methods=["POST"])
-def predict():
+def predict() -> Response:
     rt = _rt()
     body = _json_body()
     tasks = body.get("tasks")
@@ -165,7 +165,7 @@ def predict():
 
 
 @bp.route("/webhook", methods=["POST"])
-def webhook():
+def webhook() -> Response:
     rt = _rt()
     body = _json_body()
     action = body.get("action")
@@ -206,7 +206,7 @@ def _follow_label_config(rt, project_obj: Any) -> None:
 
 
 @bp.route("/train", methods=["POST"])
-def train():
+def train() -> Response:
     rt = _rt()
     body = _json_body()
     annotations = body.get("annotations")
@@ -223,7 +223,7 @@ def train():
 
 
 @bp.route("/job_status", methods=["POST"])
-def job_status():
+def job_status() -> Response:
     body = _json_body()
     job = body.get("job")
     if not isinstance(job, str) or not job:
@@ -237,7 +237,7 @@ def job_status():
 
 
 @bp.route("/versions", methods=["GET", "POST"])
-def versions():
+def versions() -> Response:
     rt = _rt()
     raw_project = request.args.get("project")
     if raw_project is None:
@@ -263,12 +263,12 @@ def versions():
 
 # ---- probes, metrics, docs ------------------------------------------------------
 @bp.route("/healthz", methods=["GET"])
-def healthz():
+def healthz() -> Response:
     return _json_response({"status": "alive"})
 
 
 @bp.route("/readyz", methods=["GET"])
-def readyz():
+def readyz() -> Response:
     registry = _rt().registry
     if registry.class_ready:
         return _json_response({"status": "ready", "model_class": registry.class_name})
@@ -278,7 +278,7 @@ def readyz():
 
 
 @bp.route("/metrics", methods=["GET"], endpoint="metrics")
-def metrics_view():
+def metrics_view() -> Response:
     rt = _rt()
     try:
         stats = rt.queue.stats()
@@ -287,9 +287,8 @@ def metrics_view():
     return metrics.render(stats)
 
 
-
 @bp.route("/openapi.json", methods=["GET"], endpoint="openapi")
-def openapi_view():
+def openapi_view() -> Response:
     from lsml.server.openapi import SPEC
 
     return jsonify(SPEC)
