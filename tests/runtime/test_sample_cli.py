@@ -78,50 +78,55 @@ def big_project(label_studio):
     client.close()
 
 
-def expected_margin_top(project: dict, k: int) -> list[int]:
-    """The batch computed by hand: margin = 1 - (top1 - top2); score-only: 1 - score."""
+def expected_top(project: dict, k: int, strategy: str = "margin") -> list[int]:
+    """The batch computed by hand from the stored (rounded) probabilities; score-only tasks: 1 - score.
+
+    margin = 1 - (top1 - top2); entropy = H(p) / log(3).
+    """
     info = {}
     for i, p in enumerate(project["probs"]):
-        top = sorted((round(float(v), 6) for v in p), reverse=True)
-        total = sum(top)
-        info[i] = 1.0 - (top[0] - top[1]) / total
+        p = np.array([round(float(v), 6) for v in p])
+        p = p / p.sum()
+        if strategy == "margin":
+            top = np.sort(p)[::-1]
+            info[i] = 1.0 - (top[0] - top[1])
+        else:
+            nonzero = p[p > 0]  # a rounded probability may be 0: 0 log 0 = 0
+            info[i] = float(-(nonzero * np.log(nonzero)).sum() / np.log(len(p)))
     for i, score in project["score_only"].items():
         info[i] = 1.0 - score
     ranked = sorted(info, key=lambda i: (-info[i], project["ids"][i]))
     return [project["ids"][i] for i in ranked[:k]]
 
 
-def test_sample_reads_every_page_and_ranks_by_margin(label_studio, big_project):
+def test_sample_reads_every_page_ranks_by_margin_and_falls_back_to_the_score(label_studio, big_project):
+    """One full read (2,000 tasks in pages of 700: two full pages and a partial last one) proves
+    pagination, counting, skipping labelled tasks, the margin ranking and the score fallback."""
     result = run_cli("--ls-url", label_studio.url, "--project", str(big_project["id"]), "--strategy", "margin",
-                     "--k", "50", "--page-size", "100", "--json",
+                     "--k", "2000", "--page-size", "700", "--json",
                      env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token})
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["total_tasks"] == 2000  # 20 pages of 100 were read
+    assert out["total_tasks"] == 2000  # every page was read
     assert out["labelled"] == N_LABELLED
     assert out["without_prediction"] == N_NONE
     assert out["scored"] == N_PROBS + N_SCORE_ONLY
-    assert out["task_ids"] == expected_margin_top(big_project, 50)
+    assert len(out["task_ids"]) == N_PROBS + N_SCORE_ONLY
+    assert out["task_ids"][:50] == expected_top(big_project, 50)
     labelled_ids = {big_project["ids"][i] for i in range(2000 - N_LABELLED, 2000)}
     assert not labelled_ids & set(out["task_ids"])
     infos = [c["informativeness"] for c in out["selected"]]
     assert infos == sorted(infos, reverse=True)
     assert any("no usable prediction" in note for note in out["notes"])
-    assert label_studio.legacy_token not in result.stdout + result.stderr
-
-
-def test_score_only_predictions_fall_back_to_the_stored_score(label_studio, big_project):
-    result = run_cli("--ls-url", label_studio.url, "--project", str(big_project["id"]), "--strategy", "entropy",
-                     "--k", "2000", "--json", env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token})
-    assert result.returncode == 0, result.stderr
-    by_id = {c["task_id"]: c for c in json.loads(result.stdout)["selected"]}
+    by_id = {c["task_id"]: c for c in out["selected"]}
     for i, score in big_project["score_only"].items():
         c = by_id[big_project["ids"][i]]
         assert c["source"] == "score"
         assert c["informativeness"] == pytest.approx(1.0 - score)
-    p = big_project["probs"][0] / big_project["probs"][0].sum()
-    entropy = float(-(p * np.log(p)).sum() / np.log(3))
-    assert by_id[big_project["ids"][0]]["informativeness"] == pytest.approx(entropy, abs=1e-5)
+    top = sorted(big_project["probs"][0] / big_project["probs"][0].sum(), reverse=True)
+    assert by_id[big_project["ids"][0]]["informativeness"] == pytest.approx(1.0 - (top[0] - top[1]), abs=1e-5)
+    assert by_id[big_project["ids"][0]]["source"] == "probabilities"
+    assert label_studio.legacy_token not in result.stdout + result.stderr
 
 
 def test_apply_puts_exactly_the_batch_in_a_data_manager_tab(label_studio, big_project):
@@ -131,6 +136,7 @@ def test_apply_puts_exactly_the_batch_in_a_data_manager_tab(label_studio, big_pr
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
     assert out["view"]["created"] is True
+    assert out["task_ids"] == expected_top(big_project, 25)  # margin is the default strategy
     client = label_studio.client(timeout=120)
     body = client.get_json("/api/tasks/", params={"project": big_project["id"], "view": out["view"]["id"],
                                                   "page_size": 100, "fields": "task_only"})
@@ -138,10 +144,12 @@ def test_apply_puts_exactly_the_batch_in_a_data_manager_tab(label_studio, big_pr
     # A second run moves the same tab to the new batch instead of adding a tab.
     second = run_cli(*args, "--k", "5", "--strategy", "entropy")
     assert second.returncode == 0, second.stderr
+    entropy_top = expected_top(big_project, 5, "entropy")
+    assert "task ids: " + ",".join(map(str, entropy_top)) in second.stdout
     assert f"updated Data Manager tab 'lsml: next batch' (id {out['view']['id']})" in second.stdout
     body = client.get_json("/api/tasks/", params={"project": big_project["id"], "view": out["view"]["id"],
                                                   "page_size": 100, "fields": "task_only"})
-    assert len(body["tasks"]) == 5
+    assert sorted(t["id"] for t in body["tasks"]) == sorted(entropy_top)
     titles = [v["data"].get("title") for v in client.get_json("/api/dm/views/", params={"project": big_project["id"]})]
     assert titles.count("lsml: next batch") == 1
     assert token not in first.stdout + first.stderr + second.stdout + second.stderr
