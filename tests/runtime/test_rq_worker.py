@@ -124,3 +124,39 @@ def test_the_worker_command_is_a_label_studio_ml_subcommand_with_a_healthcheck(t
     assert wait_for(lambda: finished(make_queue(redis_url), job), 60, what="training")["status"] == "finished"
     missing = subprocess.run(cli + [str(tmp_path / "nope")], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_secrets_stay_out_of_worker_logs_and_job_results(tmp_path, procs):
+    import shutil
+    import subprocess
+
+    from tests.fixtures.ports import free_port, wait_for_port
+
+    # a Redis with a password, so the URL itself carries a secret
+    port, password, token = free_port(), "r3dis-Pa55word", "ls-token-5ecret"
+    data = tmp_path / "redis"
+    data.mkdir()
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server not found: install Debian's redis-server (hack/test does)")
+    redis_proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+                                   "--requirepass", password, "--save", "", "--appendonly", "no"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=20)
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        backend = write_backend(tmp_path / "backend")
+        queue = make_queue(url)
+        procs.worker(backend, url, LABEL_STUDIO_API_KEY=token, BASIC_AUTH_PASS="basic-5ecret", LOG_LEVEL="DEBUG")
+        ok, bad = queue.submit(req(n=1)), queue.submit(req(project="2", fail=True))
+        statuses = [wait_for(lambda j=j: finished(queue, j), 60, what="trainings") for j in (ok, bad)]
+        assert [s["status"] for s in statuses] == ["finished", "failed"]
+        stored = b"".join(queue.connection.dump(k) or b"" for k in queue.connection.keys("*"))
+        for secret in (password, token, "basic-5ecret"):
+            assert secret not in procs.log("worker"), f"{secret} leaked into the worker log"
+            assert secret not in json.dumps(statuses)
+            assert secret.encode() not in stored, f"{secret} stored in Redis"
+    finally:
+        procs.stop_all()  # workers first, while their Redis is still there
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)

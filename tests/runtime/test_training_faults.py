@@ -112,3 +112,14 @@ def test_a_worker_survives_a_redis_restart_while_idle(tmp_path, private_redis, p
     status = wait_for(lambda: ended(queue, second), 60, interval=0.2, what="a training after the restart")
     assert status["status"] == "finished", procs.log("w1")
     assert worker.poll() is None
+
+
+def test_a_worker_stops_on_sigterm_even_while_redis_is_down(tmp_path, private_redis, procs):
+    backend = write_backend(tmp_path / "backend")
+    worker = procs.worker(backend, private_redis.url, name="w1")
+    wait_for(lambda: "Listening on" in procs.log("w1"), 30, what="the worker to listen")
+    private_redis.kill()
+    time.sleep(1.0)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)  # raises if the worker keeps retrying Redis instead of stopping
+    assert worker.returncode == 0, procs.log("w1")

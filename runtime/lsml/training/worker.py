@@ -139,7 +139,7 @@ def run_worker(
             worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
             return
         except redis.ConnectionError as exc:
-            if worker is not None and worker._stop_requested:
+            if worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None):
                 log.warning("stopping while Redis is unreachable (%s)", exc)
                 return
             log.warning("Redis at %s unreachable (%s); retrying in %.1fs", _safe_url(settings.redis_url), exc, wait)
