@@ -309,3 +309,38 @@ def test_versions_without_a_project_lists_every_project_like_label_studio_asks(s
         queue.wait(r.json["job"])
     body = c.get("/versions").json
     assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "model_version": "v2"}
+
+
+class BlockingFitModel(CountingModel):
+    """fit waits until the test releases it, so the test can see /webhook answer while training runs."""
+
+    started = None
+    release = None
+
+    def fit(self, event, data, **kwargs):
+        type(self).started.set()
+        assert type(self).release.wait(30), "the test never released fit"
+        return super().fit(event, data, **kwargs)
+
+
+def test_webhook_answers_while_fit_runs_and_ignored_actions_are_fast(serve, text_config):
+    import threading
+
+    BlockingFitModel.started, BlockingFitModel.release = threading.Event(), threading.Event()
+    app, c = serve(BlockingFitModel)
+    setup_project(c, text_config)
+    try:
+        r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
+        assert r.status_code == 201 and r.json["status"] == "queued"
+        assert BlockingFitModel.started.wait(10)  # fit is running in the queue's thread, not in the request
+        assert not BlockingFitModel.release.is_set()
+        t0 = time.monotonic()
+        r = c.post("/webhook", json={"action": "SOMETHING_NEW", "project": {"id": 1}, "payload": "x" * 1000})
+        assert r.status_code == 200 and r.json == {"status": "ignored", "action": "SOMETHING_NEW"}
+        assert time.monotonic() - t0 < 1.0
+        r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+        assert r.status_code == 200  # predictions keep serving during training
+    finally:
+        BlockingFitModel.release.set()
+    queue = app.extensions["lsml"].queue
+    wait_until(lambda: queue.stats()["running"] == 0 and queue.stats()["queued"] == 0)
