@@ -137,7 +137,9 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     shim = venv / "bin" / "gunicorn"
     shim.write_text(f"#!{py}\nimport sys\nfrom gunicorn.app.wsgiapp import run\nsys.exit(run())\n")
     shim.chmod(0o755)
-    assert (venv / "bin" / "lsml-operator").exists(), "the operator image's entry point"
+    operator = subprocess.run([str(venv / "bin" / "lsml-operator"), "--help"], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+    assert operator.returncode == 0 and "MLBackend" in operator.stdout, "the operator image's entry point"
     assert (venv / "bin" / "label-studio-ml").exists()
     templates = subprocess.check_output(
         [str(py), "-c", "import importlib.resources as r; print(sorted(p.name for p in r.files('lsml')"
