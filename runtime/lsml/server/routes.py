@@ -230,7 +230,8 @@ def job_status() -> Response:
         raise ApiError(400, "missing_job", "'job' (a job id from /webhook or /train) is required")
     status = _rt().queue.status(job)
     if status is None:
-        raise ApiError(404, "unknown_job", f"no job {job!r} (job statuses are kept in memory by the embedded runner)")
+        raise ApiError(404, "unknown_job", f"no job {job!r}: unknown or expired (with Redis, finished jobs are "
+                       "kept 24 h and failed ones 7 days; the embedded runner keeps the newest 1000 in memory)")
     status = dict(status)
     status.setdefault("job_status", status.get("status"))  # the key Label Studio's MLBackendTrainJob reads
     return _json_response(status)
