@@ -263,11 +263,7 @@ class ModelRegistry:
         if entry.error and not entry.loading and time.monotonic() - entry.failed_at > _RETRY_AFTER_FAILURE:
             with self._lock:
                 self._schedule(entry)
-        current = self.store.current(project)
-        if current is not None:
-            return current.name
-        cls = self.model_class_if_ready() or LabelStudioMLBase
-        return cls.INITIAL_MODEL_VERSION
+        return self._version_without_instance(project)
 
     def get(self, project: str, label_config: Optional[str] = None, timeout: Optional[float] = None) -> LabelStudioMLBase:
         """The project's model instance, waiting (bounded) while it is built."""
@@ -317,12 +313,25 @@ class ModelRegistry:
         self._maybe_reload(entry)
 
     def model_version(self, project: str) -> str:
+        """The version the project's instance serves, or would serve once built."""
         entry = self._entries.get(project)
         if entry is not None and entry.instance is not None:
             return entry.instance.model_version
+        return self._version_without_instance(project)
+
+    def _version_without_instance(self, project: str) -> str:
+        """The store's current version; untrained, the name the model's `setup` gave itself
+        (`self.set("model_version", ...)`, kept in state by an earlier build, possibly in another
+        process), so /setup and the predictions agree; else INITIAL_MODEL_VERSION."""
         current = self.store.current(project)
         if current is not None:
             return current.name
+        try:
+            named = self.state.get(project, "model_version")
+        except Exception:  # noqa: BLE001 - state (Redis) down: answer the default
+            named = None
+        if named:
+            return str(named)
         cls = self.model_class_if_ready() or LabelStudioMLBase
         return cls.INITIAL_MODEL_VERSION
 

@@ -112,3 +112,18 @@ def test_the_watcher_reloads_without_requests_also_for_a_class_object(settings, 
     publish(settings)
     # loaded() never checks the store itself: only the background watcher can move it to v1
     wait_until(lambda: reg.loaded() == {"1": "v1"}, timeout=10)
+
+
+def test_setup_answers_the_version_an_untrained_model_named_itself(settings, text_config):
+    class Named(CountingModel):
+        def setup(self):
+            super().setup()
+            self.set("model_version", "Named-v0.0.1")
+
+    first = ModelRegistry(Named, settings)
+    assert first.get("1", text_config).model_version == "Named-v0.0.1"
+    # another process (a second gunicorn worker) answers /setup before its own build finishes
+    second = ModelRegistry(Named, settings.replace(model_load_timeout=5))
+    assert second.setup("1", text_config) == "Named-v0.0.1"
+    publish(settings)
+    assert ModelRegistry(Named, settings).setup("1", text_config) == "v1"  # a published version wins
