@@ -128,8 +128,21 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
     (site / "zz-dev-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # the build context the Dockerfile's COPY lines take (and nothing else), as in /src of the image
+    src = tmp_path / "src"
+    copies = re.findall(r"^COPY (?!--from)(.+)$", (REPO / "Dockerfile").read_text(), flags=re.M)
+    assert copies, "the build stage copies the sources"
+    for line in copies:
+        *names, _dest = line.split()
+        for name in names:
+            source = REPO / name
+            if source.is_dir():
+                shutil.copytree(source, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                src.mkdir(exist_ok=True)
+                shutil.copy2(source, src / name)
     install = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-                              "--quiet", str(REPO)], capture_output=True, text=True, timeout=300)
+                              "--quiet", str(src)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr
     where = subprocess.check_output([str(py), "-c", "import lsml; print(lsml.__file__)"], text=True, cwd=tmp_path)
     assert where.strip().startswith(str(venv)), f"lsml imported from {where}, not from the installed wheel"
