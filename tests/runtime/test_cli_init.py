@@ -1,5 +1,7 @@
 """`label-studio-ml init` and the CLI's argument handling, through the real entry point."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +87,29 @@ def test_help_everywhere(command):
 
 def test_command_list_has_init_and_start():
     assert COMMANDS[:2] == ("init", "start")
+
+
+def test_the_scaffolded_entry_point_serves_the_model(tmp_path):
+    """`_wsgi:app` of an init'ed backend imports the copied model and answers /setup and /predict."""
+    script = SCRIPT.replace("    pass\n", "    def predict(self, tasks, context=None, **kwargs):\n"
+                                          "        return [{'result': [], 'score': 0.5} for _ in tasks]\n")
+    (tmp_path / "mine.py").write_text(script)
+    assert cli("init", "b", "--script", "mine.py", cwd=tmp_path).returncode == 0
+    probe = (
+        "import json, sys\n"
+        "sys.path.insert(0, '.')\n"
+        "from _wsgi import app\n"
+        "c = app.test_client()\n"
+        "config = '<View><Text name=\"t\" value=\"$t\"/><Choices name=\"c\" toName=\"t\"><Choice value=\"A\"/>"
+        "</Choices></View>'\n"
+        "assert c.post('/setup', json={'project': '1.1', 'schema': config}).status_code == 200\n"
+        "r = c.post('/predict', json={'project': '1.1', 'tasks': [{'id': 1, 'data': {'t': 'x'}}]})\n"
+        "print(json.dumps({'health': c.get('/health').json, 'predict': r.json}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LSML_MODEL", "REDIS_URL", "MODEL_DIR")}
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "b", capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["health"]["model_class"] == "Mine"
+    assert out["predict"]["results"] == [{"result": [], "score": 0.5, "model_version": "0.0.1"}]
