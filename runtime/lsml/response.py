@@ -9,8 +9,12 @@ model_version=...)`.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Union
+
+logger = logging.getLogger(__name__)
 
 
 def _plain(item: Any) -> Any:
@@ -78,6 +82,19 @@ class ModelResponse:
                 "predictions": [serialize_prediction(p, self.model_version) for p in self.predictions]}
 
 
+def _finite_score(prediction: dict) -> dict:
+    """A NaN or infinite score becomes None: JSON has no NaN, and one bad score must not cost the batch."""
+    score = prediction.get("score")
+    try:
+        finite = score is None or math.isfinite(float(score))  # numpy scalars too
+    except (TypeError, ValueError):
+        return prediction
+    if not finite:
+        logger.warning("a prediction's score was %s; sent as null", score)
+        prediction["score"] = None
+    return prediction
+
+
 def serialize_prediction(entry: Any, model_version: str | None) -> Any:
     """One task's prediction(s) as JSON-ready data, filling a missing model_version.
 
@@ -86,12 +103,12 @@ def serialize_prediction(entry: Any, model_version: str | None) -> Any:
     if isinstance(entry, dict):
         if not entry.get("model_version") and model_version is not None:
             entry["model_version"] = model_version
-        return entry
+        return _finite_score(entry)
     if isinstance(entry, PredictionValue):
         out = entry.model_dump()
         if not out["model_version"]:
             out["model_version"] = model_version
-        return out
+        return _finite_score(out)
     if isinstance(entry, (list, tuple)):
         return [serialize_prediction(e, model_version) for e in entry]
     dumped = _plain(entry)

@@ -28,3 +28,14 @@ def test_serialize_accepts_dicts_values_and_lists():
 def test_serialize_rejects_wrong_shapes(bad):
     with pytest.raises(TypeError):
         serialize_predictions(bad, "v1")
+
+
+def test_nan_and_infinite_scores_become_null_so_the_json_stays_valid():
+    import json
+
+    import numpy as np
+
+    out = serialize_predictions([{"result": [], "score": float("nan")}, PredictionValue(result=[], score=np.inf),
+                                 {"result": [], "score": np.float32("nan")}, {"result": [], "score": 0.25}], "v1")
+    assert [p["score"] for p in out] == [None, None, None, 0.25]
+    json.dumps(out, allow_nan=False)  # strict JSON parsers accept it
