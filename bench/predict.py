@@ -55,6 +55,7 @@ import textmodel  # noqa: E402
 BATCHES = (1, 100)
 CONCURRENCY = (1, 8)
 SERVERS = ("lsml", "legacy")
+NOOP = ("lsml no-op", "legacy no-op")  # same servers, a model that does nothing: the HTTP path alone (c=1)
 
 # wrk script: POST one JSON body over and over; write wrk's own figures as JSON when done.
 WRK_LUA = r"""
@@ -448,7 +449,7 @@ def paired(rounds: list[dict]) -> dict:
     return out
 
 
-def targets(pairs: dict, loading: dict) -> list[dict]:
+def targets(pairs: dict, summary: dict, loading: dict) -> list[dict]:
     """The issue's targets, each with the measured figure (paired within rounds) and met / not met."""
     rows = []
     for batch in BATCHES:
@@ -465,7 +466,9 @@ def targets(pairs: dict, loading: dict) -> list[dict]:
                      "measured": f"vs in-process loop {over:+.2f} ms (rounds {rounds(f'lsml overhead_p50_ms b{batch}')}); "
                                  f"vs predict() inside the server {inside:+.2f} ms "
                                  f"(rounds {rounds(f'lsml overhead_vs_inside_p50_ms b{batch}')}); "
-                                 f"legacy vs inside {legacy:+.2f} ms",
+                                 f"legacy vs inside {legacy:+.2f} ms; HTTP p50 with a no-op model: "
+                                 f"lsml {summary[f'lsml no-op b{batch} c1']['p50_ms']:.2f} ms, "
+                                 f"legacy {summary[f'legacy no-op b{batch} c1']['p50_ms']:.2f} ms",
                      "met": over <= 0.7 and inside <= 0.7})
     ratio = pairs["rps_ratio b100 c8"]
     rows.append({"target": "lsml throughput / legacy throughput, batch 100, concurrency 8 >= 3x",
@@ -493,11 +496,12 @@ def render(result: dict) -> str:
                      f"{raw['p50_ms']:.2f} | {raw['p95_ms']:.2f} | {raw['p99_ms']:.2f} | "
                      f"{raw['p50_ms']:.2f} | {raw['cpu_ms_per_call']:.2f} | | |")
         for conc in CONCURRENCY:
-            for name in SERVERS:
+            for name in SERVERS + (NOOP if conc == 1 else ()):
                 c = s[f"{name} b{batch} c{conc}"]
                 lines.append(f"| {name} | {batch} | {conc} | {c['rps']:.0f} | {c['rps'] * batch:.0f} | "
                              f"{c['p50_ms']:.2f} | {c['p95_ms']:.2f} | {c['p99_ms']:.2f} | "
-                             f"{c.get('model_p50_ms', float('nan')):.2f} | {c['server_cpu_ms_per_req']:.2f} | {c['server_cores']:.2f} | {c['wrk_cores']:.2f} |")
+                             f"{c.get('model_p50_ms', float('nan')):.2f} | {c['server_cpu_ms_per_req']:.2f} | "
+                             f"{c['server_cores']:.2f} | {c['wrk_cores']:.2f} |")
     errors = {k: c["errors"] for k, c in s.items() if c.get("errors")}
     lines += ["", f"Socket errors or non-2xx answers during load: {errors or 'none'}."]
     p = result["paired"]
@@ -527,7 +531,7 @@ def render(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians over them")
-    parser.add_argument("--seconds", type=int, default=5, help="measured seconds per cell (after 1 s warm-up)")
+    parser.add_argument("--seconds", type=int, default=4, help="measured seconds per cell (after 1 s warm-up)")
     parser.add_argument("--out", type=Path, default=RESULTS / "predict.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -560,21 +564,22 @@ def main() -> int:
             slow.stop()
             print(f"loading test {name}: {json.dumps(result['loading'][name])}", flush=True)
 
-        lsml = start_lsml(work, "TextClassifier", model_path, {})
-        legacy = start_legacy(work, "LegacyTextClassifier", model_path, legacy_py, {})
-        servers += [lsml, legacy]
-        live = {"lsml": lsml, "legacy": legacy}
+        live = {"lsml": start_lsml(work, "TextClassifier", model_path, {}),
+                "legacy": start_legacy(work, "LegacyTextClassifier", model_path, legacy_py, {}),
+                "lsml no-op": start_lsml(work, "NoOpTextClassifier", model_path, {}),
+                "legacy no-op": start_legacy(work, "NoOpLegacyTextClassifier", model_path, legacy_py, {})}
+        servers += list(live.values())
         ports = {name: server.port for name, server in live.items()}
         for name, port in ports.items():
-            live[name].wait_healthy(path="/readyz", times=10) if name == "lsml" else live[name].wait_healthy()
+            live[name].wait_healthy(path="/readyz", times=10) if name.startswith("lsml") else live[name].wait_healthy()
             status, body = Client(port).post_json("/setup", textmodel.setup_body())
             if status != 200:
                 raise RuntimeError(f"{name} /setup answered {status}: {body}")
-        check_same_predictions(ports, model_path)
-        for name in SERVERS:  # every worker process builds its model on its first requests: not in a cell
-            run_wrk(live[name], bodies[1], 8, 5, work)
-        result["served_as"] = {name: {"command": live[name].cmd, "banner": live[name].banner()}
-                               for name in SERVERS}
+        check_same_predictions({name: ports[name] for name in SERVERS}, model_path)
+        for name in live:  # every worker process builds its model on its first requests: not in a cell
+            run_wrk(live[name], bodies[1], 8, 5 if name in SERVERS else 2, work)
+        result["served_as"] = {name: {"command": server.cmd, "banner": server.banner()}
+                               for name, server in live.items()}
 
         for r in range(args.rounds):
             # Each cell runs on both servers back to back (alternating who goes first), and each
@@ -589,6 +594,11 @@ def main() -> int:
                         run_wrk(live[name], bodies[batch], conc, 1, work)  # warm-up, discarded
                         cells[f"{name} b{batch} c{conc}"] = run_wrk(live[name], bodies[batch], conc,
                                                                     args.seconds, work)
+                    if conc == 1:
+                        for name in (NOOP if r % 2 == 0 else NOOP[::-1]):
+                            run_wrk(live[name], bodies[batch], conc, 1, work)
+                            cells[f"{name} b{batch} c1"] = run_wrk(live[name], bodies[batch], conc,
+                                                                   args.seconds, work)
             result["rounds"].append({"loadavg": loadavg(), "cells": cells})
             print(f"round {r + 1}/{args.rounds} done, load {loadavg()}", flush=True)
     finally:
@@ -598,7 +608,7 @@ def main() -> int:
     result["loadavg_end"] = loadavg()
     result["summary"] = median_cells(result["rounds"])
     result["paired"] = paired(result["rounds"])
-    result["targets"] = targets(result["paired"], result["loading"])
+    result["targets"] = targets(result["paired"], result["summary"], result["loading"])
     table = render(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -34,3 +34,13 @@ class SlowLoadingLegacyTextClassifier(LegacyTextClassifier):
     def __init__(self, **kwargs):
         time.sleep(float(os.environ.get("BENCH_SETUP_SECONDS", "5")))
         super().__init__(**kwargs)
+
+
+class NoOpLegacyTextClassifier(LegacyTextClassifier):
+    """Answers like LegacyTextClassifier without running a model: the HTTP path's own cost."""
+
+    def __init__(self, **kwargs):
+        LabelStudioMLBase.__init__(self, **kwargs)
+
+    def predict(self, tasks, **kwargs):
+        return textmodel.constant_results(tasks, "bench")

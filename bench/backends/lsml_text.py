@@ -5,6 +5,7 @@
 `setup()`, which lsml runs once per (process, project), off the request path.
 `SlowLoadingTextClassifier` sleeps BENCH_SETUP_SECONDS (default 5) in
 `setup()` first: the benchmark hammers /health and /setup while it loads.
+`NoOpTextClassifier` answers the same JSON without a model.
 """
 
 from __future__ import annotations
@@ -33,3 +34,13 @@ class SlowLoadingTextClassifier(TextClassifier):
     def setup(self) -> None:
         time.sleep(float(os.environ.get("BENCH_SETUP_SECONDS", "5")))
         super().setup()
+
+
+class NoOpTextClassifier(TextClassifier):
+    """Answers like TextClassifier without running a model: the HTTP path's own cost."""
+
+    def setup(self) -> None:
+        pass
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
+        return textmodel.constant_results(tasks, "bench")

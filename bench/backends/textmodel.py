@@ -129,3 +129,18 @@ def predict_results(pipeline: Any, tasks: list[dict], model_version: str) -> lis
     if _TIMINGS_DIR:
         _record(time.perf_counter() - started)
     return out
+
+
+def constant_results(tasks: list[dict], model_version: str) -> list[dict]:
+    """What `predict_results` returns, same shape and size, without running a model.
+
+    Why: served by a no-op model, it shows what the HTTP path alone costs
+    (request in, JSON out) on the same machine at the same moment.
+    """
+    started = time.perf_counter()
+    out = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                        "value": {"choices": [LABELS[0]]}}],
+            "score": 0.9754590816283597, "model_version": model_version} for _ in tasks]
+    if _TIMINGS_DIR:
+        _record(time.perf_counter() - started)
+    return out
