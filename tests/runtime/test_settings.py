@@ -31,6 +31,9 @@ def test_bad_numbers_name_the_variable(tmp_path):
         Settings.from_env(env={"LSML_PREDICT_CONCURRENCY": "many"}, backend_dir=tmp_path)
     with pytest.raises(ValueError, match="LSML_PREDICT_CONCURRENCY"):
         Settings.from_env(env={"LSML_PREDICT_CONCURRENCY": "0"}, backend_dir=tmp_path)
+    for raw in ("nan", "inf", "-1", "soon"):
+        with pytest.raises(ValueError, match="LSML_PREDICT_WAIT_TIMEOUT"):
+            Settings.from_env(env={"LSML_PREDICT_WAIT_TIMEOUT": raw}, backend_dir=tmp_path)
 
 
 def test_settings_pickle_and_hide_secrets_in_repr(tmp_path):
