@@ -7,7 +7,10 @@ Why this shape:
   workers/threads) and behind the legacy package from PyPI (its generated
   backend under the gunicorn command of its generated Dockerfile). The raw
   figure is what a perfect server would add nothing to, and the legacy package
-  is the peer the targets are stated against.
+  is the peer the targets are stated against. Two more peers make the
+  comparison robust to a busy machine: predict() timed inside each server on
+  the very requests wrk times, and each server again with a no-op model (the
+  HTTP path alone).
 - Rounds are interleaved (raw, then each server, alternating which goes
   first) and each figure reported is the median over rounds, because this
   machine is shared and other people's builds come and go.
@@ -16,7 +19,7 @@ Why this shape:
 - /health and /setup are hammered (Python threads, persistent connections)
   while a model whose setup() sleeps 5 s is loading, for both servers.
 
-Usage: .venv/bin/python bench/predict.py [--rounds 3] [--seconds 5]
+Usage: .venv/bin/python bench/predict.py [--rounds 3] [--seconds 3]   (about 4.5 minutes)
 Writes bench/results/predict.json and bench/results/predict.md (the table).
 Needs `wrk` (apt-get install wrk) and the legacy venv (bench/setup_legacy.sh,
 run by this script).
@@ -531,7 +534,7 @@ def render(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians over them")
-    parser.add_argument("--seconds", type=int, default=4, help="measured seconds per cell (after 1 s warm-up)")
+    parser.add_argument("--seconds", type=int, default=3, help="measured seconds per cell (after 1 s warm-up)")
     parser.add_argument("--out", type=Path, default=RESULTS / "predict.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -590,7 +593,7 @@ def main() -> int:
                 for conc in CONCURRENCY:
                     for name in order:
                         if conc == 1:
-                            cells[f"raw b{batch} before {name}"] = raw_predict(model_path, batch, 2.0)
+                            cells[f"raw b{batch} before {name}"] = raw_predict(model_path, batch, 1.5)
                         run_wrk(live[name], bodies[batch], conc, 1, work)  # warm-up, discarded
                         cells[f"{name} b{batch} c{conc}"] = run_wrk(live[name], bodies[batch], conc,
                                                                     args.seconds, work)
