@@ -104,6 +104,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU time of the operator process: its cost, independent of how busy the machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def mlbackend(i: int) -> dict:
     return {"apiVersion": "lsml.dev/v1alpha1", "kind": "MLBackend",
             "metadata": {"name": f"bench-{i:04d}", "namespace": NS},
@@ -127,6 +133,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "operator.json"))
     args = ap.parse_args()
 
+    load_at_start = os.getloadavg()[0]  # the machine is shared: report how busy it was
     cpmod = _load_controlplane()
     bin_dir = cpmod.find_bin_dir()
     cpmod.REQUIRED_BINARIES = tuple(b for b in cpmod.REQUIRED_BINARIES if b != "helm")  # the bench needs no helm
@@ -168,7 +175,11 @@ def main() -> int:
         created_s = time.monotonic() - t0
         print(f"{args.count} MLBackends created in {created_s:.1f}s", file=sys.stderr)
         ready_s = None
+        applied_s = None
+        apps = client.AppsV1Api(api)
         while time.monotonic() - t0 < args.ready_timeout:
+            if applied_s is None and len(apps.list_namespaced_deployment(NS).items) >= args.count:
+                applied_s = time.monotonic() - t0  # the operator's part: every server Deployment exists
             ready, total = count_ready(custom)
             if ready == args.count:
                 ready_s = time.monotonic() - t0
@@ -176,18 +187,24 @@ def main() -> int:
             time.sleep(0.5)
         print(f"all Ready after {ready_s}s" if ready_s else f"NOT all Ready: {ready}/{total}", file=sys.stderr)
         rss_after_ready = peak_rss_mb(op.pid)
+        cpu_at_ready = cpu_seconds(op.pid)
         time.sleep(15)  # let the last status writes and watch events settle
         c1, t1 = flow_requests(cp), time.monotonic()
+        cpu_idle_start = cpu_seconds(op.pid)
         time.sleep(args.idle_seconds)
         c2, t2 = flow_requests(cp), time.monotonic()
         idle_rpm = (c2 - c1) / ((t2 - t1) / 60)
         result = {
             "count": args.count,
             "create_seconds": round(created_s, 1),
+            "all_deployments_applied_seconds": round(applied_s, 1) if applied_s else None,
             "all_ready_seconds": round(ready_s, 1) if ready_s else None,
+            "load_average_1m_at_start": load_at_start,
             "operator_peak_rss_mb": round(peak_rss_mb(op.pid), 1),
             "operator_peak_rss_mb_at_ready": round(rss_after_ready, 1),
+            "operator_cpu_seconds_until_ready": round(cpu_at_ready, 1),
             "idle_requests_per_minute": round(idle_rpm, 1),
+            "operator_cpu_seconds_idle_window": round(cpu_seconds(op.pid) - cpu_idle_start, 1),
             "idle_window_seconds": round(t2 - t1, 1),
             "total_operator_requests": int(c2),
             "kwok_nodes": args.nodes,

@@ -98,7 +98,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         plain = _plain(body)
         due = rec.tick_due(plain)
         if due:
-            rec.reconcile(plain, full=due == "full", cleanup=due == "full")
+            rec.reconcile(plain, full=due == "full", cleanup=due == "full", coalesce=True)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:
@@ -123,14 +123,18 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
 
     def on_child(event: dict[str, Any], **_: Any) -> None:
         rec = _reconciler()
-        body = event.get("object") or {}
+        body = dict(event.get("object") or {})
         key = rec.observe_child(event.get("type"), body)
         if key is None:
             return
-        parent = rec.kube.get_mlbackend(*key)
+        parent = rec.parent(key)
         if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
             return
-        rec.reconcile(parent)
+        rec.reconcile(parent, coalesce=True)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="parent-cache")
+    def on_parent(event: dict[str, Any], **_: Any) -> None:
+        _reconciler().observe_parent(event.get("type"), dict(event.get("object") or {}))
 
     for group, version, plural in [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"),
                                    ("", "v1", "services"), ("", "v1", "persistentvolumeclaims"),
@@ -143,6 +147,12 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(dict(body))
+
+
+def _plain_dict(obj: Any) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(dict(obj))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -67,6 +67,31 @@ def _child_key(obj: dict[str, Any]) -> ChildKey:
     return (obj["kind"], meta["namespace"], meta["name"])
 
 
+def _slim_child(obj: dict[str, Any]) -> dict[str, Any]:
+    """What status and the skip-apply check read from a child; the rest (managedFields, pod template)
+    is dropped so the cache stays small with hundreds of MLBackends."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    tmpl_ann = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    slim_spec: dict[str, Any] = {}
+    if "replicas" in spec:
+        slim_spec["replicas"] = spec["replicas"]
+    if tmpl_ann.get("lsml.dev/config-hash"):
+        slim_spec["template"] = {"metadata": {"annotations": {"lsml.dev/config-hash": tmpl_ann["lsml.dev/config-hash"]}}}
+    return {
+        "kind": obj.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "resourceVersion") if k in meta},
+        "spec": slim_spec,
+        "status": obj.get("status") or {},
+    }
+
+
+def _slim_parent(obj: dict[str, Any]) -> dict[str, Any]:
+    """An MLBackend without managedFields and kopf's annotations (which repeat the whole spec)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("managedFields", "annotations")}
+    return {**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": meta}
+
+
 def _no_events(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
     log.info("%s %s: %s", etype, reason, message)
 
@@ -90,6 +115,9 @@ class Reconciler:
         # status as we last wrote it: reconciles of one object are serialized by its lock, so this is
         # fresher than the body a queued trigger carries (avoids double events and needless writes)
         self._last_status: dict[Key, tuple[str, dict[str, Any]]] = {}
+        # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
+        self._parents: dict[Key, dict[str, Any]] = {}
+        self._dirty: set[Key] = set()
 
     # ---- caches and scheduling -------------------------------------------------------
     def _lock(self, key: Key) -> threading.Lock:
@@ -108,8 +136,24 @@ class Reconciler:
                 self._observed.pop(ck, None)
                 self._applied.pop(ck, None)
             else:
-                self._observed[ck] = body
+                self._observed[ck] = _slim_child(body)
         return (meta.get("namespace", ""), owner["name"])
+
+    def observe_parent(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Remember the latest MLBackend body seen on the watch (spec and generation are what matter)."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._guard:
+            if event_type == "DELETED":
+                self._parents.pop(key, None)
+            else:
+                self._parents[key] = _slim_parent(body)
+
+    def parent(self, key: Key) -> dict[str, Any] | None:
+        """The MLBackend for a child event: the watched body when we have one, else a GET."""
+        with self._guard:
+            body = self._parents.get(key)
+        return body if body is not None else self.kube.get_mlbackend(*key)
 
     def forget(self, key: Key) -> None:
         """Drop every cache entry of a deleted MLBackend (keeps memory flat under churn)."""
@@ -122,6 +166,7 @@ class Reconciler:
             self._retry.pop(key, None)
             self._last_full.pop(key, None)
             self._last_status.pop(key, None)
+            self._parents.pop(key, None)
             self._locks.pop(key, None)
 
     def tick_due(self, mlb: dict[str, Any]) -> str | None:
@@ -147,25 +192,58 @@ class Reconciler:
         return failures == 0 or time.monotonic() >= next_at
 
     # ---- the reconcile ---------------------------------------------------------------
-    def reconcile(self, mlb: dict[str, Any], *, full: bool = False, cleanup: bool = False) -> dict[str, Any]:
-        """Bring the children and the Label Studio registration to the spec; return the status written."""
+    def reconcile(self, mlb: dict[str, Any], *, full: bool = False, cleanup: bool = False,
+                  coalesce: bool = False) -> dict[str, Any] | None:
+        """Bring the children and the Label Studio registration to the spec; return the status written.
+
+        With ``coalesce`` (child events, timer) a call that finds the object busy does not wait: it
+        marks the object dirty and returns at once, and the running reconcile runs once more with
+        the latest body. A burst of child events then costs one extra pass, not one blocked worker
+        thread each (which starved the create handlers of a few hundred new objects).
+        """
         meta = mlb["metadata"]
         key: Key = (meta["namespace"], meta["name"])
-        with self._lock(key):
-            if meta.get("deletionTimestamp"):
-                return mlb.get("status") or {}
-            spec = Spec(mlb)
-            if full:
-                self._last_full[key] = time.monotonic()
-            configmap = None
-            if spec.model.get("configMapName"):
-                configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])
-            live: dict[ChildKey, dict[str, Any]] = {}
-            for child in desired_children(mlb, configmap_data=configmap):
-                live[_child_key(child)] = self._ensure(child, force=full)
-            if cleanup:
-                self._cleanup(spec, meta["uid"], set(live))
-            return self._write_status(mlb, spec, live, full=full)
+        lock = self._lock(key)
+        with self._guard:
+            got = lock.acquire(blocking=False)
+            if not got and coalesce:
+                self._dirty.add(key)
+                return None
+        if not got:
+            lock.acquire()
+        released = False
+        try:
+            while True:
+                status = self._reconcile_locked(mlb, full=full, cleanup=cleanup)
+                with self._guard:
+                    if key not in self._dirty:
+                        lock.release()
+                        released = True
+                        return status
+                    self._dirty.discard(key)
+                    mlb = self._parents.get(key) or mlb
+                full = cleanup = False
+        finally:
+            if not released:
+                lock.release()
+
+    def _reconcile_locked(self, mlb: dict[str, Any], *, full: bool, cleanup: bool) -> dict[str, Any]:
+        meta = mlb["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        if meta.get("deletionTimestamp"):
+            return mlb.get("status") or {}
+        spec = Spec(mlb)
+        if full:
+            self._last_full[key] = time.monotonic()
+        configmap = None
+        if spec.model.get("configMapName"):
+            configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])
+        live: dict[ChildKey, dict[str, Any]] = {}
+        for child in desired_children(mlb, configmap_data=configmap):
+            live[_child_key(child)] = self._ensure(child, force=full)
+        if cleanup:
+            self._cleanup(spec, meta["uid"], set(live))
+        return self._write_status(mlb, spec, live, full=full)
 
     def _ensure(self, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
         ck = _child_key(child)
@@ -189,10 +267,11 @@ class Reconciler:
             log.warning("%s %s/%s could not be restored in place (%s): replaced", child["kind"],
                         meta["namespace"], meta["name"], exc.reason)
             result = self.kube.apply(child)
+        slim = _slim_child(result)
         with self._guard:
             self._applied[ck] = (_version(result), digest)
-            self._observed[ck] = result
-        return result
+            self._observed[ck] = slim
+        return slim
 
     def _cleanup(self, spec: Spec, uid: str, desired: set[ChildKey]) -> None:
         for kind, namer in OPTIONAL_CHILDREN:
@@ -257,20 +336,32 @@ class Reconciler:
         }
         status["labelStudio"] = ls_status if ls_status else None
         self._post_flips(mlb, old.get("conditions") or [], conds)
-        if strip_volatile({k: v for k, v in status.items() if v is not None}) != strip_volatile({k: v for k, v in old.items() if k in status}):
+        new_cmp = strip_volatile({k: v for k, v in status.items() if v is not None})
+        old_cmp = strip_volatile({k: v for k, v in old.items() if k in status})
+        if not full:
+            # between full passes, a change of progress text alone ("1/3 updated" -> "2/3 updated") is not
+            # worth a write: status/reason changes are. Label Studio messages always are (they say why).
+            for cmp in (new_cmp, old_cmp):
+                cmp["conditions"] = [{k: v for k, v in c.items() if k != "message" or c["type"] == LABEL_STUDIO_REGISTERED}
+                                     for c in cmp.get("conditions") or []]
+        written = {k: v for k, v in status.items() if v is not None}
+        if new_cmp != old_cmp:
             self.kube.patch_mlbackend_status(spec.namespace, spec.name, status)
-        self._last_status[key] = (mlb["metadata"].get("uid"), {k: v for k, v in status.items() if v is not None})
+        elif old:
+            written = old  # nothing written: the server still has the old status
+        self._last_status[key] = (mlb["metadata"].get("uid"), written)
         return status
 
     def _post_flips(self, mlb: dict[str, Any], old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
-        """One event per condition flip (not per reconcile): readable history, no event storm."""
+        """Events on flips only (not per reconcile): Ready becoming True, and any condition that was
+        True turning False (with its reason). Readable history, a bounded number of event writes."""
         before = {c["type"]: c.get("status") for c in old}
         for c in new:
             if before.get(c["type"]) == c["status"]:
                 continue
-            if c["status"] == "True":
-                self.events(mlb, "Normal", c["type"], c.get("message", ""))
-            elif before.get(c["type"]) == "True" or c["type"] == LABEL_STUDIO_REGISTERED and c.get("reason") != "WaitingForServer":
+            if c["status"] == "True" and c["type"] == READY:
+                self.events(mlb, "Normal", READY, c.get("message", ""))
+            elif c["status"] == "False" and before.get(c["type"]) == "True":
                 self.events(mlb, "Warning", f"Not{c['type']}", f"{c.get('reason')}: {c.get('message', '')}")
 
     # ---- Label Studio ----------------------------------------------------------------
