@@ -98,7 +98,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         plain = _plain(body)
         due = rec.tick_due(plain)
         if due:
-            rec.reconcile(plain, full=due == "full", cleanup=due == "full", coalesce=True)
+            rec.reconcile(plain, full=due == "full", cleanup=due == "full", coalesce=True, thorough=False)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:

@@ -193,7 +193,7 @@ class Reconciler:
 
     # ---- the reconcile ---------------------------------------------------------------
     def reconcile(self, mlb: dict[str, Any], *, full: bool = False, cleanup: bool = False,
-                  coalesce: bool = False) -> dict[str, Any] | None:
+                  coalesce: bool = False, thorough: bool = True) -> dict[str, Any] | None:
         """Bring the children and the Label Studio registration to the spec; return the status written.
 
         With ``coalesce`` (child events, timer) a call that finds the object busy does not wait: it
@@ -214,7 +214,7 @@ class Reconciler:
         released = False
         try:
             while True:
-                status = self._reconcile_locked(mlb, full=full, cleanup=cleanup)
+                status = self._reconcile_locked(mlb, full=full, cleanup=cleanup, thorough=thorough)
                 with self._guard:
                     if key not in self._dirty:
                         lock.release()
@@ -227,7 +227,7 @@ class Reconciler:
             if not released:
                 lock.release()
 
-    def _reconcile_locked(self, mlb: dict[str, Any], *, full: bool, cleanup: bool) -> dict[str, Any]:
+    def _reconcile_locked(self, mlb: dict[str, Any], *, full: bool, cleanup: bool, thorough: bool) -> dict[str, Any]:
         meta = mlb["metadata"]
         key: Key = (meta["namespace"], meta["name"])
         if meta.get("deletionTimestamp"):
@@ -242,7 +242,7 @@ class Reconciler:
         for child in desired_children(mlb, configmap_data=configmap):
             live[_child_key(child)] = self._ensure(child, force=full)
         if cleanup:
-            self._cleanup(spec, meta["uid"], set(live))
+            self._cleanup(spec, meta["uid"], set(live), thorough)
         return self._write_status(mlb, spec, live, full=full)
 
     def _ensure(self, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
@@ -273,11 +273,21 @@ class Reconciler:
             self._observed[ck] = slim
         return slim
 
-    def _cleanup(self, spec: Spec, uid: str, desired: set[ChildKey]) -> None:
+    def _cleanup(self, spec: Spec, uid: str, desired: set[ChildKey], thorough: bool) -> None:
+        """Delete optional children the spec no longer wants.
+
+        ``thorough`` (spec updates, resume after a restart) asks the API server about each; the
+        periodic resync only looks at children the watches have shown us (every labelled child
+        is listed when the watches start), so it costs no request when nothing is stale.
+        """
         for kind, namer in OPTIONAL_CHILDREN:
             ck = (kind, spec.namespace, namer(spec.name))
             if ck in desired:
                 continue
+            if not thorough:
+                with self._guard:
+                    if ck not in self._observed:
+                        continue
             if self.kube.delete_owned(kind, spec.namespace, ck[2], uid):
                 self.events(spec.body, "Normal", "ChildDeleted", f"deleted {kind} {ck[2]}: no longer in the spec")
             with self._guard:
