@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import sys
 from typing import Any
 
@@ -166,6 +167,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--standalone", action="store_true",
                    help="no peering (one replica only); default: mandatory peering via KopfPeering/ClusterKopfPeering")
     p.add_argument("--peering-name", default=None, help="peering object name (default lsml-operator)")
+    p.add_argument("--priority", type=int, default=None,
+                   help="peering priority; default: random per process. kopf pauses every operator that sees a "
+                        "peer of higher *or equal* priority, so replicas of one Deployment (same arguments) need "
+                        "distinct priorities: the highest live one works, the others stand by and take over "
+                        "when its peering record expires")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -187,13 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     if not namespaces and not args.all_namespaces and os.environ.get("LSML_OPERATOR_NAMESPACES"):
         namespaces = [n.strip() for n in os.environ["LSML_OPERATOR_NAMESPACES"].split(",") if n.strip()]
     clusterwide = args.all_namespaces or not namespaces
+    priority = args.priority if args.priority is not None else random.SystemRandom().randint(1, 2**31 - 1)
     register_handlers(ops, peering=not args.standalone)
     log.info("lsml-operator starting: %s, peering %s", "cluster-wide" if clusterwide else f"namespaces {namespaces}",
-             "off" if args.standalone else ops.peering_name)
+             "off" if args.standalone else f"{ops.peering_name} (priority {priority})")
     try:
         asyncio.run(kopf.operator(
             clusterwide=clusterwide, namespaces=namespaces, liveness_endpoint=args.liveness,
-            standalone=args.standalone, peering_name=ops.peering_name,
+            standalone=args.standalone, peering_name=ops.peering_name, priority=priority,
         ))
     except KeyboardInterrupt:
         pass

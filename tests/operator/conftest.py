@@ -96,7 +96,7 @@ class OperatorProcess:
     def liveness_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/healthz"
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> None:
         exe = VENV_BIN / "lsml-operator"
         if not exe.exists():
             pytest.fail(f"{exe} missing: install the project (hack/venv.sh) so the lsml-operator entry point exists")
@@ -105,7 +105,7 @@ class OperatorProcess:
                "LSML_OPERATOR_RETRY_BASE_SECONDS": "1", "LSML_OPERATOR_RETRY_MAX_SECONDS": "4",
                "LSML_OPERATOR_DELETE_RETRIES": "3", **(extra_env or {})}
         argv = [str(exe), *[f"--namespace={n}" for n in self.namespaces], f"--liveness={self.liveness_url}",
-                "--peering-name=lsml-operator"]
+                "--peering-name=lsml-operator", *(extra_args or [])]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
