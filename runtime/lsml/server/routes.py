@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from lsml.label_config import LabelConfigError, parse_config_cached
@@ -36,7 +37,10 @@ def _json_body(optional: bool = False) -> dict:
             return {}
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
     try:
-        body = json.loads(raw)
+        try:
+            body = orjson.loads(raw)  # /predict bodies are large: orjson parses them several times faster
+        except ValueError:  # what orjson refuses (NaN, UTF-16, ...) the standard library decides, as before
+            body = json.loads(raw)
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -84,7 +88,13 @@ def _json_default(value: Any) -> Any:
 
 
 def _json_response(payload: Any, status: int = 200) -> Response:
-    return current_app.response_class(json.dumps(payload, default=_json_default), status=status, mimetype=_JSON)
+    # orjson encodes 100 predictions ~20x faster than json.dumps (bench/README.md, "Predict latency");
+    # what it refuses (ints over 64 bits, ...) falls back to the standard library. NaN becomes null.
+    try:
+        data = orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        data = json.dumps(payload, default=_json_default).encode()
+    return current_app.response_class(data, status=status, mimetype=_JSON)
 
 
 # ---- Label Studio-facing -------------------------------------------------------
