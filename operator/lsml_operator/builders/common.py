@@ -248,6 +248,53 @@ def scheduling(section: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def runtime_container(
+    spec: Spec, section: dict[str, Any], *, name: str, command: list[str], args: list[str] | None,
+    include_basic_auth: bool, **extra: Any,
+) -> dict[str, Any]:
+    """The runtime container of server and worker: image, env, model/tmp mounts, restricted security context.
+
+    ``extra`` (ports, probes) is added as given; args, envFrom and resources only when set.
+    """
+    container: dict[str, Any] = {
+        "name": name,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": list(command),
+        "env": runtime_env(spec, include_basic_auth=include_basic_auth),
+        "volumeMounts": runtime_mounts(spec),
+        "securityContext": container_security_context(),
+        **extra,
+    }
+    if args:
+        container["args"] = list(args)
+    ef = env_from(spec)
+    if ef:
+        container["envFrom"] = ef
+    res = resources(section)
+    if res:
+        container["resources"] = res
+    return container
+
+
+def runtime_pod_spec(spec: Spec, section: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    """Pod spec of server and worker: one container, the runtime volumes, no service links or API token."""
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": runtime_volumes(spec),
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        **scheduling(section),
+    }
+    if spec.raw.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = spec.raw["serviceAccountName"]
+    pulls = image_pull_secrets(spec)
+    if pulls:
+        pod_spec["imagePullSecrets"] = pulls
+    return pod_spec
+
+
 def config_hash(mlb: dict[str, Any], configmap_data: dict[str, str] | None = None) -> str:
     """Hash of everything the pods read at start-up: the spec minus scaling fields, plus the model ConfigMap's data.
 

@@ -22,52 +22,27 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
     spec = C.Spec(mlb)
     server = spec.server
     port = spec.container_port
-    container: dict[str, Any] = {
-        "name": "server",
-        "image": spec.image,
-        "imagePullPolicy": spec.image_pull_policy,
-        "command": list(spec.raw.get("command") or default_command(port)),
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "env": C.runtime_env(spec, include_basic_auth=True),
-        "volumeMounts": C.runtime_mounts(spec),
-        "securityContext": C.container_security_context(),
+    container = C.runtime_container(
+        spec, server, name="server", command=spec.raw.get("command") or default_command(port),
+        args=spec.raw.get("args"), include_basic_auth=True,
+        ports=[{"name": "http", "containerPort": port, "protocol": "TCP"}],
         # /healthz and /readyz are unauthenticated in the runtime, so probes work with basic auth on.
-        "livenessProbe": {
+        livenessProbe={
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
         },
-        "readinessProbe": {
+        readinessProbe={
             "httpGet": {"path": "/readyz", "port": "http"},
             "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3,
         },
-        "startupProbe": {
+        startupProbe={
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60,
         },
-    }
-    if spec.raw.get("args"):
-        container["args"] = list(spec.raw["args"])
-    ef = C.env_from(spec)
-    if ef:
-        container["envFrom"] = ef
-    res = C.resources(server)
-    if res:
-        container["resources"] = res
+    )
 
     annotations = {C.CONFIG_HASH_ANNOTATION: config_hash, **(server.get("podAnnotations") or {})}
-    pod_spec: dict[str, Any] = {
-        "securityContext": C.pod_security_context(),
-        "containers": [container],
-        "volumes": C.runtime_volumes(spec),
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        **C.scheduling(server),
-    }
-    if spec.raw.get("serviceAccountName"):
-        pod_spec["serviceAccountName"] = spec.raw["serviceAccountName"]
-    pulls = C.image_pull_secrets(spec)
-    if pulls:
-        pod_spec["imagePullSecrets"] = pulls
+    pod_spec = C.runtime_pod_spec(spec, server, container)
 
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": L.selector_labels(spec.name, L.SERVER)},
