@@ -131,15 +131,6 @@ class Procs:
                 proc.wait(timeout=5)
 
 
-TEXT_CONFIG = """<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="Positive"/>
-    <Choice value="Negative"/>
-  </Choices>
-</View>"""
-
-
 def gunicorn_argv(backend: Path, port: int, workers: int = 2) -> list[str]:
     """The server command `label-studio-ml start` and the image run (gunicorn on `_wsgi:app`)."""
     conf = REPO / "runtime" / "lsml" / "server" / "gunicorn_conf.py"

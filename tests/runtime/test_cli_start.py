@@ -12,17 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
 from tests.fixtures.ports import free_port, wait_for_port
 
 CLI = str(Path(sys.executable).parent / "label-studio-ml")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_classifier"
-CONFIG = """<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="Positive"/>
-    <Choice value="Negative"/>
-  </Choices>
-</View>"""
 ROWS = [("great movie", "Positive"), ("awful plot", "Negative"), ("good fun and lovely", "Positive"),
         ("terrible and boring", "Negative"), ("wonderful acting", "Positive"), ("bad bad bad", "Negative")]
 

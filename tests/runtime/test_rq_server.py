@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from lsml.store import LocalModelStore
-from tests.runtime.rq_procs import TEXT_CONFIG, Procs, fit_log, make_queue, start_server, wait_for, write_backend
+from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
+from tests.runtime.rq_procs import Procs, fit_log, make_queue, start_server, wait_for, write_backend
 
 pytestmark = pytest.mark.redis
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
 from tests.fixtures.ports import free_port
-from tests.runtime.rq_procs import TEXT_CONFIG, wait_for, write_backend
+from tests.runtime.rq_procs import wait_for, write_backend
 
 pytestmark = pytest.mark.redis
 
