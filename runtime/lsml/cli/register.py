@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from lsml.cli._labelstudio_args import add_connection_arguments, api_token, connection_problems, report_problems
+
 DEFAULT_PORT = 9090
 
 
@@ -32,10 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="the backend's URL as Label Studio reaches it (http://host:port), or a backend directory "
         f"served by `label-studio-ml start` (then http://--host:--port, default localhost:{DEFAULT_PORT})",
     )
-    parser.add_argument("--ls-url", default=os.environ.get("LABEL_STUDIO_URL"),
-                        help="Label Studio URL (default: $LABEL_STUDIO_URL)")
-    parser.add_argument("--api-key", default=None,
-                        help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)")
+    add_connection_arguments(parser)
     parser.add_argument("--project", type=int, action="append", required=True,
                         help="project id; repeat for several projects")
     parser.add_argument("--title", default=None, help="title shown in Label Studio (default: NAME or 'lsml')")
@@ -66,15 +65,10 @@ def run(args: argparse.Namespace) -> int:
     """Register the backend in every --project; returns the exit code (1 if any project failed)."""
     from lsml.labelstudio import LabelStudioClient, LabelStudioError
 
-    token = args.api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+    token = api_token(args)
     user = args.basic_auth_user or os.environ.get("BASIC_AUTH_USER")
     password = args.basic_auth_pass or os.environ.get("BASIC_AUTH_PASS")
-    problems = []
-    if not args.ls_url:
-        problems.append("Label Studio URL missing: pass --ls-url or set LABEL_STUDIO_URL")
-    if not token:
-        problems.append("API key missing: pass --api-key or set LABEL_STUDIO_API_KEY "
-                        "(Label Studio > Account & Settings: Personal Access Token or legacy token)")
+    problems = connection_problems(args, token)
     if bool(user) != bool(password):
         problems.append("basic auth needs both a user and a password (--basic-auth-user/--basic-auth-pass "
                         "or BASIC_AUTH_USER/BASIC_AUTH_PASS)")
@@ -92,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         problems.append(str(exc))
     if problems:
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return report_problems(problems)
 
     title = args.title or (Path(args.backend).name if not args.backend.startswith("http") else None)
     failures = 0

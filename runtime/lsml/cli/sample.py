@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from lsml import sampling
+from lsml.cli._labelstudio_args import add_connection_arguments, api_token, connection_problems, report_problems
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ls-url", default=os.environ.get("LABEL_STUDIO_URL"),
-                        help="Label Studio URL (default: $LABEL_STUDIO_URL)")
-    parser.add_argument("--api-key", default=None,
-                        help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)")
+    add_connection_arguments(parser)
     parser.add_argument("--project", type=int, required=True, help="project id")
     parser.add_argument("--strategy", default="margin", choices=sampling.STRATEGIES,
                         help="how per-class probabilities are scored (default: margin)")
@@ -51,13 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from lsml.active_learning import DEFAULT_VIEW_TITLE, sample_next_batch
     from lsml.labelstudio import LabelStudioClient, LabelStudioError
 
-    token = args.api_key or os.environ.get("LABEL_STUDIO_API_KEY")
-    problems = []
-    if not args.ls_url:
-        problems.append("Label Studio URL missing: pass --ls-url or set LABEL_STUDIO_URL")
-    if not token:
-        problems.append("API key missing: pass --api-key or set LABEL_STUDIO_API_KEY "
-                        "(Label Studio > Account & Settings > Personal Access Token or Legacy Token)")
+    token = api_token(args)
+    problems = connection_problems(args, token)
     if args.k < 1:
         problems.append(f"--k must be >= 1, got {args.k}")
     if args.timeout <= 0:
@@ -65,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.page_size < 1:
         problems.append(f"--page-size must be >= 1, got {args.page_size}")
     if problems:
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return report_problems(problems)
     try:
         with LabelStudioClient(args.ls_url, token, timeout=args.timeout) as client:
             batch = sample_next_batch(
