@@ -325,11 +325,7 @@ class Reconciler:
             checks[LABEL_STUDIO_REGISTERED], ls_status = self._registration(mlb, spec, old, ls_status, checks[SERVER_AVAILABLE].ok, full)
         else:
             conds = remove_condition(conds, LABEL_STUDIO_REGISTERED)
-            if ls_status.get("backends"):
-                ids = [b.get("id") for b in ls_status["backends"]]
-                self.events(mlb, "Warning", "RegistrationsLeft",
-                            f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted (no URL/token left to do it)")
-            ls_status = {}
+            ls_status = self._unwire(mlb, spec, ls_status)
         checks[READY] = ready_check(checks)
         for ctype, check in checks.items():
             conds = set_condition(conds, ctype, check, generation, now)
@@ -418,7 +414,11 @@ class Reconciler:
         if not self._retry_allowed(key):
             return (prev_check or Check(False, "RetryPending", "waiting to retry Label Studio")), ls_status
         outcome = registration.sync(target, recorded, self.ls_factory)
-        ls_status = {"backends": outcome.backends}
+        # where the records live and the Secret that can delete them: what removing spec.labelStudio
+        # (or deleting the resource after that) needs once the spec no longer says it. A name, never the token.
+        tok = (spec.label_studio or {})["apiTokenSecretRef"]
+        ls_status = {"backends": outcome.backends, "url": target.label_studio_url,
+                     "apiTokenSecretRef": {"name": tok["name"], "key": tok.get("key", "token")}}
         if outcome.error:
             delay = self._note_failure(key)
             reason = "LabelStudioUnreachable" if outcome.unreachable else "LabelStudioRefused"
@@ -435,13 +435,69 @@ class Reconciler:
         ids = ", ".join(f"project {b['project']}: {b['id']}" for b in outcome.backends)
         return Check(True, "Registered", f"registered in Label Studio ({ids})"), ls_status
 
+    def status_target(self, namespace: str, ls_status: dict[str, Any]) -> registration.Target | None:
+        """A deregistration target from status alone (spec.labelStudio removed): the Label Studio URL and
+        token Secret recorded at registration. None when status records neither (an older operator wrote
+        it); KeyError when the Secret or its key is gone."""
+        backends = ls_status.get("backends") or []
+        ref = ls_status.get("apiTokenSecretRef") or {}
+        if not backends or not ls_status.get("url") or not ref.get("name"):
+            return None
+        token, _ = self.kube.secret_value(namespace, ref["name"], ref.get("key", "token"))
+        return registration.Target(
+            label_studio_url=str(ls_status["url"]).rstrip("/"), backend_url=str(backends[0].get("url") or ""),
+            projects=tuple(sorted({int(b["project"]) for b in backends if b.get("project") is not None})),
+            title="", description="", interactive=False, timeout=self.settings.label_studio_timeout, token=token,
+        )
+
+    def _unwire(self, mlb: dict[str, Any], spec: Spec, ls_status: dict[str, Any]) -> dict[str, Any]:
+        """spec.labelStudio was removed: delete the recorded registrations (the user removed the wiring).
+
+        Uses the Label Studio URL and token Secret recorded in status. On failure the records stay in
+        status and the timer retries with backoff (one Warning event per outage, not per attempt).
+        """
+        backends = ls_status.get("backends") or []
+        if not backends:
+            return {}
+        key: Key = (spec.namespace, spec.name)
+        ids = [b.get("id") for b in backends]
+        try:
+            target = self.status_target(spec.namespace, ls_status)
+        except KeyError as exc:
+            self.events(mlb, "Warning", "RegistrationsLeft",
+                        f"spec.labelStudio was removed but {str(exc).strip(chr(39) + chr(34))}: Label Studio ML backends {ids} were not deleted")
+            return {}
+        if target is None:
+            self.events(mlb, "Warning", "RegistrationsLeft",
+                        f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted "
+                        "(status records no Label Studio URL/token Secret)")
+            return {}
+        if not self._retry_allowed(key):
+            return ls_status
+        outcome = registration.deregister(target, backends, self.ls_factory)
+        if outcome.error:
+            delay = self._note_failure(key)
+            if self._retry[key][0] == 1:
+                self.events(mlb, "Warning", "DeregistrationFailed",
+                            f"spec.labelStudio was removed; deleting ML backends {ids}: {outcome.error} (retrying in {delay:.0f}s)")
+            return ls_status
+        self._retry.pop(key, None)
+        for rid in outcome.removed:
+            self.events(mlb, "Normal", "Deregistered", f"deleted Label Studio ML backend {rid}: spec.labelStudio was removed")
+        return {}
+
     def finalize(self, mlb: dict[str, Any]) -> registration.Outcome | None:
         """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection)."""
         spec = Spec(mlb)
-        recorded = list(((mlb.get("status") or {}).get("labelStudio") or {}).get("backends") or [])
+        ls_status = ((mlb.get("status") or {}).get("labelStudio") or {})
+        recorded = list(ls_status.get("backends") or [])
         if spec.label_studio is None:
-            return None
-        target = self.target(spec)
+            # removed from the spec and not yet deregistered (Label Studio was down): status knows where
+            target = self.status_target(spec.namespace, ls_status)
+            if target is None:
+                return None
+        else:
+            target = self.target(spec)
         outcome = registration.deregister(target, recorded, self.ls_factory)
         if not outcome.error:
             for rid in outcome.removed:
