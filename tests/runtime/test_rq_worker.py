@@ -31,6 +31,16 @@ def finished(queue: RQQueue, job_id: str) -> dict | None:
     return status if status["status"] in ("finished", "failed") else None
 
 
+def two_slow_workers(tmp_path: Path, procs: Procs, redis_url: str) -> tuple[Path, Path, RQQueue]:
+    """A backend, the log its fits write, a queue, and two workers whose fits take 1.5 s."""
+    backend = write_backend(tmp_path / "backend")
+    log = tmp_path / "fits.jsonl"
+    queue = make_queue(redis_url)
+    for name in ("w1", "w2"):
+        procs.worker(backend, redis_url, name=name, TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    return backend, log, queue
+
+
 def test_a_worker_trains_and_publishes_a_version(tmp_path, procs, redis_url):
     backend = write_backend(tmp_path / "backend")
     queue = make_queue(redis_url)
@@ -59,11 +69,7 @@ def test_a_failing_fit_ends_failed_with_its_reason_and_publishes_nothing(tmp_pat
 
 
 def test_a_burst_during_a_training_causes_exactly_one_more_on_the_newest_data(tmp_path, procs, redis_url):
-    backend = write_backend(tmp_path / "backend")
-    log = tmp_path / "fits.jsonl"
-    queue = make_queue(redis_url)
-    procs.worker(backend, redis_url, name="w1", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
-    procs.worker(backend, redis_url, name="w2", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    backend, log, queue = two_slow_workers(tmp_path, procs, redis_url)
     first = queue.submit(req(n=0))
     wait_for(lambda: fit_log(log), 30, what="the first fit to start")  # claimed: no longer pending
     ids = {queue.submit(req(n=n)) for n in range(1, 41)}
@@ -81,11 +87,7 @@ def test_a_burst_during_a_training_causes_exactly_one_more_on_the_newest_data(tm
 
 
 def test_two_workers_train_two_projects_in_parallel(tmp_path, procs, redis_url):
-    backend = write_backend(tmp_path / "backend")
-    log = tmp_path / "fits.jsonl"
-    queue = make_queue(redis_url)
-    procs.worker(backend, redis_url, name="w1", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
-    procs.worker(backend, redis_url, name="w2", TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+    _, log, queue = two_slow_workers(tmp_path, procs, redis_url)
     a = queue.submit(req(project="1"))
     b = queue.submit(req(project="2"))
     wait_for(lambda: finished(queue, a) and finished(queue, b), 60, what="both trainings")
