@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lsml.settings import Settings
+from tests.runtime.rq_procs import Procs
 
 TEXT_CONFIG = """<View>
   <Text name="text" value="$text"/>
@@ -39,6 +40,14 @@ def _reset_sample_models():
     sm.SlowPredictModel.running = 0
     sm.SlowPredictModel.peak = 0
     yield
+
+
+@pytest.fixture
+def procs(tmp_path: Path):
+    """Subprocesses one test starts (workers, servers: tests/runtime/rq_procs.py), stopped by pid at its end."""
+    p = Procs(tmp_path)
+    yield p
+    p.stop_all()
 
 
 def make_client(model, settings, **overrides):

@@ -14,19 +14,12 @@ import requests
 
 from lsml.store import LocalModelStore
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
-from tests.runtime.rq_procs import Procs, fit_log, make_queue, start_server, wait_for, write_backend
+from tests.runtime.rq_procs import fit_log, make_queue, start_server, wait_for, write_backend
 
 pytestmark = pytest.mark.redis
 
 PROJECT = {"id": 1, "title": "p", "label_config": TEXT_CONFIG}
 TASKS = [{"id": 7, "data": {"text": "hello"}}]
-
-
-@pytest.fixture
-def procs(tmp_path):
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()
 
 
 def webhook(url: str, action: str = "ANNOTATION_CREATED", **extra) -> requests.Response:

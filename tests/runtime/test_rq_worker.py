@@ -15,13 +15,6 @@ from tests.runtime.rq_procs import Procs, fit_log, make_queue, wait_for, write_b
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def procs(tmp_path: Path):
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()
-
-
 def req(n: int = 0, project: str = "1", event: str = "ANNOTATION_CREATED", **payload) -> TrainingRequest:
     return TrainingRequest(project=project, event=event, payload={"n": n, **payload}, label_config="<View/>")
 

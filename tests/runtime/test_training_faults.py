@@ -14,16 +14,9 @@ import pytest
 
 from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
-from tests.runtime.rq_procs import Procs, fit_log, make_queue, wait_for, write_backend
+from tests.runtime.rq_procs import fit_log, make_queue, wait_for, write_backend
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def procs(tmp_path):
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()
 
 
 def req(project: str = "1", **payload) -> TrainingRequest:
