@@ -14,22 +14,18 @@ import pytest
 from lsml.labelstudio import LabelStudioError, LabelStudioUnreachable
 from lsml.cli.main import main as cli_main
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, LabelStudioServer, find_label_studio_binary
+from tests.fixtures.processes import running
 
 pytestmark = pytest.mark.labelstudio
 
 
 @pytest.fixture(scope="module")
 def strict_label_studio(tmp_path_factory):
-    server = LabelStudioServer(
+    yield from running(LabelStudioServer(
         find_label_studio_binary(),
         tmp_path_factory.mktemp("strict-label-studio"),
         extra_env={"ML_BLOCK_LOCAL_IP": "true", "SSRF_PROTECTION_ENABLED": "true"},
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    ))
 
 
 def test_loopback_backend_is_refused_with_label_studios_reason(strict_label_studio, start_ml_backend, capsys):
