@@ -20,7 +20,7 @@ from typing import Callable
 import requests
 from requests.auth import AuthBase
 
-from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, error_text
+from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, response_error_text
 
 LEGACY = "legacy"
 PERSONAL_ACCESS_TOKEN = "personal_access_token"
@@ -124,11 +124,7 @@ class PersonalAccessTokenAuth(AuthBase):
         except requests.RequestException as exc:
             raise LabelStudioUnreachable(type(exc).__name__, method="POST", path="/api/token/refresh/") from None
         if response.status_code != 200:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            message = error_text(body, response.reason or "refresh failed")
+            message = response_error_text(response, "refresh failed")
             raise LabelStudioError(
                 response.status_code,
                 f"personal access token refused ({message}); create a new one in Label Studio's Account & Settings",

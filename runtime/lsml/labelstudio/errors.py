@@ -54,6 +54,15 @@ def error_text(body: Any, fallback: str) -> str:
     return "; ".join(p for p in parts if p) or fallback
 
 
+def response_error_text(response: Any, fallback: str) -> str:
+    """`error_text` of an error response's JSON body (the HTTP reason, else `fallback`, when there is none)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_text(body, response.reason or fallback)
+
+
 _META_KEYS = {"id", "status_code", "version", "type", "exc_info", "validation_errors", "detail"}
 
 

@@ -22,7 +22,7 @@ from lsml.labelstudio.auth import (
     PersonalAccessTokenAuth,
     token_kind,
 )
-from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, error_text
+from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, response_error_text
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -151,11 +151,7 @@ class Transport:
         self.close()
 
     def _error(self, response: requests.Response, method: str, path: str) -> LabelStudioError:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message = error_text(body, response.reason or "error")
+        message = response_error_text(response, "error")
         if response.status_code == 401:
             message += f" (token kind: {self.token_kind or 'none given'}; check --api-key / LABEL_STUDIO_API_KEY)"
         return LabelStudioError(response.status_code, self._scrub(message), method=method, path=path)
