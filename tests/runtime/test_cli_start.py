@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
 from tests.fixtures.ports import free_port, wait_for_port
+from tests.fixtures.processes import stop_process
 
 CLI = str(Path(sys.executable).parent / "label-studio-ml")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_classifier"
@@ -44,13 +44,7 @@ class Started:
         return requests.post(self.url + path, json=body, timeout=30)
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, 30)
         return self.proc.stdout.read() if self.proc.stdout else ""
 
 
