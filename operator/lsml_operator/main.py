@@ -150,12 +150,6 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
-def _plain_dict(obj: Any) -> dict[str, Any]:
-    import copy
-
-    return copy.deepcopy(dict(obj))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lsml-operator", description="Reconciles MLBackend resources (lsml.dev/v1alpha1).")
     scope = p.add_mutually_exclusive_group()

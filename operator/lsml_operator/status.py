@@ -55,11 +55,6 @@ def condition(status: dict[str, Any] | None, ctype: str) -> dict[str, Any] | Non
     return None
 
 
-def is_true(status: dict[str, Any] | None, ctype: str) -> bool:
-    c = condition(status, ctype)
-    return bool(c and c.get("status") == "True")
-
-
 def deployment_check(dep: dict[str, Any] | None, what: str) -> Check:
     """Available = the controller saw the current generation, every replica is updated and available."""
     if not dep:

@@ -7,8 +7,6 @@ characters so ``<name>-redis-0`` and friends stay valid DNS labels.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import FIELD_MANAGER
 
 APP_NAME = "lsml"
@@ -69,8 +67,3 @@ def labels(name: str, component: str) -> dict[str, str]:
 def selector_string(name: str, component: str = SERVER) -> str:
     """Label selector in string form, for status.selector (the scale subresource's labelSelectorPath)."""
     return ",".join(f"{k}={v}" for k, v in selector_labels(name, component).items())
-
-
-def instance_of(obj: dict[str, Any]) -> str | None:
-    """The owning MLBackend's name, read from a child's labels (used by the child watches)."""
-    return ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/instance")
