@@ -26,6 +26,7 @@ import yaml
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.ports import free_port, wait_for_port
+from tests.fixtures.processes import running, stop_process
 
 from .helpers import CHART, CRD_PATH, REPO
 
@@ -147,12 +148,8 @@ class OperatorProcess:
 @pytest.fixture(scope="session")
 def operator(sa_kubeconfig: Path, tmp_path_factory) -> Iterator[OperatorProcess]:
     """One operator process for the session (tests that kill it start it again)."""
-    op = OperatorProcess(sa_kubeconfig, tmp_path_factory.mktemp("operator-log") / "operator.log", WATCHED)
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+    log = tmp_path_factory.mktemp("operator-log") / "operator.log"
+    yield from running(OperatorProcess(sa_kubeconfig, log, WATCHED))
 
 
 @pytest.fixture
@@ -207,22 +204,12 @@ class RuntimeServer:
         wait_for(healthy, timeout=60, message="lsml runtime /health")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_process(self.proc, 20, group=True)
 
 
 @pytest.fixture(scope="session")
 def lsml_runtime(tmp_path_factory) -> Iterator[RuntimeServer]:
-    server = RuntimeServer(tmp_path_factory.mktemp("lsml-runtime"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(RuntimeServer(tmp_path_factory.mktemp("lsml-runtime")))
 
 
 # ---- helpers used by the cluster tests ---------------------------------------------------------
