@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 ClientFactory = Callable[[str, str, float], Any]
 
@@ -87,6 +88,19 @@ def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "status", None) == 404
 
 
+@contextmanager
+def _connected(target: Target, factory: ClientFactory) -> Iterator[Any]:
+    """A client for the target's Label Studio, closed afterwards whatever happens
+    (a client from a test factory may have no ``close``)."""
+    client = factory(target.label_studio_url, target.token, target.timeout)
+    try:
+        yield client
+    finally:
+        close = getattr(client, "close", None)
+        if close:
+            close()
+
+
 def sync(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory = default_client_factory) -> Outcome:
     """Make Label Studio match ``target``: ensure one backend per project, delete stale ones we recorded.
 
@@ -94,10 +108,9 @@ def sync(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory 
     the old records of the projects not reached are returned, so the status never forgets
     an id it may have to delete later.
     """
-    client = factory(target.label_studio_url, target.token, target.timeout)
     kept: list[dict[str, Any]] = []
     out = Outcome(backends=kept)
-    try:
+    with _connected(target, factory) as client:
         for i, project in enumerate(target.projects):
             try:
                 backend, created = client.ensure_ml_backend(
@@ -127,10 +140,6 @@ def sync(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory 
                     kept.append(old)
                     return out
         return out
-    finally:
-        close = getattr(client, "close", None)
-        if close:
-            close()
 
 
 def _delete(client: Any, record: dict[str, Any], out: Outcome) -> None:
@@ -147,9 +156,8 @@ def _delete(client: Any, record: dict[str, Any], out: Outcome) -> None:
 def deregister(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory = default_client_factory) -> Outcome:
     """Delete every registration of this backend: the recorded ids, and any backend in the listed
     projects with our URL (one created just before a crash, never recorded). Raises nothing; check ``error``."""
-    client = factory(target.label_studio_url, target.token, target.timeout)
     out = Outcome(backends=[])
-    try:
+    with _connected(target, factory) as client:
         ids = {int(r["id"]) for r in recorded}
         for project in target.projects:
             try:
@@ -165,7 +173,3 @@ def deregister(target: Target, recorded: list[dict[str, Any]], factory: ClientFa
             if out.error:
                 return out
         return out
-    finally:
-        close = getattr(client, "close", None)
-        if close:
-            close()
