@@ -235,9 +235,7 @@ class ModelRegistry:
                 entry.label_config = label_config
                 entry.instance = None  # predictions for the old labels would be wrong
                 entry.ready.clear()
-                if entry.loading:
-                    pass  # _build notices the change and rebuilds
-                else:
+                if not entry.loading:  # a build under way notices the change and rebuilds
                     self._schedule(entry)
         return entry
 
@@ -252,6 +250,15 @@ class ModelRegistry:
             with self._lock:
                 self._schedule(entry)
 
+    def _retry_failed_build_if_due(self, entry: _Entry) -> bool:
+        """Schedule a new build of a failed entry once _RETRY_AFTER_FAILURE has passed (a model
+        file fixed, Label Studio back); True when it did, so callers stop failing fast."""
+        if time.monotonic() - entry.failed_at <= _RETRY_AFTER_FAILURE:
+            return False
+        with self._lock:
+            self._schedule(entry)
+        return True
+
     # ---- public -----------------------------------------------------------------
     def setup(self, project: str, label_config: Optional[str] = None) -> str:
         """Remember the config, make sure a build is under way, answer the model version at once."""
@@ -260,9 +267,8 @@ class ModelRegistry:
         if instance is not None:
             self._maybe_reload(entry)
             return instance.model_version
-        if entry.error and not entry.loading and time.monotonic() - entry.failed_at > _RETRY_AFTER_FAILURE:
-            with self._lock:
-                self._schedule(entry)
+        if entry.error and not entry.loading:
+            self._retry_failed_build_if_due(entry)
         return self._version_without_instance(project)
 
     def get(self, project: str, label_config: Optional[str] = None, timeout: Optional[float] = None) -> LabelStudioMLBase:
@@ -279,12 +285,8 @@ class ModelRegistry:
             instance = entry.instance
             if instance is not None:
                 return instance
-            if entry.error and not entry.loading:
-                if time.monotonic() - entry.failed_at > _RETRY_AFTER_FAILURE:
-                    with self._lock:
-                        self._schedule(entry)
-                else:
-                    raise ModelLoadFailed(entry.error)
+            if entry.error and not entry.loading and not self._retry_failed_build_if_due(entry):
+                raise ModelLoadFailed(entry.error)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not entry.ready.wait(remaining):
                 raise ModelNotReady(
