@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned local Kubernetes control plane (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, kwok, helm) from the Go
+# kube-controller-manager, kube-scheduler, kubectl, kwok, helm) and the real
+# node's parts (kubelet, kube-proxy, CoreDNS, local-path-provisioner) from the Go
 # module proxy into ~/.cache/lsml/k8s-<version>/bin and prints that dir as the
 # LAST line of stdout. Everything else goes to stderr. Reuses the cache when its
 # manifest matches versions.env and every binary is present.
@@ -21,11 +22,13 @@ root="$cache_root/k8s-$K8S_VERSION"
 bin="$root/bin"
 manifest="$root/manifest"
 stages="$root/share/kwok/stages.yaml"   # kwok's default node/pod stages, as kwokctl uses them
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm coredns local-path-provisioner)
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 expected_manifest() {
-  printf 'K8S_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nHELM_VERSION=%s\nBINARIES=%s\n' \
-    "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$HELM_VERSION" "${binaries[*]}"
+  printf 'K8S_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nHELM_VERSION=%s\nCOREDNS_VERSION=%s\nLOCAL_PATH_PROVISIONER_VERSION=%s\nBINARIES=%s\n' \
+    "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$HELM_VERSION" "$COREDNS_VERSION" \
+    "$LOCAL_PATH_PROVISIONER_VERSION" "${binaries[*]}"
 }
 
 cache_complete() {
@@ -138,8 +141,8 @@ build_kubernetes() {
     local m; for m in $staging; do echo "	$m => $m $staging_ver"; done
     echo ")"
   } > "$d/go.mod"
-  local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-              k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  local pkgs=() b
+  for b in "${kube_binaries[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
   write_tools "$d" "${pkgs[@]}"
   local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local ld="-s -w" key val
@@ -148,9 +151,9 @@ build_kubernetes() {
     ld+=" -X k8s.io/client-go/pkg/version.$key=$val -X k8s.io/component-base/version.$key=$val"
   done
   mkdir -p "$d/out"
-  # One go build for all four so the shared packages compile once.
+  # One go build for all of them so the shared packages compile once.
   (cd "$d" && go mod tidy && go build -ldflags="$ld" -o "$d/out/" "${pkgs[@]}") || return 1
-  local b; for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do mv "$d/out/$b" "$bin/$b"; done
+  for b in "${kube_binaries[@]}"; do mv "$d/out/$b" "$bin/$b"; done
 }
 
 # ---- kwok ------------------------------------------------------------------
@@ -183,14 +186,48 @@ MOD
     && mv "$bin/helm.new" "$bin/helm"
 }
 
-only="${LSML_K8S_BUILD_ONLY:-etcd kubernetes kwok helm}"
+# ---- CoreDNS (cluster DNS for the real node's pods) -----------------------------
+build_coredns() {
+  local d; d="$(new_wrapper coredns)"
+  cat > "$d/go.mod" <<MOD
+module lsml.local/controlplane/coredns
+
+go 1.26.0
+
+require github.com/coredns/coredns $COREDNS_VERSION
+MOD
+  write_tools "$d" github.com/coredns/coredns
+  (cd "$d" && go mod tidy && go build -ldflags="-s -w" -o "$bin/coredns.new" github.com/coredns/coredns) \
+    && mv "$bin/coredns.new" "$bin/coredns"
+}
+
+# ---- local-path-provisioner (the dynamic provisioner kind ships) ---------------
+build_local_path_provisioner() {
+  local d; d="$(new_wrapper local-path-provisioner)"
+  cat > "$d/go.mod" <<MOD
+module lsml.local/controlplane/localpath
+
+go 1.26.0
+
+require github.com/rancher/local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION
+MOD
+  write_tools "$d" github.com/rancher/local-path-provisioner
+  (cd "$d" && go mod tidy && go build -ldflags="-s -w" -o "$bin/local-path-provisioner.new" github.com/rancher/local-path-provisioner) \
+    && mv "$bin/local-path-provisioner.new" "$bin/local-path-provisioner"
+}
+
+have_all() { local b; for b in "$@"; do [[ -x "$bin/$b" ]] || return 1; done; [[ "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]]; }
+
+only="${LSML_K8S_BUILD_ONLY:-etcd kubernetes kwok helm coredns local-path-provisioner}"
 for c in $only; do
   case "$c" in
-    etcd) [[ -x "$bin/etcd" && "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]] || timed "build etcd $ETCD_VERSION" build_etcd ;;
-    kubernetes) { [[ -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/kube-scheduler" && -x "$bin/kubectl" && "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]]; } \
-                  || timed "build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $K8S_VERSION" build_kubernetes ;;
-    kwok) [[ -x "$bin/kwok" && "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]] || timed "build kwok $KWOK_VERSION" build_kwok ;;
-    helm) [[ -x "$bin/helm" && "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]] || timed "build helm $HELM_VERSION" build_helm ;;
+    etcd) have_all etcd || timed "build etcd $ETCD_VERSION" build_etcd ;;
+    kubernetes) have_all "${kube_binaries[@]}" || timed "build ${kube_binaries[*]} $K8S_VERSION" build_kubernetes ;;
+    kwok) have_all kwok || timed "build kwok $KWOK_VERSION" build_kwok ;;
+    helm) have_all helm || timed "build helm $HELM_VERSION" build_helm ;;
+    coredns) have_all coredns || timed "build coredns $COREDNS_VERSION" build_coredns ;;
+    local-path-provisioner) have_all local-path-provisioner \
+        || timed "build local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" build_local_path_provisioner ;;
     *) die "unknown component $c" ;;
   esac
 done
