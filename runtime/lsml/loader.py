@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from lsml.integrity import VersionIntegrityError, verify_version
 from lsml.label_config import parse_config_cached
 from lsml.model import BuildContext, LabelStudioMLBase, ModelRef, build_model, load_model_class, model_class_name
 from lsml.settings import Settings
@@ -57,6 +58,7 @@ class _Entry:
     ready: threading.Event = field(default_factory=threading.Event)
     error: Optional[str] = None
     failed_at: float = 0.0
+    failed_pointer: Optional[str] = None
     last_check: float = 0.0
 
 
@@ -178,14 +180,15 @@ class ModelRegistry:
             cls = self.model_class(timeout=self.settings.model_load_timeout)
             pointer = self.store.pointer(project)
             version = self.store.current(project)
+            if version is not None:
+                verify_version(version.path, version.name)  # before setup() unpickles anything
             instance = build_model(cls, project, label_config, BuildContext(self.settings, self.state, version))
+        except VersionIntegrityError as exc:
+            self._build_failed(entry, pointer, str(exc), "project %s: %s", exc)
+            return
         except BaseException as exc:  # noqa: BLE001 - surfaced to /predict as 503
-            logger.error("project %s: building the model failed (%s)", project, type(exc).__name__, exc_info=True)
-            with self._lock:
-                entry.error = f"building the model raised {type(exc).__name__} (see the server log)"
-                entry.failed_at = time.monotonic()
-                entry.loading = False
-                entry.ready.set()
+            self._build_failed(entry, pointer, f"building the model raised {type(exc).__name__} (see the server log)",
+                               "project %s: building the model failed (%s)", type(exc).__name__, exc_info=True)
             return
         elapsed = time.perf_counter() - started
         rebuild = False
@@ -209,6 +212,20 @@ class ModelRegistry:
                     self.on_loaded(project, instance.model_version, elapsed)
                 except Exception:  # pragma: no cover - metrics must never break loading
                     logger.debug("on_loaded callback failed", exc_info=True)
+
+    def _build_failed(self, entry: _Entry, pointer: Optional[str], error: str, message: str, *args: Any,
+                      exc_info: bool = False) -> None:
+        """Record a failed build. A previous instance keeps serving; the refused pointer is not retried by
+        the reload check (only a new publish, or a failed first build after `_RETRY_AFTER_FAILURE`)."""
+        serving = entry.instance
+        suffix = f"; still serving {serving.model_version}" if serving is not None else ""
+        logger.error(message + suffix, entry.project, *args, exc_info=exc_info)
+        with self._lock:
+            entry.error = error
+            entry.failed_at = time.monotonic()
+            entry.failed_pointer = pointer
+            entry.loading = False
+            entry.ready.set()
 
     def _entry_for(self, project: str, label_config: Optional[str]) -> _Entry:
         """The entry of `project`, created or re-pointed at a new label config (validated first)."""
@@ -246,7 +263,8 @@ class ModelRegistry:
         entry.last_check = now
         if entry.loading:
             return
-        if self.store.pointer(entry.project) != entry.pointer:
+        pointer = self.store.pointer(entry.project)
+        if pointer != entry.pointer and pointer != entry.failed_pointer:
             with self._lock:
                 self._schedule(entry)
 
