@@ -51,6 +51,43 @@ class TrainingRequest:
         )
 
 
+class InvalidTrainingRequest(ValueError):
+    """A training request read from Redis that does not have the shape lsml writes: the job fails."""
+
+
+def validated_request(project: Any, data: Any, events: tuple[str, ...]) -> TrainingRequest:
+    """The `TrainingRequest` in `data` when it has the shape `RQQueue.submit` writes; else InvalidTrainingRequest.
+
+    Why: a job's arguments come from Redis, which is not trusted. The project
+    becomes a directory name and a Redis key, and the event picks what `fit`
+    does, so both are checked against what lsml itself would send.
+    """
+    from lsml.model import project_key
+
+    if not isinstance(project, str) or not isinstance(data, dict):
+        raise InvalidTrainingRequest("a training job's arguments must be (project: str, request: object)")
+    try:
+        key = project_key(project)
+    except ValueError as exc:
+        raise InvalidTrainingRequest(f"invalid project in training job: {exc}") from None
+    if key != project or data.get("project") != project:
+        raise InvalidTrainingRequest(f"invalid project in training job: {str(project)[:80]!r} "
+                                     "(expected a plain project id, the same in both arguments)")
+    event = data.get("event")
+    if event not in events:
+        raise InvalidTrainingRequest(f"event {str(event)[:80]!r} is not one the model trains on "
+                                     f"({', '.join(events)})")
+    checks = (("payload", dict, True), ("label_config", str, True), ("coalesced", list, True))
+    for name, kind, optional in checks:
+        value = data.get(name)
+        if not (isinstance(value, kind) or (optional and value is None)):
+            raise InvalidTrainingRequest(f"training request field {name!r} must be {kind.__name__}")
+    unknown = set(data) - {"project", "event", "payload", "label_config", "coalesced"}
+    if unknown:
+        raise InvalidTrainingRequest(f"unknown training request fields: {', '.join(sorted(map(str, unknown)))[:200]}")
+    return TrainingRequest.from_dict(data)
+
+
 def job_status(job: str, status: str, *, project: Optional[str] = None, error: Optional[str] = None,
                model_version: Optional[str] = None, **extra: Any) -> dict:
     """The status dict `/job_status` returns."""
