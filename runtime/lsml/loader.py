@@ -8,6 +8,9 @@
 - `get(project, label_config)` (what `/predict` calls) returns the instance;
   when none is ready yet it waits (bounded by `LSML_MODEL_LOAD_TIMEOUT`,
   then `ModelNotReady`).
+- At most `LSML_MAX_LOADED_MODELS` projects keep an instance per process;
+  the least recently used one beyond that is evicted (logged, counted in
+  `lsml_model_evictions_total`) and rebuilt from the store when asked again.
 - Hot reload: at most every `LSML_RELOAD_INTERVAL` seconds a request reads
   the store's `current` pointer (one `readlink`, microseconds). When it
   moved, a new instance is built in the background and swapped in with one
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -70,15 +74,17 @@ class ModelRegistry:
         store: Optional[ModelStore] = None,
         state: Optional[State] = None,
         on_loaded: Optional[Callable[[str, str, float], None]] = None,
+        on_evicted: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.model_ref = model_ref
         self.settings = settings
         self.store = store if store is not None else make_store(settings)
         self.state = state if state is not None else make_state(settings)
         self.on_loaded = on_loaded
+        self.on_evicted = on_evicted
         self.class_name = model_class_name(model_ref)
         self._lock = threading.Lock()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: "OrderedDict[str, _Entry]" = OrderedDict()  # least recently used first
         self._remembered: dict[tuple[str, str], Any] = {}
         self._cls: Optional[type] = model_ref if isinstance(model_ref, type) else None
         self._cls_error: Optional[str] = None
@@ -231,6 +237,7 @@ class ModelRegistry:
         """The entry of `project`, created or re-pointed at a new label config (validated first)."""
         entry = self._entries.get(project)
         if entry is not None and (label_config is None or label_config == entry.label_config):
+            self._touch(project)
             return entry
         if label_config is not None:
             parse_config_cached(label_config)  # raises LabelConfigError before anything is remembered
@@ -242,11 +249,13 @@ class ModelRegistry:
                     f"project {project!r} is unknown: Label Studio has not called /setup for it "
                     "and the request carries no label_config"
                 )
+        evicted: list[_Entry] = []
         with self._lock:
             entry = self._entries.get(project)
             if entry is None:
                 entry = _Entry(project=project, label_config=label_config)
                 self._entries[project] = entry
+                evicted = self._evict_beyond_bound()
                 self._schedule(entry)
             elif entry.label_config != label_config:
                 entry.label_config = label_config
@@ -254,7 +263,43 @@ class ModelRegistry:
                 entry.ready.clear()
                 if not entry.loading:  # a build under way notices the change and rebuilds
                     self._schedule(entry)
+        self._report_evicted(evicted)
         return entry
+
+    def _touch(self, project: str) -> None:
+        """Mark `project` most recently used (one C-level OrderedDict call: atomic under the GIL)."""
+        try:
+            self._entries.move_to_end(project)
+        except KeyError:
+            pass
+
+    def _evict_beyond_bound(self) -> list[_Entry]:
+        """Drop the least recently used entries beyond LSML_MAX_LOADED_MODELS. Call with self._lock held.
+
+        Why: every project id a request names would otherwise keep a model
+        instance in memory for the life of the process. An evicted project is
+        rebuilt from the store on its next request.
+        """
+        evicted = []
+        while len(self._entries) > self.settings.max_loaded_models:
+            _, entry = self._entries.popitem(last=False)
+            evicted.append(entry)
+        for entry in evicted:
+            for marker in [m for m in self._remembered if m[0] == entry.project]:
+                del self._remembered[marker]
+        return evicted
+
+    def _report_evicted(self, evicted: list[_Entry]) -> None:
+        for entry in evicted:
+            version = entry.instance.model_version if entry.instance is not None else None
+            logger.info("project %s: model instance (%s) evicted: more than %d projects loaded "
+                        "(LSML_MAX_LOADED_MODELS); it is rebuilt on its next request",
+                        entry.project, version or "not loaded", self.settings.max_loaded_models)
+            if self.on_evicted is not None:
+                try:
+                    self.on_evicted(entry.project)
+                except Exception:  # pragma: no cover - metrics must never break serving
+                    logger.debug("on_evicted callback failed", exc_info=True)
 
     def _maybe_reload(self, entry: _Entry) -> None:
         now = time.monotonic()
@@ -294,6 +339,7 @@ class ModelRegistry:
         entry = self._entries.get(project)
         if entry is not None and entry.instance is not None and (
                 label_config is None or label_config == entry.label_config):
+            self._touch(project)
             self._maybe_reload(entry)
             return entry.instance
         entry = self._entry_for(project, label_config)

@@ -70,6 +70,8 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
                 kwargs["job_id"] = job_id
                 if request.coalesced:
                     kwargs["coalesced"] = request.coalesced
+                if request.coalesced_dropped:
+                    kwargs["coalesced_dropped"] = request.coalesced_dropped
             result = model.fit(request.event, request.payload, **kwargs)
             if result is False:
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)

@@ -14,6 +14,9 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 QUEUED, STARTED, FINISHED, FAILED = "queued", "started", "finished", "failed"
 STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
+#: Earlier triggers a queued request keeps in `coalesced` (the newest ones; older ones are only counted in
+#: `coalesced_dropped`), so a labelling burst cannot grow one request without bound.
+MAX_COALESCED = 1000
 
 
 @dataclass
@@ -25,16 +28,23 @@ class TrainingRequest:
     payload: dict = field(default_factory=dict)
     label_config: Optional[str] = None
     coalesced: list = field(default_factory=list)  # [{"event": ..., "data": ...}] folded into this request
+    coalesced_dropped: int = 0  # earlier triggers beyond MAX_COALESCED, counted but not kept
 
     def merged_with(self, newer: "TrainingRequest") -> "TrainingRequest":
-        """This queued request with `newer` folded in (newer's event and payload win)."""
-        history = list(self.coalesced) + [{"event": self.event, "data": self.payload}]
+        """This queued request with `newer` folded in (newer's event and payload win).
+
+        `coalesced` keeps the newest `MAX_COALESCED` earlier triggers; the
+        older ones are dropped and counted in `coalesced_dropped`.
+        """
+        history = list(self.coalesced) + [{"event": self.event, "data": self.payload}] + list(newer.coalesced)
+        overflow = max(0, len(history) - MAX_COALESCED)
         return TrainingRequest(
             project=self.project,
             event=newer.event,
             payload=newer.payload,
             label_config=newer.label_config or self.label_config,
-            coalesced=history + list(newer.coalesced),
+            coalesced=history[overflow:],
+            coalesced_dropped=self.coalesced_dropped + newer.coalesced_dropped + overflow,
         )
 
     def to_dict(self) -> dict:
@@ -48,6 +58,7 @@ class TrainingRequest:
             payload=data.get("payload") or {},
             label_config=data.get("label_config"),
             coalesced=list(data.get("coalesced") or []),
+            coalesced_dropped=int(data.get("coalesced_dropped") or 0),
         )
 
 
@@ -77,12 +88,12 @@ def validated_request(project: Any, data: Any, events: tuple[str, ...]) -> Train
     if event not in events:
         raise InvalidTrainingRequest(f"event {str(event)[:80]!r} is not one the model trains on "
                                      f"({', '.join(events)})")
-    checks = (("payload", dict, True), ("label_config", str, True), ("coalesced", list, True))
-    for name, kind, optional in checks:
+    checks = (("payload", dict), ("label_config", str), ("coalesced", list), ("coalesced_dropped", int))
+    for name, kind in checks:
         value = data.get(name)
-        if not (isinstance(value, kind) or (optional and value is None)):
+        if not (value is None or (isinstance(value, kind) and not isinstance(value, bool))):
             raise InvalidTrainingRequest(f"training request field {name!r} must be {kind.__name__}")
-    unknown = set(data) - {"project", "event", "payload", "label_config", "coalesced"}
+    unknown = set(data) - {"project", "event", "payload", "label_config", "coalesced", "coalesced_dropped"}
     if unknown:
         raise InvalidTrainingRequest(f"unknown training request fields: {', '.join(sorted(map(str, unknown)))[:200]}")
     return TrainingRequest.from_dict(data)
