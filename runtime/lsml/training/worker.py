@@ -81,7 +81,9 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
 
     if _context is None:
         raise RuntimeError("perform_training runs only inside `label-studio-ml worker`")
+    # the webhook route submits the model's TRAIN_EVENTS; the legacy /train route always START_TRAINING
     events = tuple(load_model_class(_context.model_ref, _context.settings.backend_dir).TRAIN_EVENTS)
+    events += () if "START_TRAINING" in events else ("START_TRAINING",)
     validated_request(project, request, events)  # before `project` is used as a Redis key
     job = get_current_job()
     coalescer = Coalescer(job.connection, Queue(job.origin, connection=job.connection, serializer=JSONSerializer))
