@@ -6,13 +6,17 @@ training queue, with RQ's own client, and checks on disk that it never ran.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer, PickleSerializer
+from rq.webhook import Webhook
 
 from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
@@ -46,8 +50,26 @@ def test_a_job_naming_os_system_is_failed_with_the_reason_and_never_runs(tmp_pat
     # the right function, but a failure callback that would run os.system on the failure path
     callback = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
     connection.hset(callback.key, "failure_callback_name", "os.system")
+    # the right function with a serialised instance (RQ would call a method of it), or with an RQ webhook
+    instance = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    connection.hset(instance.key, "data", json.dumps([JOB_FUNCTION, {"x": 1}, [], {}]))
+    hits: list[str] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Hook", (BaseHTTPRequestHandler,), {
+        "do_POST": lambda self: (hits.append(self.path), self.send_response(204), self.end_headers()),
+        "log_message": lambda self, *a: None}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    webhook = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    hook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    hooks = [Webhook(hook_url, status, method="POST").to_dict() for status in ("finished", "failed")]
+    connection.hset(webhook.key, "webhooks", json.dumps(hooks))
     procs.worker(backend, redis_url)
     queue = make_queue(redis_url)
+    for job, reason in ((instance, "must not carry a serialised instance"), (webhook, "must not carry RQ webhooks")):
+        status = wait_for(lambda: final_status(queue, job.id), 60, what="the job to end")
+        assert status["status"] == "failed" and reason in status["error"], status
+    server.shutdown()
+    server.server_close()
+    assert hits == [], "the worker called a URL named in the job"
     status = wait_for(lambda: final_status(queue, foreign.id), 60, what="the foreign job to end")
     assert status["status"] == "failed"
     assert "is not lsml's training entry point" in status["error"] and "os.system" in status["error"], status
