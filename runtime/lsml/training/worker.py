@@ -1,6 +1,6 @@
 """The RQ worker that runs trainings, in a process of its own (`label-studio-ml worker`).
 
-It is RQ's forking `Worker` with three changes, each for a fault:
+It is RQ's forking `Worker` with four changes, each for a fault:
 
 * Heartbeats every `HEARTBEAT_INTERVAL` s with a TTL of `HEARTBEAT_TTL` s
   (RQ: 30 s and 90 s), so when the worker is `kill -9`'d its job is turned
