@@ -95,3 +95,13 @@ def test_training_refuses_to_build_on_a_tampered_current_version(settings, text_
     with pytest.raises(VersionIntegrityError, match="extra.pkl"):
         run_training(CountingModel, request, settings)
     assert [v.name for v in LocalModelStore(settings.model_dir).versions("1")] == ["v1"]
+
+
+def test_a_version_published_before_digests_loads_with_a_warning(settings, caplog):
+    version = publish(settings)
+    info = json.loads((version.path / VERSION_FILE).read_text())
+    del info["files"]
+    (version.path / VERSION_FILE).write_text(json.dumps(info))
+    with caplog.at_level(logging.WARNING, logger="lsml.integrity"):
+        verify_version(version.path, version.name)
+    assert "model version v1 was published without file digests" in caplog.text
