@@ -311,7 +311,8 @@ class LabelStudioMLBase:
             client = LabelStudioClient(host or full, ls_access_token or self.get_label_studio_access_token())
         else:
             client = self.label_studio_client()
-        return str(client.download(full, cache_dir))
+        return str(client.download(full, cache_dir, max_bytes=self.settings.media_max_bytes,
+                                   timeout=self.settings.media_timeout))
 
     def preload_task_data(self, task: dict, value: Any = None, read_file: bool = True) -> Any:
         """Replace media URLs in `value` (default: task["data"]) by local files (or their text)."""

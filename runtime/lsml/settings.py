@@ -62,7 +62,10 @@ class Settings:
     predict_concurrency: int = 4
     predict_wait_timeout: float = 30.0
     model_load_timeout: float = 60.0
-    max_body_bytes: int = 104_857_600
+    max_body_bytes: int = 10_485_760
+    max_loaded_models: int = 16
+    media_max_bytes: int = 104_857_600
+    media_timeout: float = 60.0
     keep_versions: int = 5
     reload_interval: float = 0.5
     score_strategy: str | None = None
@@ -87,7 +90,10 @@ class Settings:
             predict_concurrency=_int(env, "LSML_PREDICT_CONCURRENCY", 4, minimum=1),
             predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
             model_load_timeout=_float(env, "LSML_MODEL_LOAD_TIMEOUT", 60.0),
-            max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 104_857_600, minimum=1),
+            max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 10_485_760, minimum=1),
+            max_loaded_models=_int(env, "LSML_MAX_LOADED_MODELS", 16, minimum=1),
+            media_max_bytes=_int(env, "LSML_MEDIA_MAX_BYTES", 104_857_600, minimum=1),
+            media_timeout=_float(env, "LSML_MEDIA_TIMEOUT", 60.0, minimum=0.001),
             keep_versions=_int(env, "LSML_KEEP_VERSIONS", 5, minimum=1),
             reload_interval=_float(env, "LSML_RELOAD_INTERVAL", 0.5),
             score_strategy=_str(env, "LSML_SCORE_STRATEGY"),

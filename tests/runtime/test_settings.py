@@ -11,7 +11,7 @@ def test_defaults_follow_the_architecture_table(tmp_path):
     assert s.model_dir == tmp_path.resolve() / "data" / "models"
     assert s.redis_url is None and s.queue_name == "lsml-training"
     assert (s.predict_concurrency, s.model_load_timeout, s.keep_versions) == (4, 60.0, 5)
-    assert s.max_body_bytes == 104857600 and s.reload_interval == 0.5
+    assert s.max_body_bytes == 10485760 and s.reload_interval == 0.5
     assert not s.basic_auth_enabled
 
 

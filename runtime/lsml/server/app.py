@@ -50,7 +50,8 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
 
-    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded)
+    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded,
+                             on_evicted=metrics.model_evicted)
 
     def _published(project: str, result: dict) -> None:
         if result.get("published"):

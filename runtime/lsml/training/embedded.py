@@ -60,10 +60,11 @@ class EmbeddedQueue:
                 self._requests[job_id] = self._requests[job_id].merged_with(request)
                 self._jobs[job_id]["event"] = request.event
                 self._jobs[job_id]["coalesced"] = len(self._requests[job_id].coalesced)
+                self._jobs[job_id]["coalesced_dropped"] = self._requests[job_id].coalesced_dropped
                 return job_id
             job_id = uuid.uuid4().hex
             self._jobs[job_id] = job_status(job_id, QUEUED, project=request.project, event=request.event,
-                                            enqueued_at=time.time(), coalesced=0)
+                                            enqueued_at=time.time(), coalesced=0, coalesced_dropped=0)
             self._requests[job_id] = request
             self._queued[request.project] = job_id
             self._order.append(job_id)

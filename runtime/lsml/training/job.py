@@ -12,6 +12,7 @@ import json
 import logging
 from typing import Any, Optional, Union
 
+from lsml.integrity import verify_version
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class, model_ref_string
 from lsml.settings import Settings
 from lsml.state import make_state
@@ -60,6 +61,8 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
         current = store.current(project)
+        if current is not None:
+            verify_version(current.path, current.name)  # fit builds on it: refuse a tampered one
         with store.staging(project) as output_dir:
             model = build_model(cls, project, label_config, BuildContext(settings, state, current, output_dir))
             kwargs: dict[str, Any] = {}
@@ -67,6 +70,8 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
                 kwargs["job_id"] = job_id
                 if request.coalesced:
                     kwargs["coalesced"] = request.coalesced
+                if request.coalesced_dropped:
+                    kwargs["coalesced_dropped"] = request.coalesced_dropped
             result = model.fit(request.event, request.payload, **kwargs)
             if result is False:
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)

@@ -31,7 +31,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -40,6 +40,7 @@ from lsml.model import ModelRef, model_ref_string
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, job_status
+from lsml.training.trusted_job import TrustedJob
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class RQQueue:
         """`{"job", "status", "error", "model_version", "project"}` of one job; None if unknown/expired."""
         try:
             self._reap_dead_workers()
-            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            job = TrustedJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
             rq_status = job.get_status(refresh=False)
             result = job.latest_result()
         except NoSuchJobError:
@@ -154,8 +155,7 @@ class RQQueue:
             error = failure_reason(result.exc_string if result is not None else None, rq_status)
         elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
             model_version = result.return_value.get("model_version")
-        return job_status(job_id, status, project=(job.args[0] if job.args else None), error=error,
-                          model_version=model_version)
+        return job_status(job_id, status, project=_project_of(job), error=error, model_version=model_version)
 
     def stats(self) -> dict[str, int]:
         """Counts for /metrics: queued (incl. waiting on a running one), running, failed."""
@@ -180,6 +180,15 @@ class RQQueue:
     def _reap_dead_workers(self) -> None:
         """Fail jobs whose worker stopped heartbeating (RQ's own abandoned-job handling)."""
         StartedJobRegistry(queue=self.queue, serializer=JSONSerializer).cleanup()
+
+
+def _project_of(job: Job) -> str | None:
+    """The project a job was queued for; None for a job whose data is not lsml's (it was refused)."""
+    try:
+        args = job.args
+    except DeserializationError:
+        return None
+    return args[0] if args and isinstance(args[0], str) else None
 
 
 def failure_reason(exc_string: str | None, rq_status: Any = None) -> str:
