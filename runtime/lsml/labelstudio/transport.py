@@ -27,6 +27,25 @@ from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, re
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
+class _OriginBoundSession(requests.Session):
+    """Label Studio's session: a redirect to another origin carries neither its token nor its cookies.
+
+    requests drops `Authorization` when the host or port changes, but keeps the
+    session's cookies for any port of the same host (cookies are not port-scoped)
+    and keeps the header on an http -> https change of the same host.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._origin = urljoin(url + "/", "/")
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if urljoin(prepared_request.url or "", "/") != self._origin:
+            prepared_request.headers.pop("Authorization", None)
+            prepared_request.headers.pop("Cookie", None)
+
+
 class Transport:
     """Base of LabelStudioClient: knows how to talk, not what to say."""
 
@@ -36,7 +55,7 @@ class Transport:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token = token or None
-        self.session = requests.Session()
+        self.session = _OriginBoundSession(self.url)
         retry = Retry(
             total=retries,
             connect=retries,

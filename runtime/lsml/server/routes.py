@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from lsml import credentials
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase, project_key
@@ -69,6 +70,13 @@ def _label_config(value: Any, field: str) -> str | None:
     return value
 
 
+def _optional_string(body: dict, key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"'{key}' must be a string")
+    return value or None
+
+
 def _load_error(exc: Exception) -> ApiError:
     if isinstance(exc, UnknownProject):
         return ApiError(404, "unknown_project", str(exc))
@@ -110,12 +118,12 @@ def setup() -> Response:
     body = _json_body()
     project = _project(body.get("project"))
     schema = _label_config(body.get("schema"), "schema")
-    for key in ("hostname", "access_token"):
-        value = body.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ApiError(400, "invalid_field", f"'{key}' must be a string")
-        if value:
-            rt.registry.remember(project, key, value)
+    hostname, token = (_optional_string(body, key) for key in ("hostname", "access_token"))
+    if hostname and credentials.origin(hostname) is None:
+        raise ApiError(400, "invalid_field", "'hostname' must be an http:// or https:// URL")
+    if (hostname or token) and not credentials.rejects_setup_hostname(rt.settings, hostname):
+        # one value, so a later /setup naming another host never inherits this token
+        rt.registry.remember(project, credentials.STATE_KEY, credentials.setup_value(hostname, token))
     if body.get("extra_params") is not None:
         rt.registry.remember(project, "extra_params", body["extra_params"])
     try:
