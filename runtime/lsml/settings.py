@@ -94,6 +94,9 @@ class Settings:
             log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
         )
 
+    def __post_init__(self) -> None:
+        _check_basic_auth(self.basic_auth_user, self.basic_auth_pass)
+
     def replace(self, **changes) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""
         for key in ("backend_dir", "model_dir"):
@@ -103,4 +106,19 @@ class Settings:
 
     @property
     def basic_auth_enabled(self) -> bool:
-        return bool(self.basic_auth_user) and self.basic_auth_pass is not None
+        return bool(self.basic_auth_user) and bool(self.basic_auth_pass)
+
+
+def _check_basic_auth(user: str | None, password: str | None) -> None:
+    """Auth is on with both variables and off with neither; one alone is a mistake that must not open the server.
+
+    Before this check a blank or missing password silently turned auth off (SECURITY.md).
+    """
+    has_user = bool(user and user.strip())
+    has_pass = bool(password and password.strip())
+    if has_user and not has_pass:
+        raise ValueError("BASIC_AUTH_USER is set but BASIC_AUTH_PASS is empty or missing: set a password "
+                         "(or unset BASIC_AUTH_USER to run without auth)")
+    if has_pass and not has_user:
+        raise ValueError("BASIC_AUTH_PASS is set but BASIC_AUTH_USER is empty or missing: set a user "
+                         "(or unset BASIC_AUTH_PASS to run without auth)")
