@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
-from lsml import credentials
+from lsml import credentials, local_files
 from lsml.credentials import Credential
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
@@ -303,15 +303,18 @@ class LabelStudioMLBase:
                        ls_access_token: Optional[str] = None, task_id: Any = None, *args: Any, **kwargs: Any) -> str:
         """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed.
 
+        A local path or `file://` URL is read only under LSML_LOCAL_FILES_ROOTS
+        (`lsml.local_files.LocalFileRefused` otherwise): task data is untrusted.
+
         Label Studio's token goes only to Label Studio's origin: an absolute URL on another
         host is fetched without it (lsml.labelstudio.media), and so is a redirect elsewhere.
         """
         if not isinstance(url, str):
             raise TypeError("url must be a string")
         if url.startswith("file://"):
-            return url[len("file://"):]
-        if os.path.exists(url):
-            return url
+            return str(local_files.confined(local_files.file_url_path(url), self.settings.local_files_roots))
+        if not url.startswith(("http://", "https://", "/data/")) and os.path.exists(url):
+            return str(local_files.confined(url, self.settings.local_files_roots))
         credential = self._media_credential(ls_host, ls_access_token)
         host = (credential.url or "").rstrip("/")
         absolute = url.startswith(("http://", "https://"))

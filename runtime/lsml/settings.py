@@ -46,6 +46,14 @@ def _str(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
+    """A colon-separated list of directories, resolved (symlinks too, so containment checks compare real paths)."""
+    raw = _str(env, name)
+    if raw is None:
+        return ()
+    return tuple(Path(part.strip()).resolve() for part in raw.split(os.pathsep) if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with `Settings.from_env()`; override with `.replace(...)`."""
@@ -67,6 +75,7 @@ class Settings:
     reload_interval: float = 0.5
     score_strategy: str | None = None
     log_level: str = "INFO"
+    local_files_roots: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> "Settings":
@@ -92,6 +101,7 @@ class Settings:
             reload_interval=_float(env, "LSML_RELOAD_INTERVAL", 0.5),
             score_strategy=_str(env, "LSML_SCORE_STRATEGY"),
             log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+            local_files_roots=_paths(env, "LSML_LOCAL_FILES_ROOTS"),
         )
 
     def __post_init__(self) -> None:
@@ -102,6 +112,8 @@ class Settings:
         for key in ("backend_dir", "model_dir"):
             if key in changes and changes[key] is not None:
                 changes[key] = Path(changes[key])
+        if "local_files_roots" in changes:
+            changes["local_files_roots"] = tuple(Path(p).resolve() for p in changes["local_files_roots"] or ())
         return dataclasses.replace(self, **changes)
 
     @property

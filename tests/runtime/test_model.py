@@ -140,7 +140,7 @@ def test_fetch_annotated_tasks_drops_unannotated_and_cancelled(settings):
 def test_preload_task_data_keeps_plain_values_and_reads_local_files(settings, tmp_path):
     f = tmp_path / "doc.txt"
     f.write_text("hello")
-    m = build_model(LabelStudioMLBase, "1", None, ctx(settings))
+    m = build_model(LabelStudioMLBase, "1", None, ctx(settings.replace(local_files_roots=[tmp_path])))
     task = {"id": 1, "data": {"text": "plain", "doc": f"file://{f}", "n": 3}}
     assert m.preload_task_data(task) == {"text": "plain", "doc": "hello", "n": 3}
     assert m.get_local_path(str(f)) == str(f)
