@@ -69,6 +69,8 @@ class Settings:
     label_studio_api_key: str | None = dataclasses.field(default=None, repr=False)
     predict_concurrency: int = 4
     predict_wait_timeout: float = 30.0
+    predict_timeout: float = 100.0
+    fit_timeout: float = 21600.0
     model_load_timeout: float = 60.0
     max_body_bytes: int = 104_857_600
     keep_versions: int = 5
@@ -95,6 +97,8 @@ class Settings:
             label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY"),
             predict_concurrency=_int(env, "LSML_PREDICT_CONCURRENCY", 4, minimum=1),
             predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
+            predict_timeout=_float(env, "LSML_PREDICT_TIMEOUT", 100.0, minimum=0.001),
+            fit_timeout=_float(env, "LSML_FIT_TIMEOUT", 21600.0, minimum=1.0),
             model_load_timeout=_float(env, "LSML_MODEL_LOAD_TIMEOUT", 60.0),
             max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 104_857_600, minimum=1),
             keep_versions=_int(env, "LSML_KEEP_VERSIONS", 5, minimum=1),

@@ -22,7 +22,12 @@ from lsml.labelstudio.auth import (
     PersonalAccessTokenAuth,
     token_kind,
 )
-from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, response_error_text
+from lsml.labelstudio.errors import (
+    LabelStudioError,
+    LabelStudioUnexpectedResponse,
+    LabelStudioUnreachable,
+    response_error_text,
+)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -148,13 +153,26 @@ class Transport:
         return response
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
-        return _json_or_none(self.request("GET", path, **kwargs))
+        return self._json_or_none(self.request("GET", path, **kwargs))
 
     def post_json(self, path: str, body: Any = None, **kwargs: Any) -> Any:
-        return _json_or_none(self.request("POST", path, json=body, **kwargs))
+        return self._json_or_none(self.request("POST", path, json=body, **kwargs))
 
     def patch_json(self, path: str, body: Any, **kwargs: Any) -> Any:
-        return _json_or_none(self.request("PATCH", path, json=body, **kwargs))
+        return self._json_or_none(self.request("PATCH", path, json=body, **kwargs))
+
+    def _json_or_none(self, response: requests.Response) -> Any:
+        """The body's JSON, None for an empty answer; LabelStudioUnexpectedResponse for anything else."""
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            content_type = response.headers.get("Content-Type") or "no Content-Type"
+            url = self._scrub(response.url.split("?", 1)[0])
+            raise LabelStudioUnexpectedResponse(response.status_code, url,
+                                                f"{content_type} ({len(response.content)} bytes)",
+                                                method=response.request.method or "GET") from None
 
     def delete(self, path: str, **kwargs: Any) -> None:
         self.request("DELETE", path, **kwargs)
@@ -183,14 +201,6 @@ class Transport:
     def __repr__(self) -> str:  # never the token
         return f"{type(self).__name__}({self.url!r}, token_kind={self.token_kind!r})"
 
-
-def _json_or_none(response: requests.Response) -> Any:
-    if response.status_code == 204 or not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 __all__ = ["Transport", "LEGACY", "PERSONAL_ACCESS_TOKEN"]

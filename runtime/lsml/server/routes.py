@@ -17,6 +17,7 @@ from lsml.model import LabelStudioMLBase, project_key
 from lsml.response import serialize_predictions
 from lsml.server import metrics
 from lsml.server.errors import ApiError
+from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
 
 logger = logging.getLogger("lsml.server")
@@ -156,20 +157,27 @@ def predict() -> Response:
     if not tasks:
         return _json_response({"results": [], "model_version": model.model_version})
     kwargs = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS} if params else {}
-    if not rt.predict_slots.acquire(timeout=rt.settings.predict_wait_timeout):
-        raise ApiError(503, "busy", f"{rt.settings.predict_concurrency} predictions already running "
-                                    f"(LSML_PREDICT_CONCURRENCY); try again", {"Retry-After": "1"})
-    t0 = time.perf_counter()
+    t0: float | None = time.perf_counter()
     try:
-        output = model.predict(tasks, context=params.get("context"), **kwargs)
+        output = rt.predict_gate.run(model.predict, tasks, context=params.get("context"), **kwargs)
+    except PredictBusy as exc:
+        t0 = None  # never reached the model
+        raise ApiError(503, "busy", str(exc), {"Retry-After": "1"}) from None
+    except PredictStuck as exc:
+        t0 = None
+        raise ApiError(503, "predict_stuck", str(exc), {"Retry-After": "30"}) from None
+    except PredictTimeout as exc:
+        logger.error("project %s: %s.predict timed out: %s", project, type(model).__name__, exc)
+        raise ApiError(504, "predict_timeout", str(exc)) from None
     except Exception as exc:
         logger.error("project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__,
                      exc_info=True)
         raise ApiError(500, "model_error",
                        f"the model's predict raised {type(exc).__name__}; see the server log") from None
     finally:
-        rt.predict_slots.release()
-        metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        if t0 is not None:
+            metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        metrics.PREDICT_STUCK.set(rt.predict_gate.stuck)
     metrics.PREDICT_TASKS.inc(len(tasks))
     version = model.model_version
     try:
@@ -283,6 +291,10 @@ def versions() -> Response:
 # ---- probes, metrics, docs ------------------------------------------------------
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
+    gate = _rt().predict_gate
+    metrics.PREDICT_STUCK.set(gate.stuck)
+    if not gate.healthy:  # every predict thread this process may hold is stuck: ask the liveness probe for a restart
+        return _json_response({"status": "stuck", "stuck_predictions": gate.stuck}, 503)
     return _json_response({"status": "alive"})
 
 
