@@ -56,7 +56,7 @@ def predict_body(text_config, hang=False):
 
 
 def test_a_hung_predict_answers_504_and_frees_its_slot(serve, hanging, text_config):
-    _, client = serve(hanging, predict_concurrency=2, predict_timeout=0.3, predict_wait_timeout=0.2)
+    _, client = serve(hanging, predict_concurrency=2, predict_timeout=1.0, predict_wait_timeout=0.2)
     started = time.monotonic()
     [hung] = post_all(client, [predict_body(text_config, hang=True)])
     assert hung.status_code == 504 and hung.get_json()["error"] == "predict_timeout"
@@ -68,7 +68,7 @@ def test_a_hung_predict_answers_504_and_frees_its_slot(serve, hanging, text_conf
 
 
 def test_stuck_predictions_are_bounded_and_the_server_recovers(serve, hanging, text_config):
-    app, client = serve(hanging, predict_concurrency=2, predict_timeout=0.3, predict_wait_timeout=0.2)
+    app, client = serve(hanging, predict_concurrency=2, predict_timeout=1.0, predict_wait_timeout=0.2)
     answers = post_all(client, [predict_body(text_config, hang=True)] * 2)
     assert [a.status_code for a in answers] == [504, 504]
     # as many stuck threads as slots: refuse at once, and tell the liveness probe
