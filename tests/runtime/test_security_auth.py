@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,14 @@ HALF_CONFIGURED = [
     ({"BASIC_AUTH_PASS": "s3cret"}, "BASIC_AUTH_USER"),
     ({"BASIC_AUTH_USER": " ", "BASIC_AUTH_PASS": "s3cret"}, "BASIC_AUTH_USER"),
 ]
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Path:
+    """A copy of the example: `start` writes logs/ and data/ into the backend dir."""
+    target = tmp_path / "backend"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
+    return target
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict:
@@ -47,15 +56,15 @@ def test_settings_built_in_code_refuse_a_blank_password_too(tmp_path):
 
 
 @pytest.mark.parametrize("env,missing", HALF_CONFIGURED[:2] + HALF_CONFIGURED[3:4])
-def test_start_refuses_half_configured_basic_auth(tmp_path, env, missing):
-    done = subprocess.run([CLI, "start", str(EXAMPLE), "--port", str(free_port()), "--embedded"],
+def test_start_refuses_half_configured_basic_auth(tmp_path, backend, env, missing):
+    done = subprocess.run([CLI, "start", str(backend), "--port", str(free_port()), "--embedded"],
                           env=clean_env(tmp_path, **env), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert missing in done.stderr and "serving" not in done.stderr
 
 
-def test_gunicorn_app_import_refuses_half_configured_basic_auth(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "--chdir", str(EXAMPLE), "--bind",
+def test_gunicorn_app_import_refuses_half_configured_basic_auth(tmp_path, backend):
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--chdir", str(backend), "--bind",
                            f"127.0.0.1:{free_port()}", "--workers", "1", "_wsgi:app"],
                           env=clean_env(tmp_path, BASIC_AUTH_USER="ls"), capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
@@ -82,3 +91,11 @@ def test_start_warns_when_auth_is_off_on_a_non_loopback_bind(tmp_path, host, war
     if warns:
         assert f"{host}:9999" in warning and "BASIC_AUTH_USER" in warning
     assert exposure_warning(options, open_settings.replace(basic_auth_user="ls", basic_auth_pass="p")) is None
+
+
+def test_start_prints_the_warning_before_serving_a_non_loopback_address(tmp_path, backend):
+    # 192.0.2.1 (TEST-NET-1) is on no interface: gunicorn cannot bind it, so nothing is ever exposed
+    done = subprocess.run([CLI, "start", str(backend), "--host", "192.0.2.1", "--port", str(free_port()),
+                           "--embedded"], env=clean_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert "WARNING: serving on 192.0.2.1" in done.stderr and "without authentication" in done.stderr
+    assert done.returncode != 0  # and it did not serve
