@@ -117,7 +117,9 @@ class Settings:
             if key in changes and changes[key] is not None:
                 changes[key] = Path(changes[key])
         if "local_files_roots" in changes:
-            changes["local_files_roots"] = tuple(Path(p).resolve() for p in changes["local_files_roots"] or ())
+            roots = changes["local_files_roots"] or ()
+            roots = [roots] if isinstance(roots, (str, os.PathLike)) else roots
+            changes["local_files_roots"] = tuple(Path(p).resolve() for p in roots)
         return dataclasses.replace(self, **changes)
 
     @property
