@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
+from lsml import credentials, local_files
+from lsml.credentials import Credential
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
 from lsml.settings import Settings
@@ -253,32 +255,36 @@ class LabelStudioMLBase:
         return self.model_version
 
     # ---- Label Studio access --------------------------------------------
+    def label_studio_credential(self) -> Credential:
+        """This project's Label Studio URL and the token that may go to it (lsml.credentials says which)."""
+        return credentials.resolve(self.settings, self._state.get(self.project_id, credentials.STATE_KEY))
+
     def get_label_studio_url(self) -> Optional[str]:
-        """Label Studio's URL: what /setup sent for this project, else LABEL_STUDIO_URL."""
-        return self._state.get(self.project_id, "hostname") or self.settings.label_studio_url
+        """LABEL_STUDIO_URL when set, else the hostname /setup sent for this project."""
+        return self.label_studio_credential().url
 
     def get_label_studio_access_token(self) -> Optional[str]:
-        """LABEL_STUDIO_API_KEY when set, else the token /setup sent for this project. Never log it.
+        """The token for `get_label_studio_url()`'s origin only. Never log it.
 
-        The operator's explicit key wins: Label Studio 1.23's /setup always sends the
-        project creator's *legacy* token, which is refused (401) in organisations
-        where legacy tokens are off (the 1.23 default), while a configured personal
-        access token works everywhere.
+        LABEL_STUDIO_API_KEY wins when LABEL_STUDIO_URL is configured: Label Studio 1.23's
+        /setup always sends the project creator's *legacy* token, which is refused (401)
+        in organisations where legacy tokens are off (the 1.23 default), while a
+        configured personal access token works everywhere.
         """
-        return self.settings.label_studio_api_key or self._state.get(self.project_id, "access_token")
+        return self.label_studio_credential().token
 
     def label_studio_client(self) -> "LabelStudioClient":
         """A `lsml.labelstudio.LabelStudioClient` for this project's Label Studio (cached)."""
         if self._label_studio_client is None:
-            url = self.get_label_studio_url()
-            if not url:
+            credential = self.label_studio_credential()
+            if not credential.url:
                 raise RuntimeError(
                     "Label Studio's URL is unknown: connect the backend from Label Studio (its /setup call "
                     "sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"
                 )
             from lsml.labelstudio import LabelStudioClient
 
-            self._label_studio_client = LabelStudioClient(url, self.get_label_studio_access_token())
+            self._label_studio_client = LabelStudioClient(credential.url, credential.token)
         return self._label_studio_client
 
     def fetch_annotated_tasks(self, project: Any = None, include_cancelled: bool = False) -> Iterator[dict]:
@@ -295,24 +301,46 @@ class LabelStudioMLBase:
 
     def get_local_path(self, url: str, project_dir: Optional[str] = None, ls_host: Optional[str] = None,
                        ls_access_token: Optional[str] = None, task_id: Any = None, *args: Any, **kwargs: Any) -> str:
-        """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed."""
+        """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed.
+
+        A local path or `file://` URL is read only under LSML_LOCAL_FILES_ROOTS
+        (`lsml.local_files.LocalFileRefused` otherwise): task data is untrusted.
+
+        Label Studio's token goes only to Label Studio's origin: an absolute URL on another
+        host is fetched without it (lsml.labelstudio.media), and so is a redirect elsewhere.
+        """
         if not isinstance(url, str):
             raise TypeError("url must be a string")
         if url.startswith("file://"):
-            return url[len("file://"):]
-        if os.path.exists(url):
-            return url
-        host = (ls_host or self.get_label_studio_url() or "").rstrip("/")
-        full = url if url.startswith(("http://", "https://")) else (host + "/" + url.lstrip("/") if host else url)
+            return str(local_files.confined(local_files.file_url_path(url), self.settings.local_files_roots))
+        if not url.startswith(("http://", "https://", "/data/")) and os.path.exists(url):
+            return str(local_files.confined(url, self.settings.local_files_roots))
+        credential = self._media_credential(ls_host, ls_access_token)
+        host = (credential.url or "").rstrip("/")
+        absolute = url.startswith(("http://", "https://"))
+        if not absolute and not host:
+            raise RuntimeError(
+                f"cannot fetch {url!r}: Label Studio's URL is unknown: connect the backend from Label Studio "
+                "(its /setup call sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        full = url if absolute else host + "/" + url.lstrip("/")
         cache_dir = Path(project_dir) if project_dir else Path(self.settings.model_dir) / ".lsml" / "media"
-        if ls_access_token is not None or ls_host is not None:
+        if ls_host is None and ls_access_token is None and host:
+            client = self.label_studio_client()
+        else:
             from lsml.labelstudio import LabelStudioClient
 
-            client = LabelStudioClient(host or full, ls_access_token or self.get_label_studio_access_token())
-        else:
-            client = self.label_studio_client()
+            client = LabelStudioClient(host or full, credential.token if host else None)
         return str(client.download(full, cache_dir, max_bytes=self.settings.media_max_bytes,
                                    timeout=self.settings.media_timeout))
+
+    def _media_credential(self, ls_host: Optional[str], ls_access_token: Optional[str]) -> Credential:
+        """The project's credential, or the one a caller passed: a host without a token gets no foreign token."""
+        own = self.label_studio_credential()
+        if ls_host:
+            return Credential(ls_host, ls_access_token if ls_access_token is not None else own.token_for(ls_host))
+        if ls_access_token is not None:
+            return Credential(own.url, ls_access_token)
+        return own
 
     def preload_task_data(self, task: dict, value: Any = None, read_file: bool = True) -> Any:
         """Replace media URLs in `value` (default: task["data"]) by local files (or their text)."""

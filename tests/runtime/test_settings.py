@@ -37,7 +37,8 @@ def test_bad_numbers_name_the_variable(tmp_path):
 
 
 def test_settings_pickle_and_hide_secrets_in_repr(tmp_path):
-    s = Settings.from_env(env={"BASIC_AUTH_PASS": "hunter2", "LABEL_STUDIO_API_KEY": "tok"}, backend_dir=tmp_path)
+    s = Settings.from_env(env={"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "hunter2", "LABEL_STUDIO_API_KEY": "tok"},
+                          backend_dir=tmp_path)
     assert pickle.loads(pickle.dumps(s)) == s
     assert "hunter2" not in repr(s) and "tok" not in repr(s)
     assert s.replace(model_dir=str(tmp_path)).model_dir == Path(tmp_path)

@@ -25,6 +25,8 @@ ERRORS = Counter("lsml_http_errors_total", "Error responses by error code", ["er
 PREDICT_LATENCY = Histogram("lsml_predict_duration_seconds", "Time spent in the model's predict()",
                             buckets=_BUCKETS)
 PREDICT_TASKS = Counter("lsml_predicted_tasks_total", "Tasks sent to predict()")
+PREDICT_STUCK = Gauge("lsml_predict_stuck_threads", "predict() calls past LSML_PREDICT_TIMEOUT that have not returned",
+                      multiprocess_mode="livesum")
 MODEL_LOAD = Histogram("lsml_model_load_seconds", "Time to build a model instance (setup included)",
                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 MODEL_VERSION = Gauge("lsml_model_version_info", "Model version loaded per project (1 = loaded here)",

@@ -66,7 +66,9 @@ SPEC: dict = {
             {"200": _json(_ref("PredictResponse"), "Predictions"),
              "404": _json(_ref("Error"), "Unknown project and no label_config"),
              "500": _json(_ref("Error"), "The model raised (details in the server log)"),
-             "503": _json(_ref("Error"), "Model still loading, or too many predictions running")},
+             "503": _json(_ref("Error"), "Model still loading, too many predictions running, or too many "
+                                         "predictions stuck past LSML_PREDICT_TIMEOUT (predict_stuck)"),
+             "504": _json(_ref("Error"), "The model's predict ran past LSML_PREDICT_TIMEOUT (predict_timeout)")},
             body=_body(_ref("PredictRequest")), op_id="predict")},
         "/webhook": {"post": _op(
             "Label Studio events: training events are queued, others ignored",
@@ -97,7 +99,9 @@ SPEC: dict = {
                         body=_body({"type": "object", "properties": {"project": {}}}, required=False),
                         op_id="versions_post", parameters=[_PROJECT_PARAM]),
         },
-        "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive")}, auth=False,
+        "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive"),
+                                                   "503": _json({"type": "object"}, "Predictions stuck: restart me")},
+                                auth=False,
                                 errors=False, op_id="healthz")},
         "/readyz": {"get": _op("Readiness probe: the model class is imported",
                                {"200": _json({"type": "object"}, "Ready"),

@@ -10,12 +10,14 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from lsml import credentials
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase, project_key
 from lsml.response import serialize_predictions
 from lsml.server import metrics
 from lsml.server.errors import ApiError
+from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
 
 logger = logging.getLogger("lsml.server")
@@ -69,6 +71,13 @@ def _label_config(value: Any, field: str) -> str | None:
     return value
 
 
+def _optional_string(body: dict, key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"'{key}' must be a string")
+    return value or None
+
+
 def _load_error(exc: Exception) -> ApiError:
     if isinstance(exc, UnknownProject):
         return ApiError(404, "unknown_project", str(exc))
@@ -110,12 +119,12 @@ def setup() -> Response:
     body = _json_body()
     project = _project(body.get("project"))
     schema = _label_config(body.get("schema"), "schema")
-    for key in ("hostname", "access_token"):
-        value = body.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ApiError(400, "invalid_field", f"'{key}' must be a string")
-        if value:
-            rt.registry.remember(project, key, value)
+    hostname, token = (_optional_string(body, key) for key in ("hostname", "access_token"))
+    if hostname and credentials.origin(hostname) is None:
+        raise ApiError(400, "invalid_field", "'hostname' must be an http:// or https:// URL")
+    if (hostname or token) and not credentials.rejects_setup_hostname(rt.settings, hostname):
+        # one value, so a later /setup naming another host never inherits this token
+        rt.registry.remember(project, credentials.STATE_KEY, credentials.setup_value(hostname, token))
     if body.get("extra_params") is not None:
         rt.registry.remember(project, "extra_params", body["extra_params"])
     try:
@@ -148,20 +157,27 @@ def predict() -> Response:
     if not tasks:
         return _json_response({"results": [], "model_version": model.model_version})
     kwargs = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS} if params else {}
-    if not rt.predict_slots.acquire(timeout=rt.settings.predict_wait_timeout):
-        raise ApiError(503, "busy", f"{rt.settings.predict_concurrency} predictions already running "
-                                    f"(LSML_PREDICT_CONCURRENCY); try again", {"Retry-After": "1"})
-    t0 = time.perf_counter()
+    t0: float | None = time.perf_counter()
     try:
-        output = model.predict(tasks, context=params.get("context"), **kwargs)
+        output = rt.predict_gate.run(model.predict, tasks, context=params.get("context"), **kwargs)
+    except PredictBusy as exc:
+        t0 = None  # never reached the model
+        raise ApiError(503, "busy", str(exc), {"Retry-After": "1"}) from None
+    except PredictStuck as exc:
+        t0 = None
+        raise ApiError(503, "predict_stuck", str(exc), {"Retry-After": "30"}) from None
+    except PredictTimeout as exc:
+        logger.error("project %s: %s.predict timed out: %s", project, type(model).__name__, exc)
+        raise ApiError(504, "predict_timeout", str(exc)) from None
     except Exception as exc:
         logger.error("project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__,
                      exc_info=True)
         raise ApiError(500, "model_error",
                        f"the model's predict raised {type(exc).__name__}; see the server log") from None
     finally:
-        rt.predict_slots.release()
-        metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        if t0 is not None:
+            metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        metrics.PREDICT_STUCK.set(rt.predict_gate.stuck)
     metrics.PREDICT_TASKS.inc(len(tasks))
     version = model.model_version
     try:
@@ -275,6 +291,10 @@ def versions() -> Response:
 # ---- probes, metrics, docs ------------------------------------------------------
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
+    gate = _rt().predict_gate
+    metrics.PREDICT_STUCK.set(gate.stuck)
+    if not gate.healthy:  # every predict thread this process may hold is stuck: ask the liveness probe for a restart
+        return _json_response({"status": "stuck", "stuck_predictions": gate.stuck}, 503)
     return _json_response({"status": "alive"})
 
 

@@ -17,6 +17,7 @@ from lsml.model import BuildContext, ModelRef, build_model, load_model_class, mo
 from lsml.settings import Settings
 from lsml.state import make_state
 from lsml.store import make_store
+from lsml.training import deadline
 from lsml.training.queue import TrainingRequest
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,11 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)
                 return {"model_version": current.name if current else model.model_version, "published": False,
                         "project": project, "event": request.event, "result": None}
-            version = store.publish(project, output_dir, metadata={
-                "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
-                "result": _jsonable(result),
-            })
+            with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
+                version = store.publish(project, output_dir, metadata={
+                    "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
+                    "result": _jsonable(result),
+                })
         store.prune(project, settings.keep_versions)
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
     return {"model_version": version.name, "published": True, "project": project, "event": request.event,

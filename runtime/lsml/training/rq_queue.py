@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import Any
 
 import redis
@@ -49,8 +50,6 @@ JOB_FUNCTION = "lsml.training.worker.perform_training"
 #: Seconds RQ keeps a finished job (so /job_status can report it), and a failed one.
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
-#: Seconds a training may run before RQ kills it (a fit is not a web request).
-JOB_TIMEOUT = 6 * 3600
 #: Socket timeouts of the web server's Redis client: a request thread never
 #: waits longer than this for a Redis that is gone.
 SOCKET_TIMEOUT = 1.0
@@ -109,6 +108,8 @@ class RQQueue:
         self.connection = connection or connect(str(settings.redis_url))
         self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
         self.coalescer = Coalescer(self.connection, self.queue)
+        # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
+        self.job_timeout = int(math.ceil(settings.fit_timeout))
 
     # --- TrainingQueue -------------------------------------------------
     def submit(self, request: Any) -> str:
@@ -122,7 +123,7 @@ class RQQueue:
                 args=(project, data),
                 job_id=job_id,
                 depends_on=depends_on,
-                timeout=JOB_TIMEOUT,
+                timeout=self.job_timeout,
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"lsml training of project {project} ({self.model_ref})",
