@@ -25,7 +25,7 @@ _ERRORS = {
 }
 _UNAUTHORIZED = {"401": _json(_ref("Error"), "Basic auth required (when BASIC_AUTH_USER is set)")}
 _TRAINING_DOWN = {"503": _json(_ref("Error"), "Redis (the training queue) unreachable: try again after Retry-After")}
-_AUTH = [{"basicAuth": []}, {}]
+_AUTH = [{"basicAuth": []}, {}]  # optional: the server decides (BASIC_AUTH_USER); see `document`
 
 
 def _body(schema: dict, required: bool = True) -> dict:
@@ -184,3 +184,25 @@ SPEC: dict = {
         },
     },
 }
+
+
+def document(basic_auth: bool) -> dict:
+    """SPEC as this server runs: with Basic auth on, the Label Studio-facing operations *require* it
+    (`security: [{"basicAuth": []}]`), so a client or fuzzer knows a request without it gets 401."""
+    if not basic_auth:
+        return SPEC
+    return _AUTH_REQUIRED
+
+
+def _require_auth(spec: dict) -> dict:
+    import copy
+
+    spec = copy.deepcopy(spec)
+    for item in spec["paths"].values():
+        for op in item.values():
+            if op.get("security") == _AUTH:
+                op["security"] = [{"basicAuth": []}]
+    return spec
+
+
+_AUTH_REQUIRED = _require_auth(SPEC)

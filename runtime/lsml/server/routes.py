@@ -347,6 +347,6 @@ def metrics_view() -> Response:
 
 @bp.route("/openapi.json", methods=["GET"], endpoint="openapi")
 def openapi_view() -> Response:
-    from lsml.server.openapi import SPEC
+    from lsml.server.openapi import document
 
-    return jsonify(SPEC)
+    return jsonify(document(_rt().settings.basic_auth_enabled))
