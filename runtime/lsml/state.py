@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 import redis
 
 from lsml.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 _MISSING = object()
 
@@ -128,6 +131,8 @@ def _private_file(path: Path) -> None:
     try:
         if os.fstat(fd).st_mode & 0o077:
             os.fchmod(fd, 0o600)
+    except PermissionError:  # another user's file (a shared volume): say so, serve anyway
+        logger.warning("%s is readable by others and owned by another user: make it 0600", path)
     finally:
         os.close(fd)
 
