@@ -41,35 +41,52 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "default"
-_PROJECT_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What a project may be called: a key, or Label Studio's "<id>.<created_at>" (created_at: a unix
+# time, possibly with a fraction). One home for the rule: `project_key` enforces it and
+# lsml.server.openapi publishes the same bounds, so the spec and the server agree.
+PROJECT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}(\.[0-9.]{0,32})?$"
+# Label Studio's ids are database integers: a numeric id must fit a signed 64-bit integer
+# (`1e300` parses as an integral float, and 301 digits make no directory name).
+MAX_PROJECT_ID = 2**63 - 1
+_PROJECT_NAME = re.compile(PROJECT_NAME_PATTERN)
 
 
-def project_key(value: Any) -> str:
+def project_key(value: Any, field: str = "project") -> str:
     """The key lsml files a project under.
 
     Label Studio names a project ``"<id>.<created_at>"`` in /setup and
     /predict, ``{"id": <id>, ...}`` in webhooks, and a bare id elsewhere; all
-    give ``"<id>"``. No project gives ``"default"``. Raises ValueError for
-    anything that is not a plain id (it becomes a directory name).
+    give ``"<id>"``. No project gives ``"default"``. Anything else raises
+    ValueError naming `field`, before the value reaches a path, a state row or
+    a background build: the key becomes a directory name.
     """
     if value is None or value == "":
         return DEFAULT_PROJECT
     if isinstance(value, dict):
         if "id" not in value:
-            raise ValueError("project object has no 'id'")
-        value = value["id"]
+            raise ValueError(f"'{field}' object has no 'id'")
+        return _id_key(value["id"], f"{field}.id")
+    return _id_key(value, field)
+
+
+def _id_key(value: Any, field: str) -> str:
     if isinstance(value, bool):
-        raise ValueError(f"invalid project {value!r}")
-    if isinstance(value, int):
-        return str(value)
+        raise ValueError(f"'{field}' must be a project id, got {value!r}")
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+        if not 0 <= value <= MAX_PROJECT_ID:  # compared as a float: int(1e300) is not even built
+            raise ValueError(f"'{field}' must be an id between 0 and {MAX_PROJECT_ID}, got {value!r}")
+        value = int(value)
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_PROJECT_ID:
+            raise ValueError(f"'{field}' must be an id between 0 and {MAX_PROJECT_ID}, "
+                             f"got a number of {value.bit_length()} bits")
+        return str(value)
     if not isinstance(value, str):
-        raise ValueError(f"project must be a string, a number or an object with 'id', got {type(value).__name__}")
-    key = value.split(".", 1)[0].strip()
-    if not _PROJECT_KEY.match(key):
-        raise ValueError(f"invalid project {value!r}: expected '<id>' or '<id>.<created_at>'")
-    return key
+        raise ValueError(f"'{field}' must be a string, an integer or an object with 'id', got {type(value).__name__}")
+    if not _PROJECT_NAME.fullmatch(value):
+        raise ValueError(f"invalid '{field}' {value[:80]!r}: expected '<id>' or '<id>.<created_at>' "
+                         "(at most 64 letters, digits, '_' or '-' before the dot)")
+    return value.split(".", 1)[0]
 
 
 @dataclass
