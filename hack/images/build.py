@@ -105,7 +105,7 @@ class Docker:
 
     def build(self, tag: str, context: Path, dockerfile: Path, network: str = "none",
               target: str | None = None, **build_args: str) -> None:
-        argv = ["build", "--network", network, "--file", str(dockerfile), "--tag", tag]
+        argv = ["build", "--force-rm", "--network", network, "--file", str(dockerfile), "--tag", tag]
         if target:
             argv += ["--target", target]
         for key, value in build_args.items():
@@ -163,8 +163,9 @@ class Plan:
                 self.text_classifier: ["lsml/text-classifier:latest"]}
 
     def all_refs(self) -> list[str]:
-        refs = [self.build_base, *self.products().values()]
-        return list(dict.fromkeys(refs))
+        """The content-addressed refs: when all exist, nothing needs building."""
+        return [self.base, self.build_base, self.runtime, self.operator, self.runtime_build,
+                self.text_classifier, self.redis, self.pause]
 
 
 def make_base(docker: Docker, ref: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -126,3 +127,22 @@ def test_images_import_into_a_containerd(images, tmp_path):
         containerd.wait(timeout=30)
         shutil.rmtree(tmp_path / "root", ignore_errors=True)  # the unpacked layers: about 2 GB
         shutil.rmtree(f"/run/lsml-test-{tmp_path.name[-12:]}", ignore_errors=True)
+
+
+def test_final_images_carry_no_wheelhouse_pip_settings_or_host_ca(images):
+    """The wheelhouse and its pip settings live only in the build images; the host's CA bundle, mounted
+    for pip while the wheelhouse is made, is in no image at all."""
+    host_ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    for name in ("runtime", "operator", "text_classifier", "redis", "base", "runtime_build"):
+        env = images.docker("image", "inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}",
+                            images.refs[name]).stdout
+        listing = images.docker("run", "--rm", "--entrypoint", "sh", images.refs[name], "-c",
+                                "ls -d /wheels /host-ca.crt 2>/dev/null; cat /etc/ssl/certs/ca-certificates.crt "
+                                "2>/dev/null | sha256sum").stdout
+        if name == "runtime_build":  # the build image: the one that must have them (a check that bites)
+            assert "/wheels" in listing and "PIP_NO_INDEX=1" in env
+            continue
+        assert "/wheels" not in listing and "/host-ca.crt" not in listing, f"{name}: {listing}"
+        assert "PIP_NO_INDEX" not in env and "PIP_FIND_LINKS" not in env, f"{name}: {env}"
+        if host_ca.is_file():
+            assert hashlib.sha256(host_ca.read_bytes()).hexdigest() not in listing, f"{name} has the host's CA bundle"
