@@ -111,10 +111,12 @@ class Docker:
         for key, value in build_args.items():
             argv += ["--build-arg", f"{key}={value}"]
         log(f"building {tag}")
+        started = time.monotonic()
         result = subprocess.run([engine.docker_cli(), *argv, str(context)], env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise SystemExit(f"docker build of {tag} failed:\n" + "\n".join(result.stdout.splitlines()[-40:]))
+        log(f"built {tag} in {time.monotonic() - started:.0f} s")
 
 
 @dataclass
@@ -176,6 +178,7 @@ def make_base(docker: Docker, ref: str) -> None:
     shutil.rmtree(rootfs, ignore_errors=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     log(f"debootstrap {BASE_RECIPE['suite']} into {rootfs}")
+    started = time.monotonic()
     subprocess.run(["debootstrap", f"--variant={BASE_RECIPE['variant']}",
                     "--include=" + ",".join(BASE_RECIPE["include"]),
                     BASE_RECIPE["suite"], str(rootfs), BASE_RECIPE["mirror"]],
@@ -190,6 +193,7 @@ def make_base(docker: Docker, ref: str) -> None:
     if tar.wait() != 0:
         raise SystemExit("tar of the debootstrap rootfs failed")
     shutil.rmtree(rootfs)
+    log(f"made {ref} in {time.monotonic() - started:.0f} s")
 
 
 def wheelhouse(docker: Docker, key: str, base: str) -> Path:
@@ -218,7 +222,9 @@ def wheelhouse(docker: Docker, key: str, base: str) -> Path:
     script = ("python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /wheels "
               + " ".join(shlex.quote(r) for r in requirements()))
     log(f"pip wheel into {target}")
+    started = time.monotonic()
     docker.run(*argv, base, "sh", "-c", script)
+    log(f"made the wheelhouse in {time.monotonic() - started:.0f} s")
     tmp.rename(target)
     return target
 

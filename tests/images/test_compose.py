@@ -23,6 +23,9 @@ import yaml
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
 from tests.images.conftest import REPO, wait_http
 
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]  # a cold session build: several minutes
+
+
 EXAMPLE = REPO / "examples" / "text_classifier"
 URL = "http://127.0.0.1:9090"
 PROJECT = {"id": 1, "title": "compose", "label_config": SENTIMENT_CONFIG}

@@ -9,11 +9,15 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
 from tests.images.conftest import REPO, run_build, wait_http
 from tests.runtime.rq_procs import write_backend
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]  # a cold session build: several minutes
+
 
 TASKS = [{"id": 1, "data": {"text": "what a lovely day"}}, {"id": 2, "data": {"text": "awful, just awful"}}]
 
