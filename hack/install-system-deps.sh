@@ -2,6 +2,8 @@
 # Debian packages the tests run for real, installed only when missing:
 # - redis-server (tests start their own on free ports),
 # - openssl (the local Kubernetes control plane generates its certificates with it),
+# - the images (hack/images/build, tests/images): docker.io (dockerd + CLI), containerd (ctr),
+#   debootstrap, docker-compose,
 # - the real node's runtime and network: containerd, runc, the CNI plugins, iptables, iproute2,
 #   util-linux's unshare/mount (hack/control-plane/realnode.py).
 set -euo pipefail
@@ -11,7 +13,11 @@ need() { # need COMMAND-OR-PATH PACKAGE
 }
 need redis-server redis-server
 need openssl openssl
+need /usr/sbin/dockerd docker.io
+need ctr containerd
 need containerd containerd
+need /usr/sbin/debootstrap debootstrap
+need docker-compose docker-compose
 need runc runc
 need /usr/lib/cni/bridge containernetworking-plugins
 need iptables iptables
