@@ -101,14 +101,17 @@ def test_pods_run_on_the_real_node_and_a_service_answers_from_the_host(real_node
         assert status.image_id  # a real container runtime reports the image it ran
 
     # From the host, the ClusterIP goes through kube-proxy's rules to a pod: the file it serves is
-    # the container's own /etc/hostname, i.e. the pod's name.
+    # the container's own /etc/hostname, i.e. the pod's name. kube-proxy programs the endpoints a
+    # moment after the pods turn ready (it rejects the ClusterIP until then), as on any cluster.
     service = core.read_namespaced_service("web", ns)
-    names = set()
-    for _ in range(20):
+
+    def hostname() -> str:
         with urllib.request.urlopen(f"http://{service.spec.cluster_ip}/hostname", timeout=5) as response:
-            names.add(response.read().decode().strip())
+            return response.read().decode().strip()
+
+    names = {wait_for(hostname, 60, message="the Service's ClusterIP to answer from the host")}
+    names |= {hostname() for _ in range(20)}
     assert names <= {pod.metadata.name for pod in pods}
-    assert names
 
 
 def test_pods_resolve_services_and_reach_the_apiserver(real_node_cluster, ns):
@@ -116,9 +119,14 @@ def test_pods_resolve_services_and_reach_the_apiserver(real_node_cluster, ns):
     apply(real_node_cluster, ns, *web_server(image))
     real_node_cluster.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=120s")
     script = f"""
-import socket, ssl, urllib.request
+import socket, ssl, time, urllib.request
 sa = '/var/run/secrets/kubernetes.io/serviceaccount'
-print('web', urllib.request.urlopen('http://web.{ns}.svc.cluster.local/hostname', timeout=5).status)
+for attempt in range(60):  # until kube-proxy has programmed the new Service's endpoints
+    try:
+        print('web', urllib.request.urlopen('http://web.{ns}.svc.cluster.local/hostname', timeout=5).status)
+        break
+    except OSError:
+        time.sleep(1)
 print('short', urllib.request.urlopen('http://web/hostname', timeout=5).status)
 ctx = ssl.create_default_context(cafile=sa + '/ca.crt')
 req = urllib.request.Request('https://kubernetes.default.svc/api/v1/namespaces/{ns}/pods',
