@@ -81,6 +81,29 @@ def test_operator_image_runs_as_uid_10001_under_a_read_only_root(images):
     assert images.docker("image", "inspect", "-f", "{{.Config.User}}", ref).stdout.strip() == "10001"
 
 
+def test_redis_image_serves_other_containers_with_aof_as_uid_999(images, containers):
+    """As the compose file runs it (entrypoint kept) and as the operator does (command replaced,
+    read-only root, uid 999 like the official image, AOF under /data)."""
+    compose_style = containers.run(images.refs["redis"], "redis-server", "--appendonly", "yes",
+                                   options=("--volume", "/data"))  # a fresh volume takes the image's /data owner
+    operator_style = containers.run(images.refs["redis"], "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no",
+                                    options=("--entrypoint", "redis-server", "--user", "999:999",
+                                             "--tmpfs", "/data:uid=999,gid=999"))
+    for name in (compose_style, operator_style):
+        def cli(*args: str) -> str:
+            return images.docker("run", "--rm", "--network", containers.network, "--entrypoint", "redis-cli",
+                                 images.refs["redis"], "-h", name, *args, check=False).stdout.strip()
+
+        deadline = time.monotonic() + 30
+        while cli("ping") != "PONG":
+            assert time.monotonic() < deadline, containers.logs(name)
+            time.sleep(0.3)
+        assert cli("set", "k", "v") == "OK" and cli("get", "k") == "v", "a client from another container"
+        assert cli("config", "get", "appendonly").split() == ["appendonly", "yes"]
+        uid = images.docker("exec", name, "sh", "-c", "id -u; ls /data").stdout.split()
+        assert uid[0] == "999" and any(f.startswith("appendonly") for f in uid[1:]), uid
+
+
 def test_pause_and_helper_images(images, containers):
     # the sandbox image sleeps until told to stop, and stops at once on SIGTERM
     name = containers.run(images.refs["pause"])
