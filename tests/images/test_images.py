@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 import tomllib
+import uuid
 from pathlib import Path
 
 import pytest
@@ -127,9 +128,10 @@ def test_the_warm_rebuild_is_a_no_op_with_the_same_references(images):
 
 def test_images_import_into_a_containerd(images, tmp_path):
     """--import-to loads every image into a containerd's k8s.io namespace (what the real node runs)."""
-    sock = Path("/run") / f"lsml-test-containerd-{tmp_path.name[-12:]}.sock"
+    run_dir = Path("/run") / f"lsml-test-containerd-{uuid.uuid4().hex[:8]}"  # socket paths: short, not in /tmp
+    sock = run_dir / "containerd.sock"
     config = tmp_path / "config.toml"
-    config.write_text(f'version = 2\nroot = "{tmp_path}/root"\nstate = "/run/lsml-test-{tmp_path.name[-12:]}"\n'
+    config.write_text(f'version = 2\nroot = "{tmp_path}/root"\nstate = "{run_dir}/state"\n'
                       'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
                       f'[grpc]\n  address = "{sock}"\n'
                       f'[ttrpc]\n  address = "{sock}.ttrpc"\n')
@@ -153,7 +155,7 @@ def test_images_import_into_a_containerd(images, tmp_path):
         containerd.terminate()
         containerd.wait(timeout=30)
         shutil.rmtree(tmp_path / "root", ignore_errors=True)  # the unpacked layers: about 2 GB
-        shutil.rmtree(f"/run/lsml-test-{tmp_path.name[-12:]}", ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_final_images_carry_no_wheelhouse_pip_settings_or_host_ca(images):
