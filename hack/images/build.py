@@ -12,6 +12,7 @@ inputs; when all tags exist the run does nothing but print them.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import fnmatch
 import hashlib
 import os
@@ -268,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-to", metavar="SOCKET", help="containerd socket to import the images into")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    # one build at a time per machine: worktrees and test sessions share the engine, the base's
+    # rootfs directory and the wheelhouse (a second run waits, then finds the images made)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lock = open(CACHE / "build.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"waiting for another hack/images/build ({CACHE / 'build.lock'})")
+        fcntl.flock(lock, fcntl.LOCK_EX)
     docker = Docker(engine.ensure())
     plan = Plan.make()
     missing = [ref for ref in plan.all_refs() if not docker.exists(ref)]

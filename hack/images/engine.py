@@ -56,6 +56,9 @@ def ensure() -> str:
             return host or "unix:///var/run/docker.sock"
     if answers(private_host()):
         return private_host()
+    if os.geteuid() != 0:
+        raise SystemExit(f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}) "
+                         "and starting a private dockerd needs root: run as root or point DOCKER_HOST at an engine")
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not os.access(dockerd, os.X_OK):
         raise SystemExit("dockerd not found: run hack/install-system-deps.sh (Debian's docker.io)")

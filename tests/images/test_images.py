@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 import tomllib
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,29 @@ def test_operator_image_runs_as_uid_10001_under_a_read_only_root(images):
     assert images.docker("image", "inspect", "-f", "{{.Config.User}}", ref).stdout.strip() == "10001"
 
 
+def test_redis_image_serves_other_containers_with_aof_as_uid_999(images, containers):
+    """As the compose file runs it (entrypoint kept) and as the operator does (command replaced,
+    read-only root, uid 999 like the official image, AOF under /data)."""
+    compose_style = containers.run(images.refs["redis"], "redis-server", "--appendonly", "yes",
+                                   options=("--volume", "/data"))  # a fresh volume takes the image's /data owner
+    operator_style = containers.run(images.refs["redis"], "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no",
+                                    options=("--entrypoint", "redis-server", "--user", "999:999",
+                                             "--tmpfs", "/data:uid=999,gid=999"))
+    for name in (compose_style, operator_style):
+        def cli(*args: str) -> str:
+            return images.docker("run", "--rm", "--network", containers.network, "--entrypoint", "redis-cli",
+                                 images.refs["redis"], "-h", name, *args, check=False).stdout.strip()
+
+        deadline = time.monotonic() + 30
+        while cli("ping") != "PONG":
+            assert time.monotonic() < deadline, containers.logs(name)
+            time.sleep(0.3)
+        assert cli("set", "k", "v") == "OK" and cli("get", "k") == "v", "a client from another container"
+        assert cli("config", "get", "appendonly").split() == ["appendonly", "yes"]
+        uid = images.docker("exec", name, "sh", "-c", "id -u; ls /data").stdout.split()
+        assert uid[0] == "999" and any(f.startswith("appendonly") for f in uid[1:]), uid
+
+
 def test_pause_and_helper_images(images, containers):
     # the sandbox image sleeps until told to stop, and stops at once on SIGTERM
     name = containers.run(images.refs["pause"])
@@ -104,9 +128,10 @@ def test_the_warm_rebuild_is_a_no_op_with_the_same_references(images):
 
 def test_images_import_into_a_containerd(images, tmp_path):
     """--import-to loads every image into a containerd's k8s.io namespace (what the real node runs)."""
-    sock = Path("/run") / f"lsml-test-containerd-{tmp_path.name[-12:]}.sock"
+    run_dir = Path("/run") / f"lsml-test-containerd-{uuid.uuid4().hex[:8]}"  # socket paths: short, not in /tmp
+    sock = run_dir / "containerd.sock"
     config = tmp_path / "config.toml"
-    config.write_text(f'version = 2\nroot = "{tmp_path}/root"\nstate = "/run/lsml-test-{tmp_path.name[-12:]}"\n'
+    config.write_text(f'version = 2\nroot = "{tmp_path}/root"\nstate = "{run_dir}/state"\n'
                       'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
                       f'[grpc]\n  address = "{sock}"\n'
                       f'[ttrpc]\n  address = "{sock}.ttrpc"\n')
@@ -130,7 +155,7 @@ def test_images_import_into_a_containerd(images, tmp_path):
         containerd.terminate()
         containerd.wait(timeout=30)
         shutil.rmtree(tmp_path / "root", ignore_errors=True)  # the unpacked layers: about 2 GB
-        shutil.rmtree(f"/run/lsml-test-{tmp_path.name[-12:]}", ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_final_images_carry_no_wheelhouse_pip_settings_or_host_ca(images):
