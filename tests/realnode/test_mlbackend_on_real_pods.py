@@ -192,9 +192,26 @@ def test_backend_is_ready_with_every_pod_running_and_probed_for_real(real_node_c
         assert condition(body, kind).get("status") == "True", body["status"]
 
 
-def test_label_studio_registers_the_service_and_stores_one_prediction_per_task(cluster_label_studio, backend):
+def operator_logs(cluster: KubernetesCluster) -> str:
+    out = []
+    for pod in _json(cluster, "get", "pods", "-n", "lsml-system")["items"]:
+        name = pod["metadata"]["name"]
+        restarts = sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
+        log = cluster.kubectl("logs", name, "-n", "lsml-system", "--tail=60", check=False).stdout
+        out.append(f"--- {name} (restarts {restarts})\n{log}")
+    return "\n".join(out)
+
+
+def test_label_studio_registers_the_service_and_stores_one_prediction_per_task(
+        real_node_cluster, cluster_label_studio, backend):
     with cluster_label_studio.client() as client:
-        (registered,) = client.ml_backends(backend["project"])
+        found = client.ml_backends(backend["project"])
+        if len(found) != 1:  # the operator converges (one URL, one backend); say how it got here
+            print(f"\n{len(found)} ML backends registered: "
+                  f"{[(b['id'], b['url'], b['created_at']) for b in found]}\n{operator_logs(real_node_cluster)}")
+        found = wait_for(lambda: (lambda b: b if len(b) == 1 else None)(client.ml_backends(backend["project"])),
+                         90, interval=3.0, message="exactly one ML backend registered")
+        (registered,) = found
         assert registered["url"] == f"http://{NAME}.{NS}.svc:9090"  # the Service's name, resolved by cluster DNS
         assert registered["readable_state"] == "Connected"
         client.run_action(backend["project"], "retrieve_tasks_predictions")
@@ -319,4 +336,6 @@ def test_deleting_the_mlbackend_deregisters_it_and_removes_its_children(real_nod
         assert client.ml_backends(backend["project"]) == []
     wait_for(lambda: not any(pods(cluster, c) for c in ("server", "worker", "redis")), 120, interval=1.0,
              message="every pod of the MLBackend gone")
-    assert cluster.kubectl("get", "pvc", f"{NAME}-models", "-n", NS, check=False).returncode != 0
+    # the claim goes once no pod uses it any more (pvc-protection), with its volume (reclaim policy Delete)
+    wait_for(lambda: cluster.kubectl("get", "pvc", f"{NAME}-models", "-n", NS, check=False).returncode != 0, 120,
+             interval=1.0, message="the model claim deleted")

@@ -56,6 +56,18 @@ def test_adopts_a_backend_someone_created_in_the_ui(ls_client, ls_project, plain
     assert len(ls_client.ml_backends(project)) == 1
 
 
+def test_ensure_removes_duplicates_of_its_url_keeping_the_oldest(ls_client, ls_project, plain_backend):
+    """Two registrations of one URL (a retried POST whose answer was lost, a person in the UI) converge to one."""
+    project = ls_project()["id"]
+    first = ls_client.post_json("/api/ml/", {"url": plain_backend.url, "project": project, "title": "first"})
+    second = ls_client.post_json("/api/ml/", {"url": plain_backend.url + "/", "project": project, "title": "again"})
+    assert len(ls_client.ml_backends(project)) == 2
+    kept, created = ls_client.ensure_ml_backend(project, plain_backend.url, title="first")
+    assert created is False and kept["id"] == first["id"]
+    assert [b["id"] for b in ls_client.ml_backends(project)] == [first["id"]]
+    assert second["id"] != first["id"]
+
+
 def test_delete_removes_backend_and_its_webhook(ls_client, ls_project, plain_backend):
     project = ls_project()["id"]
     backend, _ = ls_client.ensure_ml_backend(project, plain_backend.url)

@@ -19,7 +19,7 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from lsml.labelstudio.errors import LabelStudioError
+from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable
 from lsml.labelstudio.transport import Transport
 from lsml.labelstudio.webhooks import WebhooksMixin, basic_auth_header, normalize_backend_url
 
@@ -63,6 +63,8 @@ class MLBackendsMixin(WebhooksMixin, Transport):
         authorization = basic_auth_header(*basic_auth) if basic_auth else None
 
         existing = self._find_backend(project, url)
+        if existing is not None:
+            self._remove_duplicates(project, url, keep=existing["id"])
         if existing is None:
             backend = self._create_backend(project, url, desired)
             created = True
@@ -81,19 +83,22 @@ class MLBackendsMixin(WebhooksMixin, Transport):
         return backend, created
 
     def _create_backend(self, project: int, url: str, desired: dict[str, Any]) -> dict:
-        """POST /api/ml, surviving Label Studio's half-failure.
+        """POST /api/ml, surviving answers that do not say whether Label Studio saved the backend.
 
         With SSRF_PROTECTION_ENABLED (the default) and ML_BLOCK_LOCAL_IP=false,
         Label Studio 1.23.2 saves the backend, then fails creating its webhook
-        to a private address and answers 403 anyway. Retrying blindly would
-        make a duplicate each time, so a refusal is followed by a look for the
-        backend it may have saved.
+        to a private address and answers 403 anyway. A POST whose answer is lost
+        (a read timeout while Label Studio validates a slow backend, a dropped
+        connection, a 5xx from a proxy) may have saved it too. Retrying blindly
+        would make a duplicate each time, so such a failure is followed by a look
+        for the backend it may have saved.
         """
         try:
             with _explain_refusals():
                 return self.post_json("/api/ml/", desired, timeout=max(self.timeout, 30))
         except LabelStudioError as exc:
-            if exc.status != 403:
+            outcome_unknown = exc.status == 403 or isinstance(exc, LabelStudioUnreachable) or (exc.status or 0) >= 500
+            if not outcome_unknown:
                 raise
             saved = self._find_backend(project, url)
             if saved is None:
@@ -118,6 +123,19 @@ class MLBackendsMixin(WebhooksMixin, Transport):
     def train(self, ml_backend_id: int) -> None:
         """Press Start Training: Label Studio sends START_TRAINING to the backend's /webhook."""
         self.post_json(f"/api/ml/{int(ml_backend_id)}/train", {}, timeout=max(self.timeout, 120))
+
+    def _remove_duplicates(self, project: int, url: str, *, keep: int) -> None:
+        """Delete the project's other backends with this URL: one URL is one backend, the oldest.
+
+        Two registrations racing (a retried POST whose first answer was lost, two
+        operators before peering settles, a person adding it again in the UI)
+        leave Label Studio with two backends that both get every prediction call.
+        """
+        for backend in self.ml_backends(project):
+            if backend["id"] != keep and normalize_backend_url(backend.get("url", "")) == url:
+                log.warning("project %s had ML backend %s for %s beside %s: deleting the duplicate",
+                            project, backend["id"], url, keep)
+                self.delete(f"/api/ml/{int(backend['id'])}")
 
     def _find_backend(self, project: int, url: str) -> dict | None:
         matches = [b for b in self.ml_backends(project) if normalize_backend_url(b.get("url", "")) == url]
