@@ -77,7 +77,7 @@ def test_up_and_down_scripts(bin_dir: Path, tmp_path: Path) -> None:
         state = json.loads((cluster_dir / "cluster.json").read_text())
         pids = [c["pid"] for c in state["components"]]
         assert {c["name"] for c in state["components"]} == {
-            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "local-path-provisioner"}
         assert all(_alive(pid) for pid in pids)  # `up` returned; the cluster keeps running
         nodes = subprocess.run([str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
                                capture_output=True, text=True, check=True, timeout=60)
