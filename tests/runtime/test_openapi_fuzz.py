@@ -65,6 +65,15 @@ def _error_code(interaction) -> str | None:
         return None
 
 
+def _request(interaction) -> str:
+    """The request that was sent (method, URL, body head): what a reader needs to reproduce a mismatch."""
+    request = getattr(interaction, "request", None)
+    if request is None:
+        return "?"
+    body = (getattr(request, "body", None) or b"")[:160]
+    return f"{request.method} {request.uri} body={body!r}"
+
+
 def fuzz(base_url: str, mode: str, auth: tuple[str, str] | None) -> Figures:
     config = {
         "seed": SEED,
@@ -97,7 +106,7 @@ def fuzz(base_url: str, mode: str, auth: tuple[str, str] | None) -> Figures:
                     elif check.name == "positive_data_acceptance" and _error_code(interaction) == "invalid_label_config":
                         figures.label_config_refusals += 1
                     else:
-                        figures.input_mismatches.append(f"{what} -> {_error_code(interaction)}")
+                        figures.input_mismatches.append(f"{what} -> {_error_code(interaction)} [{_request(interaction)}]")
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
             figures.errors.append(repr(getattr(event, "value", None) or getattr(event, "exception", None)))
         elif isinstance(event, events.EngineFinished):

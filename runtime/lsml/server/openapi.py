@@ -7,7 +7,7 @@ here, so the spec and the server agree.
 
 from __future__ import annotations
 
-from lsml import __version__
+from lsml import __version__, credentials
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN
 
 
@@ -158,7 +158,7 @@ SPEC: dict = {
             "SetupRequest": {"type": "object", "required": ["project"], "properties": {
                 "project": _PROJECT,
                 "schema": _LABEL_CONFIG,
-                "hostname": {"type": ["string", "null"]}, "access_token": {"type": ["string", "null"]},
+                "hostname": {"type": ["string", "null"], "pattern": credentials.SETUP_HOSTNAME_PATTERN}, "access_token": {"type": ["string", "null"]},
                 "extra_params": {"description": "Kept for the model (`extra_params`)"}}},
             "PredictRequest": {"type": "object", "required": ["tasks"], "properties": {
                 "tasks": {"type": "array", "items": {"type": "object"}},

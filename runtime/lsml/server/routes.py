@@ -25,6 +25,14 @@ logger = logging.getLogger("lsml.server")
 
 bp = Blueprint("lsml", __name__)
 
+
+@bp.before_request
+def _refuse_nameless_query_parameters() -> None:
+    """`?project=1&=x` is malformed, not an extra option to ignore (one look at the raw bytes, no parsing)."""
+    query = request.query_string
+    if query and (query.startswith(b"=") or b"&=" in query):
+        raise ApiError(400, "invalid_query", "a query parameter has no name")
+
 _JSON = "application/json"
 _DROPPED_PARAMS = ("context", "login", "password")
 
@@ -155,7 +163,7 @@ def setup() -> Response:
     project = _project(body.get("project"))
     schema = _label_config(body.get("schema"), "schema")
     hostname, token = (_optional_string(body, key) for key in ("hostname", "access_token"))
-    if hostname and credentials.origin(hostname) is None:
+    if hostname and not credentials.valid_setup_hostname(hostname):
         raise ApiError(400, "invalid_field", "'hostname' must be an http:// or https:// URL")
     if (hostname or token) and not credentials.rejects_setup_hostname(rt.settings, hostname):
         # one value, so a later /setup naming another host never inherits this token
