@@ -405,9 +405,11 @@ class ControlPlane:
     def _start(self) -> None:
         if self.real_node:
             # Pods cannot reach the host's loopback: the apiserver serves on the pod bridge's gateway.
-            self.node = realnode.RealNode(dir=self.dir / "node", bin_dir=self.bin_dir)
-            self.api_host = self.node.net.gateway
-            self.node.net.setup()
+            node = realnode.RealNode(dir=self.dir / "node", bin_dir=self.bin_dir)
+            # setup() refuses before touching anything when another real node holds the bridge, and undoes
+            # its own work on any other failure: only a node whose network is ours may be torn down.
+            node.net.setup()
+            self.node, self.api_host = node, node.net.gateway
             self._save_state()
         pki = PKI(self.dir / "pki")
         pki.create(extra_sans=f",IP:{self.api_host}" if self.real_node else "")

@@ -168,6 +168,13 @@ class HostNetwork:
         self.iptables_before = iptables_snapshot()
         self.netns_before = sorted(_netns())
         self.cgroups_before = sorted(str(p) for p in _kubepods_cgroups())
+        try:
+            self._create()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _create(self) -> None:
         prefix = self.subnet.split("/")[1]
         run(["ip", "link", "add", self.bridge, "type", "bridge"])
         run(["ip", "addr", "add", f"{self.gateway}/{prefix}", "dev", self.bridge])

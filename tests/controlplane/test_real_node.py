@@ -168,3 +168,19 @@ def test_a_claim_binds_through_local_path_and_its_data_is_on_the_host(real_node_
     host_path = Path(pv.spec.host_path.path)
     assert host_path.is_relative_to(real_node_cluster.control_plane.dir / "local-path")
     assert (host_path / "proof").read_text() == "written in a pod"
+
+
+def test_a_second_real_node_is_refused_and_leaves_the_first_untouched(real_node_cluster, ns, core, tmp_path):
+    from tests.fixtures.kubernetes import controlplane
+
+    apply(real_node_cluster, ns, *web_server(base_image(real_node_cluster)))
+    real_node_cluster.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=120s")
+    second = controlplane.ControlPlane(bin_dir=real_node_cluster.bin_dir, dir=tmp_path / "second", nodes=1,
+                                       real_node=True)
+    with pytest.raises(realnode.RealNodeError, match="lsml0 already exists"):
+        second.start()
+    # The first node's network, Service rules and pods are as they were.
+    ip = core.read_namespaced_service("web", ns).spec.cluster_ip
+    wait_for(lambda: urllib.request.urlopen(f"http://{ip}/hostname", timeout=5).status == 200, 60,
+             message="the first node's Service still answering")
+    assert realnode.NODE_NAME in real_node_cluster.control_plane._ready_nodes()
