@@ -25,6 +25,7 @@ PLURALS: dict[str, str] = {
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "ConfigMap": "configmaps",
     "Secret": "secrets",
+    "Pod": "pods",
 }
 API_VERSIONS: dict[str, str] = {
     "Deployment": "apps/v1",
@@ -34,6 +35,7 @@ API_VERSIONS: dict[str, str] = {
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "ConfigMap": "v1",
     "Secret": "v1",
+    "Pod": "v1",
 }
 
 
@@ -98,6 +100,11 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The objects of a kind matching a label selector in one namespace (one LIST, no watch)."""
+        got = self._call("GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace), query=[("labelSelector", selector)])
+        return list(got.get("items") or [])
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete a child only if this MLBackend controls it (never someone else's object of the same name)."""
