@@ -150,6 +150,26 @@ class Kube:
         cm = self.get("ConfigMap", namespace, name)
         return None if cm is None else dict(cm.get("data") or {})
 
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves a resource (discovery of /apis/<group>/<version>): a CRD installed and established."""
+        try:
+            doc = self._call("GET", f"/apis/{group_version}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in doc.get("resources") or [])
+
+    def get_custom(self, group_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """One custom object, namespaced or cluster-scoped (namespace None); None when absent."""
+        where = f"/namespaces/{namespace}" if namespace else ""
+        try:
+            return self._call("GET", f"/apis/{group_version}{where}/{plural}/{name}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def get_mlbackend(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}")
