@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.fixtures.kubernetes import KubernetesCluster, controlplane, wait_for
+from tests.fixtures.kubernetes import KubernetesCluster, local_cluster, wait_for
 from tests.fixtures.ports import free_port
 
 from .conftest import VENV_BIN, OperatorProcess, apply_yaml, condition, get_mlb
@@ -30,25 +30,11 @@ EXIT_BOUND = 30.0  # seconds: discovery + one GET, then exit; a hang is caught b
 @pytest.fixture(scope="module")
 def bare_cluster() -> Iterator[KubernetesCluster]:
     """A fresh control plane (1 kwok node) with only what `kubectl apply -f crds/` installs."""
-    bin_dir = controlplane.find_bin_dir()
-    missing = controlplane.missing_binaries(bin_dir)
-    if missing:
-        pytest.fail(f"control-plane binaries missing in {bin_dir}: {', '.join(missing)} (hack/control-plane/build.sh)")
-    cp = controlplane.ControlPlane(bin_dir=bin_dir, nodes=1)
-    try:
-        cp.start()
-    except controlplane.ControlPlaneError as exc:
-        cp.stop(remove=True)
-        pytest.fail(f"second control plane did not start: {exc}", pytrace=False)
-    try:
-        cluster = KubernetesCluster(kubeconfig=cp.kubeconfig, api_url=cp.api_url, bin_dir=bin_dir,
-                                    control_plane=cp, work_dir=cp.dir)
+    with local_cluster(nodes=1) as cluster:
         cluster.kubectl("apply", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/mlbackends.lsml.dev", "--timeout=60s")
         cluster.kubectl("create", "namespace", NS)
         yield cluster
-    finally:
-        cp.stop(remove=True)
 
 
 def _peering_crds(cluster: KubernetesCluster, present: bool) -> None:
