@@ -8,9 +8,13 @@
 # (tests/runtime/test_packaging.py), since no Docker engine runs there.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# The build stages' base: the same python image by default. With no registry or package index
+# reachable, hack/images/build passes a local base as PYTHON_IMAGE and, as BUILD_IMAGE, that base
+# plus a wheelhouse and PIP_NO_INDEX/PIP_FIND_LINKS; final stages never see either.
+ARG BUILD_IMAGE=${PYTHON_IMAGE}
 
 # ---- build: the runtime venv -------------------------------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -47,7 +51,6 @@ ENV PATH=/opt/lsml/bin:$PATH \
     LSML_BACKEND_DIR=/app \
     MODEL_DIR=/data/models \
     PORT=9090 \
-    WORKERS=2 \
     THREADS=4
 WORKDIR /app
 USER 10001
@@ -55,4 +58,7 @@ EXPOSE 9090
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '9090'), timeout=2)"]
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 120 --chdir /app _wsgi:app"]
+# The shared gunicorn settings (lsml.server.gunicorn_conf: no control socket, which gunicorn 27
+# would otherwise try to create in the read-only $HOME). WORKERS unset: 2 with REDIS_URL (trainings
+# in the RQ worker), else 1, since each worker would run its own embedded training queue.
+CMD ["sh", "-c", "exec gunicorn --config python:lsml.server.gunicorn_conf --bind 0.0.0.0:${PORT} --workers ${WORKERS:-$([ -n \"${REDIS_URL:-}\" ] && echo 2 || echo 1)} --threads ${THREADS} --timeout 120 --chdir /app _wsgi:app"]

@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# Debian packages the tests run for real: redis-server (tests start their own on free ports),
-# openssl (the local Kubernetes control plane generates its certificates with it).
+# Debian packages the tests run for real, installed only when missing:
+# - redis-server (tests start their own on free ports),
+# - openssl (the local Kubernetes control plane generates its certificates with it),
+# - the images (hack/images/build, tests/images): docker.io (dockerd + CLI), containerd (ctr),
+#   debootstrap, docker-compose,
+# - the real node's runtime and network: containerd, runc, the CNI plugins, iptables, iproute2,
+#   util-linux's unshare/mount (hack/control-plane/realnode.py).
 set -euo pipefail
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+need() { # need COMMAND-OR-PATH PACKAGE
+  if [[ "$1" == /* ]]; then [[ -e "$1" ]] || missing+=("$2"); else command -v "$1" >/dev/null 2>&1 || missing+=("$2"); fi
+}
+need redis-server redis-server
+need openssl openssl
+need /usr/sbin/dockerd docker.io
+need ctr containerd
+need containerd containerd
+need /usr/sbin/debootstrap debootstrap
+need docker-compose docker-compose
+need runc runc
+need /usr/lib/cni/bridge containernetworking-plugins
+need iptables iptables
+need ip iproute2
+need unshare util-linux
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

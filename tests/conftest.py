@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.kubernetes",
     "tests.fixtures.label_studio",
+    "tests.fixtures.http_recorder",
 ]

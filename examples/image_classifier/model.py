@@ -5,7 +5,8 @@ small greyscale-able images work: each image is shrunk to 8x8 grey levels
 (64 features), standardised, and fed to a logistic regression.
 
 - Images are read through the SDK's `get_local_path`: a local path or
-  `file://` URL is used as is; a Label Studio URL (`/data/upload/...`,
+  `file://` URL is used as is when it lies under LSML_LOCAL_FILES_ROOTS
+  (refused otherwise); a Label Studio URL (`/data/upload/...`,
   `/data/local-files/?d=...`) is downloaded with the project's token and
   cached under `MODEL_DIR/.lsml/media`.
 - Training: annotation events update the training set kept in the previous

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned local Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, kwok, helm) and the real
-# node's parts (kubelet, kube-proxy, CoreDNS, local-path-provisioner) from the Go
+# node's parts (kubelet, kube-proxy, crictl, CoreDNS, local-path-provisioner) from the Go
 # module proxy into ~/.cache/lsml/k8s-<version>/bin and prints that dir as the
 # LAST line of stdout. Everything else goes to stderr. Reuses the cache when its
 # manifest matches versions.env and every binary is present.
@@ -22,12 +22,12 @@ root="$cache_root/k8s-$K8S_VERSION"
 bin="$root/bin"
 manifest="$root/manifest"
 stages="$root/share/kwok/stages.yaml"   # kwok's default node/pod stages, as kwokctl uses them
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm coredns local-path-provisioner)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm crictl coredns local-path-provisioner)
 kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 expected_manifest() {
-  printf 'K8S_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nHELM_VERSION=%s\nCOREDNS_VERSION=%s\nLOCAL_PATH_PROVISIONER_VERSION=%s\nBINARIES=%s\n' \
-    "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$HELM_VERSION" "$COREDNS_VERSION" \
+  printf 'K8S_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nHELM_VERSION=%s\nCRI_TOOLS_VERSION=%s\nCOREDNS_VERSION=%s\nLOCAL_PATH_PROVISIONER_VERSION=%s\nBINARIES=%s\n' \
+    "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$HELM_VERSION" "$CRI_TOOLS_VERSION" "$COREDNS_VERSION" \
     "$LOCAL_PATH_PROVISIONER_VERSION" "${binaries[*]}"
 }
 
@@ -186,6 +186,21 @@ MOD
     && mv "$bin/helm.new" "$bin/helm"
 }
 
+# ---- crictl (the real node's CRI client: `down` removes every pod sandbox with it) ----
+build_crictl() {
+  local d; d="$(new_wrapper crictl)"
+  cat > "$d/go.mod" <<MOD
+module lsml.local/controlplane/crictl
+
+go 1.26.0
+
+require sigs.k8s.io/cri-tools $CRI_TOOLS_VERSION
+MOD
+  write_tools "$d" sigs.k8s.io/cri-tools/cmd/crictl
+  (cd "$d" && go mod tidy && go build -ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" -o "$bin/crictl.new" sigs.k8s.io/cri-tools/cmd/crictl) \
+    && mv "$bin/crictl.new" "$bin/crictl"
+}
+
 # ---- CoreDNS (cluster DNS for the real node's pods) -----------------------------
 build_coredns() {
   local d; d="$(new_wrapper coredns)"
@@ -218,13 +233,14 @@ MOD
 
 have_all() { local b; for b in "$@"; do [[ -x "$bin/$b" ]] || return 1; done; [[ "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]]; }
 
-only="${LSML_K8S_BUILD_ONLY:-etcd kubernetes kwok helm coredns local-path-provisioner}"
+only="${LSML_K8S_BUILD_ONLY:-etcd kubernetes kwok helm crictl coredns local-path-provisioner}"
 for c in $only; do
   case "$c" in
     etcd) have_all etcd || timed "build etcd $ETCD_VERSION" build_etcd ;;
     kubernetes) have_all "${kube_binaries[@]}" || timed "build ${kube_binaries[*]} $K8S_VERSION" build_kubernetes ;;
     kwok) have_all kwok || timed "build kwok $KWOK_VERSION" build_kwok ;;
     helm) have_all helm || timed "build helm $HELM_VERSION" build_helm ;;
+    crictl) have_all crictl || timed "build crictl $CRI_TOOLS_VERSION" build_crictl ;;
     coredns) have_all coredns || timed "build coredns $COREDNS_VERSION" build_coredns ;;
     local-path-provisioner) have_all local-path-provisioner \
         || timed "build local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" build_local_path_provisioner ;;

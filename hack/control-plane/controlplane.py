@@ -12,7 +12,13 @@ Starts, on free 127.0.0.1 ports and inside one cluster dir:
   collection, namespace deletion, ServiceAccount tokens),
 - kube-scheduler,
 - kwok with kwok's own default node/pod stages, plus a small pool of fake Nodes
-  it manages, so that scheduled pods become Running and Ready.
+  it manages, so that scheduled pods become Running and Ready,
+- local-path-provisioner (the dynamic provisioner kind ships) behind a default
+  StorageClass ``standard``, so PersistentVolumeClaims bind as on kind,
+- with ``--real-node`` (``real_node=True``): one real node whose pods are real
+  containers (kubelet on containerd, CNI bridge, kube-proxy, CoreDNS; see
+  ``realnode.py``). The kwok nodes are then tainted, so ordinary pods land on
+  the real node and only pods that tolerate the taint go to kwok.
 
 It writes an admin kubeconfig (``<dir>/kubeconfig``) and keeps every component's
 log in ``<dir>/logs/``; when a component dies or does not get ready, the error
@@ -23,7 +29,7 @@ runs from the pytest fixture (``tests/fixtures/kubernetes.py``) and from a shell
 (``hack/control-plane/up`` / ``down``) alike. The binaries come from
 ``hack/control-plane/build.sh``.
 
-CLI:  controlplane.py up --bin-dir DIR [--dir DIR] [--nodes N]
+CLI:  controlplane.py up --bin-dir DIR [--dir DIR] [--nodes N] [--real-node]
       controlplane.py down [--dir DIR]
 """
 
@@ -47,6 +53,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import realnode  # noqa: E402  (beside this file; standard library only)
+
+REPO = HERE.parent.parent
 VERSIONS_FILE = HERE / "versions.env"
 REQUIRED_BINARIES = (
     "etcd",
@@ -56,8 +66,54 @@ REQUIRED_BINARIES = (
     "kubectl",
     "kwok",
     "helm",
+    "local-path-provisioner",
 )
+REAL_NODE_BINARIES = ("kubelet", "kube-proxy", "crictl", "coredns")
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_TAINT = {"key": KWOK_NODE_ANNOTATION, "value": "fake", "effect": "NoSchedule"}
+STORAGE_NAMESPACE = "local-path-storage"
+STORAGE_CLASS = "standard"  # kind's name for its default local-path class
+LOCAL_PATH_PROVISIONER = "rancher.io/local-path"
+HELPER_POD_LABEL = "lsml-local-path-helper"
+# kwok completes only Job pods; local-path-provisioner waits for its helper pods to succeed, so on
+# kwok nodes they complete too (kwok's own pod-complete stage, selected by the helper's label).
+KWOK_HELPER_STAGE = f"""apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: lsml-local-path-helper-complete
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.metadata.labels.app'
+      operator: 'In'
+      values: ['{HELPER_POD_LABEL}']
+  next:
+    statusTemplate: |
+      {{{{ $now := Now }}}}
+      containerStatuses:
+      {{{{ range $index, $item := .spec.containers }}}}
+      - image: {{{{ $item.image | Quote }}}}
+        name: {{{{ $item.name | Quote }}}}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{{{ $now | Quote }}}}
+            reason: Completed
+            startedAt: {{{{ $now | Quote }}}}
+      {{{{ end }}}}
+      phase: Succeeded
+"""
 SERVICE_CIDR = "10.96.0.0/16"  # bookkeeping only: no traffic is ever sent there
 STATE_FILE = "cluster.json"
 
@@ -95,9 +151,10 @@ def kwok_stages_file(bin_dir: Path) -> Path:
     return Path(bin_dir).parent / "share" / "kwok" / "stages.yaml"
 
 
-def missing_binaries(bin_dir: Path) -> list[str]:
+def missing_binaries(bin_dir: Path, real_node: bool = False) -> list[str]:
     bin_dir = Path(bin_dir)
-    missing = [b for b in REQUIRED_BINARIES if not os.access(bin_dir / b, os.X_OK)]
+    wanted = REQUIRED_BINARIES + (REAL_NODE_BINARIES if real_node else ())
+    missing = [b for b in wanted if not os.access(bin_dir / b, os.X_OK)]
     if not kwok_stages_file(bin_dir).is_file():
         missing.append(str(kwok_stages_file(bin_dir)))
     return missing
@@ -165,7 +222,7 @@ class PKI:
     def path(self, name: str) -> Path:
         return self.dir / name
 
-    def create(self) -> None:
+    def create(self, extra_sans: str = "") -> None:
         d = self.dir
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=d)
         _openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
@@ -174,11 +231,15 @@ class PKI:
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=d)
         self._leaf("apiserver", "/CN=kube-apiserver", server=True,
                    sans="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-                        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1")
+                        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1" + extra_sans)
         self._leaf("admin", "/O=system:masters/CN=lsml-admin")
         self._leaf("controller-manager", "/CN=system:kube-controller-manager")
         self._leaf("scheduler", "/CN=system:kube-scheduler")
         self._leaf("kwok", "/O=system:masters/CN=kwok-controller")
+        self._leaf("addons", "/O=system:masters/CN=lsml-addons")  # local-path-provisioner, CoreDNS
+        self._leaf("node", f"/O=system:nodes/CN=system:node:{realnode.NODE_NAME}")
+        self._leaf("kube-proxy", "/CN=system:kube-proxy")
+        self._leaf("kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
         # Service-account token signing key (RSA: every client and library accepts RS256).
         _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=d)
         _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
@@ -289,6 +350,9 @@ class ControlPlane:
     nodes: int = 2
     detach: bool = False  # True for `up`: the processes outlive this Python process
     startup_timeout: float = 90.0
+    real_node: bool = False
+    node: realnode.RealNode | None = None
+    api_host: str = "127.0.0.1"
     components: list[Component] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     _owns_dir: bool = False
@@ -300,7 +364,7 @@ class ControlPlane:
 
     @property
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.api_host}:{self.ports['apiserver']}"
 
     @property
     def logs(self) -> Path:
@@ -313,12 +377,16 @@ class ControlPlane:
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "ControlPlane":
         self.bin_dir = Path(self.bin_dir)
-        missing = missing_binaries(self.bin_dir)
+        missing = missing_binaries(self.bin_dir, self.real_node)
         if missing:
             raise ControlPlaneError(
                 f"control-plane binaries missing in {self.bin_dir}: {', '.join(missing)}; "
                 "build them with hack/control-plane/build.sh"
             )
+        if self.real_node:
+            problems = realnode.host_problems()
+            if problems:
+                raise ControlPlaneError("this host cannot run a real node: " + "; ".join(problems))
         if self.dir is None:
             self.dir = Path(tempfile.mkdtemp(prefix="lsml-k8s-"))
             self._owns_dir = True
@@ -335,10 +403,18 @@ class ControlPlane:
         return self
 
     def _start(self) -> None:
+        if self.real_node:
+            # Pods cannot reach the host's loopback: the apiserver serves on the pod bridge's gateway.
+            self.node = realnode.RealNode(dir=self.dir / "node", bin_dir=self.bin_dir)
+            self.api_host = self.node.net.gateway
+            self.node.net.setup()
+            self._save_state()
         pki = PKI(self.dir / "pki")
-        pki.create()
+        pki.create(extra_sans=f",IP:{self.api_host}" if self.real_node else "")
         p = pki.path
-        names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+        names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok",
+                 "kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics",
+                 "coredns-health", "coredns-ready"]
         self.ports = dict(zip(names, free_ports(len(names))))
         deadline = time.monotonic() + self.startup_timeout
 
@@ -375,8 +451,8 @@ class ControlPlane:
         apiserver = self._add("kube-apiserver", [
             b("kube-apiserver"),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.api_host}",
+            f"--advertise-address={self.api_host}",
             f"--secure-port={self.ports['apiserver']}",
             f"--cert-dir={self.dir / 'apiserver-certs'}",
             f"--tls-cert-file={p('apiserver.crt')}",
@@ -389,7 +465,11 @@ class ControlPlane:
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",  # on top of the default set (incl. ServiceAccount)
             "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints address
+            # 127.0.0.1 is not a valid Endpoints address; the real node's gateway is
+            *([] if self.real_node else ["--endpoint-reconciler-type=none"]),
+            f"--kubelet-client-certificate={p('kubelet-client.crt')}",
+            f"--kubelet-client-key={p('kubelet-client.key')}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             "--v=1",
         ])
@@ -427,6 +507,7 @@ class ControlPlane:
             b("kwok"),
             f"--kubeconfig={kwok_kc}",
             f"--config={kwok_stages_file(self.bin_dir)}",
+            f"--config={self._write(self.dir / 'kwok-lsml-stages.yaml', KWOK_HELPER_STAGE)}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             "--node-ip=127.0.0.1",
@@ -448,10 +529,120 @@ class ControlPlane:
         self._wait("kwok (fake nodes Ready)", every, deadline, self._nodes_ready)
         self._wait("kube-controller-manager (default ServiceAccount)", every, deadline,
                    lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"))
+        if self.node is not None:
+            self._start_real_node(deadline)
+        self._start_storage(deadline)
+
+    def _start_real_node(self, deadline: float) -> None:
+        """containerd (+ lsml's images), kubelet, kube-proxy and CoreDNS; returns once the node is Ready."""
+        node, p = self.node, (self.dir / "pki").joinpath
+        node.dir.mkdir(parents=True, exist_ok=True)
+        kubeconfigs = {}
+        for name, user in (("node", f"system:node:{realnode.NODE_NAME}"), ("kube-proxy", "system:kube-proxy"),
+                           ("addons", "lsml-addons")):
+            kubeconfigs[name] = self.dir / f"{name}.kubeconfig"
+            write_kubeconfig(kubeconfigs[name], self.api_url, p("ca.crt"), p(f"{name}.crt"), p(f"{name}.key"), user)
+        containerd_bin = shutil.which("containerd") or "containerd"
+        containerd = self._add("containerd", [containerd_bin, "--config",
+                                              str(node.write_containerd_config(realnode.SANDBOX_IMAGE))])
+        self._wait("containerd (CRI)", [containerd], deadline, lambda: node.crictl("info").returncode == 0)
+        t0 = time.monotonic()
+        node.images = realnode.import_images(REPO, node.socket, self.logs / "images.log")
+        self._save_state()
+        deadline += time.monotonic() - t0  # a cold image build is not start-up time
+        kubelet_config = node.dir / "kubelet.json"
+        kubelet_config.write_text(json.dumps(realnode.kubelet_config(
+            node.dir, p("ca.crt"), node.socket, node.net, self.ports["kubelet"], self.ports["kubelet-healthz"]),
+            indent=2) + "\n")
+        kubelet = self._add("kubelet", [
+            str(self.bin_dir / "kubelet"),
+            f"--config={kubelet_config}",
+            f"--kubeconfig={kubeconfigs['node']}",
+            f"--root-dir={node.kubelet_dir}",
+            f"--hostname-override={realnode.NODE_NAME}",
+            f"--node-ip={node.net.gateway}",
+            f"--node-labels={realnode.NODE_LABEL}=real",
+            "--v=1",
+        ])
+        proxy_config = node.dir / "kube-proxy.json"
+        proxy_config.write_text(json.dumps(realnode.kube_proxy_config(
+            kubeconfigs["kube-proxy"], node.net, self.ports["kube-proxy-healthz"], self.ports["kube-proxy-metrics"]),
+            indent=2) + "\n")
+        proxy = self._add("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={proxy_config}", "--v=1"])
+        core = node.dir / "Corefile"
+        core.write_text(realnode.corefile(kubeconfigs["addons"], node.net, self.ports["coredns-health"],
+                                          self.ports["coredns-ready"]))
+        coredns = self._add("coredns", [str(self.bin_dir / "coredns"), "-conf", str(core)])
+        watched = [containerd, kubelet, proxy, coredns]
+        self._wait(f"kubelet (node {realnode.NODE_NAME} Ready)", watched, deadline,
+                   lambda: realnode.NODE_NAME in self._ready_nodes())
+        self._wait("kube-proxy", watched, deadline,
+                   lambda: self._http_ok(f"http://127.0.0.1:{self.ports['kube-proxy-healthz']}/healthz"))
+        self._wait("CoreDNS", watched, deadline,
+                   lambda: self._http_ok(f"http://127.0.0.1:{self.ports['coredns-ready']}/ready"))
+
+    def _start_storage(self, deadline: float) -> None:
+        """local-path-provisioner behind the default StorageClass ``standard``, as kind ships it."""
+        p = (self.dir / "pki").joinpath
+        kubeconfig = self.dir / "addons.kubeconfig"
+        if not kubeconfig.exists():
+            write_kubeconfig(kubeconfig, self.api_url, p("ca.crt"), p("addons.crt"), p("addons.key"), "lsml-addons")
+        storage = self.dir / "local-path"
+        storage.mkdir(parents=True, exist_ok=True)
+        helper_image = self.node.images["base"] if self.node is not None else "lsml.local/kwok-helper:fake"
+        files = local_path_files(storage, helper_image)
+        conf = self.dir / "local-path-conf"
+        conf.mkdir(exist_ok=True)
+        for name, text in files.items():
+            (conf / name).write_text(text)
+        for path, body in local_path_objects(files):
+            status, answer = self.api_request("POST", path, body)
+            if status not in (200, 201, 409):
+                raise ControlPlaneError(f"creating {body['kind']} for local-path storage failed ({status}): {answer}")
+        provisioner = self._add("local-path-provisioner", [
+            str(self.bin_dir / "local-path-provisioner"), "start",
+            f"--kubeconfig={kubeconfig}",
+            f"--namespace={STORAGE_NAMESPACE}",
+            f"--provisioner-name={LOCAL_PATH_PROVISIONER}",
+            f"--config={conf / 'config.json'}",
+            f"--helper-pod-file={conf / 'helperPod.yaml'}",
+            "--configmap-name=local-path-config",
+            "--service-account-name=default",
+            f"--helper-image={helper_image}",
+        ])
+        time.sleep(0.5)
+        self._wait("local-path-provisioner", [provisioner], deadline, lambda: provisioner.exited() is None)
+
+    def _stop_real_node(self) -> list[str]:
+        """kubelet first (or it restarts what we remove), then every sandbox, containerd, and the host network."""
+        errors: list[str] = []
+        node = self.node
+        by_name = {c.name: c for c in self.components}
+        for name in ("coredns", "kube-proxy", "kubelet"):
+            if name in by_name:
+                by_name[name].stop()
+        errors += node.remove_pods()
+        if "containerd" in by_name:
+            by_name["containerd"].stop(timeout=20)
+        node.kill_shims()
+        still = realnode.unmount_under(self.dir)
+        errors += [f"still mounted: {m}" for m in still]
+        proxy = self.bin_dir / "kube-proxy"
+        if proxy.exists():
+            realnode.run([str(proxy), "--cleanup", "--v=0"], check=False)
+        errors += node.net.teardown()
+        self.components = [c for c in self.components if c.name not in realnode.NODE_COMPONENTS]
+        return errors
 
     def stop(self, remove: bool = True) -> None:
         """Stop every component (reverse order) and remove the dir if we created it (or remove=True for `down`)."""
         errors = []
+        if self.node is not None:
+            try:
+                errors += self._stop_real_node()
+            except Exception as exc:  # keep stopping the control plane
+                errors.append(f"real node: {exc}")
+            self.node = None
         for comp in reversed(self.components):
             try:
                 comp.stop()
@@ -469,6 +660,8 @@ class ControlPlane:
             "bin_dir": str(self.bin_dir),
             "kubeconfig": str(self.kubeconfig),
             "api_url": self.api_url if self.ports else None,
+            "api_host": self.api_host,
+            "real_node": self.node.to_state() if self.node is not None else None,
             "ports": self.ports,
             "components": [{"name": c.name, "argv0": c.argv[0], "pid": c.pid} for c in self.components],
         }
@@ -479,11 +672,20 @@ class ControlPlane:
         state = json.loads((Path(directory) / STATE_FILE).read_text())
         cp = cls(bin_dir=Path(state["bin_dir"]), dir=Path(directory), detach=True)
         cp.ports = state.get("ports", {})
+        cp.api_host = state.get("api_host", "127.0.0.1")
+        if state.get("real_node"):
+            cp.real_node = True
+            cp.node = realnode.RealNode.from_state(state["real_node"], cp.bin_dir)
         cp.components = [Component(c["name"], [c["argv0"]], cp.logs / f"{c['name']}.log", pid=c["pid"])
                          for c in state["components"]]
         return cp
 
     # -- internals ---------------------------------------------------------
+    @staticmethod
+    def _write(path: Path, text: str) -> Path:
+        path.write_text(text)
+        return path
+
     def _add(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Component:
         comp = Component(name, argv, self.logs / f"{name}.log", env=env)
         comp.start(detach=self.detach)
@@ -570,7 +772,8 @@ class ControlPlane:
                     "type": "kwok",
                 },
             },
-            "spec": {},  # no taints: ordinary workloads schedule here
+            # no taints: ordinary workloads schedule here, unless a real node is there to take them
+            "spec": {"taints": [KWOK_TAINT]} if self.real_node else {},
             "status": {
                 "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
                 "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
@@ -582,16 +785,54 @@ class ControlPlane:
         if status not in (200, 201, 409):
             raise ControlPlaneError(f"creating fake node {name} failed ({status}): {body}")
 
-    def _nodes_ready(self) -> bool:
+    def _ready_nodes(self) -> set[str]:
         status, body = self.api_request("GET", "/api/v1/nodes", timeout=2.0)
         if status != 200:
-            return False
+            return set()
         ready = set()
         for item in body.get("items", []):
             for cond in item.get("status", {}).get("conditions", []) or []:
                 if cond.get("type") == "Ready" and cond.get("status") == "True":
                     ready.add(item["metadata"]["name"])
-        return set(self.node_names) <= ready
+        return ready
+
+    def _nodes_ready(self) -> bool:
+        return set(self.node_names) <= self._ready_nodes()
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def local_path_files(storage: Path, helper_image: str) -> dict[str, str]:
+    """local-path-provisioner's config, helper pod and scripts (its upstream defaults, our paths and image)."""
+    config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(storage)]}]}
+    helper_pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "helper-pod", "labels": {"app": HELPER_POD_LABEL}},
+        "spec": {"containers": [{"name": "helper-pod", "image": helper_image, "imagePullPolicy": "IfNotPresent"}]},
+    }
+    return {
+        "config.json": json.dumps(config, indent=2) + "\n",
+        "helperPod.yaml": json.dumps(helper_pod, indent=2) + "\n",
+        "setup": '#!/bin/sh\nset -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
+        "teardown": '#!/bin/sh\nset -eu\nrm -rf "$VOL_DIR"\n',
+    }
+
+
+def local_path_objects(files: dict[str, str]) -> list[tuple[str, dict]]:
+    """(collection path, object) pairs: the provisioner's namespace and ConfigMap, and the default StorageClass."""
+    return [
+        ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STORAGE_NAMESPACE}}),
+        (f"/api/v1/namespaces/{STORAGE_NAMESPACE}/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "local-path-config", "namespace": STORAGE_NAMESPACE}, "data": files}),
+        ("/apis/storage.k8s.io/v1/storageclasses", {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS,
+                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": LOCAL_PATH_PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete"}),
+    ]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -616,14 +857,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"{directory} exists and is not a control plane dir; pass --dir", file=sys.stderr)
         return 2
     cp = ControlPlane(bin_dir=Path(args.bin_dir), dir=directory, nodes=args.nodes, detach=True,
-                      startup_timeout=args.timeout)
+                      startup_timeout=args.timeout, real_node=args.real_node)
     try:
         cp.start()
     except ControlPlaneError as exc:
         print(f"control plane failed to start: {exc}", file=sys.stderr)
         print(f"logs kept in {cp.logs}; run hack/control-plane/down to clean up", file=sys.stderr)
         return 1
-    print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.api_url}, {args.nodes} kwok nodes, "
+    real = f" + real node {realnode.NODE_NAME} (kwok nodes tainted)" if args.real_node else ""
+    print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.api_url}, {args.nodes} kwok nodes{real}, "
           f"logs in {cp.logs}", file=sys.stderr)
     print(f"export KUBECONFIG={cp.kubeconfig} PATH={cp.bin_dir}:$PATH", file=sys.stderr)
     print(cp.kubeconfig)
@@ -651,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", default=None)
     up.add_argument("--nodes", type=int, default=2)
     up.add_argument("--timeout", type=float, default=90.0)
+    up.add_argument("--real-node", action="store_true",
+                    help="also run a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) that runs lsml's images")
     down = sub.add_parser("down", help="stop the control plane and remove its dir")
     down.add_argument("--dir", default=None)
     args = parser.parse_args(argv)

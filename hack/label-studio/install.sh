@@ -18,6 +18,13 @@ binary="$venv/bin/label-studio"
 
 template="$venv/lsml-template/label_studio.sqlite3"
 
+# One install at a time: a second run would remove the venv under the first one's feet.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/label-studio-$LABEL_STUDIO_VERSION.lock"
+if command -v flock >/dev/null 2>&1; then
+    flock -n 9 || { echo "another install.sh holds the lock; waiting" >&2; flock 9; }
+fi
+
 build_template() {
     # An empty migrated database the test fixture copies, so each session
     # skips Label Studio's 1-2 minutes of first-start migrations.

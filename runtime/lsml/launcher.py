@@ -16,6 +16,7 @@ Training mode:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
@@ -24,12 +25,13 @@ from pathlib import Path
 from typing import Optional
 
 from lsml.backend_dir import BackendDirError, model_ref
+from lsml.settings import Settings
 
 
 @dataclass
 class StartOptions:
     backend_dir: Path
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # only this machine: expose the backend on purpose (--host), with BASIC_AUTH_*
     port: int = 9090
     workers: Optional[int] = None
     threads: int = 8
@@ -65,6 +67,25 @@ def backend_env(options: StartOptions, base: Optional[dict] = None) -> dict:
     return env
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: whatever it resolves to, assume it is reachable from elsewhere
+        return False
+
+
+def exposure_warning(options: StartOptions, settings: Settings) -> Optional[str]:
+    """The start-up warning for a server anyone on the network can call without credentials, else None."""
+    if settings.basic_auth_enabled or is_loopback(options.host):
+        return None
+    return (f"WARNING: serving on {options.host}:{options.port} without authentication: anyone who can reach "
+            "this port can call /setup, /predict and /webhook. Set BASIC_AUTH_USER and BASIC_AUTH_PASS "
+            "(and give Label Studio the same credentials), or bind --host 127.0.0.1")
+
+
 def will_use_redis(options: StartOptions, env: dict) -> bool:
     return not options.embedded and bool(env.get("REDIS_URL") or shutil.which("redis-server"))
 
@@ -94,6 +115,10 @@ def start(options: StartOptions) -> int:
 
     ref = check_backend(options.backend_dir)
     env = backend_env(options)
+    settings = Settings.from_env(env)  # a bad setting (e.g. a user without a password) stops here, exit 2
+    warning = exposure_warning(options, settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     redis = will_use_redis(options, env)
     workers = options.workers or (2 if redis else 1)
     if not redis and workers > 1:

@@ -8,6 +8,9 @@
 - `get(project, label_config)` (what `/predict` calls) returns the instance;
   when none is ready yet it waits (bounded by `LSML_MODEL_LOAD_TIMEOUT`,
   then `ModelNotReady`).
+- At most `LSML_MAX_LOADED_MODELS` projects keep an instance per process;
+  the least recently used one beyond that is evicted (logged, counted in
+  `lsml_model_evictions_total`) and rebuilt from the store when asked again.
 - Hot reload: at most every `LSML_RELOAD_INTERVAL` seconds a request reads
   the store's `current` pointer (one `readlink`, microseconds). When it
   moved, a new instance is built in the background and swapped in with one
@@ -21,9 +24,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from lsml.integrity import VersionIntegrityError, verify_version
 from lsml.label_config import parse_config_cached
 from lsml.model import BuildContext, LabelStudioMLBase, ModelRef, build_model, load_model_class, model_class_name
 from lsml.settings import Settings
@@ -57,6 +62,7 @@ class _Entry:
     ready: threading.Event = field(default_factory=threading.Event)
     error: Optional[str] = None
     failed_at: float = 0.0
+    failed_pointer: Optional[str] = None
     last_check: float = 0.0
 
 
@@ -68,15 +74,17 @@ class ModelRegistry:
         store: Optional[ModelStore] = None,
         state: Optional[State] = None,
         on_loaded: Optional[Callable[[str, str, float], None]] = None,
+        on_evicted: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.model_ref = model_ref
         self.settings = settings
         self.store = store if store is not None else make_store(settings)
         self.state = state if state is not None else make_state(settings)
         self.on_loaded = on_loaded
+        self.on_evicted = on_evicted
         self.class_name = model_class_name(model_ref)
         self._lock = threading.Lock()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: "OrderedDict[str, _Entry]" = OrderedDict()  # least recently used first
         self._remembered: dict[tuple[str, str], Any] = {}
         self._cls: Optional[type] = model_ref if isinstance(model_ref, type) else None
         self._cls_error: Optional[str] = None
@@ -178,14 +186,15 @@ class ModelRegistry:
             cls = self.model_class(timeout=self.settings.model_load_timeout)
             pointer = self.store.pointer(project)
             version = self.store.current(project)
+            if version is not None:
+                verify_version(version.path, version.name)  # before setup() unpickles anything
             instance = build_model(cls, project, label_config, BuildContext(self.settings, self.state, version))
+        except VersionIntegrityError as exc:
+            self._build_failed(entry, pointer, str(exc), "project %s: %s", exc)
+            return
         except BaseException as exc:  # noqa: BLE001 - surfaced to /predict as 503
-            logger.error("project %s: building the model failed (%s)", project, type(exc).__name__, exc_info=True)
-            with self._lock:
-                entry.error = f"building the model raised {type(exc).__name__} (see the server log)"
-                entry.failed_at = time.monotonic()
-                entry.loading = False
-                entry.ready.set()
+            self._build_failed(entry, pointer, f"building the model raised {type(exc).__name__} (see the server log)",
+                               "project %s: building the model failed (%s)", type(exc).__name__, exc_info=True)
             return
         elapsed = time.perf_counter() - started
         rebuild = False
@@ -210,10 +219,25 @@ class ModelRegistry:
                 except Exception:  # pragma: no cover - metrics must never break loading
                     logger.debug("on_loaded callback failed", exc_info=True)
 
+    def _build_failed(self, entry: _Entry, pointer: Optional[str], error: str, message: str, *args: Any,
+                      exc_info: bool = False) -> None:
+        """Record a failed build. A previous instance keeps serving; the refused pointer is not retried by
+        the reload check (only a new publish, or a failed first build after `_RETRY_AFTER_FAILURE`)."""
+        serving = entry.instance
+        suffix = f"; still serving {serving.model_version}" if serving is not None else ""
+        logger.error(message + suffix, entry.project, *args, exc_info=exc_info)
+        with self._lock:
+            entry.error = error
+            entry.failed_at = time.monotonic()
+            entry.failed_pointer = pointer
+            entry.loading = False
+            entry.ready.set()
+
     def _entry_for(self, project: str, label_config: Optional[str]) -> _Entry:
         """The entry of `project`, created or re-pointed at a new label config (validated first)."""
         entry = self._entries.get(project)
         if entry is not None and (label_config is None or label_config == entry.label_config):
+            self._touch(project)
             return entry
         if label_config is not None:
             parse_config_cached(label_config)  # raises LabelConfigError before anything is remembered
@@ -225,11 +249,13 @@ class ModelRegistry:
                     f"project {project!r} is unknown: Label Studio has not called /setup for it "
                     "and the request carries no label_config"
                 )
+        evicted: list[_Entry] = []
         with self._lock:
             entry = self._entries.get(project)
             if entry is None:
                 entry = _Entry(project=project, label_config=label_config)
                 self._entries[project] = entry
+                evicted = self._evict_beyond_bound()
                 self._schedule(entry)
             elif entry.label_config != label_config:
                 entry.label_config = label_config
@@ -237,7 +263,43 @@ class ModelRegistry:
                 entry.ready.clear()
                 if not entry.loading:  # a build under way notices the change and rebuilds
                     self._schedule(entry)
+        self._report_evicted(evicted)
         return entry
+
+    def _touch(self, project: str) -> None:
+        """Mark `project` most recently used (one C-level OrderedDict call: atomic under the GIL)."""
+        try:
+            self._entries.move_to_end(project)
+        except KeyError:
+            pass
+
+    def _evict_beyond_bound(self) -> list[_Entry]:
+        """Drop the least recently used entries beyond LSML_MAX_LOADED_MODELS. Call with self._lock held.
+
+        Why: every project id a request names would otherwise keep a model
+        instance in memory for the life of the process. An evicted project is
+        rebuilt from the store on its next request.
+        """
+        evicted = []
+        while len(self._entries) > self.settings.max_loaded_models:
+            _, entry = self._entries.popitem(last=False)
+            evicted.append(entry)
+        for entry in evicted:
+            for marker in [m for m in self._remembered if m[0] == entry.project]:
+                del self._remembered[marker]
+        return evicted
+
+    def _report_evicted(self, evicted: list[_Entry]) -> None:
+        for entry in evicted:
+            version = entry.instance.model_version if entry.instance is not None else None
+            logger.info("project %s: model instance (%s) evicted: more than %d projects loaded "
+                        "(LSML_MAX_LOADED_MODELS); it is rebuilt on its next request",
+                        entry.project, version or "not loaded", self.settings.max_loaded_models)
+            if self.on_evicted is not None:
+                try:
+                    self.on_evicted(entry.project)
+                except Exception:  # pragma: no cover - metrics must never break serving
+                    logger.debug("on_evicted callback failed", exc_info=True)
 
     def _maybe_reload(self, entry: _Entry) -> None:
         now = time.monotonic()
@@ -246,7 +308,8 @@ class ModelRegistry:
         entry.last_check = now
         if entry.loading:
             return
-        if self.store.pointer(entry.project) != entry.pointer:
+        pointer = self.store.pointer(entry.project)
+        if pointer != entry.pointer and pointer != entry.failed_pointer:
             with self._lock:
                 self._schedule(entry)
 
@@ -276,6 +339,7 @@ class ModelRegistry:
         entry = self._entries.get(project)
         if entry is not None and entry.instance is not None and (
                 label_config is None or label_config == entry.label_config):
+            self._touch(project)
             self._maybe_reload(entry)
             return entry.instance
         entry = self._entry_for(project, label_config)

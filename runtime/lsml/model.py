@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
+from lsml import credentials, local_files
+from lsml.credentials import Credential
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
 from lsml.settings import Settings
@@ -39,35 +41,52 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "default"
-_PROJECT_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What a project may be called: a key, or Label Studio's "<id>.<created_at>" (created_at: a unix
+# time, possibly with a fraction). One home for the rule: `project_key` enforces it and
+# lsml.server.openapi publishes the same bounds, so the spec and the server agree.
+PROJECT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}(\.[0-9.]{0,32})?$"
+# Label Studio's ids are database integers: a numeric id must fit a signed 64-bit integer
+# (`1e300` parses as an integral float, and 301 digits make no directory name).
+MAX_PROJECT_ID = 2**63 - 1
+_PROJECT_NAME = re.compile(PROJECT_NAME_PATTERN)
 
 
-def project_key(value: Any) -> str:
+def project_key(value: Any, field: str = "project") -> str:
     """The key lsml files a project under.
 
     Label Studio names a project ``"<id>.<created_at>"`` in /setup and
     /predict, ``{"id": <id>, ...}`` in webhooks, and a bare id elsewhere; all
-    give ``"<id>"``. No project gives ``"default"``. Raises ValueError for
-    anything that is not a plain id (it becomes a directory name).
+    give ``"<id>"``. No project gives ``"default"``. Anything else raises
+    ValueError naming `field`, before the value reaches a path, a state row or
+    a background build: the key becomes a directory name.
     """
     if value is None or value == "":
         return DEFAULT_PROJECT
     if isinstance(value, dict):
         if "id" not in value:
-            raise ValueError("project object has no 'id'")
-        value = value["id"]
+            raise ValueError(f"'{field}' object has no 'id'")
+        return _id_key(value["id"], f"{field}.id")
+    return _id_key(value, field)
+
+
+def _id_key(value: Any, field: str) -> str:
     if isinstance(value, bool):
-        raise ValueError(f"invalid project {value!r}")
-    if isinstance(value, int):
-        return str(value)
+        raise ValueError(f"'{field}' must be a project id, got {value!r}")
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+        if not 0 <= value <= MAX_PROJECT_ID:  # compared as a float: int(1e300) is not even built
+            raise ValueError(f"'{field}' must be an id between 0 and {MAX_PROJECT_ID}, got {value!r}")
+        value = int(value)
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_PROJECT_ID:
+            raise ValueError(f"'{field}' must be an id between 0 and {MAX_PROJECT_ID}, "
+                             f"got a number of {value.bit_length()} bits")
+        return str(value)
     if not isinstance(value, str):
-        raise ValueError(f"project must be a string, a number or an object with 'id', got {type(value).__name__}")
-    key = value.split(".", 1)[0].strip()
-    if not _PROJECT_KEY.match(key):
-        raise ValueError(f"invalid project {value!r}: expected '<id>' or '<id>.<created_at>'")
-    return key
+        raise ValueError(f"'{field}' must be a string, an integer or an object with 'id', got {type(value).__name__}")
+    if not _PROJECT_NAME.fullmatch(value):
+        raise ValueError(f"invalid '{field}' {value[:80]!r}: expected '<id>' or '<id>.<created_at>' "
+                         "(at most 64 letters, digits, '_' or '-' before the dot)")
+    return value.split(".", 1)[0]
 
 
 @dataclass
@@ -253,32 +272,36 @@ class LabelStudioMLBase:
         return self.model_version
 
     # ---- Label Studio access --------------------------------------------
+    def label_studio_credential(self) -> Credential:
+        """This project's Label Studio URL and the token that may go to it (lsml.credentials says which)."""
+        return credentials.resolve(self.settings, self._state.get(self.project_id, credentials.STATE_KEY))
+
     def get_label_studio_url(self) -> Optional[str]:
-        """Label Studio's URL: what /setup sent for this project, else LABEL_STUDIO_URL."""
-        return self._state.get(self.project_id, "hostname") or self.settings.label_studio_url
+        """LABEL_STUDIO_URL when set, else the hostname /setup sent for this project."""
+        return self.label_studio_credential().url
 
     def get_label_studio_access_token(self) -> Optional[str]:
-        """LABEL_STUDIO_API_KEY when set, else the token /setup sent for this project. Never log it.
+        """The token for `get_label_studio_url()`'s origin only. Never log it.
 
-        The operator's explicit key wins: Label Studio 1.23's /setup always sends the
-        project creator's *legacy* token, which is refused (401) in organisations
-        where legacy tokens are off (the 1.23 default), while a configured personal
-        access token works everywhere.
+        LABEL_STUDIO_API_KEY wins when LABEL_STUDIO_URL is configured: Label Studio 1.23's
+        /setup always sends the project creator's *legacy* token, which is refused (401)
+        in organisations where legacy tokens are off (the 1.23 default), while a
+        configured personal access token works everywhere.
         """
-        return self.settings.label_studio_api_key or self._state.get(self.project_id, "access_token")
+        return self.label_studio_credential().token
 
     def label_studio_client(self) -> "LabelStudioClient":
         """A `lsml.labelstudio.LabelStudioClient` for this project's Label Studio (cached)."""
         if self._label_studio_client is None:
-            url = self.get_label_studio_url()
-            if not url:
+            credential = self.label_studio_credential()
+            if not credential.url:
                 raise RuntimeError(
                     "Label Studio's URL is unknown: connect the backend from Label Studio (its /setup call "
                     "sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"
                 )
             from lsml.labelstudio import LabelStudioClient
 
-            self._label_studio_client = LabelStudioClient(url, self.get_label_studio_access_token())
+            self._label_studio_client = LabelStudioClient(credential.url, credential.token)
         return self._label_studio_client
 
     def fetch_annotated_tasks(self, project: Any = None, include_cancelled: bool = False) -> Iterator[dict]:
@@ -295,23 +318,46 @@ class LabelStudioMLBase:
 
     def get_local_path(self, url: str, project_dir: Optional[str] = None, ls_host: Optional[str] = None,
                        ls_access_token: Optional[str] = None, task_id: Any = None, *args: Any, **kwargs: Any) -> str:
-        """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed."""
+        """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed.
+
+        A local path or `file://` URL is read only under LSML_LOCAL_FILES_ROOTS
+        (`lsml.local_files.LocalFileRefused` otherwise): task data is untrusted.
+
+        Label Studio's token goes only to Label Studio's origin: an absolute URL on another
+        host is fetched without it (lsml.labelstudio.media), and so is a redirect elsewhere.
+        """
         if not isinstance(url, str):
             raise TypeError("url must be a string")
         if url.startswith("file://"):
-            return url[len("file://"):]
-        if os.path.exists(url):
-            return url
-        host = (ls_host or self.get_label_studio_url() or "").rstrip("/")
-        full = url if url.startswith(("http://", "https://")) else (host + "/" + url.lstrip("/") if host else url)
+            return str(local_files.confined(local_files.file_url_path(url), self.settings.local_files_roots))
+        if not url.startswith(("http://", "https://", "/data/")) and os.path.exists(url):
+            return str(local_files.confined(url, self.settings.local_files_roots))
+        credential = self._media_credential(ls_host, ls_access_token)
+        host = (credential.url or "").rstrip("/")
+        absolute = url.startswith(("http://", "https://"))
+        if not absolute and not host:
+            raise RuntimeError(
+                f"cannot fetch {url!r}: Label Studio's URL is unknown: connect the backend from Label Studio "
+                "(its /setup call sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        full = url if absolute else host + "/" + url.lstrip("/")
         cache_dir = Path(project_dir) if project_dir else Path(self.settings.model_dir) / ".lsml" / "media"
-        if ls_access_token is not None or ls_host is not None:
+        if ls_host is None and ls_access_token is None and host:
+            client = self.label_studio_client()
+        else:
             from lsml.labelstudio import LabelStudioClient
 
-            client = LabelStudioClient(host or full, ls_access_token or self.get_label_studio_access_token())
-        else:
-            client = self.label_studio_client()
-        return str(client.download(full, cache_dir))
+            client = LabelStudioClient(host or full, credential.token if host else None)
+        return str(client.download(full, cache_dir, max_bytes=self.settings.media_max_bytes,
+                                   timeout=self.settings.media_timeout))
+
+    def _media_credential(self, ls_host: Optional[str], ls_access_token: Optional[str]) -> Credential:
+        """The project's credential, or the one a caller passed: a host without a token gets no foreign token."""
+        own = self.label_studio_credential()
+        if ls_host:
+            return Credential(ls_host, ls_access_token if ls_access_token is not None else own.token_for(ls_host))
+        if ls_access_token is not None:
+            return Credential(own.url, ls_access_token)
+        return own
 
     def preload_task_data(self, task: dict, value: Any = None, read_file: bool = True) -> Any:
         """Replace media URLs in `value` (default: task["data"]) by local files (or their text)."""

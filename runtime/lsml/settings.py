@@ -46,6 +46,14 @@ def _str(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
+    """A colon-separated list of directories, resolved (symlinks too, so containment checks compare real paths)."""
+    raw = _str(env, name)
+    if raw is None:
+        return ()
+    return tuple(Path(part.strip()).resolve() for part in raw.split(os.pathsep) if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with `Settings.from_env()`; override with `.replace(...)`."""
@@ -61,12 +69,18 @@ class Settings:
     label_studio_api_key: str | None = dataclasses.field(default=None, repr=False)
     predict_concurrency: int = 4
     predict_wait_timeout: float = 30.0
+    predict_timeout: float = 100.0
+    fit_timeout: float = 21600.0
     model_load_timeout: float = 60.0
-    max_body_bytes: int = 104_857_600
+    max_body_bytes: int = 10_485_760
+    max_loaded_models: int = 16
+    media_max_bytes: int = 104_857_600
+    media_timeout: float = 60.0
     keep_versions: int = 5
     reload_interval: float = 0.5
     score_strategy: str | None = None
     log_level: str = "INFO"
+    local_files_roots: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> "Settings":
@@ -86,21 +100,49 @@ class Settings:
             label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY"),
             predict_concurrency=_int(env, "LSML_PREDICT_CONCURRENCY", 4, minimum=1),
             predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
+            predict_timeout=_float(env, "LSML_PREDICT_TIMEOUT", 100.0, minimum=0.001),
+            fit_timeout=_float(env, "LSML_FIT_TIMEOUT", 21600.0, minimum=1.0),
             model_load_timeout=_float(env, "LSML_MODEL_LOAD_TIMEOUT", 60.0),
-            max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 104_857_600, minimum=1),
+            max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 10_485_760, minimum=1),
+            max_loaded_models=_int(env, "LSML_MAX_LOADED_MODELS", 16, minimum=1),
+            media_max_bytes=_int(env, "LSML_MEDIA_MAX_BYTES", 104_857_600, minimum=1),
+            media_timeout=_float(env, "LSML_MEDIA_TIMEOUT", 60.0, minimum=0.001),
             keep_versions=_int(env, "LSML_KEEP_VERSIONS", 5, minimum=1),
             reload_interval=_float(env, "LSML_RELOAD_INTERVAL", 0.5),
             score_strategy=_str(env, "LSML_SCORE_STRATEGY"),
             log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+            local_files_roots=_paths(env, "LSML_LOCAL_FILES_ROOTS"),
         )
+
+    def __post_init__(self) -> None:
+        _check_basic_auth(self.basic_auth_user, self.basic_auth_pass)
 
     def replace(self, **changes) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""
         for key in ("backend_dir", "model_dir"):
             if key in changes and changes[key] is not None:
                 changes[key] = Path(changes[key])
+        if "local_files_roots" in changes:
+            roots = changes["local_files_roots"] or ()
+            roots = [roots] if isinstance(roots, (str, os.PathLike)) else roots
+            changes["local_files_roots"] = tuple(Path(p).resolve() for p in roots)
         return dataclasses.replace(self, **changes)
 
     @property
     def basic_auth_enabled(self) -> bool:
-        return bool(self.basic_auth_user) and self.basic_auth_pass is not None
+        return bool(self.basic_auth_user) and bool(self.basic_auth_pass)
+
+
+def _check_basic_auth(user: str | None, password: str | None) -> None:
+    """Auth is on with both variables and off with neither; one alone is a mistake that must not open the server.
+
+    Before this check a blank or missing password silently turned auth off (SECURITY.md).
+    """
+    has_user = bool(user and user.strip())
+    has_pass = bool(password and password.strip())
+    if has_user and not has_pass:
+        raise ValueError("BASIC_AUTH_USER is set but BASIC_AUTH_PASS is empty or missing: set a password "
+                         "(or unset BASIC_AUTH_USER to run without auth)")
+    if has_pass and not has_user:
+        raise ValueError("BASIC_AUTH_PASS is set but BASIC_AUTH_USER is empty or missing: set a user "
+                         "(or unset BASIC_AUTH_PASS to run without auth)")

@@ -11,15 +11,26 @@ hostname and access token: keep MODEL_DIR private (the token is a secret).
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import redis
+
 from lsml.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 _MISSING = object()
+
+
+class StateUnavailable(RuntimeError):
+    """The state store (Redis) cannot be reached: the server answers 503 with Retry-After."""
 
 
 @runtime_checkable
@@ -62,7 +73,8 @@ class SqliteState:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_file(self.path)
         self._local = threading.local()
         with self._conn() as conn:
             conn.execute(
@@ -112,12 +124,36 @@ class SqliteState:
         return {k: json.loads(v) for k, v in rows}
 
 
+def _private_file(path: Path) -> None:
+    """Create `path` 0600 (or narrow it to 0600) before sqlite opens it: the state holds Label Studio
+    tokens, and sqlite gives its -wal and -shm files the database file's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except PermissionError:  # another user's file (a shared volume): say so, serve anyway
+        logger.warning("%s is readable by others and owned by another user: make it 0600", path)
+    finally:
+        os.close(fd)
+
+
+def _redis_errors(method):
+    """Redis errors leave a RedisState as StateUnavailable, naming the error type only (a URL may hold a password)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"Redis (the state store) is unreachable ({type(exc).__name__}); "
+                                   "try again when it is back") from exc
+    return wrapper
+
+
 class RedisState:
     """One Redis hash per project: `<prefix>:<project>`."""
 
     def __init__(self, url: str, prefix: str = "lsml:state") -> None:
-        import redis
-
         from lsml.training.rq_queue import connect  # short timeouts, no retries: never block a request
 
         self._redis = connect(url)
@@ -126,19 +162,24 @@ class RedisState:
     def _key(self, project: str) -> str:
         return f"{self._prefix}:{project}"
 
+    @_redis_errors
     def get(self, project: str, key: str, default: Any = None) -> Any:
         raw = self._redis.hget(self._key(project), key)
         return default if raw is None else json.loads(raw)
 
+    @_redis_errors
     def set(self, project: str, key: str, value: Any) -> None:
         self._redis.hset(self._key(project), key, json.dumps(value))
 
+    @_redis_errors
     def has(self, project: str, key: str) -> bool:
         return bool(self._redis.hexists(self._key(project), key))
 
+    @_redis_errors
     def delete(self, project: str, key: str) -> None:
         self._redis.hdel(self._key(project), key)
 
+    @_redis_errors
     def items(self, project: str) -> dict[str, Any]:
         return {k.decode(): json.loads(v) for k, v in self._redis.hgetall(self._key(project)).items()}
 

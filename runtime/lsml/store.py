@@ -7,7 +7,9 @@ Layout of `LocalModelStore(root)`::
     <root>/<project>/current -> versions/000001   symlink, replaced with os.replace
     <root>/<project>/.staging-XXXX/          a fit in progress (invisible to readers)
 
-Publishing: fsync every staged file and the staging dir, `os.rename` it into
+Publishing records a SHA-256 of every artifact in `lsml-version.json`
+(`lsml.integrity`), which the loader and the training job check before a
+model loads the version. Publishing: fsync every staged file and the staging dir, `os.rename` it into
 `versions/`, fsync `versions/`, then point `current` at it by creating a temp
 symlink and `os.replace`-ing it over `current`. A crashed or failed fit
 leaves at most a `.staging-*` dir, which no reader looks at and `prune`
@@ -29,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol, runtime_checkable
 
+from lsml.integrity import VERSION_FILE, digest_tree
 from lsml.settings import Settings
 
-VERSION_FILE = "lsml-version.json"
 _STALE_STAGING_SECONDS = 24 * 3600
 
 
@@ -209,7 +211,7 @@ class LocalModelStore:
             number = max(numbers, default=0) + 1
             created = time.time()
             info = {"project": str(project), "number": number, "name": version_name(number),
-                    "created_at": created, "metadata": metadata or {}}
+                    "created_at": created, "metadata": metadata or {}, "files": digest_tree(staged)}
             with open(staged / VERSION_FILE, "w", encoding="utf-8") as f:
                 json.dump(info, f, default=str)
             _fsync_tree(staged)

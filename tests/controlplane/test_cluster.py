@@ -258,3 +258,40 @@ def test_kubectl_and_helm_against_the_cluster(k8s_cluster: KubernetesCluster, k8
     releases = json.loads(k8s_cluster.helm("list", "-n", k8s_namespace, "-o", "json").stdout)
     assert [r["name"] for r in releases] == ["demo"]
     k8s_cluster.helm("uninstall", "demo", "-n", k8s_namespace, "--wait")
+
+
+def test_claims_of_the_default_class_bind_through_local_path_on_kwok_nodes(
+        k8s_cluster: KubernetesCluster, api, k8s_namespace: str) -> None:
+    """As on kind: a claim naming no class gets ``standard`` and local-path-provisioner binds it for the pod."""
+    apps = client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
+    (default_class,) = [sc for sc in client.StorageV1Api(api).list_storage_class().items
+                        if (sc.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+    assert (default_class.metadata.name, default_class.provisioner) == ("standard", "rancher.io/local-path")
+    assert default_class.volume_binding_mode == "WaitForFirstConsumer"
+    labels = {"app": "db"}
+    apps.create_namespaced_stateful_set(k8s_namespace, client.V1StatefulSet(
+        metadata=client.V1ObjectMeta(name="db"),
+        spec=client.V1StatefulSetSpec(
+            service_name="db", replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+            template=_pod_template(labels),
+            volume_claim_templates=[client.V1PersistentVolumeClaim(
+                metadata=client.V1ObjectMeta(name="data"),
+                spec=client.V1PersistentVolumeClaimSpec(
+                    access_modes=["ReadWriteOnce"],
+                    resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"})),
+            )],
+        ),
+    ))
+    wait_for(lambda: core.read_namespaced_persistent_volume_claim("data-db-0", k8s_namespace).status.phase == "Bound",
+             timeout=90, message="PVC data-db-0 Bound by local-path-provisioner")
+    pvc = core.read_namespaced_persistent_volume_claim("data-db-0", k8s_namespace)
+    assert pvc.spec.storage_class_name == "standard"
+    pv = core.read_persistent_volume(pvc.spec.volume_name)
+    assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "rancher.io/local-path"
+    # The volume is pinned to the node the scheduler chose for the pod.
+    (term,) = pv.spec.node_affinity.required.node_selector_terms
+    wait_for(lambda: apps.read_namespaced_stateful_set_status("db", k8s_namespace).status.ready_replicas == 1,
+             timeout=90, message="StatefulSet db with 1 ready replica")
+    pod = core.read_namespaced_pod("db-0", k8s_namespace)
+    assert term.match_expressions[0].values == [pod.spec.node_name]

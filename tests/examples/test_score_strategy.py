@@ -95,7 +95,8 @@ def test_start_score_strategy_flag_reaches_the_served_model(tmp_path):
          "value": {"choices": [truth[Path(t["data"]["image"]).name]]}}]}]} for i, t in enumerate(tasks[:50])]
     backend = tmp_path / "backend"
     shutil.copytree(EXAMPLES / "image_classifier", backend, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
-    settings = Settings.from_env(env={}, backend_dir=backend).replace(model_dir=tmp_path / "models")
+    settings = Settings.from_env(env={}, backend_dir=backend).replace(model_dir=tmp_path / "models",
+                                                                      local_files_roots=[tmp_path / "digits"])
     cls = load_class("image_classifier", "ImageClassifier")
     assert run_training(cls, TrainingRequest("7", "START_TRAINING", {"annotations": annotated}, config),
                         settings)["published"]
@@ -107,6 +108,7 @@ def test_start_score_strategy_flag_reaches_the_served_model(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LSML_SCORE_STRATEGY", "PROMETHEUS_MULTIPROC_DIR")}
     env["MODEL_DIR"] = str(tmp_path / "models")
+    env["LSML_LOCAL_FILES_ROOTS"] = str(tmp_path / "digits")  # the tasks name local PNGs
     proc = subprocess.Popen([CLI, "start", str(backend), "--port", str(port), "--host", "127.0.0.1", "--embedded",
                              "--score-strategy", "entropy"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -247,12 +247,4 @@ def apply_yaml(cluster: KubernetesCluster, docs: list[dict[str, Any]] | dict[str
     return cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs), check=check)
 
 
-def host_path_pv(name: str, size: str = "5Gi") -> dict[str, Any]:
-    """PersistentVolumes for the claims (no provisioner in the local control plane; the PV controller binds)."""
-    return {"apiVersion": "v1", "kind": "PersistentVolume",
-            "metadata": {"name": name, "labels": {"lsml-test": "1"}},
-            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
-                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/{name}"}}}
-
-
 __all__ = ["CRD_PATH", "REPO"]

@@ -244,3 +244,40 @@ def test_builder_defaults_equal_crd_defaults():
     assert spec["imagePullPolicy"]["default"] == "IfNotPresent"
     assert spec["hpa"]["properties"]["targetCPUUtilizationPercentage"]["default"] == 80
     assert spec["labelStudio"]["properties"]["apiTokenSecretRef"]["properties"]["key"]["default"] == "token"
+
+
+def test_pods_sharing_a_read_write_once_volume_are_kept_on_one_node():
+    """RWO (the default) attaches to one node: server and worker pods require each other's node."""
+    mlb = with_identity(example("mlbackend.yaml"))
+    for pod in (server_deployment.build(mlb, config_hash="h")["spec"]["template"]["spec"],
+                worker_deployment.build(mlb, config_hash="h")["spec"]["template"]["spec"]):
+        (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        selected = {e["key"]: e["values"] for e in term["labelSelector"]["matchExpressions"]}
+        assert selected["app.kubernetes.io/instance"] == [mlb["metadata"]["name"]]
+        assert sorted(selected["app.kubernetes.io/component"]) == [L.SERVER, L.WORKER]
+        # the server and worker pod templates carry the labels the term selects, so they attract each other
+        assert set(selected) <= set(L.labels(mlb["metadata"]["name"], L.SERVER))
+
+
+def test_read_write_many_storage_lets_pods_spread_and_user_affinity_wins():
+    mlb = with_identity(example("mlbackend.yaml"))
+    rwx = copy.deepcopy(mlb)
+    rwx["spec"]["storage"]["accessModes"] = ["ReadWriteMany"]
+    assert "affinity" not in server_deployment.build(rwx, config_hash="h")["spec"]["template"]["spec"]
+    own = copy.deepcopy(mlb)
+    own["spec"]["server"]["affinity"] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    pod = server_deployment.build(own, config_hash="h")["spec"]["template"]["spec"]
+    assert pod["affinity"] == own["spec"]["server"]["affinity"]
+    no_storage = copy.deepcopy(mlb)
+    no_storage["spec"].pop("storage")
+    no_storage["spec"].pop("worker")
+    assert "affinity" not in server_deployment.build(no_storage, config_hash="h")["spec"]["template"]["spec"]
+
+
+def test_server_pods_drain_before_they_stop():
+    """Endpoint removal races SIGTERM: a pre-stop pause keeps serving until the Service has moved on."""
+    pod = server_deployment.build(with_identity(example("mlbackend.yaml")), config_hash="h")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == server_deployment.PRE_STOP_SLEEP_SECONDS
+    assert pod["terminationGracePeriodSeconds"] > server_deployment.PRE_STOP_SLEEP_SECONDS + 30  # + gunicorn's graceful

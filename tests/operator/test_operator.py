@@ -21,7 +21,7 @@ import pytest
 from tests.fixtures.kubernetes import wait_for
 
 from .conftest import (
-    WATCHED, apply_yaml, condition, get_mlb, host_path_pv, kubectl_json,
+    WATCHED, apply_yaml, condition, get_mlb, kubectl_json,
 )
 from .helpers import example
 
@@ -64,8 +64,6 @@ def e2e(k8s_cluster, operator, label_studio, lsml_runtime, operator_release):
     with label_studio.client() as c:
         project = c.create_project(f"op-e2e-{secrets.token_hex(3)}", "<View><Text name='text' value='$text'/>"
                                    "<Choices name='label' toName='text'><Choice value='a'/><Choice value='b'/></Choices></View>")
-    pvs = [host_path_pv(f"lsml-e2e-{i}-{secrets.token_hex(3)}") for i in range(2)]
-    apply_yaml(k8s_cluster, pvs, NS)
     apply_yaml(k8s_cluster, [_secret("ls-token", {"token": label_studio.legacy_token}),
                              _secret("e2e-basic", {"user": "labelstudio", "password": BASIC_PASSWORD})], NS)
     mlb = copy.deepcopy(example("mlbackend.yaml"))
@@ -74,12 +72,10 @@ def e2e(k8s_cluster, operator, label_studio, lsml_runtime, operator_release):
                                        "projects": [project["id"]], "backendURL": lsml_runtime.url,
                                        "title": "e2e backend"})
     mlb["spec"]["basicAuth"] = {"secretName": "e2e-basic", "usernameKey": "user", "passwordKey": "password"}
-    state = {"project": project["id"], "mlb": mlb, "pvs": [p["metadata"]["name"] for p in pvs]}
+    state = {"project": project["id"], "mlb": mlb}
     yield state
     # while the operator still runs (it holds the finalizer), so nothing is left for the next module
     k8s_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=90s", check=False)
-    for pv in state["pvs"]:
-        k8s_cluster.kubectl("delete", "pv", pv, "--wait=false", check=False)
     try:
         with label_studio.client() as c:
             for pid in [project["id"], *state.get("extra_projects", [])]:

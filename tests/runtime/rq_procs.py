@@ -140,7 +140,7 @@ def gunicorn_argv(backend: Path, port: int, workers: int = 2) -> list[str]:
 
 def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str = "server", workers: int = 2,
                  **extra: str) -> str:
-    """A gunicorn server on a free port; returns its base URL once /health answers."""
+    """A gunicorn server on a free port; returns its base URL once /healthz answers."""
     import requests
 
     from tests.fixtures.ports import free_port
@@ -154,9 +154,9 @@ def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str =
         if proc.poll() is not None:
             raise AssertionError(f"{name} exited: {procs.log(name)[-3000:]}")
         try:
-            return requests.get(url + "/health", timeout=1).status_code == 200
+            return requests.get(url + "/healthz", timeout=1).status_code == 200  # open with Basic auth on too
         except requests.RequestException:
             return False
 
-    wait_for(up, 60, interval=0.1, what=f"{name} to answer /health")
+    wait_for(up, 60, interval=0.1, what=f"{name} to answer /healthz")
     return url

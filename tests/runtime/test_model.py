@@ -100,21 +100,21 @@ def test_build_label_map_uses_predicted_values_then_names(settings, text_config)
         "positive": "Positive", "neg": "Negative", "bad": "Negative"}
 
 
-def test_label_studio_url_comes_from_setup_and_a_configured_api_key_wins(settings):
+def test_label_studio_url_and_token_come_as_a_pair(settings):
     state = MemoryState()
     m = build_model(LabelStudioMLBase, "1", None, ctx(settings.replace(
         label_studio_url="http://env", label_studio_api_key="envtok"), state))
     assert (m.get_label_studio_url(), m.get_label_studio_access_token()) == ("http://env", "envtok")
-    state.set("1", "hostname", "http://ls")
-    state.set("1", "access_token", "t")
-    assert (m.get_label_studio_url(), m.get_label_studio_access_token()) == ("http://ls", "envtok")
+    state.set("1", "label_studio", {"hostname": "http://ls", "access_token": "t"})
+    # another origin than LABEL_STUDIO_URL: ignored (tests/runtime/test_security_credentials.py)
+    assert (m.get_label_studio_url(), m.get_label_studio_access_token()) == ("http://env", "envtok")
 
 
 def test_token_from_setup_is_used_when_no_api_key_is_configured(settings):
     state = MemoryState()
     m = build_model(LabelStudioMLBase, "1", None, ctx(settings, state))
-    state.set("1", "access_token", "t")
-    assert m.get_label_studio_access_token() == "t"
+    state.set("1", "label_studio", {"hostname": "http://ls", "access_token": "t"})
+    assert (m.get_label_studio_url(), m.get_label_studio_access_token()) == ("http://ls", "t")
 
 
 def test_model_without_label_studio_url_explains_what_to_set(settings):
@@ -140,7 +140,7 @@ def test_fetch_annotated_tasks_drops_unannotated_and_cancelled(settings):
 def test_preload_task_data_keeps_plain_values_and_reads_local_files(settings, tmp_path):
     f = tmp_path / "doc.txt"
     f.write_text("hello")
-    m = build_model(LabelStudioMLBase, "1", None, ctx(settings))
+    m = build_model(LabelStudioMLBase, "1", None, ctx(settings.replace(local_files_roots=[tmp_path])))
     task = {"id": 1, "data": {"text": "plain", "doc": f"file://{f}", "n": 3}}
     assert m.preload_task_data(task) == {"text": "plain", "doc": "hello", "n": 3}
     assert m.get_local_path(str(f)) == str(f)

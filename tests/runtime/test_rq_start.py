@@ -124,3 +124,48 @@ def test_start_without_redis_server_falls_back_to_embedded_training_and_says_so(
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]
     assert "embedded" in out and "redis-server" in out, out  # says why and what to install
+
+
+def proc_text(pid: int, name: str) -> str:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_start_gives_its_redis_a_random_password_kept_out_of_logs_and_ps(tmp_path):
+    import redis
+
+    backend = write_backend(tmp_path / "backend")
+    proc, url = start(backend, base_env(backend))
+    try:
+        children = descendants(proc.pid)
+        assert any("redis-server" in proc_text(p, "cmdline") for p in children)
+        urls = {line.split("=", 1)[1] for p in children for line in proc_text(p, "environ").split()
+                if line.startswith("REDIS_URL=")}
+        assert len(urls) == 1, urls
+        parsed = redis.connection.parse_url(urls.pop())
+        password, port = parsed.get("password"), parsed["port"]
+        assert password and len(password) >= 32, "the private redis-server must have a password"
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port).ping()  # NOAUTH
+        assert redis.Redis(host="127.0.0.1", port=port, password=password).ping()
+        r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
+                                                  "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
+        job = r.json()["job"]
+        st = wait_for(lambda: (s := requests.post(url + "/job_status", json={"job": job}, timeout=5).json())
+                      ["status"] in ("finished", "failed") and s, 60, interval=0.2, what="the training")
+        assert st["status"] == "finished", st
+        for pid in children:
+            assert password not in proc_text(pid, "cmdline"), f"password on the command line of {pid}"
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert password not in ps
+        config_files = [p for p in (backend / "data" / "redis").iterdir() if p.suffix == ".conf"]
+        assert config_files == [], "the 0600 config file is removed once Redis listens"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert password not in out
+    for log in (backend / "logs").iterdir():
+        assert password not in log.read_text(errors="replace"), log.name

@@ -142,7 +142,8 @@ def test_secrets_stay_out_of_worker_logs_and_job_results(tmp_path, procs):
         url = f"redis://:{password}@127.0.0.1:{port}/0"
         backend = write_backend(tmp_path / "backend")
         queue = make_queue(url)
-        procs.worker(backend, url, LABEL_STUDIO_API_KEY=token, BASIC_AUTH_PASS="basic-5ecret", LOG_LEVEL="DEBUG")
+        procs.worker(backend, url, LABEL_STUDIO_API_KEY=token, BASIC_AUTH_USER="ls", BASIC_AUTH_PASS="basic-5ecret",
+                     LOG_LEVEL="DEBUG")
         ok, bad = queue.submit(req(n=1)), queue.submit(req(project="2", fail=True))
         statuses = [wait_for(lambda j=j: finished(queue, j), 60, what="trainings") for j in (ok, bad)]
         assert [s["status"] for s in statuses] == ["finished", "failed"]

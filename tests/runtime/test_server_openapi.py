@@ -74,3 +74,16 @@ def test_openapi_covers_every_route_and_method(serve):
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in spec["paths"][rule.rule], f"{method} {rule.rule} missing"
     assert set(spec["paths"]) == {r.rule for r in app.url_map.iter_rules()}
+
+
+def test_openapi_says_whether_auth_is_required(serve):
+    """With Basic auth on, the Label Studio-facing operations require it (a fuzzer then checks the 401s);
+    probes stay open either way, and /metrics follows the auth setting."""
+    _, open_client = serve(CountingModel)
+    _, auth_client = serve(CountingModel, basic_auth_user="ls", basic_auth_pass="pw")
+    without, with_auth = open_client.get("/openapi.json").json, auth_client.get("/openapi.json").json
+    assert without["paths"]["/predict"]["post"]["security"] == [{"basicAuth": []}, {}]
+    assert with_auth["paths"]["/predict"]["post"]["security"] == [{"basicAuth": []}]
+    assert with_auth["paths"]["/metrics"]["get"]["security"] == [{"basicAuth": []}]
+    assert with_auth["paths"]["/readyz"]["get"]["security"] == []
+    assert "401" in with_auth["paths"]["/setup"]["post"]["responses"]

@@ -11,7 +11,7 @@ def test_defaults_follow_the_architecture_table(tmp_path):
     assert s.model_dir == tmp_path.resolve() / "data" / "models"
     assert s.redis_url is None and s.queue_name == "lsml-training"
     assert (s.predict_concurrency, s.model_load_timeout, s.keep_versions) == (4, 60.0, 5)
-    assert s.max_body_bytes == 104857600 and s.reload_interval == 0.5
+    assert s.max_body_bytes == 10485760 and s.reload_interval == 0.5
     assert not s.basic_auth_enabled
 
 
@@ -37,7 +37,8 @@ def test_bad_numbers_name_the_variable(tmp_path):
 
 
 def test_settings_pickle_and_hide_secrets_in_repr(tmp_path):
-    s = Settings.from_env(env={"BASIC_AUTH_PASS": "hunter2", "LABEL_STUDIO_API_KEY": "tok"}, backend_dir=tmp_path)
+    s = Settings.from_env(env={"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "hunter2", "LABEL_STUDIO_API_KEY": "tok"},
+                          backend_dir=tmp_path)
     assert pickle.loads(pickle.dumps(s)) == s
     assert "hunter2" not in repr(s) and "tok" not in repr(s)
     assert s.replace(model_dir=str(tmp_path)).model_dir == Path(tmp_path)

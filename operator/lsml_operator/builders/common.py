@@ -248,6 +248,28 @@ def scheduling(section: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def model_volume_affinity(spec: Spec) -> dict[str, Any] | None:
+    """Required pod affinity that keeps server and worker pods on one node when they share a RWO volume.
+
+    A ReadWriteOnce volume attaches to one node at a time: pods of the same MLBackend that land
+    on another node would hang in ContainerCreating (Multi-Attach error). So unless the model
+    volume is ReadWriteMany, every server and worker pod must share the node of the first one
+    (the first pod may go anywhere: the scheduler lets a pod satisfy its own affinity term).
+    None without storage or with ReadWriteMany, where pods may spread.
+    """
+    storage = spec.storage
+    if not storage or "ReadWriteMany" in (storage.get("accessModes") or ()):
+        return None
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchExpressions": [
+            {"key": "app.kubernetes.io/name", "operator": "In", "values": [L.APP_NAME]},
+            {"key": "app.kubernetes.io/instance", "operator": "In", "values": [spec.name]},
+            {"key": "app.kubernetes.io/component", "operator": "In", "values": [L.SERVER, L.WORKER]},
+        ]},
+        "topologyKey": "kubernetes.io/hostname",
+    }]}}
+
+
 def runtime_container(
     spec: Spec, section: dict[str, Any], *, name: str, command: list[str], args: list[str] | None,
     include_basic_auth: bool, **extra: Any,
@@ -287,6 +309,9 @@ def runtime_pod_spec(spec: Spec, section: dict[str, Any], container: dict[str, A
         "automountServiceAccountToken": False,
         **scheduling(section),
     }
+    colocate = model_volume_affinity(spec)
+    if colocate is not None and "affinity" not in pod_spec:  # a user's own affinity replaces ours
+        pod_spec["affinity"] = colocate
     if spec.raw.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec.raw["serviceAccountName"]
     pulls = image_pull_secrets(spec)

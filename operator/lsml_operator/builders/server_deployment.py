@@ -7,6 +7,12 @@ from typing import Any
 from . import common as C
 from . import labels as L
 
+# Endpoint removal reaches kube-proxy and Label Studio's connection pools a moment after SIGTERM
+# would: the pod keeps serving for this long first (the native sleep action needs no binary in the
+# image), then gunicorn finishes its in-flight requests within its graceful timeout.
+PRE_STOP_SLEEP_SECONDS = 5
+TERMINATION_GRACE_SECONDS = 45
+
 
 def default_command(port: int) -> list[str]:
     """What the runtime image runs when spec.command is unset: gunicorn on the container port, app in /app."""
@@ -39,10 +45,12 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60,
         },
+        lifecycle={"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
     )
 
     annotations = {C.CONFIG_HASH_ANNOTATION: config_hash, **(server.get("podAnnotations") or {})}
     pod_spec = C.runtime_pod_spec(spec, server, container)
+    pod_spec["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
 
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": L.selector_labels(spec.name, L.SERVER)},

@@ -9,7 +9,9 @@ to install but Debian's `redis-server`.
 * `REDIS_URL` given: no local Redis; the worker and server use that one.
 * no `REDIS_URL`, `redis-server` on PATH: a private Redis bound to
   127.0.0.1 on a free port, data in `NAME/data/redis` with AOF on, so queued
-  trainings survive a restart of the stack.
+  trainings survive a restart of the stack. It gets a random password per
+  start (`requirepass`, from a 0600 config file, never on a command line),
+  which the worker and the server receive in REDIS_URL in their environment.
 * neither: no Redis and no worker; the server trains with the embedded
   runner, and the stack says so.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 STOP_TIMEOUT = 15.0
+REDIS_CONFIG_NAME = ".lsml-redis.conf"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -47,6 +51,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def _redis_config(data_dir: Path, password: str) -> Path:
+    """A config file only this user can read, holding `requirepass`.
+
+    Why a file: a password on redis-server's command line shows in `ps` to
+    every user of the machine. The file is created 0600 (never a moment
+    wider) and removed once the server listens; the worker and the server get
+    the password only inside REDIS_URL in their environment.
+    """
+    path = data_dir / REDIS_CONFIG_NAME
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"requirepass {password}\n")
+    return path
 
 
 @dataclass
@@ -129,27 +149,33 @@ class LocalStack:
         return child
 
     def _start_redis(self) -> str:
+        """A private redis-server with a password made for this start (see `_redis_config`)."""
         data_dir = self.backend_dir / "data" / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        self._spawn("redis", [
-            str(self.redis_binary), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--daemonize", "no", "--protected-mode", "yes",
-        ])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if not self.children[-1].alive():
-                raise RuntimeError(f"redis-server exited at start; see {self.logs_dir / 'redis.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port} within 20s")
-        self.say(f"redis-server on 127.0.0.1:{port}, data in {data_dir} (AOF on)")
-        return f"redis://127.0.0.1:{port}/0"
+        password = secrets.token_urlsafe(32)
+        config = _redis_config(data_dir, password)
+        try:
+            self._spawn("redis", [
+                str(self.redis_binary), str(config), "--bind", "127.0.0.1", "--port", str(port), "--dir",
+                str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                "--daemonize", "no", "--protected-mode", "yes",
+            ])
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if not self.children[-1].alive():
+                    raise RuntimeError(f"redis-server exited at start; see {self.logs_dir / 'redis.log'}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port} within 20s")
+        finally:
+            config.unlink(missing_ok=True)  # read at start-up; the password lives on only in the env
+        self.say(f"redis-server on 127.0.0.1:{port}, data in {data_dir} (AOF on, password set for this run)")
+        return f"redis://:{password}@127.0.0.1:{port}/0"
 
     def wait(self) -> int:
         """Block until SIGINT/SIGTERM or until a child dies; stop everything; return an exit code."""

@@ -35,7 +35,9 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
                     "on PATH, training runs in an RQ worker; otherwise in the server process.")
     parser.add_argument("name", metavar="NAME", help="backend directory (made by `label-studio-ml init`)")
     parser.add_argument("--port", type=_port, default=9090, help="port (default 9090)")
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes the backend, "
+                             "so set BASIC_AUTH_USER and BASIC_AUTH_PASS too)")
     parser.add_argument("--workers", type=_positive, default=None,
                         help="gunicorn worker processes (default 2 with Redis, 1 with embedded training)")
     parser.add_argument("--threads", type=_positive, default=8, help="threads per worker (default 8)")

@@ -31,6 +31,19 @@ class LabelStudioUnreachable(LabelStudioError):
         super().__init__(None, message, method=method, path=path)
 
 
+class LabelStudioUnexpectedResponse(LabelStudioError):
+    """A 2xx answer that is not what Label Studio sends (not JSON, or not the expected shape).
+
+    Seen behind a misconfigured proxy or login page (HTML with 200), or from a
+    host that is not Label Studio at all; before this class it surfaced as an
+    AttributeError deep in the caller.
+    """
+
+    def __init__(self, status: int, url: str, what: str, *, method: str = "GET") -> None:
+        super().__init__(status, f"expected JSON from {url}, got {what}: is this URL Label Studio's API?",
+                         method=method, path=url)
+
+
 def error_text(body: Any, fallback: str) -> str:
     """Turn one of Label Studio's error bodies into one readable line.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from lsml.labelstudio.errors import LabelStudioUnexpectedResponse
 from lsml.labelstudio.transport import Transport
 
 DEFAULT_PAGE_SIZE = 100
@@ -34,7 +35,7 @@ class TasksMixin(Transport):
                 "/api/tasks/",
                 params={"project": int(project), "page": page, "page_size": page_size, "fields": fields},
             )
-            tasks, total = _page_tasks(body)
+            tasks, total = _page_tasks(body, self.absolute_url("/api/tasks/"))
             for task in tasks:
                 if only_annotated and not _is_annotated(task):
                     continue
@@ -72,10 +73,13 @@ class TasksMixin(Transport):
         return body.get("results", []) if isinstance(body, dict) else body
 
 
-def _page_tasks(body: Any) -> tuple[list[dict], int | None]:
+def _page_tasks(body: Any, url: str) -> tuple[list[dict], int | None]:
     if isinstance(body, list):  # older servers: a bare list
         return body, None
-    return list(body.get("tasks", [])), body.get("total")
+    if isinstance(body, dict) and isinstance(body.get("tasks"), list):
+        total = body.get("total")
+        return list(body["tasks"]), total if isinstance(total, int) else None
+    raise LabelStudioUnexpectedResponse(200, url, f"JSON {type(body).__name__} without a 'tasks' list")
 
 
 def _is_annotated(task: dict) -> bool:

@@ -22,9 +22,33 @@ from lsml.labelstudio.auth import (
     PersonalAccessTokenAuth,
     token_kind,
 )
-from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, response_error_text
+from lsml.labelstudio.errors import (
+    LabelStudioError,
+    LabelStudioUnexpectedResponse,
+    LabelStudioUnreachable,
+    response_error_text,
+)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class _OriginBoundSession(requests.Session):
+    """Label Studio's session: a redirect to another origin carries neither its token nor its cookies.
+
+    requests drops `Authorization` when the host or port changes, but keeps the
+    session's cookies for any port of the same host (cookies are not port-scoped)
+    and keeps the header on an http -> https change of the same host.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._origin = urljoin(url + "/", "/")
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if urljoin(prepared_request.url or "", "/") != self._origin:
+            prepared_request.headers.pop("Authorization", None)
+            prepared_request.headers.pop("Cookie", None)
 
 
 class Transport:
@@ -36,7 +60,7 @@ class Transport:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token = token or None
-        self.session = requests.Session()
+        self.session = _OriginBoundSession(self.url)
         retry = Retry(
             total=retries,
             connect=retries,
@@ -129,13 +153,26 @@ class Transport:
         return response
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
-        return _json_or_none(self.request("GET", path, **kwargs))
+        return self._json_or_none(self.request("GET", path, **kwargs))
 
     def post_json(self, path: str, body: Any = None, **kwargs: Any) -> Any:
-        return _json_or_none(self.request("POST", path, json=body, **kwargs))
+        return self._json_or_none(self.request("POST", path, json=body, **kwargs))
 
     def patch_json(self, path: str, body: Any, **kwargs: Any) -> Any:
-        return _json_or_none(self.request("PATCH", path, json=body, **kwargs))
+        return self._json_or_none(self.request("PATCH", path, json=body, **kwargs))
+
+    def _json_or_none(self, response: requests.Response) -> Any:
+        """The body's JSON, None for an empty answer; LabelStudioUnexpectedResponse for anything else."""
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            content_type = response.headers.get("Content-Type") or "no Content-Type"
+            url = self._scrub(response.url.split("?", 1)[0])
+            raise LabelStudioUnexpectedResponse(response.status_code, url,
+                                                f"{content_type} ({len(response.content)} bytes)",
+                                                method=response.request.method or "GET") from None
 
     def delete(self, path: str, **kwargs: Any) -> None:
         self.request("DELETE", path, **kwargs)
@@ -164,14 +201,6 @@ class Transport:
     def __repr__(self) -> str:  # never the token
         return f"{type(self).__name__}({self.url!r}, token_kind={self.token_kind!r})"
 
-
-def _json_or_none(response: requests.Response) -> Any:
-    if response.status_code == 204 or not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 __all__ = ["Transport", "LEGACY", "PERSONAL_ACCESS_TOKEN"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -12,6 +11,7 @@ from flask import Flask
 from lsml.loader import ModelRegistry
 from lsml.model import ModelRef
 from lsml.server import auth, errors, metrics
+from lsml.server.predict_gate import PredictGate
 from lsml.settings import Settings
 from lsml.training import TrainingQueue, make_queue
 
@@ -25,7 +25,7 @@ class Runtime:
     settings: Settings
     registry: ModelRegistry
     queue: TrainingQueue
-    predict_slots: threading.BoundedSemaphore
+    predict_gate: PredictGate
 
 
 def _configure_logging(level: str) -> None:
@@ -50,7 +50,8 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
 
-    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded)
+    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded,
+                             on_evicted=metrics.model_evicted)
 
     def _published(project: str, result: dict) -> None:
         if result.get("published"):
@@ -59,7 +60,8 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     if queue is None:
         queue = make_queue(settings, model_ref, on_finished=_published)
     app.extensions["lsml"] = Runtime(settings=settings, registry=registry, queue=queue,
-                                     predict_slots=threading.BoundedSemaphore(settings.predict_concurrency))
+                                     predict_gate=PredictGate(settings.predict_concurrency,
+                                                              settings.predict_wait_timeout, settings.predict_timeout))
 
     from lsml.server.routes import bp
 

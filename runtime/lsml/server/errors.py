@@ -52,13 +52,21 @@ def install(app: Flask) -> None:
     def _queue_unavailable(exc: QueueUnavailable):  # Redis down: refuse fast, predictions keep serving
         return error_response(503, "training_unavailable", str(exc), {"Retry-After": "5"})
 
+    from lsml.state import StateUnavailable
+
+    @app.errorhandler(StateUnavailable)
+    def _state_unavailable(exc: StateUnavailable):  # Redis down and the project's config is not in this process
+        return error_response(503, "state_unavailable", str(exc), {"Retry-After": "5"})
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         message = exc.description or exc.name
         if exc.code == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"request body is larger than {limit} bytes (LSML_MAX_BODY_BYTES)"
-        return error_response(exc.code or 500, _code_for(exc), message)
+        # werkzeug's own headers stay (a 405's `Allow`, RFC 9110); the body is ours, JSON
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(exc.code or 500, _code_for(exc), message, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

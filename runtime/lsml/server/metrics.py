@@ -25,6 +25,8 @@ ERRORS = Counter("lsml_http_errors_total", "Error responses by error code", ["er
 PREDICT_LATENCY = Histogram("lsml_predict_duration_seconds", "Time spent in the model's predict()",
                             buckets=_BUCKETS)
 PREDICT_TASKS = Counter("lsml_predicted_tasks_total", "Tasks sent to predict()")
+PREDICT_STUCK = Gauge("lsml_predict_stuck_threads", "predict() calls past LSML_PREDICT_TIMEOUT that have not returned",
+                      multiprocess_mode="livesum")
 MODEL_LOAD = Histogram("lsml_model_load_seconds", "Time to build a model instance (setup included)",
                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 MODEL_VERSION = Gauge("lsml_model_version_info", "Model version loaded per project (1 = loaded here)",
@@ -35,6 +37,8 @@ QUEUE_DEPTH = Gauge("lsml_training_queue_depth", "Training jobs waiting", multip
 QUEUE_RUNNING = Gauge("lsml_training_jobs_running", "Training jobs running", multiprocess_mode="livemostrecent")
 QUEUE_FAILED = Gauge("lsml_training_jobs_failed", "Training jobs failed since start",
                      multiprocess_mode="livemostrecent")
+MODEL_EVICTIONS = Counter("lsml_model_evictions_total",
+                          "Model instances dropped because more than LSML_MAX_LOADED_MODELS projects were loaded")
 TRAINING_SUBMITTED = Counter("lsml_training_submitted_total", "Training triggers accepted", ["event"])
 
 _loaded_versions: dict[str, str] = {}
@@ -55,6 +59,24 @@ def model_loaded(project: str, model_version: str, seconds: float) -> None:
     if model_version.startswith("v") and model_version[1:].isdigit():
         number = int(model_version[1:])
     MODEL_VERSION_NUMBER.labels(project).set(number)
+
+
+def model_evicted(project: str) -> None:
+    """Count an eviction and stop reporting the project as loaded here.
+
+    prometheus-client cannot remove a series in multi-process mode, so there
+    the project's series drop to 0 (the gauge's "not loaded here").
+    """
+    MODEL_EVICTIONS.inc()
+    previous = _loaded_versions.pop(project, None)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if previous is not None:
+            MODEL_VERSION.labels(project, previous).set(0)
+            MODEL_VERSION_NUMBER.labels(project).set(0)
+        return
+    if previous is not None:
+        MODEL_VERSION.remove(project, previous)
+        MODEL_VERSION_NUMBER.remove(project)
 
 
 def _registry():

@@ -1,8 +1,14 @@
-"""The OpenAPI 3.1 description of the server, built by hand (served at /openapi.json)."""
+"""The OpenAPI 3.1 description of the server, built by hand (served at /openapi.json).
+
+tests/runtime/test_openapi_fuzz.py runs schemathesis against a live server with this document: every
+bound the handlers enforce (patterns, minLength, minItems, nullable fields, status codes) is written
+here, so the spec and the server agree.
+"""
 
 from __future__ import annotations
 
 from lsml import __version__
+from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN
 
 
 def _ref(name: str) -> dict:
@@ -15,10 +21,11 @@ def _json(schema: dict, description: str) -> dict:
 
 _ERRORS = {
     "400": _json(_ref("Error"), "Bad input: the message names the problem"),
-    "401": _json(_ref("Error"), "Basic auth required (when BASIC_AUTH_USER is set)"),
     "413": _json(_ref("Error"), "Body larger than LSML_MAX_BODY_BYTES"),
 }
-_AUTH = [{"basicAuth": []}, {}]
+_UNAUTHORIZED = {"401": _json(_ref("Error"), "Basic auth required (when BASIC_AUTH_USER is set)")}
+_TRAINING_DOWN = {"503": _json(_ref("Error"), "Redis (the training queue) unreachable: try again after Retry-After")}
+_AUTH = [{"basicAuth": []}, {}]  # optional: the server decides (BASIC_AUTH_USER); see `document`
 
 
 def _body(schema: dict, required: bool = True) -> dict:
@@ -34,6 +41,7 @@ def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool =
         op["requestBody"] = body
     if auth:
         op["security"] = _AUTH
+        op["responses"].update(_UNAUTHORIZED)
     else:
         op["security"] = []
     op.update(extra)
@@ -41,7 +49,17 @@ def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool =
 
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
-_PROJECT_PARAM = {"name": "project", "in": "query", "required": False, "schema": {"type": "string"},
+_PROJECT_ID = {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN},
+                         {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}],
+               "description": "Project id, or Label Studio's '<id>.<created_at>'"}
+_NO_PROJECT = {"type": "string", "maxLength": 0, "description": "The default project"}
+_PROJECT = {"anyOf": [*_PROJECT_ID["anyOf"], _NO_PROJECT], "description": _PROJECT_ID["description"]}
+_OPTIONAL_PROJECT = {"anyOf": [*_PROJECT["anyOf"], {"type": "null"}],
+                     "description": _PROJECT_ID["description"] + "; none: the default project"}
+_LABEL_CONFIG = {"type": ["string", "null"],
+                 "description": "Label config XML; one that does not parse is a 400 invalid_label_config"}
+_PROJECT_PARAM = {"name": "project", "in": "query", "required": False,
+                  "schema": {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN}, _NO_PROJECT]},
                   "description": "Project id or '<id>.<created_at>' (or send it in a JSON body); "
                                  "without a project (what Label Studio sends) every project's versions"}
 
@@ -59,54 +77,74 @@ SPEC: dict = {
         "/setup": {"post": _op(
             "Remember a project's label config and Label Studio access; start loading its model",
             {"200": _json({"type": "object", "required": ["model_version"],
-                           "properties": {"model_version": {"type": "string"}}}, "Current model version")},
+                           "properties": {"model_version": {"type": "string"}}}, "Current model version"),
+             "404": _json(_ref("Error"), "No schema, and no label config known for the project"),
+             "503": _json(_ref("Error"), "Redis (the state store) unreachable: try again after Retry-After")},
             body=_body(_ref("SetupRequest")), op_id="setup")},
         "/predict": {"post": _op(
             "Predict tasks: one result item per task, in order",
             {"200": _json(_ref("PredictResponse"), "Predictions"),
              "404": _json(_ref("Error"), "Unknown project and no label_config"),
              "500": _json(_ref("Error"), "The model raised (details in the server log)"),
-             "503": _json(_ref("Error"), "Model still loading, or too many predictions running")},
+             "503": _json(_ref("Error"), "Model still loading, too many predictions running, too many "
+                                         "predictions stuck past LSML_PREDICT_TIMEOUT (predict_stuck), or no "
+                                         "label_config and Redis (the state store) unreachable"),
+             "504": _json(_ref("Error"), "The model's predict ran past LSML_PREDICT_TIMEOUT (predict_timeout)")},
             body=_body(_ref("PredictRequest")), op_id="predict")},
         "/webhook": {"post": _op(
             "Label Studio events: training events are queued, others ignored",
             {"200": _json({"type": "object", "properties": {"status": {"const": "ignored"},
                                                              "action": {"type": "string"}}}, "Ignored event"),
-             "201": _json(_ref("JobAccepted"), "Training queued")},
-            body=_body({"type": "object", "required": ["action"],
-                        "properties": {"action": {"type": "string"}, "project": {"type": "object"},
-                                       "annotation": {"type": "object"}, "task": {"type": "object"}}}),
+             "201": _json(_ref("JobAccepted"), "Training queued"), **_TRAINING_DOWN},
+            body=_body({"type": "object", "required": ["action"], "properties": {
+                "action": {"type": "string", "minLength": 1, "description": "Label Studio's event name"},
+                "project": {"anyOf": [
+                    {"type": "object", "required": ["id"],
+                     "properties": {"id": _PROJECT_ID, "label_config": _LABEL_CONFIG}},
+                    *_OPTIONAL_PROJECT["anyOf"]],
+                    "description": "Label Studio's project object; required by training events"},
+                "annotation": {"description": "Passed to the model's fit unchanged"},
+                "task": {"description": "Passed to the model's fit unchanged"}}}),
             op_id="webhook")},
         "/train": {"post": _op(
             "Legacy training call with annotated tasks",
-            {"201": _json({"type": "object", "properties": {"job": {"type": "string"}}}, "Training queued")},
-            body=_body({"type": "object", "required": ["annotations"],
-                        "properties": {"annotations": {"type": "array", "items": {"type": "object"}},
-                                       "project": {}, "label_config": {"type": "string"},
-                                       "params": {"type": "object"}}}),
+            {"201": _json({"type": "object", "properties": {"job": {"type": "string"}}}, "Training queued"),
+             **_TRAINING_DOWN},
+            body=_body({"type": "object", "required": ["annotations"], "properties": {
+                "annotations": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                "project": _OPTIONAL_PROJECT, "label_config": _LABEL_CONFIG,
+                "params": {"description": "Passed to the model's fit unchanged"}}}),
             op_id="train")},
         "/job_status": {"post": _op(
             "Status of a training job",
-            {"200": _json(_ref("JobStatus"), "Job status"), "404": _json(_ref("Error"), "Unknown job")},
-            body=_body({"type": "object", "required": ["job"], "properties": {"job": {"type": "string"}}}),
+            {"200": _json(_ref("JobStatus"), "Job status"), "404": _json(_ref("Error"), "Unknown job"),
+             **_TRAINING_DOWN},
+            body=_body({"type": "object", "required": ["job"],
+                        "properties": {"job": {"type": "string", "minLength": 1}}}),
             op_id="job_status")},
         "/versions": {
             "get": _op("Model versions of a project", {"200": _json(_ref("Versions"), "Versions")},
                        op_id="versions_get", parameters=[_PROJECT_PARAM]),
             "post": _op("Model versions of a project", {"200": _json(_ref("Versions"), "Versions")},
-                        body=_body({"type": "object", "properties": {"project": {}}}, required=False),
+                        body=_body({"type": "object", "properties": {"project": _OPTIONAL_PROJECT}}, required=False),
                         op_id="versions_post", parameters=[_PROJECT_PARAM]),
         },
-        "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive")}, auth=False,
+        "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive"),
+                                                   "503": _json({"type": "object"}, "Predictions stuck: restart me")},
+                                auth=False,
                                 errors=False, op_id="healthz")},
         "/readyz": {"get": _op("Readiness probe: the model class is imported",
-                               {"200": _json({"type": "object"}, "Ready"),
-                                "503": _json({"type": "object"}, "Not ready")},
+                               {"200": _json({"type": "object", "required": ["status"], "properties": {
+                                   "status": {"const": "ready"}, "model_class": {"type": "string"}}}, "Ready"),
+                                "503": _json({"type": "object", "required": ["status", "error"], "properties": {
+                                    "status": {"const": "not_ready"}, "error": {"type": "string"}}},
+                                    "Not ready: a generic reason, the import error itself only with Basic "
+                                    "credentials (and in the server log)")},
                                auth=False, errors=False, op_id="readyz")},
-        "/metrics": {"get": _op("Prometheus metrics",
+        "/metrics": {"get": _op("Prometheus metrics (behind Basic auth when it is on: labels name projects)",
                                 {"200": {"description": "Prometheus text format",
                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
-                                auth=False, errors=False, op_id="metrics")},
+                                errors=False, op_id="metrics")},
         "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
                                      auth=False, errors=False, op_id="openapi")},
     },
@@ -118,14 +156,14 @@ SPEC: dict = {
             "Health": {"type": "object", "required": ["status"],
                        "properties": {"status": {"const": "UP"}, "model_class": {"type": "string"}}},
             "SetupRequest": {"type": "object", "required": ["project"], "properties": {
-                "project": {"type": "string", "description": "'<id>.<created_at>'"},
-                "schema": {"type": "string", "description": "Label config XML"},
-                "hostname": {"type": "string"}, "access_token": {"type": "string"},
-                "extra_params": {}}},
+                "project": _PROJECT,
+                "schema": _LABEL_CONFIG,
+                "hostname": {"type": ["string", "null"]}, "access_token": {"type": ["string", "null"]},
+                "extra_params": {"description": "Kept for the model (`extra_params`)"}}},
             "PredictRequest": {"type": "object", "required": ["tasks"], "properties": {
                 "tasks": {"type": "array", "items": {"type": "object"}},
-                "project": {"type": "string"}, "label_config": {"type": "string"},
-                "params": {"type": "object"}}},
+                "project": _OPTIONAL_PROJECT, "label_config": _LABEL_CONFIG,
+                "params": {"type": ["object", "null"]}}},
             "Prediction": {"type": "object", "properties": {
                 "result": {"type": "array", "items": {"type": "object"}},
                 "score": {"type": ["number", "null"]}, "model_version": {"type": "string"}}},
@@ -150,3 +188,25 @@ SPEC: dict = {
         },
     },
 }
+
+
+def document(basic_auth: bool) -> dict:
+    """SPEC as this server runs: with Basic auth on, the Label Studio-facing operations *require* it
+    (`security: [{"basicAuth": []}]`), so a client or fuzzer knows a request without it gets 401."""
+    if not basic_auth:
+        return SPEC
+    return _AUTH_REQUIRED
+
+
+def _require_auth(spec: dict) -> dict:
+    import copy
+
+    spec = copy.deepcopy(spec)
+    for item in spec["paths"].values():
+        for op in item.values():
+            if op.get("security") == _AUTH:
+                op["security"] = [{"basicAuth": []}]
+    return spec
+
+
+_AUTH_REQUIRED = _require_auth(SPEC)

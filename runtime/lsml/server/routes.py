@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from lsml import credentials
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase, project_key
 from lsml.response import serialize_predictions
-from lsml.server import metrics
+from lsml.server import auth, metrics
 from lsml.server.errors import ApiError
+from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
 
 logger = logging.getLogger("lsml.server")
@@ -30,29 +33,63 @@ def _rt():
     return current_app.extensions["lsml"]
 
 
-def _json_body(optional: bool = False) -> dict:
+# Bodies of the control routes (/setup, /webhook, /train, ...) are copied and re-encoded (state, RQ
+# jobs, `dataclasses.asdict`), which recurses: a bound far below Python's recursion limit keeps them
+# a 400 instead of a RecursionError. /predict bodies go to the model as parsed (orjson bounds them at 1024).
+MAX_CONTROL_DEPTH = 64
+
+
+def _json_body(optional: bool = False, max_depth: int | None = MAX_CONTROL_DEPTH) -> dict:
     raw = request.get_data(cache=True)
     if not raw:
         if optional:
             return {}
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
     try:
-        try:
-            body = orjson.loads(raw)  # /predict bodies are large: orjson parses them several times faster
-        except ValueError:  # what orjson refuses (NaN, UTF-16, ...) the standard library decides, as before
-            body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+        body = orjson.loads(raw)  # /predict bodies are large: orjson parses them several times faster
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):  # the stdlib would only end in a RecursionError
+            raise _too_deep(1024) from None
+        body = _stdlib_json(raw)  # what orjson refuses (NaN, UTF-16, ...) the standard library decides
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", f"request body must be a JSON object, got {type(body).__name__}")
+    if max_depth is not None and _deeper_than(body, max_depth):
+        raise _too_deep(max_depth)
     return body
 
 
-def _project(value: Any, required: bool = True) -> str:
-    if value is None and required:
-        raise ApiError(400, "missing_project", "'project' is required")
+def _stdlib_json(raw: bytes) -> Any:
     try:
-        return project_key(value)
+        return json.loads(raw)
+    except RecursionError:
+        raise _too_deep(sys.getrecursionlimit()) from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+def _too_deep(limit: int) -> ApiError:
+    return ApiError(400, "invalid_json", f"request body is nested more than {limit} levels deep")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when `value` nests more than `limit` containers; iterative, so depth costs no stack."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _project(value: Any, required: bool = True, field: str = "project") -> str:
+    if value is None and required:
+        raise ApiError(400, "missing_project", f"'{field}' is required")
+    try:
+        return project_key(value, field)
     except ValueError as exc:
         raise ApiError(400, "invalid_project", str(exc)) from None
 
@@ -67,6 +104,13 @@ def _label_config(value: Any, field: str) -> str | None:
     except LabelConfigError as exc:
         raise ApiError(400, "invalid_label_config", str(exc)) from None
     return value
+
+
+def _optional_string(body: dict, key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"'{key}' must be a string")
+    return value or None
 
 
 def _load_error(exc: Exception) -> ApiError:
@@ -110,12 +154,12 @@ def setup() -> Response:
     body = _json_body()
     project = _project(body.get("project"))
     schema = _label_config(body.get("schema"), "schema")
-    for key in ("hostname", "access_token"):
-        value = body.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ApiError(400, "invalid_field", f"'{key}' must be a string")
-        if value:
-            rt.registry.remember(project, key, value)
+    hostname, token = (_optional_string(body, key) for key in ("hostname", "access_token"))
+    if hostname and credentials.origin(hostname) is None:
+        raise ApiError(400, "invalid_field", "'hostname' must be an http:// or https:// URL")
+    if (hostname or token) and not credentials.rejects_setup_hostname(rt.settings, hostname):
+        # one value, so a later /setup naming another host never inherits this token
+        rt.registry.remember(project, credentials.STATE_KEY, credentials.setup_value(hostname, token))
     if body.get("extra_params") is not None:
         rt.registry.remember(project, "extra_params", body["extra_params"])
     try:
@@ -128,7 +172,7 @@ def setup() -> Response:
 @bp.route("/predict", methods=["POST"])
 def predict() -> Response:
     rt = _rt()
-    body = _json_body()
+    body = _json_body(max_depth=None)
     tasks = body.get("tasks")
     if tasks is None:
         raise ApiError(400, "missing_tasks", "'tasks' is required: a list of Label Studio tasks")
@@ -138,8 +182,10 @@ def predict() -> Response:
     label_config = body.get("label_config")
     if label_config is not None and not isinstance(label_config, str):
         raise ApiError(400, "invalid_label_config", "'label_config' must be a string of XML")
-    params = body.get("params") or {}
-    if not isinstance(params, dict):
+    params = body.get("params")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
         raise ApiError(400, "invalid_params", "'params' must be an object")
     try:
         model = rt.registry.get(project, label_config or None)
@@ -148,20 +194,27 @@ def predict() -> Response:
     if not tasks:
         return _json_response({"results": [], "model_version": model.model_version})
     kwargs = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS} if params else {}
-    if not rt.predict_slots.acquire(timeout=rt.settings.predict_wait_timeout):
-        raise ApiError(503, "busy", f"{rt.settings.predict_concurrency} predictions already running "
-                                    f"(LSML_PREDICT_CONCURRENCY); try again", {"Retry-After": "1"})
-    t0 = time.perf_counter()
+    t0: float | None = time.perf_counter()
     try:
-        output = model.predict(tasks, context=params.get("context"), **kwargs)
+        output = rt.predict_gate.run(model.predict, tasks, context=params.get("context"), **kwargs)
+    except PredictBusy as exc:
+        t0 = None  # never reached the model
+        raise ApiError(503, "busy", str(exc), {"Retry-After": "1"}) from None
+    except PredictStuck as exc:
+        t0 = None
+        raise ApiError(503, "predict_stuck", str(exc), {"Retry-After": "30"}) from None
+    except PredictTimeout as exc:
+        logger.error("project %s: %s.predict timed out: %s", project, type(model).__name__, exc)
+        raise ApiError(504, "predict_timeout", str(exc)) from None
     except Exception as exc:
         logger.error("project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__,
                      exc_info=True)
         raise ApiError(500, "model_error",
                        f"the model's predict raised {type(exc).__name__}; see the server log") from None
     finally:
-        rt.predict_slots.release()
-        metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        if t0 is not None:
+            metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        metrics.PREDICT_STUCK.set(rt.predict_gate.stuck)
     metrics.PREDICT_TASKS.inc(len(tasks))
     version = model.model_version
     try:
@@ -182,16 +235,17 @@ def webhook() -> Response:
     if not isinstance(action, str) or not action:
         raise ApiError(400, "missing_action", "'action' (the Label Studio event name) is required")
     cls = rt.registry.model_class_if_ready() or LabelStudioMLBase
-    if action not in cls.TRAIN_EVENTS:
-        _follow_label_config(rt, body.get("project"))
-        return _json_response({"status": "ignored", "action": action})
     project_obj = body.get("project")
+    project = _project(project_obj, required=False)  # Label Studio sends a project with every event
+    label_config = project_obj.get("label_config") if isinstance(project_obj, dict) else None
+    if label_config is not None and not isinstance(label_config, str):
+        raise ApiError(400, "invalid_label_config", "'project.label_config' must be a string of XML")
+    if action not in cls.TRAIN_EVENTS:
+        _follow_label_config(rt, project, label_config)
+        return _json_response({"status": "ignored", "action": action})
     if project_obj is None:
         raise ApiError(400, "missing_project", f"{action} carries no 'project'")
-    project = _project(project_obj)
-    label_config = None
-    if isinstance(project_obj, dict):
-        label_config = _label_config(project_obj.get("label_config"), "project.label_config")
+    label_config = _label_config(label_config, "project.label_config")
     if label_config is not None:
         try:
             rt.registry.setup(project, label_config)
@@ -203,14 +257,13 @@ def webhook() -> Response:
     return _json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
 
 
-def _follow_label_config(rt, project_obj: Any) -> None:
+def _follow_label_config(rt, project: str, label_config: str | None) -> None:
     """A non-training event (e.g. PROJECT_UPDATED) that carries a new label config of a loaded project: rebuild."""
-    if not isinstance(project_obj, dict) or not isinstance(project_obj.get("label_config"), str):
+    if not label_config:
         return
     try:
-        project = project_key(project_obj)
-        if rt.registry.has_other_label_config(project, project_obj["label_config"]):
-            rt.registry.setup(project, project_obj["label_config"])
+        if rt.registry.has_other_label_config(project, label_config):
+            rt.registry.setup(project, label_config)
     except Exception:  # an ignored event must stay a fast 200
         logger.warning("could not follow the label config of a %s event", "webhook", exc_info=True)
 
@@ -220,8 +273,9 @@ def train() -> Response:
     rt = _rt()
     body = _json_body()
     annotations = body.get("annotations")
-    if not isinstance(annotations, list) or not annotations:
-        raise ApiError(400, "missing_annotations", "'annotations' must be a non-empty list of annotated tasks")
+    if not isinstance(annotations, list) or not annotations or not all(isinstance(a, dict) for a in annotations):
+        raise ApiError(400, "missing_annotations", "'annotations' must be a non-empty list of annotated tasks "
+                                                   "(objects)")
     project = _project(body.get("project"), required=False)
     label_config = _label_config(body.get("label_config"), "label_config")
     if label_config is not None:
@@ -250,9 +304,12 @@ def job_status() -> Response:
 @bp.route("/versions", methods=["GET", "POST"])
 def versions() -> Response:
     rt = _rt()
+    body = _json_body(optional=True)  # a GET may carry the project in a JSON body too
     raw_project = request.args.get("project")
     if raw_project is None:
-        raw_project = _json_body(optional=True).get("project")
+        raw_project = body.get("project")
+    else:
+        _project(body.get("project"), required=False)  # the query wins, but a broken body is still refused
     if raw_project is None:
         # Label Studio 1.23's GET /versions sends no project: answer every project's versions
         store = rt.registry.store
@@ -275,17 +332,27 @@ def versions() -> Response:
 # ---- probes, metrics, docs ------------------------------------------------------
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
+    gate = _rt().predict_gate
+    metrics.PREDICT_STUCK.set(gate.stuck)
+    if not gate.healthy:  # every predict thread this process may hold is stuck: ask the liveness probe for a restart
+        return _json_response({"status": "stuck", "stuck_predictions": gate.stuck}, 503)
     return _json_response({"status": "alive"})
 
 
 @bp.route("/readyz", methods=["GET"])
 def readyz() -> Response:
-    registry = _rt().registry
+    rt = _rt()
+    registry = rt.registry
     if registry.class_ready:
         return _json_response({"status": "ready", "model_class": registry.class_name})
     error = registry.class_error
-    return _json_response({"status": "not_ready", "error": error or "the model class is still being imported"},
-                          503)
+    if error is None:
+        reason = "the model class is still being imported"
+    elif auth.authenticated(rt.settings):
+        reason = error
+    else:  # the import error's text may name paths, modules or values: the log has it in full
+        reason = "the model class could not be imported (see the server log)"
+    return _json_response({"status": "not_ready", "error": reason}, 503)
 
 
 @bp.route("/metrics", methods=["GET"], endpoint="metrics")
@@ -300,6 +367,6 @@ def metrics_view() -> Response:
 
 @bp.route("/openapi.json", methods=["GET"], endpoint="openapi")
 def openapi_view() -> Response:
-    from lsml.server.openapi import SPEC
+    from lsml.server.openapi import document
 
-    return jsonify(SPEC)
+    return jsonify(document(_rt().settings.basic_auth_enabled))

@@ -11,7 +11,8 @@ All of it lives in one Redis hash per project (``lsml:train:<queue>:<project>``)
 with the fields ``pending`` (job id), ``request`` (the pending job's newest
 request, JSON) and ``running`` (job id), plus a list (``...:history``) of
 every trigger folded into the pending job, oldest first and capped at
-`HISTORY_LIMIT`, which the job hands to `fit` as ``coalesced`` (the
+`HISTORY_LIMIT` (older ones are counted in the hash's ``dropped`` field and
+reach `fit` as ``coalesced_dropped``), which the job hands to `fit` as ``coalesced`` (the
 `TrainingRequest.merged_with` contract) at O(1) cost per webhook. Two
 operations change them:
 
@@ -40,6 +41,8 @@ import redis
 from rq import Queue
 from rq.job import Dependency, Job, JobStatus
 
+from lsml.training.queue import MAX_COALESCED
+
 #: RQ statuses of a job that may still run: coalescing into it is safe.
 LIVE_STATUSES = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.SCHEDULED.value, JobStatus.STARTED.value}
 
@@ -47,15 +50,29 @@ _CLAIM_LUA = """
 local pending = redis.call('HGET', KEYS[1], 'pending')
 local request = false
 local history = {}
+local dropped = 0
 if pending == ARGV[1] then
   request = redis.call('HGET', KEYS[1], 'request')
   history = redis.call('LRANGE', KEYS[2], 0, -1)
-  redis.call('HDEL', KEYS[1], 'pending', 'request')
+  dropped = tonumber(redis.call('HGET', KEYS[1], 'dropped') or '0')
+  redis.call('HDEL', KEYS[1], 'pending', 'request', 'dropped')
   redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[1], 'running', ARGV[1])
-return {request, history}
+return {request, history, dropped}
 """
+
+# Append a trigger to the pending job's history, keep the newest ARGV[2], count what falls off.
+_PUSH_LUA_BODY = """
+redis.call('RPUSH', KEYS[2], ARGV[2])
+local length = redis.call('LLEN', KEYS[2])
+local limit = tonumber(ARGV[3])
+if length > limit then
+  redis.call('LTRIM', KEYS[2], -limit, -1)
+  redis.call('HINCRBY', KEYS[1], 'dropped', length - limit)
+end
+"""
+_PUSH_LUA = _PUSH_LUA_BODY + "return 1"
 
 # The common case of a burst, in one atomic round trip with no retries: fold the
 # trigger into a live pending job. (It reads the pending job's RQ hash, a key
@@ -68,8 +85,7 @@ if status ~= 'queued' and status ~= 'deferred' and status ~= 'scheduled' and sta
   return false
 end
 redis.call('HSET', KEYS[1], 'request', ARGV[1])
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+""" + _PUSH_LUA_BODY + """
 return pending
 """
 
@@ -84,8 +100,8 @@ return 0
 #: Bounded retries of the WATCH transaction: contention is a handful of
 #: servers on one project, so a few rounds always suffice in practice.
 MAX_ATTEMPTS = 50
-#: Triggers remembered per pending job (the oldest are dropped beyond it).
-HISTORY_LIMIT = 1000
+#: Triggers remembered per pending job (the oldest are dropped beyond it and counted in ``dropped``).
+HISTORY_LIMIT = MAX_COALESCED
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,7 @@ class Coalescer:
         self._claim = connection.register_script(_CLAIM_LUA)
         self._coalesce = connection.register_script(_COALESCE_LUA)
         self._release = connection.register_script(_RELEASE_LUA)
+        self._push = connection.register_script(_PUSH_LUA)
 
     def submit(
         self,
@@ -144,8 +161,7 @@ class Coalescer:
                     if pending and self._live(pipe, pending):
                         pipe.multi()
                         pipe.hset(key, "request", encoded)
-                        pipe.rpush(hkey, trigger)
-                        pipe.ltrim(hkey, -HISTORY_LIMIT, -1)
+                        self._push(keys=[key, hkey], args=[encoded, trigger, HISTORY_LIMIT], client=pipe)
                         pipe.execute()
                         return Submitted(pending, created=False)
                     depends_on = None
@@ -154,6 +170,7 @@ class Coalescer:
                     job_id = uuid.uuid4().hex
                     enqueue(pipe, job_id, depends_on)  # leaves pipe in MULTI
                     pipe.hset(key, mapping={"pending": job_id, "request": encoded})
+                    pipe.hdel(key, "dropped")
                     pipe.delete(hkey)
                     pipe.rpush(hkey, trigger)
                     pipe.execute()
@@ -176,12 +193,14 @@ class Coalescer:
         into it (oldest first), as `TrainingRequest.merged_with` would.
         """
         keys = [state_key(self.queue.name, project), history_key(self.queue.name, project)]
-        raw, history = self._claim(keys=keys, args=[job_id])
+        raw, history, dropped = self._claim(keys=keys, args=[job_id])
         if not raw:
             return None
         request = json.loads(raw)
         earlier = [json.loads(item) for item in history[:-1]]  # the last one is the request itself
         request["coalesced"] = list(request.get("coalesced") or []) + earlier
+        if dropped:
+            request["coalesced_dropped"] = int(request.get("coalesced_dropped") or 0) + int(dropped)
         return request
 
     def release(self, project: str, job_id: str) -> None:

@@ -11,6 +11,9 @@ Several server processes each with an EmbeddedQueue (gunicorn workers > 1)
 would each train; `run_training` holds the store's per-project training lock
 so they take turns, but `label-studio-ml start` runs one worker in embedded
 mode: use `REDIS_URL` (RQ) to scale out.
+
+Each job runs under LSML_FIT_TIMEOUT (`lsml.training.deadline`): past it the
+job fails and the runner goes on; the abandoned fit never publishes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Callable, Optional
 
 from lsml.model import ModelRef
 from lsml.settings import Settings
+from lsml.training.deadline import run_with_deadline
 from lsml.training.job import run_training
 from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status
 
@@ -60,10 +64,11 @@ class EmbeddedQueue:
                 self._requests[job_id] = self._requests[job_id].merged_with(request)
                 self._jobs[job_id]["event"] = request.event
                 self._jobs[job_id]["coalesced"] = len(self._requests[job_id].coalesced)
+                self._jobs[job_id]["coalesced_dropped"] = self._requests[job_id].coalesced_dropped
                 return job_id
             job_id = uuid.uuid4().hex
             self._jobs[job_id] = job_status(job_id, QUEUED, project=request.project, event=request.event,
-                                            enqueued_at=time.time(), coalesced=0)
+                                            enqueued_at=time.time(), coalesced=0, coalesced_dropped=0)
             self._requests[job_id] = request
             self._queued[request.project] = job_id
             self._order.append(job_id)
@@ -142,7 +147,8 @@ class EmbeddedQueue:
                 self._cv.notify_all()
             result: Optional[dict] = None
             try:
-                result = self._runner(self.model_ref, request, self.settings, job_id=job_id)
+                result = run_with_deadline(self.settings.fit_timeout, self._runner, self.model_ref, request,
+                                           self.settings, job_id=job_id)
                 update = dict(status=FINISHED, model_version=result.get("model_version"),
                               published=result.get("published"))
             except BaseException as exc:  # noqa: BLE001 - a failed fit must not kill the runner

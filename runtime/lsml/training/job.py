@@ -12,10 +12,12 @@ import json
 import logging
 from typing import Any, Optional, Union
 
+from lsml.integrity import verify_version
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class, model_ref_string
 from lsml.settings import Settings
 from lsml.state import make_state
 from lsml.store import make_store
+from lsml.training import deadline
 from lsml.training.queue import TrainingRequest
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
         current = store.current(project)
+        if current is not None:
+            verify_version(current.path, current.name)  # fit builds on it: refuse a tampered one
         with store.staging(project) as output_dir:
             model = build_model(cls, project, label_config, BuildContext(settings, state, current, output_dir))
             kwargs: dict[str, Any] = {}
@@ -67,15 +71,18 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
                 kwargs["job_id"] = job_id
                 if request.coalesced:
                     kwargs["coalesced"] = request.coalesced
+                if request.coalesced_dropped:
+                    kwargs["coalesced_dropped"] = request.coalesced_dropped
             result = model.fit(request.event, request.payload, **kwargs)
             if result is False:
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)
                 return {"model_version": current.name if current else model.model_version, "published": False,
                         "project": project, "event": request.event, "result": None}
-            version = store.publish(project, output_dir, metadata={
-                "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
-                "result": _jsonable(result),
-            })
+            with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
+                version = store.publish(project, output_dir, metadata={
+                    "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
+                    "result": _jsonable(result),
+                })
         store.prune(project, settings.keep_versions)
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
     return {"model_version": version.name, "published": True, "project": project, "event": request.event,

@@ -14,6 +14,9 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 QUEUED, STARTED, FINISHED, FAILED = "queued", "started", "finished", "failed"
 STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
+#: Earlier triggers a queued request keeps in `coalesced` (the newest ones; older ones are only counted in
+#: `coalesced_dropped`), so a labelling burst cannot grow one request without bound.
+MAX_COALESCED = 1000
 
 
 @dataclass
@@ -25,16 +28,23 @@ class TrainingRequest:
     payload: dict = field(default_factory=dict)
     label_config: Optional[str] = None
     coalesced: list = field(default_factory=list)  # [{"event": ..., "data": ...}] folded into this request
+    coalesced_dropped: int = 0  # earlier triggers beyond MAX_COALESCED, counted but not kept
 
     def merged_with(self, newer: "TrainingRequest") -> "TrainingRequest":
-        """This queued request with `newer` folded in (newer's event and payload win)."""
-        history = list(self.coalesced) + [{"event": self.event, "data": self.payload}]
+        """This queued request with `newer` folded in (newer's event and payload win).
+
+        `coalesced` keeps the newest `MAX_COALESCED` earlier triggers; the
+        older ones are dropped and counted in `coalesced_dropped`.
+        """
+        history = list(self.coalesced) + [{"event": self.event, "data": self.payload}] + list(newer.coalesced)
+        overflow = max(0, len(history) - MAX_COALESCED)
         return TrainingRequest(
             project=self.project,
             event=newer.event,
             payload=newer.payload,
             label_config=newer.label_config or self.label_config,
-            coalesced=history + list(newer.coalesced),
+            coalesced=history[overflow:],
+            coalesced_dropped=self.coalesced_dropped + newer.coalesced_dropped + overflow,
         )
 
     def to_dict(self) -> dict:
@@ -48,7 +58,45 @@ class TrainingRequest:
             payload=data.get("payload") or {},
             label_config=data.get("label_config"),
             coalesced=list(data.get("coalesced") or []),
+            coalesced_dropped=int(data.get("coalesced_dropped") or 0),
         )
+
+
+class InvalidTrainingRequest(ValueError):
+    """A training request read from Redis that does not have the shape lsml writes: the job fails."""
+
+
+def validated_request(project: Any, data: Any, events: tuple[str, ...]) -> TrainingRequest:
+    """The `TrainingRequest` in `data` when it has the shape `RQQueue.submit` writes; else InvalidTrainingRequest.
+
+    Why: a job's arguments come from Redis, which is not trusted. The project
+    becomes a directory name and a Redis key, and the event picks what `fit`
+    does, so both are checked against what lsml itself would send.
+    """
+    from lsml.model import project_key
+
+    if not isinstance(project, str) or not isinstance(data, dict):
+        raise InvalidTrainingRequest("a training job's arguments must be (project: str, request: object)")
+    try:
+        key = project_key(project)
+    except ValueError as exc:
+        raise InvalidTrainingRequest(f"invalid project in training job: {exc}") from None
+    if key != project or data.get("project") != project:
+        raise InvalidTrainingRequest(f"invalid project in training job: {str(project)[:80]!r} "
+                                     "(expected a plain project id, the same in both arguments)")
+    event = data.get("event")
+    if event not in events:
+        raise InvalidTrainingRequest(f"event {str(event)[:80]!r} is not one the model trains on "
+                                     f"({', '.join(events)})")
+    checks = (("payload", dict), ("label_config", str), ("coalesced", list), ("coalesced_dropped", int))
+    for name, kind in checks:
+        value = data.get(name)
+        if not (value is None or (isinstance(value, kind) and not isinstance(value, bool))):
+            raise InvalidTrainingRequest(f"training request field {name!r} must be {kind.__name__}")
+    unknown = set(data) - {"project", "event", "payload", "label_config", "coalesced", "coalesced_dropped"}
+    if unknown:
+        raise InvalidTrainingRequest(f"unknown training request fields: {', '.join(sorted(map(str, unknown)))[:200]}")
+    return TrainingRequest.from_dict(data)
 
 
 def job_status(job: str, status: str, *, project: Optional[str] = None, error: Optional[str] = None,

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -40,6 +41,7 @@ from lsml.model import ModelRef, model_ref_string
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, job_status
+from lsml.training.trusted_job import TrustedJob
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,6 @@ JOB_FUNCTION = "lsml.training.worker.perform_training"
 #: Seconds RQ keeps a finished job (so /job_status can report it), and a failed one.
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
-#: Seconds a training may run before RQ kills it (a fit is not a web request).
-JOB_TIMEOUT = 6 * 3600
 #: Socket timeouts of the web server's Redis client: a request thread never
 #: waits longer than this for a Redis that is gone.
 SOCKET_TIMEOUT = 1.0
@@ -108,6 +108,8 @@ class RQQueue:
         self.connection = connection or connect(str(settings.redis_url))
         self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
         self.coalescer = Coalescer(self.connection, self.queue)
+        # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
+        self.job_timeout = int(math.ceil(settings.fit_timeout))
 
     # --- TrainingQueue -------------------------------------------------
     def submit(self, request: Any) -> str:
@@ -121,7 +123,7 @@ class RQQueue:
                 args=(project, data),
                 job_id=job_id,
                 depends_on=depends_on,
-                timeout=JOB_TIMEOUT,
+                timeout=self.job_timeout,
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"lsml training of project {project} ({self.model_ref})",
@@ -140,7 +142,7 @@ class RQQueue:
         """`{"job", "status", "error", "model_version", "project"}` of one job; None if unknown/expired."""
         try:
             self._reap_dead_workers()
-            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            job = TrustedJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
             rq_status = job.get_status(refresh=False)
             result = job.latest_result()
         except NoSuchJobError:
@@ -154,8 +156,7 @@ class RQQueue:
             error = failure_reason(result.exc_string if result is not None else None, rq_status)
         elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
             model_version = result.return_value.get("model_version")
-        return job_status(job_id, status, project=(job.args[0] if job.args else None), error=error,
-                          model_version=model_version)
+        return job_status(job_id, status, project=_project_of(job), error=error, model_version=model_version)
 
     def stats(self) -> dict[str, int]:
         """Counts for /metrics: queued (incl. waiting on a running one), running, failed."""
@@ -180,6 +181,15 @@ class RQQueue:
     def _reap_dead_workers(self) -> None:
         """Fail jobs whose worker stopped heartbeating (RQ's own abandoned-job handling)."""
         StartedJobRegistry(queue=self.queue, serializer=JSONSerializer).cleanup()
+
+
+def _project_of(job: Job) -> str | None:
+    """The project a job was queued for; None for a job whose data is not lsml's (it was refused)."""
+    try:
+        args = job.args
+    except DeserializationError:
+        return None
+    return args[0] if args and isinstance(args[0], str) else None
 
 
 def failure_reason(exc_string: str | None, rq_status: Any = None) -> str:

@@ -1,6 +1,6 @@
 """The RQ worker that runs trainings, in a process of its own (`label-studio-ml worker`).
 
-It is RQ's forking `Worker` with three changes, each for a fault:
+It is RQ's forking `Worker` with four changes, each for a fault:
 
 * Heartbeats every `HEARTBEAT_INTERVAL` s with a TTL of `HEARTBEAT_TTL` s
   (RQ: 30 s and 90 s), so when the worker is `kill -9`'d its job is turned
@@ -11,6 +11,11 @@ It is RQ's forking `Worker` with three changes, each for a fault:
   when its parent dies (`PR_SET_PDEATHSIG`): a `kill -9` of the worker never
   leaves an orphan fit that could publish a version after its job was
   declared failed.
+* Jobs are `lsml.training.trusted_job.TrustedJob`s: a job naming any other
+  function than `perform_training` (or a callback, or an RQ webhook) is
+  failed with the reason and never imported or run, and `perform_training`
+  checks its arguments (`lsml.training.queue.validated_request`): Redis is
+  not trusted.
 * `run_worker` survives Redis outages: RQ already retries while waiting for
   jobs; here a worker that starts (or loses Redis) before Redis is up waits
   and retries instead of exiting.
@@ -38,6 +43,7 @@ from rq.serializers import JSONSerializer
 
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
+from lsml.training.trusted_job import TrustedJob
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +75,22 @@ def set_context(model_ref: str, settings: Settings) -> None:
 
 def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
     """RQ job: train `project` on the newest coalesced request, publish a version."""
+    from lsml.model import load_model_class
     from lsml.training.job import run_training
-    from lsml.training.queue import TrainingRequest
+    from lsml.training.queue import validated_request
 
     if _context is None:
         raise RuntimeError("perform_training runs only inside `label-studio-ml worker`")
+    # the webhook route submits the model's TRAIN_EVENTS; the legacy /train route always START_TRAINING
+    events = tuple(load_model_class(_context.model_ref, _context.settings.backend_dir).TRAIN_EVENTS)
+    events += () if "START_TRAINING" in events else ("START_TRAINING",)
+    validated_request(project, request, events)  # before `project` is used as a Redis key
     job = get_current_job()
     coalescer = Coalescer(job.connection, Queue(job.origin, connection=job.connection, serializer=JSONSerializer))
     newest = coalescer.claim(project, job.id)
-    data = newest if newest is not None else request
     try:
-        result = run_training(_context.model_ref, TrainingRequest.from_dict(data), _context.settings, job_id=job.id)
+        data = validated_request(project, newest if newest is not None else request, events)
+        result = run_training(_context.model_ref, data, _context.settings, job_id=job.id)
     finally:
         try:
             coalescer.release(project, job.id)
@@ -128,10 +139,11 @@ def run_worker(
         try:
             connection.ping()
             worker = TrainingWorker(
-                [Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)],
+                [Queue(settings.queue_name, connection=connection, serializer=JSONSerializer, job_class=TrustedJob)],
                 connection=connection,
                 name=name,
                 serializer=JSONSerializer,
+                job_class=TrustedJob,
                 job_monitoring_interval=HEARTBEAT_INTERVAL,
                 maintenance_interval=MAINTENANCE_INTERVAL,
             )

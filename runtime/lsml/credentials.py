@@ -1,0 +1,113 @@
+"""Which Label Studio a model talks to, and with which token: one URL and one token, always together.
+
+A token is a credential *for one origin* (scheme, host, port). Before this
+module existed the URL and the token were chosen independently (the URL from
+`/setup`, the token from `LABEL_STUDIO_API_KEY`), so anyone who could reach
+the unauthenticated `/setup` could name their own host and receive the
+configured key with the next training (SECURITY.md, "Holes found and
+closed"). The rules:
+
+* `LABEL_STUDIO_API_KEY` is only ever sent to the origin of `LABEL_STUDIO_URL`
+  (a key without a URL is sent nowhere);
+* with `LABEL_STUDIO_URL` configured, a `/setup` hostname on another origin
+  is ignored, with a warning naming both origins (never the token), and so is
+  the token that came with it;
+* a token sent with `/setup` goes only to the hostname it came with (or to
+  the configured URL, when `/setup` named no other origin).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit
+
+from lsml.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: The state key `/setup` stores its hostname and token under, as one value so they never come apart.
+STATE_KEY = "label_studio"
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_warned: set[tuple] = set()
+_warned_lock = threading.Lock()
+
+
+def origin(url: Optional[str]) -> Optional[str]:
+    """`scheme://host:port` of an http(s) URL (lower case, default port made explicit); None for anything else."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return f"{scheme}://{parts.hostname.lower()}:{port or _DEFAULT_PORTS[scheme]}"
+
+
+def same_origin(a: Optional[str], b: Optional[str]) -> bool:
+    """Whether two URLs share scheme, host and port (False when either is not an http(s) URL)."""
+    first = origin(a)
+    return first is not None and first == origin(b)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A Label Studio URL and the token that may be sent to it (None: send no token)."""
+
+    url: Optional[str]
+    token: Optional[str] = dataclasses.field(default=None, repr=False)
+
+    def token_for(self, url: str) -> Optional[str]:
+        """The token, if `url` is on this credential's origin; else None."""
+        return self.token if same_origin(url, self.url) else None
+
+
+def _warn_once(key: tuple, message: str, *args: object) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    logger.warning(message, *args)
+
+
+def setup_value(hostname: Optional[str], access_token: Optional[str]) -> dict:
+    """What `/setup` stores under STATE_KEY: the hostname and the token it came with."""
+    return {"hostname": hostname or None, "access_token": access_token or None}
+
+
+def rejects_setup_hostname(settings: Settings, hostname: Optional[str]) -> bool:
+    """Whether `/setup`'s `hostname` must be ignored (it names another origin than LABEL_STUDIO_URL); warns."""
+    configured = settings.label_studio_url
+    if not configured or not hostname or same_origin(hostname, configured):
+        return False
+    _warn_once(("setup", origin(hostname) or hostname, origin(configured)),
+               "/setup named Label Studio at %s but LABEL_STUDIO_URL is %s: ignoring that hostname and the "
+               "token sent with it (a credential goes only to the origin it was configured for)",
+               origin(hostname) or repr(hostname), origin(configured))
+    return True
+
+
+def resolve(settings: Settings, stored: object) -> Credential:
+    """The credential for a project: `stored` is what `/setup` left under STATE_KEY (or None)."""
+    stored = stored if isinstance(stored, dict) else {}
+    hostname = stored.get("hostname") if isinstance(stored.get("hostname"), str) else None
+    setup_token = stored.get("access_token") if isinstance(stored.get("access_token"), str) else None
+    configured = settings.label_studio_url
+    if configured:
+        if rejects_setup_hostname(settings, hostname):
+            return Credential(configured, settings.label_studio_api_key)
+        return Credential(configured, settings.label_studio_api_key or setup_token)
+    if settings.label_studio_api_key:
+        _warn_once(("key-without-url",), "LABEL_STUDIO_API_KEY is set without LABEL_STUDIO_URL: the key is sent "
+                   "nowhere (set LABEL_STUDIO_URL to the Label Studio it belongs to)")
+    if hostname and origin(hostname) is None:
+        return Credential(None, None)
+    return Credential(hostname, setup_token if hostname else None)

@@ -1,0 +1,108 @@
+"""Predictions run with a bounded number at once *and* a deadline each, so a hung model cannot take the server.
+
+Before this module a `predict` that never returned held its slot forever:
+four such calls (LSML_PREDICT_CONCURRENCY=4) and every later /predict waited
+30 s for a slot, then got 503, until the process was restarted (SECURITY.md).
+
+Python cannot kill a thread, so the choice is about accounting:
+
+* each call runs in a thread of its own; the request waits for it at most
+  LSML_PREDICT_TIMEOUT seconds, then answers 504 and **gives its slot back**:
+  the server keeps serving;
+* the thread that did not return is counted as *stuck* until it does return
+  (`lsml_predict_stuck_threads`), so its memory and CPU are visible;
+* stuck threads are bounded: once a process holds LSML_PREDICT_CONCURRENCY
+  of them, /predict answers 503 `predict_stuck` without starting another one
+  and /healthz answers 503, so a liveness probe (the operator's Deployment has
+  one) restarts the process. A process never has more than 2 x
+  LSML_PREDICT_CONCURRENCY predict threads.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from typing import Any, Callable
+
+
+class PredictBusy(Exception):
+    """Every slot stayed taken for the whole wait."""
+
+
+class PredictTimeout(Exception):
+    """The model's predict ran past the deadline (its thread is now counted as stuck)."""
+
+
+class PredictStuck(Exception):
+    """Too many predict threads never returned: this process needs a restart."""
+
+
+class _Call:
+    """One predict call's outcome, shared by the request thread and the predict thread."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.abandoned = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class PredictGate:
+    def __init__(self, concurrency: int, wait_timeout: float, timeout: float) -> None:
+        self.concurrency = concurrency
+        self.wait_timeout = wait_timeout
+        self.timeout = timeout
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._stuck = 0
+
+    @property
+    def stuck(self) -> int:
+        """Predict threads past their deadline that have not returned yet."""
+        with self._lock:
+            return self._stuck
+
+    @property
+    def healthy(self) -> bool:
+        return self.stuck < self.concurrency
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` in a predict thread; PredictBusy, PredictTimeout or PredictStuck when it cannot."""
+        if not self.healthy:
+            raise PredictStuck(f"{self.stuck} predictions never returned (LSML_PREDICT_TIMEOUT={self.timeout:g}s); "
+                               "this process must be restarted")
+        if not self._slots.acquire(timeout=self.wait_timeout):
+            raise PredictBusy(f"{self.concurrency} predictions already running (LSML_PREDICT_CONCURRENCY); try again")
+        call = _Call()
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=self._target, args=(call, context, fn, args, kwargs),
+                                  name="lsml-predict", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            self._slots.release()
+            raise
+        finished = call.done.wait(self.timeout)
+        with self._lock:
+            if not finished and not call.done.is_set():
+                call.abandoned = True
+                self._stuck += 1
+        self._slots.release()  # given back either way: a stuck thread is counted in `stuck`, not in a slot
+        if call.abandoned:
+            raise PredictTimeout(f"the model's predict did not return within {self.timeout:g}s "
+                                 "(LSML_PREDICT_TIMEOUT)")
+        if call.error is not None:
+            raise call.error
+        return call.value
+
+    def _target(self, call: _Call, context: contextvars.Context, fn: Callable[..., Any], args: tuple,
+                kwargs: dict) -> None:
+        try:
+            call.value = context.run(fn, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the request thread
+            call.error = exc
+        finally:
+            with self._lock:
+                call.done.set()
+                if call.abandoned:
+                    self._stuck -= 1

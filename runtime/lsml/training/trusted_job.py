@@ -1,0 +1,100 @@
+"""`TrustedJob`: the RQ job class of lsml's worker, which runs lsml's training entry point and nothing else.
+
+Why: anyone who can write to the training queue's Redis could otherwise name
+any importable function (`os.system`, `subprocess.call`, ...) in a job and
+have the worker run it; RQ resolves a job's function by importing its dotted
+name. RQ's documented hook for this is a custom job class
+(`Worker(job_class=...)`): every place RQ turns a name into a callable goes
+through one of this class's properties, so the checks here run before
+anything named by the job is imported:
+
+* `func`: the job's function must be exactly `ALLOWED_FUNCTIONS` and not a
+  method of a serialised instance;
+* `success_callback` / `failure_callback` / `stopped_callback`: lsml's jobs
+  set none, so a job that names one is refused (and the callback is never
+  resolved, not even on the failure path);
+* `send_webhooks`: lsml's jobs carry no RQ webhooks, so none is sent (a job
+  that names one is refused: it would make the worker call any URL);
+* the job's data is read with the worker's JSON serializer; a pickled
+  payload fails to decode and is refused as well (it is never unpickled).
+
+A refused job ends failed with the reason (`/job_status` shows it) and the
+worker logs it; the function is never imported or called.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq.exceptions import DeserializationError
+from rq.job import Job
+
+log = logging.getLogger(__name__)
+
+#: The one function a training job may name (`lsml.training.rq_queue.JOB_FUNCTION`).
+ALLOWED_FUNCTIONS = frozenset({"lsml.training.worker.perform_training"})
+
+
+class JobRefused(DeserializationError):
+    """A job in the training queue that is not an lsml training: it is failed, never run.
+
+    A `DeserializationError` subclass, so RQ's own handling of undecodable
+    jobs (log, fail, carry on) applies to it unchanged.
+    """
+
+
+class TrustedJob(Job):
+    """An RQ `Job` that refuses to resolve anything but lsml's training entry point."""
+
+    def refusal(self) -> str | None:
+        """Why this job must not run, or None when it is an lsml training."""
+        try:
+            name = self.func_name
+            instance = self.instance
+        except JobRefused as exc:
+            return str(exc)
+        if name not in ALLOWED_FUNCTIONS:
+            return (f"function {str(name)[:200]!r} is not lsml's training entry point "
+                    f"(allowed: {', '.join(sorted(ALLOWED_FUNCTIONS))})")
+        if instance is not None:
+            return "a training job must not carry a serialised instance"
+        for kind in ("success", "failure", "stopped"):
+            if getattr(self, f"_{kind}_callback_name", None):
+                return f"a training job must not name a {kind} callback"
+        if self.webhooks:
+            return "a training job must not carry RQ webhooks"
+        return None
+
+    def _refuse(self) -> JobRefused:
+        reason = self.refusal() or "refused"
+        log.error("refused job %s from queue %r: %s; it is marked failed and never runs", self.id, self.origin, reason)
+        return JobRefused(f"refused job {self.id}: {reason}")
+
+    def _deserialize_data(self) -> None:
+        try:
+            super()._deserialize_data()
+        except DeserializationError as exc:
+            raise JobRefused("its data is not lsml's JSON job format (a pickled or corrupt payload is never "
+                             "decoded)") from exc
+
+    @property
+    def func(self) -> Any:
+        if self.refusal() is not None:
+            raise self._refuse()
+        return super().func
+
+    @property
+    def success_callback(self) -> Any:
+        return None
+
+    @property
+    def failure_callback(self) -> Any:
+        return None
+
+    @property
+    def stopped_callback(self) -> Any:
+        return None
+
+    def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
+        return None

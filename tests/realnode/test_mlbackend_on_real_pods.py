@@ -1,0 +1,322 @@
+"""lsml as users run it, on real pods: `helm install`, `kubectl apply -f mlbackend.yaml`, Label Studio.
+
+One MLBackend from ``examples/mlbackend.yaml`` (2 server replicas, an RQ worker, managed
+Redis, a model volume, basic auth) runs lsml's own ``text_classifier`` image on the real
+node, reconciled by the operator running in-cluster from its image. Label Studio reaches the
+backend only through its Service. The tests run in file order on that one backend (module
+fixture): ready, predictions, training in the worker pod, then the faults and the rollout,
+then the delete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from tests.fixtures.kubernetes import KubernetesCluster, wait_for
+from tests.fixtures.label_studio import SENTIMENT_CONFIG
+
+from ..operator.helpers import example
+from .conftest import LS_NS, LS_SERVICE_PORT, images
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
+
+NAME = "textcls"
+NS = "lsml-real"
+AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
+TEXTS = {
+    "what a wonderful, lovely film": "Positive",
+    "great acting and a great story": "Positive",
+    "I loved it, truly excellent": "Positive",
+    "awful, boring and far too long": "Negative",
+    "terrible plot and bad acting": "Negative",
+    "I hated it, a dreadful mess": "Negative",
+    "an excellent and lovely story": None,
+    "boring and dreadful acting": None,
+}
+
+
+def _choice(label: str) -> list[dict]:
+    return [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+
+
+def _json(cluster: KubernetesCluster, *args: str) -> Any:
+    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+
+
+def pods(cluster: KubernetesCluster, component: str) -> list[dict]:
+    selector = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component={component}"
+    items = _json(cluster, "get", "pods", "-n", NS, "-l", selector)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict) -> bool:
+    return pod["status"].get("phase") == "Running" and all(
+        c.get("ready") for c in pod["status"].get("containerStatuses", []) or [{}])
+
+
+def condition(mlb: dict, kind: str) -> dict:
+    return next((c for c in mlb.get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+
+def service_url(cluster: KubernetesCluster) -> str:
+    ip = _json(cluster, "get", "service", NAME, "-n", NS)["spec"]["clusterIP"]
+    return f"http://{ip}:9090"
+
+
+def served_version(pod_ip: str, project: int) -> str:
+    response = requests.get(f"http://{pod_ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
+    response.raise_for_status()
+    return response.json()["model_version"]
+
+
+@dataclass
+class LoadLoop:
+    """Threads sending /predict through the Service, each on a fresh connection, bounded in count and time."""
+
+    url: str
+    project: int
+    threads: int = 4
+    max_seconds: float = 180.0
+    max_requests: int = 50_000
+    results: list[tuple[float, bool, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def _body(self) -> dict:
+        return {"tasks": [{"id": 1, "data": {"text": "a lovely film"}}], "project": f"{self.project}.0",
+                "label_config": SENTIMENT_CONFIG, "params": {}}
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
+            began = time.monotonic()
+            try:
+                response = requests.post(f"{self.url}/predict", json=self._body(), auth=AUTH, timeout=10,
+                                         headers={"Connection": "close"})
+                ok, what = response.status_code == 200, str(response.status_code)
+            except requests.RequestException as exc:
+                ok, what = False, type(exc).__name__
+            self.results.append((began, ok, what))
+
+    def __enter__(self) -> "LoadLoop":
+        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+        for worker in self._workers:
+            worker.start()
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=20)
+
+    @property
+    def failures(self) -> list[tuple[float, bool, str]]:
+        return [r for r in self.results if not r[1]]
+
+
+@pytest.fixture(scope="module")
+def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, cluster_label_studio) -> Iterator[dict]:
+    cluster, ls = real_node_cluster, cluster_label_studio
+    cluster.kubectl("create", "namespace", NS, check=False)
+    with ls.client() as client:
+        project = client.create_project(f"real-pods-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
+        client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
+        tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
+    secret_docs = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "label-studio-token"},
+         "stringData": {"token": ls.legacy_token}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backend-auth"},
+         "stringData": {"user": AUTH[0], "password": AUTH[1]}},
+    ]
+    cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                    "items": secret_docs}))
+    mlb = copy.deepcopy(example("mlbackend.yaml"))
+    mlb["metadata"] = {"name": NAME, "namespace": NS}
+    spec = mlb["spec"]
+    spec["image"] = images(cluster)["text_classifier"]
+    spec["server"]["replicas"] = 2
+    spec["server"]["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+    spec["redis"]["image"] = images(cluster)["redis"]
+    spec["storage"] = {"size": "1Gi"}
+    spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
+    spec["labelStudio"].update({"url": f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}", "projects": [project],
+                                "title": "text classifier on real pods"})
+    began = time.monotonic()
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
+
+    def is_ready() -> dict | None:
+        body = _json(cluster, "get", "mlb", NAME, "-n", NS)
+        return body if condition(body, "Ready").get("status") == "True" else None
+
+    body = wait_for(is_ready, 300, interval=1.0, message=f"MLBackend {NAME} Ready=True")
+    state = {"project": project, "tasks": tasks, "ready_seconds": time.monotonic() - began, "mlb": body}
+    print(f"\nkubectl apply -> Ready=True on real pods: {state['ready_seconds']:.1f} s")
+    yield state
+    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=120s", check=False)
+    with ls.client() as client:
+        try:
+            client.delete_project(project)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def test_backend_is_ready_with_every_pod_running_and_probed_for_real(real_node_cluster, backend):
+    cluster = real_node_cluster
+    for component, count in (("server", 2), ("worker", 1), ("redis", 1)):
+        found = pods(cluster, component)
+        assert len(found) == count, (component, [p["metadata"]["name"] for p in found])
+        for pod in found:
+            assert ready(pod), pod["status"]
+            assert pod["spec"]["nodeName"] == "lsml-node"
+            assert pod["status"]["containerStatuses"][0]["imageID"]  # really started by containerd
+    # Ready comes from real probes: gunicorn answers /readyz on the pod's own address.
+    for pod in pods(cluster, "server"):
+        probe = pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+        assert probe["path"] == "/readyz"
+        assert requests.get(f"http://{pod['status']['podIP']}:9090/readyz", timeout=5).status_code == 200
+    # The model volume is one RWO claim bound by the provisioner; server and worker pods share its node.
+    claim = _json(cluster, "get", "pvc", f"{NAME}-models", "-n", NS)
+    assert claim["status"]["phase"] == "Bound"
+    body = backend["mlb"]
+    for kind in ("ServerAvailable", "Ready"):
+        assert condition(body, kind).get("status") == "True", body["status"]
+
+
+def test_label_studio_registers_the_service_and_stores_one_prediction_per_task(cluster_label_studio, backend):
+    with cluster_label_studio.client() as client:
+        (registered,) = client.ml_backends(backend["project"])
+        assert registered["url"] == f"http://{NAME}.{NS}.svc:9090"  # the Service's name, resolved by cluster DNS
+        assert registered["readable_state"] == "Connected"
+        client.run_action(backend["project"], "retrieve_tasks_predictions")
+        by_task: dict[int, list] = {}
+        for prediction in client.predictions(project=backend["project"]):
+            by_task.setdefault(prediction["task"], []).append(prediction)
+    assert set(by_task) == set(backend["tasks"].values())
+    assert all(len(found) == 1 for found in by_task.values())
+    backend["untrained_version"] = registered["model_version"]
+
+
+def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_version(
+        real_node_cluster, cluster_label_studio, backend):
+    cluster, project = real_node_cluster, backend["project"]
+    with cluster_label_studio.client() as client:
+        for text, label in TEXTS.items():
+            if label:
+                client.create_annotation(backend["tasks"][text], _choice(label))
+    server_ips = [p["status"]["podIP"] for p in pods(cluster, "server")]
+
+    def newest_everywhere() -> str | None:
+        versions = {served_version(ip, project) for ip in server_ips}
+        return versions.pop() if len(versions) == 1 and next(iter(versions)).startswith("v") else None
+
+    wait_for(newest_everywhere, 180, interval=1.0, message="a trained version served by both server pods")
+    # Let every annotation's training land, then require all replicas to agree again.
+    time.sleep(5)
+    newest = wait_for(newest_everywhere, 60, interval=1.0, message="replicas agreeing on the newest version")
+    (worker,) = pods(cluster, "worker")
+    worker_log = cluster.kubectl("logs", worker["metadata"]["name"], "-n", NS).stdout
+    assert "lsml-training" in worker_log  # the jobs ran in the worker pod, not in the servers
+
+    with cluster_label_studio.client() as client:
+        (registered,) = client.ml_backends(project)
+        wait_for(lambda: client.ml_backend(registered["id"])["model_version"] == newest, 90, interval=2.0,
+                 message=f"Label Studio to show model_version {newest}")
+        client.run_action(project, "retrieve_tasks_predictions")
+        fresh = [p for p in client.predictions(project=project) if p["model_version"] == newest]
+    assert {p["task"] for p in fresh} == set(backend["tasks"].values())
+    by_text = {text: next(p for p in fresh if p["task"] == tid) for text, tid in backend["tasks"].items()}
+    for text, label in TEXTS.items():
+        if label:
+            assert by_text[text]["result"][0]["value"]["choices"] == [label]
+    backend["trained_version"] = newest
+
+
+def test_deleting_a_server_pod_under_load_fails_no_request(real_node_cluster, backend):
+    cluster = real_node_cluster
+    victim = pods(cluster, "server")[0]["metadata"]["name"]
+    with LoadLoop(service_url(cluster), backend["project"]) as load:
+        time.sleep(2)
+        cluster.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
+        wait_for(lambda: len([p for p in pods(cluster, "server") if ready(p)]) == 2
+                 and victim not in {p["metadata"]["name"] for p in pods(cluster, "server")},
+                 180, interval=1.0, message="the server Deployment back to 2 ready pods")
+        time.sleep(3)
+    print(f"\nserver pod deleted under load: {len(load.results)} requests, {len(load.failures)} failed "
+          f"({sorted({f[2] for f in load.failures})})")
+    assert len(load.results) > 50
+    # The pod drains (preStop) before gunicorn stops: fresh connections never meet a dead endpoint,
+    # at most the requests in flight on it when it stopped could fail (one per load thread).
+    assert len(load.failures) <= load.threads, load.failures
+
+
+def test_a_spec_change_rolls_the_servers_with_no_failed_request(real_node_cluster, backend):
+    cluster = real_node_cluster
+    before = {p["metadata"]["name"] for p in pods(cluster, "server")}
+    patch = {"spec": {"model": {"env": [{"name": "LOG_LEVEL", "value": "INFO"},
+                                        {"name": "E2E_ROLLOUT", "value": secrets.token_hex(4)}]}}}
+    with LoadLoop(service_url(cluster), backend["project"]) as load:
+        time.sleep(2)
+        cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+        wait_for(lambda: (lambda now: len(now) == 2 and not now & before and all(ready(p) for p in pods(cluster, "server")))(
+            {p["metadata"]["name"] for p in pods(cluster, "server")}), 240, interval=1.0,
+            message="the rollout to replace both server pods")
+        time.sleep(3)
+    print(f"\nrolling update under load: {len(load.results)} requests, {len(load.failures)} failed")
+    assert len(load.results) > 50
+    assert load.failures == [], load.failures
+
+
+def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, cluster_label_studio, backend):
+    cluster, project = real_node_cluster, backend["project"]
+    server_ip = pods(cluster, "server")[0]["status"]["podIP"]
+    before = requests.get(f"http://{server_ip}:9090/versions", params={"project": str(project)}, auth=AUTH,
+                          timeout=5).json()
+    cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", '{"spec":{"worker":{"replicas":0}}}')
+    wait_for(lambda: not pods(cluster, "worker"), 120, interval=1.0, message="no worker pod")
+    with cluster_label_studio.client() as client:  # a trigger with nobody to take it: the job waits in Redis
+        task = backend["tasks"]["an excellent and lovely story"]
+        client.create_annotation(task, _choice("Positive"))
+    redis_pod = f"{NAME}-redis-0"
+
+    def queued() -> int:
+        out = cluster.kubectl("exec", redis_pod, "-n", NS, "--", "sh", "-c",
+                              'redis-cli -p 6379 llen rq:queue:lsml-training', check=False).stdout.strip()
+        return int(out) if out.isdigit() else 0
+
+    wait_for(queued, 60, interval=1.0, message="the training job queued in Redis")
+    time.sleep(2)  # AOF fsyncs every second
+    uid = _json(cluster, "get", "pod", redis_pod, "-n", NS)["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", redis_pod, "-n", NS)
+    wait_for(lambda: (lambda p: p["metadata"]["uid"] != uid and ready(p))(_json(cluster, "get", "pod", redis_pod, "-n", NS)),
+             180, interval=1.0, message="a new Redis pod, ready")
+    assert queued() >= 1  # reloaded from the AOF on its volume
+    cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", '{"spec":{"worker":{"replicas":1}}}')
+
+    def trained() -> bool:
+        now = requests.get(f"http://{server_ip}:9090/versions", params={"project": str(project)}, auth=AUTH,
+                           timeout=5).json()
+        return max((v["number"] for v in now["details"]), default=0) > max(
+            (v["number"] for v in before["details"]), default=0)
+
+    wait_for(trained, 180, interval=1.0, message="the queued training to publish a version")
+
+
+def test_deleting_the_mlbackend_deregisters_it_and_removes_its_children(real_node_cluster, cluster_label_studio,
+                                                                        backend):
+    cluster = real_node_cluster
+    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--timeout=120s")
+    with cluster_label_studio.client() as client:
+        assert client.ml_backends(backend["project"]) == []
+    wait_for(lambda: not any(pods(cluster, c) for c in ("server", "worker", "redis")), 120, interval=1.0,
+             message="every pod of the MLBackend gone")
+    assert cluster.kubectl("get", "pvc", f"{NAME}-models", "-n", NS, check=False).returncode != 0

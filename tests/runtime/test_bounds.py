@@ -1,0 +1,112 @@
+"""Memory stays bounded whatever requests arrive: loaded models, request bodies, coalesced triggers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+import pytest
+
+from lsml.settings import Settings
+from lsml.training.embedded import EmbeddedQueue
+from lsml.training.queue import MAX_COALESCED, TrainingRequest
+from tests.runtime.conftest import wait_until
+from tests.runtime.sample_models import CountingModel
+
+LIMIT = 5
+
+
+def evictions(client) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    match = re.search(r"^lsml_model_evictions_total ([0-9.e+]+)$", text, re.M)
+    assert match, "lsml_model_evictions_total missing from /metrics"
+    return float(match.group(1))
+
+
+def test_forty_project_ids_leave_at_most_max_loaded_models_instances(serve, text_config, caplog):
+    app, client = serve(CountingModel, max_loaded_models=LIMIT)
+    registry = app.extensions["lsml"].registry
+    before = evictions(client)
+    with caplog.at_level(logging.INFO, logger="lsml.loader"):
+        for project in range(1, 41):
+            r = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}],
+                                              "project": f"{project}.1", "label_config": text_config})
+            assert r.status_code == 200, r.json
+            assert len(registry._entries) <= LIMIT
+    assert len(registry.loaded()) <= LIMIT
+    assert set(registry.loaded()) == {str(p) for p in range(36, 41)}, "the most recently used ones stay"
+    assert evictions(client) - before == 40 - LIMIT
+    assert caplog.text.count("evicted: more than 5 projects loaded (LSML_MAX_LOADED_MODELS)") == 40 - LIMIT
+    metrics_text = client.get("/metrics").get_data(as_text=True)
+    assert 'lsml_model_version_number{project="1"}' not in metrics_text, "an evicted project's series goes"
+    # an evicted project comes back on its next request, rebuilt from the store
+    r = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1.1"})
+    assert r.status_code == 200 and "1" in registry.loaded()
+
+
+def test_recently_used_projects_are_not_evicted(serve, text_config):
+    app, client = serve(CountingModel, max_loaded_models=2)
+    registry = app.extensions["lsml"].registry
+    body = {"tasks": [{"id": 1, "data": {"text": "x"}}], "label_config": text_config}
+    for project in ("1", "2", "1", "3"):
+        assert client.post("/predict", json={**body, "project": project}).status_code == 200
+    assert set(registry.loaded()) == {"1", "3"}
+
+
+def test_the_default_body_limit_is_ten_mib():
+    settings = Settings.from_env(env={})
+    assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.max_loaded_models == 16
+
+
+def test_a_body_over_the_default_limit_gets_413(serve):
+    _, client = serve(CountingModel, max_body_bytes=Settings.from_env(env={}).max_body_bytes)
+    r = client.post("/predict", data=b"[" + b"0," * (6 * 1024 * 1024) + b"0]", content_type="application/json")
+    assert r.status_code == 413 and r.json["error"] == "body_too_large"
+
+
+def test_the_embedded_queue_keeps_the_newest_coalesced_triggers_and_counts_the_dropped(settings):
+    started, release = [], threading.Event()
+
+    def runner(model_ref, request, settings, job_id=None):
+        started.append(request)
+        release.wait(10)
+        return {"model_version": "v1", "published": False}
+
+    queue = EmbeddedQueue(CountingModel, settings, runner=runner)
+    try:
+        queue.submit(TrainingRequest(project="1", event="START_TRAINING", payload={"n": -1}))
+        wait_until(lambda: started)
+        total = MAX_COALESCED + 250
+        for n in range(total + 1):  # the first queued one, then `total` folded into it
+            job = queue.submit(TrainingRequest(project="1", event="ANNOTATION_CREATED", payload={"n": n}))
+        status = queue.status(job)
+        assert status["coalesced"] == MAX_COALESCED and status["coalesced_dropped"] == 250
+        release.set()
+        queue.wait(job)
+        request = started[-1]
+        assert request.payload == {"n": total}, "fit gets the newest trigger"
+        assert len(request.coalesced) == MAX_COALESCED
+        assert request.coalesced[-1]["data"] == {"n": total - 1}, "and the newest earlier ones, oldest first"
+        assert request.coalesced[0]["data"] == {"n": total - MAX_COALESCED}
+        assert request.coalesced_dropped == 250
+    finally:
+        release.set()
+        queue.close()
+
+
+@pytest.mark.redis
+def test_the_redis_coalescer_keeps_the_newest_triggers_and_counts_the_dropped(redis_url):
+    from tests.runtime.rq_procs import make_queue
+
+    queue = make_queue(redis_url)
+    total = MAX_COALESCED + 50
+    ids = {queue.submit(TrainingRequest(project="1", event="ANNOTATION_CREATED", payload={"n": n}))
+           for n in range(total)}
+    assert len(ids) == 1
+    claimed = TrainingRequest.from_dict(queue.coalescer.claim("1", ids.pop()))
+    assert claimed.payload == {"n": total - 1}
+    assert len(claimed.coalesced) == MAX_COALESCED - 1  # the list holds the newest trigger too
+    assert claimed.coalesced[0]["data"] == {"n": 50} and claimed.coalesced[-1]["data"] == {"n": total - 2}
+    assert claimed.coalesced_dropped == 50

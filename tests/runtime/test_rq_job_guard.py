@@ -1,0 +1,127 @@
+"""Redis is not trusted: a real `label-studio-ml worker` runs lsml's training entry point and nothing else.
+
+Each test enqueues what an attacker with access to Redis could write on the
+training queue, with RQ's own client, and checks on disk that it never ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer, PickleSerializer
+from rq.webhook import Webhook
+
+from lsml.store import LocalModelStore
+from lsml.training.queue import TrainingRequest
+from lsml.training.rq_queue import JOB_FUNCTION
+from tests.runtime.rq_procs import Procs, make_queue, wait_for, write_backend
+
+pytestmark = pytest.mark.redis
+
+QUEUE = "lsml-training"
+
+
+def final_status(queue, job_id: str) -> dict | None:
+    status = queue.status(job_id)
+    return status if status and status["status"] in ("finished", "failed") else None
+
+
+def legit_training_still_runs(backend: Path, redis_url: str) -> None:
+    queue = make_queue(redis_url)
+    job = queue.submit(TrainingRequest(project="1", event="START_TRAINING", payload={"n": 1}, label_config="<View/>"))
+    status = wait_for(lambda: final_status(queue, job), 60, what="the legit training")
+    assert status["status"] == "finished", status
+    assert LocalModelStore(backend / "data" / "models").current("1").name == "v1"
+
+
+def test_a_job_naming_os_system_is_failed_with_the_reason_and_never_runs(tmp_path, procs: Procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    marker = tmp_path / "pwned"
+    connection = redis.Redis.from_url(redis_url)
+    rq_queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    foreign = rq_queue.enqueue_call("os.system", args=(f"id > {marker}",))
+    # the right function, but a failure callback that would run os.system on the failure path
+    callback = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    connection.hset(callback.key, "failure_callback_name", "os.system")
+    # the right function with a serialised instance (RQ would call a method of it), or with an RQ webhook
+    instance = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    connection.hset(instance.key, "data", json.dumps([JOB_FUNCTION, {"x": 1}, [], {}]))
+    hits: list[str] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Hook", (BaseHTTPRequestHandler,), {
+        "do_POST": lambda self: (hits.append(self.path), self.send_response(204), self.end_headers()),
+        "log_message": lambda self, *a: None}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    webhook = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    hook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    hooks = [Webhook(hook_url, status, method="POST").to_dict() for status in ("finished", "failed")]
+    connection.hset(webhook.key, "webhooks", json.dumps(hooks))
+    procs.worker(backend, redis_url)
+    queue = make_queue(redis_url)
+    for job, reason in ((instance, "must not carry a serialised instance"), (webhook, "must not carry RQ webhooks")):
+        status = wait_for(lambda: final_status(queue, job.id), 60, what="the job to end")
+        assert status["status"] == "failed" and reason in status["error"], status
+    server.shutdown()
+    server.server_close()
+    assert hits == [], "the worker called a URL named in the job"
+    status = wait_for(lambda: final_status(queue, foreign.id), 60, what="the foreign job to end")
+    assert status["status"] == "failed"
+    assert "is not lsml's training entry point" in status["error"] and "os.system" in status["error"], status
+    status = wait_for(lambda: final_status(queue, callback.id), 60, what="the callback job to end")
+    assert status["status"] == "failed"
+    assert "must not name a failure callback" in status["error"], status
+    assert not marker.exists(), "the foreign function ran"
+    log = procs.log("worker")
+    assert f"refused job {foreign.id}" in log and "never runs" in log, log[-3000:]
+    legit_training_still_runs(backend, redis_url)
+    assert not marker.exists()
+
+
+def test_a_pickled_payload_is_never_unpickled(tmp_path, procs: Procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    marker = tmp_path / "pwned-by-pickle"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"id > {marker}",))
+
+    connection = redis.Redis.from_url(redis_url)
+    pickled = Queue(QUEUE, connection=connection, serializer=PickleSerializer)
+    job = pickled.enqueue_call(JOB_FUNCTION, args=("1", Exploit()))
+    assert not marker.exists(), "pickling the exploit must not run it here"
+    procs.worker(backend, redis_url)
+    queue = make_queue(redis_url)
+    status = wait_for(lambda: final_status(queue, job.id), 60, what="the pickled job to end")
+    assert status["status"] == "failed"
+    assert "not lsml's JSON job format" in status["error"], status
+    assert not marker.exists(), "the pickled payload was unpickled"
+    legit_training_still_runs(backend, redis_url)
+
+
+BAD_ARGUMENTS = [
+    (("../../etc", {"project": "../../etc", "event": "START_TRAINING"}), "invalid project"),
+    (("1", {"project": "2", "event": "START_TRAINING"}), "invalid project"),
+    (("1", {"project": "1", "event": "DROP_EVERYTHING"}), "is not one the model trains on"),
+    (("1", {"project": "1", "event": "START_TRAINING", "payload": "x"}), "'payload' must be dict"),
+    (("1", ["not", "an", "object"]), "must be (project: str, request: object)"),
+]
+
+
+def test_job_arguments_from_redis_are_checked(tmp_path, procs: Procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    connection = redis.Redis.from_url(redis_url)
+    rq_queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    jobs = [(rq_queue.enqueue_call(JOB_FUNCTION, args=args).id, reason) for args, reason in BAD_ARGUMENTS]
+    procs.worker(backend, redis_url)
+    queue = make_queue(redis_url)
+    for job_id, reason in jobs:
+        status = wait_for(lambda: final_status(queue, job_id), 60, what="the job to end")
+        assert status["status"] == "failed" and reason in status["error"], status
+    assert not (backend / "data" / "models" / "etc").exists()
+    assert LocalModelStore(backend / "data" / "models").projects() == []
