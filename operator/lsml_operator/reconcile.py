@@ -121,6 +121,7 @@ class Reconciler:
         # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
         self._parents: dict[Key, dict[str, Any]] = {}
         self._dirty: set[Key] = set()
+        self._pods_refused: set[str] = set()  # namespaces where listing pods was refused (logged once)
 
     # ---- caches and scheduling -------------------------------------------------------
     def _lock(self, key: Key) -> threading.Lock:
@@ -387,8 +388,11 @@ class Reconciler:
             if pod_diagnosis.needs_claims(pods):
                 claims = {c["metadata"]["name"]: c for c in self.kube.list("PersistentVolumeClaim", spec.namespace, selector)}
         except ApiException as exc:
-            log.warning("%s/%s: cannot list pods or claims to explain %s (%s %s)", spec.namespace, spec.name,
-                        ", ".join(failing), exc.status, exc.reason)
+            # once per namespace at WARNING: the timer retries every few seconds while a component is down
+            level = logging.DEBUG if spec.namespace in self._pods_refused else logging.WARNING
+            self._pods_refused.add(spec.namespace)
+            log.log(level, "%s/%s: cannot list pods or claims to explain %s (%s %s)", spec.namespace, spec.name,
+                    ", ".join(failing), exc.status, exc.reason)
             return {}
         return {t: pod_diagnosis.explain(checks[t], pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims))
                 for t in failing}

@@ -5,6 +5,7 @@ an unavailable backend (a pull error turns into a back-off without any Deploymen
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -92,11 +93,15 @@ def test_unavailable_server_names_the_pull_error_and_the_timer_keeps_checking():
     assert len(kube.lists) == 2
 
 
-def test_a_refused_pod_list_keeps_the_replica_count():
+def test_a_refused_pod_list_keeps_the_replica_count_and_warns_once(caplog):
     kube, rec, mlb = _setup()
     kube.status_by_kind["Deployment"] = UNAVAILABLE
     kube.list_error = ApiException(status=403, reason="Forbidden")
-    status = rec.reconcile(mlb, full=True)
+    with caplog.at_level(logging.DEBUG, logger="lsml_operator"):
+        status = rec.reconcile(mlb, full=True)
+        rec.reconcile(mlb, coalesce=True)  # the timer's next pass
     assert status is not None
     assert _cond(status, "ServerAvailable")["reason"] == "ReplicasUnavailable"
     assert _cond(status, "ServerAvailable")["message"] == "server: 0/1 replicas available"
+    refused = [r for r in caplog.records if "cannot list pods" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.WARNING, logging.DEBUG]
