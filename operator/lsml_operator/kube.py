@@ -25,6 +25,7 @@ PLURALS: dict[str, str] = {
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "ConfigMap": "configmaps",
     "Secret": "secrets",
+    "Pod": "pods",
 }
 API_VERSIONS: dict[str, str] = {
     "Deployment": "apps/v1",
@@ -34,6 +35,7 @@ API_VERSIONS: dict[str, str] = {
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "ConfigMap": "v1",
     "Secret": "v1",
+    "Pod": "v1",
 }
 
 
@@ -91,13 +93,21 @@ class Kube:
         return self._call("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
                           query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            return self._call("GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
+            return self._call("GET", path)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(_path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
+
+    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The objects of a kind matching a label selector in one namespace (one LIST, no watch)."""
+        got = self._call("GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace), query=[("labelSelector", selector)])
+        return list(got.get("items") or [])
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete a child only if this MLBackend controls it (never someone else's object of the same name)."""
@@ -143,13 +153,18 @@ class Kube:
         cm = self.get("ConfigMap", namespace, name)
         return None if cm is None else dict(cm.get("data") or {})
 
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves a resource (discovery of /apis/<group>/<version>): a CRD installed and established."""
+        doc = self._get_or_none(f"/apis/{group_version}") or {}
+        return any(r.get("name") == plural for r in doc.get("resources") or [])
+
+    def get_custom(self, group_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """One custom object, namespaced or cluster-scoped (namespace None); None when absent."""
+        where = f"/namespaces/{namespace}" if namespace else ""
+        return self._get_or_none(f"/apis/{group_version}{where}/{plural}/{name}")
+
     def get_mlbackend(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}")
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.get_custom(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
 
     def patch_mlbackend_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (conditions are replaced as a whole list)."""

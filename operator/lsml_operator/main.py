@@ -5,8 +5,9 @@
   ``app.kubernetes.io/managed-by=lsml-operator`` re-reconcile their owner, so a child
   deleted or edited by hand is restored at once and status follows rollouts;
 - a delete handler (kopf's finalizer) removes the Label Studio registrations first;
-- peering (``--peering``, on by default) makes a second replica stand by; the liveness
-  endpoint is kopf's own (``/healthz`` on ``--liveness``).
+- peering (on by default, ``--standalone`` turns it off) makes a second replica stand by; its
+  CRD and object are checked before kopf starts (``peering.py``: kopf would wait silently);
+  the liveness endpoint is kopf's own (``/healthz`` on ``--liveness``).
 kopf keeps its bookkeeping in ``lsml.dev/*`` annotations, never in status (the CRD's status
 schema is structural, unknown fields would be pruned).
 """
@@ -22,8 +23,10 @@ import sys
 from typing import Any
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, PLURAL, VERSION
+from . import GROUP, PLURAL, VERSION, peering as peering_check
 from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
 from .kube import Kube, new_api_client
@@ -170,6 +173,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _peering_problem(clusterwide: bool, namespaces: list[str], name: str) -> str | None:
+    """``peering.problem`` on a short-lived client; a check that cannot run (no permission to read the
+    peering object, API unreachable) is logged and kopf starts anyway: kopf reports those itself."""
+    api = new_api_client(pool_size=1)
+    try:
+        return peering_check.problem(Kube(api), clusterwide=clusterwide, namespaces=namespaces, name=name)
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+        log.warning("could not check the kopf peering %r before starting: %s", name, getattr(exc, "reason", exc))
+        return None
+    finally:
+        api.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -188,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         namespaces = [n.strip() for n in os.environ["LSML_OPERATOR_NAMESPACES"].split(",") if n.strip()]
     clusterwide = args.all_namespaces or not namespaces
     priority = args.priority if args.priority is not None else random.SystemRandom().randint(1, 2**31 - 1)
+    if not args.standalone:
+        missing = _peering_problem(clusterwide, namespaces, ops.peering_name)
+        if missing:
+            log.error("%s", missing)
+            return 2
     register_handlers(ops, peering=not args.standalone)
     log.info("lsml-operator starting: %s, peering %s", "cluster-wide" if clusterwide else f"namespaces {namespaces}",
              "off" if args.standalone else f"{ops.peering_name} (priority {priority})")

@@ -25,7 +25,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import registration
+from . import pod_diagnosis, registration
 from .builders import Spec, desired_children
 from .builders import labels as L
 from .kube import Kube
@@ -41,6 +41,9 @@ log = logging.getLogger("lsml_operator")
 Key = tuple[str, str]                 # (namespace, name) of an MLBackend
 ChildKey = tuple[str, str, str]       # (kind, namespace, name)
 EventSink = Callable[[dict[str, Any], str, str, str], None]  # (body, type, reason, message)
+
+# Conditions a pod can explain, and the component label of those pods.
+POD_COMPONENTS: dict[str, str] = {SERVER_AVAILABLE: L.SERVER, WORKER_AVAILABLE: L.WORKER, REDIS_READY: L.REDIS}
 
 # Children that may exist for some spec and not for another: removed when no longer desired.
 OPTIONAL_CHILDREN: list[tuple[str, Callable[[str], str]]] = [
@@ -118,6 +121,7 @@ class Reconciler:
         # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
         self._parents: dict[Key, dict[str, Any]] = {}
         self._dirty: set[Key] = set()
+        self._pods_refused: set[str] = set()  # namespaces where listing pods was refused (logged once)
 
     # ---- caches and scheduling -------------------------------------------------------
     def _lock(self, key: Key) -> threading.Lock:
@@ -170,7 +174,9 @@ class Reconciler:
             self._locks.pop(key, None)
 
     def tick_due(self, mlb: dict[str, Any]) -> str | None:
-        """What the periodic timer should do now: 'full' (resync), 'retry' (Label Studio backoff over), or None."""
+        """What the periodic timer should do now: 'full' (resync), 'retry' (Label Studio backoff over),
+        'diagnose' (a component is unavailable: its pods' cause can change without any child event,
+        e.g. a pull error turning into a back-off), or None."""
         key = (mlb["metadata"]["namespace"], mlb["metadata"]["name"])
         now = time.monotonic()
         if now - self._last_full.get(key, 0.0) >= self.settings.resync_seconds:
@@ -178,6 +184,11 @@ class Reconciler:
         failures, next_at = self._retry.get(key, (0, 0.0))
         if failures and now >= next_at:
             return "retry"
+        last = self._last_status.get(key)
+        if last and any(c.get("type") in POD_COMPONENTS and c.get("status") == "False"
+                        and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
+                        for c in last[1].get("conditions") or []):
+            return "diagnose"
         return None
 
     def _note_failure(self, key: Key) -> float:
@@ -319,6 +330,7 @@ class Reconciler:
             checks[REDIS_READY] = Check(True, "External", f"external Redis, URL from Secret {ref['name']}")
         else:
             conds = remove_condition(conds, REDIS_READY)
+        checks.update(self._diagnose(spec, checks))
 
         ls_status = dict(old.get("labelStudio") or {})
         if spec.label_studio is not None:
@@ -357,6 +369,33 @@ class Reconciler:
             written = old  # nothing written: the server still has the old status
         self._last_status[key] = (mlb["metadata"].get("uid"), written)
         return status
+
+    def _diagnose(self, spec: Spec, checks: dict[str, Check]) -> dict[str, Check]:
+        """Name why components are unavailable, from their pods (``pod_diagnosis``).
+
+        Costs nothing at steady state: only when a component is unavailable, one LIST of the
+        MLBackend's pods (all components share the instance label), plus one LIST of its claims
+        when a pod waits for one. A refusal (e.g. a chart older than this RBAC) keeps the plain
+        replica count: a status without the cause beats no status.
+        """
+        failing = [t for t in POD_COMPONENTS if t in checks and pod_diagnosis.worth_diagnosing(checks[t])]
+        if not failing:
+            return {}
+        selector = L.instance_selector(spec.name)
+        try:
+            pods = self.kube.list("Pod", spec.namespace, selector)
+            claims = {}
+            if pod_diagnosis.needs_claims(pods):
+                claims = {c["metadata"]["name"]: c for c in self.kube.list("PersistentVolumeClaim", spec.namespace, selector)}
+        except ApiException as exc:
+            # once per namespace at WARNING: the timer retries every few seconds while a component is down
+            level = logging.DEBUG if spec.namespace in self._pods_refused else logging.WARNING
+            self._pods_refused.add(spec.namespace)
+            log.log(level, "%s/%s: cannot list pods or claims to explain %s (%s %s)", spec.namespace, spec.name,
+                    ", ".join(failing), exc.status, exc.reason)
+            return {}
+        return {t: pod_diagnosis.explain(checks[t], pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims))
+                for t in failing}
 
     def _post_flips(self, mlb: dict[str, Any], old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
         """Events on flips only (not per reconcile): Ready becoming True, and any condition that was

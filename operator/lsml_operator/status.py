@@ -86,10 +86,11 @@ def statefulset_check(sts: dict[str, Any] | None) -> Check:
 
 
 def ready_check(checks: dict[str, Check]) -> Check:
-    """Ready is the AND of every applicable condition; the message names what is not ready."""
-    failing = [f"{t}: {c.message}" for t, c in checks.items() if not c.ok]
+    """Ready is the AND of every applicable condition; the message names what is not ready and the
+    reason is the first failing one's (``kubectl get mlb`` shows it: ImagePullFailed says more than NotReady)."""
+    failing = [(t, c) for t, c in checks.items() if not c.ok]
     if failing:
-        return Check(False, "NotReady", "; ".join(failing))
+        return Check(False, failing[0][1].reason, "; ".join(f"{t}: {c.message}" for t, c in failing))
     return Check(True, "Ready", "all components are ready")
 
 

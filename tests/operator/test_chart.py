@@ -90,11 +90,14 @@ ALLOWED = [
     ("patch", "services"), ("patch", "persistentvolumeclaims"), ("delete", "persistentvolumeclaims"),
     ("patch", "horizontalpodautoscalers.autoscaling"), ("delete", "horizontalpodautoscalers.autoscaling"),
     ("get", "secrets"), ("get", "configmaps"), ("create", "events"),
+    # status names why a component is unavailable: the MLBackend's pods and claims (pod_diagnosis)
+    ("list", "pods"), ("list", "persistentvolumeclaims"),
     ("get", "kopfpeerings.kopf.dev"), ("patch", "kopfpeerings.kopf.dev"), ("watch", "kopfpeerings.kopf.dev"),
 ]
 DENIED_IN_WATCHED = [
     ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "secrets"),
     ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("update", "configmaps"),
+    ("watch", "pods"), ("get", "pods/log"),
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("delete", "mlbackends.lsml.dev"), ("create", "serviceaccounts/token"), ("create", "jobs.batch"),
 ]

@@ -113,6 +113,8 @@ def test_scale_subresource_and_printer_columns(k8s_cluster, operator_release):
         got = json.loads(k8s_cluster.kubectl("get", "mlbackend", "scale-check", "-n", UNWATCHED, "-o", "json").stdout)
         assert got["spec"]["server"]["replicas"] == 3
         header = k8s_cluster.kubectl("get", "mlb", "-n", UNWATCHED).stdout.splitlines()[0].split()
-        assert header[:6] == ["NAME", "READY", "REPLICAS", "URL", "MODEL", "VERSION"] and header[-1] == "AGE"
+        assert header[:7] == ["NAME", "READY", "REASON", "REPLICAS", "URL", "MODEL", "VERSION"] and header[-1] == "AGE"
+        wide = k8s_cluster.kubectl("get", "mlb", "-n", UNWATCHED, "-o", "wide").stdout.splitlines()[0].split()
+        assert wide[-2:] == ["AGE", "MESSAGE"]
     finally:
         k8s_cluster.kubectl("delete", "mlb", "scale-check", "-n", UNWATCHED, "--wait=false", check=False)

@@ -34,7 +34,11 @@ def test_scale_subresource_and_printer_columns():
                                           "statusReplicasPath": ".status.replicas",
                                           "labelSelectorPath": ".status.selector"}
     cols = [c["name"].upper() for c in v["additionalPrinterColumns"]]
-    assert cols == ["READY", "REPLICAS", "URL", "MODEL VERSION", "AGE"]
+    assert cols == ["READY", "REASON", "REPLICAS", "URL", "MODEL VERSION", "AGE", "MESSAGE"]
+    by_name = {c["name"]: c for c in v["additionalPrinterColumns"]}
+    # why a backend is not ready, in `kubectl get mlb`; the long message only with -o wide
+    assert by_name["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+    assert by_name["Message"]["priority"] == 1
     names = crd()["spec"]["names"]
     assert names["shortNames"] == ["mlb"] and names["kind"] == "MLBackend"
     assert crd()["spec"]["scope"] == "Namespaced"

@@ -132,8 +132,8 @@ def test_becomes_ready_registered_with_printer_columns(k8s_cluster, label_studio
     assert in_ls[0]["url"].rstrip("/") == lsml_runtime.url and in_ls[0]["title"] == "e2e backend"
     assert in_ls[0]["auth_method"] == "BASIC_AUTH"
     row = k8s_cluster.kubectl("get", "mlb", NAME, "-n", NS, "--no-headers").stdout.split()
-    assert row[0] == NAME and row[1] == "True" and row[2] == "1" and row[3] == lsml_runtime.url
-    assert row[4] == st["modelVersion"] and st["modelVersion"], "MODEL VERSION column comes from Label Studio"
+    assert row[0] == NAME and row[1] == "True" and row[2] == "Ready" and row[3] == "1" and row[4] == lsml_runtime.url
+    assert row[5] == st["modelVersion"] and st["modelVersion"], "MODEL VERSION column comes from Label Studio"
     reasons = {e["reason"] for e in kubectl_json(k8s_cluster, "get", "events", "-n", NS,
                                                   "--field-selector", f"involvedObject.name={NAME}")["items"]}
     assert {"Registered", "Ready"} <= reasons, reasons

@@ -67,6 +67,9 @@ Exactly what the operator does, nothing more:
   resources: ["configmaps", "secrets"]
   verbs: ["get"]
 - apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}

@@ -67,3 +67,8 @@ def labels(name: str, component: str) -> dict[str, str]:
 def selector_string(name: str, component: str = SERVER) -> str:
     """Label selector in string form, for status.selector (the scale subresource's labelSelectorPath)."""
     return ",".join(f"{k}={v}" for k, v in selector_labels(name, component).items())
+
+
+def instance_selector(name: str) -> str:
+    """Every object of one MLBackend that the operator labels: its pods of all components, its claims."""
+    return f"app.kubernetes.io/name={APP_NAME},app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
