@@ -55,11 +55,17 @@ OPTIONAL_CHILDREN: list[tuple[str, Callable[[str], str]]] = [
 
 
 class ForeignObject(Exception):
-    """A child's name is taken by an object this MLBackend does not control: it is left untouched."""
+    """A child's name is taken by an object this MLBackend does not control: it is left untouched.
 
-    def __init__(self, kind: str, namespace: str, name: str) -> None:
+    ``stale``: it is controlled by a deleted MLBackend of the same name (deleted and re-created
+    before the garbage collector got to its children); it goes away by itself.
+    """
+
+    def __init__(self, kind: str, namespace: str, name: str, obj: dict[str, Any] | None = None, owner: str = "") -> None:
         super().__init__(f"{kind} {namespace}/{name} exists and is not owned by this MLBackend")
         self.kind, self.namespace, self.name = kind, namespace, name
+        refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+        self.stale = any(r.get("kind") == "MLBackend" and r.get("name") == owner and r.get("controller") for r in refs)
 
 
 def _version(obj: dict[str, Any]) -> str:
@@ -275,7 +281,7 @@ class Reconciler:
             self._cleanup(spec, meta["uid"], desired, thorough)
         return self._write_status(mlb, spec, live, full=full, foreign=foreign)
 
-    def _check_owner(self, kind: str, namespace: str, name: str, owner_uid: str) -> None:
+    def _check_owner(self, kind: str, namespace: str, name: str, owner_uid: str, owner: str) -> None:
         """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.
 
         Server-side apply with force would take over any object of the child's name (an MLBackend
@@ -287,7 +293,7 @@ class Reconciler:
                 return
         obj = self.kube.get(kind, namespace, name)
         if obj is not None and not owned_by(obj, owner_uid):
-            raise ForeignObject(kind, namespace, name)
+            raise ForeignObject(kind, namespace, name, obj, owner)
 
     def _redis_auth(self, mlb: dict[str, Any], spec: Spec, *, full: bool) -> str:
         """Create the managed Redis' password Secret once; return its resourceVersion (rolls the pods when it changes).
@@ -310,7 +316,7 @@ class Reconciler:
             if created:
                 self.events(mlb, "Normal", "RedisPasswordCreated", f"generated the Redis password in Secret {name}")
         if not owned_by(live, uid):
-            raise ForeignObject("Secret", spec.namespace, name)
+            raise ForeignObject("Secret", spec.namespace, name, live, spec.name)
         version = str(live["metadata"].get("resourceVersion", ""))
         with self._guard:
             self._auth_versions[ck] = (uid, version)
@@ -326,7 +332,7 @@ class Reconciler:
             return observed
         meta = child["metadata"]
         owner_uid = meta["ownerReferences"][0]["uid"]
-        self._check_owner(child["kind"], meta["namespace"], meta["name"], owner_uid)
+        self._check_owner(child["kind"], meta["namespace"], meta["name"], owner_uid, meta["ownerReferences"][0]["name"])
         try:
             result = self.kube.apply(child)
         except ApiException as exc:

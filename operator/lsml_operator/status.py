@@ -87,8 +87,9 @@ def statefulset_check(sts: dict[str, Any] | None) -> Check:
 
 
 def foreign_check(objects: list[Any]) -> Check:
-    """ChildrenOwned=False naming every object the operator refused to adopt (each has kind/namespace/name)."""
-    names = ", ".join(f"{o.kind} {o.namespace}/{o.name}" for o in objects)
+    """ChildrenOwned=False naming every object the operator refused to adopt (each has kind/namespace/name/stale)."""
+    names = ", ".join(f"{o.kind} {o.namespace}/{o.name}" + (" (left by a deleted MLBackend of this name: the garbage "
+                                                            "collector removes it)" if o.stale else "") for o in objects)
     return Check(False, "ForeignObject", f"not adopted, left untouched: {names} already exist(s) without this "
                                          "MLBackend's owner reference; delete or rename it, or rename the MLBackend")
 
