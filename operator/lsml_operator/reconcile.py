@@ -263,12 +263,17 @@ class Reconciler:
         if spec.model.get("configMapName"):
             configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])
         foreign: list[ForeignObject] = []
-        auth_version = ""
+        auth_version = auth_error = ""
         if spec.redis_managed:
             try:
                 auth_version = self._redis_auth(mlb, spec, full=full)
             except ForeignObject as exc:
                 foreign.append(exc)
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                auth_error = (f"the operator may not create Secret {spec.namespace}/{L.redis_auth_secret_name(spec.name)} "
+                              "for the Redis password (RBAC; chart value rbac.secretNamespaces)")
         live: dict[ChildKey, dict[str, Any]] = {}
         desired: set[ChildKey] = set()
         for child in desired_children(mlb, configmap_data=configmap, redis_auth_version=auth_version):
@@ -279,7 +284,7 @@ class Reconciler:
                 foreign.append(exc)
         if cleanup:
             self._cleanup(spec, meta["uid"], desired, thorough)
-        return self._write_status(mlb, spec, live, full=full, foreign=foreign)
+        return self._write_status(mlb, spec, live, full=full, foreign=foreign, redis_auth_error=auth_error)
 
     def _check_owner(self, kind: str, namespace: str, name: str, owner_uid: str, owner: str) -> None:
         """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.
@@ -375,7 +380,7 @@ class Reconciler:
 
     # ---- status ----------------------------------------------------------------------
     def _write_status(self, mlb: dict[str, Any], spec: Spec, live: dict[ChildKey, dict[str, Any]], *, full: bool,
-                      foreign: list[ForeignObject] | None = None) -> dict[str, Any]:
+                      foreign: list[ForeignObject] | None = None, redis_auth_error: str = "") -> dict[str, Any]:
         key: Key = (spec.namespace, spec.name)
         old: dict[str, Any] = dict(mlb.get("status") or {})
         cached = self._last_status.get(key)
@@ -392,7 +397,9 @@ class Reconciler:
             checks[WORKER_AVAILABLE] = deployment_check(live.get(("Deployment", spec.namespace, L.worker_name(spec.name))), "worker")
         else:
             conds = remove_condition(conds, WORKER_AVAILABLE)
-        if spec.redis_managed:
+        if spec.redis_managed and redis_auth_error:
+            checks[REDIS_READY] = Check(False, "PasswordSecretUnavailable", redis_auth_error)
+        elif spec.redis_managed:
             checks[REDIS_READY] = statefulset_check(live.get(("StatefulSet", spec.namespace, L.redis_name(spec.name))))
         elif spec.redis is not None:
             ref = spec.redis["external"]["urlSecretRef"]
