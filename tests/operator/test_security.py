@@ -144,7 +144,7 @@ def test_network_policy_admits_only_server_and_worker_and_follows_the_opt_out(k8
 def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_operator):
     name = "sec-taken"
     foreign_svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "labels": {"owner": "someone-else"}},
-                   "spec": {"selector": {"app": "foreign"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+                   "spec": {"selector": {"app": "foreign"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}}
     foreign_dep = {"apiVersion": "apps/v1", "kind": "Deployment",
                    "metadata": {"name": f"{name}-server", "namespace": NS, "labels": {"owner": "someone-else"}},
                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "foreign"}},
@@ -155,24 +155,32 @@ def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_ope
     mlb = copy.deepcopy(example("mlbackend-minimal.yaml"))
     mlb["metadata"] = {"name": name, "namespace": NS}
     apply_yaml(k8s_cluster, mlb, NS)
+
+    def untouched() -> None:
+        for kind, old in before.items():
+            now = _get(k8s_cluster, kind, old["metadata"]["name"])
+            assert not now["metadata"].get("ownerReferences"), f"{kind} was taken over"
+            assert now["spec"]["selector"] == old["spec"]["selector"], f"{kind} was taken over"
+            assert now["metadata"]["resourceVersion"] == old["metadata"]["resourceVersion"], f"{kind} was modified"
+            full = json.loads(k8s_cluster.kubectl("get", kind, old["metadata"]["name"], "-n", NS, "-o", "json",
+                                                  "--show-managed-fields").stdout)
+            assert "lsml-operator" not in {m["manager"] for m in full["metadata"]["managedFields"]}
+
     try:
-        c = wait_for(lambda: (c := condition(get_mlb(k8s_cluster, NS, name), "ChildrenOwned")) and c, timeout=60,
-                     message="ChildrenOwned condition")
-        assert c["status"] == "False" and c["reason"] == "ForeignObject", c
+        # the first reconcile wrote status, or (the hole) took the Service over
+        wait_for(lambda: (get_mlb(k8s_cluster, NS, name).get("status") or {}).get("observedGeneration") == 1
+                 or _get(k8s_cluster, "service", name)["metadata"].get("ownerReferences"),
+                 timeout=60, message="first reconcile done (status written)")
+        untouched()
+        c = condition(get_mlb(k8s_cluster, NS, name), "ChildrenOwned")
+        assert c and c["status"] == "False" and c["reason"] == "ForeignObject", c
         assert f"Service {NS}/{name}" in c["message"] and f"Deployment {NS}/{name}-server" in c["message"], c
         assert condition(get_mlb(k8s_cluster, NS, name), "Ready")["status"] == "False"
         _scale_via_patch = {"spec": {"server": {"replicas": 2}}}  # another full reconcile must not touch them either
         k8s_cluster.kubectl("patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps(_scale_via_patch))
         wait_for(lambda: get_mlb(k8s_cluster, NS, name)["status"].get("observedGeneration") == 2, timeout=60,
                  message="generation 2 reconciled")
-        for kind, old in before.items():
-            now = _get(k8s_cluster, kind, old["metadata"]["name"])
-            assert now["metadata"]["resourceVersion"] == old["metadata"]["resourceVersion"], f"{kind} was modified"
-            assert not now["metadata"].get("ownerReferences")
-            assert now["spec"]["selector"] == old["spec"]["selector"]
-            full = json.loads(k8s_cluster.kubectl("get", kind, old["metadata"]["name"], "-n", NS, "-o", "json",
-                                                  "--show-managed-fields").stdout)
-            assert "lsml-operator" not in {m["manager"] for m in full["metadata"]["managedFields"]}
+        untouched()
         reasons = {e["reason"] for e in kubectl_json(k8s_cluster, "get", "events", "-n", NS,
                                                       "--field-selector", f"involvedObject.name={name}")["items"]}
         assert "AdoptionRefused" in reasons, reasons
