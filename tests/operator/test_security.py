@@ -161,7 +161,10 @@ def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_ope
             now = _get(k8s_cluster, kind, old["metadata"]["name"])
             assert not now["metadata"].get("ownerReferences"), f"{kind} was taken over"
             assert now["spec"]["selector"] == old["spec"]["selector"], f"{kind} was taken over"
-            assert now["metadata"]["resourceVersion"] == old["metadata"]["resourceVersion"], f"{kind} was modified"
+            # (not resourceVersion: the Deployment controller keeps writing the foreign Deployment's status)
+            assert now["spec"] == old["spec"] and now["metadata"].get("generation") == old["metadata"].get("generation"), \
+                f"{kind} spec was modified"
+            assert now["metadata"].get("labels") == old["metadata"].get("labels"), f"{kind} labels were modified"
             full = json.loads(k8s_cluster.kubectl("get", kind, old["metadata"]["name"], "-n", NS, "-o", "json",
                                                   "--show-managed-fields").stdout)
             assert "lsml-operator" not in {m["manager"] for m in full["metadata"]["managedFields"]}
