@@ -4,9 +4,12 @@ including least-privilege RBAC checked with ``kubectl auth can-i --as=<the opera
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
+
+from tests.fixtures.kubernetes import wait_for
 
 from .conftest import SA, SYSTEM_NS, UNWATCHED, WATCHED
 from .helpers import CHART
@@ -106,11 +109,17 @@ def _secret_doc(name: str, secret_type: str = "Opaque", labelled: bool = True) -
 def test_operator_may_create_only_its_redis_password_secrets(k8s_cluster, operator_release, name, secret_type, labelled, allowed):
     """RBAC cannot narrow `create secrets` by name or type; the chart's ValidatingAdmissionPolicy does. Without it
     the operator could mint a service-account token Secret for any ServiceAccount and read it back."""
-    proc = k8s_cluster.kubectl("create", "--dry-run=server", "-f", "-", AS, input=_secret_doc(name, secret_type, labelled), check=False)
+    def create() -> subprocess.CompletedProcess:
+        return k8s_cluster.kubectl("create", "--dry-run=server", "-f", "-", AS, input=_secret_doc(name, secret_type, labelled),
+                                   check=False)
+
     if allowed:
+        proc = create()
         assert proc.returncode == 0, proc.stderr
     else:
-        assert proc.returncode != 0 and "may only create its own Opaque" in proc.stderr, proc.stdout + proc.stderr
+        # the API server loads a new policy asynchronously (a second or so after `helm install`)
+        proc = wait_for(lambda: (p := create()).returncode != 0 and p, timeout=30, message="the policy denies")
+        assert "may only create its own Opaque" in proc.stderr, proc.stdout + proc.stderr
 
 
 def test_values_schema_rejects_bad_values(k8s_cluster):
