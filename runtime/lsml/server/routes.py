@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase, project_key
-from lsml.response import serialize_predictions
+from lsml.response import serialize_predictions, task_predictions
 from lsml.server import metrics
 from lsml.server.errors import ApiError
 from lsml.training.queue import TrainingRequest
@@ -165,7 +165,7 @@ def predict() -> Response:
     metrics.PREDICT_TASKS.inc(len(tasks))
     version = model.model_version
     try:
-        results = serialize_predictions(output, version)
+        results = task_predictions(serialize_predictions(output, version), untrained=model.version_dir is None)
         if len(results) != len(tasks):
             logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
         return _json_response({"results": results, "model_version": version})
