@@ -229,8 +229,8 @@ def test_legacy_train_enqueues_and_returns_a_job(serve, text_config):
 
 def test_versions_lists_published_versions_from_query_or_body(serve, text_config):
     app, c = serve(CountingModel)
-    assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [],
-                                                 "model_version": "0.0.1"}
+    assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [], "current": None,
+                                                 "pinned": None, "latest": None, "model_version": "0.0.1"}
     queue = app.extensions["lsml"].queue
     for _ in range(2):
         r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": text_config}})
@@ -302,13 +302,14 @@ def test_the_request_path_does_not_reparse_the_label_config(serve, text_config, 
 
 def test_versions_without_a_project_lists_every_project_like_label_studio_asks(serve, text_config):
     app, c = serve(CountingModel)
-    assert c.get("/versions").json == {"versions": ["0.0.1"], "projects": {}, "model_version": "0.0.1"}
+    assert c.get("/versions").json == {"versions": ["0.0.1"], "projects": {}, "pinned": {}, "model_version": "0.0.1"}
     queue = app.extensions["lsml"].queue
     for project in (1, 1, 2):
         r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": project, "label_config": text_config}})
         queue.wait(r.json["job"])
     body = c.get("/versions").json
-    assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "model_version": "v2"}
+    assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "pinned": {},
+                    "model_version": "v2"}
 
 
 class BlockingFitModel(CountingModel):

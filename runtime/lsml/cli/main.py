@@ -13,6 +13,7 @@ COMMANDS = ("init", "start")
 COMMANDS += ("register",)     # connect a running backend to Label Studio: lsml/cli/register.py
 COMMANDS += ("worker",)       # RQ training worker: lsml/cli/worker.py
 COMMANDS += ("sample",)       # active learning: lsml/cli/sample.py
+COMMANDS += ("versions", "activate", "unpin")  # list, pin / roll back, unpin model versions
 
 
 def build_parser() -> argparse.ArgumentParser:

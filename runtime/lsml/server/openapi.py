@@ -97,6 +97,21 @@ SPEC: dict = {
                         body=_body({"type": "object", "properties": {"project": {}}}, required=False),
                         op_id="versions_post", parameters=[_PROJECT_PARAM]),
         },
+        "/versions/activate": {"post": _op(
+            "Make a kept version current for every server process; pinned by default (later fits publish "
+            "new numbers but do not replace it)",
+            {"200": _json(_ref("VersionReport"), "The project's versions after the change"),
+             "404": _json(_ref("Error"), "No such version kept"),
+             "409": _json(_ref("Error"), "The version's files fail their integrity check")},
+            body=_body({"type": "object", "required": ["project", "version"], "properties": {
+                "project": {}, "version": {"type": ["string", "integer"], "description": "'v3' or 3"},
+                "pin": {"type": "boolean", "default": True}}}),
+            op_id="versions_activate")},
+        "/versions/unpin": {"post": _op(
+            "Remove the pin: the newest version becomes current again, and so does every later fit",
+            {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
+            body=_body({"type": "object", "required": ["project"], "properties": {"project": {}}}),
+            op_id="versions_unpin")},
         "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive")}, auth=False,
                                 errors=False, op_id="healthz")},
         "/readyz": {"get": _op("Readiness probe: the model class is imported",
@@ -146,7 +161,16 @@ SPEC: dict = {
                 "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "details": {"type": "array", "items": {"type": "object"}},
                 "projects": {"type": "object", "description": "project -> version names (no project given)"},
+                "pinned": {"type": ["string", "object", "null"],
+                           "description": "the pinned version (null: none); without a project, project -> pinned"},
+                "current": {"type": ["string", "null"]}, "latest": {"type": ["string", "null"]},
                 "model_version": {"type": "string"}}},
+            "VersionReport": {"type": "object", "required": ["project", "versions", "current", "pinned"],
+                              "properties": {
+                "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+                "details": {"type": "array", "items": {"type": "object"}},
+                "current": {"type": ["string", "null"]}, "pinned": {"type": ["string", "null"]},
+                "latest": {"type": ["string", "null"]}}},
         },
     },
 }

@@ -17,6 +17,7 @@ from lsml.response import serialize_predictions, task_predictions
 from lsml.server import metrics
 from lsml.server.errors import ApiError
 from lsml.training.queue import TrainingRequest
+from lsml.versions import version_report
 
 logger = logging.getLogger("lsml.server")
 
@@ -260,16 +261,12 @@ def versions() -> Response:
         names = sorted({n for names in per_project.values() for n in names}, key=lambda n: int(n[1:]))
         currents = [c.name for c in (store.current(p) for p in per_project) if c is not None]
         latest = max(currents, key=lambda n: int(n[1:])) if currents else LabelStudioMLBase.INITIAL_MODEL_VERSION
-        return _json_response({"versions": names or [latest], "projects": per_project, "model_version": latest})
+        pinned = {p: v.name for p, v in ((p, store.pinned(p)) for p in per_project) if v is not None}
+        return _json_response({"versions": names or [latest], "projects": per_project, "pinned": pinned,
+                               "model_version": latest})
     project = _project(raw_project)
-    found = rt.registry.store.versions(project)
-    current = rt.registry.store.current(project)
-    return _json_response({
-        "project": project,
-        "versions": [v.name for v in found],
-        "details": [v.to_dict() for v in found],
-        "model_version": current.name if current else rt.registry.model_version(project),
-    })
+    report = version_report(rt.registry.store, project)  # versions, details, current, pinned, latest
+    return _json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
 
 
 # ---- probes, metrics, docs ------------------------------------------------------
@@ -303,3 +300,6 @@ def openapi_view() -> Response:
     from lsml.server.openapi import SPEC
 
     return jsonify(SPEC)
+
+
+from lsml.server import version_routes  # noqa: E402,F401 - adds /versions/activate and /versions/unpin to bp

@@ -60,7 +60,7 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
         label_config = state.get(project, "label_config")
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
-        current = store.current(project)
+        current = store.latest(project)  # the newest version, even while an older one is pinned (store.activate)
         if current is not None:
             verify_version(current.path, current.name)  # fit builds on it: refuse a tampered one
         with store.staging(project) as output_dir:

@@ -1,0 +1,30 @@
+"""`label-studio-ml unpin BACKEND_DIR --project N`: end a pin; the newest version becomes current again.
+
+From then on every fit's version becomes current as it is published. Every
+server process follows within LSML_RELOAD_INTERVAL.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lsml.cli.versions import add_backend_arguments, backend_store, print_report
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("unpin", help="remove a pin: the newest model version becomes current",
+                                   description=__doc__.splitlines()[0])
+    add_backend_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsml.versions import version_report
+
+    store = backend_store(args, "unpin")
+    if store is None:
+        return 2
+    store.unpin(str(args.project))
+    print_report(version_report(store, str(args.project)), args.json)
+    return 0

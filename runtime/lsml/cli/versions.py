@@ -1,0 +1,68 @@
+"""`label-studio-ml versions BACKEND_DIR --project N`: list a project's model versions, what is current and pinned.
+
+Argument parsing only; the report is `lsml.versions.version_report` (the same
+as `GET /versions?project=N`). Reads the store under MODEL_DIR (default
+`BACKEND_DIR/data/models`), so it works with the server stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lsml.settings import Settings
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("backend", metavar="BACKEND_DIR", help="backend directory")
+    parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+
+
+def backend_store(args: argparse.Namespace, command: str):
+    """The backend's model store, or None after printing why not (a missing directory)."""
+    from lsml.store import make_store
+
+    backend = Path(args.backend)
+    if not backend.is_dir():
+        print(f"label-studio-ml {command}: error: backend directory {backend} does not exist", file=sys.stderr)
+        return None
+    return make_store(Settings.from_env(backend_dir=backend))
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("versions", help="list a project's model versions (current, pinned)",
+                                   description=__doc__.splitlines()[0])
+    add_backend_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    """The version table (or JSON) both `versions` and `activate` print."""
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    print(f"project {report['project']}: current {report['current'] or '-'}, "
+          f"pinned {report['pinned'] or '- (every new fit becomes current)'}")
+    for item in report["details"]:
+        marks = ",".join(m for m in ("current", "pinned") if item[m])
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["created_at"]))
+        meta = item.get("metadata") or {}
+        print(f"{item['name']:>6}  {created}  {marks:<14}  event={meta.get('event', '-')}  job={meta.get('job', '-')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsml.versions import version_report
+
+    store = backend_store(args, "versions")
+    if store is None:
+        return 2
+    report = version_report(store, str(args.project))
+    print_report(report, args.json)
+    if not report["versions"]:
+        print(f"note: project {args.project} has no published version yet", file=sys.stderr)
+    return 0
