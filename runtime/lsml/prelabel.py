@@ -170,7 +170,8 @@ class Prelabeler:
     """One pre-labelling run of one project (build with `prepare`, then `run`)."""
 
     def __init__(self, model: Any, client: LabelStudioClient, request: PrelabelRequest, state: State,
-                 on_progress: Optional[Callable[[Progress], None]] = None) -> None:
+                 on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> None:
+        self.slots = slots  # the server's predict semaphore when the job runs inside a server process
         self.model = model
         self.client = client
         self.request = request
@@ -195,7 +196,11 @@ class Prelabeler:
             "started_at": self.started_at, "done": self.progress.done, "total": self.progress.total})
 
     def _predict(self, tasks: list[dict]) -> list:
-        output = self.model.predict(tasks)
+        if self.slots is not None:
+            with self.slots:  # share LSML_PREDICT_CONCURRENCY with live /predict calls
+                output = self.model.predict(tasks)
+        else:
+            output = self.model.predict(tasks)
         results = task_predictions(serialize_predictions(output, self.version), untrained=self.untrained)
         if len(results) != len(tasks):
             raise PrelabelError(f"the model returned {len(results)} predictions for {len(tasks)} tasks")
@@ -261,7 +266,7 @@ class Prelabeler:
 
 def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *,
             ls_url: Optional[str] = None, api_key: Optional[str] = None,
-            on_progress: Optional[Callable[[Progress], None]] = None) -> Prelabeler:
+            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> Prelabeler:
     """Load the model on the requested (or current) version and connect to Label Studio.
 
     Label Studio's URL and token: the arguments, else what `/setup` stored for
@@ -294,7 +299,7 @@ def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *
             raise _label_studio_failure(exc, project, url) from None
         state.set(project, "label_config", label_config)
         probe = build_model(cls, project, label_config, BuildContext(settings, state, version))
-    return Prelabeler(probe, client, request, state, on_progress)
+    return Prelabeler(probe, client, request, state, on_progress, slots)
 
 
 def run_prelabel(model_ref: ModelRef, request: PrelabelRequest | dict, settings: Settings, **kwargs: Any) -> dict:

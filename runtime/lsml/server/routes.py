@@ -239,7 +239,7 @@ def job_status() -> Response:
     job = body.get("job")
     if not isinstance(job, str) or not job:
         raise ApiError(400, "missing_job", "'job' (a job id from /webhook or /train) is required")
-    status = _rt().queue.status(job)
+    status = prelabel_routes.prelabel_status(job) or _rt().queue.status(job)  # a pre-labelling job, else training
     if status is None:
         raise ApiError(404, "unknown_job", f"no job {job!r}: unknown or expired (with Redis, finished jobs are "
                        "kept 24 h and failed ones 7 days; the embedded runner keeps the newest 1000 in memory)")
@@ -292,6 +292,10 @@ def metrics_view() -> Response:
         stats = rt.queue.stats()
     except Exception:  # a down Redis must not break the scrape
         stats = None
+    try:
+        prelabel_routes.update_metrics(rt)
+    except Exception:  # state (Redis) down: the scrape goes on without pre-labelling progress
+        logger.debug("pre-labelling progress unavailable for /metrics", exc_info=True)
     return metrics.render(stats)
 
 
@@ -302,4 +306,4 @@ def openapi_view() -> Response:
     return jsonify(SPEC)
 
 
-from lsml.server import version_routes  # noqa: E402,F401 - adds /versions/activate and /versions/unpin to bp
+from lsml.server import prelabel_routes, version_routes  # noqa: E402,F401 - add /versions/*, /prelabel to bp
