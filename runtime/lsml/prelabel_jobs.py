@@ -4,6 +4,12 @@ At most one pre-labelling job per project: a submit while one is queued or
 running answers that job's id (`"created": false`). The job itself is
 `lsml.prelabel` (resumable; progress in the project's state).
 
+Re-predict on publish (`LSML_PRELABEL_ON_PUBLISH`, `after_publish`): a new
+version queues a job for the project's unlabelled tasks. A burst coalesces:
+while a job is active, further publishes only set an "again" flag, and the
+job, when it ends, starts one more run, which loads the newest version; so
+at most one job per project runs and the last one ends on the newest version.
+
 - `EmbeddedPrelabelJobs`: one daemon thread per job, statuses (with live
   progress) in memory; predict calls take the server's predict slots
   (`LSML_PREDICT_CONCURRENCY`), so live `/predict` keeps its share.
@@ -17,6 +23,7 @@ running answers that job's id (`"created": false`). The job itself is
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -51,12 +58,15 @@ class EmbeddedPrelabelJobs:
         self._lock = threading.Lock()
         self._jobs: dict[str, dict] = {}
         self._active: dict[str, str] = {}  # project -> job id queued or running
+        self._again: dict[str, PrelabelRequest] = {}  # project -> run once more when the active job ends
 
-    def submit(self, request: PrelabelRequest) -> tuple[str, bool]:
+    def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
         request.validated()
         with self._lock:
             active = self._active.get(request.project)
             if active is not None:
+                if again_if_active:
+                    self._again[request.project] = request
                 return active, False
             job_id = uuid.uuid4().hex
             self._jobs[job_id] = job_status(job_id, QUEUED, project=request.project, kind="prelabel",
@@ -89,6 +99,9 @@ class EmbeddedPrelabelJobs:
         with self._lock:
             self._jobs[job_id].update(finished_at=time.time(), **update)
             self._active.pop(request.project, None)
+            again = self._again.pop(request.project, None)
+        if again is not None:  # a version was published while this job ran: once more, on the newest
+            self.submit(again)
 
     def status(self, job_id: str) -> Optional[dict]:
         with self._lock:
@@ -124,9 +137,9 @@ class RQPrelabelJobs:
         self._projects: set[str] = set()
 
     def _marker(self, project: str) -> str:
-        return f"lsml:prelabel:{self.settings.queue_name}:{project}"
+        return _marker(self.settings.queue_name, project)
 
-    def submit(self, request: PrelabelRequest) -> tuple[str, bool]:
+    def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
         import redis
 
         from lsml.training.rq_queue import QueueUnavailable, failure_message
@@ -141,6 +154,9 @@ class RQPrelabelJobs:
                 existing = existing.decode() if isinstance(existing, bytes) else existing
                 st = self.status(existing) if existing else None
                 if st is not None and st["status"] in (QUEUED, STARTED):
+                    if again_if_active:
+                        self.connection.set(self._marker(request.project) + ":again", json.dumps(request.to_dict()),
+                                            ex=MARKER_TTL)
                     return existing, False
                 self.connection.delete(self._marker(request.project))  # a stale marker (ended or expired job)
             self.queue.enqueue_call(JOB_FUNCTION, args=(request.project, request.to_dict()), job_id=job_id,
@@ -213,9 +229,50 @@ def perform_prelabel(project: str, request: dict) -> dict:
         job.save_meta()
         raise
     finally:
-        marker = f"lsml:prelabel:{job.origin}:{project}"
-        if job.connection.get(marker) in (job.id, job.id.encode()):
-            job.connection.delete(marker)
+        _release(job, project)
+
+
+def _marker(queue_name: str, project: str) -> str:
+    return f"lsml:prelabel:{queue_name}:{project}"
+
+
+def _release(job: Any, project: str) -> None:
+    """Clear the project's marker, then run once more if a publish asked for it meanwhile (coalescing).
+
+    Clearing first: a submit racing with this either sees no marker and
+    queues a job itself, or set the flag before and is picked up here.
+    """
+    from lsml.training import worker
+
+    marker = _marker(job.origin, project)
+    if job.connection.get(marker) in (job.id, job.id.encode()):
+        job.connection.delete(marker)
+    again = job.connection.getdel(marker + ":again")
+    if again and worker._context is not None:
+        settings = worker._context.settings
+        RQPrelabelJobs(settings.replace(queue_name=job.origin), connection=job.connection).submit(
+            PrelabelRequest.from_dict(json.loads(again)), again_if_active=True)
+
+
+def after_publish(settings: Settings, project: str, version: str, jobs: Any = None) -> Optional[str]:
+    """Queue re-prediction of the project's unlabelled tasks after `version` was published, when
+    `LSML_PRELABEL_ON_PUBLISH` is on and no version is pinned (a pinned version did not change).
+    `jobs`: the server's embedded jobs; None with REDIS_URL (RQ). Returns the job id, or None."""
+    from lsml.store import make_store
+
+    if not settings.prelabel_on_publish:
+        return None
+    if make_store(settings).pinned(project) is not None:
+        logger.info("project %s: %s published while a version is pinned: no re-prediction", project, version)
+        return None
+    if jobs is None:
+        if not settings.redis_url:
+            return None
+        jobs = RQPrelabelJobs(settings)
+    job, created = jobs.submit(PrelabelRequest(str(project), mode="unlabelled"), again_if_active=True)
+    logger.info("project %s: %s published; re-prediction %s (job %s)", project, version,
+                "queued" if created else "coalesced into the active job", job)
+    return job
 
 
 def make_prelabel_jobs(settings: Settings, model_ref: ModelRef, slots: Any = None):

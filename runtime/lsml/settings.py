@@ -39,6 +39,17 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return _number(env, name, default, minimum, float, "a number")
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
 def _str(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -70,6 +81,7 @@ class Settings:
     reload_interval: float = 0.5
     score_strategy: str | None = None
     log_level: str = "INFO"
+    prelabel_on_publish: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> "Settings":
@@ -98,6 +110,7 @@ class Settings:
             reload_interval=_float(env, "LSML_RELOAD_INTERVAL", 0.5),
             score_strategy=_str(env, "LSML_SCORE_STRATEGY"),
             log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+            prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
         )
 
     def replace(self, **changes) -> "Settings":

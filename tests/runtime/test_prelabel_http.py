@@ -21,11 +21,11 @@ pytestmark = pytest.mark.labelstudio
 AUTH = {"Authorization": "Basic dTpw"}  # u:p
 
 
-def _app(backend, label_studio, **overrides):
+def _app(backend, label_studio, model="model:TextClassifier", **overrides):
     settings = Settings.from_env(env={}, backend_dir=backend).replace(**{
         "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.legacy_token,
         "basic_auth_user": "u", "basic_auth_pass": "p", **overrides})
-    return make_client("model:TextClassifier", settings)
+    return make_client(model, settings)
 
 
 def _ended(client, job: str, timeout: float = 60) -> dict:
@@ -157,3 +157,102 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
     st = wait_for(lambda: (lambda s: s if s and s["status"] in ("finished", "failed") else None)(jobs.status(job)),
                   60, what="the job to end")
     assert st["status"] == "failed" and reason in st["error"], st
+
+
+def _stored_versions(ls_client, project: int) -> dict[int, list[str]]:
+    return {t: sorted(p["model_version"] for p in ps) for t, ps in _by_task(ls_client, project).items()}
+
+
+def _annotate_and_webhook(ls_client, client, project: int, task_id: int, text: str, label: str) -> None:
+    """What Label Studio does on a submit: store the annotation, send ANNOTATION_CREATED to /webhook."""
+    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+    annotation = ls_client.create_annotation(task_id, result)
+    from tests.fixtures.label_studio import SENTIMENT_CONFIG
+
+    r = client.post("/webhook", headers=AUTH, json={
+        "action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": SENTIMENT_CONFIG},
+        "task": {"id": task_id, "data": {"text": text}}, "annotation": annotation})
+    assert r.status_code == 201, r.json
+
+
+def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_version(label_studio, ls_client,
+                                                                                   ls_project, backend,  # noqa: F811
+                                                                                   monkeypatch):
+    from lsml.store import LocalModelStore
+
+    monkeypatch.setenv("TEST_PREDICT_SECONDS", "1.5")  # the pre-labelling run outlasts the next fits
+    monkeypatch.syspath_prepend(str(backend))
+    project, task_ids = _project_with_tasks(ls_client, ls_project, 12)
+    texts = {t["id"]: t["data"]["text"] for t in ls_client.iter_tasks(project)}
+    app, c = _app(backend, label_studio, model="slow_model:Slow", prelabel_on_publish=True)
+    queue = app.extensions["lsml"].queue
+    store = LocalModelStore(Settings.from_env(env={}, backend_dir=backend).model_dir)
+    labels = ["Positive", "Negative", "Positive", "Negative"]
+    for task_id, label in zip(task_ids[:4], labels):  # one fit each: v1 cannot predict yet, v2.. can
+        _annotate_and_webhook(ls_client, c, project, task_id, texts[task_id], label)
+        queue.wait_idle(60)
+    assert len(store.versions(str(project))) == 4
+    unlabelled = task_ids[4:]
+
+    def newest_everywhere():
+        app.extensions["lsml"].queue.wait_idle(60)
+        current = store.current(str(project)).name
+        stored = _stored_versions(ls_client, project)
+        done = set(stored) == set(unlabelled) and all(current in v for v in stored.values())
+        jobs = app.extensions.get("lsml_prelabel")
+        idle = jobs is not None and not jobs._active
+        return current if done and idle else None
+
+    newest = wait_for(newest_everywhere, 90, interval=0.5, what="re-prediction to reach the newest version")
+    stored = _stored_versions(ls_client, project)
+    assert set(stored) == set(unlabelled)  # annotated tasks are not re-predicted
+    assert all(v.count(newest) == 1 for v in stored.values()), stored  # one prediction of the newest each
+    jobs = app.extensions["lsml_prelabel"]
+    published = len(store.versions(str(project)))
+    assert 1 <= len(jobs._jobs) < published  # coalesced: 4 publishes during a slow run, fewer jobs
+
+
+def test_repredict_is_off_by_default_and_skipped_while_pinned(label_studio, ls_client, ls_project,
+                                                              backend):  # noqa: F811
+    from lsml.prelabel_jobs import after_publish
+
+    project, _ = _project_with_tasks(ls_client, ls_project, 3)
+    settings = Settings.from_env(env={}, backend_dir=backend)
+    assert after_publish(settings, str(project), "v1") is None  # LSML_PRELABEL_ON_PUBLISH unset
+    _train(backend, project)
+    from lsml.store import LocalModelStore
+
+    LocalModelStore(settings.model_dir).activate(str(project), "v1")
+    assert after_publish(settings.replace(prelabel_on_publish=True), str(project), "v3") is None
+    with pytest.raises(ValueError, match="LSML_PRELABEL_ON_PUBLISH must be true or false"):
+        Settings.from_env(env={"LSML_PRELABEL_ON_PUBLISH": "maybe"})
+    assert Settings.from_env(env={"LSML_PRELABEL_ON_PUBLISH": "1"}).prelabel_on_publish
+
+
+def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_project, backend, procs,
+                                                   redis_url):  # noqa: F811
+    from lsml.store import LocalModelStore
+    from tests.fixtures.label_studio import SENTIMENT_CONFIG
+
+    project, task_ids = _project_with_tasks(ls_client, ls_project, 8)
+    texts = {t["id"]: t["data"]["text"] for t in ls_client.iter_tasks(project)}
+    env = {"LSML_MODEL": "model:TextClassifier", "LSML_PRELABEL_ON_PUBLISH": "true",
+           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.legacy_token}
+    url = start_server(procs, backend, redis_url, workers=1, **env)
+    procs.worker(backend, redis_url, **env)
+    store = LocalModelStore(backend / "data" / "models")
+    for n, (task_id, label) in enumerate(zip(task_ids[:2], ["Positive", "Negative"]), start=1):
+        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+        annotation = ls_client.create_annotation(task_id, result)
+        r = _post(url, "/webhook", {"action": "ANNOTATION_CREATED",
+                                    "project": {"id": project, "label_config": SENTIMENT_CONFIG},
+                                    "task": {"id": task_id, "data": {"text": texts[task_id]}},
+                                    "annotation": annotation})
+        assert r.status_code == 201, r.text
+        wait_for(lambda: len(store.versions(str(project))) >= n, 60, interval=0.2, what=f"version {n}")
+
+    def predicted_by_v2():
+        stored = _stored_versions(ls_client, project)
+        return stored if set(stored) == set(task_ids[2:]) and all(v == ["v2"] for v in stored.values()) else None
+
+    wait_for(predicted_by_v2, 60, interval=0.5, what="the worker to re-predict unlabelled tasks with v2")

@@ -33,19 +33,29 @@ _EXTENSION = "lsml_prelabel"
 _lock = threading.Lock()
 
 
-def prelabel_jobs(rt: Any = None):
+def prelabel_jobs(app: Any = None):
     """This app's pre-labelling jobs (made on first use, so apps that never pre-label start no client)."""
     from flask import current_app
 
     from lsml.prelabel_jobs import make_prelabel_jobs
 
-    rt = rt or _rt()
+    app = app or current_app
+    rt = app.extensions["lsml"]
     with _lock:
-        jobs = current_app.extensions.get(_EXTENSION)
+        jobs = app.extensions.get(_EXTENSION)
         if jobs is None:
-            jobs = current_app.extensions[_EXTENSION] = make_prelabel_jobs(rt.settings, rt.registry.model_ref,
-                                                                           slots=rt.predict_slots)
+            jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(rt.settings, rt.registry.model_ref,
+                                                                   slots=rt.predict_slots)
     return jobs
+
+
+def on_published(app: Any, project: str, version: str) -> None:
+    """The embedded runner published `version`: re-predict when LSML_PRELABEL_ON_PUBLISH is on."""
+    from lsml.prelabel_jobs import after_publish
+
+    settings = app.extensions["lsml"].settings
+    if settings.prelabel_on_publish and not settings.redis_url:  # with Redis the worker queues it
+        after_publish(settings, project, version, jobs=prelabel_jobs(app))
 
 
 def prelabel_status(job: str) -> Optional[dict]:

@@ -83,5 +83,12 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
             })
         store.prune(project, settings.keep_versions)
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
+    if settings.prelabel_on_publish and settings.redis_url:  # RQ: queue re-prediction from here (the worker)
+        from lsml.prelabel_jobs import after_publish
+
+        try:
+            after_publish(settings, project, version.name)
+        except Exception:  # noqa: BLE001 - the version is published; re-prediction is best effort
+            logger.warning("project %s: could not queue re-prediction of %s", project, version.name, exc_info=True)
     return {"model_version": version.name, "published": True, "project": project, "event": request.event,
             "result": _jsonable(result)}
