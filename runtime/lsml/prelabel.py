@@ -43,6 +43,7 @@ from lsml.response import serialize_predictions, task_predictions
 from lsml.settings import Settings
 from lsml.state import State, make_state
 from lsml.store import make_store
+from lsml.versions import served_version
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *
         except KeyError as exc:
             raise PrelabelError(str(exc.args[0])) from None
     else:
-        version = store.current(project)
+        version = served_version(store, settings, project)
     if version is not None:
         verify_version(version.path, version.name)
     cls = load_model_class(model_ref, settings.backend_dir)

@@ -262,7 +262,7 @@ def after_publish(settings: Settings, project: str, version: str, jobs: Any = No
 
     if not settings.prelabel_on_publish:
         return None
-    if make_store(settings).pinned(project) is not None:
+    if settings.pinned_version(project) is not None or make_store(settings).pinned(project) is not None:
         logger.info("project %s: %s published while a version is pinned: no re-prediction", project, version)
         return None
     if jobs is None:

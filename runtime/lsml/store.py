@@ -77,7 +77,7 @@ class ModelStore(Protocol):
     def versions(self, project: str) -> list[ModelVersion]: ...
     def staging(self, project: str) -> contextlib.AbstractContextManager[Path]: ...
     def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion: ...
-    def prune(self, project: str, keep: int) -> list[ModelVersion]: ...
+    def prune(self, project: str, keep: int, protect: tuple[str, ...] = ()) -> list[ModelVersion]: ...
     def latest(self, project: str) -> ModelVersion | None: ...
     def pinned(self, project: str) -> ModelVersion | None: ...
     def activate(self, project: str, version: str | int, pin: bool = True) -> ModelVersion: ...
@@ -296,8 +296,9 @@ class LocalModelStore:
                 self._point(pdir, "current", newest.path.name)
         return newest
 
-    def prune(self, project: str, keep: int) -> list[ModelVersion]:
-        """Delete the oldest versions beyond `keep` (never the current or pinned one) and stale staging dirs."""
+    def prune(self, project: str, keep: int, protect: tuple[str, ...] = ()) -> list[ModelVersion]:
+        """Delete the oldest versions beyond `keep` (never the current or pinned one, nor those named in
+        `protect`, e.g. a version LSML_PINNED_VERSIONS pins) and stale staging dirs."""
         keep = max(1, int(keep))
         removed: list[ModelVersion] = []
         pdir = self.project_dir(project)
@@ -308,7 +309,7 @@ class LocalModelStore:
                           if os.path.islink(pdir / link)}
             versions = self.versions(project)
             for v in versions[: max(0, len(versions) - keep)]:
-                if v.path.name in protected:
+                if v.path.name in protected or v.name in protect:
                     continue
                 trash = pdir / f".trash-{uuid.uuid4().hex}"
                 os.rename(v.path, trash)

@@ -34,7 +34,7 @@ def test_scale_subresource_and_printer_columns():
                                           "statusReplicasPath": ".status.replicas",
                                           "labelSelectorPath": ".status.selector"}
     cols = [c["name"].upper() for c in v["additionalPrinterColumns"]]
-    assert cols == ["READY", "REPLICAS", "URL", "MODEL VERSION", "AGE"]
+    assert cols == ["READY", "REPLICAS", "URL", "MODEL VERSION", "PINNED", "AGE"]
     names = crd()["spec"]["names"]
     assert names["shortNames"] == ["mlb"] and names["kind"] == "MLBackend"
     assert crd()["spec"]["scope"] == "Namespaced"
@@ -69,3 +69,15 @@ def test_cross_field_rules_are_cel_validations():
     assert p["redis"]["x-kubernetes-validations"] and p["storage"]["x-kubernetes-validations"]
     assert p["hpa"]["x-kubernetes-validations"] and p["basicAuth"]["x-kubernetes-validations"]
     assert all(r.get("message") for r in s["x-kubernetes-validations"] + p["redis"]["x-kubernetes-validations"])
+
+
+def test_schema_takes_pinned_versions_and_prelabel_on_publish():
+    schema = _jsonschema(crd_schema())
+    doc = copy.deepcopy(load_docs(EXAMPLES / "mlbackend-minimal.yaml")[0])
+    doc["spec"]["model"] = {"pinnedVersions": {"*": "v3", "5": "2"}, "prelabelOnPublish": True}
+    jsonschema.validate(doc, schema)
+    doc["spec"]["model"] = {"pinnedVersions": {"5": "latest"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+    model = crd_schema()["properties"]["spec"]["properties"]["model"]["properties"]
+    assert "k.matches('^[0-9]+$')" in model["pinnedVersions"]["x-kubernetes-validations"][0]["rule"]

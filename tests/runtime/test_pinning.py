@@ -167,3 +167,57 @@ def test_rollback_reaches_two_gunicorn_servers_within_2s(tmp_path, procs):
     assert r.status_code == 200 and r.json()["current"] == "v3"
     wait_for(lambda: all(_served_versions(u) == {"v3"} for u in servers), 10, interval=0.02, what="unpin to v3")
     assert time.monotonic() - started < 2.0
+
+
+# ---- LSML_PINNED_VERSIONS (what the MLBackend's spec.model.pinnedVersions sets) ----------------------------
+def test_pinned_versions_setting_is_parsed_per_project_and_for_all():
+    from lsml.settings import Settings
+
+    s = Settings.from_env(env={"LSML_PINNED_VERSIONS": " *=v3, 5=2 "})
+    assert s.pinned_versions == (("*", "v3"), ("5", "v2"))
+    assert (s.pinned_version("5"), s.pinned_version("7")) == ("v2", "v3")
+    assert Settings.from_env(env={}).pinned_version("1") is None
+    for bad in ("5", "x=v1", "5=latest", "5=v"):
+        with pytest.raises(ValueError, match="LSML_PINNED_VERSIONS must be"):
+            Settings.from_env(env={"LSML_PINNED_VERSIONS": bad})
+
+
+def test_a_configured_pin_is_served_survives_fits_and_prunes(serve, settings, text_config):
+    pinned = settings.replace(pinned_versions=(("1", "v1"),), keep_versions=1)
+    train = lambda: run_training(CountingModel, TrainingRequest("1", "START_TRAINING", {}, TEXT), pinned)  # noqa: E731
+    train()
+    train()
+    _, c = serve(CountingModel, pinned_versions=(("1", "v1"),))
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1", "label_config": TEXT})
+    assert r.json["model_version"] == "v1"
+    train()  # v3 published, v2 pruned (keep 1), v1 kept because it is pinned
+    store = LocalModelStore(settings.model_dir)
+    assert [v.name for v in store.versions("1")] == ["v1", "v3"]
+    report = c.get("/versions?project=1").json
+    assert (report["current"], report["pinned"], report["pinned_by"], report["latest"]) == (
+        "v1", "v1", "LSML_PINNED_VERSIONS", "v3")
+    time.sleep(0.3)
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1"})
+    assert r.json["model_version"] == "v1"
+
+
+def test_a_configured_pin_to_a_version_not_kept_serves_the_current_one(serve, settings):
+    store = LocalModelStore(settings.model_dir)
+    publish(store, name="fit.json", content="{}")
+    _, c = serve(CountingModel, pinned_versions=(("*", "v9"),))
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1", "label_config": TEXT})
+    assert r.status_code == 200 and r.json["model_version"] == "v1"
+    assert c.get("/versions?project=1").json["pinned"] is None
+
+
+def test_two_gunicorn_servers_serve_the_configured_pin(tmp_path, procs):
+    backend = write_backend(tmp_path / "backend")
+    store = LocalModelStore(backend / "data" / "models")
+    for i in range(2):
+        publish(store, content=json.dumps({"n": i}))
+    servers = [start_server(procs, backend, None, name=f"server{i}", workers=2, LSML_PINNED_VERSIONS="*=v1")
+               for i in range(2)]
+    wait_for(lambda: all(_served_versions(u) == {"v1"} for u in servers), 30, what="both servers to serve v1")
+    publish(store, content="{}")
+    time.sleep(1.0)
+    assert all(_served_versions(u) == {"v1"} for u in servers)

@@ -230,7 +230,8 @@ def test_legacy_train_enqueues_and_returns_a_job(serve, text_config):
 def test_versions_lists_published_versions_from_query_or_body(serve, text_config):
     app, c = serve(CountingModel)
     assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [], "current": None,
-                                                 "pinned": None, "latest": None, "model_version": "0.0.1"}
+                                                 "pinned": None, "pinned_by": None, "latest": None,
+                                                 "model_version": "0.0.1"}
     queue = app.extensions["lsml"].queue
     for _ in range(2):
         r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": text_config}})

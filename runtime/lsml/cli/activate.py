@@ -28,9 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from lsml.integrity import VersionIntegrityError
     from lsml.versions import version_report
 
-    store = backend_store(args, "activate")
-    if store is None:
+    found = backend_store(args, "activate")
+    if found is None:
         return 2
+    store, settings = found
     project = str(args.project)
     try:
         store.activate(project, args.version, pin=not args.no_pin)
@@ -40,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     except VersionIntegrityError as exc:
         print(f"label-studio-ml activate: error: {exc}", file=sys.stderr)
         return 1
-    print_report(version_report(store, project), args.json)
+    print_report(version_report(store, project, settings), args.json)
     return 0

@@ -22,9 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from lsml.versions import version_report
 
-    store = backend_store(args, "unpin")
-    if store is None:
+    found = backend_store(args, "unpin")
+    if found is None:
         return 2
+    store, settings = found
     store.unpin(str(args.project))
-    print_report(version_report(store, str(args.project)), args.json)
+    print_report(version_report(store, str(args.project), settings), args.json)
     return 0

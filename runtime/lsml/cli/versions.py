@@ -23,14 +23,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_store(args: argparse.Namespace, command: str):
-    """The backend's model store, or None after printing why not (a missing directory)."""
+    """`(store, settings)` of the backend, or None after printing why not (a missing directory)."""
     from lsml.store import make_store
 
     backend = Path(args.backend)
     if not backend.is_dir():
         print(f"label-studio-ml {command}: error: backend directory {backend} does not exist", file=sys.stderr)
         return None
-    return make_store(Settings.from_env(backend_dir=backend))
+    settings = Settings.from_env(backend_dir=backend)
+    return make_store(settings), settings
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,6 +49,9 @@ def print_report(report: dict, as_json: bool) -> None:
         return
     print(f"project {report['project']}: current {report['current'] or '-'}, "
           f"pinned {report['pinned'] or '- (every new fit becomes current)'}")
+    if report.get("pinned_by") == "LSML_PINNED_VERSIONS":
+        print("note: the pin comes from LSML_PINNED_VERSIONS (MLBackend spec.model.pinnedVersions); "
+              "activate/unpin take effect once it no longer names this project")
     for item in report["details"]:
         marks = ",".join(m for m in ("current", "pinned") if item[m])
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["created_at"]))
@@ -58,10 +62,11 @@ def print_report(report: dict, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from lsml.versions import version_report
 
-    store = backend_store(args, "versions")
-    if store is None:
+    found = backend_store(args, "versions")
+    if found is None:
         return 2
-    report = version_report(store, str(args.project))
+    store, settings = found
+    report = version_report(store, str(args.project), settings)
     print_report(report, args.json)
     if not report["versions"]:
         print(f"note: project {args.project} has no published version yet", file=sys.stderr)

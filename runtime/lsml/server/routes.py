@@ -261,11 +261,12 @@ def versions() -> Response:
         names = sorted({n for names in per_project.values() for n in names}, key=lambda n: int(n[1:]))
         currents = [c.name for c in (store.current(p) for p in per_project) if c is not None]
         latest = max(currents, key=lambda n: int(n[1:])) if currents else LabelStudioMLBase.INITIAL_MODEL_VERSION
-        pinned = {p: v.name for p, v in ((p, store.pinned(p)) for p in per_project) if v is not None}
+        pinned = {p: r["pinned"] for p, r in ((p, version_report(store, p, rt.settings)) for p in per_project)
+                  if r["pinned"]}
         return _json_response({"versions": names or [latest], "projects": per_project, "pinned": pinned,
                                "model_version": latest})
     project = _project(raw_project)
-    report = version_report(rt.registry.store, project)  # versions, details, current, pinned, latest
+    report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
     return _json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
 
 

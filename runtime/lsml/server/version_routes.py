@@ -41,7 +41,7 @@ def activate() -> Response:
         raise ApiError(409, "version_integrity", str(exc)) from None
     logger.info("project %s: %s activated%s over HTTP", project, chosen.name, " and pinned" if pin else "")
     rt.registry.reload(project)
-    return _json_response(version_report(store, project))
+    return _json_response(version_report(store, project, rt.settings))
 
 
 @bp.route("/versions/unpin", methods=["POST"], endpoint="versions_unpin")
@@ -52,4 +52,4 @@ def unpin() -> Response:
     newest = store.unpin(project)
     logger.info("project %s: unpinned over HTTP; current is %s", project, newest.name if newest else "none")
     rt.registry.reload(project)
-    return _json_response(version_report(store, project))
+    return _json_response(version_report(store, project, rt.settings))

@@ -81,7 +81,8 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
                 "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
                 "result": _jsonable(result),
             })
-        store.prune(project, settings.keep_versions)
+        pin = settings.pinned_version(project)
+        store.prune(project, settings.keep_versions, protect=(pin,) if pin else ())
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
     if settings.prelabel_on_publish and settings.redis_url:  # RQ: queue re-prediction from here (the worker)
         from lsml.prelabel_jobs import after_publish
