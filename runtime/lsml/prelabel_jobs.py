@@ -168,26 +168,12 @@ class RQPrelabelJobs:
         return job_id, True
 
     def status(self, job_id: str) -> Optional[dict]:
-        import redis
-        from rq.exceptions import NoSuchJobError
-        from rq.registry import StartedJobRegistry
-        from rq.serializers import JSONSerializer
+        from lsml.training.rq_queue import failure_reason, read_job
 
-        from lsml.training.rq_queue import _STATUS_NAMES, QueueUnavailable, failure_message, failure_reason
-        from lsml.training.trusted_job import TrustedJob
-
-        try:
-            StartedJobRegistry(queue=self.queue, serializer=JSONSerializer).cleanup()  # a SIGKILLed worker's job fails
-            job = TrustedJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-            if job.func_name != JOB_FUNCTION:
-                return None  # a training job: the training queue answers for it
-            rq_status = job.get_status(refresh=False)
-            result = job.latest_result()
-        except NoSuchJobError:
-            return None
-        except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
-        status = _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), QUEUED)
+        found = read_job(self.queue, job_id)  # also fails the job of a SIGKILLed worker
+        if found is None or found[0].func_name != JOB_FUNCTION:
+            return None  # unknown, or a training job: the training queue answers for it
+        job, status, rq_status, result = found
         project = str(job.args[0]) if job.args else None
         extra: dict[str, Any] = {"progress": (job.meta or {}).get("progress")}
         if status == FAILED:

@@ -8,9 +8,8 @@ LSML_RELOAD_INTERVAL (their reload watchers follow the store's `current`).
 from __future__ import annotations
 
 import argparse
-import sys
 
-from lsml.cli.versions import add_backend_arguments, backend_store, print_report
+from lsml.cli.versions import add_backend_arguments, run_and_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,21 +24,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsml.integrity import VersionIntegrityError
-    from lsml.versions import version_report
-
-    found = backend_store(args, "activate")
-    if found is None:
-        return 2
-    store, settings = found
-    project = str(args.project)
-    try:
-        store.activate(project, args.version, pin=not args.no_pin)
-    except KeyError as exc:
-        print(f"label-studio-ml activate: error: {exc.args[0]}", file=sys.stderr)
-        return 1
-    except VersionIntegrityError as exc:
-        print(f"label-studio-ml activate: error: {exc}", file=sys.stderr)
-        return 1
-    print_report(version_report(store, project, settings), args.json)
-    return 0
+    return run_and_report(args, "activate", lambda store, project: store.activate(project, args.version,
+                                                                                   pin=not args.no_pin))

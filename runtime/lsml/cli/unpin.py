@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from lsml.cli.versions import add_backend_arguments, backend_store, print_report
+from lsml.cli.versions import add_backend_arguments, run_and_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,12 +20,4 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsml.versions import version_report
-
-    found = backend_store(args, "unpin")
-    if found is None:
-        return 2
-    store, settings = found
-    store.unpin(str(args.project))
-    print_report(version_report(store, str(args.project), settings), args.json)
-    return 0
+    return run_and_report(args, "unpin", lambda store, project: store.unpin(project))

@@ -34,6 +34,29 @@ def backend_store(args: argparse.Namespace, command: str):
     return make_store(settings), settings
 
 
+def run_and_report(args: argparse.Namespace, command: str, action) -> int:
+    """Open the backend's store, run `action(store, project)` (a KeyError or VersionIntegrityError it raises
+    is the user's error: exit 1), then print the report; the shared body of `activate` and `unpin`."""
+    from lsml.integrity import VersionIntegrityError
+    from lsml.versions import version_report
+
+    found = backend_store(args, command)
+    if found is None:
+        return 2
+    store, settings = found
+    project = str(args.project)
+    try:
+        action(store, project)
+    except KeyError as exc:
+        print(f"label-studio-ml {command}: error: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except VersionIntegrityError as exc:
+        print(f"label-studio-ml {command}: error: {exc}", file=sys.stderr)
+        return 1
+    print_report(version_report(store, project, settings), args.json)
+    return 0
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("versions", help="list a project's model versions (current, pinned)",
                                    description=__doc__.splitlines()[0])
