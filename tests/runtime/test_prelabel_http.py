@@ -256,3 +256,38 @@ def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_p
         return stored if set(stored) == set(task_ids[2:]) and all(v == ["v2"] for v in stored.values()) else None
 
     wait_for(predicted_by_v2, 60, interval=0.5, what="the worker to re-predict unlabelled tasks with v2")
+
+
+def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, ls_client, ls_project, backend,
+                                                                 procs):  # noqa: F811
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    project, task_ids = _project_with_tasks(ls_client, ls_project, 9)
+    version = _train(backend, project)
+    env = {"LSML_MODEL": "model:TextClassifier", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.legacy_token, "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}
+    from tests.runtime.rq_procs import gunicorn_argv
+
+    port = free_port()
+    procs.spawn(gunicorn_argv(backend, port, workers=1), procs.env(backend, None, **env), "server.log", cwd=backend)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:  # /healthz: Basic auth guards /health
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(healthy, 60, interval=0.1, what="the server")
+    cli = [str(Path(sys.executable).parent / "label-studio-ml"), "predict", "--project", str(project),
+           "--server", url, "--batch-size", "3"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
+    refused = subprocess.run(cli, env=clean, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "answered 401" in refused.stderr, refused.stderr
+    r = subprocess.run(cli, env={**clean, "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"9 predictions of {version} written" in r.stdout and "9/9 tasks" in r.stderr, (r.stdout, r.stderr)
+    assert sorted(_by_task(ls_client, project)) == task_ids
