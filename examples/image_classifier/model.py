@@ -81,7 +81,7 @@ class ImageClassifier(LabelStudioMLBase):
     # ---- predict -----------------------------------------------------------
     def predict(self, tasks, context=None, **kwargs):
         if self.pipeline is None or not self._columns or self.value is None:
-            return [{"result": []} for _ in tasks]  # untrained: no result, no score (sorts last, not first)
+            return [[] for _ in tasks]  # untrained: no prediction, Label Studio stores nothing and asks later
         features, ok = [], []
         for task in tasks:
             try:
@@ -95,7 +95,7 @@ class ImageClassifier(LabelStudioMLBase):
         probabilities = self.pipeline.predict_proba(np.asarray(features))[:, self._columns]
         predictions = choices_predictions(probabilities, self._classes, self.from_name, self.to_name,
                                           self.strategy)
-        return [p if good else {"result": []} for p, good in zip(predictions, ok)]
+        return [p if good else [] for p, good in zip(predictions, ok)]  # unreadable: no prediction
 
     # ---- fit -----------------------------------------------------------------
     def fit(self, event, data, **kwargs):

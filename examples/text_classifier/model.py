@@ -10,8 +10,10 @@
     LABEL_STUDIO_API_KEY); the first annotation event does the same when
     Label Studio is reachable, so annotations made before the backend was
     connected count too.
-- Untrained (fewer than two distinct labels seen): predict returns an empty
-  result with score 0.0 per task, so Label Studio still gets one item per task.
+- Untrained (fewer than two distinct labels seen): predict returns no
+  prediction (`[]`) per task: Label Studio stores nothing, shows the task as
+  unpredicted and asks again once a trained version is served (an empty
+  result with a score would be stored, counted and sorted first).
 - Trained: the most probable label, every class probability in the result
   item (`probabilities`), and `score` from `LSML_SCORE_STRATEGY` (default
   `confidence` = the top probability; low score = most informative).
@@ -70,7 +72,7 @@ class TextClassifier(LabelStudioMLBase):
     # ---- predict -----------------------------------------------------------
     def predict(self, tasks, context=None, **kwargs):
         if self.pipeline is None or self._allowed is None or self.value is None:
-            return [{"result": [], "score": 0.0} for _ in tasks]
+            return [[] for _ in tasks]  # no prediction: Label Studio stores nothing and asks again later
         texts = [str((task.get("data") or {}).get(self.value, "")) for task in tasks]
         probabilities = self.pipeline.predict_proba(texts)[:, self._allowed]  # labels still in the config
         labels = [c for c, ok in zip(self._classes, self._allowed) if ok]

@@ -34,6 +34,7 @@ from lsml.model import BuildContext, LabelStudioMLBase, ModelRef, build_model, l
 from lsml.settings import Settings
 from lsml.state import State, make_state
 from lsml.store import ModelStore, make_store
+from lsml.versions import configured_pin, served_version
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +185,8 @@ class ModelRegistry:
         pointer = None
         try:
             cls = self.model_class(timeout=self.settings.model_load_timeout)
-            pointer = self.store.pointer(project)
-            version = self.store.current(project)
+            pointer = self._pointer(project)
+            version = served_version(self.store, self.settings, project)
             if version is not None:
                 verify_version(version.path, version.name)  # before setup() unpickles anything
             instance = build_model(cls, project, label_config, BuildContext(self.settings, self.state, version))
@@ -308,10 +309,16 @@ class ModelRegistry:
         entry.last_check = now
         if entry.loading:
             return
-        pointer = self.store.pointer(entry.project)
+        pointer = self._pointer(entry.project)
         if pointer != entry.pointer and pointer != entry.failed_pointer:
             with self._lock:
                 self._schedule(entry)
+
+    def _pointer(self, project: str) -> Optional[str]:
+        """What the reload check compares: a configured pin (LSML_PINNED_VERSIONS) stays put when later
+        versions are published; otherwise the store's `current` link target."""
+        pinned = configured_pin(self.store, self.settings, project)
+        return f"pinned:{pinned.name}" if pinned is not None else self.store.pointer(project)
 
     def _retry_failed_build_if_due(self, entry: _Entry) -> bool:
         """Schedule a new build of a failed entry once _RETRY_AFTER_FAILURE has passed (a model
@@ -389,7 +396,7 @@ class ModelRegistry:
         """The store's current version; untrained, the name the model's `setup` gave itself
         (`self.set("model_version", ...)`, kept in state by an earlier build, possibly in another
         process), so /setup and the predictions agree; else INITIAL_MODEL_VERSION."""
-        current = self.store.current(project)
+        current = served_version(self.store, self.settings, project)
         if current is not None:
             return current.name
         try:

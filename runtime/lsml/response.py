@@ -127,3 +127,33 @@ def serialize_predictions(output: Any, model_version: str) -> list:
     if isinstance(output, dict):
         raise TypeError("predict returned a dict; return a list (one prediction per task) or a ModelResponse")
     return [serialize_prediction(p, model_version) for p in output]
+
+
+def _is_empty(prediction: Any) -> bool:
+    return isinstance(prediction, dict) and not prediction.get("result")
+
+
+def without_empty_predictions(results: list) -> list:
+    """Each task's predictions minus those with an empty `result`; a task left with none gets `[]`.
+
+    Why: an untrained model's placeholder (`{"result": [], "score": 0.0}`) is
+    stored by Label Studio as a real prediction of that version: it counts in
+    the Data Manager, sorts first by uncertainty, and Label Studio never asks
+    again for that version. An empty list for a task is one item per task (no
+    one-by-one fallback) and makes Label Studio 1.23.2 store nothing, so it
+    asks again once a trained version is served.
+    """
+    out = []
+    for entry in results:
+        if isinstance(entry, list):
+            out.append([p for p in entry if not _is_empty(p)])
+        else:
+            out.append([] if _is_empty(entry) else entry)
+    return out
+
+
+def task_predictions(results: list, untrained: bool) -> list:
+    """The `results` lsml sends (to `/predict` callers and the pre-labelling job): an untrained model's
+    empty predictions are dropped (`without_empty_predictions`); a trained model's are kept, because
+    "nothing to label here" (a detector finding no object) is a real answer of that version."""
+    return without_empty_predictions(results) if untrained else results

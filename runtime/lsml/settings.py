@@ -39,6 +39,31 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return _number(env, name, default, minimum, float, "a number")
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+def _pins(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """`"*=v3,5=v2"` -> (("*", "v3"), ("5", "v2")): a version per project id, `*` for every project."""
+    raw = (env.get(name) or "").strip()
+    pins: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        project, sep, version = (x.strip() for x in item.partition("="))
+        number = version[1:] if version[:1] in ("v", "V") else version
+        if not sep or not (project == "*" or project.isdigit()) or not number.isdigit():
+            raise ValueError(f"{name} must be a comma-separated list of PROJECT=VERSION (PROJECT a project id or *, "
+                             f"VERSION like v3), got {item!r}")
+        pins[project] = f"v{int(number)}"
+    return tuple(sorted(pins.items()))
+
+
 def _str(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -81,6 +106,8 @@ class Settings:
     score_strategy: str | None = None
     log_level: str = "INFO"
     local_files_roots: tuple[Path, ...] = ()
+    prelabel_on_publish: bool = False
+    pinned_versions: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> "Settings":
@@ -112,10 +139,17 @@ class Settings:
             score_strategy=_str(env, "LSML_SCORE_STRATEGY"),
             log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
             local_files_roots=_paths(env, "LSML_LOCAL_FILES_ROOTS"),
+            prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
+            pinned_versions=_pins(env, "LSML_PINNED_VERSIONS"),
         )
 
     def __post_init__(self) -> None:
         _check_basic_auth(self.basic_auth_user, self.basic_auth_pass)
+
+    def pinned_version(self, project: str) -> str | None:
+        """The version LSML_PINNED_VERSIONS pins for `project` (its own entry, else `*`), or None."""
+        pins = dict(self.pinned_versions)
+        return pins.get(str(project)) or pins.get("*")
 
     def replace(self, **changes) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""

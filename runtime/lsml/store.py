@@ -5,6 +5,7 @@ Layout of `LocalModelStore(root)`::
     <root>/<project>/versions/000001/        one published version (never modified)
     <root>/<project>/versions/000001/lsml-version.json
     <root>/<project>/current -> versions/000001   symlink, replaced with os.replace
+    <root>/<project>/pinned -> versions/000001    symlink, only while a version is pinned
     <root>/<project>/.staging-XXXX/          a fit in progress (invisible to readers)
 
 Publishing records a SHA-256 of every artifact in `lsml-version.json`
@@ -15,6 +16,12 @@ symlink and `os.replace`-ing it over `current`. A crashed or failed fit
 leaves at most a `.staging-*` dir, which no reader looks at and `prune`
 removes. Readers check for a new version by `os.readlink(current)`, which
 costs microseconds (`pointer()`).
+
+Pinning (`activate`, `unpin`): `pinned` is a second symlink beside
+`current`, written the same way (temp symlink + `os.replace`, under the
+publish lock). While it exists, `publish` numbers and keeps new versions but
+leaves `current` alone, and `prune` never removes the pinned version. Readers
+need nothing new: they follow `current`, which `activate` moves.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol, runtime_checkable
 
-from lsml.integrity import VERSION_FILE, digest_tree
+from lsml.integrity import VERSION_FILE, digest_tree, verify_version
 from lsml.settings import Settings
 
 _STALE_STAGING_SECONDS = 24 * 3600
@@ -70,7 +77,11 @@ class ModelStore(Protocol):
     def versions(self, project: str) -> list[ModelVersion]: ...
     def staging(self, project: str) -> contextlib.AbstractContextManager[Path]: ...
     def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion: ...
-    def prune(self, project: str, keep: int) -> list[ModelVersion]: ...
+    def prune(self, project: str, keep: int, protect: tuple[str, ...] = ()) -> list[ModelVersion]: ...
+    def latest(self, project: str) -> ModelVersion | None: ...
+    def pinned(self, project: str) -> ModelVersion | None: ...
+    def activate(self, project: str, version: str | int, pin: bool = True) -> ModelVersion: ...
+    def unpin(self, project: str) -> ModelVersion | None: ...
     def training_lock(self, project: str) -> contextlib.AbstractContextManager[None]: ...
 
 
@@ -142,14 +153,39 @@ class LocalModelStore:
             metadata=meta.get("metadata", {}) if isinstance(meta, dict) else {},
         )
 
-    def current(self, project: str) -> ModelVersion | None:
-        target = self.pointer(project)
-        if target is None:
+    def _linked(self, project: str, link: str) -> ModelVersion | None:
+        try:
+            target = os.readlink(self.project_dir(project) / link)
+        except OSError:
             return None
         path = (self.project_dir(project) / target).resolve()
         if not path.is_dir():
             return None
         return self._version_from_dir(project, path)
+
+    def current(self, project: str) -> ModelVersion | None:
+        return self._linked(project, "current")
+
+    def pinned(self, project: str) -> ModelVersion | None:
+        """The version `activate` pinned (None: not pinned, every publish becomes current)."""
+        return self._linked(project, "pinned")
+
+    def latest(self, project: str) -> ModelVersion | None:
+        """The newest published version, whatever is current: fits build on it, so a pin changes
+        what is served, not what training continues from."""
+        found = self.versions(project)
+        return found[-1] if found else None
+
+    def find(self, project: str, version: str | int) -> ModelVersion:
+        """A kept version by name (`"v3"`) or number (`3`, `"3"`); `KeyError` naming the kept ones."""
+        text = str(version).strip()
+        number = text[1:] if text[:1] in ("v", "V") else text
+        kept = self.versions(project)
+        for v in kept:
+            if number.isdigit() and v.number == int(number):
+                return v
+        names = ", ".join(v.name for v in kept) or "none"
+        raise KeyError(f"project {project}: no version {text!r} (kept: {names})")
 
     def projects(self) -> list[str]:
         """Projects that have a versions dir, sorted."""
@@ -218,25 +254,62 @@ class LocalModelStore:
             final = vdir / f"{number:06d}"
             os.rename(staged, final)
             _fsync_path(vdir, directory=True)
-            tmp_link = pdir / f".current-{uuid.uuid4().hex}"
-            os.symlink(os.path.join("versions", final.name), tmp_link)
-            os.replace(tmp_link, pdir / "current")
-            _fsync_path(pdir, directory=True)
+            if self._linked(project, "pinned") is None:  # a pinned version stays current
+                self._point(pdir, "current", final.name)
         return ModelVersion(str(project), number, version_name(number), final, created, metadata or {})
 
-    def prune(self, project: str, keep: int) -> list[ModelVersion]:
-        """Delete the oldest versions beyond `keep` (never the current one) and stale staging dirs."""
+    @staticmethod
+    def _point(pdir: Path, link: str, version_dir_name: str) -> None:
+        """Make `pdir/link` point at `versions/<name>` atomically and durably."""
+        tmp_link = pdir / f".current-{uuid.uuid4().hex}"
+        os.symlink(os.path.join("versions", version_dir_name), tmp_link)
+        os.replace(tmp_link, pdir / link)
+        _fsync_path(pdir, directory=True)
+
+    def activate(self, project: str, version: str | int, pin: bool = True) -> ModelVersion:
+        """Make a kept version current; pinned (default), later publishes do not replace it.
+
+        Why pin by default: a rollback that the next fit undoes is no rollback.
+        `pin=False` only moves `current` (and clears a pin), so the next publish
+        replaces it. The version's digests are checked first, so a tampered one
+        is refused here rather than by every server process.
+        """
+        pdir = self.project_dir(project)
+        with self._lock(project, ".publish.lock"):
+            target = self.find(project, version)
+            verify_version(target.path, target.name)
+            if pin:
+                self._point(pdir, "pinned", target.path.name)
+            else:
+                (pdir / "pinned").unlink(missing_ok=True)
+            self._point(pdir, "current", target.path.name)
+        return target
+
+    def unpin(self, project: str) -> ModelVersion | None:
+        """Remove the pin and make the newest version current again (what publish would have done)."""
+        pdir = self.project_dir(project)
+        with self._lock(project, ".publish.lock"):
+            (pdir / "pinned").unlink(missing_ok=True)
+            _fsync_path(pdir, directory=True)
+            newest = self.latest(project)
+            if newest is not None:
+                self._point(pdir, "current", newest.path.name)
+        return newest
+
+    def prune(self, project: str, keep: int, protect: tuple[str, ...] = ()) -> list[ModelVersion]:
+        """Delete the oldest versions beyond `keep` (never the current or pinned one, nor those named in
+        `protect`, e.g. a version LSML_PINNED_VERSIONS pins) and stale staging dirs."""
         keep = max(1, int(keep))
         removed: list[ModelVersion] = []
         pdir = self.project_dir(project)
         if not pdir.is_dir():
             return removed
         with self._lock(project, ".publish.lock"):
-            current = self.pointer(project)
-            current_name = os.path.basename(current) if current else None
+            protected = {os.path.basename(os.readlink(pdir / link)) for link in ("current", "pinned")
+                          if os.path.islink(pdir / link)}
             versions = self.versions(project)
             for v in versions[: max(0, len(versions) - keep)]:
-                if v.path.name == current_name:
+                if v.path.name in protected or v.name in protect:
                     continue
                 trash = pdir / f".trash-{uuid.uuid4().hex}"
                 os.rename(v.path, trash)

@@ -72,14 +72,12 @@ def test_predict_annotate_train_and_predict_again(ls_client, ls_project, start_m
     untrained_version = connected["model_version"]
     assert untrained_version  # from /setup's answer
 
-    # Retrieve predictions for every task: one prediction each, with a score and the model version.
+    # Retrieve predictions while untrained: the backend has no prediction to give, so Label Studio stores
+    # nothing (no empty prediction counted, shown or sorted first) and asks again after training.
     ls_client.run_action(project, "retrieve_tasks_predictions")
-    first = _predictions_by_task(ls_client, project)
-    assert set(first) == set(tasks.values())
-    for predictions in first.values():
-        assert len(predictions) == 1
-        assert isinstance(predictions[0]["score"], float)
-        assert predictions[0]["model_version"] == untrained_version
+    assert _predictions_by_task(ls_client, project) == {}
+    ls_client.task(tasks["an excellent and lovely story"])  # opening a task asks for one too: still nothing
+    assert _predictions_by_task(ls_client, project) == {}
 
     # A person labels six tasks; each annotation fires a webhook to the backend.
     for text, label in TEXTS.items():
@@ -109,12 +107,12 @@ def test_predict_annotate_train_and_predict_again(ls_client, ls_project, start_m
     )
     assert seen == newest
 
-    # Retrieve again: tasks lack a prediction of the new version, so each gets one, with a real label.
+    # Retrieve again: now each task gets exactly one prediction, of the trained version, with a real label.
     ls_client.run_action(project, "retrieve_tasks_predictions")
     again = _predictions_by_task(ls_client, project)
     for task_id in tasks.values():
         fresh = [p for p in again[task_id] if p["model_version"] == newest]
-        assert len(fresh) == 1, again[task_id]
+        assert len(fresh) == 1 and len(again[task_id]) == 1, again[task_id]
         result = fresh[0]["result"]
         assert result and result[0]["value"]["choices"][0] in ("Positive", "Negative")
         assert 0.0 < fresh[0]["score"] <= 1.0
@@ -138,9 +136,9 @@ def test_basic_auth_backend_gets_predictions_and_webhooks(ls_client, ls_project,
     webhook = ls_client.backend_webhook(project, backend.url)
     assert webhook["headers"]["Authorization"] == basic_auth_header(user, password)
 
-    # Predictions go through Label Studio's basic-auth connection.
+    # Predictions go through Label Studio's basic-auth connection (untrained: none stored, see the end).
     ls_client.run_action(project, "retrieve_tasks_predictions")
-    assert set(_predictions_by_task(ls_client, project)) == set(tasks.values())
+    assert _predictions_by_task(ls_client, project) == {}
 
     # Annotations alone (no Start Training) reach the backend only if the webhook authenticates.
     for text, label in list(TEXTS.items())[:6]:
@@ -159,3 +157,10 @@ def test_basic_auth_backend_gets_predictions_and_webhooks(ls_client, ls_project,
         return shown if shown == current and shown.startswith("v") else None
 
     _wait_for(label_studio_shows_backend_version, 60, "Label Studio to show the backend's trained model_version")
+
+    # Trained: Retrieve predictions through the basic-auth connection stores one real prediction per task.
+    ls_client.run_action(project, "retrieve_tasks_predictions")
+    stored = _predictions_by_task(ls_client, project)
+    assert set(stored) == set(tasks.values())
+    for predictions in stored.values():
+        assert predictions[-1]["result"] and predictions[-1]["model_version"].startswith("v")

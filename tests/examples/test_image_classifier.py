@@ -88,7 +88,7 @@ def test_trains_on_annotated_pngs_and_scores_uncertain_tasks_low(digits, tmp_pat
     _, tasks = digits
     settings = settings_for(tmp_path, score_strategy="margin")
     untrained = model_for(settings)
-    assert untrained.predict(tasks[:2]) == [{"result": []}, {"result": []}]  # no score: not sorted first
+    assert untrained.predict(tasks[:2]) == [[], []]  # no prediction: Label Studio stores nothing
 
     request = TrainingRequest("1", "START_TRAINING", {"annotations": [annotated(t) for t in tasks[:N_TRAIN]]}, CONFIG)
     trained = run_training(ImageClassifier, request, settings)
@@ -145,7 +145,7 @@ def test_annotation_events_extend_the_training_set(digits, tmp_path):
     assert model_for(settings).model_version == result["model_version"]
 
 
-def test_unreadable_image_gets_an_empty_prediction_not_a_failed_batch(digits, tmp_path):
+def test_unreadable_image_gets_no_prediction_not_a_failed_batch(digits, tmp_path):
     _, tasks = digits
     settings = settings_for(tmp_path)
     run_training(ImageClassifier, TrainingRequest(
@@ -154,4 +154,4 @@ def test_unreadable_image_gets_an_empty_prediction_not_a_failed_batch(digits, tm
     broken.write_bytes(b"not a png")
     out = model_for(settings).predict([tasks[-1], {"id": 999, "data": {"image": str(broken)}}])
     assert out[0]["result"] and "score" in out[0]
-    assert out[1] == {"result": []}
+    assert out[1] == []

@@ -285,3 +285,21 @@ def test_server_pods_drain_before_they_stop():
     (container,) = pod["containers"]
     assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == server_deployment.PRE_STOP_SLEEP_SECONDS
     assert pod["terminationGracePeriodSeconds"] > server_deployment.PRE_STOP_SLEEP_SECONDS + 30  # + gunicorn's graceful
+
+
+def test_pinned_versions_and_prelabel_on_publish_reach_server_and_worker_env():
+    mlb = with_identity(example("mlbackend-full.yaml"))
+    mlb["spec"]["model"]["pinnedVersions"] = {"5": "v2", "*": "v3"}
+    mlb["spec"]["model"]["prelabelOnPublish"] = True
+    server = env_map(server_deployment.build(mlb, config_hash="x")["spec"]["template"]["spec"]["containers"][0])
+    worker = env_map(worker_deployment.build(mlb, config_hash="x")["spec"]["template"]["spec"]["containers"][0])
+    for env in (server, worker):  # the server serves the pin; the worker's prune keeps it, re-predicts on publish
+        assert env["LSML_PINNED_VERSIONS"]["value"] == "*=v3,5=v2"
+        assert env["LSML_PRELABEL_ON_PUBLISH"]["value"] == "true"
+    from lsml.settings import Settings
+
+    parsed = Settings.from_env(env={"LSML_PINNED_VERSIONS": server["LSML_PINNED_VERSIONS"]["value"]})
+    assert (parsed.pinned_version("5"), parsed.pinned_version("9")) == ("v2", "v3")  # what the runtime reads
+    plain = env_map(server_deployment.build(with_identity(example("mlbackend-minimal.yaml")), config_hash="x")
+                    ["spec"]["template"]["spec"]["containers"][0])
+    assert "LSML_PINNED_VERSIONS" not in plain and "LSML_PRELABEL_ON_PUBLISH" not in plain

@@ -57,6 +57,9 @@ INVALID = [
     ("basic-auth-one-key", _spec_with(basicAuth={"secretName": "s", "usernameKey": "u"}),
      "name both usernameKey and passwordKey"),
     ("score-strategy", _spec_with(model={"scoreStrategy": "random"}), 'Unsupported value: "random"'),
+    ("pin-bad-project", _spec_with(model={"pinnedVersions": {"five": "v2"}}),
+     "pinnedVersions keys must be project ids or *"),
+    ("pin-bad-version", _spec_with(model={"pinnedVersions": {"*": "latest"}}), "spec.model.pinnedVersions"),
     ("negative-replicas", _spec_with(server={"replicas": -1}), "should be greater than or equal to 0"),
     ("bad-quantity", _spec_with(server={"resources": {"limits": {"memory": "lots"}}}), "spec.server.resources.limits.memory"),
     ("no-projects", _spec_with(labelStudio={"url": "http://ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": []}),
@@ -118,3 +121,15 @@ def test_scale_subresource_and_printer_columns(k8s_cluster, operator_release):
         assert wide[-2:] == ["AGE", "MESSAGE"]
     finally:
         k8s_cluster.kubectl("delete", "mlb", "scale-check", "-n", UNWATCHED, "--wait=false", check=False)
+
+
+def test_kubectl_get_mlb_shows_what_is_pinned(k8s_cluster, operator_release):
+    doc = _minimal("pin-check")
+    doc["spec"]["model"] = {"pinnedVersions": {"*": "v3", "5": "v2"}}
+    k8s_cluster.kubectl("apply", "-n", UNWATCHED, "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        lines = k8s_cluster.kubectl("get", "mlb", "pin-check", "-n", UNWATCHED).stdout.splitlines()
+        assert "PINNED" in lines[0].split()
+        assert '"*":"v3"' in lines[1] and '"5":"v2"' in lines[1], lines
+    finally:
+        k8s_cluster.kubectl("delete", "mlb", "pin-check", "-n", UNWATCHED, "--wait=false", check=False)

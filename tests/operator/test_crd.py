@@ -34,7 +34,7 @@ def test_scale_subresource_and_printer_columns():
                                           "statusReplicasPath": ".status.replicas",
                                           "labelSelectorPath": ".status.selector"}
     cols = [c["name"].upper() for c in v["additionalPrinterColumns"]]
-    assert cols == ["READY", "REASON", "REPLICAS", "URL", "MODEL VERSION", "AGE", "MESSAGE"]
+    assert cols == ["READY", "REASON", "REPLICAS", "URL", "MODEL VERSION", "PINNED", "AGE", "MESSAGE"]
     by_name = {c["name"]: c for c in v["additionalPrinterColumns"]}
     # why a backend is not ready, in `kubectl get mlb`; the long message only with -o wide
     assert by_name["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
@@ -73,3 +73,15 @@ def test_cross_field_rules_are_cel_validations():
     assert p["redis"]["x-kubernetes-validations"] and p["storage"]["x-kubernetes-validations"]
     assert p["hpa"]["x-kubernetes-validations"] and p["basicAuth"]["x-kubernetes-validations"]
     assert all(r.get("message") for r in s["x-kubernetes-validations"] + p["redis"]["x-kubernetes-validations"])
+
+
+def test_schema_takes_pinned_versions_and_prelabel_on_publish():
+    schema = _jsonschema(crd_schema())
+    doc = copy.deepcopy(load_docs(EXAMPLES / "mlbackend-minimal.yaml")[0])
+    doc["spec"]["model"] = {"pinnedVersions": {"*": "v3", "5": "2"}, "prelabelOnPublish": True}
+    jsonschema.validate(doc, schema)
+    doc["spec"]["model"] = {"pinnedVersions": {"5": "latest"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+    model = crd_schema()["properties"]["spec"]["properties"]["model"]["properties"]
+    assert "k.matches('^[0-9]+$')" in model["pinnedVersions"]["x-kubernetes-validations"][0]["rule"]

@@ -30,7 +30,8 @@ class Counter(LabelStudioMLBase):
             self.trained = json.loads((self.version_dir / "model.json").read_text())
 
     def predict(self, tasks, context=None, **kwargs):
-        return [{"result": [], "score": 0.5, "model_version": self.model_version} for _ in tasks]
+        label = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["A"]}}]
+        return [{"result": label, "score": 0.5, "model_version": self.model_version} for _ in tasks]
 
     def fit(self, event, data, **kwargs):
         log = os.environ.get("TEST_FIT_LOG")

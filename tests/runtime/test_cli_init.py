@@ -112,4 +112,4 @@ def test_the_scaffolded_entry_point_serves_the_model(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["health"]["model_class"] == "Mine"
-    assert out["predict"]["results"] == [{"result": [], "score": 0.5, "model_version": "0.0.1"}]
+    assert out["predict"]["results"] == [[]]  # untrained and empty: no prediction

@@ -39,9 +39,9 @@ def model_on_current(settings, text_config, project="1"):
     return build_model(cls, project, text_config, BuildContext(settings, MemoryState(), version))
 
 
-def test_untrained_model_returns_an_empty_result_per_task(example_settings, text_config):
+def test_untrained_model_returns_no_prediction_per_task(example_settings, text_config):
     m = model_on_current(example_settings, text_config)
-    assert m.predict([{"data": {"text": "x"}}, {"data": {"text": "y"}}]) == [{"result": [], "score": 0.0}] * 2
+    assert m.predict([{"data": {"text": "x"}}, {"data": {"text": "y"}}]) == [[], []]
 
 
 def test_trains_from_annotation_events_and_predicts_choices(example_settings, text_config):
@@ -107,7 +107,7 @@ def test_projects_with_different_labels_get_different_models(example_settings, t
                      TrainingRequest("1", "ANNOTATION_CREATED", annotation_event(task_id, text, label), text_config),
                      example_settings)
     m2 = model_on_current(example_settings, other, project="2")
-    assert m2.predict([{"data": {"text": "great"}}]) == [{"result": [], "score": 0.0}]
+    assert m2.predict([{"data": {"text": "great"}}]) == [[]]  # one label seen: a version, but no prediction
     run_training("model:TextClassifier", TrainingRequest("2", "ANNOTATION_CREATED", annotation_event(
         1, "buy now cheap", "Spam"), other), example_settings)
     run_training("model:TextClassifier", TrainingRequest("2", "ANNOTATION_CREATED", annotation_event(

@@ -41,7 +41,7 @@ def test_predict_accepts_model_response_objects(serve, text_config):
     _, c = serve(ResponseModel)
     setup_project(c, text_config)
     r = c.post("/predict", json={"tasks": TASKS[:2], "project": "1"})
-    assert r.json["results"] == [{"result": [], "score": 0.1, "model_version": "0.0.1"}] * 2
+    assert r.json["results"] == [[], []]  # untrained and empty: no prediction (test_no_empty_predictions.py)
 
 
 def test_predict_with_label_config_needs_no_setup(serve, text_config):
@@ -229,7 +229,8 @@ def test_legacy_train_enqueues_and_returns_a_job(serve, text_config):
 
 def test_versions_lists_published_versions_from_query_or_body(serve, text_config):
     app, c = serve(CountingModel)
-    assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [],
+    assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [], "current": None,
+                                                 "pinned": None, "pinned_by": None, "latest": None,
                                                  "model_version": "0.0.1"}
     queue = app.extensions["lsml"].queue
     for _ in range(2):
@@ -304,13 +305,14 @@ def test_the_request_path_does_not_reparse_the_label_config(serve, text_config, 
 
 def test_versions_without_a_project_lists_every_project_like_label_studio_asks(serve, text_config):
     app, c = serve(CountingModel)
-    assert c.get("/versions").json == {"versions": ["0.0.1"], "projects": {}, "model_version": "0.0.1"}
+    assert c.get("/versions").json == {"versions": ["0.0.1"], "projects": {}, "pinned": {}, "model_version": "0.0.1"}
     queue = app.extensions["lsml"].queue
     for project in (1, 1, 2):
         r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": project, "label_config": text_config}})
         queue.wait(r.json["job"])
     body = c.get("/versions").json
-    assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "model_version": "v2"}
+    assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "pinned": {},
+                    "model_version": "v2"}
 
 
 class BlockingFitModel(CountingModel):

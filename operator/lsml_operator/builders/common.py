@@ -214,6 +214,11 @@ def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]
         env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": {"name": tok["name"], "key": tok.get("key", "token")}}})
     if spec.model.get("scoreStrategy"):
         env.append({"name": "LSML_SCORE_STRATEGY", "value": spec.model["scoreStrategy"]})
+    pins = spec.model.get("pinnedVersions") or {}
+    if pins:  # server and worker: the server serves the pin, the worker's prune keeps it
+        env.append({"name": "LSML_PINNED_VERSIONS", "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))})
+    if spec.model.get("prelabelOnPublish"):
+        env.append({"name": "LSML_PRELABEL_ON_PUBLISH", "value": "true"})
     user = [dict(e) for e in spec.model.get("env") or []]
     user_names = {e["name"] for e in user}
     merged = [e for e in env if e["name"] not in user_names]

@@ -13,6 +13,8 @@ COMMANDS = ("init", "start")
 COMMANDS += ("register",)     # connect a running backend to Label Studio: lsml/cli/register.py
 COMMANDS += ("worker",)       # RQ training worker: lsml/cli/worker.py
 COMMANDS += ("sample",)       # active learning: lsml/cli/sample.py
+COMMANDS += ("versions", "activate", "unpin")  # list, pin / roll back, unpin model versions
+COMMANDS += ("predict",)      # background pre-labelling of a whole project: lsml/cli/predict.py
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,15 @@ class TasksMixin(Transport):
         fields: str = "all",
     ) -> Iterator[dict]:
         """Yield every task of `project`, one page at a time (memory stays bounded)."""
+        for tasks, _total in self.iter_task_pages(project, page_size, fields=fields):
+            for task in tasks:
+                if only_annotated and not _is_annotated(task):
+                    continue
+                yield task
+
+    def iter_task_pages(self, project: int, page_size: int = DEFAULT_PAGE_SIZE, *,
+                        fields: str = "all") -> Iterator[tuple[list[dict], int | None]]:
+        """Yield `(tasks, total)` per page: callers that report progress need the total up front."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         page = 1
@@ -36,10 +45,8 @@ class TasksMixin(Transport):
                 params={"project": int(project), "page": page, "page_size": page_size, "fields": fields},
             )
             tasks, total = _page_tasks(body, self.absolute_url("/api/tasks/"))
-            for task in tasks:
-                if only_annotated and not _is_annotated(task):
-                    continue
-                yield task
+            if tasks:
+                yield tasks, total
             seen += len(tasks)
             # Trust the total when given: the server may cap page_size below ours.
             if not tasks or (seen >= total if total is not None else len(tasks) < page_size):
@@ -63,6 +70,15 @@ class TasksMixin(Transport):
 
     def annotations(self, task: int) -> list[dict]:
         return self.get_json(f"/api/tasks/{int(task)}/annotations/")
+
+    def import_predictions(self, project: int, predictions: list[dict]) -> int:
+        """Store predictions in bulk (`POST /api/projects/{id}/import/predictions`, Label Studio 1.23.2's
+        `ImportPredictionsAPI`): items `{"task", "result", "score", "model_version"}`. Not idempotent:
+        the caller must not send a task twice. Returns how many Label Studio created."""
+        if not predictions:
+            return 0
+        body = self.post_json(f"/api/projects/{int(project)}/import/predictions", predictions)
+        return int(body.get("created", len(predictions))) if isinstance(body, dict) else len(predictions)
 
     def predictions(self, *, task: int | None = None, project: int | None = None) -> list[dict]:
         """Stored predictions of one task or of a whole project."""

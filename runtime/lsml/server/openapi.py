@@ -129,6 +129,33 @@ SPEC: dict = {
                         body=_body({"type": "object", "properties": {"project": _OPTIONAL_PROJECT}}, required=False),
                         op_id="versions_post", parameters=[_PROJECT_PARAM]),
         },
+        "/versions/activate": {"post": _op(
+            "Make a kept version current for every server process; pinned by default (later fits publish "
+            "new numbers but do not replace it)",
+            {"200": _json(_ref("VersionReport"), "The project's versions after the change"),
+             "404": _json(_ref("Error"), "No such version kept"),
+             "409": _json(_ref("Error"), "The version's files fail their integrity check")},
+            body=_body({"type": "object", "required": ["project", "version"], "properties": {
+                "project": {}, "version": {"type": ["string", "integer"], "description": "'v3' or 3"},
+                "pin": {"type": "boolean", "default": True}}}),
+            op_id="versions_activate")},
+        "/versions/unpin": {"post": _op(
+            "Remove the pin: the newest version becomes current again, and so does every later fit",
+            {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
+            body=_body({"type": "object", "required": ["project"], "properties": {"project": {}}}),
+            op_id="versions_unpin")},
+        "/prelabel": {"post": _op(
+            "Queue a background pre-labelling job of a project (RQ with REDIS_URL, else a server thread); "
+            "at most one per project",
+            {"201": _json(_ref("PrelabelAccepted"), "Job queued"),
+             "200": _json(_ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"),
+             "503": _json(_ref("Error"), "Redis unreachable")},
+            body=_body({"type": "object", "required": ["project"], "properties": {
+                "project": {}, "mode": {"enum": ["missing", "unlabelled", "all"], "default": "missing"},
+                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
+                "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
+                "version": {"type": "string", "description": "a kept version (default: the current one)"}}}),
+            op_id="prelabel")},
         "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive"),
                                                    "503": _json({"type": "object"}, "Predictions stuck: restart me")},
                                 auth=False,
@@ -179,12 +206,27 @@ SPEC: dict = {
                 "status": {"enum": ["queued", "started", "finished", "failed"]},
                 "job_status": {"enum": ["queued", "started", "finished", "failed"],
                                "description": "Same as status (the key Label Studio reads)"},
-                "error": {"type": ["string", "null"]}, "model_version": {"type": ["string", "null"]}}},
+                "error": {"type": ["string", "null"]}, "model_version": {"type": ["string", "null"]},
+                "kind": {"const": "prelabel", "description": "only on pre-labelling jobs"},
+                "progress": {"type": ["object", "null"], "description": "pre-labelling: done, total, rate "
+                             "(tasks/s), eta (s), predicted, written, skipped, resumed_after"}}},
             "Versions": {"type": "object", "required": ["versions", "model_version"], "properties": {
                 "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "details": {"type": "array", "items": {"type": "object"}},
                 "projects": {"type": "object", "description": "project -> version names (no project given)"},
+                "pinned": {"type": ["string", "object", "null"],
+                           "description": "the pinned version (null: none); without a project, project -> pinned"},
+                "current": {"type": ["string", "null"]}, "latest": {"type": ["string", "null"]},
                 "model_version": {"type": "string"}}},
+            "PrelabelAccepted": {"type": "object", "required": ["job", "created"], "properties": {
+                "job": {"type": "string"}, "status": {"enum": ["queued", "active"]}, "project": {"type": "string"},
+                "created": {"type": "boolean"}}},
+            "VersionReport": {"type": "object", "required": ["project", "versions", "current", "pinned"],
+                              "properties": {
+                "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+                "details": {"type": "array", "items": {"type": "object"}},
+                "current": {"type": ["string", "null"]}, "pinned": {"type": ["string", "null"]},
+                "latest": {"type": ["string", "null"]}}},
         },
     },
 }

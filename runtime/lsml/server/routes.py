@@ -15,11 +15,12 @@ from lsml import credentials
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase, project_key
-from lsml.response import serialize_predictions
+from lsml.response import serialize_predictions, task_predictions
 from lsml.server import auth, metrics
 from lsml.server.errors import ApiError
 from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
+from lsml.versions import version_report
 
 logger = logging.getLogger("lsml.server")
 
@@ -226,7 +227,7 @@ def predict() -> Response:
     metrics.PREDICT_TASKS.inc(len(tasks))
     version = model.model_version
     try:
-        results = serialize_predictions(output, version)
+        results = task_predictions(serialize_predictions(output, version), untrained=model.version_dir is None)
         if len(results) != len(tasks):
             logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
         return _json_response({"results": results, "model_version": version})
@@ -300,7 +301,7 @@ def job_status() -> Response:
     job = body.get("job")
     if not isinstance(job, str) or not job:
         raise ApiError(400, "missing_job", "'job' (a job id from /webhook or /train) is required")
-    status = _rt().queue.status(job)
+    status = prelabel_routes.prelabel_status(job) or _rt().queue.status(job)  # a pre-labelling job, else training
     if status is None:
         raise ApiError(404, "unknown_job", f"no job {job!r}: unknown or expired (with Redis, finished jobs are "
                        "kept 24 h and failed ones 7 days; the embedded runner keeps the newest 1000 in memory)")
@@ -325,16 +326,13 @@ def versions() -> Response:
         names = sorted({n for names in per_project.values() for n in names}, key=lambda n: int(n[1:]))
         currents = [c.name for c in (store.current(p) for p in per_project) if c is not None]
         latest = max(currents, key=lambda n: int(n[1:])) if currents else LabelStudioMLBase.INITIAL_MODEL_VERSION
-        return _json_response({"versions": names or [latest], "projects": per_project, "model_version": latest})
+        pinned = {p: r["pinned"] for p, r in ((p, version_report(store, p, rt.settings)) for p in per_project)
+                  if r["pinned"]}
+        return _json_response({"versions": names or [latest], "projects": per_project, "pinned": pinned,
+                               "model_version": latest})
     project = _project(raw_project)
-    found = rt.registry.store.versions(project)
-    current = rt.registry.store.current(project)
-    return _json_response({
-        "project": project,
-        "versions": [v.name for v in found],
-        "details": [v.to_dict() for v in found],
-        "model_version": current.name if current else rt.registry.model_version(project),
-    })
+    report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
+    return _json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
 
 
 # ---- probes, metrics, docs ------------------------------------------------------
@@ -370,6 +368,10 @@ def metrics_view() -> Response:
         stats = rt.queue.stats()
     except Exception:  # a down Redis must not break the scrape
         stats = None
+    try:
+        prelabel_routes.update_metrics(rt)
+    except Exception:  # state (Redis) down: the scrape goes on without pre-labelling progress
+        logger.debug("pre-labelling progress unavailable for /metrics", exc_info=True)
     return metrics.render(stats)
 
 
@@ -378,3 +380,6 @@ def openapi_view() -> Response:
     from lsml.server.openapi import document
 
     return jsonify(document(_rt().settings.basic_auth_enabled))
+
+
+from lsml.server import prelabel_routes, version_routes  # noqa: E402,F401 - add /versions/*, /prelabel to bp

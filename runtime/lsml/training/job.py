@@ -61,7 +61,7 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
         label_config = state.get(project, "label_config")
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
-        current = store.current(project)
+        current = store.latest(project)  # the newest version, even while an older one is pinned (store.activate)
         if current is not None:
             verify_version(current.path, current.name)  # fit builds on it: refuse a tampered one
         with store.staging(project) as output_dir:
@@ -83,7 +83,15 @@ def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], set
                     "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
                     "result": _jsonable(result),
                 })
-        store.prune(project, settings.keep_versions)
+        pin = settings.pinned_version(project)
+        store.prune(project, settings.keep_versions, protect=(pin,) if pin else ())
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
+    if settings.prelabel_on_publish and settings.redis_url:  # RQ: queue re-prediction from here (the worker)
+        from lsml.prelabel_jobs import after_publish
+
+        try:
+            after_publish(settings, project, version.name)
+        except Exception:  # noqa: BLE001 - the version is published; re-prediction is best effort
+            logger.warning("project %s: could not queue re-prediction of %s", project, version.name, exc_info=True)
     return {"model_version": version.name, "published": True, "project": project, "event": request.event,
             "result": _jsonable(result)}

@@ -140,16 +140,10 @@ class RQQueue:
 
     def status(self, job_id: str) -> dict[str, Any] | None:
         """`{"job", "status", "error", "model_version", "project"}` of one job; None if unknown/expired."""
-        try:
-            self._reap_dead_workers()
-            job = TrustedJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-            rq_status = job.get_status(refresh=False)
-            result = job.latest_result()
-        except NoSuchJobError:
+        found = read_job(self.queue, job_id)
+        if found is None:
             return None
-        except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
-        status = _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), QUEUED)
+        job, status, rq_status, result = found
         error = None
         model_version = None
         if status == FAILED:
@@ -181,6 +175,22 @@ class RQQueue:
     def _reap_dead_workers(self) -> None:
         """Fail jobs whose worker stopped heartbeating (RQ's own abandoned-job handling)."""
         StartedJobRegistry(queue=self.queue, serializer=JSONSerializer).cleanup()
+
+
+def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
+    """`(job, lsml status, RQ status, latest result)` of a job on `queue`, after failing the jobs of dead
+    workers; None when unknown or expired; `QueueUnavailable` when Redis is down. Shared by the training
+    and the pre-labelling queues."""
+    try:
+        StartedJobRegistry(queue=queue, serializer=JSONSerializer).cleanup()
+        job = TrustedJob.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+        rq_status = job.get_status(refresh=False)
+        result = job.latest_result()
+    except NoSuchJobError:
+        return None
+    except redis.RedisError as exc:
+        raise QueueUnavailable(failure_message(exc)) from exc
+    return job, _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), QUEUED), rq_status, result
 
 
 def _project_of(job: Job) -> str | None:

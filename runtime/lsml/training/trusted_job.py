@@ -32,8 +32,9 @@ from rq.job import Job
 
 log = logging.getLogger(__name__)
 
-#: The one function a training job may name (`lsml.training.rq_queue.JOB_FUNCTION`).
-ALLOWED_FUNCTIONS = frozenset({"lsml.training.worker.perform_training"})
+#: The functions a job may name: the training (`lsml.training.rq_queue.JOB_FUNCTION`) and the pre-labelling
+#: job (`lsml.prelabel_jobs.JOB_FUNCTION`, which checks its arguments with `PrelabelRequest.from_dict`).
+ALLOWED_FUNCTIONS = frozenset({"lsml.training.worker.perform_training", "lsml.prelabel_jobs.perform_prelabel"})
 
 
 class JobRefused(DeserializationError):

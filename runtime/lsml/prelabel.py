@@ -1,0 +1,310 @@
+"""Pre-label a whole project in the background: page its tasks, predict in batches, write predictions back.
+
+Why: Label Studio's "Retrieve predictions" sends every selected task in one
+`/predict` call with a 100 s timeout, so big projects or slow models lose
+the work. This job reads the project's tasks from Label Studio page by page
+(ordered by id), predicts each page with the model of one store version, and
+stores the predictions with `POST /api/projects/{id}/import/predictions`,
+each carrying `model_version` and the model's (active-learning) score.
+
+- Which tasks (`mode`): `missing` (default) every task without a prediction
+  of this version; `unlabelled` the same, minus tasks with a submitted
+  annotation; `all` every task (a task that has one gets another).
+- No empty predictions: the rule of `/predict` (`lsml.response.task_predictions`).
+- Resume: after each page the job records `{"version", "mode", "last_task_id",
+  "done", "total"}` in the project's state (`prelabel` key; sqlite or Redis).
+  A run for the same version and mode skips tasks up to `last_task_id` (not
+  predicted again). A SIGKILL between a page's write and its checkpoint
+  leaves no duplicate either: in `missing`/`unlabelled` the written tasks
+  now have a prediction of this version; in `all` a resumed run skips tasks
+  with a prediction of this version created since the interrupted run
+  started (Label Studio's `created_at`, with `CLOCK_MARGIN` for clock skew).
+- `max_concurrent` batches are predicted at once (default 1), so a job next
+  to live servers keeps their `/predict` latency; writes stay in task order.
+- Errors become `PrelabelError` with a reason (unknown project, refused
+  token, Label Studio down, unknown version), never a hang: the client's
+  timeouts bound every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from lsml.active_learning import is_labelled
+from lsml.integrity import verify_version
+from lsml.labelstudio import LabelStudioClient, LabelStudioError
+from lsml.model import BuildContext, ModelRef, build_model, load_model_class
+from lsml.response import serialize_predictions, task_predictions
+from lsml.settings import Settings
+from lsml.state import State, make_state
+from lsml.store import make_store
+from lsml.versions import served_version
+
+logger = logging.getLogger(__name__)
+
+MODES = ("missing", "unlabelled", "all")
+CHECKPOINT_KEY = "prelabel"
+CLOCK_MARGIN = 5.0  # seconds: Label Studio's clock may lag this host's
+
+
+class PrelabelError(Exception):
+    """The job cannot run or cannot go on; the message says why (no token in it)."""
+
+
+@dataclass(frozen=True)
+class PrelabelRequest:
+    project: str
+    mode: str = "missing"
+    batch_size: int = 50
+    max_concurrent: int = 1
+    version: Optional[str] = None  # a kept version name; None: the current one
+
+    def validated(self) -> "PrelabelRequest":
+        """Raise `ValueError` naming the first bad field (arguments may come from HTTP or Redis)."""
+        if not isinstance(self.project, str) or not self.project.isdigit():
+            raise ValueError(f"project must be a Label Studio project id, got {self.project!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name, low, high in (("batch_size", 1, 10_000), ("max_concurrent", 1, 64)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        if self.version is not None and not isinstance(self.version, str):
+            raise ValueError(f"version must be a version name like 'v3', got {self.version!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PrelabelRequest":
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        return cls(**data).validated()
+
+
+@dataclass
+class Progress:
+    """What the CLI's progress line, `/job_status` and `/metrics` show."""
+
+    project: str
+    model_version: str = ""
+    total: int = 0           # tasks in the project
+    done: int = 0            # tasks looked at (predicted, skipped or resumed past)
+    predicted: int = 0       # tasks sent to the model by this run
+    written: int = 0         # predictions Label Studio created in this run
+    skipped: int = 0         # tasks not needing a prediction (mode), incl. resumed past
+    resumed_after: Optional[int] = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started_at
+        return self.predicted / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> Optional[float]:
+        remaining = max(self.total - self.done, 0)
+        return remaining / self.rate if self.rate > 0 else None
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "started_at"}
+        out.update(rate=round(self.rate, 2), eta=None if self.eta is None else round(self.eta, 1))
+        return out
+
+
+def _has_version(task: dict, version: str) -> bool:
+    return any(isinstance(p, dict) and str(p.get("model_version")) == version for p in task.get("predictions") or [])
+
+
+def _written_since(task: dict, version: str, since: float) -> bool:
+    """A prediction of `version` created at or after `since` (epoch seconds): written by the interrupted run."""
+    for p in task.get("predictions") or []:
+        if isinstance(p, dict) and str(p.get("model_version")) == version and p.get("created_at"):
+            try:
+                created = datetime.fromisoformat(str(p["created_at"]).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            if created >= since - CLOCK_MARGIN:
+                return True
+    return False
+
+
+def needs_prediction(task: dict, mode: str, version: str, resumed_since: Optional[float] = None) -> bool:
+    if mode == "all":
+        return resumed_since is None or not _written_since(task, version, resumed_since)
+    if mode == "unlabelled" and is_labelled(task):
+        return False
+    return not _has_version(task, version)
+
+
+def _records(tasks: list[dict], results: list, version: str) -> list[dict]:
+    """import/predictions items: one per prediction, `[]` (no prediction) writes nothing."""
+    records = []
+    for task, entry in zip(tasks, results):
+        for p in entry if isinstance(entry, list) else [entry]:
+            if isinstance(p, dict) and "result" in p:
+                records.append({"task": int(task["id"]), "result": p["result"], "score": p.get("score"),
+                                "model_version": p.get("model_version") or version})
+    return records
+
+
+def _label_studio_failure(exc: LabelStudioError, project: str, url: str) -> PrelabelError:
+    if exc.status is None:
+        return PrelabelError(f"Label Studio at {url} is unreachable: {exc}")
+    if exc.status in (401, 403):
+        return PrelabelError(f"Label Studio refused the API token ({exc.status}): use a personal access token "
+                             "or an enabled legacy token of a user who can see the project")
+    if exc.status == 404:
+        return PrelabelError(f"project {project} does not exist in Label Studio at {url} (or this token cannot "
+                             "see it)")
+    return PrelabelError(f"Label Studio answered {exc.status}: {exc}")
+
+
+class Prelabeler:
+    """One pre-labelling run of one project (build with `prepare`, then `run`)."""
+
+    def __init__(self, model: Any, client: LabelStudioClient, request: PrelabelRequest, state: State,
+                 on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> None:
+        self.slots = slots  # the server's predict semaphore when the job runs inside a server process
+        self.model = model
+        self.client = client
+        self.request = request
+        self.state = state
+        self.on_progress = on_progress
+        self.version = model.model_version
+        self.untrained = model.version_dir is None
+        self.progress = Progress(project=request.project, model_version=self.version)
+        self.started_at = time.time()  # wall clock, compared with Label Studio's created_at on resume
+
+    def _checkpoint(self) -> Optional[dict]:
+        """The interrupted run of the same version and mode, if any."""
+        saved = self.state.get(self.request.project, CHECKPOINT_KEY)
+        if (isinstance(saved, dict) and saved.get("version") == self.version
+                and saved.get("mode") == self.request.mode and saved.get("status") == "running"):
+            return saved
+        return None
+
+    def _save(self, last_task_id: int, status: str = "running") -> None:
+        self.state.set(self.request.project, CHECKPOINT_KEY, {
+            "version": self.version, "mode": self.request.mode, "last_task_id": last_task_id, "status": status,
+            "started_at": self.started_at, "done": self.progress.done, "total": self.progress.total})
+
+    def _predict(self, tasks: list[dict]) -> list:
+        if self.slots is not None:
+            with self.slots:  # share LSML_PREDICT_CONCURRENCY with live /predict calls
+                output = self.model.predict(tasks)
+        else:
+            output = self.model.predict(tasks)
+        results = task_predictions(serialize_predictions(output, self.version), untrained=self.untrained)
+        if len(results) != len(tasks):
+            raise PrelabelError(f"the model returned {len(results)} predictions for {len(tasks)} tasks")
+        return results
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    def run(self) -> dict:
+        req, project = self.request, int(self.request.project)
+        saved = self._checkpoint()
+        resume_after = int(saved.get("last_task_id") or 0) if saved else None
+        resumed_since = float(saved.get("started_at") or 0) if saved else None
+        self.started_at = resumed_since if saved else time.time()
+        self.progress.resumed_after = resume_after
+        last_id = resume_after or 0
+        pending: list[tuple[list[dict], int, Future]] = []
+        url = getattr(self.client, "url", "")
+
+        def flush(limit: int) -> None:
+            nonlocal last_id
+            while len(pending) > limit:
+                batch, batch_last, future = pending.pop(0)
+                records = _records(batch, future.result(), self.version)
+                self.progress.written += self.client.import_predictions(project, records)
+                self.progress.done += len(batch)
+                last_id = max(last_id, batch_last)
+                self._save(last_id)
+                self._report()
+
+        try:
+            with ThreadPoolExecutor(max_workers=req.max_concurrent, thread_name_prefix="lsml-prelabel") as pool:
+                for page, total in self.client.iter_task_pages(project, req.batch_size):
+                    self.progress.total = int(total if total is not None else self.progress.total + len(page))
+                    todo = []
+                    for task in page:
+                        if resume_after is not None and int(task["id"]) <= resume_after:
+                            self.progress.skipped += 1
+                            self.progress.done += 1
+                        elif needs_prediction(task, req.mode, self.version, resumed_since):
+                            todo.append(task)
+                        else:
+                            self.progress.skipped += 1
+                            self.progress.done += 1
+                    page_last = max(int(t["id"]) for t in page)
+                    if todo:
+                        self.progress.predicted += len(todo)
+                        pending.append((todo, page_last, pool.submit(self._predict, todo)))
+                        flush(req.max_concurrent - 1)
+                    else:
+                        flush(0)
+                        last_id = max(last_id, page_last)
+                        self._save(last_id)
+                        self._report()
+                flush(0)
+        except LabelStudioError as exc:
+            raise _label_studio_failure(exc, req.project, url) from None
+        self._save(last_id, status="finished")
+        self._report()
+        return self.progress.to_dict()
+
+
+def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *,
+            ls_url: Optional[str] = None, api_key: Optional[str] = None,
+            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> Prelabeler:
+    """Load the model on the requested (or current) version and connect to Label Studio.
+
+    Label Studio's URL and token: the arguments, else what `/setup` stored for
+    the project, else LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (the model's helpers).
+    """
+    request.validated()
+    store, state = make_store(settings), make_state(settings)
+    project = request.project
+    if request.version is not None:
+        try:
+            version = store.find(project, request.version)
+        except KeyError as exc:
+            raise PrelabelError(str(exc.args[0])) from None
+    else:
+        version = served_version(store, settings, project)
+    if version is not None:
+        verify_version(version.path, version.name)
+    cls = load_model_class(model_ref, settings.backend_dir)
+    label_config = state.get(project, "label_config")
+    probe = build_model(cls, project, label_config, BuildContext(settings, state, version)) if label_config else None
+    url = ls_url or (probe.get_label_studio_url() if probe else None) or settings.label_studio_url
+    token = api_key or (probe.get_label_studio_access_token() if probe else None) or settings.label_studio_api_key
+    if not url:
+        raise PrelabelError("Label Studio's URL is unknown: pass --ls-url or set LABEL_STUDIO_URL")
+    client = LabelStudioClient(url, token)
+    if probe is None:  # never set up by Label Studio: read the label config from the project
+        try:
+            label_config = client.project(int(project)).get("label_config")
+        except LabelStudioError as exc:
+            raise _label_studio_failure(exc, project, url) from None
+        state.set(project, "label_config", label_config)
+        probe = build_model(cls, project, label_config, BuildContext(settings, state, version))
+    return Prelabeler(probe, client, request, state, on_progress, slots)
+
+
+def run_prelabel(model_ref: ModelRef, request: PrelabelRequest | dict, settings: Settings, **kwargs: Any) -> dict:
+    """The job function: prepare and run; returns the final progress dict."""
+    if isinstance(request, dict):
+        request = PrelabelRequest.from_dict(request)
+    return prepare(model_ref, request, settings, **kwargs).run()

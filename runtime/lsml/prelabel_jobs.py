@@ -1,0 +1,268 @@
+"""Pre-labelling jobs queued from HTTP (`POST /prelabel`): in a server thread, or on RQ with `REDIS_URL`.
+
+At most one pre-labelling job per project: a submit while one is queued or
+running answers that job's id (`"created": false`). The job itself is
+`lsml.prelabel` (resumable; progress in the project's state).
+
+Re-predict on publish (`LSML_PRELABEL_ON_PUBLISH`, `after_publish`): a new
+version queues a job for the project's unlabelled tasks. A burst coalesces:
+while a job is active, further publishes only set an "again" flag, and the
+job, when it ends, starts one more run, which loads the newest version; so
+at most one job per project runs and the last one ends on the newest version.
+
+- `EmbeddedPrelabelJobs`: one daemon thread per job, statuses (with live
+  progress) in memory; predict calls take the server's predict slots
+  (`LSML_PREDICT_CONCURRENCY`), so live `/predict` keeps its share.
+- `RQPrelabelJobs`: RQ jobs on the training queue naming
+  `lsml.prelabel_jobs.perform_prelabel` (the worker's `TrustedJob`
+  allow-list names it explicitly); args are only `(project, request dict)`,
+  checked again in the worker (`PrelabelRequest.from_dict`). Progress goes to
+  the job's meta (what `/job_status` shows). The per-project marker is
+  `lsml:prelabel:<queue>:<project>` (the job id, SET NX).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Optional
+
+from lsml.model import ModelRef
+from lsml.prelabel import PrelabelError, PrelabelRequest, run_prelabel
+from lsml.settings import Settings
+from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, job_status
+
+logger = logging.getLogger(__name__)
+
+JOB_FUNCTION = "lsml.prelabel_jobs.perform_prelabel"
+JOB_TIMEOUT = 24 * 3600
+MARKER_TTL = JOB_TIMEOUT + 3600
+
+
+def _failure(exc: BaseException) -> str:
+    """A failed job's reason: a PrelabelError says it all; anything else by type (details in the log)."""
+    if isinstance(exc, (PrelabelError, ValueError)):
+        return str(exc)[:500]
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+class EmbeddedPrelabelJobs:
+    def __init__(self, model_ref: ModelRef, settings: Settings, slots: Any = None, max_jobs: int = 1000) -> None:
+        self.model_ref = model_ref
+        self.settings = settings
+        self.slots = slots
+        self._max_jobs = max_jobs
+        self._lock = threading.Lock()
+        self._jobs: dict[str, dict] = {}
+        self._active: dict[str, str] = {}  # project -> job id queued or running
+        self._again: dict[str, PrelabelRequest] = {}  # project -> run once more when the active job ends
+
+    def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
+        request.validated()
+        with self._lock:
+            active = self._active.get(request.project)
+            if active is not None:
+                if again_if_active:
+                    self._again[request.project] = request
+                return active, False
+            job_id = uuid.uuid4().hex
+            self._jobs[job_id] = job_status(job_id, QUEUED, project=request.project, kind="prelabel",
+                                            request=request.to_dict(), progress=None, enqueued_at=time.time())
+            self._active[request.project] = job_id
+            while len(self._jobs) > self._max_jobs:
+                oldest = next(iter(self._jobs))
+                if oldest in self._active.values():
+                    break
+                del self._jobs[oldest]
+        threading.Thread(target=self._run, args=(job_id, request), name=f"lsml-prelabel-{request.project}",
+                         daemon=True).start()
+        return job_id, True
+
+    def _progress(self, job_id: str, progress: Any) -> None:
+        with self._lock:
+            self._jobs[job_id]["progress"] = progress.to_dict()
+
+    def _run(self, job_id: str, request: PrelabelRequest) -> None:
+        with self._lock:
+            self._jobs[job_id].update(status=STARTED, started_at=time.time())
+        try:
+            result = run_prelabel(self.model_ref, request, self.settings, slots=self.slots,
+                                  on_progress=lambda p: self._progress(job_id, p))
+            update = dict(status=FINISHED, progress=result, model_version=result.get("model_version"))
+        except BaseException as exc:  # noqa: BLE001 - reported through /job_status
+            logger.error("project %s: pre-labelling job %s failed: %s", request.project, job_id, _failure(exc),
+                         exc_info=not isinstance(exc, PrelabelError))
+            update = dict(status=FAILED, error=_failure(exc))
+        with self._lock:
+            self._jobs[job_id].update(finished_at=time.time(), **update)
+            self._active.pop(request.project, None)
+            again = self._again.pop(request.project, None)
+        if again is not None:  # a version was published while this job ran: once more, on the newest
+            self.submit(again)
+
+    def status(self, job_id: str) -> Optional[dict]:
+        with self._lock:
+            st = self._jobs.get(job_id)
+            return dict(st) if st is not None else None
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> dict:
+        """Block until the job ended (tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status(job_id)
+            if st is None or st["status"] in (FINISHED, FAILED):
+                return st or {}
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pre-labelling job {job_id} still {st['status']} after {timeout}s")
+            time.sleep(0.05)
+
+    def projects(self) -> list[str]:
+        with self._lock:
+            return sorted({st["project"] for st in self._jobs.values()})
+
+
+class RQPrelabelJobs:
+    def __init__(self, settings: Settings, connection: Any = None) -> None:
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        from lsml.training.rq_queue import connect
+
+        self.settings = settings
+        self.connection = connection or connect(str(settings.redis_url))
+        self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
+        self._projects: set[str] = set()
+
+    def _marker(self, project: str) -> str:
+        return _marker(self.settings.queue_name, project)
+
+    def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
+        import redis
+
+        from lsml.training.rq_queue import QueueUnavailable, failure_message
+
+        request.validated()
+        job_id = uuid.uuid4().hex
+        try:
+            for _ in range(3):
+                if self.connection.set(self._marker(request.project), job_id, nx=True, ex=MARKER_TTL):
+                    break
+                existing = self.connection.get(self._marker(request.project))
+                existing = existing.decode() if isinstance(existing, bytes) else existing
+                st = self.status(existing) if existing else None
+                if st is not None and st["status"] in (QUEUED, STARTED):
+                    if again_if_active:
+                        self.connection.set(self._marker(request.project) + ":again", json.dumps(request.to_dict()),
+                                            ex=MARKER_TTL)
+                    return existing, False
+                self.connection.delete(self._marker(request.project))  # a stale marker (ended or expired job)
+            self.queue.enqueue_call(JOB_FUNCTION, args=(request.project, request.to_dict()), job_id=job_id,
+                                    timeout=JOB_TIMEOUT, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
+                                    description=f"lsml pre-labelling of project {request.project}")
+        except redis.RedisError as exc:
+            raise QueueUnavailable(failure_message(exc)) from exc
+        self._projects.add(request.project)
+        return job_id, True
+
+    def status(self, job_id: str) -> Optional[dict]:
+        from lsml.training.rq_queue import failure_reason, read_job
+
+        found = read_job(self.queue, job_id)  # also fails the job of a SIGKILLed worker
+        if found is None or found[0].func_name != JOB_FUNCTION:
+            return None  # unknown, or a training job: the training queue answers for it
+        job, status, rq_status, result = found
+        project = str(job.args[0]) if job.args else None
+        extra: dict[str, Any] = {"progress": (job.meta or {}).get("progress")}
+        if status == FAILED:
+            extra["error"] = (job.meta or {}).get("error") or failure_reason(
+                result.exc_string if result is not None else None, rq_status)
+        elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
+            extra["progress"] = result.return_value
+            extra["model_version"] = result.return_value.get("model_version")
+        return job_status(job_id, status, project=project, kind="prelabel", **extra)
+
+    def projects(self) -> list[str]:
+        return sorted(self._projects)
+
+
+def perform_prelabel(project: str, request: dict) -> dict:
+    """RQ job (runs in `label-studio-ml worker`): check the arguments, pre-label, record progress in the job's meta."""
+    from rq import get_current_job
+
+    from lsml.training import worker
+
+    context = worker._context
+    if context is None:
+        raise RuntimeError("perform_prelabel runs only inside `label-studio-ml worker`")
+    if not isinstance(request, dict):
+        raise ValueError("a pre-labelling request must be a JSON object")
+    checked = PrelabelRequest.from_dict(request)  # Redis is not trusted: fields, types, bounds
+    if checked.project != project:
+        raise ValueError(f"the request's project {checked.project!r} is not the job's {project!r}")
+    job = get_current_job()
+
+    def record(progress: Any) -> None:
+        job.meta["progress"] = progress.to_dict()
+        job.save_meta()
+
+    try:
+        return run_prelabel(context.model_ref, checked, context.settings, on_progress=record)
+    except PrelabelError as exc:
+        job.meta["error"] = str(exc)
+        job.save_meta()
+        raise
+    finally:
+        _release(job, project)
+
+
+def _marker(queue_name: str, project: str) -> str:
+    return f"lsml:prelabel:{queue_name}:{project}"
+
+
+def _release(job: Any, project: str) -> None:
+    """Clear the project's marker, then run once more if a publish asked for it meanwhile (coalescing).
+
+    Clearing first: a submit racing with this either sees no marker and
+    queues a job itself, or set the flag before and is picked up here.
+    """
+    from lsml.training import worker
+
+    marker = _marker(job.origin, project)
+    if job.connection.get(marker) in (job.id, job.id.encode()):
+        job.connection.delete(marker)
+    again = job.connection.getdel(marker + ":again")
+    if again and worker._context is not None:
+        settings = worker._context.settings
+        RQPrelabelJobs(settings.replace(queue_name=job.origin), connection=job.connection).submit(
+            PrelabelRequest.from_dict(json.loads(again)), again_if_active=True)
+
+
+def after_publish(settings: Settings, project: str, version: str, jobs: Any = None) -> Optional[str]:
+    """Queue re-prediction of the project's unlabelled tasks after `version` was published, when
+    `LSML_PRELABEL_ON_PUBLISH` is on and no version is pinned (a pinned version did not change).
+    `jobs`: the server's embedded jobs; None with REDIS_URL (RQ). Returns the job id, or None."""
+    from lsml.store import make_store
+
+    if not settings.prelabel_on_publish:
+        return None
+    if settings.pinned_version(project) is not None or make_store(settings).pinned(project) is not None:
+        logger.info("project %s: %s published while a version is pinned: no re-prediction", project, version)
+        return None
+    if jobs is None:
+        if not settings.redis_url:
+            return None
+        jobs = RQPrelabelJobs(settings)
+    job, created = jobs.submit(PrelabelRequest(str(project), mode="unlabelled"), again_if_active=True)
+    logger.info("project %s: %s published; re-prediction %s (job %s)", project, version,
+                "queued" if created else "coalesced into the active job", job)
+    return job
+
+
+def make_prelabel_jobs(settings: Settings, model_ref: ModelRef, slots: Any = None):
+    """RQ when `REDIS_URL` is set (the workers run the jobs), else threads of this server process."""
+    if settings.redis_url:
+        return RQPrelabelJobs(settings)
+    return EmbeddedPrelabelJobs(model_ref, settings, slots=slots)

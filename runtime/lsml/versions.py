@@ -1,0 +1,68 @@
+"""Which version a project serves, and one report of its versions for `label-studio-ml versions` and `/versions`.
+
+Two pins exist: `activate` (the store's `pinned` pointer, moved at run time)
+and `LSML_PINNED_VERSIONS` (configuration, e.g. the MLBackend's
+`spec.model.pinnedVersions`). The configured one wins while it names a kept
+version; `served_version` is the one rule the loader, the pre-labelling job
+and the report share.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from lsml.settings import Settings
+from lsml.store import ModelStore, ModelVersion
+
+logger = logging.getLogger(__name__)
+_warned: set[tuple[str, str]] = set()
+
+
+def configured_pin(store: ModelStore, settings: Optional[Settings], project: str) -> Optional[ModelVersion]:
+    """The kept version LSML_PINNED_VERSIONS pins for `project`; None when unset or not kept (warned once)."""
+    name = settings.pinned_version(project) if settings is not None else None
+    if name is None:
+        return None
+    try:
+        return store.find(project, name)
+    except KeyError:
+        if (project, name) not in _warned:
+            _warned.add((project, name))
+            logger.warning("project %s: LSML_PINNED_VERSIONS pins %s, which is not kept; serving the store's "
+                           "current version", project, name)
+        return None
+
+
+def served_version(store: ModelStore, settings: Optional[Settings], project: str) -> Optional[ModelVersion]:
+    """What the project serves: the configured pin, else the store's `current` (which `activate` moves)."""
+    return configured_pin(store, settings, project) or store.current(project)
+
+
+def version_report(store: ModelStore, project: str, settings: Optional[Settings] = None) -> dict:
+    """`{"project", "versions": [names], "details": [...], "current", "pinned", "pinned_by", "latest"}`.
+
+    `details` carries each version's metadata plus `current` / `pinned` flags;
+    `current` is what every server process serves (within LSML_RELOAD_INTERVAL),
+    `pinned` the pinned version (None: each publish becomes current) and
+    `pinned_by` `"LSML_PINNED_VERSIONS"` or `"activate"`.
+    """
+    found = store.versions(project)
+    configured = configured_pin(store, settings, project)
+    current = configured or store.current(project)
+    pinned = configured or store.pinned(project)
+    details = []
+    for v in found:
+        item = v.to_dict()
+        item["current"] = current is not None and v.number == current.number
+        item["pinned"] = pinned is not None and v.number == pinned.number
+        details.append(item)
+    return {
+        "project": project,
+        "versions": [v.name for v in found],
+        "details": details,
+        "current": current.name if current else None,
+        "pinned": pinned.name if pinned else None,
+        "pinned_by": ("LSML_PINNED_VERSIONS" if configured else "activate") if pinned else None,
+        "latest": found[-1].name if found else None,
+    }
