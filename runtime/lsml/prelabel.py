@@ -29,6 +29,7 @@ each carrying `model_version` and the model's (active-learning) score.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,11 @@ class PrelabelError(Exception):
     """The job cannot run or cannot go on; the message says why (no token in it)."""
 
 
+#: What a pre-labelling request may name (checked here, published in /openapi.json).
+LS_PROJECT_PATTERN = r"^[0-9]{1,18}(\.[0-9.]{0,32})?$"
+VERSION_NAME_PATTERN = r"^v[0-9]{1,18}$"
+
+
 @dataclass(frozen=True)
 class PrelabelRequest:
     project: str
@@ -74,7 +80,8 @@ class PrelabelRequest:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-        if self.version is not None and not isinstance(self.version, str):
+        if self.version is not None and (not isinstance(self.version, str)
+                                         or re.fullmatch(VERSION_NAME_PATTERN, self.version) is None):
             raise ValueError(f"version must be a version name like 'v3', got {self.version!r}")
         return self
 

@@ -51,11 +51,12 @@ def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_stu
     assert st["model_version"] == version
     stored = _by_task(ls_client, project)
     assert sorted(stored) == task_ids and all(len(v) == 1 and v[0]["score"] for v in stored.values())
-    metrics = c.get("/metrics").get_data(as_text=True)
+    assert c.get("/metrics").status_code == 401  # with Basic auth on, /metrics too (its labels name projects)
+    metrics = c.get("/metrics", headers=AUTH).get_data(as_text=True)
     assert f'lsml_prelabel_tasks_done{{project="{project}"}} 17.0' in metrics
     assert f'lsml_prelabel_tasks_total{{project="{project}"}} 17.0' in metrics
     spec = c.get("/openapi.json").json
-    assert spec["paths"]["/prelabel"]["post"]["security"] == [{"basicAuth": []}, {}]
+    assert spec["paths"]["/prelabel"]["post"]["security"] == [{"basicAuth": []}]  # auth is on: required
 
 
 def test_bad_input_and_failures_are_clear(label_studio, ls_client, ls_project, backend):  # noqa: F811

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lsml import __version__, credentials
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN
+from lsml.prelabel import LS_PROJECT_PATTERN, VERSION_NAME_PATTERN
 
 
 def _ref(name: str) -> dict:
@@ -53,6 +54,10 @@ _PROJECT_ID = {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN},
                          {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}],
                "description": "Project id, or Label Studio's '<id>.<created_at>'"}
 _NO_PROJECT = {"type": "string", "maxLength": 0, "description": "The default project"}
+# A Label Studio project (no default project): what background jobs that talk to Label Studio need.
+_LS_PROJECT = {"anyOf": [{"type": "string", "pattern": LS_PROJECT_PATTERN},
+                         {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}],
+               "description": "A Label Studio project id, or Label Studio's `<id>.<created_at>` name"}
 _PROJECT = {"anyOf": [*_PROJECT_ID["anyOf"], _NO_PROJECT], "description": _PROJECT_ID["description"]}
 _OPTIONAL_PROJECT = {"anyOf": [*_PROJECT["anyOf"], {"type": "null"}],
                      "description": _PROJECT_ID["description"] + "; none: the default project"}
@@ -136,13 +141,15 @@ SPEC: dict = {
              "404": _json(_ref("Error"), "No such version kept"),
              "409": _json(_ref("Error"), "The version's files fail their integrity check")},
             body=_body({"type": "object", "required": ["project", "version"], "properties": {
-                "project": {}, "version": {"type": ["string", "integer"], "description": "'v3' or 3"},
+                "project": _PROJECT,
+                "version": {"anyOf": [{"type": "string", "pattern": "\\S"}, {"type": "integer"}],
+                            "description": "'v3' or 3"},
                 "pin": {"type": "boolean", "default": True}}}),
             op_id="versions_activate")},
         "/versions/unpin": {"post": _op(
             "Remove the pin: the newest version becomes current again, and so does every later fit",
             {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
-            body=_body({"type": "object", "required": ["project"], "properties": {"project": {}}}),
+            body=_body({"type": "object", "required": ["project"], "properties": {"project": _PROJECT}}),
             op_id="versions_unpin")},
         "/prelabel": {"post": _op(
             "Queue a background pre-labelling job of a project (RQ with REDIS_URL, else a server thread); "
@@ -150,11 +157,12 @@ SPEC: dict = {
             {"201": _json(_ref("PrelabelAccepted"), "Job queued"),
              "200": _json(_ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"),
              "503": _json(_ref("Error"), "Redis unreachable")},
-            body=_body({"type": "object", "required": ["project"], "properties": {
-                "project": {}, "mode": {"enum": ["missing", "unlabelled", "all"], "default": "missing"},
+            body=_body({"type": "object", "required": ["project"], "additionalProperties": False, "properties": {
+                "project": _LS_PROJECT, "mode": {"enum": ["missing", "unlabelled", "all"], "default": "missing"},
                 "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
                 "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
-                "version": {"type": "string", "description": "a kept version (default: the current one)"}}}),
+                "version": {"type": ["string", "null"], "pattern": VERSION_NAME_PATTERN,
+                            "description": "a kept version (default: the current one)"}}}),
             op_id="prelabel")},
         "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive"),
                                                    "503": _json({"type": "object"}, "Predictions stuck: restart me")},

@@ -63,6 +63,13 @@ class PredictGate:
             return self._stuck
 
     @property
+    def slots(self) -> threading.BoundedSemaphore:
+        """The predict slots themselves, for work in this process that must share them with /predict
+        (a background pre-labelling job): live requests and the job never run more than
+        LSML_PREDICT_CONCURRENCY predictions together."""
+        return self._slots
+
+    @property
     def healthy(self) -> bool:
         return self.stuck < self.concurrency
 

@@ -45,7 +45,7 @@ def prelabel_jobs(app: Any = None):
         jobs = app.extensions.get(_EXTENSION)
         if jobs is None:
             jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(rt.settings, rt.registry.model_ref,
-                                                                   slots=rt.predict_slots)
+                                                                   slots=rt.predict_gate.slots)
     return jobs
 
 
@@ -78,11 +78,16 @@ def update_metrics(rt: Any) -> None:
             PRELABEL_TOTAL.labels(project).set(int(saved.get("total") or 0))
 
 
+def _integral(value: Any) -> Any:
+    """JSON's 4.0 is the integer 4 (as JSON Schema says): what a client's serializer wrote is not refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 @bp.route("/prelabel", methods=["POST"], endpoint="prelabel")
 def prelabel() -> Response:
     body = _json_body()
     project = _project(body.get("project"))
-    fields = {k: body[k] for k in ("mode", "batch_size", "max_concurrent", "version") if k in body}
+    fields = {k: _integral(body[k]) for k in ("mode", "batch_size", "max_concurrent", "version") if k in body}
     unknown = set(body) - {"project", *fields}
     if unknown:
         raise ApiError(400, "invalid_field", f"unknown field(s): {', '.join(sorted(unknown))}")

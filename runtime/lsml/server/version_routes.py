@@ -27,6 +27,8 @@ def activate() -> Response:
     body = _json_body()
     project = _project(body.get("project"))
     version = body.get("version")
+    if isinstance(version, float) and version.is_integer():  # JSON's 3.0 is the integer 3
+        version = int(version)
     if not isinstance(version, (str, int)) or isinstance(version, bool) or str(version).strip() == "":
         raise ApiError(400, "missing_version", "'version' (a kept version name like 'v3', or its number) is required")
     pin = body.get("pin", True)
