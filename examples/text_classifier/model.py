@@ -73,7 +73,7 @@ class TextClassifier(LabelStudioMLBase):
             return [{"result": [], "score": 0.0} for _ in tasks]
         texts = [str((task.get("data") or {}).get(self.value, "")) for task in tasks]
         probabilities = self.pipeline.predict_proba(texts)[:, self._allowed]  # labels still in the config
-        labels = [c for c, ok in zip(self._classes, self._allowed) if ok]
+        labels = [c for c, ok in zip(self._classes, self._allowed, strict=True) if ok]
         return choices_predictions(probabilities, labels, self.from_name, self.to_name, self.strategy)
 
     # ---- fit -----------------------------------------------------------------

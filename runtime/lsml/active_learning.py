@@ -90,7 +90,7 @@ def choices_result(
         "to_name": to_name,
         "type": "choices",
         "value": {"choices": [str(labels[top])]},
-        PROBABILITIES_KEY: {str(label): round(float(v), 6) for label, v in zip(labels, p)},
+        PROBABILITIES_KEY: {str(label): round(float(v), 6) for label, v in zip(labels, p, strict=True)},
     }
 
 
@@ -123,7 +123,7 @@ def choices_predictions(
     scores = sampling.prediction_score(p, strategy)
     return [
         {"result": [choices_result(from_name, to_name, labels, row)], "score": round(float(score), 6)}
-        for row, score in zip(p, scores)
+        for row, score in zip(p, scores, strict=True)
     ]
 
 

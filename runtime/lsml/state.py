@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import redis
 
+from lsml.redis_connection import connect
 from lsml.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -154,9 +155,7 @@ class RedisState:
     """One Redis hash per project: `<prefix>:<project>`."""
 
     def __init__(self, url: str, prefix: str = "lsml:state") -> None:
-        from lsml.training.rq_queue import connect  # short timeouts, no retries: never block a request
-
-        self._redis = connect(url)
+        self._redis = connect(url)  # short timeouts, no retries: never block a request
         self._prefix = prefix
 
     def _key(self, project: str) -> str:

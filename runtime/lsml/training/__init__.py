@@ -25,7 +25,7 @@ def make_queue(settings: Settings, model_ref: Optional[ModelRef] = None,
         raise ValueError("make_queue needs a model reference (argument or LSML_MODEL)")
     if settings.redis_url:
         try:
-            from lsml.training.rq_queue import RQQueue  # added with RQ support
+            from lsml.training.rq_queue import RQQueue
         except ImportError as exc:
             raise RuntimeError(f"REDIS_URL is set but the RQ queue is not available: {exc}") from exc
         return RQQueue(model_ref, settings)

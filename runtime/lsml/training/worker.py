@@ -41,6 +41,7 @@ import redis
 from rq import Queue, Worker, get_current_job
 from rq.serializers import JSONSerializer
 
+from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.trusted_job import TrustedJob
@@ -134,7 +135,8 @@ def run_worker(
     set_context(model_ref, settings)
     wait = 0.5
     while True:
-        connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, health_check_interval=10)
+        # no socket timeout (RQ blocks on reads), redis-py's retries: the loop below reconnects
+        connection = connect(settings.redis_url, None, connect_timeout=2.0, fail_fast=False)
         worker = None
         try:
             connection.ping()
@@ -163,8 +165,6 @@ def run_worker(
 
 def healthcheck(settings: Settings) -> bool:
     """True when an RQ worker of this host is registered on the queue (compose/k8s probe)."""
-    from lsml.training.rq_queue import connect
-
     connection = connect(str(settings.redis_url), socket_timeout=3.0)
     try:
         queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
