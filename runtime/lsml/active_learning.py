@@ -234,7 +234,7 @@ def rank_tasks(
     if diverse and k < len(candidates):
         labels = sorted({label for c in candidates if c.probabilities for label in c.probabilities})
         if labels and all(c.probabilities for c in candidates):
-            features = np.array([[c.probabilities.get(label, 0.0) for label in labels] for c in candidates])
+            features = np.array([[(c.probabilities or {}).get(label, 0.0) for label in labels] for c in candidates])
             features = features / features.sum(axis=1, keepdims=True)
             order = sampling.diverse_batch(info, features, k, seed=seed)
             batch.diverse = True

@@ -27,8 +27,6 @@ from lsml.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_MISSING = object()
-
 
 class StateUnavailable(RuntimeError):
     """The state store (Redis) cannot be reached: the server answers 503 with Retry-After."""
@@ -51,8 +49,8 @@ class MemoryState:
         self._lock = threading.Lock()
 
     def get(self, project: str, key: str, default: Any = None) -> Any:
-        raw = self._data.get((str(project), key), _MISSING)
-        return default if raw is _MISSING else json.loads(raw)
+        raw = self._data.get((str(project), key))
+        return default if raw is None else json.loads(raw)
 
     def set(self, project: str, key: str, value: Any) -> None:
         with self._lock:
@@ -180,7 +178,8 @@ class RedisState:
 
     @_redis_errors
     def items(self, project: str) -> dict[str, Any]:
-        return {k.decode(): json.loads(v) for k, v in self._redis.hgetall(self._key(project)).items()}
+        raw = self._redis.hgetall(self._key(project))
+        return {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in raw.items()}
 
 
 def make_state(settings: Settings) -> State:

@@ -87,6 +87,8 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
     events += () if "START_TRAINING" in events else ("START_TRAINING",)
     validated_request(project, request, events)  # before `project` is used as a Redis key
     job = get_current_job()
+    if job is None:
+        raise RuntimeError("perform_training runs only as an RQ job")
     coalescer = Coalescer(job.connection, Queue(job.origin, connection=job.connection, serializer=JSONSerializer))
     newest = coalescer.claim(project, job.id)
     try:
