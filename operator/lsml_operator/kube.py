@@ -26,6 +26,7 @@ PLURALS: dict[str, str] = {
     "ConfigMap": "configmaps",
     "Secret": "secrets",
     "Pod": "pods",
+    "NetworkPolicy": "networkpolicies",
 }
 API_VERSIONS: dict[str, str] = {
     "Deployment": "apps/v1",
@@ -36,6 +37,7 @@ API_VERSIONS: dict[str, str] = {
     "ConfigMap": "v1",
     "Secret": "v1",
     "Pod": "v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
 }
 
 
@@ -59,6 +61,12 @@ def _path(api_version: str, plural: str, namespace: str, name: str | None = None
     if sub:
         p += f"/{sub}"
     return p
+
+
+def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
+    """Whether ``owner_uid`` is the controller owner of ``obj``: the only objects the operator may change."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == owner_uid and r.get("controller") for r in refs)
 
 
 class Kube:
@@ -93,6 +101,24 @@ class Kube:
         return self._call("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
                           query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
 
+    def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """(live object, created): create ``obj``, or return the existing one untouched (409).
+
+        For children that must be written once and then kept (a generated password): apply would
+        overwrite the existing value with a new one.
+        """
+        meta = obj["metadata"]
+        kind = obj["kind"]
+        try:
+            return self._call("POST", _path(obj["apiVersion"], PLURALS[kind], meta["namespace"]), body=obj), True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        live = self.get(kind, meta["namespace"], meta["name"])
+        if live is None:  # deleted between the two calls: the next reconcile creates it
+            raise ApiException(status=409, reason=f"{kind} {meta['namespace']}/{meta['name']} is being deleted")
+        return live, False
+
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
             return self._call("GET", path)
@@ -114,8 +140,7 @@ class Kube:
         obj = self.get(kind, namespace, name)
         if obj is None:
             return False
-        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-        if not any(r.get("uid") == owner_uid and r.get("controller") for r in refs):
+        if not owned_by(obj, owner_uid):
             return False
         try:
             self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name),
@@ -141,7 +166,13 @@ class Kube:
 
     def secret_value(self, namespace: str, name: str, key: str) -> tuple[str, str]:
         """(value, resourceVersion) of one Secret key. Raises KeyError with a message naming the key, never the value."""
-        sec = self.get("Secret", namespace, name)
+        try:
+            sec = self.get("Secret", namespace, name)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # RBAC does not let the operator read Secrets here (chart: rbac.secretNamespaces)
+            raise KeyError(f"the operator may not read Secret {namespace}/{name} (RBAC)") from None
         if sec is None:
             raise KeyError(f"Secret {namespace}/{name} not found")
         data = sec.get("data") or {}

@@ -1,7 +1,7 @@
 """``lsml-operator``: the kopf process. Handlers here only translate kopf triggers into ``Reconciler`` calls.
 
 - create/update/resume and a periodic timer call the same idempotent reconcile;
-- watch events of Deployments/StatefulSets/Services/PVCs/HPAs labelled
+- watch events of Deployments/StatefulSets/Services/PVCs/HPAs/NetworkPolicies labelled
   ``app.kubernetes.io/managed-by=lsml-operator`` re-reconcile their owner, so a child
   deleted or edited by hand is restored at once and status follows rollouts;
 - a delete handler (kopf's finalizer) removes the Label Studio registrations first;
@@ -144,7 +144,8 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
 
     for group, version, plural in [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"),
                                    ("", "v1", "services"), ("", "v1", "persistentvolumeclaims"),
-                                   ("autoscaling", "v2", "horizontalpodautoscalers")]:
+                                   ("autoscaling", "v2", "horizontalpodautoscalers"),
+                                   ("networking.k8s.io", "v1", "networkpolicies")]:
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
 
 

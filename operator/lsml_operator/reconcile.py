@@ -28,11 +28,12 @@ from kubernetes.client.exceptions import ApiException
 from . import pod_diagnosis, registration
 from .builders import Spec, desired_children
 from .builders import labels as L
-from .kube import Kube
+from .builders import redis as redis_builder
+from .kube import Kube, owned_by
 from .settings import OperatorSettings
 from .status import (
-    LABEL_STUDIO_REGISTERED, READY, REDIS_READY, SERVER_AVAILABLE, WORKER_AVAILABLE,
-    Check, deployment_check, now_rfc3339, ready_check, remove_condition, set_condition,
+    CHILDREN_OWNED, LABEL_STUDIO_REGISTERED, READY, REDIS_READY, SERVER_AVAILABLE, WORKER_AVAILABLE,
+    Check, deployment_check, foreign_check, now_rfc3339, ready_check, remove_condition, set_condition,
     statefulset_check, strip_volatile,
 )
 
@@ -52,7 +53,22 @@ OPTIONAL_CHILDREN: list[tuple[str, Callable[[str], str]]] = [
     ("Service", L.redis_name),
     ("PersistentVolumeClaim", L.models_claim_name),
     ("HorizontalPodAutoscaler", L.hpa_name),
+    ("NetworkPolicy", L.network_policy_name),
 ]
+
+
+class ForeignObject(Exception):
+    """A child's name is taken by an object this MLBackend does not control: it is left untouched.
+
+    ``stale``: it is controlled by a deleted MLBackend of the same name (deleted and re-created
+    before the garbage collector got to its children); it goes away by itself.
+    """
+
+    def __init__(self, kind: str, namespace: str, name: str, obj: dict[str, Any] | None = None, owner: str = "") -> None:
+        super().__init__(f"{kind} {namespace}/{name} exists and is not owned by this MLBackend")
+        self.kind, self.namespace, self.name = kind, namespace, name
+        refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+        self.stale = any(r.get("kind") == "MLBackend" and r.get("name") == owner and r.get("controller") for r in refs)
 
 
 def _version(obj: dict[str, Any]) -> str:
@@ -113,6 +129,10 @@ class Reconciler:
         self._locks: dict[Key, threading.Lock] = {}
         self._observed: dict[ChildKey, dict[str, Any]] = {}
         self._applied: dict[ChildKey, tuple[str, str]] = {}
+        # children whose ownership (our controller reference) was verified: child key -> owner uid.
+        # Anything else is looked at before the first apply, so apply never takes over a foreign object.
+        self._owned: dict[ChildKey, str] = {}
+        self._auth_versions: dict[ChildKey, tuple[str, str]] = {}  # Redis auth Secret -> (owner uid, resourceVersion)
         self._retry: dict[Key, tuple[int, float]] = {}   # failures, monotonic time of the next attempt
         self._last_full: dict[Key, float] = {}
         # status as we last wrote it: reconciles of one object are serialized by its lock, so this is
@@ -139,6 +159,7 @@ class Reconciler:
             if event_type == "DELETED":
                 self._observed.pop(ck, None)
                 self._applied.pop(ck, None)
+                self._owned.pop(ck, None)
             else:
                 self._observed[ck] = _slim_child(body)
         return (meta.get("namespace", ""), owner["name"])
@@ -167,6 +188,9 @@ class Reconciler:
                 self._observed.pop(ck, None)
             for ck in [k for k in self._applied if k[1] == ns and k[2].startswith(name)]:
                 self._applied.pop(ck, None)
+            for cache in (self._owned, self._auth_versions):
+                for ck in [k for k in cache if k[1] == ns and k[2].startswith(name)]:
+                    cache.pop(ck, None)
             self._retry.pop(key, None)
             self._last_full.pop(key, None)
             self._last_status.pop(key, None)
@@ -249,12 +273,70 @@ class Reconciler:
         configmap = None
         if spec.model.get("configMapName"):
             configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])
+        foreign: list[ForeignObject] = []
+        auth_version = auth_error = ""
+        if spec.redis_managed:
+            try:
+                auth_version = self._redis_auth(mlb, spec, full=full)
+            except ForeignObject as exc:
+                foreign.append(exc)
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                auth_error = (f"the operator may not create Secret {spec.namespace}/{L.redis_auth_secret_name(spec.name)} "
+                              "for the Redis password (RBAC; chart value rbac.secretNamespaces)")
         live: dict[ChildKey, dict[str, Any]] = {}
-        for child in desired_children(mlb, configmap_data=configmap):
-            live[_child_key(child)] = self._ensure(child, force=full)
+        desired: set[ChildKey] = set()
+        for child in desired_children(mlb, configmap_data=configmap, redis_auth_version=auth_version):
+            desired.add(_child_key(child))
+            try:
+                live[_child_key(child)] = self._ensure(child, force=full)
+            except ForeignObject as exc:
+                foreign.append(exc)
         if cleanup:
-            self._cleanup(spec, meta["uid"], set(live), thorough)
-        return self._write_status(mlb, spec, live, full=full)
+            self._cleanup(spec, meta["uid"], desired, thorough)
+        return self._write_status(mlb, spec, live, full=full, foreign=foreign, redis_auth_error=auth_error)
+
+    def _check_owner(self, kind: str, namespace: str, name: str, owner_uid: str, owner: str) -> None:
+        """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.
+
+        Server-side apply with force would take over any object of the child's name (an MLBackend
+        named like an existing Service would capture its traffic), so the first write of a child
+        (after a restart, or after it was deleted) looks first. Verified children are remembered.
+        """
+        with self._guard:
+            if self._owned.get((kind, namespace, name)) == owner_uid:
+                return
+        obj = self.kube.get(kind, namespace, name)
+        if obj is not None and not owned_by(obj, owner_uid):
+            raise ForeignObject(kind, namespace, name, obj, owner)
+
+    def _redis_auth(self, mlb: dict[str, Any], spec: Spec, *, full: bool) -> str:
+        """Create the managed Redis' password Secret once; return its resourceVersion (rolls the pods when it changes).
+
+        Created with POST, never applied: an existing Secret is kept as it is, so no reconcile
+        regenerates the password (a Secret deleted by hand is recreated, and its new version rolls
+        Redis and the pods). Looked at on full passes only; the password is never logged or put in
+        status or events. The operator does not watch Secrets (it may not list them).
+        """
+        uid = mlb["metadata"]["uid"]
+        name = L.redis_auth_secret_name(spec.name)
+        ck: ChildKey = ("Secret", spec.namespace, name)
+        with self._guard:
+            known = self._auth_versions.get(ck)
+        if known is not None and known[0] == uid and not full:
+            return known[1]
+        live = self.kube.get("Secret", spec.namespace, name)
+        if live is None:
+            live, created = self.kube.create_or_get(redis_builder.build_auth_secret(mlb, redis_builder.new_password()))
+            if created:
+                self.events(mlb, "Normal", "RedisPasswordCreated", f"generated the Redis password in Secret {name}")
+        if not owned_by(live, uid):
+            raise ForeignObject("Secret", spec.namespace, name, live, spec.name)
+        version = str(live["metadata"].get("resourceVersion", ""))
+        with self._guard:
+            self._auth_versions[ck] = (uid, version)
+        return version
 
     def _ensure(self, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
         ck = _child_key(child)
@@ -264,6 +346,9 @@ class Reconciler:
             applied = self._applied.get(ck)
         if not force and observed is not None and applied == (_version(observed), digest):
             return observed
+        meta = child["metadata"]
+        owner_uid = meta["ownerReferences"][0]["uid"]
+        self._check_owner(child["kind"], meta["namespace"], meta["name"], owner_uid, meta["ownerReferences"][0]["name"])
         try:
             result = self.kube.apply(child)
         except ApiException as exc:
@@ -271,8 +356,6 @@ class Reconciler:
             # port becomes a second entry with a duplicate name) is invalid as merged: replace the child.
             if exc.status != 422:
                 raise
-            meta = child["metadata"]
-            owner_uid = meta["ownerReferences"][0]["uid"]
             if not self.kube.delete_owned(child["kind"], meta["namespace"], meta["name"], owner_uid):
                 raise
             log.warning("%s %s/%s could not be restored in place (%s): replaced", child["kind"],
@@ -280,6 +363,7 @@ class Reconciler:
             result = self.kube.apply(child)
         slim = _slim_child(result)
         with self._guard:
+            self._owned[ck] = owner_uid
             self._applied[ck] = (_version(result), digest)
             self._observed[ck] = slim
         return slim
@@ -306,7 +390,8 @@ class Reconciler:
                 self._applied.pop(ck, None)
 
     # ---- status ----------------------------------------------------------------------
-    def _write_status(self, mlb: dict[str, Any], spec: Spec, live: dict[ChildKey, dict[str, Any]], *, full: bool) -> dict[str, Any]:
+    def _write_status(self, mlb: dict[str, Any], spec: Spec, live: dict[ChildKey, dict[str, Any]], *, full: bool,
+                      foreign: list[ForeignObject] | None = None, redis_auth_error: str = "") -> dict[str, Any]:
         key: Key = (spec.namespace, spec.name)
         old: dict[str, Any] = dict(mlb.get("status") or {})
         cached = self._last_status.get(key)
@@ -323,7 +408,9 @@ class Reconciler:
             checks[WORKER_AVAILABLE] = deployment_check(live.get(("Deployment", spec.namespace, L.worker_name(spec.name))), "worker")
         else:
             conds = remove_condition(conds, WORKER_AVAILABLE)
-        if spec.redis_managed:
+        if spec.redis_managed and redis_auth_error:
+            checks[REDIS_READY] = Check(False, "PasswordSecretUnavailable", redis_auth_error)
+        elif spec.redis_managed:
             checks[REDIS_READY] = statefulset_check(live.get(("StatefulSet", spec.namespace, L.redis_name(spec.name))))
         elif spec.redis is not None:
             ref = spec.redis["external"]["urlSecretRef"]
@@ -338,6 +425,13 @@ class Reconciler:
         else:
             conds = remove_condition(conds, LABEL_STUDIO_REGISTERED)
             ls_status = self._unwire(mlb, spec, ls_status)
+        if foreign:
+            checks[CHILDREN_OWNED] = foreign_check(foreign)
+            prev = next((c for c in old.get("conditions") or [] if c.get("type") == CHILDREN_OWNED), None)
+            if prev is None or prev.get("message") != checks[CHILDREN_OWNED].message:
+                self.events(mlb, "Warning", "AdoptionRefused", checks[CHILDREN_OWNED].message)
+        else:
+            conds = remove_condition(conds, CHILDREN_OWNED)
         checks[READY] = ready_check(checks)
         for ctype, check in checks.items():
             conds = set_condition(conds, ctype, check, generation, now)

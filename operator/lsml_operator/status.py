@@ -15,8 +15,9 @@ SERVER_AVAILABLE = "ServerAvailable"
 WORKER_AVAILABLE = "WorkerAvailable"
 REDIS_READY = "RedisReady"
 LABEL_STUDIO_REGISTERED = "LabelStudioRegistered"
+CHILDREN_OWNED = "ChildrenOwned"  # present (False) only while a child's name is taken by a foreign object
 READY = "Ready"
-CONDITION_ORDER = [READY, SERVER_AVAILABLE, WORKER_AVAILABLE, REDIS_READY, LABEL_STUDIO_REGISTERED]
+CONDITION_ORDER = [READY, SERVER_AVAILABLE, WORKER_AVAILABLE, REDIS_READY, LABEL_STUDIO_REGISTERED, CHILDREN_OWNED]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,14 @@ def statefulset_check(sts: dict[str, Any] | None) -> Check:
     if ready < want:
         return Check(False, "NotReady", f"Redis: {ready}/{want} replicas ready")
     return Check(True, "Ready", f"Redis: {ready}/{want} replicas ready")
+
+
+def foreign_check(objects: list[Any]) -> Check:
+    """ChildrenOwned=False naming every object the operator refused to adopt (each has kind/namespace/name/stale)."""
+    names = ", ".join(f"{o.kind} {o.namespace}/{o.name}" + (" (left by a deleted MLBackend of this name: the garbage "
+                                                            "collector removes it)" if o.stale else "") for o in objects)
+    return Check(False, "ForeignObject", f"not adopted, left untouched: {names} already exist(s) without this "
+                                         "MLBackend's owner reference; delete or rename it, or rename the MLBackend")
 
 
 def ready_check(checks: dict[str, Check]) -> Check:

@@ -66,6 +66,7 @@ def test_full_spec_builds_every_child_kind():
         ("Deployment", "image-classifier-server"),
         ("Deployment", "image-classifier-worker"),
         ("HorizontalPodAutoscaler", "image-classifier-server"),
+        ("NetworkPolicy", "image-classifier-redis"),
     ])
 
 
@@ -123,7 +124,8 @@ def test_runtime_env_references_secrets_and_never_copies_values():
     assert env["LABEL_STUDIO_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "label-studio-token", "key": "token"}
     assert env["LABEL_STUDIO_URL"]["value"] == "https://label-studio.example.com"
     assert env["LSML_SCORE_STRATEGY"]["value"] == "entropy"
-    assert env["REDIS_URL"]["value"] == "redis://image-classifier-redis.ns1.svc:6379/0"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "image-classifier-redis-auth", "key": "password"}
+    assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@image-classifier-redis.ns1.svc:6379/0"
     assert env["LOG_LEVEL"]["value"] == "DEBUG"
     assert {"configMapRef": {"name": "image-classifier-config"}} in c["envFrom"]
     assert all("value" not in e or "replace-me" not in e["value"] for e in c["env"])
@@ -147,7 +149,7 @@ def test_worker_shares_model_claim_and_redis_with_server():
     c = pod["containers"][0]
     assert c["command"] == ["label-studio-ml", "worker", "/app"]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "text-classifier-models"}} in pod["volumes"]
-    assert env_map(c)["REDIS_URL"]["value"].startswith("redis://text-classifier-redis.")
+    assert env_map(c)["REDIS_URL"]["value"].startswith("redis://:$(REDIS_PASSWORD)@text-classifier-redis.")
     assert "BASIC_AUTH_PASS" not in env_map(c)
     assert dep["spec"]["replicas"] == 1
     assert dep["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
@@ -161,7 +163,7 @@ def test_managed_redis_is_a_persistent_aof_statefulset_with_headless_service():
     assert sts["spec"]["serviceName"] == "text-classifier-redis"
     assert sts["spec"]["replicas"] == 1
     cmd = sts["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert cmd[:2] == ["sh", "-c"] and "--appendonly yes" in cmd[2]
     vct = sts["spec"]["volumeClaimTemplates"][0]
     assert vct["metadata"]["name"] == "data" and vct["spec"]["resources"]["requests"]["storage"] == "1Gi"
     # kept when the StatefulSet alone is deleted (the operator recreates it); deleted with the MLBackend
@@ -240,6 +242,8 @@ def test_builder_defaults_equal_crd_defaults():
     assert spec["service"]["properties"]["port"]["default"] == C.DEFAULT_PORT
     assert spec["service"]["properties"]["type"]["default"] == "ClusterIP"
     assert spec["redis"]["properties"]["image"]["default"] == C.DEFAULT_REDIS_IMAGE
+    assert spec["redis"]["properties"]["networkPolicy"]["default"] is True
+    assert C.Spec(with_identity(example("mlbackend.yaml"))).redis_network_policy is True
     assert spec["redis"]["properties"]["storage"]["properties"]["size"]["default"] == C.DEFAULT_REDIS_SIZE
     assert spec["imagePullPolicy"]["default"] == "IfNotPresent"
     assert spec["hpa"]["properties"]["targetCPUUtilizationPercentage"]["default"] == 80

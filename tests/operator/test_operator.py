@@ -89,25 +89,28 @@ def test_create_builds_every_child_with_owner_and_spec(k8s_cluster, e2e):
     mlb = wait_for(lambda: get_mlb(k8s_cluster, NS, NAME), timeout=30, message="MLBackend e2e")
     uid = mlb["metadata"]["uid"]
     expected = [("deployment", "e2e-server"), ("deployment", "e2e-worker"), ("statefulset", "e2e-redis"),
-                ("service", "e2e"), ("service", "e2e-redis"), ("pvc", "e2e-models")]
+                ("service", "e2e"), ("service", "e2e-redis"), ("pvc", "e2e-models"),
+                ("networkpolicy", "e2e-redis"), ("secret", "e2e-redis-auth")]
     for kind, name in expected:
         obj = wait_for(lambda: _get(k8s_cluster, kind, name), timeout=60, message=f"{kind} {name}")
         refs = obj["metadata"]["ownerReferences"]
         assert refs[0]["uid"] == uid and refs[0]["kind"] == "MLBackend" and refs[0]["controller"] is True
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "lsml-operator"
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == NAME
+    e2e["redis_password"] = base64.b64decode(_get(k8s_cluster, "secret", "e2e-redis-auth")["data"]["password"]).decode()
     server = _get(k8s_cluster, "deployment", "e2e-server")
     pod = server["spec"]["template"]["spec"]
     c = pod["containers"][0]
     env = {e["name"]: e for e in c["env"]}
     assert c["image"] == "lsml/runtime:latest"
-    assert env["REDIS_URL"]["value"] == f"redis://e2e-redis.{NS}.svc:6379/0"
+    assert env["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@e2e-redis.{NS}.svc:6379/0"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "e2e-redis-auth", "key": "password"}
     assert env["LSML_SCORE_STRATEGY"]["value"] == "least_confidence"
     assert env["BASIC_AUTH_PASS"]["valueFrom"]["secretKeyRef"] == {"name": "e2e-basic", "key": "password"}
     assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "e2e-models"}} in pod["volumes"]
     sts = _get(k8s_cluster, "statefulset", "e2e-redis")
-    assert "--appendonly" in sts["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--appendonly yes" in sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
     full = json.loads(k8s_cluster.kubectl("get", "deployment", "e2e-server", "-n", NS, "-o", "json",
                                           "--show-managed-fields").stdout)
     managers = {(m["manager"], m["operation"]) for m in full["metadata"]["managedFields"]}
@@ -247,7 +250,8 @@ def test_delete_removes_registrations_and_garbage_collects_children(k8s_cluster,
     wait_for(lambda: get_mlb(k8s_cluster, NS, NAME) is None, timeout=90, message="MLBackend gone (finalizer released)")
     assert _ls_backends(label_studio, e2e["project"]) == []
     for kind, name in [("deployment", "e2e-server"), ("deployment", "e2e-worker"), ("statefulset", "e2e-redis"),
-                       ("service", "e2e"), ("service", "e2e-redis"), ("pvc", "e2e-models"), ("pvc", "data-e2e-redis-0")]:
+                       ("service", "e2e"), ("service", "e2e-redis"), ("pvc", "e2e-models"), ("pvc", "data-e2e-redis-0"),
+                       ("networkpolicy", "e2e-redis"), ("secret", "e2e-redis-auth")]:
         wait_for(lambda: _get(k8s_cluster, kind, name) is None, timeout=90, message=f"{kind} {name} garbage-collected")
 
 
@@ -256,7 +260,10 @@ def test_tokens_and_passwords_never_in_logs_events_or_status(k8s_cluster, label_
     assert "e2e" in log and len(log) > 1000, "operator log is empty: nothing to check"
     events = k8s_cluster.kubectl("get", "events", "-n", NS, "-o", "json").stdout
     mlbs = k8s_cluster.kubectl("get", "mlb", "-n", NS, "-o", "json").stdout
-    for secret in (label_studio.legacy_token, BASIC_PASSWORD):
+    secrets_seen = [label_studio.legacy_token, BASIC_PASSWORD]
+    if e2e.get("redis_password"):
+        secrets_seen.append(e2e["redis_password"])
+    for secret in secrets_seen:
         assert secret not in log
         assert secret not in events
         assert secret not in mlbs

@@ -32,6 +32,9 @@ class MemoryKube:
         out["status"] = copy.deepcopy(self.status_by_kind.get(obj["kind"], {}))
         return out
 
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return None  # no object of a child's name exists before the operator writes it (no adoption question)
+
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.lists.append((kind, namespace, selector))
         if self.list_error is not None:

@@ -39,10 +39,10 @@ Exactly what the operator does, nothing more:
   mlbackends/finalizers lets owner references set blockOwnerDeletion.
 - children: server-side apply (patch; create for first apply), get to read them, delete when a spec
   drops them, list/watch for the child watches that restore hand-deleted children.
-- configmaps get: hash of the model ConfigMap; secrets get: Label Studio token and basic-auth
-  credentials for registration (never list: the operator reads only Secrets a spec names).
+- configmaps get: hash of the model ConfigMap.
 - events: kopf posts what it did on the MLBackend.
 - kopf peering: the peering object of the operator's scope.
+Secrets are in "lsml-operator.secretRules" (they may be granted in fewer namespaces).
 */}}
 {{- define "lsml-operator.rules" -}}
 - apiGroups: ["lsml.dev"]
@@ -63,8 +63,11 @@ Exactly what the operator does, nothing more:
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["configmaps", "secrets"]
+  resources: ["configmaps"]
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["pods"]
@@ -72,4 +75,16 @@ Exactly what the operator does, nothing more:
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end -}}
+
+{{/*
+Secrets: get the Label Studio token and basic-auth Secrets a spec names (never list/watch: the
+operator reads only Secrets a spec names); create the managed Redis' password Secret once (never
+update/patch/delete: it is kept, and garbage-collected with its MLBackend). What create may make is
+narrowed further by the ValidatingAdmissionPolicy of secret-guard.yaml.
+*/}}
+{{- define "lsml-operator.secretRules" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
 {{- end -}}

@@ -22,6 +22,7 @@ REDIS_PORT = 6379
 RUNTIME_UID = 10001  # the runtime image's USER (Dockerfile)
 REDIS_UID = 999
 CONFIG_HASH_ANNOTATION = "lsml.dev/config-hash"
+REDIS_PASSWORD_KEY = "password"  # key of the generated Redis auth Secret
 
 
 class Spec:
@@ -80,6 +81,11 @@ class Spec:
     @property
     def redis_managed(self) -> bool:
         return bool(self.redis and self.redis.get("managed"))
+
+    @property
+    def redis_network_policy(self) -> bool:
+        """A NetworkPolicy guards the managed Redis unless spec.redis.networkPolicy is false."""
+        return self.redis_managed and bool((self.redis or {}).get("networkPolicy", True))
 
     @property
     def storage(self) -> dict[str, Any] | None:
@@ -165,15 +171,28 @@ def resources(section: dict[str, Any]) -> dict[str, Any]:
     return {k: dict(v) for k, v in res.items() if k in ("limits", "requests") and v}
 
 
-def redis_url_env(spec: Spec) -> dict[str, Any] | None:
-    """REDIS_URL: the managed StatefulSet's stable DNS name, or the external URL read from its Secret by the kubelet."""
+def redis_password_env(spec: Spec, name: str = "REDIS_PASSWORD") -> dict[str, Any]:
+    """The managed Redis' password as a secretKeyRef: the kubelet reads it, the pod spec never holds it."""
+    secret = L.redis_auth_secret_name(spec.name)
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": REDIS_PASSWORD_KEY}}}
+
+
+def redis_env(spec: Spec) -> list[dict[str, Any]]:
+    """REDIS_URL (and, for the managed Redis, REDIS_PASSWORD before it).
+
+    Managed: ``redis://:$(REDIS_PASSWORD)@<name>-redis.<ns>.svc:6379/0``; the kubelet expands
+    ``$(REDIS_PASSWORD)`` (a variable defined earlier in the list) when it starts the container, so
+    the runtime gets a complete URL while the pod spec shows only the reference. The generated
+    password is hex, so it needs no URL escaping. External: the whole URL comes from its Secret.
+    """
     if spec.redis is None:
-        return None
+        return []
     if spec.redis_managed:
         host = f"{L.redis_name(spec.name)}.{spec.namespace}.svc"
-        return {"name": "REDIS_URL", "value": f"redis://{host}:{REDIS_PORT}/0"}
+        return [redis_password_env(spec),
+                {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{host}:{REDIS_PORT}/0"}]
     ref = spec.redis["external"]["urlSecretRef"]
-    return {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
+    return [{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}]
 
 
 def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]:
@@ -183,9 +202,7 @@ def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]
     entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates).
     """
     env: list[dict[str, Any]] = [{"name": "MODEL_DIR", "value": spec.model_dir}]
-    redis_env = redis_url_env(spec)
-    if redis_env:
-        env.append(redis_env)
+    env.extend(redis_env(spec))
     ba = spec.raw.get("basicAuth")
     if ba and include_basic_auth:
         env.append({"name": "BASIC_AUTH_USER", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["usernameKey"]}}})
@@ -320,12 +337,13 @@ def runtime_pod_spec(spec: Spec, section: dict[str, Any], container: dict[str, A
     return pod_spec
 
 
-def config_hash(mlb: dict[str, Any], configmap_data: dict[str, str] | None = None) -> str:
-    """Hash of everything the pods read at start-up: the spec minus scaling fields, plus the model ConfigMap's data.
+def config_hash(mlb: dict[str, Any], configmap_data: dict[str, str] | None = None, redis_auth_version: str = "") -> str:
+    """Hash of everything the pods read at start-up: the spec minus scaling fields, plus the model ConfigMap's data
+    and the version of the managed Redis' auth Secret.
 
-    Put on the pod templates as an annotation, so a ConfigMap edit (invisible in the
-    pod template itself) still rolls the Deployments; replica counts and Label Studio
-    registration settings are excluded so scaling or re-registering never restarts pods.
+    Put on the pod templates as an annotation, so a ConfigMap edit or a new Redis password
+    (invisible in the pod template itself) still rolls the Deployments; replica counts and
+    Label Studio registration settings are excluded so scaling or re-registering never restarts pods.
     """
     spec = json.loads(json.dumps(mlb.get("spec") or {}))
     spec.get("server", {}).pop("replicas", None)
@@ -335,5 +353,8 @@ def config_hash(mlb: dict[str, Any], configmap_data: dict[str, str] | None = Non
     if ls:
         for k in ("projects", "title", "description", "interactive", "timeout", "backendURL"):
             ls.pop(k, None)
-    payload = json.dumps({"spec": spec, "configMap": configmap_data or {}}, sort_keys=True, separators=(",", ":"))
+    inputs: dict[str, Any] = {"spec": spec, "configMap": configmap_data or {}}
+    if redis_auth_version:
+        inputs["redisAuth"] = redis_auth_version
+    payload = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

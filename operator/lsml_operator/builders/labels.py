@@ -38,6 +38,16 @@ def redis_name(name: str) -> str:
     return f"{name}-redis"
 
 
+def redis_auth_secret_name(name: str) -> str:
+    """The Secret holding the managed Redis' password (generated once by the operator, key ``password``)."""
+    return f"{name}-redis-auth"
+
+
+def network_policy_name(name: str) -> str:
+    """The NetworkPolicy guarding the managed Redis (a different kind, so it shares the Redis name)."""
+    return redis_name(name)
+
+
 def models_claim_name(name: str) -> str:
     return f"{name}-models"
 
