@@ -182,7 +182,7 @@ def plot(path: Path, curves: dict[tuple[str, str], np.ndarray], labels_axis: dic
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(SCENARIOS), figsize=(6 * len(SCENARIOS), 4.5))
-    for ax, scenario in zip(np.atleast_1d(axes), SCENARIOS):
+    for ax, scenario in zip(np.atleast_1d(axes), SCENARIOS, strict=True):
         labels = labels_axis[scenario.name]
         target = curves[(scenario.name, "random")].mean(axis=0)[-1]
         for strategy in STRATEGIES:

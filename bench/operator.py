@@ -23,12 +23,10 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -160,7 +158,7 @@ def main() -> int:
                 break
             except OSError:
                 if time.monotonic() > deadline or op.poll() is not None:
-                    raise SystemExit(f"operator did not start; log:\n{(workdir / 'operator.log').read_text()[-3000:]}")
+                    raise SystemExit(f"operator did not start; log:\n{(workdir / 'operator.log').read_text()[-3000:]}") from None
                 time.sleep(0.2)
         print("operator up", file=sys.stderr)
 

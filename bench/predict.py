@@ -348,7 +348,7 @@ def check_same_predictions(ports: dict[str, int], model_path: Path) -> None:
             raise RuntimeError(f"{name} /predict answered {status}: {str(body)[:500]}")
         flat = [p[0] if isinstance(p, list) else p for p in got]
         same = len(flat) == len(expected) and all(
-            a["result"] == b["result"] and abs(a["score"] - b["score"]) < 1e-9 for a, b in zip(flat, expected))
+            a["result"] == b["result"] and abs(a["score"] - b["score"]) < 1e-9 for a, b in zip(flat, expected, strict=True))
         if not same:
             raise RuntimeError(f"{name} predictions differ from the raw model's: {str(got[:2])[:500]}")
 

@@ -95,7 +95,7 @@ class ImageClassifier(LabelStudioMLBase):
         probabilities = self.pipeline.predict_proba(np.asarray(features))[:, self._columns]
         predictions = choices_predictions(probabilities, self._classes, self.from_name, self.to_name,
                                           self.strategy)
-        return [p if good else [] for p, good in zip(predictions, ok)]  # unreadable: no prediction
+        return [p if good else [] for p, good in zip(predictions, ok, strict=True)]  # unreadable: no prediction
 
     # ---- fit -----------------------------------------------------------------
     def fit(self, event, data, **kwargs):

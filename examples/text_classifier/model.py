@@ -75,7 +75,7 @@ class TextClassifier(LabelStudioMLBase):
             return [[] for _ in tasks]  # no prediction: Label Studio stores nothing and asks again later
         texts = [str((task.get("data") or {}).get(self.value, "")) for task in tasks]
         probabilities = self.pipeline.predict_proba(texts)[:, self._allowed]  # labels still in the config
-        labels = [c for c, ok in zip(self._classes, self._allowed) if ok]
+        labels = [c for c, ok in zip(self._classes, self._allowed, strict=True) if ok]
         return choices_predictions(probabilities, labels, self.from_name, self.to_name, self.strategy)
 
     # ---- fit -----------------------------------------------------------------

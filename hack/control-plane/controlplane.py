@@ -417,7 +417,7 @@ class ControlPlane:
         names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok",
                  "kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics",
                  "coredns-health", "coredns-ready"]
-        self.ports = dict(zip(names, free_ports(len(names))))
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         deadline = time.monotonic() + self.startup_timeout
 
         admin_kc = self.kubeconfig
@@ -460,7 +460,7 @@ class ControlPlane:
             f"--tls-cert-file={p('apiserver.crt')}",
             f"--tls-private-key-file={p('apiserver.key')}",
             f"--client-ca-file={p('ca.crt')}",
-            f"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p('sa.pub')}",
             f"--service-account-signing-key-file={p('sa.key')}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -45,7 +46,8 @@ def _reconciler() -> Reconciler:
 def _post_event(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
     """Events on the MLBackend via kopf's poster (async queue); also logged. Never given a secret."""
     try:
-        kopf.event(body, type=etype, reason=reason, message=message)
+        # kopf reads only apiVersion/kind/metadata of the object; its annotation names its own Body class
+        kopf.event(body, type=etype, reason=reason, message=message)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - outside a kopf context (unit use): the log line is enough
         pass
     log.info("%s/%s %s %s: %s", body.get("metadata", {}).get("namespace"), body.get("metadata", {}).get("name"), etype, reason, message)
@@ -125,7 +127,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
         rec.forget(key)
 
-    def on_child(event: dict[str, Any], **_: Any) -> None:
+    def on_child(event: Mapping[str, Any], **_: Any) -> None:
         rec = _reconciler()
         body = dict(event.get("object") or {})
         key = rec.observe_child(event.get("type"), body)
@@ -137,7 +139,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         rec.reconcile(parent, coalesce=True)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="parent-cache")
-    def on_parent(event: dict[str, Any], **_: Any) -> None:
+    def on_parent(event: Mapping[str, Any], **_: Any) -> None:
         _reconciler().observe_parent(event.get("type"), dict(event.get("object") or {}))
 
     for group, version, plural in [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"),

@@ -69,12 +69,10 @@ class Outcome:
 
 def _error_text(exc: Exception) -> tuple[str, bool]:
     """A message safe for status/events (LabelStudioError never carries the token) and whether LS was unreachable."""
-    try:
-        from lsml.labelstudio import LabelStudioError
-    except ImportError:  # pragma: no cover - the operator image always has lsml
-        LabelStudioError = ()  # type: ignore[assignment]
-    unreachable = type(exc).__name__ == "LabelStudioUnreachable" or isinstance(exc, (ConnectionError, TimeoutError))
-    if LabelStudioError and isinstance(exc, LabelStudioError):
+    from lsml.labelstudio import LabelStudioError, LabelStudioUnreachable
+
+    unreachable = isinstance(exc, (LabelStudioUnreachable, ConnectionError, TimeoutError))
+    if isinstance(exc, LabelStudioError):
         return str(exc), unreachable or getattr(exc, "status", None) is None
     return f"{type(exc).__name__}: {exc}", True
 
@@ -111,7 +109,7 @@ def sync(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory 
     kept: list[dict[str, Any]] = []
     out = Outcome(backends=kept)
     with _connected(target, factory) as client:
-        for i, project in enumerate(target.projects):
+        for project in target.projects:
             try:
                 backend, created = client.ensure_ml_backend(
                     project, target.backend_url, title=target.title, description=target.description,

@@ -49,12 +49,6 @@ def remove_condition(conditions: list[dict[str, Any]], ctype: str) -> list[dict[
     return [c for c in conditions if c.get("type") != ctype]
 
 
-def condition(status: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
-    for c in (status or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return c
-    return None
-
 
 def deployment_check(dep: dict[str, Any] | None, what: str) -> Check:
     """Available = the controller saw the current generation, every replica is updated and available."""

@@ -90,7 +90,7 @@ def choices_result(
         "to_name": to_name,
         "type": "choices",
         "value": {"choices": [str(labels[top])]},
-        PROBABILITIES_KEY: {str(label): round(float(v), 6) for label, v in zip(labels, p)},
+        PROBABILITIES_KEY: {str(label): round(float(v), 6) for label, v in zip(labels, p, strict=True)},
     }
 
 
@@ -123,7 +123,7 @@ def choices_predictions(
     scores = sampling.prediction_score(p, strategy)
     return [
         {"result": [choices_result(from_name, to_name, labels, row)], "score": round(float(score), 6)}
-        for row, score in zip(p, scores)
+        for row, score in zip(p, scores, strict=True)
     ]
 
 
@@ -234,7 +234,7 @@ def rank_tasks(
     if diverse and k < len(candidates):
         labels = sorted({label for c in candidates if c.probabilities for label in c.probabilities})
         if labels and all(c.probabilities for c in candidates):
-            features = np.array([[c.probabilities.get(label, 0.0) for label in labels] for c in candidates])
+            features = np.array([[(c.probabilities or {}).get(label, 0.0) for label in labels] for c in candidates])
             features = features / features.sum(axis=1, keepdims=True)
             order = sampling.diverse_batch(info, features, k, seed=seed)
             batch.diverse = True

@@ -139,7 +139,7 @@ def choose_model_class(script: Path, class_name: str | None) -> str:
 
 
 def _template(name: str) -> str:
-    return resources.files("lsml").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("lsml").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
 def _render(text: str, values: Mapping[str, str]) -> str:

@@ -134,7 +134,7 @@ def get_first_tag_occurence(
             continue
         if name_filter is not None and not name_filter(from_name):
             continue
-        for to_name, obj in zip(_bound_names(info), info["inputs"]):
+        for to_name, obj in zip(_bound_names(info), info["inputs"], strict=True):
             if not _matches(obj["type"], object_type):
                 continue
             if to_name_filter is not None and not to_name_filter(to_name):
@@ -192,7 +192,7 @@ class LabelInterface:
         self.config = config
         self.parsed = parsed if parsed is not None else parse_config_cached(config)
         self._objects = {o_name: obj for info in self.parsed.values()
-                         for o_name, obj in zip(_bound_names(info), info["inputs"])}
+                         for o_name, obj in zip(_bound_names(info), info["inputs"], strict=True)}
 
     @property
     def controls(self) -> list[ControlTag]:

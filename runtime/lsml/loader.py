@@ -87,7 +87,7 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._entries: "OrderedDict[str, _Entry]" = OrderedDict()  # least recently used first
         self._remembered: dict[tuple[str, str], Any] = {}
-        self._cls: Optional[type] = model_ref if isinstance(model_ref, type) else None
+        self._cls: Optional[type[Any]] = model_ref if isinstance(model_ref, type) else None
         self._cls_error: Optional[str] = None
         self._cls_ready = threading.Event()
         self._cls_started = False
@@ -138,7 +138,7 @@ class ModelRegistry:
     def class_error(self) -> Optional[str]:
         return self._cls_error
 
-    def model_class(self, timeout: Optional[float] = None) -> type:
+    def model_class(self, timeout: Optional[float] = None) -> type[Any]:
         self.start()
         if not self._cls_ready.wait(timeout):
             raise ModelNotReady("the model class is still being imported")
@@ -146,7 +146,7 @@ class ModelRegistry:
             raise ModelLoadFailed(self._cls_error or "the model class could not be imported")
         return self._cls
 
-    def model_class_if_ready(self) -> Optional[type]:
+    def model_class_if_ready(self) -> Optional[type[Any]]:
         return self._cls if self._cls_ready.is_set() else None
 
     # ---- per-project memory ------------------------------------------------

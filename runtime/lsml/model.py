@@ -147,7 +147,7 @@ class LabelStudioMLBase:
         self.version_dir: Optional[Path] = ctx.version.path if ctx.version is not None else None
         self.output_dir: Optional[Path] = ctx.output_dir
         self._model_version_override: Optional[str] = None
-        self._label_studio_client = None
+        self._label_studio_client: Optional["LabelStudioClient"] = None
         self._label_config: Optional[str] = None
         self._parsed_label_config: dict = {}
         self.label_interface = LabelInterface(None, {})
@@ -397,7 +397,7 @@ def model_class_name(ref: ModelRef) -> str:
     return ref.__name__
 
 
-def load_model_class(ref: ModelRef, backend_dir: str | Path | None = None) -> type:
+def load_model_class(ref: ModelRef, backend_dir: str | Path | None = None) -> type[Any]:
     """Import `"module:Class"` (with `backend_dir` first on sys.path), or return a class as is."""
     if isinstance(ref, type):
         return ref

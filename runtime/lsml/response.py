@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +43,11 @@ class PredictionValue:
             out = {k: v for k, v in out.items() if v is not None}
         return out
 
-    # label-studio-sdk's pydantic objects answer to both names
-    dict = model_dump
-
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
 
-
-SingleTaskPredictions = Union[list, PredictionValue, dict]
+    # label-studio-sdk's pydantic objects answer to both names (after every `dict` annotation: it shadows the builtin)
+    dict = model_dump
 
 
 @dataclass

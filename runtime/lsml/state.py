@@ -22,11 +22,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import redis
 
+from lsml.redis_connection import connect
 from lsml.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-_MISSING = object()
 
 
 class StateUnavailable(RuntimeError):
@@ -50,8 +49,8 @@ class MemoryState:
         self._lock = threading.Lock()
 
     def get(self, project: str, key: str, default: Any = None) -> Any:
-        raw = self._data.get((str(project), key), _MISSING)
-        return default if raw is _MISSING else json.loads(raw)
+        raw = self._data.get((str(project), key))
+        return default if raw is None else json.loads(raw)
 
     def set(self, project: str, key: str, value: Any) -> None:
         with self._lock:
@@ -154,9 +153,7 @@ class RedisState:
     """One Redis hash per project: `<prefix>:<project>`."""
 
     def __init__(self, url: str, prefix: str = "lsml:state") -> None:
-        from lsml.training.rq_queue import connect  # short timeouts, no retries: never block a request
-
-        self._redis = connect(url)
+        self._redis = connect(url)  # short timeouts, no retries: never block a request
         self._prefix = prefix
 
     def _key(self, project: str) -> str:
@@ -181,7 +178,8 @@ class RedisState:
 
     @_redis_errors
     def items(self, project: str) -> dict[str, Any]:
-        return {k.decode(): json.loads(v) for k, v in self._redis.hgetall(self._key(project)).items()}
+        raw = self._redis.hgetall(self._key(project))
+        return {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in raw.items()}
 
 
 def make_state(settings: Settings) -> State:

@@ -99,7 +99,7 @@ def test_trains_on_annotated_pngs_and_scores_uncertain_tasks_low(digits, tmp_pat
     predictions = model.predict(held_out)
     assert len(predictions) == N_TEST
     right, wrong = [], []
-    for task, prediction in zip(held_out, predictions):
+    for task, prediction in zip(held_out, predictions, strict=True):
         item = prediction["result"][0]
         probs = item["probabilities"]
         assert set(probs) == {str(d) for d in range(10)}

@@ -78,9 +78,9 @@ def test_image_example_learns_from_label_studio_and_its_predictions_drive_sample
                                                              make_store(settings).current(key)))
     unlabelled = tasks[N_ANNOTATED:]
     predictions = model.predict(unlabelled)
-    correct = sum(p["result"][0]["value"]["choices"][0] == digit(t) for p, t in zip(predictions, unlabelled))
+    correct = sum(p["result"][0]["value"]["choices"][0] == digit(t) for p, t in zip(predictions, unlabelled, strict=True))
     assert correct / len(unlabelled) > 0.5  # 40 labels, 10 classes: far above chance (0.1)
-    for task, prediction in zip(unlabelled, predictions):
+    for task, prediction in zip(unlabelled, predictions, strict=True):
         ls_client.post_json("/api/predictions/", {"task": task["id"], "result": prediction["result"],
                                                   "score": prediction["score"], "model_version": model.model_version})
 
@@ -94,7 +94,7 @@ def test_image_example_learns_from_label_studio_and_its_predictions_drive_sample
     assert (out["total_tasks"], out["labelled"], out["scored"]) == (N_IMAGES, N_ANNOTATED, N_IMAGES - N_ANNOTATED)
     assert all(c["source"] == "probabilities" for c in out["selected"])
     # The stored margin scores and the CLI's margin ranking agree: lowest score = first in the batch.
-    by_score = sorted(zip(predictions, unlabelled), key=lambda pt: (pt[0]["score"], pt[1]["id"]))
+    by_score = sorted(zip(predictions, unlabelled, strict=True), key=lambda pt: (pt[0]["score"], pt[1]["id"]))
     assert out["task_ids"][0] == by_score[0][1]["id"]
     assert [c["informativeness"] for c in out["selected"]] == \
         pytest.approx([1 - p["score"] for p, _ in by_score[:5]], abs=1e-4)

@@ -1,6 +1,5 @@
 """`label-studio-ml start` serving examples/text_classifier under real gunicorn."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -74,7 +73,7 @@ def wait_for_version(server, minimum: int, timeout=120.0) -> str:
     raise AssertionError(f"model_version still {version}")
 
 
-def exercise(server: Started, n_rows=len(ROWS)):
+def exercise(server: Started, n_rows: int | None = None):
     assert server.post("/setup", {"project": "1.1700000000", "schema": CONFIG,
                                   "hostname": "http://127.0.0.1:1", "access_token": "tok"}).json() == {
         "model_version": "0.0.1"}

@@ -1,6 +1,5 @@
 """examples/text_classifier: trains from annotation events and from START_TRAINING (API fetch), per project."""
 
-import sys
 from pathlib import Path
 
 import pytest

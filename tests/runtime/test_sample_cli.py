@@ -37,7 +37,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def choices(label: str, probabilities: list[float] | None = None) -> dict:
     item = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
     if probabilities is not None:
-        item["probabilities"] = dict(zip(LABELS, probabilities))
+        item["probabilities"] = dict(zip(LABELS, probabilities, strict=True))
     return item
 
 

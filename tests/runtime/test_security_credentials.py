@@ -46,7 +46,7 @@ def test_setup_exploit_never_sends_the_configured_key_to_the_attacker(label_stud
     project = ls_project(SENTIMENT_CONFIG)["id"]
     ls_client.import_tasks(project, [{"text": "great fun"}, {"text": "awful plot"}, {"text": "unlabelled"}])
     tasks = ls_client.tasks(project)
-    for task, label in zip(tasks[:2], ("Positive", "Negative")):
+    for task, label in zip(tasks[:2], ("Positive", "Negative"), strict=True):
         ls_client.create_annotation(task["id"], [{"from_name": "sentiment", "to_name": "text", "type": "choices",
                                                   "value": {"choices": [label]}}])
     app, client = serve("model:TextClassifier", backend_dir=EXAMPLE, label_studio_url=label_studio.url,

@@ -2,7 +2,6 @@
 
 import time
 
-import pytest
 
 from tests.runtime.conftest import wait_until
 from tests.runtime.sample_models import (BadReturnModel, BrokenPredictModel, BrokenSetupModel, CountingModel,

@@ -40,11 +40,11 @@ class Spec:
 
     @property
     def image(self) -> str:
-        return self.raw["image"]
+        return str(self.raw["image"])
 
     @property
     def image_pull_policy(self) -> str:
-        return self.raw.get("imagePullPolicy", "IfNotPresent")
+        return str(self.raw.get("imagePullPolicy", "IfNotPresent"))
 
     @property
     def model(self) -> dict[str, Any]:
@@ -52,7 +52,7 @@ class Spec:
 
     @property
     def model_dir(self) -> str:
-        return self.model.get("modelDir", DEFAULT_MODEL_DIR)
+        return str(self.model.get("modelDir", DEFAULT_MODEL_DIR))
 
     @property
     def server(self) -> dict[str, Any]:
@@ -97,7 +97,7 @@ class Spec:
 
     @property
     def service_type(self) -> str:
-        return self.section("service").get("type", "ClusterIP")
+        return str(self.section("service").get("type", "ClusterIP"))
 
     @property
     def label_studio(self) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import sys
 from lsml import __version__
 
 # One module lsml.cli.<name> per command, listed in help order.
-COMMANDS = ("init", "start")
+COMMANDS: tuple[str, ...] = ("init", "start")
 COMMANDS += ("register",)     # connect a running backend to Label Studio: lsml/cli/register.py
 COMMANDS += ("worker",)       # RQ training worker: lsml/cli/worker.py
 COMMANDS += ("sample",)       # active learning: lsml/cli/sample.py

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 backend, created = client.ensure_ml_backend(
                     project, url, title=title, description=args.description, is_interactive=args.interactive,
-                    basic_auth=(user, password) if user else None, extra_params=extra_params, timeout=args.timeout,
+                    basic_auth=(user, password) if user and password else None, extra_params=extra_params, timeout=args.timeout,
                 )
             except LabelStudioError as exc:
                 failures += 1

@@ -191,7 +191,8 @@ class LocalStack:
                 dead = [c for c in self.children if not c.alive()]
                 if dead:
                     for c in dead:
-                        self.say(f"{c.name} exited with code {c.process.returncode}; see {c.log_path}")
+                        code = c.process.returncode if c.process is not None else None
+                        self.say(f"{c.name} exited with code {code}; see {c.log_path}")
                     return 1
                 time.sleep(0.2)
             self.say("stopping " + ", ".join(c.name for c in reversed(self.children)))

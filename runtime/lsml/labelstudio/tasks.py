@@ -19,7 +19,7 @@ DEFAULT_PAGE_SIZE = 100
 class TasksMixin(Transport):
     def iter_tasks(
         self,
-        project: int,
+        project: int | str,
         page_size: int = DEFAULT_PAGE_SIZE,
         *,
         only_annotated: bool = False,

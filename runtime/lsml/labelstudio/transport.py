@@ -8,7 +8,7 @@ Label Studio); read timeouts only for idempotent methods, so a slow
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import requests
@@ -49,6 +49,9 @@ class _OriginBoundSession(requests.Session):
         if urljoin(prepared_request.url or "", "/") != self._origin:
             prepared_request.headers.pop("Authorization", None)
             prepared_request.headers.pop("Cookie", None)
+
+
+_T = TypeVar("_T", bound="Transport")
 
 
 class Transport:
@@ -181,7 +184,7 @@ class Transport:
         self.session.close()
         self.foreign_session.close()
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self: _T) -> _T:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -28,7 +28,7 @@ def backend_webhook_url(backend_url: str) -> str:
 
 
 def basic_auth_header(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class WebhooksMixin(Transport):

@@ -48,7 +48,7 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     _configure_logging(settings.log_level)
     app = Flask("lsml", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider; JSONProvider lacks it
 
     registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded,
                              on_evicted=metrics.model_evicted)

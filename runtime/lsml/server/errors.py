@@ -46,7 +46,7 @@ def install(app: Flask) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    from lsml.training.rq_queue import QueueUnavailable
+    from lsml.training.queue import QueueUnavailable
 
     @app.errorhandler(QueueUnavailable)
     def _queue_unavailable(exc: QueueUnavailable):  # Redis down: refuse fast, predictions keep serving

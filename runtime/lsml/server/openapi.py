@@ -7,6 +7,8 @@ here, so the spec and the server agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lsml import __version__, credentials
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN
 from lsml.prelabel import LS_PROJECT_PATTERN, VERSION_NAME_PATTERN
@@ -26,7 +28,7 @@ _ERRORS = {
 }
 _UNAUTHORIZED = {"401": _json(_ref("Error"), "Basic auth required (when BASIC_AUTH_USER is set)")}
 _TRAINING_DOWN = {"503": _json(_ref("Error"), "Redis (the training queue) unreachable: try again after Retry-After")}
-_AUTH = [{"basicAuth": []}, {}]  # optional: the server decides (BASIC_AUTH_USER); see `document`
+_AUTH: list[dict[str, list[str]]] = [{"basicAuth": []}, {}]  # optional: the server decides (BASIC_AUTH_USER); see `document`
 
 
 def _body(schema: dict, required: bool = True) -> dict:
@@ -50,7 +52,7 @@ def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool =
 
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
-_PROJECT_ID = {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN},
+_PROJECT_ID: dict[str, Any] = {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN},
                          {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}],
                "description": "Project id, or Label Studio's '<id>.<created_at>'"}
 _NO_PROJECT = {"type": "string", "maxLength": 0, "description": "The default project"}

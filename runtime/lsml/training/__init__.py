@@ -24,9 +24,7 @@ def make_queue(settings: Settings, model_ref: Optional[ModelRef] = None,
     if model_ref is None:
         raise ValueError("make_queue needs a model reference (argument or LSML_MODEL)")
     if settings.redis_url:
-        try:
-            from lsml.training.rq_queue import RQQueue  # added with RQ support
-        except ImportError as exc:
-            raise RuntimeError(f"REDIS_URL is set but the RQ queue is not available: {exc}") from exc
+        from lsml.training.rq_queue import RQQueue  # only with REDIS_URL
+
         return RQQueue(model_ref, settings)
     return EmbeddedQueue(model_ref, settings, on_finished=on_finished)

@@ -19,6 +19,10 @@ STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
 MAX_COALESCED = 1000
 
 
+class QueueUnavailable(RuntimeError):
+    """The queue's backend (Redis) cannot be reached: the caller answers 503 and keeps serving predictions."""
+
+
 @dataclass
 class TrainingRequest:
     """One training trigger: plain data, picklable and JSON-able, so any process can run it."""

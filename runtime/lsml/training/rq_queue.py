@@ -23,14 +23,11 @@ secrets in them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
@@ -38,9 +35,10 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from lsml.model import ModelRef, model_ref_string
+from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
-from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, job_status
+from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, QueueUnavailable, TrainingRequest, job_status
 from lsml.training.trusted_job import TrustedJob
 
 log = logging.getLogger(__name__)
@@ -50,10 +48,6 @@ JOB_FUNCTION = "lsml.training.worker.perform_training"
 #: Seconds RQ keeps a finished job (so /job_status can report it), and a failed one.
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
-#: Socket timeouts of the web server's Redis client: a request thread never
-#: waits longer than this for a Redis that is gone.
-SOCKET_TIMEOUT = 1.0
-CONNECT_TIMEOUT = 0.5
 
 _STATUS_NAMES = {
     JobStatus.QUEUED.value: QUEUED,
@@ -66,29 +60,6 @@ _STATUS_NAMES = {
     JobStatus.STOPPED.value: FAILED,
     JobStatus.CANCELED.value: FAILED,
 }
-
-
-class QueueUnavailable(RuntimeError):
-    """Redis cannot be reached: the caller answers 503 and keeps serving predictions."""
-
-
-def connect(redis_url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
-    """A Redis client that fails fast instead of blocking when Redis is gone."""
-    return redis.Redis.from_url(
-        redis_url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        health_check_interval=10,
-        retry_on_timeout=False,
-        retry=Retry(NoBackoff(), 0),  # redis-py retries 3x with backoff by default: seconds on the request path
-    )
-
-
-def request_to_dict(request: Any) -> dict[str, Any]:
-    """A `TrainingRequest` (dataclass) as the JSON-able dict stored in Redis."""
-    if dataclasses.is_dataclass(request):
-        return dataclasses.asdict(request)
-    return dict(request)
 
 
 def failure_message(exc: redis.RedisError) -> str:
@@ -112,9 +83,9 @@ class RQQueue:
         self.job_timeout = int(math.ceil(settings.fit_timeout))
 
     # --- TrainingQueue -------------------------------------------------
-    def submit(self, request: Any) -> str:
+    def submit(self, request: TrainingRequest) -> str:
         """Coalesce or enqueue a training for `request.project`; returns the job id at once."""
-        data = request_to_dict(request)
+        data = request.to_dict()
         project = str(data["project"])
 
         def enqueue(pipe: redis.client.Pipeline, job_id: str, depends_on: Dependency | None) -> Job:

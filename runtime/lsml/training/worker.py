@@ -41,6 +41,7 @@ import redis
 from rq import Queue, Worker, get_current_job
 from rq.serializers import JSONSerializer
 
+from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.trusted_job import TrustedJob
@@ -86,6 +87,8 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
     events += () if "START_TRAINING" in events else ("START_TRAINING",)
     validated_request(project, request, events)  # before `project` is used as a Redis key
     job = get_current_job()
+    if job is None:
+        raise RuntimeError("perform_training runs only as an RQ job")
     coalescer = Coalescer(job.connection, Queue(job.origin, connection=job.connection, serializer=JSONSerializer))
     newest = coalescer.claim(project, job.id)
     try:
@@ -134,7 +137,8 @@ def run_worker(
     set_context(model_ref, settings)
     wait = 0.5
     while True:
-        connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, health_check_interval=10)
+        # no socket timeout (RQ blocks on reads), redis-py's retries: the loop below reconnects
+        connection = connect(settings.redis_url, None, connect_timeout=2.0, fail_fast=False)
         worker = None
         try:
             connection.ping()
@@ -163,8 +167,6 @@ def run_worker(
 
 def healthcheck(settings: Settings) -> bool:
     """True when an RQ worker of this host is registered on the queue (compose/k8s probe)."""
-    from lsml.training.rq_queue import connect
-
     connection = connect(str(settings.redis_url), socket_timeout=3.0)
     try:
         queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
