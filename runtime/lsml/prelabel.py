@@ -43,7 +43,7 @@ from lsml.model import BuildContext, ModelRef, build_model, load_model_class
 from lsml.response import serialize_predictions, task_predictions
 from lsml.settings import Settings
 from lsml.state import State, make_state
-from lsml.store import make_store
+from lsml.store import ModelVersion, make_store
 from lsml.versions import served_version
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def needs_prediction(task: dict, mode: str, version: str, resumed_since: Optiona
 def _records(tasks: list[dict], results: list, version: str) -> list[dict]:
     """import/predictions items: one per prediction, `[]` (no prediction) writes nothing."""
     records = []
-    for task, entry in zip(tasks, results):
+    for task, entry in zip(tasks, results, strict=True):
         for p in entry if isinstance(entry, list) else [entry]:
             if isinstance(p, dict) and "result" in p:
                 records.append({"task": int(task["id"]), "result": p["result"], "score": p.get("score"),
@@ -223,7 +223,7 @@ class Prelabeler:
         saved = self._checkpoint()
         resume_after = int(saved.get("last_task_id") or 0) if saved else None
         resumed_since = float(saved.get("started_at") or 0) if saved else None
-        self.started_at = resumed_since if saved else time.time()
+        self.started_at = resumed_since if resumed_since is not None else time.time()
         self.progress.resumed_after = resume_after
         last_id = resume_after or 0
         pending: list[tuple[list[dict], int, Future]] = []
@@ -283,6 +283,7 @@ def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *
     request.validated()
     store, state = make_store(settings), make_state(settings)
     project = request.project
+    version: ModelVersion | None
     if request.version is not None:
         try:
             version = store.find(project, request.version)

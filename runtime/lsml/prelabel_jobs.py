@@ -151,7 +151,7 @@ class RQPrelabelJobs:
                 if self.connection.set(self._marker(request.project), job_id, nx=True, ex=MARKER_TTL):
                     break
                 existing = self.connection.get(self._marker(request.project))
-                existing = existing.decode() if isinstance(existing, bytes) else existing
+                existing = existing.decode() if isinstance(existing, bytes) else str(existing or "")
                 st = self.status(existing) if existing else None
                 if st is not None and st["status"] in (QUEUED, STARTED):
                     if again_if_active:
@@ -203,6 +203,8 @@ def perform_prelabel(project: str, request: dict) -> dict:
     if checked.project != project:
         raise ValueError(f"the request's project {checked.project!r} is not the job's {project!r}")
     job = get_current_job()
+    if job is None:
+        raise RuntimeError("perform_prelabel runs inside an RQ job (label-studio-ml worker)")
 
     def record(progress: Any) -> None:
         job.meta["progress"] = progress.to_dict()

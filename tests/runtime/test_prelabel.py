@@ -46,12 +46,17 @@ def _event(task_id: int, text: str, label: str) -> dict:
                 {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}}
 
 
-@pytest.fixture
-def backend(tmp_path) -> Path:
+def make_backend(tmp_path: Path) -> Path:
+    """A copy of the text_classifier example, plus a slow variant of its model (slow_model:Slow)."""
     path = tmp_path / "text_classifier"
     shutil.copytree(EXAMPLE, path, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
     (path / "slow_model.py").write_text(SLOW_MODEL)
     return path
+
+
+@pytest.fixture
+def backend(tmp_path) -> Path:
+    return make_backend(tmp_path)
 
 
 def _settings(backend: Path) -> Settings:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -15,10 +16,15 @@ from lsml.settings import Settings
 from tests.fixtures.ports import free_port
 from tests.runtime.conftest import make_client
 from tests.runtime.rq_procs import start_server, wait_for
-from tests.runtime.test_prelabel import EXAMPLE, _by_task, _project_with_tasks, _train, backend  # noqa: F401
+from tests.runtime.test_prelabel import _by_task, _project_with_tasks, _train, make_backend
 
 pytestmark = pytest.mark.labelstudio
 AUTH = {"Authorization": "Basic dTpw"}  # u:p
+
+
+@pytest.fixture
+def backend(tmp_path) -> Path:
+    return make_backend(tmp_path)
 
 
 def _app(backend, label_studio, model="model:TextClassifier", **overrides):
@@ -189,7 +195,7 @@ def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_versio
     queue = app.extensions["lsml"].queue
     store = LocalModelStore(Settings.from_env(env={}, backend_dir=backend).model_dir)
     labels = ["Positive", "Negative", "Positive", "Negative"]
-    for task_id, label in zip(task_ids[:4], labels):  # one fit each: v1 cannot predict yet, v2.. can
+    for task_id, label in zip(task_ids[:4], labels, strict=True):  # one fit each: v1 cannot predict yet, v2.. can
         _annotate_and_webhook(ls_client, c, project, task_id, texts[task_id], label)
         queue.wait_idle(60)
     assert len(store.versions(str(project))) == 4
@@ -242,7 +248,7 @@ def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_p
     url = start_server(procs, backend, redis_url, workers=1, **env)
     procs.worker(backend, redis_url, **env)
     store = LocalModelStore(backend / "data" / "models")
-    for n, (task_id, label) in enumerate(zip(task_ids[:2], ["Positive", "Negative"]), start=1):
+    for n, (task_id, label) in enumerate(zip(task_ids[:2], ["Positive", "Negative"], strict=True), start=1):
         result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
         annotation = ls_client.create_annotation(task_id, result)
         r = _post(url, "/webhook", {"action": "ANNOTATION_CREATED",

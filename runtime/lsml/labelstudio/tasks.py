@@ -32,7 +32,7 @@ class TasksMixin(Transport):
                     continue
                 yield task
 
-    def iter_task_pages(self, project: int, page_size: int = DEFAULT_PAGE_SIZE, *,
+    def iter_task_pages(self, project: int | str, page_size: int = DEFAULT_PAGE_SIZE, *,
                         fields: str = "all") -> Iterator[tuple[list[dict], int | None]]:
         """Yield `(tasks, total)` per page: callers that report progress need the total up front."""
         if page_size < 1:

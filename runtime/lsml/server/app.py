@@ -58,7 +58,7 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
             registry.reload(project)
             from lsml.server.prelabel_routes import on_published
 
-            on_published(app, project, result.get("model_version"))  # re-predict (LSML_PRELABEL_ON_PUBLISH)
+            on_published(app, project, str(result.get("model_version")))  # re-predict (LSML_PRELABEL_ON_PUBLISH)
 
     if queue is None:
         queue = make_queue(settings, model_ref, on_finished=_published)

@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
 from lsml.server.errors import ApiError
-from lsml.server.routes import _json_body, _json_response, _project, _rt, bp
+from lsml.server.routes import _json_body, _json_response, _project, bp
 
 logger = logging.getLogger("lsml.server")
 
