@@ -1,0 +1,340 @@
+"""lsml's gunicorn worker: gthread's thread pool runs the app, and no client can make anyone else wait.
+
+Why not stock gthread (gunicorn 27): its main thread polls every connection and
+also closes `Connection: close` sockets "gracefully", waiting up to 2 s for the
+peer's FIN; a client that does not close promptly stalls every other client of
+the worker (issue 13). Its pool threads also read request heads and bodies and
+write responses with blocking, untimed socket calls, so eight slow-loris or
+slow-reading clients take all eight threads. Here every wait on a client
+happens in the main loop, without blocking:
+
+* a request is read into memory on the main loop (non-blocking) and handed to
+  a pool thread only once its head and body are complete (bodies above
+  `PREBUFFER_LIMIT`, chunked bodies and `Expect: 100-continue` are read by the
+  thread, each socket call bounded by `LSML_CLIENT_TIMEOUT`);
+* a response is gathered in memory and sent by the thread with one
+  non-blocking send; what the peer cannot take yet is sent by the main loop
+  as the socket drains;
+* a `Connection: close` socket is half-closed and drained for its FIN on the
+  main loop (at most `LINGER_SECONDS`), never waited for;
+* a client gets `keepalive` s to start a request and `LSML_CLIENT_TIMEOUT` s
+  to finish sending it or to take its response, then its socket is closed.
+
+Also: each worker listens on its own `SO_REUSEPORT` socket beside the shared
+one, so the kernel spreads new connections over the workers (stock gunicorn
+lets whichever worker wakes first take them, so keep-alive connections piled
+onto one process); SIGQUIT/SIGINT exit at once instead of calling
+`ThreadPoolExecutor.shutdown` from a signal handler (which deadlocks when the
+signal lands inside `submit`, the orphaned worker of issue 13); and a worker
+dies with its master (`PR_SET_PDEATHSIG`). Plain HTTP/1.1 only: TLS belongs to
+the ingress in front.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import socket
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn import http, util
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn
+from gunicorn.workers.gthread import ThreadWorker as GThreadWorker
+
+from lsml.procs import die_with_parent
+from lsml.settings import ServingSettings
+
+READ_CHUNK = 262_144
+HEAD_LIMIT = 65_536            # a head this long without its blank line goes to the parser, which refuses it
+PREBUFFER_LIMIT = 16_777_216   # bodies up to this size are read on the main loop before a thread is used
+LINGER_SECONDS = 2.0
+LINGER_DRAIN = 65_536
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
+
+
+def request_complete(buf: bytes | bytearray) -> bool:
+    """Whether `buf` holds what a pool thread needs to serve a request without waiting on the client."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return len(buf) > HEAD_LIMIT
+    head = bytes(buf[:end]).lower()
+    if b"\r\ntransfer-encoding:" in head or b"\r\nexpect:" in head:
+        return True
+    match = _CONTENT_LENGTH.search(head)
+    if match is None:
+        return True  # no body, or a malformed length: the parser answers 400
+    length = int(match.group(1))
+    return length > PREBUFFER_LIMIT or len(buf) >= end + 4 + length
+
+
+class _Gathered:
+    """Stands in for the socket while the app writes its response: bytes are kept, sent later in one go."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.buffer = bytearray()
+
+    def sendall(self, data: bytes) -> None:
+        self.buffer += data
+
+    def send(self, data: bytes) -> int:
+        self.buffer += data
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ThreadWorker(GThreadWorker):
+    """gthread with every client wait on the main loop (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client_timeout = ServingSettings.from_env().client_timeout
+        self._reading: dict[TConn, float] = {}
+        self._writing: dict[TConn, float] = {}
+        self._lingering: dict[TConn, float] = {}
+
+    # ---- process ------------------------------------------------------------------------------
+    def init_process(self) -> None:
+        if self.cfg.is_ssl:
+            raise RuntimeError("lsml's worker serves plain HTTP; terminate TLS in front of it")
+        die_with_parent()
+        if self.cfg.reuse_port and self.cfg.workers > 1:
+            self.sockets = list(self.sockets) + self._own_listeners()
+        super().init_process()
+
+    def _own_listeners(self) -> list[socket.socket]:
+        """One SO_REUSEPORT listener per inherited TCP one, bound to the same address, for the kernel to balance."""
+        own = []
+        for listener in self.sockets:
+            if listener.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            sock = socket.socket(listener.family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind(listener.getsockname()[:2])
+                sock.listen(self.cfg.backlog)
+            except OSError as exc:
+                self.log.warning("no per-worker listener on %s (%s): sharing the master's", listener, exc)
+                sock.close()
+                continue
+            own.append(sock)
+        return own
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """Exit now: gthread's `tpool.shutdown()` here can deadlock on the executor's lock (see module doc)."""
+        self.alive = False
+        try:
+            self.cfg.worker_int(self)
+        finally:
+            os._exit(0)
+
+    # ---- reading requests on the main loop ----------------------------------------------------
+    def accept(self, listener: Any) -> None:
+        try:
+            client, addr = listener.accept()
+        except OSError:
+            return  # EAGAIN (another worker took it), ECONNABORTED, EMFILE: the poller tries again
+        self.nr_conns += 1
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = TConn(self.cfg, client, addr, listener.getsockname())  # non-blocking
+        conn.lsml_in = bytearray()
+        self._read(conn)
+
+    def _read(self, conn: TConn) -> None:
+        """Wait for a whole request on `conn` (keepalive s to start it, client_timeout s to finish it)."""
+        now = time.monotonic()
+        if request_complete(conn.lsml_in):
+            self.enqueue_req(conn)
+            return
+        deadline = now + (self.client_timeout if conn.lsml_in else self.cfg.keepalive)
+        if not self.alive:
+            deadline = min(deadline, now + STOP_KEEPALIVE_LINGER)
+        self._reading[conn] = deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: TConn, _sock: Any) -> None:
+        started = bool(conn.lsml_in)
+        try:
+            while True:
+                data = conn.sock.recv(READ_CHUNK)
+                if not data:
+                    self._drop(conn, self._reading)
+                    return
+                conn.lsml_in += data
+                if len(data) < READ_CHUNK:
+                    break
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(conn, self._reading)
+            return
+        if request_complete(conn.lsml_in):
+            self.poller.unregister(conn.sock)
+            del self._reading[conn]
+            self.enqueue_req(conn)
+        elif not started:
+            self._reading[conn] = time.monotonic() + self.client_timeout
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:  # not used: kept-alive conns are in _read
+        raise AssertionError("lsml's worker keeps no connection in gthread's keep-alive queue")
+
+    # ---- serving, in a pool thread --------------------------------------------------------------
+    def handle(self, conn: TConn) -> bool:
+        """Serve the buffered request; return whether to keep the connection. Runs in a pool thread."""
+        req = None
+        sock = conn.sock
+        conn.lsml_out = None
+        try:
+            conn.init()
+            sock.settimeout(self.client_timeout)  # bounds a body read beyond PREBUFFER_LIMIT
+            if conn.lsml_in:
+                conn.parser.unreader.unread(bytes(conn.lsml_in))
+                conn.lsml_in = bytearray()
+            req = next(conn.parser)
+            if not req:
+                return False
+            out = _Gathered(sock)
+            conn.sock = out
+            try:
+                keep = self.handle_request(req, conn)
+            finally:
+                conn.sock = sock
+            keep = self._keepalive_after(conn, keep)
+            conn.lsml_out = out.buffer
+            self._send_now(conn)
+            return keep
+        except http.errors.NoMoreData:
+            pass
+        except StopIteration:
+            pass
+        except (TimeoutError, ConnectionError):
+            self.log.debug("client too slow or gone: %s", conn.client)
+        except OSError as exc:
+            self.log.debug("socket error serving %s: %s", conn.client, exc)
+        except Exception as exc:  # a parse error: gunicorn writes the 4xx and logs it
+            conn.sock = sock
+            self.handle_error(req, sock, conn.client, exc)
+        return False
+
+    @staticmethod
+    def _send_now(conn: TConn) -> None:
+        """Send what the socket takes right now; the rest (a slow reader's) is left for the main loop."""
+        out = getattr(conn, "lsml_out", None)
+        if not out:
+            return
+        conn.sock.setblocking(False)
+        try:
+            while out:
+                del out[:conn.sock.send(out)]
+        except BlockingIOError:
+            pass
+
+    # ---- after the response, on the main loop -------------------------------------------------
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        try:
+            keep = bool(fs.result()) if not fs.cancelled() else False
+        except Exception:
+            keep = False
+        try:
+            conn.sock.setblocking(False)
+            if getattr(conn, "lsml_out", None):
+                self._writing[conn] = time.monotonic() + self.client_timeout
+                self.poller.register(conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, keep))
+            else:
+                self._after_response(conn, keep)
+        except (OSError, ValueError):  # ValueError: the socket was closed while serving
+            self.nr_conns -= 1
+            util.close(conn.sock)
+
+    def _on_writable(self, conn: TConn, keep: bool, _sock: Any) -> None:
+        out = conn.lsml_out
+        try:
+            while out:
+                del out[:conn.sock.send(out)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(conn, self._writing)
+            return
+        self.poller.unregister(conn.sock)
+        del self._writing[conn]
+        self._after_response(conn, keep)
+
+    def _after_response(self, conn: TConn, keep: bool) -> None:
+        if keep:
+            conn.lsml_in = bytearray(conn.parser.unreader.take_buffered())  # a pipelined next request
+            self._read(conn)
+            return
+        self.nr_conns -= 1
+        self._linger(conn)
+
+    def _linger(self, conn: TConn) -> None:
+        """Half-close and let the main loop drain the peer's last bytes, so the kernel sends no RST over the answer."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            util.close(conn.sock)
+            return
+        if len(self._lingering) >= self.worker_connections:
+            util.close(conn.sock)
+            return
+        conn.lsml_drained = 0
+        self._lingering[conn] = time.monotonic() + LINGER_SECONDS
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger, conn))
+
+    def _on_linger(self, conn: TConn, _sock: Any) -> None:
+        try:
+            while conn.lsml_drained < LINGER_DRAIN:
+                data = conn.sock.recv(READ_CHUNK)
+                if not data:
+                    break
+                conn.lsml_drained += len(data)
+        except BlockingIOError:
+            if conn.lsml_drained < LINGER_DRAIN:
+                return
+        except OSError:
+            pass
+        self._forget(conn, self._lingering)
+
+    # ---- timeouts and stopping ----------------------------------------------------------------
+    def _forget(self, conn: TConn, table: dict[TConn, float]) -> None:
+        table.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        util.close(conn.sock)
+
+    def _drop(self, conn: TConn, table: dict[TConn, float]) -> None:
+        self.nr_conns -= 1
+        self._forget(conn, table)
+
+    def murder_pending(self) -> None:
+        """Close the connections whose client ran out of time (gthread calls this every loop)."""
+        super().murder_pending()
+        now = time.monotonic()
+        for table, counted in ((self._reading, True), (self._writing, True), (self._lingering, False)):
+            for conn in [c for c, deadline in table.items() if deadline <= now]:
+                if counted:
+                    self._drop(conn, table)
+                else:
+                    self._forget(conn, table)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Stopping: idle connections get STOP_KEEPALIVE_LINGER s for a request already on its way."""
+        super()._cap_keepalive(deadline)
+        for conn, current in list(self._reading.items()):
+            if not conn.lsml_in:
+                self._reading[conn] = min(current, deadline)
+
+    def run(self) -> None:
+        super().run()
+        for table in (self._reading, self._writing, self._lingering):
+            for conn in list(table):
+                util.close(conn.sock)

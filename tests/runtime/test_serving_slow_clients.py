@@ -1,0 +1,55 @@
+"""Slow or stuck clients cost only their own connection (issue 13), against `label-studio-ml start` for real.
+
+Each test holds 50 misbehaving sockets of one kind open against the running
+server while a well-behaved client sends a fixed number of `/health`
+requests (bounded in count and time, loopback only); that client's p99 must
+stay under 50 ms and every one of its requests must be answered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import requests
+
+from tests.runtime.slow_clients import ATTACKS, Attack, probe
+from tests.runtime.test_cli_start import EXAMPLE, Started
+
+P99_LIMIT_MS = 50.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    backend = tmp_path_factory.mktemp("slow") / "backend"
+    shutil.copytree(EXAMPLE, backend, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
+    started = Started(backend, backend.parent, "--embedded")
+    try:
+        deadline = time.monotonic() + 60  # measured against a settled server: model class imported
+        while requests.get(started.url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.mark.parametrize("kind", ["never_closing", "slow_headers", "slow_body"])
+def test_fifty_slow_clients_do_not_slow_down_a_normal_one(server, kind):
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200
+    with Attack(server.port, kind, count=50):
+        seen = probe(server.url + "/health", count=300, seconds=15)
+    assert not seen.failures, f"{kind}: {len(seen.failures)} failed, e.g. {seen.failures[:3]}"
+    assert seen.p99_ms() < P99_LIMIT_MS, f"{kind}: p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests"
+    # the server is still whole once the attackers are gone
+    assert requests.get(server.url + "/health", timeout=5).json()["status"] == "UP"
+
+
+def test_clients_that_do_not_read_their_answers_do_not_slow_down_a_normal_one(server):
+    """12 sockets (more than a worker's 8 threads) each owed ~4.8 MB of answers they never read."""
+    with Attack(server.port, "slow_reader", count=12, settle=3.0):
+        seen = probe(server.url + "/health", count=300, seconds=15)
+    assert not seen.failures, f"{len(seen.failures)} failed, e.g. {seen.failures[:3]}"
+    assert seen.p99_ms() < P99_LIMIT_MS, f"p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests"
+    assert requests.get(server.url + "/health", timeout=5).json()["status"] == "UP"
