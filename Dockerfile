@@ -55,4 +55,6 @@ EXPOSE 9090
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '9090'), timeout=2)"]
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 120 --chdir /app _wsgi:app"]
+# The one serving command of every lsml deployment (lsml.server.gunicorn_conf): no flags, so the
+# knobs are environment: PORT, WORKERS, THREADS (above), HOST, LSML_CLIENT_TIMEOUT, LOG_LEVEL.
+CMD ["gunicorn", "--config", "python:lsml.server.gunicorn_conf", "_wsgi:app"]

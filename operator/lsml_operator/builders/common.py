@@ -176,11 +176,13 @@ def redis_url_env(spec: Spec) -> dict[str, Any] | None:
     return {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
 
 
-def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]:
+def runtime_env(spec: Spec, *, include_basic_auth: bool,
+                extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Environment of server and worker: the runtime's documented variables (docs/architecture.md).
 
     Secrets are referenced (secretKeyRef), never copied into the pod spec. ``spec.model.env``
-    entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates).
+    entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates);
+    ``extra`` (the server's serving knobs) comes after the shared ones.
     """
     env: list[dict[str, Any]] = [{"name": "MODEL_DIR", "value": spec.model_dir}]
     redis_env = redis_url_env(spec)
@@ -197,6 +199,7 @@ def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]
         env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": {"name": tok["name"], "key": tok.get("key", "token")}}})
     if spec.model.get("scoreStrategy"):
         env.append({"name": "LSML_SCORE_STRATEGY", "value": spec.model["scoreStrategy"]})
+    env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
     user_names = {e["name"] for e in user}
     merged = [e for e in env if e["name"] not in user_names]
@@ -250,7 +253,7 @@ def scheduling(section: dict[str, Any]) -> dict[str, Any]:
 
 def runtime_container(
     spec: Spec, section: dict[str, Any], *, name: str, command: list[str], args: list[str] | None,
-    include_basic_auth: bool, **extra: Any,
+    include_basic_auth: bool, extra_env: list[dict[str, Any]] | None = None, **extra: Any,
 ) -> dict[str, Any]:
     """The runtime container of server and worker: image, env, model/tmp mounts, restricted security context.
 
@@ -261,7 +264,7 @@ def runtime_container(
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": list(command),
-        "env": runtime_env(spec, include_basic_auth=include_basic_auth),
+        "env": runtime_env(spec, include_basic_auth=include_basic_auth, extra=extra_env),
         "volumeMounts": runtime_mounts(spec),
         "securityContext": container_security_context(),
         **extra,

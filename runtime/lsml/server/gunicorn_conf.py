@@ -37,6 +37,13 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat 
 control_socket_disable = True
 
 
+def on_starting(server):
+    """Refuse a port another server listens on (with reuse_port it would otherwise share it silently)."""
+    from lsml.server.worker import refuse_taken_addresses
+
+    refuse_taken_addresses(server.cfg.address)
+
+
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
     """Drop a dead worker's live gauges from the Prometheus multiprocess files."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -70,6 +70,26 @@ def request_complete(buf: bytes | bytearray) -> bool:
     return length > PREBUFFER_LIMIT or len(buf) >= end + 4 + length
 
 
+def refuse_taken_addresses(addresses: list[Any]) -> None:
+    """RuntimeError (gunicorn prints it and exits 1) when something already listens on a TCP address.
+
+    Why: `reuse_port` lets a second lsml server, or a stale one, bind the same port and
+    silently take a share of its connections; a probe bind without SO_REUSEPORT fails
+    against any listener, so the port is checked before gunicorn binds it.
+    """
+    for address in addresses:
+        if not isinstance(address, tuple):
+            continue  # a unix socket: no SO_REUSEPORT group
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address[:2])
+            except OSError as exc:
+                raise RuntimeError(f"{address[0]}:{address[1]} is already in use ({exc.strerror}); "
+                                   "stop the other server or choose another PORT") from None
+
+
 class _Gathered:
     """Stands in for the socket while the app writes its response: bytes are kept, sent later in one go."""
 
@@ -327,11 +347,10 @@ class ThreadWorker(GThreadWorker):
                     self._forget(conn, table)
 
     def _cap_keepalive(self, deadline: float) -> None:
-        """Stopping: idle connections get STOP_KEEPALIVE_LINGER s for a request already on its way."""
+        """Stopping: a client gets STOP_KEEPALIVE_LINGER s more to send its request (a slow-loris cannot hold a stop)."""
         super()._cap_keepalive(deadline)
         for conn, current in list(self._reading.items()):
-            if not conn.lsml_in:
-                self._reading[conn] = min(current, deadline)
+            self._reading[conn] = min(current, deadline)
 
     def run(self) -> None:
         super().run()
