@@ -25,7 +25,7 @@ from tests.operator.helpers import example, with_identity
 
 REPO = Path(__file__).resolve().parents[2]
 KNOBS = {"HOST", "PORT", "WORKERS", "THREADS", "LSML_CLIENT_TIMEOUT", "LOG_LEVEL", "LSML_BACKEND_DIR"}
-SHARED = ("worker_class", "timeout", "graceful_timeout", "keepalive", "reuse_port", "sendfile", "errorlog",
+SHARED = ("worker_class", "timeout", "graceful_timeout", "keepalive", "sendfile", "errorlog",
           "control_socket_disable")
 
 
@@ -119,8 +119,7 @@ def test_gunicorn_refuses_a_bad_knob_with_its_name_and_a_nonzero_exit(tmp_path):
     assert "WORKERS must be an integer" in out.stdout + out.stderr
 
 
-def test_a_second_server_on_a_taken_port_is_refused_not_sharing_it(tmp_path):
-    """reuse_port would let it join the first server's SO_REUSEPORT group and take a share of its clients."""
+def test_a_second_server_on_a_taken_port_is_refused_at_once_and_says_why(tmp_path):
     (tmp_path / "_wsgi.py").write_text("def app(environ, start_response):\n"
                                        "    start_response('200 OK', []); return [b'first']\n")
     port = free_port()

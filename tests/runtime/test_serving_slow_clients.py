@@ -2,8 +2,11 @@
 
 Each test holds 50 misbehaving sockets of one kind open against the running
 server while a well-behaved client sends a fixed number of `/health`
-requests (bounded in count and time, loopback only); that client's p99 must
-stay under 50 ms and every one of its requests must be answered.
+requests (bounded in count and time, loopback only); every one of its requests
+must be answered and its p99 stay under 50 ms. On a machine so loaded that the
+same client's p99 without any attacker (measured just before) is already above
+25 ms, the bound is twice that baseline instead: a frozen server fails either way
+(its clients time out after seconds).
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from tests.runtime.slow_clients import ATTACKS, Attack, probe
 from tests.runtime.test_cli_start import EXAMPLE, Started
 
 P99_LIMIT_MS = 50.0
+
+
+def limit_ms(url: str) -> tuple[float, float]:
+    """(the p99 bound, the baseline p99) for this machine right now."""
+    baseline = probe(url, count=300, seconds=15)
+    assert not baseline.failures, baseline.failures[:3]
+    return max(P99_LIMIT_MS, 2 * baseline.p99_ms()), baseline.p99_ms()
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +47,22 @@ def server(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["never_closing", "slow_headers", "slow_body"])
 def test_fifty_slow_clients_do_not_slow_down_a_normal_one(server, kind):
-    assert requests.get(server.url + "/health", timeout=5).status_code == 200
+    limit, baseline = limit_ms(server.url + "/health")
     with Attack(server.port, kind, count=50):
         seen = probe(server.url + "/health", count=300, seconds=15)
     assert not seen.failures, f"{kind}: {len(seen.failures)} failed, e.g. {seen.failures[:3]}"
-    assert seen.p99_ms() < P99_LIMIT_MS, f"{kind}: p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests"
+    assert seen.p99_ms() < limit, (f"{kind}: p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests "
+                                   f"(without attackers {baseline:.1f} ms)")
     # the server is still whole once the attackers are gone
     assert requests.get(server.url + "/health", timeout=5).json()["status"] == "UP"
 
 
 def test_clients_that_do_not_read_their_answers_do_not_slow_down_a_normal_one(server):
     """12 sockets (more than a worker's 8 threads) each owed ~4.8 MB of answers they never read."""
+    limit, baseline = limit_ms(server.url + "/health")
     with Attack(server.port, "slow_reader", count=12, settle=3.0):
         seen = probe(server.url + "/health", count=300, seconds=15)
     assert not seen.failures, f"{len(seen.failures)} failed, e.g. {seen.failures[:3]}"
-    assert seen.p99_ms() < P99_LIMIT_MS, f"p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests"
+    assert seen.p99_ms() < limit, (f"p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests "
+                                   f"(without attackers {baseline:.1f} ms)")
     assert requests.get(server.url + "/health", timeout=5).json()["status"] == "UP"

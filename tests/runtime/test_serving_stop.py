@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,59 +20,11 @@ import pytest
 import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
+from tests.runtime.proc_tree import descendants, port_is_free, still_running
 from tests.runtime.slow_clients import Attack
 from tests.runtime.test_cli_start import EXAMPLE, Started
 
 STOP_BOUND = 30.0  # gunicorn's graceful_timeout (20 s) plus the time to stop the worker and Redis
-
-
-def _stat(pid: int) -> tuple[int, str, int] | None:
-    """(ppid, state, start time) of a live process, None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return int(fields[1]), fields[0], int(fields[19])
-
-
-def descendants(root: int) -> dict[int, int]:
-    """pid -> start time of every process below `root`."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _stat(int(entry))):
-            children.setdefault(stat[0], []).append(int(entry))
-    found, todo = {}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            stat = _stat(child)
-            if stat:
-                found[child] = stat[2]
-                todo.append(child)
-    return found
-
-
-def still_running(processes: dict[int, int]) -> list[str]:
-    """The processes of `processes` that still run (the same pid and start time, not a zombie)."""
-    alive = []
-    for pid, started in processes.items():
-        stat = _stat(pid)
-        if stat and stat[2] == started and stat[1] != "Z":
-            comm = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            alive.append(f"{pid} (ppid {stat[0]}): {comm[:120]}")
-    return alive
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a new server could listen on the port (SO_REUSEADDR as gunicorn, no SO_REUSEPORT: any listener blocks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen(1)
-        except OSError:
-            return False
-    return True
 
 
 class Load:

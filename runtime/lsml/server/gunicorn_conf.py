@@ -28,7 +28,6 @@ worker_class = "lsml.server.worker.ThreadWorker"
 timeout = 300          # the main loop heartbeats: a slow predict does not get the worker killed
 graceful_timeout = 20  # below the supervisor's and Kubernetes' grace periods, so a stop is never a SIGKILL
 keepalive = 5          # seconds an idle connection may wait for its next request
-reuse_port = True      # the workers' own listeners join the master's in one SO_REUSEPORT group
 sendfile = False       # responses are gathered in memory and sent by the worker (no file descriptors)
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat off disk; works read-only
 
@@ -38,14 +37,17 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse a port another server listens on (with reuse_port it would otherwise share it silently)."""
+    """Refuse a port another server listens on, at once and saying so (gunicorn would retry for 5 s first)."""
     from lsml.server.worker import refuse_taken_addresses
 
     refuse_taken_addresses(server.cfg.address)
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
-    """Drop a dead worker's live gauges from the Prometheus multiprocess files."""
+    """Free a dead worker's slot on the connection board; drop its live gauges from the Prometheus files."""
+    from lsml.server.worker import forget
+
+    forget(worker)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

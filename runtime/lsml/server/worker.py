@@ -20,10 +20,10 @@ happens in the main loop, without blocking:
 * a client gets `keepalive` s to start a request and `LSML_CLIENT_TIMEOUT` s
   to finish sending it or to take its response, then its socket is closed.
 
-Also: each worker listens on its own `SO_REUSEPORT` socket beside the shared
-one, so the kernel spreads new connections over the workers (stock gunicorn
-lets whichever worker wakes first take them, so keep-alive connections piled
-onto one process); SIGQUIT/SIGINT exit at once instead of calling
+Also: a worker that holds more connections than the least busy of its
+siblings lets them take a new one (`ConnectionBoard`, least connections;
+stock gunicorn lets whichever worker wakes first take it, so keep-alive
+connections piled onto one process); SIGQUIT/SIGINT exit at once instead of calling
 `ThreadPoolExecutor.shutdown` from a signal handler (which deadlocks when the
 signal lands inside `submit`, the orphaned worker of issue 13); and a worker
 dies with its master (`PR_SET_PDEATHSIG`). Plain HTTP/1.1 only: TLS belongs to
@@ -32,9 +32,11 @@ the ingress in front.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import selectors
+import struct
 import socket
 import time
 from functools import partial
@@ -70,16 +72,54 @@ def request_complete(buf: bytes | bytearray) -> bool:
     return length > PREBUFFER_LIMIT or len(buf) >= end + 4 + length
 
 
+class ConnectionBoard:
+    """Open connections per worker, in memory the master maps before forking and every worker shares.
+
+    Why: keep-alive connections stay with the worker that accepted them, so who
+    accepts decides how the load is spread. Each worker writes its own count into
+    its slot (one aligned 8-byte store, no lock) and reads the others' before it
+    accepts. Slots are `worker.age % SLOTS`; the master clears a dead worker's
+    (`forget`, from gunicorn_conf's `child_exit`). A board created after the fork
+    is private to one worker: it then never yields, as stock gunicorn.
+    """
+
+    SLOTS = 64
+    EMPTY = -1
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, 8 * self.SLOTS)
+        for slot in range(self.SLOTS):
+            self.set(slot, self.EMPTY)
+
+    def set(self, slot: int, count: int) -> None:
+        struct.pack_into("q", self._map, 8 * (slot % self.SLOTS), count)
+
+    def others_min(self, slot: int) -> int | None:
+        """The fewest connections any other live worker holds (None: no other worker)."""
+        counts = [c for i, (c,) in enumerate(struct.iter_unpack("q", self._map))
+                  if c != self.EMPTY and i != slot % self.SLOTS]
+        return min(counts) if counts else None
+
+
+BOARD = ConnectionBoard()  # imported by the master when gunicorn loads the worker class, before any fork
+ACCEPT_PAUSE = 0.002       # how long a busier worker leaves new connections to its siblings
+
+
+def forget(worker: Any) -> None:
+    """The master's half of the board: a dead worker's slot no longer counts."""
+    BOARD.set(worker.age, ConnectionBoard.EMPTY)
+
+
 def refuse_taken_addresses(addresses: list[Any]) -> None:
     """RuntimeError (gunicorn prints it and exits 1) when something already listens on a TCP address.
 
-    Why: `reuse_port` lets a second lsml server, or a stale one, bind the same port and
-    silently take a share of its connections; a probe bind without SO_REUSEPORT fails
-    against any listener, so the port is checked before gunicorn binds it.
+    Why: a second `start` on a busy port (or one still held by a stale server)
+    should say so at once; gunicorn alone retries the bind for 5 s and then
+    reports "Can't connect".
     """
     for address in addresses:
         if not isinstance(address, tuple):
-            continue  # a unix socket: no SO_REUSEPORT group
+            continue  # a unix socket
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -123,28 +163,29 @@ class ThreadWorker(GThreadWorker):
         if self.cfg.is_ssl:
             raise RuntimeError("lsml's worker serves plain HTTP; terminate TLS in front of it")
         die_with_parent()
-        if self.cfg.reuse_port and self.cfg.workers > 1:
-            self.sockets = list(self.sockets) + self._own_listeners()
+        self._accept_paused_until = 0.0
+        BOARD.set(self.age, 0)
         super().init_process()
 
-    def _own_listeners(self) -> list[socket.socket]:
-        """One SO_REUSEPORT listener per inherited TCP one, bound to the same address, for the kernel to balance."""
-        own = []
-        for listener in self.sockets:
-            if listener.family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            sock = socket.socket(listener.family, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind(listener.getsockname()[:2])
-                sock.listen(self.cfg.backlog)
-            except OSError as exc:
-                self.log.warning("no per-worker listener on %s (%s): sharing the master's", listener, exc)
-                sock.close()
-                continue
-            own.append(sock)
-        return own
+    @property
+    def nr_conns(self) -> int:
+        return self._nr_conns
+
+    @nr_conns.setter
+    def nr_conns(self, value: int) -> None:
+        """Every change is published on the board, where siblings read it before accepting."""
+        self._nr_conns = value
+        if getattr(self, "_accept_paused_until", None) is not None:  # set once this is the worker process
+            BOARD.set(self.age, value)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        if enabled and time.monotonic() < getattr(self, "_accept_paused_until", 0.0):
+            return  # yielding to a less busy sibling for a moment
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        paused = getattr(self, "_accept_paused_until", 0.0) - time.monotonic()
+        super().wait_for_and_dispatch_events(min(timeout, paused) if paused > 0 else timeout)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         """Exit now: gthread's `tpool.shutdown()` here can deadlock on the executor's lock (see module doc)."""
@@ -156,6 +197,11 @@ class ThreadWorker(GThreadWorker):
 
     # ---- reading requests on the main loop ----------------------------------------------------
     def accept(self, listener: Any) -> None:
+        fewest = BOARD.others_min(self.age)
+        if fewest is not None and self.nr_conns > fewest:  # a sibling is less busy: let it take this one
+            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+            self.set_accept_enabled(False)
+            return
         try:
             client, addr = listener.accept()
         except OSError:
