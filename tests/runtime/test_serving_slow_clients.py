@@ -66,3 +66,37 @@ def test_clients_that_do_not_read_their_answers_do_not_slow_down_a_normal_one(se
     assert seen.p99_ms() < limit, (f"p99 {seen.p99_ms():.1f} ms over {len(seen.latencies)} requests "
                                    f"(without attackers {baseline:.1f} ms)")
     assert requests.get(server.url + "/health", timeout=5).json()["status"] == "UP"
+
+
+def _exchange(port: int, data: bytes, answers: int) -> bytes:
+    """Send raw bytes, read until `answers` HTTP answers arrived (or 10 s passed)."""
+    import socket
+
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        while got.count(b"HTTP/1.1 ") < answers:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+def test_pipelined_chunked_and_expect_continue_requests_are_answered(server):
+    """The paths where the main loop cannot buffer everything first still serve (a thread reads the rest)."""
+    body = b'{"action": "PROJECT_UPDATED", "project": {"id": 1}}'
+    pipelined = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert _exchange(server.port, pipelined, 3).count(b"HTTP/1.1 200") == 3
+    chunked = (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    answer = _exchange(server.port, chunked, 1)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"ignored"' in answer
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
