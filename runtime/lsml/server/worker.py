@@ -420,10 +420,11 @@ class ThreadWorker(GThreadWorker):
                     self._forget(conn, table)
 
     def _cap_keepalive(self, deadline: float) -> None:
-        """Stopping: a client gets STOP_KEEPALIVE_LINGER s more to send its request (a slow-loris cannot hold a stop)."""
+        """Stopping: a client gets STOP_KEEPALIVE_LINGER s more to send its request or take its answer."""
         super()._cap_keepalive(deadline)
-        for conn, current in list(self._reading.items()):
-            self._reading[conn] = min(current, deadline)
+        for table in (self._reading, self._writing):  # nor can a client that does not read its answer
+            for conn, current in list(table.items()):
+                table[conn] = min(current, deadline)
 
     def run(self) -> None:
         super().run()
