@@ -85,28 +85,35 @@ class ConnectionBoard:
     """Open connections per worker, in memory the master maps before forking and every worker shares.
 
     Why: keep-alive connections stay with the worker that accepted them, so who
-    accepts decides how the load is spread. Each worker writes its own count into
-    its slot (one aligned 8-byte store, no lock) and reads the others' before it
-    accepts. Slots are `worker.age % SLOTS`; the master clears a dead worker's
-    (`forget`, from gunicorn_conf's `child_exit`). A board created after the fork
-    is private to one worker: it then never yields, as stock gunicorn.
+    accepts decides how the load is spread. Each worker writes its own count and a
+    heartbeat into its slot (aligned 8-byte stores, no lock) and reads the others'
+    before it accepts. Slots are `worker.age % SLOTS`; the master clears a dead
+    worker's (`forget`, from gunicorn_conf's `child_exit`), and a worker whose main
+    loop has not beaten for STALE_AFTER s is not waited for (a stuck sibling must
+    not keep connections from the others). A board created after the fork is
+    private to one worker: it then never yields, as stock gunicorn.
     """
 
     SLOTS = 64
     EMPTY = -1
+    STALE_AFTER = 3.0
 
     def __init__(self) -> None:
-        self._map = mmap.mmap(-1, 8 * self.SLOTS)
+        self._map = mmap.mmap(-1, 16 * self.SLOTS)
         for slot in range(self.SLOTS):
             self.set(slot, self.EMPTY)
 
     def set(self, slot: int, count: int) -> None:
-        struct.pack_into("q", self._map, 8 * (slot % self.SLOTS), count)
+        struct.pack_into("q", self._map, 16 * (slot % self.SLOTS), count)
+
+    def beat(self, slot: int) -> None:
+        struct.pack_into("q", self._map, 16 * (slot % self.SLOTS) + 8, time.monotonic_ns())
 
     def others_min(self, slot: int) -> int | None:
-        """The fewest connections any other live worker holds (None: no other worker)."""
-        counts = [c for i, (c,) in enumerate(struct.iter_unpack("q", self._map))
-                  if c != self.EMPTY and i != slot % self.SLOTS]
+        """The fewest connections any other live, beating worker holds (None: no such worker)."""
+        fresh = time.monotonic_ns() - int(self.STALE_AFTER * 1e9)
+        counts = [count for i, (count, beat) in enumerate(struct.iter_unpack("qq", self._map))
+                  if count != self.EMPTY and beat >= fresh and i != slot % self.SLOTS]
         return min(counts) if counts else None
 
 
@@ -173,6 +180,7 @@ class ThreadWorker(GThreadWorker):
             raise RuntimeError("lsml's worker serves plain HTTP; terminate TLS in front of it")
         die_with_parent()
         self._accept_paused_until = 0.0
+        BOARD.beat(self.age)
         BOARD.set(self.age, 0)
         super().init_process()
 
@@ -185,6 +193,7 @@ class ThreadWorker(GThreadWorker):
         now = time.monotonic()
         if now - getattr(self, "_notified_at", -NOTIFY_INTERVAL) >= NOTIFY_INTERVAL:
             self._notified_at = now
+            BOARD.beat(self.age)
             super().notify()
 
     @property
@@ -224,8 +233,13 @@ class ThreadWorker(GThreadWorker):
             return
         try:
             client, addr = listener.accept()
-        except OSError:
-            return  # EAGAIN (another worker took it), ECONNABORTED, EMFILE: the poller tries again
+        except (BlockingIOError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up
+        except OSError as exc:  # EMFILE, ENOBUFS...: do not spin on a listener that stays readable
+            self.log.warning("accept failed (%s): pausing accepts for 0.1 s", exc)
+            self._accept_paused_until = time.monotonic() + 0.1
+            self.set_accept_enabled(False)
+            return
         self.nr_conns += 1
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = TConn(self.cfg, client, addr, listener.getsockname())  # non-blocking
