@@ -10,7 +10,7 @@ happens in the main loop, without blocking:
 
 * a request is read into memory on the main loop (non-blocking) and handed to
   a pool thread only once its head and body are complete (`request_state`;
-  bodies above `PREBUFFER_LIMIT`, chunked bodies and `Expect: 100-continue`
+  bodies above `LSML_MAX_BODY_BYTES` (refused by the app with 413), chunked bodies and `Expect: 100-continue`
   are read by the thread, each socket call bounded by `LSML_CLIENT_TIMEOUT`);
 * a response is gathered in memory and sent by the thread with one
   non-blocking send; what the peer cannot take yet is sent by the main loop
@@ -47,11 +47,10 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn
 from gunicorn.workers.gthread import ThreadWorker as GThreadWorker
 
 from lsml.procs import die_with_parent
-from lsml.settings import ServingSettings
+from lsml.settings import ServingSettings, Settings
 
 READ_CHUNK = 262_144
 HEAD_LIMIT = 65_536            # a head this long without its blank line goes to the parser, which refuses it
-PREBUFFER_LIMIT = 16_777_216   # bodies up to this size are read on the main loop before a thread is used
 LINGER_SECONDS = 2.0
 LINGER_DRAIN = 65_536
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
@@ -60,10 +59,10 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
 WAIT, WHOLE, PARTIAL = 0, 1, 2  # what `request_state` says about a buffer
 
 
-def request_state(buf: bytes | bytearray) -> int:
+def request_state(buf: bytes | bytearray, body_limit: int) -> int:
     """WAIT for more bytes; WHOLE: the request is all in `buf`; PARTIAL: a thread must read the rest itself.
 
-    PARTIAL: bodies above PREBUFFER_LIMIT, chunked bodies, `Expect: 100-continue`,
+    PARTIAL: bodies above `body_limit`, chunked bodies, `Expect: 100-continue`,
     and heads too long to be valid (the parser refuses those).
     """
     end = buf.find(b"\r\n\r\n")
@@ -76,7 +75,7 @@ def request_state(buf: bytes | bytearray) -> int:
     if match is None:
         return WHOLE  # no body, or a malformed length: the parser answers 400
     length = int(match.group(1))
-    if length > PREBUFFER_LIMIT:
+    if length > body_limit:
         return PARTIAL
     return WHOLE if len(buf) >= end + 4 + length else WAIT
 
@@ -170,6 +169,7 @@ class ThreadWorker(GThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client_timeout = ServingSettings.from_env().client_timeout
+        self.body_limit = Settings.from_env().max_body_bytes  # what the app accepts is buffered whole
         self._reading: dict[TConn, float] = {}
         self._writing: dict[TConn, float] = {}
         self._lingering: dict[TConn, float] = {}
@@ -249,7 +249,7 @@ class ThreadWorker(GThreadWorker):
     def _read(self, conn: TConn) -> None:
         """Wait for a whole request on `conn` (keepalive s to start it, client_timeout s to finish it)."""
         now = time.monotonic()
-        conn.lsml_state = request_state(conn.lsml_in)
+        conn.lsml_state = request_state(conn.lsml_in, self.body_limit)
         if conn.lsml_state != WAIT:
             self.enqueue_req(conn)
             return
@@ -275,7 +275,7 @@ class ThreadWorker(GThreadWorker):
         except OSError:
             self._drop(conn, self._reading)
             return
-        conn.lsml_state = request_state(conn.lsml_in)
+        conn.lsml_state = request_state(conn.lsml_in, self.body_limit)
         if conn.lsml_state != WAIT:
             self.poller.unregister(conn.sock)
             del self._reading[conn]
