@@ -58,7 +58,9 @@ EXPOSE 9090
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '9090'), timeout=2)"]
-# The shared gunicorn settings (lsml.server.gunicorn_conf: no control socket, which gunicorn 27
-# would otherwise try to create in the read-only $HOME). WORKERS unset: 2 with REDIS_URL (trainings
-# in the RQ worker), else 1, since each worker would run its own embedded training queue.
-CMD ["sh", "-c", "exec gunicorn --config python:lsml.server.gunicorn_conf --bind 0.0.0.0:${PORT} --workers ${WORKERS:-$([ -n \"${REDIS_URL:-}\" ] && echo 2 || echo 1)} --threads ${THREADS} --timeout 120 --chdir /app _wsgi:app"]
+# The one serving command of every lsml deployment (lsml.server.gunicorn_conf): no flags, so the
+# knobs are environment: PORT, THREADS (above), WORKERS, HOST, LSML_CLIENT_TIMEOUT, LOG_LEVEL.
+# WORKERS unset: 2 with REDIS_URL (trainings run in the RQ worker), else 1, since each worker would
+# run its own embedded training queue (lsml.settings.ServingSettings). No control socket: gunicorn 27
+# would otherwise try to create it in the read-only $HOME.
+CMD ["gunicorn", "--config", "python:lsml.server.gunicorn_conf", "_wsgi:app"]

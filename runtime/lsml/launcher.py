@@ -90,19 +90,23 @@ def will_use_redis(options: StartOptions, env: dict) -> bool:
     return not options.embedded and bool(env.get("REDIS_URL") or shutil.which("redis-server"))
 
 
-def server_argv(options: StartOptions, workers: int, log_level: str) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn",
-        "--config", "python:lsml.server.gunicorn_conf",
-        "--chdir", str(options.backend_dir.resolve()),
-        "--bind", f"{options.host}:{options.port}",
-        "--workers", str(workers),
-        "--threads", str(options.threads),
-        "--worker-class", "gthread",
-        "--log-level", log_level.lower(),
-        "--error-logfile", "-",
-        "_wsgi:app",
-    ]
+def server_argv() -> list[str]:
+    """gunicorn with lsml's one serving config; the knobs travel in the environment (`serving_env`)."""
+    from lsml.server.gunicorn_conf import SERVE_COMMAND
+
+    return [sys.executable, "-m", *SERVE_COMMAND]
+
+
+def serving_env(options: StartOptions, workers: int, log_level: str) -> dict[str, str]:
+    """The `ServingSettings` variables for this start (the image and the operator set the same ones)."""
+    return {
+        "HOST": options.host,
+        "PORT": str(options.port),
+        "WORKERS": str(workers),
+        "THREADS": str(options.threads),
+        "LOG_LEVEL": log_level.lower(),
+        "LSML_BACKEND_DIR": str(options.backend_dir.resolve()),
+    }
 
 
 def worker_argv(options: StartOptions) -> list[str]:
@@ -125,6 +129,7 @@ def start(options: StartOptions) -> int:
         print(f"note: embedded training with {workers} workers: each worker runs its own training queue "
               "(set REDIS_URL or install redis-server for one shared queue)", file=sys.stderr)
     log_level = (options.log_level or env.get("LOG_LEVEL") or "info")
+    env.update(serving_env(options, workers, log_level))
     def say(message: str) -> None:
         if not redis and message.startswith("redis-server not found"):
             message = "embedded training: trainings run in the server process"
@@ -135,7 +140,7 @@ def start(options: StartOptions) -> int:
     stack = LocalStack(
         say=say,
         backend_dir=options.backend_dir.resolve(),
-        server_argv=server_argv(options, workers, log_level),
+        server_argv=server_argv(),
         worker_argv=worker_argv(options),
         env=env,
         redis_binary=shutil.which("redis-server") if redis else None,

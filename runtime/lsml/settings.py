@@ -180,3 +180,36 @@ def _check_basic_auth(user: str | None, password: str | None) -> None:
     if has_pass and not has_user:
         raise ValueError("BASIC_AUTH_PASS is set but BASIC_AUTH_USER is empty or missing: set a user "
                          "(or unset BASIC_AUTH_PASS to run without auth)")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How gunicorn serves a backend: read by `lsml.server.gunicorn_conf` in every deployment.
+
+    Why env vars and not command-line flags: the image's CMD, the compose file, the
+    operator's container and `label-studio-ml start` all run the same command
+    (`gunicorn --config python:lsml.server.gunicorn_conf _wsgi:app`); only these
+    values differ between them.
+    """
+
+    host: str = "0.0.0.0"
+    port: int = 9090
+    workers: int = 1
+    threads: int = 8
+    client_timeout: float = 30.0
+    backend_dir: str = "."
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ServingSettings":
+        env = os.environ if env is None else env
+        return cls(
+            host=_str(env, "HOST") or "0.0.0.0",
+            port=_int(env, "PORT", 9090, minimum=0),
+            # one worker without Redis: each would run its own embedded training queue
+            workers=_int(env, "WORKERS", 2 if _str(env, "REDIS_URL") else 1, minimum=1),
+            threads=_int(env, "THREADS", 8, minimum=1),
+            client_timeout=_float(env, "LSML_CLIENT_TIMEOUT", 30.0, minimum=0.1),
+            backend_dir=_str(env, "LSML_BACKEND_DIR") or ".",
+            log_level=(_str(env, "LOG_LEVEL") or "info").lower(),
+        )

@@ -33,8 +33,8 @@ def test_minimal_spec_builds_only_service_and_server_deployment():
     container = pod["containers"][0]
     assert env_map(container)["MODEL_DIR"]["value"] == "/data/models"
     assert "REDIS_URL" not in env_map(container)
-    assert container["command"][0] == "gunicorn" and container["command"][-1] == "_wsgi:app"
-    assert "0.0.0.0:9090" in container["command"]
+    assert container["command"] == ["gunicorn", "--config", "python:lsml.server.gunicorn_conf", "_wsgi:app"]
+    assert env_map(container)["PORT"]["value"] == "9090"
 
 
 def test_every_child_has_owner_reference_stable_name_and_standard_labels():

@@ -21,7 +21,7 @@ ROWS = [("great movie", "Positive"), ("awful plot", "Negative"), ("good fun and 
 
 
 class Started:
-    def __init__(self, backend: Path, cwd: Path, *extra: str, env: dict | None = None):
+    def __init__(self, backend: Path, cwd: Path, *extra: str, env: dict | None = None, new_session: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = dict(os.environ)
@@ -31,7 +31,7 @@ class Started:
         full_env.update(env or {})
         self.proc = subprocess.Popen([CLI, "start", str(backend), "--port", str(self.port), "--host", "127.0.0.1",
                                       *extra], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
         self.backend = backend
         try:
             wait_for_port(self.port, timeout=120)

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from lsml.backend_dir import BackendDirError
-from lsml.launcher import StartOptions, backend_env, check_backend, server_argv, will_use_redis, worker_argv
+from lsml.launcher import (StartOptions, backend_env, check_backend, server_argv, serving_env, will_use_redis,
+                           worker_argv)
 
 
 @pytest.fixture
@@ -30,13 +31,12 @@ def test_env_points_model_dir_and_metrics_into_the_backend(backend):
     assert backend_env(StartOptions(backend), base={"MODEL_DIR": "rel"})["MODEL_DIR"].endswith("/rel")
 
 
-def test_gunicorn_command(backend):
-    argv = server_argv(StartOptions(backend, host="127.0.0.1", port=1234, threads=3), workers=2, log_level="INFO")
-    assert argv[:3] == [sys.executable, "-m", "gunicorn"] and argv[-1] == "_wsgi:app"
-    joined = " ".join(argv)
-    assert "--bind 127.0.0.1:1234" in joined and "--workers 2" in joined and "--threads 3" in joined
-    assert "--worker-class gthread" in joined and f"--chdir {backend.resolve()}" in joined
-    assert "python:lsml.server.gunicorn_conf" in joined
+def test_gunicorn_command_is_the_one_serving_command_with_the_knobs_in_env(backend):
+    assert server_argv() == [sys.executable, "-m", "gunicorn", "--config", "python:lsml.server.gunicorn_conf",
+                             "_wsgi:app"]
+    env = serving_env(StartOptions(backend, host="127.0.0.1", port=1234, threads=3), workers=2, log_level="INFO")
+    assert env == {"HOST": "127.0.0.1", "PORT": "1234", "WORKERS": "2", "THREADS": "3", "LOG_LEVEL": "info",
+                   "LSML_BACKEND_DIR": str(backend.resolve())}
     assert worker_argv(StartOptions(backend))[-1] == str(backend.resolve())
 
 

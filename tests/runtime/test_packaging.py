@@ -163,12 +163,11 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     cmd = json.loads(re.findall(r"^CMD (\[.*\])$", (REPO / "Dockerfile").read_text(), flags=re.M)[-1])
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "REDIS_", "MODEL_DIR"))}
-    env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", PORT=str(port), WORKERS="1", THREADS="2",
+    # the image's CMD as it is; its knobs are env: the container's /app and 0.0.0.0 become this test's dir and loopback
+    env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", PORT=str(port), WORKERS="1", THREADS="2", HOST="127.0.0.1",
                LSML_BACKEND_DIR=str(app), MODEL_DIR=str(tmp_path / "models"))
-    # the image's CMD, with the container's /app and 0.0.0.0 mapped to this test's dir and loopback
-    shell = cmd[-1].replace("--chdir /app", f"--chdir {app}").replace("0.0.0.0", "127.0.0.1")
     log = open(tmp_path / "gunicorn.log", "wb")
-    server = subprocess.Popen(cmd[:-1] + [shell], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         def health():
             assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()

@@ -195,11 +195,13 @@ def redis_env(spec: Spec) -> list[dict[str, Any]]:
     return [{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}]
 
 
-def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]:
+def runtime_env(spec: Spec, *, include_basic_auth: bool,
+                extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Environment of server and worker: the runtime's documented variables (docs/architecture.md).
 
     Secrets are referenced (secretKeyRef), never copied into the pod spec. ``spec.model.env``
-    entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates).
+    entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates);
+    ``extra`` (the server's serving knobs) comes after the shared ones.
     """
     env: list[dict[str, Any]] = [{"name": "MODEL_DIR", "value": spec.model_dir}]
     env.extend(redis_env(spec))
@@ -219,6 +221,7 @@ def runtime_env(spec: Spec, *, include_basic_auth: bool) -> list[dict[str, Any]]
         env.append({"name": "LSML_PINNED_VERSIONS", "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))})
     if spec.model.get("prelabelOnPublish"):
         env.append({"name": "LSML_PRELABEL_ON_PUBLISH", "value": "true"})
+    env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
     user_names = {e["name"] for e in user}
     merged = [e for e in env if e["name"] not in user_names]
@@ -294,7 +297,7 @@ def model_volume_affinity(spec: Spec) -> dict[str, Any] | None:
 
 def runtime_container(
     spec: Spec, section: dict[str, Any], *, name: str, command: list[str], args: list[str] | None,
-    include_basic_auth: bool, **extra: Any,
+    include_basic_auth: bool, extra_env: list[dict[str, Any]] | None = None, **extra: Any,
 ) -> dict[str, Any]:
     """The runtime container of server and worker: image, env, model/tmp mounts, restricted security context.
 
@@ -305,7 +308,7 @@ def runtime_container(
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": list(command),
-        "env": runtime_env(spec, include_basic_auth=include_basic_auth),
+        "env": runtime_env(spec, include_basic_auth=include_basic_auth, extra=extra_env),
         "volumeMounts": runtime_mounts(spec),
         "securityContext": container_security_context(),
         **extra,

@@ -14,13 +14,22 @@ PRE_STOP_SLEEP_SECONDS = 5
 TERMINATION_GRACE_SECONDS = 45
 
 
-def default_command(port: int) -> list[str]:
-    """What the runtime image runs when spec.command is unset: gunicorn on the container port, app in /app."""
-    return [
-        "gunicorn", "--chdir", "/app", "--bind", f"0.0.0.0:{port}",
-        "--workers", "1", "--threads", "8", "--timeout", "120",
-        "--worker-tmp-dir", "/tmp", "_wsgi:app",
-    ]
+#: lsml's one serving command (runtime/lsml/server/gunicorn_conf.py); its knobs are environment.
+SERVE_COMMAND = ["gunicorn", "--config", "python:lsml.server.gunicorn_conf", "_wsgi:app"]
+
+
+def default_command() -> list[str]:
+    """What the server runs when spec.command is unset: the image's own CMD (the same in every deployment)."""
+    return list(SERVE_COMMAND)
+
+
+def serving_env(port: int) -> list[dict[str, Any]]:
+    """The serving knobs (lsml.settings.ServingSettings) the operator decides; spec.model.env may override them.
+
+    One gunicorn worker per pod (pods scale out, by hand or by the HPA), 8 threads.
+    """
+    return [{"name": "PORT", "value": str(port)}, {"name": "WORKERS", "value": "1"},
+            {"name": "THREADS", "value": "8"}, {"name": "LSML_BACKEND_DIR", "value": "/app"}]
 
 
 def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
@@ -29,8 +38,8 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
     server = spec.server
     port = spec.container_port
     container = C.runtime_container(
-        spec, server, name="server", command=spec.raw.get("command") or default_command(port),
-        args=spec.raw.get("args"), include_basic_auth=True,
+        spec, server, name="server", command=spec.raw.get("command") or default_command(),
+        args=spec.raw.get("args"), include_basic_auth=True, extra_env=serving_env(port),
         ports=[{"name": "http", "containerPort": port, "protocol": "TCP"}],
         # /healthz and /readyz are unauthenticated in the runtime, so probes work with basic auth on.
         livenessProbe={

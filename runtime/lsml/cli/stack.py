@@ -21,7 +21,6 @@ supervisor leaves no orphan behind.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import shutil
@@ -34,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-STOP_TIMEOUT = 15.0
+from lsml.procs import die_with_parent
+
+STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout (lsml.server.gunicorn_conf)
 REDIS_CONFIG_NAME = ".lsml-redis.conf"
-_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -46,11 +46,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+def _die_with_parent_term() -> None:
+    die_with_parent(signal.SIGTERM)
 
 
 def _redis_config(data_dir: Path, password: str) -> Path:
@@ -85,7 +82,8 @@ class Child:
         try:
             self.process = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                env=self.env, preexec_fn=_die_with_parent_term if sys.platform.startswith("linux") else None,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children in order
             )
         finally:
             log.close()
@@ -94,16 +92,24 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM (graceful: RQ finishes bookkeeping, Redis flushes AOF), then SIGKILL."""
-        if not self.alive():
+        """SIGTERM (graceful: RQ finishes bookkeeping, Redis flushes AOF), then SIGKILL; then its whole group.
+
+        The last step catches what the child left behind (a gunicorn worker whose
+        master died, an RQ work horse): every child leads its own process group.
+        """
+        if self.process is None:
             return
-        assert self.process is not None
-        self.process.terminate()
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
         try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @dataclass

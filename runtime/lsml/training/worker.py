@@ -27,7 +27,6 @@ from the coalescing state (`lsml.training.coalesce`) and hands it to
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -42,6 +41,7 @@ from rq import Queue, Worker, get_current_job
 from rq.serializers import JSONSerializer
 
 from lsml.redis_connection import connect
+from lsml.procs import die_with_parent
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.trusted_job import TrustedJob
@@ -54,7 +54,6 @@ MAINTENANCE_INTERVAL = 10
 #: Longest wait between two attempts to reach a Redis that is down.
 MAX_RECONNECT_WAIT = 5.0
 
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -109,20 +108,8 @@ class TrainingWorker(Worker):
         return self.job_monitoring_interval + (HEARTBEAT_TTL - HEARTBEAT_INTERVAL)
 
     def main_work_horse(self, job, queue) -> None:  # noqa: D102 - see module doc
-        _die_with_parent()
+        die_with_parent()
         super().main_work_horse(job, queue)
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (no-op elsewhere)."""
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # parent died before prctl took effect
-        os._exit(1)
 
 
 def run_worker(

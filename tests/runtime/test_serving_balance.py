@@ -1,0 +1,38 @@
+"""Keep-alive connections are spread over gunicorn workers by least connections (issue 13).
+
+A keep-alive connection stays with the worker that accepted it; with stock gunicorn
+8 connections could all land on one of 2 workers (one core busy, the other idle).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import requests
+
+from tests.runtime.proc_tree import established_per_process
+from tests.runtime.test_cli_start import EXAMPLE, Started
+
+
+def test_eight_keepalive_connections_split_four_four_over_two_workers(tmp_path):
+    backend = tmp_path / "backend"
+    shutil.copytree(EXAMPLE, backend, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
+    server = Started(backend, tmp_path, "--embedded", "--workers", "2")
+    sessions = []
+    try:
+        deadline = time.monotonic() + 60
+        while requests.get(server.url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+        time.sleep(1)  # the readiness probes' connections are closed and counted out
+        for _ in range(8):
+            session = requests.Session()
+            assert session.get(server.url + "/health", timeout=5).status_code == 200
+            sessions.append(session)
+        split = established_per_process(server.proc.pid, server.port)
+        assert split == [4, 4], f"8 keep-alive connections held per server process: {split}"
+    finally:
+        for session in sessions:
+            session.close()
+        server.stop()
