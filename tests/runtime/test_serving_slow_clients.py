@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from tests.runtime.slow_clients import ATTACKS, Attack, probe
+from tests.runtime.slow_clients import Attack, probe
 from tests.runtime.test_cli_start import EXAMPLE, Started
 
 P99_LIMIT_MS = 50.0

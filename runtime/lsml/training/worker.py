@@ -28,8 +28,6 @@ from the coalescing state (`lsml.training.coalesce`) and hands it to
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import time
 from dataclasses import dataclass
