@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -33,6 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench-real"
 NAME = "bench"
+AUTH = ("bench", "pw-" + secrets.token_hex(8))
 CONFIG = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
           '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
 
@@ -59,7 +62,7 @@ def helm(cp, *args: str) -> None:
     proc = subprocess.run([str(Path(cp.bin_dir) / "helm"), f"--kubeconfig={cp.kubeconfig}", *args],
                           capture_output=True, text=True, timeout=600,
                           env={"HELM_CACHE_HOME": str(cp.dir / "helm"), "HELM_CONFIG_HOME": str(cp.dir / "helm"),
-                               "HELM_DATA_HOME": str(cp.dir / "helm"), "PATH": "/usr/bin:/bin"})
+                               "HELM_DATA_HOME": str(cp.dir / "helm"), "HOME": str(cp.dir), "PATH": "/usr/bin:/bin"})
     if proc.returncode != 0:
         raise SystemExit(f"helm {' '.join(args)} failed: {proc.stderr}")
 
@@ -111,7 +114,8 @@ def load(url: str, seconds_after, threads: int = 4):
     def run():
         while not stop.is_set() and len(results) < 100_000:
             try:
-                ok = requests.post(f"{url}/predict", json=body, timeout=10, headers={"Connection": "close"}).ok
+                ok = requests.post(f"{url}/predict", json=body, timeout=10, auth=AUTH,
+                                   headers={"Connection": "close"}).ok
             except requests.RequestException:
                 ok = False
             results.append(ok)
@@ -131,6 +135,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup in `finally`, also when stopped
     cp_mod = _load_controlplane()
     directory = Path(tempfile.mkdtemp(prefix="lsml-bench-rn-", dir="/tmp"))
     t0 = time.monotonic()
@@ -144,6 +149,10 @@ def main() -> int:
              "--create-namespace", "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
              "--set", "image.pullPolicy=Never", "--wait", "--timeout=300s")
         kubectl(cp, "create", "namespace", NS)
+        # the example's basicAuth (the recommended setting) names this Secret
+        auth_secret = mlb_body(images)["spec"]["basicAuth"]["secretName"]
+        kubectl(cp, "create", "secret", "generic", auth_secret, "-n", NS,
+                f"--from-literal=username={AUTH[0]}", f"--from-literal=password={AUTH[1]}")
         ready_times = []
         for run in range(args.runs):
             began = time.monotonic()
