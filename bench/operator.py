@@ -20,7 +20,6 @@ bench/results/operator.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import signal
@@ -32,26 +31,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, kubectl, load_controlplane  # noqa: E402  (beside this script)
 NS = "bench"
 SA = "lsml-operator-bench"
 FLOW = "lsml-operator-bench"
 
 
-def _load_controlplane():
-    spec = importlib.util.spec_from_file_location("lsml_controlplane", REPO / "hack" / "control-plane" / "controlplane.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["lsml_controlplane"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
-def kubectl(cp, *args: str, input: str | None = None) -> str:
-    proc = subprocess.run([str(Path(cp.bin_dir) / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args],
-                          input=input, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
 
 
 def setup_identity(cp, workdir: Path) -> Path:
@@ -132,7 +119,7 @@ def main() -> int:
     args = ap.parse_args()
 
     load_at_start = os.getloadavg()[0]  # the machine is shared: report how busy it was
-    cpmod = _load_controlplane()
+    cpmod = load_controlplane()
     bin_dir = cpmod.find_bin_dir()
     cpmod.REQUIRED_BINARIES = tuple(b for b in cpmod.REQUIRED_BINARIES if b != "helm")  # the bench needs no helm
     missing = cpmod.missing_binaries(bin_dir)

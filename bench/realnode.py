@@ -18,7 +18,6 @@ Results go to stdout as JSON and to bench/results/realnode.json. Needs root (the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import secrets
 import signal
@@ -32,7 +31,7 @@ from pathlib import Path
 import requests
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, kubectl, load_controlplane  # noqa: E402  (beside this script)
 NS = "bench-real"
 NAME = "bench"
 AUTH = ("bench", "pw-" + secrets.token_hex(8))
@@ -40,21 +39,8 @@ CONFIG = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toNa
           '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
 
 
-def _load_controlplane():
-    spec = importlib.util.spec_from_file_location("lsml_controlplane", REPO / "hack" / "control-plane" / "controlplane.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["lsml_controlplane"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
-def kubectl(cp, *args: str, input: str | None = None, check: bool = True) -> str:
-    import subprocess
-    proc = subprocess.run([str(Path(cp.bin_dir) / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args],
-                          input=input, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
 
 
 def helm(cp, *args: str) -> None:
@@ -136,7 +122,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup in `finally`, also when stopped
-    cp_mod = _load_controlplane()
+    cp_mod = load_controlplane()
     directory = Path(tempfile.mkdtemp(prefix="lsml-bench-rn-", dir="/tmp"))
     t0 = time.monotonic()
     cp = cp_mod.ControlPlane(bin_dir=cp_mod.find_bin_dir(), dir=directory, nodes=1, real_node=True,

@@ -36,6 +36,24 @@ def _pod_template(labels: dict[str, str]) -> client.V1PodTemplateSpec:
     )
 
 
+def _db_with_claim(storage_class: str | None) -> client.V1StatefulSet:
+    """StatefulSet ``db`` (1 replica) whose claim template ``data`` asks 1Gi of ``storage_class`` (None: the default)."""
+    labels = {"app": "db"}
+    return client.V1StatefulSet(
+        metadata=client.V1ObjectMeta(name="db"),
+        spec=client.V1StatefulSetSpec(
+            service_name="db", replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+            template=_pod_template(labels),
+            volume_claim_templates=[client.V1PersistentVolumeClaim(
+                metadata=client.V1ObjectMeta(name="data"),
+                spec=client.V1PersistentVolumeClaimSpec(
+                    access_modes=["ReadWriteOnce"], storage_class_name=storage_class,
+                    resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"})),
+            )],
+        ),
+    )
+
+
 def _missing(fn) -> bool:
     try:
         fn()
@@ -93,8 +111,7 @@ def test_statefulset_gets_its_pvc(k8s_cluster: KubernetesCluster, api, k8s_names
     apps = client.AppsV1Api(api)
     core = client.CoreV1Api(api)
     storage_class = f"manual-{uuid.uuid4().hex[:8]}"
-    labels = {"app": "db"}
-    # No provisioner here: a hostPath PV that the PV controller binds to the claim (never used for data).
+    # A class no provisioner serves: a hostPath PV that the PV controller binds to the claim (never used for data).
     pv_name = f"pv-{k8s_namespace}"
     core.create_persistent_volume(client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(name=pv_name),
@@ -104,19 +121,7 @@ def test_statefulset_gets_its_pvc(k8s_cluster: KubernetesCluster, api, k8s_names
             persistent_volume_reclaim_policy="Delete"),
     ))
     try:
-        apps.create_namespaced_stateful_set(k8s_namespace, client.V1StatefulSet(
-            metadata=client.V1ObjectMeta(name="db"),
-            spec=client.V1StatefulSetSpec(
-                service_name="db", replicas=1, selector=client.V1LabelSelector(match_labels=labels),
-                template=_pod_template(labels),
-                volume_claim_templates=[client.V1PersistentVolumeClaim(
-                    metadata=client.V1ObjectMeta(name="data"),
-                    spec=client.V1PersistentVolumeClaimSpec(
-                        access_modes=["ReadWriteOnce"], storage_class_name=storage_class,
-                        resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"})),
-                )],
-            ),
-        ))
+        apps.create_namespaced_stateful_set(k8s_namespace, _db_with_claim(storage_class))
         pvc = wait_for(lambda: core.read_namespaced_persistent_volume_claim("data-db-0", k8s_namespace),
                        timeout=60, message="PVC data-db-0 created by the StatefulSet controller")
         assert pvc.spec.resources.requests["storage"] == "1Gi"
@@ -269,20 +274,7 @@ def test_claims_of_the_default_class_bind_through_local_path_on_kwok_nodes(
                         if (sc.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
     assert (default_class.metadata.name, default_class.provisioner) == ("standard", "rancher.io/local-path")
     assert default_class.volume_binding_mode == "WaitForFirstConsumer"
-    labels = {"app": "db"}
-    apps.create_namespaced_stateful_set(k8s_namespace, client.V1StatefulSet(
-        metadata=client.V1ObjectMeta(name="db"),
-        spec=client.V1StatefulSetSpec(
-            service_name="db", replicas=1, selector=client.V1LabelSelector(match_labels=labels),
-            template=_pod_template(labels),
-            volume_claim_templates=[client.V1PersistentVolumeClaim(
-                metadata=client.V1ObjectMeta(name="data"),
-                spec=client.V1PersistentVolumeClaimSpec(
-                    access_modes=["ReadWriteOnce"],
-                    resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"})),
-            )],
-        ),
-    ))
+    apps.create_namespaced_stateful_set(k8s_namespace, _db_with_claim(storage_class=None))
     wait_for(lambda: core.read_namespaced_persistent_volume_claim("data-db-0", k8s_namespace).status.phase == "Bound",
              timeout=90, message="PVC data-db-0 Bound by local-path-provisioner")
     pvc = core.read_namespaced_persistent_volume_claim("data-db-0", k8s_namespace)

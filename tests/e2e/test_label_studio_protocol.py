@@ -14,23 +14,11 @@ import pytest
 import requests
 
 from lsml.labelstudio.webhooks import basic_auth_header
+from tests.fixtures.label_studio import SENTIMENT_TEXTS, sentiment_choice
 
 pytestmark = pytest.mark.labelstudio
 
-TEXTS = {
-    "what a wonderful, lovely film": "Positive",
-    "great acting and a great story": "Positive",
-    "I loved it, truly excellent": "Positive",
-    "awful, boring and far too long": "Negative",
-    "terrible plot and bad acting": "Negative",
-    "I hated it, a dreadful mess": "Negative",
-    "an excellent and lovely story": None,  # left for the model
-    "boring and dreadful acting": None,
-}
-
-
-def _choice(label: str) -> list[dict]:
-    return [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+TEXTS = SENTIMENT_TEXTS
 
 
 def _wait_for(condition, timeout: float, what: str, interval: float = 1.0):
@@ -82,7 +70,7 @@ def test_predict_annotate_train_and_predict_again(ls_client, ls_project, start_m
     # A person labels six tasks; each annotation fires a webhook to the backend.
     for text, label in TEXTS.items():
         if label:
-            created_annotation = ls_client.create_annotation(tasks[text], _choice(label))
+            created_annotation = ls_client.create_annotation(tasks[text], sentiment_choice(label))
             assert created_annotation["result"][0]["value"]["choices"] == [label]
 
     # Start Training: START_TRAINING reaches /webhook; the backend fetches every annotated task itself.
@@ -142,7 +130,7 @@ def test_basic_auth_backend_gets_predictions_and_webhooks(ls_client, ls_project,
 
     # Annotations alone (no Start Training) reach the backend only if the webhook authenticates.
     for text, label in list(TEXTS.items())[:6]:
-        ls_client.create_annotation(tasks[text], _choice(label))
+        ls_client.create_annotation(tasks[text], sentiment_choice(label))
 
     def annotation_trained():
         versions = _backend_versions(backend, project, auth=(user, password))

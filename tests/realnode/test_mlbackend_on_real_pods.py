@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
-from tests.fixtures.label_studio import SENTIMENT_CONFIG
+from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
 
 from ..operator.helpers import example
 from .conftest import LS_NS, LS_SERVICE_PORT, images
@@ -32,20 +32,7 @@ pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstu
 NAME = "textcls"
 NS = "lsml-real"
 AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
-TEXTS = {
-    "what a wonderful, lovely film": "Positive",
-    "great acting and a great story": "Positive",
-    "I loved it, truly excellent": "Positive",
-    "awful, boring and far too long": "Negative",
-    "terrible plot and bad acting": "Negative",
-    "I hated it, a dreadful mess": "Negative",
-    "an excellent and lovely story": None,
-    "boring and dreadful acting": None,
-}
-
-
-def _choice(label: str) -> list[dict]:
-    return [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+TEXTS = SENTIMENT_TEXTS
 
 
 def _json(cluster: KubernetesCluster, *args: str) -> Any:
@@ -228,7 +215,7 @@ def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_ve
     with cluster_label_studio.client() as client:
         for text, label in TEXTS.items():
             if label:
-                client.create_annotation(backend["tasks"][text], _choice(label))
+                client.create_annotation(backend["tasks"][text], sentiment_choice(label))
     server_ips = [p["status"]["podIP"] for p in pods(cluster, "server")]
 
     def newest_everywhere() -> str | None:
@@ -301,7 +288,7 @@ def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, c
     wait_for(lambda: not pods(cluster, "worker"), 120, interval=1.0, message="no worker pod")
     with cluster_label_studio.client() as client:  # a trigger with nobody to take it: the job waits in Redis
         task = backend["tasks"]["an excellent and lovely story"]
-        client.create_annotation(task, _choice("Positive"))
+        client.create_annotation(task, sentiment_choice("Positive"))
     redis_pod = f"{NAME}-redis-0"
 
     def queued() -> int:
