@@ -31,8 +31,11 @@ def serves_the_protocol(url: str) -> dict:
                                                     "label_config": SENTIMENT_CONFIG}, timeout=10)
     assert predict.status_code == 200, predict.text
     results = predict.json()["results"]
-    assert len(results) == len(TASKS), results
-    assert all(r["model_version"] == setup.json()["model_version"] for r in results), results
+    assert len(results) == len(TASKS), results  # one item per task, in order
+    for result in results:
+        # a prediction of the version /setup named, or [] where an untrained model has none to give
+        # (Label Studio then stores nothing: the no-empty-predictions rule)
+        assert result == [] or result["model_version"] == setup.json()["model_version"], results
     return setup.json()
 
 
