@@ -85,7 +85,9 @@ def test_the_four_deployments_run_the_same_command_and_resolve_the_same_settings
     for name, (command, env) in deployments.items():
         assert command == SERVE_COMMAND, f"{name} runs {command}"
         knobs = {k: v for k, v in env.items() if k in KNOBS}
-        assert {"PORT", "WORKERS", "THREADS"} <= set(knobs) or name == "start", f"{name} sets {sorted(knobs)}"
+        # the image leaves WORKERS to ServingSettings: 2 with REDIS_URL, else 1 (embedded training)
+        required = {"PORT", "THREADS"} if name == "Dockerfile" else {"PORT", "WORKERS", "THREADS"}
+        assert required <= set(knobs) or name == "start", f"{name} sets {sorted(knobs)}"
         settings[name] = resolved({k: v for k, v in knobs.items() if k != "LSML_BACKEND_DIR"})  # /app is not here
         assert settings[name]["bind"] == str([f"{knobs.get('HOST', '0.0.0.0')}:{knobs.get('PORT', 9090)}"])
         assert settings[name]["workers"] == knobs.get("WORKERS", "1")
@@ -94,6 +96,13 @@ def test_the_four_deployments_run_the_same_command_and_resolve_the_same_settings
     assert first["worker_class"] == "lsml.server.worker.ThreadWorker"
     for name, resolved_settings in settings.items():
         assert {k: resolved_settings[k] for k in SHARED} == {k: first[k] for k in SHARED}, name
+
+
+def test_workers_default_to_one_without_redis_and_two_with_it():
+    """Each gunicorn worker would run its own embedded training queue: one, unless training goes to RQ."""
+    assert ServingSettings.from_env({}).workers == 1
+    assert ServingSettings.from_env({"REDIS_URL": "redis://r:6379/0"}).workers == 2
+    assert ServingSettings.from_env({"REDIS_URL": "redis://r:6379/0", "WORKERS": "3"}).workers == 3
 
 
 def test_the_operator_port_is_the_container_port():

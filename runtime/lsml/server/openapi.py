@@ -66,9 +66,10 @@ _OPTIONAL_PROJECT = {"anyOf": [*_PROJECT["anyOf"], {"type": "null"}],
 _LABEL_CONFIG = {"type": ["string", "null"],
                  "description": "Label config XML; one that does not parse is a 400 invalid_label_config"}
 _PROJECT_PARAM = {"name": "project", "in": "query", "required": False,
-                  "schema": {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN}, _NO_PROJECT]},
-                  "description": "Project id or '<id>.<created_at>' (or send it in a JSON body); "
-                                 "without a project (what Label Studio sends) every project's versions"}
+                  "schema": {"type": "string", "pattern": PROJECT_NAME_PATTERN},
+                  "description": "Project id or '<id>.<created_at>' (or send it in a JSON body; an empty "
+                                 "`project=` is refused); without a project (what Label Studio sends) every "
+                                 "project's versions"}
 
 SPEC: dict = {
     "openapi": "3.1.0",

@@ -315,6 +315,8 @@ def versions() -> Response:
     rt = _rt()
     body = _json_body(optional=True)  # a GET may carry the project in a JSON body too
     raw_project = request.args.get("project")
+    if raw_project == "":  # `?project=` names nothing: not the default project, not every project
+        raise ApiError(400, "invalid_project", "the 'project' query parameter is empty")
     if raw_project is None:
         raw_project = body.get("project")
     else:
