@@ -100,19 +100,20 @@ timed() { # timed LABEL CMD...
   log "$step done in $(( $(date +%s) - t0 ))s"
 }
 
+# build_module NAME GO MODULE VERSION PACKAGE [LDFLAGS]: bin/NAME from PACKAGE of MODULE@VERSION, built
+# in a generated wrapper module (go directive GO) whose tools.go pulls the package's whole graph.
+build_module() {
+  local name="$1" godir="$2" module="$3" version="$4" pkg="$5" ldflags="${6:-}"
+  local d; d="$(new_wrapper "$name")"
+  printf 'module lsml.local/controlplane/%s\n\ngo %s\n\nrequire %s %s\n' "$name" "$godir" "$module" "$version" > "$d/go.mod"
+  write_tools "$d" "$pkg"
+  (cd "$d" && go mod tidy && go build -ldflags="-s -w $ldflags" -o "$bin/$name.new" "$pkg") \
+    && mv "$bin/$name.new" "$bin/$name"
+}
+
 # ---- etcd ------------------------------------------------------------------
 build_etcd() {
-  local d; d="$(new_wrapper etcd)"
-  cat > "$d/go.mod" <<MOD
-module lsml.local/controlplane/etcd
-
-go 1.25.0
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-MOD
-  write_tools "$d" go.etcd.io/etcd/server/v3
-  (cd "$d" && go mod tidy && go build -ldflags="-s -w" -o "$bin/etcd.new" go.etcd.io/etcd/server/v3) \
-    && mv "$bin/etcd.new" "$bin/etcd"
+  build_module etcd 1.25.0 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
 }
 
 # ---- kubernetes -------------------------------------------------------------
@@ -158,77 +159,31 @@ build_kubernetes() {
 
 # ---- kwok ------------------------------------------------------------------
 build_kwok() {
-  local d; d="$(new_wrapper kwok)"
-  cat > "$d/go.mod" <<MOD
-module lsml.local/controlplane/kwok
-
-go 1.26.0
-
-require sigs.k8s.io/kwok $KWOK_VERSION
-MOD
-  write_tools "$d" sigs.k8s.io/kwok/cmd/kwok
-  (cd "$d" && go mod tidy && go build -ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" -o "$bin/kwok.new" sigs.k8s.io/kwok/cmd/kwok) \
-    && mv "$bin/kwok.new" "$bin/kwok"
+  build_module kwok 1.26.0 sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 }
 
 # ---- helm ------------------------------------------------------------------
 build_helm() {
-  local d; d="$(new_wrapper helm)"
-  cat > "$d/go.mod" <<MOD
-module lsml.local/controlplane/helm
-
-go 1.26.0
-
-require helm.sh/helm/v3 $HELM_VERSION
-MOD
-  write_tools "$d" helm.sh/helm/v3/cmd/helm
-  (cd "$d" && go mod tidy && go build -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$bin/helm.new" helm.sh/helm/v3/cmd/helm) \
-    && mv "$bin/helm.new" "$bin/helm"
+  build_module helm 1.26.0 helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
 # ---- crictl (the real node's CRI client: `down` removes every pod sandbox with it) ----
 build_crictl() {
-  local d; d="$(new_wrapper crictl)"
-  cat > "$d/go.mod" <<MOD
-module lsml.local/controlplane/crictl
-
-go 1.26.0
-
-require sigs.k8s.io/cri-tools $CRI_TOOLS_VERSION
-MOD
-  write_tools "$d" sigs.k8s.io/cri-tools/cmd/crictl
-  (cd "$d" && go mod tidy && go build -ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" -o "$bin/crictl.new" sigs.k8s.io/cri-tools/cmd/crictl) \
-    && mv "$bin/crictl.new" "$bin/crictl"
+  build_module crictl 1.26.0 sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
 }
 
 # ---- CoreDNS (cluster DNS for the real node's pods) -----------------------------
 build_coredns() {
-  local d; d="$(new_wrapper coredns)"
-  cat > "$d/go.mod" <<MOD
-module lsml.local/controlplane/coredns
-
-go 1.26.0
-
-require github.com/coredns/coredns $COREDNS_VERSION
-MOD
-  write_tools "$d" github.com/coredns/coredns
-  (cd "$d" && go mod tidy && go build -ldflags="-s -w" -o "$bin/coredns.new" github.com/coredns/coredns) \
-    && mv "$bin/coredns.new" "$bin/coredns"
+  build_module coredns 1.26.0 github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns
 }
 
 # ---- local-path-provisioner (the dynamic provisioner kind ships) ---------------
 build_local_path_provisioner() {
-  local d; d="$(new_wrapper local-path-provisioner)"
-  cat > "$d/go.mod" <<MOD
-module lsml.local/controlplane/localpath
-
-go 1.26.0
-
-require github.com/rancher/local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION
-MOD
-  write_tools "$d" github.com/rancher/local-path-provisioner
-  (cd "$d" && go mod tidy && go build -ldflags="-s -w" -o "$bin/local-path-provisioner.new" github.com/rancher/local-path-provisioner) \
-    && mv "$bin/local-path-provisioner.new" "$bin/local-path-provisioner"
+  build_module local-path-provisioner 1.26.0 github.com/rancher/local-path-provisioner \
+    "$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
 }
 
 have_all() { local b; for b in "$@"; do [[ -x "$bin/$b" ]] || return 1; done; [[ "${LSML_K8S_FORCE_REBUILD:-0}" != 1 ]]; }
