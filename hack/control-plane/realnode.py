@@ -126,12 +126,19 @@ def iptables_snapshot() -> dict[str, list[str]]:
     return snap
 
 
+def new_chains(snapshot: dict[str, list[str]]) -> dict[tuple[str, str], set[str]]:
+    """(binary, table) -> the chains there now that ``snapshot`` did not have."""
+    found = {}
+    for key, before in snapshot.items():
+        binary, table = key.split(":")
+        found[(binary, table)] = _chains(binary, table) - set(before)
+    return found
+
+
 def remove_new_chains(snapshot: dict[str, list[str]]) -> list[str]:
     """Delete the chains that were not in ``snapshot`` and the rules that jump to them; returns what went."""
     removed = []
-    for key, before in snapshot.items():
-        binary, table = key.split(":")
-        new = _chains(binary, table) - set(before)
+    for (binary, table), new in new_chains(snapshot).items():
         if not new:
             continue
         rules = run([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
@@ -192,7 +199,7 @@ class HostNetwork:
     def teardown(self) -> list[str]:
         """Undo setup (and what kubelet/kube-proxy/CNI left); returns a list of problems (empty when clean)."""
         problems = []
-        for ns in sorted(set(_netns()) - set(self.netns_before)):
+        for ns in self.new_netns():
             if ns.startswith("cni-") and run(["ip", "netns", "delete", ns], check=False).returncode != 0:
                 problems.append(f"network namespace {ns} could not be deleted")
         remove_new_chains(self.iptables_before)
@@ -203,13 +210,20 @@ class HostNetwork:
                 _write_sysctl(name, value)
             except OSError as exc:
                 problems.append(f"restoring {name}={value}: {exc}")
-        before = set(self.cgroups_before)
-        for cgroup in _kubepods_cgroups():
-            if str(cgroup) not in before:
-                _remove_cgroup_tree(cgroup)
+        for cgroup in self.new_cgroups():
+            _remove_cgroup_tree(cgroup)
         for cache in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
             cache.unlink(missing_ok=True)
         return problems
+
+    def new_netns(self) -> list[str]:
+        """Network namespaces made since setup (the CNI's are `cni-*`)."""
+        return sorted(set(_netns()) - set(self.netns_before))
+
+    def new_cgroups(self) -> list[Path]:
+        """kubelet's top cgroups made since setup."""
+        before = set(self.cgroups_before)
+        return [cgroup for cgroup in _kubepods_cgroups() if str(cgroup) not in before]
 
     def to_state(self) -> dict:
         return {"bridge": self.bridge, "gateway": self.gateway, "subnet": self.subnet,
@@ -517,15 +531,10 @@ def leftovers(cluster_dir: Path, net: HostNetwork) -> list[str]:
             found.append(f"mount {point}")
     if Path(f"/sys/class/net/{net.bridge}").exists():
         found.append(f"bridge {net.bridge}")
-    for ns in sorted(set(_netns()) - set(net.netns_before)):
-        found.append(f"network namespace {ns}")
-    for key, before in net.iptables_before.items():
-        binary, table = key.split(":")
-        for chain in sorted(_chains(binary, table) - set(before)):
-            found.append(f"{binary} -t {table} chain {chain}")
-    for cgroup in _kubepods_cgroups():
-        if str(cgroup) not in set(net.cgroups_before):
-            found.append(f"cgroup {cgroup}")
+    found += [f"network namespace {ns}" for ns in net.new_netns()]
+    for (binary, table), chains in new_chains(net.iptables_before).items():
+        found += [f"{binary} -t {table} chain {chain}" for chain in sorted(chains)]
+    found += [f"cgroup {cgroup}" for cgroup in net.new_cgroups()]
     for name, value in net.saved_sysctls.items():
         if _read_sysctl(name) != value:
             found.append(f"sysctl {name} is {_read_sysctl(name)}, was {value}")
