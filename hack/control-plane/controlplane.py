@@ -422,14 +422,10 @@ class ControlPlane:
 
         admin_kc = self.kubeconfig
         write_kubeconfig(admin_kc, self.api_url, p("ca.crt"), p("admin.crt"), p("admin.key"), "lsml-admin")
-        kcm_kc = self.dir / "controller-manager.kubeconfig"
-        write_kubeconfig(kcm_kc, self.api_url, p("ca.crt"), p("controller-manager.crt"),
-                         p("controller-manager.key"), "system:kube-controller-manager")
-        sched_kc = self.dir / "scheduler.kubeconfig"
-        write_kubeconfig(sched_kc, self.api_url, p("ca.crt"), p("scheduler.crt"), p("scheduler.key"),
-                         "system:kube-scheduler")
-        kwok_kc = self.dir / "kwok.kubeconfig"
-        write_kubeconfig(kwok_kc, self.api_url, p("ca.crt"), p("kwok.crt"), p("kwok.key"), "kwok-controller")
+        kcm_kc = self._kubeconfig("controller-manager", "system:kube-controller-manager")
+        sched_kc = self._kubeconfig("scheduler", "system:kube-scheduler")
+        kwok_kc = self._kubeconfig("kwok", "kwok-controller")
+        self._kubeconfig("addons", "lsml-addons")  # local-path-provisioner, and CoreDNS on the real node
         self._save_state()
 
         b = lambda name: str(self.bin_dir / name)  # noqa: E731
@@ -539,11 +535,9 @@ class ControlPlane:
         """containerd (+ lsml's images), kubelet, kube-proxy and CoreDNS; returns once the node is Ready."""
         node, p = self.node, (self.dir / "pki").joinpath
         node.dir.mkdir(parents=True, exist_ok=True)
-        kubeconfigs = {}
-        for name, user in (("node", f"system:node:{realnode.NODE_NAME}"), ("kube-proxy", "system:kube-proxy"),
-                           ("addons", "lsml-addons")):
-            kubeconfigs[name] = self.dir / f"{name}.kubeconfig"
-            write_kubeconfig(kubeconfigs[name], self.api_url, p("ca.crt"), p(f"{name}.crt"), p(f"{name}.key"), user)
+        kubeconfigs = {"node": self._kubeconfig("node", f"system:node:{realnode.NODE_NAME}"),
+                       "kube-proxy": self._kubeconfig("kube-proxy", "system:kube-proxy"),
+                       "addons": self.dir / "addons.kubeconfig"}
         containerd_bin = shutil.which("containerd") or "containerd"
         containerd = self._add("containerd", [containerd_bin, "--config",
                                               str(node.write_containerd_config(realnode.SANDBOX_IMAGE))])
@@ -585,10 +579,7 @@ class ControlPlane:
 
     def _start_storage(self, deadline: float) -> None:
         """local-path-provisioner behind the default StorageClass ``standard``, as kind ships it."""
-        p = (self.dir / "pki").joinpath
         kubeconfig = self.dir / "addons.kubeconfig"
-        if not kubeconfig.exists():
-            write_kubeconfig(kubeconfig, self.api_url, p("ca.crt"), p("addons.crt"), p("addons.key"), "lsml-addons")
         storage = self.dir / "local-path"
         storage.mkdir(parents=True, exist_ok=True)
         helper_image = self.node.images["base"] if self.node is not None else "lsml.local/kwok-helper:fake"
@@ -683,6 +674,13 @@ class ControlPlane:
         return cp
 
     # -- internals ---------------------------------------------------------
+    def _kubeconfig(self, name: str, user: str) -> Path:
+        """``<dir>/<name>.kubeconfig`` for a component, with the client certificate ``pki/<name>.crt``."""
+        pki = self.dir / "pki"
+        path = self.dir / f"{name}.kubeconfig"
+        write_kubeconfig(path, self.api_url, pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key", user)
+        return path
+
     @staticmethod
     def _write(path: Path, text: str) -> Path:
         path.write_text(text)
