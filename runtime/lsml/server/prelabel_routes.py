@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
 from lsml.server.errors import ApiError
-from lsml.server.routes import _json_body, _json_response, _project, bp
+from lsml.server.routes import _integral, _json_body, _json_response, _project, bp
 
 logger = logging.getLogger("lsml.server")
 
@@ -76,11 +76,6 @@ def update_metrics(rt: Any) -> None:
         if isinstance(saved, dict):
             PRELABEL_DONE.labels(project).set(int(saved.get("done") or 0))
             PRELABEL_TOTAL.labels(project).set(int(saved.get("total") or 0))
-
-
-def _integral(value: Any) -> Any:
-    """JSON's 4.0 is the integer 4 (as JSON Schema says): what a client's serializer wrote is not refused."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @bp.route("/prelabel", methods=["POST"], endpoint="prelabel")

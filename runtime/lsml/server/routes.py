@@ -103,6 +103,11 @@ def _project(value: Any, required: bool = True, field: str = "project") -> str:
         raise ApiError(400, "invalid_project", str(exc)) from None
 
 
+def _integral(value: Any) -> Any:
+    """JSON's 4.0 is the integer 4 (as JSON Schema says): what a client's serializer wrote is not refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _label_config(value: Any, field: str) -> str | None:
     if value is None or value == "":
         return None

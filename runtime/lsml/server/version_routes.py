@@ -15,7 +15,7 @@ from flask import Response
 
 from lsml.integrity import VersionIntegrityError
 from lsml.server.errors import ApiError
-from lsml.server.routes import _json_body, _json_response, _project, _rt, bp
+from lsml.server.routes import _integral, _json_body, _json_response, _project, _rt, bp
 from lsml.versions import version_report
 
 logger = logging.getLogger("lsml.server")
@@ -26,9 +26,7 @@ def activate() -> Response:
     rt = _rt()
     body = _json_body()
     project = _project(body.get("project"))
-    version = body.get("version")
-    if isinstance(version, float) and version.is_integer():  # JSON's 3.0 is the integer 3
-        version = int(version)
+    version = _integral(body.get("version"))
     if not isinstance(version, (str, int)) or isinstance(version, bool) or str(version).strip() == "":
         raise ApiError(400, "missing_version", "'version' (a kept version name like 'v3', or its number) is required")
     pin = body.get("pin", True)
