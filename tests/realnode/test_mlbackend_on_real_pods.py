@@ -59,10 +59,19 @@ def service_url(cluster: KubernetesCluster) -> str:
     return f"http://{ip}:9090"
 
 
-def served_version(pod_ip: str, project: int) -> str:
+def versions(pod_ip: str, project: int) -> dict:
+    """One server pod's own `/versions` answer for the project (on its pod address, not the Service)."""
     response = requests.get(f"http://{pod_ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
     response.raise_for_status()
-    return response.json()["model_version"]
+    return response.json()
+
+
+def served_version(pod_ip: str, project: int) -> str:
+    return versions(pod_ip, project)["model_version"]
+
+
+def newest_number(report: dict) -> int:
+    return max((v["number"] for v in report["details"]), default=0)
 
 
 @dataclass
@@ -282,8 +291,7 @@ def test_a_spec_change_rolls_the_servers_with_no_failed_request(real_node_cluste
 def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, cluster_label_studio, backend):
     cluster, project = real_node_cluster, backend["project"]
     server_ip = pods(cluster, "server")[0]["status"]["podIP"]
-    before = requests.get(f"http://{server_ip}:9090/versions", params={"project": str(project)}, auth=AUTH,
-                          timeout=5).json()
+    before = newest_number(versions(server_ip, project))
     cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", '{"spec":{"worker":{"replicas":0}}}')
     wait_for(lambda: not pods(cluster, "worker"), 120, interval=1.0, message="no worker pod")
     with cluster_label_studio.client() as client:  # a trigger with nobody to take it: the job waits in Redis
@@ -305,13 +313,8 @@ def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, c
     assert queued() >= 1  # reloaded from the AOF on its volume
     cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", '{"spec":{"worker":{"replicas":1}}}')
 
-    def trained() -> bool:
-        now = requests.get(f"http://{server_ip}:9090/versions", params={"project": str(project)}, auth=AUTH,
-                           timeout=5).json()
-        return max((v["number"] for v in now["details"]), default=0) > max(
-            (v["number"] for v in before["details"]), default=0)
-
-    wait_for(trained, 180, interval=1.0, message="the queued training to publish a version")
+    wait_for(lambda: newest_number(versions(server_ip, project)) > before, 180, interval=1.0,
+             message="the queued training to publish a version")
 
 
 def test_deleting_the_mlbackend_deregisters_it_and_removes_its_children(real_node_cluster, cluster_label_studio,
