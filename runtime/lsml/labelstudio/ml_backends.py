@@ -62,9 +62,9 @@ class MLBackendsMixin(WebhooksMixin, Transport):
         desired = _desired_fields(project, url, title, description, is_interactive, basic_auth, extra_params, timeout)
         authorization = basic_auth_header(*basic_auth) if basic_auth else None
 
-        existing = self._find_backend(project, url)
-        if existing is not None:
-            self._remove_duplicates(project, url, keep=existing["id"])
+        same_url = self._backends_with_url(project, url)  # one listing: Label Studio health-checks each backend
+        existing = same_url[0] if same_url else None
+        self._remove_duplicates(project, url, same_url[1:])
         if existing is None:
             backend = self._create_backend(project, url, desired)
             created = True
@@ -124,24 +124,28 @@ class MLBackendsMixin(WebhooksMixin, Transport):
         """Press Start Training: Label Studio sends START_TRAINING to the backend's /webhook."""
         self.post_json(f"/api/ml/{int(ml_backend_id)}/train", {}, timeout=max(self.timeout, 120))
 
-    def _remove_duplicates(self, project: int, url: str, *, keep: int) -> None:
-        """Delete the project's other backends with this URL: one URL is one backend, the oldest.
+    def _remove_duplicates(self, project: int, url: str, newer: list[dict]) -> None:
+        """Delete the project's newer backends with this URL: one URL is one backend, the oldest.
 
         Two registrations racing (a retried POST whose first answer was lost, two
         operators before peering settles, a person adding it again in the UI)
         leave Label Studio with two backends that both get every prediction call.
         """
-        for backend in self.ml_backends(project):
-            if backend["id"] != keep and normalize_backend_url(backend.get("url", "")) == url:
-                log.warning("project %s had ML backend %s for %s beside %s: deleting the duplicate",
-                            project, backend["id"], url, keep)
-                self.delete(f"/api/ml/{int(backend['id'])}")
+        for backend in newer:
+            log.warning("project %s had a second ML backend %s for %s: deleting the duplicate",
+                        project, backend["id"], url)
+            self.delete(f"/api/ml/{int(backend['id'])}")
+
+    def _backends_with_url(self, project: int, url: str) -> list[dict]:
+        """The project's backends for `url`, oldest first."""
+        matches = [b for b in self.ml_backends(project) if normalize_backend_url(b.get("url", "")) == url]
+        return sorted(matches, key=lambda b: b["id"])
 
     def _find_backend(self, project: int, url: str) -> dict | None:
-        matches = [b for b in self.ml_backends(project) if normalize_backend_url(b.get("url", "")) == url]
+        matches = self._backends_with_url(project, url)
         if len(matches) > 1:
             log.warning("project %s has %d ML backends for %s; using the oldest", project, len(matches), url)
-        return min(matches, key=lambda b: b["id"]) if matches else None
+        return matches[0] if matches else None
 
 
 BLOCKED_ADDRESS_HINT = (
