@@ -170,7 +170,7 @@ class Settings:
 def _check_basic_auth(user: str | None, password: str | None) -> None:
     """Auth is on with both variables and off with neither; one alone is a mistake that must not open the server.
 
-    Before this check a blank or missing password silently turned auth off (SECURITY.md).
+    Without this check a blank or missing password would silently turn auth off (SECURITY.md).
     """
     has_user = bool(user and user.strip())
     has_pass = bool(password and password.strip())
