@@ -103,7 +103,7 @@ class LoadLoop:
                 ok, what = False, type(exc).__name__
             self.results.append((began, ok, what))
 
-    def __enter__(self) -> "LoadLoop":
+    def __enter__(self) -> LoadLoop:
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
         for worker in self._workers:
             worker.start()

@@ -61,7 +61,7 @@ class Load:
                 time.sleep(0.01)
         session.close()
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
         return self
