@@ -375,7 +375,7 @@ class ControlPlane:
         return [f"kwok-node-{i}" for i in range(self.nodes)]
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         self.bin_dir = Path(self.bin_dir)
         missing = missing_binaries(self.bin_dir, self.real_node)
         if missing:
@@ -661,7 +661,7 @@ class ControlPlane:
         (self.dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     @classmethod
-    def from_state(cls, directory: Path) -> "ControlPlane":
+    def from_state(cls, directory: Path) -> ControlPlane:
         state = json.loads((Path(directory) / STATE_FILE).read_text())
         cp = cls(bin_dir=Path(state["bin_dir"]), dir=Path(directory), detach=True)
         cp.ports = state.get("ports", {})

@@ -231,7 +231,7 @@ class HostNetwork:
                 "netns_before": self.netns_before, "cgroups_before": self.cgroups_before}
 
     @classmethod
-    def from_state(cls, state: dict) -> "HostNetwork":
+    def from_state(cls, state: dict) -> HostNetwork:
         return cls(**state)
 
 
@@ -494,7 +494,7 @@ class RealNode:
         return {"dir": str(self.dir), "net": self.net.to_state(), "images": self.images}
 
     @classmethod
-    def from_state(cls, state: dict, bin_dir: Path) -> "RealNode":
+    def from_state(cls, state: dict, bin_dir: Path) -> RealNode:
         return cls(dir=Path(state["dir"]), bin_dir=bin_dir, net=HostNetwork.from_state(state["net"]),
                    images=state.get("images", {}))
 

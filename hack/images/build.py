@@ -134,7 +134,7 @@ class Plan:
     pause: str
 
     @classmethod
-    def make(cls) -> "Plan":
+    def make(cls) -> Plan:
         base_key = digest(BASE_RECIPE)
         wheel_key = digest(base_key, requirements())
         lsml_key = digest(base_key, wheel_key, tree_digest(REPO, ["Dockerfile", ".dockerignore", *context_names()]))

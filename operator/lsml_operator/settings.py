@@ -32,7 +32,7 @@ class OperatorSettings:
     peering_name: str = "lsml-operator"
 
     @classmethod
-    def from_env(cls) -> "OperatorSettings":
+    def from_env(cls) -> OperatorSettings:
         return cls(
             resync_seconds=_float("LSML_OPERATOR_RESYNC_SECONDS", cls.resync_seconds),
             timer_seconds=_float("LSML_OPERATOR_TIMER_SECONDS", cls.timer_seconds),

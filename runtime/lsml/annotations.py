@@ -68,7 +68,7 @@ def apply_event(dataset: dict[str, dict], event: str, data: dict, row: Row) -> N
             del dataset[stale]
 
 
-def updated_training_set(model: "LabelStudioMLBase", previous: dict[str, dict], event: str, data: dict,
+def updated_training_set(model: LabelStudioMLBase, previous: dict[str, dict], event: str, data: dict,
                          row: Row, coalesced: Optional[list[dict]] = None) -> dict[str, dict]:
     """The training set after `event` (what a model's `fit` starts from).
 

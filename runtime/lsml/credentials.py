@@ -1,11 +1,10 @@
 """Which Label Studio a model talks to, and with which token: one URL and one token, always together.
 
-A token is a credential *for one origin* (scheme, host, port). Before this
-module existed the URL and the token were chosen independently (the URL from
-`/setup`, the token from `LABEL_STUDIO_API_KEY`), so anyone who could reach
-the unauthenticated `/setup` could name their own host and receive the
-configured key with the next training (SECURITY.md, "Holes found and
-closed"). The rules:
+A token is a credential *for one origin* (scheme, host, port). Were the URL
+and the token chosen independently (the URL from `/setup`, the token from
+`LABEL_STUDIO_API_KEY`), anyone who could reach the unauthenticated `/setup`
+could name their own host and receive the configured key with the next
+training (SECURITY.md, "Holes found and closed"). The rules:
 
 * `LABEL_STUDIO_API_KEY` is only ever sent to the origin of `LABEL_STUDIO_URL`
   (a key without a URL is sent nowhere);

@@ -85,7 +85,7 @@ class ModelRegistry:
         self.on_evicted = on_evicted
         self.class_name = model_class_name(model_ref)
         self._lock = threading.Lock()
-        self._entries: "OrderedDict[str, _Entry]" = OrderedDict()  # least recently used first
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._remembered: dict[tuple[str, str], Any] = {}
         self._cls: Optional[type[Any]] = model_ref if isinstance(model_ref, type) else None
         self._cls_error: Optional[str] = None

@@ -1,12 +1,12 @@
 """Which local files task data may make a model read: none, unless they lie under LSML_LOCAL_FILES_ROOTS.
 
 Task data comes from whoever can call `/predict` or create tasks in Label
-Studio. Before this module `get_local_path` returned any existing path and any
-`file://` URL, so a task `{"text": "file:///etc/hostname"}` made a model read
-(and often echo back) that file (SECURITY.md). Local access is now opt-in:
+Studio. A `get_local_path` that returned any existing path and any `file://`
+URL would let a task `{"text": "file:///etc/hostname"}` make a model read
+(and often echo back) that file (SECURITY.md). So local access is opt-in:
 the path, with symlinks and `..` resolved first, must lie under one of the
 configured roots. Label Studio's own `/data/local-files/?d=` URLs are not
-local paths: they go through its API with its token, as before.
+local paths: they go through its API with its token.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from lsml import credentials, local_files
 from lsml.credentials import Credential
@@ -94,15 +94,15 @@ class BuildContext:
     """What the loader or the training job hands to a model while it is constructed."""
 
     settings: Settings
-    state: "State"
-    version: Optional["ModelVersion"] = None
+    state: State
+    version: Optional[ModelVersion] = None
     output_dir: Optional[Path] = None
 
 
 _CONTEXT: contextvars.ContextVar[BuildContext | None] = contextvars.ContextVar("lsml_build_context", default=None)
 
 
-def build_model(cls: type, project: str, label_config: str | None, context: BuildContext) -> "LabelStudioMLBase":
+def build_model(cls: type, project: str, label_config: str | None, context: BuildContext) -> LabelStudioMLBase:
     """Construct `cls` for `project` inside `context` (store version, state, settings)."""
     token = _CONTEXT.set(context)
     try:
@@ -143,11 +143,11 @@ class LabelStudioMLBase:
         self.project_id: str = project_key(project_id)
         self.settings: Settings = ctx.settings
         self._state = ctx.state
-        self.version: Optional["ModelVersion"] = ctx.version
+        self.version: Optional[ModelVersion] = ctx.version
         self.version_dir: Optional[Path] = ctx.version.path if ctx.version is not None else None
         self.output_dir: Optional[Path] = ctx.output_dir
         self._model_version_override: Optional[str] = None
-        self._label_studio_client: Optional["LabelStudioClient"] = None
+        self._label_studio_client: Optional[LabelStudioClient] = None
         self._label_config: Optional[str] = None
         self._parsed_label_config: dict = {}
         self.label_interface = LabelInterface(None, {})
@@ -164,7 +164,7 @@ class LabelStudioMLBase:
         """Load what predict needs (e.g. artifacts from `self.version_dir`). Runs once per instance."""
 
     def predict(self, tasks: list[dict], context: Optional[dict] = None,
-                **kwargs: Any) -> Union[list[dict], ModelResponse]:
+                **kwargs: Any) -> list[dict] | ModelResponse:
         """One prediction per task, in task order: dicts `{"result", "score", "model_version"}` or a ModelResponse."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict()")
 
@@ -207,7 +207,7 @@ class LabelStudioMLBase:
     def parsed_label_config(self) -> dict:
         return self._parsed_label_config
 
-    def get_first_tag_occurence(self, control_type: Union[str, tuple], object_type: Union[str, tuple],
+    def get_first_tag_occurence(self, control_type: str | tuple, object_type: str | tuple,
                                 name_filter: Optional[Callable] = None,
                                 to_name_filter: Optional[Callable] = None) -> tuple[str, str, str]:
         """(from_name, to_name, value) of the first `control_type` tag bound to an `object_type` tag."""
@@ -290,7 +290,7 @@ class LabelStudioMLBase:
         """
         return self.label_studio_credential().token
 
-    def label_studio_client(self) -> "LabelStudioClient":
+    def label_studio_client(self) -> LabelStudioClient:
         """A `lsml.labelstudio.LabelStudioClient` for this project's Label Studio (cached)."""
         if self._label_studio_client is None:
             credential = self.label_studio_credential()
@@ -381,7 +381,7 @@ def _needs_preload(value: str) -> bool:
 
 
 # ---- model references ------------------------------------------------------
-ModelRef = Union[str, type]
+ModelRef = str | type
 
 
 def model_ref_string(ref: ModelRef) -> str:

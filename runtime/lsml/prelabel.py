@@ -70,7 +70,7 @@ class PrelabelRequest:
     max_concurrent: int = 1
     version: Optional[str] = None  # a kept version name; None: the current one
 
-    def validated(self) -> "PrelabelRequest":
+    def validated(self) -> PrelabelRequest:
         """Raise `ValueError` naming the first bad field (arguments may come from HTTP or Redis)."""
         if not isinstance(self.project, str) or not self.project.isdigit():
             raise ValueError(f"project must be a Label Studio project id, got {self.project!r}")
@@ -89,7 +89,7 @@ class PrelabelRequest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PrelabelRequest":
+    def from_dict(cls, data: dict) -> PrelabelRequest:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")

@@ -110,7 +110,7 @@ class Settings:
     pinned_versions: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> Settings:
         """Read the environment (or `env`). `backend_dir` defaults to `LSML_BACKEND_DIR`, else the cwd."""
         env = os.environ if env is None else env
         base = Path(backend_dir or _str(env, "LSML_BACKEND_DIR") or os.getcwd()).resolve()
@@ -151,7 +151,7 @@ class Settings:
         pins = dict(self.pinned_versions)
         return pins.get(str(project)) or pins.get("*")
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         """A copy with some fields changed (paths given as str are converted)."""
         for key in ("backend_dir", "model_dir"):
             if key in changes and changes[key] is not None:
@@ -170,7 +170,7 @@ class Settings:
 def _check_basic_auth(user: str | None, password: str | None) -> None:
     """Auth is on with both variables and off with neither; one alone is a mistake that must not open the server.
 
-    Before this check a blank or missing password silently turned auth off (SECURITY.md).
+    Without this check a blank or missing password would silently turn auth off (SECURITY.md).
     """
     has_user = bool(user and user.strip())
     has_pass = bool(password and password.strip())
@@ -201,7 +201,7 @@ class ServingSettings:
     log_level: str = "info"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ServingSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if env is None else env
         return cls(
             host=_str(env, "HOST") or "0.0.0.0",

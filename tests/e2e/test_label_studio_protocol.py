@@ -8,28 +8,16 @@ backend directly except to read which model versions it published.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from lsml.labelstudio.webhooks import basic_auth_header
 from tests.fixtures.label_studio import SENTIMENT_TEXTS, sentiment_choice
+from tests.fixtures.polling import wait_for
 
 pytestmark = pytest.mark.labelstudio
 
 TEXTS = SENTIMENT_TEXTS
-
-
-def _wait_for(condition, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def _backend_versions(backend, project: int, auth=None) -> dict:
@@ -84,16 +72,12 @@ def test_predict_annotate_train_and_predict_again(ls_client, ls_project, start_m
         current = max(versions["details"], key=lambda v: v["number"])
         return current["name"] if current["number"] >= started[-1]["number"] else None
 
-    newest = _wait_for(trained_on_start_training, 120, "a version trained by START_TRAINING")
+    newest = wait_for(trained_on_start_training, 120, 1, "a version trained by START_TRAINING")
     assert newest != untrained_version
 
     # Label Studio learns the new version from /setup on its next look at the backend.
-    seen = _wait_for(
-        lambda: (lambda v: v if v == newest else None)(ls_client.ml_backend(registered["id"])["model_version"]),
-        60,
-        f"Label Studio to show model_version {newest}",
-    )
-    assert seen == newest
+    wait_for(lambda: ls_client.ml_backend(registered["id"])["model_version"], 60, 1,
+             f"Label Studio to show model_version {newest}", until=lambda shown: shown == newest)
 
     # Retrieve again: now each task gets exactly one prediction, of the trained version, with a real label.
     ls_client.run_action(project, "retrieve_tasks_predictions")
@@ -136,15 +120,15 @@ def test_basic_auth_backend_gets_predictions_and_webhooks(ls_client, ls_project,
         versions = _backend_versions(backend, project, auth=(user, password))
         return [v for v in versions["details"] if (v.get("metadata") or {}).get("event", "").startswith("ANNOTATION")]
 
-    assert _wait_for(annotation_trained, 120, "a version trained from annotation webhooks")
+    assert wait_for(annotation_trained, 120, 1, "a version trained from annotation webhooks")
 
-    def label_studio_shows_backend_version():
+    def shown_and_current() -> tuple[str, str]:
         # Trainings may still be landing: compare with the backend's current version at each look.
-        shown = ls_client.ml_backend(registered["id"])["model_version"]
-        current = _backend_versions(backend, project, auth=(user, password))["model_version"]
-        return shown if shown == current and shown.startswith("v") else None
+        return (ls_client.ml_backend(registered["id"])["model_version"],
+                _backend_versions(backend, project, auth=(user, password))["model_version"])
 
-    _wait_for(label_studio_shows_backend_version, 60, "Label Studio to show the backend's trained model_version")
+    wait_for(shown_and_current, 60, 1, "Label Studio (first) to show the backend's (second) trained model_version",
+             until=lambda versions: versions[0] == versions[1] and versions[0].startswith("v"))
 
     # Trained: Retrieve predictions through the basic-auth connection stores one real prediction per task.
     ls_client.run_action(project, "retrieve_tasks_predictions")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import requests
 import yaml
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
-from tests.images.conftest import REPO, wait_http
+from tests.fixtures.polling import wait_for, wait_http
+from tests.images.engine import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]  # a cold session build: several minutes
 
@@ -100,10 +100,9 @@ def test_the_scaffolded_compose_stack_trains_from_webhooks_and_comes_down_clean(
             assert r.status_code in (200, 201), r.text
 
         # the first event trains on one label (a version that abstains); later ones fold into the next fit
-        deadline = time.monotonic() + 120
-        while not (predicted := predict_one())["result"]:
-            assert time.monotonic() < deadline, "no trained version after the webhooks:\n" + compose("logs").stdout[-4000:]
-            time.sleep(1)
+        predicted = wait_for(predict_one, 120, 1, what="a trained version after the webhooks",
+                             until=lambda prediction: prediction["result"],
+                             diagnose=lambda: compose("logs").stdout[-4000:])
         version = predicted["model_version"]
         assert version != initial and setup_version() == version
         versions = requests.get(URL + "/versions", params={"project": "1"}, timeout=10).json()

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
-from tests.images.conftest import REPO, run_build, wait_http
+from tests.fixtures.polling import wait_for, wait_http
+from tests.images.engine import REPO, run_build
 from tests.runtime.rq_procs import write_backend
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]  # a cold session build: several minutes
@@ -48,8 +49,7 @@ def test_backend_image_serves_under_a_read_only_root_with_one_worker_and_no_erro
     WORKERS=2 default with embedded training were both defects of the image's CMD."""
     name = containers.run(images.refs["text_classifier"], publish=9090)
     url = f"http://127.0.0.1:{containers.host_port}"
-    alive = lambda: images.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"  # noqa: E731
-    health = wait_http(url + "/health", 90, "the text_classifier image", alive)
+    health = wait_http(url + "/health", 90, "the text_classifier image", died=lambda: containers.exited(name))
     assert health.json() == {"status": "UP", "model_class": "TextClassifier"}
     serves_the_protocol(url)
     log = containers.logs(name)
@@ -67,8 +67,8 @@ def test_runtime_image_serves_a_mounted_backend_with_two_workers_when_redis_is_s
     name = containers.run(images.refs["runtime"], publish=9090,
                           options=("-v", f"{backend}:/app:ro", "-e", f"REDIS_URL=redis://{redis}:6379/0"))
     url = f"http://127.0.0.1:{containers.host_port}"
-    alive = lambda: images.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"  # noqa: E731
-    assert wait_http(url + "/health", 90, "the runtime image", alive).json()["model_class"] == "Counter"
+    assert wait_http(url + "/health", 90, "the runtime image",
+                     died=lambda: containers.exited(name)).json()["model_class"] == "Counter"
     serves_the_protocol(url)
     log = containers.logs(name)
     assert "[ERROR]" not in log, log
@@ -98,10 +98,8 @@ def test_redis_image_serves_other_containers_with_aof_as_uid_999(images, contain
             return images.docker("run", "--rm", "--network", containers.network, "--entrypoint", "redis-cli",
                                  images.refs["redis"], "-h", name, *args, check=False).stdout.strip()
 
-        deadline = time.monotonic() + 30
-        while cli("ping") != "PONG":
-            assert time.monotonic() < deadline, containers.logs(name)
-            time.sleep(0.3)
+        wait_for(lambda: cli("ping"), 30, 0.3, what=f"redis in {name} to answer PING",
+                 until=lambda answer: answer == "PONG", diagnose=lambda: containers.logs(name))
         assert cli("set", "k", "v") == "OK" and cli("get", "k") == "v", "a client from another container"
         assert cli("config", "get", "appendonly").split() == ["appendonly", "yes"]
         uid = images.docker("exec", name, "sh", "-c", "id -u; ls /data").stdout.split()
@@ -141,10 +139,13 @@ def test_images_import_into_a_containerd(images, tmp_path):
     log = open(tmp_path / "containerd.log", "wb")
     containerd = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["ctr", "-a", str(sock), "version"], capture_output=True).returncode != 0:
-            assert containerd.poll() is None and time.monotonic() < deadline, (tmp_path / "containerd.log").read_text()
-            time.sleep(0.2)
+
+        def version() -> subprocess.CompletedProcess:
+            if containerd.poll() is not None:
+                pytest.fail(f"containerd exited: {(tmp_path / 'containerd.log').read_text()}")
+            return subprocess.run(["ctr", "-a", str(sock), "version"], capture_output=True, text=True)
+
+        wait_for(version, 30, 0.2, what=f"containerd to answer on {sock}", until=lambda done: done.returncode == 0)
         refs, _, _ = run_build("--import-to", str(sock))
         assert refs == images.refs
         listed = subprocess.run(["ctr", "-a", str(sock), "-n", "k8s.io", "images", "ls", "-q"],

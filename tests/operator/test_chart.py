@@ -11,7 +11,7 @@ import yaml
 
 from tests.fixtures.kubernetes import wait_for
 
-from .conftest import SA, SYSTEM_NS, UNWATCHED, WATCHED
+from .cluster import SA, SYSTEM_NS, UNWATCHED, WATCHED
 from .helpers import CHART
 
 pytestmark = pytest.mark.kubernetes

@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-from .conftest import UNWATCHED
+from .cluster import UNWATCHED
 from .helpers import EXAMPLES, example
 
 pytestmark = pytest.mark.kubernetes

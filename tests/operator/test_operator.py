@@ -20,7 +20,7 @@ import pytest
 
 from tests.fixtures.kubernetes import wait_for
 
-from .conftest import (
+from .cluster import (
     WATCHED, apply_yaml, condition, get_mlb, kubectl_json,
 )
 from .helpers import example

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.kubernetes import wait_for
 
-from .conftest import WATCHED, apply_yaml, condition, get_mlb
+from .cluster import WATCHED, apply_yaml, condition, get_mlb
 from .helpers import example
 
 pytestmark = pytest.mark.kubernetes

@@ -18,7 +18,7 @@ import pytest
 from tests.fixtures.kubernetes import KubernetesCluster, local_cluster, wait_for
 from tests.fixtures.ports import free_port
 
-from .conftest import VENV_BIN, OperatorProcess, apply_yaml, condition, get_mlb
+from .cluster import VENV_BIN, OperatorProcess, apply_yaml, condition, get_mlb
 from .helpers import CHART, REPO, example
 
 pytestmark = pytest.mark.kubernetes

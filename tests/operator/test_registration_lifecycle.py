@@ -19,7 +19,7 @@ import pytest
 
 from tests.fixtures.kubernetes import wait_for
 
-from .conftest import WATCHED, apply_yaml, condition, get_mlb, kubectl_json
+from .cluster import WATCHED, apply_yaml, condition, get_mlb, kubectl_json
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.labelstudio]
 

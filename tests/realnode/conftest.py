@@ -25,14 +25,7 @@ from tests.fixtures.label_studio import LabelStudioServer, find_label_studio_bin
 from tests.fixtures.processes import running
 
 from ..operator.helpers import CHART
-
-OPERATOR_NS = "lsml-system"
-LS_NS = "label-studio"
-LS_SERVICE_PORT = 8080
-
-
-def images(cluster: KubernetesCluster) -> dict[str, str]:
-    return cluster.control_plane.node.images
+from .cluster import LS_NS, LS_SERVICE_PORT, OPERATOR_NS, images
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
 
 from ..operator.helpers import example
-from .conftest import LS_NS, LS_SERVICE_PORT, images
+from .cluster import LS_NS, LS_SERVICE_PORT, images
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
 
@@ -103,7 +103,7 @@ class LoadLoop:
                 ok, what = False, type(exc).__name__
             self.results.append((began, ok, what))
 
-    def __enter__(self) -> "LoadLoop":
+    def __enter__(self) -> LoadLoop:
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
         for worker in self._workers:
             worker.start()

@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from lsml.settings import Settings
+from tests.runtime.apps import TEXT_CONFIG, make_client
 from tests.runtime.rq_procs import Procs
-
-TEXT_CONFIG = """<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="Positive"/>
-    <Choice value="Negative" predicted_values="neg,bad"/>
-  </Choices>
-</View>"""
 
 
 @pytest.fixture
@@ -50,13 +43,6 @@ def procs(tmp_path: Path):
     p.stop_all()
 
 
-def make_client(model, settings, **overrides):
-    from lsml.server import create_app
-
-    app = create_app(model, settings.replace(**overrides) if overrides else settings)
-    return app, app.test_client()
-
-
 @pytest.fixture
 def serve(settings):
     """serve(ModelClass, **settings_overrides) -> (app, test_client); queues closed afterwards."""
@@ -73,14 +59,3 @@ def serve(settings):
         if close:
             close()
 
-
-def wait_until(predicate, timeout=10.0, interval=0.02):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")

@@ -11,9 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
+
+from tests.fixtures.polling import wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,17 +70,6 @@ def fit_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Procs:
@@ -142,8 +131,6 @@ def gunicorn_argv(backend: Path, port: int, workers: int = 2) -> list[str]:
 def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str = "server", workers: int = 2,
                  **extra: str) -> str:
     """A gunicorn server on a free port; returns its base URL once /healthz answers."""
-    import requests
-
     from tests.fixtures.ports import free_port
 
     port = free_port()
@@ -151,13 +138,8 @@ def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str =
     proc = procs.spawn(gunicorn_argv(backend, port, workers), env, f"{name}.log", cwd=backend)
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{name} exited: {procs.log(name)[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200  # open with Basic auth on too
-        except requests.RequestException:
-            return False
+    def died() -> str | None:
+        return None if proc.poll() is None else f"exit code {proc.returncode}; log:\n{procs.log(name)[-3000:]}"
 
-    wait_for(up, 60, interval=0.1, what=f"{name} to answer /healthz")
+    wait_http(url + "/healthz", 60, name, died=died, interval=0.1)  # /healthz: open with Basic auth on too
     return url

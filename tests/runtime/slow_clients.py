@@ -86,7 +86,7 @@ class Attack:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> "Attack":
+    def __enter__(self) -> Attack:
         opener = ATTACKS[self.kind]
         drip = None
         for _ in range(self.count):

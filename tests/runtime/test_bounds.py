@@ -11,7 +11,7 @@ import pytest
 from lsml.settings import Settings
 from lsml.training.embedded import EmbeddedQueue
 from lsml.training.queue import MAX_COALESCED, TrainingRequest
-from tests.runtime.conftest import wait_until
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import CountingModel
 
 LIMIT = 5
@@ -77,7 +77,7 @@ def test_the_embedded_queue_keeps_the_newest_coalesced_triggers_and_counts_the_d
     queue = EmbeddedQueue(CountingModel, settings, runner=runner)
     try:
         queue.submit(TrainingRequest(project="1", event="START_TRAINING", payload={"n": -1}))
-        wait_until(lambda: started)
+        wait_for(lambda: started, 10, 0.02, what="the first fit to start")
         total = MAX_COALESCED + 250
         for n in range(total + 1):  # the first queued one, then `total` folded into it
             job = queue.submit(TrainingRequest(project="1", event="ANNOTATION_CREATED", payload={"n": n}))

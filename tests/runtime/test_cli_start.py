@@ -4,13 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from lsml.store import LocalModelStore
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
+from tests.fixtures.polling import wait_for, wait_http
 from tests.fixtures.ports import free_port, wait_for_port
 from tests.fixtures.processes import stop_process
 
@@ -35,9 +36,14 @@ class Started:
         self.backend = backend
         try:
             wait_for_port(self.port, timeout=120)
-        except TimeoutError:
+        except BaseException:  # pytest.fail's exception is a BaseException
             self.stop()
             raise
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until /readyz answers 200: the model class is imported, so measurements start settled."""
+        wait_http(self.url + "/readyz", timeout, "the server",
+                  died=lambda: None if self.proc.poll() is None else f"exit code {self.proc.returncode}")
 
     def post(self, path, body):
         return requests.post(self.url + path, json=body, timeout=30)
@@ -63,14 +69,15 @@ def annotate(server, task_id, text, label):
 
 
 def wait_for_version(server, minimum: int, timeout=120.0) -> str:
-    deadline = time.monotonic() + timeout
-    version = None
-    while time.monotonic() < deadline:
-        version = server.post("/setup", {"project": "1.1700000000", "schema": CONFIG}).json()["model_version"]
-        if version.startswith("v") and int(version[1:]) >= minimum:
-            return version
-        time.sleep(0.1)
-    raise AssertionError(f"model_version still {version}")
+    return wait_for(lambda: server.post("/setup", {"project": "1.1700000000", "schema": CONFIG}).json()["model_version"],
+                    timeout, 0.1, what=f"model_version v{minimum} or later",
+                    until=lambda version: version.startswith("v") and int(version[1:]) >= minimum)
+
+
+def labels_of(results: list) -> list[str | None]:
+    """The label of each task's prediction; None for the [] a model that cannot label yet answers."""
+    return [item["result"][0]["value"]["choices"][0] if isinstance(item, dict) and item["result"] else None
+            for item in results]
 
 
 def exercise(server: Started, n_rows: int | None = None):
@@ -87,15 +94,10 @@ def exercise(server: Started, n_rows: int | None = None):
         r = annotate(server, i, text, label)
         assert r.status_code == 201 and r.json()["job"]
     wait_for_version(server, 1)
-    deadline = time.monotonic() + 120
-    while True:  # coalesced triggers may still be training: wait until all rows are learned
-        results = server.post("/predict", {"tasks": tasks, "project": "1.1700000000"}).json()["results"]
-        labels = [item["result"][0]["value"]["choices"][0] if isinstance(item, dict) and item["result"] else None
-                  for item in results]  # [] while the model cannot label yet
-        if labels == ["Positive", "Negative"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert labels == ["Positive", "Negative"]
+    # coalesced triggers may still be training: wait until all rows are learned
+    results = wait_for(lambda: server.post("/predict", {"tasks": tasks, "project": "1.1700000000"}).json()["results"],
+                       120, 0.2, what="both tasks labelled Positive, Negative",
+                       until=lambda results: labels_of(results) == ["Positive", "Negative"])
     version = results[0]["model_version"]
     assert version.startswith("v") and results[1]["model_version"] == version
     assert 0.5 < results[0]["score"] <= 1.0
@@ -111,7 +113,7 @@ def test_start_serves_the_example_from_any_directory_with_embedded_training(back
     elsewhere.mkdir()
     server = Started(backend, elsewhere, "--embedded")
     try:
-        version = exercise(server)
+        exercise(server)
         assert (backend / "data" / "models" / "1" / "current").is_symlink()
         assert (backend / "logs" / "server.log").is_file()
         assert "Listening at" in (backend / "logs" / "server.log").read_text()
@@ -119,7 +121,9 @@ def test_start_serves_the_example_from_any_directory_with_embedded_training(back
     finally:
         out = server.stop()
     assert server.proc.returncode == 0, out
-    # a restart serves the published version right away
+    # a restart serves the published version right away: the store's, read after the stop (a coalesced
+    # fit can publish another version after the one exercise() saw)
+    version = LocalModelStore(backend / "data" / "models").current("1").name
     server = Started(backend, elsewhere, "--embedded")
     try:
         assert server.post("/setup", {"project": "1.1", "schema": CONFIG}).json()["model_version"] == version
@@ -137,15 +141,14 @@ def test_start_with_several_workers_and_model_dir(backend, tmp_path):
         assert not (backend / "data" / "models").exists()
         # every worker process hot-reloads to the store's current version
         task = [{"id": 1, "data": {"text": "great"}}]
-        deadline = time.monotonic() + 60
-        while True:
+
+        def served() -> tuple[str, set[str]]:
             newest = requests.get(server.url + "/versions", params={"project": "1"}, timeout=5).json()["model_version"]
-            seen = {server.post("/predict", {"tasks": task, "project": "1.1"}).json()["model_version"]
-                    for _ in range(20)}  # the response's: a version that cannot label yet answers [] per task
-            if seen == {newest} or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert seen == {newest}
+            return newest, {server.post("/predict", {"tasks": task, "project": "1.1"}).json()["model_version"]
+                            for _ in range(20)}  # the response's: a version that cannot label yet answers [] per task
+
+        wait_for(served, 60, 0.3, what="every worker to serve the newest version",
+                 until=lambda newest_seen: newest_seen[1] == {newest_seen[0]})
         for _ in range(40):  # spread over both workers; /metrics must add them up
             requests.get(server.url + "/healthz", timeout=5)
         metrics = requests.get(server.url + "/metrics", timeout=5).text

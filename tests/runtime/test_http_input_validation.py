@@ -1,4 +1,5 @@
-"""Issue 10, item 4: inputs that used to get a 500 get a 4xx JSON naming the problem, or a 503 with Retry-After.
+"""Issue 10, item 4: bad input gets a 4xx JSON naming the problem (never a 500), a dependency that is down a 503
+with Retry-After.
 
 Every test talks to a real gunicorn server (tests/runtime/rq_procs.py) over a socket, so the
 request parsing, the error handlers and gunicorn's own handling are the production ones.
@@ -104,8 +105,8 @@ def _json_str(text: str) -> str:
 
 @pytest.mark.redis
 def test_redis_down_setup_without_schema_and_predict_without_config_are_503(tmp_path, private_redis):
-    """The project's label config lives in Redis; with Redis stopped, a request that must read it got a
-    ConnectionError as a 500. Now: 503, Retry-After and a JSON body that never names the Redis URL."""
+    """The project's label config lives in Redis; with Redis stopped, a request that must read it gets a 503,
+    Retry-After and a JSON body that never names the Redis URL (not the ConnectionError's 500)."""
     procs = Procs(tmp_path)
     try:
         backend = write_backend(tmp_path / "backend")

@@ -12,7 +12,7 @@ from lsml.loader import ModelLoadFailed, ModelRegistry
 from lsml.store import LocalModelStore
 from lsml.training.job import run_training
 from lsml.training.queue import TrainingRequest
-from tests.runtime.conftest import wait_until
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import CountingModel
 
 
@@ -75,7 +75,7 @@ def test_a_tampered_new_version_is_refused_and_the_previous_one_keeps_serving(se
     with open(v2.path / "fit.json", "r+b") as f:
         f.truncate(staged_size // 2)
     with caplog.at_level(logging.ERROR, logger="lsml.loader"):
-        wait_until(lambda: "v2: fit.json is" in caplog.text, timeout=10)
+        wait_for(lambda: "v2: fit.json is" in caplog.text, 10, 0.02, what="the refusal of v2 to be logged")
     assert "truncated or changed" in caplog.text and "still serving v1" in caplog.text
     assert reg.get("1") is good and good.trained_on == {"event": "good"}
     built = CountingModel.built
@@ -84,7 +84,7 @@ def test_a_tampered_new_version_is_refused_and_the_previous_one_keeps_serving(se
     assert CountingModel.built == built and caplog.text.count("v2: fit.json is") == 1, \
         "the refused version is not rebuilt (nor logged) on every reload check"
     publish(settings, event="fixed")  # a new good publish is picked up
-    new = wait_until(lambda: (lambda m: m if m is not good else None)(reg.get("1")))
+    new = wait_for(lambda: reg.get("1"), 10, 0.02, what="v3 to replace v1", until=lambda m: m is not good)
     assert new.model_version == "v3" and new.trained_on == {"event": "fixed"}
 
 

@@ -8,7 +8,7 @@ from lsml.label_config import LabelConfigError
 from lsml.loader import ModelLoadFailed, ModelNotReady, ModelRegistry, UnknownProject
 from lsml.state import SqliteState
 from lsml.store import LocalModelStore
-from tests.runtime.conftest import wait_until
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import BrokenSetupModel, CountingModel, SlowSetupModel
 
 
@@ -65,7 +65,7 @@ def test_hot_reload_swaps_in_a_new_version_and_old_one_serves_meanwhile(settings
     assert old.model_version == "0.0.1" and old.trained_on is None
     publish(settings)
     assert reg.get("1") is old  # the rebuild happens in the background
-    new = wait_until(lambda: (lambda m: m if m is not old else None)(reg.get("1")))
+    new = wait_for(lambda: reg.get("1"), 10, 0.02, what="the rebuilt model", until=lambda m: m is not old)
     assert new.model_version == "v1" and new.trained_on == {"event": "START_TRAINING"}
     assert reg.setup("1", text_config) == "v1"
     assert reg.loaded() == {"1": "v1"}
@@ -78,7 +78,8 @@ def test_two_processes_sharing_model_dir_both_pick_up_a_new_version(settings, te
     a.get("1", text_config), b.get("1", text_config)
     publish(settings)
     publish(settings)
-    wait_until(lambda: a.get("1").model_version == "v2" and b.get("1").model_version == "v2")
+    wait_for(lambda: (a.get("1").model_version, b.get("1").model_version), 10, 0.02, what="both registries on v2",
+             until=lambda versions: versions == ("v2", "v2"))
 
 
 def test_reload_interval_limits_store_checks(settings, text_config, monkeypatch):
@@ -111,7 +112,7 @@ def test_the_watcher_reloads_without_requests_also_for_a_class_object(settings, 
     assert reg.get("1", text_config).model_version == "0.0.1"
     publish(settings)
     # loaded() never checks the store itself: only the background watcher can move it to v1
-    wait_until(lambda: reg.loaded() == {"1": "v1"}, timeout=10)
+    wait_for(reg.loaded, 10, 0.02, what="the watcher to load v1", until=lambda loaded: loaded == {"1": "v1"})
 
 
 def test_setup_answers_the_version_an_untrained_model_named_itself(settings, text_config):

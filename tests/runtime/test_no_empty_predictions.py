@@ -9,10 +9,9 @@ tests/e2e/test_label_studio_protocol.py (Retrieve predictions stores nothing
 while untrained, real predictions after the first training).
 """
 
-import time
-
 from lsml.response import task_predictions, without_empty_predictions
 from lsml.store import LocalModelStore
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import ResponseModel
 
 REAL = {"result": [{"from_name": "s", "to_name": "t", "type": "choices", "value": {"choices": ["A"]}}], "score": 0.4}
@@ -42,9 +41,6 @@ def test_predict_of_an_untrained_model_answers_no_prediction_then_a_trained_one_
         (out / "fit.json").write_text("{}")
         store.publish("1", out)
     c.post("/setup", json={"project": "1", "schema": text_config})
-    trained = None
-    deadline = time.monotonic() + 10
-    while trained is None and time.monotonic() < deadline:  # the reload watcher swaps the instance in
-        r = c.post("/predict", json={"tasks": tasks, "project": "1"})
-        trained = r.json["results"] if r.json["model_version"] == "v1" else time.sleep(0.02)
-    assert trained == [{"result": [], "score": 0.1, "model_version": "v1"}] * 2
+    trained = wait_for(lambda: c.post("/predict", json={"tasks": tasks, "project": "1"}).json, 10, 0.02,
+                       what="the reload watcher to swap v1 in", until=lambda body: body["model_version"] == "v1")
+    assert trained["results"] == [{"result": [], "score": 0.1, "model_version": "v1"}] * 2

@@ -12,9 +12,8 @@ response that breaks the spec (undocumented status, body or content type off-sch
 `Allow`). The input-side checks (a schema-valid request refused, a schema-violating one accepted) are
 counted and printed with the requests that caused them, not failed: which such cases come up varies
 with the generation profile, and the ones seen in CI so far were a lenient server ignoring query
-parameters the spec does not name (as HTTP servers conventionally do). Every such disagreement found
-so far was fixed in the server or the spec (hostname pattern, empty `project=`, prelabel and version
-bodies). One refusal is counted apart: a label config that is a JSON string but not a parseable Label
+parameters the spec does not name (as HTTP servers conventionally do). The server and the spec agree on
+every other such case found (hostname pattern, empty `project=`, prelabel and version bodies). One refusal is counted apart: a label config that is a JSON string but not a parseable Label
 Studio config gets `400 invalid_label_config`, which no JSON Schema can express (the spec's description
 says so). The figures are printed to the terminal (past pytest's capture) and recorded in
 bench/README.md.

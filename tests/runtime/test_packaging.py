@@ -22,11 +22,10 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
+from tests.fixtures.polling import wait_http
 from tests.fixtures.ports import free_port
-from tests.runtime.rq_procs import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -169,14 +168,8 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     log = open(tmp_path / "gunicorn.log", "wb")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        def health():
-            assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            except requests.RequestException:
-                return None
-
-        r = wait_for(health, 60, interval=0.2, what="the image's CMD to answer /health")
+        r = wait_http(f"http://127.0.0.1:{port}/health", 60, "the image's CMD", interval=0.2,
+                      died=lambda: None if server.poll() is None else (tmp_path / "gunicorn.log").read_text())
         assert r.status_code == 200 and r.json()["status"] == "UP"
         assert r.json()["model_class"] == "TextClassifier"
     finally:

@@ -21,6 +21,7 @@ from lsml.settings import Settings
 from lsml.state import make_state
 from lsml.training import TrainingRequest, run_training
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
+from tests.fixtures.polling import wait_for
 from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.labelstudio
@@ -143,11 +144,13 @@ def test_resumes_after_sigkill_without_repredicting_finished_pages_or_duplicates
     env = {"LSML_MODEL": "slow_model:Slow", "TEST_PREDICT_SECONDS": "0.4"}
     proc = _cli(backend, project, label_studio.url, label_studio.legacy_token, "--batch-size", str(batch),
                 "--mode", mode, env=env, wait=False)
-    deadline = time.monotonic() + 60
-    while len(_by_task(ls_client, project)) < 20:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.1)
+
+    def written() -> int:
+        if proc.poll() is not None:
+            pytest.fail(f"the job exited before the kill: {proc.communicate()}")
+        return len(_by_task(ls_client, project))
+
+    wait_for(written, 60, 0.1, what="20 tasks with predictions", until=lambda count: count >= 20)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     killed_at = len(_by_task(ls_client, project))

@@ -6,16 +6,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from lsml.settings import Settings
+from tests.fixtures.polling import wait_for, wait_http
 from tests.fixtures.ports import free_port
-from tests.runtime.conftest import make_client
-from tests.runtime.rq_procs import start_server, wait_for
+from tests.runtime.apps import make_client
+from tests.runtime.rq_procs import start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, _train, make_backend
 
 pytestmark = pytest.mark.labelstudio
@@ -35,12 +35,8 @@ def _app(backend, label_studio, model="model:TextClassifier", **overrides):
 
 
 def _ended(client, job: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        st = client.post("/job_status", json={"job": job}, headers=AUTH).json
-        if st["status"] in ("finished", "failed") or time.monotonic() > deadline:
-            return st
-        time.sleep(0.1)
+    return wait_for(lambda: client.post("/job_status", json={"job": job}, headers=AUTH).json, timeout, 0.1,
+                    what=f"job {job} to end", until=lambda st: st["status"] in ("finished", "failed"))
 
 
 def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_studio, ls_client, ls_project,
@@ -112,16 +108,13 @@ def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicate
     again = _post(url, "/prelabel", {"project": project})  # one job per project
     assert again.status_code == 200 and again.json()["job"] == job and not again.json()["created"]
 
-    def progressed():
-        st = _post(url, "/job_status", {"job": job}).json()
-        return st if (st.get("progress") or {}).get("done", 0) >= 12 else None
-
-    st = wait_for(progressed, 60, interval=0.1, what="the job to write some pages")
+    st = wait_for(lambda: _post(url, "/job_status", {"job": job}).json(), 60, interval=0.1,
+                  what="the job to write some pages", until=lambda st: (st.get("progress") or {}).get("done", 0) >= 12)
     assert st["status"] == "started" and st["progress"]["total"] == n
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
-    failed = wait_for(lambda: (lambda s: s if s["status"] == "failed" else None)(
-        _post(url, "/job_status", {"job": job}).json()), 30, interval=0.5, what="the abandoned job to fail")
+    failed = wait_for(lambda: _post(url, "/job_status", {"job": job}).json(), 30, interval=0.5,
+                      what="the abandoned job to fail", until=lambda st: st["status"] == "failed")
     assert failed["error"], failed
     written_before = sum(len(v) for v in _by_task(ls_client, project).values())
     assert 0 < written_before < n
@@ -129,8 +122,8 @@ def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicate
     procs.worker(backend, redis_url, name="worker2", **env)
     r = _post(url, "/prelabel", {"project": project, "batch_size": batch})
     assert r.status_code == 201 and r.json()["job"] != job
-    st = wait_for(lambda: (lambda s: s if s["status"] in ("finished", "failed") else None)(
-        _post(url, "/job_status", {"job": r.json()["job"]}).json()), 90, interval=0.2, what="the resumed job")
+    st = wait_for(lambda: _post(url, "/job_status", {"job": r.json()["job"]}).json(), 90, interval=0.2,
+                  what="the resumed job", until=lambda st: st["status"] in ("finished", "failed"))
     assert st["status"] == "finished", st
     assert st["progress"]["resumed_after"] is not None
     assert st["progress"]["predicted"] <= n - written_before + batch  # at most the page in flight again
@@ -161,8 +154,8 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
     job = raw.enqueue_call(JOB_FUNCTION, args=args).id
     procs.worker(backend, redis_url)
     jobs = RQPrelabelJobs(settings)
-    st = wait_for(lambda: (lambda s: s if s and s["status"] in ("finished", "failed") else None)(jobs.status(job)),
-                  60, what="the job to end")
+    st = wait_for(lambda: jobs.status(job), 60, what="the job to end",
+                  until=lambda st: st and st["status"] in ("finished", "failed"))
     assert st["status"] == "failed" and reason in st["error"], st
 
 
@@ -281,13 +274,7 @@ def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, l
     procs.spawn(gunicorn_argv(backend, port, workers=1), procs.env(backend, None, **env), "server.log", cwd=backend)
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:  # /healthz: Basic auth guards /health
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(healthy, 60, interval=0.1, what="the server")
+    wait_http(url + "/healthz", 60, "the server", interval=0.1)  # /healthz: Basic auth guards /health
     cli = [str(Path(sys.executable).parent / "label-studio-ml"), "predict", "--project", str(project),
            "--server", url, "--batch-size", "3"]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}

@@ -18,7 +18,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.runtime.conftest import TEXT_CONFIG, wait_until
+from tests.fixtures.polling import wait_for
+from tests.runtime.apps import TEXT_CONFIG
 
 REFERENCE_STYLE_MODEL = '''
 import os
@@ -151,11 +152,8 @@ def test_a_reference_style_model_serves_and_trains_after_changing_only_its_impor
                                       "task": labeled_tasks()[0], "annotation": {**annotation, "project": 1}})
     assert r.status_code == 201, r.json
 
-    def trained():
-        body = client.post("/predict", json={"tasks": tasks, "project": "1.1"}).json
-        return body if body.get("model_version") == "v1" else None
-
-    body = wait_until(trained, timeout=60, interval=0.2)
+    body = wait_for(lambda: client.post("/predict", json={"tasks": tasks, "project": "1.1"}).json, 60, 0.2,
+                    what="predictions from v1", until=lambda body: body.get("model_version") == "v1")
     assert (model_dir / "model.pkl").exists()
     assert [item["result"][0]["value"]["choices"][0] for item in body["results"]] == ["Positive", "Negative"]
     assert all(item["model_version"] == "v1" and 0.5 < item["score"] <= 1 for item in body["results"])

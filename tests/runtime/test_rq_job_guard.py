@@ -21,7 +21,8 @@ from rq.webhook import Webhook
 from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import JOB_FUNCTION
-from tests.runtime.rq_procs import Procs, make_queue, wait_for, write_backend
+from tests.fixtures.polling import wait_for
+from tests.runtime.rq_procs import Procs, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
 

@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 
 from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import JOB_FUNCTION, QueueUnavailable, failure_reason
+from tests.fixtures.polling import wait_for
 from tests.runtime.rq_procs import make_queue
 
 pytestmark = pytest.mark.redis
@@ -158,9 +159,6 @@ def test_redis_down_fails_fast_and_recovers(private_redis):
     assert queue.ping() is False
     assert time.monotonic() - started < 3.0, "a dead Redis must not block the caller"
     private_redis.start()  # same data dir, AOF: the queued job survived
-    deadline = time.monotonic() + 10
-    while not queue.ping() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert queue.ping() is True
+    assert wait_for(queue.ping, 10, 0.1, what="the restarted Redis to answer") is True
     assert queue.status(first)["status"] == "queued"
     assert queue.submit(request(n=3)) == first

@@ -14,7 +14,8 @@ import requests
 
 from lsml.store import LocalModelStore
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
-from tests.runtime.rq_procs import fit_log, make_queue, start_server, wait_for, write_backend
+from tests.fixtures.polling import wait_for
+from tests.runtime.rq_procs import fit_log, make_queue, start_server, write_backend
 
 pytestmark = pytest.mark.redis
 
@@ -110,8 +111,8 @@ def test_redis_down_webhook_503_predict_serves_and_recovers(tmp_path, private_re
     assert requests.get(url + "/health", timeout=5).status_code == 200
 
     private_redis.start()
-    r = wait_for(lambda: (lambda resp: resp if resp.status_code in (200, 201) else None)(webhook(url, "START_TRAINING")),
-                 20, interval=0.2, what="/webhook to accept again")
+    r = wait_for(lambda: webhook(url, "START_TRAINING"), 20, interval=0.2, what="/webhook to accept again",
+                 until=lambda resp: resp.status_code in (200, 201))
     st = wait_for(lambda: ended(url, r.json()["job"]), 60, what="the training after recovery")
     assert st["status"] == "finished", procs.log("worker")
     wait_for(lambda: predict_version(url) == "v1", 5, what="the new version")

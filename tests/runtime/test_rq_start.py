@@ -15,8 +15,9 @@ import pytest
 import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
+from tests.fixtures.polling import wait_for
 from tests.fixtures.ports import free_port
-from tests.runtime.rq_procs import wait_for, write_backend
+from tests.runtime.rq_procs import write_backend
 
 pytestmark = pytest.mark.redis
 
@@ -116,8 +117,8 @@ def test_start_without_redis_server_falls_back_to_embedded_training_and_says_so(
         r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
                                                   "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
         job = r.json()["job"]
-        wait_for(lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json()["status"]
-                 == "finished", 60, interval=0.2, what="the embedded training")
+        wait_for(lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json(), 60, interval=0.2,
+                 what="the embedded training", until=lambda st: st["status"] == "finished")
         assert not (backend / "logs" / "worker.log").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -153,8 +154,8 @@ def test_start_gives_its_redis_a_random_password_kept_out_of_logs_and_ps(tmp_pat
         r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
                                                   "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
         job = r.json()["job"]
-        st = wait_for(lambda: (s := requests.post(url + "/job_status", json={"job": job}, timeout=5).json())
-                      ["status"] in ("finished", "failed") and s, 60, interval=0.2, what="the training")
+        st = wait_for(lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json(), 60,
+                      interval=0.2, what="the training", until=lambda st: st["status"] in ("finished", "failed"))
         assert st["status"] == "finished", st
         for pid in children:
             assert password not in proc_text(pid, "cmdline"), f"password on the command line of {pid}"

@@ -14,6 +14,7 @@ from lsml.labelstudio import LabelStudioClient, LabelStudioError
 from lsml.settings import Settings
 from lsml.training.queue import TrainingRequest
 from tests.fixtures.http_recorder import Answer
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import CountingModel
 
 
@@ -79,9 +80,8 @@ def test_stuck_predictions_are_bounded_and_the_server_recovers(serve, hanging, t
     assert health.status_code == 503 and health.get_json() == {"status": "stuck", "stuck_predictions": 2}
     assert "lsml_predict_stuck_threads 2.0" in client.get("/metrics").get_data(as_text=True)
     hanging.release.set()  # the stuck calls finally return: nothing stays counted
-    deadline = time.monotonic() + 10
-    while app.extensions["lsml"].predict_gate.stuck and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: app.extensions["lsml"].predict_gate.stuck, 10, 0.02, what="no predict counted stuck",
+             until=lambda stuck: not stuck)
     assert client.get("/healthz").status_code == 200
     assert post_all(client, [predict_body(text_config)])[0].status_code == 200
 

@@ -58,11 +58,11 @@ def test_metrics_stay_open_when_auth_is_off(serve):
 
 def test_readyz_detail_needs_auth(serve, caplog):
     """Issue 10 item 9: the model's import error (paths, module names, values) was served to anyone."""
-    from tests.runtime.conftest import wait_until
+    from tests.fixtures.polling import wait_for
 
     _, c = serve("no_such_module_xyz:Model", basic_auth_user="ls", basic_auth_pass="s3cret")
-    r = wait_until(lambda: (lambda r: r if r.json["error"] != "the model class is still being imported" else None)(
-        c.get("/readyz")))
+    r = wait_for(lambda: c.get("/readyz"), 10, 0.02, what="the model import to fail",
+                 until=lambda r: r.json["error"] != "the model class is still being imported")
     assert r.status_code == 503 and r.json == {"status": "not_ready",
                                                "error": "the model class could not be imported (see the server log)"}
     r = c.get("/readyz", headers=basic("ls", "wrong"))

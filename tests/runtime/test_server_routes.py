@@ -4,7 +4,7 @@ import threading
 import time
 
 
-from tests.runtime.conftest import wait_until
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import (BadReturnModel, BrokenPredictModel, BrokenSetupModel, CountingModel,
                                          ResponseModel, SlowPredictModel, SlowSetupModel)
 
@@ -118,7 +118,7 @@ def test_health_answers_fast_while_a_prediction_runs(serve, text_config):
         t = threading.Thread(target=lambda: app.test_client().post(
             "/predict", json={"tasks": TASKS[:1], "project": "1"}))
         t.start()
-        wait_until(lambda: SlowPredictModel.running == 1)
+        wait_for(lambda: SlowPredictModel.running == 1, 10, 0.02, what="the first predict to run")
         t0 = time.perf_counter()
         assert c.get("/health").status_code == 200
         setup_project(c, text_config)
@@ -163,7 +163,7 @@ def test_saturated_predict_waits_then_gets_503(serve, text_config):
     c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
     t = threading.Thread(target=lambda: app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"}))
     t.start()
-    wait_until(lambda: SlowPredictModel.running == 1)
+    wait_for(lambda: SlowPredictModel.running == 1, 10, 0.02, what="the first predict to run")
     r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
     t.join()
     assert r.status_code == 503 and r.json["error"] == "busy"
@@ -206,7 +206,8 @@ def test_webhook_queues_training_events_and_ignores_others(serve, text_config):
     r = c.post("/job_status", json={"job": r.json["job"]})
     assert r.status_code == 200 and r.json["status"] == r.json["job_status"] == "finished"
     # the new version is served (hot reload) and reported by /setup
-    wait_until(lambda: setup_project(c, text_config)["model_version"] == "v1")
+    wait_for(lambda: setup_project(c, text_config)["model_version"], 10, 0.02, what="/setup to report v1",
+             until=lambda version: version == "v1")
     r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
     assert r.json["results"][0]["model_version"] == "v1"
     assert CountingModel.fit_calls[0][:2] == ("1", "ANNOTATION_CREATED")
@@ -250,13 +251,13 @@ def test_job_status_of_an_unknown_job_is_404(serve):
 def test_probes(serve):
     _, c = serve(CountingModel)
     assert c.get("/healthz").json == {"status": "alive"}
-    wait_until(lambda: c.get("/readyz").status_code == 200)
+    wait_for(lambda: c.get("/readyz"), 10, 0.02, what="/readyz to answer 200", until=lambda r: r.status_code == 200)
 
 
 def test_readyz_reports_an_unimportable_model(serve):
     _, c = serve("no_such_module_xyz:Model")
-    r = wait_until(lambda: (lambda r: r if "could not be imported" in r.json.get("error", "") else None)(
-        c.get("/readyz")))
+    r = wait_for(lambda: c.get("/readyz"), 10, 0.02, what="/readyz to report the import error",
+                 until=lambda r: "could not be imported" in r.json.get("error", ""))
     assert r.status_code == 503 and r.json["status"] == "not_ready"
     assert "no_such" not in r.text  # the import error's text only with credentials (test_readyz_detail_needs_auth)
     assert c.get("/health").status_code == 200
@@ -350,4 +351,5 @@ def test_webhook_answers_while_fit_runs_and_ignored_actions_are_fast(serve, text
     finally:
         BlockingFitModel.release.set()
     queue = app.extensions["lsml"].queue
-    wait_until(lambda: queue.stats()["running"] == 0 and queue.stats()["queued"] == 0)
+    wait_for(queue.stats, 10, 0.02, what="the queue to drain",
+             until=lambda stats: stats["running"] == 0 and stats["queued"] == 0)

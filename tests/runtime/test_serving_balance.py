@@ -21,10 +21,7 @@ def test_eight_keepalive_connections_split_four_four_over_two_workers(tmp_path):
     server = Started(backend, tmp_path, "--embedded", "--workers", "2")
     sessions = []
     try:
-        deadline = time.monotonic() + 60
-        while requests.get(server.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.1)
+        server.wait_ready()
         time.sleep(1)  # the readiness probes' connections are closed and counted out
         for _ in range(8):
             session = requests.Session()

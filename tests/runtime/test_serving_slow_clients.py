@@ -14,7 +14,6 @@ seconds, and any failed request fails the test at once.
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 import requests
@@ -52,10 +51,7 @@ def server(tmp_path_factory):
     shutil.copytree(EXAMPLE, backend, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
     started = Started(backend, backend.parent, "--embedded")
     try:
-        deadline = time.monotonic() + 60  # measured against a settled server: model class imported
-        while requests.get(started.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.1)
+        started.wait_ready()  # measured against a settled server: model class imported
         yield started
     finally:
         started.stop()

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
+from tests.fixtures.polling import wait_for
 from tests.runtime.proc_tree import descendants, port_is_free, still_running
 from tests.runtime.slow_clients import Attack
 from tests.runtime.test_cli_start import EXAMPLE, Started
@@ -60,7 +61,7 @@ class Load:
                 time.sleep(0.01)
         session.close()
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
         return self
@@ -82,10 +83,7 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
                      new_session=True)
     processes: dict[int, int] = {}
     try:
-        deadline = time.monotonic() + 60
-        while requests.get(server.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.1)
+        server.wait_ready()
         with Load(server.url) as load, Attack(server.port, "never_closing", count=20, settle=0), \
                 Attack(server.port, "slow_headers", count=20, settle=0):
             time.sleep(3)
@@ -98,13 +96,10 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
                 server.proc.send_signal(signal.SIGTERM)
             else:
                 os.killpg(server.proc.pid, signal.SIGINT)
-            while time.monotonic() - stopped_at < STOP_BOUND:
-                if server.proc.poll() is not None and not still_running(processes):
-                    break
-                time.sleep(0.1)
+            wait_for(lambda: (server.proc.poll(), still_running(processes)), STOP_BOUND, 0.1,
+                     what=f"the CLI (exit code, first) and every process it started (still running, second) to end "
+                          f"after {how}", until=lambda ended: ended[0] is not None and not ended[1])
             took = time.monotonic() - stopped_at
-        left = still_running(processes)
-        assert not left, f"{len(left)} process(es) still running {took:.1f}s after SIGTERM:\n" + "\n".join(left)
         assert server.proc.returncode == 0, server.stop()
         assert took < STOP_BOUND
         assert port_is_free(server.port), f"port {server.port} still taken after the stop"

@@ -8,7 +8,7 @@ import sys
 from lsml.backend_dir import scaffold, split_script_spec
 
 
-def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "init", help="create a backend directory from a model script",
         description="Create backend directory NAME: model.py (your script), _wsgi.py, requirements.txt, "

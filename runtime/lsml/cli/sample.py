@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
 
-def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `sample` on the `label-studio-ml` parser."""
     parser = subparsers.add_parser("sample", help="choose the next tasks to label (active learning)",
                                    description=__doc__.splitlines()[0])

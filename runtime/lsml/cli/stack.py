@@ -1,10 +1,10 @@
 """The local production stack of `label-studio-ml start`: redis-server, one RQ worker, gunicorn.
 
-Why: the seed ran the same three under supervisord inside its image. Here one
-foreground process supervises them, writes their output to `NAME/logs/`
-(`redis.log`, `worker.log`, `server.log`) and stops them all on Ctrl-C or
-SIGTERM, so a laptop gets the real background-training setup with nothing
-to install but Debian's `redis-server`.
+Why: background training needs all three running together. One foreground
+process supervises them (no supervisord to install or configure), writes
+their output to `NAME/logs/` (`redis.log`, `worker.log`, `server.log`) and
+stops them all on Ctrl-C or SIGTERM, so a laptop gets the real
+background-training setup with nothing to install but Debian's `redis-server`.
 
 * `REDIS_URL` given: no local Redis; the worker and server use that one.
 * no `REDIS_URL`, `redis-server` on PATH: a private Redis bound to

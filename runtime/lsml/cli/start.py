@@ -27,7 +27,7 @@ def _port(value: str) -> int:
     return number
 
 
-def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "start", help="serve a backend directory (gunicorn; Redis + RQ worker when available)",
         description="Serve backend directory NAME with gunicorn (gthread workers). Logs go to NAME/logs/, "

@@ -35,8 +35,8 @@ class LabelStudioUnexpectedResponse(LabelStudioError):
     """A 2xx answer that is not what Label Studio sends (not JSON, or not the expected shape).
 
     Seen behind a misconfigured proxy or login page (HTML with 200), or from a
-    host that is not Label Studio at all; before this class it surfaced as an
-    AttributeError deep in the caller.
+    host that is not Label Studio at all; named here, at the response, because
+    otherwise it surfaces as an AttributeError deep in the caller.
     """
 
     def __init__(self, status: int, url: str, what: str, *, method: str = "GET") -> None:

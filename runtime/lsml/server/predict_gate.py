@@ -1,8 +1,8 @@
 """Predictions run with a bounded number at once *and* a deadline each, so a hung model cannot take the server.
 
-Before this module a `predict` that never returned held its slot forever:
-four such calls (LSML_PREDICT_CONCURRENCY=4) and every later /predict waited
-30 s for a slot, then got 503, until the process was restarted (SECURITY.md).
+Without it a `predict` that never returns holds its slot forever: four such
+calls (LSML_PREDICT_CONCURRENCY=4) and every later /predict waits 30 s for a
+slot, then gets 503, until the process is restarted (SECURITY.md).
 
 Python cannot kill a thread, so the choice is about accounting:
 

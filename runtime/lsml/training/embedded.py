@@ -44,7 +44,7 @@ class EmbeddedQueue:
         self._runner = runner
         self._max_jobs = max_jobs
         self._cv = threading.Condition()
-        self._jobs: "OrderedDict[str, dict]" = OrderedDict()
+        self._jobs: OrderedDict[str, dict] = OrderedDict()
         self._requests: dict[str, TrainingRequest] = {}
         self._queued: dict[str, str] = {}
         self._running: dict[str, str] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from lsml.integrity import verify_version
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class, model_ref_string
@@ -39,7 +39,7 @@ def _accepts_kwargs(fn) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def run_training(model_ref: ModelRef, request: Union[TrainingRequest, dict], settings: Settings,
+def run_training(model_ref: ModelRef, request: TrainingRequest | dict, settings: Settings,
                  job_id: Optional[str] = None) -> dict:
     """Train `request.project` once: build the model on the current version, fit, publish, prune.
 

@@ -34,7 +34,7 @@ class TrainingRequest:
     coalesced: list = field(default_factory=list)  # [{"event": ..., "data": ...}] folded into this request
     coalesced_dropped: int = 0  # earlier triggers beyond MAX_COALESCED, counted but not kept
 
-    def merged_with(self, newer: "TrainingRequest") -> "TrainingRequest":
+    def merged_with(self, newer: TrainingRequest) -> TrainingRequest:
         """This queued request with `newer` folded in (newer's event and payload win).
 
         `coalesced` keeps the newest `MAX_COALESCED` earlier triggers; the
@@ -55,7 +55,7 @@ class TrainingRequest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainingRequest":
+    def from_dict(cls, data: dict) -> TrainingRequest:
         return cls(
             project=str(data["project"]),
             event=str(data["event"]),

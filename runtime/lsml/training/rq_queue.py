@@ -1,8 +1,9 @@
 """`RQQueue`: the `TrainingQueue` that sends trainings to RQ workers through Redis.
 
-Why RQ: the seed's production stack already used it, its registries give
-job states (queued/started/finished/failed) for free, and its worker
-handles a dying work horse. What lsml adds on top:
+Why RQ: its one dependency is Redis, which label-studio-ml-backend's
+production setup (what lsml replaces) runs too, its registries give job
+states (queued/started/finished/failed) for free, and its worker handles a
+dying work horse. What lsml adds on top:
 
 * coalescing per project (see `lsml.training.coalesce`): a burst of webhooks
   leaves at most one queued and one running training;
