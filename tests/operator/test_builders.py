@@ -287,6 +287,12 @@ def test_server_pods_drain_before_they_stop():
     assert pod["terminationGracePeriodSeconds"] > server_deployment.PRE_STOP_SLEEP_SECONDS + 30  # + gunicorn's graceful
 
 
+def test_worker_pods_get_time_to_finish_a_short_fit_before_they_are_killed():
+    """SIGTERM lets the running fit finish (RQ warm shutdown) within the grace period; a longer one runs again."""
+    pod = worker_deployment.build(with_identity(example("mlbackend.yaml")), config_hash="h")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == worker_deployment.TERMINATION_GRACE_SECONDS >= 60
+
+
 def test_pinned_versions_and_prelabel_on_publish_reach_server_and_worker_env():
     mlb = with_identity(example("mlbackend-full.yaml"))
     mlb["spec"]["model"]["pinnedVersions"] = {"5": "v2", "*": "v3"}

@@ -4,14 +4,16 @@ One MLBackend from ``examples/mlbackend.yaml`` (2 server replicas, an RQ worker,
 Redis, a model volume, basic auth) runs lsml's own ``text_classifier`` image on the real
 node, reconciled by the operator running in-cluster from its image. Label Studio reaches the
 backend only through its Service. The tests run in file order on that one backend (module
-fixture): ready, predictions, training in the worker pod, then the faults and the rollout,
-then the delete.
+fixture): ready, predictions, training in the worker pod, then the faults and the rollout
+(the last fault swaps in an image whose fit is slow, `slow_fit_image`, and deletes the worker pod
+mid-fit), then the delete.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 import threading
 import time
@@ -25,6 +27,7 @@ from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
 
 from ..operator.helpers import example
+from . import slow_fit_image
 from .cluster import LS_NS, LS_SERVICE_PORT, images
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
@@ -315,6 +318,69 @@ def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, c
 
     wait_for(lambda: newest_number(versions(server_ip, project)) > before, 180, interval=1.0,
              message="the queued training to publish a version")
+
+
+def pod_log(cluster: KubernetesCluster, name: str) -> str:
+    return cluster.kubectl("logs", name, "-n", NS, check=False).stdout
+
+
+def test_deleting_the_worker_pod_mid_fit_loses_no_training(real_node_cluster, cluster_label_studio, backend):
+    """The worker pod is deleted with a 1 s grace period while a 20 s fit runs: RQ's warm shutdown cannot
+    wait it out, the kubelet SIGKILLs worker and work horse, and the new worker pod trains the trigger."""
+    cluster, project = real_node_cluster, backend["project"]
+    slow = slow_fit_image.build_and_import(images(cluster), cluster.control_plane.node.socket)
+    cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"image": slow}}))
+
+    def rolled() -> tuple[list[dict], dict] | None:
+        servers, workers = pods(cluster, "server"), pods(cluster, "worker")
+        fresh = all(ready(p) and p["spec"]["containers"][0]["image"] == slow for p in servers + workers)
+        return (servers, workers[0]) if fresh and len(servers) == 2 and len(workers) == 1 else None
+
+    servers, worker = wait_for(rolled, 240, interval=1.0, message="server and worker pods on the slow-fit image")
+    server_ips = [p["status"]["podIP"] for p in servers]
+    before = versions(server_ips[0], project)
+    with cluster_label_studio.client() as client:
+        (registered,) = client.ml_backends(project)
+        client.create_annotation(backend["tasks"]["boring and dreadful acting"], sentiment_choice("Negative"))
+    old = worker["metadata"]["name"]
+    started = wait_for(lambda: re.search(r"slow fit: started job (\w+)$", pod_log(cluster, old), re.M), 90,
+                       interval=0.5, message="the fit to start in the worker pod")
+    job = started.group(1)
+    assert "slow fit: finished" not in pod_log(cluster, old)  # still fitting when the pod goes
+    cluster.kubectl("delete", "pod", old, "-n", NS, "--grace-period=1", "--wait=false")
+    deleted_at = time.monotonic()
+    for ip in server_ips:  # the killed fit published nothing
+        assert newest_number(versions(ip, project)) == newest_number(before)
+
+    def new_worker() -> dict | None:
+        found = [p for p in pods(cluster, "worker") if p["metadata"]["name"] != old and ready(p)]
+        return found[0] if found else None
+
+    replacement = wait_for(new_worker, 120, interval=1.0, message="a new worker pod")["metadata"]["name"]
+
+    def published_everywhere() -> set[str] | None:
+        served = {served_version(ip, project) for ip in server_ips}
+        return served if all(newest_number(versions(ip, project)) > newest_number(before) for ip in server_ips) \
+            and len(served) == 1 else None
+
+    (newest,) = wait_for(published_everywhere, 180, interval=1.0, message="the re-run to publish on every server pod")
+    print(f"\nworker pod deleted mid-fit: re-trained and served {time.monotonic() - deleted_at:.1f} s later")
+    log = pod_log(cluster, replacement)
+    assert f"slow fit: started job {job} again" in log and f"slow fit: finished job {job}" in log, log[-3000:]
+    assert f"training job {job} of project {project} runs again (its previous attempt was killed)" in log, log[-3000:]
+    after = versions(server_ips[0], project)
+    assert newest_number(after) == newest_number(before) + 1, (before, after)  # exactly one new version
+    assert newest == after["versions"][-1]
+    kept = len(after["versions"])  # the oldest may only go to LSML_KEEP_VERSIONS pruning, in order
+    assert after["versions"] == (before["versions"] + [newest])[-kept:] and kept >= min(len(before["versions"]) + 1, 5)
+    status = requests.post(f"http://{server_ips[0]}:9090/job_status", json={"job": job}, auth=AUTH, timeout=5).json()
+    assert status["status"] == "finished" and status["model_version"] == newest, status
+    with cluster_label_studio.client() as client:
+        (still,) = client.ml_backends(project)
+        assert (still["id"], still["url"]) == (registered["id"], registered["url"])
+        assert still["readable_state"] == "Connected"
+        wait_for(lambda: client.ml_backend(still["id"])["model_version"] == newest, 90, interval=2.0,
+                 message=f"Label Studio to show model_version {newest}")
 
 
 def test_deleting_the_mlbackend_deregisters_it_and_removes_its_children(real_node_cluster, cluster_label_studio,

@@ -38,6 +38,10 @@ class Counter(LabelStudioMLBase):
         if log:
             with open(log, "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "at": "start", "t": time.time(), "event": event}) + "\\n")
+        once = os.environ.get("TEST_FIT_SLOW_ONCE")  # the first fit that sees no such file is slow
+        if once and not os.path.exists(once):
+            open(once, "w").close()
+            time.sleep(60)
         time.sleep(float((data or {}).get("sleep", os.environ.get("TEST_FIT_SECONDS", "0"))))
         if (data or {}).get("fail"):
             raise ValueError("no annotations to train on")
@@ -48,12 +52,12 @@ class Counter(LabelStudioMLBase):
 '''
 
 
-def make_queue(redis_url: str):
-    """An RQQueue as a server builds it (`make_queue`), for this Redis."""
+def make_queue(redis_url: str, **settings: object):
+    """An RQQueue as a server builds it (`make_queue`), for this Redis (`settings` override Settings fields)."""
     from lsml.settings import Settings
     from lsml.training.rq_queue import RQQueue
 
-    return RQQueue("model:Counter", Settings.from_env(env={}).replace(redis_url=redis_url))
+    return RQQueue("model:Counter", Settings.from_env(env={}).replace(redis_url=redis_url, **settings))
 
 
 def write_backend(path: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.serializers import JSONSerializer, PickleSerializer
 from rq.webhook import Webhook
 
@@ -22,7 +22,7 @@ from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import JOB_FUNCTION
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import Procs, make_queue, write_backend
+from tests.runtime.rq_procs import Procs, fit_log, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
 
@@ -126,3 +126,27 @@ def test_job_arguments_from_redis_are_checked(tmp_path, procs: Procs, redis_url)
         assert status["status"] == "failed" and reason in status["error"], status
     assert not (backend / "data" / "models" / "etc").exists()
     assert LocalModelStore(backend / "data" / "models").projects() == []
+
+
+def test_a_rerun_is_checked_like_any_job_and_a_refused_job_is_never_retried(tmp_path, procs: Procs, redis_url):
+    """A re-run (the job is still `running` in the coalescing hash) claims `claimed` from Redis: it is checked
+    as every request is; and a job's `retries_left`, which Redis holds too, never re-runs a refused job."""
+    from lsml.training.coalesce import state_key
+
+    backend = write_backend(tmp_path / "backend")
+    log = tmp_path / "fits.jsonl"
+    connection = redis.Redis.from_url(redis_url)
+    rq_queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    rerun = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    connection.hset(state_key(QUEUE, "1"), mapping={
+        "running": rerun.id, "claimed": json.dumps({"project": "1", "event": "DROP_EVERYTHING"})})
+    foreign = rq_queue.enqueue_call("os.system", args=("true",), retry=Retry(max=5))
+    procs.worker(backend, redis_url, TEST_FIT_LOG=str(log))
+    queue = make_queue(redis_url)
+    status = wait_for(lambda: final_status(queue, rerun.id), 60, what="the re-run to end")
+    assert status["status"] == "failed" and "is not one the model trains on" in status["error"], status
+    status = wait_for(lambda: final_status(queue, foreign.id), 60, what="the foreign job to end")
+    assert status["status"] == "failed" and "is not lsml's training entry point" in status["error"], status
+    legit_training_still_runs(backend, redis_url)
+    assert procs.log("worker").count(f"refused job {foreign.id} from queue") == 1, "a refused job is failed once, not retried"
+    assert [f["at"] for f in fit_log(log)] == ["start", "end"], "only the legit training reached fit"

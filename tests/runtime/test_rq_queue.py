@@ -64,7 +64,17 @@ def test_the_pending_job_trains_on_the_newest_request(redis_url):
     assert claimed["coalesced"] == [{"event": "ANNOTATION_CREATED", "data": {"n": 1}},
                                     {"event": "ANNOTATION_CREATED", "data": {"n": 2}}]
     assert TrainingRequest.from_dict(claimed).coalesced == claimed["coalesced"]
-    assert queue.coalescer.state("1") == {"running": first}
+    state = queue.coalescer.state("1")
+    assert state["running"] == first and "pending" not in state and "request" not in state
+    # what it claimed stays until it ends: a re-run of the same job (its worker was killed) trains on it again
+    nxt = queue.submit(request(n=4))
+    assert nxt != first
+    assert queue.coalescer.claim("1", first) == claimed, "a re-run claims the same request, not the newer one"
+    assert queue.coalescer.state("1")["pending"] == nxt
+    queue.coalescer.release("1", first)
+    assert set(queue.coalescer.state("1")) == {"pending", "request"}
+    assert queue.coalescer.claim("1", first) is None, "released: nothing to claim again"
+    assert queue.coalescer.claim("1", nxt)["payload"] == {"n": 4}
 
 
 def test_projects_coalesce_separately(redis_url):

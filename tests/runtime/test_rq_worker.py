@@ -54,12 +54,14 @@ def test_a_failing_fit_ends_failed_with_its_reason_and_publishes_nothing(tmp_pat
     backend = write_backend(tmp_path / "backend")
     queue = make_queue(redis_url)
     job_id = queue.submit(req(fail=True))
-    procs.worker(backend, redis_url)
+    log = tmp_path / "fits.jsonl"
+    procs.worker(backend, redis_url, TEST_FIT_LOG=str(log))
     status = wait_for(lambda: finished(queue, job_id), 60, what="the training to end")
     assert status["status"] == "failed"
     assert "no annotations to train on" in status["error"]
     assert LocalModelStore(backend / "data" / "models").versions("1") == []
     assert queue.stats()["failed"] == 1
+    assert len(fit_log(log)) == 1, "a fit that raises is not retried (only a killed one runs again)"
 
 
 def test_a_burst_during_a_training_causes_exactly_one_more_on_the_newest_data(tmp_path, procs, redis_url):

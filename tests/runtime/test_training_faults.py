@@ -6,6 +6,7 @@ on one store are in test_rq_server.py.)
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -42,39 +43,102 @@ def ended(queue, job_id):
     return st if st and st["status"] in ("finished", "failed") else None
 
 
-def test_kill_9_of_a_worker_mid_fit_fails_the_job_and_changes_nothing(tmp_path, procs, redis_url):
+def starts(log) -> list[dict]:
+    return [f for f in fit_log(log) if f["at"] == "start"]
+
+
+def kill_mid_fit(worker, log, fits_before: int) -> int:
+    """SIGKILL a worker and its work horse once fit number `fits_before + 1` started, as the kubelet does to
+    every process of a pod past its grace period (RQ puts the horse in a process group of its own)."""
+    horse = wait_for(lambda: starts(log)[fits_before:], 30, what="the slow fit")[0]["pid"]
+    worker.send_signal(signal.SIGKILL)
+    os.kill(horse, signal.SIGKILL)
+    worker.wait(timeout=10)
+    wait_for(lambda: not pid_alive(horse), 10, what="the work horse to die")
+    return horse
+
+
+def trained_on(store, version: str) -> dict:
+    return json.loads((store.find("1", version).path / "model.json").read_text())["data"]
+
+
+def test_a_fit_killed_with_its_worker_runs_again_on_the_next_worker_and_loses_no_trigger(tmp_path, procs, redis_url):
     backend = write_backend(tmp_path / "backend")
     log = tmp_path / "fits.jsonl"
     store = LocalModelStore(backend / "data" / "models")
     queue = make_queue(redis_url)
-    worker = procs.worker(backend, redis_url, name="w1", TEST_FIT_LOG=str(log))
-    v1 = queue.submit(req(n=1))
-    assert wait_for(lambda: ended(queue, v1), 60, what="the first training")["status"] == "finished"
-    assert store.current("1").name == "v1"
+    w1 = procs.worker(backend, redis_url, name="w1", TEST_FIT_LOG=str(log), TEST_FIT_SECONDS="60")
+    killed = queue.submit(req(n=1))
+    wait_for(lambda: starts(log), 30, what="the slow fit")
+    nxt = queue.submit(req(n=2))  # arrives during the fit: the next pending job
+    assert queue.submit(req(n=3)) == nxt
+    kill_mid_fit(w1, log, 0)
+    # a trigger arriving while the dead job still looks "started" folds into the pending job
+    assert queue.submit(req(n=4)) == nxt
+    assert queue.coalescer.state("1")["running"] == killed and queue.coalescer.state("1")["pending"] == nxt
 
-    doomed = queue.submit(req(n=2, sleep=60))
-    start = wait_for(lambda: [f for f in fit_log(log) if f["at"] == "start"][1:], 30, what="the slow fit")[0]
-    horse = start["pid"]
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=10)
-    killed_at = time.monotonic()
-    # the work horse running fit dies with its worker: no orphan fit publishes later
-    wait_for(lambda: not pid_alive(horse), 10, what="the work horse to die with its worker")
-    # a trigger arriving while the dead job still looks "started" must not be lost
-    nxt = queue.submit(req(n=3))
+    # the new worker alone (nobody polls the server) finds the dead job, runs it again, then the pending one
+    procs.worker(backend, redis_url, name="w2", TEST_FIT_LOG=str(log))
+    wait_for(lambda: len(store.versions("1")) >= 2, 60, interval=0.2, what="both trainings to publish")
+    time.sleep(1)
+    assert [v.name for v in store.versions("1")] == ["v1", "v2"], "one version per training, no duplicate fit"
+    assert trained_on(store, "v1")["n"] == 1, "the killed fit runs again on what it had claimed"
+    assert trained_on(store, "v2")["n"] == 4
+    assert len(starts(log)) == 3, fit_log(log)
+    first, again = queue.status(killed), queue.status(nxt)
+    assert first["status"] == "finished" and first["model_version"] == "v1", first
+    assert again["status"] == "finished" and again["model_version"] == "v2", again
+    assert queue.stats() == {"queued": 0, "running": 0, "failed": 0}
+    assert queue.coalescer.state("1") == {}, "the running marker and what it claimed are cleared"
+    assert "runs again (its previous attempt was killed)" in procs.log("w2")
+
+
+def test_a_work_horse_killed_alone_reruns_in_the_same_worker(tmp_path, procs, redis_url):
+    # the OOM killer takes the work horse, not the worker: RQ's own monitor sees it die
+    backend = write_backend(tmp_path / "backend")
+    log = tmp_path / "fits.jsonl"
+    store = LocalModelStore(backend / "data" / "models")
+    queue = make_queue(redis_url)
+    procs.worker(backend, redis_url, name="w1", TEST_FIT_LOG=str(log), TEST_FIT_SLOW_ONCE=str(tmp_path / "slow"))
+    job = queue.submit(req(n=1))
+    horse = wait_for(lambda: starts(log), 30, what="the slow fit")[0]["pid"]
+    os.kill(horse, signal.SIGKILL)
+    status = wait_for(lambda: ended(queue, job), 60, what="the training to end")
+    assert status["status"] == "finished" and status["model_version"] == "v1", (status, procs.log("w1"))
+    assert [v.name for v in store.versions("1")] == ["v1"]
+    assert len(starts(log)) == 2 and starts(log)[1]["pid"] != horse
+
+
+def test_a_fit_killed_on_every_attempt_fails_with_the_reason_and_the_next_trigger_still_trains(
+        tmp_path, procs, redis_url):
+    backend = write_backend(tmp_path / "backend")
+    log = tmp_path / "fits.jsonl"
+    store = LocalModelStore(backend / "data" / "models")
+    queue = make_queue(redis_url, fit_attempts=2)
+    doomed = queue.submit(req(n=1))
+    w1 = procs.worker(backend, redis_url, name="w1", TEST_FIT_LOG=str(log), TEST_FIT_SECONDS="60")
+    kill_mid_fit(w1, log, 0)
+    nxt = queue.submit(req(n=2))
     assert nxt != doomed
+    # no worker is alive: a server's /job_status (its registry cleanup, without the worker's handlers) puts it back
+    requeued = wait_for(lambda: (lambda st: st if st["status"] == "queued" else None)(queue.status(doomed)), 30,
+                        interval=0.5, what="the killed job to be queued again")
+    assert requeued["error"] is None and queue.stats()["failed"] == 0
+    w2 = procs.worker(backend, redis_url, name="w2", TEST_FIT_LOG=str(log), TEST_FIT_SECONDS="60")
+    kill_mid_fit(w2, log, 1)
+    killed_at = time.monotonic()
 
     status = wait_for(lambda: ended(queue, doomed), 30, interval=0.5, what="the abandoned job to fail")
     assert status["status"] == "failed", status
-    assert "died" in status["error"]
+    assert "died" in status["error"] and "LSML_FIT_ATTEMPTS" in status["error"]
     assert time.monotonic() - killed_at < 25, "abandoned jobs must converge within the heartbeat TTL"
-    assert store.current("1").name == "v1", "a crashed fit must not change the served version"
-    assert [v.name for v in store.versions("1")] == ["v1"]
+    assert store.versions("1") == [], "a killed fit publishes nothing"
 
-    procs.worker(backend, redis_url, name="w2", TEST_FIT_LOG=str(log))
+    procs.worker(backend, redis_url, name="w3", TEST_FIT_LOG=str(log))
     status = wait_for(lambda: ended(queue, nxt), 60, what="the next training")
-    assert status["status"] == "finished", procs.log("w2")
-    assert store.current("1").name == "v2"
+    assert status["status"] == "finished", procs.log("w3")
+    assert [v.name for v in store.versions("1")] == ["v1"] and trained_on(store, "v1")["n"] == 2
+    assert len(starts(log)) == 3, "two attempts of the killed fit, then the next trigger"
 
 
 def test_kill_9_of_redis_with_a_training_queued_still_trains_after_restart(tmp_path, private_redis, procs):

@@ -13,6 +13,12 @@ from . import labels as L
 
 DEFAULT_COMMAND = ["label-studio-ml", "worker", "/app"]
 
+# SIGTERM is RQ's warm shutdown: the worker finishes the fit it runs, then exits. A fit that needs longer
+# than this is killed with the pod and runs again on the next worker (lsml.training.worker,
+# LSML_FIT_ATTEMPTS), so the wait only saves a short fit from starting over; the replacement pod
+# meanwhile takes other jobs (a rollout surges it).
+TERMINATION_GRACE_SECONDS = 300
+
 
 def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
     """Deployment for the RQ worker (no HTTP, so no probes; basic-auth credentials are not needed there)."""
@@ -23,6 +29,7 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
         args=worker.get("args"), include_basic_auth=False,
     )
     pod_spec = C.runtime_pod_spec(spec, worker, container)
+    pod_spec["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

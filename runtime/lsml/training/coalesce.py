@@ -27,12 +27,17 @@ operations change them:
   if the job is still the pending one, takes the newest request, clears
   ``pending`` and sets ``running``. Because claim changes the hash, a submit
   racing with it fails its WATCH and retries: an event is either seen by the
-  starting job or becomes the next pending job, never lost in between.
+  starting job or becomes the next pending job, never lost in between. The
+  claimed request and its history stay (``claimed``, ``...:claimed-history``)
+  until the job releases them at its end; a job RQ runs *again* because its
+  worker was killed mid-fit (`lsml.training.rq_queue`, ``LSML_FIT_ATTEMPTS``)
+  finds itself still ``running`` and claims the same request again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -43,6 +48,8 @@ from rq.job import Dependency, Job, JobStatus
 
 from lsml.training.queue import MAX_COALESCED
 
+log = logging.getLogger(__name__)
+
 #: RQ statuses of a job that may still run: coalescing into it is safe.
 LIVE_STATUSES = {JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.SCHEDULED.value, JobStatus.STARTED.value}
 
@@ -51,15 +58,27 @@ local pending = redis.call('HGET', KEYS[1], 'pending')
 local request = false
 local history = {}
 local dropped = 0
+local rerun = 0
 if pending == ARGV[1] then
   request = redis.call('HGET', KEYS[1], 'request')
   history = redis.call('LRANGE', KEYS[2], 0, -1)
   dropped = tonumber(redis.call('HGET', KEYS[1], 'dropped') or '0')
-  redis.call('HDEL', KEYS[1], 'pending', 'request', 'dropped')
-  redis.call('DEL', KEYS[2])
+  redis.call('HDEL', KEYS[1], 'pending', 'request', 'dropped', 'claimed', 'claimed_dropped')
+  redis.call('DEL', KEYS[3])
+  if request then
+    redis.call('HSET', KEYS[1], 'claimed', request, 'claimed_dropped', dropped)
+  end
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('RENAME', KEYS[2], KEYS[3])
+  end
+elseif redis.call('HGET', KEYS[1], 'running') == ARGV[1] then
+  request = redis.call('HGET', KEYS[1], 'claimed')
+  history = redis.call('LRANGE', KEYS[3], 0, -1)
+  dropped = tonumber(redis.call('HGET', KEYS[1], 'claimed_dropped') or '0')
+  rerun = 1
 end
 redis.call('HSET', KEYS[1], 'running', ARGV[1])
-return {request, history, dropped}
+return {request, history, dropped, rerun}
 """
 
 # Append a trigger to the pending job's history, keep the newest ARGV[2], count what falls off.
@@ -91,7 +110,8 @@ return pending
 
 _RELEASE_LUA = """
 if redis.call('HGET', KEYS[1], 'running') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'running')
+  redis.call('HDEL', KEYS[1], 'running', 'claimed', 'claimed_dropped')
+  redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
@@ -120,6 +140,11 @@ def state_key(queue_name: str, project: str) -> str:
 def history_key(queue_name: str, project: str) -> str:
     """The list of triggers folded into the pending job (each ``{"event", "data"}``)."""
     return f"lsml:train:{queue_name}:{project}:history"
+
+
+def claimed_history_key(queue_name: str, project: str) -> str:
+    """The history the running job claimed, kept until it ends so a re-run of it sees the same triggers."""
+    return f"lsml:train:{queue_name}:{project}:claimed-history"
 
 
 class Coalescer:
@@ -187,15 +212,22 @@ class Coalescer:
         return _text(pipe.hget(job_key, "status")) in LIVE_STATUSES
 
     def claim(self, project: str, job_id: str) -> dict[str, Any] | None:
-        """Mark ``job_id`` running; if it was pending, return its newest request.
+        """Mark ``job_id`` running; return the request it trains on, None if it has none here.
 
-        The returned request's ``coalesced`` lists the earlier triggers folded
-        into it (oldest first), as `TrainingRequest.merged_with` would.
+        A pending job takes the newest request; its ``coalesced`` lists the
+        earlier triggers folded into it (oldest first), as
+        `TrainingRequest.merged_with` would. What it took stays in the hash
+        (``claimed``) until `release`, so a re-run of the same job (RQ put it
+        back after its worker was killed mid-fit) trains on exactly those
+        triggers; newer ones stay with the next pending job.
         """
-        keys = [state_key(self.queue.name, project), history_key(self.queue.name, project)]
-        raw, history, dropped = self._claim(keys=keys, args=[job_id])
+        name = self.queue.name
+        keys = [state_key(name, project), history_key(name, project), claimed_history_key(name, project)]
+        raw, history, dropped, rerun = self._claim(keys=keys, args=[job_id])
         if not raw:
             return None
+        if rerun:
+            log.warning("training job %s of project %s runs again (its previous attempt was killed)", job_id, project)
         request = json.loads(raw)
         earlier = [json.loads(item) for item in history[:-1]]  # the last one is the request itself
         request["coalesced"] = list(request.get("coalesced") or []) + earlier
@@ -204,8 +236,9 @@ class Coalescer:
         return request
 
     def release(self, project: str, job_id: str) -> None:
-        """Forget ``job_id`` as the running job (no-op if another replaced it)."""
-        self._release(keys=[state_key(self.queue.name, project)], args=[job_id])
+        """Forget ``job_id`` as the running job and what it claimed (no-op if another replaced it)."""
+        name = self.queue.name
+        self._release(keys=[state_key(name, project), claimed_history_key(name, project)], args=[job_id])
 
     def state(self, project: str) -> dict[str, str]:
         """The raw hash, for tests and diagnostics."""

@@ -11,11 +11,18 @@ dying work horse. What lsml adds on top:
   fast 503 when Redis is down instead of blocking a request thread, and
   reconnects by itself when it is back (redis-py reconnects per command);
 * bounded detection of dead workers: `status()` and `stats()` run RQ's
-  `StartedJobRegistry.cleanup()`, which turns a job whose heartbeat expired
-  into a failed job (`AbandonedJobError`). Workers heartbeat every
-  `HEARTBEAT_INTERVAL` seconds with a TTL of `HEARTBEAT_TTL`
-  (`lsml.training.worker`), so a `kill -9`'d worker's job is failed within
-  about `HEARTBEAT_TTL` seconds rather than RQ's default minute and more.
+  `StartedJobRegistry.cleanup()` (so does every worker), which finds a job
+  whose heartbeat expired. Workers heartbeat every `HEARTBEAT_INTERVAL`
+  seconds with a TTL of `HEARTBEAT_TTL` (`lsml.training.worker`), so a
+  `kill -9`'d worker's job is found within about `HEARTBEAT_TTL` seconds
+  rather than RQ's default minute and more;
+* no training lost to a killed worker: jobs carry RQ's `Retry` with
+  ``LSML_FIT_ATTEMPTS - 1`` retries, and that cleanup (which may run here,
+  in a server, without the worker's handlers) re-enqueues a dead worker's
+  job under the same id while retries are left, then fails it
+  (`AbandonedJobError`). The re-run claims the request it claimed before
+  (`lsml.training.coalesce`) and is checked like any job (`TrustedJob`,
+  `validated_request`).
 
 Jobs are JSON-serialised (`rq.serializers.JSONSerializer`): the job hash
 holds the project and the request, never pickled objects or settings with
@@ -31,7 +38,7 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.exceptions import DeserializationError, NoSuchJobError
-from rq.job import Dependency, Job, JobStatus
+from rq.job import Dependency, Job, JobStatus, Retry
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -82,6 +89,9 @@ class RQQueue:
         self.coalescer = Coalescer(self.connection, self.queue)
         # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
         self.job_timeout = int(math.ceil(settings.fit_timeout))
+        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.worker`); at
+        # once and at the front of the queue: an interval would need RQ's scheduler, which lsml does not run
+        self.retry = Retry(max=settings.fit_attempts - 1, enqueue_at_front=True) if settings.fit_attempts > 1 else None
 
     # --- TrainingQueue -------------------------------------------------
     def submit(self, request: TrainingRequest) -> str:
@@ -96,6 +106,7 @@ class RQQueue:
                 job_id=job_id,
                 depends_on=depends_on,
                 timeout=self.job_timeout,
+                retry=self.retry,
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"lsml training of project {project} ({self.model_ref})",
@@ -179,7 +190,8 @@ def failure_reason(exc_string: str | None, rq_status: Any = None) -> str:
     if not exc_string:
         return f"training {getattr(rq_status, 'value', rq_status) or 'failed'}"
     if "AbandonedJobError" in exc_string:
-        return "the worker running this training died (no heartbeat): AbandonedJobError"
+        return ("the worker running this training died (no heartbeat) and it had no attempt left "
+                "(LSML_FIT_ATTEMPTS): AbandonedJobError")
     if "Work-horse terminated unexpectedly" in exc_string:
         return "the worker process running this training was killed: " + exc_string.strip().rstrip(";")
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]

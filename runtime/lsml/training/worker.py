@@ -1,6 +1,6 @@
 """The RQ worker that runs trainings, in a process of its own (`label-studio-ml worker`).
 
-It is RQ's forking `Worker` with four changes, each for a fault:
+It is RQ's forking `Worker` with these changes, each for a fault:
 
 * Heartbeats every `HEARTBEAT_INTERVAL` s with a TTL of `HEARTBEAT_TTL` s
   (RQ: 30 s and 90 s), so when the worker is `kill -9`'d its job is turned
@@ -16,6 +16,18 @@ It is RQ's forking `Worker` with four changes, each for a fault:
   failed with the reason and never imported or run, and `perform_training`
   checks its arguments (`lsml.training.queue.validated_request`): Redis is
   not trusted.
+* A training whose work horse is killed (SIGKILL of worker and horse when
+  a pod is deleted past its grace period, the OOM killer) runs again, at
+  most ``LSML_FIT_ATTEMPTS`` times in all: `RQQueue` enqueues it with RQ's
+  ``Retry``, which RQ applies both when this worker sees its horse die and
+  when a registry cleanup (any worker, or a server's status call) finds a
+  dead worker's job. The re-run claims the same request again
+  (`lsml.training.coalesce`). A fit that raises, runs past its timeout or is
+  refused is not retried (`handle_job_failure`). An idle worker cleans the
+  registries every `MAINTENANCE_INTERVAL` s (RQ's default is minutes).
+* SIGTERM mid-fit is RQ's warm shutdown: the worker finishes the running
+  fit, then exits; the pod's ``terminationGracePeriodSeconds`` bounds that
+  wait, after which the fit is killed and runs again on the next worker.
 * `run_worker` survives Redis outages: RQ already retries while waiting for
   jobs; here a worker that starts (or loses Redis) before Redis is up waits
   and retries instead of exiting.
@@ -37,11 +49,13 @@ from urllib.parse import urlsplit
 import redis
 from rq import Queue, Worker, get_current_job
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 from lsml.redis_connection import connect
 from lsml.procs import die_with_parent
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
+from lsml.training.rq_queue import JOB_FUNCTION
 from lsml.training.trusted_job import TrustedJob
 
 log = logging.getLogger(__name__)
@@ -100,10 +114,36 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrainingWorker(Worker):
-    """RQ's forking worker with short heartbeats and horses that die with it."""
+    """RQ's forking worker with short heartbeats, horses that die with it, and re-runs only of killed fits."""
 
     def get_heartbeat_ttl(self, job) -> int:  # noqa: D102 - see module doc
         return self.job_monitoring_interval + (HEARTBEAT_TTL - HEARTBEAT_INTERVAL)
+
+    @property
+    def dequeue_timeout(self) -> int:  # noqa: D102 - see module doc
+        # RQ blocks an idle worker for worker_ttl - 15 (405) s between maintenance runs; a killed worker's
+        # job must be put back within about MAINTENANCE_INTERVAL s even when nobody asks the server
+        return min(super().dequeue_timeout, MAINTENANCE_INTERVAL)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="") -> None:  # noqa: D102
+        if not self._horse_was_killed(job):
+            job.retries_left = None  # a fit that raised, timed out or was refused ends failed, as before
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+
+    def _horse_was_killed(self, job) -> bool:
+        """True when this failure is the work horse dying under a training (SIGKILL, OOM killer).
+
+        Only then may RQ use the job's ``retries_left``: a fit that raises
+        fails inside the horse itself, and a horse the worker killed for
+        running past the job's timeout would only run out of time again.
+        """
+        if self.is_horse or not isinstance(job, TrustedJob) or job.refusal() is not None:
+            return False
+        if job.func_name != JOB_FUNCTION:
+            return False
+        started = job.started_at
+        return not (job.timeout and job.timeout > 0 and started is not None
+                    and (now() - started).total_seconds() >= job.timeout)
 
     def main_work_horse(self, job, queue) -> None:  # noqa: D102 - see module doc
         die_with_parent()
