@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# End to end on a real cluster with Docker (not runnable in CI here: no container runtime):
-# kind cluster -> build + load both images -> helm install the operator -> apply the example ->
-# wait for Ready. Usage: hack/kind-e2e.sh [cluster-name]   (needs docker, kind, kubectl, helm)
+# End to end on a kind cluster, for a user with Docker and kind: create the cluster, build lsml's
+# images from the repository's Dockerfiles (official bases), `kind load` them, then run the shared
+# cluster half, hack/cluster-e2e.sh (helm install the operator, apply the minimal example with the
+# text_classifier image, wait for Ready, ask /health through the API server). CI runs that same
+# cluster half on the harness's real node (tests/realnode/test_cluster_e2e_script.py); kind itself
+# is not on the CI machine (its node image comes from a registry).
+# Usage: hack/kind-e2e.sh [cluster-name]   (needs docker, kind, kubectl, helm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-lsml-e2e}"
@@ -16,16 +20,8 @@ kubectl config use-context "kind-$name"
 
 docker build --target runtime -t "lsml/runtime:$tag" .
 docker build --target operator -t "lsml/operator:$tag" .
-kind load docker-image --name "$name" "lsml/runtime:$tag" "lsml/operator:$tag"
+docker build --build-arg "LSML_IMAGE=lsml/runtime:$tag" -t "lsml/text-classifier:$tag" examples/text_classifier
+kind load docker-image --name "$name" "lsml/operator:$tag" "lsml/text-classifier:$tag"
 
-helm upgrade --install lsml-operator charts/lsml-operator -n lsml-system --create-namespace \
-  --set image.tag="$tag" --set image.pullPolicy=Never --wait --timeout 5m
-
-# The minimal example (no Label Studio needed), with the image just built. The runtime image's
-# default backend dir must hold a model; kind's default StorageClass provisions claims.
-sed -e "s#lsml/runtime:latest#lsml/runtime:$tag#" examples/mlbackend-minimal.yaml \
-  | kubectl apply -n default -f -
-kubectl -n default patch mlb text-classifier-minimal --type=merge -p '{"spec":{"imagePullPolicy":"Never"}}'
-kubectl -n default wait mlb/text-classifier-minimal --for=condition=Ready --timeout=5m
-kubectl -n default get mlb,deploy,svc,pods -l app.kubernetes.io/instance=text-classifier-minimal
-echo "kind-e2e: Ready. Clean up with: kind delete cluster --name $name"
+hack/cluster-e2e.sh "lsml/operator:$tag" "lsml/text-classifier:$tag" default
+echo "kind-e2e: clean up with: kind delete cluster --name $name"
