@@ -15,7 +15,7 @@ import pytest
 
 from tests.fixtures.kubernetes import KubernetesCluster
 
-from .conftest import images
+from .cluster import images
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode]
 
