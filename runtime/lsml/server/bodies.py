@@ -66,7 +66,9 @@ def _json_form(value: Any) -> str:
         return "as-empty"
     if isinstance(value, dict):
         return "as-object"
-    return "as-integer" if isinstance(value, (int, float)) else "as-string"
+    if isinstance(value, (int, float)):
+        return "as-integer"
+    return "as-string" if isinstance(value, str) else "as-other"  # "as-other" is no member: an error naming the forms
 
 
 #: A JSON object, checked for its type only: not copied, its content not walked (a /predict task is the model's).
