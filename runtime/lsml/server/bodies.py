@@ -74,6 +74,7 @@ def _json_form(value: Any) -> str:
 #: A JSON object, checked for its type only: not copied, its content not walked (a /predict task is the model's).
 _Object = InstanceOf[dict]
 _Integer = Annotated[int, BeforeValidator(_integral)]
+_NOT_BLANK = r"\S"
 # bounds go on the int itself (before the validator): after it, pydantic would publish them as `ge`/`le`
 _ProjectNumber = Annotated[int, Field(ge=0, le=MAX_PROJECT_ID), BeforeValidator(_integral)]
 _ProjectName = Annotated[str, Field(pattern=PROJECT_NAME_PATTERN)]
@@ -201,7 +202,7 @@ class VersionsQuery(Body):
 
 class ActivateBody(Body):
     project: Project
-    version: Annotated[Union[Annotated[Annotated[str, Field(pattern=r"\S")], Tag("as-string")],
+    version: Annotated[Union[Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")],
                              Annotated[_Integer, Tag("as-integer")]],
                        Discriminator(_json_form), Field(description="'v3' or 3")]
     pin: bool = Field(True, description="Later fits publish new numbers but do not replace it")
@@ -241,6 +242,15 @@ def parse(model: type[B], data: dict) -> B:
         raise _api_error(model, exc) from None
 
 
+#: What a pattern means, said in words: the message of a value that does not match it (not the regex).
+_PATTERN_HINTS = {
+    PROJECT_NAME_PATTERN: "must be '<id>' or '<id>.<created_at>' (at most 64 letters, digits, '_' or '-' before "
+                          "the dot)",
+    LS_PROJECT_PATTERN: "must be a Label Studio project id or its '<id>.<created_at>' name",
+    credentials.SETUP_HOSTNAME_PATTERN: "must be an http:// or https:// URL",
+    VERSION_NAME_PATTERN: "must be a version name like 'v3'",
+    _NOT_BLANK: "must not be blank",
+}
 _FORMS = {"as-string": "a string", "as-integer": "an integer", "as-empty": "''", "as-null": "null",
           "as-object": "an object"}
 
@@ -262,6 +272,8 @@ def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
     else:
         code = model.ERRORS.get(path) or model.ERRORS.get(field) or model.OTHER_ERROR
     what = error["msg"]
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in _PATTERN_HINTS:
+        what = _PATTERN_HINTS[error["ctx"]["pattern"]]
     if kind == "is_instance_of":  # _Object
         what = f"must be an object, got {_json_type(error.get('input'))}"
     if kind == "union_tag_invalid":
