@@ -267,7 +267,7 @@ def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
     if (kind == "missing" or error.get("input") is None) and path == field and info is not None and info.is_required():
         code = model.ERRORS.get(field, "")
         return ApiError(400, code if code.startswith("missing_") else f"missing_{field}", f"'{field}' is required")
-    if kind in ("invalid_label_config",):  # raised by a validator that knows its code
+    if kind == "invalid_label_config":  # raised by `_label_config`, which knows its code
         code = kind
     else:
         code = model.ERRORS.get(path) or model.ERRORS.get(field) or model.OTHER_ERROR
