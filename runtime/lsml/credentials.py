@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from typing import Optional
@@ -38,14 +37,9 @@ _warned_lock = threading.Lock()
 
 
 #: What `/setup`'s `hostname` may be: empty, or an http(s) URL with a plain host name or address and a
-#: valid port. The route checks it and /openapi.json publishes it, so the two cannot disagree.
+#: valid port. `server/bodies.py`'s SetupBody checks it and /openapi.json publishes it from there.
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 SETUP_HOSTNAME_PATTERN = rf"^(https?://[A-Za-z0-9.-]+(:{_PORT})?(/[!-~]*)?)?$"
-
-
-def valid_setup_hostname(value: str) -> bool:
-    """Whether a `/setup` hostname matches SETUP_HOSTNAME_PATTERN (and so has an origin when not empty)."""
-    return re.fullmatch(SETUP_HOSTNAME_PATTERN, value) is not None
 
 
 def origin(url: Optional[str]) -> Optional[str]:

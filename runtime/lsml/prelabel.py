@@ -60,6 +60,8 @@ class PrelabelError(Exception):
 #: What a pre-labelling request may name (checked here, published in /openapi.json).
 LS_PROJECT_PATTERN = r"^[0-9]{1,18}(\.[0-9.]{0,32})?$"
 VERSION_NAME_PATTERN = r"^v[0-9]{1,18}$"
+BATCH_SIZE_MAX = 10_000
+MAX_CONCURRENT_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class PrelabelRequest:
             raise ValueError(f"project must be a Label Studio project id, got {self.project!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        for name, low, high in (("batch_size", 1, 10_000), ("max_concurrent", 1, 64)):
+        for name, low, high in (("batch_size", 1, BATCH_SIZE_MAX), ("max_concurrent", 1, MAX_CONCURRENT_MAX)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")

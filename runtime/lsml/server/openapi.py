@@ -1,17 +1,19 @@
-"""The OpenAPI 3.1 description of the server, built by hand (served at /openapi.json).
+"""The OpenAPI 3.1 description of the server (served at /openapi.json).
 
-tests/runtime/test_openapi_fuzz.py runs schemathesis against a live server with this document: every
-bound the handlers enforce (patterns, minLength, minItems, nullable fields, status codes) is written
-here, so the spec and the server agree.
+Request bodies and query parameters are the JSON Schemas of the pydantic models the routes validate
+with (`server/bodies.py`): one declaration, so a bound the server enforces is the bound published.
+Responses, status codes and security are written here by hand: the routes build plain dicts (orjson
+encodes them; a response model per route would cost /predict a copy of every prediction), and
+tests/runtime/test_openapi_fuzz.py (schemathesis against a live server) checks every response against
+this document.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic.json_schema import models_json_schema
 
-from lsml import __version__, credentials
-from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN
-from lsml.prelabel import LS_PROJECT_PATTERN, VERSION_NAME_PATTERN
+from lsml import __version__
+from lsml.server import bodies
 
 
 def _ref(name: str) -> dict:
@@ -52,24 +54,32 @@ def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool =
 
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
-_PROJECT_ID: dict[str, Any] = {"anyOf": [{"type": "string", "pattern": PROJECT_NAME_PATTERN},
-                         {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}],
-               "description": "Project id, or Label Studio's '<id>.<created_at>'"}
-_NO_PROJECT = {"type": "string", "maxLength": 0, "description": "The default project"}
-# A Label Studio project (no default project): what background jobs that talk to Label Studio need.
-_LS_PROJECT = {"anyOf": [{"type": "string", "pattern": LS_PROJECT_PATTERN},
-                         {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}],
-               "description": "A Label Studio project id, or Label Studio's `<id>.<created_at>` name"}
-_PROJECT = {"anyOf": [*_PROJECT_ID["anyOf"], _NO_PROJECT], "description": _PROJECT_ID["description"]}
-_OPTIONAL_PROJECT = {"anyOf": [*_PROJECT["anyOf"], {"type": "null"}],
-                     "description": _PROJECT_ID["description"] + "; none: the default project"}
-_LABEL_CONFIG = {"type": ["string", "null"],
-                 "description": "Label config XML; one that does not parse is a 400 invalid_label_config"}
-_PROJECT_PARAM = {"name": "project", "in": "query", "required": False,
-                  "schema": {"type": "string", "pattern": PROJECT_NAME_PATTERN},
-                  "description": "Project id or '<id>.<created_at>' (or send it in a JSON body; an empty "
-                                 "`project=` is refused); without a project (what Label Studio sends) every "
-                                 "project's versions"}
+_REQUESTS = (bodies.SetupBody, bodies.PredictBody, bodies.WebhookBody, bodies.TrainBody, bodies.JobStatusBody,
+             bodies.VersionsBody, bodies.ActivateBody, bodies.UnpinBody, bodies.PrelabelBody)
+_, _DEFS = models_json_schema([(model, "validation") for model in _REQUESTS],
+                              ref_template="#/components/schemas/{model}")
+REQUEST_SCHEMAS: dict[str, dict] = _DEFS["$defs"]  # the models' schemas and those they refer to (WebhookProject)
+
+
+def _request(model: type[bodies.Body], required: bool = True) -> dict:
+    return _body(_ref(model.__name__), required)
+
+
+def _query(model: type[bodies.Body]) -> list[dict]:
+    """A query model's fields as OpenAPI parameters (a query string carries no null: that branch is dropped)."""
+    schema = model.model_json_schema()
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", "")
+        options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if options:
+            prop.update(options[0] if len(options) == 1 else {"anyOf": options})
+        prop.pop("default", None)
+        parameters.append({"name": name, "in": "query", "required": name in schema.get("required", []),
+                           "schema": prop, "description": description})
+    return parameters
+
 
 SPEC: dict = {
     "openapi": "3.1.0",
@@ -88,7 +98,7 @@ SPEC: dict = {
                            "properties": {"model_version": {"type": "string"}}}, "Current model version"),
              "404": _json(_ref("Error"), "No schema, and no label config known for the project"),
              "503": _json(_ref("Error"), "Redis (the state store) unreachable: try again after Retry-After")},
-            body=_body(_ref("SetupRequest")), op_id="setup")},
+            body=_request(bodies.SetupBody), op_id="setup")},
         "/predict": {"post": _op(
             "Predict tasks: one result item per task, in order",
             {"200": _json(_ref("PredictResponse"), "Predictions"),
@@ -98,44 +108,32 @@ SPEC: dict = {
                                          "predictions stuck past LSML_PREDICT_TIMEOUT (predict_stuck), or no "
                                          "label_config and Redis (the state store) unreachable"),
              "504": _json(_ref("Error"), "The model's predict ran past LSML_PREDICT_TIMEOUT (predict_timeout)")},
-            body=_body(_ref("PredictRequest")), op_id="predict")},
+            body=_request(bodies.PredictBody), op_id="predict")},
         "/webhook": {"post": _op(
             "Label Studio events: training events are queued, others ignored",
             {"200": _json({"type": "object", "properties": {"status": {"const": "ignored"},
                                                              "action": {"type": "string"}}}, "Ignored event"),
              "201": _json(_ref("JobAccepted"), "Training queued"), **_TRAINING_DOWN},
-            body=_body({"type": "object", "required": ["action"], "properties": {
-                "action": {"type": "string", "minLength": 1, "description": "Label Studio's event name"},
-                "project": {"anyOf": [
-                    {"type": "object", "required": ["id"],
-                     "properties": {"id": _PROJECT_ID, "label_config": _LABEL_CONFIG}},
-                    *_OPTIONAL_PROJECT["anyOf"]],
-                    "description": "Label Studio's project object; required by training events"},
-                "annotation": {"description": "Passed to the model's fit unchanged"},
-                "task": {"description": "Passed to the model's fit unchanged"}}}),
+            body=_request(bodies.WebhookBody),
             op_id="webhook")},
         "/train": {"post": _op(
             "Legacy training call with annotated tasks",
             {"201": _json({"type": "object", "properties": {"job": {"type": "string"}}}, "Training queued"),
              **_TRAINING_DOWN},
-            body=_body({"type": "object", "required": ["annotations"], "properties": {
-                "annotations": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-                "project": _OPTIONAL_PROJECT, "label_config": _LABEL_CONFIG,
-                "params": {"description": "Passed to the model's fit unchanged"}}}),
+            body=_request(bodies.TrainBody),
             op_id="train")},
         "/job_status": {"post": _op(
             "Status of a training job",
             {"200": _json(_ref("JobStatus"), "Job status"), "404": _json(_ref("Error"), "Unknown job"),
              **_TRAINING_DOWN},
-            body=_body({"type": "object", "required": ["job"],
-                        "properties": {"job": {"type": "string", "minLength": 1}}}),
+            body=_request(bodies.JobStatusBody),
             op_id="job_status")},
         "/versions": {
             "get": _op("Model versions of a project", {"200": _json(_ref("Versions"), "Versions")},
-                       op_id="versions_get", parameters=[_PROJECT_PARAM]),
+                       op_id="versions_get", parameters=_query(bodies.VersionsQuery)),
             "post": _op("Model versions of a project", {"200": _json(_ref("Versions"), "Versions")},
-                        body=_body({"type": "object", "properties": {"project": _OPTIONAL_PROJECT}}, required=False),
-                        op_id="versions_post", parameters=[_PROJECT_PARAM]),
+                        body=_request(bodies.VersionsBody, required=False),
+                        op_id="versions_post", parameters=_query(bodies.VersionsQuery)),
         },
         "/versions/activate": {"post": _op(
             "Make a kept version current for every server process; pinned by default (later fits publish "
@@ -143,16 +141,12 @@ SPEC: dict = {
             {"200": _json(_ref("VersionReport"), "The project's versions after the change"),
              "404": _json(_ref("Error"), "No such version kept"),
              "409": _json(_ref("Error"), "The version's files fail their integrity check")},
-            body=_body({"type": "object", "required": ["project", "version"], "properties": {
-                "project": _PROJECT,
-                "version": {"anyOf": [{"type": "string", "pattern": "\\S"}, {"type": "integer"}],
-                            "description": "'v3' or 3"},
-                "pin": {"type": "boolean", "default": True}}}),
+            body=_request(bodies.ActivateBody),
             op_id="versions_activate")},
         "/versions/unpin": {"post": _op(
             "Remove the pin: the newest version becomes current again, and so does every later fit",
             {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
-            body=_body({"type": "object", "required": ["project"], "properties": {"project": _PROJECT}}),
+            body=_request(bodies.UnpinBody),
             op_id="versions_unpin")},
         "/prelabel": {"post": _op(
             "Queue a background pre-labelling job of a project (RQ with REDIS_URL, else a server thread); "
@@ -160,12 +154,7 @@ SPEC: dict = {
             {"201": _json(_ref("PrelabelAccepted"), "Job queued"),
              "200": _json(_ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"),
              "503": _json(_ref("Error"), "Redis unreachable")},
-            body=_body({"type": "object", "required": ["project"], "additionalProperties": False, "properties": {
-                "project": _LS_PROJECT, "mode": {"enum": ["missing", "unlabelled", "all"], "default": "missing"},
-                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
-                "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
-                "version": {"type": ["string", "null"], "pattern": VERSION_NAME_PATTERN,
-                            "description": "a kept version (default: the current one)"}}}),
+            body=_request(bodies.PrelabelBody),
             op_id="prelabel")},
         "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive"),
                                                    "503": _json({"type": "object"}, "Predictions stuck: restart me")},
@@ -189,19 +178,11 @@ SPEC: dict = {
     "components": {
         "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
         "schemas": {
+            **REQUEST_SCHEMAS,
             "Error": {"type": "object", "required": ["error", "message"],
                       "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
             "Health": {"type": "object", "required": ["status"],
                        "properties": {"status": {"const": "UP"}, "model_class": {"type": "string"}}},
-            "SetupRequest": {"type": "object", "required": ["project"], "properties": {
-                "project": _PROJECT,
-                "schema": _LABEL_CONFIG,
-                "hostname": {"type": ["string", "null"], "pattern": credentials.SETUP_HOSTNAME_PATTERN}, "access_token": {"type": ["string", "null"]},
-                "extra_params": {"description": "Kept for the model (`extra_params`)"}}},
-            "PredictRequest": {"type": "object", "required": ["tasks"], "properties": {
-                "tasks": {"type": "array", "items": {"type": "object"}},
-                "project": _OPTIONAL_PROJECT, "label_config": _LABEL_CONFIG,
-                "params": {"type": ["object", "null"]}}},
             "Prediction": {"type": "object", "properties": {
                 "result": {"type": "array", "items": {"type": "object"}},
                 "score": {"type": ["number", "null"]}, "model_version": {"type": "string"}}},

@@ -19,8 +19,9 @@ from flask import Response
 from prometheus_client import Gauge
 
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
+from lsml.server import bodies
 from lsml.server.errors import ApiError
-from lsml.server.routes import _integral, _json_body, _json_response, _project, bp
+from lsml.server.routes import _json_body, _json_response, bp
 
 logger = logging.getLogger("lsml.server")
 
@@ -80,14 +81,10 @@ def update_metrics(rt: Any) -> None:
 
 @bp.route("/prelabel", methods=["POST"], endpoint="prelabel")
 def prelabel() -> Response:
-    body = _json_body()
-    project = _project(body.get("project"))
-    fields = {k: _integral(body[k]) for k in ("mode", "batch_size", "max_concurrent", "version") if k in body}
-    unknown = set(body) - {"project", *fields}
-    if unknown:
-        raise ApiError(400, "invalid_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    body = bodies.parse(bodies.PrelabelBody, _json_body())
+    project = body.project
     try:
-        request = PrelabelRequest(project=project, **fields).validated()
+        request = PrelabelRequest(**body.model_dump()).validated()
     except ValueError as exc:
         raise ApiError(400, "invalid_prelabel", str(exc)) from None
     job, created = prelabel_jobs().submit(request)

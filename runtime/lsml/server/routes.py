@@ -12,11 +12,11 @@ import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from lsml import credentials
-from lsml.label_config import LabelConfigError, parse_config_cached
+from lsml.label_config import LabelConfigError
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
-from lsml.model import LabelStudioMLBase, project_key
+from lsml.model import LabelStudioMLBase
 from lsml.response import serialize_predictions, task_predictions
-from lsml.server import auth, metrics
+from lsml.server import auth, bodies, metrics
 from lsml.server.errors import ApiError
 from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
@@ -94,39 +94,6 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _project(value: Any, required: bool = True, field: str = "project") -> str:
-    if value is None and required:
-        raise ApiError(400, "missing_project", f"'{field}' is required")
-    try:
-        return project_key(value, field)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_project", str(exc)) from None
-
-
-def _integral(value: Any) -> Any:
-    """JSON's 4.0 is the integer 4 (as JSON Schema says): what a client's serializer wrote is not refused."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _label_config(value: Any, field: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ApiError(400, "invalid_label_config", f"'{field}' must be a string of XML")
-    try:
-        parse_config_cached(value)
-    except LabelConfigError as exc:
-        raise ApiError(400, "invalid_label_config", str(exc)) from None
-    return value
-
-
-def _optional_string(body: dict, key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ApiError(400, "invalid_field", f"'{key}' must be a string")
-    return value or None
-
-
 def _load_error(exc: Exception) -> ApiError:
     if isinstance(exc, UnknownProject):
         return ApiError(404, "unknown_project", str(exc))
@@ -165,19 +132,15 @@ def health() -> Response:
 @bp.route("/setup", methods=["POST"])
 def setup() -> Response:
     rt = _rt()
-    body = _json_body()
-    project = _project(body.get("project"))
-    schema = _label_config(body.get("schema"), "schema")
-    hostname, token = (_optional_string(body, key) for key in ("hostname", "access_token"))
-    if hostname and not credentials.valid_setup_hostname(hostname):
-        raise ApiError(400, "invalid_field", "'hostname' must be an http:// or https:// URL")
+    body = bodies.parse(bodies.SetupBody, _json_body())
+    project, hostname, token = body.project, body.hostname or None, body.access_token or None
     if (hostname or token) and not credentials.rejects_setup_hostname(rt.settings, hostname):
         # one value, so a later /setup naming another host never inherits this token
         rt.registry.remember(project, credentials.STATE_KEY, credentials.setup_value(hostname, token))
-    if body.get("extra_params") is not None:
-        rt.registry.remember(project, "extra_params", body["extra_params"])
+    if body.extra_params is not None:
+        rt.registry.remember(project, "extra_params", body.extra_params)
     try:
-        version = rt.registry.setup(project, schema)
+        version = rt.registry.setup(project, body.schema_)
     except (UnknownProject, LabelConfigError) as exc:
         raise _load_error(exc) from None
     return _json_response({"model_version": version})
@@ -186,23 +149,10 @@ def setup() -> Response:
 @bp.route("/predict", methods=["POST"])
 def predict() -> Response:
     rt = _rt()
-    body = _json_body(max_depth=None)
-    tasks = body.get("tasks")
-    if tasks is None:
-        raise ApiError(400, "missing_tasks", "'tasks' is required: a list of Label Studio tasks")
-    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-        raise ApiError(400, "invalid_tasks", "'tasks' must be a list of task objects")
-    project = _project(body.get("project"), required=False)
-    label_config = body.get("label_config")
-    if label_config is not None and not isinstance(label_config, str):
-        raise ApiError(400, "invalid_label_config", "'label_config' must be a string of XML")
-    params = body.get("params")
-    if params is None:
-        params = {}
-    elif not isinstance(params, dict):
-        raise ApiError(400, "invalid_params", "'params' must be an object")
+    body = bodies.parse(bodies.PredictBody, _json_body(max_depth=None))
+    tasks, project, params = body.tasks, body.project, body.params or {}
     try:
-        model = rt.registry.get(project, label_config or None)
+        model = rt.registry.get(project, body.label_config or None)
     except (UnknownProject, ModelNotReady, ModelLoadFailed, LabelConfigError) as exc:
         raise _load_error(exc) from None
     if not tasks:
@@ -244,28 +194,25 @@ def predict() -> Response:
 @bp.route("/webhook", methods=["POST"])
 def webhook() -> Response:
     rt = _rt()
-    body = _json_body()
-    action = body.get("action")
-    if not isinstance(action, str) or not action:
-        raise ApiError(400, "missing_action", "'action' (the Label Studio event name) is required")
+    raw = _json_body()
+    body = bodies.parse(bodies.WebhookBody, raw)
+    action, project, label_config = body.action, body.project_name, body.label_config
     cls = rt.registry.model_class_if_ready() or LabelStudioMLBase
-    project_obj = body.get("project")
-    project = _project(project_obj, required=False)  # Label Studio sends a project with every event
-    label_config = project_obj.get("label_config") if isinstance(project_obj, dict) else None
-    if label_config is not None and not isinstance(label_config, str):
-        raise ApiError(400, "invalid_label_config", "'project.label_config' must be a string of XML")
     if action not in cls.TRAIN_EVENTS:
         _follow_label_config(rt, project, label_config)
         return _json_response({"status": "ignored", "action": action})
-    if project_obj is None:
+    if body.project is None:
         raise ApiError(400, "missing_project", f"{action} carries no 'project'")
-    label_config = _label_config(label_config, "project.label_config")
+    try:
+        label_config = bodies.checked_label_config(label_config)
+    except LabelConfigError as exc:
+        raise ApiError(400, "invalid_label_config", f"'project.label_config': {exc}") from None
     if label_config is not None:
         try:
             rt.registry.setup(project, label_config)
         except Exception:  # remembering the config must not lose the training trigger
             logger.warning("project %s: could not remember the webhook's label config", project, exc_info=True)
-    data = {k: v for k, v in body.items() if k != "action"}
+    data = {k: v for k, v in raw.items() if k != "action"}
     job = rt.queue.submit(TrainingRequest(project=project, event=action, payload=data, label_config=label_config))
     metrics.TRAINING_SUBMITTED.labels(action).inc()
     return _json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
@@ -285,16 +232,12 @@ def _follow_label_config(rt, project: str, label_config: str | None) -> None:
 @bp.route("/train", methods=["POST"])
 def train() -> Response:
     rt = _rt()
-    body = _json_body()
-    annotations = body.get("annotations")
-    if not isinstance(annotations, list) or not annotations or not all(isinstance(a, dict) for a in annotations):
-        raise ApiError(400, "missing_annotations", "'annotations' must be a non-empty list of annotated tasks "
-                                                   "(objects)")
-    project = _project(body.get("project"), required=False)
-    label_config = _label_config(body.get("label_config"), "label_config")
+    raw = _json_body()
+    body = bodies.parse(bodies.TrainBody, raw)
+    project, label_config = body.project, body.label_config
     if label_config is not None:
         rt.registry.remember(project, "label_config", label_config)
-    job = rt.queue.submit(TrainingRequest(project=project, event="START_TRAINING", payload=body,
+    job = rt.queue.submit(TrainingRequest(project=project, event="START_TRAINING", payload=raw,
                                           label_config=label_config))
     metrics.TRAINING_SUBMITTED.labels("TRAIN").inc()
     return _json_response({"job": job}, 201)
@@ -302,10 +245,7 @@ def train() -> Response:
 
 @bp.route("/job_status", methods=["POST"])
 def job_status() -> Response:
-    body = _json_body()
-    job = body.get("job")
-    if not isinstance(job, str) or not job:
-        raise ApiError(400, "missing_job", "'job' (a job id from /webhook or /train) is required")
+    job = bodies.parse(bodies.JobStatusBody, _json_body()).job
     status = prelabel_routes.prelabel_status(job) or _rt().queue.status(job)  # a pre-labelling job, else training
     if status is None:
         raise ApiError(404, "unknown_job", f"no job {job!r}: unknown or expired (with Redis, finished jobs are "
@@ -318,15 +258,10 @@ def job_status() -> Response:
 @bp.route("/versions", methods=["GET", "POST"])
 def versions() -> Response:
     rt = _rt()
-    body = _json_body(optional=True)  # a GET may carry the project in a JSON body too
-    raw_project = request.args.get("project")
-    if raw_project == "":  # `?project=` names nothing: not the default project, not every project
-        raise ApiError(400, "invalid_project", "the 'project' query parameter is empty")
-    if raw_project is None:
-        raw_project = body.get("project")
-    else:
-        _project(body.get("project"), required=False)  # the query wins, but a broken body is still refused
-    if raw_project is None:
+    raw = _json_body(optional=True)  # a GET may carry the project in a JSON body too
+    body = bodies.parse(bodies.VersionsBody, raw)  # the query wins, but a broken body is still refused
+    query = bodies.parse(bodies.VersionsQuery, request.args.to_dict())
+    if query.project is None and raw.get("project") is None:
         # Label Studio 1.23's GET /versions sends no project: answer every project's versions
         store = rt.registry.store
         per_project = {p: [v.name for v in store.versions(p)] for p in store.projects()}
@@ -337,7 +272,7 @@ def versions() -> Response:
                   if r["pinned"]}
         return _json_response({"versions": names or [latest], "projects": per_project, "pinned": pinned,
                                "model_version": latest})
-    project = _project(raw_project)
+    project = query.project or body.project
     report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
     return _json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
 

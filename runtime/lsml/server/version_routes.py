@@ -14,8 +14,9 @@ import logging
 from flask import Response
 
 from lsml.integrity import VersionIntegrityError
+from lsml.server import bodies
 from lsml.server.errors import ApiError
-from lsml.server.routes import _integral, _json_body, _json_response, _project, _rt, bp
+from lsml.server.routes import _json_body, _json_response, _rt, bp
 from lsml.versions import version_report
 
 logger = logging.getLogger("lsml.server")
@@ -24,14 +25,8 @@ logger = logging.getLogger("lsml.server")
 @bp.route("/versions/activate", methods=["POST"], endpoint="versions_activate")
 def activate() -> Response:
     rt = _rt()
-    body = _json_body()
-    project = _project(body.get("project"))
-    version = _integral(body.get("version"))
-    if not isinstance(version, (str, int)) or isinstance(version, bool) or str(version).strip() == "":
-        raise ApiError(400, "missing_version", "'version' (a kept version name like 'v3', or its number) is required")
-    pin = body.get("pin", True)
-    if not isinstance(pin, bool):
-        raise ApiError(400, "invalid_pin", "'pin' must be true (default: later fits do not replace it) or false")
+    body = bodies.parse(bodies.ActivateBody, _json_body())
+    project, version, pin = body.project, body.version, body.pin
     store = rt.registry.store
     try:
         chosen = store.activate(project, version, pin=pin)
@@ -47,7 +42,7 @@ def activate() -> Response:
 @bp.route("/versions/unpin", methods=["POST"], endpoint="versions_unpin")
 def unpin() -> Response:
     rt = _rt()
-    project = _project(_json_body().get("project"))
+    project = bodies.parse(bodies.UnpinBody, _json_body()).project
     store = rt.registry.store
     newest = store.unpin(project)
     logger.info("project %s: unpinned over HTTP; current is %s", project, newest.name if newest else "none")
