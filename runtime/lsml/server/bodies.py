@@ -14,7 +14,7 @@ business (bench/README.md, "Request validation", has the cost).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, TypeAlias, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -84,17 +84,15 @@ if TYPE_CHECKING:  # what the validators leave: `project_key`'s string
     OptionalProject: TypeAlias = str
 else:
     #: A project id, or Label Studio's "<id>.<created_at>" name: filed under "<id>" (`lsml.model.project_key`).
-    ProjectId = Annotated[Union[Annotated[_ProjectName, Tag("as-string")], Annotated[_ProjectNumber, Tag("as-integer")]],
+    ProjectId = Annotated[Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")],
                           Discriminator(_json_form), AfterValidator(project_key),
                           Field(description="Project id, or Label Studio's '<id>.<created_at>'")]
     #: A project, or "" for the default one.
-    Project = Annotated[Union[Annotated[_ProjectName, Tag("as-string")], Annotated[_ProjectNumber, Tag("as-integer")],
-                              Annotated[Literal[""], Tag("as-empty")]],
+    Project = Annotated[Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")] | Annotated[Literal[""], Tag("as-empty")],
                         Discriminator(_json_form), AfterValidator(project_key),
                         Field(description="Project id, or Label Studio's '<id>.<created_at>'; '': the default project")]
     #: A project, or none (null, absent, ""): the default project.
-    OptionalProject = Annotated[Union[Annotated[_ProjectName, Tag("as-string")], Annotated[_ProjectNumber, Tag("as-integer")],
-                                      Annotated[Literal[""], Tag("as-empty")], Annotated[None, Tag("as-null")]],
+    OptionalProject = Annotated[Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")] | Annotated[Literal[""], Tag("as-empty")] | Annotated[None, Tag("as-null")],
                                 Discriminator(_json_form), AfterValidator(project_key),
                                 Field(description="Project id, or Label Studio's '<id>.<created_at>'; none or '': the "
                                                   "default project")]
@@ -143,9 +141,7 @@ class WebhookProject(Body):
 
 
 WebhookProjectField = Annotated[
-    Union[Annotated[WebhookProject, Tag("as-object")], Annotated[_ProjectName, Tag("as-string")],
-          Annotated[_ProjectNumber, Tag("as-integer")], Annotated[Literal[""], Tag("as-empty")],
-          Annotated[None, Tag("as-null")]],
+    Annotated[WebhookProject, Tag("as-object")] | Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")] | Annotated[Literal[""], Tag("as-empty")] | Annotated[None, Tag("as-null")],
     Discriminator(_json_form),
     Field(description="Label Studio's project object; required by training events")]
 
@@ -202,8 +198,7 @@ class VersionsQuery(Body):
 
 class ActivateBody(Body):
     project: Project
-    version: Annotated[Union[Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")],
-                             Annotated[_Integer, Tag("as-integer")]],
+    version: Annotated[Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")] | Annotated[_Integer, Tag("as-integer")],
                        Discriminator(_json_form), Field(description="'v3' or 3")]
     pin: bool = Field(True, description="Later fits publish new numbers but do not replace it")
     ERRORS = {"project": "invalid_project", "version": "missing_version", "pin": "invalid_pin"}
@@ -218,8 +213,7 @@ class PrelabelBody(Body):
     """lsml's own call: unknown fields are refused (a typo must not silently pre-label with defaults)."""
 
     model_config = ConfigDict(extra="forbid")
-    project: Annotated[Union[Annotated[Annotated[str, Field(pattern=LS_PROJECT_PATTERN)], Tag("as-string")],
-                             Annotated[_ProjectNumber, Tag("as-integer")]],
+    project: Annotated[Annotated[Annotated[str, Field(pattern=LS_PROJECT_PATTERN)], Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")],
                        Discriminator(_json_form), AfterValidator(project_key),
                        Field(description="A Label Studio project id, or Label Studio's `<id>.<created_at>` name")]
     mode: Literal[MODES] = "missing"  # type: ignore[valid-type]
