@@ -17,7 +17,7 @@ from typing import Any
 from ..builders import Spec, desired_children
 from ..builders import labels as L
 from ..builders import redis as redis_builder
-from ..keys import ChildKey, Key, child_key
+from ..keys import ChildKey, Key, child_key, key_of
 from ..kube import Forbidden, Invalid, Kube, owned_by
 from .child_cache import ChildCache
 from .events import NORMAL, Event
@@ -48,7 +48,7 @@ class ChildrenStep:
 
     def run(self, mlb: dict[str, Any], spec: Spec, policy: Policy) -> Observed:
         out = Observed()
-        key: Key = (spec.namespace, spec.name)
+        key = key_of(spec.body)
         configmap = None
         if spec.model.get("configMapName"):
             configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])

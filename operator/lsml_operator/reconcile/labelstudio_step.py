@@ -15,7 +15,7 @@ from typing import Any
 from .. import registration
 from ..builders import Spec
 from ..builders.common import secret_ref
-from ..keys import Key
+from ..keys import key_of
 from ..kube import Kube
 from ..settings import OperatorSettings
 from ..status import LABEL_STUDIO_REGISTERED, Check
@@ -88,7 +88,7 @@ class LabelStudioStep:
 
     def _register(self, spec: Spec, old: dict[str, Any], ls_status: dict[str, Any], *, server_ok: bool,
                   full: bool) -> LabelStudioResult:
-        key: Key = (spec.namespace, spec.name)
+        key = key_of(spec.body)
         recorded = list(ls_status.get("backends") or [])
         prev = _previous_check(old)
         if not server_ok and not (prev and prev.ok):
@@ -136,7 +136,7 @@ class LabelStudioStep:
         backends = ls_status.get("backends") or []
         if not backends:
             return LabelStudioResult(None, {})
-        key: Key = (spec.namespace, spec.name)
+        key = key_of(spec.body)
         ids = [b.get("id") for b in backends]
         try:
             target = self.status_target(spec.namespace, ls_status)
