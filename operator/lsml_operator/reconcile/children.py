@@ -46,8 +46,8 @@ class ChildrenStep:
         self.kube = kube
         self.cache = cache
 
-    def run(self, mlb: dict[str, Any], spec: Spec, policy: Policy) -> Observed:
-        out = Observed()
+    def run(self, mlb: dict[str, Any], spec: Spec, policy: Policy, out: Observed) -> None:
+        """Fill ``out``; filled as it goes, so the events of what was done survive a later refusal."""
         key = key_of(spec.body)
         configmap = None
         if spec.model.get("configMapName"):
@@ -72,7 +72,6 @@ class ChildrenStep:
                 out.foreign.append(exc)
         if policy.prune is not Prune.NONE:
             self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
-        return out
 
     def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> None:
         """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.

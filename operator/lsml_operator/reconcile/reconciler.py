@@ -34,6 +34,7 @@ from .child_cache import ChildCache
 from .children import ChildrenStep
 from .events import Event, EventSink
 from .labelstudio_step import LabelStudioStep
+from .observed import LabelStudioResult, Observed
 from .pods import PodsStep
 from .status_write import StatusWriter
 from .trigger import RERUN, Trigger, policy
@@ -176,14 +177,20 @@ class Reconciler:
         if rules.full:
             with self._guard:
                 self._last_full[key_of(mlb)] = self.clock()
-        observed = self.children.run(mlb, spec, rules)
-        checks = component_checks(spec, observed)
-        observed.explained = self.pods.explain(spec, checks)
-        old = self.status.previous(mlb)
-        ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)
-        result = build_status(old, spec, observed, ls_result, now=now_rfc3339())
-        self.status.write_if_changed(mlb, old, result.status, full=rules.full)
-        self._post(mlb, [*observed.events, *ls_result.events, *result.events])
+        observed = Observed()
+        ls_result = LabelStudioResult(None, {})
+        try:
+            self.children.run(mlb, spec, rules, observed)
+            checks = component_checks(spec, observed)
+            observed.explained = self.pods.explain(spec, checks)
+            old = self.status.previous(mlb)
+            ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)
+            result = build_status(old, spec, observed, ls_result, now=now_rfc3339())
+            self.status.write_if_changed(mlb, old, result.status, full=rules.full)
+        finally:
+            # what the steps did happened, even when a later step was refused (a Secret created, a backend registered)
+            self._post(mlb, [*observed.events, *ls_result.events])
+        self._post(mlb, result.events)  # the transitions of a status that was written
         return result.status
 
     def _post(self, mlb: dict[str, Any], events: list[Event]) -> None:

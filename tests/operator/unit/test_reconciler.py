@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from lsml_operator.kube import Invalid
+from lsml_operator.kube_errors import APIError, ServerError
 from lsml_operator.reconcile import Trigger
 from tests.fixtures.operator_fakes import AVAILABLE, Harness
 from tests.operator.helpers import example, with_identity
@@ -220,3 +221,16 @@ def test_removing_spec_label_studio_deletes_every_recorded_registration(harness)
     assert h.ls.backends == {} and status["labelStudio"] is None
     assert h.reasons().count("Deregistered") == 2
     assert "tok-secret" not in repr(h.events) + repr(h.kube.status_writes)
+
+
+def test_what_a_pass_did_is_an_event_even_when_its_status_write_fails(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.kube.status_error = ServerError(500, "Internal Server Error")
+    with pytest.raises(APIError):
+        h.rec.reconcile(_with_ls(h, [1]), Trigger.CREATE)
+    assert h.reasons() == ["Registered"], "the backend was registered; Ready was never written, so no Ready event"
+    h.kube.status_error = None
+    status = h.rec.reconcile(_with_ls(h, [1]), Trigger.CHILD_EVENT)
+    assert _cond(status, "Ready")["status"] == "True" and h.reasons() == ["Registered", "Ready"]
+    assert len(h.ls.in_project(1)) == 1, "the next pass adopts the registration instead of making a second"
