@@ -4,6 +4,7 @@ that forgetting one MLBackend keeps its neighbours' caches. No control plane: ea
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -234,3 +235,26 @@ def test_what_a_pass_did_is_an_event_even_when_its_status_write_fails(harness):
     status = h.rec.reconcile(_with_ls(h, [1]), Trigger.CHILD_EVENT)
     assert _cond(status, "Ready")["status"] == "True" and h.reasons() == ["Registered", "Ready"]
     assert len(h.ls.in_project(1)) == 1, "the next pass adopts the registration instead of making a second"
+
+
+def test_a_trigger_that_does_not_wait_marks_a_busy_object_and_the_running_pass_runs_again(harness):
+    h = harness
+    inside, release = threading.Event(), threading.Event()
+    apply = h.kube.apply
+
+    def slow_apply(obj: dict[str, Any]) -> dict[str, Any]:
+        inside.set()
+        assert release.wait(5)
+        return apply(obj)
+
+    h.kube.apply = slow_apply  # type: ignore[method-assign]
+    h.rec.observe_parent("ADDED", _mlb(image="lsml/runtime:v2"))  # the body the re-run will use
+    worker = threading.Thread(target=h.rec.reconcile, args=(_mlb(), Trigger.CREATE))
+    worker.start()
+    assert inside.wait(5)
+    assert h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT) is None, "busy: returns at once"
+    release.set()
+    worker.join(5)
+    images = [o["spec"]["template"]["spec"]["containers"][0]["image"]
+              for (kind, _, _), o in h.kube.objects.items() if kind == "Deployment"]
+    assert images == ["lsml/runtime:v2"], "the re-run applied the latest body"
