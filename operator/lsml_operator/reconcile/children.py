@@ -42,6 +42,8 @@ def digest(obj: dict[str, Any]) -> str:
 
 
 class ChildrenStep:
+    """Applies and prunes one MLBackend's children; the cache it shares with the watch makes a quiet pass free."""
+
     def __init__(self, kube: Kube, cache: ChildCache) -> None:
         self.kube = kube
         self.cache = cache

@@ -35,6 +35,8 @@ def _previous_check(old: dict[str, Any]) -> Check | None:
 
 
 class LabelStudioStep:
+    """Owns the Label Studio side of a pass (and of deletion); its backoff is shared with the timer's tick_due."""
+
     def __init__(self, kube: Kube, settings: OperatorSettings, ls_factory: registration.ClientFactory,
                  backoff: Backoff) -> None:
         self.kube = kube

@@ -23,6 +23,8 @@ log = logging.getLogger("lsml_operator")
 
 
 class PodsStep:
+    """Reads pods only when a condition needs explaining; remembers where it may not, to warn once."""
+
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self._guard = threading.Lock()

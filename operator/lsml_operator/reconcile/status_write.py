@@ -38,6 +38,8 @@ def needs_write(old: dict[str, Any], new: dict[str, Any], *, full: bool) -> bool
 
 
 class StatusWriter:
+    """Owns every status write, so "was it written" and "what is on the server" have one answer."""
+
     def __init__(self, kube: StatusPatcher) -> None:
         self.kube = kube
         self._guard = threading.Lock()
