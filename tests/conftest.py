@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.kubernetes",
     "tests.fixtures.label_studio",
     "tests.fixtures.http_recorder",
+    "tests.fixtures.operator_fakes",
 ]

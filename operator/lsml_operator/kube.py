@@ -13,9 +13,11 @@ import json
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from . import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from .kube_errors import APIError, Conflict, Forbidden, Invalid, NotFound, api_error
+
+__all__ = ["APIError", "Conflict", "Forbidden", "Invalid", "NotFound", "Kube", "new_api_client", "owned_by"]
 
 PLURALS: dict[str, str] = {
     "Deployment": "deployments",
@@ -70,7 +72,11 @@ def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
 
 
 class Kube:
-    """Thin wrapper: every method is one HTTP call; 404 becomes None where absence is a normal answer."""
+    """Thin wrapper: every method is one HTTP call; NotFound becomes None where absence is a normal answer.
+
+    Errors are ``kube_errors.APIError`` subclasses, so callers catch what they mean (``Invalid``,
+    ``Forbidden``) by type instead of comparing status numbers.
+    """
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -91,7 +97,7 @@ class Kube:
         resp = self.api.call_api(m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=60)
         resp.read()
         if not 200 <= resp.status <= 299:
-            raise ApiException(status=resp.status, reason=resp.reason, body=(resp.data or b"").decode(errors="replace"))
+            raise api_error(resp.status, resp.reason, (resp.data or b"").decode(errors="replace"))
         return json.loads(resp.data) if resp.data else {}
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -111,21 +117,18 @@ class Kube:
         kind = obj["kind"]
         try:
             return self._call("POST", _path(obj["apiVersion"], PLURALS[kind], meta["namespace"]), body=obj), True
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
+            pass
         live = self.get(kind, meta["namespace"], meta["name"])
         if live is None:  # deleted between the two calls: the next reconcile creates it
-            raise ApiException(status=409, reason=f"{kind} {meta['namespace']}/{meta['name']} is being deleted")
+            raise Conflict(409, f"{kind} {meta['namespace']}/{meta['name']} is being deleted")
         return live, False
 
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
             return self._call("GET", path)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get_or_none(_path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
@@ -145,9 +148,8 @@ class Kube:
         try:
             self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name),
                        body={"propagationPolicy": "Background"})
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
+            pass  # gone meanwhile: what we wanted
         return True
 
     def delete_owned_or_labelled(self, kind: str, namespace: str, name: str, instance: str) -> bool:
@@ -159,18 +161,15 @@ class Kube:
             return False
         try:
             self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
+            pass
         return True
 
     def secret_value(self, namespace: str, name: str, key: str) -> tuple[str, str]:
         """(value, resourceVersion) of one Secret key. Raises KeyError with a message naming the key, never the value."""
         try:
             sec = self.get("Secret", namespace, name)
-        except ApiException as exc:
-            if exc.status != 403:
-                raise
+        except Forbidden:
             # RBAC does not let the operator read Secrets here (chart: rbac.secretNamespaces)
             raise KeyError(f"the operator may not read Secret {namespace}/{name} (RBAC)") from None
         if sec is None:

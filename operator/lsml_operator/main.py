@@ -25,22 +25,24 @@ from typing import Any
 
 import kopf
 import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, PLURAL, VERSION, peering as peering_check
 from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
-from .kube import Kube, new_api_client
-from .reconcile import Reconciler
+from .keys import key_of
+from .kube import APIError, Kube, new_api_client
+from .reconcile import Reconciler, Trigger
 from .settings import OperatorSettings
 
 log = logging.getLogger("lsml_operator")
 CHILD_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
-_state: dict[str, Any] = {}
 
 
-def _reconciler() -> Reconciler:
-    return _state["reconciler"]
+def _reconciler(memo: Any) -> Reconciler:
+    """The process' Reconciler, kept in kopf's memo (set by the startup handler before any watch starts;
+    each object's memo is a shallow copy of the operator's, so all of them share this one)."""
+    rec: Reconciler = memo.reconciler
+    return rec
 
 
 def _post_event(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
@@ -74,43 +76,43 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     """Declare the kopf handlers (module-level decorators would fire at import, before settings are known)."""
 
     @kopf.on.startup()
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         _configure(settings, ops, peering)
-        _state["reconciler"] = Reconciler(Kube(new_api_client(pool_size=ops.max_workers * 2)), ops, events=_post_event)
+        memo.reconciler = Reconciler(Kube(new_api_client(pool_size=ops.max_workers * 2)), ops, events=_post_event)
 
     @kopf.on.login()
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.probe(id="reconciler")
-    def probe(**_: Any) -> bool:
-        return "reconciler" in _state
+    def probe(memo: kopf.Memo, **_: Any) -> bool:
+        return "reconciler" in memo
 
     @kopf.on.create(GROUP, VERSION, PLURAL)
-    def on_create(body: kopf.Body, **_: Any) -> None:
-        _reconciler().reconcile(_plain(body), full=True)
+    def on_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _reconciler(memo).reconcile(_plain(body), Trigger.CREATE)
 
     @kopf.on.update(GROUP, VERSION, PLURAL)
-    def on_update(body: kopf.Body, **_: Any) -> None:
-        _reconciler().reconcile(_plain(body), full=True, cleanup=True)
+    def on_update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _reconciler(memo).reconcile(_plain(body), Trigger.UPDATE)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL)
-    def on_resume(body: kopf.Body, **_: Any) -> None:
-        _reconciler().reconcile(_plain(body), full=True, cleanup=True)
+    def on_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _reconciler(memo).reconcile(_plain(body), Trigger.RESUME)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
-    def on_timer(body: kopf.Body, **_: Any) -> None:
-        rec = _reconciler()
+    def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        rec = _reconciler(memo)
         plain = _plain(body)
         due = rec.tick_due(plain)
-        if due:
-            rec.reconcile(plain, full=due == "full", cleanup=due == "full", coalesce=True, thorough=False)
+        if due is not None:
+            rec.reconcile(plain, due)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
-    def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:
-        rec = _reconciler()
+    def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+        rec = _reconciler(memo)
         plain = _plain(body)
-        key = (plain["metadata"]["namespace"], plain["metadata"]["name"])
+        key = key_of(plain)
         try:
             outcome = rec.finalize(plain)
         except KeyError as exc:  # token Secret gone: nothing we can do in Label Studio
@@ -127,8 +129,8 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
         rec.forget(key)
 
-    def on_child(event: Mapping[str, Any], **_: Any) -> None:
-        rec = _reconciler()
+    def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        rec = _reconciler(memo)
         body = dict(event.get("object") or {})
         key = rec.observe_child(event.get("type"), body)
         if key is None:
@@ -136,11 +138,11 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         parent = rec.parent(key)
         if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
             return
-        rec.reconcile(parent, coalesce=True)
+        rec.reconcile(parent, Trigger.CHILD_EVENT)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="parent-cache")
-    def on_parent(event: Mapping[str, Any], **_: Any) -> None:
-        _reconciler().observe_parent(event.get("type"), dict(event.get("object") or {}))
+    def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        _reconciler(memo).observe_parent(event.get("type"), dict(event.get("object") or {}))
 
     for group, version, plural in [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"),
                                    ("", "v1", "services"), ("", "v1", "persistentvolumeclaims"),
@@ -182,7 +184,7 @@ def _peering_problem(clusterwide: bool, namespaces: list[str], name: str) -> str
     api = new_api_client(pool_size=1)
     try:
         return peering_check.problem(Kube(api), clusterwide=clusterwide, namespaces=namespaces, name=name)
-    except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+    except (APIError, OSError, urllib3.exceptions.HTTPError) as exc:
         log.warning("could not check the kopf peering %r before starting: %s", name, getattr(exc, "reason", exc))
         return None
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from http import HTTPStatus
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -83,7 +84,10 @@ def _record(project: int, backend: dict[str, Any], url: str) -> dict[str, Any]:
 
 
 def _is_not_found(exc: Exception) -> bool:
-    return getattr(exc, "status", None) == 404
+    """Label Studio answered 404: the backend (or project) is gone already, which is what deleting wants."""
+    from lsml.labelstudio import LabelStudioError
+
+    return isinstance(exc, LabelStudioError) and exc.status == HTTPStatus.NOT_FOUND
 
 
 @contextmanager

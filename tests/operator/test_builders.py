@@ -247,7 +247,7 @@ def test_builder_defaults_equal_crd_defaults():
     assert spec["redis"]["properties"]["storage"]["properties"]["size"]["default"] == C.DEFAULT_REDIS_SIZE
     assert spec["imagePullPolicy"]["default"] == "IfNotPresent"
     assert spec["hpa"]["properties"]["targetCPUUtilizationPercentage"]["default"] == 80
-    assert spec["labelStudio"]["properties"]["apiTokenSecretRef"]["properties"]["key"]["default"] == "token"
+    assert spec["labelStudio"]["properties"]["apiTokenSecretRef"]["properties"]["key"]["default"] == C.TOKEN_KEY_DEFAULT
 
 
 def test_pods_sharing_a_read_write_once_volume_are_kept_on_one_node():

@@ -1,7 +1,7 @@
 """Pure builders: MLBackend body -> one child object each, no I/O.
 
 One module per child kind (as KubeRay's ``controllers/ray/common/``), so the whole
-desired state is unit-tested without a cluster; ``reconcile.py`` only applies what
+desired state is unit-tested without a cluster; the reconciler only applies what
 ``desired_children`` returns.
 """
 

@@ -23,6 +23,7 @@ RUNTIME_UID = 10001  # the runtime image's USER (Dockerfile)
 REDIS_UID = 999
 CONFIG_HASH_ANNOTATION = "lsml.dev/config-hash"
 REDIS_PASSWORD_KEY = "password"  # key of the generated Redis auth Secret
+TOKEN_KEY_DEFAULT = "token"  # key of the Label Studio token Secret when apiTokenSecretRef names none (the CRD's default)
 
 
 class Spec:
@@ -104,6 +105,12 @@ class Spec:
         return self.raw.get("labelStudio")
 
     @property
+    def token_secret_ref(self) -> dict[str, str] | None:
+        """``{"name", "key"}`` of the Label Studio token Secret (the key defaulted), None without spec.labelStudio."""
+        ls = self.label_studio
+        return None if ls is None else secret_ref(ls["apiTokenSecretRef"])
+
+    @property
     def hpa(self) -> dict[str, Any] | None:
         return self.raw.get("hpa")
 
@@ -117,6 +124,11 @@ class Spec:
         """URL Label Studio uses: labelStudio.backendURL when given (ingress, LS outside the cluster), else the Service URL."""
         ls = self.label_studio or {}
         return (ls.get("backendURL") or self.service_url).rstrip("/")
+
+
+def secret_ref(ref: dict[str, Any]) -> dict[str, str]:
+    """A token Secret reference (from the spec, or as recorded in status) with its key defaulted."""
+    return {"name": str(ref["name"]), "key": str(ref.get("key") or TOKEN_KEY_DEFAULT)}
 
 
 def owner_reference(mlb: dict[str, Any]) -> dict[str, Any]:
@@ -209,11 +221,10 @@ def runtime_env(spec: Spec, *, include_basic_auth: bool,
     if ba and include_basic_auth:
         env.append({"name": "BASIC_AUTH_USER", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["usernameKey"]}}})
         env.append({"name": "BASIC_AUTH_PASS", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["passwordKey"]}}})
-    ls = spec.label_studio
-    if ls:
-        tok = ls["apiTokenSecretRef"]
+    ls, tok = spec.label_studio, spec.token_secret_ref
+    if ls and tok:
         env.append({"name": "LABEL_STUDIO_URL", "value": ls["url"]})
-        env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": {"name": tok["name"], "key": tok.get("key", "token")}}})
+        env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": tok}})
     if spec.model.get("scoreStrategy"):
         env.append({"name": "LSML_SCORE_STRATEGY", "value": spec.model["scoreStrategy"]})
     pins = spec.model.get("pinnedVersions") or {}

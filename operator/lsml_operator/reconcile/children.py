@@ -1,0 +1,152 @@
+"""Step 1 of a pass: make the children match the spec, and report what they look like.
+
+Server-side apply of each desired child (skipped while the cached child is still what the
+same desired state produced), the managed Redis' password Secret (created once), and, when
+the policy says so, deletion of optional children the spec dropped. It returns what it
+found (``Observed``) and the events it deserves; it never writes status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..builders import Spec, desired_children
+from ..builders import labels as L
+from ..builders import redis as redis_builder
+from ..keys import ChildKey, Key, child_key, key_of
+from ..kube import Forbidden, Invalid, Kube, owned_by
+from .child_cache import ChildCache
+from .events import NORMAL, Event
+from .observed import ForeignObject, Observed
+from .trigger import Policy, Prune
+
+log = logging.getLogger("lsml_operator")
+
+# Children that may exist for some spec and not for another: removed when no longer desired.
+OPTIONAL_CHILDREN: list[tuple[str, Callable[[str], str]]] = [
+    ("Deployment", L.worker_name),
+    ("StatefulSet", L.redis_name),
+    ("Service", L.redis_name),
+    ("PersistentVolumeClaim", L.models_claim_name),
+    ("HorizontalPodAutoscaler", L.hpa_name),
+    ("NetworkPolicy", L.network_policy_name),
+]
+
+
+def digest(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+class ChildrenStep:
+    """Applies and prunes one MLBackend's children; the cache it shares with the watch makes a quiet pass free."""
+
+    def __init__(self, kube: Kube, cache: ChildCache) -> None:
+        self.kube = kube
+        self.cache = cache
+
+    def run(self, mlb: dict[str, Any], spec: Spec, policy: Policy, out: Observed) -> None:
+        """Fill ``out``; filled as it goes, so the events of what was done survive a later refusal."""
+        key = key_of(spec.body)
+        configmap = None
+        if spec.model.get("configMapName"):
+            configmap = self.kube.configmap_data(spec.namespace, spec.model["configMapName"])
+        auth_version = ""
+        if spec.redis_managed:
+            try:
+                auth_version = self._redis_auth(mlb, spec, key, full=policy.full, events=out.events)
+            except ForeignObject as exc:
+                out.foreign.append(exc)
+            except Forbidden:
+                out.redis_auth_error = (f"the operator may not create Secret {spec.namespace}/"
+                                        f"{L.redis_auth_secret_name(spec.name)} for the Redis password "
+                                        "(RBAC; chart value rbac.secretNamespaces)")
+        desired: set[ChildKey] = set()
+        for child in desired_children(mlb, configmap_data=configmap, redis_auth_version=auth_version):
+            ck = child_key(child)
+            desired.add(ck)
+            try:
+                out.live[ck] = self._ensure(key, child, force=policy.full)
+            except ForeignObject as exc:
+                out.foreign.append(exc)
+        if policy.prune is not Prune.NONE:
+            self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
+
+    def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> None:
+        """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.
+
+        Server-side apply with force would take over any object of the child's name (an MLBackend
+        named like an existing Service would capture its traffic), so the first write of a child
+        (after a restart, or after it was deleted) looks first. Verified children are remembered.
+        """
+        if self.cache.verified_owner(ck, owner_uid):
+            return
+        obj = self.kube.get(*ck)
+        if obj is not None and not owned_by(obj, owner_uid):
+            raise ForeignObject(*ck, obj, owner)
+
+    def _redis_auth(self, mlb: dict[str, Any], spec: Spec, key: Key, *, full: bool, events: list[Event]) -> str:
+        """Create the managed Redis' password Secret once; return its resourceVersion (rolls the pods when it changes).
+
+        Created with POST, never applied: an existing Secret is kept as it is, so no reconcile
+        regenerates the password (a Secret deleted by hand is recreated, and its new version rolls
+        Redis and the pods). Looked at on full passes only; the password is never logged or put in
+        status or events. The operator does not watch Secrets (it may not list them).
+        """
+        uid = mlb["metadata"]["uid"]
+        name = L.redis_auth_secret_name(spec.name)
+        ck: ChildKey = ("Secret", spec.namespace, name)
+        known = self.cache.auth_version(ck, uid)
+        if known is not None and not full:
+            return known
+        live = self.kube.get(*ck)
+        if live is None:
+            live, created = self.kube.create_or_get(redis_builder.build_auth_secret(mlb, redis_builder.new_password()))
+            if created:
+                events.append(Event(NORMAL, "RedisPasswordCreated", f"generated the Redis password in Secret {name}"))
+        if not owned_by(live, uid):
+            raise ForeignObject("Secret", spec.namespace, name, live, spec.name)
+        resource_version = str(live["metadata"].get("resourceVersion", ""))
+        self.cache.auth_seen(key, ck, uid, resource_version)
+        return resource_version
+
+    def _ensure(self, key: Key, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
+        """Apply one child unless the cache shows it unchanged; a 422 on a hand-edited child replaces it."""
+        ck = child_key(child)
+        want = digest(child)
+        if not force:
+            cached = self.cache.unchanged_since_apply(ck, want)
+            if cached is not None:
+                return cached
+        owner_ref = child["metadata"]["ownerReferences"][0]
+        self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
+        try:
+            result = self.kube.apply(child)
+        except Invalid as exc:
+            # A hand edit that apply cannot merge back (e.g. a Service port renumbered: the desired
+            # port becomes a second entry with a duplicate name) is invalid as merged: replace the child.
+            if not self.kube.delete_owned(*ck, owner_ref["uid"]):
+                raise
+            log.warning("%s %s/%s could not be restored in place (%s): replaced", *ck, exc.reason)
+            result = self.kube.apply(child)
+        return self.cache.applied(key, ck, owner_ref["uid"], want, result)
+
+    def _prune(self, spec: Spec, uid: str, desired: set[ChildKey], prune: Prune, events: list[Event]) -> None:
+        """Delete optional children the spec no longer wants.
+
+        ``ASK_API`` (spec updates, resume after a restart) asks the API server about each; ``SEEN``
+        (the periodic resync) only looks at children the watches have shown us (every labelled child
+        is listed when the watches start), so it costs no request when nothing is stale.
+        """
+        for kind, namer in OPTIONAL_CHILDREN:
+            ck: ChildKey = (kind, spec.namespace, namer(spec.name))
+            if ck in desired:
+                continue
+            if prune is Prune.SEEN and self.cache.observed(ck) is None:
+                continue
+            if self.kube.delete_owned(*ck, uid):
+                events.append(Event(NORMAL, "ChildDeleted", f"deleted {kind} {ck[2]}: no longer in the spec"))
+            self.cache.drop(ck)

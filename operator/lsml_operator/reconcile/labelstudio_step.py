@@ -1,0 +1,181 @@
+"""Step 3 of a pass: the Label Studio registration, and what it found.
+
+With ``spec.labelStudio``: register the backend in each listed project once the server is
+available (adopting an existing backend of the same URL), re-verify on full passes or when
+the inputs' fingerprint changed, and retry failures with backoff. Without it: delete the
+registrations status still records (the user removed the wiring), with the Label Studio URL
+and token Secret recorded at registration. Either way it returns a ``LabelStudioResult``
+(the condition, ``status.labelStudio``, the events) and writes no status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import registration
+from ..builders import Spec
+from ..builders.common import secret_ref
+from ..keys import key_of
+from ..kube import Kube
+from ..settings import OperatorSettings
+from ..status import LABEL_STUDIO_REGISTERED, Check
+from .backoff import Backoff
+from .events import NORMAL, WARNING, Event
+from .observed import LabelStudioResult
+
+
+def _key_error_text(exc: KeyError) -> str:
+    """A KeyError's message without the quotes ``str(KeyError)`` adds."""
+    return str(exc).strip("'\"")
+
+
+def _previous_check(old: dict[str, Any]) -> Check | None:
+    prev = next((c for c in old.get("conditions") or [] if c.get("type") == LABEL_STUDIO_REGISTERED), None)
+    return Check(prev.get("status") == "True", prev.get("reason", ""), prev.get("message", "")) if prev else None
+
+
+class LabelStudioStep:
+    """Owns the Label Studio side of a pass (and of deletion); its backoff is shared with the timer's tick_due."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings, ls_factory: registration.ClientFactory,
+                 backoff: Backoff) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.ls_factory = ls_factory
+        self.backoff = backoff
+
+    def target(self, spec: Spec) -> registration.Target:
+        """Registration inputs, with the token and basic-auth credentials read from their Secrets."""
+        ls = spec.label_studio or {}
+        tok = secret_ref(ls["apiTokenSecretRef"])
+        token, tok_rv = self.kube.secret_value(spec.namespace, tok["name"], tok["key"])
+        basic = None
+        versions = [tok_rv]
+        ba = spec.raw.get("basicAuth")
+        if ba:
+            user, rv = self.kube.secret_value(spec.namespace, ba["secretName"], ba["usernameKey"])
+            password, _ = self.kube.secret_value(spec.namespace, ba["secretName"], ba["passwordKey"])
+            basic = (user, password)
+            versions.append(rv)
+        return registration.Target(
+            label_studio_url=ls["url"].rstrip("/"), backend_url=spec.backend_url,
+            projects=tuple(int(p) for p in ls["projects"]),
+            title=ls.get("title") or f"{spec.name} ({spec.namespace})",
+            description=ls.get("description") or f"lsml MLBackend {spec.namespace}/{spec.name}",
+            interactive=bool(ls.get("interactive", False)), timeout=float(ls.get("timeout", 100)),
+            token=token, basic_auth=basic, secret_versions=tuple(versions),
+        )
+
+    def status_target(self, namespace: str, ls_status: dict[str, Any]) -> registration.Target | None:
+        """A deregistration target from status alone (spec.labelStudio removed): the Label Studio URL and
+        token Secret recorded at registration. None when status records neither (an older operator wrote
+        it); KeyError when the Secret or its key is gone."""
+        backends = ls_status.get("backends") or []
+        ref = ls_status.get("apiTokenSecretRef") or {}
+        if not backends or not ls_status.get("url") or not ref.get("name"):
+            return None
+        tok = secret_ref(ref)
+        token, _ = self.kube.secret_value(namespace, tok["name"], tok["key"])
+        return registration.Target(
+            label_studio_url=str(ls_status["url"]).rstrip("/"), backend_url=str(backends[0].get("url") or ""),
+            projects=tuple(sorted({int(b["project"]) for b in backends if b.get("project") is not None})),
+            title="", description="", interactive=False, timeout=self.settings.label_studio_timeout, token=token,
+        )
+
+    def run(self, spec: Spec, old: dict[str, Any], *, server_ok: bool, full: bool) -> LabelStudioResult:
+        ls_status = dict(old.get("labelStudio") or {})
+        if spec.label_studio is None:
+            return self._unwire(spec, ls_status)
+        return self._register(spec, old, ls_status, server_ok=server_ok, full=full)
+
+    def _register(self, spec: Spec, old: dict[str, Any], ls_status: dict[str, Any], *, server_ok: bool,
+                  full: bool) -> LabelStudioResult:
+        key = key_of(spec.body)
+        recorded = list(ls_status.get("backends") or [])
+        prev = _previous_check(old)
+        if not server_ok and not (prev and prev.ok):
+            return LabelStudioResult(Check(False, "WaitingForServer", "registration waits until the server Deployment "
+                                                                      "is available"), ls_status)
+        try:
+            target = self.target(spec)
+        except KeyError as exc:
+            return LabelStudioResult(Check(False, "SecretMissing", _key_error_text(exc)), ls_status)
+        fingerprint = target.fingerprint()
+        due = full or fingerprint != ls_status.get("registrationHash") or not (prev and prev.ok)
+        if not due and prev is not None:
+            return LabelStudioResult(prev, ls_status)
+        if not server_ok:
+            return LabelStudioResult(Check(False, "WaitingForServer", "the spec changed; re-registration waits for the "
+                                                                      "server to be available"), ls_status)
+        if not self.backoff.allowed(key):
+            return LabelStudioResult(prev or Check(False, "RetryPending", "waiting to retry Label Studio"), ls_status)
+        outcome = registration.sync(target, recorded, self.ls_factory)
+        # where the records live and the Secret that can delete them: what removing spec.labelStudio
+        # (or deleting the resource after that) needs once the spec no longer says it. A name, never the token.
+        ls_status = {"backends": outcome.backends, "url": target.label_studio_url, "apiTokenSecretRef": spec.token_secret_ref}
+        events: list[Event] = []
+        if outcome.error:
+            delay = self.backoff.failed(key)
+            reason = "LabelStudioUnreachable" if outcome.unreachable else "LabelStudioRefused"
+            if recorded != outcome.backends or prev is None or prev.message != outcome.error:
+                events.append(Event(WARNING, reason, f"{outcome.error} (retrying in {delay:.0f}s)"))
+            ls_status["registrationHash"] = ""
+            return LabelStudioResult(Check(False, reason, outcome.error), ls_status, events)
+        self.backoff.succeeded(key)
+        ls_status["registrationHash"] = fingerprint
+        events += [Event(NORMAL, "Registered", f"created Label Studio ML backend {rid} for {target.backend_url}")
+                   for rid in outcome.created]
+        events += [Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}") for rid in outcome.removed]
+        ids = ", ".join(f"project {b['project']}: {b['id']}" for b in outcome.backends)
+        return LabelStudioResult(Check(True, "Registered", f"registered in Label Studio ({ids})"), ls_status, events)
+
+    def _unwire(self, spec: Spec, ls_status: dict[str, Any]) -> LabelStudioResult:
+        """spec.labelStudio was removed: delete the recorded registrations (the user removed the wiring).
+
+        Uses the Label Studio URL and token Secret recorded in status. On failure the records stay in
+        status and the timer retries with backoff (one Warning event per outage, not per attempt).
+        """
+        backends = ls_status.get("backends") or []
+        if not backends:
+            return LabelStudioResult(None, {})
+        key = key_of(spec.body)
+        ids = [b.get("id") for b in backends]
+        try:
+            target = self.status_target(spec.namespace, ls_status)
+        except KeyError as exc:
+            return LabelStudioResult(None, {}, [Event(WARNING, "RegistrationsLeft", (
+                f"spec.labelStudio was removed but {_key_error_text(exc)}: Label Studio ML backends {ids} were not deleted"))])
+        if target is None:
+            return LabelStudioResult(None, {}, [Event(WARNING, "RegistrationsLeft", (
+                f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted "
+                "(status records no Label Studio URL/token Secret)"))])
+        if not self.backoff.allowed(key):
+            return LabelStudioResult(None, ls_status)
+        outcome = registration.deregister(target, backends, self.ls_factory)
+        if outcome.error:
+            delay = self.backoff.failed(key)
+            events = []
+            if self.backoff.failures(key) == 1:
+                events.append(Event(WARNING, "DeregistrationFailed", f"spec.labelStudio was removed; deleting ML "
+                                    f"backends {ids}: {outcome.error} (retrying in {delay:.0f}s)"))
+            return LabelStudioResult(None, ls_status, events)
+        self.backoff.succeeded(key)
+        return LabelStudioResult(None, {}, [Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}: "
+                                                  "spec.labelStudio was removed") for rid in outcome.removed])
+
+    def finalize(self, mlb: dict[str, Any]) -> tuple[registration.Outcome | None, list[Event]]:
+        """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection)."""
+        spec = Spec(mlb)
+        ls_status = ((mlb.get("status") or {}).get("labelStudio") or {})
+        recorded = list(ls_status.get("backends") or [])
+        if spec.label_studio is None:
+            # removed from the spec and not yet deregistered (Label Studio was down): status knows where
+            target = self.status_target(spec.namespace, ls_status)
+            if target is None:
+                return None, []
+        else:
+            target = self.target(spec)
+        outcome = registration.deregister(target, recorded, self.ls_factory)
+        if outcome.error:
+            return outcome, []
+        return outcome, [Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}") for rid in outcome.removed]

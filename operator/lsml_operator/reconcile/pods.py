@@ -1,0 +1,53 @@
+"""Step 2 of a pass: why unavailable components are unavailable, read from their pods.
+
+Costs nothing at steady state: only when a component is unavailable, one LIST of the
+MLBackend's pods (all components share the instance label), plus one LIST of its claims
+when a pod waits for one. The cause itself comes from the pure ``pod_diagnosis``. A refusal
+(e.g. a chart older than this RBAC) keeps the plain replica count: a status without the
+cause beats no status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .. import pod_diagnosis
+from ..builders import Spec
+from ..builders import labels as L
+from ..kube import APIError, Kube
+from ..status import Check
+from .build_status import POD_COMPONENTS
+
+log = logging.getLogger("lsml_operator")
+
+
+class PodsStep:
+    """Reads pods only when a condition needs explaining; remembers where it may not, to warn once."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._guard = threading.Lock()
+        self._refused: set[str] = set()  # namespaces where listing pods was refused (logged once)
+
+    def explain(self, spec: Spec, checks: dict[str, Check]) -> dict[str, Check]:
+        """The component checks worth explaining, with their pods' cause added (empty when none is)."""
+        failing = [t for t in POD_COMPONENTS if t in checks and pod_diagnosis.worth_diagnosing(checks[t])]
+        if not failing:
+            return {}
+        selector = L.instance_selector(spec.name)
+        try:
+            pods = self.kube.list("Pod", spec.namespace, selector)
+            claims = {}
+            if pod_diagnosis.needs_claims(pods):
+                claims = {c["metadata"]["name"]: c for c in self.kube.list("PersistentVolumeClaim", spec.namespace, selector)}
+        except APIError as exc:
+            # once per namespace at WARNING: the timer retries every few seconds while a component is down
+            with self._guard:
+                level = logging.DEBUG if spec.namespace in self._refused else logging.WARNING
+                self._refused.add(spec.namespace)
+            log.log(level, "%s/%s: cannot list pods or claims to explain %s (%s %s)", spec.namespace, spec.name,
+                    ", ".join(failing), exc.status, exc.reason)
+            return {}
+        return {t: pod_diagnosis.explain(checks[t], pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims))
+                for t in failing}

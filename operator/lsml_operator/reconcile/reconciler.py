@@ -1,0 +1,205 @@
+"""The one idempotent reconcile, as KubeRay's controller does it: steps, a pure status, one write.
+
+Every trigger (create, update, resume, the timer, a child's watch event) ends in
+``Reconciler.reconcile(mlb, trigger)``, which runs, under the MLBackend's lock:
+
+1. ``ChildrenStep``: apply the desired children (skipping those unchanged since our apply),
+   delete those the spec dropped (when the trigger's policy prunes);
+2. ``PodsStep``: only while a component is unavailable, read why from its pods;
+3. ``LabelStudioStep``: register (or unwire) in Label Studio, and return what it found;
+4. ``build_status``: the new status from the above, pure;
+5. ``StatusWriter.write_if_changed``: the only status write;
+
+then posts the events the steps and the status returned. This class only schedules:
+per-object locks and coalescing, the parents' cache, the timer's decision (``tick_due``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import pod_diagnosis, registration
+from ..builders import Spec
+from ..keys import ChildKey, Key, child_key, controller_owner, key_of
+from ..kube import Kube
+from ..settings import OperatorSettings
+from ..status import SERVER_AVAILABLE, Check, now_rfc3339
+from .backoff import Backoff
+from .build_status import POD_COMPONENTS, build_status, component_checks
+from .child_cache import ChildCache
+from .children import ChildrenStep
+from .events import Event, EventSink
+from .labelstudio_step import LabelStudioStep
+from .observed import LabelStudioResult, Observed
+from .pods import PodsStep
+from .status_write import StatusWriter
+from .trigger import RERUN, Trigger, policy
+
+log = logging.getLogger("lsml_operator")
+
+
+def _slim_parent(obj: dict[str, Any]) -> dict[str, Any]:
+    """An MLBackend without managedFields and kopf's annotations (which repeat the whole spec)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("managedFields", "annotations")}
+    return {**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": meta}
+
+
+def _log_event(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    log.info("%s %s: %s", etype, reason, message)
+
+
+class Reconciler:
+    """The operator's state for one process: the steps (and their caches), locks, parents, timer bookkeeping."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings,
+                 ls_factory: registration.ClientFactory = registration.default_client_factory,
+                 events: EventSink = _log_event, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.events = events
+        self.clock = clock
+        self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, clock)
+        self.cache = ChildCache()
+        self.children = ChildrenStep(kube, self.cache)
+        self.pods = PodsStep(kube)
+        self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff)
+        self.status = StatusWriter(kube)
+        self._guard = threading.Lock()
+        self._locks: dict[Key, threading.Lock] = {}
+        self._dirty: set[Key] = set()
+        self._last_full: dict[Key, float] = {}
+        # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
+        self._parents: dict[Key, dict[str, Any]] = {}
+
+    # ---- watch events and caches -------------------------------------------------------
+    def observe_child(self, event_type: str | None, body: dict[str, Any]) -> Key | None:
+        """Record a child's watch event; return its MLBackend's key when the child is ours."""
+        owner = controller_owner(body)
+        if owner is None or not body.get("kind"):
+            return None
+        ck: ChildKey = child_key(body)
+        if event_type == "DELETED":
+            self.cache.drop(ck)
+        else:
+            self.cache.saw(owner, ck, body)
+        return owner
+
+    def observe_parent(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Remember the latest MLBackend body seen on the watch (spec and generation are what matter)."""
+        key = key_of(body)
+        with self._guard:
+            if event_type == "DELETED":
+                self._parents.pop(key, None)
+            else:
+                self._parents[key] = _slim_parent(body)
+
+    def parent(self, key: Key) -> dict[str, Any] | None:
+        """The MLBackend for a child event: the watched body when we have one, else a GET."""
+        with self._guard:
+            body = self._parents.get(key)
+        return body if body is not None else self.kube.get_mlbackend(*key)
+
+    def forget(self, key: Key) -> None:
+        """Drop every cache entry of a deleted MLBackend, and only its own (keeps memory flat under churn)."""
+        self.cache.forget(key)
+        self.backoff.forget(key)
+        self.status.forget(key)
+        with self._guard:
+            self._last_full.pop(key, None)
+            self._parents.pop(key, None)
+            self._locks.pop(key, None)
+
+    # ---- scheduling ---------------------------------------------------------------------
+    def tick_due(self, mlb: dict[str, Any]) -> Trigger | None:
+        """What the periodic timer should do now: RESYNC (resync_seconds since the last full pass), RETRY
+        (a Label Studio backoff is over), DIAGNOSE (a component is unavailable: its pods' cause can change
+        without any child event, e.g. a pull error turning into a back-off), or nothing."""
+        key = key_of(mlb)
+        with self._guard:
+            last_full = self._last_full.get(key, 0.0)
+        if self.clock() - last_full >= self.settings.resync_seconds:
+            return Trigger.RESYNC
+        if self.backoff.due(key):
+            return Trigger.RETRY
+        last = self.status.last(key)
+        if last and any(c.get("type") in POD_COMPONENTS and c.get("status") == "False"
+                        and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
+                        for c in last.get("conditions") or []):
+            return Trigger.DIAGNOSE
+        return None
+
+    def _lock(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def reconcile(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any] | None:
+        """Bring the children and the Label Studio registration to the spec; return the status computed.
+
+        A trigger whose policy does not wait (child events, timer) finds the object busy: it marks
+        it dirty and returns None at once, and the running reconcile runs once more (``RERUN``)
+        with the latest body.
+        """
+        key = key_of(mlb)
+        lock = self._lock(key)
+        with self._guard:
+            got = lock.acquire(blocking=False)
+            if not got and not policy(trigger).wait_if_busy:
+                self._dirty.add(key)
+                return None
+        if not got:
+            lock.acquire()
+        released = False
+        try:
+            while True:
+                status = self._pass(mlb, trigger)
+                with self._guard:
+                    if key not in self._dirty:
+                        lock.release()
+                        released = True
+                        return status
+                    self._dirty.discard(key)
+                    mlb = self._parents.get(key) or mlb
+                trigger = RERUN
+        finally:
+            if not released:
+                lock.release()
+
+    def _pass(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
+        """One pass: the steps, the pure status, the write, then the events."""
+        if mlb["metadata"].get("deletionTimestamp"):
+            return dict(mlb.get("status") or {})
+        rules = policy(trigger)
+        spec = Spec(mlb)
+        if rules.full:
+            with self._guard:
+                self._last_full[key_of(mlb)] = self.clock()
+        observed = Observed()
+        ls_result = LabelStudioResult(None, {})
+        try:
+            self.children.run(mlb, spec, rules, observed)
+            checks = component_checks(spec, observed)
+            observed.explained = self.pods.explain(spec, checks)
+            old = self.status.previous(mlb)
+            ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)
+            result = build_status(old, spec, observed, ls_result, now=now_rfc3339())
+            self.status.write_if_changed(mlb, old, result.status, full=rules.full)
+        finally:
+            # what the steps did happened, even when a later step was refused (a Secret created, a backend registered)
+            self._post(mlb, [*observed.events, *ls_result.events])
+        self._post(mlb, result.events)  # the transitions of a status that was written
+        return result.status
+
+    def _post(self, mlb: dict[str, Any], events: list[Event]) -> None:
+        for e in events:
+            self.events(mlb, e.type, e.reason, e.message)
+
+    def finalize(self, mlb: dict[str, Any]) -> registration.Outcome | None:
+        """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection).
+        KeyError when the token Secret is gone."""
+        outcome, events = self.label_studio.finalize(mlb)
+        self._post(mlb, events)
+        return outcome

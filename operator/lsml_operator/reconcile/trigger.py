@@ -1,0 +1,78 @@
+"""Why a reconcile runs (``Trigger``) and what that allows it to do (``Policy``).
+
+Every kopf handler names its trigger; the table below is the one place that says how much a
+pass of each kind trusts the caches. A spec change or a restart trusts nothing; the watch of
+the children and the timer's retries trust everything they did not just learn is stale.
+
+| trigger     | full | prune   | wait_if_busy |
+|-------------|------|---------|--------------|
+| CREATE      | yes  | NONE    | yes          |
+| UPDATE      | yes  | ASK_API | yes          |
+| RESUME      | yes  | ASK_API | yes          |
+| RESYNC      | yes  | SEEN    | no           |
+| RETRY       | no   | NONE    | no           |
+| DIAGNOSE    | no   | NONE    | no           |
+| CHILD_EVENT | no   | NONE    | no           |
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Trigger(enum.Enum):
+    """What started a reconcile."""
+
+    CREATE = "create"            # kopf on.create: a new MLBackend
+    UPDATE = "update"            # kopf on.update: its spec (or metadata kopf diffs) changed
+    RESUME = "resume"            # kopf on.resume: the operator (re)started and found it
+    RESYNC = "resync"            # the timer: resync_seconds passed since the last full pass
+    RETRY = "retry"              # the timer: a Label Studio backoff is over
+    DIAGNOSE = "diagnose"        # the timer: a component is unavailable, its pods' cause may have changed
+    CHILD_EVENT = "child-event"  # a watched child was added, changed or deleted (also the re-run after a busy pass)
+
+
+class Prune(enum.Enum):
+    """How children the spec no longer wants are found and deleted."""
+
+    NONE = "none"        # not looked for
+    SEEN = "seen"        # only those the watches have shown this process (costs no request when none are stale)
+    ASK_API = "ask-api"  # a GET for each optional child (the watch may not have shown it yet)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one pass may do.
+
+    full: trust no cache: re-apply every child, re-read the Redis password Secret, re-verify the
+        Label Studio registration, and write a status whose messages alone changed ("1/3 updated"
+        -> "2/3 updated"; between full passes only status and reason changes are worth a write).
+    prune: whether and how to delete optional children the spec dropped.
+    wait_if_busy: when another pass of the same MLBackend runs, wait for it (spec changes must not be
+        lost) or mark the object dirty and return at once (the running pass runs once more with the
+        latest body, so a burst of child events costs one extra pass, not one blocked thread each).
+    """
+
+    full: bool
+    prune: Prune
+    wait_if_busy: bool
+
+
+POLICIES: dict[Trigger, Policy] = {
+    Trigger.CREATE: Policy(full=True, prune=Prune.NONE, wait_if_busy=True),
+    Trigger.UPDATE: Policy(full=True, prune=Prune.ASK_API, wait_if_busy=True),
+    Trigger.RESUME: Policy(full=True, prune=Prune.ASK_API, wait_if_busy=True),
+    Trigger.RESYNC: Policy(full=True, prune=Prune.SEEN, wait_if_busy=False),
+    Trigger.RETRY: Policy(full=False, prune=Prune.NONE, wait_if_busy=False),
+    Trigger.DIAGNOSE: Policy(full=False, prune=Prune.NONE, wait_if_busy=False),
+    Trigger.CHILD_EVENT: Policy(full=False, prune=Prune.NONE, wait_if_busy=False),
+}
+
+# the extra pass a busy reconcile runs for the triggers that came in meanwhile (all of them coalesced ones)
+RERUN = Trigger.CHILD_EVENT
+
+
+def policy(trigger: Trigger) -> Policy:
+    """The policy of a trigger (every trigger has one: ``POLICIES`` is total, checked by its unit test)."""
+    return POLICIES[trigger]

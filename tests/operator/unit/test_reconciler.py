@@ -1,0 +1,260 @@
+"""The Reconciler on an in-memory Kube and Label Studio (tests/fixtures/operator_fakes.py): which calls a pass
+makes for each trigger, the 422 -> replace path, Label Studio backoff, status-write suppression, unwiring, and
+that forgetting one MLBackend keeps its neighbours' caches. No control plane: each test runs in milliseconds."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from lsml_operator.kube import Invalid
+from lsml_operator.kube_errors import APIError, ServerError
+from lsml_operator.reconcile import Trigger
+from tests.fixtures.operator_fakes import AVAILABLE, Harness
+from tests.operator.helpers import example, with_identity
+
+NS = "ns1"
+
+
+def _mlb(name: str = "demo", uid: str | None = None, **spec: Any) -> dict[str, Any]:
+    body = with_identity(example("mlbackend-minimal.yaml"), namespace=NS, uid=uid or f"uid-mlb-{name}")
+    body["metadata"]["name"] = name
+    body["spec"].update(spec)
+    return body
+
+
+def _with_ls(h: Harness, projects: list[int], name: str = "demo") -> dict[str, Any]:
+    h.kube.put_secret(NS, "ls-token", {"token": "tok-secret"})
+    return _mlb(name, labelStudio={"url": "http://ls.example:8080", "apiTokenSecretRef": {"name": "ls-token"},
+                                   "projects": projects})
+
+
+def _cond(status: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    return next((c for c in (status or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def _watch_event(h: Harness, kind: str, name: str, **status: Any) -> None:
+    """What kopf's child watch hands the reconciler: the live object (a controller edit bumps only status)."""
+    live = h.kube.objects[(kind, NS, name)]
+    live["status"] = {**live.get("status", {}), **status}
+    h.rec.observe_child("MODIFIED", live)
+
+
+# ---- children ------------------------------------------------------------------------------
+
+def test_an_unchanged_child_is_not_applied_again_and_a_changed_one_is(harness):
+    h = harness
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert sorted(h.kube.applies()) == ["Deployment/demo-server", "Service/demo"]
+    h.kube.calls.clear()
+    h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)
+    assert h.kube.applies() == [] and h.kube.calls == [], "nothing changed: no request at all"
+    # a new image changes only the Deployment's desired state: the Service stays skipped
+    h.rec.reconcile(_mlb(image="lsml/runtime:v2"), Trigger.CHILD_EVENT)
+    assert h.kube.applies() == ["Deployment/demo-server"]
+    # someone edits the Deployment (its generation moves past ours): it is applied back
+    h.kube.calls.clear()
+    edited = h.kube.objects[("Deployment", NS, "demo-server")]
+    edited["metadata"]["generation"] += 1
+    h.rec.observe_child("MODIFIED", edited)
+    h.rec.reconcile(_mlb(image="lsml/runtime:v2"), Trigger.CHILD_EVENT)
+    assert h.kube.applies() == ["Deployment/demo-server"]
+
+
+def test_full_triggers_apply_every_child_even_when_cached(harness):
+    h = harness
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    for trigger in (Trigger.UPDATE, Trigger.RESUME, Trigger.RESYNC):
+        h.kube.calls.clear()
+        h.rec.reconcile(_mlb(), trigger)
+        assert sorted(h.kube.applies()) == ["Deployment/demo-server", "Service/demo"], trigger
+
+
+def test_an_apply_refused_as_invalid_replaces_the_child(harness):
+    h = harness
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    h.kube.calls.clear()
+    h.kube.invalid_once.add(("Service", NS, "demo"))
+    h.rec.reconcile(_mlb(), Trigger.RESYNC)
+    service_calls = [c for c in h.kube.calls if c[1] == "Service"]
+    assert service_calls == [("apply", "Service", "demo"), ("delete", "Service", "demo"), ("apply", "Service", "demo")]
+    assert ("Service", NS, "demo") in h.kube.objects
+
+
+def test_an_invalid_apply_of_a_child_we_cannot_delete_is_raised(harness):
+    h = harness
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    # the Service lost our owner reference meanwhile: not ours to delete, so the refusal stands
+    h.kube.objects[("Service", NS, "demo")]["metadata"]["ownerReferences"] = []
+    h.kube.invalid_once.add(("Service", NS, "demo"))
+    with pytest.raises(Invalid):
+        h.rec.reconcile(_mlb(), Trigger.RESYNC)
+
+
+def test_children_the_spec_dropped_are_deleted_when_the_policy_prunes(harness):
+    h = harness
+    h.rec.reconcile(_mlb(worker={"enabled": True}), Trigger.CREATE)
+    assert ("Deployment", NS, "demo-worker") in h.kube.objects
+    h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)  # no pruning on a child event
+    assert ("Deployment", NS, "demo-worker") in h.kube.objects
+    h.rec.reconcile(_mlb(), Trigger.UPDATE)
+    assert ("Deployment", NS, "demo-worker") not in h.kube.objects
+    assert "ChildDeleted" in h.reasons()
+
+
+# ---- forget() ------------------------------------------------------------------------------
+
+def test_forgetting_one_mlbackend_keeps_the_cache_of_another_whose_name_it_prefixes(harness):
+    """Deleting ``a`` used to drop ``a-b``'s cache too (children matched by ``startswith``), so ``a-b``'s next
+    child event re-read and re-applied every child."""
+    h = harness
+    h.rec.reconcile(_mlb("a"), Trigger.CREATE)
+    h.rec.reconcile(_mlb("a-b"), Trigger.CREATE)
+    h.rec.forget((NS, "a"))
+    h.kube.calls.clear()
+    h.rec.reconcile(_mlb("a-b"), Trigger.CHILD_EVENT)
+    assert h.kube.calls == [], "a-b's children were still cached: nothing to read or apply"
+    h.rec.reconcile(_mlb("a"), Trigger.CHILD_EVENT)
+    assert sorted(h.kube.applies()) == ["Deployment/a-server", "Service/a"], "a's own cache is gone"
+
+
+# ---- status writes -------------------------------------------------------------------------
+
+def test_status_is_written_only_when_it_changed(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0}
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert len(h.kube.status_writes) == 1
+    h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)
+    assert len(h.kube.status_writes) == 1, "same status: not written again"
+    # progress text alone ("0/1 updated" -> "0/1 available") between full passes: not worth a write...
+    _watch_event(h, "Deployment", "demo-server", updatedReplicas=1, replicas=1, availableReplicas=0)
+    status = h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)
+    assert _cond(status, "ServerAvailable")["reason"] == "ReplicasUnavailable"
+    assert len(h.kube.status_writes) == 2, "the reason changed (RollingOut -> ReplicasUnavailable): written"
+    _watch_event(h, "Deployment", "demo-server", replicas=1)  # nothing that changes the condition
+    h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)
+    assert len(h.kube.status_writes) == 2
+    _watch_event(h, "Deployment", "demo-server", **AVAILABLE)
+    status = h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)
+    assert _cond(status, "Ready")["status"] == "True" and len(h.kube.status_writes) == 3
+    assert h.reasons() == ["Ready"]
+
+
+def test_a_message_only_change_waits_for_a_full_pass(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0}
+    h.rec.reconcile(_mlb(server={"replicas": 3}), Trigger.CREATE)
+    writes = len(h.kube.status_writes)
+    _watch_event(h, "Deployment", "demo-server", updatedReplicas=1)  # "0/3 updated" -> "1/3 updated"
+    h.rec.reconcile(_mlb(server={"replicas": 3}), Trigger.CHILD_EVENT)
+    assert len(h.kube.status_writes) == writes
+    status = h.rec.reconcile(_mlb(server={"replicas": 3}), Trigger.RESYNC)
+    assert len(h.kube.status_writes) == writes + 1
+    assert _cond(status, "ServerAvailable")["message"] == "server: 1/3 replicas updated"
+
+
+# ---- Label Studio --------------------------------------------------------------------------
+
+def test_label_studio_failures_back_off_exponentially_and_the_timer_retries(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    mlb = _with_ls(h, [1])
+    h.ls.down = True
+    status = h.rec.reconcile(mlb, Trigger.CREATE)
+    assert _cond(status, "LabelStudioRegistered")["reason"] == "LabelStudioUnreachable"
+    assert h.reasons().count("LabelStudioUnreachable") == 1
+    attempts = len(h.ls.calls)
+    h.rec.reconcile(mlb, Trigger.CHILD_EVENT)
+    assert len(h.ls.calls) == attempts, "within the backoff a child event does not call Label Studio"
+    assert h.rec.tick_due(mlb) is None
+    for delay in (5, 10, 20, 40, 40):  # base 5 s, doubling, capped at 40 s
+        h.clock.now += delay - 0.5
+        assert h.rec.tick_due(mlb) is None, delay
+        h.clock.now += 0.5
+        assert h.rec.tick_due(mlb) is Trigger.RETRY, delay
+        h.rec.reconcile(mlb, Trigger.RETRY)
+    assert h.reasons().count("LabelStudioUnreachable") == 1, "one Warning per outage, not per attempt"
+    h.ls.down = False
+    h.clock.now += 40
+    status = h.rec.reconcile(mlb, Trigger.RETRY)
+    assert _cond(status, "LabelStudioRegistered")["status"] == "True"
+    assert h.ls.in_project(1) == [status["labelStudio"]["backends"][0]["id"]]
+    assert h.rec.tick_due(mlb) is None, "success clears the backoff"
+
+
+def test_the_timer_resyncs_after_resync_seconds(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert h.rec.tick_due(_mlb()) is None
+    h.clock.now += h.settings.resync_seconds
+    assert h.rec.tick_due(_mlb()) is Trigger.RESYNC
+
+
+def test_a_project_removed_from_the_spec_is_unwired(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    status = h.rec.reconcile(_with_ls(h, [1, 2]), Trigger.CREATE)
+    assert [b["project"] for b in status["labelStudio"]["backends"]] == [1, 2]
+    gone = h.ls.in_project(2)
+    status = h.rec.reconcile(_with_ls(h, [1]), Trigger.UPDATE)
+    assert h.ls.in_project(2) == [] and len(h.ls.in_project(1)) == 1
+    assert [b["project"] for b in status["labelStudio"]["backends"]] == [1]
+    assert ("Normal", "Deregistered", f"deleted Label Studio ML backend {gone[0]}") in h.events
+
+
+def test_removing_spec_label_studio_deletes_every_recorded_registration(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.rec.reconcile(_with_ls(h, [1, 2]), Trigger.CREATE)
+    h.ls.down = True
+    status = h.rec.reconcile(_mlb(), Trigger.UPDATE)
+    assert _cond(status, "LabelStudioRegistered") is None
+    assert status["labelStudio"]["backends"], "Label Studio down: the records stay for the retry"
+    assert h.reasons().count("DeregistrationFailed") == 1
+    h.ls.down = False
+    h.clock.now += 5
+    assert h.rec.tick_due(_mlb()) is Trigger.RETRY
+    status = h.rec.reconcile(_mlb(), Trigger.RETRY)
+    assert h.ls.backends == {} and status["labelStudio"] is None
+    assert h.reasons().count("Deregistered") == 2
+    assert "tok-secret" not in repr(h.events) + repr(h.kube.status_writes)
+
+
+def test_what_a_pass_did_is_an_event_even_when_its_status_write_fails(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.kube.status_error = ServerError(500, "Internal Server Error")
+    with pytest.raises(APIError):
+        h.rec.reconcile(_with_ls(h, [1]), Trigger.CREATE)
+    assert h.reasons() == ["Registered"], "the backend was registered; Ready was never written, so no Ready event"
+    h.kube.status_error = None
+    status = h.rec.reconcile(_with_ls(h, [1]), Trigger.CHILD_EVENT)
+    assert _cond(status, "Ready")["status"] == "True" and h.reasons() == ["Registered", "Ready"]
+    assert len(h.ls.in_project(1)) == 1, "the next pass adopts the registration instead of making a second"
+
+
+def test_a_trigger_that_does_not_wait_marks_a_busy_object_and_the_running_pass_runs_again(harness):
+    h = harness
+    inside, release = threading.Event(), threading.Event()
+    apply = h.kube.apply
+
+    def slow_apply(obj: dict[str, Any]) -> dict[str, Any]:
+        inside.set()
+        assert release.wait(5)
+        return apply(obj)
+
+    h.kube.apply = slow_apply  # type: ignore[method-assign]
+    h.rec.observe_parent("ADDED", _mlb(image="lsml/runtime:v2"))  # the body the re-run will use
+    worker = threading.Thread(target=h.rec.reconcile, args=(_mlb(), Trigger.CREATE))
+    worker.start()
+    assert inside.wait(5)
+    assert h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT) is None, "busy: returns at once"
+    release.set()
+    worker.join(5)
+    images = [o["spec"]["template"]["spec"]["containers"][0]["image"]
+              for (kind, _, _), o in h.kube.objects.items() if kind == "Deployment"]
+    assert images == ["lsml/runtime:v2"], "the re-run applied the latest body"
