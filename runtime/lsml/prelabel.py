@@ -274,14 +274,17 @@ class Prelabeler:
 
 def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *,
             ls_url: Optional[str] = None, api_key: Optional[str] = None,
-            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> Prelabeler:
+            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None,
+            state: Optional[State] = None) -> Prelabeler:
     """Load the model on the requested (or current) version and connect to Label Studio.
 
     Label Studio's URL and token: the arguments, else what `/setup` stored for
     the project, else LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (the model's helpers).
+    `state`: where the checkpoint goes (default: the settings' state; an RQ job
+    passes one that rides out a Redis restart).
     """
     request.validated()
-    store, state = make_store(settings), make_state(settings)
+    store, state = make_store(settings), state if state is not None else make_state(settings)
     project = request.project
     version: ModelVersion | None
     if request.version is not None:

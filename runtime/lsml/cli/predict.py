@@ -20,6 +20,9 @@ from pathlib import Path
 
 from lsml.cli._labelstudio_args import add_connection_arguments, api_token
 
+#: Seconds `--server` keeps polling a server that answers 503 (Redis down) before giving up.
+UNAVAILABLE_PATIENCE = 120.0
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from lsml.prelabel import MODES
@@ -84,8 +87,27 @@ def _on_server(args: argparse.Namespace, show) -> int:
             print(f"label-studio-ml predict: error: {base} answered {r.status_code}: {r.text[:500]}", file=sys.stderr)
             return 1
         job = r.json()["job"]
+        down_since = None
         while True:
-            st = requests.post(base + "/job_status", json={"job": job}, auth=auth, timeout=30).json()
+            r = requests.post(base + "/job_status", json={"job": job}, auth=auth, timeout=30)
+            if r.status_code == 404:  # expired, or Redis came back without its data: nothing will ever end it
+                print(f"label-studio-ml predict: error: job {job} is unknown to {base} (Redis lost its data?); "
+                      "run the command again to resume", file=sys.stderr)
+                return 1
+            if r.status_code == 503:  # Redis restarting: the job rides it out, so does this loop (for a while)
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since > UNAVAILABLE_PATIENCE:
+                    print(f"label-studio-ml predict: error: {base} cannot report job {job} for "
+                          f"{UNAVAILABLE_PATIENCE:.0f} s: {r.text[:300]}", file=sys.stderr)
+                    return 1
+                time.sleep(1.0)
+                continue
+            down_since = None
+            if r.status_code != 200:
+                print(f"label-studio-ml predict: error: {base} answered {r.status_code} for job {job}: "
+                      f"{r.text[:300]}", file=sys.stderr)
+                return 1
+            st = r.json()
             p = st.get("progress") or {}
             if show and p:
                 show(p)
