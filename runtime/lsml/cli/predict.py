@@ -39,7 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=MODES, default="missing",
                         help="missing: tasks without a prediction of this version (default); unlabelled: the "
                              "same, without annotated tasks; all: every task")
-    parser.add_argument("--batch-size", type=int, default=50, help="tasks per page and predict call (default 50)")
+    parser.add_argument("--batch-size", type=int, default=200,
+                        help="tasks per predict call, write and checkpoint (default 200)")
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="predict calls running at once (default 1: live servers keep their latency)")
     parser.add_argument("--model-version", default=None, help="a kept version (default: the current one)")

@@ -162,7 +162,7 @@ SPEC: dict = {
              "503": _json(_ref("Error"), "Redis unreachable")},
             body=_body({"type": "object", "required": ["project"], "additionalProperties": False, "properties": {
                 "project": _LS_PROJECT, "mode": {"enum": ["missing", "unlabelled", "all"], "default": "missing"},
-                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
+                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 200},
                 "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
                 "version": {"type": ["string", "null"], "pattern": VERSION_NAME_PATTERN,
                             "description": "a kept version (default: the current one)"}}}),
@@ -220,7 +220,8 @@ SPEC: dict = {
                 "error": {"type": ["string", "null"]}, "model_version": {"type": ["string", "null"]},
                 "kind": {"const": "prelabel", "description": "only on pre-labelling jobs"},
                 "progress": {"type": ["object", "null"], "description": "pre-labelling: done, total, rate "
-                             "(tasks/s), eta (s), predicted, written, skipped, resumed_after"}}},
+                             "(tasks/s), eta (s), predicted, written, skipped, resumed_after, read_seconds, "
+                             "predict_seconds, write_seconds"}}},
             "Versions": {"type": "object", "required": ["versions", "model_version"], "properties": {
                 "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "details": {"type": "array", "items": {"type": "object"}},
