@@ -107,7 +107,9 @@ class Stack:
         (self.backend / "bench_model.py").write_text(COUNTED_MODEL)
         self.label_studio.start()
         self.redis.start()
-        self.url = start_server(self.procs, self.backend, self.redis.url, workers=2, **self.env())
+        # the servers' own predict calls (live /predict probes) go to another log than the worker's
+        served = {**self.env(), "BENCH_PREDICT_LOG": str(self.tmp / "served.jsonl")}
+        self.url = start_server(self.procs, self.backend, self.redis.url, workers=2, **served)
         self.start_worker()
 
     def start_worker(self) -> None:
