@@ -201,3 +201,37 @@ def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, r
             follower.kill()
             follower.communicate()
     assert follower.returncode == 1 and f"job {job} is unknown" in err, (out, err)
+
+
+def test_a_job_no_longer_started_or_gone_stops_its_run(redis_url):
+    """After an outage longer than the heartbeat TTL a registry cleanup may fail the job while its horse still
+    runs: the horse's next check stops it (a resubmitted run may be going); a job whose hash is gone too."""
+    import redis
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from lsml.prelabel_jobs import JOB_FUNCTION, JobLost, _still_running
+
+    connection = redis.Redis.from_url(redis_url)
+    job = Queue("lsml-training", connection=connection, serializer=JSONSerializer).enqueue_call(
+        JOB_FUNCTION, args=("1", {"project": "1"}))
+    connection.hset(job.key, "status", "started")
+    _still_running(job)  # running: goes on
+    connection.hset(job.key, "status", "failed")  # what StartedJobRegistry.cleanup does to an abandoned job
+    with pytest.raises(JobLost, match="is failed"):
+        _still_running(job)
+    connection.delete(job.key)  # Redis came back empty
+    with pytest.raises(JobLost, match=LOST):
+        _still_running(job)
+
+
+def test_a_redis_that_stays_down_fails_the_write_after_the_grace_period():
+    from lsml.redis_outage import PatientState, RedisOutage
+    from lsml.state import RedisState
+    from tests.fixtures.ports import free_port
+
+    state = PatientState(RedisState(f"redis://127.0.0.1:{free_port()}/0"), grace=1.0)  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(RedisOutage, match="Redis unreachable for more than 1 s while writing state 'prelabel'"):
+        state.set("1", "prelabel", {"last_task_id": 5})
+    assert 0.5 < time.monotonic() - started < 5
