@@ -32,7 +32,6 @@ import functools
 import http.client
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -54,6 +53,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BACKENDS))
 
 import textmodel  # noqa: E402
+from harness import proc_stats, loadavg, machine, percentiles, process_tree, socket_inodes  # noqa: E402
 
 BATCHES = (1, 100)
 CONCURRENCY = (1, 8)
@@ -90,49 +90,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def loadavg() -> list[float]:
-    """1/5/15-minute load average: printed next to every figure (the machine is shared)."""
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict:
-    """What the figures were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "loadavg_start": loadavg(), "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-            "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}}
-
-
-def _proc_stats() -> dict[int, list[str]]:
-    """pid -> the /proc/<pid>/stat fields after "pid (comm)": state ppid pgrp ... utime(11) stime(12)."""
-    stats = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-    return stats
-
-
-def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> list[int]:
-    """`root` and every live process below it (`label-studio-ml start` puts each child in its own group)."""
-    stats = _proc_stats() if stats is None else stats
-    children: dict[int, list[int]] = {}
-    for pid, fields in stats.items():
-        children.setdefault(int(fields[1]), []).append(pid)
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo += children.get(pid, [])
-    return tree
-
-
 def group_cpu_seconds(root: int) -> float:
     """User+system CPU seconds used so far by the live processes of a server (its whole process tree)."""
     tick = os.sysconf("SC_CLK_TCK")
-    stats = _proc_stats()
+    stats = proc_stats()
     return sum(int(stats[p][11]) + int(stats[p][12]) for p in process_tree(root, stats) if p in stats) / tick
 
 
@@ -150,30 +111,10 @@ def connection_split(root: int, port: int) -> list[int]:
                 established.add(fields[9])  # inode
     counts = []
     for pid in process_tree(root):
-        inodes = set()
-        try:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
+        inodes = socket_inodes(pid)
         if inodes & established:
             counts.append(len(inodes & established))
     return sorted(counts, reverse=True)
-
-
-def percentiles(samples_s: list[float]) -> dict:
-    """p50/p95/p99/max in ms of a list of durations in seconds (nearest-rank)."""
-    if not samples_s:
-        return {"count": 0}
-    xs = sorted(samples_s)
-
-    def rank(q: float) -> float:
-        return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))] * 1e3
-
-    return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99),
-            "max_ms": xs[-1] * 1e3}
 
 
 class Client:

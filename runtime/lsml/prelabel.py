@@ -3,15 +3,19 @@
 Why: Label Studio's "Retrieve predictions" sends every selected task in one
 `/predict` call with a 100 s timeout, so big projects or slow models lose
 the work. This job reads the project's tasks from Label Studio page by page
-(ordered by id), predicts each page with the model of one store version, and
-stores the predictions with `POST /api/projects/{id}/import/predictions`,
+(ordered by id; `READ_PAGE_SIZE` tasks, or `batch_size` if larger;
+`fields=task_only` while no task of the page may hold a prediction, the
+full tasks once one may; one request at a time: Label Studio's server is one
+Python process, and a read running beside a write slows both 3-4x),
+predicts them in batches of `batch_size` with the model of one store version,
+and stores the predictions with `POST /api/projects/{id}/import/predictions`,
 each carrying `model_version` and the model's (active-learning) score.
 
 - Which tasks (`mode`): `missing` (default) every task without a prediction
   of this version; `unlabelled` the same, minus tasks with a submitted
   annotation; `all` every task (a task that has one gets another).
 - No empty predictions: the rule of `/predict` (`lsml.response.task_predictions`).
-- Resume: after each page the job records `{"version", "mode", "last_task_id",
+- Resume: after each batch the job records `{"version", "mode", "last_task_id",
   "done", "total"}` in the project's state (`prelabel` key; sqlite or Redis).
   A run for the same version and mode skips tasks up to `last_task_id` (not
   predicted again). A SIGKILL between a page's write and its checkpoint
@@ -21,6 +25,8 @@ each carrying `model_version` and the model's (active-learning) score.
   started (Label Studio's `created_at`, with `CLOCK_MARGIN` for clock skew).
 - `max_concurrent` batches are predicted at once (default 1), so a job next
   to live servers keeps their `/predict` latency; writes stay in task order.
+- Progress also says where the time went: `read_seconds`, `predict_seconds`,
+  `write_seconds` (Label Studio reads, the model, Label Studio writes).
 - Errors become `PrelabelError` with a reason (unknown project, refused
   token, Label Studio down, unknown version), never a hang: the client's
   timeouts bound every call.
@@ -34,7 +40,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from lsml.active_learning import is_labelled
 from lsml.integrity import verify_version
@@ -51,6 +57,9 @@ logger = logging.getLogger(__name__)
 MODES = ("missing", "unlabelled", "all")
 CHECKPOINT_KEY = "prelabel"
 CLOCK_MARGIN = 5.0  # seconds: Label Studio's clock may lag this host's
+#: Tasks per read of Label Studio's task list (at least `batch_size`): fewer, larger reads cost Label Studio
+#: less per task (bench/README.md, "Pre-labelling"); batches (predict, write, checkpoint) stay `batch_size`.
+READ_PAGE_SIZE = 200
 
 
 class PrelabelError(Exception):
@@ -60,6 +69,9 @@ class PrelabelError(Exception):
 #: What a pre-labelling request may name (checked here, published in /openapi.json).
 LS_PROJECT_PATTERN = r"^[0-9]{1,18}(\.[0-9.]{0,32})?$"
 VERSION_NAME_PATTERN = r"^v[0-9]{1,18}$"
+# 200: Label Studio 1.23.2 recounts every task of the project on each import/predictions call (its default,
+# non-"memory efficient" path), so fewer, larger writes; at most one batch is predicted again after a kill
+BATCH_SIZE_DEFAULT = 200
 BATCH_SIZE_MAX = 10_000
 MAX_CONCURRENT_MAX = 64
 
@@ -68,7 +80,7 @@ MAX_CONCURRENT_MAX = 64
 class PrelabelRequest:
     project: str
     mode: str = "missing"
-    batch_size: int = 50
+    batch_size: int = BATCH_SIZE_DEFAULT
     max_concurrent: int = 1
     version: Optional[str] = None  # a kept version name; None: the current one
 
@@ -110,6 +122,10 @@ class Progress:
     written: int = 0         # predictions Label Studio created in this run
     skipped: int = 0         # tasks not needing a prediction (mode), incl. resumed past
     resumed_after: Optional[int] = None
+    # where the time went (seconds, summed over calls): reading pages, the model's predict, writing predictions
+    read_seconds: float = 0.0
+    predict_seconds: float = 0.0
+    write_seconds: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -123,7 +139,7 @@ class Progress:
         return remaining / self.rate if self.rate > 0 else None
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "started_at"}
+        out = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items() if k != "started_at"}
         out.update(rate=round(self.rate, 2), eta=None if self.eta is None else round(self.eta, 1))
         return out
 
@@ -151,6 +167,11 @@ def needs_prediction(task: dict, mode: str, version: str, resumed_since: Optiona
     if mode == "unlabelled" and is_labelled(task):
         return False
     return not _has_version(task, version)
+
+
+def _decided_without_predictions(tasks: list[dict], after: int) -> bool:
+    """False when a task past `after` may hold predictions: a `task_only` page cannot say which versions."""
+    return all("total_predictions" in t and not t["total_predictions"] for t in tasks if int(t["id"]) > after)
 
 
 def _records(tasks: list[dict], results: list, version: str) -> list[dict]:
@@ -206,15 +227,27 @@ class Prelabeler:
             "started_at": self.started_at, "done": self.progress.done, "total": self.progress.total})
 
     def _predict(self, tasks: list[dict]) -> list:
+        started = time.monotonic()
         if self.slots is not None:
             with self.slots:  # share LSML_PREDICT_CONCURRENCY with live /predict calls
                 output = self.model.predict(tasks)
         else:
             output = self.model.predict(tasks)
+        self.progress.predict_seconds += time.monotonic() - started
         results = task_predictions(serialize_predictions(output, self.version), untrained=self.untrained)
         if len(results) != len(tasks):
             raise PrelabelError(f"the model returned {len(results)} predictions for {len(tasks)} tasks")
         return results
+
+    def _timed_reads(self, pages: Iterator[tuple[list[dict], Optional[int]]]
+                     ) -> Iterator[tuple[list[dict], Optional[int]]]:
+        while True:
+            started = time.monotonic()
+            item = next(pages, None)
+            self.progress.read_seconds += time.monotonic() - started
+            if item is None:
+                return
+            yield item
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -236,36 +269,51 @@ class Prelabeler:
             while len(pending) > limit:
                 batch, batch_last, future = pending.pop(0)
                 records = _records(batch, future.result(), self.version)
+                started = time.monotonic()
                 self.progress.written += self.client.import_predictions(project, records)
+                self.progress.write_seconds += time.monotonic() - started
                 self.progress.done += len(batch)
                 last_id = max(last_id, batch_last)
                 self._save(last_id)
                 self._report()
 
+        def handle(tasks: list[dict]) -> None:
+            """One batch: predict what needs it (`max_concurrent` at once), write in order, checkpoint."""
+            nonlocal last_id
+            todo = []
+            for task in tasks:
+                if resume_after is not None and int(task["id"]) <= resume_after:
+                    self.progress.skipped += 1
+                    self.progress.done += 1
+                elif needs_prediction(task, req.mode, self.version, resumed_since):
+                    todo.append(task)
+                else:
+                    self.progress.skipped += 1
+                    self.progress.done += 1
+            batch_last = max(int(t["id"]) for t in tasks)
+            if todo:
+                self.progress.predicted += len(todo)
+                pending.append((todo, batch_last, pool.submit(self._predict, todo)))
+                flush(req.max_concurrent - 1)
+            else:
+                flush(0)
+                last_id = max(last_id, batch_last)
+                self._save(last_id)
+                self._report()
+
+        # Label Studio's task list costs it 3-5x less without annotations and predictions (`task_only`): read
+        # that way while it decides every task (e.g. nothing predicted yet), in full as soon as it cannot.
+        light_decides = req.mode == "all" and resumed_since is None  # every task gets one: no need to look
+        pages = self.client.iter_task_pages(
+            project, max(req.batch_size, READ_PAGE_SIZE), fields="task_only",
+            needs_all=None if light_decides else lambda tasks: not _decided_without_predictions(
+                tasks, resume_after or 0))
         try:
             with ThreadPoolExecutor(max_workers=req.max_concurrent, thread_name_prefix="lsml-prelabel") as pool:
-                for page, total in self.client.iter_task_pages(project, req.batch_size):
+                for page, total in self._timed_reads(pages):
                     self.progress.total = int(total if total is not None else self.progress.total + len(page))
-                    todo = []
-                    for task in page:
-                        if resume_after is not None and int(task["id"]) <= resume_after:
-                            self.progress.skipped += 1
-                            self.progress.done += 1
-                        elif needs_prediction(task, req.mode, self.version, resumed_since):
-                            todo.append(task)
-                        else:
-                            self.progress.skipped += 1
-                            self.progress.done += 1
-                    page_last = max(int(t["id"]) for t in page)
-                    if todo:
-                        self.progress.predicted += len(todo)
-                        pending.append((todo, page_last, pool.submit(self._predict, todo)))
-                        flush(req.max_concurrent - 1)
-                    else:
-                        flush(0)
-                        last_id = max(last_id, page_last)
-                        self._save(last_id)
-                        self._report()
+                    for start in range(0, len(page), req.batch_size):
+                        handle(page[start:start + req.batch_size])
                 flush(0)
         except LabelStudioError as exc:
             raise _label_studio_failure(exc, req.project, url) from None
@@ -276,14 +324,17 @@ class Prelabeler:
 
 def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *,
             ls_url: Optional[str] = None, api_key: Optional[str] = None,
-            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> Prelabeler:
+            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None,
+            state: Optional[State] = None) -> Prelabeler:
     """Load the model on the requested (or current) version and connect to Label Studio.
 
     Label Studio's URL and token: the arguments, else what `/setup` stored for
     the project, else LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (the model's helpers).
+    `state`: where the checkpoint goes (default: the settings' state; an RQ job
+    passes one that rides out a Redis restart).
     """
     request.validated()
-    store, state = make_store(settings), make_state(settings)
+    store, state = make_store(settings), state if state is not None else make_state(settings)
     project = request.project
     version: ModelVersion | None
     if request.version is not None:

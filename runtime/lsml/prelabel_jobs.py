@@ -32,7 +32,9 @@ from typing import Any, Optional
 
 from lsml.model import ModelRef
 from lsml.prelabel import PrelabelError, PrelabelRequest, run_prelabel
+from lsml.redis_outage import PatientState, ride_out
 from lsml.settings import Settings
+from lsml.state import make_state
 from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, job_status
 
 logger = logging.getLogger(__name__)
@@ -207,17 +209,47 @@ def perform_prelabel(project: str, request: dict) -> dict:
         raise RuntimeError("perform_prelabel runs inside an RQ job (label-studio-ml worker)")
 
     def record(progress: Any) -> None:
+        ride_out(lambda: _still_running(job), "checking the job")
         job.meta["progress"] = progress.to_dict()
-        job.save_meta()
+        ride_out(job.save_meta, "recording progress")
 
     try:
-        return run_prelabel(context.model_ref, checked, context.settings, on_progress=record)
+        return run_prelabel(context.model_ref, checked, context.settings, on_progress=record,
+                            state=PatientState(make_state(context.settings)))
     except PrelabelError as exc:
-        job.meta["error"] = str(exc)
-        job.save_meta()
+        if not isinstance(exc, JobLost):  # a lost job's hash is gone: writing meta would make a stub of it
+            job.meta["error"] = str(exc)
+            ride_out(job.save_meta, "recording the failure")
         raise
     finally:
-        _release(job, project)
+        ride_out(lambda: _release(job, project), "releasing the project's marker")
+
+
+class JobLost(PrelabelError):
+    """The job is no longer this horse's to run: Redis lost it, or declared it abandoned."""
+
+
+def _still_running(job: Any) -> None:
+    """Stop at a page boundary when the job is no longer ours (checked after every page, one HGET).
+
+    Redis restarted EMPTY (data lost): the job's hash is gone; the run stops
+    at its next page instead of passing for a success, and RQ's failure
+    handling in the horse writes the whole job back as failed with this
+    reason (what `/job_status` and `predict --server` show). The checkpoint
+    written just before points after the last page written, and `missing`
+    mode skips tasks that have a prediction of this version anyway, so a new
+    submit resumes without duplicates. A registry cleanup declared it abandoned (an
+    outage longer than the heartbeat TTL): a resubmitted run may already be
+    going, so this one stops rather than write the same tasks twice.
+    """
+    status = job.connection.hget(job.key, "status")
+    status = status.decode() if isinstance(status, bytes) else status
+    if status is None:
+        raise JobLost(f"pre-labelling job {job.id} lost: Redis came back without its data (restarted empty?); "
+                      "the run stops; submit it again to go on (tasks written so far keep their predictions)")
+    if status != "started":
+        raise JobLost(f"pre-labelling job {job.id} is {status} (declared abandoned during a Redis outage?); "
+                      "this run stops so that a new one does not write the same tasks twice")
 
 
 def _marker(queue_name: str, project: str) -> str:

@@ -97,17 +97,20 @@ class Procs:
         env.update(extra)
         return env
 
-    def spawn(self, argv: list[str], env: dict[str, str], log_name: str, cwd: Path | None = None) -> subprocess.Popen:
+    def spawn(self, argv: list[str], env: dict[str, str], log_name: str, cwd: Path | None = None, *,
+              new_session: bool = False) -> subprocess.Popen:
+        """Start `argv`; `new_session`: as its own process group, so a fault can SIGKILL the whole group."""
         log = open(self.tmp / log_name, "ab")
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, start_new_session=new_session)
         log.close()
         self.started.append(proc)
         return proc
 
-    def worker(self, backend: Path, redis_url: str, name: str = "worker", **extra: str) -> subprocess.Popen:
+    def worker(self, backend: Path, redis_url: str, name: str = "worker", new_session: bool = False,
+               **extra: str) -> subprocess.Popen:
         return self.spawn([sys.executable, "-m", "lsml.cli.worker", str(backend)],
-                          self.env(backend, redis_url, **extra), f"{name}.log")
+                          self.env(backend, redis_url, **extra), f"{name}.log", new_session=new_session)
 
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"

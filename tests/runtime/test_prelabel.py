@@ -184,3 +184,30 @@ def test_clear_failures_for_unknown_project_refused_token_and_label_studio_down(
     assert time.monotonic() - started < 60
     r = _cli(backend, project, label_studio.url, label_studio.legacy_token, "--quiet", "--model-version", "v9")
     assert r.returncode == 1 and "no version 'v9'" in r.stderr, r.stderr
+
+
+def test_light_pages_until_predictions_show_up_then_full_pages(label_studio, ls_client, ls_project, backend,
+                                                               monkeypatch):
+    """Pages are read `task_only` while no task on them may hold a prediction; a page where one may is read
+    again in full (and so are the following pages), so a task with a prediction of this version is skipped."""
+    from lsml import prelabel
+    from lsml.prelabel import PrelabelRequest, prepare
+
+    monkeypatch.setattr(prelabel, "READ_PAGE_SIZE", 5)
+    monkeypatch.syspath_prepend(str(backend))
+    project, task_ids = _project_with_tasks(ls_client, ls_project, 15)
+    version = _train(backend, project)
+    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
+    ls_client.import_predictions(project, [{"task": t, "result": result, "score": 0.5, "model_version": version}
+                                           for t in task_ids[10:]])  # the last page already has this version
+    reads: list[str] = []
+    job = prepare("model:TextClassifier", PrelabelRequest(str(project), batch_size=5), _settings(backend),
+                  ls_url=label_studio.url, api_key=label_studio.legacy_token)
+    page = job.client.task_page
+    monkeypatch.setattr(job.client, "task_page", lambda *a, **kw: reads.append(kw["fields"]) or page(*a, **kw))
+    progress = job.run()
+    assert reads == ["task_only", "task_only", "task_only", "all"], reads
+    assert progress["predicted"] == 10 and progress["skipped"] == 5 and progress["written"] == 10, progress
+    assert progress["read_seconds"] > 0 and progress["write_seconds"] > 0 and progress["predict_seconds"] >= 0
+    stored = _by_task(ls_client, project)
+    assert sorted(stored) == task_ids and all(len(v) == 1 for v in stored.values())

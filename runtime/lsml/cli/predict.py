@@ -20,6 +20,9 @@ from pathlib import Path
 
 from lsml.cli._labelstudio_args import add_connection_arguments, api_token
 
+#: Seconds `--server` keeps polling a server that answers 503 (Redis down) before giving up.
+UNAVAILABLE_PATIENCE = 120.0
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from lsml.prelabel import MODES
@@ -36,7 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=MODES, default="missing",
                         help="missing: tasks without a prediction of this version (default); unlabelled: the "
                              "same, without annotated tasks; all: every task")
-    parser.add_argument("--batch-size", type=int, default=50, help="tasks per page and predict call (default 50)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="tasks per predict call, write and checkpoint (default: lsml.prelabel.BATCH_SIZE_DEFAULT, 200)")
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="predict calls running at once (default 1: live servers keep their latency)")
     parser.add_argument("--model-version", default=None, help="a kept version (default: the current one)")
@@ -74,8 +78,9 @@ def _on_server(args: argparse.Namespace, show) -> int:
     password = args.server_password or os.environ.get("BASIC_AUTH_PASS")
     auth = (user, password or "") if user else None
     base = args.server.rstrip("/")
-    body = {"project": args.project, "mode": args.mode, "batch_size": args.batch_size,
-            "max_concurrent": args.max_concurrent}
+    body = {"project": args.project, "mode": args.mode, "max_concurrent": args.max_concurrent}
+    if args.batch_size is not None:
+        body["batch_size"] = args.batch_size
     if args.model_version:
         body["version"] = args.model_version
     try:
@@ -84,8 +89,27 @@ def _on_server(args: argparse.Namespace, show) -> int:
             print(f"label-studio-ml predict: error: {base} answered {r.status_code}: {r.text[:500]}", file=sys.stderr)
             return 1
         job = r.json()["job"]
+        down_since = None
         while True:
-            st = requests.post(base + "/job_status", json={"job": job}, auth=auth, timeout=30).json()
+            r = requests.post(base + "/job_status", json={"job": job}, auth=auth, timeout=30)
+            if r.status_code == 404:  # expired, or Redis came back without its data: nothing will ever end it
+                print(f"label-studio-ml predict: error: job {job} is unknown to {base} (Redis lost its data?); "
+                      "run the command again to resume", file=sys.stderr)
+                return 1
+            if r.status_code == 503:  # Redis restarting: the job rides it out, so does this loop (for a while)
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since > UNAVAILABLE_PATIENCE:
+                    print(f"label-studio-ml predict: error: {base} cannot report job {job} for "
+                          f"{UNAVAILABLE_PATIENCE:.0f} s: {r.text[:300]}", file=sys.stderr)
+                    return 1
+                time.sleep(1.0)
+                continue
+            down_since = None
+            if r.status_code != 200:
+                print(f"label-studio-ml predict: error: {base} answered {r.status_code} for job {job}: "
+                      f"{r.text[:300]}", file=sys.stderr)
+                return 1
+            st = r.json()
             p = st.get("progress") or {}
             if show and p:
                 show(p)
@@ -110,7 +134,7 @@ def _on_server(args: argparse.Namespace, show) -> int:
 def run(args: argparse.Namespace) -> int:
     from lsml.backend_dir import model_ref
     from lsml.integrity import VersionIntegrityError
-    from lsml.prelabel import PrelabelError, PrelabelRequest, prepare
+    from lsml.prelabel import BATCH_SIZE_DEFAULT, PrelabelError, PrelabelRequest, prepare
     from lsml.settings import Settings
 
     show = None if args.quiet else (lambda p: print(progress_line(p), end="", file=sys.stderr, flush=True))
@@ -127,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(settings.backend_dir))
     try:
-        request = PrelabelRequest(str(args.project), args.mode, args.batch_size, args.max_concurrent,
-                                  args.model_version).validated()
+        request = PrelabelRequest(str(args.project), args.mode, BATCH_SIZE_DEFAULT if args.batch_size is None else args.batch_size,
+                                  args.max_concurrent, args.model_version).validated()
     except ValueError as exc:
         print(f"label-studio-ml predict: error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ with `fields=all`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from lsml.labelstudio.errors import LabelStudioUnexpectedResponse
 from lsml.labelstudio.transport import Transport
@@ -32,19 +32,22 @@ class TasksMixin(Transport):
                     continue
                 yield task
 
-    def iter_task_pages(self, project: int | str, page_size: int = DEFAULT_PAGE_SIZE, *,
-                        fields: str = "all") -> Iterator[tuple[list[dict], int | None]]:
-        """Yield `(tasks, total)` per page: callers that report progress need the total up front."""
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+    def iter_task_pages(self, project: int | str, page_size: int = DEFAULT_PAGE_SIZE, *, fields: str = "all",
+                        needs_all: Callable[[list[dict]], bool] | None = None,
+                        ) -> Iterator[tuple[list[dict], int | None]]:
+        """Yield `(tasks, total)` per page: callers that report progress need the total up front.
+
+        `needs_all(tasks)`: a page read with lighter `fields` that it is true for
+        is read again with `fields="all"`, and so is every later page (a
+        project's pages are alike: once predictions show up, they keep showing).
+        """
         page = 1
         seen = 0
         while True:
-            body = self.get_json(
-                "/api/tasks/",
-                params={"project": int(project), "page": page, "page_size": page_size, "fields": fields},
-            )
-            tasks, total = _page_tasks(body, self.absolute_url("/api/tasks/"))
+            tasks, total = self.task_page(project, page, page_size, fields=fields)
+            if fields != "all" and needs_all is not None and needs_all(tasks):
+                fields = "all"
+                tasks, total = self.task_page(project, page, page_size, fields=fields)
             if tasks:
                 yield tasks, total
             seen += len(tasks)
@@ -52,6 +55,17 @@ class TasksMixin(Transport):
             if not tasks or (seen >= total if total is not None else len(tasks) < page_size):
                 return
             page += 1
+
+    def task_page(self, project: int | str, page: int, page_size: int = DEFAULT_PAGE_SIZE, *,
+                  fields: str = "all") -> tuple[list[dict], int | None]:
+        """One page (from 1) of the project's tasks and the total. `fields="task_only"` leaves out
+        annotations and predictions (3-5x cheaper for Label Studio) but keeps their counts
+        (`total_annotations`, `total_predictions`)."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        body = self.get_json("/api/tasks/", params={"project": int(project), "page": int(page),
+                                                   "page_size": page_size, "fields": fields})
+        return _page_tasks(body, self.absolute_url("/api/tasks/"))
 
     def tasks(self, project: int, page_size: int = DEFAULT_PAGE_SIZE, **kwargs: Any) -> list[dict]:
         return list(self.iter_tasks(project, page_size, **kwargs))

@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 from lsml import credentials
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN, project_key
-from lsml.prelabel import BATCH_SIZE_MAX, LS_PROJECT_PATTERN, MAX_CONCURRENT_MAX, MODES, VERSION_NAME_PATTERN
+from lsml.prelabel import BATCH_SIZE_DEFAULT, BATCH_SIZE_MAX, LS_PROJECT_PATTERN, MAX_CONCURRENT_MAX, MODES, VERSION_NAME_PATTERN
 from lsml.server.errors import ApiError
 
 
@@ -217,7 +217,7 @@ class PrelabelBody(Body):
                        Discriminator(_json_form), AfterValidator(project_key),
                        Field(description="A Label Studio project id, or Label Studio's `<id>.<created_at>` name")]
     mode: Literal[MODES] = "missing"  # type: ignore[valid-type]
-    batch_size: Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX), BeforeValidator(_integral)] = 50
+    batch_size: Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX), BeforeValidator(_integral)] = BATCH_SIZE_DEFAULT
     max_concurrent: Annotated[int, Field(ge=1, le=MAX_CONCURRENT_MAX), BeforeValidator(_integral)] = 1
     version: Optional[Annotated[str, Field(pattern=VERSION_NAME_PATTERN)]] = Field(
         None, description="a kept version (default: the current one)")

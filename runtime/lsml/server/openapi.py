@@ -201,7 +201,8 @@ SPEC: dict = {
                 "error": {"type": ["string", "null"]}, "model_version": {"type": ["string", "null"]},
                 "kind": {"const": "prelabel", "description": "only on pre-labelling jobs"},
                 "progress": {"type": ["object", "null"], "description": "pre-labelling: done, total, rate "
-                             "(tasks/s), eta (s), predicted, written, skipped, resumed_after"}}},
+                             "(tasks/s), eta (s), predicted, written, skipped, resumed_after, read_seconds, "
+                             "predict_seconds, write_seconds"}}},
             "Versions": {"type": "object", "required": ["versions", "model_version"], "properties": {
                 "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "details": {"type": "array", "items": {"type": "object"}},

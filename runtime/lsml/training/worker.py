@@ -30,7 +30,13 @@ It is RQ's forking `Worker` with these changes, each for a fault:
   wait, after which the fit is killed and runs again on the next worker.
 * `run_worker` survives Redis outages: RQ already retries while waiting for
   jobs; here a worker that starts (or loses Redis) before Redis is up waits
-  and retries instead of exiting.
+  and retries instead of exiting. While a job runs, a heartbeat that cannot
+  reach Redis is skipped (logged) instead of ending the worker's loop, so the
+  horse (e.g. a pre-labelling job, which rides out the outage itself) goes on
+  and is still monitored when Redis is back. An outage longer than
+  `HEARTBEAT_TTL` may get the job declared abandoned by the first registry
+  cleanup after it; a pre-labelling job then stops at its next page
+  (`lsml.prelabel_jobs`).
 
 The job function, `perform_training`, claims the project's newest request
 from the coalescing state (`lsml.training.coalesce`) and hands it to
@@ -148,6 +154,19 @@ class TrainingWorker(Worker):
     def main_work_horse(self, job, queue) -> None:  # noqa: D102 - see module doc
         die_with_parent()
         super().main_work_horse(job, queue)
+
+    def maintain_heartbeats(self, job) -> None:  # noqa: D102 - see module doc
+        self._while_redis_is_up(super().maintain_heartbeats, job)
+
+    def set_current_job_working_time(self, current_job_working_time, pipeline=None) -> None:  # noqa: D102
+        self._while_redis_is_up(super().set_current_job_working_time, current_job_working_time, pipeline)
+
+    def _while_redis_is_up(self, write, *args) -> None:
+        """Skip a monitoring write while Redis is unreachable (RQ would end the work loop, orphaning the horse)."""
+        try:
+            write(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("heartbeat skipped: Redis unreachable (%s); the job goes on", type(exc).__name__)
 
 
 def run_worker(

@@ -1,0 +1,238 @@
+"""Issue 11: a pre-labelling job on RQ survives a Redis restart mid-job (real redis-server, real Label Studio 1.23.2,
+gunicorn + `label-studio-ml worker` as processes).
+
+- Redis stopped and started again on the same port with its data (AOF,
+  `appendfsync always`): the running job goes on by itself and ends
+  `finished`; no page written before the outage is predicted again beyond
+  the one in flight, and Label Studio holds exactly one prediction per task.
+- Redis back EMPTY (its data lost): the job must neither hang nor pass for
+  a success. A running job stops at its next page and fails with a reason
+  naming the lost data (`/job_status`, and `label-studio-ml predict --server`
+  exits 1 with it); a queued job that vanished is unknown (404) and the CLI
+  exits 1 instead of polling forever. A new submit resumes from the
+  checkpoint and Label Studio's own data, without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from lsml.settings import Settings
+from lsml.training import TrainingRequest, run_training
+from tests.fixtures.label_studio import SENTIMENT_CONFIG
+from tests.fixtures.polling import wait_for
+from tests.runtime.rq_procs import start_server
+from tests.runtime.test_prelabel import CLI, _by_task, _event, _project_with_tasks, make_backend
+
+pytestmark = pytest.mark.labelstudio
+
+N, BATCH = 60, 5
+LOST = "Redis came back without its data"
+# The example's model, slowed down, appending the ids of the tasks it predicts to a file: re-predictions
+# are counted from what the model saw, whichever run (or worker) saw it.
+LOGGED_MODEL = '''
+import json, os, time
+from model import TextClassifier
+
+
+class Logged(TextClassifier):
+    def predict(self, tasks, context=None, **kwargs):
+        time.sleep(float(os.environ["TEST_PREDICT_SECONDS"]))
+        with open(os.environ["TEST_PREDICT_LOG"], "a") as log:
+            log.write(json.dumps([t["id"] for t in tasks]) + "\\n")
+        return super().predict(tasks, context, **kwargs)
+'''
+
+
+@pytest.fixture
+def backend(tmp_path) -> Path:
+    path = make_backend(tmp_path)
+    (path / "logged_model.py").write_text(LOGGED_MODEL)
+    return path
+
+
+def _predicted_ids(backend: Path) -> list[int]:
+    log = backend / "predicted.jsonl"
+    return [i for line in log.read_text().splitlines() for i in json.loads(line)] if log.exists() else []
+
+
+def _post(url: str, path: str, body: dict) -> requests.Response:
+    return requests.post(url + path, json=body, timeout=10)
+
+
+def _status(url: str, job: str) -> dict:
+    r = _post(url, "/job_status", {"job": job})
+    return {"http": r.status_code, **r.json()}
+
+
+def _trained(backend: Path, project: int, redis_url: str) -> str:
+    settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
+    version = ""
+    for i, (text, label) in enumerate([("great fun", "Positive"), ("awful bad", "Negative")]):
+        version = run_training("model:TextClassifier", TrainingRequest(str(project), "ANNOTATION_CREATED",
+                               _event(i, text, label), SENTIMENT_CONFIG), settings)["model_version"]
+    return version
+
+
+def _stack(procs, backend: Path, redis_url: str, label_studio) -> str:
+    env = {"LSML_MODEL": "logged_model:Logged", "TEST_PREDICT_SECONDS": "0.4",
+           "TEST_PREDICT_LOG": str(backend / "predicted.jsonl"), "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.legacy_token}
+    url = start_server(procs, backend, redis_url, workers=1, **env)
+    procs.worker(backend, redis_url, name="worker", **env)
+    return url
+
+
+def _started_job(url: str, project: int, done_at_least: int) -> tuple[str, dict]:
+    r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})
+    assert r.status_code == 201, r.text
+    job = r.json()["job"]
+
+    def progressed():
+        st = _status(url, job)
+        return st if (st.get("progress") or {}).get("done", 0) >= done_at_least else None
+
+    return job, wait_for(progressed, 60, interval=0.1, what="the job to write some pages")
+
+
+def _marked_job(redis_url: str, project: int) -> str | None:
+    """The project's active pre-labelling job, from the server's per-project marker in Redis."""
+    import redis
+
+    value = redis.Redis.from_url(redis_url).get(f"lsml:prelabel:lsml-training:{project}")
+    return value.decode() if value else None
+
+
+def _one_prediction_each(ls_client, project: int, task_ids: list[int], version: str) -> None:
+    stored = _by_task(ls_client, project)
+    assert sorted(stored) == task_ids
+    assert all(len(v) == 1 and v[0]["model_version"] == version for v in stored.values()), \
+        {t: len(v) for t, v in stored.items() if len(v) != 1}
+
+
+def test_job_goes_on_after_a_redis_restart_with_its_data(label_studio, ls_client, ls_project, backend, procs,
+                                                         private_redis):
+    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
+    version = _trained(backend, project, private_redis.url)
+    url = _stack(procs, backend, private_redis.url, label_studio)
+    job, st = _started_job(url, project, 15)
+    assert st["status"] == "started", st
+
+    private_redis.kill()  # a crash: nothing saved at shutdown; the AOF (fsync always) has every write
+    written_before = sum(len(v) for v in _by_task(ls_client, project).values())
+    time.sleep(3)  # longer than the worker's heartbeat interval and every client timeout
+    private_redis.start()  # same port, same data dir
+
+    st = wait_for(lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, job)),
+                  120, interval=0.3, what="the job to end after Redis came back")
+    assert st["status"] == "finished", st
+    assert 0 < written_before < N
+    predicted = _predicted_ids(backend)
+    assert sorted(set(predicted)) == task_ids
+    assert len(predicted) - N <= BATCH, predicted  # re-predicted: at most the batch in flight
+    _one_prediction_each(ls_client, project, task_ids, version)
+
+
+def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(label_studio, ls_client, ls_project, backend,
+                                                                      procs, private_redis):
+    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
+    version = _trained(backend, project, private_redis.url)
+    url = _stack(procs, backend, private_redis.url, label_studio)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
+    follower = subprocess.Popen([CLI, "predict", "--project", str(project), "--server", url, "--batch-size",
+                                 str(BATCH)], env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(_predicted_ids(backend)) >= 15, 60, interval=0.1, what="the job to predict some pages")
+        job = _marked_job(private_redis.url, project)
+        assert job is not None
+        private_redis.kill()
+        for leftover in private_redis.data_dir.iterdir():  # the data is lost: no AOF, no RDB (the log stays)
+            if leftover.name != "redis.log":
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        private_redis.start()
+        out, err = follower.communicate(timeout=60)  # the follower does not poll forever
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 1 and f"job {job} failed" in err and LOST in err, (out, err)
+    st = _status(url, job)  # the horse re-wrote its job's record as it failed
+    assert st["status"] == "failed" and LOST in st["error"], st
+    assert f"Job OK ({job})" not in procs.log("worker")  # never reported as a success
+
+    written_before = sum(len(v) for v in _by_task(ls_client, project).values())
+    assert 0 < written_before < N
+    r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})
+    assert r.status_code == 201 and r.json()["job"] != job, r.text
+    st = wait_for(lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(
+        _status(url, r.json()["job"])), 120, interval=0.3, what="the resubmitted job")
+    assert st["status"] == "finished", st
+    predicted = _predicted_ids(backend)
+    assert sorted(set(predicted)) == task_ids
+    assert len(predicted) - N <= BATCH, predicted  # re-predicted: at most one batch
+    _one_prediction_each(ls_client, project, task_ids, version)
+
+
+def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, redis_server):
+    import redis
+
+    from tests.runtime.rq_procs import write_backend
+
+    backend = write_backend(tmp_path / "backend")
+    url = start_server(procs, backend, redis_server.url, workers=1)  # no worker: the job stays queued
+    redis_server.flush()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
+    follower = subprocess.Popen([CLI, "predict", "--project", "7", "--server", url, "--quiet"], env=clean,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = wait_for(lambda: _marked_job(redis_server.url, 7), 30, what="the job's marker")
+    wait_for(lambda: redis.Redis.from_url(redis_server.url).exists(f"rq:job:{job}"), 30, what="the job to be queued")
+    redis_server.flush()  # Redis loses its data while the job waits in the queue
+    try:
+        out, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 1 and f"job {job} is unknown" in err, (out, err)
+
+
+def test_a_job_no_longer_started_or_gone_stops_its_run(redis_url):
+    """After an outage longer than the heartbeat TTL a registry cleanup may fail the job while its horse still
+    runs: the horse's next check stops it (a resubmitted run may be going); a job whose hash is gone too."""
+    import redis
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from lsml.prelabel_jobs import JOB_FUNCTION, JobLost, _still_running
+
+    connection = redis.Redis.from_url(redis_url)
+    job = Queue("lsml-training", connection=connection, serializer=JSONSerializer).enqueue_call(
+        JOB_FUNCTION, args=("1", {"project": "1"}))
+    connection.hset(job.key, "status", "started")
+    _still_running(job)  # running: goes on
+    connection.hset(job.key, "status", "failed")  # what StartedJobRegistry.cleanup does to an abandoned job
+    with pytest.raises(JobLost, match="is failed"):
+        _still_running(job)
+    connection.delete(job.key)  # Redis came back empty
+    with pytest.raises(JobLost, match=LOST):
+        _still_running(job)
+
+
+def test_a_redis_that_stays_down_fails_the_write_after_the_grace_period():
+    from lsml.redis_outage import PatientState, RedisOutage
+    from lsml.state import RedisState
+    from tests.fixtures.ports import free_port
+
+    state = PatientState(RedisState(f"redis://127.0.0.1:{free_port()}/0"), grace=1.0)  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(RedisOutage, match="Redis unreachable for more than 1 s while writing state 'prelabel'"):
+        state.set("1", "prelabel", {"last_task_id": 5})
+    assert 0.5 < time.monotonic() - started < 5
