@@ -33,9 +33,9 @@ import csv
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits
@@ -69,8 +69,9 @@ SCENARIOS = (
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "margin+diverse", "k_center")
 
 
-def choose(strategy: str, model, x_pool: np.ndarray, x_labelled: np.ndarray, k: int,
-           rng: np.random.Generator) -> np.ndarray:
+def choose(
+    strategy: str, model, x_pool: np.ndarray, x_labelled: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
     """Indices (into ``x_pool``) of the next ``k`` tasks to label under ``strategy``."""
     if strategy == "random":
         return rng.choice(len(x_pool), size=min(k, len(x_pool)), replace=False)
@@ -167,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     plot(args.out / "active_learning.png", curves, labels_axis)
     worst = {s: max(r.values()) for s, r in ratios.items() if s != "random"}
     best = min(worst, key=worst.get)
-    print(f"seeds: {args.seeds}; wall time {time.perf_counter() - started:.1f}s; wrote {csv_path} and active_learning.png")
+    print(
+        f"seeds: {args.seeds}; wall time {time.perf_counter() - started:.1f}s; wrote {csv_path} and active_learning.png"
+    )
     detail = ", ".join(f"{d} {r:.2f}" for d, r in ratios[best].items())
     print(f"best strategy: {best} (worst-dataset ratio; {detail})")
     print(f"labels needed vs random: {worst[best]:.2f}")

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_controlplane() -> ModuleType:
     """hack/control-plane/controlplane.py as a module (the pytest fixtures load it the same way)."""
-    spec = importlib.util.spec_from_file_location("lsml_controlplane", REPO / "hack" / "control-plane" / "controlplane.py")
+    spec = importlib.util.spec_from_file_location(
+        "lsml_controlplane", REPO / "hack" / "control-plane" / "controlplane.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["lsml_controlplane"] = module
@@ -30,8 +32,13 @@ def load_controlplane() -> ModuleType:
 
 def kubectl(cp, *args: str, input: str | None = None, check: bool = True, timeout: float = 600) -> str:
     """kubectl against the control plane `cp`; a failure ends the benchmark with kubectl's message."""
-    proc = subprocess.run([str(Path(cp.bin_dir) / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args],
-                          input=input, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(Path(cp.bin_dir) / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
@@ -44,11 +51,22 @@ def loadavg() -> list[float]:
 
 def machine() -> dict:
     """What the figures were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "loadavg_start": loadavg(), "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-            "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "loadavg_start": loadavg(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+    }
 
 
 def proc_stats() -> dict[int, list[str]]:
@@ -98,5 +116,4 @@ def percentiles(samples_s: list[float]) -> dict:
     def rank(q: float) -> float:
         return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))] * 1e3
 
-    return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99),
-            "max_ms": xs[-1] * 1e3}
+    return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99), "max_ms": xs[-1] * 1e3}

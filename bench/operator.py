@@ -32,13 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import REPO, kubectl, load_controlplane  # noqa: E402  (beside this script)
+
 NS = "bench"
 SA = "lsml-operator-bench"
 FLOW = "lsml-operator-bench"
-
-
-
-
 
 
 def setup_identity(cp, workdir: Path) -> Path:
@@ -46,16 +43,38 @@ def setup_identity(cp, workdir: Path) -> Path:
     docs = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": SA},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-         "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]},
-        {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": FLOW},
-         "spec": {"matchingPrecedence": 100, "priorityLevelConfiguration": {"name": "workload-high"},
-                  "distinguisherMethod": {"type": "ByUser"},
-                  "rules": [{"subjects": [{"kind": "ServiceAccount", "serviceAccount": {"name": SA, "namespace": NS}}],
-                             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
-                                                "namespaces": ["*"], "clusterScope": True}],
-                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": SA},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}],
+        },
+        {
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": FLOW},
+            "spec": {
+                "matchingPrecedence": 100,
+                "priorityLevelConfiguration": {"name": "workload-high"},
+                "distinguisherMethod": {"type": "ByUser"},
+                "rules": [
+                    {
+                        "subjects": [{"kind": "ServiceAccount", "serviceAccount": {"name": SA, "namespace": NS}}],
+                        "resourceRules": [
+                            {
+                                "verbs": ["*"],
+                                "apiGroups": ["*"],
+                                "resources": ["*"],
+                                "namespaces": ["*"],
+                                "clusterScope": True,
+                            }
+                        ],
+                        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                    }
+                ],
+            },
+        },
     ]
     kubectl(cp, "apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
     kubectl(cp, "apply", "-f", str(REPO / "crds" / "mlbackend.yaml"))
@@ -64,11 +83,18 @@ def setup_identity(cp, workdir: Path) -> Path:
     admin = json.loads(Path(cp.kubeconfig).read_text())
     cluster = admin["clusters"][0]["cluster"]
     path = workdir / "operator-kubeconfig"
-    path.write_text(json.dumps({"apiVersion": "v1", "kind": "Config",
-                                "clusters": [{"name": "c", "cluster": cluster}],
-                                "users": [{"name": SA, "user": {"token": token}}],
-                                "contexts": [{"name": "c", "context": {"cluster": "c", "user": SA}}],
-                                "current-context": "c"}))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": SA, "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": SA}}],
+                "current-context": "c",
+            }
+        )
+    )
     return path
 
 
@@ -96,16 +122,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def mlbackend(i: int) -> dict:
-    return {"apiVersion": "lsml.dev/v1alpha1", "kind": "MLBackend",
-            "metadata": {"name": f"bench-{i:04d}", "namespace": NS},
-            "spec": {"image": "lsml/runtime:latest",
-                     "server": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}}}
+    return {
+        "apiVersion": "lsml.dev/v1alpha1",
+        "kind": "MLBackend",
+        "metadata": {"name": f"bench-{i:04d}", "namespace": NS},
+        "spec": {
+            "image": "lsml/runtime:latest",
+            "server": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
+        },
+    }
 
 
 def count_ready(custom) -> tuple[int, int]:
     items = custom.list_namespaced_custom_object("lsml.dev", "v1alpha1", NS, "mlbackends")["items"]
-    ready = sum(1 for m in items for c in (m.get("status") or {}).get("conditions") or []
-                if c["type"] == "Ready" and c["status"] == "True")
+    ready = sum(
+        1
+        for m in items
+        for c in (m.get("status") or {}).get("conditions") or []
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
     return ready, len(items)
 
 
@@ -135,9 +170,18 @@ def main() -> int:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         log = open(workdir / "operator.log", "wb")
         port = cpmod.free_port()
-        op = subprocess.Popen([str(Path(sys.executable).parent / "lsml-operator"), f"--namespace={NS}", "--standalone",
-                               f"--liveness=http://127.0.0.1:{port}/healthz"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        op = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "lsml-operator"),
+                f"--namespace={NS}",
+                "--standalone",
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -145,18 +189,27 @@ def main() -> int:
                 break
             except OSError:
                 if time.monotonic() > deadline or op.poll() is not None:
-                    raise SystemExit(f"operator did not start; log:\n{(workdir / 'operator.log').read_text()[-3000:]}") from None
+                    raise SystemExit(
+                        f"operator did not start; log:\n{(workdir / 'operator.log').read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.2)
         print("operator up", file=sys.stderr)
 
         from kubernetes import client, config
+
         api = config.new_client_from_config(config_file=str(cp.kubeconfig))
         api.configuration.connection_pool_maxsize = 16
         custom = client.CustomObjectsApi(api)
         t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: custom.create_namespaced_custom_object("lsml.dev", "v1alpha1", NS, "mlbackends", mlbackend(i)),
-                          range(args.count)))
+            list(
+                pool.map(
+                    lambda i: custom.create_namespaced_custom_object(
+                        "lsml.dev", "v1alpha1", NS, "mlbackends", mlbackend(i)
+                    ),
+                    range(args.count),
+                )
+            )
         created_s = time.monotonic() - t0
         print(f"{args.count} MLBackends created in {created_s:.1f}s", file=sys.stderr)
         ready_s = None
@@ -195,7 +248,9 @@ def main() -> int:
             "kwok_nodes": args.nodes,
             "targets": {"all_ready_seconds": 60, "operator_peak_rss_mb": 150},
         }
-        result["pass"] = bool(ready_s and ready_s <= 60 and result["operator_peak_rss_mb"] < 150 and idle_rpm < args.count)
+        result["pass"] = bool(
+            ready_s and ready_s <= 60 and result["operator_peak_rss_mb"] < 150 and idle_rpm < args.count
+        )
         print(json.dumps(result, indent=2))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

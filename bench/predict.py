@@ -43,8 +43,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -53,7 +54,8 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BACKENDS))
 
 import textmodel  # noqa: E402
-from harness import proc_stats, loadavg, machine, percentiles, process_tree, socket_inodes  # noqa: E402
+
+from harness import loadavg, machine, percentiles, proc_stats, process_tree, socket_inodes  # noqa: E402
 
 BATCHES = (1, 100)
 CONCURRENCY = (1, 8)
@@ -157,8 +159,9 @@ class Server:
         self.cmd = cmd
         self.timings = Path(env["BENCH_TIMINGS_DIR"]) if env.get("BENCH_TIMINGS_DIR") else None
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def wait_healthy(self, timeout: float = 60.0, path: str = "/health", times: int = 1) -> float:
         """Seconds until GET `path` answers 200 `times` times in a row (fresh connections, so
@@ -167,8 +170,9 @@ class Server:
         ok = 0
         while time.monotonic() - start < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self.log}\n"
-                                   + self.log.read_text()[-3000:])
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; log: {self.log}\n" + self.log.read_text()[-3000:]
+                )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", path)
@@ -183,8 +187,11 @@ class Server:
 
     def banner(self) -> str:
         """What the server printed about itself (lsml: workers x threads, training mode)."""
-        lines = [line for line in self.log.read_text(errors="replace").splitlines()
-                 if line.startswith("serving ") or "Using worker" in line or "Booting worker" in line]
+        lines = [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if line.startswith("serving ") or "Using worker" in line or "Booting worker" in line
+        ]
         return "\n".join(lines[:6])
 
     def stop(self) -> None:
@@ -214,7 +221,7 @@ def read_timings(path: Path | None, mark: dict[Path, int]) -> list[float]:
     """predict() durations (seconds) the server's processes recorded since `mark`."""
     out: list[float] = []
     for f in path.glob("*.bin") if path else ():
-        data = f.read_bytes()[mark.get(f, 0):]
+        data = f.read_bytes()[mark.get(f, 0) :]
         out += [d for (d,) in struct.iter_unpack("d", data[: len(data) // 8 * 8])]
     return out
 
@@ -229,16 +236,41 @@ def start_legacy(work: Path, model_class: str, model_path: Path, legacy_py: Path
     """1.0.9's own way: `label-studio-ml init --script`, then its Dockerfile's gunicorn command."""
     bindir = legacy_py.parent
     backend = work / f"legacy-{model_class}"
-    subprocess.run([str(bindir / "label-studio-ml"), "init", str(backend), "--force",
-                    "--script", f"{BACKENDS / 'legacy_text.py'}:{model_class}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(bindir / "label-studio-ml"),
+            "init",
+            str(backend),
+            "--force",
+            "--script",
+            f"{BACKENDS / 'legacy_text.py'}:{model_class}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    env = {**os.environ, **extra_env, "PYTHONPATH": str(BACKENDS), "BENCH_MODEL_PATH": str(model_path),
-           "MODEL_DIR": str(work / f"legacy-{model_class}-models"),
-           "BENCH_TIMINGS_DIR": str(timings_dir(work, f"legacy-{model_class}"))}
+    env = {
+        **os.environ,
+        **extra_env,
+        "PYTHONPATH": str(BACKENDS),
+        "BENCH_MODEL_PATH": str(model_path),
+        "MODEL_DIR": str(work / f"legacy-{model_class}-models"),
+        "BENCH_TIMINGS_DIR": str(timings_dir(work, f"legacy-{model_class}")),
+    }
     # CMD of the Dockerfile 1.0.9 generates: gunicorn --preload --bind :$PORT --workers 1 --threads 8 --timeout 0
-    cmd = [str(bindir / "gunicorn"), "--preload", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-           "--threads", "8", "--timeout", "0", "_wsgi:app"]
+    cmd = [
+        str(bindir / "gunicorn"),
+        "--preload",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--threads",
+        "8",
+        "--timeout",
+        "0",
+        "_wsgi:app",
+    ]
     return Server(f"legacy:{model_class}", cmd, backend, env, port, work / f"legacy-{model_class}.log")
 
 
@@ -251,11 +283,26 @@ def start_lsml(work: Path, model_class: str, model_path: Path, extra_env: dict) 
     """
     bindir = Path(sys.executable).parent
     backend = work / f"lsml-{model_class}"
-    subprocess.run([str(bindir / "label-studio-ml"), "init", str(backend), "--force",
-                    "--script", f"{BACKENDS / 'lsml_text.py'}:{model_class}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(bindir / "label-studio-ml"),
+            "init",
+            str(backend),
+            "--force",
+            "--script",
+            f"{BACKENDS / 'lsml_text.py'}:{model_class}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    env = {**os.environ, **extra_env, "PYTHONPATH": str(BACKENDS), "BENCH_MODEL_PATH": str(model_path),
-           "BENCH_TIMINGS_DIR": str(timings_dir(work, f"lsml-{model_class}"))}
+    env = {
+        **os.environ,
+        **extra_env,
+        "PYTHONPATH": str(BACKENDS),
+        "BENCH_MODEL_PATH": str(model_path),
+        "BENCH_TIMINGS_DIR": str(timings_dir(work, f"lsml-{model_class}")),
+    }
     cmd = [str(bindir / "label-studio-ml"), "start", str(backend), "--host", "127.0.0.1", "--port", str(port)]
     return Server(f"lsml:{model_class}", cmd, backend, env, port, work / f"lsml-{model_class}.log")
 
@@ -305,9 +352,22 @@ def run_wrk(server: Server, body_file: Path, concurrency: int, seconds: float, w
     env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_OUT": str(out)}
     cpu0, wrk0 = group_cpu_seconds(server.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     mark = timings_mark(server.timings)
-    wrk = subprocess.Popen(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-                            "-s", str(lua), f"http://127.0.0.1:{port}/predict"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wrk = subprocess.Popen(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{port}/predict",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(min(0.5, seconds / 2))
     split = connection_split(server.proc.pid, port)  # which server process holds wrk's connections
     if wrk.wait() != 0:
@@ -320,12 +380,22 @@ def run_wrk(server: Server, body_file: Path, concurrency: int, seconds: float, w
     r = json.loads(out.read_text())
     out.unlink()
     wall = r["duration_us"] / 1e6
-    return {"rps": r["requests"] / wall, "p50_ms": r["p50_us"] / 1e3,
-            "p95_ms": r["p95_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3, "max_ms": r["max_us"] / 1e3,
-            "requests": r["requests"], "errors": r["errors"], "non_2xx": r["non_2xx"],
-            "server_cores": cpu / wall, "server_cpu_ms_per_req": 1e3 * cpu / max(1, r["requests"]),
-            "wrk_cores": wrk_cpu / wall, "model_p50_ms": inside.get("p50_ms"), "model_calls": inside["count"],
-            "connection_split": split}
+    return {
+        "rps": r["requests"] / wall,
+        "p50_ms": r["p50_us"] / 1e3,
+        "p95_ms": r["p95_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "max_ms": r["max_us"] / 1e3,
+        "requests": r["requests"],
+        "errors": r["errors"],
+        "non_2xx": r["non_2xx"],
+        "server_cores": cpu / wall,
+        "server_cpu_ms_per_req": 1e3 * cpu / max(1, r["requests"]),
+        "wrk_cores": wrk_cpu / wall,
+        "model_p50_ms": inside.get("p50_ms"),
+        "model_calls": inside["count"],
+        "connection_split": split,
+    }
 
 
 def check_same_predictions(ports: dict[str, int], model_path: Path) -> None:
@@ -341,7 +411,9 @@ def check_same_predictions(ports: dict[str, int], model_path: Path) -> None:
             raise RuntimeError(f"{name} /predict answered {status}: {str(body)[:500]}")
         flat = [p[0] if isinstance(p, list) else p for p in got]
         same = len(flat) == len(expected) and all(
-            a["result"] == b["result"] and abs(a["score"] - b["score"]) < 1e-9 for a, b in zip(flat, expected, strict=True))
+            a["result"] == b["result"] and abs(a["score"] - b["score"]) < 1e-9
+            for a, b in zip(flat, expected, strict=True)
+        )
         if not same:
             raise RuntimeError(f"{name} predictions differ from the raw model's: {str(got[:2])[:500]}")
 
@@ -386,10 +458,12 @@ def hammer_while_loading(server: Server, seconds_cap: float = 20.0) -> dict:
         client.close()
 
     threads = [threading.Thread(target=until_ready)]
-    threads += [threading.Thread(target=loop, args=("health", lambda c: c.request("GET", "/health")[0]))
-                for _ in range(2)]
-    threads += [threading.Thread(target=loop, args=("setup", lambda c: c.post_json("/setup", setup)[0]))
-                for _ in range(2)]
+    threads += [
+        threading.Thread(target=loop, args=("health", lambda c: c.request("GET", "/health")[0])) for _ in range(2)
+    ]
+    threads += [
+        threading.Thread(target=loop, args=("setup", lambda c: c.post_json("/setup", setup)[0])) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -411,14 +485,27 @@ def median_cells(rounds: list[dict]) -> dict:
     keys = rounds[0]["cells"].keys()
     for key in keys:
         cells = [r["cells"][key] for r in rounds]
-        figures = [f for f in ("rps", "p50_ms", "p95_ms", "p99_ms", "server_cores", "server_cpu_ms_per_req",
-                               "wrk_cores", "model_p50_ms") if cells[0].get(f) is not None]
+        figures = [
+            f
+            for f in (
+                "rps",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "server_cores",
+                "server_cpu_ms_per_req",
+                "wrk_cores",
+                "model_p50_ms",
+            )
+            if cells[0].get(f) is not None
+        ]
         out[key] = {f: statistics.median(c[f] for c in cells) for f in figures}
         out[key]["errors"] = sum(c.get("errors", 0) + c.get("non_2xx", 0) for c in cells)
     for batch in BATCHES:  # raw, for the table: all raw timings of that batch size
         raws = [r["cells"][f"raw b{batch} before {name}"] for r in rounds for name in SERVERS]
-        out[f"raw b{batch}"] = {f: statistics.median(c[f] for c in raws)
-                                for f in ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_call")}
+        out[f"raw b{batch}"] = {
+            f: statistics.median(c[f] for c in raws) for f in ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_call")
+        }
     return out
 
 
@@ -432,19 +519,35 @@ def paired(rounds: list[dict]) -> dict:
 
     for batch in BATCHES:
         for name in SERVERS:
-            put(f"{name} overhead_vs_inside_p50_ms b{batch}",
-                [r["cells"][f"{name} b{batch} c1"]["p50_ms"] - r["cells"][f"{name} b{batch} c1"]["model_p50_ms"]
-                 for r in rounds])
-            put(f"{name} overhead_p50_ms b{batch}",
-                [r["cells"][f"{name} b{batch} c1"]["p50_ms"] - r["cells"][f"raw b{batch} before {name}"]["p50_ms"]
-                 for r in rounds])
+            put(
+                f"{name} overhead_vs_inside_p50_ms b{batch}",
+                [
+                    r["cells"][f"{name} b{batch} c1"]["p50_ms"] - r["cells"][f"{name} b{batch} c1"]["model_p50_ms"]
+                    for r in rounds
+                ],
+            )
+            put(
+                f"{name} overhead_p50_ms b{batch}",
+                [
+                    r["cells"][f"{name} b{batch} c1"]["p50_ms"] - r["cells"][f"raw b{batch} before {name}"]["p50_ms"]
+                    for r in rounds
+                ],
+            )
         for conc in CONCURRENCY:
-            put(f"rps_ratio b{batch} c{conc}",
-                [r["cells"][f"lsml b{batch} c{conc}"]["rps"] / r["cells"][f"legacy b{batch} c{conc}"]["rps"]
-                 for r in rounds])
-    put("b100 c8 share of cores x raw",
-        [r["cells"]["lsml b100 c8"]["rps"] / ((os.cpu_count() or 1) * r["cells"]["raw b100 before lsml"]["rps"])
-         for r in rounds])
+            put(
+                f"rps_ratio b{batch} c{conc}",
+                [
+                    r["cells"][f"lsml b{batch} c{conc}"]["rps"] / r["cells"][f"legacy b{batch} c{conc}"]["rps"]
+                    for r in rounds
+                ],
+            )
+    put(
+        "b100 c8 share of cores x raw",
+        [
+            r["cells"]["lsml b100 c8"]["rps"] / ((os.cpu_count() or 1) * r["cells"]["raw b100 before lsml"]["rps"])
+            for r in rounds
+        ],
+    )
     return out
 
 
@@ -452,73 +555,106 @@ def targets(pairs: dict, summary: dict, loading: dict, rounds: list[dict]) -> li
     """Issue 13's targets, each with the measured figure (paired within rounds) and met / not met."""
     rows = []
     inside = pairs["lsml overhead_vs_inside_p50_ms b1"]
-    rows.append({"target": "lsml HTTP p50 - predict() p50 inside the server, batch 1, concurrency 1 <= 0.5 ms",
-                 "measured": f"{inside:+.2f} ms (rounds "
-                             + ", ".join(f"{v:+.2f}" for v in pairs["lsml overhead_vs_inside_p50_ms b1 per round"])
-                             + f"); vs the in-process loop {pairs['lsml overhead_p50_ms b1']:+.2f} ms; "
-                             f"legacy vs inside {pairs['legacy overhead_vs_inside_p50_ms b1']:+.2f} ms; "
-                             f"no-op model HTTP p50: lsml {summary['lsml no-op b1 c1']['p50_ms']:.2f} ms",
-                 "met": inside <= 0.5})
+    rows.append(
+        {
+            "target": "lsml HTTP p50 - predict() p50 inside the server, batch 1, concurrency 1 <= 0.5 ms",
+            "measured": f"{inside:+.2f} ms (rounds "
+            + ", ".join(f"{v:+.2f}" for v in pairs["lsml overhead_vs_inside_p50_ms b1 per round"])
+            + f"); vs the in-process loop {pairs['lsml overhead_p50_ms b1']:+.2f} ms; "
+            f"legacy vs inside {pairs['legacy overhead_vs_inside_p50_ms b1']:+.2f} ms; "
+            f"no-op model HTTP p50: lsml {summary['lsml no-op b1 c1']['p50_ms']:.2f} ms",
+            "met": inside <= 0.5,
+        }
+    )
     cores = os.cpu_count() or 1
     share = pairs["b100 c8 share of cores x raw"]
     splits = [r["cells"]["lsml b100 c8"].get("connection_split") for r in rounds]
-    rows.append({"target": f"lsml throughput, batch 100, concurrency 8 >= 75% of {cores} cores x raw batch-100 rate",
-                 "measured": f"{100 * share:.0f}% (rounds "
-                             + ", ".join(f"{100 * v:.0f}%" for v in pairs["b100 c8 share of cores x raw per round"])
-                             + f"; {summary['lsml b100 c8']['rps']:.0f} req/s vs raw "
-                             f"{summary['raw b100']['rps']:.0f}/s per core); wrk's 8 connections per server "
-                             f"process, per round: {' '.join('/'.join(map(str, sp or [])) for sp in splits)}; "
-                             f"vs legacy {pairs['rps_ratio b100 c8']:.2f}x",
-                 "met": share >= 0.75})
+    rows.append(
+        {
+            "target": f"lsml throughput, batch 100, concurrency 8 >= 75% of {cores} cores x raw batch-100 rate",
+            "measured": f"{100 * share:.0f}% (rounds "
+            + ", ".join(f"{100 * v:.0f}%" for v in pairs["b100 c8 share of cores x raw per round"])
+            + f"; {summary['lsml b100 c8']['rps']:.0f} req/s vs raw "
+            f"{summary['raw b100']['rps']:.0f}/s per core); wrk's 8 connections per server "
+            f"process, per round: {' '.join('/'.join(map(str, sp or [])) for sp in splits)}; "
+            f"vs legacy {pairs['rps_ratio b100 c8']:.2f}x",
+            "met": share >= 0.75,
+        }
+    )
     for kind in ("health", "setup"):
         p = loading["lsml"][kind]
         ok = p.get("count", 0) > 0 and p["p99_ms"] < 50 and p["statuses"] == [200]
-        rows.append({"target": f"lsml /{kind} p99 < 50 ms while a 5 s model loads",
-                     "measured": f"{p.get('p99_ms', float('nan')):.1f} ms over {p.get('count', 0)} requests, "
-                                 f"statuses {p.get('statuses')}", "met": ok})
+        rows.append(
+            {
+                "target": f"lsml /{kind} p99 < 50 ms while a 5 s model loads",
+                "measured": f"{p.get('p99_ms', float('nan')):.1f} ms over {p.get('count', 0)} requests, "
+                f"statuses {p.get('statuses')}",
+                "met": ok,
+            }
+        )
     return rows
 
 
 def render(result: dict) -> str:
     """The markdown table bench/README.md shows."""
     s = result["summary"]
-    lines = ["| server | batch | concurrency | req/s | tasks/s | p50 ms | p95 ms | p99 ms "
-             "| predict() p50 ms inside server | server CPU ms/req | server cores busy | wrk cores busy |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| server | batch | concurrency | req/s | tasks/s | p50 ms | p95 ms | p99 ms "
+        "| predict() p50 ms inside server | server CPU ms/req | server cores busy | wrk cores busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for batch in BATCHES:
         raw = s[f"raw b{batch}"]
-        lines.append(f"| raw predict (in-process) | {batch} | 1 | {raw['rps']:.0f} | {raw['rps'] * batch:.0f} | "
-                     f"{raw['p50_ms']:.2f} | {raw['p95_ms']:.2f} | {raw['p99_ms']:.2f} | "
-                     f"{raw['p50_ms']:.2f} | {raw['cpu_ms_per_call']:.2f} | | |")
+        lines.append(
+            f"| raw predict (in-process) | {batch} | 1 | {raw['rps']:.0f} | {raw['rps'] * batch:.0f} | "
+            f"{raw['p50_ms']:.2f} | {raw['p95_ms']:.2f} | {raw['p99_ms']:.2f} | "
+            f"{raw['p50_ms']:.2f} | {raw['cpu_ms_per_call']:.2f} | | |"
+        )
         for conc in CONCURRENCY:
             for name in SERVERS + (NOOP if conc == 1 else ()):
                 c = s[f"{name} b{batch} c{conc}"]
-                lines.append(f"| {name} | {batch} | {conc} | {c['rps']:.0f} | {c['rps'] * batch:.0f} | "
-                             f"{c['p50_ms']:.2f} | {c['p95_ms']:.2f} | {c['p99_ms']:.2f} | "
-                             f"{c.get('model_p50_ms', float('nan')):.2f} | {c['server_cpu_ms_per_req']:.2f} | "
-                             f"{c['server_cores']:.2f} | {c['wrk_cores']:.2f} |")
+                lines.append(
+                    f"| {name} | {batch} | {conc} | {c['rps']:.0f} | {c['rps'] * batch:.0f} | "
+                    f"{c['p50_ms']:.2f} | {c['p95_ms']:.2f} | {c['p99_ms']:.2f} | "
+                    f"{c.get('model_p50_ms', float('nan')):.2f} | {c['server_cpu_ms_per_req']:.2f} | "
+                    f"{c['server_cores']:.2f} | {c['wrk_cores']:.2f} |"
+                )
     errors = {k: c["errors"] for k, c in s.items() if c.get("errors")}
     lines += ["", f"Socket errors or non-2xx answers during load: {errors or 'none'}."]
     p = result["paired"]
-    lines += ["", "lsml / legacy throughput, paired within each round (median over rounds): "
-              + ", ".join(f"batch {b} concurrency {c}: {p[f'rps_ratio b{b} c{c}']:.2f}x"
-                          for b in BATCHES for c in CONCURRENCY) + "."]
-    lines += ["", "While a model whose setup() sleeps 5 s loads (2 threads on /health, 2 on /setup):", "",
-              "| server | loaded after s | endpoint | requests | p50 ms | p99 ms | max ms | statuses |",
-              "|---|---:|---|---:|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "lsml / legacy throughput, paired within each round (median over rounds): "
+        + ", ".join(
+            f"batch {b} concurrency {c}: {p[f'rps_ratio b{b} c{c}']:.2f}x" for b in BATCHES for c in CONCURRENCY
+        )
+        + ".",
+    ]
+    lines += [
+        "",
+        "While a model whose setup() sleeps 5 s loads (2 threads on /health, 2 on /setup):",
+        "",
+        "| server | loaded after s | endpoint | requests | p50 ms | p99 ms | max ms | statuses |",
+        "|---|---:|---|---:|---:|---:|---:|---|",
+    ]
     for name, ld in result["loading"].items():
         for kind in ("health", "setup"):
             p = ld[kind]
             loaded = f"{ld['loaded_after_s']:.1f}" if ld["loaded_after_s"] is not None else "never"
-            lines.append(f"| {name} | {loaded} | /{kind} | {p.get('count', 0)} | {p.get('p50_ms', 0):.1f} | "
-                         f"{p.get('p99_ms', 0):.1f} | {p.get('max_ms', 0):.1f} | {p.get('statuses', [])} |")
+            lines.append(
+                f"| {name} | {loaded} | /{kind} | {p.get('count', 0)} | {p.get('p50_ms', 0):.1f} | "
+                f"{p.get('p99_ms', 0):.1f} | {p.get('max_ms', 0):.1f} | {p.get('statuses', [])} |"
+            )
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |" for t in result["targets"]]
     m = result["machine"]
-    lines += ["", f"Machine: nproc={m['nproc']}, {m['cpu']}, Python {m['python']}, {m['date_utc']} UTC; "
-              f"load average at start {m['loadavg_start']}, per round "
-              f"{[r['loadavg'] for r in result['rounds']]}, at end {result['loadavg_end']}. "
-              "wrk and the server share the same 2 cores."]
+    lines += [
+        "",
+        f"Machine: nproc={m['nproc']}, {m['cpu']}, Python {m['python']}, {m['date_utc']} UTC; "
+        f"load average at start {m['loadavg_start']}, per round "
+        f"{[r['loadavg'] for r in result['rounds']]}, at end {result['loadavg_end']}. "
+        "wrk and the server share the same 2 cores.",
+    ]
     return "\n".join(lines)
 
 
@@ -532,8 +668,12 @@ def main() -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
 
-    result: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-                              "rounds": [], "loading": {}}
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "rounds": [],
+        "loading": {},
+    }
     legacy_py = legacy_python()
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-predict-"))
     model_path = textmodel.train(work / "model.pkl")
@@ -549,8 +689,9 @@ def main() -> int:
             if name == "lsml":
                 slow = start_lsml(work, "SlowLoadingTextClassifier", model_path, {"BENCH_SETUP_SECONDS": "5"})
             else:
-                slow = start_legacy(work, "SlowLoadingLegacyTextClassifier", model_path, legacy_py,
-                                    {"BENCH_SETUP_SECONDS": "5"})
+                slow = start_legacy(
+                    work, "SlowLoadingLegacyTextClassifier", model_path, legacy_py, {"BENCH_SETUP_SECONDS": "5"}
+                )
             servers.append(slow)
             # Started = answering and done importing the model module (lsml imports it in the
             # background and says so on /readyz; legacy's gunicorn --preload imports it before binding).
@@ -559,10 +700,12 @@ def main() -> int:
             slow.stop()
             print(f"loading test {name}: {json.dumps(result['loading'][name])}", flush=True)
 
-        live = {"lsml": start_lsml(work, "TextClassifier", model_path, {}),
-                "legacy": start_legacy(work, "LegacyTextClassifier", model_path, legacy_py, {}),
-                "lsml no-op": start_lsml(work, "NoOpTextClassifier", model_path, {}),
-                "legacy no-op": start_legacy(work, "NoOpLegacyTextClassifier", model_path, legacy_py, {})}
+        live = {
+            "lsml": start_lsml(work, "TextClassifier", model_path, {}),
+            "legacy": start_legacy(work, "LegacyTextClassifier", model_path, legacy_py, {}),
+            "lsml no-op": start_lsml(work, "NoOpTextClassifier", model_path, {}),
+            "legacy no-op": start_legacy(work, "NoOpLegacyTextClassifier", model_path, legacy_py, {}),
+        }
         servers += list(live.values())
         ports = {name: server.port for name, server in live.items()}
         for name, port in ports.items():
@@ -573,8 +716,9 @@ def main() -> int:
         check_same_predictions({name: ports[name] for name in SERVERS}, model_path)
         for name in live:  # every worker process builds its model on its first requests: not in a cell
             run_wrk(live[name], bodies[1], 8, 5 if name in SERVERS else 2, work)
-        result["served_as"] = {name: {"command": server.cmd, "banner": server.banner()}
-                               for name, server in live.items()}
+        result["served_as"] = {
+            name: {"command": server.cmd, "banner": server.banner()} for name, server in live.items()
+        }
 
         for r in range(args.rounds):
             # Each cell runs on both servers back to back (alternating who goes first), and each
@@ -587,13 +731,11 @@ def main() -> int:
                         if conc == 1:
                             cells[f"raw b{batch} before {name}"] = raw_predict(model_path, batch, 1.5)
                         run_wrk(live[name], bodies[batch], conc, 1, work)  # warm-up, discarded
-                        cells[f"{name} b{batch} c{conc}"] = run_wrk(live[name], bodies[batch], conc,
-                                                                    args.seconds, work)
+                        cells[f"{name} b{batch} c{conc}"] = run_wrk(live[name], bodies[batch], conc, args.seconds, work)
                     if conc == 1:
-                        for name in (NOOP if r % 2 == 0 else NOOP[::-1]):
+                        for name in NOOP if r % 2 == 0 else NOOP[::-1]:
                             run_wrk(live[name], bodies[batch], conc, 1, work)
-                            cells[f"{name} b{batch} c1"] = run_wrk(live[name], bodies[batch], conc,
-                                                                   args.seconds, work)
+                            cells[f"{name} b{batch} c1"] = run_wrk(live[name], bodies[batch], conc, args.seconds, work)
             result["rounds"].append({"loadavg": loadavg(), "cells": cells})
             print(f"round {r + 1}/{args.rounds} done, load {loadavg()}", flush=True)
     finally:

@@ -46,8 +46,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -57,17 +58,18 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH / "backends"))
 
 import textmodel  # noqa: E402
+
 from harness import loadavg, machine, percentiles, process_tree, socket_inodes  # noqa: E402
-from tests.fixtures.label_studio import LabelStudioServer, find_label_studio_binary  # noqa: E402
-from tests.fixtures.redis import RedisServer  # noqa: E402
 from lsml.prelabel import PrelabelRequest  # noqa: E402
+from tests.fixtures.label_studio import LabelStudioServer, find_label_studio_binary  # noqa: E402
 from tests.fixtures.polling import wait_for  # noqa: E402
+from tests.fixtures.redis import RedisServer  # noqa: E402
 from tests.runtime.rq_procs import Procs, start_server  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "text_classifier"
 # The example's model, appending the ids of the tasks each predict call got to a file (one line per call):
 # re-predictions are counted from what the model saw, whichever run or worker saw it.
-COUNTED_MODEL = '''
+COUNTED_MODEL = """
 import json, os
 from model import TextClassifier
 
@@ -77,7 +79,7 @@ class Counted(TextClassifier):
         with open(os.environ["BENCH_PREDICT_LOG"], "a") as log:
             log.write(json.dumps([t.get("id") for t in tasks]) + "\\n")
         return super().predict(tasks, context, **kwargs)
-'''
+"""
 MODEL_REF = "bench_model:Counted"
 # Label Studio 1.23.2's feature flag (off by default) for the import/predictions path that recounts only the tasks
 # it wrote; off, every call recounts every task of the project (data_import/api.py, ImportPredictionsAPI)
@@ -99,9 +101,14 @@ class Stack:
         self.url = ""
 
     def env(self) -> dict[str, str]:
-        return {"LSML_MODEL": MODEL_REF, "BENCH_PREDICT_LOG": str(self.predict_log), "LOG_LEVEL": "WARNING",
-                "LSML_RELOAD_INTERVAL": "0.5",  # the default (start_server's is shorter, for tests)
-                "LABEL_STUDIO_URL": self.label_studio.url, "LABEL_STUDIO_API_KEY": self.label_studio.legacy_token}
+        return {
+            "LSML_MODEL": MODEL_REF,
+            "BENCH_PREDICT_LOG": str(self.predict_log),
+            "LOG_LEVEL": "WARNING",
+            "LSML_RELOAD_INTERVAL": "0.5",  # the default (start_server's is shorter, for tests)
+            "LABEL_STUDIO_URL": self.label_studio.url,
+            "LABEL_STUDIO_API_KEY": self.label_studio.legacy_token,
+        }
 
     def start(self) -> None:
         shutil.copytree(EXAMPLE, self.backend, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
@@ -143,11 +150,21 @@ def make_project(stack: Stack, tasks: int, annotated: int) -> tuple[int, list[di
         label = rng.choice(textmodel.LABELS)
         item: dict[str, Any] = {"data": {"text": textmodel.make_text(rng, label)}}
         if i < annotated:
-            item["annotations"] = [{"result": [{"from_name": textmodel.FROM_NAME, "to_name": textmodel.TO_NAME,
-                                                "type": "choices", "value": {"choices": [label]}}]}]
+            item["annotations"] = [
+                {
+                    "result": [
+                        {
+                            "from_name": textmodel.FROM_NAME,
+                            "to_name": textmodel.TO_NAME,
+                            "type": "choices",
+                            "value": {"choices": [label]},
+                        }
+                    ]
+                }
+            ]
         items.append(item)
     for start in range(0, tasks, 2000):
-        client.import_tasks(project, items[start:start + 2000])
+        client.import_tasks(project, items[start : start + 2000])
     listed = [{"id": t["id"], "data": t["data"]} for t in client.iter_tasks(project, 1000, fields="all")]
     if len(listed) != tasks:
         raise SystemExit(f"Label Studio lists {len(listed)} tasks, {tasks} were imported")
@@ -173,8 +190,11 @@ def post(stack: Stack, path: str, body: dict, timeout: float = 30) -> dict:
 
 def train(stack: Stack, project: int, versions_before: int) -> str:
     """START_TRAINING over the webhook (the worker fits on every annotated task); the new version's name."""
-    post(stack, "/webhook", {"action": "START_TRAINING", "project": {"id": project,
-                                                                      "label_config": textmodel.LABEL_CONFIG}})
+    post(
+        stack,
+        "/webhook",
+        {"action": "START_TRAINING", "project": {"id": project, "label_config": textmodel.LABEL_CONFIG}},
+    )
     from lsml.store import LocalModelStore
 
     store = LocalModelStore(stack.backend / "data" / "models")
@@ -198,10 +218,13 @@ def raw_rate(stack: Stack, project: int, tasks: list[dict], batch: int, rounds: 
     for _ in range(rounds):
         started = time.perf_counter()
         for i in range(0, len(tasks), batch):
-            model.predict(tasks[i:i + batch])
+            model.predict(tasks[i : i + batch])
         rates.append(len(tasks) / (time.perf_counter() - started))
-    return {"tasks_per_s": round(statistics.median(rates), 1), "rounds": [round(r, 1) for r in rates],
-            "model_version": model.model_version}
+    return {
+        "tasks_per_s": round(statistics.median(rates), 1),
+        "rounds": [round(r, 1) for r in rates],
+        "model_version": model.model_version,
+    }
 
 
 # ---- probes: Label Studio's task list and live /predict, in threads --------------------------------------
@@ -236,12 +259,19 @@ def start_probes(stack: Stack, project: int) -> list[Probe]:
     ls = requests.Session()
     ls.headers["Authorization"] = f"Token {stack.label_studio.legacy_token}"
     backend = requests.Session()
-    body = {"tasks": [{"id": 1, "data": {"text": "great excellent service, would recommend"}}],
-            "project": f"{project}.1700000000", "label_config": textmodel.LABEL_CONFIG}
+    body = {
+        "tasks": [{"id": 1, "data": {"text": "great excellent service, would recommend"}}],
+        "project": f"{project}.1700000000",
+        "label_config": textmodel.LABEL_CONFIG,
+    }
 
     def task_list() -> bool:
-        return ls.get(f"{stack.label_studio.url}/api/tasks", params={"project": project, "page_size": 30},
-                      timeout=30).status_code == 200
+        return (
+            ls.get(
+                f"{stack.label_studio.url}/api/tasks", params={"project": project, "page_size": 30}, timeout=30
+            ).status_code
+            == 200
+        )
 
     def predict() -> bool:
         return backend.post(stack.url + "/predict", json=body, timeout=30).status_code == 200
@@ -283,8 +313,12 @@ def kill_halfway(stack: Stack, project: int, total: int, batch: int, version: st
     written_at_kill = len(predictions_per_task(stack, project, version))
     stack.start_worker()
     abandoned_after = time.monotonic()
-    failed = wait_for(lambda: (lambda s: s if s["status"] == "failed" else None)(
-        post(stack, "/job_status", {"job": job})), 120, interval=0.5, what="the killed job to be declared failed")
+    failed = wait_for(
+        lambda: (lambda s: s if s["status"] == "failed" else None)(post(stack, "/job_status", {"job": job})),
+        120,
+        interval=0.5,
+        what="the killed job to be declared failed",
+    )
     abandoned_s = time.monotonic() - abandoned_after
     resumed_job, resumed, seconds = run_job(stack, body)
     if resumed["status"] != "finished":
@@ -295,10 +329,16 @@ def kill_halfway(stack: Stack, project: int, total: int, batch: int, version: st
     for i in ids:
         per_task[i] = per_task.get(i, 0) + 1
     return {
-        "mode": "all", "model_version": version, "killed_job": job, "killed_job_error": failed.get("error"),
-        "done_at_kill": killed_at, "predictions_in_label_studio_at_kill": written_at_kill,
+        "mode": "all",
+        "model_version": version,
+        "killed_job": job,
+        "killed_job_error": failed.get("error"),
+        "done_at_kill": killed_at,
+        "predictions_in_label_studio_at_kill": written_at_kill,
         "seconds_until_killed_job_failed": round(abandoned_s, 1),
-        "resumed_job": resumed_job, "resumed_progress": resumed["progress"], "resumed_seconds": round(seconds, 1),
+        "resumed_job": resumed_job,
+        "resumed_progress": resumed["progress"],
+        "resumed_seconds": round(seconds, 1),
         "tasks_predicted_more_than_once": sum(1 for n in per_task.values() if n > 1),
         "extra_predict_calls_of_tasks": len(ids) - len(per_task),
         "tasks_never_predicted": total - len(per_task),
@@ -324,8 +364,13 @@ def served_by(stack: Stack, project: int, pids: list[int]) -> tuple[int | None, 
     """One /predict over a fresh connection: (the process that answered, the version it served)."""
     port = int(stack.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    body = json.dumps({"tasks": [{"id": 1, "data": {"text": "okay"}}], "project": f"{project}.1700000000",
-                       "label_config": textmodel.LABEL_CONFIG})
+    body = json.dumps(
+        {
+            "tasks": [{"id": 1, "data": {"text": "okay"}}],
+            "project": f"{project}.1700000000",
+            "label_config": textmodel.LABEL_CONFIG,
+        }
+    )
     try:
         conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
         answer = json.loads(conn.getresponse().read())
@@ -357,9 +402,13 @@ def activation(stack: Stack, project: int, version: str, streak: int = 5, timeou
         else:  # an old answer after a new one: that process has not switched for good yet
             first_new.pop(pid, None)
             runs[pid] = 0
-    return {"version": version, "seconds": round(max(first_new.values()), 3),
-            "per_process": {str(pid): round(t, 3) for pid, t in sorted(first_new.items())},
-            "probes": probes, "unattributed_probes": unattributed}
+    return {
+        "version": version,
+        "seconds": round(max(first_new.values()), 3),
+        "per_process": {str(pid): round(t, 3) for pid, t in sorted(first_new.items())},
+        "probes": probes,
+        "unattributed_probes": unattributed,
+    }
 
 
 # ---- main ------------------------------------------------------------------------------------------------
@@ -367,11 +416,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--annotated", type=int, default=300, help="imported with an annotation (training set)")
-    parser.add_argument("--batch-size", type=int, default=PrelabelRequest.batch_size,
-                        help="the job's batch_size (predict calls, writes, checkpoints; default: the product's)")
-    parser.add_argument("--ls-efficient-import", action="store_true",
-                        help=f"run Label Studio with {EFFICIENT_IMPORT_FLAG}=true (its import/predictions then "
-                             "recounts only the tasks it wrote, not the whole project)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=PrelabelRequest.batch_size,
+        help="the job's batch_size (predict calls, writes, checkpoints; default: the product's)",
+    )
+    parser.add_argument(
+        "--ls-efficient-import",
+        action="store_true",
+        help=f"run Label Studio with {EFFICIENT_IMPORT_FLAG}=true (its import/predictions then "
+        "recounts only the tasks it wrote, not the whole project)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=15.0, help="probes before the job (the idle figures)")
     parser.add_argument("--activations", type=int, default=5)
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "prelabel.json")
@@ -380,11 +436,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lsml-bench-prelabel-"))
     ls_env = {EFFICIENT_IMPORT_FLAG: "true"} if args.ls_efficient_import else {}
     stack = Stack(tmp, ls_env)
-    result: dict[str, Any] = {"command": " ".join(["bench/prelabel.py"] + sys.argv[1:]), "machine": machine(),
-                              "tasks": args.tasks, "batch_size": args.batch_size, "annotated": args.annotated,
-                              "label_studio_env": ls_env,
-                              "stack": "Label Studio 1.23.2 (SQLite), redis-server (AOF), gunicorn 2 processes x 4 "
-                                       "threads, 1 label-studio-ml worker; examples/text_classifier"}
+    result: dict[str, Any] = {
+        "command": " ".join(["bench/prelabel.py"] + sys.argv[1:]),
+        "machine": machine(),
+        "tasks": args.tasks,
+        "batch_size": args.batch_size,
+        "annotated": args.annotated,
+        "label_studio_env": ls_env,
+        "stack": "Label Studio 1.23.2 (SQLite), redis-server (AOF), gunicorn 2 processes x 4 "
+        "threads, 1 label-studio-ml worker; examples/text_classifier",
+    }
     try:
         stack.start()
         began = time.monotonic()
@@ -407,16 +468,21 @@ def main() -> None:
             raise SystemExit(f"the job failed: {st}")
         counts = predictions_per_task(stack, project, v1)
         result["job"] = {
-            "model_version": v1, "seconds": round(seconds, 2), "progress": st["progress"],
+            "model_version": v1,
+            "seconds": round(seconds, 2),
+            "progress": st["progress"],
             "tasks_per_s": round(args.tasks / seconds, 1),
             "fraction_of_raw": round(args.tasks / seconds / result["raw_predict"]["tasks_per_s"], 4),
             "tasks_with_one_prediction": sum(1 for n in counts.values() if n == 1),
             "duplicate_predictions": sum(n - 1 for n in counts.values() if n > 1),
-            "loadavg_before": load_before, "loadavg_after": loadavg()}
+            "loadavg_before": load_before,
+            "loadavg_after": loadavg(),
+        }
         result["label_studio_task_list"] = {p: probes[0].summary(p) for p in ("idle", "job")}
         result["live_predict"] = {p: probes[1].summary(p) for p in ("idle", "job")}
-        print(json.dumps({k: result[k] for k in ("job", "label_studio_task_list", "live_predict")}, indent=1),
-              flush=True)
+        print(
+            json.dumps({k: result[k] for k in ("job", "label_studio_task_list", "live_predict")}, indent=1), flush=True
+        )
 
         v2 = train(stack, project, 1)
         result["kill_worker_halfway"] = kill_halfway(stack, project, args.tasks, args.batch_size, v2)
@@ -424,9 +490,12 @@ def main() -> None:
 
         runs = [activation(stack, project, (v1, v2)[i % 2]) for i in range(args.activations)]
         result["activate_to_every_process"] = {
-            "runs": runs, "median_s": round(statistics.median(r["seconds"] for r in runs), 3),
-            "max_s": max(r["seconds"] for r in runs), "processes": len(stack.server_pids()),
-            "reload_interval_s": 0.5}
+            "runs": runs,
+            "median_s": round(statistics.median(r["seconds"] for r in runs), 3),
+            "max_s": max(r["seconds"] for r in runs),
+            "processes": len(stack.server_pids()),
+            "reload_interval_s": 0.5,
+        }
         print(json.dumps(result["activate_to_every_process"], indent=1), flush=True)
         result["machine"]["loadavg_end"] = loadavg()
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,23 +32,32 @@ import requests
 import yaml
 
 from harness import REPO, kubectl, load_controlplane  # noqa: E402  (beside this script)
+
 NS = "bench-real"
 NAME = "bench"
 AUTH = ("bench", "pw-" + secrets.token_hex(8))
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
-
-
-
-
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 
 
 def helm(cp, *args: str) -> None:
     import subprocess
-    proc = subprocess.run([str(Path(cp.bin_dir) / "helm"), f"--kubeconfig={cp.kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=600,
-                          env={"HELM_CACHE_HOME": str(cp.dir / "helm"), "HELM_CONFIG_HOME": str(cp.dir / "helm"),
-                               "HELM_DATA_HOME": str(cp.dir / "helm"), "HOME": str(cp.dir), "PATH": "/usr/bin:/bin"})
+
+    proc = subprocess.run(
+        [str(Path(cp.bin_dir) / "helm"), f"--kubeconfig={cp.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "HELM_CACHE_HOME": str(cp.dir / "helm"),
+            "HELM_CONFIG_HOME": str(cp.dir / "helm"),
+            "HELM_DATA_HOME": str(cp.dir / "helm"),
+            "HOME": str(cp.dir),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     if proc.returncode != 0:
         raise SystemExit(f"helm {' '.join(args)} failed: {proc.stderr}")
 
@@ -64,8 +73,11 @@ def wait(predicate, timeout: float, what: str):
 
 
 def mlb_body(images: dict[str, str], env_value: str = "0") -> dict:
-    mlb = next(d for d in yaml.safe_load_all((REPO / "examples" / "mlbackend.yaml").read_text())
-               if d and d.get("kind") == "MLBackend")
+    mlb = next(
+        d
+        for d in yaml.safe_load_all((REPO / "examples" / "mlbackend.yaml").read_text())
+        if d and d.get("kind") == "MLBackend"
+    )
     mlb["metadata"] = {"name": NAME, "namespace": NS}
     spec = mlb["spec"]
     spec.pop("labelStudio", None)
@@ -87,8 +99,17 @@ def is_ready(cp) -> bool:
 
 
 def server_pods(cp) -> list[dict]:
-    out = kubectl(cp, "get", "pods", "-n", NS, "-o", "json", "-l",
-                  f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server")
+    out = kubectl(
+        cp,
+        "get",
+        "pods",
+        "-n",
+        NS,
+        "-o",
+        "json",
+        "-l",
+        f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server",
+    )
     return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
@@ -100,8 +121,9 @@ def load(url: str, seconds_after, threads: int = 4):
     def run():
         while not stop.is_set() and len(results) < 100_000:
             try:
-                ok = requests.post(f"{url}/predict", json=body, timeout=10, auth=AUTH,
-                                   headers={"Connection": "close"}).ok
+                ok = requests.post(
+                    f"{url}/predict", json=body, timeout=10, auth=AUTH, headers={"Connection": "close"}
+                ).ok
             except requests.RequestException:
                 ok = False
             results.append(ok)
@@ -125,20 +147,45 @@ def main() -> int:
     cp_mod = load_controlplane()
     directory = Path(tempfile.mkdtemp(prefix="lsml-bench-rn-", dir="/tmp"))
     t0 = time.monotonic()
-    cp = cp_mod.ControlPlane(bin_dir=cp_mod.find_bin_dir(), dir=directory, nodes=1, real_node=True,
-                             startup_timeout=300).start()
+    cp = cp_mod.ControlPlane(
+        bin_dir=cp_mod.find_bin_dir(), dir=directory, nodes=1, real_node=True, startup_timeout=300
+    ).start()
     out: dict = {"cluster_start_seconds": round(time.monotonic() - t0, 1)}
     try:
         images = cp.node.images
         repo, tag = images["operator"].rsplit(":", 1)
-        helm(cp, "upgrade", "--install", "lsml-operator", str(REPO / "charts" / "lsml-operator"), "-n", "lsml-system",
-             "--create-namespace", "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
-             "--set", "image.pullPolicy=Never", "--wait", "--timeout=300s")
+        helm(
+            cp,
+            "upgrade",
+            "--install",
+            "lsml-operator",
+            str(REPO / "charts" / "lsml-operator"),
+            "-n",
+            "lsml-system",
+            "--create-namespace",
+            "--set",
+            f"image.repository={repo}",
+            "--set",
+            f"image.tag={tag}",
+            "--set",
+            "image.pullPolicy=Never",
+            "--wait",
+            "--timeout=300s",
+        )
         kubectl(cp, "create", "namespace", NS)
         # the example's basicAuth (the recommended setting) names this Secret
         auth_secret = mlb_body(images)["spec"]["basicAuth"]["secretName"]
-        kubectl(cp, "create", "secret", "generic", auth_secret, "-n", NS,
-                f"--from-literal=username={AUTH[0]}", f"--from-literal=password={AUTH[1]}")
+        kubectl(
+            cp,
+            "create",
+            "secret",
+            "generic",
+            auth_secret,
+            "-n",
+            NS,
+            f"--from-literal=username={AUTH[0]}",
+            f"--from-literal=password={AUTH[1]}",
+        )
         ready_times = []
         for run in range(args.runs):
             began = time.monotonic()
@@ -157,8 +204,15 @@ def main() -> int:
         def delete_one():
             victim = server_pods(cp)[0]["metadata"]["name"]
             kubectl(cp, "delete", "pod", victim, "-n", NS, "--wait=false")
-            wait(lambda: victim not in {p["metadata"]["name"] for p in server_pods(cp)}
-                 and len(server_pods(cp)) == 2 and is_ready(cp), 300, "replacement pod")
+            wait(
+                lambda: (
+                    victim not in {p["metadata"]["name"] for p in server_pods(cp)}
+                    and len(server_pods(cp)) == 2
+                    and is_ready(cp)
+                ),
+                300,
+                "replacement pod",
+            )
             time.sleep(3)
 
         out["pod_delete_requests"], out["pod_delete_failed"] = load(url, delete_one)
@@ -166,8 +220,15 @@ def main() -> int:
         def roll():
             before = {p["metadata"]["name"] for p in server_pods(cp)}
             kubectl(cp, "apply", "-f", "-", input=json.dumps(mlb_body(images, env_value=str(time.time()))))
-            wait(lambda: not ({p["metadata"]["name"] for p in server_pods(cp)} & before)
-                 and len(server_pods(cp)) == 2 and is_ready(cp), 300, "rollout")
+            wait(
+                lambda: (
+                    not ({p["metadata"]["name"] for p in server_pods(cp)} & before)
+                    and len(server_pods(cp)) == 2
+                    and is_ready(cp)
+                ),
+                300,
+                "rollout",
+            )
             time.sleep(3)
 
         out["rollout_requests"], out["rollout_failed"] = load(url, roll)

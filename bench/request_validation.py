@@ -37,11 +37,28 @@ def hand_checks(body: dict) -> None:
 def task(i: int) -> dict[str, Any]:
     """A task as Label Studio's /predict sends it (data plus the fields it serializes beside)."""
     stamp = "2026-11-30T10:00:00.000000Z"
-    return {"id": i, "data": {"text": " ".join(f"word{j}" for j in range(24))}, "meta": {}, "created_at": stamp,
-            "updated_at": stamp, "is_labeled": False, "overlap": 1, "inner_id": i, "total_annotations": 0,
-            "cancelled_annotations": 0, "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0,
-            "last_comment_updated_at": None, "project": 3, "updated_by": None, "file_upload": None,
-            "comment_authors": [], "annotations": [], "predictions": []}
+    return {
+        "id": i,
+        "data": {"text": " ".join(f"word{j}" for j in range(24))},
+        "meta": {},
+        "created_at": stamp,
+        "updated_at": stamp,
+        "is_labeled": False,
+        "overlap": 1,
+        "inner_id": i,
+        "total_annotations": 0,
+        "cancelled_annotations": 0,
+        "total_predictions": 0,
+        "comment_count": 0,
+        "unresolved_comment_count": 0,
+        "last_comment_updated_at": None,
+        "project": 3,
+        "updated_by": None,
+        "file_upload": None,
+        "comment_authors": [],
+        "annotations": [],
+        "predictions": [],
+    }
 
 
 def best_us(fn: Any, number: int) -> float:
@@ -50,15 +67,23 @@ def best_us(fn: Any, number: int) -> float:
 
 def main() -> None:
     for n in (1, 100):
-        raw = orjson.dumps({"tasks": [task(i) for i in range(n)], "project": "3.1700000000",
-                            "label_config": "<View/>", "params": {"login": None, "password": None, "context": None}})
+        raw = orjson.dumps(
+            {
+                "tasks": [task(i) for i in range(n)],
+                "project": "3.1700000000",
+                "label_config": "<View/>",
+                "params": {"login": None, "password": None, "context": None},
+            }
+        )
         body = orjson.loads(raw)
         number = 20_000 if n == 1 else 2_000
         parse = best_us(partial(orjson.loads, raw), number)
         hand = best_us(partial(hand_checks, body), number)
         model = best_us(partial(bodies.parse, bodies.PredictBody, body), number)
-        print(f"batch {n:3d} ({len(raw):6d} bytes): orjson.loads {parse:6.1f} us | hand checks {hand:5.1f} us | "
-              f"PredictBody {model:5.1f} us ({model - hand:+.1f} us)")
+        print(
+            f"batch {n:3d} ({len(raw):6d} bytes): orjson.loads {parse:6.1f} us | hand checks {hand:5.1f} us | "
+            f"PredictBody {model:5.1f} us ({model - hand:+.1f} us)"
+        )
 
 
 if __name__ == "__main__":

@@ -55,9 +55,25 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     data = tmp / "redis"
     data.mkdir()
-    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-                             "--appendonly", "yes", "--save", "", "--daemonize", "no"],
-                            stdout=open(data / "redis.log", "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ],
+        stdout=open(data / "redis.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     wait_for_port(port, timeout=20)
     return proc, f"redis://127.0.0.1:{port}/0"
 
@@ -81,9 +97,17 @@ def burst(url: str, count: int, seconds: float) -> list[float]:
         delay = t0 + i * seconds / count - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        body = {"action": "ANNOTATION_CREATED", "project": PROJECT, "task": TASK,
-                "annotation": {"id": i, "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                                    "value": {"choices": ["Positive"]}}]}}
+        body = {
+            "action": "ANNOTATION_CREATED",
+            "project": PROJECT,
+            "task": TASK,
+            "annotation": {
+                "id": i,
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}
+                ],
+            },
+        }
         started = time.perf_counter()
         r = session.post(url + "/webhook", json=body, timeout=10)
         latencies.append(time.perf_counter() - started)
@@ -98,8 +122,12 @@ def burst(url: str, count: int, seconds: float) -> list[float]:
 
 
 def version_of(url: str) -> str:
-    r = requests.post(url + "/predict", json={"tasks": [TASK], "project": "1", "label_config": TEXT_CONFIG},
-                      timeout=5, headers={"Connection": "close"})
+    r = requests.post(
+        url + "/predict",
+        json={"tasks": [TASK], "project": "1", "label_config": TEXT_CONFIG},
+        timeout=5,
+        headers={"Connection": "close"},
+    )
     r.raise_for_status()
     return r.json()["results"][0]["model_version"]
 
@@ -108,8 +136,12 @@ def reload_latency(servers: list[str], log: Path, job_url: str, expected: str) -
     """Trigger a training; seconds from fit's end to every replica answering `expected` CONSECUTIVE times."""
     ends_before = len([f for f in fit_log(log) if f["at"] == "end"])
     requests.post(job_url + "/webhook", json={"action": "START_TRAINING", "project": PROJECT}, timeout=5)
-    fit_end = wait_for(lambda: ([f["t"] for f in fit_log(log) if f["at"] == "end"][ends_before:] or [None])[0],
-                       120, interval=0.01, what="fit to end")
+    fit_end = wait_for(
+        lambda: ([f["t"] for f in fit_log(log) if f["at"] == "end"][ends_before:] or [None])[0],
+        120,
+        interval=0.01,
+        what="fit to end",
+    )
     streak = {u: 0 for u in servers}
     streak_start = {u: 0.0 for u in servers}
     while min(streak.values()) < CONSECUTIVE:
@@ -142,10 +174,15 @@ def main() -> None:
     try:
         backend = write_backend(tmp / "backend")
         log = tmp / "fits.jsonl"
-        extra = {"TEST_FIT_LOG": str(log), "TEST_FIT_SECONDS": str(args.fit_seconds), "LOG_LEVEL": "WARNING",
-                 "LSML_RELOAD_INTERVAL": "0.5"}  # the default: how often each process checks `current`
-        servers = [start_server(procs, backend, redis_url, name=f"server{i}", workers=2, **extra)
-                   for i in range(SERVERS)]
+        extra = {
+            "TEST_FIT_LOG": str(log),
+            "TEST_FIT_SECONDS": str(args.fit_seconds),
+            "LOG_LEVEL": "WARNING",
+            "LSML_RELOAD_INTERVAL": "0.5",
+        }  # the default: how often each process checks `current`
+        servers = [
+            start_server(procs, backend, redis_url, name=f"server{i}", workers=2, **extra) for i in range(SERVERS)
+        ]
         procs.worker(backend, redis_url, name="worker", **extra)
         for u in servers:
             version_of(u)  # warm
@@ -162,8 +199,10 @@ def main() -> None:
 
         def idle() -> bool:
             fits = fit_log(log)
-            return len([f for f in fits if f["at"] == "start"]) == len([f for f in fits if f["at"] == "end"]) and \
-                time.time() - max(f["t"] for f in fits) > 2 * args.fit_seconds + 1
+            return (
+                len([f for f in fits if f["at"] == "start"]) == len([f for f in fits if f["at"] == "end"])
+                and time.time() - max(f["t"] for f in fits) > 2 * args.fit_seconds + 1
+            )
 
         wait_for(idle, 600, interval=0.2, what="the queue to drain")
         fits = fit_log(log)
@@ -178,7 +217,8 @@ def main() -> None:
 
         result = {
             "command": " ".join(["bench/training.py"] + sys.argv[1:]),
-            "webhooks": len(latencies), "burst_seconds": round(burst_ended - burst_started, 2),
+            "webhooks": len(latencies),
+            "burst_seconds": round(burst_ended - burst_started, 2),
             "webhook_p50_ms": round(percentile(latencies, 50) * 1000, 1),
             "webhook_p99_ms": round(percentile(latencies, 99) * 1000, 1),
             "webhook_max_ms": round(max(latencies) * 1000, 1),
@@ -188,7 +228,9 @@ def main() -> None:
             "reload_median_s": round(statistics.median(reloads), 3),
             "reload_max_s": round(max(reloads), 3),
             "reload_interval_s": 0.5,
-            "servers": SERVERS, "gunicorn_workers_per_server": 2, "rq_workers": 1,
+            "servers": SERVERS,
+            "gunicorn_workers_per_server": 2,
+            "rq_workers": 1,
             "cpus": __import__("os").cpu_count(),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)

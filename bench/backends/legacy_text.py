@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import time
 
-from label_studio_ml.model import LabelStudioMLBase
-
 import textmodel
+from label_studio_ml.model import LabelStudioMLBase
 
 
 class LegacyTextClassifier(LabelStudioMLBase):

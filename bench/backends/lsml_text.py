@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import time
 
-from lsml import LabelStudioMLBase
-
 import textmodel
+
+from lsml import LabelStudioMLBase
 
 
 class TextClassifier(LabelStudioMLBase):

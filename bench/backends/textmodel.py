@@ -41,35 +41,53 @@ _CLASS_WORDS = {
     "Negative": "awful terrible hate broken angry poor disappointing useless refund worst".split(),
     "Neutral": "okay average delivered arrived package normal standard typical usual expected".split(),
 }
-_FILLER = ("the a this that product service order item was is it really quite very and but with "
-           "for from my our their after before during today yesterday week month store online").split()
+_FILLER = (
+    "the a this that product service order item was is it really quite very and but with "
+    "for from my our their after before during today yesterday week month store online"
+).split()
 
 
 def make_text(rng: random.Random, label: str, words: int = 24) -> str:
     """A sentence of `words` words, a third of them typical of `label`."""
-    out = [rng.choice(_CLASS_WORDS[label]) if rng.random() < 0.33 else rng.choice(_FILLER)
-           for _ in range(words)]
+    out = [rng.choice(_CLASS_WORDS[label]) if rng.random() < 0.33 else rng.choice(_FILLER) for _ in range(words)]
     return " ".join(out)
 
 
 def make_tasks(count: int, seed: int = 7) -> list[dict]:
     """`count` Label Studio tasks shaped like the ones Label Studio sends to /predict."""
     rng = random.Random(seed)
-    return [{"id": 1000 + i, "data": {"text": make_text(rng, rng.choice(LABELS))}, "meta": {},
-             "annotations": [], "predictions": [], "project": 1}
-            for i in range(count)]
+    return [
+        {
+            "id": 1000 + i,
+            "data": {"text": make_text(rng, rng.choice(LABELS))},
+            "meta": {},
+            "annotations": [],
+            "predictions": [],
+            "project": 1,
+        }
+        for i in range(count)
+    ]
 
 
 def predict_body(tasks: list[dict]) -> dict:
     """The body Label Studio POSTs to /predict for `tasks`."""
-    return {"tasks": tasks, "project": PROJECT, "label_config": LABEL_CONFIG,
-            "params": {"login": None, "password": None, "context": None}}
+    return {
+        "tasks": tasks,
+        "project": PROJECT,
+        "label_config": LABEL_CONFIG,
+        "params": {"login": None, "password": None, "context": None},
+    }
 
 
 def setup_body() -> dict:
     """The body Label Studio POSTs to /setup before predicting."""
-    return {"project": PROJECT, "schema": LABEL_CONFIG, "hostname": "http://127.0.0.1:1",
-            "access_token": "bench-not-a-secret", "extra_params": None}
+    return {
+        "project": PROJECT,
+        "schema": LABEL_CONFIG,
+        "hostname": "http://127.0.0.1:1",
+        "access_token": "bench-not-a-secret",
+        "extra_params": None,
+    }
 
 
 def train(path: Path, samples: int = 3000, seed: int = 1) -> Path:
@@ -77,8 +95,7 @@ def train(path: Path, samples: int = 3000, seed: int = 1) -> Path:
     rng = random.Random(seed)
     labels = [rng.choice(LABELS) for _ in range(samples)]
     texts = [make_text(rng, label) for label in labels]
-    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                             LogisticRegression(max_iter=1000))
+    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
     pipeline.fit(texts, labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -106,8 +123,9 @@ def _record(seconds: float) -> None:
     """
     global _timings_fd
     if _timings_fd is None:
-        _timings_fd = os.open(os.path.join(_TIMINGS_DIR, f"{os.getpid()}.bin"),
-                              os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _timings_fd = os.open(
+            os.path.join(_TIMINGS_DIR, f"{os.getpid()}.bin"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+        )
     os.write(_timings_fd, struct.pack("d", seconds))
 
 
@@ -120,12 +138,20 @@ def predict_results(pipeline: Any, tasks: list[dict], model_version: str) -> lis
     out = []
     for row in probabilities:
         best = int(row.argmax())
-        out.append({
-            "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                        "value": {"choices": [str(classes[best])]}}],
-            "score": float(row[best]),
-            "model_version": model_version,
-        })
+        out.append(
+            {
+                "result": [
+                    {
+                        "from_name": FROM_NAME,
+                        "to_name": TO_NAME,
+                        "type": "choices",
+                        "value": {"choices": [str(classes[best])]},
+                    }
+                ],
+                "score": float(row[best]),
+                "model_version": model_version,
+            }
+        )
     if _TIMINGS_DIR:
         _record(time.perf_counter() - started)
     return out
@@ -138,9 +164,16 @@ def constant_results(tasks: list[dict], model_version: str) -> list[dict]:
     (request in, JSON out) on the same machine at the same moment.
     """
     started = time.perf_counter()
-    out = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                        "value": {"choices": [LABELS[0]]}}],
-            "score": 0.9754590816283597, "model_version": model_version} for _ in tasks]
+    out = [
+        {
+            "result": [
+                {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [LABELS[0]]}}
+            ],
+            "score": 0.9754590816283597,
+            "model_version": model_version,
+        }
+        for _ in tasks
+    ]
     if _TIMINGS_DIR:
         _record(time.perf_counter() - started)
     return out

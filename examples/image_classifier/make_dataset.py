@@ -39,8 +39,9 @@ def digit_png(pixels: np.ndarray, path: Path) -> None:
     Image.fromarray(np.kron(grey, np.ones((SCALE, SCALE), dtype=np.uint8)), mode="L").save(path)
 
 
-def make_dataset(out: Path, n: int | None = None, url_prefix: str = "/data/local-files/?d=digits/",
-                 seed: int = 0) -> list[dict]:
+def make_dataset(
+    out: Path, n: int | None = None, url_prefix: str = "/data/local-files/?d=digits/", seed: int = 0
+) -> list[dict]:
     """Write `n` digits (all 1,797 when None), shuffled with `seed`; returns the tasks."""
     digits = load_digits()
     order = np.random.default_rng(seed).permutation(len(digits.target))
@@ -64,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("digits"), help="output directory (default: ./digits)")
     parser.add_argument("--n", type=int, default=None, help="number of images (default: all 1,797)")
-    parser.add_argument("--url-prefix", default="/data/local-files/?d=digits/",
-                        help="prefix of each task's image URL; '' writes absolute local paths")
+    parser.add_argument(
+        "--url-prefix",
+        default="/data/local-files/?d=digits/",
+        help="prefix of each task's image URL; '' writes absolute local paths",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:

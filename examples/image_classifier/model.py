@@ -88,13 +88,17 @@ class ImageClassifier(LabelStudioMLBase):
                 features.append(self._features(task))
                 ok.append(True)
             except Exception as exc:  # one unreadable image must not fail the whole batch
-                logger.warning("project %s: task %s: cannot read image (%s: %s)",
-                               self.project_id, task.get("id"), type(exc).__name__, exc)
+                logger.warning(
+                    "project %s: task %s: cannot read image (%s: %s)",
+                    self.project_id,
+                    task.get("id"),
+                    type(exc).__name__,
+                    exc,
+                )
                 features.append([0.0] * SIDE * SIDE)
                 ok.append(False)
         probabilities = self.pipeline.predict_proba(np.asarray(features))[:, self._columns]
-        predictions = choices_predictions(probabilities, self._classes, self.from_name, self.to_name,
-                                          self.strategy)
+        predictions = choices_predictions(probabilities, self._classes, self.from_name, self.to_name, self.strategy)
         return [p if good else [] for p, good in zip(predictions, ok, strict=True)]  # unreadable: no prediction
 
     # ---- fit -----------------------------------------------------------------
@@ -105,8 +109,12 @@ class ImageClassifier(LabelStudioMLBase):
         (self.output_dir / DATASET_FILE).write_text(json.dumps(dataset), encoding="utf-8")
         labels = sorted({row["label"] for row in dataset.values()})
         if len(labels) < 2:
-            logger.info("project %s: %d examples, %d label(s): not enough to train yet",
-                        self.project_id, len(dataset), len(labels))
+            logger.info(
+                "project %s: %d examples, %d label(s): not enough to train yet",
+                self.project_id,
+                len(dataset),
+                len(labels),
+            )
             return {"examples": len(dataset), "labels": labels, "trained": False}
         x = np.array([row["features"] for row in dataset.values()])
         y = [row["label"] for row in dataset.values()]
@@ -129,7 +137,12 @@ class ImageClassifier(LabelStudioMLBase):
         try:
             features = self._features(task)
         except Exception as exc:
-            logger.warning("project %s: task %s left out of training: cannot read image (%s: %s)",
-                           self.project_id, task.get("id"), type(exc).__name__, exc)
+            logger.warning(
+                "project %s: task %s left out of training: cannot read image (%s: %s)",
+                self.project_id,
+                task.get("id"),
+                type(exc).__name__,
+                exc,
+            )
             return None
         return {"features": features, "label": label, "annotation": annotation.get("id")}

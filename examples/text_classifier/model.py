@@ -86,13 +86,18 @@ class TextClassifier(LabelStudioMLBase):
         (self.output_dir / DATASET_FILE).write_text(json.dumps(dataset), encoding="utf-8")
         labels = sorted({row["label"] for row in dataset.values()})
         if len(labels) < 2:
-            logger.info("project %s: %d examples, %d label(s): not enough to train yet",
-                        self.project_id, len(dataset), len(labels))
+            logger.info(
+                "project %s: %d examples, %d label(s): not enough to train yet",
+                self.project_id,
+                len(dataset),
+                len(labels),
+            )
             return {"examples": len(dataset), "labels": labels, "trained": False}
         texts = [row["text"] for row in dataset.values()]
         targets = [row["label"] for row in dataset.values()]
-        pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                                 LogisticRegression(max_iter=1000))
+        pipeline = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000)
+        )
         pipeline.fit(texts, targets)
         joblib.dump(pipeline, self.output_dir / MODEL_FILE)
         return {"examples": len(dataset), "labels": labels, "trained": True}

@@ -194,7 +194,9 @@ def tail(path: Path, lines: int = 40) -> str:
 def _openssl(*args: str, cwd: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise ControlPlaneError("openssl not found: install Debian's openssl package (needed for the test certificates)")
+        raise ControlPlaneError(
+            "openssl not found: install Debian's openssl package (needed for the test certificates)"
+        )
     proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{proc.stderr}")
@@ -225,13 +227,32 @@ class PKI:
     def create(self, extra_sans: str = "") -> None:
         d = self.dir
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=d)
-        _openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
-                 "-subj", "/CN=lsml-test-ca", "-out", "ca.crt",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=d)
-        self._leaf("apiserver", "/CN=kube-apiserver", server=True,
-                   sans="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-                        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1" + extra_sans)
+        _openssl(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-sha256",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=lsml-test-ca",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            cwd=d,
+        )
+        self._leaf(
+            "apiserver",
+            "/CN=kube-apiserver",
+            server=True,
+            sans="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1" + extra_sans,
+        )
         self._leaf("admin", "/O=system:masters/CN=lsml-admin")
         self._leaf("controller-manager", "/CN=system:kube-controller-manager")
         self._leaf("scheduler", "/CN=system:kube-scheduler")
@@ -253,9 +274,25 @@ class PKI:
         if sans:
             ext.append("subjectAltName=" + sans)
         (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", f"{name}.ext",
-                 "-out", f"{name}.crt", cwd=d)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-sha256",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+            cwd=d,
+        )
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
@@ -414,9 +451,20 @@ class ControlPlane:
         pki = PKI(self.dir / "pki")
         pki.create(extra_sans=f",IP:{self.api_host}" if self.real_node else "")
         p = pki.path
-        names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok",
-                 "kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics",
-                 "coredns-health", "coredns-ready"]
+        names = [
+            "etcd",
+            "etcd-peer",
+            "apiserver",
+            "controller-manager",
+            "scheduler",
+            "kwok",
+            "kubelet",
+            "kubelet-healthz",
+            "kube-proxy-healthz",
+            "kube-proxy-metrics",
+            "coredns-health",
+            "coredns-ready",
+        ]
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         deadline = time.monotonic() + self.startup_timeout
 
@@ -431,102 +479,125 @@ class ControlPlane:
         b = lambda name: str(self.bin_dir / name)  # noqa: E731
         etcd_url = f"http://127.0.0.1:{self.ports['etcd']}"
         peer_url = f"http://127.0.0.1:{self.ports['etcd-peer']}"
-        etcd = self._add("etcd", [
-            b("etcd"),
-            "--name=lsml",
-            f"--data-dir={self.dir / 'etcd-data'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=lsml={peer_url}",
-            "--initial-cluster-state=new",
-            "--unsafe-no-fsync=true",  # test data: speed over durability
-            "--log-level=warn",
-        ])
+        etcd = self._add(
+            "etcd",
+            [
+                b("etcd"),
+                "--name=lsml",
+                f"--data-dir={self.dir / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=lsml={peer_url}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync=true",  # test data: speed over durability
+                "--log-level=warn",
+            ],
+        )
         self._wait("etcd", [etcd], deadline, lambda: self._http_ok(f"{etcd_url}/health"))
 
-        apiserver = self._add("kube-apiserver", [
-            b("kube-apiserver"),
-            f"--etcd-servers={etcd_url}",
-            f"--bind-address={self.api_host}",
-            f"--advertise-address={self.api_host}",
-            f"--secure-port={self.ports['apiserver']}",
-            f"--cert-dir={self.dir / 'apiserver-certs'}",
-            f"--tls-cert-file={p('apiserver.crt')}",
-            f"--tls-private-key-file={p('apiserver.key')}",
-            f"--client-ca-file={p('ca.crt')}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={p('sa.pub')}",
-            f"--service-account-signing-key-file={p('sa.key')}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",  # on top of the default set (incl. ServiceAccount)
-            "--allow-privileged=true",
-            # 127.0.0.1 is not a valid Endpoints address; the real node's gateway is
-            *([] if self.real_node else ["--endpoint-reconciler-type=none"]),
-            f"--kubelet-client-certificate={p('kubelet-client.crt')}",
-            f"--kubelet-client-key={p('kubelet-client.key')}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--profiling=false",
-            "--v=1",
-        ])
+        apiserver = self._add(
+            "kube-apiserver",
+            [
+                b("kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                f"--bind-address={self.api_host}",
+                f"--advertise-address={self.api_host}",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--cert-dir={self.dir / 'apiserver-certs'}",
+                f"--tls-cert-file={p('apiserver.crt')}",
+                f"--tls-private-key-file={p('apiserver.key')}",
+                f"--client-ca-file={p('ca.crt')}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={p('sa.pub')}",
+                f"--service-account-signing-key-file={p('sa.key')}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",  # on top of the default set (incl. ServiceAccount)
+                "--allow-privileged=true",
+                # 127.0.0.1 is not a valid Endpoints address; the real node's gateway is
+                *([] if self.real_node else ["--endpoint-reconciler-type=none"]),
+                f"--kubelet-client-certificate={p('kubelet-client.crt')}",
+                f"--kubelet-client-key={p('kubelet-client.key')}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         self._wait("kube-apiserver", [etcd, apiserver], deadline, lambda: self._api_ok("/readyz"))
 
-        kcm = self._add("kube-controller-manager", [
-            b("kube-controller-manager"),
-            f"--kubeconfig={kcm_kc}",
-            f"--authentication-kubeconfig={kcm_kc}",
-            f"--authorization-kubeconfig={kcm_kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports['controller-manager']}",
-            f"--cert-dir={self.dir / 'controller-manager-certs'}",
-            f"--service-account-private-key-file={p('sa.key')}",
-            f"--root-ca-file={p('ca.crt')}",
-            f"--cluster-signing-cert-file={p('ca.crt')}",
-            f"--cluster-signing-key-file={p('ca.key')}",
-            "--use-service-account-credentials=true",
-            "--controllers=*,bootstrapsigner,tokencleaner",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--leader-elect=false",
-            "--v=1",
-        ])
-        scheduler = self._add("kube-scheduler", [
-            b("kube-scheduler"),
-            f"--kubeconfig={sched_kc}",
-            f"--authentication-kubeconfig={sched_kc}",
-            f"--authorization-kubeconfig={sched_kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports['scheduler']}",
-            "--leader-elect=false",
-            "--v=1",
-        ])
-        kwok = self._add("kwok", [
-            b("kwok"),
-            f"--kubeconfig={kwok_kc}",
-            f"--config={kwok_stages_file(self.bin_dir)}",
-            f"--config={self._write(self.dir / 'kwok-lsml-stages.yaml', KWOK_HELPER_STAGE)}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-            "--node-ip=127.0.0.1",
-            "--node-name=kwok-controller",
-            f"--node-port={self.ports['kwok']}",
-            f"--server-address=127.0.0.1:{self.ports['kwok']}",
-            f"--tls-cert-file={p('apiserver.crt')}",
-            f"--tls-private-key-file={p('apiserver.key')}",
-            "--node-lease-duration-seconds=40",
-        ], env={**os.environ, "HOME": str(self.dir)})  # ignore a user's ~/.kwok/kwok.yaml
+        kcm = self._add(
+            "kube-controller-manager",
+            [
+                b("kube-controller-manager"),
+                f"--kubeconfig={kcm_kc}",
+                f"--authentication-kubeconfig={kcm_kc}",
+                f"--authorization-kubeconfig={kcm_kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['controller-manager']}",
+                f"--cert-dir={self.dir / 'controller-manager-certs'}",
+                f"--service-account-private-key-file={p('sa.key')}",
+                f"--root-ca-file={p('ca.crt')}",
+                f"--cluster-signing-cert-file={p('ca.crt')}",
+                f"--cluster-signing-key-file={p('ca.key')}",
+                "--use-service-account-credentials=true",
+                "--controllers=*,bootstrapsigner,tokencleaner",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
+        scheduler = self._add(
+            "kube-scheduler",
+            [
+                b("kube-scheduler"),
+                f"--kubeconfig={sched_kc}",
+                f"--authentication-kubeconfig={sched_kc}",
+                f"--authorization-kubeconfig={sched_kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
+        kwok = self._add(
+            "kwok",
+            [
+                b("kwok"),
+                f"--kubeconfig={kwok_kc}",
+                f"--config={kwok_stages_file(self.bin_dir)}",
+                f"--config={self._write(self.dir / 'kwok-lsml-stages.yaml', KWOK_HELPER_STAGE)}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                "--node-name=kwok-controller",
+                f"--node-port={self.ports['kwok']}",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                f"--tls-cert-file={p('apiserver.crt')}",
+                f"--tls-private-key-file={p('apiserver.key')}",
+                "--node-lease-duration-seconds=40",
+            ],
+            env={**os.environ, "HOME": str(self.dir)},
+        )  # ignore a user's ~/.kwok/kwok.yaml
         self._save_state()
         for node in self.node_names:
             self._create_node(node)
         every = [etcd, apiserver, kcm, scheduler, kwok]
-        self._wait("kube-controller-manager", every, deadline,
-                   lambda: self._https_ok(self.ports["controller-manager"], "/healthz"))
-        self._wait("kube-scheduler", every, deadline,
-                   lambda: self._https_ok(self.ports["scheduler"], "/healthz"))
+        self._wait(
+            "kube-controller-manager",
+            every,
+            deadline,
+            lambda: self._https_ok(self.ports["controller-manager"], "/healthz"),
+        )
+        self._wait("kube-scheduler", every, deadline, lambda: self._https_ok(self.ports["scheduler"], "/healthz"))
         self._wait("kwok (fake nodes Ready)", every, deadline, self._nodes_ready)
-        self._wait("kube-controller-manager (default ServiceAccount)", every, deadline,
-                   lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"))
+        self._wait(
+            "kube-controller-manager (default ServiceAccount)",
+            every,
+            deadline,
+            lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"),
+        )
         if self.node is not None:
             self._start_real_node(deadline)
         self._start_storage(deadline)
@@ -535,47 +606,80 @@ class ControlPlane:
         """containerd (+ lsml's images), kubelet, kube-proxy and CoreDNS; returns once the node is Ready."""
         node, p = self.node, (self.dir / "pki").joinpath
         node.dir.mkdir(parents=True, exist_ok=True)
-        kubeconfigs = {"node": self._kubeconfig("node", f"system:node:{realnode.NODE_NAME}"),
-                       "kube-proxy": self._kubeconfig("kube-proxy", "system:kube-proxy"),
-                       "addons": self.dir / "addons.kubeconfig"}
+        kubeconfigs = {
+            "node": self._kubeconfig("node", f"system:node:{realnode.NODE_NAME}"),
+            "kube-proxy": self._kubeconfig("kube-proxy", "system:kube-proxy"),
+            "addons": self.dir / "addons.kubeconfig",
+        }
         containerd_bin = shutil.which("containerd") or "containerd"
-        containerd = self._add("containerd", [containerd_bin, "--config",
-                                              str(node.write_containerd_config(realnode.SANDBOX_IMAGE))])
+        containerd = self._add(
+            "containerd", [containerd_bin, "--config", str(node.write_containerd_config(realnode.SANDBOX_IMAGE))]
+        )
         self._wait("containerd (CRI)", [containerd], deadline, lambda: node.crictl("info").returncode == 0)
         t0 = time.monotonic()
         node.images = realnode.import_images(REPO, node.socket, self.logs / "images.log")
         self._save_state()
         deadline += time.monotonic() - t0  # a cold image build is not start-up time
         kubelet_config = node.dir / "kubelet.json"
-        kubelet_config.write_text(json.dumps(realnode.kubelet_config(
-            node.dir, p("ca.crt"), node.socket, node.net, self.ports["kubelet"], self.ports["kubelet-healthz"]),
-            indent=2) + "\n")
-        kubelet = self._add("kubelet", [
-            str(self.bin_dir / "kubelet"),
-            f"--config={kubelet_config}",
-            f"--kubeconfig={kubeconfigs['node']}",
-            f"--root-dir={node.kubelet_dir}",
-            f"--hostname-override={realnode.NODE_NAME}",
-            f"--node-ip={node.net.gateway}",
-            f"--node-labels={realnode.NODE_LABEL}=real",
-            "--v=1",
-        ])
+        kubelet_config.write_text(
+            json.dumps(
+                realnode.kubelet_config(
+                    node.dir, p("ca.crt"), node.socket, node.net, self.ports["kubelet"], self.ports["kubelet-healthz"]
+                ),
+                indent=2,
+            )
+            + "\n"
+        )
+        kubelet = self._add(
+            "kubelet",
+            [
+                str(self.bin_dir / "kubelet"),
+                f"--config={kubelet_config}",
+                f"--kubeconfig={kubeconfigs['node']}",
+                f"--root-dir={node.kubelet_dir}",
+                f"--hostname-override={realnode.NODE_NAME}",
+                f"--node-ip={node.net.gateway}",
+                f"--node-labels={realnode.NODE_LABEL}=real",
+                "--v=1",
+            ],
+        )
         proxy_config = node.dir / "kube-proxy.json"
-        proxy_config.write_text(json.dumps(realnode.kube_proxy_config(
-            kubeconfigs["kube-proxy"], node.net, self.ports["kube-proxy-healthz"], self.ports["kube-proxy-metrics"]),
-            indent=2) + "\n")
+        proxy_config.write_text(
+            json.dumps(
+                realnode.kube_proxy_config(
+                    kubeconfigs["kube-proxy"],
+                    node.net,
+                    self.ports["kube-proxy-healthz"],
+                    self.ports["kube-proxy-metrics"],
+                ),
+                indent=2,
+            )
+            + "\n"
+        )
         proxy = self._add("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={proxy_config}", "--v=1"])
         core = node.dir / "Corefile"
-        core.write_text(realnode.corefile(kubeconfigs["addons"], node.net, self.ports["coredns-health"],
-                                          self.ports["coredns-ready"]))
+        core.write_text(
+            realnode.corefile(
+                kubeconfigs["addons"], node.net, self.ports["coredns-health"], self.ports["coredns-ready"]
+            )
+        )
         coredns = self._add("coredns", [str(self.bin_dir / "coredns"), "-conf", str(core)])
         watched = [containerd, kubelet, proxy, coredns]
-        self._wait(f"kubelet (node {realnode.NODE_NAME} Ready)", watched, deadline,
-                   lambda: realnode.NODE_NAME in self._ready_nodes())
-        self._wait("kube-proxy", watched, deadline,
-                   lambda: self._http_ok(f"http://127.0.0.1:{self.ports['kube-proxy-healthz']}/healthz"))
-        self._wait("CoreDNS", watched, deadline,
-                   lambda: self._http_ok(f"http://127.0.0.1:{self.ports['coredns-ready']}/ready"))
+        self._wait(
+            f"kubelet (node {realnode.NODE_NAME} Ready)",
+            watched,
+            deadline,
+            lambda: realnode.NODE_NAME in self._ready_nodes(),
+        )
+        self._wait(
+            "kube-proxy",
+            watched,
+            deadline,
+            lambda: self._http_ok(f"http://127.0.0.1:{self.ports['kube-proxy-healthz']}/healthz"),
+        )
+        self._wait(
+            "CoreDNS", watched, deadline, lambda: self._http_ok(f"http://127.0.0.1:{self.ports['coredns-ready']}/ready")
+        )
 
     def _start_storage(self, deadline: float) -> None:
         """local-path-provisioner behind the default StorageClass ``standard``, as kind ships it."""
@@ -592,17 +696,21 @@ class ControlPlane:
             status, answer = self.api_request("POST", path, body)
             if status not in (200, 201, 409):
                 raise ControlPlaneError(f"creating {body['kind']} for local-path storage failed ({status}): {answer}")
-        provisioner = self._add("local-path-provisioner", [
-            str(self.bin_dir / "local-path-provisioner"), "start",
-            f"--kubeconfig={kubeconfig}",
-            f"--namespace={STORAGE_NAMESPACE}",
-            f"--provisioner-name={LOCAL_PATH_PROVISIONER}",
-            f"--config={conf / 'config.json'}",
-            f"--helper-pod-file={conf / 'helperPod.yaml'}",
-            "--configmap-name=local-path-config",
-            "--service-account-name=default",
-            f"--helper-image={helper_image}",
-        ])
+        provisioner = self._add(
+            "local-path-provisioner",
+            [
+                str(self.bin_dir / "local-path-provisioner"),
+                "start",
+                f"--kubeconfig={kubeconfig}",
+                f"--namespace={STORAGE_NAMESPACE}",
+                f"--provisioner-name={LOCAL_PATH_PROVISIONER}",
+                f"--config={conf / 'config.json'}",
+                f"--helper-pod-file={conf / 'helperPod.yaml'}",
+                "--configmap-name=local-path-config",
+                "--service-account-name=default",
+                f"--helper-image={helper_image}",
+            ],
+        )
         time.sleep(0.5)
         self._wait("local-path-provisioner", [provisioner], deadline, lambda: provisioner.exited() is None)
 
@@ -669,8 +777,9 @@ class ControlPlane:
         if state.get("real_node"):
             cp.real_node = True
             cp.node = realnode.RealNode.from_state(state["real_node"], cp.bin_dir)
-        cp.components = [Component(c["name"], [c["argv0"]], cp.logs / f"{c['name']}.log", pid=c["pid"])
-                         for c in state["components"]]
+        cp.components = [
+            Component(c["name"], [c["argv0"]], cp.logs / f"{c['name']}.log", pid=c["pid"]) for c in state["components"]
+        ]
         return cp
 
     # -- internals ---------------------------------------------------------
@@ -777,8 +886,12 @@ class ControlPlane:
             "status": {
                 "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
                 "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
-                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                             "kubeletVersion": "fake", "kubeProxyVersion": "fake"},
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "kubeletVersion": "fake",
+                    "kubeProxyVersion": "fake",
+                },
             },
         }
         status, body = self.api_request("POST", "/api/v1/nodes", node)
@@ -807,7 +920,8 @@ def local_path_files(storage: Path, helper_image: str) -> dict[str, str]:
     """local-path-provisioner's config, helper pod and scripts (its upstream defaults, our paths and image)."""
     config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(storage)]}]}
     helper_pod = {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": "helper-pod", "labels": {"app": HELPER_POD_LABEL}},
         "spec": {"containers": [{"name": "helper-pod", "image": helper_image, "imagePullPolicy": "IfNotPresent"}]},
     }
@@ -823,15 +937,29 @@ def local_path_objects(files: dict[str, str]) -> list[tuple[str, dict]]:
     """(collection path, object) pairs: the provisioner's namespace and ConfigMap, and the default StorageClass."""
     return [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STORAGE_NAMESPACE}}),
-        (f"/api/v1/namespaces/{STORAGE_NAMESPACE}/configmaps", {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "local-path-config", "namespace": STORAGE_NAMESPACE}, "data": files}),
-        ("/apis/storage.k8s.io/v1/storageclasses", {
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": STORAGE_CLASS,
-                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": LOCAL_PATH_PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer",
-            "reclaimPolicy": "Delete"}),
+        (
+            f"/api/v1/namespaces/{STORAGE_NAMESPACE}/configmaps",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "local-path-config", "namespace": STORAGE_NAMESPACE},
+                "data": files,
+            },
+        ),
+        (
+            "/apis/storage.k8s.io/v1/storageclasses",
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": STORAGE_CLASS,
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": LOCAL_PATH_PROVISIONER,
+                "volumeBindingMode": "WaitForFirstConsumer",
+                "reclaimPolicy": "Delete",
+            },
+        ),
     ]
 
 
@@ -856,8 +984,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
     elif directory.exists() and any(directory.iterdir()):
         print(f"{directory} exists and is not a control plane dir; pass --dir", file=sys.stderr)
         return 2
-    cp = ControlPlane(bin_dir=Path(args.bin_dir), dir=directory, nodes=args.nodes, detach=True,
-                      startup_timeout=args.timeout, real_node=args.real_node)
+    cp = ControlPlane(
+        bin_dir=Path(args.bin_dir),
+        dir=directory,
+        nodes=args.nodes,
+        detach=True,
+        startup_timeout=args.timeout,
+        real_node=args.real_node,
+    )
     try:
         cp.start()
     except ControlPlaneError as exc:
@@ -865,8 +999,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"logs kept in {cp.logs}; run hack/control-plane/down to clean up", file=sys.stderr)
         return 1
     real = f" + real node {realnode.NODE_NAME} (kwok nodes tainted)" if args.real_node else ""
-    print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.api_url}, {args.nodes} kwok nodes{real}, "
-          f"logs in {cp.logs}", file=sys.stderr)
+    print(
+        f"control plane up in {cp.startup_seconds:.1f}s: {cp.api_url}, {args.nodes} kwok nodes{real}, "
+        f"logs in {cp.logs}",
+        file=sys.stderr,
+    )
     print(f"export KUBECONFIG={cp.kubeconfig} PATH={cp.bin_dir}:$PATH", file=sys.stderr)
     print(cp.kubeconfig)
     return 0
@@ -893,8 +1030,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", default=None)
     up.add_argument("--nodes", type=int, default=2)
     up.add_argument("--timeout", type=float, default=90.0)
-    up.add_argument("--real-node", action="store_true",
-                    help="also run a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) that runs lsml's images")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also run a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) that runs lsml's images",
+    )
     down = sub.add_parser("down", help="stop the control plane and remove its dir")
     down.add_argument("--dir", default=None)
     args = parser.parse_args(argv)

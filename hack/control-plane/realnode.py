@@ -41,9 +41,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 NODE_NAME = "lsml-node"
 BRIDGE = "lsml0"
@@ -144,8 +144,11 @@ def remove_new_chains(snapshot: dict[str, list[str]]) -> list[str]:
         rules = run([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
         for rule in rules:  # rules in old chains that jump into a new one
             parts = rule.split()
-            if parts[:1] == ["-A"] and parts[1] not in new and any(
-                    p in new for i, p in enumerate(parts) if i and parts[i - 1] in ("-j", "-g")):
+            if (
+                parts[:1] == ["-A"]
+                and parts[1] not in new
+                and any(p in new for i, p in enumerate(parts) if i and parts[i - 1] in ("-j", "-g"))
+            ):
                 run([binary, "-w", "-t", table, "-D", *parts[1:]], check=False)
         for chain in new:
             run([binary, "-w", "-t", table, "-F", chain], check=False)
@@ -171,7 +174,8 @@ class HostNetwork:
         if Path(f"/sys/class/net/{self.bridge}").exists():
             raise RealNodeError(
                 f"network interface {self.bridge} already exists: another real node runs on this host, or one "
-                f"was not cleaned up (hack/control-plane/down, or `ip link del {self.bridge}`)")
+                f"was not cleaned up (hack/control-plane/down, or `ip link del {self.bridge}`)"
+            )
         self.iptables_before = iptables_snapshot()
         self.netns_before = sorted(_netns())
         self.cgroups_before = sorted(str(p) for p in _kubepods_cgroups())
@@ -226,9 +230,15 @@ class HostNetwork:
         return [cgroup for cgroup in _kubepods_cgroups() if str(cgroup) not in before]
 
     def to_state(self) -> dict:
-        return {"bridge": self.bridge, "gateway": self.gateway, "subnet": self.subnet,
-                "saved_sysctls": self.saved_sysctls, "iptables_before": self.iptables_before,
-                "netns_before": self.netns_before, "cgroups_before": self.cgroups_before}
+        return {
+            "bridge": self.bridge,
+            "gateway": self.gateway,
+            "subnet": self.subnet,
+            "saved_sysctls": self.saved_sysctls,
+            "iptables_before": self.iptables_before,
+            "netns_before": self.netns_before,
+            "cgroups_before": self.cgroups_before,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> HostNetwork:
@@ -320,10 +330,19 @@ def cni_conflist(net: HostNetwork, ipam_dir: Path) -> dict:
         "cniVersion": "0.4.0",
         "name": CNI_NETWORK,
         "plugins": [
-            {"type": "bridge", "bridge": net.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-             "ipam": {"type": "host-local", "dataDir": str(ipam_dir),
-                      "ranges": [[{"subnet": net.subnet, "gateway": net.gateway}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {
+                "type": "bridge",
+                "bridge": net.bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(ipam_dir),
+                    "ranges": [[{"subnet": net.subnet, "gateway": net.gateway}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
@@ -338,8 +357,11 @@ def kubelet_config(base: Path, ca: Path, socket_path: Path, net: HostNetwork, po
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": healthz_port,
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                           "x509": {"clientCAFile": str(ca)}},
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": str(ca)},
+        },
         "authorization": {"mode": "AlwaysAllow"},
         "cgroupDriver": "cgroupfs",
         "failCgroupV1": False,
@@ -405,8 +427,9 @@ def import_images(repo: Path, socket_path: Path, log: Path) -> dict[str, str]:
     if not os.access(build, os.X_OK):
         raise RealNodeError(f"{build} not found: the real node needs lsml's images built locally")
     with open(log, "ab") as out:
-        proc = subprocess.run([str(build), "--import-to", str(socket_path)], stdout=subprocess.PIPE,
-                              stderr=out, text=True, timeout=3600)
+        proc = subprocess.run(
+            [str(build), "--import-to", str(socket_path)], stdout=subprocess.PIPE, stderr=out, text=True, timeout=3600
+        )
     if proc.returncode != 0:
         raise RealNodeError(f"hack/images/build failed (exit {proc.returncode}); see {log}")
     refs = {}
@@ -416,8 +439,9 @@ def import_images(repo: Path, socket_path: Path, log: Path) -> dict[str, str]:
             refs[m.group(1)] = m.group(2)
     missing = {"pause", "base"} - set(refs)
     if missing:
-        raise RealNodeError(f"hack/images/build printed no {', '.join(sorted(missing))} image reference; "
-                            f"stdout:\n{proc.stdout}")
+        raise RealNodeError(
+            f"hack/images/build printed no {', '.join(sorted(missing))} image reference; stdout:\n{proc.stdout}"
+        )
     if refs["pause"] != SANDBOX_IMAGE:  # containerd's config names the sandbox image before the import
         run(["ctr", "-a", str(socket_path), "-n", "k8s.io", "images", "tag", "--force", refs["pause"], SANDBOX_IMAGE])
     return refs
@@ -448,15 +472,24 @@ class RealNode:
         return self.dir / "kubelet"
 
     def crictl(self, *args: str, check: bool = False, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        return run([str(self.bin_dir / "crictl"), f"--runtime-endpoint=unix://{self.socket}",
-                    f"--image-endpoint=unix://{self.socket}", "--timeout=30s", *args],
-                   check=check, timeout=timeout)
+        return run(
+            [
+                str(self.bin_dir / "crictl"),
+                f"--runtime-endpoint=unix://{self.socket}",
+                f"--image-endpoint=unix://{self.socket}",
+                "--timeout=30s",
+                *args,
+            ],
+            check=check,
+            timeout=timeout,
+        )
 
     def write_containerd_config(self, sandbox_image: str) -> Path:
         base = self.containerd_dir
         (base / "net.d").mkdir(parents=True, exist_ok=True)
         (base / "net.d" / "10-lsml.conflist").write_text(
-            json.dumps(cni_conflist(self.net, self.dir / "cni-ipam"), indent=2) + "\n")
+            json.dumps(cni_conflist(self.net, self.dir / "cni-ipam"), indent=2) + "\n"
+        )
         config = base / "config.toml"
         config.write_text(containerd_config(base, sandbox_image))
         return config
@@ -495,8 +528,12 @@ class RealNode:
 
     @classmethod
     def from_state(cls, state: dict, bin_dir: Path) -> RealNode:
-        return cls(dir=Path(state["dir"]), bin_dir=bin_dir, net=HostNetwork.from_state(state["net"]),
-                   images=state.get("images", {}))
+        return cls(
+            dir=Path(state["dir"]),
+            bin_dir=bin_dir,
+            net=HostNetwork.from_state(state["net"]),
+            images=state.get("images", {}),
+        )
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -509,7 +546,9 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         except Exception as exc:  # noqa: BLE001 - not ready yet
             last = exc
         time.sleep(0.2)
-    raise RealNodeError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+    raise RealNodeError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last})" if last else "")
+    )
 
 
 def leftovers(cluster_dir: Path, net: HostNetwork) -> list[str]:

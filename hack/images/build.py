@@ -21,9 +21,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine  # noqa: E402 - sibling module of this script
@@ -101,11 +102,25 @@ class Docker:
         return subprocess.run([engine.docker_cli(), *args], env=self.env, check=True, **kwargs)
 
     def exists(self, ref: str) -> bool:
-        return subprocess.run([engine.docker_cli(), "image", "inspect", ref], env=self.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        return (
+            subprocess.run(
+                [engine.docker_cli(), "image", "inspect", ref],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ).returncode
+            == 0
+        )
 
-    def build(self, tag: str, context: Path, dockerfile: Path, network: str = "none",
-              target: str | None = None, **build_args: str) -> None:
+    def build(
+        self,
+        tag: str,
+        context: Path,
+        dockerfile: Path,
+        network: str = "none",
+        target: str | None = None,
+        **build_args: str,
+    ) -> None:
         argv = ["build", "--force-rm", "--network", network, "--file", str(dockerfile), "--tag", tag]
         if target:
             argv += ["--target", target]
@@ -113,8 +128,13 @@ class Docker:
             argv += ["--build-arg", f"{key}={value}"]
         log(f"building {tag}")
         started = time.monotonic()
-        result = subprocess.run([engine.docker_cli(), *argv, str(context)], env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            [engine.docker_cli(), *argv, str(context)],
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         if result.returncode != 0:
             raise SystemExit(f"docker build of {tag} failed:\n" + "\n".join(result.stdout.splitlines()[-40:]))
         log(f"built {tag} in {time.monotonic() - started:.0f} s")
@@ -123,6 +143,7 @@ class Docker:
 @dataclass
 class Plan:
     """Every image's reference, from hashes of its inputs (computed without building anything)."""
+
     base: str
     wheel_key: str
     build_base: str
@@ -153,22 +174,41 @@ class Plan:
 
     def products(self) -> dict[str, str]:
         """What the script prints, name=ref; `helper` is the busybox-like image for helper pods."""
-        return {"base": self.base, "helper": self.base, "pause": PAUSE_TAG, "redis": self.redis,
-                "runtime": self.runtime, "operator": self.operator, "text_classifier": self.text_classifier,
-                "runtime_build": self.runtime_build}
+        return {
+            "base": self.base,
+            "helper": self.base,
+            "pause": PAUSE_TAG,
+            "redis": self.redis,
+            "runtime": self.runtime,
+            "operator": self.operator,
+            "text_classifier": self.text_classifier,
+            "runtime_build": self.runtime_build,
+        }
 
     def aliases(self) -> dict[str, list[str]]:
         """Fixed tags that manifests and charts name (examples/mlbackend.yaml, the chart's appVersion)."""
         app_version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-        return {self.base: ["lsml.local/base:latest"], self.pause: [PAUSE_TAG],
-                self.redis: ["lsml.local/redis:latest"], self.runtime: ["lsml/runtime:latest"],
-                self.operator: ["lsml/operator:latest", f"lsml/operator:{app_version}"],
-                self.text_classifier: ["lsml/text-classifier:latest"]}
+        return {
+            self.base: ["lsml.local/base:latest"],
+            self.pause: [PAUSE_TAG],
+            self.redis: ["lsml.local/redis:latest"],
+            self.runtime: ["lsml/runtime:latest"],
+            self.operator: ["lsml/operator:latest", f"lsml/operator:{app_version}"],
+            self.text_classifier: ["lsml/text-classifier:latest"],
+        }
 
     def all_refs(self) -> list[str]:
         """The content-addressed refs: when all exist, nothing needs building."""
-        return [self.base, self.build_base, self.runtime, self.operator, self.runtime_build,
-                self.text_classifier, self.redis, self.pause]
+        return [
+            self.base,
+            self.build_base,
+            self.runtime,
+            self.operator,
+            self.runtime_build,
+            self.text_classifier,
+            self.redis,
+            self.pause,
+        ]
 
 
 def make_base(docker: Docker, ref: str) -> None:
@@ -180,17 +220,34 @@ def make_base(docker: Docker, ref: str) -> None:
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     log(f"debootstrap {BASE_RECIPE['suite']} into {rootfs}")
     started = time.monotonic()
-    subprocess.run(["debootstrap", f"--variant={BASE_RECIPE['variant']}",
-                    "--include=" + ",".join(BASE_RECIPE["include"]),
-                    BASE_RECIPE["suite"], str(rootfs), BASE_RECIPE["mirror"]],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "debootstrap",
+            f"--variant={BASE_RECIPE['variant']}",
+            "--include=" + ",".join(BASE_RECIPE["include"]),
+            BASE_RECIPE["suite"],
+            str(rootfs),
+            BASE_RECIPE["mirror"],
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for path in (rootfs / junk).glob("*"):
             if path.is_file():
                 path.unlink()
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    docker.run("import", "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["bash"]', "-", ref,
-               stdin=tar.stdout, stdout=subprocess.DEVNULL)
+    docker.run(
+        "import",
+        "--change",
+        "ENV LANG=C.UTF-8",
+        "--change",
+        'CMD ["bash"]',
+        "-",
+        ref,
+        stdin=tar.stdout,
+        stdout=subprocess.DEVNULL,
+    )
     if tar.wait() != 0:
         raise SystemExit("tar of the debootstrap rootfs failed")
     shutil.rmtree(rootfs)
@@ -213,15 +270,29 @@ def wheelhouse(docker: Docker, key: str, base: str) -> Path:
     cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
     pip_cache = Path.home() / ".cache" / "pip"
     pip_cache.mkdir(parents=True, exist_ok=True)
-    argv = ["run", "--rm", "--network", "host", "-v", f"{tmp}:/wheels", "-v", f"{pip_cache}:/pip-cache",
-            "-e", "PIP_CACHE_DIR=/pip-cache", "-e", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
+    argv = [
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-v",
+        f"{tmp}:/wheels",
+        "-v",
+        f"{pip_cache}:/pip-cache",
+        "-e",
+        "PIP_CACHE_DIR=/pip-cache",
+        "-e",
+        "PIP_DISABLE_PIP_VERSION_CHECK=1",
+    ]
     if Path(cert).is_file():
         argv += ["-v", f"{cert}:/host-ca.crt:ro", "-e", "PIP_CERT=/host-ca.crt"]
     for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
         if os.environ.get(name):
             argv += ["-e", f"{name}={os.environ[name]}"]
-    script = ("python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /wheels "
-              + " ".join(shlex.quote(r) for r in requirements()))
+    script = (
+        "python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /wheels "
+        + " ".join(shlex.quote(r) for r in requirements())
+    )
     log(f"pip wheel into {target}")
     started = time.monotonic()
     docker.run(*argv, base, "sh", "-c", script)
@@ -242,10 +313,17 @@ def build_all(docker: Docker, plan: Plan) -> None:
     if not docker.exists(plan.runtime):
         docker.build(plan.runtime, REPO, REPO / "Dockerfile", **lsml_args)
     if not docker.exists(plan.runtime_build):
-        docker.build(plan.runtime_build, wheelhouse(docker, plan.wheel_key, plan.base), overlay, FROM_IMAGE=plan.runtime)
+        docker.build(
+            plan.runtime_build, wheelhouse(docker, plan.wheel_key, plan.base), overlay, FROM_IMAGE=plan.runtime
+        )
     if not docker.exists(plan.text_classifier):
-        docker.build(plan.text_classifier, EXAMPLE, EXAMPLE / "Dockerfile",
-                     LSML_IMAGE=plan.runtime, BUILD_IMAGE=plan.runtime_build)
+        docker.build(
+            plan.text_classifier,
+            EXAMPLE,
+            EXAMPLE / "Dockerfile",
+            LSML_IMAGE=plan.runtime,
+            BUILD_IMAGE=plan.runtime_build,
+        )
     if not docker.exists(plan.redis):  # apt-get needs the mirror: the one build with a network
         docker.build(plan.redis, HERE, HERE / "redis.Dockerfile", network="host", BASE_IMAGE=plan.base)
     if not docker.exists(plan.pause):
@@ -258,8 +336,9 @@ def import_to(docker: Docker, plan: Plan, socket: str) -> None:
     refs = [r for r in dict.fromkeys(refs) if r != plan.runtime_build]
     log(f"importing {len(refs)} references into containerd at {socket}")
     save = subprocess.Popen([engine.docker_cli(), "save", *refs], env=docker.env, stdout=subprocess.PIPE)
-    ctr = subprocess.run(["ctr", "-a", socket, "-n", "k8s.io", "images", "import", "-"],
-                         stdin=save.stdout, stdout=subprocess.DEVNULL)
+    ctr = subprocess.run(
+        ["ctr", "-a", socket, "-n", "k8s.io", "images", "import", "-"], stdin=save.stdout, stdout=subprocess.DEVNULL
+    )
     if save.wait() != 0 or ctr.returncode != 0:
         raise SystemExit(f"import into {socket} failed (docker save {save.returncode}, ctr {ctr.returncode})")
 

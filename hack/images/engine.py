@@ -39,8 +39,12 @@ def answers(host: str | None) -> bool:
     if host:
         env["DOCKER_HOST"] = host
     try:
-        return subprocess.run([docker_cli(), "info"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=30).returncode == 0
+        return (
+            subprocess.run(
+                [docker_cli(), "info"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30
+            ).returncode
+            == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 
@@ -57,25 +61,41 @@ def ensure() -> str:
     if answers(private_host()):
         return private_host()
     if os.geteuid() != 0:
-        raise SystemExit(f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}) "
-                         "and starting a private dockerd needs root: run as root or point DOCKER_HOST at an engine")
+        raise SystemExit(
+            f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}) "
+            "and starting a private dockerd needs root: run as root or point DOCKER_HOST at an engine"
+        )
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not os.access(dockerd, os.X_OK):
         raise SystemExit("dockerd not found: run hack/install-system-deps.sh (Debian's docker.io)")
     LOG.parent.mkdir(parents=True, exist_ok=True)
-    argv = [dockerd, "--data-root", str(CACHE / "data"), "--exec-root", str(EXEC_ROOT),
-            "--pidfile", str(PIDFILE), "--host", private_host(),
-            "--iptables=false", "--ip-masq=false", "--bridge=none"]
+    argv = [
+        dockerd,
+        "--data-root",
+        str(CACHE / "data"),
+        "--exec-root",
+        str(EXEC_ROOT),
+        "--pidfile",
+        str(PIDFILE),
+        "--host",
+        private_host(),
+        "--iptables=false",
+        "--ip-masq=false",
+        "--bridge=none",
+    ]
     with open(LOG, "ab") as log:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True, cwd=CACHE)
+        subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=CACHE
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if answers(private_host()):
             return private_host()
         time.sleep(0.5)
-    raise SystemExit(f"private dockerd did not answer on {SOCKET} within 60 s; see {LOG}:\n"
-                     + "".join(LOG.read_text(errors="replace").splitlines(keepends=True)[-15:]))
+    raise SystemExit(
+        f"private dockerd did not answer on {SOCKET} within 60 s; see {LOG}:\n"
+        + "".join(LOG.read_text(errors="replace").splitlines(keepends=True)[-15:])
+    )
 
 
 def stop(timeout: float = 60) -> bool:

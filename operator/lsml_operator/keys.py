@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-Key = tuple[str, str]             # (namespace, name) of an MLBackend
-ChildKey = tuple[str, str, str]   # (kind, namespace, name) of a child object
+Key = tuple[str, str]  # (namespace, name) of an MLBackend
+ChildKey = tuple[str, str, str]  # (kind, namespace, name) of a child object
 
 
 def key_of(body: Mapping[str, Any]) -> Key:

@@ -81,8 +81,15 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
 
-    def _call(self, method: str, path: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
-              content_type: str = "application/json") -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         """One request through the client's configuration (auth, TLS, pool); JSON in, JSON out.
 
         The body is serialized here, so every patch content type (apply, merge, JSON) is sent verbatim.
@@ -91,8 +98,12 @@ class Kube:
         # the REST layer JSON-encodes bodies of *json content types itself; others (apply+yaml) go verbatim
         payload = json.dumps(body) if body is not None and "json" not in content_type else body
         m, url, hdrs, data, post = self.api.param_serialize(
-            method=method, resource_path=path, query_params=query or [], header_params=headers,
-            body=payload, auth_settings=["BearerToken"],
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=payload,
+            auth_settings=["BearerToken"],
         )
         resp = self.api.call_api(m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=60)
         resp.read()
@@ -104,8 +115,13 @@ class Kube:
         """Server-side apply: we own exactly the fields we set; a hand edit of them is overwritten (force)."""
         kind = obj["kind"]
         path = _path(obj["apiVersion"], PLURALS[kind], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        return self._call("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
-                          query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+        return self._call(
+            "PATCH",
+            path,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
 
     def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """(live object, created): create ``obj``, or return the existing one untouched (409).
@@ -135,7 +151,9 @@ class Kube:
 
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         """The objects of a kind matching a label selector in one namespace (one LIST, no watch)."""
-        got = self._call("GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace), query=[("labelSelector", selector)])
+        got = self._call(
+            "GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace), query=[("labelSelector", selector)]
+        )
         return list(got.get("items") or [])
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
@@ -146,8 +164,11 @@ class Kube:
         if not owned_by(obj, owner_uid):
             return False
         try:
-            self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name),
-                       body={"propagationPolicy": "Background"})
+            self._call(
+                "DELETE",
+                _path(API_VERSIONS[kind], PLURALS[kind], namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
         except NotFound:
             pass  # gone meanwhile: what we wanted
         return True
@@ -156,8 +177,11 @@ class Kube:
         """Delete an object the StatefulSet controller made for us (labelled with our instance, no owner ref)."""
         obj = self.get(kind, namespace, name)
         labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
-        if obj is None or labels.get("app.kubernetes.io/instance") != instance \
-                or labels.get("app.kubernetes.io/managed-by") != FIELD_MANAGER:
+        if (
+            obj is None
+            or labels.get("app.kubernetes.io/instance") != instance
+            or labels.get("app.kubernetes.io/managed-by") != FIELD_MANAGER
+        ):
             return False
         try:
             self._call("DELETE", _path(API_VERSIONS[kind], PLURALS[kind], namespace, name))
@@ -198,5 +222,9 @@ class Kube:
 
     def patch_mlbackend_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (conditions are replaced as a whole list)."""
-        return self._call("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
-                          body={"status": status}, content_type="application/merge-patch+json")
+        return self._call(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )

@@ -26,7 +26,8 @@ from typing import Any
 import kopf
 import urllib3
 
-from . import GROUP, PLURAL, VERSION, peering as peering_check
+from . import GROUP, PLURAL, VERSION
+from . import peering as peering_check
 from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
 from .keys import key_of
@@ -52,12 +53,21 @@ def _post_event(body: dict[str, Any], etype: str, reason: str, message: str) -> 
         kopf.event(body, type=etype, reason=reason, message=message)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - outside a kopf context (unit use): the log line is enough
         pass
-    log.info("%s/%s %s %s: %s", body.get("metadata", {}).get("namespace"), body.get("metadata", {}).get("name"), etype, reason, message)
+    log.info(
+        "%s/%s %s %s: %s",
+        body.get("metadata", {}).get("namespace"),
+        body.get("metadata", {}).get("name"),
+        etype,
+        reason,
+        message,
+    )
 
 
 def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: bool) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.execution.max_workers = ops.max_workers
     # No cluster-wide namespace/CRD scanning: the resources are known, and a namespaced install has no
@@ -120,10 +130,16 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             outcome = None
         if outcome is not None and outcome.error:
             if retry < ops.delete_retries:
-                raise kopf.TemporaryError(f"could not delete Label Studio registrations: {outcome.error}",
-                                          delay=min(ops.retry_base_seconds * 2 ** retry, ops.retry_max_seconds))
-            _post_event(plain, "Warning", "DeregistrationFailed",
-                        f"gave up after {retry} attempts: {outcome.error}; the Label Studio ML backends may remain")
+                raise kopf.TemporaryError(
+                    f"could not delete Label Studio registrations: {outcome.error}",
+                    delay=min(ops.retry_base_seconds * 2**retry, ops.retry_max_seconds),
+                )
+            _post_event(
+                plain,
+                "Warning",
+                "DeregistrationFailed",
+                f"gave up after {retry} attempts: {outcome.error}; the Label Studio ML backends may remain",
+            )
         if plain.get("spec", {}).get("redis", {}).get("managed"):
             # the Redis claim comes from a volumeClaimTemplate: no owner reference, so not garbage-collected
             rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
@@ -144,10 +160,14 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         _reconciler(memo).observe_parent(event.get("type"), dict(event.get("object") or {}))
 
-    for group, version, plural in [("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"),
-                                   ("", "v1", "services"), ("", "v1", "persistentvolumeclaims"),
-                                   ("autoscaling", "v2", "horizontalpodautoscalers"),
-                                   ("networking.k8s.io", "v1", "networkpolicies")]:
+    for group, version, plural in [
+        ("apps", "v1", "deployments"),
+        ("apps", "v1", "statefulsets"),
+        ("", "v1", "services"),
+        ("", "v1", "persistentvolumeclaims"),
+        ("autoscaling", "v2", "horizontalpodautoscalers"),
+        ("networking.k8s.io", "v1", "networkpolicies"),
+    ]:
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
 
 
@@ -161,19 +181,34 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lsml-operator", description="Reconciles MLBackend resources (lsml.dev/v1alpha1).")
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[],
-                       help="watch this namespace (repeatable); env LSML_OPERATOR_NAMESPACES=a,b")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); env LSML_OPERATOR_NAMESPACES=a,b",
+    )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
-    p.add_argument("--liveness", default=os.environ.get("LSML_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz"),
-                   help="kopf liveness endpoint URL (default %(default)s)")
-    p.add_argument("--standalone", action="store_true",
-                   help="no peering (one replica only); default: mandatory peering via KopfPeering/ClusterKopfPeering")
+    p.add_argument(
+        "--liveness",
+        default=os.environ.get("LSML_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz"),
+        help="kopf liveness endpoint URL (default %(default)s)",
+    )
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering (one replica only); default: mandatory peering via KopfPeering/ClusterKopfPeering",
+    )
     p.add_argument("--peering-name", default=None, help="peering object name (default lsml-operator)")
-    p.add_argument("--priority", type=int, default=None,
-                   help="peering priority; default: random per process. kopf pauses every operator that sees a "
-                        "peer of higher *or equal* priority, so replicas of one Deployment (same arguments) need "
-                        "distinct priorities: the highest live one works, the others stand by and take over "
-                        "when its peering record expires")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; default: random per process. kopf pauses every operator that sees a "
+        "peer of higher *or equal* priority, so replicas of one Deployment (same arguments) need "
+        "distinct priorities: the highest live one works, the others stand by and take over "
+        "when its peering record expires",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -193,8 +228,9 @@ def _peering_problem(clusterwide: bool, namespaces: list[str], name: str) -> str
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # urllib3/kubernetes debug logs would print request headers (bearer tokens): keep them quiet.
     for noisy in ("urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -215,13 +251,22 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", missing)
             return 2
     register_handlers(ops, peering=not args.standalone)
-    log.info("lsml-operator starting: %s, peering %s", "cluster-wide" if clusterwide else f"namespaces {namespaces}",
-             "off" if args.standalone else f"{ops.peering_name} (priority {priority})")
+    log.info(
+        "lsml-operator starting: %s, peering %s",
+        "cluster-wide" if clusterwide else f"namespaces {namespaces}",
+        "off" if args.standalone else f"{ops.peering_name} (priority {priority})",
+    )
     try:
-        asyncio.run(kopf.operator(
-            clusterwide=clusterwide, namespaces=namespaces, liveness_endpoint=args.liveness,
-            standalone=args.standalone, peering_name=ops.peering_name, priority=priority,
-        ))
+        asyncio.run(
+            kopf.operator(
+                clusterwide=clusterwide,
+                namespaces=namespaces,
+                liveness_endpoint=args.liveness,
+                standalone=args.standalone,
+                peering_name=ops.peering_name,
+                priority=priority,
+            )
+        )
     except KeyboardInterrupt:
         pass
     return 0

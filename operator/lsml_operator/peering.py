@@ -30,15 +30,19 @@ def problem(kube: Kube, *, clusterwide: bool, namespaces: Sequence[str], name: s
     kind, plural = _kind(clusterwide)
     alternative = "or start lsml-operator with --standalone if only one replica runs"
     if not kube.serves(GROUP_VERSION, plural):
-        return (f"peering is on (the default) but the CRD {plural}.kopf.dev is not installed, so kopf would wait "
-                f"forever: install it with `kubectl apply -f {CRDS_FILE}` and create the {kind} {name!r}"
-                + ("" if clusterwide else f" in namespace(s) {', '.join(namespaces)}")
-                + f" (the Helm chart does both), {alternative}")
+        return (
+            f"peering is on (the default) but the CRD {plural}.kopf.dev is not installed, so kopf would wait "
+            f"forever: install it with `kubectl apply -f {CRDS_FILE}` and create the {kind} {name!r}"
+            + ("" if clusterwide else f" in namespace(s) {', '.join(namespaces)}")
+            + f" (the Helm chart does both), {alternative}"
+        )
     scopes: list[str | None] = [None] if clusterwide else list(namespaces)
     missing = [ns for ns in scopes if kube.get_custom(GROUP_VERSION, plural, ns, name) is None]
     if not missing:
         return None
     where = "" if clusterwide else f" in namespace(s) {', '.join(str(ns) for ns in missing)}"
-    return (f"peering is on (the default) but the {kind} {name!r} does not exist{where}, so kopf would wait "
-            f"forever: create it (apiVersion {GROUP_VERSION}, kind {kind}, metadata.name {name}; the Helm chart "
-            f"does), pick another with --peering-name, {alternative}")
+    return (
+        f"peering is on (the default) but the {kind} {name!r} does not exist{where}, so kopf would wait "
+        f"forever: create it (apiVersion {GROUP_VERSION}, kind {kind}, metadata.name {name}; the Helm chart "
+        f"does), pick another with --peering-name, {alternative}"
+    )

@@ -62,15 +62,22 @@ def _container_cause(pod_name: str, cs: dict[str, Any]) -> Cause | None:
     name = cs.get("name", "?")
     if reason in _IMAGE_PULL_REASONS:
         detail = waiting.get("message") or reason
-        return Cause(IMAGE_PULL_FAILED, f"pod {pod_name}: container {name} cannot pull image {cs.get('image', '?')}: {reason}: {detail}")
+        return Cause(
+            IMAGE_PULL_FAILED,
+            f"pod {pod_name}: container {name} cannot pull image {cs.get('image', '?')}: {reason}: {detail}",
+        )
     last = (cs.get("lastState") or {}).get("terminated") or {}
     restarts = int(cs.get("restartCount") or 0)
     crashed = bool(last) and (last.get("exitCode") or 0) != 0
     if reason == CRASH_LOOP or (crashed and restarts and not cs.get("ready") and state.get("running") is not None):
         exit_text = f"{last.get('reason') or 'exited'} (exit code {last.get('exitCode', '?')})" if last else "unknown"
-        return Cause(CRASH_LOOP, f"pod {pod_name}: container {name} keeps crashing ({restarts} restarts), last exit: {exit_text}")
+        return Cause(
+            CRASH_LOOP, f"pod {pod_name}: container {name} keeps crashing ({restarts} restarts), last exit: {exit_text}"
+        )
     if reason in _CONFIG_REASONS:
-        return Cause(CONTAINER_CONFIG, f"pod {pod_name}: container {name}: {reason}: {waiting.get('message') or reason}")
+        return Cause(
+            CONTAINER_CONFIG, f"pod {pod_name}: container {name}: {reason}: {waiting.get('message') or reason}"
+        )
     return None
 
 
@@ -90,7 +97,9 @@ def _claim_text(claim_name: str, claims: Mapping[str, dict[str, Any]]) -> str | 
 def claim_names(pod: dict[str, Any]) -> list[str]:
     """The claims a pod mounts (StatefulSet template claims appear here under their real names)."""
     vols = (pod.get("spec") or {}).get("volumes") or []
-    return [v["persistentVolumeClaim"]["claimName"] for v in vols if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+    return [
+        v["persistentVolumeClaim"]["claimName"] for v in vols if (v.get("persistentVolumeClaim") or {}).get("claimName")
+    ]
 
 
 def _schedule_cause(pod_name: str, pod: dict[str, Any], claims: Mapping[str, dict[str, Any]]) -> Cause | None:
@@ -121,7 +130,12 @@ def pod_cause(pod: dict[str, Any], claims: Mapping[str, dict[str, Any]] | None =
     if sched:
         found.append(sched)
     if status.get("phase") == "Failed":
-        found.append(Cause(POD_FAILED, f"pod {name} failed: {status.get('reason') or 'Failed'}: {status.get('message') or ''}".rstrip(": ")))
+        found.append(
+            Cause(
+                POD_FAILED,
+                f"pod {name} failed: {status.get('reason') or 'Failed'}: {status.get('message') or ''}".rstrip(": "),
+            )
+        )
     return min(found, key=lambda c: PRIORITY.index(c.reason)) if found else None
 
 
@@ -145,9 +159,12 @@ def by_component(pods: Iterable[dict[str, Any]], component: str) -> list[dict[st
 
 def needs_claims(pods: Iterable[dict[str, Any]]) -> bool:
     """Whether any pod waits on a claim: only then are the claims worth a request."""
-    return any("persistentvolumeclaim" in (c.get("message") or "").lower()
-               for p in pods for c in (p.get("status") or {}).get("conditions") or []
-               if c.get("type") == "PodScheduled" and c.get("status") == "False")
+    return any(
+        "persistentvolumeclaim" in (c.get("message") or "").lower()
+        for p in pods
+        for c in (p.get("status") or {}).get("conditions") or []
+        if c.get("type") == "PodScheduled" and c.get("status") == "False"
+    )
 
 
 def worth_diagnosing(check: Check) -> bool:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from http import HTTPStatus
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from http import HTTPStatus
+from typing import Any
 
 ClientFactory = Callable[[str, str, float], Any]
 
@@ -50,9 +51,15 @@ class Target:
         Never a hash of the token itself: status must not carry anything derived from it.
         """
         payload = {
-            "ls": self.label_studio_url, "url": self.backend_url, "projects": sorted(self.projects),
-            "title": self.title, "description": self.description, "interactive": self.interactive,
-            "timeout": self.timeout, "basic": self.basic_auth is not None, "secrets": list(self.secret_versions),
+            "ls": self.label_studio_url,
+            "url": self.backend_url,
+            "projects": sorted(self.projects),
+            "title": self.title,
+            "description": self.description,
+            "interactive": self.interactive,
+            "timeout": self.timeout,
+            "basic": self.basic_auth is not None,
+            "secrets": list(self.secret_versions),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -79,8 +86,12 @@ def _error_text(exc: Exception) -> tuple[str, bool]:
 
 
 def _record(project: int, backend: dict[str, Any], url: str) -> dict[str, Any]:
-    return {"project": int(project), "id": int(backend["id"]), "url": url,
-            "modelVersion": str(backend.get("model_version") or "")}
+    return {
+        "project": int(project),
+        "id": int(backend["id"]),
+        "url": url,
+        "modelVersion": str(backend.get("model_version") or ""),
+    }
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -116,8 +127,13 @@ def sync(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory 
         for project in target.projects:
             try:
                 backend, created = client.ensure_ml_backend(
-                    project, target.backend_url, title=target.title, description=target.description,
-                    is_interactive=target.interactive, basic_auth=target.basic_auth, extra_params=None,
+                    project,
+                    target.backend_url,
+                    title=target.title,
+                    description=target.description,
+                    is_interactive=target.interactive,
+                    basic_auth=target.basic_auth,
+                    extra_params=None,
                     timeout=target.timeout,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure becomes a condition, and a retry
@@ -155,7 +171,9 @@ def _delete(client: Any, record: dict[str, Any], out: Outcome) -> None:
         out.error, out.unreachable = _error_text(exc)
 
 
-def deregister(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory = default_client_factory) -> Outcome:
+def deregister(
+    target: Target, recorded: list[dict[str, Any]], factory: ClientFactory = default_client_factory
+) -> Outcome:
     """Delete every registration of this backend: the recorded ids, and any backend in the listed
     projects with our URL (one created just before a crash, never recorded). Raises nothing; check ``error``."""
     out = Outcome(backends=[])

@@ -33,7 +33,9 @@ def now_rfc3339() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def set_condition(conditions: list[dict[str, Any]], ctype: str, check: Check, generation: int | None, now: str) -> list[dict[str, Any]]:
+def set_condition(
+    conditions: list[dict[str, Any]], ctype: str, check: Check, generation: int | None, now: str
+) -> list[dict[str, Any]]:
     """Return conditions with ``ctype`` set; keeps lastTransitionTime unless the status flipped."""
     status = "True" if check.ok else "False"
     old = next((c for c in conditions if c.get("type") == ctype), None)
@@ -47,7 +49,6 @@ def set_condition(conditions: list[dict[str, Any]], ctype: str, check: Check, ge
 
 def remove_condition(conditions: list[dict[str, Any]], ctype: str) -> list[dict[str, Any]]:
     return [c for c in conditions if c.get("type") != ctype]
-
 
 
 def deployment_check(dep: dict[str, Any] | None, what: str) -> Check:
@@ -82,10 +83,17 @@ def statefulset_check(sts: dict[str, Any] | None) -> Check:
 
 def foreign_check(objects: list[Any]) -> Check:
     """ChildrenOwned=False naming every object the operator refused to adopt (each has kind/namespace/name/stale)."""
-    names = ", ".join(f"{o.kind} {o.namespace}/{o.name}" + (" (left by a deleted MLBackend of this name: the garbage "
-                                                            "collector removes it)" if o.stale else "") for o in objects)
-    return Check(False, "ForeignObject", f"not adopted, left untouched: {names} already exist(s) without this "
-                                         "MLBackend's owner reference; delete or rename it, or rename the MLBackend")
+    names = ", ".join(
+        f"{o.kind} {o.namespace}/{o.name}"
+        + (" (left by a deleted MLBackend of this name: the garbage collector removes it)" if o.stale else "")
+        for o in objects
+    )
+    return Check(
+        False,
+        "ForeignObject",
+        f"not adopted, left untouched: {names} already exist(s) without this "
+        "MLBackend's owner reference; delete or rename it, or rename the MLBackend",
+    )
 
 
 def ready_check(checks: dict[str, Check]) -> Check:
@@ -100,5 +108,7 @@ def ready_check(checks: dict[str, Check]) -> Check:
 def strip_volatile(status: dict[str, Any]) -> dict[str, Any]:
     """Status without timestamps, to decide whether a write is needed."""
     out = dict(status)
-    out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []]
+    out["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []
+    ]
     return out

@@ -26,8 +26,9 @@ Conventions (documented in README "Active learning"):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,9 +78,7 @@ class Batch:
         return out
 
 
-def choices_result(
-    from_name: str, to_name: str, labels: Sequence[str], probabilities: Sequence[float]
-) -> dict:
+def choices_result(from_name: str, to_name: str, labels: Sequence[str], probabilities: Sequence[float]) -> dict:
     """A Label Studio ``choices`` result item naming the top label and carrying every class probability."""
     if len(labels) != len(probabilities) or not labels:
         raise ValueError(f"need one probability per label, got {len(labels)} labels and {len(probabilities)} values")
@@ -276,9 +275,7 @@ def view_payload(project: int, task_ids: Sequence[int], title: str) -> dict:
     """A Data Manager tab showing exactly ``task_ids`` (an OR of ``id = n`` filters), sorted by prediction score."""
     if not task_ids:
         raise ValueError("no task ids to put in a view")
-    items = [
-        {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)} for t in task_ids
-    ]
+    items = [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)} for t in task_ids]
     return {
         "project": int(project),
         "data": {

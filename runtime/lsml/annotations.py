@@ -13,17 +13,18 @@ names annotations, not tasks).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from lsml.model import LabelStudioMLBase
 
 logger = logging.getLogger(__name__)
 
-Row = Callable[[dict, dict], Optional[dict]]
+Row = Callable[[dict, dict], dict | None]
 
 
-def first_choice(annotation: dict, from_name: str) -> Optional[str]:
+def first_choice(annotation: dict, from_name: str) -> str | None:
     """The first choice of the `from_name` Choices region of a non-cancelled annotation, else None."""
     if not annotation or annotation.get("was_cancelled"):
         return None
@@ -68,8 +69,14 @@ def apply_event(dataset: dict[str, dict], event: str, data: dict, row: Row) -> N
             del dataset[stale]
 
 
-def updated_training_set(model: LabelStudioMLBase, previous: dict[str, dict], event: str, data: dict,
-                         row: Row, coalesced: Optional[list[dict]] = None) -> dict[str, dict]:
+def updated_training_set(
+    model: LabelStudioMLBase,
+    previous: dict[str, dict],
+    event: str,
+    data: dict,
+    row: Row,
+    coalesced: list[dict] | None = None,
+) -> dict[str, dict]:
     """The training set after `event` (what a model's `fit` starts from).
 
     START_TRAINING: every annotated task, from the legacy /train list when
@@ -86,8 +93,11 @@ def updated_training_set(model: LabelStudioMLBase, previous: dict[str, dict], ev
         try:
             dataset = dataset_from_tasks(model.fetch_annotated_tasks(), row)
         except Exception as exc:  # Label Studio unreachable: learn from the events alone
-            logger.warning("project %s: could not fetch annotated tasks (%s); training on events only",
-                           model.project_id, type(exc).__name__)
+            logger.warning(
+                "project %s: could not fetch annotated tasks (%s); training on events only",
+                model.project_id,
+                type(exc).__name__,
+            )
     for item in list(coalesced or []) + [{"event": event, "data": data}]:
         apply_event(dataset, item["event"], item["data"] or {}, row)
     return dataset

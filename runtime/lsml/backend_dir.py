@@ -18,9 +18,9 @@ import ast
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
 
 WSGI_FILE = "_wsgi.py"
 MODEL_FILE = "model.py"
@@ -126,16 +126,18 @@ def choose_model_class(script: Path, class_name: str | None) -> str:
     if class_name:
         if class_name not in candidates:
             known = ", ".join(candidates) or "none"
-            raise BackendDirError(
-                f"{script} has no subclass of {BASE_CLASS} named {class_name!r} (found: {known})")
+            raise BackendDirError(f"{script} has no subclass of {BASE_CLASS} named {class_name!r} (found: {known})")
         return class_name
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise BackendDirError(f"{script} defines no subclass of {BASE_CLASS}; write one (see README) "
-                              "or pass --script PATH:Class")
-    raise BackendDirError(f"{script} defines several subclasses of {BASE_CLASS} ({', '.join(candidates)}): "
-                          f"choose one with --script {script}:Class")
+        raise BackendDirError(
+            f"{script} defines no subclass of {BASE_CLASS}; write one (see README) or pass --script PATH:Class"
+        )
+    raise BackendDirError(
+        f"{script} defines several subclasses of {BASE_CLASS} ({', '.join(candidates)}): "
+        f"choose one with --script {script}:Class"
+    )
 
 
 def _template(name: str) -> str:
@@ -148,8 +150,7 @@ def _render(text: str, values: Mapping[str, str]) -> str:
     return text
 
 
-def scaffold(target: str | Path, script: str | Path, class_name: str | None = None,
-             force: bool = False) -> list[Path]:
+def scaffold(target: str | Path, script: str | Path, class_name: str | None = None, force: bool = False) -> list[Path]:
     """Create backend directory `target` around `script` (copied to model.py). Returns the files written.
 
     Refuses to touch an existing non-empty directory unless `force`.

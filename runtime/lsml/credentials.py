@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Optional
 from urllib.parse import urlsplit
 
 from lsml.settings import Settings
@@ -42,7 +41,7 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 SETUP_HOSTNAME_PATTERN = rf"^(https?://[A-Za-z0-9.-]+(:{_PORT})?(/[!-~]*)?)?$"
 
 
-def origin(url: Optional[str]) -> Optional[str]:
+def origin(url: str | None) -> str | None:
     """`scheme://host:port` of an http(s) URL (lower case, default port made explicit); None for anything else."""
     if not isinstance(url, str) or not url:
         return None
@@ -57,7 +56,7 @@ def origin(url: Optional[str]) -> Optional[str]:
     return f"{scheme}://{parts.hostname.lower()}:{port or _DEFAULT_PORTS[scheme]}"
 
 
-def same_origin(a: Optional[str], b: Optional[str]) -> bool:
+def same_origin(a: str | None, b: str | None) -> bool:
     """Whether two URLs share scheme, host and port (False when either is not an http(s) URL)."""
     first = origin(a)
     return first is not None and first == origin(b)
@@ -67,10 +66,10 @@ def same_origin(a: Optional[str], b: Optional[str]) -> bool:
 class Credential:
     """A Label Studio URL and the token that may be sent to it (None: send no token)."""
 
-    url: Optional[str]
-    token: Optional[str] = dataclasses.field(default=None, repr=False)
+    url: str | None
+    token: str | None = dataclasses.field(default=None, repr=False)
 
-    def token_for(self, url: str) -> Optional[str]:
+    def token_for(self, url: str) -> str | None:
         """The token, if `url` is on this credential's origin; else None."""
         return self.token if same_origin(url, self.url) else None
 
@@ -83,20 +82,23 @@ def _warn_once(key: tuple, message: str, *args: object) -> None:
     logger.warning(message, *args)
 
 
-def setup_value(hostname: Optional[str], access_token: Optional[str]) -> dict:
+def setup_value(hostname: str | None, access_token: str | None) -> dict:
     """What `/setup` stores under STATE_KEY: the hostname and the token it came with."""
     return {"hostname": hostname or None, "access_token": access_token or None}
 
 
-def rejects_setup_hostname(settings: Settings, hostname: Optional[str]) -> bool:
+def rejects_setup_hostname(settings: Settings, hostname: str | None) -> bool:
     """Whether `/setup`'s `hostname` must be ignored (it names another origin than LABEL_STUDIO_URL); warns."""
     configured = settings.label_studio_url
     if not configured or not hostname or same_origin(hostname, configured):
         return False
-    _warn_once(("setup", origin(hostname) or hostname, origin(configured)),
-               "/setup named Label Studio at %s but LABEL_STUDIO_URL is %s: ignoring that hostname and the "
-               "token sent with it (a credential goes only to the origin it was configured for)",
-               origin(hostname) or repr(hostname), origin(configured))
+    _warn_once(
+        ("setup", origin(hostname) or hostname, origin(configured)),
+        "/setup named Label Studio at %s but LABEL_STUDIO_URL is %s: ignoring that hostname and the "
+        "token sent with it (a credential goes only to the origin it was configured for)",
+        origin(hostname) or repr(hostname),
+        origin(configured),
+    )
     return True
 
 
@@ -111,8 +113,11 @@ def resolve(settings: Settings, stored: object) -> Credential:
             return Credential(configured, settings.label_studio_api_key)
         return Credential(configured, settings.label_studio_api_key or setup_token)
     if settings.label_studio_api_key:
-        _warn_once(("key-without-url",), "LABEL_STUDIO_API_KEY is set without LABEL_STUDIO_URL: the key is sent "
-                   "nowhere (set LABEL_STUDIO_URL to the Label Studio it belongs to)")
+        _warn_once(
+            ("key-without-url",),
+            "LABEL_STUDIO_API_KEY is set without LABEL_STUDIO_URL: the key is sent "
+            "nowhere (set LABEL_STUDIO_URL to the Label Studio it belongs to)",
+        )
     if hostname and origin(hostname) is None:
         return Credential(None, None)
     return Credential(hostname, setup_token if hostname else None)

@@ -70,8 +70,9 @@ def verify_version(path: Path, name: str = "") -> None:
     except FileNotFoundError:
         raise VersionIntegrityError(f"{label} has no {VERSION_FILE} (a partial copy?); refusing to load it") from None
     except (OSError, ValueError) as exc:
-        raise VersionIntegrityError(f"{label}: {VERSION_FILE} is unreadable ({type(exc).__name__}); "
-                                    "refusing to load it") from None
+        raise VersionIntegrityError(
+            f"{label}: {VERSION_FILE} is unreadable ({type(exc).__name__}); refusing to load it"
+        ) from None
     recorded = info.get("files") if isinstance(info, dict) else None
     if recorded is None:
         logger.warning("%s was published without file digests: its artifacts are not verified", label)
@@ -81,18 +82,24 @@ def verify_version(path: Path, name: str = "") -> None:
     present = set(_files(path))
     missing = sorted(set(recorded) - present)
     if missing:
-        raise VersionIntegrityError(f"{label} is missing {', '.join(missing[:5])} (a partial copy?); "
-                                    "refusing to load it")
+        raise VersionIntegrityError(
+            f"{label} is missing {', '.join(missing[:5])} (a partial copy?); refusing to load it"
+        )
     unexpected = sorted(present - set(recorded))
     if unexpected:
-        raise VersionIntegrityError(f"{label} holds files it was not published with: {', '.join(unexpected[:5])}; "
-                                    "refusing to load it")
+        raise VersionIntegrityError(
+            f"{label} holds files it was not published with: {', '.join(unexpected[:5])}; refusing to load it"
+        )
     for rel in sorted(recorded):
         expected = recorded[rel] if isinstance(recorded[rel], dict) else {}
         size = (path / rel).stat().st_size
         if expected.get("size") is not None and size != expected["size"]:
-            raise VersionIntegrityError(f"{label}: {rel} is {size} bytes, published as {expected['size']} "
-                                        "(truncated or changed); refusing to load it")
+            raise VersionIntegrityError(
+                f"{label}: {rel} is {size} bytes, published as {expected['size']} "
+                "(truncated or changed); refusing to load it"
+            )
         if _sha256(path / rel) != expected.get("sha256"):
-            raise VersionIntegrityError(f"{label}: {rel} does not match the SHA-256 recorded at publish "
-                                        "(changed after publishing); refusing to load it")
+            raise VersionIntegrityError(
+                f"{label}: {rel} does not match the SHA-256 recorded at publish "
+                "(changed after publishing); refusing to load it"
+            )

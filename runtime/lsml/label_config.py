@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any
 
 LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
 # The data key Label Studio uses for a task imported without a key (label-studio-ml-backend's `utils` name).
@@ -65,8 +66,7 @@ def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
                     if flag in to_name:
                         info.setdefault("regex", {})[flag] = ".*"
             if tag.get("perRegion") == "true":
-                for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"),
-                                   ("whenChoiceValue", "choice")):
+                for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"), ("whenChoiceValue", "choice")):
                     if tag.get(attr):
                         info["conditionals"] = {"type": kind, "name": tag.get(attr)}
                         break
@@ -191,8 +191,11 @@ class LabelInterface:
     def __init__(self, config: str | None = None, parsed: dict | None = None) -> None:
         self.config = config
         self.parsed = parsed if parsed is not None else parse_config_cached(config)
-        self._objects = {o_name: obj for info in self.parsed.values()
-                         for o_name, obj in zip(_bound_names(info), info["inputs"], strict=True)}
+        self._objects = {
+            o_name: obj
+            for info in self.parsed.values()
+            for o_name, obj in zip(_bound_names(info), info["inputs"], strict=True)
+        }
 
     @property
     def controls(self) -> list[ControlTag]:

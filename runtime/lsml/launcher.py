@@ -22,7 +22,6 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from lsml.backend_dir import BackendDirError, model_ref
 from lsml.settings import Settings
@@ -33,21 +32,23 @@ class StartOptions:
     backend_dir: Path
     host: str = "127.0.0.1"  # only this machine: expose the backend on purpose (--host), with BASIC_AUTH_*
     port: int = 9090
-    workers: Optional[int] = None
+    workers: int | None = None
     threads: int = 8
     embedded: bool = False
-    log_level: Optional[str] = None
+    log_level: str | None = None
 
 
 def check_backend(backend_dir: Path) -> str:
     """The backend's model ref; BackendDirError when the dir is not a backend."""
     if not backend_dir.is_dir():
-        raise BackendDirError(f"backend directory {backend_dir} does not exist "
-                              "(create one with `label-studio-ml init NAME --script model.py`)")
+        raise BackendDirError(
+            f"backend directory {backend_dir} does not exist "
+            "(create one with `label-studio-ml init NAME --script model.py`)"
+        )
     return model_ref(backend_dir)
 
 
-def backend_env(options: StartOptions, base: Optional[dict] = None) -> dict:
+def backend_env(options: StartOptions, base: dict | None = None) -> dict:
     """The environment of the server and worker processes."""
     env = dict(os.environ if base is None else base)
     backend = options.backend_dir.resolve()
@@ -77,13 +78,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(options: StartOptions, settings: Settings) -> Optional[str]:
+def exposure_warning(options: StartOptions, settings: Settings) -> str | None:
     """The start-up warning for a server anyone on the network can call without credentials, else None."""
     if settings.basic_auth_enabled or is_loopback(options.host):
         return None
-    return (f"WARNING: serving on {options.host}:{options.port} without authentication: anyone who can reach "
-            "this port can call /setup, /predict and /webhook. Set BASIC_AUTH_USER and BASIC_AUTH_PASS "
-            "(and give Label Studio the same credentials), or bind --host 127.0.0.1")
+    return (
+        f"WARNING: serving on {options.host}:{options.port} without authentication: anyone who can reach "
+        "this port can call /setup, /predict and /webhook. Set BASIC_AUTH_USER and BASIC_AUTH_PASS "
+        "(and give Label Studio the same credentials), or bind --host 127.0.0.1"
+    )
 
 
 def will_use_redis(options: StartOptions, env: dict) -> bool:
@@ -126,10 +129,14 @@ def start(options: StartOptions) -> int:
     redis = will_use_redis(options, env)
     workers = options.workers or (2 if redis else 1)
     if not redis and workers > 1:
-        print(f"note: embedded training with {workers} workers: each worker runs its own training queue "
-              "(set REDIS_URL or install redis-server for one shared queue)", file=sys.stderr)
-    log_level = (options.log_level or env.get("LOG_LEVEL") or "info")
+        print(
+            f"note: embedded training with {workers} workers: each worker runs its own training queue "
+            "(set REDIS_URL or install redis-server for one shared queue)",
+            file=sys.stderr,
+        )
+    log_level = options.log_level or env.get("LOG_LEVEL") or "info"
     env.update(serving_env(options, workers, log_level))
+
     def say(message: str) -> None:
         if not redis and message.startswith("redis-server not found"):
             message = "embedded training: trainings run in the server process"
@@ -145,8 +152,11 @@ def start(options: StartOptions) -> int:
         env=env,
         redis_binary=shutil.which("redis-server") if redis else None,
     )
-    print(f"serving {ref} from {options.backend_dir.resolve()} on http://{options.host}:{options.port} "
-          f"({workers} worker(s) x {options.threads} threads, MODEL_DIR={env['MODEL_DIR']})",
-          file=sys.stderr, flush=True)
+    print(
+        f"serving {ref} from {options.backend_dir.resolve()} on http://{options.host}:{options.port} "
+        f"({workers} worker(s) x {options.threads} threads, MODEL_DIR={env['MODEL_DIR']})",
+        file=sys.stderr,
+        flush=True,
+    )
     stack.start()
     return stack.wait()

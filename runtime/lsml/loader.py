@@ -25,8 +25,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from lsml.integrity import VersionIntegrityError, verify_version
 from lsml.label_config import parse_config_cached
@@ -56,14 +57,14 @@ class UnknownProject(Exception):
 @dataclass
 class _Entry:
     project: str
-    label_config: Optional[str]
-    instance: Optional[LabelStudioMLBase] = None
-    pointer: Optional[str] = None
+    label_config: str | None
+    instance: LabelStudioMLBase | None = None
+    pointer: str | None = None
     loading: bool = False
     ready: threading.Event = field(default_factory=threading.Event)
-    error: Optional[str] = None
+    error: str | None = None
     failed_at: float = 0.0
-    failed_pointer: Optional[str] = None
+    failed_pointer: str | None = None
     last_check: float = 0.0
 
 
@@ -72,10 +73,10 @@ class ModelRegistry:
         self,
         model_ref: ModelRef,
         settings: Settings,
-        store: Optional[ModelStore] = None,
-        state: Optional[State] = None,
-        on_loaded: Optional[Callable[[str, str, float], None]] = None,
-        on_evicted: Optional[Callable[[str], None]] = None,
+        store: ModelStore | None = None,
+        state: State | None = None,
+        on_loaded: Callable[[str, str, float], None] | None = None,
+        on_evicted: Callable[[str], None] | None = None,
     ) -> None:
         self.model_ref = model_ref
         self.settings = settings
@@ -87,8 +88,8 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._remembered: dict[tuple[str, str], Any] = {}
-        self._cls: Optional[type[Any]] = model_ref if isinstance(model_ref, type) else None
-        self._cls_error: Optional[str] = None
+        self._cls: type[Any] | None = model_ref if isinstance(model_ref, type) else None
+        self._cls_error: str | None = None
         self._cls_ready = threading.Event()
         self._cls_started = False
         if self._cls is not None:
@@ -135,10 +136,10 @@ class ModelRegistry:
         return self._cls_ready.is_set() and self._cls is not None
 
     @property
-    def class_error(self) -> Optional[str]:
+    def class_error(self) -> str | None:
         return self._cls_error
 
-    def model_class(self, timeout: Optional[float] = None) -> type[Any]:
+    def model_class(self, timeout: float | None = None) -> type[Any]:
         self.start()
         if not self._cls_ready.wait(timeout):
             raise ModelNotReady("the model class is still being imported")
@@ -146,7 +147,7 @@ class ModelRegistry:
             raise ModelLoadFailed(self._cls_error or "the model class could not be imported")
         return self._cls
 
-    def model_class_if_ready(self) -> Optional[type[Any]]:
+    def model_class_if_ready(self) -> type[Any] | None:
         return self._cls if self._cls_ready.is_set() else None
 
     # ---- per-project memory ------------------------------------------------
@@ -163,7 +164,7 @@ class ModelRegistry:
             return
         self._remembered[marker] = value
 
-    def _known_label_config(self, project: str) -> Optional[str]:
+    def _known_label_config(self, project: str) -> str | None:
         return self.state.get(project, "label_config")
 
     # ---- loading --------------------------------------------------------------
@@ -175,10 +176,11 @@ class ModelRegistry:
         if entry.instance is None:
             entry.ready.clear()
         label_config = entry.label_config
-        threading.Thread(target=self._build, args=(entry, label_config), name=f"lsml-load-{entry.project}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._build, args=(entry, label_config), name=f"lsml-load-{entry.project}", daemon=True
+        ).start()
 
-    def _build(self, entry: _Entry, label_config: Optional[str]) -> None:
+    def _build(self, entry: _Entry, label_config: str | None) -> None:
         started = time.perf_counter()
         project = entry.project
         instance = None
@@ -194,8 +196,14 @@ class ModelRegistry:
             self._build_failed(entry, pointer, str(exc), "project %s: %s", exc)
             return
         except BaseException as exc:  # noqa: BLE001 - surfaced to /predict as 503
-            self._build_failed(entry, pointer, f"building the model raised {type(exc).__name__} (see the server log)",
-                               "project %s: building the model failed (%s)", type(exc).__name__, exc_info=True)
+            self._build_failed(
+                entry,
+                pointer,
+                f"building the model raised {type(exc).__name__} (see the server log)",
+                "project %s: building the model failed (%s)",
+                type(exc).__name__,
+                exc_info=True,
+            )
             return
         elapsed = time.perf_counter() - started
         rebuild = False
@@ -212,16 +220,22 @@ class ModelRegistry:
             if rebuild:
                 self._schedule(entry)
         if not rebuild:
-            logger.info("project %s: model %s loaded (version %s) in %.3fs",
-                        project, self.class_name, instance.model_version, elapsed)
+            logger.info(
+                "project %s: model %s loaded (version %s) in %.3fs",
+                project,
+                self.class_name,
+                instance.model_version,
+                elapsed,
+            )
             if self.on_loaded is not None:
                 try:
                     self.on_loaded(project, instance.model_version, elapsed)
                 except Exception:  # pragma: no cover - metrics must never break loading
                     logger.debug("on_loaded callback failed", exc_info=True)
 
-    def _build_failed(self, entry: _Entry, pointer: Optional[str], error: str, message: str, *args: Any,
-                      exc_info: bool = False) -> None:
+    def _build_failed(
+        self, entry: _Entry, pointer: str | None, error: str, message: str, *args: Any, exc_info: bool = False
+    ) -> None:
         """Record a failed build. A previous instance keeps serving; the refused pointer is not retried by
         the reload check (only a new publish, or a failed first build after `_RETRY_AFTER_FAILURE`)."""
         serving = entry.instance
@@ -234,7 +248,7 @@ class ModelRegistry:
             entry.loading = False
             entry.ready.set()
 
-    def _entry_for(self, project: str, label_config: Optional[str]) -> _Entry:
+    def _entry_for(self, project: str, label_config: str | None) -> _Entry:
         """The entry of `project`, created or re-pointed at a new label config (validated first)."""
         entry = self._entries.get(project)
         if entry is not None and (label_config is None or label_config == entry.label_config):
@@ -293,9 +307,13 @@ class ModelRegistry:
     def _report_evicted(self, evicted: list[_Entry]) -> None:
         for entry in evicted:
             version = entry.instance.model_version if entry.instance is not None else None
-            logger.info("project %s: model instance (%s) evicted: more than %d projects loaded "
-                        "(LSML_MAX_LOADED_MODELS); it is rebuilt on its next request",
-                        entry.project, version or "not loaded", self.settings.max_loaded_models)
+            logger.info(
+                "project %s: model instance (%s) evicted: more than %d projects loaded "
+                "(LSML_MAX_LOADED_MODELS); it is rebuilt on its next request",
+                entry.project,
+                version or "not loaded",
+                self.settings.max_loaded_models,
+            )
             if self.on_evicted is not None:
                 try:
                     self.on_evicted(entry.project)
@@ -314,7 +332,7 @@ class ModelRegistry:
             with self._lock:
                 self._schedule(entry)
 
-    def _pointer(self, project: str) -> Optional[str]:
+    def _pointer(self, project: str) -> str | None:
         """What the reload check compares: a configured pin (LSML_PINNED_VERSIONS) stays put when later
         versions are published; otherwise the store's `current` link target."""
         pinned = configured_pin(self.store, self.settings, project)
@@ -330,7 +348,7 @@ class ModelRegistry:
         return True
 
     # ---- public -----------------------------------------------------------------
-    def setup(self, project: str, label_config: Optional[str] = None) -> str:
+    def setup(self, project: str, label_config: str | None = None) -> str:
         """Remember the config, make sure a build is under way, answer the model version at once."""
         entry = self._entry_for(project, label_config)
         instance = entry.instance
@@ -341,11 +359,14 @@ class ModelRegistry:
             self._retry_failed_build_if_due(entry)
         return self._version_without_instance(project)
 
-    def get(self, project: str, label_config: Optional[str] = None, timeout: Optional[float] = None) -> LabelStudioMLBase:
+    def get(self, project: str, label_config: str | None = None, timeout: float | None = None) -> LabelStudioMLBase:
         """The project's model instance, waiting (bounded) while it is built."""
         entry = self._entries.get(project)
-        if entry is not None and entry.instance is not None and (
-                label_config is None or label_config == entry.label_config):
+        if (
+            entry is not None
+            and entry.instance is not None
+            and (label_config is None or label_config == entry.label_config)
+        ):
             self._touch(project)
             self._maybe_reload(entry)
             return entry.instance
@@ -361,8 +382,7 @@ class ModelRegistry:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not entry.ready.wait(remaining):
                 raise ModelNotReady(
-                    f"the model for project {project!r} is still loading after {timeout:g}s "
-                    "(LSML_MODEL_LOAD_TIMEOUT)"
+                    f"the model for project {project!r} is still loading after {timeout:g}s (LSML_MODEL_LOAD_TIMEOUT)"
                 )
             if entry.instance is None and entry.error and not entry.loading:
                 raise ModelLoadFailed(entry.error)

@@ -12,8 +12,8 @@ local paths: they go through its API with its token.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 
@@ -36,11 +36,13 @@ def confined(path: str | os.PathLike[str], roots: Iterable[Path]) -> Path:
         raise LocalFileRefused(
             f"task data names the local file {str(path)!r}, and reading local files is off: set "
             "LSML_LOCAL_FILES_ROOTS to the directories tasks may name (or serve the files through Label "
-            "Studio: /data/local-files/?d=... or an upload)")
+            "Studio: /data/local-files/?d=... or an upload)"
+        )
     resolved = Path(path).resolve()
     for root in roots:
         if resolved == root or root in resolved.parents:
             return resolved
     raise LocalFileRefused(
         f"task data names the local file {str(path)!r}, which is outside LSML_LOCAL_FILES_ROOTS "
-        f"({os.pathsep.join(str(r) for r in roots)})")
+        f"({os.pathsep.join(str(r) for r in roots)})"
+    )

@@ -23,9 +23,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 from lsml import credentials, local_files
 from lsml.credentials import Credential
@@ -78,14 +79,17 @@ def _id_key(value: Any, field: str) -> str:
         value = int(value)
     if isinstance(value, int):
         if not 0 <= value <= MAX_PROJECT_ID:
-            raise ValueError(f"'{field}' must be an id between 0 and {MAX_PROJECT_ID}, "
-                             f"got a number of {value.bit_length()} bits")
+            raise ValueError(
+                f"'{field}' must be an id between 0 and {MAX_PROJECT_ID}, got a number of {value.bit_length()} bits"
+            )
         return str(value)
     if not isinstance(value, str):
         raise ValueError(f"'{field}' must be a string, an integer or an object with 'id', got {type(value).__name__}")
     if not _PROJECT_NAME.fullmatch(value):
-        raise ValueError(f"invalid '{field}' {value[:80]!r}: expected '<id>' or '<id>.<created_at>' "
-                         "(at most 64 letters, digits, '_' or '-' before the dot)")
+        raise ValueError(
+            f"invalid '{field}' {value[:80]!r}: expected '<id>' or '<id>.<created_at>' "
+            "(at most 64 letters, digits, '_' or '-' before the dot)"
+        )
     return value.split(".", 1)[0]
 
 
@@ -95,8 +99,8 @@ class BuildContext:
 
     settings: Settings
     state: State
-    version: Optional[ModelVersion] = None
-    output_dir: Optional[Path] = None
+    version: ModelVersion | None = None
+    output_dir: Path | None = None
 
 
 _CONTEXT: contextvars.ContextVar[BuildContext | None] = contextvars.ContextVar("lsml_build_context", default=None)
@@ -136,19 +140,19 @@ class LabelStudioMLBase:
         "START_TRAINING",
     )
 
-    def __init__(self, project_id: Optional[str] = None, label_config: Optional[str] = None, **kwargs: Any):
+    def __init__(self, project_id: str | None = None, label_config: str | None = None, **kwargs: Any):
         ctx = _CONTEXT.get()
         if ctx is None:  # built by hand (a script, a notebook, a test), not by the loader or a job
             ctx = _default_context()
         self.project_id: str = project_key(project_id)
         self.settings: Settings = ctx.settings
         self._state = ctx.state
-        self.version: Optional[ModelVersion] = ctx.version
-        self.version_dir: Optional[Path] = ctx.version.path if ctx.version is not None else None
-        self.output_dir: Optional[Path] = ctx.output_dir
-        self._model_version_override: Optional[str] = None
-        self._label_studio_client: Optional[LabelStudioClient] = None
-        self._label_config: Optional[str] = None
+        self.version: ModelVersion | None = ctx.version
+        self.version_dir: Path | None = ctx.version.path if ctx.version is not None else None
+        self.output_dir: Path | None = ctx.output_dir
+        self._model_version_override: str | None = None
+        self._label_studio_client: LabelStudioClient | None = None
+        self._label_config: str | None = None
         self._parsed_label_config: dict = {}
         self.label_interface = LabelInterface(None, {})
         if label_config is None:
@@ -163,8 +167,7 @@ class LabelStudioMLBase:
     def setup(self) -> None:
         """Load what predict needs (e.g. artifacts from `self.version_dir`). Runs once per instance."""
 
-    def predict(self, tasks: list[dict], context: Optional[dict] = None,
-                **kwargs: Any) -> list[dict] | ModelResponse:
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict] | ModelResponse:
         """One prediction per task, in task order: dicts `{"result", "score", "model_version"}` or a ModelResponse."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict()")
 
@@ -176,8 +179,7 @@ class LabelStudioMLBase:
         """
         return False
 
-    def process_event(self, event: str, data: dict, job_id: Any = None,
-                      additional_params: Optional[dict] = None) -> Any:
+    def process_event(self, event: str, data: dict, job_id: Any = None, additional_params: dict | None = None) -> Any:
         """The reference's entry point for events: `fit` for TRAIN_EVENTS, nothing otherwise."""
         if event in self.TRAIN_EVENTS:
             return self.fit(event, data, job_id=job_id, **(additional_params or {}))
@@ -200,16 +202,20 @@ class LabelStudioMLBase:
             logger.warning("project %s: could not remember the label config", self.project_id, exc_info=True)
 
     @property
-    def label_config(self) -> Optional[str]:
+    def label_config(self) -> str | None:
         return self._label_config
 
     @property
     def parsed_label_config(self) -> dict:
         return self._parsed_label_config
 
-    def get_first_tag_occurence(self, control_type: str | tuple, object_type: str | tuple,
-                                name_filter: Optional[Callable] = None,
-                                to_name_filter: Optional[Callable] = None) -> tuple[str, str, str]:
+    def get_first_tag_occurence(
+        self,
+        control_type: str | tuple,
+        object_type: str | tuple,
+        name_filter: Callable | None = None,
+        to_name_filter: Callable | None = None,
+    ) -> tuple[str, str, str]:
         """(from_name, to_name, value) of the first `control_type` tag bound to an `object_type` tag."""
         return self.label_interface.get_first_tag_occurence(control_type, object_type, name_filter, to_name_filter)
 
@@ -276,11 +282,11 @@ class LabelStudioMLBase:
         """This project's Label Studio URL and the token that may go to it (lsml.credentials says which)."""
         return credentials.resolve(self.settings, self._state.get(self.project_id, credentials.STATE_KEY))
 
-    def get_label_studio_url(self) -> Optional[str]:
+    def get_label_studio_url(self) -> str | None:
         """LABEL_STUDIO_URL when set, else the hostname /setup sent for this project."""
         return self.label_studio_credential().url
 
-    def get_label_studio_access_token(self) -> Optional[str]:
+    def get_label_studio_access_token(self) -> str | None:
         """The token for `get_label_studio_url()`'s origin only. Never log it.
 
         LABEL_STUDIO_API_KEY wins when LABEL_STUDIO_URL is configured: Label Studio 1.23's
@@ -309,15 +315,22 @@ class LabelStudioMLBase:
         client = self.label_studio_client()
         project_id = project_key(project) if project is not None else self.project_id
         for task in client.iter_tasks(int(project_id) if project_id.isdigit() else project_id):
-            annotations = [a for a in task.get("annotations") or []
-                           if include_cancelled or not a.get("was_cancelled")]
+            annotations = [a for a in task.get("annotations") or [] if include_cancelled or not a.get("was_cancelled")]
             if annotations:
                 task = dict(task)
                 task["annotations"] = annotations
                 yield task
 
-    def get_local_path(self, url: str, project_dir: Optional[str] = None, ls_host: Optional[str] = None,
-                       ls_access_token: Optional[str] = None, task_id: Any = None, *args: Any, **kwargs: Any) -> str:
+    def get_local_path(
+        self,
+        url: str,
+        project_dir: str | None = None,
+        ls_host: str | None = None,
+        ls_access_token: str | None = None,
+        task_id: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> str:
         """A local file for a task's media URL, downloaded (and cached) from Label Studio when needed.
 
         A local path or `file://` URL is read only under LSML_LOCAL_FILES_ROOTS
@@ -338,7 +351,8 @@ class LabelStudioMLBase:
         if not absolute and not host:
             raise RuntimeError(
                 f"cannot fetch {url!r}: Label Studio's URL is unknown: connect the backend from Label Studio "
-                "(its /setup call sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+                "(its /setup call sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"
+            )
         full = url if absolute else host + "/" + url.lstrip("/")
         cache_dir = Path(project_dir) if project_dir else Path(self.settings.model_dir) / ".lsml" / "media"
         if ls_host is None and ls_access_token is None and host:
@@ -347,10 +361,13 @@ class LabelStudioMLBase:
             from lsml.labelstudio import LabelStudioClient
 
             client = LabelStudioClient(host or full, credential.token if host else None)
-        return str(client.download(full, cache_dir, max_bytes=self.settings.media_max_bytes,
-                                   timeout=self.settings.media_timeout))
+        return str(
+            client.download(
+                full, cache_dir, max_bytes=self.settings.media_max_bytes, timeout=self.settings.media_timeout
+            )
+        )
 
-    def _media_credential(self, ls_host: Optional[str], ls_access_token: Optional[str]) -> Credential:
+    def _media_credential(self, ls_host: str | None, ls_access_token: str | None) -> Credential:
         """The project's credential, or the one a caller passed: a host without a token gets no foreign token."""
         own = self.label_studio_credential()
         if ls_host:

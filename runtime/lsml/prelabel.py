@@ -37,10 +37,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from lsml.active_learning import is_labelled
 from lsml.integrity import verify_version
@@ -82,7 +83,7 @@ class PrelabelRequest:
     mode: str = "missing"
     batch_size: int = BATCH_SIZE_DEFAULT
     max_concurrent: int = 1
-    version: Optional[str] = None  # a kept version name; None: the current one
+    version: str | None = None  # a kept version name; None: the current one
 
     def validated(self) -> PrelabelRequest:
         """Raise `ValueError` naming the first bad field (arguments may come from HTTP or Redis)."""
@@ -94,8 +95,9 @@ class PrelabelRequest:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-        if self.version is not None and (not isinstance(self.version, str)
-                                         or re.fullmatch(VERSION_NAME_PATTERN, self.version) is None):
+        if self.version is not None and (
+            not isinstance(self.version, str) or re.fullmatch(VERSION_NAME_PATTERN, self.version) is None
+        ):
             raise ValueError(f"version must be a version name like 'v3', got {self.version!r}")
         return self
 
@@ -116,12 +118,12 @@ class Progress:
 
     project: str
     model_version: str = ""
-    total: int = 0           # tasks in the project
-    done: int = 0            # tasks looked at (predicted, skipped or resumed past)
-    predicted: int = 0       # tasks sent to the model by this run
-    written: int = 0         # predictions Label Studio created in this run
-    skipped: int = 0         # tasks not needing a prediction (mode), incl. resumed past
-    resumed_after: Optional[int] = None
+    total: int = 0  # tasks in the project
+    done: int = 0  # tasks looked at (predicted, skipped or resumed past)
+    predicted: int = 0  # tasks sent to the model by this run
+    written: int = 0  # predictions Label Studio created in this run
+    skipped: int = 0  # tasks not needing a prediction (mode), incl. resumed past
+    resumed_after: int | None = None
     # where the time went (seconds, summed over calls): reading pages, the model's predict, writing predictions
     read_seconds: float = 0.0
     predict_seconds: float = 0.0
@@ -134,7 +136,7 @@ class Progress:
         return self.predicted / elapsed if elapsed > 0 else 0.0
 
     @property
-    def eta(self) -> Optional[float]:
+    def eta(self) -> float | None:
         remaining = max(self.total - self.done, 0)
         return remaining / self.rate if self.rate > 0 else None
 
@@ -161,7 +163,7 @@ def _written_since(task: dict, version: str, since: float) -> bool:
     return False
 
 
-def needs_prediction(task: dict, mode: str, version: str, resumed_since: Optional[float] = None) -> bool:
+def needs_prediction(task: dict, mode: str, version: str, resumed_since: float | None = None) -> bool:
     if mode == "all":
         return resumed_since is None or not _written_since(task, version, resumed_since)
     if mode == "unlabelled" and is_labelled(task):
@@ -180,8 +182,14 @@ def _records(tasks: list[dict], results: list, version: str) -> list[dict]:
     for task, entry in zip(tasks, results, strict=True):
         for p in entry if isinstance(entry, list) else [entry]:
             if isinstance(p, dict) and "result" in p:
-                records.append({"task": int(task["id"]), "result": p["result"], "score": p.get("score"),
-                                "model_version": p.get("model_version") or version})
+                records.append(
+                    {
+                        "task": int(task["id"]),
+                        "result": p["result"],
+                        "score": p.get("score"),
+                        "model_version": p.get("model_version") or version,
+                    }
+                )
     return records
 
 
@@ -189,19 +197,27 @@ def _label_studio_failure(exc: LabelStudioError, project: str, url: str) -> Prel
     if exc.status is None:
         return PrelabelError(f"Label Studio at {url} is unreachable: {exc}")
     if exc.status in (401, 403):
-        return PrelabelError(f"Label Studio refused the API token ({exc.status}): use a personal access token "
-                             "or an enabled legacy token of a user who can see the project")
+        return PrelabelError(
+            f"Label Studio refused the API token ({exc.status}): use a personal access token "
+            "or an enabled legacy token of a user who can see the project"
+        )
     if exc.status == 404:
-        return PrelabelError(f"project {project} does not exist in Label Studio at {url} (or this token cannot "
-                             "see it)")
+        return PrelabelError(f"project {project} does not exist in Label Studio at {url} (or this token cannot see it)")
     return PrelabelError(f"Label Studio answered {exc.status}: {exc}")
 
 
 class Prelabeler:
     """One pre-labelling run of one project (build with `prepare`, then `run`)."""
 
-    def __init__(self, model: Any, client: LabelStudioClient, request: PrelabelRequest, state: State,
-                 on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        client: LabelStudioClient,
+        request: PrelabelRequest,
+        state: State,
+        on_progress: Callable[[Progress], None] | None = None,
+        slots: Any = None,
+    ) -> None:
         self.slots = slots  # the server's predict semaphore when the job runs inside a server process
         self.model = model
         self.client = client
@@ -213,18 +229,32 @@ class Prelabeler:
         self.progress = Progress(project=request.project, model_version=self.version)
         self.started_at = time.time()  # wall clock, compared with Label Studio's created_at on resume
 
-    def _checkpoint(self) -> Optional[dict]:
+    def _checkpoint(self) -> dict | None:
         """The interrupted run of the same version and mode, if any."""
         saved = self.state.get(self.request.project, CHECKPOINT_KEY)
-        if (isinstance(saved, dict) and saved.get("version") == self.version
-                and saved.get("mode") == self.request.mode and saved.get("status") == "running"):
+        if (
+            isinstance(saved, dict)
+            and saved.get("version") == self.version
+            and saved.get("mode") == self.request.mode
+            and saved.get("status") == "running"
+        ):
             return saved
         return None
 
     def _save(self, last_task_id: int, status: str = "running") -> None:
-        self.state.set(self.request.project, CHECKPOINT_KEY, {
-            "version": self.version, "mode": self.request.mode, "last_task_id": last_task_id, "status": status,
-            "started_at": self.started_at, "done": self.progress.done, "total": self.progress.total})
+        self.state.set(
+            self.request.project,
+            CHECKPOINT_KEY,
+            {
+                "version": self.version,
+                "mode": self.request.mode,
+                "last_task_id": last_task_id,
+                "status": status,
+                "started_at": self.started_at,
+                "done": self.progress.done,
+                "total": self.progress.total,
+            },
+        )
 
     def _predict(self, tasks: list[dict]) -> list:
         started = time.monotonic()
@@ -239,8 +269,7 @@ class Prelabeler:
             raise PrelabelError(f"the model returned {len(results)} predictions for {len(tasks)} tasks")
         return results
 
-    def _timed_reads(self, pages: Iterator[tuple[list[dict], Optional[int]]]
-                     ) -> Iterator[tuple[list[dict], Optional[int]]]:
+    def _timed_reads(self, pages: Iterator[tuple[list[dict], int | None]]) -> Iterator[tuple[list[dict], int | None]]:
         while True:
             started = time.monotonic()
             item = next(pages, None)
@@ -305,15 +334,19 @@ class Prelabeler:
         # that way while it decides every task (e.g. nothing predicted yet), in full as soon as it cannot.
         light_decides = req.mode == "all" and resumed_since is None  # every task gets one: no need to look
         pages = self.client.iter_task_pages(
-            project, max(req.batch_size, READ_PAGE_SIZE), fields="task_only",
-            needs_all=None if light_decides else lambda tasks: not _decided_without_predictions(
-                tasks, resume_after or 0))
+            project,
+            max(req.batch_size, READ_PAGE_SIZE),
+            fields="task_only",
+            needs_all=None
+            if light_decides
+            else lambda tasks: not _decided_without_predictions(tasks, resume_after or 0),
+        )
         try:
             with ThreadPoolExecutor(max_workers=req.max_concurrent, thread_name_prefix="lsml-prelabel") as pool:
                 for page, total in self._timed_reads(pages):
                     self.progress.total = int(total if total is not None else self.progress.total + len(page))
                     for start in range(0, len(page), req.batch_size):
-                        handle(page[start:start + req.batch_size])
+                        handle(page[start : start + req.batch_size])
                 flush(0)
         except LabelStudioError as exc:
             raise _label_studio_failure(exc, req.project, url) from None
@@ -322,10 +355,17 @@ class Prelabeler:
         return self.progress.to_dict()
 
 
-def prepare(model_ref: ModelRef, request: PrelabelRequest, settings: Settings, *,
-            ls_url: Optional[str] = None, api_key: Optional[str] = None,
-            on_progress: Optional[Callable[[Progress], None]] = None, slots: Any = None,
-            state: Optional[State] = None) -> Prelabeler:
+def prepare(
+    model_ref: ModelRef,
+    request: PrelabelRequest,
+    settings: Settings,
+    *,
+    ls_url: str | None = None,
+    api_key: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    slots: Any = None,
+    state: State | None = None,
+) -> Prelabeler:
     """Load the model on the requested (or current) version and connect to Label Studio.
 
     Label Studio's URL and token: the arguments, else what `/setup` stored for

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from lsml.model import ModelRef
 from lsml.prelabel import PrelabelError, PrelabelRequest, run_prelabel
@@ -71,16 +71,24 @@ class EmbeddedPrelabelJobs:
                     self._again[request.project] = request
                 return active, False
             job_id = uuid.uuid4().hex
-            self._jobs[job_id] = job_status(job_id, QUEUED, project=request.project, kind="prelabel",
-                                            request=request.to_dict(), progress=None, enqueued_at=time.time())
+            self._jobs[job_id] = job_status(
+                job_id,
+                QUEUED,
+                project=request.project,
+                kind="prelabel",
+                request=request.to_dict(),
+                progress=None,
+                enqueued_at=time.time(),
+            )
             self._active[request.project] = job_id
             while len(self._jobs) > self._max_jobs:
                 oldest = next(iter(self._jobs))
                 if oldest in self._active.values():
                     break
                 del self._jobs[oldest]
-        threading.Thread(target=self._run, args=(job_id, request), name=f"lsml-prelabel-{request.project}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._run, args=(job_id, request), name=f"lsml-prelabel-{request.project}", daemon=True
+        ).start()
         return job_id, True
 
     def _progress(self, job_id: str, progress: Any) -> None:
@@ -91,12 +99,22 @@ class EmbeddedPrelabelJobs:
         with self._lock:
             self._jobs[job_id].update(status=STARTED, started_at=time.time())
         try:
-            result = run_prelabel(self.model_ref, request, self.settings, slots=self.slots,
-                                  on_progress=lambda p: self._progress(job_id, p))
+            result = run_prelabel(
+                self.model_ref,
+                request,
+                self.settings,
+                slots=self.slots,
+                on_progress=lambda p: self._progress(job_id, p),
+            )
             update = dict(status=FINISHED, progress=result, model_version=result.get("model_version"))
         except BaseException as exc:  # noqa: BLE001 - reported through /job_status
-            logger.error("project %s: pre-labelling job %s failed: %s", request.project, job_id, _failure(exc),
-                         exc_info=not isinstance(exc, PrelabelError))
+            logger.error(
+                "project %s: pre-labelling job %s failed: %s",
+                request.project,
+                job_id,
+                _failure(exc),
+                exc_info=not isinstance(exc, PrelabelError),
+            )
             update = dict(status=FAILED, error=_failure(exc))
         with self._lock:
             self._jobs[job_id].update(finished_at=time.time(), **update)
@@ -105,7 +123,7 @@ class EmbeddedPrelabelJobs:
         if again is not None:  # a version was published while this job ran: once more, on the newest
             self.submit(again)
 
-    def status(self, job_id: str) -> Optional[dict]:
+    def status(self, job_id: str) -> dict | None:
         with self._lock:
             st = self._jobs.get(job_id)
             return dict(st) if st is not None else None
@@ -157,19 +175,26 @@ class RQPrelabelJobs:
                 st = self.status(existing) if existing else None
                 if st is not None and st["status"] in (QUEUED, STARTED):
                     if again_if_active:
-                        self.connection.set(self._marker(request.project) + ":again", json.dumps(request.to_dict()),
-                                            ex=MARKER_TTL)
+                        self.connection.set(
+                            self._marker(request.project) + ":again", json.dumps(request.to_dict()), ex=MARKER_TTL
+                        )
                     return existing, False
                 self.connection.delete(self._marker(request.project))  # a stale marker (ended or expired job)
-            self.queue.enqueue_call(JOB_FUNCTION, args=(request.project, request.to_dict()), job_id=job_id,
-                                    timeout=JOB_TIMEOUT, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-                                    description=f"lsml pre-labelling of project {request.project}")
+            self.queue.enqueue_call(
+                JOB_FUNCTION,
+                args=(request.project, request.to_dict()),
+                job_id=job_id,
+                timeout=JOB_TIMEOUT,
+                result_ttl=24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+                description=f"lsml pre-labelling of project {request.project}",
+            )
         except redis.RedisError as exc:
             raise QueueUnavailable(failure_message(exc)) from exc
         self._projects.add(request.project)
         return job_id, True
 
-    def status(self, job_id: str) -> Optional[dict]:
+    def status(self, job_id: str) -> dict | None:
         from lsml.training.rq_queue import failure_reason, read_job
 
         found = read_job(self.queue, job_id)  # also fails the job of a SIGKILLed worker
@@ -180,7 +205,8 @@ class RQPrelabelJobs:
         extra: dict[str, Any] = {"progress": (job.meta or {}).get("progress")}
         if status == FAILED:
             extra["error"] = (job.meta or {}).get("error") or failure_reason(
-                result.exc_string if result is not None else None, rq_status)
+                result.exc_string if result is not None else None, rq_status
+            )
         elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
             extra["progress"] = result.return_value
             extra["model_version"] = result.return_value.get("model_version")
@@ -214,8 +240,13 @@ def perform_prelabel(project: str, request: dict) -> dict:
         ride_out(job.save_meta, "recording progress")
 
     try:
-        return run_prelabel(context.model_ref, checked, context.settings, on_progress=record,
-                            state=PatientState(make_state(context.settings)))
+        return run_prelabel(
+            context.model_ref,
+            checked,
+            context.settings,
+            on_progress=record,
+            state=PatientState(make_state(context.settings)),
+        )
     except PrelabelError as exc:
         if not isinstance(exc, JobLost):  # a lost job's hash is gone: writing meta would make a stub of it
             job.meta["error"] = str(exc)
@@ -245,11 +276,15 @@ def _still_running(job: Any) -> None:
     status = job.connection.hget(job.key, "status")
     status = status.decode() if isinstance(status, bytes) else status
     if status is None:
-        raise JobLost(f"pre-labelling job {job.id} lost: Redis came back without its data (restarted empty?); "
-                      "the run stops; submit it again to go on (tasks written so far keep their predictions)")
+        raise JobLost(
+            f"pre-labelling job {job.id} lost: Redis came back without its data (restarted empty?); "
+            "the run stops; submit it again to go on (tasks written so far keep their predictions)"
+        )
     if status != "started":
-        raise JobLost(f"pre-labelling job {job.id} is {status} (declared abandoned during a Redis outage?); "
-                      "this run stops so that a new one does not write the same tasks twice")
+        raise JobLost(
+            f"pre-labelling job {job.id} is {status} (declared abandoned during a Redis outage?); "
+            "this run stops so that a new one does not write the same tasks twice"
+        )
 
 
 def _marker(queue_name: str, project: str) -> str:
@@ -271,10 +306,11 @@ def _release(job: Any, project: str) -> None:
     if again and worker._context is not None:
         settings = worker._context.settings
         RQPrelabelJobs(settings.replace(queue_name=job.origin), connection=job.connection).submit(
-            PrelabelRequest.from_dict(json.loads(again)), again_if_active=True)
+            PrelabelRequest.from_dict(json.loads(again)), again_if_active=True
+        )
 
 
-def after_publish(settings: Settings, project: str, version: str, jobs: Any = None) -> Optional[str]:
+def after_publish(settings: Settings, project: str, version: str, jobs: Any = None) -> str | None:
     """Queue re-prediction of the project's unlabelled tasks after `version` was published, when
     `LSML_PRELABEL_ON_PUBLISH` is on and no version is pinned (a pinned version did not change).
     `jobs`: the server's embedded jobs; None with REDIS_URL (RQ). Returns the job id, or None."""
@@ -290,8 +326,13 @@ def after_publish(settings: Settings, project: str, version: str, jobs: Any = No
             return None
         jobs = RQPrelabelJobs(settings)
     job, created = jobs.submit(PrelabelRequest(str(project), mode="unlabelled"), again_if_active=True)
-    logger.info("project %s: %s published; re-prediction %s (job %s)", project, version,
-                "queued" if created else "coalesced into the active job", job)
+    logger.info(
+        "project %s: %s published; re-prediction %s (job %s)",
+        project,
+        version,
+        "queued" if created else "coalesced into the active job",
+        job,
+    )
     return job
 
 

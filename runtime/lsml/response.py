@@ -37,8 +37,7 @@ class PredictionValue:
     model_version: str | None = None
 
     def model_dump(self, exclude_none: bool = False) -> dict:
-        out = {"result": [_plain(r) for r in self.result], "score": self.score,
-               "model_version": self.model_version}
+        out = {"result": [_plain(r) for r in self.result], "score": self.score, "model_version": self.model_version}
         if exclude_none:
             out = {k: v for k, v in out.items() if v is not None}
         return out
@@ -75,8 +74,10 @@ class ModelResponse:
         self.update_predictions_version()
 
     def model_dump(self) -> dict:
-        return {"model_version": self.model_version,
-                "predictions": [serialize_prediction(p, self.model_version) for p in self.predictions]}
+        return {
+            "model_version": self.model_version,
+            "predictions": [serialize_prediction(p, self.model_version) for p in self.predictions],
+        }
 
 
 def _finite_score(prediction: dict) -> dict:

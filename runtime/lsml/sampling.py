@@ -28,7 +28,7 @@ instead of producing a silently wrong ranking. Apply ``softmax`` to logits.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -78,9 +78,7 @@ def as_probabilities(probabilities: ArrayLike) -> np.ndarray:
         raise ValueError(f"probabilities contain NaN or infinity (first in row {row}: {p[row].tolist()})")
     if (p < 0).any():
         row = int(np.argwhere(p < 0)[0][0])
-        raise ValueError(
-            f"probabilities must be >= 0 (row {row}: {p[row].tolist()}); use softmax() on logits first"
-        )
+        raise ValueError(f"probabilities must be >= 0 (row {row}: {p[row].tolist()}); use softmax() on logits first")
     sums = p.sum(axis=1)
     if (sums <= 0).any():
         row = int(np.argwhere(sums <= 0)[0][0])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 
 def _number(env: Mapping[str, str], name: str, default, minimum, kind: type, noun: str):
@@ -58,8 +58,10 @@ def _pins(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
         project, sep, version = (x.strip() for x in item.partition("="))
         number = version[1:] if version[:1] in ("v", "V") else version
         if not sep or not (project == "*" or project.isdigit()) or not number.isdigit():
-            raise ValueError(f"{name} must be a comma-separated list of PROJECT=VERSION (PROJECT a project id or *, "
-                             f"VERSION like v3), got {item!r}")
+            raise ValueError(
+                f"{name} must be a comma-separated list of PROJECT=VERSION (PROJECT a project id or *, "
+                f"VERSION like v3), got {item!r}"
+            )
         pins[project] = f"v{int(number)}"
     return tuple(sorted(pins.items()))
 
@@ -177,11 +179,15 @@ def _check_basic_auth(user: str | None, password: str | None) -> None:
     has_user = bool(user and user.strip())
     has_pass = bool(password and password.strip())
     if has_user and not has_pass:
-        raise ValueError("BASIC_AUTH_USER is set but BASIC_AUTH_PASS is empty or missing: set a password "
-                         "(or unset BASIC_AUTH_USER to run without auth)")
+        raise ValueError(
+            "BASIC_AUTH_USER is set but BASIC_AUTH_PASS is empty or missing: set a password "
+            "(or unset BASIC_AUTH_USER to run without auth)"
+        )
     if has_pass and not has_user:
-        raise ValueError("BASIC_AUTH_PASS is set but BASIC_AUTH_USER is empty or missing: set a user "
-                         "(or unset BASIC_AUTH_PASS to run without auth)")
+        raise ValueError(
+            "BASIC_AUTH_PASS is set but BASIC_AUTH_USER is empty or missing: set a user "
+            "(or unset BASIC_AUTH_PASS to run without auth)"
+        )
 
 
 @dataclass(frozen=True)

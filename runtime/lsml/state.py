@@ -95,9 +95,7 @@ class SqliteState:
         return conn
 
     def get(self, project: str, key: str, default: Any = None) -> Any:
-        row = self._conn().execute(
-            "SELECT value FROM state WHERE project=? AND key=?", (str(project), key)
-        ).fetchone()
+        row = self._conn().execute("SELECT value FROM state WHERE project=? AND key=?", (str(project), key)).fetchone()
         return default if row is None else json.loads(row[0])
 
     def set(self, project: str, key: str, value: Any) -> None:
@@ -108,18 +106,14 @@ class SqliteState:
         )
 
     def has(self, project: str, key: str) -> bool:
-        row = self._conn().execute(
-            "SELECT 1 FROM state WHERE project=? AND key=?", (str(project), key)
-        ).fetchone()
+        row = self._conn().execute("SELECT 1 FROM state WHERE project=? AND key=?", (str(project), key)).fetchone()
         return row is not None
 
     def delete(self, project: str, key: str) -> None:
         self._conn().execute("DELETE FROM state WHERE project=? AND key=?", (str(project), key))
 
     def items(self, project: str) -> dict[str, Any]:
-        rows = self._conn().execute(
-            "SELECT key, value FROM state WHERE project=?", (str(project),)
-        ).fetchall()
+        rows = self._conn().execute("SELECT key, value FROM state WHERE project=?", (str(project),)).fetchall()
         return {k: json.loads(v) for k, v in rows}
 
 
@@ -144,8 +138,10 @@ def _redis_errors(method):
         try:
             return method(*args, **kwargs)
         except redis.RedisError as exc:
-            raise StateUnavailable(f"Redis (the state store) is unreachable ({type(exc).__name__}); "
-                                   "try again when it is back") from exc
+            raise StateUnavailable(
+                f"Redis (the state store) is unreachable ({type(exc).__name__}); try again when it is back"
+            ) from exc
+
     return wrapper
 
 

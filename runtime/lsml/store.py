@@ -34,9 +34,10 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from lsml.integrity import VERSION_FILE, digest_tree, verify_version
 from lsml.settings import Settings
@@ -72,6 +73,7 @@ class ModelStore(Protocol):
 
     def pointer(self, project: str) -> str | None:
         """A cheap token that changes whenever `current` changes (None: no version)."""
+
     def current(self, project: str) -> ModelVersion | None: ...
     def projects(self) -> list[str]: ...
     def versions(self, project: str) -> list[ModelVersion]: ...
@@ -192,8 +194,7 @@ class LocalModelStore:
         """Projects that have a versions dir, sorted."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if not p.name.startswith(".") and (p / "versions").is_dir())
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "versions").is_dir())
 
     def versions(self, project: str) -> list[ModelVersion]:
         vdir = self._versions_dir(project)
@@ -247,8 +248,14 @@ class LocalModelStore:
             numbers = [int(p.name) for p in vdir.iterdir() if p.name.isdigit()]
             number = max(numbers, default=0) + 1
             created = time.time()
-            info = {"project": str(project), "number": number, "name": version_name(number),
-                    "created_at": created, "metadata": metadata or {}, "files": digest_tree(staged)}
+            info = {
+                "project": str(project),
+                "number": number,
+                "name": version_name(number),
+                "created_at": created,
+                "metadata": metadata or {},
+                "files": digest_tree(staged),
+            }
             with open(staged / VERSION_FILE, "w", encoding="utf-8") as f:
                 json.dump(info, f, default=str)
             _fsync_tree(staged)
@@ -306,8 +313,11 @@ class LocalModelStore:
         if not pdir.is_dir():
             return removed
         with self._lock(project, ".publish.lock"):
-            protected = {os.path.basename(os.readlink(pdir / link)) for link in ("current", "pinned")
-                          if os.path.islink(pdir / link)}
+            protected = {
+                os.path.basename(os.readlink(pdir / link))
+                for link in ("current", "pinned")
+                if os.path.islink(pdir / link)
+            }
             versions = self.versions(project)
             for v in versions[: max(0, len(versions) - keep)]:
                 if v.path.name in protected or v.name in protect:

@@ -10,7 +10,6 @@ and the report share.
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from lsml.settings import Settings
 from lsml.store import ModelStore, ModelVersion
@@ -19,7 +18,7 @@ logger = logging.getLogger(__name__)
 _warned: set[tuple[str, str]] = set()
 
 
-def configured_pin(store: ModelStore, settings: Optional[Settings], project: str) -> Optional[ModelVersion]:
+def configured_pin(store: ModelStore, settings: Settings | None, project: str) -> ModelVersion | None:
     """The kept version LSML_PINNED_VERSIONS pins for `project`; None when unset or not kept (warned once)."""
     name = settings.pinned_version(project) if settings is not None else None
     if name is None:
@@ -29,17 +28,20 @@ def configured_pin(store: ModelStore, settings: Optional[Settings], project: str
     except KeyError:
         if (project, name) not in _warned:
             _warned.add((project, name))
-            logger.warning("project %s: LSML_PINNED_VERSIONS pins %s, which is not kept; serving the store's "
-                           "current version", project, name)
+            logger.warning(
+                "project %s: LSML_PINNED_VERSIONS pins %s, which is not kept; serving the store's current version",
+                project,
+                name,
+            )
         return None
 
 
-def served_version(store: ModelStore, settings: Optional[Settings], project: str) -> Optional[ModelVersion]:
+def served_version(store: ModelStore, settings: Settings | None, project: str) -> ModelVersion | None:
     """What the project serves: the configured pin, else the store's `current` (which `activate` moves)."""
     return configured_pin(store, settings, project) or store.current(project)
 
 
-def version_report(store: ModelStore, project: str, settings: Optional[Settings] = None) -> dict:
+def version_report(store: ModelStore, project: str, settings: Settings | None = None) -> dict:
     """`{"project", "versions": [names], "details": [...], "current", "pinned", "pinned_by", "latest"}`.
 
     `details` carries each version's metadata plus `current` / `pinned` flags;

@@ -68,8 +68,13 @@ def _listening_addresses(pid: int) -> list[str]:
 def test_up_and_down_scripts(bin_dir: Path, tmp_path: Path) -> None:
     cluster_dir = tmp_path / "cp"
     env = {**os.environ, "LSML_K8S_BIN_DIR": str(bin_dir)}
-    up = subprocess.run([str(REPO / "hack/control-plane/up"), "--dir", str(cluster_dir), "--nodes", "1"],
-                        capture_output=True, text=True, env=env, timeout=180)
+    up = subprocess.run(
+        [str(REPO / "hack/control-plane/up"), "--dir", str(cluster_dir), "--nodes", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     try:
         assert up.returncode == 0, up.stderr
         kubeconfig = Path(up.stdout.strip().splitlines()[-1])
@@ -77,10 +82,21 @@ def test_up_and_down_scripts(bin_dir: Path, tmp_path: Path) -> None:
         state = json.loads((cluster_dir / "cluster.json").read_text())
         pids = [c["pid"] for c in state["components"]]
         assert {c["name"] for c in state["components"]} == {
-            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "local-path-provisioner"}
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "local-path-provisioner",
+        }
         assert all(_alive(pid) for pid in pids)  # `up` returned; the cluster keeps running
-        nodes = subprocess.run([str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
-                               capture_output=True, text=True, check=True, timeout=60)
+        nodes = subprocess.run(
+            [str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         items = json.loads(nodes.stdout)["items"]
         assert [n["metadata"]["name"] for n in items] == ["kwok-node-0"]
         # Everything listens on loopback only.
@@ -94,8 +110,12 @@ def test_up_and_down_scripts(bin_dir: Path, tmp_path: Path) -> None:
             assert addresses, f"{comp['name']} listens nowhere?"
             assert all(a.startswith("127.0.0.1:") for a in addresses), (comp["name"], addresses)
     finally:
-        down = subprocess.run([str(REPO / "hack/control-plane/down"), "--dir", str(cluster_dir)],
-                              capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            [str(REPO / "hack/control-plane/down"), "--dir", str(cluster_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert down.returncode == 0, down.stderr
     assert not cluster_dir.exists()
     assert not any(_alive(pid) for pid in pids)
@@ -107,7 +127,9 @@ def test_component_failure_shows_its_log_and_cleans_up(bin_dir: Path, tmp_path: 
     for name in controlplane.REQUIRED_BINARIES:
         (fake_bin / name).symlink_to(bin_dir / name)
     (fake_bin / "kube-apiserver").unlink()
-    (fake_bin / "kube-apiserver").write_text("#!/bin/sh\necho 'E1127 fake-apiserver: cannot start: bad flag' >&2\nexit 3\n")
+    (fake_bin / "kube-apiserver").write_text(
+        "#!/bin/sh\necho 'E1127 fake-apiserver: cannot start: bad flag' >&2\nexit 3\n"
+    )
     (fake_bin / "kube-apiserver").chmod(0o755)
     stages = controlplane.kwok_stages_file(bin_dir)
     (tmp_path / "share" / "kwok").mkdir(parents=True)
@@ -134,6 +156,10 @@ def test_missing_binaries_are_named(tmp_path: Path) -> None:
 
 
 def test_cli_prints_help() -> None:
-    out = subprocess.run([sys.executable, str(REPO / "hack/control-plane/controlplane.py"), "--help"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "hack/control-plane/controlplane.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "up" in out.stdout and "down" in out.stdout

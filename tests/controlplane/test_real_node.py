@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from kubernetes import client
@@ -28,8 +28,11 @@ pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode]
 def ns(real_node_cluster: KubernetesCluster) -> Iterator[str]:
     name = f"rn-{uuid.uuid4().hex[:8]}"
     real_node_cluster.kubectl("create", "namespace", name)
-    wait_for(lambda: real_node_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False)
-             .returncode == 0, 30, message="default ServiceAccount")
+    wait_for(
+        lambda: real_node_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+        30,
+        message="default ServiceAccount",
+    )
     yield name
     real_node_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -46,35 +49,74 @@ def base_image(cluster: KubernetesCluster) -> str:
 
 
 def apply(cluster: KubernetesCluster, ns: str, *objects: dict) -> None:
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                     "items": list(objects)}))
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+    )
 
 
 def web_server(image: str) -> list[dict]:
     """A Deployment of 2 python http.server pods behind a Service ``web`` (port 80)."""
     labels = {"app": "web"}
     return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-         "spec": {"replicas": 2, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
-                      "name": "web", "image": image, "imagePullPolicy": "Never",
-                      "command": ["python3", "-m", "http.server", "8080", "--directory", "/etc"],
-                      "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8080}, "periodSeconds": 1},
-                  }]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "command": ["python3", "-m", "http.server", "8080", "--directory", "/etc"],
+                                "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8080}, "periodSeconds": 1},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
     ]
 
 
 def job(name: str, image: str, script: str) -> dict:
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{
-                "name": "check", "image": image, "imagePullPolicy": "Never",
-                "command": ["python3", "-c", script]}]}}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "check",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "-c", script],
+                        }
+                    ],
+                }
+            },
+        },
+    }
 
 
 def job_outcome(cluster: KubernetesCluster, ns: str, name: str, timeout: float = 120) -> tuple[str, str]:
     """('Complete' | 'Failed', the pod's log) once the Job finishes."""
+
     def finished():
         out = cluster.kubectl("get", "job", name, "-n", ns, "-o", "json").stdout
         for cond in json.loads(out).get("status", {}).get("conditions", []) or []:
@@ -151,8 +193,12 @@ except socket.gaierror:
 
 def test_a_claim_binds_through_local_path_and_its_data_is_on_the_host(real_node_cluster, ns, core):
     image = base_image(real_node_cluster)
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
     writer = job("writer", image, "open('/data/proof', 'w').write('written in a pod')")
     spec = writer["spec"]["template"]["spec"]
     spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
@@ -175,12 +221,16 @@ def test_a_second_real_node_is_refused_and_leaves_the_first_untouched(real_node_
 
     apply(real_node_cluster, ns, *web_server(base_image(real_node_cluster)))
     real_node_cluster.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=120s")
-    second = controlplane.ControlPlane(bin_dir=real_node_cluster.bin_dir, dir=tmp_path / "second", nodes=1,
-                                       real_node=True)
+    second = controlplane.ControlPlane(
+        bin_dir=real_node_cluster.bin_dir, dir=tmp_path / "second", nodes=1, real_node=True
+    )
     with pytest.raises(realnode.RealNodeError, match="lsml0 already exists"):
         second.start()
     # The first node's network, Service rules and pods are as they were.
     ip = core.read_namespaced_service("web", ns).spec.cluster_ip
-    wait_for(lambda: urllib.request.urlopen(f"http://{ip}/hostname", timeout=5).status == 200, 60,
-             message="the first node's Service still answering")
+    wait_for(
+        lambda: urllib.request.urlopen(f"http://{ip}/hostname", timeout=5).status == 200,
+        60,
+        message="the first node's Service still answering",
+    )
     assert realnode.NODE_NAME in real_node_cluster.control_plane._ready_nodes()

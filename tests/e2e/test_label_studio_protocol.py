@@ -76,8 +76,13 @@ def test_predict_annotate_train_and_predict_again(ls_client, ls_project, start_m
     assert newest != untrained_version
 
     # Label Studio learns the new version from /setup on its next look at the backend.
-    wait_for(lambda: ls_client.ml_backend(registered["id"])["model_version"], 60, 1,
-             f"Label Studio to show model_version {newest}", until=lambda shown: shown == newest)
+    wait_for(
+        lambda: ls_client.ml_backend(registered["id"])["model_version"],
+        60,
+        1,
+        f"Label Studio to show model_version {newest}",
+        until=lambda shown: shown == newest,
+    )
 
     # Retrieve again: now each task gets exactly one prediction, of the trained version, with a real label.
     ls_client.run_action(project, "retrieve_tasks_predictions")
@@ -124,11 +129,18 @@ def test_basic_auth_backend_gets_predictions_and_webhooks(ls_client, ls_project,
 
     def shown_and_current() -> tuple[str, str]:
         # Trainings may still be landing: compare with the backend's current version at each look.
-        return (ls_client.ml_backend(registered["id"])["model_version"],
-                _backend_versions(backend, project, auth=(user, password))["model_version"])
+        return (
+            ls_client.ml_backend(registered["id"])["model_version"],
+            _backend_versions(backend, project, auth=(user, password))["model_version"],
+        )
 
-    wait_for(shown_and_current, 60, 1, "Label Studio (first) to show the backend's (second) trained model_version",
-             until=lambda versions: versions[0] == versions[1] and versions[0].startswith("v"))
+    wait_for(
+        shown_and_current,
+        60,
+        1,
+        "Label Studio (first) to show the backend's (second) trained model_version",
+        until=lambda versions: versions[0] == versions[1] and versions[0].startswith("v"),
+    )
 
     # Trained: Retrieve predictions through the basic-auth connection stores one real prediction per task.
     ls_client.run_action(project, "retrieve_tasks_predictions")

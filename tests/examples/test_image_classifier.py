@@ -59,7 +59,8 @@ def annotated(task: dict) -> dict:
 def settings_for(tmp_path: Path, **changes) -> Settings:
     # the tasks name local PNGs (digits fixture, tmp_path): allow this session's temp dir, where both live
     return Settings.from_env(env={}, backend_dir=EXAMPLE).replace(
-        model_dir=tmp_path / "models", local_files_roots=[tmp_path.parent], **changes)
+        model_dir=tmp_path / "models", local_files_roots=[tmp_path.parent], **changes
+    )
 
 
 def model_for(settings: Settings) -> ImageClassifier:
@@ -121,7 +122,8 @@ def test_strategy_comes_from_lsml_score_strategy(digits, tmp_path):
     request = TrainingRequest("1", "START_TRAINING", {"annotations": [annotated(t) for t in tasks[:60]]}, CONFIG)
     run_training(ImageClassifier, request, settings)
     env_settings = Settings.from_env(env={"LSML_SCORE_STRATEGY": "entropy"}, backend_dir=EXAMPLE).replace(
-        model_dir=settings.model_dir, local_files_roots=settings.local_files_roots)
+        model_dir=settings.model_dir, local_files_roots=settings.local_files_roots
+    )
     prediction = model_for(env_settings).predict([tasks[-1]])[0]
     p = np.array(list(prediction["result"][0]["probabilities"].values()))
     p = p[p > 0] / p.sum()
@@ -148,8 +150,11 @@ def test_annotation_events_extend_the_training_set(digits, tmp_path):
 def test_unreadable_image_gets_no_prediction_not_a_failed_batch(digits, tmp_path):
     _, tasks = digits
     settings = settings_for(tmp_path)
-    run_training(ImageClassifier, TrainingRequest(
-        "1", "START_TRAINING", {"annotations": [annotated(t) for t in tasks[:40]]}, CONFIG), settings)
+    run_training(
+        ImageClassifier,
+        TrainingRequest("1", "START_TRAINING", {"annotations": [annotated(t) for t in tasks[:40]]}, CONFIG),
+        settings,
+    )
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     out = model_for(settings).predict([tasks[-1], {"id": 999, "data": {"image": str(broken)}}])

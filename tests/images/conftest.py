@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -22,13 +22,25 @@ from tests.images.engine import REQUIRED, Containers, Images, run_build
 def images() -> Images:
     if os.geteuid() != 0:
         pytest.fail("the image tests need root (dockerd, debootstrap): run them as root, as hack/test does in CI")
-    missing = [f"{tool} (Debian package {pkg})" for tool, pkg in REQUIRED.items()
-               if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()]
+    missing = [
+        f"{tool} (Debian package {pkg})"
+        for tool, pkg in REQUIRED.items()
+        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()
+    ]
     if missing:
         pytest.fail("missing for the image tests: " + ", ".join(missing) + "; run hack/install-system-deps.sh")
     refs, seconds, _ = run_build()
-    for name in ("docker_host", "base", "helper", "pause", "redis", "runtime", "operator", "text_classifier",
-                 "runtime_build"):
+    for name in (
+        "docker_host",
+        "base",
+        "helper",
+        "pause",
+        "redis",
+        "runtime",
+        "operator",
+        "text_classifier",
+        "runtime_build",
+    ):
         assert refs.get(name), f"hack/images/build printed no {name}= line: {refs}"
     return Images(refs, seconds)
 

@@ -19,8 +19,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "images" / "build"
-REQUIRED = {"dockerd": "docker.io", "debootstrap": "debootstrap", "docker-compose": "docker-compose",
-            "ctr": "containerd"}
+REQUIRED = {
+    "dockerd": "docker.io",
+    "debootstrap": "debootstrap",
+    "docker-compose": "docker-compose",
+    "ctr": "containerd",
+}
 
 
 def docker_cli() -> str:
@@ -43,6 +47,7 @@ def run_build(*args: str, timeout: float = 1500) -> tuple[dict[str, str], float,
 @dataclass
 class Images:
     """The session's images (name -> ref) and a docker CLI bound to the engine that holds them."""
+
     refs: dict[str, str]
     build_seconds: float
 
@@ -51,15 +56,15 @@ class Images:
         return dict(os.environ, DOCKER_HOST=self.refs["docker_host"], DOCKER_BUILDKIT="0")
 
     def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = subprocess.run([docker_cli(), *args], env=self.env, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run([docker_cli(), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
     def ip_of(self, container: str, network: str) -> str:
-        return self.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
-                           container).stdout.strip()
+        return self.docker(
+            "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}', container
+        ).stdout.strip()
 
 
 class Containers:

@@ -32,10 +32,15 @@ PROJECT = {"id": 1, "title": "compose", "label_config": SENTIMENT_CONFIG}
 
 
 def annotation(task_id: int, text: str, label: str) -> dict:
-    return {"action": "ANNOTATION_CREATED", "project": PROJECT,
-            "task": {"id": task_id, "data": {"text": text}},
-            "annotation": {"id": 100 + task_id, "result": [{
-                "from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}}
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": PROJECT,
+        "task": {"id": task_id, "data": {"text": text}},
+        "annotation": {
+            "id": 100 + task_id,
+            "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+        },
+    }
 
 
 def setup_version() -> str:
@@ -45,8 +50,15 @@ def setup_version() -> str:
 
 
 def predict_one() -> dict:
-    r = requests.post(URL + "/predict", json={"tasks": [{"id": 9, "data": {"text": "a lovely day"}}],
-                                              "project": "1.1700000000", "label_config": SENTIMENT_CONFIG}, timeout=10)
+    r = requests.post(
+        URL + "/predict",
+        json={
+            "tasks": [{"id": 9, "data": {"text": "a lovely day"}}],
+            "project": "1.1700000000",
+            "label_config": SENTIMENT_CONFIG,
+        },
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     return r.json()["results"][0]
 
@@ -57,14 +69,26 @@ def port_9090_is_free() -> None:
         try:
             sock.bind(("0.0.0.0", 9090))
         except OSError as exc:
-            pytest.fail(f"host port 9090 is taken ({exc}); the scaffold's compose file publishes 9090:9090, "
-                        "so this test needs it: stop what listens there (`ss -ltnp 'sport = :9090'`)")
+            pytest.fail(
+                f"host port 9090 is taken ({exc}); the scaffold's compose file publishes 9090:9090, "
+                "so this test needs it: stop what listens there (`ss -ltnp 'sport = :9090'`)"
+            )
 
 
 def test_the_scaffolded_compose_stack_trains_from_webhooks_and_comes_down_clean(images, tmp_path):
     backend = tmp_path / "sentiment"
-    init = subprocess.run([str(Path(sys.executable).parent / "label-studio-ml"), "init", str(backend),
-                           "--script", str(EXAMPLE / "model.py")], capture_output=True, text=True, timeout=120)
+    init = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "label-studio-ml"),
+            "init",
+            str(backend),
+            "--script",
+            str(EXAMPLE / "model.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert init.returncode == 0, init.stderr
     compose = yaml.safe_load((backend / "docker-compose.yml").read_text())
     assert compose["services"]["redis"]["image"].startswith("redis:"), "users get the registry's Redis"
@@ -75,17 +99,53 @@ def test_the_scaffolded_compose_stack_trains_from_webhooks_and_comes_down_clean(
     # wheelhouse: the scaffold's single-stage Dockerfile would need a package index for its pip install
     project = f"lsmltest{uuid.uuid4().hex[:8]}"
     image = f"lsml-test/{project}:latest"
-    images.docker("build", "--force-rm", "--network", "none", "--file", str(EXAMPLE / "Dockerfile"), "--tag", image,
-                  "--build-arg", f"LSML_IMAGE={images.refs['runtime']}",
-                  "--build-arg", f"BUILD_IMAGE={images.refs['runtime_build']}", str(backend), timeout=600)
+    images.docker(
+        "build",
+        "--force-rm",
+        "--network",
+        "none",
+        "--file",
+        str(EXAMPLE / "Dockerfile"),
+        "--tag",
+        image,
+        "--build-arg",
+        f"LSML_IMAGE={images.refs['runtime']}",
+        "--build-arg",
+        f"BUILD_IMAGE={images.refs['runtime_build']}",
+        str(backend),
+        timeout=600,
+    )
     override = backend / "docker-compose.override.yml"
-    override.write_text(yaml.safe_dump({"services": {
-        "server": {"image": image}, "worker": {"image": image}, "redis": {"image": images.refs["redis"]}}}))
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "services": {
+                    "server": {"image": image},
+                    "worker": {"image": image},
+                    "redis": {"image": images.refs["redis"]},
+                }
+            }
+        )
+    )
 
     def compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker-compose", "--project-name", project, "--file", "docker-compose.yml",
-                               "--file", override.name, *args], cwd=backend, env=images.env, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [
+                "docker-compose",
+                "--project-name",
+                project,
+                "--file",
+                "docker-compose.yml",
+                "--file",
+                override.name,
+                *args,
+            ],
+            cwd=backend,
+            env=images.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     port_9090_is_free()
     try:
@@ -94,15 +154,23 @@ def test_the_scaffolded_compose_stack_trains_from_webhooks_and_comes_down_clean(
         assert wait_http(URL + "/health", 120, "the compose server").json()["model_class"] == "TextClassifier"
         initial = setup_version()
 
-        for task_id, text, label in [(1, "what a lovely sunny day", "Positive"), (2, "awful, rainy and cold", "Negative"),
-                                     (3, "lovely people, lovely food", "Positive")]:
+        for task_id, text, label in [
+            (1, "what a lovely sunny day", "Positive"),
+            (2, "awful, rainy and cold", "Negative"),
+            (3, "lovely people, lovely food", "Positive"),
+        ]:
             r = requests.post(URL + "/webhook", json=annotation(task_id, text, label), timeout=10)
             assert r.status_code in (200, 201), r.text
 
         # the first event trains on one label (a version that abstains); later ones fold into the next fit
-        predicted = wait_for(predict_one, 120, 1, what="a trained version after the webhooks",
-                             until=lambda prediction: prediction["result"],
-                             diagnose=lambda: compose("logs").stdout[-4000:])
+        predicted = wait_for(
+            predict_one,
+            120,
+            1,
+            what="a trained version after the webhooks",
+            until=lambda prediction: prediction["result"],
+            diagnose=lambda: compose("logs").stdout[-4000:],
+        )
         version = predicted["model_version"]
         assert version != initial and setup_version() == version
         versions = requests.get(URL + "/versions", params={"project": "1"}, timeout=10).json()

@@ -6,12 +6,12 @@ import hashlib
 import shutil
 import subprocess
 import time
-import tomllib
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
+import tomllib
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
 from tests.fixtures.polling import wait_for, wait_http
@@ -28,8 +28,9 @@ def serves_the_protocol(url: str) -> dict:
     """/setup then /predict of two tasks, as Label Studio sends them; returns the /setup answer."""
     setup = requests.post(url + "/setup", json={"project": "1.1700000000", "schema": SENTIMENT_CONFIG}, timeout=10)
     assert setup.status_code == 200, setup.text
-    predict = requests.post(url + "/predict", json={"tasks": TASKS, "project": "1.1700000000",
-                                                    "label_config": SENTIMENT_CONFIG}, timeout=10)
+    predict = requests.post(
+        url + "/predict", json={"tasks": TASKS, "project": "1.1700000000", "label_config": SENTIMENT_CONFIG}, timeout=10
+    )
     assert predict.status_code == 200, predict.text
     results = predict.json()["results"]
     assert len(results) == len(TASKS), results  # one item per task, in order
@@ -64,11 +65,16 @@ def test_runtime_image_serves_a_mounted_backend_with_two_workers_when_redis_is_s
     for path in [backend, *backend.iterdir()]:  # readable by the image's uid 10001
         path.chmod(0o755 if path.is_dir() else 0o644)
     redis = containers.run(images.refs["redis"])  # Debian's redis-server image, by container name
-    name = containers.run(images.refs["runtime"], publish=9090,
-                          options=("-v", f"{backend}:/app:ro", "-e", f"REDIS_URL=redis://{redis}:6379/0"))
+    name = containers.run(
+        images.refs["runtime"],
+        publish=9090,
+        options=("-v", f"{backend}:/app:ro", "-e", f"REDIS_URL=redis://{redis}:6379/0"),
+    )
     url = f"http://127.0.0.1:{containers.host_port}"
-    assert wait_http(url + "/health", 90, "the runtime image",
-                     died=lambda: containers.exited(name)).json()["model_class"] == "Counter"
+    assert (
+        wait_http(url + "/health", 90, "the runtime image", died=lambda: containers.exited(name)).json()["model_class"]
+        == "Counter"
+    )
     serves_the_protocol(url)
     log = containers.logs(name)
     assert "[ERROR]" not in log, log
@@ -79,8 +85,16 @@ def test_operator_image_runs_as_uid_10001_under_a_read_only_root(images):
     ref = images.refs["operator"]
     result = images.docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", ref, "--help")
     assert "MLBackend" in result.stdout, result.stdout + result.stderr
-    uid = images.docker("run", "--rm", "--read-only", "--entrypoint", "python", ref, "-c",
-                        "import os, lsml_operator; print(os.getuid())").stdout.strip()
+    uid = images.docker(
+        "run",
+        "--rm",
+        "--read-only",
+        "--entrypoint",
+        "python",
+        ref,
+        "-c",
+        "import os, lsml_operator; print(os.getuid())",
+    ).stdout.strip()
     assert uid == "10001"
     assert images.docker("image", "inspect", "-f", "{{.Config.User}}", ref).stdout.strip() == "10001"
 
@@ -88,18 +102,44 @@ def test_operator_image_runs_as_uid_10001_under_a_read_only_root(images):
 def test_redis_image_serves_other_containers_with_aof_as_uid_999(images, containers):
     """As the compose file runs it (entrypoint kept) and as the operator does (command replaced,
     read-only root, uid 999 like the official image, AOF under /data)."""
-    compose_style = containers.run(images.refs["redis"], "redis-server", "--appendonly", "yes",
-                                   options=("--volume", "/data"))  # a fresh volume takes the image's /data owner
-    operator_style = containers.run(images.refs["redis"], "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no",
-                                    options=("--entrypoint", "redis-server", "--user", "999:999",
-                                             "--tmpfs", "/data:uid=999,gid=999"))
+    compose_style = containers.run(
+        images.refs["redis"], "redis-server", "--appendonly", "yes", options=("--volume", "/data")
+    )  # a fresh volume takes the image's /data owner
+    operator_style = containers.run(
+        images.refs["redis"],
+        "--appendonly",
+        "yes",
+        "--dir",
+        "/data",
+        "--protected-mode",
+        "no",
+        options=("--entrypoint", "redis-server", "--user", "999:999", "--tmpfs", "/data:uid=999,gid=999"),
+    )
     for name in (compose_style, operator_style):
-        def cli(*args: str) -> str:
-            return images.docker("run", "--rm", "--network", containers.network, "--entrypoint", "redis-cli",
-                                 images.refs["redis"], "-h", name, *args, check=False).stdout.strip()
 
-        wait_for(lambda: cli("ping"), 30, 0.3, what=f"redis in {name} to answer PING",
-                 until=lambda answer: answer == "PONG", diagnose=lambda: containers.logs(name))
+        def cli(*args: str) -> str:
+            return images.docker(
+                "run",
+                "--rm",
+                "--network",
+                containers.network,
+                "--entrypoint",
+                "redis-cli",
+                images.refs["redis"],
+                "-h",
+                name,
+                *args,
+                check=False,
+            ).stdout.strip()
+
+        wait_for(
+            lambda: cli("ping"),
+            30,
+            0.3,
+            what=f"redis in {name} to answer PING",
+            until=lambda answer: answer == "PONG",
+            diagnose=lambda: containers.logs(name),
+        )
         assert cli("set", "k", "v") == "OK" and cli("get", "k") == "v", "a client from another container"
         assert cli("config", "get", "appendonly").split() == ["appendonly", "yes"]
         uid = images.docker("exec", name, "sh", "-c", "id -u; ls /data").stdout.split()
@@ -115,8 +155,14 @@ def test_pause_and_helper_images(images, containers):
     images.docker("stop", "-t", "20", name)
     assert time.monotonic() - started < 10, "the pause image must exit on SIGTERM, not wait for SIGKILL"
     # local-path-provisioner's helper pods run sh -c with mkdir/rm/chmod on a host path
-    out = images.docker("run", "--rm", images.refs["helper"], "sh", "-c",
-                        "mkdir -m 0777 -p /v/pvc-1 && test -d /v/pvc-1 && rm -rf /v/pvc-1 && echo done").stdout
+    out = images.docker(
+        "run",
+        "--rm",
+        images.refs["helper"],
+        "sh",
+        "-c",
+        "mkdir -m 0777 -p /v/pvc-1 && test -d /v/pvc-1 && rm -rf /v/pvc-1 && echo done",
+    ).stdout
     assert out.strip() == "done"
 
 
@@ -132,10 +178,12 @@ def test_images_import_into_a_containerd(images, tmp_path):
     run_dir = Path("/run") / f"lsml-test-containerd-{uuid.uuid4().hex[:8]}"  # socket paths: short, not in /tmp
     sock = run_dir / "containerd.sock"
     config = tmp_path / "config.toml"
-    config.write_text(f'version = 2\nroot = "{tmp_path}/root"\nstate = "{run_dir}/state"\n'
-                      'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                      f'[grpc]\n  address = "{sock}"\n'
-                      f'[ttrpc]\n  address = "{sock}.ttrpc"\n')
+    config.write_text(
+        f'version = 2\nroot = "{tmp_path}/root"\nstate = "{run_dir}/state"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{sock}"\n'
+        f'[ttrpc]\n  address = "{sock}.ttrpc"\n'
+    )
     log = open(tmp_path / "containerd.log", "wb")
     containerd = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -148,12 +196,19 @@ def test_images_import_into_a_containerd(images, tmp_path):
         wait_for(version, 30, 0.2, what=f"containerd to answer on {sock}", until=lambda done: done.returncode == 0)
         refs, _, _ = run_build("--import-to", str(sock))
         assert refs == images.refs
-        listed = subprocess.run(["ctr", "-a", str(sock), "-n", "k8s.io", "images", "ls", "-q"],
-                                capture_output=True, text=True, check=True).stdout.split()
+        listed = subprocess.run(
+            ["ctr", "-a", str(sock), "-n", "k8s.io", "images", "ls", "-q"], capture_output=True, text=True, check=True
+        ).stdout.split()
         version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-        for ref in ("docker.io/lsml/runtime:latest", "docker.io/lsml/operator:latest", f"docker.io/lsml/operator:{version}",
-                    "lsml.local/pause:3.10", "docker.io/" + images.refs["text_classifier"],
-                    images.refs["redis"], images.refs["helper"]):
+        for ref in (
+            "docker.io/lsml/runtime:latest",
+            "docker.io/lsml/operator:latest",
+            f"docker.io/lsml/operator:{version}",
+            "lsml.local/pause:3.10",
+            "docker.io/" + images.refs["text_classifier"],
+            images.refs["redis"],
+            images.refs["helper"],
+        ):
             assert ref in listed, f"{ref} not imported: {listed}"
     finally:
         containerd.terminate()
@@ -167,11 +222,18 @@ def test_final_images_carry_no_wheelhouse_pip_settings_or_host_ca(images):
     for pip while the wheelhouse is made, is in no image at all."""
     host_ca = Path("/etc/ssl/certs/ca-certificates.crt")
     for name in ("runtime", "operator", "text_classifier", "redis", "base", "runtime_build"):
-        env = images.docker("image", "inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}",
-                            images.refs[name]).stdout
-        listing = images.docker("run", "--rm", "--entrypoint", "sh", images.refs[name], "-c",
-                                "ls -d /wheels /host-ca.crt 2>/dev/null; cat /etc/ssl/certs/ca-certificates.crt "
-                                "2>/dev/null | sha256sum").stdout
+        env = images.docker(
+            "image", "inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", images.refs[name]
+        ).stdout
+        listing = images.docker(
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            images.refs[name],
+            "-c",
+            "ls -d /wheels /host-ca.crt 2>/dev/null; cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null | sha256sum",
+        ).stdout
         if name == "runtime_build":  # the build image: the one that must have them (a check that bites)
             assert "/wheels" in listing and "PIP_NO_INDEX=1" in env
             continue

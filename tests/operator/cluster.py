@@ -49,15 +49,27 @@ class OperatorProcess:
         exe = VENV_BIN / "lsml-operator"
         if not exe.exists():
             pytest.fail(f"{exe} missing: install the project (hack/venv.sh) so the lsml-operator entry point exists")
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-               "LSML_OPERATOR_TIMER_SECONDS": "2", "LSML_OPERATOR_RESYNC_SECONDS": "60",
-               "LSML_OPERATOR_RETRY_BASE_SECONDS": "1", "LSML_OPERATOR_RETRY_MAX_SECONDS": "4",
-               "LSML_OPERATOR_DELETE_RETRIES": "3", **(extra_env or {})}
-        argv = [str(exe), *[f"--namespace={n}" for n in self.namespaces], f"--liveness={self.liveness_url}",
-                "--peering-name=lsml-operator", *(extra_args or [])]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "LSML_OPERATOR_TIMER_SECONDS": "2",
+            "LSML_OPERATOR_RESYNC_SECONDS": "60",
+            "LSML_OPERATOR_RETRY_BASE_SECONDS": "1",
+            "LSML_OPERATOR_RETRY_MAX_SECONDS": "4",
+            "LSML_OPERATOR_DELETE_RETRIES": "3",
+            **(extra_env or {}),
+        }
+        argv = [
+            str(exe),
+            *[f"--namespace={n}" for n in self.namespaces],
+            f"--liveness={self.liveness_url}",
+            "--peering-name=lsml-operator",
+            *(extra_args or []),
+        ]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         wait_for_port(self.port, timeout=60)
         wait_for(self._healthy, timeout=60, message=f"operator liveness {self.liveness_url}; log:\n{self.log_tail()}")
@@ -124,9 +136,24 @@ class RuntimeServer:
         env.pop("REDIS_URL", None)
         log = open(self.dir / "runtime.log", "ab")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--chdir", str(self.dir),
-             "--workers", "1", "--threads", "4", "lsml_wsgi:app"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(VENV_BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--chdir",
+                str(self.dir),
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "lsml_wsgi:app",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         wait_for_port(self.port, timeout=60)
 
@@ -135,6 +162,7 @@ class RuntimeServer:
                 pytest.fail(f"lsml runtime exited; log:\n{(self.dir / 'runtime.log').read_text()[-3000:]}")
             with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                 return r.status == 200
+
         wait_for(healthy, timeout=60, message="lsml runtime /health")
 
     def stop(self) -> None:

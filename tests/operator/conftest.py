@@ -11,8 +11,9 @@ the chart installed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -34,13 +35,32 @@ def operator_release(k8s_cluster: KubernetesCluster) -> dict[str, Any]:
     for ns in (SYSTEM_NS, *WATCHED, UNWATCHED):
         _ensure_namespace(k8s_cluster, ns)
     k8s_cluster.helm(
-        "upgrade", "--install", RELEASE, str(CHART), "--namespace", SYSTEM_NS, "--wait=false",
-        "--set", "watchNamespaces={" + ",".join(WATCHED) + "}", timeout=180,
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        SYSTEM_NS,
+        "--wait=false",
+        "--set",
+        "watchNamespaces={" + ",".join(WATCHED) + "}",
+        timeout=180,
     )
-    wait_for(lambda: k8s_cluster.kubectl("get", "crd", "mlbackends.lsml.dev", "-o",
-                                         "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                                         check=False).stdout == "True",
-             timeout=60, message="MLBackend CRD established")
+    wait_for(
+        lambda: (
+            k8s_cluster.kubectl(
+                "get",
+                "crd",
+                "mlbackends.lsml.dev",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,
+            ).stdout
+            == "True"
+        ),
+        timeout=60,
+        message="MLBackend CRD established",
+    )
     return {"release": RELEASE, "namespace": SYSTEM_NS, "watched": WATCHED, "sa": SA}
 
 
@@ -53,16 +73,24 @@ def sa_kubeconfig(k8s_cluster: KubernetesCluster, operator_release: dict[str, An
     core = client.CoreV1Api(api)
     wait_for(lambda: core.read_namespaced_service_account(SA, SYSTEM_NS), timeout=30, message="operator ServiceAccount")
     tr = core.create_namespaced_service_account_token(
-        SA, SYSTEM_NS, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=7200)))
+        SA,
+        SYSTEM_NS,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=7200)),
+    )
     ca = api.configuration.ssl_ca_cert
     path = tmp_path_factory.mktemp("operator") / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": k8s_cluster.api_url, "certificate-authority": ca}}],
-        "users": [{"name": SA, "user": {"token": tr.status.token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": SA}}],
-        "current-context": "c",
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": k8s_cluster.api_url, "certificate-authority": ca}}],
+                "users": [{"name": SA, "user": {"token": tr.status.token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": SA}}],
+                "current-context": "c",
+            }
+        )
+    )
     path.chmod(0o600)
     api.close()
     return path

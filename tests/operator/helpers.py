@@ -23,7 +23,9 @@ def example(name: str) -> dict[str, Any]:
     return next(d for d in load_docs(EXAMPLES / name) if d["kind"] == "MLBackend")
 
 
-def with_identity(mlb: dict[str, Any], namespace: str = "ns1", uid: str = "uid-1234", generation: int = 1) -> dict[str, Any]:
+def with_identity(
+    mlb: dict[str, Any], namespace: str = "ns1", uid: str = "uid-1234", generation: int = 1
+) -> dict[str, Any]:
     """A body as the API server would hand it to the operator (namespace, uid, generation set)."""
     body = copy.deepcopy(mlb)
     body["metadata"].update({"namespace": namespace, "uid": uid, "generation": generation})

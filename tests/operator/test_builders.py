@@ -43,10 +43,16 @@ def test_every_child_has_owner_reference_stable_name_and_standard_labels():
         meta = child["metadata"]
         assert meta["namespace"] == "team-a"
         assert meta["name"].startswith("image-classifier")
-        assert meta["ownerReferences"] == [{
-            "apiVersion": "lsml.dev/v1alpha1", "kind": "MLBackend", "name": "image-classifier",
-            "uid": "u-42", "controller": True, "blockOwnerDeletion": True,
-        }]
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "lsml.dev/v1alpha1",
+                "kind": "MLBackend",
+                "name": "image-classifier",
+                "uid": "u-42",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         lab = meta["labels"]
         assert lab["app.kubernetes.io/name"] == "lsml"
         assert lab["app.kubernetes.io/instance"] == "image-classifier"
@@ -58,16 +64,18 @@ def test_every_child_has_owner_reference_stable_name_and_standard_labels():
 def test_full_spec_builds_every_child_kind():
     mlb = with_identity(example("mlbackend-full.yaml"))
     kinds = sorted((c["kind"], c["metadata"]["name"]) for c in desired_children(mlb))
-    assert kinds == sorted([
-        ("PersistentVolumeClaim", "image-classifier-models"),
-        ("Service", "image-classifier-redis"),
-        ("StatefulSet", "image-classifier-redis"),
-        ("Service", "image-classifier"),
-        ("Deployment", "image-classifier-server"),
-        ("Deployment", "image-classifier-worker"),
-        ("HorizontalPodAutoscaler", "image-classifier-server"),
-        ("NetworkPolicy", "image-classifier-redis"),
-    ])
+    assert kinds == sorted(
+        [
+            ("PersistentVolumeClaim", "image-classifier-models"),
+            ("Service", "image-classifier-redis"),
+            ("StatefulSet", "image-classifier-redis"),
+            ("Service", "image-classifier"),
+            ("Deployment", "image-classifier-server"),
+            ("Deployment", "image-classifier-worker"),
+            ("HorizontalPodAutoscaler", "image-classifier-server"),
+            ("NetworkPolicy", "image-classifier-redis"),
+        ]
+    )
 
 
 def _assert_restricted(pod_spec: dict[str, Any]) -> None:
@@ -119,12 +127,21 @@ def test_runtime_env_references_secrets_and_never_copies_values():
     mlb = with_identity(example("mlbackend-full.yaml"))
     c = server_deployment.build(mlb, config_hash="x")["spec"]["template"]["spec"]["containers"][0]
     env = env_map(c)
-    assert env["BASIC_AUTH_USER"] == {"name": "BASIC_AUTH_USER", "valueFrom": {"secretKeyRef": {"name": "image-classifier-basic-auth", "key": "username"}}}
-    assert env["BASIC_AUTH_PASS"]["valueFrom"]["secretKeyRef"] == {"name": "image-classifier-basic-auth", "key": "password"}
+    assert env["BASIC_AUTH_USER"] == {
+        "name": "BASIC_AUTH_USER",
+        "valueFrom": {"secretKeyRef": {"name": "image-classifier-basic-auth", "key": "username"}},
+    }
+    assert env["BASIC_AUTH_PASS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "image-classifier-basic-auth",
+        "key": "password",
+    }
     assert env["LABEL_STUDIO_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "label-studio-token", "key": "token"}
     assert env["LABEL_STUDIO_URL"]["value"] == "https://label-studio.example.com"
     assert env["LSML_SCORE_STRATEGY"]["value"] == "entropy"
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "image-classifier-redis-auth", "key": "password"}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "image-classifier-redis-auth",
+        "key": "password",
+    }
     assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@image-classifier-redis.ns1.svc:6379/0"
     assert env["LOG_LEVEL"]["value"] == "DEBUG"
     assert {"configMapRef": {"name": "image-classifier-config"}} in c["envFrom"]
@@ -133,8 +150,9 @@ def test_runtime_env_references_secrets_and_never_copies_values():
 
 def test_user_env_overrides_operator_env_by_name_without_duplicates():
     mlb = with_identity(example("mlbackend-minimal.yaml"))
-    mlb["spec"]["model"] = {"env": [{"name": "MODEL_DIR", "value": "/elsewhere"}, {"name": "X", "value": "1"},
-                                    {"name": "X", "value": "2"}]}
+    mlb["spec"]["model"] = {
+        "env": [{"name": "MODEL_DIR", "value": "/elsewhere"}, {"name": "X", "value": "1"}, {"name": "X", "value": "2"}]
+    }
     c = server_deployment.build(mlb, config_hash="x")["spec"]["template"]["spec"]["containers"][0]
     names = [e["name"] for e in c["env"]]
     assert len(names) == len(set(names))
@@ -205,7 +223,11 @@ def test_service_selects_server_pods_on_named_port():
 def test_hpa_targets_server_deployment():
     mlb = with_identity(example("mlbackend-full.yaml"))
     h = hpa.build(mlb)
-    assert h["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "image-classifier-server"}
+    assert h["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "image-classifier-server",
+    }
     assert (h["spec"]["minReplicas"], h["spec"]["maxReplicas"]) == (2, 6)
     assert h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     del mlb["spec"]["hpa"]
@@ -253,8 +275,10 @@ def test_builder_defaults_equal_crd_defaults():
 def test_pods_sharing_a_read_write_once_volume_are_kept_on_one_node():
     """RWO (the default) attaches to one node: server and worker pods require each other's node."""
     mlb = with_identity(example("mlbackend.yaml"))
-    for pod in (server_deployment.build(mlb, config_hash="h")["spec"]["template"]["spec"],
-                worker_deployment.build(mlb, config_hash="h")["spec"]["template"]["spec"]):
+    for pod in (
+        server_deployment.build(mlb, config_hash="h")["spec"]["template"]["spec"],
+        worker_deployment.build(mlb, config_hash="h")["spec"]["template"]["spec"],
+    ):
         (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert term["topologyKey"] == "kubernetes.io/hostname"
         selected = {e["key"]: e["values"] for e in term["labelSelector"]["matchExpressions"]}
@@ -306,6 +330,9 @@ def test_pinned_versions_and_prelabel_on_publish_reach_server_and_worker_env():
 
     parsed = Settings.from_env(env={"LSML_PINNED_VERSIONS": server["LSML_PINNED_VERSIONS"]["value"]})
     assert (parsed.pinned_version("5"), parsed.pinned_version("9")) == ("v2", "v3")  # what the runtime reads
-    plain = env_map(server_deployment.build(with_identity(example("mlbackend-minimal.yaml")), config_hash="x")
-                    ["spec"]["template"]["spec"]["containers"][0])
+    plain = env_map(
+        server_deployment.build(with_identity(example("mlbackend-minimal.yaml")), config_hash="x")["spec"]["template"][
+            "spec"
+        ]["containers"][0]
+    )
     assert "LSML_PINNED_VERSIONS" not in plain and "LSML_PRELABEL_ON_PUBLISH" not in plain

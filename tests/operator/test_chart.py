@@ -19,7 +19,9 @@ AS = f"--as=system:serviceaccount:{SYSTEM_NS}:{SA}"
 
 
 def _template(cluster, *args):
-    out = cluster.helm("template", "lsml-operator", str(CHART), "--namespace", SYSTEM_NS, "--kube-version=1.36.0", *args).stdout
+    out = cluster.helm(
+        "template", "lsml-operator", str(CHART), "--namespace", SYSTEM_NS, "--kube-version=1.36.0", *args
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -66,8 +68,9 @@ def test_template_clusterwide_secrets_default_everywhere_or_only_in_listed_names
     docs = _template(k8s_cluster, "-f", str(CHART / "ci/clusterwide-values.yaml"))
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     assert _rules_grant(role, "secrets") == {"get", "create"}  # the documented cluster-wide case
-    docs = _template(k8s_cluster, "-f", str(CHART / "ci/clusterwide-values.yaml"),
-                     "--set", "rbac.secretNamespaces={team-a,team-b}")
+    docs = _template(
+        k8s_cluster, "-f", str(CHART / "ci/clusterwide-values.yaml"), "--set", "rbac.secretNamespaces={team-a,team-b}"
+    )
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     assert _rules_grant(role, "secrets") == set()
     assert _rules_grant(role, "deployments") >= {"patch", "watch"}
@@ -83,7 +86,9 @@ def test_template_secret_guard_policy(k8s_cluster):
     docs = _template(k8s_cluster)
     policy = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
     binding = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"]["policyName"] == policy["metadata"]["name"] and binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] and binding["spec"]["validationActions"] == [
+        "Deny"
+    ]
     assert f"system:serviceaccount:{SYSTEM_NS}:lsml-operator" in policy["spec"]["matchConditions"][0]["expression"]
     docs = _template(k8s_cluster, "--set", "rbac.secretGuard=false")
     assert "ValidatingAdmissionPolicy" not in {d["kind"] for d in docs}
@@ -100,18 +105,25 @@ def _secret_doc(name: str, secret_type: str = "Opaque", labelled: bool = True) -
     return yaml.safe_dump(doc)
 
 
-@pytest.mark.parametrize("name,secret_type,labelled,allowed", [
-    ("x-redis-auth", "Opaque", True, True),
-    ("x-redis-auth", "kubernetes.io/service-account-token", True, False),
-    ("anything-else", "Opaque", True, False),
-    ("x-redis-auth", "Opaque", False, False),
-])
-def test_operator_may_create_only_its_redis_password_secrets(k8s_cluster, operator_release, name, secret_type, labelled, allowed):
+@pytest.mark.parametrize(
+    "name,secret_type,labelled,allowed",
+    [
+        ("x-redis-auth", "Opaque", True, True),
+        ("x-redis-auth", "kubernetes.io/service-account-token", True, False),
+        ("anything-else", "Opaque", True, False),
+        ("x-redis-auth", "Opaque", False, False),
+    ],
+)
+def test_operator_may_create_only_its_redis_password_secrets(
+    k8s_cluster, operator_release, name, secret_type, labelled, allowed
+):
     """RBAC cannot narrow `create secrets` by name or type; the chart's ValidatingAdmissionPolicy does. Without it
     the operator could mint a service-account token Secret for any ServiceAccount and read it back."""
+
     def create() -> subprocess.CompletedProcess:
-        return k8s_cluster.kubectl("create", "--dry-run=server", "-f", "-", AS, input=_secret_doc(name, secret_type, labelled),
-                                   check=False)
+        return k8s_cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", AS, input=_secret_doc(name, secret_type, labelled), check=False
+        )
 
     if allowed:
         proc = create()
@@ -123,7 +135,9 @@ def test_operator_may_create_only_its_redis_password_secrets(k8s_cluster, operat
 
 
 def test_values_schema_rejects_bad_values(k8s_cluster):
-    proc = k8s_cluster.helm("template", "x", str(CHART), "--kube-version=1.36.0", "--set", "replicaCount=-1", check=False)
+    proc = k8s_cluster.helm(
+        "template", "x", str(CHART), "--kube-version=1.36.0", "--set", "replicaCount=-1", check=False
+    )
     assert proc.returncode != 0 and "replicaCount" in proc.stderr
     proc = k8s_cluster.helm("template", "x", str(CHART), "--kube-version=1.36.0", "--set", "unknownKey=1", check=False)
     assert proc.returncode != 0
@@ -149,26 +163,55 @@ def test_install_created_every_object(k8s_cluster, operator_release):
 
 
 ALLOWED = [
-    ("get", "mlbackends.lsml.dev"), ("list", "mlbackends.lsml.dev"), ("watch", "mlbackends.lsml.dev"),
-    ("patch", "mlbackends.lsml.dev"), ("patch", "mlbackends.lsml.dev/status"),
+    ("get", "mlbackends.lsml.dev"),
+    ("list", "mlbackends.lsml.dev"),
+    ("watch", "mlbackends.lsml.dev"),
+    ("patch", "mlbackends.lsml.dev"),
+    ("patch", "mlbackends.lsml.dev/status"),
     ("update", "mlbackends.lsml.dev/finalizers"),
-    ("create", "deployments.apps"), ("patch", "deployments.apps"), ("delete", "deployments.apps"), ("watch", "deployments.apps"),
-    ("patch", "statefulsets.apps"), ("delete", "statefulsets.apps"),
-    ("patch", "services"), ("patch", "persistentvolumeclaims"), ("delete", "persistentvolumeclaims"),
-    ("patch", "horizontalpodautoscalers.autoscaling"), ("delete", "horizontalpodautoscalers.autoscaling"),
-    ("get", "secrets"), ("create", "secrets"), ("get", "configmaps"), ("create", "events"),
+    ("create", "deployments.apps"),
+    ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("watch", "deployments.apps"),
+    ("patch", "statefulsets.apps"),
+    ("delete", "statefulsets.apps"),
+    ("patch", "services"),
+    ("patch", "persistentvolumeclaims"),
+    ("delete", "persistentvolumeclaims"),
+    ("patch", "horizontalpodautoscalers.autoscaling"),
+    ("delete", "horizontalpodautoscalers.autoscaling"),
+    ("get", "secrets"),
+    ("create", "secrets"),
+    ("get", "configmaps"),
+    ("create", "events"),
     # status names why a component is unavailable: the MLBackend's pods and claims (pod_diagnosis)
-    ("list", "pods"), ("list", "persistentvolumeclaims"),
-    ("create", "networkpolicies.networking.k8s.io"), ("patch", "networkpolicies.networking.k8s.io"),
-    ("delete", "networkpolicies.networking.k8s.io"), ("watch", "networkpolicies.networking.k8s.io"),
-    ("get", "kopfpeerings.kopf.dev"), ("patch", "kopfpeerings.kopf.dev"), ("watch", "kopfpeerings.kopf.dev"),
+    ("list", "pods"),
+    ("list", "persistentvolumeclaims"),
+    ("create", "networkpolicies.networking.k8s.io"),
+    ("patch", "networkpolicies.networking.k8s.io"),
+    ("delete", "networkpolicies.networking.k8s.io"),
+    ("watch", "networkpolicies.networking.k8s.io"),
+    ("get", "kopfpeerings.kopf.dev"),
+    ("patch", "kopfpeerings.kopf.dev"),
+    ("watch", "kopfpeerings.kopf.dev"),
 ]
 DENIED_IN_WATCHED = [
-    ("list", "secrets"), ("watch", "secrets"), ("update", "secrets"), ("patch", "secrets"), ("delete", "secrets"),
-    ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("update", "configmaps"),
-    ("watch", "pods"), ("get", "pods/log"),
-    ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
-    ("delete", "mlbackends.lsml.dev"), ("create", "serviceaccounts/token"), ("create", "jobs.batch"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("update", "secrets"),
+    ("patch", "secrets"),
+    ("delete", "secrets"),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("update", "configmaps"),
+    ("watch", "pods"),
+    ("get", "pods/log"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("delete", "mlbackends.lsml.dev"),
+    ("create", "serviceaccounts/token"),
+    ("create", "jobs.batch"),
 ]
 
 
@@ -185,8 +228,10 @@ def test_operator_service_account_cannot_more_than_it_needs(k8s_cluster, operato
     assert proc.stdout.strip() == "no", f"{SA} may {verb} {resource}: least privilege broken"
 
 
-@pytest.mark.parametrize("verb,resource", [("get", "secrets"), ("create", "secrets"), ("patch", "deployments.apps"),
-                                           ("list", "mlbackends.lsml.dev")])
+@pytest.mark.parametrize(
+    "verb,resource",
+    [("get", "secrets"), ("create", "secrets"), ("patch", "deployments.apps"), ("list", "mlbackends.lsml.dev")],
+)
 def test_operator_service_account_has_nothing_outside_watched_namespaces(k8s_cluster, operator_release, verb, resource):
     for ns in (UNWATCHED, "default", "kube-system"):
         proc = k8s_cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, AS, check=False)
@@ -198,9 +243,26 @@ def test_operator_service_account_has_nothing_outside_watched_namespaces(k8s_clu
 def test_clusterwide_install_can_confine_secrets_to_listed_namespaces(k8s_cluster, operator_release):
     """Cluster-wide mode with rbac.secretNamespaces: everything else cluster-wide, Secrets only where listed."""
     release, sa = "lsml-cw", "lsml-cw"
-    k8s_cluster.helm("upgrade", "--install", release, str(CHART), "--namespace", SYSTEM_NS, "--wait=false",
-                     "--set", "replicaCount=0", "--set", "peering.enabled=false", "--set", f"serviceAccount.name={sa}",
-                     "--set", "rbac.secretGuard=false", "--set", "rbac.secretNamespaces={" + WATCHED[0] + "}", timeout=180)
+    k8s_cluster.helm(
+        "upgrade",
+        "--install",
+        release,
+        str(CHART),
+        "--namespace",
+        SYSTEM_NS,
+        "--wait=false",
+        "--set",
+        "replicaCount=0",
+        "--set",
+        "peering.enabled=false",
+        "--set",
+        f"serviceAccount.name={sa}",
+        "--set",
+        "rbac.secretGuard=false",
+        "--set",
+        "rbac.secretNamespaces={" + WATCHED[0] + "}",
+        timeout=180,
+    )
     try:
         as_cw = f"--as=system:serviceaccount:{SYSTEM_NS}:{sa}"
 

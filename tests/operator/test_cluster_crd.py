@@ -19,8 +19,9 @@ pytestmark = pytest.mark.kubernetes
 
 
 def _dry_run(cluster, doc):
-    return cluster.kubectl("create", "--dry-run=server", "-n", UNWATCHED, "-o", "json", "-f", "-",
-                           input=yaml.safe_dump(doc), check=False)
+    return cluster.kubectl(
+        "create", "--dry-run=server", "-n", UNWATCHED, "-o", "json", "-f", "-", input=yaml.safe_dump(doc), check=False
+    )
 
 
 def _minimal(name="crd-check"):
@@ -36,36 +37,79 @@ def _spec_with(**spec):
 
 
 INVALID = [
-    ("worker-without-redis", _spec_with(worker={"enabled": True}, storage={"size": "1Gi"}),
-     "spec.worker.enabled requires spec.redis"),
-    ("worker-without-storage", _spec_with(worker={"enabled": True}, redis={"managed": True}),
-     "spec.worker.enabled requires spec.storage"),
-    ("redis-both", _spec_with(redis={"managed": True, "external": {"urlSecretRef": {"name": "r"}}}),
-     "set exactly one of managed: true or external.urlSecretRef"),
-    ("redis-neither", _spec_with(redis={"managed": False}),
-     "set exactly one of managed: true or external.urlSecretRef"),
-    ("storage-both", _spec_with(storage={"size": "1Gi", "existingClaim": "c"}),
-     "set exactly one of size (a new claim) or existingClaim"),
-    ("storage-class-with-existing", _spec_with(storage={"existingClaim": "c", "storageClassName": "fast"}),
-     "apply to a new claim, not to existingClaim"),
-    ("storage-read-only-many", _spec_with(storage={"size": "1Gi", "accessModes": ["ReadOnlyMany"]}),
-     "use ReadWriteOnce (pods are kept on one node) or ReadWriteMany"),
-    ("storage-read-write-once-pod", _spec_with(storage={"size": "1Gi", "accessModes": ["ReadWriteOncePod"]}),
-     "use ReadWriteOnce (pods are kept on one node) or ReadWriteMany"),
-    ("hpa-min-over-max", _spec_with(hpa={"minReplicas": 5, "maxReplicas": 2}),
-     "spec.hpa.minReplicas must be <= spec.hpa.maxReplicas"),
-    ("basic-auth-one-key", _spec_with(basicAuth={"secretName": "s", "usernameKey": "u"}),
-     "name both usernameKey and passwordKey"),
+    (
+        "worker-without-redis",
+        _spec_with(worker={"enabled": True}, storage={"size": "1Gi"}),
+        "spec.worker.enabled requires spec.redis",
+    ),
+    (
+        "worker-without-storage",
+        _spec_with(worker={"enabled": True}, redis={"managed": True}),
+        "spec.worker.enabled requires spec.storage",
+    ),
+    (
+        "redis-both",
+        _spec_with(redis={"managed": True, "external": {"urlSecretRef": {"name": "r"}}}),
+        "set exactly one of managed: true or external.urlSecretRef",
+    ),
+    (
+        "redis-neither",
+        _spec_with(redis={"managed": False}),
+        "set exactly one of managed: true or external.urlSecretRef",
+    ),
+    (
+        "storage-both",
+        _spec_with(storage={"size": "1Gi", "existingClaim": "c"}),
+        "set exactly one of size (a new claim) or existingClaim",
+    ),
+    (
+        "storage-class-with-existing",
+        _spec_with(storage={"existingClaim": "c", "storageClassName": "fast"}),
+        "apply to a new claim, not to existingClaim",
+    ),
+    (
+        "storage-read-only-many",
+        _spec_with(storage={"size": "1Gi", "accessModes": ["ReadOnlyMany"]}),
+        "use ReadWriteOnce (pods are kept on one node) or ReadWriteMany",
+    ),
+    (
+        "storage-read-write-once-pod",
+        _spec_with(storage={"size": "1Gi", "accessModes": ["ReadWriteOncePod"]}),
+        "use ReadWriteOnce (pods are kept on one node) or ReadWriteMany",
+    ),
+    (
+        "hpa-min-over-max",
+        _spec_with(hpa={"minReplicas": 5, "maxReplicas": 2}),
+        "spec.hpa.minReplicas must be <= spec.hpa.maxReplicas",
+    ),
+    (
+        "basic-auth-one-key",
+        _spec_with(basicAuth={"secretName": "s", "usernameKey": "u"}),
+        "name both usernameKey and passwordKey",
+    ),
     ("score-strategy", _spec_with(model={"scoreStrategy": "random"}), 'Unsupported value: "random"'),
-    ("pin-bad-project", _spec_with(model={"pinnedVersions": {"five": "v2"}}),
-     "pinnedVersions keys must be project ids or *"),
+    (
+        "pin-bad-project",
+        _spec_with(model={"pinnedVersions": {"five": "v2"}}),
+        "pinnedVersions keys must be project ids or *",
+    ),
     ("pin-bad-version", _spec_with(model={"pinnedVersions": {"*": "latest"}}), "spec.model.pinnedVersions"),
     ("negative-replicas", _spec_with(server={"replicas": -1}), "should be greater than or equal to 0"),
-    ("bad-quantity", _spec_with(server={"resources": {"limits": {"memory": "lots"}}}), "spec.server.resources.limits.memory"),
-    ("no-projects", _spec_with(labelStudio={"url": "http://ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": []}),
-     "should have at least 1 items"),
-    ("bad-ls-url", _spec_with(labelStudio={"url": "ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": [1]}),
-     "spec.labelStudio.url"),
+    (
+        "bad-quantity",
+        _spec_with(server={"resources": {"limits": {"memory": "lots"}}}),
+        "spec.server.resources.limits.memory",
+    ),
+    (
+        "no-projects",
+        _spec_with(labelStudio={"url": "http://ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": []}),
+        "should have at least 1 items",
+    ),
+    (
+        "bad-ls-url",
+        _spec_with(labelStudio={"url": "ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": [1]}),
+        "spec.labelStudio.url",
+    ),
 ]
 
 
@@ -102,7 +146,9 @@ def test_examples_apply_with_kubectl(k8s_cluster, operator_release, name):
     k8s_cluster.kubectl("apply", "-n", UNWATCHED, "-f", str(path))
     try:
         mlb = example(name)
-        got = json.loads(k8s_cluster.kubectl("get", "mlb", mlb["metadata"]["name"], "-n", UNWATCHED, "-o", "json").stdout)
+        got = json.loads(
+            k8s_cluster.kubectl("get", "mlb", mlb["metadata"]["name"], "-n", UNWATCHED, "-o", "json").stdout
+        )
         assert got["spec"]["image"] == mlb["spec"]["image"]
     finally:
         k8s_cluster.kubectl("delete", "-n", UNWATCHED, "--wait=false", "-f", str(path), check=False)

@@ -30,9 +30,11 @@ def test_chart_crd_is_identical_to_crds_dir():
 def test_scale_subresource_and_printer_columns():
     v = crd()["spec"]["versions"][0]
     assert v["subresources"]["status"] == {}
-    assert v["subresources"]["scale"] == {"specReplicasPath": ".spec.server.replicas",
-                                          "statusReplicasPath": ".status.replicas",
-                                          "labelSelectorPath": ".status.selector"}
+    assert v["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.server.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
     cols = [c["name"].upper() for c in v["additionalPrinterColumns"]]
     assert cols == ["READY", "REASON", "REPLICAS", "URL", "MODEL VERSION", "PINNED", "AGE", "MESSAGE"]
     by_name = {c["name"]: c for c in v["additionalPrinterColumns"]}

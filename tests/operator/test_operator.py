@@ -22,7 +22,11 @@ import pytest
 from tests.fixtures.kubernetes import wait_for
 
 from .cluster import (
-    WATCHED, apply_yaml, condition, get_mlb, kubectl_json,
+    WATCHED,
+    apply_yaml,
+    condition,
+    get_mlb,
+    kubectl_json,
 )
 from .helpers import example
 
@@ -34,8 +38,13 @@ BASIC_PASSWORD = "pw-" + secrets.token_hex(12)
 
 
 def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
-            "type": "Opaque", "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 def _get(cluster, kind: str, name: str) -> dict[str, Any] | None:
@@ -75,15 +84,30 @@ def e2e_setup(k8s_cluster, operator, label_studio, lsml_runtime, operator_releas
     Label Studio and, through labelStudio.backendURL, at a real lsml runtime on 127.0.0.1: the project,
     the Secrets and the manifest (applied by ``e2e``)."""
     with label_studio.client() as c:
-        project = c.create_project(f"op-e2e-{secrets.token_hex(3)}", "<View><Text name='text' value='$text'/>"
-                                   "<Choices name='label' toName='text'><Choice value='a'/><Choice value='b'/></Choices></View>")
-    apply_yaml(k8s_cluster, [_secret("ls-token", {"token": label_studio.legacy_token}),
-                             _secret("e2e-basic", {"user": "labelstudio", "password": BASIC_PASSWORD})], NS)
+        project = c.create_project(
+            f"op-e2e-{secrets.token_hex(3)}",
+            "<View><Text name='text' value='$text'/>"
+            "<Choices name='label' toName='text'><Choice value='a'/><Choice value='b'/></Choices></View>",
+        )
+    apply_yaml(
+        k8s_cluster,
+        [
+            _secret("ls-token", {"token": label_studio.legacy_token}),
+            _secret("e2e-basic", {"user": "labelstudio", "password": BASIC_PASSWORD}),
+        ],
+        NS,
+    )
     mlb = copy.deepcopy(example("mlbackend.yaml"))
     mlb["metadata"] = {"name": NAME, "namespace": NS}
-    mlb["spec"]["labelStudio"].update({"url": label_studio.url, "apiTokenSecretRef": {"name": "ls-token"},
-                                       "projects": [project["id"]], "backendURL": lsml_runtime.url,
-                                       "title": "e2e backend"})
+    mlb["spec"]["labelStudio"].update(
+        {
+            "url": label_studio.url,
+            "apiTokenSecretRef": {"name": "ls-token"},
+            "projects": [project["id"]],
+            "backendURL": lsml_runtime.url,
+            "title": "e2e backend",
+        }
+    )
     mlb["spec"]["basicAuth"] = {"secretName": "e2e-basic", "usernameKey": "user", "passwordKey": "password"}
     state: dict[str, Any] = {"project": project["id"], "mlb": mlb}
     yield state
@@ -110,19 +134,34 @@ def e2e(k8s_cluster, e2e_setup, running_operator, label_studio):
         patch = _merge_patch(live["spec"], e2e_setup["mlb"]["spec"])
         if patch:
             k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": patch}))
-    gen = wait_for(lambda: get_mlb(k8s_cluster, NS, NAME), timeout=30, message="MLBackend e2e")["metadata"]["generation"]
-    wait_for(lambda: (m := _ready(k8s_cluster, generation=gen))
-             and [b["project"] for b in m["status"]["labelStudio"]["backends"]] == [e2e_setup["project"]],
-             timeout=180, interval=1, message="MLBackend e2e at its baseline: Ready, registered in its one project")
+    gen = wait_for(lambda: get_mlb(k8s_cluster, NS, NAME), timeout=30, message="MLBackend e2e")["metadata"][
+        "generation"
+    ]
+    wait_for(
+        lambda: (
+            (m := _ready(k8s_cluster, generation=gen))
+            and [b["project"] for b in m["status"]["labelStudio"]["backends"]] == [e2e_setup["project"]]
+        ),
+        timeout=180,
+        interval=1,
+        message="MLBackend e2e at its baseline: Ready, registered in its one project",
+    )
     return e2e_setup
 
 
 def test_create_builds_every_child_with_owner_and_spec(k8s_cluster, e2e):
     mlb = get_mlb(k8s_cluster, NS, NAME)
     uid = mlb["metadata"]["uid"]
-    expected = [("deployment", "e2e-server"), ("deployment", "e2e-worker"), ("statefulset", "e2e-redis"),
-                ("service", "e2e"), ("service", "e2e-redis"), ("pvc", "e2e-models"),
-                ("networkpolicy", "e2e-redis"), ("secret", "e2e-redis-auth")]
+    expected = [
+        ("deployment", "e2e-server"),
+        ("deployment", "e2e-worker"),
+        ("statefulset", "e2e-redis"),
+        ("service", "e2e"),
+        ("service", "e2e-redis"),
+        ("pvc", "e2e-models"),
+        ("networkpolicy", "e2e-redis"),
+        ("secret", "e2e-redis-auth"),
+    ]
     for kind, name in expected:
         obj = wait_for(lambda: _get(k8s_cluster, kind, name), timeout=60, message=f"{kind} {name}")
         refs = obj["metadata"]["ownerReferences"]
@@ -142,15 +181,20 @@ def test_create_builds_every_child_with_owner_and_spec(k8s_cluster, e2e):
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "e2e-models"}} in pod["volumes"]
     sts = _get(k8s_cluster, "statefulset", "e2e-redis")
     assert "--appendonly yes" in sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
-    full = json.loads(k8s_cluster.kubectl("get", "deployment", "e2e-server", "-n", NS, "-o", "json",
-                                          "--show-managed-fields").stdout)
+    full = json.loads(
+        k8s_cluster.kubectl("get", "deployment", "e2e-server", "-n", NS, "-o", "json", "--show-managed-fields").stdout
+    )
     managers = {(m["manager"], m["operation"]) for m in full["metadata"]["managedFields"]}
     assert ("lsml-operator", "Apply") in managers, managers
 
 
 def test_becomes_ready_registered_with_printer_columns(k8s_cluster, label_studio, lsml_runtime, e2e):
-    mlb = wait_for(lambda: _ready(k8s_cluster), timeout=180, interval=1,
-                   message="MLBackend e2e Ready (kwok pods Ready, PVCs bound, registered in Label Studio)")
+    mlb = wait_for(
+        lambda: _ready(k8s_cluster),
+        timeout=180,
+        interval=1,
+        message="MLBackend e2e Ready (kwok pods Ready, PVCs bound, registered in Label Studio)",
+    )
     st = mlb["status"]
     for ctype in ("ServerAvailable", "WorkerAvailable", "RedisReady", "LabelStudioRegistered"):
         c = condition(mlb, ctype)
@@ -158,7 +202,10 @@ def test_becomes_ready_registered_with_printer_columns(k8s_cluster, label_studio
         assert set(c) >= {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
     assert st["observedGeneration"] == mlb["metadata"]["generation"]
     assert st["url"] == lsml_runtime.url and st["replicas"] == 1
-    assert st["selector"] == f"app.kubernetes.io/name=lsml,app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server"
+    assert (
+        st["selector"]
+        == f"app.kubernetes.io/name=lsml,app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server"
+    )
     records = st["labelStudio"]["backends"]
     assert [r["project"] for r in records] == [e2e["project"]]
     in_ls = _ls_backends(label_studio, e2e["project"])
@@ -168,16 +215,30 @@ def test_becomes_ready_registered_with_printer_columns(k8s_cluster, label_studio
     row = k8s_cluster.kubectl("get", "mlb", NAME, "-n", NS, "--no-headers").stdout.split()
     assert row[0] == NAME and row[1] == "True" and row[2] == "Ready" and row[3] == "1" and row[4] == lsml_runtime.url
     assert row[5] == st["modelVersion"] and st["modelVersion"], "MODEL VERSION column comes from Label Studio"
-    reasons = {e["reason"] for e in kubectl_json(k8s_cluster, "get", "events", "-n", NS,
-                                                  "--field-selector", f"involvedObject.name={NAME}")["items"]}
+    reasons = {
+        e["reason"]
+        for e in kubectl_json(
+            k8s_cluster, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}"
+        )["items"]
+    }
     assert {"Registered", "Ready"} <= reasons, reasons
 
 
 def test_spec_change_rolls_the_deployments(k8s_cluster, e2e):
     before = _get(k8s_cluster, "deployment", "e2e-server")
     old_hash = before["spec"]["template"]["metadata"]["annotations"]["lsml.dev/config-hash"]
-    patch = {"spec": {"image": "lsml/runtime:v2", "server": {"replicas": 2, "resources": {
-        "requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi", "cpu": "2"}}}}}
+    patch = {
+        "spec": {
+            "image": "lsml/runtime:v2",
+            "server": {
+                "replicas": 2,
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"memory": "512Mi", "cpu": "2"},
+                },
+            },
+        }
+    }
     k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
     gen = get_mlb(k8s_cluster, NS, NAME)["metadata"]["generation"]
 
@@ -185,14 +246,22 @@ def test_spec_change_rolls_the_deployments(k8s_cluster, e2e):
         d = _get(k8s_cluster, "deployment", "e2e-server")
         c = d["spec"]["template"]["spec"]["containers"][0]
         return d if c["image"] == "lsml/runtime:v2" and d["spec"]["replicas"] == 2 else None
+
     dep = wait_for(rolled, timeout=60, message="server Deployment updated")
     c = dep["spec"]["template"]["spec"]["containers"][0]
-    assert c["resources"]["limits"] == {"cpu": "2", "memory": "512Mi"}  # (GPU limits: kwok nodes have none; see test_builders)
+    assert c["resources"]["limits"] == {
+        "cpu": "2",
+        "memory": "512Mi",
+    }  # (GPU limits: kwok nodes have none; see test_builders)
     assert dep["spec"]["template"]["metadata"]["annotations"]["lsml.dev/config-hash"] != old_hash
     worker = _get(k8s_cluster, "deployment", "e2e-worker")
     assert worker["spec"]["template"]["spec"]["containers"][0]["image"] == "lsml/runtime:v2"
-    mlb = wait_for(lambda: _ready(k8s_cluster, generation=gen), timeout=120, interval=1,
-                   message="Ready again at the new generation (kwok rolled the pods)")
+    mlb = wait_for(
+        lambda: _ready(k8s_cluster, generation=gen),
+        timeout=120,
+        interval=1,
+        message="Ready again at the new generation (kwok rolled the pods)",
+    )
     assert mlb["status"]["replicas"] == 2
     d = _get(k8s_cluster, "deployment", "e2e-server")
     assert d["status"]["updatedReplicas"] == 2
@@ -201,27 +270,52 @@ def test_spec_change_rolls_the_deployments(k8s_cluster, e2e):
 def test_child_deleted_or_edited_by_hand_is_restored(k8s_cluster, e2e):
     old_uid = _get(k8s_cluster, "deployment", "e2e-server")["metadata"]["uid"]
     k8s_cluster.kubectl("delete", "deployment", "e2e-server", "-n", NS, "--wait=false")
-    wait_for(lambda: (d := _get(k8s_cluster, "deployment", "e2e-server")) and d["metadata"]["uid"] != old_uid,
-             timeout=30, message="server Deployment recreated")
-    k8s_cluster.kubectl("patch", "service", "e2e", "-n", NS, "--type=json",
-                        "-p", json.dumps([{"op": "replace", "path": "/spec/ports/0/port", "value": 1234}]))
-    wait_for(lambda: _get(k8s_cluster, "service", "e2e")["spec"]["ports"][0]["port"] == 9090,
-             timeout=30, message="Service port restored to 9090")
+    wait_for(
+        lambda: (d := _get(k8s_cluster, "deployment", "e2e-server")) and d["metadata"]["uid"] != old_uid,
+        timeout=30,
+        message="server Deployment recreated",
+    )
+    k8s_cluster.kubectl(
+        "patch",
+        "service",
+        "e2e",
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/ports/0/port", "value": 1234}]),
+    )
+    wait_for(
+        lambda: _get(k8s_cluster, "service", "e2e")["spec"]["ports"][0]["port"] == 9090,
+        timeout=30,
+        message="Service port restored to 9090",
+    )
     k8s_cluster.kubectl("delete", "statefulset", "e2e-redis", "-n", NS, "--wait=false")
-    wait_for(lambda: (s := _get(k8s_cluster, "statefulset", "e2e-redis")) and not s["metadata"].get("deletionTimestamp"),
-             timeout=30, message="Redis StatefulSet recreated")
+    wait_for(
+        lambda: (s := _get(k8s_cluster, "statefulset", "e2e-redis")) and not s["metadata"].get("deletionTimestamp"),
+        timeout=30,
+        message="Redis StatefulSet recreated",
+    )
     wait_for(lambda: _ready(k8s_cluster), timeout=120, interval=1, message="Ready after restore")
 
 
 def test_scale_subresource_drives_server_replicas(k8s_cluster, e2e):
     k8s_cluster.kubectl("scale", "mlb", NAME, "-n", NS, "--replicas=3")
-    wait_for(lambda: _get(k8s_cluster, "deployment", "e2e-server")["spec"]["replicas"] == 3, timeout=30,
-             message="Deployment scaled to 3")
-    mlb = wait_for(lambda: (m := _ready(k8s_cluster)) and m["status"]["replicas"] == 3 and m, timeout=90,
-                   message="status.replicas 3")
+    wait_for(
+        lambda: _get(k8s_cluster, "deployment", "e2e-server")["spec"]["replicas"] == 3,
+        timeout=30,
+        message="Deployment scaled to 3",
+    )
+    mlb = wait_for(
+        lambda: (m := _ready(k8s_cluster)) and m["status"]["replicas"] == 3 and m,
+        timeout=90,
+        message="status.replicas 3",
+    )
     pods = kubectl_json(k8s_cluster, "get", "pods", "-n", NS, "-l", mlb["status"]["selector"])["items"]
     assert len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == 3
-    scale = json.loads(k8s_cluster.kubectl("get", "--raw", f"/apis/lsml.dev/v1alpha1/namespaces/{NS}/mlbackends/{NAME}/scale").stdout)
+    scale = json.loads(
+        k8s_cluster.kubectl("get", "--raw", f"/apis/lsml.dev/v1alpha1/namespaces/{NS}/mlbackends/{NAME}/scale").stdout
+    )
     assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
 
 
@@ -230,16 +324,37 @@ def test_label_studio_outage_sets_condition_false_then_recovers(k8s_cluster, lab
     assert registered["status"] == "True"
     label_studio.stop()
     try:
-        k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge",
-                            "-p", json.dumps({"spec": {"labelStudio": {"title": "e2e backend v2"}}}))
-        c = wait_for(lambda: (c := condition(get_mlb(k8s_cluster, NS, NAME), "LabelStudioRegistered"))
-                     and c["status"] == "False" and c, timeout=60, message="LabelStudioRegistered False while Label Studio is down")
+        k8s_cluster.kubectl(
+            "patch",
+            "mlb",
+            NAME,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"labelStudio": {"title": "e2e backend v2"}}}),
+        )
+        c = wait_for(
+            lambda: (
+                (c := condition(get_mlb(k8s_cluster, NS, NAME), "LabelStudioRegistered"))
+                and c["status"] == "False"
+                and c
+            ),
+            timeout=60,
+            message="LabelStudioRegistered False while Label Studio is down",
+        )
         assert c["reason"] == "LabelStudioUnreachable", c
         assert condition(get_mlb(k8s_cluster, NS, NAME), "Ready")["status"] == "False"
     finally:
         label_studio.start()
-    c = wait_for(lambda: (c := condition(get_mlb(k8s_cluster, NS, NAME), "LabelStudioRegistered"))
-                 and c["status"] == "True" and c, timeout=90, interval=1, message="LabelStudioRegistered True again")
+    c = wait_for(
+        lambda: (
+            (c := condition(get_mlb(k8s_cluster, NS, NAME), "LabelStudioRegistered")) and c["status"] == "True" and c
+        ),
+        timeout=90,
+        interval=1,
+        message="LabelStudioRegistered True again",
+    )
     assert c["lastTransitionTime"] >= registered["lastTransitionTime"]
     in_ls = _ls_backends(label_studio, e2e["project"])
     assert len(in_ls) == 1 and in_ls[0]["title"] == "e2e backend v2"
@@ -250,29 +365,60 @@ def test_sigkill_mid_registration_converges_without_duplicates(k8s_cluster, labe
     """Kill the operator the moment Label Studio has the new backend (before status can record it);
     the restarted operator must adopt it by URL, not create a second one."""
     with label_studio.client() as c:
-        extra = c.create_project(f"op-kill-{secrets.token_hex(3)}", "<View><Text name='t' value='$t'/>"
-                                 "<Choices name='l' toName='t'><Choice value='x'/></Choices></View>")["id"]
+        extra = c.create_project(
+            f"op-kill-{secrets.token_hex(3)}",
+            "<View><Text name='t' value='$t'/><Choices name='l' toName='t'><Choice value='x'/></Choices></View>",
+        )["id"]
     e2e.setdefault("extra_projects", []).append(extra)
     projects = [e2e["project"], extra]
-    k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge",
-                        "-p", json.dumps({"spec": {"labelStudio": {"projects": projects}}}))
-    wait_for(lambda: _ls_backends(label_studio, extra), timeout=60, interval=0.05,
-             message="backend created in the new project")
+    k8s_cluster.kubectl(
+        "patch",
+        "mlb",
+        NAME,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"labelStudio": {"projects": projects}}}),
+    )
+    wait_for(
+        lambda: _ls_backends(label_studio, extra),
+        timeout=60,
+        interval=0.05,
+        message="backend created in the new project",
+    )
     running_operator.kill(signal.SIGKILL)
     time.sleep(1)
     running_operator.start()
-    mlb = wait_for(lambda: (m := _ready(k8s_cluster)) and len(m["status"]["labelStudio"]["backends"]) == 2 and m,
-                   timeout=120, interval=1, message="Ready with both projects recorded after the restart")
+    mlb = wait_for(
+        lambda: (m := _ready(k8s_cluster)) and len(m["status"]["labelStudio"]["backends"]) == 2 and m,
+        timeout=120,
+        interval=1,
+        message="Ready with both projects recorded after the restart",
+    )
     for project in projects:
         assert len(_ls_backends(label_studio, project)) == 1, f"duplicate backend in project {project}"
     recorded = {r["project"]: r["id"] for r in mlb["status"]["labelStudio"]["backends"]}
     assert recorded[extra] == _ls_backends(label_studio, extra)[0]["id"]
     # dropping a project from the spec removes its registration
-    k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge",
-                        "-p", json.dumps({"spec": {"labelStudio": {"projects": [e2e["project"]]}}}))
-    wait_for(lambda: not _ls_backends(label_studio, extra), timeout=60, message="registration of the dropped project deleted")
-    wait_for(lambda: (m := get_mlb(k8s_cluster, NS, NAME)) and len(m["status"]["labelStudio"]["backends"]) == 1,
-             timeout=30, message="status lists one project")
+    k8s_cluster.kubectl(
+        "patch",
+        "mlb",
+        NAME,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"labelStudio": {"projects": [e2e["project"]]}}}),
+    )
+    wait_for(
+        lambda: not _ls_backends(label_studio, extra), timeout=60, message="registration of the dropped project deleted"
+    )
+    wait_for(
+        lambda: (m := get_mlb(k8s_cluster, NS, NAME)) and len(m["status"]["labelStudio"]["backends"]) == 1,
+        timeout=30,
+        message="status lists one project",
+    )
 
 
 def test_delete_removes_registrations_and_garbage_collects_children(k8s_cluster, label_studio, e2e):
@@ -280,9 +426,17 @@ def test_delete_removes_registrations_and_garbage_collects_children(k8s_cluster,
     k8s_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--wait=false")
     wait_for(lambda: get_mlb(k8s_cluster, NS, NAME) is None, timeout=90, message="MLBackend gone (finalizer released)")
     assert _ls_backends(label_studio, e2e["project"]) == []
-    for kind, name in [("deployment", "e2e-server"), ("deployment", "e2e-worker"), ("statefulset", "e2e-redis"),
-                       ("service", "e2e"), ("service", "e2e-redis"), ("pvc", "e2e-models"), ("pvc", "data-e2e-redis-0"),
-                       ("networkpolicy", "e2e-redis"), ("secret", "e2e-redis-auth")]:
+    for kind, name in [
+        ("deployment", "e2e-server"),
+        ("deployment", "e2e-worker"),
+        ("statefulset", "e2e-redis"),
+        ("service", "e2e"),
+        ("service", "e2e-redis"),
+        ("pvc", "e2e-models"),
+        ("pvc", "data-e2e-redis-0"),
+        ("networkpolicy", "e2e-redis"),
+        ("secret", "e2e-redis-auth"),
+    ]:
         wait_for(lambda: _get(k8s_cluster, kind, name) is None, timeout=90, message=f"{kind} {name} garbage-collected")
 
 

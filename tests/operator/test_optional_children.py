@@ -43,15 +43,31 @@ def test_hpa_and_worker_come_and_go_with_the_spec(k8s_cluster, running_operator)
         c = wait_for(lambda: condition(get_mlb(k8s_cluster, NS, NAME), "RedisReady"), timeout=30, message="RedisReady")
         assert c["reason"] == "External"
 
-        k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p",
-                            json.dumps({"spec": {"hpa": None, "worker": {"enabled": False}, "server": {"replicas": 3}}}))
+        k8s_cluster.kubectl(
+            "patch",
+            "mlb",
+            NAME,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"hpa": None, "worker": {"enabled": False}, "server": {"replicas": 3}}}),
+        )
         wait_for(lambda: _get(k8s_cluster, "hpa", f"{NAME}-server") is None, timeout=60, message="HPA deleted")
-        wait_for(lambda: _get(k8s_cluster, "deployment", f"{NAME}-worker") is None, timeout=60, message="worker deleted")
-        wait_for(lambda: _get(k8s_cluster, "deployment", f"{NAME}-server")["spec"]["replicas"] == 3, timeout=60,
-                 message="server replicas back under the operator's control")
+        wait_for(
+            lambda: _get(k8s_cluster, "deployment", f"{NAME}-worker") is None, timeout=60, message="worker deleted"
+        )
+        wait_for(
+            lambda: _get(k8s_cluster, "deployment", f"{NAME}-server")["spec"]["replicas"] == 3,
+            timeout=60,
+            message="server replicas back under the operator's control",
+        )
         got = get_mlb(k8s_cluster, NS, NAME)
-        wait_for(lambda: condition(get_mlb(k8s_cluster, NS, NAME), "WorkerAvailable") is None, timeout=30,
-                 message="WorkerAvailable condition removed with the worker")
+        wait_for(
+            lambda: condition(get_mlb(k8s_cluster, NS, NAME), "WorkerAvailable") is None,
+            timeout=30,
+            message="WorkerAvailable condition removed with the worker",
+        )
         assert got["metadata"]["name"] == NAME
     finally:
         k8s_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=60s", check=False)

@@ -21,17 +21,25 @@ def test_second_replica_stands_by_while_the_first_works(k8s_cluster, running_ope
     standby = OperatorProcess(sa_kubeconfig, tmp_path / "standby.log", WATCHED)
     standby.start(extra_args=["--priority=0"])  # the session's operator has a random priority >= 1
     try:
+
         def peers() -> dict:
             raw = k8s_cluster.kubectl("get", "kopfpeering", "lsml-operator", "-n", NS, "-o", "json").stdout
             return json.loads(raw).get("status") or {}
+
         # both processes are registered on the peering object, the standby with its priority 0
-        wait_for(lambda: len(peers()) >= 2 and any(p.get("priority") == 0 for p in peers().values()), timeout=60,
-                 message="both replicas on the KopfPeering object")
+        wait_for(
+            lambda: len(peers()) >= 2 and any(p.get("priority") == 0 for p in peers().values()),
+            timeout=60,
+            message="both replicas on the KopfPeering object",
+        )
         mlb = copy.deepcopy(example("mlbackend-minimal.yaml"))
         mlb["metadata"] = {"name": "peer-check", "namespace": NS}
         apply_yaml(k8s_cluster, mlb, NS)
-        wait_for(lambda: (c := condition(get_mlb(k8s_cluster, NS, "peer-check"), "Ready")) and c["status"] == "True",
-                 timeout=90, message="peer-check Ready (handled by the active replica)")
+        wait_for(
+            lambda: (c := condition(get_mlb(k8s_cluster, NS, "peer-check"), "Ready")) and c["status"] == "True",
+            timeout=90,
+            message="peer-check Ready (handled by the active replica)",
+        )
         assert "Pausing" not in running_operator.log()[offset:], "the active replica paused too"
         # kopf starts paused and logs "Resuming" only when it becomes the active one
         assert "Resuming operations" not in standby.log(), "the standby replica became active"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -41,22 +41,34 @@ def _peering_crds(cluster: KubernetesCluster, present: bool) -> None:
     if present:
         cluster.kubectl("apply", "-f", str(PEERING_CRDS))
         cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
-        wait_for(lambda: "kopfpeerings" in cluster.kubectl("api-resources", "--api-group=kopf.dev").stdout,
-                 timeout=30, message="kopfpeerings served")
+        wait_for(
+            lambda: "kopfpeerings" in cluster.kubectl("api-resources", "--api-group=kopf.dev").stdout,
+            timeout=30,
+            message="kopfpeerings served",
+        )
     else:
         cluster.kubectl("delete", "-f", str(PEERING_CRDS), "--ignore-not-found", "--wait=true", "--timeout=60s")
-        wait_for(lambda: "kopfpeerings" not in cluster.kubectl("api-resources", "--api-group=kopf.dev", check=False).stdout,
-                 timeout=30, message="kopfpeerings no longer served")
+        wait_for(
+            lambda: "kopfpeerings" not in cluster.kubectl("api-resources", "--api-group=kopf.dev", check=False).stdout,
+            timeout=30,
+            message="kopfpeerings no longer served",
+        )
 
 
 def _run_operator(cluster: KubernetesCluster, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     """lsml-operator in the foreground; a process still running after EXIT_BOUND is the silent hang."""
-    argv = [str(VENV_BIN / "lsml-operator"), f"--namespace={NS}", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-            "--peering-name=lsml-operator", *args]
+    argv = [
+        str(VENV_BIN / "lsml-operator"),
+        f"--namespace={NS}",
+        f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+        "--peering-name=lsml-operator",
+        *args,
+    ]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(argv, env=cluster.env(), capture_output=True, text=True, timeout=EXIT_BOUND,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            argv, env=cluster.env(), capture_output=True, text=True, timeout=EXIT_BOUND, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired as exc:  # run() has killed it
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
@@ -69,8 +81,11 @@ def _reconciles(cluster: KubernetesCluster, operator: OperatorProcess, name: str
     mlb["metadata"] = {"name": name, "namespace": NS}
     apply_yaml(cluster, mlb, NS)
     try:
-        wait_for(lambda: (c := condition(get_mlb(cluster, NS, name), "Ready")) and c["status"] == "True",
-                 timeout=90, message=f"{name} Ready; operator log:\n{operator.log_tail()}")
+        wait_for(
+            lambda: (c := condition(get_mlb(cluster, NS, name), "Ready")) and c["status"] == "True",
+            timeout=90,
+            message=f"{name} Ready; operator log:\n{operator.log_tail()}",
+        )
     finally:
         cluster.kubectl("delete", "mlb", name, "-n", NS, "--ignore-not-found", "--timeout=60s", check=False)
 
@@ -107,8 +122,11 @@ def test_without_the_peering_object_it_exits_naming_it_then_works_once_created(b
     assert f"KopfPeering 'lsml-operator' does not exist in namespace(s) {NS}" in out, out
     assert "Traceback" not in out, out
     # with the object in place the same command line starts and reconciles (no false alarm)
-    apply_yaml(bare_cluster, {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
-                              "metadata": {"name": "lsml-operator", "namespace": NS}}, NS)
+    apply_yaml(
+        bare_cluster,
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "lsml-operator", "namespace": NS}},
+        NS,
+    )
     op = OperatorProcess(bare_cluster.kubeconfig, tmp_path / "peered.log", (NS,))
     op.start()
     try:

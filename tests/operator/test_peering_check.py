@@ -22,7 +22,10 @@ class Discovery:
 def test_missing_crd_names_the_crd_file_and_standalone():
     msg = peering.problem(Discovery(set(), set()), clusterwide=False, namespaces=["a", "b"], name="lsml-operator")  # type: ignore[arg-type]
     assert msg is not None
-    assert "kopfpeerings.kopf.dev is not installed" in msg and "kubectl apply -f charts/lsml-operator/crds/kopf-peering.yaml" in msg
+    assert (
+        "kopfpeerings.kopf.dev is not installed" in msg
+        and "kubectl apply -f charts/lsml-operator/crds/kopf-peering.yaml" in msg
+    )
     assert "KopfPeering 'lsml-operator' in namespace(s) a, b" in msg and "--standalone" in msg
     cw = peering.problem(Discovery({"kopfpeerings"}, set()), clusterwide=True, namespaces=[], name="p")  # type: ignore[arg-type]
     assert cw is not None and "clusterkopfpeerings.kopf.dev is not installed" in cw and "ClusterKopfPeering 'p'" in cw

@@ -15,10 +15,22 @@ from tests.fixtures.operator_fakes import AVAILABLE, FakeKube, Harness
 from .helpers import example, with_identity
 
 UNAVAILABLE = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0, "availableReplicas": 0}
-PULLING = {"metadata": {"name": "demo-server-1", "labels": {"app.kubernetes.io/component": "server"}},
-           "spec": {}, "status": {"phase": "Pending", "containerStatuses": [
-               {"name": "server", "image": "lsml/runtime:nope", "ready": False, "restartCount": 0,
-                "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied"}}}]}}
+PULLING = {
+    "metadata": {"name": "demo-server-1", "labels": {"app.kubernetes.io/component": "server"}},
+    "spec": {},
+    "status": {
+        "phase": "Pending",
+        "containerStatuses": [
+            {
+                "name": "server",
+                "image": "lsml/runtime:nope",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied"}},
+            }
+        ],
+    },
+}
 
 
 def _setup() -> tuple[FakeKube, Reconciler, dict[str, Any]]:
@@ -52,11 +64,18 @@ def test_unavailable_server_names_the_pull_error_and_the_timer_keeps_checking():
     kube.pods = [PULLING]
     status = rec.reconcile(mlb, Trigger.CREATE)
     assert status is not None
-    assert _lists(kube) == [("list", "Pod", "app.kubernetes.io/name=lsml,app.kubernetes.io/instance=demo,"
-                                           "app.kubernetes.io/managed-by=lsml-operator")]
+    assert _lists(kube) == [
+        (
+            "list",
+            "Pod",
+            "app.kubernetes.io/name=lsml,app.kubernetes.io/instance=demo,app.kubernetes.io/managed-by=lsml-operator",
+        )
+    ]
     server = _cond(status, "ServerAvailable")
     assert server["reason"] == "ImagePullFailed"
-    assert server["message"].startswith("server: 0/1 replicas available: pod demo-server-1: container server cannot pull image")
+    assert server["message"].startswith(
+        "server: 0/1 replicas available: pod demo-server-1: container server cannot pull image"
+    )
     ready = _cond(status, "Ready")
     assert ready["reason"] == "ImagePullFailed" and "pull access denied" in ready["message"]
     assert rec.tick_due(mlb) is Trigger.DIAGNOSE

@@ -55,6 +55,7 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 # ---- builders -----------------------------------------------------------------------------------
 
+
 def test_auth_secret_is_random_owned_and_opaque():
     a, b = redis.new_password(), redis.new_password()
     assert a != b and re.fullmatch(r"[0-9a-f]{64}", a)
@@ -87,7 +88,10 @@ def test_server_and_worker_get_redis_url_through_the_secret():
         # dependent expansion only sees variables defined earlier in the list
         assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
         env = _env(c)
-        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "text-classifier-redis-auth", "key": "password"}
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "text-classifier-redis-auth",
+            "key": "password",
+        }
         assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@text-classifier-redis.team-a.svc:6379/0"
 
 
@@ -95,9 +99,15 @@ def test_new_password_version_rolls_redis_and_the_pods():
     mlb = _mlb()
     a = {(c["kind"], c["metadata"]["name"]): c for c in desired_children(mlb, redis_auth_version="1")}
     b = {(c["kind"], c["metadata"]["name"]): c for c in desired_children(mlb, redis_auth_version="2")}
-    for key in [("Deployment", "text-classifier-server"), ("Deployment", "text-classifier-worker"),
-                ("StatefulSet", "text-classifier-redis")]:
-        assert a[key]["spec"]["template"]["metadata"]["annotations"] != b[key]["spec"]["template"]["metadata"]["annotations"], key
+    for key in [
+        ("Deployment", "text-classifier-server"),
+        ("Deployment", "text-classifier-worker"),
+        ("StatefulSet", "text-classifier-redis"),
+    ]:
+        assert (
+            a[key]["spec"]["template"]["metadata"]["annotations"]
+            != b[key]["spec"]["template"]["metadata"]["annotations"]
+        ), key
 
 
 def test_network_policy_admits_only_this_backends_server_and_worker():
@@ -136,6 +146,7 @@ def test_network_policy_opt_out_and_none_without_managed_redis():
 
 # ---- the containers' snippets against a real redis-server ---------------------------------------
 
+
 @pytest.fixture
 def redis_binaries() -> tuple[str, str]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
@@ -161,8 +172,12 @@ def test_start_script_probe_and_runtime_url_work_with_auth(tmp_path, redis_binar
 
     port = free_port()
     base_env = {"PATH": os.environ["PATH"]}
-    proc = subprocess.Popen(["sh", "-c", _start_script(port, tmp_path)], env={**base_env, "REDIS_PASSWORD": PASSWORD},
-                            stdout=open(tmp_path / "redis.log", "ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["sh", "-c", _start_script(port, tmp_path)],
+        env={**base_env, "REDIS_PASSWORD": PASSWORD},
+        stdout=open(tmp_path / "redis.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_port(port, timeout=20)
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
@@ -189,7 +204,12 @@ def test_redis_refuses_to_start_without_a_password(tmp_path, redis_binaries):
     import os
 
     port = free_port()
-    proc = subprocess.run(["sh", "-c", _start_script(port, tmp_path)], env={"PATH": os.environ["PATH"], "REDIS_PASSWORD": ""},
-                          capture_output=True, text=True, timeout=20)
+    proc = subprocess.run(
+        ["sh", "-c", _start_script(port, tmp_path)],
+        env={"PATH": os.environ["PATH"], "REDIS_PASSWORD": ""},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert proc.returncode != 0
     assert "requirepass" in proc.stdout + proc.stderr

@@ -25,8 +25,10 @@ pytestmark = [pytest.mark.kubernetes, pytest.mark.labelstudio]
 
 NS = WATCHED[1]
 NAME = "pat"
-CONFIG = ("<View><Text name='text' value='$text'/>"
-          "<Choices name='label' toName='text'><Choice value='a'/><Choice value='b'/></Choices></View>")
+CONFIG = (
+    "<View><Text name='text' value='$text'/>"
+    "<Choices name='label' toName='text'><Choice value='a'/><Choice value='b'/></Choices></View>"
+)
 
 
 def _ls_backends(label_studio, project: int) -> list[dict[str, Any]]:
@@ -52,12 +54,30 @@ def pat(k8s_cluster, operator, label_studio, lsml_runtime, operator_release):
     assert token.count(".") == 2 and token != label_studio.legacy_token, "a PAT is a JWT, not the legacy token"
     with label_studio.client() as c:
         project = c.create_project(f"op-pat-{secrets.token_hex(3)}", CONFIG)["id"]
-    apply_yaml(k8s_cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ls-pat", "namespace": NS},
-                             "type": "Opaque", "data": {"pat": base64.b64encode(token.encode()).decode()}}, NS)
-    ls_spec = {"url": label_studio.url, "apiTokenSecretRef": {"name": "ls-pat", "key": "pat"},
-               "projects": [project], "backendURL": lsml_runtime.url, "title": "pat backend"}
-    mlb = {"apiVersion": "lsml.dev/v1alpha1", "kind": "MLBackend", "metadata": {"name": NAME, "namespace": NS},
-           "spec": {"image": "lsml/runtime:latest", "labelStudio": ls_spec}}
+    apply_yaml(
+        k8s_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ls-pat", "namespace": NS},
+            "type": "Opaque",
+            "data": {"pat": base64.b64encode(token.encode()).decode()},
+        },
+        NS,
+    )
+    ls_spec = {
+        "url": label_studio.url,
+        "apiTokenSecretRef": {"name": "ls-pat", "key": "pat"},
+        "projects": [project],
+        "backendURL": lsml_runtime.url,
+        "title": "pat backend",
+    }
+    mlb = {
+        "apiVersion": "lsml.dev/v1alpha1",
+        "kind": "MLBackend",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {"image": "lsml/runtime:latest", "labelStudio": ls_spec},
+    }
     state = {"project": project, "token": token, "mlb": mlb, "ls_spec": ls_spec}
     yield state
     if not label_studio.running:
@@ -72,8 +92,12 @@ def pat(k8s_cluster, operator, label_studio, lsml_runtime, operator_release):
 
 def test_registers_with_a_personal_access_token(k8s_cluster, label_studio, lsml_runtime, pat):
     apply_yaml(k8s_cluster, pat["mlb"], NS)
-    mlb = wait_for(lambda: _registered(k8s_cluster), timeout=120, interval=1,
-                   message="MLBackend pat Ready and registered with the PAT")
+    mlb = wait_for(
+        lambda: _registered(k8s_cluster),
+        timeout=120,
+        interval=1,
+        message="MLBackend pat Ready and registered with the PAT",
+    )
     ls = mlb["status"]["labelStudio"]
     in_ls = _ls_backends(label_studio, pat["project"])
     assert [b["id"] for b in in_ls] == [r["id"] for r in ls["backends"]]
@@ -86,17 +110,28 @@ def test_registers_with_a_personal_access_token(k8s_cluster, label_studio, lsml_
 
 def test_removing_spec_label_studio_deregisters(k8s_cluster, label_studio, pat):
     backend_id = get_mlb(k8s_cluster, NS, NAME)["status"]["labelStudio"]["backends"][0]["id"]
-    k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": None}}))
-    wait_for(lambda: not _ls_backends(label_studio, pat["project"]), timeout=60, interval=0.5,
-             message="registration deleted after spec.labelStudio was removed")
-    mlb = wait_for(lambda: (m := get_mlb(k8s_cluster, NS, NAME)) and "labelStudio" not in m["status"] and m,
-                   timeout=30, message="status.labelStudio cleared")
+    k8s_cluster.kubectl(
+        "patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": None}})
+    )
+    wait_for(
+        lambda: not _ls_backends(label_studio, pat["project"]),
+        timeout=60,
+        interval=0.5,
+        message="registration deleted after spec.labelStudio was removed",
+    )
+    mlb = wait_for(
+        lambda: (m := get_mlb(k8s_cluster, NS, NAME)) and "labelStudio" not in m["status"] and m,
+        timeout=30,
+        message="status.labelStudio cleared",
+    )
     assert condition(mlb, "LabelStudioRegistered") is None
     assert condition(mlb, "Ready")["status"] == "True", "no Label Studio wiring is a valid, Ready spec"
     msgs = [e["message"] for e in _events(k8s_cluster) if e["reason"] == "Deregistered"]
     assert any(str(backend_id) in m and "spec.labelStudio was removed" in m for m in msgs), msgs
     # wiring it back registers again
-    k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": pat["ls_spec"]}}))
+    k8s_cluster.kubectl(
+        "patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": pat["ls_spec"]}})
+    )
     wait_for(lambda: _registered(k8s_cluster), timeout=60, interval=1, message="registered again")
     assert len(_ls_backends(label_studio, pat["project"])) == 1
 
@@ -111,19 +146,33 @@ def test_delete_while_label_studio_is_down_retries_then_lets_go(k8s_cluster, lab
     assert len(_ls_backends(label_studio, pat["project"])) == 1
     label_studio.stop()
     try:
-        k8s_cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": None}}))
-        wait_for(lambda: any(e["reason"] == "DeregistrationFailed" and "spec.labelStudio was removed" in e["message"]
-                             for e in _events(k8s_cluster)), timeout=30, message="DeregistrationFailed event (unwiring)")
+        k8s_cluster.kubectl(
+            "patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": None}})
+        )
+        wait_for(
+            lambda: any(
+                e["reason"] == "DeregistrationFailed" and "spec.labelStudio was removed" in e["message"]
+                for e in _events(k8s_cluster)
+            ),
+            timeout=30,
+            message="DeregistrationFailed event (unwiring)",
+        )
         mlb = get_mlb(k8s_cluster, NS, NAME)
         assert len(mlb["status"]["labelStudio"]["backends"]) == 1, "records kept while they cannot be deleted"
         k8s_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--wait=false")
         began = time.monotonic()
         held = get_mlb(k8s_cluster, NS, NAME)
         assert held and held["metadata"].get("deletionTimestamp"), "the finalizer holds the resource"
-        wait_for(lambda: get_mlb(k8s_cluster, NS, NAME) is None, timeout=60, interval=0.5,
-                 message="MLBackend released after the delete retries")
+        wait_for(
+            lambda: get_mlb(k8s_cluster, NS, NAME) is None,
+            timeout=60,
+            interval=0.5,
+            message="MLBackend released after the delete retries",
+        )
         assert time.monotonic() - began >= 5, "released before retrying with backoff (1+2+4 s)"
-        failed = [e for e in _events(k8s_cluster) if e["reason"] == "DeregistrationFailed" and "gave up" in e["message"]]
+        failed = [
+            e for e in _events(k8s_cluster) if e["reason"] == "DeregistrationFailed" and "gave up" in e["message"]
+        ]
         assert failed and failed[0]["type"] == "Warning", [(e["reason"], e["message"]) for e in _events(k8s_cluster)]
         assert "gave up after 3 attempts" in failed[0]["message"] and "may remain" in failed[0]["message"]
     finally:

@@ -43,9 +43,14 @@ def _env(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _scale(cluster, name: str, replicas: int) -> None:
     """A spec change: the update handler runs a full reconcile (what would regenerate a careless Secret)."""
-    cluster.kubectl("patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"server": {"replicas": replicas}}}))
-    wait_for(lambda: (d := _get(cluster, "deployment", f"{name}-server")) and d["spec"]["replicas"] == replicas,
-             timeout=60, message=f"{name}-server scaled to {replicas} (a reconcile ran)")
+    cluster.kubectl(
+        "patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"server": {"replicas": replicas}}})
+    )
+    wait_for(
+        lambda: (d := _get(cluster, "deployment", f"{name}-server")) and d["spec"]["replicas"] == replicas,
+        timeout=60,
+        message=f"{name}-server scaled to {replicas} (a reconcile ran)",
+    )
 
 
 @pytest.fixture
@@ -61,7 +66,9 @@ def redis_backend(k8s_cluster, running_operator):
     k8s_cluster.kubectl("delete", "mlb", name, "-n", NS, "--ignore-not-found", "--timeout=60s", check=False)
 
 
-def test_redis_password_secret_is_generated_once_owned_and_only_referenced(k8s_cluster, running_operator, redis_backend):
+def test_redis_password_secret_is_generated_once_owned_and_only_referenced(
+    k8s_cluster, running_operator, redis_backend
+):
     name = redis_backend
     secret_name = f"{name}-redis-auth"
     secret = wait_for(lambda: _get(k8s_cluster, "secret", secret_name), timeout=60, message="Redis password Secret")
@@ -83,7 +90,11 @@ def test_redis_password_secret_is_generated_once_owned_and_only_referenced(k8s_c
         env = _env(d)
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == key_ref
         assert env["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{name}-redis.{NS}.svc:6379/0"
-    for kind, obj in [("statefulset", f"{name}-redis"), ("deployment", f"{name}-server"), ("deployment", f"{name}-worker")]:
+    for kind, obj in [
+        ("statefulset", f"{name}-redis"),
+        ("deployment", f"{name}-server"),
+        ("deployment", f"{name}-worker"),
+    ]:
         assert password not in k8s_cluster.kubectl("get", kind, obj, "-n", NS, "-o", "json").stdout
 
     # kept across reconciles (spec updates) and an operator restart (resume: full reconcile)
@@ -101,19 +112,32 @@ def test_redis_password_secret_is_generated_once_owned_and_only_referenced(k8s_c
     assert password not in running_operator.log()
 
     # a Secret deleted by hand: a new password, and Redis and the pods roll to it (new version annotation)
-    old_hash = _get(k8s_cluster, "deployment", f"{name}-server")["spec"]["template"]["metadata"]["annotations"]["lsml.dev/config-hash"]
+    old_hash = _get(k8s_cluster, "deployment", f"{name}-server")["spec"]["template"]["metadata"]["annotations"][
+        "lsml.dev/config-hash"
+    ]
     k8s_cluster.kubectl("delete", "secret", secret_name, "-n", NS)
     _scale(k8s_cluster, name, 1)
     fresh = wait_for(lambda: _get(k8s_cluster, "secret", secret_name), timeout=60, message="Secret recreated")
     assert _password(fresh) != password
-    wait_for(lambda: _get(k8s_cluster, "statefulset", f"{name}-redis")["spec"]["template"]["metadata"]["annotations"]
-             ["lsml.dev/redis-auth-version"] == fresh["metadata"]["resourceVersion"], timeout=60,
-             message="Redis StatefulSet rolled to the new password")
-    new_hash = _get(k8s_cluster, "deployment", f"{name}-server")["spec"]["template"]["metadata"]["annotations"]["lsml.dev/config-hash"]
+    wait_for(
+        lambda: (
+            _get(k8s_cluster, "statefulset", f"{name}-redis")["spec"]["template"]["metadata"]["annotations"][
+                "lsml.dev/redis-auth-version"
+            ]
+            == fresh["metadata"]["resourceVersion"]
+        ),
+        timeout=60,
+        message="Redis StatefulSet rolled to the new password",
+    )
+    new_hash = _get(k8s_cluster, "deployment", f"{name}-server")["spec"]["template"]["metadata"]["annotations"][
+        "lsml.dev/config-hash"
+    ]
     assert new_hash != old_hash
 
 
-def test_network_policy_admits_only_server_and_worker_and_follows_the_opt_out(k8s_cluster, running_operator, redis_backend):
+def test_network_policy_admits_only_server_and_worker_and_follows_the_opt_out(
+    k8s_cluster, running_operator, redis_backend
+):
     name = redis_backend
     pol = wait_for(lambda: _get(k8s_cluster, "networkpolicy", f"{name}-redis"), timeout=60, message="NetworkPolicy")
     uid = get_mlb(k8s_cluster, NS, name)["metadata"]["uid"]
@@ -128,28 +152,55 @@ def test_network_policy_admits_only_server_and_worker_and_follows_the_opt_out(k8
     assert set(peer) == {"podSelector"}
     assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "lsml", "app.kubernetes.io/instance": name}
     assert peer["podSelector"]["matchExpressions"] == [
-        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["server", "worker"]}]
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["server", "worker"]}
+    ]
     # the API server's own label-selector evaluation: exactly the server and worker pods of this backend
-    selector = f"app.kubernetes.io/name=lsml,app.kubernetes.io/instance={name},app.kubernetes.io/component in (server,worker)"
-    pods = wait_for(lambda: (p := kubectl_json(k8s_cluster, "get", "pods", "-n", NS, "-l", selector)["items"])
-                    and len({x["metadata"]["labels"]["app.kubernetes.io/component"] for x in p}) == 2 and p,
-                    timeout=90, message="server and worker pods (kwok)")
+    selector = (
+        f"app.kubernetes.io/name=lsml,app.kubernetes.io/instance={name},app.kubernetes.io/component in (server,worker)"
+    )
+    pods = wait_for(
+        lambda: (
+            (p := kubectl_json(k8s_cluster, "get", "pods", "-n", NS, "-l", selector)["items"])
+            and len({x["metadata"]["labels"]["app.kubernetes.io/component"] for x in p}) == 2
+            and p
+        ),
+        timeout=90,
+        message="server and worker pods (kwok)",
+    )
     assert {p["metadata"]["labels"]["app.kubernetes.io/instance"] for p in pods} == {name}
 
-    k8s_cluster.kubectl("patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"redis": {"networkPolicy": False}}}))
-    wait_for(lambda: _get(k8s_cluster, "networkpolicy", f"{name}-redis") is None, timeout=60, message="NetworkPolicy removed (opt-out)")
+    k8s_cluster.kubectl(
+        "patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"redis": {"networkPolicy": False}}})
+    )
+    wait_for(
+        lambda: _get(k8s_cluster, "networkpolicy", f"{name}-redis") is None,
+        timeout=60,
+        message="NetworkPolicy removed (opt-out)",
+    )
     assert _get(k8s_cluster, "secret", f"{name}-redis-auth") is not None  # the password stays
 
 
 def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_operator):
     name = "sec-taken"
-    foreign_svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "labels": {"owner": "someone-else"}},
-                   "spec": {"selector": {"app": "foreign"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}}
-    foreign_dep = {"apiVersion": "apps/v1", "kind": "Deployment",
-                   "metadata": {"name": f"{name}-server", "namespace": NS, "labels": {"owner": "someone-else"}},
-                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "foreign"}},
-                            "template": {"metadata": {"labels": {"app": "foreign"}},
-                                         "spec": {"containers": [{"name": "web", "image": "foreign/web:1"}]}}}}
+    foreign_svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS, "labels": {"owner": "someone-else"}},
+        "spec": {"selector": {"app": "foreign"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]},
+    }
+    foreign_dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"{name}-server", "namespace": NS, "labels": {"owner": "someone-else"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "foreign"}},
+            "template": {
+                "metadata": {"labels": {"app": "foreign"}},
+                "spec": {"containers": [{"name": "web", "image": "foreign/web:1"}]},
+            },
+        },
+    }
     apply_yaml(k8s_cluster, [foreign_svc, foreign_dep], NS)
     before = {kind: _get(k8s_cluster, kind, n) for kind, n in [("service", name), ("deployment", f"{name}-server")]}
     mlb = copy.deepcopy(example("mlbackend-minimal.yaml"))
@@ -162,18 +213,27 @@ def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_ope
             assert not now["metadata"].get("ownerReferences"), f"{kind} was taken over"
             assert now["spec"]["selector"] == old["spec"]["selector"], f"{kind} was taken over"
             # (not resourceVersion: the Deployment controller keeps writing the foreign Deployment's status)
-            assert now["spec"] == old["spec"] and now["metadata"].get("generation") == old["metadata"].get("generation"), \
-                f"{kind} spec was modified"
+            assert now["spec"] == old["spec"] and now["metadata"].get("generation") == old["metadata"].get(
+                "generation"
+            ), f"{kind} spec was modified"
             assert now["metadata"].get("labels") == old["metadata"].get("labels"), f"{kind} labels were modified"
-            full = json.loads(k8s_cluster.kubectl("get", kind, old["metadata"]["name"], "-n", NS, "-o", "json",
-                                                  "--show-managed-fields").stdout)
+            full = json.loads(
+                k8s_cluster.kubectl(
+                    "get", kind, old["metadata"]["name"], "-n", NS, "-o", "json", "--show-managed-fields"
+                ).stdout
+            )
             assert "lsml-operator" not in {m["manager"] for m in full["metadata"]["managedFields"]}
 
     try:
         # the first reconcile wrote status, or (the hole) took the Service over
-        wait_for(lambda: (get_mlb(k8s_cluster, NS, name).get("status") or {}).get("observedGeneration") == 1
-                 or _get(k8s_cluster, "service", name)["metadata"].get("ownerReferences"),
-                 timeout=60, message="first reconcile done (status written)")
+        wait_for(
+            lambda: (
+                (get_mlb(k8s_cluster, NS, name).get("status") or {}).get("observedGeneration") == 1
+                or _get(k8s_cluster, "service", name)["metadata"].get("ownerReferences")
+            ),
+            timeout=60,
+            message="first reconcile done (status written)",
+        )
         untouched()
         c = condition(get_mlb(k8s_cluster, NS, name), "ChildrenOwned")
         assert c and c["status"] == "False" and c["reason"] == "ForeignObject", c
@@ -181,19 +241,31 @@ def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_ope
         assert condition(get_mlb(k8s_cluster, NS, name), "Ready")["status"] == "False"
         _scale_via_patch = {"spec": {"server": {"replicas": 2}}}  # another full reconcile must not touch them either
         k8s_cluster.kubectl("patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps(_scale_via_patch))
-        wait_for(lambda: get_mlb(k8s_cluster, NS, name)["status"].get("observedGeneration") == 2, timeout=60,
-                 message="generation 2 reconciled")
+        wait_for(
+            lambda: get_mlb(k8s_cluster, NS, name)["status"].get("observedGeneration") == 2,
+            timeout=60,
+            message="generation 2 reconciled",
+        )
         untouched()
-        reasons = {e["reason"] for e in kubectl_json(k8s_cluster, "get", "events", "-n", NS,
-                                                      "--field-selector", f"involvedObject.name={name}")["items"]}
+        reasons = {
+            e["reason"]
+            for e in kubectl_json(
+                k8s_cluster, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={name}"
+            )["items"]
+        }
         assert "AdoptionRefused" in reasons, reasons
 
         # the owner removes them: the operator creates its own, and the condition goes away
         k8s_cluster.kubectl("delete", "service", name, "-n", NS)
         k8s_cluster.kubectl("delete", "deployment", f"{name}-server", "-n", NS)
-        k8s_cluster.kubectl("patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"server": {"replicas": 1}}}))
-        wait_for(lambda: condition(get_mlb(k8s_cluster, NS, name), "ChildrenOwned") is None, timeout=60,
-                 message="ChildrenOwned removed once the names are free")
+        k8s_cluster.kubectl(
+            "patch", "mlb", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"server": {"replicas": 1}}})
+        )
+        wait_for(
+            lambda: condition(get_mlb(k8s_cluster, NS, name), "ChildrenOwned") is None,
+            timeout=60,
+            message="ChildrenOwned removed once the names are free",
+        )
         svc = _get(k8s_cluster, "service", name)
         assert svc["metadata"]["ownerReferences"][0]["uid"] == get_mlb(k8s_cluster, NS, name)["metadata"]["uid"]
     finally:

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from lsml_operator.status import (
-    Check, deployment_check, ready_check, set_condition, statefulset_check, strip_volatile,
+    Check,
+    deployment_check,
+    ready_check,
+    set_condition,
+    statefulset_check,
+    strip_volatile,
 )
 
 
 def test_last_transition_time_changes_only_when_status_flips():
     conds = set_condition([], "ServerAvailable", Check(False, "NotFound", "missing"), 1, "2026-01-01T00:00:00Z")
-    assert conds == [{"type": "ServerAvailable", "status": "False", "reason": "NotFound", "message": "missing",
-                      "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]
+    assert conds == [
+        {
+            "type": "ServerAvailable",
+            "status": "False",
+            "reason": "NotFound",
+            "message": "missing",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "observedGeneration": 1,
+        }
+    ]
     same = set_condition(conds, "ServerAvailable", Check(False, "RollingOut", "0/1 updated"), 2, "2026-01-01T00:05:00Z")
     assert same[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
     assert (same[0]["reason"], same[0]["observedGeneration"]) == ("RollingOut", 2)
@@ -26,9 +39,16 @@ def test_conditions_are_ordered_with_ready_first():
 
 
 def _dep(generation=1, observed=1, want=2, updated=2, available=2, total=2):
-    return {"metadata": {"generation": generation}, "spec": {"replicas": want},
-            "status": {"observedGeneration": observed, "updatedReplicas": updated,
-                       "availableReplicas": available, "replicas": total}}
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": want},
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "replicas": total,
+        },
+    }
 
 
 def test_deployment_check_requires_observed_generation_updated_and_available():
@@ -42,7 +62,11 @@ def test_deployment_check_requires_observed_generation_updated_and_available():
 
 
 def test_statefulset_check():
-    sts = {"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": {"observedGeneration": 1, "readyReplicas": 0}}
+    sts = {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": 1, "readyReplicas": 0},
+    }
     assert not statefulset_check(sts).ok
     sts["status"]["readyReplicas"] = 1
     assert statefulset_check(sts).ok

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,13 +33,41 @@ def operator_in_cluster(real_node_cluster: KubernetesCluster) -> Iterator[str]:
     """The chart installed with the operator image; yields the release namespace."""
     repository, tag = images(real_node_cluster)["operator"].rsplit(":", 1)
     real_node_cluster.helm(
-        "upgrade", "--install", "lsml-operator", str(CHART), "--namespace", OPERATOR_NS, "--create-namespace",
-        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
-        "--set", "operator.timerSeconds=2", "--set", "operator.resyncSeconds=30",
-        "--set", "operator.retryBaseSeconds=1", "--set", "operator.retryMaxSeconds=5",
-        "--wait", "--timeout=240s", timeout=300)
-    real_node_cluster.kubectl("rollout", "status", "deployment", "-n", OPERATOR_NS,
-                              "-l", "app.kubernetes.io/name=lsml-operator", "--timeout=120s")
+        "upgrade",
+        "--install",
+        "lsml-operator",
+        str(CHART),
+        "--namespace",
+        OPERATOR_NS,
+        "--create-namespace",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "operator.timerSeconds=2",
+        "--set",
+        "operator.resyncSeconds=30",
+        "--set",
+        "operator.retryBaseSeconds=1",
+        "--set",
+        "operator.retryMaxSeconds=5",
+        "--wait",
+        "--timeout=240s",
+        timeout=300,
+    )
+    real_node_cluster.kubectl(
+        "rollout",
+        "status",
+        "deployment",
+        "-n",
+        OPERATOR_NS,
+        "-l",
+        "app.kubernetes.io/name=lsml-operator",
+        "--timeout=120s",
+    )
     yield OPERATOR_NS
     real_node_cluster.helm("uninstall", "lsml-operator", "--namespace", OPERATOR_NS, check=False)
 
@@ -51,21 +79,45 @@ def cluster_label_studio(real_node_cluster: KubernetesCluster, tmp_path_factory)
     work = tmp_path_factory.mktemp("ls-real-node")
     resolv = work / "resolv.conf"
     resolv.write_text(f"nameserver {node.net.gateway}\nsearch svc.cluster.local cluster.local\noptions ndots:5\n")
-    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-               'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv)]
+    wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+        str(resolv),
+    ]
     server = LabelStudioServer(find_label_studio_binary(), work, host=node.net.gateway, wrapper=wrapper)
     for ls in running(server):
         real_node_cluster.kubectl("create", "namespace", LS_NS, check=False)
-        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "label-studio", "namespace": LS_NS},
-                   "spec": {"ports": [{"name": "http", "port": LS_SERVICE_PORT, "targetPort": ls.port}]}}
-        endpoints = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                     "metadata": {"name": "label-studio-host", "namespace": LS_NS,
-                                  "labels": {"kubernetes.io/service-name": "label-studio"}},
-                     "addressType": "IPv4",
-                     "ports": [{"name": "http", "port": ls.port, "protocol": "TCP"}],
-                     "endpoints": [{"addresses": [node.net.gateway], "conditions": {"ready": True}}]}
-        real_node_cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                        "items": [service, endpoints]}))
-        wait_for(lambda: real_node_cluster.kubectl("get", "service", "label-studio", "-n", LS_NS, check=False)
-                 .returncode == 0, 30, message="Service label-studio")
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "label-studio", "namespace": LS_NS},
+            "spec": {"ports": [{"name": "http", "port": LS_SERVICE_PORT, "targetPort": ls.port}]},
+        }
+        endpoints = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "label-studio-host",
+                "namespace": LS_NS,
+                "labels": {"kubernetes.io/service-name": "label-studio"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": ls.port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [node.net.gateway], "conditions": {"ready": True}}],
+        }
+        real_node_cluster.kubectl(
+            "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [service, endpoints]})
+        )
+        wait_for(
+            lambda: (
+                real_node_cluster.kubectl("get", "service", "label-studio", "-n", LS_NS, check=False).returncode == 0
+            ),
+            30,
+            message="Service label-studio",
+        )
         yield ls

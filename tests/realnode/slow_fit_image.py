@@ -51,8 +51,9 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
     """The image's reference, built (once per content) on the images' engine and imported into the node."""
     docker = shutil.which("docker")
     if docker is None or "docker_host" not in images:
-        pytest.fail("the slow-fit image needs the docker CLI and hack/images/build's engine (docker_host=)",
-                    pytrace=False)
+        pytest.fail(
+            "the slow-fit image needs the docker CLI and hack/images/build's engine (docker_host=)", pytrace=False
+        )
     base = images["text_classifier"]
     digest = hashlib.sha256((base + DOCKERFILE + MODEL_PY).encode()).hexdigest()[:16]
     ref = f"lsml.local/text-classifier-slowfit:{digest}"
@@ -61,13 +62,23 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
         with tempfile.TemporaryDirectory(prefix="lsml-slowfit-") as context:
             Path(context, "Dockerfile").write_text(DOCKERFILE)
             Path(context, "slow_model.py").write_text(MODEL_PY)
-            built = subprocess.run([docker, "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base}",
-                                    "--tag", ref, context], env=env, capture_output=True, text=True, timeout=600)
+            built = subprocess.run(
+                [docker, "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base}", "--tag", ref, context],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         if built.returncode != 0:
             pytest.fail(f"docker build of {ref} failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}", pytrace=False)
     save = subprocess.Popen([docker, "save", ref], env=env, stdout=subprocess.PIPE)
-    imported = subprocess.run(["ctr", "-a", str(containerd_socket), "-n", "k8s.io", "images", "import", "-"],
-                              stdin=save.stdout, capture_output=True, text=True, timeout=600)
+    imported = subprocess.run(
+        ["ctr", "-a", str(containerd_socket), "-n", "k8s.io", "images", "import", "-"],
+        stdin=save.stdout,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if save.wait() != 0 or imported.returncode != 0:
         pytest.fail(f"importing {ref} into the node failed: {imported.stderr[-2000:]}", pytrace=False)
     return ref

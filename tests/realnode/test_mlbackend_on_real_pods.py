@@ -17,8 +17,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -50,7 +51,8 @@ def pods(cluster: KubernetesCluster, component: str) -> list[dict]:
 
 def ready(pod: dict) -> bool:
     return pod["status"].get("phase") == "Running" and all(
-        c.get("ready") for c in pod["status"].get("containerStatuses", []) or [{}])
+        c.get("ready") for c in pod["status"].get("containerStatuses", []) or [{}]
+    )
 
 
 def condition(mlb: dict, kind: str) -> dict:
@@ -91,16 +93,21 @@ class LoadLoop:
     _workers: list[threading.Thread] = field(default_factory=list)
 
     def _body(self) -> dict:
-        return {"tasks": [{"id": 1, "data": {"text": "a lovely film"}}], "project": f"{self.project}.0",
-                "label_config": SENTIMENT_CONFIG, "params": {}}
+        return {
+            "tasks": [{"id": 1, "data": {"text": "a lovely film"}}],
+            "project": f"{self.project}.0",
+            "label_config": SENTIMENT_CONFIG,
+            "params": {},
+        }
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
             began = time.monotonic()
             try:
-                response = requests.post(f"{self.url}/predict", json=self._body(), auth=AUTH, timeout=10,
-                                         headers={"Connection": "close"})
+                response = requests.post(
+                    f"{self.url}/predict", json=self._body(), auth=AUTH, timeout=10, headers={"Connection": "close"}
+                )
                 ok, what = response.status_code == 200, str(response.status_code)
             except requests.RequestException as exc:
                 ok, what = False, type(exc).__name__
@@ -132,13 +139,22 @@ def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, clus
         client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
         tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
     secret_docs = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "label-studio-token"},
-         "stringData": {"token": ls.legacy_token}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backend-auth"},
-         "stringData": {"user": AUTH[0], "password": AUTH[1]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "label-studio-token"},
+            "stringData": {"token": ls.legacy_token},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "backend-auth"},
+            "stringData": {"user": AUTH[0], "password": AUTH[1]},
+        },
     ]
-    cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                    "items": secret_docs}))
+    cluster.kubectl(
+        "apply", "-n", NS, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": secret_docs})
+    )
     mlb = copy.deepcopy(example("mlbackend.yaml"))
     mlb["metadata"] = {"name": NAME, "namespace": NS}
     spec = mlb["spec"]
@@ -148,8 +164,13 @@ def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, clus
     spec["redis"]["image"] = images(cluster)["redis"]
     spec["storage"] = {"size": "1Gi"}
     spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
-    spec["labelStudio"].update({"url": f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}", "projects": [project],
-                                "title": "text classifier on real pods"})
+    spec["labelStudio"].update(
+        {
+            "url": f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}",
+            "projects": [project],
+            "title": "text classifier on real pods",
+        }
+    )
     began = time.monotonic()
     cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
 
@@ -202,14 +223,21 @@ def operator_logs(cluster: KubernetesCluster) -> str:
 
 
 def test_label_studio_registers_the_service_and_stores_no_empty_prediction_while_untrained(
-        real_node_cluster, cluster_label_studio, backend):
+    real_node_cluster, cluster_label_studio, backend
+):
     with cluster_label_studio.client() as client:
         found = client.ml_backends(backend["project"])
         if len(found) != 1:  # the operator converges (one URL, one backend); say how it got here
-            print(f"\n{len(found)} ML backends registered: "
-                  f"{[(b['id'], b['url'], b['created_at']) for b in found]}\n{operator_logs(real_node_cluster)}")
-        found = wait_for(lambda: (lambda b: b if len(b) == 1 else None)(client.ml_backends(backend["project"])),
-                         90, interval=3.0, message="exactly one ML backend registered")
+            print(
+                f"\n{len(found)} ML backends registered: "
+                f"{[(b['id'], b['url'], b['created_at']) for b in found]}\n{operator_logs(real_node_cluster)}"
+            )
+        found = wait_for(
+            lambda: (lambda b: b if len(b) == 1 else None)(client.ml_backends(backend["project"])),
+            90,
+            interval=3.0,
+            message="exactly one ML backend registered",
+        )
         (registered,) = found
         assert registered["url"] == f"http://{NAME}.{NS}.svc:9090"  # the Service's name, resolved by cluster DNS
         assert registered["readable_state"] == "Connected"
@@ -222,7 +250,8 @@ def test_label_studio_registers_the_service_and_stores_no_empty_prediction_while
 
 
 def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_version(
-        real_node_cluster, cluster_label_studio, backend):
+    real_node_cluster, cluster_label_studio, backend
+):
     cluster, project = real_node_cluster, backend["project"]
     with cluster_label_studio.client() as client:
         for text, label in TEXTS.items():
@@ -244,8 +273,12 @@ def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_ve
 
     with cluster_label_studio.client() as client:
         (registered,) = client.ml_backends(project)
-        wait_for(lambda: client.ml_backend(registered["id"])["model_version"] == newest, 90, interval=2.0,
-                 message=f"Label Studio to show model_version {newest}")
+        wait_for(
+            lambda: client.ml_backend(registered["id"])["model_version"] == newest,
+            90,
+            interval=2.0,
+            message=f"Label Studio to show model_version {newest}",
+        )
         client.run_action(project, "retrieve_tasks_predictions")
         fresh = [p for p in client.predictions(project=project) if p["model_version"] == newest]
     assert sorted(p["task"] for p in fresh) == sorted(backend["tasks"].values())  # exactly one per task
@@ -262,12 +295,20 @@ def test_deleting_a_server_pod_under_load_fails_no_request(real_node_cluster, ba
     with LoadLoop(service_url(cluster), backend["project"]) as load:
         time.sleep(2)
         cluster.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
-        wait_for(lambda: len([p for p in pods(cluster, "server") if ready(p)]) == 2
-                 and victim not in {p["metadata"]["name"] for p in pods(cluster, "server")},
-                 180, interval=1.0, message="the server Deployment back to 2 ready pods")
+        wait_for(
+            lambda: (
+                len([p for p in pods(cluster, "server") if ready(p)]) == 2
+                and victim not in {p["metadata"]["name"] for p in pods(cluster, "server")}
+            ),
+            180,
+            interval=1.0,
+            message="the server Deployment back to 2 ready pods",
+        )
         time.sleep(3)
-    print(f"\nserver pod deleted under load: {len(load.results)} requests, {len(load.failures)} failed "
-          f"({sorted({f[2] for f in load.failures})})")
+    print(
+        f"\nserver pod deleted under load: {len(load.results)} requests, {len(load.failures)} failed "
+        f"({sorted({f[2] for f in load.failures})})"
+    )
     assert len(load.results) > 50
     # The pod drains (preStop) before gunicorn stops: fresh connections never meet a dead endpoint,
     # at most the requests in flight on it when it stopped could fail (one per load thread).
@@ -277,14 +318,24 @@ def test_deleting_a_server_pod_under_load_fails_no_request(real_node_cluster, ba
 def test_a_spec_change_rolls_the_servers_with_no_failed_request(real_node_cluster, backend):
     cluster = real_node_cluster
     before = {p["metadata"]["name"] for p in pods(cluster, "server")}
-    patch = {"spec": {"model": {"env": [{"name": "LOG_LEVEL", "value": "INFO"},
-                                        {"name": "E2E_ROLLOUT", "value": secrets.token_hex(4)}]}}}
+    patch = {
+        "spec": {
+            "model": {
+                "env": [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "E2E_ROLLOUT", "value": secrets.token_hex(4)}]
+            }
+        }
+    }
     with LoadLoop(service_url(cluster), backend["project"]) as load:
         time.sleep(2)
         cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
-        wait_for(lambda: (lambda now: len(now) == 2 and not now & before and all(ready(p) for p in pods(cluster, "server")))(
-            {p["metadata"]["name"] for p in pods(cluster, "server")}), 240, interval=1.0,
-            message="the rollout to replace both server pods")
+        wait_for(
+            lambda: (lambda now: len(now) == 2 and not now & before and all(ready(p) for p in pods(cluster, "server")))(
+                {p["metadata"]["name"] for p in pods(cluster, "server")}
+            ),
+            240,
+            interval=1.0,
+            message="the rollout to replace both server pods",
+        )
         time.sleep(3)
     print(f"\nrolling update under load: {len(load.results)} requests, {len(load.failures)} failed")
     assert len(load.results) > 50
@@ -303,21 +354,30 @@ def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, c
     redis_pod = f"{NAME}-redis-0"
 
     def queued() -> int:
-        out = cluster.kubectl("exec", redis_pod, "-n", NS, "--", "sh", "-c",
-                              'redis-cli -p 6379 llen rq:queue:lsml-training', check=False).stdout.strip()
+        out = cluster.kubectl(
+            "exec", redis_pod, "-n", NS, "--", "sh", "-c", "redis-cli -p 6379 llen rq:queue:lsml-training", check=False
+        ).stdout.strip()
         return int(out) if out.isdigit() else 0
 
     wait_for(queued, 60, interval=1.0, message="the training job queued in Redis")
     time.sleep(2)  # AOF fsyncs every second
     uid = _json(cluster, "get", "pod", redis_pod, "-n", NS)["metadata"]["uid"]
     cluster.kubectl("delete", "pod", redis_pod, "-n", NS)
-    wait_for(lambda: (lambda p: p["metadata"]["uid"] != uid and ready(p))(_json(cluster, "get", "pod", redis_pod, "-n", NS)),
-             180, interval=1.0, message="a new Redis pod, ready")
+    wait_for(
+        lambda: (lambda p: p["metadata"]["uid"] != uid and ready(p))(_json(cluster, "get", "pod", redis_pod, "-n", NS)),
+        180,
+        interval=1.0,
+        message="a new Redis pod, ready",
+    )
     assert queued() >= 1  # reloaded from the AOF on its volume
     cluster.kubectl("patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", '{"spec":{"worker":{"replicas":1}}}')
 
-    wait_for(lambda: newest_number(versions(server_ip, project)) > before, 180, interval=1.0,
-             message="the queued training to publish a version")
+    wait_for(
+        lambda: newest_number(versions(server_ip, project)) > before,
+        180,
+        interval=1.0,
+        message="the queued training to publish a version",
+    )
 
 
 def pod_log(cluster: KubernetesCluster, name: str) -> str:
@@ -343,8 +403,12 @@ def test_deleting_the_worker_pod_mid_fit_loses_no_training(real_node_cluster, cl
         (registered,) = client.ml_backends(project)
         client.create_annotation(backend["tasks"]["boring and dreadful acting"], sentiment_choice("Negative"))
     old = worker["metadata"]["name"]
-    started = wait_for(lambda: re.search(r"slow fit: started job (\w+)$", pod_log(cluster, old), re.M), 90,
-                       interval=0.5, message="the fit to start in the worker pod")
+    started = wait_for(
+        lambda: re.search(r"slow fit: started job (\w+)$", pod_log(cluster, old), re.M),
+        90,
+        interval=0.5,
+        message="the fit to start in the worker pod",
+    )
     job = started.group(1)
     assert "slow fit: finished" not in pod_log(cluster, old)  # still fitting when the pod goes
     cluster.kubectl("delete", "pod", old, "-n", NS, "--grace-period=1", "--wait=false")
@@ -360,8 +424,12 @@ def test_deleting_the_worker_pod_mid_fit_loses_no_training(real_node_cluster, cl
 
     def published_everywhere() -> set[str] | None:
         served = {served_version(ip, project) for ip in server_ips}
-        return served if all(newest_number(versions(ip, project)) > newest_number(before) for ip in server_ips) \
-            and len(served) == 1 else None
+        return (
+            served
+            if all(newest_number(versions(ip, project)) > newest_number(before) for ip in server_ips)
+            and len(served) == 1
+            else None
+        )
 
     (newest,) = wait_for(published_everywhere, 180, interval=1.0, message="the re-run to publish on every server pod")
     print(f"\nworker pod deleted mid-fit: re-trained and served {time.monotonic() - deleted_at:.1f} s later")
@@ -379,18 +447,31 @@ def test_deleting_the_worker_pod_mid_fit_loses_no_training(real_node_cluster, cl
         (still,) = client.ml_backends(project)
         assert (still["id"], still["url"]) == (registered["id"], registered["url"])
         assert still["readable_state"] == "Connected"
-        wait_for(lambda: client.ml_backend(still["id"])["model_version"] == newest, 90, interval=2.0,
-                 message=f"Label Studio to show model_version {newest}")
+        wait_for(
+            lambda: client.ml_backend(still["id"])["model_version"] == newest,
+            90,
+            interval=2.0,
+            message=f"Label Studio to show model_version {newest}",
+        )
 
 
-def test_deleting_the_mlbackend_deregisters_it_and_removes_its_children(real_node_cluster, cluster_label_studio,
-                                                                        backend):
+def test_deleting_the_mlbackend_deregisters_it_and_removes_its_children(
+    real_node_cluster, cluster_label_studio, backend
+):
     cluster = real_node_cluster
     cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--timeout=120s")
     with cluster_label_studio.client() as client:
         assert client.ml_backends(backend["project"]) == []
-    wait_for(lambda: not any(pods(cluster, c) for c in ("server", "worker", "redis")), 120, interval=1.0,
-             message="every pod of the MLBackend gone")
+    wait_for(
+        lambda: not any(pods(cluster, c) for c in ("server", "worker", "redis")),
+        120,
+        interval=1.0,
+        message="every pod of the MLBackend gone",
+    )
     # the claim goes once no pod uses it any more (pvc-protection), with its volume (reclaim policy Delete)
-    wait_for(lambda: cluster.kubectl("get", "pvc", f"{NAME}-models", "-n", NS, check=False).returncode != 0, 120,
-             interval=1.0, message="the model claim deleted")
+    wait_for(
+        lambda: cluster.kubectl("get", "pvc", f"{NAME}-models", "-n", NS, check=False).returncode != 0,
+        120,
+        interval=1.0,
+        message="the model claim deleted",
+    )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
@@ -62,8 +62,11 @@ def _condition(cluster: KubernetesCluster, name: str, ctype: str, reason: str) -
 def test_an_image_the_node_cannot_get_is_named(real_node_cluster, ns):
     name = "diag-image"
     with _backend(real_node_cluster, name, image="lsml.local/never-built:1", imagePullPolicy="Never"):
-        c = wait_for(lambda: _condition(real_node_cluster, name, "ServerAvailable", "ImagePullFailed"), timeout=120,
-                     message="ServerAvailable reason ImagePullFailed")
+        c = wait_for(
+            lambda: _condition(real_node_cluster, name, "ServerAvailable", "ImagePullFailed"),
+            timeout=120,
+            message="ServerAvailable reason ImagePullFailed",
+        )
         assert "container server cannot pull image lsml.local/never-built:1: ErrImageNeverPull" in c["message"], c
         assert "ImagePullFailed" in _row(real_node_cluster, name)
 
@@ -71,10 +74,19 @@ def test_an_image_the_node_cannot_get_is_named(real_node_cluster, ns):
 def test_a_crashing_server_is_named_with_its_last_exit(real_node_cluster, ns):
     name = "diag-crash"
     crash = "import sys; sys.stderr.write('model failed to load\\n'); sys.exit(3)"
-    with _backend(real_node_cluster, name, image=images(real_node_cluster)["runtime"], imagePullPolicy="Never",
-                  command=["python", "-c", crash], model={"env": [{"name": "SOME_TOKEN", "value": SECRET_VALUE}]}):
-        c = wait_for(lambda: _condition(real_node_cluster, name, "ServerAvailable", "CrashLoopBackOff"), timeout=180,
-                     message="ServerAvailable reason CrashLoopBackOff")
+    with _backend(
+        real_node_cluster,
+        name,
+        image=images(real_node_cluster)["runtime"],
+        imagePullPolicy="Never",
+        command=["python", "-c", crash],
+        model={"env": [{"name": "SOME_TOKEN", "value": SECRET_VALUE}]},
+    ):
+        c = wait_for(
+            lambda: _condition(real_node_cluster, name, "ServerAvailable", "CrashLoopBackOff"),
+            timeout=180,
+            message="ServerAvailable reason CrashLoopBackOff",
+        )
         assert "container server keeps crashing" in c["message"], c
         assert "last exit: Error (exit code 3)" in c["message"], c
         # the env value sits in the spec (the user put it there), never in what the operator writes
@@ -84,8 +96,10 @@ def test_a_crashing_server_is_named_with_its_last_exit(real_node_cluster, ns):
 
 def _conditions(cluster: KubernetesCluster, name: str, reason: str) -> dict[str, dict]:
     """ServerAvailable, WorkerAvailable and RedisReady once all three carry `reason`."""
-    found = {ctype: _condition(cluster, name, ctype, reason)
-             for ctype in ("ServerAvailable", "WorkerAvailable", "RedisReady")}
+    found = {
+        ctype: _condition(cluster, name, ctype, reason)
+        for ctype in ("ServerAvailable", "WorkerAvailable", "RedisReady")
+    }
     return found if all(found.values()) else {}
 
 
@@ -93,10 +107,18 @@ def test_claims_no_volume_binds_to_are_named_for_server_worker_and_redis(real_no
     name = "diag-claim"
     missing = "lsml-no-such-class"
     redis = {"managed": True, "image": images(real_node_cluster)["redis"], "storage": {"storageClassName": missing}}
-    with _backend(real_node_cluster, name, worker={"enabled": True},
-                  storage={"size": "1Gi", "storageClassName": missing}, redis=redis):
-        found = wait_for(lambda: _conditions(real_node_cluster, name, "ClaimUnbound"), timeout=120,
-                         message="server, worker and Redis conditions with reason ClaimUnbound")
+    with _backend(
+        real_node_cluster,
+        name,
+        worker={"enabled": True},
+        storage={"size": "1Gi", "storageClassName": missing},
+        redis=redis,
+    ):
+        found = wait_for(
+            lambda: _conditions(real_node_cluster, name, "ClaimUnbound"),
+            timeout=120,
+            message="server, worker and Redis conditions with reason ClaimUnbound",
+        )
         claim = f'PersistentVolumeClaim {name}-models is Pending (storageClassName "{missing}")'
         for ctype, component in (("ServerAvailable", "server"), ("WorkerAvailable", "worker")):
             c = found[ctype]
@@ -109,11 +131,19 @@ def test_claims_no_volume_binds_to_are_named_for_server_worker_and_redis(real_no
 def test_pods_no_node_can_take_are_named_with_the_schedulers_message(real_node_cluster, ns):
     name = "diag-sched"
     too_much = {"requests": {"cpu": "64"}}  # more than the node (or any node) has
-    with _backend(real_node_cluster, name, server={"replicas": 1, "nodeSelector": {"lsml.dev/no-such-node": "true"}},
-                  worker={"enabled": True, "resources": too_much}, storage={"size": "1Gi"},
-                  redis={"managed": True, "image": images(real_node_cluster)["redis"], "resources": too_much}):
-        found = wait_for(lambda: _conditions(real_node_cluster, name, "Unschedulable"), timeout=120,
-                         message="server, worker and Redis conditions with reason Unschedulable")
+    with _backend(
+        real_node_cluster,
+        name,
+        server={"replicas": 1, "nodeSelector": {"lsml.dev/no-such-node": "true"}},
+        worker={"enabled": True, "resources": too_much},
+        storage={"size": "1Gi"},
+        redis={"managed": True, "image": images(real_node_cluster)["redis"], "resources": too_much},
+    ):
+        found = wait_for(
+            lambda: _conditions(real_node_cluster, name, "Unschedulable"),
+            timeout=120,
+            message="server, worker and Redis conditions with reason Unschedulable",
+        )
         for c in found.values():
             assert c["status"] == "False" and "cannot be scheduled: 0/" in c["message"], c
         assert "didn't match Pod's node affinity/selector" in found["ServerAvailable"]["message"], found

@@ -14,9 +14,7 @@ from tests.runtime.rq_procs import Procs
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings isolated from the environment, with MODEL_DIR under tmp_path."""
-    return Settings.from_env(env={}, backend_dir=tmp_path).replace(
-        model_dir=tmp_path / "models", reload_interval=0.0
-    )
+    return Settings.from_env(env={}, backend_dir=tmp_path).replace(model_dir=tmp_path / "models", reload_interval=0.0)
 
 
 @pytest.fixture
@@ -58,4 +56,3 @@ def serve(settings):
         close = getattr(app.extensions["lsml"].queue, "close", None)
         if close:
             close()
-

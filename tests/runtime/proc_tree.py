@@ -17,7 +17,7 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     return int(fields[1]), fields[0], int(fields[19])
 
 
@@ -71,8 +71,11 @@ def established_per_process(root: int, port: int) -> list[int]:
     counts = []
     for pid in descendants(root):
         try:
-            inodes = {os.readlink(fd)[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir()
-                      if os.readlink(fd).startswith("socket:[")}
+            inodes = {
+                os.readlink(fd)[8:-1]
+                for fd in Path(f"/proc/{pid}/fd").iterdir()
+                if os.readlink(fd).startswith("socket:[")
+            }
         except OSError:
             continue
         if inodes & established:

@@ -18,7 +18,7 @@ from tests.fixtures.polling import wait_http
 REPO = Path(__file__).resolve().parents[2]
 
 # A model whose fit is slow on demand, records what it saw, and can fail on demand.
-MODEL_PY = '''
+MODEL_PY = """
 import json, os, time
 from lsml import LabelStudioMLBase
 
@@ -49,7 +49,7 @@ class Counter(LabelStudioMLBase):
         if log:
             with open(log, "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "at": "end", "t": time.time(), "event": event}) + "\\n")
-'''
+"""
 
 
 def make_queue(redis_url: str, **settings: object):
@@ -85,32 +85,47 @@ class Procs:
 
     def env(self, backend: Path, redis_url: str | None, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "REDIS_", "MODEL_DIR"))}
-        env.update({
-            "LSML_MODEL": "model:Counter",
-            "MODEL_DIR": str(backend / "data" / "models"),
-            "LSML_BACKEND_DIR": str(backend),
-            "PYTHONPATH": str(backend),
-            "LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "LSML_MODEL": "model:Counter",
+                "MODEL_DIR": str(backend / "data" / "models"),
+                "LSML_BACKEND_DIR": str(backend),
+                "PYTHONPATH": str(backend),
+                "LOG_LEVEL": "INFO",
+            }
+        )
         if redis_url:
             env["REDIS_URL"] = redis_url
         env.update(extra)
         return env
 
-    def spawn(self, argv: list[str], env: dict[str, str], log_name: str, cwd: Path | None = None, *,
-              new_session: bool = False) -> subprocess.Popen:
+    def spawn(
+        self, argv: list[str], env: dict[str, str], log_name: str, cwd: Path | None = None, *, new_session: bool = False
+    ) -> subprocess.Popen:
         """Start `argv`; `new_session`: as its own process group, so a fault can SIGKILL the whole group."""
         log = open(self.tmp / log_name, "ab")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                stdin=subprocess.DEVNULL, start_new_session=new_session)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            start_new_session=new_session,
+        )
         log.close()
         self.started.append(proc)
         return proc
 
-    def worker(self, backend: Path, redis_url: str, name: str = "worker", new_session: bool = False,
-               **extra: str) -> subprocess.Popen:
-        return self.spawn([sys.executable, "-m", "lsml.cli.worker", str(backend)],
-                          self.env(backend, redis_url, **extra), f"{name}.log", new_session=new_session)
+    def worker(
+        self, backend: Path, redis_url: str, name: str = "worker", new_session: bool = False, **extra: str
+    ) -> subprocess.Popen:
+        return self.spawn(
+            [sys.executable, "-m", "lsml.cli.worker", str(backend)],
+            self.env(backend, redis_url, **extra),
+            f"{name}.log",
+            new_session=new_session,
+        )
 
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"
@@ -131,12 +146,27 @@ class Procs:
 def gunicorn_argv(backend: Path, port: int, workers: int = 2) -> list[str]:
     """The server command `label-studio-ml start` and the image run (gunicorn on `_wsgi:app`)."""
     conf = REPO / "runtime" / "lsml" / "server" / "gunicorn_conf.py"
-    return [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--threads", "4", "--chdir", str(backend), "_wsgi:app"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(conf),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        "4",
+        "--chdir",
+        str(backend),
+        "_wsgi:app",
+    ]
 
 
-def start_server(procs: Procs, backend: Path, redis_url: str | None, name: str = "server", workers: int = 2,
-                 **extra: str) -> str:
+def start_server(
+    procs: Procs, backend: Path, redis_url: str | None, name: str = "server", workers: int = 2, **extra: str
+) -> str:
     """A gunicorn server on a free port; returns its base URL once /healthz answers."""
     from tests.fixtures.ports import free_port
 

@@ -24,8 +24,15 @@ class CountingModel(LabelStudioMLBase):
     def predict(self, tasks, context=None, **kwargs):
         from_name, to_name, _ = self.get_first_tag_occurence("Choices", "Text")
         label = self.parsed_label_config[from_name]["labels"][0]
-        return [{"result": [{"from_name": from_name, "to_name": to_name, "type": "choices",
-                             "value": {"choices": [label]}}], "score": 0.75} for _ in tasks]
+        return [
+            {
+                "result": [
+                    {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
+                ],
+                "score": 0.75,
+            }
+            for _ in tasks
+        ]
 
     def fit(self, event, data, **kwargs):
         type(self).fit_calls.append((self.project_id, event, kwargs.get("coalesced")))

@@ -40,8 +40,10 @@ def slow_headers(port: int) -> tuple[socket.socket, bytes | None]:
 def slow_body(port: int) -> tuple[socket.socket, bytes | None]:
     """Complete headers announcing a body that then arrives a byte now and then, never in full."""
     sock = _open(port)
-    sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 100000\r\n\r\n" + WEBHOOK_BODY[:10])
+    sock.sendall(
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n" + WEBHOOK_BODY[:10]
+    )
     return sock, b" "
 
 
@@ -64,8 +66,12 @@ def slow_reader(port: int) -> tuple[socket.socket, bytes | None]:
     return sock, None
 
 
-ATTACKS = {"never_closing": never_closing, "slow_headers": slow_headers, "slow_body": slow_body,
-           "slow_reader": slow_reader}
+ATTACKS = {
+    "never_closing": never_closing,
+    "slow_headers": slow_headers,
+    "slow_body": slow_body,
+    "slow_reader": slow_reader,
+}
 
 
 @dataclass
@@ -104,7 +110,7 @@ class Attack:
         while not self._stop.wait(self.trickle):
             for sock in self.sockets:
                 try:
-                    sock.send(data[i % len(data):i % len(data) + 1])
+                    sock.send(data[i % len(data) : i % len(data) + 1])
                 except OSError:
                     pass
             i += 1

@@ -31,12 +31,12 @@ def test_choices_result_names_the_top_label_and_keeps_every_probability():
 
 def test_margin_ranking_skips_labelled_tasks_and_counts_tasks_without_prediction():
     tasks = [
-        task(1, {"a": 0.9, "b": 0.1}),                      # margin info 0.2
-        task(2, {"a": 0.55, "b": 0.45}),                    # 0.9
+        task(1, {"a": 0.9, "b": 0.1}),  # margin info 0.2
+        task(2, {"a": 0.55, "b": 0.45}),  # 0.9
         task(3, {"a": 0.5, "b": 0.5}, annotations=[{"was_cancelled": False}]),  # labelled: skipped
-        task(4),                                            # no prediction
-        task(5, {"a": 0.7, "b": 0.3}),                      # 0.6
-        task(6, {"a": 0.5, "b": 0.5}, annotations=[{"was_cancelled": True}]),   # only skipped: still unlabelled, 1.0
+        task(4),  # no prediction
+        task(5, {"a": 0.7, "b": 0.3}),  # 0.6
+        task(6, {"a": 0.5, "b": 0.5}, annotations=[{"was_cancelled": True}]),  # only skipped: still unlabelled, 1.0
     ]
     batch = al.rank_tasks(tasks, "margin", 3, project=9)
     assert batch.task_ids == [6, 2, 5]
@@ -94,8 +94,9 @@ def test_diverse_batch_spreads_over_different_confusions():
 
 
 def test_diverse_needs_probabilities_everywhere_and_says_so():
-    batch = al.rank_tasks([task(1, score=0.1), task(2, {"a": 0.6, "b": 0.4}), task(3, score=0.5)], "margin", 2,
-                          diverse=True)
+    batch = al.rank_tasks(
+        [task(1, score=0.1), task(2, {"a": 0.6, "b": 0.4}), task(3, score=0.5)], "margin", 2, diverse=True
+    )
     assert not batch.diverse and batch.task_ids == [1, 2]  # 0.9 (score 0.1), 0.8 (margin .6/.4), not 0.5
     assert any("--diverse needs per-class probabilities" in n for n in batch.notes)
 

@@ -17,8 +17,10 @@ def row(task, annotation):
 
 
 def event(task_id, label, annotation_id):
-    return {"task": {"id": task_id, "data": {"text": f"t{task_id}"}},
-            "annotation": {"id": annotation_id, "result": [choice(label)]}}
+    return {
+        "task": {"id": task_id, "data": {"text": f"t{task_id}"}},
+        "annotation": {"id": annotation_id, "result": [choice(label)]},
+    }
 
 
 def test_first_choice_reads_only_the_named_choices_of_a_usable_annotation():
@@ -30,10 +32,15 @@ def test_first_choice_reads_only_the_named_choices_of_a_usable_annotation():
 
 def test_dataset_from_tasks_keeps_the_newest_usable_annotation_per_task():
     tasks = [
-        {"id": 1, "data": {"text": "a"}, "annotations": [
-            {"id": 10, "created_at": "2026-01-01", "result": [choice("Old")]},
-            {"id": 11, "created_at": "2026-01-02", "result": [choice("New")]},
-            {"id": 12, "created_at": "2026-01-03", "result": [choice("Cancelled")], "was_cancelled": True}]},
+        {
+            "id": 1,
+            "data": {"text": "a"},
+            "annotations": [
+                {"id": 10, "created_at": "2026-01-01", "result": [choice("Old")]},
+                {"id": 11, "created_at": "2026-01-02", "result": [choice("New")]},
+                {"id": 12, "created_at": "2026-01-03", "result": [choice("Cancelled")], "was_cancelled": True},
+            ],
+        },
         {"id": 2, "data": {"text": "b"}, "annotations": [{"id": 20, "result": []}]},
     ]
     assert dataset_from_tasks(tasks, row) == {"1": {"text": "a", "label": "New", "annotation": 11}}
@@ -44,8 +51,10 @@ def test_events_set_replace_and_drop_rows():
     apply_event(dataset, "ANNOTATION_CREATED", event(1, "A", 10), row)
     apply_event(dataset, "ANNOTATION_CREATED", event(2, "B", 20), row)
     apply_event(dataset, "ANNOTATION_UPDATED", event(1, "B", 10), row)
-    assert dataset == {"1": {"text": "t1", "label": "B", "annotation": 10},
-                       "2": {"text": "t2", "label": "B", "annotation": 20}}
+    assert dataset == {
+        "1": {"text": "t1", "label": "B", "annotation": 10},
+        "2": {"text": "t2", "label": "B", "annotation": 20},
+    }
     apply_event(dataset, "ANNOTATION_UPDATED", {"task": {"id": 2}, "annotation": {"id": 20, "result": []}}, row)
     assert set(dataset) == {"1"}  # an emptied annotation leaves the set
     apply_event(dataset, "ANNOTATION_CREATED", event(3, "A", 30), row)
@@ -59,8 +68,14 @@ def test_updated_training_set(settings, text_config):
     model = build_model(LabelStudioMLBase, "1", text_config, BuildContext(settings, MemoryState()))
     previous = {"1": {"text": "t1", "label": "A", "annotation": 10}}
     # Annotation events fold into the previous set, coalesced ones first; `previous` is not modified.
-    out = updated_training_set(model, previous, "ANNOTATION_CREATED", event(2, "B", 20), row,
-                               coalesced=[{"event": "ANNOTATION_UPDATED", "data": event(1, "C", 10)}])
+    out = updated_training_set(
+        model,
+        previous,
+        "ANNOTATION_CREATED",
+        event(2, "B", 20),
+        row,
+        coalesced=[{"event": "ANNOTATION_UPDATED", "data": event(1, "C", 10)}],
+    )
     assert {k: v["label"] for k, v in out.items()} == {"1": "C", "2": "B"}
     assert previous["1"]["label"] == "A"
     # START_TRAINING from the legacy /train list replaces the set.

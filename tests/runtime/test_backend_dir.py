@@ -1,11 +1,20 @@
 import pytest
 
-from lsml.backend_dir import (BackendDirError, find_model_classes, is_backend_dir, model_ref, read_model_constant,
-                              scaffold, split_script_spec)
+from lsml.backend_dir import (
+    BackendDirError,
+    find_model_classes,
+    is_backend_dir,
+    model_ref,
+    read_model_constant,
+    scaffold,
+    split_script_spec,
+)
 
 ONE = "from lsml import LabelStudioMLBase\n\nclass Mine(LabelStudioMLBase):\n    pass\n"
-TWO = ("import lsml\n\nclass Base(lsml.LabelStudioMLBase):\n    pass\n\n"
-       "class Concrete(Base):\n    pass\n\nclass Other:\n    pass\n")
+TWO = (
+    "import lsml\n\nclass Base(lsml.LabelStudioMLBase):\n    pass\n\n"
+    "class Concrete(Base):\n    pass\n\nclass Other:\n    pass\n"
+)
 
 
 def write(tmp_path, text, name="m.py"):

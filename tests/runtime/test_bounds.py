@@ -30,8 +30,14 @@ def test_forty_project_ids_leave_at_most_max_loaded_models_instances(serve, text
     before = evictions(client)
     with caplog.at_level(logging.INFO, logger="lsml.loader"):
         for project in range(1, 41):
-            r = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}],
-                                              "project": f"{project}.1", "label_config": text_config})
+            r = client.post(
+                "/predict",
+                json={
+                    "tasks": [{"id": 1, "data": {"text": "x"}}],
+                    "project": f"{project}.1",
+                    "label_config": text_config,
+                },
+            )
             assert r.status_code == 200, r.json
             assert len(registry._entries) <= LIMIT
     assert len(registry.loaded()) <= LIMIT
@@ -102,8 +108,9 @@ def test_the_redis_coalescer_keeps_the_newest_triggers_and_counts_the_dropped(re
 
     queue = make_queue(redis_url)
     total = MAX_COALESCED + 50
-    ids = {queue.submit(TrainingRequest(project="1", event="ANNOTATION_CREATED", payload={"n": n}))
-           for n in range(total)}
+    ids = {
+        queue.submit(TrainingRequest(project="1", event="ANNOTATION_CREATED", payload={"n": n})) for n in range(total)
+    }
     assert len(ids) == 1
     claimed = TrainingRequest.from_dict(queue.coalescer.claim("1", ids.pop()))
     assert claimed.payload == {"n": total - 1}

@@ -63,17 +63,20 @@ def test_init_compose_runs_server_rq_worker_and_redis(tmp_path):
         assert "models:/data/models" in services[name]["volumes"]  # one model store for both
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("init", "b", "--script", "missing.py"), "does not exist"),
-    (("init", "b"), "--script"),
-    (("init",), "NAME"),
-    (("start", "not-a-backend"), "does not exist"),
-    (("start", "."), "not a backend directory"),
-    (("start", "x", "--port", "http"), "positive integer"),
-    (("start", "x", "--workers", "0"), "positive integer"),
-    (("frobnicate",), "invalid choice"),
-    ((), "COMMAND"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("init", "b", "--script", "missing.py"), "does not exist"),
+        (("init", "b"), "--script"),
+        (("init",), "NAME"),
+        (("start", "not-a-backend"), "does not exist"),
+        (("start", "."), "not a backend directory"),
+        (("start", "x", "--port", "http"), "positive integer"),
+        (("start", "x", "--workers", "0"), "positive integer"),
+        (("frobnicate",), "invalid choice"),
+        ((), "COMMAND"),
+    ],
+)
 def test_wrong_arguments_give_a_clear_message_and_non_zero_exit(tmp_path, args, needle):
     r = cli(*args, cwd=tmp_path)
     assert r.returncode != 0 and needle in r.stderr, r.stderr
@@ -91,8 +94,11 @@ def test_command_list_has_init_and_start():
 
 def test_the_scaffolded_entry_point_serves_the_model(tmp_path):
     """`_wsgi:app` of an init'ed backend imports the copied model and answers /setup and /predict."""
-    script = SCRIPT.replace("    pass\n", "    def predict(self, tasks, context=None, **kwargs):\n"
-                                          "        return [{'result': [], 'score': 0.5} for _ in tasks]\n")
+    script = SCRIPT.replace(
+        "    pass\n",
+        "    def predict(self, tasks, context=None, **kwargs):\n"
+        "        return [{'result': [], 'score': 0.5} for _ in tasks]\n",
+    )
     (tmp_path / "mine.py").write_text(script)
     assert cli("init", "b", "--script", "mine.py", cwd=tmp_path).returncode == 0
     probe = (
@@ -100,15 +106,16 @@ def test_the_scaffolded_entry_point_serves_the_model(tmp_path):
         "sys.path.insert(0, '.')\n"
         "from _wsgi import app\n"
         "c = app.test_client()\n"
-        "config = '<View><Text name=\"t\" value=\"$t\"/><Choices name=\"c\" toName=\"t\"><Choice value=\"A\"/>"
+        'config = \'<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="A"/>'
         "</Choices></View>'\n"
         "assert c.post('/setup', json={'project': '1.1', 'schema': config}).status_code == 200\n"
         "r = c.post('/predict', json={'project': '1.1', 'tasks': [{'id': 1, 'data': {'t': 'x'}}]})\n"
         "print(json.dumps({'health': c.get('/health').json, 'predict': r.json}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("LSML_MODEL", "REDIS_URL", "MODEL_DIR")}
-    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "b", capture_output=True, text=True,
-                       timeout=120, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path / "b", capture_output=True, text=True, timeout=120, env=env
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["health"]["model_class"] == "Mine"

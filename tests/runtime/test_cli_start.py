@@ -17,8 +17,14 @@ from tests.fixtures.processes import stop_process
 
 CLI = str(Path(sys.executable).parent / "label-studio-ml")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_classifier"
-ROWS = [("great movie", "Positive"), ("awful plot", "Negative"), ("good fun and lovely", "Positive"),
-        ("terrible and boring", "Negative"), ("wonderful acting", "Positive"), ("bad bad bad", "Negative")]
+ROWS = [
+    ("great movie", "Positive"),
+    ("awful plot", "Negative"),
+    ("good fun and lovely", "Positive"),
+    ("terrible and boring", "Negative"),
+    ("wonderful acting", "Positive"),
+    ("bad bad bad", "Negative"),
+]
 
 
 class Started:
@@ -30,9 +36,15 @@ class Started:
         full_env.pop("MODEL_DIR", None)
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         full_env.update(env or {})
-        self.proc = subprocess.Popen([CLI, "start", str(backend), "--port", str(self.port), "--host", "127.0.0.1",
-                                      *extra], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
+        self.proc = subprocess.Popen(
+            [CLI, "start", str(backend), "--port", str(self.port), "--host", "127.0.0.1", *extra],
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=new_session,
+        )
         self.backend = backend
         try:
             wait_for_port(self.port, timeout=120)
@@ -42,8 +54,12 @@ class Started:
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait until /readyz answers 200: the model class is imported, so measurements start settled."""
-        wait_http(self.url + "/readyz", timeout, "the server",
-                  died=lambda: None if self.proc.poll() is None else f"exit code {self.proc.returncode}")
+        wait_http(
+            self.url + "/readyz",
+            timeout,
+            "the server",
+            died=lambda: None if self.proc.poll() is None else f"exit code {self.proc.returncode}",
+        )
 
     def post(self, path, body):
         return requests.post(self.url + path, json=body, timeout=30)
@@ -61,31 +77,45 @@ def backend(tmp_path):
 
 
 def annotate(server, task_id, text, label):
-    return server.post("/webhook", {
-        "action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": CONFIG},
-        "task": {"id": task_id, "data": {"text": text}},
-        "annotation": {"id": 1000 + task_id, "result": [{"from_name": "sentiment", "to_name": "text",
-                                                         "type": "choices", "value": {"choices": [label]}}]}})
+    return server.post(
+        "/webhook",
+        {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 1, "label_config": CONFIG},
+            "task": {"id": task_id, "data": {"text": text}},
+            "annotation": {
+                "id": 1000 + task_id,
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ],
+            },
+        },
+    )
 
 
 def wait_for_version(server, minimum: int, timeout=120.0) -> str:
-    return wait_for(lambda: server.post("/setup", {"project": "1.1700000000", "schema": CONFIG}).json()["model_version"],
-                    timeout, 0.1, what=f"model_version v{minimum} or later",
-                    until=lambda version: version.startswith("v") and int(version[1:]) >= minimum)
+    return wait_for(
+        lambda: server.post("/setup", {"project": "1.1700000000", "schema": CONFIG}).json()["model_version"],
+        timeout,
+        0.1,
+        what=f"model_version v{minimum} or later",
+        until=lambda version: version.startswith("v") and int(version[1:]) >= minimum,
+    )
 
 
 def labels_of(results: list) -> list[str | None]:
     """The label of each task's prediction; None for the [] a model that cannot label yet answers."""
-    return [item["result"][0]["value"]["choices"][0] if isinstance(item, dict) and item["result"] else None
-            for item in results]
+    return [
+        item["result"][0]["value"]["choices"][0] if isinstance(item, dict) and item["result"] else None
+        for item in results
+    ]
 
 
 def exercise(server: Started, n_rows: int | None = None):
-    assert server.post("/setup", {"project": "1.1700000000", "schema": CONFIG,
-                                  "hostname": "http://127.0.0.1:1", "access_token": "tok"}).json() == {
-        "model_version": "0.0.1"}
-    assert requests.get(server.url + "/health", timeout=5).json() == {"status": "UP",
-                                                                       "model_class": "TextClassifier"}
+    assert server.post(
+        "/setup", {"project": "1.1700000000", "schema": CONFIG, "hostname": "http://127.0.0.1:1", "access_token": "tok"}
+    ).json() == {"model_version": "0.0.1"}
+    assert requests.get(server.url + "/health", timeout=5).json() == {"status": "UP", "model_class": "TextClassifier"}
     tasks = [{"id": 1, "data": {"text": "great and lovely"}}, {"id": 2, "data": {"text": "terrible, bad"}}]
     r = server.post("/predict", {"tasks": tasks, "project": "1.1700000000", "label_config": CONFIG})
     assert r.status_code == 200
@@ -95,9 +125,13 @@ def exercise(server: Started, n_rows: int | None = None):
         assert r.status_code == 201 and r.json()["job"]
     wait_for_version(server, 1)
     # coalesced triggers may still be training: wait until all rows are learned
-    results = wait_for(lambda: server.post("/predict", {"tasks": tasks, "project": "1.1700000000"}).json()["results"],
-                       120, 0.2, what="both tasks labelled Positive, Negative",
-                       until=lambda results: labels_of(results) == ["Positive", "Negative"])
+    results = wait_for(
+        lambda: server.post("/predict", {"tasks": tasks, "project": "1.1700000000"}).json()["results"],
+        120,
+        0.2,
+        what="both tasks labelled Positive, Negative",
+        until=lambda results: labels_of(results) == ["Positive", "Negative"],
+    )
     version = results[0]["model_version"]
     assert version.startswith("v") and results[1]["model_version"] == version
     assert 0.5 < results[0]["score"] <= 1.0
@@ -133,8 +167,9 @@ def test_start_serves_the_example_from_any_directory_with_embedded_training(back
 
 def test_start_with_several_workers_and_model_dir(backend, tmp_path):
     models = tmp_path / "models"
-    server = Started(backend, tmp_path, "--embedded", "--workers", "2", "--threads", "4",
-                     env={"MODEL_DIR": str(models)})
+    server = Started(
+        backend, tmp_path, "--embedded", "--workers", "2", "--threads", "4", env={"MODEL_DIR": str(models)}
+    )
     try:
         exercise(server)
         assert (models / "1" / "current").is_symlink()
@@ -144,16 +179,25 @@ def test_start_with_several_workers_and_model_dir(backend, tmp_path):
 
         def served() -> tuple[str, set[str]]:
             newest = requests.get(server.url + "/versions", params={"project": "1"}, timeout=5).json()["model_version"]
-            return newest, {server.post("/predict", {"tasks": task, "project": "1.1"}).json()["model_version"]
-                            for _ in range(20)}  # the response's: a version that cannot label yet answers [] per task
+            return newest, {
+                server.post("/predict", {"tasks": task, "project": "1.1"}).json()["model_version"] for _ in range(20)
+            }  # the response's: a version that cannot label yet answers [] per task
 
-        wait_for(served, 60, 0.3, what="every worker to serve the newest version",
-                 until=lambda newest_seen: newest_seen[1] == {newest_seen[0]})
+        wait_for(
+            served,
+            60,
+            0.3,
+            what="every worker to serve the newest version",
+            until=lambda newest_seen: newest_seen[1] == {newest_seen[0]},
+        )
         for _ in range(40):  # spread over both workers; /metrics must add them up
             requests.get(server.url + "/healthz", timeout=5)
         metrics = requests.get(server.url + "/metrics", timeout=5).text
-        line = next(l for l in metrics.splitlines()
-                    if l.startswith('lsml_http_requests_total{method="GET",route="/healthz",status="200"}'))
+        line = next(
+            l
+            for l in metrics.splitlines()
+            if l.startswith('lsml_http_requests_total{method="GET",route="/healthz",status="200"}')
+        )
         assert float(line.split()[-1]) == 40.0
     finally:
         server.stop()

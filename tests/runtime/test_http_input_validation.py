@@ -59,21 +59,30 @@ def test_a_deep_webhook_payload_is_a_400_not_a_failed_copy(server):
     r = requests.post(url + "/webhook", data=deep, headers={"Content-Type": "application/json"}, timeout=10)
     assert "nested more than 64" in assert_json_error(r, 400, "invalid_json")["message"]
     # Label Studio's real payloads are a handful of levels deep and still queue
-    r = requests.post(url + "/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": TEXT_CONFIG},
-                                               "annotation": {"result": [{"value": {"choices": ["Positive"]}}]}},
-                      timeout=10)
+    r = requests.post(
+        url + "/webhook",
+        json={
+            "action": "START_TRAINING",
+            "project": {"id": 1, "label_config": TEXT_CONFIG},
+            "annotation": {"result": [{"value": {"choices": ["Positive"]}}]},
+        },
+        timeout=10,
+    )
     assert r.status_code == 201, r.text
 
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/setup", '{"project": 1e300, "schema": %s}', "'project'"),
-    ("/versions", '{"project": 1e300}', "'project'"),
-    ("/predict", '{"project": 1e300, "tasks": [], "label_config": %s}', "'project'"),
-    ("/train", '{"project": 1e300, "annotations": [{"id": 1}]}', "'project'"),
-    ("/webhook", '{"action": "START_TRAINING", "project": {"id": 1e300}}', "'project.id'"),
-    ("/setup", '{"project": %d, "schema": %%s}' % 10**400, "'project'"),  # noqa: UP031 - its %s is filled later
-    ("/setup", '{"project": -3, "schema": %s}', "'project'"),
-])
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/setup", '{"project": 1e300, "schema": %s}', "'project'"),
+        ("/versions", '{"project": 1e300}', "'project'"),
+        ("/predict", '{"project": 1e300, "tasks": [], "label_config": %s}', "'project'"),
+        ("/train", '{"project": 1e300, "annotations": [{"id": 1}]}', "'project'"),
+        ("/webhook", '{"action": "START_TRAINING", "project": {"id": 1e300}}', "'project.id'"),
+        ("/setup", '{"project": %d, "schema": %%s}' % 10**400, "'project'"),  # noqa: UP031 - its %s is filled later
+        ("/setup", '{"project": -3, "schema": %s}', "'project'"),
+    ],
+)
 def test_huge_numeric_project_ids_are_refused_naming_the_field(server, path, body, field):
     """1e300 is an integral float: its 301 digits became a directory name (OSError: File name too long
     on /versions, a failed background build after a /setup that answered 200)."""
@@ -123,8 +132,9 @@ def test_redis_down_setup_without_schema_and_predict_without_config_are_503(tmp_
         assert_json_error(r, 503, "state_unavailable")
         assert r.headers["Retry-After"].isdigit()
         # what needs no state keeps serving: a predict that carries its config
-        r = requests.post(url + "/predict", json={"tasks": TASKS, "project": "3.1", "label_config": TEXT_CONFIG},
-                          timeout=30)
+        r = requests.post(
+            url + "/predict", json={"tasks": TASKS, "project": "3.1", "label_config": TEXT_CONFIG}, timeout=30
+        )
         assert r.status_code == 200, r.text
         assert "internal_error" not in procs.log("server")
     finally:
@@ -170,7 +180,11 @@ def test_an_existing_world_readable_state_file_is_narrowed(tmp_path):
 
 def test_server_creates_its_state_file_private(server):
     url, backend, _ = server
-    assert requests.post(url + "/setup", json={"project": "5", "schema": TEXT_CONFIG, "access_token": "tok-5"},
-                         timeout=10).status_code == 200
+    assert (
+        requests.post(
+            url + "/setup", json={"project": "5", "schema": TEXT_CONFIG, "access_token": "tok-5"}, timeout=10
+        ).status_code
+        == 200
+    )
     state = Path(backend) / "data" / "models" / ".lsml" / "state.sqlite3"
     assert state.stat().st_mode & 0o777 == 0o600

@@ -38,13 +38,16 @@ def test_publish_records_a_sha256_of_every_artifact(settings):
     verify_version(version.path, version.name)  # an untouched version passes
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: (p / "weights" / "w.bin").write_bytes(b"\x00\x02" * 1000), "does not match the SHA-256"),
-    (lambda p: (p / "weights" / "w.bin").write_bytes(b"\x00\x01" * 10), "truncated or changed"),
-    (lambda p: (p / "evil.pkl").write_bytes(b"cos\nsystem\n"), "holds files it was not published with: evil.pkl"),
-    (lambda p: (p / "fit.json").unlink(), "is missing fit.json"),
-    (lambda p: (p / VERSION_FILE).unlink(), f"has no {VERSION_FILE}"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "weights" / "w.bin").write_bytes(b"\x00\x02" * 1000), "does not match the SHA-256"),
+        (lambda p: (p / "weights" / "w.bin").write_bytes(b"\x00\x01" * 10), "truncated or changed"),
+        (lambda p: (p / "evil.pkl").write_bytes(b"cos\nsystem\n"), "holds files it was not published with: evil.pkl"),
+        (lambda p: (p / "fit.json").unlink(), "is missing fit.json"),
+        (lambda p: (p / VERSION_FILE).unlink(), f"has no {VERSION_FILE}"),
+    ],
+)
 def test_a_damaged_version_is_refused_with_a_clear_error(settings, damage, message):
     version = publish(settings)
     damage(version.path)
@@ -80,9 +83,11 @@ def test_a_tampered_new_version_is_refused_and_the_previous_one_keeps_serving(se
     assert reg.get("1") is good and good.trained_on == {"event": "good"}
     built = CountingModel.built
     import time
+
     time.sleep(0.3)
-    assert CountingModel.built == built and caplog.text.count("v2: fit.json is") == 1, \
+    assert CountingModel.built == built and caplog.text.count("v2: fit.json is") == 1, (
         "the refused version is not rebuilt (nor logged) on every reload check"
+    )
     publish(settings, event="fixed")  # a new good publish is picked up
     new = wait_for(lambda: reg.get("1"), 10, 0.02, what="v3 to replace v1", until=lambda m: m is not good)
     assert new.model_version == "v3" and new.trained_on == {"event": "fixed"}

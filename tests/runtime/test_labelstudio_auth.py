@@ -95,5 +95,9 @@ def _forged_jwt(exp: float, token_type: str = "access") -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     return ".".join(
-        [segment({"alg": "HS256", "typ": "JWT"}), segment({"exp": int(exp), "token_type": token_type, "user_id": 1}), "c2ln"]
+        [
+            segment({"alg": "HS256", "typ": "JWT"}),
+            segment({"exp": int(exp), "token_type": token_type, "user_id": 1}),
+            "c2ln",
+        ]
     )

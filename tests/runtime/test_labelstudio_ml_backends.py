@@ -37,7 +37,13 @@ def test_ensure_updates_fields_that_differ(ls_client, ls_project, plain_backend)
     project = ls_project()["id"]
     backend, _ = ls_client.ensure_ml_backend(project, plain_backend.url, title="old", extra_params={"k": 1})
     updated, created = ls_client.ensure_ml_backend(
-        project, plain_backend.url, title="new", description="desc", is_interactive=True, extra_params={"k": 2}, timeout=42
+        project,
+        plain_backend.url,
+        title="new",
+        description="desc",
+        is_interactive=True,
+        extra_params={"k": 2},
+        timeout=42,
     )
     assert created is False
     stored = ls_client.ml_backend(backend["id"])
@@ -116,7 +122,9 @@ def test_basic_auth_password_change_is_pushed_to_backend_and_webhook(ls_client, 
     again, created = ls_client.ensure_ml_backend(project, server.url, basic_auth=("ls", "second"))
     assert not created and again["id"] == backend["id"]
     assert ls_client.ml_backend(backend["id"])["readable_state"] == "Connected"
-    assert ls_client.backend_webhook(project, server.url)["headers"]["Authorization"] == basic_auth_header("ls", "second")
+    assert ls_client.backend_webhook(project, server.url)["headers"]["Authorization"] == basic_auth_header(
+        "ls", "second"
+    )
 
 
 def test_refused_backend_url_carries_label_studios_reason(ls_client, ls_project):

@@ -11,8 +11,8 @@ import logging
 
 import pytest
 
-from lsml.labelstudio import LabelStudioError, LabelStudioUnreachable
 from lsml.cli.main import main as cli_main
+from lsml.labelstudio import LabelStudioError, LabelStudioUnreachable
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, LabelStudioServer, find_label_studio_binary
 from tests.fixtures.processes import running
 
@@ -21,11 +21,13 @@ pytestmark = pytest.mark.labelstudio
 
 @pytest.fixture(scope="module")
 def strict_label_studio(tmp_path_factory):
-    yield from running(LabelStudioServer(
-        find_label_studio_binary(),
-        tmp_path_factory.mktemp("strict-label-studio"),
-        extra_env={"ML_BLOCK_LOCAL_IP": "true", "SSRF_PROTECTION_ENABLED": "true"},
-    ))
+    yield from running(
+        LabelStudioServer(
+            find_label_studio_binary(),
+            tmp_path_factory.mktemp("strict-label-studio"),
+            extra_env={"ML_BLOCK_LOCAL_IP": "true", "SSRF_PROTECTION_ENABLED": "true"},
+        )
+    )
 
 
 def test_loopback_backend_is_refused_with_label_studios_reason(strict_label_studio, start_ml_backend, capsys):
@@ -39,8 +41,18 @@ def test_loopback_backend_is_refused_with_label_studios_reason(strict_label_stud
     assert "ML_BLOCK_LOCAL_IP=false" in caught.value.message  # and how to lift the refusal
     assert client.ml_backends(project) == []
 
-    code = cli_main(["register", backend.url, "--ls-url", strict_label_studio.url, "--project", str(project),
-                     "--api-key", strict_label_studio.legacy_token])
+    code = cli_main(
+        [
+            "register",
+            backend.url,
+            "--ls-url",
+            strict_label_studio.url,
+            "--project",
+            str(project),
+            "--api-key",
+            strict_label_studio.legacy_token,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "ML_BLOCK_LOCAL_IP=false" in err and "SSRF_PROTECTION_ENABLED=false" in err

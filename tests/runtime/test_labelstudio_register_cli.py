@@ -20,8 +20,19 @@ def test_register_in_two_projects_then_again_is_idempotent(label_studio, ls_clie
     backend = start_ml_backend("text_classifier")
     projects = [ls_project()["id"], ls_project()["id"]]
     env = {**os.environ, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token()}
-    argv = [CLI, "register", backend.url, "--ls-url", label_studio.url, "--title", "cli",
-            "--project", str(projects[0]), "--project", str(projects[1])]
+    argv = [
+        CLI,
+        "register",
+        backend.url,
+        "--ls-url",
+        label_studio.url,
+        "--title",
+        "cli",
+        "--project",
+        str(projects[0]),
+        "--project",
+        str(projects[1]),
+    ]
 
     first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
@@ -54,8 +65,20 @@ def test_unknown_project_fails_with_a_hint_and_other_projects_still_register(
 ):
     backend = start_ml_backend("text_classifier")
     good = ls_project()["id"]
-    code = cli_main(["register", backend.url, "--ls-url", label_studio.url, "--api-key", label_studio.legacy_token,
-                     "--project", "987654", "--project", str(good)])
+    code = cli_main(
+        [
+            "register",
+            backend.url,
+            "--ls-url",
+            label_studio.url,
+            "--api-key",
+            label_studio.legacy_token,
+            "--project",
+            "987654",
+            "--project",
+            str(good),
+        ]
+    )
     out = capsys.readouterr()
     assert code == 1
     assert "project 987654" in out.err and "does project 987654 exist" in out.err
@@ -78,8 +101,9 @@ def test_missing_settings_are_usage_errors(monkeypatch, capsys, tmp_path):
 def test_wrong_api_key_is_reported_without_echoing_it(label_studio, ls_project, capsys):
     project = ls_project()["id"]
     bad = "f" * 40
-    code = cli_main(["register", "http://127.0.0.1:9", "--ls-url", label_studio.url, "--api-key", bad,
-                     "--project", str(project)])
+    code = cli_main(
+        ["register", "http://127.0.0.1:9", "--ls-url", label_studio.url, "--api-key", bad, "--project", str(project)]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "HTTP 401" in err and "check the API key" in err

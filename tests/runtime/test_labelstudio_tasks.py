@@ -47,7 +47,12 @@ def test_predictions_of_a_task_and_a_project(ls_client, ls_project):
     project = ls_project()["id"]
     ls_client.import_tasks(
         project,
-        [{"data": {"text": "x"}, "predictions": [{"result": _choice("Positive"), "score": 0.75, "model_version": "m1"}]}],
+        [
+            {
+                "data": {"text": "x"},
+                "predictions": [{"result": _choice("Positive"), "score": 0.75, "model_version": "m1"}],
+            }
+        ],
     )
     task = ls_client.tasks(project)[0]
     by_task = ls_client.predictions(task=task["id"])

@@ -6,8 +6,15 @@ import sys
 import pytest
 
 from lsml.backend_dir import BackendDirError
-from lsml.launcher import (StartOptions, backend_env, check_backend, server_argv, serving_env, will_use_redis,
-                           worker_argv)
+from lsml.launcher import (
+    StartOptions,
+    backend_env,
+    check_backend,
+    server_argv,
+    serving_env,
+    will_use_redis,
+    worker_argv,
+)
 
 
 @pytest.fixture
@@ -32,11 +39,23 @@ def test_env_points_model_dir_and_metrics_into_the_backend(backend):
 
 
 def test_gunicorn_command_is_the_one_serving_command_with_the_knobs_in_env(backend):
-    assert server_argv() == [sys.executable, "-m", "gunicorn", "--config", "python:lsml.server.gunicorn_conf",
-                             "_wsgi:app"]
+    assert server_argv() == [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:lsml.server.gunicorn_conf",
+        "_wsgi:app",
+    ]
     env = serving_env(StartOptions(backend, host="127.0.0.1", port=1234, threads=3), workers=2, log_level="INFO")
-    assert env == {"HOST": "127.0.0.1", "PORT": "1234", "WORKERS": "2", "THREADS": "3", "LOG_LEVEL": "info",
-                   "LSML_BACKEND_DIR": str(backend.resolve())}
+    assert env == {
+        "HOST": "127.0.0.1",
+        "PORT": "1234",
+        "WORKERS": "2",
+        "THREADS": "3",
+        "LOG_LEVEL": "info",
+        "LSML_BACKEND_DIR": str(backend.resolve()),
+    }
     assert worker_argv(StartOptions(backend))[-1] == str(backend.resolve())
 
 

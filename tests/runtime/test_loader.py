@@ -78,8 +78,13 @@ def test_two_processes_sharing_model_dir_both_pick_up_a_new_version(settings, te
     a.get("1", text_config), b.get("1", text_config)
     publish(settings)
     publish(settings)
-    wait_for(lambda: (a.get("1").model_version, b.get("1").model_version), 10, 0.02, what="both registries on v2",
-             until=lambda versions: versions == ("v2", "v2"))
+    wait_for(
+        lambda: (a.get("1").model_version, b.get("1").model_version),
+        10,
+        0.02,
+        what="both registries on v2",
+        until=lambda versions: versions == ("v2", "v2"),
+    )
 
 
 def test_reload_interval_limits_store_checks(settings, text_config, monkeypatch):
@@ -97,8 +102,8 @@ def test_reload_interval_limits_store_checks(settings, text_config, monkeypatch)
 
 def test_model_class_is_imported_once_in_the_background(settings, tmp_path):
     (tmp_path / "slow_import_mod.py").write_text(
-        "import time\ntime.sleep(0.5)\nfrom lsml import LabelStudioMLBase\n"
-        "class M(LabelStudioMLBase):\n    pass\n")
+        "import time\ntime.sleep(0.5)\nfrom lsml import LabelStudioMLBase\nclass M(LabelStudioMLBase):\n    pass\n"
+    )
     reg = ModelRegistry("slow_import_mod:M", settings.replace(backend_dir=tmp_path))
     t0 = time.perf_counter()
     reg.start()

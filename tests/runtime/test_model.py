@@ -12,10 +12,22 @@ class Echo(LabelStudioMLBase):
 
     def predict(self, tasks, context=None, **kwargs):
         from_name, to_name, value = self.get_first_tag_occurence("Choices", "Text")
-        return ModelResponse(predictions=[
-            PredictionValue(result=[{"from_name": from_name, "to_name": to_name, "type": "choices",
-                                     "value": {"choices": ["Positive"]}}], score=0.9)
-            for _ in tasks])
+        return ModelResponse(
+            predictions=[
+                PredictionValue(
+                    result=[
+                        {
+                            "from_name": from_name,
+                            "to_name": to_name,
+                            "type": "choices",
+                            "value": {"choices": ["Positive"]},
+                        }
+                    ],
+                    score=0.9,
+                )
+                for _ in tasks
+            ]
+        )
 
 
 class OwnInit(LabelStudioMLBase):
@@ -24,10 +36,18 @@ class OwnInit(LabelStudioMLBase):
         self.extra = 1
 
 
-@pytest.mark.parametrize("value,key", [
-    ("3.1700000000", "3"), ("3", "3"), (3, "3"), ({"id": 7, "title": "x"}, "7"), (None, "default"),
-    ("", "default"), ("my-project", "my-project"),
-])
+@pytest.mark.parametrize(
+    "value,key",
+    [
+        ("3.1700000000", "3"),
+        ("3", "3"),
+        (3, "3"),
+        ({"id": 7, "title": "x"}, "7"),
+        (None, "default"),
+        ("", "default"),
+        ("my-project", "my-project"),
+    ],
+)
 def test_project_key_normalises_label_studio_names(value, key):
     assert project_key(value) == key
 
@@ -97,13 +117,20 @@ def test_base_fit_trains_nothing_and_predict_must_be_overridden(settings):
 def test_build_label_map_uses_predicted_values_then_names(settings, text_config):
     m = build_model(Echo, "1", text_config, ctx(settings))
     assert m.build_label_map("sentiment", ["positive", "neg", "bad"]) == {
-        "positive": "Positive", "neg": "Negative", "bad": "Negative"}
+        "positive": "Positive",
+        "neg": "Negative",
+        "bad": "Negative",
+    }
 
 
 def test_label_studio_url_and_token_come_as_a_pair(settings):
     state = MemoryState()
-    m = build_model(LabelStudioMLBase, "1", None, ctx(settings.replace(
-        label_studio_url="http://env", label_studio_api_key="envtok"), state))
+    m = build_model(
+        LabelStudioMLBase,
+        "1",
+        None,
+        ctx(settings.replace(label_studio_url="http://env", label_studio_api_key="envtok"), state),
+    )
     assert (m.get_label_studio_url(), m.get_label_studio_access_token()) == ("http://env", "envtok")
     state.set("1", "label_studio", {"hostname": "http://ls", "access_token": "t"})
     # another origin than LABEL_STUDIO_URL: ignored (tests/runtime/test_security_credentials.py)
@@ -147,8 +174,7 @@ def test_preload_task_data_keeps_plain_values_and_reads_local_files(settings, tm
 
 
 def test_model_refs_round_trip(tmp_path):
-    (tmp_path / "mymod.py").write_text(
-        "from lsml import LabelStudioMLBase\nclass M(LabelStudioMLBase):\n    pass\n")
+    (tmp_path / "mymod.py").write_text("from lsml import LabelStudioMLBase\nclass M(LabelStudioMLBase):\n    pass\n")
     cls = load_model_class("mymod:M", backend_dir=tmp_path)
     assert cls.__name__ == "M" and model_ref_string(cls) == "mymod:M"
     assert load_model_class(Echo) is Echo

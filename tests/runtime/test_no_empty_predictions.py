@@ -28,8 +28,9 @@ def test_a_trained_models_empty_answer_is_kept():
     assert task_predictions(empty, untrained=True) == [[]]
 
 
-def test_predict_of_an_untrained_model_answers_no_prediction_then_a_trained_one_answers_its_own(serve, settings,
-                                                                                               text_config):
+def test_predict_of_an_untrained_model_answers_no_prediction_then_a_trained_one_answers_its_own(
+    serve, settings, text_config
+):
     _, c = serve(ResponseModel)  # answers {"result": [], "score": 0.1} for every task
     tasks = [{"id": 1, "data": {"text": "a"}}, {"id": 2, "data": {"text": "b"}}]
     r = c.post("/predict", json={"tasks": tasks, "project": "1", "label_config": text_config})
@@ -41,6 +42,11 @@ def test_predict_of_an_untrained_model_answers_no_prediction_then_a_trained_one_
         (out / "fit.json").write_text("{}")
         store.publish("1", out)
     c.post("/setup", json={"project": "1", "schema": text_config})
-    trained = wait_for(lambda: c.post("/predict", json={"tasks": tasks, "project": "1"}).json, 10, 0.02,
-                       what="the reload watcher to swap v1 in", until=lambda body: body["model_version"] == "v1")
+    trained = wait_for(
+        lambda: c.post("/predict", json={"tasks": tasks, "project": "1"}).json,
+        10,
+        0.02,
+        what="the reload watcher to swap v1 in",
+        until=lambda body: body["model_version"] == "v1",
+    )
     assert trained["results"] == [{"result": [], "score": 0.1, "model_version": "v1"}] * 2

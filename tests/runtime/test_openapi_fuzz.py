@@ -36,8 +36,14 @@ SEED = 20261130
 MAX_EXAMPLES = 100  # per operation and phase: ~1,050 requests without auth, ~1,370 with it
 USER, PASSWORD = "ls", "fuzz-pass"
 # Checks on what the server answered: a failure here is a response that breaks the spec.
-RESPONSE_CHECKS = {"not_a_server_error", "status_code_conformance", "content_type_conformance",
-                   "response_schema_conformance", "response_headers_conformance", "unsupported_method"}
+RESPONSE_CHECKS = {
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+    "unsupported_method",
+}
 
 
 @dataclass
@@ -56,9 +62,11 @@ class Figures:
         return sum(n for status, n in self.statuses.items() if status >= 500)
 
     def line(self) -> str:
-        return (f"{self.mode}: {self.cases} cases, {self.server_errors} 5xx, {len(self.schema_violations)} schema "
-                f"violations, {len(self.input_mismatches)} input mismatches, {self.label_config_refusals} label "
-                f"configs refused as 400 (not expressible in JSON Schema); statuses {dict(sorted(self.statuses.items()))}")
+        return (
+            f"{self.mode}: {self.cases} cases, {self.server_errors} 5xx, {len(self.schema_violations)} schema "
+            f"violations, {len(self.input_mismatches)} input mismatches, {self.label_config_refusals} label "
+            f"configs refused as 400 (not expressible in JSON Schema); statuses {dict(sorted(self.statuses.items()))}"
+        )
 
 
 def _error_code(interaction) -> str | None:
@@ -108,10 +116,14 @@ def fuzz(base_url: str, mode: str, auth: tuple[str, str] | None) -> Figures:
                     what = f"{recorder.label} {check.name}: {getattr(failure, 'title', failure)}"
                     if check.name in RESPONSE_CHECKS:
                         figures.schema_violations.append(what)
-                    elif check.name == "positive_data_acceptance" and _error_code(interaction) == "invalid_label_config":
+                    elif (
+                        check.name == "positive_data_acceptance" and _error_code(interaction) == "invalid_label_config"
+                    ):
                         figures.label_config_refusals += 1
                     else:
-                        figures.input_mismatches.append(f"{what} -> {_error_code(interaction)} [{_request(interaction)}]")
+                        figures.input_mismatches.append(
+                            f"{what} -> {_error_code(interaction)} [{_request(interaction)}]"
+                        )
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
             figures.errors.append(repr(getattr(event, "value", None) or getattr(event, "exception", None)))
         elif isinstance(event, events.EngineFinished):
@@ -138,17 +150,21 @@ def test_schemathesis_finds_no_5xx_and_no_spec_mismatch(tmp_path: Path, capsys: 
 
     total = sum(f.cases for f in results)
     with capsys.disabled():
-        print(f"schemathesis total: {total} cases, {sum(f.server_errors for f in results)} 5xx, "
-              f"{sum(len(f.schema_violations) for f in results)} schema violations, "
-              f"{sum(len(f.input_mismatches) for f in results)} input mismatches")
+        print(
+            f"schemathesis total: {total} cases, {sum(f.server_errors for f in results)} 5xx, "
+            f"{sum(len(f.schema_violations) for f in results)} schema violations, "
+            f"{sum(len(f.input_mismatches) for f in results)} input mismatches"
+        )
     for f in results:
         assert f.stop_reason == str(StopReason.COMPLETED) and not f.errors, (f.mode, f.stop_reason, f.errors)
         assert f.server_errors == 0, f.line()
         assert not f.schema_violations, "\n".join(sorted(set(f.schema_violations)))
         if f.input_mismatches:  # reported, not failed (module docstring): the requests, for whoever looks
             with capsys.disabled():
-                print(f"schemathesis {f.mode}: input disagreements (reported):\n  "
-                      + "\n  ".join(sorted(set(f.input_mismatches))[:10]))
+                print(
+                    f"schemathesis {f.mode}: input disagreements (reported):\n  "
+                    + "\n  ".join(sorted(set(f.input_mismatches))[:10])
+                )
         assert f.cases >= 900 and f.statuses[200] > 100, f.line()  # the run really exercised the API
     assert results[1].statuses[401] > 0, "with auth on, requests without credentials must have been tried"
     assert results[0].statuses[401] == 0

@@ -43,8 +43,9 @@ def tool(name: str) -> str:
 
 
 def init_backend(cli: str, target: Path, cwd: Path | None = None) -> Path:
-    result = subprocess.run([cli, "init", str(target), "--script", str(EXAMPLE_MODEL)], capture_output=True,
-                            text=True, timeout=120, cwd=cwd)
+    result = subprocess.run(
+        [cli, "init", str(target), "--script", str(EXAMPLE_MODEL)], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
     assert result.returncode == 0, result.stderr
     return target
 
@@ -82,8 +83,12 @@ def test_the_root_dockerfile_builds_a_runtime_and_an_operator_image():
 
 
 def compose_check(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_generated_compose_file_is_valid_and_runs_the_whole_stack(tmp_path):
@@ -124,8 +129,11 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     # dependencies: the dev venv's site-packages, appended *after* the fresh venv's own (a .pth path
     # line, so the dev venv's editable-install hooks are not run): lsml itself comes from the wheel
     # built and installed here, exactly as in the image.
-    site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())
+    site = Path(
+        subprocess.check_output(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     (site / "zz-dev-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     # the build context the Dockerfile's COPY lines take (and nothing else), as in /src of the image
     src = tmp_path / "src"
@@ -140,8 +148,12 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
             else:
                 src.mkdir(exist_ok=True)
                 shutil.copy2(source, src / name)
-    install = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-                              "--quiet", str(src)], capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--quiet", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
     where = subprocess.check_output([str(py), "-c", "import lsml; print(lsml.__file__)"], text=True, cwd=tmp_path)
     assert where.strip().startswith(str(venv)), f"lsml imported from {where}, not from the installed wheel"
@@ -149,13 +161,21 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     shim = venv / "bin" / "gunicorn"
     shim.write_text(f"#!{py}\nimport sys\nfrom gunicorn.app.wsgiapp import run\nsys.exit(run())\n")
     shim.chmod(0o755)
-    operator = subprocess.run([str(venv / "bin" / "lsml-operator"), "--help"], capture_output=True, text=True,
-                              timeout=120, cwd=tmp_path)
+    operator = subprocess.run(
+        [str(venv / "bin" / "lsml-operator"), "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert operator.returncode == 0 and "MLBackend" in operator.stdout, "the operator image's entry point"
     assert (venv / "bin" / "label-studio-ml").exists()
     templates = subprocess.check_output(
-        [str(py), "-c", "import importlib.resources as r; print(sorted(p.name for p in r.files('lsml')"
-                        ".joinpath('templates').iterdir()))"], text=True, cwd=tmp_path)
+        [
+            str(py),
+            "-c",
+            "import importlib.resources as r; print(sorted(p.name for p in r.files('lsml')"
+            ".joinpath('templates').iterdir()))",
+        ],
+        text=True,
+        cwd=tmp_path,
+    )
     assert "docker-compose.yml.tmpl" in templates, "templates must ship in the wheel"
 
     app = init_backend(str(venv / "bin" / "label-studio-ml"), tmp_path / "app", cwd=tmp_path)
@@ -163,13 +183,25 @@ def test_the_image_install_and_cmd_serve_a_scaffolded_backend(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "REDIS_", "MODEL_DIR"))}
     # the image's CMD as it is; its knobs are env: the container's /app and 0.0.0.0 become this test's dir and loopback
-    env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", PORT=str(port), WORKERS="1", THREADS="2", HOST="127.0.0.1",
-               LSML_BACKEND_DIR=str(app), MODEL_DIR=str(tmp_path / "models"))
+    env.update(
+        PATH=f"{venv / 'bin'}:{env.get('PATH', '')}",
+        PORT=str(port),
+        WORKERS="1",
+        THREADS="2",
+        HOST="127.0.0.1",
+        LSML_BACKEND_DIR=str(app),
+        MODEL_DIR=str(tmp_path / "models"),
+    )
     log = open(tmp_path / "gunicorn.log", "wb")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        r = wait_http(f"http://127.0.0.1:{port}/health", 60, "the image's CMD", interval=0.2,
-                      died=lambda: None if server.poll() is None else (tmp_path / "gunicorn.log").read_text())
+        r = wait_http(
+            f"http://127.0.0.1:{port}/health",
+            60,
+            "the image's CMD",
+            interval=0.2,
+            died=lambda: None if server.poll() is None else (tmp_path / "gunicorn.log").read_text(),
+        )
         assert r.status_code == 200 and r.json()["status"] == "UP"
         assert r.json()["model_class"] == "TextClassifier"
     finally:

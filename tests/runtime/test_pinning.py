@@ -138,8 +138,11 @@ def test_http_activate_and_unpin_are_authenticated_and_documented(serve, setting
 def _served_versions(url: str, rounds: int = 8) -> set[str]:
     versions = set()
     for _ in range(rounds):  # new connections: every gunicorn worker of the server answers some
-        r = requests.post(url + "/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1.1",
-                                                  "label_config": TEXT}, timeout=5)
+        r = requests.post(
+            url + "/predict",
+            json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1.1", "label_config": TEXT},
+            timeout=5,
+        )
         assert r.status_code == 200, r.text
         versions.add(r.json()["model_version"])
     return versions
@@ -196,7 +199,11 @@ def test_a_configured_pin_is_served_survives_fits_and_prunes(serve, settings, te
     assert [v.name for v in store.versions("1")] == ["v1", "v3"]
     report = c.get("/versions?project=1").json
     assert (report["current"], report["pinned"], report["pinned_by"], report["latest"]) == (
-        "v1", "v1", "LSML_PINNED_VERSIONS", "v3")
+        "v1",
+        "v1",
+        "LSML_PINNED_VERSIONS",
+        "v3",
+    )
     time.sleep(0.3)
     r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1"})
     assert r.json["model_version"] == "v1"
@@ -216,8 +223,9 @@ def test_two_gunicorn_servers_serve_the_configured_pin(tmp_path, procs):
     store = LocalModelStore(backend / "data" / "models")
     for i in range(2):
         publish(store, content=json.dumps({"n": i}))
-    servers = [start_server(procs, backend, None, name=f"server{i}", workers=2, LSML_PINNED_VERSIONS="*=v1")
-               for i in range(2)]
+    servers = [
+        start_server(procs, backend, None, name=f"server{i}", workers=2, LSML_PINNED_VERSIONS="*=v1") for i in range(2)
+    ]
     wait_for(lambda: all(_served_versions(u) == {"v1"} for u in servers), 30, what="both servers to serve v1")
     publish(store, content="{}")
     time.sleep(1.0)

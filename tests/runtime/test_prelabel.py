@@ -29,7 +29,7 @@ pytestmark = pytest.mark.labelstudio
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_classifier"
 CLI = str(Path(sys.executable).parent / "label-studio-ml")
 WORDS = ["great", "lovely", "awful", "boring", "fun", "bad", "wonderful", "dreadful"]
-SLOW_MODEL = '''
+SLOW_MODEL = """
 import os, time
 from model import TextClassifier
 
@@ -38,13 +38,18 @@ class Slow(TextClassifier):
     def predict(self, tasks, context=None, **kwargs):
         time.sleep(float(os.environ.get("TEST_PREDICT_SECONDS", "0")))
         return super().predict(tasks, context, **kwargs)
-'''
+"""
 
 
 def _event(task_id: int, text: str, label: str) -> dict:
-    return {"project": {"id": 1}, "task": {"id": task_id, "data": {"text": text}},
-            "annotation": {"id": task_id, "result": [
-                {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}}
+    return {
+        "project": {"id": 1},
+        "task": {"id": task_id, "data": {"text": text}},
+        "annotation": {
+            "id": task_id,
+            "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+        },
+    }
 
 
 def make_backend(tmp_path: Path) -> Path:
@@ -68,22 +73,24 @@ def _train(backend: Path, project: int) -> str:
     """Two annotation events: v1 (one label, cannot predict yet), v2 (trained)."""
     result = None
     for i, (text, label) in enumerate([("great and lovely fun", "Positive"), ("awful boring mess", "Negative")]):
-        result = run_training("model:TextClassifier", TrainingRequest(str(project), "ANNOTATION_CREATED",
-                              _event(i, text, label), SENTIMENT_CONFIG), _settings(backend))
+        result = run_training(
+            "model:TextClassifier",
+            TrainingRequest(str(project), "ANNOTATION_CREATED", _event(i, text, label), SENTIMENT_CONFIG),
+            _settings(backend),
+        )
     return result["model_version"]
 
 
 def _project_with_tasks(ls_client, ls_project, n: int) -> tuple[int, list[int]]:
     project = ls_project()["id"]
-    ls_client.import_tasks(project, [{"data": {"text": f"{WORDS[i % 8]} {WORDS[(i * 3) % 8]} #{i}"}}
-                                     for i in range(n)])
+    ls_client.import_tasks(project, [{"data": {"text": f"{WORDS[i % 8]} {WORDS[(i * 3) % 8]} #{i}"}} for i in range(n)])
     return project, sorted(t["id"] for t in ls_client.iter_tasks(project))
 
 
-def _cli(backend: Path, project: int, url: str, token: str, *extra: str, env: dict | None = None,
-         wait: bool = True):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "MODEL_DIR", "REDIS_URL",
-                                                                         "LABEL_STUDIO_"))}
+def _cli(backend: Path, project: int, url: str, token: str, *extra: str, env: dict | None = None, wait: bool = True):
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LSML_", "MODEL_DIR", "REDIS_URL", "LABEL_STUDIO_"))
+    }
     full_env.update(env or {})
     argv = [CLI, "predict", str(backend), "--project", str(project), "--ls-url", url, "--api-key", token, *extra]
     if not wait:
@@ -120,15 +127,18 @@ def test_predict_writes_one_prediction_per_task_with_version_and_score(label_stu
     assert sum(len(v) for v in _by_task(ls_client, project).values()) == 23  # no duplicates
 
 
-def test_unlabelled_mode_skips_annotated_tasks_and_untrained_writes_nothing(label_studio, ls_client, ls_project,
-                                                                            backend):
+def test_unlabelled_mode_skips_annotated_tasks_and_untrained_writes_nothing(
+    label_studio, ls_client, ls_project, backend
+):
     project, task_ids = _project_with_tasks(ls_client, ls_project, 6)
     r = _cli(backend, project, label_studio.url, label_studio.legacy_token, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "0 predictions of 0.0.1 written, 6 tasks predicted" in r.stdout  # untrained: no empty predictions
     assert _by_task(ls_client, project) == {}
-    ls_client.create_annotation(task_ids[0], [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                               "value": {"choices": ["Positive"]}}])
+    ls_client.create_annotation(
+        task_ids[0],
+        [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}],
+    )
     _train(backend, project)
     r = _cli(backend, project, label_studio.url, label_studio.legacy_token, "--quiet", "--mode", "unlabelled")
     assert r.returncode == 0, r.stderr
@@ -136,14 +146,25 @@ def test_unlabelled_mode_skips_annotated_tasks_and_untrained_writes_nothing(labe
 
 
 @pytest.mark.parametrize("mode", ["missing", "all"])
-def test_resumes_after_sigkill_without_repredicting_finished_pages_or_duplicates(label_studio, ls_client, ls_project,
-                                                                               backend, mode):
+def test_resumes_after_sigkill_without_repredicting_finished_pages_or_duplicates(
+    label_studio, ls_client, ls_project, backend, mode
+):
     n, batch = 60, 5
     project, task_ids = _project_with_tasks(ls_client, ls_project, n)
     version = _train(backend, project)
     env = {"LSML_MODEL": "slow_model:Slow", "TEST_PREDICT_SECONDS": "0.4"}
-    proc = _cli(backend, project, label_studio.url, label_studio.legacy_token, "--batch-size", str(batch),
-                "--mode", mode, env=env, wait=False)
+    proc = _cli(
+        backend,
+        project,
+        label_studio.url,
+        label_studio.legacy_token,
+        "--batch-size",
+        str(batch),
+        "--mode",
+        mode,
+        env=env,
+        wait=False,
+    )
 
     def written() -> int:
         if proc.poll() is not None:
@@ -158,19 +179,31 @@ def test_resumes_after_sigkill_without_repredicting_finished_pages_or_duplicates
     checkpoint = make_state(_settings(backend)).get(str(project), "prelabel")
     assert checkpoint["status"] == "running" and checkpoint["version"] == version
 
-    r = _cli(backend, project, label_studio.url, label_studio.legacy_token, "--batch-size", str(batch), "--quiet",
-             "--mode", mode, env=env)
+    r = _cli(
+        backend,
+        project,
+        label_studio.url,
+        label_studio.legacy_token,
+        "--batch-size",
+        str(batch),
+        "--quiet",
+        "--mode",
+        mode,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert "resumed after task" in r.stdout
     assert _predicted(r.stdout) <= n - killed_at + batch  # at most the one page in flight is predicted again
     stored = _by_task(ls_client, project)
     assert sorted(stored) == task_ids
-    assert all(len(v) == 1 and v[0]["model_version"] == version for v in stored.values()), \
-        {t: len(v) for t, v in stored.items() if len(v) != 1}
+    assert all(len(v) == 1 and v[0]["model_version"] == version for v in stored.values()), {
+        t: len(v) for t, v in stored.items() if len(v) != 1
+    }
 
 
-def test_clear_failures_for_unknown_project_refused_token_and_label_studio_down(label_studio, ls_client,
-                                                                              ls_project, backend):
+def test_clear_failures_for_unknown_project_refused_token_and_label_studio_down(
+    label_studio, ls_client, ls_project, backend
+):
     project, _ = _project_with_tasks(ls_client, ls_project, 2)
     _train(backend, project)
     r = _cli(backend, 987654, label_studio.url, label_studio.legacy_token, "--quiet")
@@ -186,8 +219,9 @@ def test_clear_failures_for_unknown_project_refused_token_and_label_studio_down(
     assert r.returncode == 1 and "no version 'v9'" in r.stderr, r.stderr
 
 
-def test_light_pages_until_predictions_show_up_then_full_pages(label_studio, ls_client, ls_project, backend,
-                                                               monkeypatch):
+def test_light_pages_until_predictions_show_up_then_full_pages(
+    label_studio, ls_client, ls_project, backend, monkeypatch
+):
     """Pages are read `task_only` while no task on them may hold a prediction; a page where one may is read
     again in full (and so are the following pages), so a task with a prediction of this version is skipped."""
     from lsml import prelabel
@@ -198,11 +232,17 @@ def test_light_pages_until_predictions_show_up_then_full_pages(label_studio, ls_
     project, task_ids = _project_with_tasks(ls_client, ls_project, 15)
     version = _train(backend, project)
     result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
-    ls_client.import_predictions(project, [{"task": t, "result": result, "score": 0.5, "model_version": version}
-                                           for t in task_ids[10:]])  # the last page already has this version
+    ls_client.import_predictions(
+        project, [{"task": t, "result": result, "score": 0.5, "model_version": version} for t in task_ids[10:]]
+    )  # the last page already has this version
     reads: list[str] = []
-    job = prepare("model:TextClassifier", PrelabelRequest(str(project), batch_size=5), _settings(backend),
-                  ls_url=label_studio.url, api_key=label_studio.legacy_token)
+    job = prepare(
+        "model:TextClassifier",
+        PrelabelRequest(str(project), batch_size=5),
+        _settings(backend),
+        ls_url=label_studio.url,
+        api_key=label_studio.legacy_token,
+    )
     page = job.client.task_page
     monkeypatch.setattr(job.client, "task_page", lambda *a, **kw: reads.append(kw["fields"]) or page(*a, **kw))
     progress = job.run()

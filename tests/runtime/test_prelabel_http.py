@@ -28,19 +28,29 @@ def backend(tmp_path) -> Path:
 
 
 def _app(backend, label_studio, model="model:TextClassifier", **overrides):
-    settings = Settings.from_env(env={}, backend_dir=backend).replace(**{
-        "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.legacy_token,
-        "basic_auth_user": "u", "basic_auth_pass": "p", **overrides})
+    settings = Settings.from_env(env={}, backend_dir=backend).replace(
+        **{
+            "label_studio_url": label_studio.url,
+            "label_studio_api_key": label_studio.legacy_token,
+            "basic_auth_user": "u",
+            "basic_auth_pass": "p",
+            **overrides,
+        }
+    )
     return make_client(model, settings)
 
 
 def _ended(client, job: str, timeout: float = 60) -> dict:
-    return wait_for(lambda: client.post("/job_status", json={"job": job}, headers=AUTH).json, timeout, 0.1,
-                    what=f"job {job} to end", until=lambda st: st["status"] in ("finished", "failed"))
+    return wait_for(
+        lambda: client.post("/job_status", json={"job": job}, headers=AUTH).json,
+        timeout,
+        0.1,
+        what=f"job {job} to end",
+        until=lambda st: st["status"] in ("finished", "failed"),
+    )
 
 
-def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_studio, ls_client, ls_project,
-                                                                       backend):  # noqa: F811
+def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_studio, ls_client, ls_project, backend):  # noqa: F811
     project, task_ids = _project_with_tasks(ls_client, ls_project, 17)
     version = _train(backend, project)
     app, c = _app(backend, label_studio)
@@ -65,10 +75,12 @@ def test_bad_input_and_failures_are_clear(label_studio, ls_client, ls_project, b
     project, _ = _project_with_tasks(ls_client, ls_project, 2)
     _train(backend, project)
     _, c = _app(backend, label_studio)
-    for body, code in (({"project": project, "mode": "bogus"}, "invalid_prelabel"),
-                       ({"project": project, "batch_size": 0}, "invalid_prelabel"),
-                       ({"project": project, "extra": 1}, "invalid_field"),
-                       ({}, "missing_project")):
+    for body, code in (
+        ({"project": project, "mode": "bogus"}, "invalid_prelabel"),
+        ({"project": project, "batch_size": 0}, "invalid_prelabel"),
+        ({"project": project, "extra": 1}, "invalid_field"),
+        ({}, "missing_project"),
+    ):
         r = c.post("/prelabel", json=body, headers=AUTH)
         assert r.status_code == 400 and r.json["error"] == code, (body, r.json)
     _train(backend, 987654)
@@ -87,7 +99,8 @@ def _post(url: str, path: str, body: dict) -> requests.Response:
 
 
 def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicates(
-        label_studio, ls_client, ls_project, backend, procs, redis_url):  # noqa: F811
+    label_studio, ls_client, ls_project, backend, procs, redis_url
+):  # noqa: F811
     n, batch = 40, 4
     project, task_ids = _project_with_tasks(ls_client, ls_project, n)
     settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
@@ -96,10 +109,17 @@ def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicate
     from tests.runtime.test_prelabel import _event
 
     for i, (text, label) in enumerate([("great fun", "Positive"), ("awful bad", "Negative")]):
-        version = run_training("model:TextClassifier", TrainingRequest(str(project), "ANNOTATION_CREATED",
-                               _event(i, text, label), SENTIMENT_CONFIG), settings)["model_version"]
-    env = {"LSML_MODEL": "slow_model:Slow", "TEST_PREDICT_SECONDS": "0.3", "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.legacy_token}
+        version = run_training(
+            "model:TextClassifier",
+            TrainingRequest(str(project), "ANNOTATION_CREATED", _event(i, text, label), SENTIMENT_CONFIG),
+            settings,
+        )["model_version"]
+    env = {
+        "LSML_MODEL": "slow_model:Slow",
+        "TEST_PREDICT_SECONDS": "0.3",
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+    }
     url = start_server(procs, backend, redis_url, workers=1, **env)
     worker = procs.worker(backend, redis_url, name="worker1", **env)
     r = _post(url, "/prelabel", {"project": project, "batch_size": batch})
@@ -108,13 +128,23 @@ def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicate
     again = _post(url, "/prelabel", {"project": project})  # one job per project
     assert again.status_code == 200 and again.json()["job"] == job and not again.json()["created"]
 
-    st = wait_for(lambda: _post(url, "/job_status", {"job": job}).json(), 60, interval=0.1,
-                  what="the job to write some pages", until=lambda st: (st.get("progress") or {}).get("done", 0) >= 12)
+    st = wait_for(
+        lambda: _post(url, "/job_status", {"job": job}).json(),
+        60,
+        interval=0.1,
+        what="the job to write some pages",
+        until=lambda st: (st.get("progress") or {}).get("done", 0) >= 12,
+    )
     assert st["status"] == "started" and st["progress"]["total"] == n
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
-    failed = wait_for(lambda: _post(url, "/job_status", {"job": job}).json(), 30, interval=0.5,
-                      what="the abandoned job to fail", until=lambda st: st["status"] == "failed")
+    failed = wait_for(
+        lambda: _post(url, "/job_status", {"job": job}).json(),
+        30,
+        interval=0.5,
+        what="the abandoned job to fail",
+        until=lambda st: st["status"] == "failed",
+    )
     assert failed["error"], failed
     written_before = sum(len(v) for v in _by_task(ls_client, project).values())
     assert 0 < written_before < n
@@ -122,8 +152,13 @@ def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicate
     procs.worker(backend, redis_url, name="worker2", **env)
     r = _post(url, "/prelabel", {"project": project, "batch_size": batch})
     assert r.status_code == 201 and r.json()["job"] != job
-    st = wait_for(lambda: _post(url, "/job_status", {"job": r.json()["job"]}).json(), 90, interval=0.2,
-                  what="the resumed job", until=lambda st: st["status"] in ("finished", "failed"))
+    st = wait_for(
+        lambda: _post(url, "/job_status", {"job": r.json()["job"]}).json(),
+        90,
+        interval=0.2,
+        what="the resumed job",
+        until=lambda st: st["status"] in ("finished", "failed"),
+    )
     assert st["status"] == "finished", st
     assert st["progress"]["resumed_after"] is not None
     assert st["progress"]["predicted"] <= n - written_before + batch  # at most the page in flight again
@@ -134,13 +169,16 @@ def test_rq_prelabel_job_survives_a_worker_sigkill_and_resumes_without_duplicate
     assert re.search(rf'lsml_prelabel_tasks_done{{project="{project}"}} {n}\.0', metrics), metrics[-2000:]
 
 
-@pytest.mark.parametrize("args, reason", [
-    (("1", {"project": "2"}), "is not the job's"),
-    (("1", {"project": "1", "mode": "everything"}), "mode must be one of"),
-    (("1", {"project": "1", "batch_size": 10 ** 9}), "batch_size must be an integer"),
-    (("1", {"project": "1", "callback": "os.system"}), "unknown field(s): callback"),
-    (("1", "not a dict"), "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (("1", {"project": "2"}), "is not the job's"),
+        (("1", {"project": "1", "mode": "everything"}), "mode must be one of"),
+        (("1", {"project": "1", "batch_size": 10**9}), "batch_size must be an integer"),
+        (("1", {"project": "1", "callback": "os.system"}), "unknown field(s): callback"),
+        (("1", "not a dict"), "must be a JSON object"),
+    ],
+)
 def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, procs, redis_url, args, reason):
     from rq import Queue
     from rq.serializers import JSONSerializer
@@ -154,8 +192,12 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
     job = raw.enqueue_call(JOB_FUNCTION, args=args).id
     procs.worker(backend, redis_url)
     jobs = RQPrelabelJobs(settings)
-    st = wait_for(lambda: jobs.status(job), 60, what="the job to end",
-                  until=lambda st: st and st["status"] in ("finished", "failed"))
+    st = wait_for(
+        lambda: jobs.status(job),
+        60,
+        what="the job to end",
+        until=lambda st: st and st["status"] in ("finished", "failed"),
+    )
     assert st["status"] == "failed" and reason in st["error"], st
 
 
@@ -169,15 +211,26 @@ def _annotate_and_webhook(ls_client, client, project: int, task_id: int, text: s
     annotation = ls_client.create_annotation(task_id, result)
     from tests.fixtures.label_studio import SENTIMENT_CONFIG
 
-    r = client.post("/webhook", headers=AUTH, json={
-        "action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": SENTIMENT_CONFIG},
-        "task": {"id": task_id, "data": {"text": text}}, "annotation": annotation})
+    r = client.post(
+        "/webhook",
+        headers=AUTH,
+        json={
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": project, "label_config": SENTIMENT_CONFIG},
+            "task": {"id": task_id, "data": {"text": text}},
+            "annotation": annotation,
+        },
+    )
     assert r.status_code == 201, r.json
 
 
-def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_version(label_studio, ls_client,
-                                                                                   ls_project, backend,  # noqa: F811
-                                                                                   monkeypatch):
+def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_version(
+    label_studio,
+    ls_client,
+    ls_project,
+    backend,  # noqa: F811
+    monkeypatch,
+):
     from lsml.store import LocalModelStore
 
     monkeypatch.setenv("TEST_PREDICT_SECONDS", "1.5")  # the pre-labelling run outlasts the next fits
@@ -212,8 +265,7 @@ def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_versio
     assert 1 <= len(jobs._jobs) < published  # coalesced: 4 publishes during a slow run, fewer jobs
 
 
-def test_repredict_is_off_by_default_and_skipped_while_pinned(label_studio, ls_client, ls_project,
-                                                              backend):  # noqa: F811
+def test_repredict_is_off_by_default_and_skipped_while_pinned(label_studio, ls_client, ls_project, backend):  # noqa: F811
     from lsml.prelabel_jobs import after_publish
 
     project, _ = _project_with_tasks(ls_client, ls_project, 3)
@@ -229,25 +281,34 @@ def test_repredict_is_off_by_default_and_skipped_while_pinned(label_studio, ls_c
     assert Settings.from_env(env={"LSML_PRELABEL_ON_PUBLISH": "1"}).prelabel_on_publish
 
 
-def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_project, backend, procs,
-                                                   redis_url):  # noqa: F811
+def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_project, backend, procs, redis_url):  # noqa: F811
     from lsml.store import LocalModelStore
     from tests.fixtures.label_studio import SENTIMENT_CONFIG
 
     project, task_ids = _project_with_tasks(ls_client, ls_project, 8)
     texts = {t["id"]: t["data"]["text"] for t in ls_client.iter_tasks(project)}
-    env = {"LSML_MODEL": "model:TextClassifier", "LSML_PRELABEL_ON_PUBLISH": "true",
-           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.legacy_token}
+    env = {
+        "LSML_MODEL": "model:TextClassifier",
+        "LSML_PRELABEL_ON_PUBLISH": "true",
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+    }
     url = start_server(procs, backend, redis_url, workers=1, **env)
     procs.worker(backend, redis_url, **env)
     store = LocalModelStore(backend / "data" / "models")
     for n, (task_id, label) in enumerate(zip(task_ids[:2], ["Positive", "Negative"], strict=True), start=1):
         result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
         annotation = ls_client.create_annotation(task_id, result)
-        r = _post(url, "/webhook", {"action": "ANNOTATION_CREATED",
-                                    "project": {"id": project, "label_config": SENTIMENT_CONFIG},
-                                    "task": {"id": task_id, "data": {"text": texts[task_id]}},
-                                    "annotation": annotation})
+        r = _post(
+            url,
+            "/webhook",
+            {
+                "action": "ANNOTATION_CREATED",
+                "project": {"id": project, "label_config": SENTIMENT_CONFIG},
+                "task": {"id": task_id, "data": {"text": texts[task_id]}},
+                "annotation": annotation,
+            },
+        )
         assert r.status_code == 201, r.text
         wait_for(lambda: len(store.versions(str(project))) >= n, 60, interval=0.2, what=f"version {n}")
 
@@ -258,16 +319,20 @@ def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_p
     wait_for(predicted_by_v2, 60, interval=0.5, what="the worker to re-predict unlabelled tasks with v2")
 
 
-def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, ls_client, ls_project, backend,
-                                                                 procs):  # noqa: F811
+def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, ls_client, ls_project, backend, procs):  # noqa: F811
     import subprocess
     import sys
     from pathlib import Path
 
     project, task_ids = _project_with_tasks(ls_client, ls_project, 9)
     version = _train(backend, project)
-    env = {"LSML_MODEL": "model:TextClassifier", "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.legacy_token, "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}
+    env = {
+        "LSML_MODEL": "model:TextClassifier",
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+        "BASIC_AUTH_USER": "u",
+        "BASIC_AUTH_PASS": "p",
+    }
     from tests.runtime.rq_procs import gunicorn_argv
 
     port = free_port()
@@ -275,13 +340,22 @@ def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, l
     url = f"http://127.0.0.1:{port}"
 
     wait_http(url + "/healthz", 60, "the server", interval=0.1)  # /healthz: Basic auth guards /health
-    cli = [str(Path(sys.executable).parent / "label-studio-ml"), "predict", "--project", str(project),
-           "--server", url, "--batch-size", "3"]
+    cli = [
+        str(Path(sys.executable).parent / "label-studio-ml"),
+        "predict",
+        "--project",
+        str(project),
+        "--server",
+        url,
+        "--batch-size",
+        "3",
+    ]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
     refused = subprocess.run(cli, env=clean, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "answered 401" in refused.stderr, refused.stderr
-    r = subprocess.run(cli, env={**clean, "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        cli, env={**clean, "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert f"9 predictions of {version} written" in r.stdout and "9/9 tasks" in r.stderr, (r.stdout, r.stderr)
     assert sorted(_by_task(ls_client, project)) == task_ids

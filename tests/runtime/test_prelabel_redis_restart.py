@@ -38,7 +38,7 @@ N, BATCH = 60, 5
 LOST = "Redis came back without its data"
 # The example's model, slowed down, appending the ids of the tasks it predicts to a file: re-predictions
 # are counted from what the model saw, whichever run (or worker) saw it.
-LOGGED_MODEL = '''
+LOGGED_MODEL = """
 import json, os, time
 from model import TextClassifier
 
@@ -49,7 +49,7 @@ class Logged(TextClassifier):
         with open(os.environ["TEST_PREDICT_LOG"], "a") as log:
             log.write(json.dumps([t["id"] for t in tasks]) + "\\n")
         return super().predict(tasks, context, **kwargs)
-'''
+"""
 
 
 @pytest.fixture
@@ -77,15 +77,22 @@ def _trained(backend: Path, project: int, redis_url: str) -> str:
     settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
     version = ""
     for i, (text, label) in enumerate([("great fun", "Positive"), ("awful bad", "Negative")]):
-        version = run_training("model:TextClassifier", TrainingRequest(str(project), "ANNOTATION_CREATED",
-                               _event(i, text, label), SENTIMENT_CONFIG), settings)["model_version"]
+        version = run_training(
+            "model:TextClassifier",
+            TrainingRequest(str(project), "ANNOTATION_CREATED", _event(i, text, label), SENTIMENT_CONFIG),
+            settings,
+        )["model_version"]
     return version
 
 
 def _stack(procs, backend: Path, redis_url: str, label_studio) -> str:
-    env = {"LSML_MODEL": "logged_model:Logged", "TEST_PREDICT_SECONDS": "0.4",
-           "TEST_PREDICT_LOG": str(backend / "predicted.jsonl"), "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.legacy_token}
+    env = {
+        "LSML_MODEL": "logged_model:Logged",
+        "TEST_PREDICT_SECONDS": "0.4",
+        "TEST_PREDICT_LOG": str(backend / "predicted.jsonl"),
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+    }
     url = start_server(procs, backend, redis_url, workers=1, **env)
     procs.worker(backend, redis_url, name="worker", **env)
     return url
@@ -114,12 +121,14 @@ def _marked_job(redis_url: str, project: int) -> str | None:
 def _one_prediction_each(ls_client, project: int, task_ids: list[int], version: str) -> None:
     stored = _by_task(ls_client, project)
     assert sorted(stored) == task_ids
-    assert all(len(v) == 1 and v[0]["model_version"] == version for v in stored.values()), \
-        {t: len(v) for t, v in stored.items() if len(v) != 1}
+    assert all(len(v) == 1 and v[0]["model_version"] == version for v in stored.values()), {
+        t: len(v) for t, v in stored.items() if len(v) != 1
+    }
 
 
-def test_job_goes_on_after_a_redis_restart_with_its_data(label_studio, ls_client, ls_project, backend, procs,
-                                                         private_redis):
+def test_job_goes_on_after_a_redis_restart_with_its_data(
+    label_studio, ls_client, ls_project, backend, procs, private_redis
+):
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)
     version = _trained(backend, project, private_redis.url)
     url = _stack(procs, backend, private_redis.url, label_studio)
@@ -131,8 +140,12 @@ def test_job_goes_on_after_a_redis_restart_with_its_data(label_studio, ls_client
     time.sleep(3)  # longer than the worker's heartbeat interval and every client timeout
     private_redis.start()  # same port, same data dir
 
-    st = wait_for(lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, job)),
-                  120, interval=0.3, what="the job to end after Redis came back")
+    st = wait_for(
+        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, job)),
+        120,
+        interval=0.3,
+        what="the job to end after Redis came back",
+    )
     assert st["status"] == "finished", st
     assert 0 < written_before < N
     predicted = _predicted_ids(backend)
@@ -141,14 +154,20 @@ def test_job_goes_on_after_a_redis_restart_with_its_data(label_studio, ls_client
     _one_prediction_each(ls_client, project, task_ids, version)
 
 
-def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(label_studio, ls_client, ls_project, backend,
-                                                                      procs, private_redis):
+def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
+    label_studio, ls_client, ls_project, backend, procs, private_redis
+):
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)
     version = _trained(backend, project, private_redis.url)
     url = _stack(procs, backend, private_redis.url, label_studio)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
-    follower = subprocess.Popen([CLI, "predict", "--project", str(project), "--server", url, "--batch-size",
-                                 str(BATCH)], env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [CLI, "predict", "--project", str(project), "--server", url, "--batch-size", str(BATCH)],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: len(_predicted_ids(backend)) >= 15, 60, interval=0.1, what="the job to predict some pages")
         job = _marked_job(private_redis.url, project)
@@ -172,8 +191,12 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(label_stud
     assert 0 < written_before < N
     r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})
     assert r.status_code == 201 and r.json()["job"] != job, r.text
-    st = wait_for(lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(
-        _status(url, r.json()["job"])), 120, interval=0.3, what="the resubmitted job")
+    st = wait_for(
+        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, r.json()["job"])),
+        120,
+        interval=0.3,
+        what="the resubmitted job",
+    )
     assert st["status"] == "finished", st
     predicted = _predicted_ids(backend)
     assert sorted(set(predicted)) == task_ids
@@ -190,8 +213,13 @@ def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, r
     url = start_server(procs, backend, redis_server.url, workers=1)  # no worker: the job stays queued
     redis_server.flush()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
-    follower = subprocess.Popen([CLI, "predict", "--project", "7", "--server", url, "--quiet"], env=clean,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [CLI, "predict", "--project", "7", "--server", url, "--quiet"],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     job = wait_for(lambda: _marked_job(redis_server.url, 7), 30, what="the job's marker")
     wait_for(lambda: redis.Redis.from_url(redis_server.url).exists(f"rq:job:{job}"), 30, what="the job to be queued")
     redis_server.flush()  # Redis loses its data while the job waits in the queue
@@ -215,7 +243,8 @@ def test_a_job_no_longer_started_or_gone_stops_its_run(redis_url):
 
     connection = redis.Redis.from_url(redis_url)
     job = Queue("lsml-training", connection=connection, serializer=JSONSerializer).enqueue_call(
-        JOB_FUNCTION, args=("1", {"project": "1"}))
+        JOB_FUNCTION, args=("1", {"project": "1"})
+    )
     connection.hset(job.key, "status", "started")
     _still_running(job)  # running: goes on
     connection.hset(job.key, "status", "failed")  # what StartedJobRegistry.cleanup does to an abandoned job

@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.fixtures.polling import wait_for
 from tests.runtime.apps import TEXT_CONFIG
 
-REFERENCE_STYLE_MODEL = '''
+REFERENCE_STYLE_MODEL = """
 import os
 import json
 import logging
@@ -110,7 +110,7 @@ class ReferenceStyleClassifier(LabelStudioMLBase):
         global _model
         _model = None
         self.get_model()
-'''
+"""
 
 POSITIVE = ["great movie", "good fun", "lovely and nice", "wonderful acting", "great great fun"]
 NEGATIVE = ["bad movie", "awful plot", "terrible acting", "boring and bad", "awful awful plot"]
@@ -118,13 +118,26 @@ NEGATIVE = ["bad movie", "awful plot", "terrible acting", "boring and bad", "awf
 
 def labeled_tasks() -> list[dict]:
     rows = [(t, "Positive") for t in POSITIVE] + [(t, "Negative") for t in NEGATIVE]
-    return [{"id": i, "data": {"text": text}, "annotations": [{"id": 100 + i, "result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
-        for i, (text, label) in enumerate(rows)]
+    return [
+        {
+            "id": i,
+            "data": {"text": text},
+            "annotations": [
+                {
+                    "id": 100 + i,
+                    "result": [
+                        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ],
+                }
+            ],
+        }
+        for i, (text, label) in enumerate(rows)
+    ]
 
 
 def test_a_reference_style_model_serves_and_trains_after_changing_only_its_imports(
-        serve, settings, tmp_path, monkeypatch):
+    serve, settings, tmp_path, monkeypatch
+):
     backend = tmp_path / "backend"
     backend.mkdir()
     (backend / "reference_style_model.py").write_text(REFERENCE_STYLE_MODEL)
@@ -148,12 +161,24 @@ def test_a_reference_style_model_serves_and_trains_after_changing_only_its_impor
         assert isinstance(item["score"], float)  # a numpy float32 arrived as a JSON number
 
     annotation = labeled_tasks()[0]["annotations"][0]
-    r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1},
-                                      "task": labeled_tasks()[0], "annotation": {**annotation, "project": 1}})
+    r = client.post(
+        "/webhook",
+        json={
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 1},
+            "task": labeled_tasks()[0],
+            "annotation": {**annotation, "project": 1},
+        },
+    )
     assert r.status_code == 201, r.json
 
-    body = wait_for(lambda: client.post("/predict", json={"tasks": tasks, "project": "1.1"}).json, 60, 0.2,
-                    what="predictions from v1", until=lambda body: body.get("model_version") == "v1")
+    body = wait_for(
+        lambda: client.post("/predict", json={"tasks": tasks, "project": "1.1"}).json,
+        60,
+        0.2,
+        what="predictions from v1",
+        until=lambda body: body.get("model_version") == "v1",
+    )
     assert (model_dir / "model.pkl").exists()
     assert [item["result"][0]["value"]["choices"][0] for item in body["results"]] == ["Positive", "Negative"]
     assert all(item["model_version"] == "v1" and 0.5 < item["score"] <= 1 for item in body["results"])
@@ -196,8 +221,9 @@ def test_parsed_label_config_and_tag_helpers_match_label_studio_sdk():
     """The SDK that ships with Label Studio is the authority for parsed_label_config's shape."""
     from lsml.label_config import LabelInterface, parse_config
 
-    done = subprocess.run([str(_sdk_python()), "-c", SDK_SCRIPT], input=SDK_CONFIG, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [str(_sdk_python()), "-c", SDK_SCRIPT], input=SDK_CONFIG, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     sdk = json.loads(done.stdout.strip().splitlines()[-1])
     ours = json.loads(json.dumps(parse_config(SDK_CONFIG)))

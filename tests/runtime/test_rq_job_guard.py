@@ -55,9 +55,17 @@ def test_a_job_naming_os_system_is_failed_with_the_reason_and_never_runs(tmp_pat
     instance = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
     connection.hset(instance.key, "data", json.dumps([JOB_FUNCTION, {"x": 1}, [], {}]))
     hits: list[str] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Hook", (BaseHTTPRequestHandler,), {
-        "do_POST": lambda self: (hits.append(self.path), self.send_response(204), self.end_headers()),
-        "log_message": lambda self, *a: None}))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        type(
+            "Hook",
+            (BaseHTTPRequestHandler,),
+            {
+                "do_POST": lambda self: (hits.append(self.path), self.send_response(204), self.end_headers()),
+                "log_message": lambda self, *a: None,
+            },
+        ),
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     webhook = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
     hook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -138,8 +146,10 @@ def test_a_rerun_is_checked_like_any_job_and_a_refused_job_is_never_retried(tmp_
     connection = redis.Redis.from_url(redis_url)
     rq_queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
     rerun = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
-    connection.hset(state_key(QUEUE, "1"), mapping={
-        "running": rerun.id, "claimed": json.dumps({"project": "1", "event": "DROP_EVERYTHING"})})
+    connection.hset(
+        state_key(QUEUE, "1"),
+        mapping={"running": rerun.id, "claimed": json.dumps({"project": "1", "event": "DROP_EVERYTHING"})},
+    )
     foreign = rq_queue.enqueue_call("os.system", args=("true",), retry=Retry(max=5))
     procs.worker(backend, redis_url, TEST_FIT_LOG=str(log))
     queue = make_queue(redis_url)
@@ -148,5 +158,7 @@ def test_a_rerun_is_checked_like_any_job_and_a_refused_job_is_never_retried(tmp_
     status = wait_for(lambda: final_status(queue, foreign.id), 60, what="the foreign job to end")
     assert status["status"] == "failed" and "is not lsml's training entry point" in status["error"], status
     legit_training_still_runs(backend, redis_url)
-    assert procs.log("worker").count(f"refused job {foreign.id} from queue") == 1, "a refused job is failed once, not retried"
+    assert procs.log("worker").count(f"refused job {foreign.id} from queue") == 1, (
+        "a refused job is failed once, not retried"
+    )
     assert [f["at"] for f in fit_log(log)] == ["start", "end"], "only the legit training reached fit"

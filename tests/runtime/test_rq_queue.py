@@ -61,8 +61,10 @@ def test_the_pending_job_trains_on_the_newest_request(redis_url):
     claimed = queue.coalescer.claim("1", first)
     assert claimed["payload"] == {"n": 3} and claimed["event"] == "START_TRAINING"
     # the earlier triggers are kept for fit(..., coalesced=[...]), oldest first
-    assert claimed["coalesced"] == [{"event": "ANNOTATION_CREATED", "data": {"n": 1}},
-                                    {"event": "ANNOTATION_CREATED", "data": {"n": 2}}]
+    assert claimed["coalesced"] == [
+        {"event": "ANNOTATION_CREATED", "data": {"n": 1}},
+        {"event": "ANNOTATION_CREATED", "data": {"n": 2}},
+    ]
     assert TrainingRequest.from_dict(claimed).coalesced == claimed["coalesced"]
     state = queue.coalescer.state("1")
     assert state["running"] == first and "pending" not in state and "request" not in state
@@ -152,7 +154,7 @@ def test_unknown_job_status_is_none(redis_url):
 
 
 def test_failure_reason_is_one_line():
-    tb = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: no annotations yet\n"
+    tb = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: no annotations yet\n'
     assert failure_reason(tb) == "ValueError: no annotations yet"
     assert "died" in failure_reason("Moved to FailedJobRegistry, due to AbandonedJobError, at now")
 

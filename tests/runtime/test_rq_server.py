@@ -43,8 +43,9 @@ def ended(url: str, job: str) -> dict | None:
 
 
 def predict_version(url: str) -> str:
-    r = requests.post(url + "/predict", json={"tasks": TASKS, "project": "1.1700000000", "label_config": TEXT_CONFIG},
-                      timeout=5)
+    r = requests.post(
+        url + "/predict", json={"tasks": TASKS, "project": "1.1700000000", "label_config": TEXT_CONFIG}, timeout=5
+    )
     assert r.status_code == 200, r.text
     return r.json()["results"][0]["model_version"]
 
@@ -77,8 +78,11 @@ def test_webhook_and_train_enqueue_and_job_status_follows(tmp_path, procs, redis
     assert versions["versions"] == ["v1"] and versions["model_version"] == "v1"
 
     # the legacy /train enqueues too
-    r = requests.post(url + "/train", json={"annotations": [{"id": 1}], "project": "1.1700000000",
-                                            "label_config": TEXT_CONFIG}, timeout=5)
+    r = requests.post(
+        url + "/train",
+        json={"annotations": [{"id": 1}], "project": "1.1700000000", "label_config": TEXT_CONFIG},
+        timeout=5,
+    )
     assert r.status_code in (200, 201) and r.json()["job"]
     assert wait_for(lambda: ended(url, r.json()["job"]), 60, what="/train's job")["model_version"] == "v2"
 
@@ -111,8 +115,13 @@ def test_redis_down_webhook_503_predict_serves_and_recovers(tmp_path, private_re
     assert requests.get(url + "/health", timeout=5).status_code == 200
 
     private_redis.start()
-    r = wait_for(lambda: webhook(url, "START_TRAINING"), 20, interval=0.2, what="/webhook to accept again",
-                 until=lambda resp: resp.status_code in (200, 201))
+    r = wait_for(
+        lambda: webhook(url, "START_TRAINING"),
+        20,
+        interval=0.2,
+        what="/webhook to accept again",
+        until=lambda resp: resp.status_code in (200, 201),
+    )
     st = wait_for(lambda: ended(url, r.json()["job"]), 60, what="the training after recovery")
     assert st["status"] == "finished", procs.log("worker")
     wait_for(lambda: predict_version(url) == "v1", 5, what="the new version")
@@ -133,6 +142,7 @@ def test_two_servers_two_workers_serve_the_new_version_within_2s(tmp_path, procs
         return ends[0] if ends else None
 
     fit_end = wait_for(fit_ended, 60, interval=0.02, what="fit to end")
+
     # every server answers v1 on many consecutive requests (new connections: every gunicorn worker is hit)
     def all_new() -> float | None:
         began = time.time()  # the round's start: from then on every answer was v1

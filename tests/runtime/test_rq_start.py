@@ -54,8 +54,13 @@ def alive(pid: int) -> bool:
 
 def start(backend: Path, env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([CLI, "start", str(backend), "--port", str(port), "--host", "127.0.0.1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [CLI, "start", str(backend), "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up():
@@ -81,8 +86,11 @@ def test_start_runs_its_own_redis_a_worker_and_the_server_and_stops_them_all(tmp
     try:
         children = descendants(proc.pid)
         assert len(children) >= 4, "redis-server, worker, gunicorn master and workers"
-        r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
-                                                  "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
+        r = requests.post(
+            url + "/webhook",
+            json={"action": "START_TRAINING", "project": {"id": 1, "label_config": TEXT_CONFIG}},
+            timeout=5,
+        )
         assert r.status_code == 201
         job = r.json()["job"]
 
@@ -114,11 +122,19 @@ def test_start_without_redis_server_falls_back_to_embedded_training_and_says_so(
     env["PATH"] = str(empty)  # no redis-server anywhere
     proc, url = start(backend, env)
     try:
-        r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
-                                                  "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
+        r = requests.post(
+            url + "/webhook",
+            json={"action": "START_TRAINING", "project": {"id": 1, "label_config": TEXT_CONFIG}},
+            timeout=5,
+        )
         job = r.json()["job"]
-        wait_for(lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json(), 60, interval=0.2,
-                 what="the embedded training", until=lambda st: st["status"] == "finished")
+        wait_for(
+            lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json(),
+            60,
+            interval=0.2,
+            what="the embedded training",
+            until=lambda st: st["status"] == "finished",
+        )
         assert not (backend / "logs" / "worker.log").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -142,8 +158,12 @@ def test_start_gives_its_redis_a_random_password_kept_out_of_logs_and_ps(tmp_pat
     try:
         children = descendants(proc.pid)
         assert any("redis-server" in proc_text(p, "cmdline") for p in children)
-        urls = {line.split("=", 1)[1] for p in children for line in proc_text(p, "environ").split()
-                if line.startswith("REDIS_URL=")}
+        urls = {
+            line.split("=", 1)[1]
+            for p in children
+            for line in proc_text(p, "environ").split()
+            if line.startswith("REDIS_URL=")
+        }
         assert len(urls) == 1, urls
         parsed = redis.connection.parse_url(urls.pop())
         password, port = parsed.get("password"), parsed["port"]
@@ -151,11 +171,19 @@ def test_start_gives_its_redis_a_random_password_kept_out_of_logs_and_ps(tmp_pat
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(host="127.0.0.1", port=port).ping()  # NOAUTH
         assert redis.Redis(host="127.0.0.1", port=port, password=password).ping()
-        r = requests.post(url + "/webhook", json={"action": "START_TRAINING",
-                                                  "project": {"id": 1, "label_config": TEXT_CONFIG}}, timeout=5)
+        r = requests.post(
+            url + "/webhook",
+            json={"action": "START_TRAINING", "project": {"id": 1, "label_config": TEXT_CONFIG}},
+            timeout=5,
+        )
         job = r.json()["job"]
-        st = wait_for(lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json(), 60,
-                      interval=0.2, what="the training", until=lambda st: st["status"] in ("finished", "failed"))
+        st = wait_for(
+            lambda: requests.post(url + "/job_status", json={"job": job}, timeout=5).json(),
+            60,
+            interval=0.2,
+            what="the training",
+            until=lambda st: st["status"] in ("finished", "failed"),
+        )
         assert st["status"] == "finished", st
         for pid in children:
             assert password not in proc_text(pid, "cmdline"), f"password on the command line of {pid}"

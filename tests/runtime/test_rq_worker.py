@@ -100,8 +100,9 @@ def test_the_worker_refuses_to_start_without_redis(tmp_path):
 
     backend = write_backend(tmp_path / "backend")
     env = Procs(tmp_path).env(backend, None)
-    result = subprocess.run([sys.executable, "-m", "lsml.cli.worker", str(backend)], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "lsml.cli.worker", str(backend)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr
 
@@ -116,8 +117,12 @@ def test_the_worker_command_is_a_label_studio_ml_subcommand_with_a_healthcheck(t
     check = subprocess.run(cli + [str(backend), "--healthcheck"], env=env, capture_output=True, timeout=60)
     assert check.returncode == 1, "no worker registered yet"
     procs.spawn(cli + [str(backend)], env, "cli-worker.log")
-    wait_for(lambda: subprocess.run(cli + [str(backend), "--healthcheck"], env=env, timeout=60).returncode == 0,
-             30, interval=0.3, what="the worker to register")
+    wait_for(
+        lambda: subprocess.run(cli + [str(backend), "--healthcheck"], env=env, timeout=60).returncode == 0,
+        30,
+        interval=0.3,
+        what="the worker to register",
+    )
     job = make_queue(redis_url).submit(req(n=1))
     assert wait_for(lambda: finished(make_queue(redis_url), job), 60, what="training")["status"] == "finished"
     missing = subprocess.run(cli + [str(tmp_path / "nope")], env=env, capture_output=True, text=True, timeout=60)
@@ -137,16 +142,38 @@ def test_secrets_stay_out_of_worker_logs_and_job_results(tmp_path, procs):
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server not found: install Debian's redis-server (hack/test does)")
-    redis_proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-                                   "--requirepass", password, "--save", "", "--appendonly", "no"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    redis_proc = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_port(port, timeout=20)
         url = f"redis://:{password}@127.0.0.1:{port}/0"
         backend = write_backend(tmp_path / "backend")
         queue = make_queue(url)
-        procs.worker(backend, url, LABEL_STUDIO_API_KEY=token, BASIC_AUTH_USER="ls", BASIC_AUTH_PASS="basic-5ecret",
-                     LOG_LEVEL="DEBUG")
+        procs.worker(
+            backend,
+            url,
+            LABEL_STUDIO_API_KEY=token,
+            BASIC_AUTH_USER="ls",
+            BASIC_AUTH_PASS="basic-5ecret",
+            LOG_LEVEL="DEBUG",
+        )
         ok, bad = queue.submit(req(n=1)), queue.submit(req(project="2", fail=True))
         statuses = [wait_for(lambda j=j: finished(queue, j), 60, what="trainings") for j in (ok, bad)]
         assert [s["status"] for s in statuses] == ["finished", "failed"]

@@ -30,7 +30,10 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", *CLI, *args],
-        capture_output=True, text=True, env=full_env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
     )
 
 
@@ -56,20 +59,33 @@ def big_project(label_studio):
     tasks = []
     for i in range(N_PROBS):
         p = [round(float(v), 6) for v in probs[i]]
-        tasks.append({"data": {"text": f"t{i}", "idx": i}, "predictions": [
-            {"model_version": "v1", "score": max(p), "result": [choices(LABELS[int(np.argmax(p))], p)]}]})
+        tasks.append(
+            {
+                "data": {"text": f"t{i}", "idx": i},
+                "predictions": [
+                    {"model_version": "v1", "score": max(p), "result": [choices(LABELS[int(np.argmax(p))], p)]}
+                ],
+            }
+        )
     for i in range(N_PROBS, N_PROBS + N_NONE):
         tasks.append({"data": {"text": f"t{i}", "idx": i}})
     score_only = {}
     for j, i in enumerate(range(N_PROBS + N_NONE, N_PROBS + N_NONE + N_SCORE_ONLY)):
         score_only[i] = 0.05 + 0.9 * j / N_SCORE_ONLY
-        tasks.append({"data": {"text": f"t{i}", "idx": i}, "predictions": [
-            {"model_version": "v1", "score": score_only[i], "result": [choices("A")]}]})
+        tasks.append(
+            {
+                "data": {"text": f"t{i}", "idx": i},
+                "predictions": [{"model_version": "v1", "score": score_only[i], "result": [choices("A")]}],
+            }
+        )
     for i in range(2000 - N_LABELLED, 2000):
-        tasks.append({"data": {"text": f"t{i}", "idx": i},
-                      "predictions": [{"model_version": "v1", "score": 0.34,
-                                       "result": [choices("A", [0.34, 0.33, 0.33])]}],
-                      "annotations": [{"result": [choices("B")]}]})
+        tasks.append(
+            {
+                "data": {"text": f"t{i}", "idx": i},
+                "predictions": [{"model_version": "v1", "score": 0.34, "result": [choices("A", [0.34, 0.33, 0.33])]}],
+                "annotations": [{"result": [choices("B")]}],
+            }
+        )
     client.import_tasks(project["id"], tasks)
     ids = {t["data"]["idx"]: t["id"] for t in client.iter_tasks(project["id"], 500, fields="task_only")}
     assert len(ids) == 2000
@@ -102,9 +118,20 @@ def expected_top(project: dict, k: int, strategy: str = "margin") -> list[int]:
 def test_sample_reads_every_page_ranks_by_margin_and_falls_back_to_the_score(label_studio, big_project):
     """One full read (2,000 tasks in pages of 700: two full pages and a partial last one) proves
     pagination, counting, skipping labelled tasks, the margin ranking and the score fallback."""
-    result = run_cli("--ls-url", label_studio.url, "--project", str(big_project["id"]), "--strategy", "margin",
-                     "--k", "2000", "--page-size", "700", "--json",
-                     env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token})
+    result = run_cli(
+        "--ls-url",
+        label_studio.url,
+        "--project",
+        str(big_project["id"]),
+        "--strategy",
+        "margin",
+        "--k",
+        "2000",
+        "--page-size",
+        "700",
+        "--json",
+        env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token},
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["total_tasks"] == 2000  # every page was read
@@ -138,8 +165,10 @@ def test_apply_puts_exactly_the_batch_in_a_data_manager_tab(label_studio, big_pr
     assert out["view"]["created"] is True
     assert out["task_ids"] == expected_top(big_project, 25)  # margin is the default strategy
     client = label_studio.client(timeout=120)
-    body = client.get_json("/api/tasks/", params={"project": big_project["id"], "view": out["view"]["id"],
-                                                  "page_size": 100, "fields": "task_only"})
+    body = client.get_json(
+        "/api/tasks/",
+        params={"project": big_project["id"], "view": out["view"]["id"], "page_size": 100, "fields": "task_only"},
+    )
     assert sorted(t["id"] for t in body["tasks"]) == sorted(out["task_ids"])
     # A second run moves the same tab to the new batch instead of adding a tab.
     second = run_cli(*args, "--k", "5", "--strategy", "entropy")
@@ -147,8 +176,10 @@ def test_apply_puts_exactly_the_batch_in_a_data_manager_tab(label_studio, big_pr
     entropy_top = expected_top(big_project, 5, "entropy")
     assert "task ids: " + ",".join(map(str, entropy_top)) in second.stdout
     assert f"updated Data Manager tab 'lsml: next batch' (id {out['view']['id']})" in second.stdout
-    body = client.get_json("/api/tasks/", params={"project": big_project["id"], "view": out["view"]["id"],
-                                                  "page_size": 100, "fields": "task_only"})
+    body = client.get_json(
+        "/api/tasks/",
+        params={"project": big_project["id"], "view": out["view"]["id"], "page_size": 100, "fields": "task_only"},
+    )
     assert sorted(t["id"] for t in body["tasks"]) == sorted(entropy_top)
     titles = [v["data"].get("title") for v in client.get_json("/api/dm/views/", params={"project": big_project["id"]})]
     assert titles.count("lsml: next batch") == 1
@@ -166,8 +197,9 @@ def test_wrong_token_is_a_clear_error_without_the_token(label_studio, big_projec
 
 
 def test_missing_project_is_a_clear_error(label_studio):
-    result = run_cli("--ls-url", label_studio.url, "--project", "987654",
-                     env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token})
+    result = run_cli(
+        "--ls-url", label_studio.url, "--project", "987654", env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token}
+    )
     assert result.returncode == 1
     assert "error: Label Studio" in result.stderr and "project 987654" in result.stderr
 
@@ -175,8 +207,13 @@ def test_missing_project_is_a_clear_error(label_studio):
 def test_project_without_predictions_says_what_to_do(label_studio, ls_project, ls_client):
     project = ls_project(CONFIG)
     ls_client.import_tasks(project["id"], [{"text": f"x{i}"} for i in range(3)])
-    result = run_cli("--ls-url", label_studio.url, "--project", str(project["id"]),
-                     env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token})
+    result = run_cli(
+        "--ls-url",
+        label_studio.url,
+        "--project",
+        str(project["id"]),
+        env={"LABEL_STUDIO_API_KEY": label_studio.legacy_token},
+    )
     assert result.returncode == 3
     assert "3 unlabelled task(s) have no usable prediction" in result.stdout
     assert "Retrieve predictions" in result.stderr
@@ -185,7 +222,9 @@ def test_project_without_predictions_says_what_to_do(label_studio, ls_project, l
 def test_missing_url_and_key_and_bad_k_are_usage_errors():
     result = run_cli("--project", "1", "--k", "0")
     assert result.returncode == 2
-    assert "--ls-url" in result.stderr and "LABEL_STUDIO_API_KEY" in result.stderr and "--k must be >= 1" in result.stderr
+    assert (
+        "--ls-url" in result.stderr and "LABEL_STUDIO_API_KEY" in result.stderr and "--k must be >= 1" in result.stderr
+    )
 
 
 def test_unreachable_label_studio_is_a_clear_error():

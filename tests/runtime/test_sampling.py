@@ -14,6 +14,7 @@ ALL = sampling.STRATEGIES
 
 # ---- hand-computed values ----------------------------------------------------
 
+
 def test_confidence_is_the_top_probability():
     assert sampling.confidence([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]).tolist() == pytest.approx([0.7, 0.8])
 
@@ -44,6 +45,7 @@ def test_binary_entropy_hand_value():
 
 # ---- orientation: the score Label Studio sorts ascending --------------------
 
+
 @pytest.mark.parametrize("strategy", ALL)
 def test_prediction_score_is_low_for_the_uncertain_task(strategy):
     sure, unsure = [0.96, 0.02, 0.02], [0.4, 0.35, 0.25]
@@ -57,9 +59,7 @@ def test_prediction_score_is_low_for_the_uncertain_task(strategy):
 @pytest.mark.parametrize("strategy", ALL)
 def test_prediction_score_is_one_minus_informativeness(strategy):
     p = [[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]]
-    np.testing.assert_allclose(
-        sampling.prediction_score(p, strategy), 1.0 - sampling.informativeness(p, strategy)
-    )
+    np.testing.assert_allclose(sampling.prediction_score(p, strategy), 1.0 - sampling.informativeness(p, strategy))
 
 
 def test_confidence_strategy_score_is_exactly_the_top_probability():
@@ -75,6 +75,7 @@ def test_strategies_can_disagree_on_which_task_is_most_informative():
 
 
 # ---- edge cases ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("strategy", ALL)
 def test_ties_give_equal_scores_and_top_k_breaks_them_by_index(strategy):
@@ -142,6 +143,7 @@ def test_softmax_turns_logits_into_probabilities():
 
 
 # ---- selection ---------------------------------------------------------------
+
 
 def test_top_k_returns_best_first_and_caps_at_pool_size():
     assert sampling.top_k([0.1, 0.9, 0.5], 2).tolist() == [1, 2]

@@ -34,8 +34,11 @@ def backend(tmp_path: Path) -> Path:
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BASIC_AUTH_", "LSML_", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BASIC_AUTH_", "LSML_", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"))
+    }
     env.update(MODEL_DIR=str(tmp_path / "models"), **extra)
     return env
 
@@ -57,16 +60,36 @@ def test_settings_built_in_code_refuse_a_blank_password_too(tmp_path):
 
 @pytest.mark.parametrize("env,missing", HALF_CONFIGURED[:2] + HALF_CONFIGURED[3:4])
 def test_start_refuses_half_configured_basic_auth(tmp_path, backend, env, missing):
-    done = subprocess.run([CLI, "start", str(backend), "--port", str(free_port()), "--embedded"],
-                          env=clean_env(tmp_path, **env), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [CLI, "start", str(backend), "--port", str(free_port()), "--embedded"],
+        env=clean_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
     assert missing in done.stderr and "serving" not in done.stderr
 
 
 def test_gunicorn_app_import_refuses_half_configured_basic_auth(tmp_path, backend):
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "--chdir", str(backend), "--bind",
-                           f"127.0.0.1:{free_port()}", "--workers", "1", "_wsgi:app"],
-                          env=clean_env(tmp_path, BASIC_AUTH_USER="ls"), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--chdir",
+            str(backend),
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--workers",
+            "1",
+            "_wsgi:app",
+        ],
+        env=clean_env(tmp_path, BASIC_AUTH_USER="ls"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "BASIC_AUTH_PASS is empty or missing" in done.stderr
 
@@ -78,9 +101,19 @@ def test_start_binds_loopback_unless_told():
     assert build_parser().parse_args(["start", "x", "--host", "0.0.0.0"]).host == "0.0.0.0"
 
 
-@pytest.mark.parametrize("host,warns", [("0.0.0.0", True), ("::", True), ("10.1.2.3", True), ("backend.lan", True),
-                                        ("127.0.0.1", False), ("127.0.0.5", False), ("::1", False),
-                                        ("localhost", False)])
+@pytest.mark.parametrize(
+    "host,warns",
+    [
+        ("0.0.0.0", True),
+        ("::", True),
+        ("10.1.2.3", True),
+        ("backend.lan", True),
+        ("127.0.0.1", False),
+        ("127.0.0.5", False),
+        ("::1", False),
+        ("localhost", False),
+    ],
+)
 def test_start_warns_when_auth_is_off_on_a_non_loopback_bind(tmp_path, host, warns):
     from lsml.launcher import StartOptions, exposure_warning
 
@@ -95,7 +128,12 @@ def test_start_warns_when_auth_is_off_on_a_non_loopback_bind(tmp_path, host, war
 
 def test_start_prints_the_warning_before_serving_a_non_loopback_address(tmp_path, backend):
     # 192.0.2.1 (TEST-NET-1) is on no interface: gunicorn cannot bind it, so nothing is ever exposed
-    done = subprocess.run([CLI, "start", str(backend), "--host", "192.0.2.1", "--port", str(free_port()),
-                           "--embedded"], env=clean_env(tmp_path), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [CLI, "start", str(backend), "--host", "192.0.2.1", "--port", str(free_port()), "--embedded"],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "WARNING: serving on 192.0.2.1" in done.stderr and "without authentication" in done.stderr
     assert done.returncode != 0  # and it did not serve

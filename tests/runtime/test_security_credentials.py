@@ -39,24 +39,39 @@ def test_origin_is_scheme_host_and_port():
 
 
 @pytest.mark.labelstudio
-def test_setup_exploit_never_sends_the_configured_key_to_the_attacker(label_studio, ls_client, ls_project, serve,
-                                                                      http_recorder, caplog):
+def test_setup_exploit_never_sends_the_configured_key_to_the_attacker(
+    label_studio, ls_client, ls_project, serve, http_recorder, caplog
+):
     """The issue's exploit: unauthenticated /setup naming the attacker, then START_TRAINING."""
     attacker = attacker_label_studio(http_recorder)
     project = ls_project(SENTIMENT_CONFIG)["id"]
     ls_client.import_tasks(project, [{"text": "great fun"}, {"text": "awful plot"}, {"text": "unlabelled"}])
     tasks = ls_client.tasks(project)
     for task, label in zip(tasks[:2], ("Positive", "Negative"), strict=True):
-        ls_client.create_annotation(task["id"], [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                                  "value": {"choices": [label]}}])
-    app, client = serve("model:TextClassifier", backend_dir=EXAMPLE, label_studio_url=label_studio.url,
-                        label_studio_api_key=label_studio.legacy_token)
+        ls_client.create_annotation(
+            task["id"],
+            [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+        )
+    app, client = serve(
+        "model:TextClassifier",
+        backend_dir=EXAMPLE,
+        label_studio_url=label_studio.url,
+        label_studio_api_key=label_studio.legacy_token,
+    )
 
-    r = client.post("/setup", json={"project": f"{project}.1700000000", "schema": SENTIMENT_CONFIG,
-                                    "hostname": attacker.url, "access_token": "attacker-chosen"})
+    r = client.post(
+        "/setup",
+        json={
+            "project": f"{project}.1700000000",
+            "schema": SENTIMENT_CONFIG,
+            "hostname": attacker.url,
+            "access_token": "attacker-chosen",
+        },
+    )
     assert r.status_code == 200
-    r = client.post("/webhook", json={"action": "START_TRAINING",
-                                      "project": {"id": project, "label_config": SENTIMENT_CONFIG}})
+    r = client.post(
+        "/webhook", json={"action": "START_TRAINING", "project": {"id": project, "label_config": SENTIMENT_CONFIG}}
+    )
     assert r.status_code == 201, r.get_json()
     status = app.extensions["lsml"].queue.wait(r.get_json()["job"], timeout=60)
 
@@ -65,10 +80,16 @@ def test_setup_exploit_never_sends_the_configured_key_to_the_attacker(label_stud
     # the version was trained on the real Label Studio's two annotated tasks, not on the attacker's empty list
     version = app.extensions["lsml"].registry.store.current(str(project))
     assert version is not None and version.metadata["result"] == {
-        "examples": 2, "labels": ["Negative", "Positive"], "trained": True}
+        "examples": 2,
+        "labels": ["Negative", "Positive"],
+        "trained": True,
+    }
     warnings = [rec.getMessage() for rec in caplog.records if "ignoring that hostname" in rec.getMessage()]
-    assert warnings and attacker.url.replace("http://", "") in warnings[0] and label_studio.url.split("//")[1] in \
-        warnings[0]
+    assert (
+        warnings
+        and attacker.url.replace("http://", "") in warnings[0]
+        and label_studio.url.split("//")[1] in warnings[0]
+    )
     assert all(label_studio.legacy_token not in rec.getMessage() for rec in caplog.records)
 
 
@@ -76,8 +97,18 @@ def test_a_setup_token_never_follows_a_later_setup_to_another_host(serve, http_r
     """No LABEL_STUDIO_URL: Label Studio's /setup token must not go to the host a second /setup names."""
     attacker = attacker_label_studio(http_recorder)
     app, client = serve(LabelStudioMLBase)
-    assert client.post("/setup", json={"project": "7", "hostname": "http://127.0.0.1:1", "schema": SENTIMENT_CONFIG,
-                                       "access_token": "label-studio-token"}).status_code == 200
+    assert (
+        client.post(
+            "/setup",
+            json={
+                "project": "7",
+                "hostname": "http://127.0.0.1:1",
+                "schema": SENTIMENT_CONFIG,
+                "access_token": "label-studio-token",
+            },
+        ).status_code
+        == 200
+    )
     assert client.post("/setup", json={"project": "7", "hostname": attacker.url}).status_code == 200
     rt = app.extensions["lsml"]
     model = build_model(LabelStudioMLBase, "7", None, BuildContext(rt.settings, rt.registry.state))
@@ -88,8 +119,10 @@ def test_a_setup_token_never_follows_a_later_setup_to_another_host(serve, http_r
 def test_a_key_without_its_url_is_sent_nowhere(serve, http_recorder, caplog):
     attacker = attacker_label_studio(http_recorder)
     app, client = serve(LabelStudioMLBase, label_studio_api_key="configured-key")
-    assert client.post("/setup", json={"project": "1", "hostname": attacker.url,
-                                       "schema": SENTIMENT_CONFIG}).status_code == 200
+    assert (
+        client.post("/setup", json={"project": "1", "hostname": attacker.url, "schema": SENTIMENT_CONFIG}).status_code
+        == 200
+    )
     rt = app.extensions["lsml"]
     model = build_model(LabelStudioMLBase, "1", None, BuildContext(rt.settings, rt.registry.state))
     assert list(model.fetch_annotated_tasks()) == []
@@ -108,12 +141,16 @@ def test_resolve_pairs_url_and_token(settings):
     from lsml.credentials import Credential, resolve
 
     configured = settings.replace(label_studio_url="http://ls:8080", label_studio_api_key="key")
-    assert resolve(configured, {"hostname": "http://evil:8080", "access_token": "t"}) == Credential("http://ls:8080", "key")
+    assert resolve(configured, {"hostname": "http://evil:8080", "access_token": "t"}) == Credential(
+        "http://ls:8080", "key"
+    )
     assert resolve(configured, {"hostname": "http://ls:8080/", "access_token": "t"}).token == "key"
-    assert resolve(settings.replace(label_studio_url="http://ls:8080"),
-                   {"hostname": "http://ls:8080", "access_token": "t"}) == Credential("http://ls:8080", "t")
-    assert resolve(settings.replace(label_studio_url="http://ls:8080"),
-                   {"hostname": "http://evil", "access_token": "t"}) == Credential("http://ls:8080", None)
+    assert resolve(
+        settings.replace(label_studio_url="http://ls:8080"), {"hostname": "http://ls:8080", "access_token": "t"}
+    ) == Credential("http://ls:8080", "t")
+    assert resolve(
+        settings.replace(label_studio_url="http://ls:8080"), {"hostname": "http://evil", "access_token": "t"}
+    ) == Credential("http://ls:8080", None)
     assert resolve(settings, {"hostname": "http://ls", "access_token": "t"}) == Credential("http://ls", "t")
     assert resolve(settings, None) == Credential(None, None)
 
@@ -121,12 +158,22 @@ def test_resolve_pairs_url_and_token(settings):
 def test_media_on_another_host_gets_no_token_even_when_named_as_ls_host(settings, http_recorder):
     media = http_recorder()
     media.routes["/img.png"] = Answer(200, b"bytes")
-    model = build_model(LabelStudioMLBase, "1", None, BuildContext(
-        settings.replace(label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key"),
-        MemoryState()))
+    model = build_model(
+        LabelStudioMLBase,
+        "1",
+        None,
+        BuildContext(
+            settings.replace(label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key"),
+            MemoryState(),
+        ),
+    )
     assert Path(model.get_local_path(f"{media.url}/img.png")).read_bytes() == b"bytes"
-    assert Path(model.get_local_path("/img.png", ls_host=media.url, project_dir=str(settings.model_dir / "m"))
-                ).read_bytes() == b"bytes"
+    assert (
+        Path(
+            model.get_local_path("/img.png", ls_host=media.url, project_dir=str(settings.model_dir / "m"))
+        ).read_bytes()
+        == b"bytes"
+    )
     assert media.header_values("Authorization") == [None, None]
 
 

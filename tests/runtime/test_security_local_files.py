@@ -60,9 +60,14 @@ def test_dot_dot_and_symlinks_out_of_a_root_are_refused(settings, allowed, secre
     (allowed / "link.txt").symlink_to(secret)
     (allowed / "linkdir").symlink_to(secret.parent, target_is_directory=True)
     m = model(settings.replace(local_files_roots=[allowed]))
-    for value in (f"file://{allowed}/../outside/secret.txt", f"{allowed}/../outside/secret.txt",
-                  f"file://{allowed}/link.txt", str(allowed / "linkdir" / "secret.txt"),
-                  f"file://{allowed}-sibling/x", f"file://remote-host{secret}"):
+    for value in (
+        f"file://{allowed}/../outside/secret.txt",
+        f"{allowed}/../outside/secret.txt",
+        f"file://{allowed}/link.txt",
+        str(allowed / "linkdir" / "secret.txt"),
+        f"file://{allowed}-sibling/x",
+        f"file://remote-host{secret}",
+    ):
         with pytest.raises(PermissionError):
             m.get_local_path(value)
 
@@ -76,7 +81,8 @@ def test_roots_come_from_the_environment(tmp_path, allowed):
 
 def test_predict_with_a_file_url_answers_a_model_error_without_the_contents(serve, secret, text_config):
     _, client = serve(Reader)
-    r = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": f"file://{secret}"}}],
-                                      "label_config": text_config})
+    r = client.post(
+        "/predict", json={"tasks": [{"id": 1, "data": {"text": f"file://{secret}"}}], "label_config": text_config}
+    )
     assert r.status_code == 500 and r.get_json()["error"] == "model_error"
     assert "do not read" not in r.get_data(as_text=True)

@@ -80,8 +80,13 @@ def test_stuck_predictions_are_bounded_and_the_server_recovers(serve, hanging, t
     assert health.status_code == 503 and health.get_json() == {"status": "stuck", "stuck_predictions": 2}
     assert "lsml_predict_stuck_threads 2.0" in client.get("/metrics").get_data(as_text=True)
     hanging.release.set()  # the stuck calls finally return: nothing stays counted
-    wait_for(lambda: app.extensions["lsml"].predict_gate.stuck, 10, 0.02, what="no predict counted stuck",
-             until=lambda stuck: not stuck)
+    wait_for(
+        lambda: app.extensions["lsml"].predict_gate.stuck,
+        10,
+        0.02,
+        what="no predict counted stuck",
+        until=lambda stuck: not stuck,
+    )
     assert client.get("/healthz").status_code == 200
     assert post_all(client, [predict_body(text_config)])[0].status_code == 200
 
@@ -97,8 +102,9 @@ def test_predict_timeout_setting(tmp_path):
 def test_an_embedded_fit_past_its_deadline_fails_and_never_publishes(serve, hanging, text_config):
     app, client = serve(hanging, fit_timeout=1.0)
     queue = app.extensions["lsml"].queue
-    job = client.post("/webhook", json={"action": "START_TRAINING",
-                                        "project": {"id": 1, "label_config": text_config}}).get_json()["job"]
+    job = client.post(
+        "/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": text_config}}
+    ).get_json()["job"]
     try:
         status = queue.wait(job, timeout=10)
     except TimeoutError:
@@ -106,8 +112,9 @@ def test_an_embedded_fit_past_its_deadline_fails_and_never_publishes(serve, hang
         pytest.fail("the embedded fit has no deadline")
     assert status["status"] == "failed" and "LSML_FIT_TIMEOUT" in status["error"]
     # the runner goes on: another project trains meanwhile (its fit hangs too, and times out too)
-    other = client.post("/webhook", json={"action": "START_TRAINING",
-                                          "project": {"id": 2, "label_config": text_config}}).get_json()["job"]
+    other = client.post(
+        "/webhook", json={"action": "START_TRAINING", "project": {"id": 2, "label_config": text_config}}
+    ).get_json()["job"]
     assert queue.wait(other, timeout=10)["status"] == "failed"
     hanging.release.set()  # the abandoned fits now return and try to publish
     time.sleep(0.5)
@@ -128,8 +135,9 @@ def test_rq_jobs_get_the_same_fit_timeout(redis_url):
 
 def test_a_non_json_200_from_label_studio_is_a_clear_error(http_recorder):
     proxy = http_recorder()  # a login page or proxy answering HTML with 200 where Label Studio's API should be
-    proxy.routes["/api/tasks/"] = Answer(200, b"<html><body>Please sign in</body></html>",
-                                         {"Content-Type": "text/html; charset=utf-8"})
+    proxy.routes["/api/tasks/"] = Answer(
+        200, b"<html><body>Please sign in</body></html>", {"Content-Type": "text/html; charset=utf-8"}
+    )
     client = LabelStudioClient(proxy.url, "secret-token-value")
     with pytest.raises(LabelStudioError) as caught:
         list(client.iter_tasks(3))

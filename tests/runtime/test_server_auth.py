@@ -15,9 +15,19 @@ def client(serve):
     return c
 
 
-@pytest.mark.parametrize("method,path", [("get", "/"), ("get", "/health"), ("post", "/setup"),
-                                         ("post", "/predict"), ("post", "/webhook"), ("post", "/train"),
-                                         ("post", "/job_status"), ("get", "/versions")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/"),
+        ("get", "/health"),
+        ("post", "/setup"),
+        ("post", "/predict"),
+        ("post", "/webhook"),
+        ("post", "/train"),
+        ("post", "/job_status"),
+        ("get", "/versions"),
+    ],
+)
 def test_label_studio_routes_need_credentials(client, method, path):
     r = getattr(client, method)(path, json={})
     assert r.status_code == 401 and r.json["error"] == "unauthorized"
@@ -41,8 +51,19 @@ def test_metrics_need_credentials_when_auth_is_on(client, text_config):
     """Issue 10 item 9: /metrics labels name every project the backend serves (and its versions);
     with Basic auth on, a scrape needs the same credentials (Prometheus `basic_auth`)."""
     headers = basic("ls", "s3cret")
-    assert client.post("/setup", json={"project": "31.1", "schema": text_config, "access_token": "tok-31",
-                                       "hostname": "http://ls.internal:8080"}, headers=headers).status_code == 200
+    assert (
+        client.post(
+            "/setup",
+            json={
+                "project": "31.1",
+                "schema": text_config,
+                "access_token": "tok-31",
+                "hostname": "http://ls.internal:8080",
+            },
+            headers=headers,
+        ).status_code
+        == 200
+    )
     r = client.get("/metrics")
     assert r.status_code == 401 and r.json["error"] == "unauthorized" and "31" not in r.get_data(as_text=True)
     r = client.get("/metrics", headers=headers)
@@ -61,10 +82,17 @@ def test_readyz_detail_needs_auth(serve, caplog):
     from tests.fixtures.polling import wait_for
 
     _, c = serve("no_such_module_xyz:Model", basic_auth_user="ls", basic_auth_pass="s3cret")
-    r = wait_for(lambda: c.get("/readyz"), 10, 0.02, what="the model import to fail",
-                 until=lambda r: r.json["error"] != "the model class is still being imported")
-    assert r.status_code == 503 and r.json == {"status": "not_ready",
-                                               "error": "the model class could not be imported (see the server log)"}
+    r = wait_for(
+        lambda: c.get("/readyz"),
+        10,
+        0.02,
+        what="the model import to fail",
+        until=lambda r: r.json["error"] != "the model class is still being imported",
+    )
+    assert r.status_code == 503 and r.json == {
+        "status": "not_ready",
+        "error": "the model class could not be imported (see the server log)",
+    }
     r = c.get("/readyz", headers=basic("ls", "wrong"))
     assert "no_such_module_xyz" not in r.get_data(as_text=True)
     r = c.get("/readyz", headers=basic("ls", "s3cret"))

@@ -22,15 +22,18 @@ def test_non_json_bodies_are_400(client, path):
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("body,code", [
-    ({"project": "1"}, "missing_tasks"),
-    ({"tasks": "abc", "project": "1"}, "invalid_tasks"),
-    ({"tasks": [1, 2], "project": "1"}, "invalid_tasks"),
-    ({"tasks": [], "project": "../x"}, "invalid_project"),
-    ({"tasks": [{"id": 1}], "project": "1", "params": "x"}, "invalid_params"),
-    ({"tasks": [{"id": 1}], "project": "1", "label_config": 5}, "invalid_label_config"),
-    ({"tasks": [{"id": 1}], "project": "1", "label_config": "<View><broken"}, "invalid_label_config"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ({"project": "1"}, "missing_tasks"),
+        ({"tasks": "abc", "project": "1"}, "invalid_tasks"),
+        ({"tasks": [1, 2], "project": "1"}, "invalid_tasks"),
+        ({"tasks": [], "project": "../x"}, "invalid_project"),
+        ({"tasks": [{"id": 1}], "project": "1", "params": "x"}, "invalid_params"),
+        ({"tasks": [{"id": 1}], "project": "1", "label_config": 5}, "invalid_label_config"),
+        ({"tasks": [{"id": 1}], "project": "1", "label_config": "<View><broken"}, "invalid_label_config"),
+    ],
+)
 def test_bad_predict_requests_name_the_problem(client, body, code):
     r = client.post("/predict", json=body)
     assert r.status_code == 400 and r.json["error"] == code and r.json["message"]
@@ -47,22 +50,28 @@ def test_setup_with_broken_xml_is_400_naming_the_parse_error(client):
     assert "not valid XML" in r.json["message"] and "line" in r.json["message"]
 
 
-@pytest.mark.parametrize("body,code", [
-    ({}, "missing_project"),
-    ({"project": {"x": 1}}, "invalid_project"),
-    ({"project": "1", "schema": 3}, "invalid_label_config"),
-    ({"project": "1", "access_token": 3}, "invalid_field"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ({}, "missing_project"),
+        ({"project": {"x": 1}}, "invalid_project"),
+        ({"project": "1", "schema": 3}, "invalid_label_config"),
+        ({"project": "1", "access_token": 3}, "invalid_field"),
+    ],
+)
 def test_bad_setup_requests(client, body, code):
     r = client.post("/setup", json=body)
     assert r.status_code == 400 and r.json["error"] == code
 
 
-@pytest.mark.parametrize("body,code", [
-    ({"project": {"id": 1}}, "missing_action"),
-    ({"action": "START_TRAINING"}, "missing_project"),
-    ({"action": "START_TRAINING", "project": {"no": "id"}}, "invalid_project"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ({"project": {"id": 1}}, "missing_action"),
+        ({"action": "START_TRAINING"}, "missing_project"),
+        ({"action": "START_TRAINING", "project": {"no": "id"}}, "invalid_project"),
+    ],
+)
 def test_bad_webhooks(client, body, code):
     r = client.post("/webhook", json=body)
     assert r.status_code == 400 and r.json["error"] == code

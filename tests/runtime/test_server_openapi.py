@@ -10,27 +10,50 @@ OPENAPI_31_CORE = {
     "required": ["openapi", "info", "paths"],
     "properties": {
         "openapi": {"type": "string", "pattern": r"^3\.1\.\d+$"},
-        "info": {"type": "object", "required": ["title", "version"],
-                 "properties": {"title": {"type": "string"}, "version": {"type": "string"}}},
+        "info": {
+            "type": "object",
+            "required": ["title", "version"],
+            "properties": {"title": {"type": "string"}, "version": {"type": "string"}},
+        },
         "paths": {
             "type": "object",
             "propertyNames": {"pattern": "^/"},
             "additionalProperties": {
                 "type": "object",
-                "propertyNames": {"enum": ["get", "post", "put", "delete", "patch", "head", "options",
-                                           "summary", "description", "parameters"]},
+                "propertyNames": {
+                    "enum": [
+                        "get",
+                        "post",
+                        "put",
+                        "delete",
+                        "patch",
+                        "head",
+                        "options",
+                        "summary",
+                        "description",
+                        "parameters",
+                    ]
+                },
                 "additionalProperties": {
                     "type": "object",
                     "required": ["responses"],
                     "properties": {
                         "operationId": {"type": "string"},
-                        "responses": {"type": "object", "minProperties": 1,
-                                      "propertyNames": {"pattern": r"^([1-5]\d\d|default)$"},
-                                      "additionalProperties": {"type": "object", "required": ["description"]}},
+                        "responses": {
+                            "type": "object",
+                            "minProperties": 1,
+                            "propertyNames": {"pattern": r"^([1-5]\d\d|default)$"},
+                            "additionalProperties": {"type": "object", "required": ["description"]},
+                        },
                         "requestBody": {"type": "object", "required": ["content"]},
-                        "parameters": {"type": "array", "items": {
-                            "type": "object", "required": ["name", "in"],
-                            "properties": {"in": {"enum": ["query", "header", "path", "cookie"]}}}},
+                        "parameters": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "in"],
+                                "properties": {"in": {"enum": ["query", "header", "path", "cookie"]}},
+                            },
+                        },
                         "security": {"type": "array"},
                     },
                 },

@@ -3,10 +3,16 @@
 import threading
 import time
 
-
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import (BadReturnModel, BrokenPredictModel, BrokenSetupModel, CountingModel,
-                                         ResponseModel, SlowPredictModel, SlowSetupModel)
+from tests.runtime.sample_models import (
+    BadReturnModel,
+    BrokenPredictModel,
+    BrokenSetupModel,
+    CountingModel,
+    ResponseModel,
+    SlowPredictModel,
+    SlowSetupModel,
+)
 
 TASKS = [{"id": i, "data": {"text": f"t{i}"}} for i in range(3)]
 
@@ -27,8 +33,15 @@ def test_health_and_index_name_the_model_class(serve):
 def test_setup_answers_the_model_version_and_predict_answers_one_item_per_task(serve, text_config):
     _, c = serve(CountingModel)
     assert setup_project(c, text_config) == {"model_version": "0.0.1"}
-    r = c.post("/predict", json={"tasks": TASKS, "project": "1.1700000000", "label_config": text_config,
-                                 "params": {"login": None, "password": None, "context": None}})
+    r = c.post(
+        "/predict",
+        json={
+            "tasks": TASKS,
+            "project": "1.1700000000",
+            "label_config": text_config,
+            "params": {"login": None, "password": None, "context": None},
+        },
+    )
     assert r.status_code == 200
     results = r.json["results"]
     assert len(results) == 3
@@ -115,8 +128,9 @@ def test_health_answers_fast_while_a_prediction_runs(serve, text_config):
     try:
         setup_project(c, text_config)
         c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})  # warm
-        t = threading.Thread(target=lambda: app.test_client().post(
-            "/predict", json={"tasks": TASKS[:1], "project": "1"}))
+        t = threading.Thread(
+            target=lambda: app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+        )
         t.start()
         wait_for(lambda: SlowPredictModel.running == 1, 10, 0.02, what="the first predict to run")
         t0 = time.perf_counter()
@@ -198,16 +212,28 @@ def test_webhook_queues_training_events_and_ignores_others(serve, text_config):
     setup_project(c, text_config)
     r = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}})
     assert r.status_code == 200 and r.json["status"] == "ignored"
-    r = c.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": text_config},
-                                 "task": {"id": 1, "data": {"text": "x"}}, "annotation": {"result": []}})
+    r = c.post(
+        "/webhook",
+        json={
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 1, "label_config": text_config},
+            "task": {"id": 1, "data": {"text": "x"}},
+            "annotation": {"result": []},
+        },
+    )
     assert r.status_code == 201 and r.json["job"]
     status = app.extensions["lsml"].queue.wait(r.json["job"])
     assert status["status"] == "finished" and status["model_version"] == "v1"
     r = c.post("/job_status", json={"job": r.json["job"]})
     assert r.status_code == 200 and r.json["status"] == r.json["job_status"] == "finished"
     # the new version is served (hot reload) and reported by /setup
-    wait_for(lambda: setup_project(c, text_config)["model_version"], 10, 0.02, what="/setup to report v1",
-             until=lambda version: version == "v1")
+    wait_for(
+        lambda: setup_project(c, text_config)["model_version"],
+        10,
+        0.02,
+        what="/setup to report v1",
+        until=lambda version: version == "v1",
+    )
     r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
     assert r.json["results"][0]["model_version"] == "v1"
     assert CountingModel.fit_calls[0][:2] == ("1", "ANNOTATION_CREATED")
@@ -230,9 +256,16 @@ def test_legacy_train_enqueues_and_returns_a_job(serve, text_config):
 
 def test_versions_lists_published_versions_from_query_or_body(serve, text_config):
     app, c = serve(CountingModel)
-    assert c.get("/versions?project=1").json == {"project": "1", "versions": [], "details": [], "current": None,
-                                                 "pinned": None, "pinned_by": None, "latest": None,
-                                                 "model_version": "0.0.1"}
+    assert c.get("/versions?project=1").json == {
+        "project": "1",
+        "versions": [],
+        "details": [],
+        "current": None,
+        "pinned": None,
+        "pinned_by": None,
+        "latest": None,
+        "model_version": "0.0.1",
+    }
     queue = app.extensions["lsml"].queue
     for _ in range(2):
         r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": text_config}})
@@ -256,8 +289,13 @@ def test_probes(serve):
 
 def test_readyz_reports_an_unimportable_model(serve):
     _, c = serve("no_such_module_xyz:Model")
-    r = wait_for(lambda: c.get("/readyz"), 10, 0.02, what="/readyz to report the import error",
-                 until=lambda r: "could not be imported" in r.json.get("error", ""))
+    r = wait_for(
+        lambda: c.get("/readyz"),
+        10,
+        0.02,
+        what="/readyz to report the import error",
+        until=lambda r: "could not be imported" in r.json.get("error", ""),
+    )
     assert r.status_code == 503 and r.json["status"] == "not_ready"
     assert "no_such" not in r.text  # the import error's text only with credentials (test_readyz_detail_needs_auth)
     assert c.get("/health").status_code == 200
@@ -298,8 +336,11 @@ def test_the_request_path_does_not_reparse_the_label_config(serve, text_config, 
     original = lc.parse_config
     request_thread = threading.current_thread()  # the test client serves each request in this thread
     # parses on the request path only: the loader's own threads may (re)build off that path
-    monkeypatch.setattr(lc, "parse_config",
-                        lambda cfg: (threading.current_thread() is request_thread and calls.append(1)) or original(cfg))
+    monkeypatch.setattr(
+        lc,
+        "parse_config",
+        lambda cfg: (threading.current_thread() is request_thread and calls.append(1)) or original(cfg),
+    )
     lc._parse_cached.cache_clear()
     for _ in range(20):
         r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1.17", "label_config": text_config})
@@ -312,11 +353,17 @@ def test_versions_without_a_project_lists_every_project_like_label_studio_asks(s
     assert c.get("/versions").json == {"versions": ["0.0.1"], "projects": {}, "pinned": {}, "model_version": "0.0.1"}
     queue = app.extensions["lsml"].queue
     for project in (1, 1, 2):
-        r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": project, "label_config": text_config}})
+        r = c.post(
+            "/webhook", json={"action": "START_TRAINING", "project": {"id": project, "label_config": text_config}}
+        )
         queue.wait(r.json["job"])
     body = c.get("/versions").json
-    assert body == {"versions": ["v1", "v2"], "projects": {"1": ["v1", "v2"], "2": ["v1"]}, "pinned": {},
-                    "model_version": "v2"}
+    assert body == {
+        "versions": ["v1", "v2"],
+        "projects": {"1": ["v1", "v2"], "2": ["v1"]},
+        "pinned": {},
+        "model_version": "v2",
+    }
 
 
 class BlockingFitModel(CountingModel):
@@ -351,5 +398,10 @@ def test_webhook_answers_while_fit_runs_and_ignored_actions_are_fast(serve, text
     finally:
         BlockingFitModel.release.set()
     queue = app.extensions["lsml"].queue
-    wait_for(queue.stats, 10, 0.02, what="the queue to drain",
-             until=lambda stats: stats["running"] == 0 and stats["queued"] == 0)
+    wait_for(
+        queue.stats,
+        10,
+        0.02,
+        what="the queue to drain",
+        until=lambda stats: stats["running"] == 0 and stats["queued"] == 0,
+    )

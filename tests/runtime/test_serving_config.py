@@ -25,8 +25,7 @@ from tests.operator.helpers import example, with_identity
 
 REPO = Path(__file__).resolve().parents[2]
 KNOBS = {"HOST", "PORT", "WORKERS", "THREADS", "LSML_CLIENT_TIMEOUT", "LOG_LEVEL", "LSML_BACKEND_DIR"}
-SHARED = ("worker_class", "timeout", "graceful_timeout", "keepalive", "sendfile", "errorlog",
-          "control_socket_disable")
+SHARED = ("worker_class", "timeout", "graceful_timeout", "keepalive", "sendfile", "errorlog", "control_socket_disable")
 
 
 def dockerfile() -> tuple[list[str], dict[str, str]]:
@@ -44,8 +43,11 @@ def compose(path: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def operator() -> tuple[list[str], dict[str, str]]:
-    deployment = next(c for c in desired_children(with_identity(example("mlbackend-minimal.yaml")))
-                      if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-server"))
+    deployment = next(
+        c
+        for c in desired_children(with_identity(example("mlbackend-minimal.yaml")))
+        if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-server")
+    )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return container["command"], {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
@@ -58,15 +60,23 @@ def start(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
 
 def resolved(env: dict[str, str]) -> dict:
     """gunicorn's own view of lsml's config file under `env` (a fresh interpreter: the config reads env at import)."""
-    code = ("import json; from gunicorn.config import Config; from gunicorn.app.base import Application\n"
-            "class A(Application):\n"
-            "    def init(self, *a): return {}\n"
-            "    def load(self): pass\n"
-            "app = A(); app.cfg = Config(); app.load_config_from_module_name_or_filename("
-            "'python:lsml.server.gunicorn_conf')\n"
-            "print(json.dumps({k: str(app.cfg.settings[k].get()) for k in app.cfg.settings}))")
-    out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True,
-                         text=True, timeout=60, cwd=REPO)
+    code = (
+        "import json; from gunicorn.config import Config; from gunicorn.app.base import Application\n"
+        "class A(Application):\n"
+        "    def init(self, *a): return {}\n"
+        "    def load(self): pass\n"
+        "app = A(); app.cfg = Config(); app.load_config_from_module_name_or_filename("
+        "'python:lsml.server.gunicorn_conf')\n"
+        "print(json.dumps({k: str(app.cfg.settings[k].get()) for k in app.cfg.settings}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -107,39 +117,58 @@ def test_workers_default_to_one_without_redis_and_two_with_it():
 
 def test_the_operator_port_is_the_container_port():
     _, env = operator()
-    deployment = next(c for c in desired_children(with_identity(example("mlbackend-minimal.yaml")))
-                      if c["kind"] == "Deployment")
+    deployment = next(
+        c for c in desired_children(with_identity(example("mlbackend-minimal.yaml"))) if c["kind"] == "Deployment"
+    )
     port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
     assert env["PORT"] == str(port) and env["LSML_BACKEND_DIR"] == "/app"
 
 
-@pytest.mark.parametrize("name, value", [("WORKERS", "two"), ("THREADS", "0"), ("PORT", "-1"),
-                                         ("LSML_CLIENT_TIMEOUT", "nan")])
+@pytest.mark.parametrize(
+    "name, value", [("WORKERS", "two"), ("THREADS", "0"), ("PORT", "-1"), ("LSML_CLIENT_TIMEOUT", "nan")]
+)
 def test_a_bad_knob_is_named(name, value):
     with pytest.raises(ValueError, match=name):
         ServingSettings.from_env({name: value})
 
 
 def test_gunicorn_refuses_a_bad_knob_with_its_name_and_a_nonzero_exit(tmp_path):
-    out = subprocess.run([sys.executable, "-m", *SERVE_COMMAND, "--check-config"], cwd=tmp_path, timeout=60,
-                         env={"PATH": "/usr/bin:/bin", "WORKERS": "two", "LSML_BACKEND_DIR": str(tmp_path)},
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", *SERVE_COMMAND, "--check-config"],
+        cwd=tmp_path,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "WORKERS": "two", "LSML_BACKEND_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0
     assert "WORKERS must be an integer" in out.stdout + out.stderr
 
 
 def test_a_second_server_on_a_taken_port_is_refused_at_once_and_says_why(tmp_path):
-    (tmp_path / "_wsgi.py").write_text("def app(environ, start_response):\n"
-                                       "    start_response('200 OK', []); return [b'first']\n")
+    (tmp_path / "_wsgi.py").write_text(
+        "def app(environ, start_response):\n    start_response('200 OK', []); return [b'first']\n"
+    )
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
-           "LSML_BACKEND_DIR": str(tmp_path)}
-    first = subprocess.Popen([sys.executable, "-m", *SERVE_COMMAND], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WORKERS": "2",
+        "LSML_BACKEND_DIR": str(tmp_path),
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-m", *SERVE_COMMAND],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, timeout=60)
-        second = subprocess.run([sys.executable, "-m", *SERVE_COMMAND], cwd=tmp_path, env=env, timeout=60,
-                                capture_output=True, text=True)
+        second = subprocess.run(
+            [sys.executable, "-m", *SERVE_COMMAND], cwd=tmp_path, env=env, timeout=60, capture_output=True, text=True
+        )
         assert second.returncode == 1
         assert f"127.0.0.1:{port} is already in use" in second.stderr
         assert first.poll() is None

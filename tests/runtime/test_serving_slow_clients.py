@@ -31,7 +31,7 @@ def held_while(url: str, attack: Attack) -> None:
         for _ in range(3):
             limit, baseline = limit_ms(url)
             seen = probe(url, count=300, seconds=15)
-            assert not seen.failures, (f"{attack.kind}: {len(seen.failures)} failed, e.g. {seen.failures[:3]}")
+            assert not seen.failures, f"{attack.kind}: {len(seen.failures)} failed, e.g. {seen.failures[:3]}"
             tries.append(f"p99 {seen.p99_ms():.1f} ms (limit {limit:.1f}, without attackers {baseline:.1f})")
             if seen.p99_ms() < limit:
                 return
@@ -94,15 +94,19 @@ def test_pipelined_chunked_and_expect_continue_requests_are_answered(server):
     body = b'{"action": "PROJECT_UPDATED", "project": {"id": 1}}'
     pipelined = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     assert _exchange(server.port, pipelined, 3).count(b"HTTP/1.1 200") == 3
-    chunked = (b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    chunked = (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    )
     answer = _exchange(server.port, chunked, 1)
     assert answer.startswith(b"HTTP/1.1 200") and b'"ignored"' in answer
     import socket
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(body)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")

@@ -43,16 +43,36 @@ class Load:
             task += 1
             try:
                 if task % 3 == 0:
-                    r = session.post(self.url + "/predict", timeout=5, json={
-                        "tasks": [{"id": task, "data": {"text": "great fun"}}], "project": "1.1",
-                        "label_config": CONFIG})
+                    r = session.post(
+                        self.url + "/predict",
+                        timeout=5,
+                        json={
+                            "tasks": [{"id": task, "data": {"text": "great fun"}}],
+                            "project": "1.1",
+                            "label_config": CONFIG,
+                        },
+                    )
                 elif task % 3 == 1:
-                    r = session.post(self.url + "/webhook", timeout=5, json={
-                        "action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": CONFIG},
-                        "task": {"id": index * 100_000 + task, "data": {"text": f"text {task}"}},
-                        "annotation": {"id": task, "result": [{
-                            "from_name": "sentiment", "to_name": "text", "type": "choices",
-                            "value": {"choices": ["Positive" if task % 2 else "Negative"]}}]}})
+                    r = session.post(
+                        self.url + "/webhook",
+                        timeout=5,
+                        json={
+                            "action": "ANNOTATION_CREATED",
+                            "project": {"id": 1, "label_config": CONFIG},
+                            "task": {"id": index * 100_000 + task, "data": {"text": f"text {task}"}},
+                            "annotation": {
+                                "id": task,
+                                "result": [
+                                    {
+                                        "from_name": "sentiment",
+                                        "to_name": "text",
+                                        "type": "choices",
+                                        "value": {"choices": ["Positive" if task % 2 else "Negative"]},
+                                    }
+                                ],
+                            },
+                        },
+                    )
                 else:
                     r = requests.get(self.url + "/health", timeout=5)
                 if r.status_code < 500:
@@ -79,13 +99,17 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
         pytest.fail("redis-server is not on PATH (hack/install-system-deps.sh installs it)")
     backend = tmp_path / "backend"
     shutil.copytree(EXAMPLE, backend, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
-    server = Started(backend, tmp_path, *(["--embedded"] if mode == "embedded" else ["--workers", "2"]),
-                     new_session=True)
+    server = Started(
+        backend, tmp_path, *(["--embedded"] if mode == "embedded" else ["--workers", "2"]), new_session=True
+    )
     processes: dict[int, int] = {}
     try:
         server.wait_ready()
-        with Load(server.url) as load, Attack(server.port, "never_closing", count=20, settle=0), \
-                Attack(server.port, "slow_headers", count=20, settle=0):
+        with (
+            Load(server.url) as load,
+            Attack(server.port, "never_closing", count=20, settle=0),
+            Attack(server.port, "slow_headers", count=20, settle=0),
+        ):
             time.sleep(3)
             processes = descendants(server.proc.pid)
             assert load.answered > 0, "the load never got an answer"
@@ -96,9 +120,14 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
                 server.proc.send_signal(signal.SIGTERM)
             else:
                 os.killpg(server.proc.pid, signal.SIGINT)
-            wait_for(lambda: (server.proc.poll(), still_running(processes)), STOP_BOUND, 0.1,
-                     what=f"the CLI (exit code, first) and every process it started (still running, second) to end "
-                          f"after {how}", until=lambda ended: ended[0] is not None and not ended[1])
+            wait_for(
+                lambda: (server.proc.poll(), still_running(processes)),
+                STOP_BOUND,
+                0.1,
+                what=f"the CLI (exit code, first) and every process it started (still running, second) to end "
+                f"after {how}",
+                until=lambda ended: ended[0] is not None and not ended[1],
+            )
             took = time.monotonic() - stopped_at
         assert server.proc.returncode == 0, server.stop()
         assert took < STOP_BOUND

@@ -16,11 +16,19 @@ def test_defaults_follow_the_architecture_table(tmp_path):
 
 
 def test_env_values_are_parsed(tmp_path):
-    s = Settings.from_env(env={
-        "MODEL_DIR": str(tmp_path / "m"), "LSML_PREDICT_CONCURRENCY": "2", "LSML_KEEP_VERSIONS": "3",
-        "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p", "REDIS_URL": "redis://x:1/0", "LSML_MODEL": "model:M",
-        "LOG_LEVEL": "debug",
-    }, backend_dir=tmp_path)
+    s = Settings.from_env(
+        env={
+            "MODEL_DIR": str(tmp_path / "m"),
+            "LSML_PREDICT_CONCURRENCY": "2",
+            "LSML_KEEP_VERSIONS": "3",
+            "BASIC_AUTH_USER": "u",
+            "BASIC_AUTH_PASS": "p",
+            "REDIS_URL": "redis://x:1/0",
+            "LSML_MODEL": "model:M",
+            "LOG_LEVEL": "debug",
+        },
+        backend_dir=tmp_path,
+    )
     assert s.model_dir == (tmp_path / "m").resolve()
     assert s.predict_concurrency == 2 and s.keep_versions == 3 and s.model == "model:M"
     assert s.basic_auth_enabled and s.redis_url == "redis://x:1/0" and s.log_level == "DEBUG"
@@ -37,8 +45,9 @@ def test_bad_numbers_name_the_variable(tmp_path):
 
 
 def test_settings_pickle_and_hide_secrets_in_repr(tmp_path):
-    s = Settings.from_env(env={"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "hunter2", "LABEL_STUDIO_API_KEY": "tok"},
-                          backend_dir=tmp_path)
+    s = Settings.from_env(
+        env={"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "hunter2", "LABEL_STUDIO_API_KEY": "tok"}, backend_dir=tmp_path
+    )
     assert pickle.loads(pickle.dumps(s)) == s
     assert "hunter2" not in repr(s) and "tok" not in repr(s)
     assert s.replace(model_dir=str(tmp_path)).model_dir == Path(tmp_path)

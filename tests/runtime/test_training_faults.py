@@ -110,7 +110,8 @@ def test_a_work_horse_killed_alone_reruns_in_the_same_worker(tmp_path, procs, re
 
 
 def test_a_fit_killed_on_every_attempt_fails_with_the_reason_and_the_next_trigger_still_trains(
-        tmp_path, procs, redis_url):
+    tmp_path, procs, redis_url
+):
     backend = write_backend(tmp_path / "backend")
     log = tmp_path / "fits.jsonl"
     store = LocalModelStore(backend / "data" / "models")
@@ -121,8 +122,12 @@ def test_a_fit_killed_on_every_attempt_fails_with_the_reason_and_the_next_trigge
     nxt = queue.submit(req(n=2))
     assert nxt != doomed
     # no worker is alive: a server's /job_status (its registry cleanup, without the worker's handlers) puts it back
-    requeued = wait_for(lambda: (lambda st: st if st["status"] == "queued" else None)(queue.status(doomed)), 30,
-                        interval=0.5, what="the killed job to be queued again")
+    requeued = wait_for(
+        lambda: (lambda st: st if st["status"] == "queued" else None)(queue.status(doomed)),
+        30,
+        interval=0.5,
+        what="the killed job to be queued again",
+    )
     assert requeued["error"] is None and queue.stats()["failed"] == 0
     w2 = procs.worker(backend, redis_url, name="w2", TEST_FIT_LOG=str(log), TEST_FIT_SECONDS="60")
     kill_mid_fit(w2, log, 1)

@@ -25,9 +25,13 @@ def test_training_takes_picklable_arguments_and_a_model_ref_string(settings, tex
         "from lsml import LabelStudioMLBase\n"
         "class T(LabelStudioMLBase):\n"
         "    def fit(self, event, data, **kw):\n"
-        "        (self.output_dir / 'w').write_text(self.label_config)\n")
-    args = ("trainme:T", TrainingRequest("2", "START_TRAINING", {}, text_config).to_dict(),
-            settings.replace(backend_dir=tmp_path))
+        "        (self.output_dir / 'w').write_text(self.label_config)\n"
+    )
+    args = (
+        "trainme:T",
+        TrainingRequest("2", "START_TRAINING", {}, text_config).to_dict(),
+        settings.replace(backend_dir=tmp_path),
+    )
     args = pickle.loads(pickle.dumps(args))
     assert run_training(*args)["model_version"] == "v1"
 

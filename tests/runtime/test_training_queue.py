@@ -16,8 +16,9 @@ def test_request_round_trips_and_merges():
 
 
 def test_request_is_json_and_pickle_safe():
-    r = TrainingRequest("1", "ANNOTATION_CREATED", {"task": {"id": 1}}, "<View/>",
-                        coalesced=[{"event": "X", "data": {}}])
+    r = TrainingRequest(
+        "1", "ANNOTATION_CREATED", {"task": {"id": 1}}, "<View/>", coalesced=[{"event": "X", "data": {}}]
+    )
     assert TrainingRequest.from_dict(json.loads(json.dumps(r.to_dict()))) == r
     assert pickle.loads(pickle.dumps(r)) == r
 

@@ -15,8 +15,9 @@ from .common import Spec, config_hash
 __all__ = ["desired_children", "Spec", "config_hash"]
 
 
-def desired_children(mlb: dict[str, Any], *, configmap_data: dict[str, str] | None = None,
-                     redis_auth_version: str = "") -> list[dict[str, Any]]:
+def desired_children(
+    mlb: dict[str, Any], *, configmap_data: dict[str, str] | None = None, redis_auth_version: str = ""
+) -> list[dict[str, Any]]:
     """Every child object the MLBackend should own, in apply order (storage and Redis before the pods that use them).
 
     ``configmap_data`` is the data of ``spec.model.configMapName`` and ``redis_auth_version`` the

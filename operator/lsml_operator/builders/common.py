@@ -23,7 +23,9 @@ RUNTIME_UID = 10001  # the runtime image's USER (Dockerfile)
 REDIS_UID = 999
 CONFIG_HASH_ANNOTATION = "lsml.dev/config-hash"
 REDIS_PASSWORD_KEY = "password"  # key of the generated Redis auth Secret
-TOKEN_KEY_DEFAULT = "token"  # key of the Label Studio token Secret when apiTokenSecretRef names none (the CRD's default)
+TOKEN_KEY_DEFAULT = (
+    "token"  # key of the Label Studio token Secret when apiTokenSecretRef names none (the CRD's default)
+)
 
 
 class Spec:
@@ -201,14 +203,17 @@ def redis_env(spec: Spec) -> list[dict[str, Any]]:
         return []
     if spec.redis_managed:
         host = f"{L.redis_name(spec.name)}.{spec.namespace}.svc"
-        return [redis_password_env(spec),
-                {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{host}:{REDIS_PORT}/0"}]
+        return [
+            redis_password_env(spec),
+            {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{host}:{REDIS_PORT}/0"},
+        ]
     ref = spec.redis["external"]["urlSecretRef"]
     return [{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}]
 
 
-def runtime_env(spec: Spec, *, include_basic_auth: bool,
-                extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def runtime_env(
+    spec: Spec, *, include_basic_auth: bool, extra: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Environment of server and worker: the runtime's documented variables (docs/architecture.md).
 
     Secrets are referenced (secretKeyRef), never copied into the pod spec. ``spec.model.env``
@@ -219,8 +224,18 @@ def runtime_env(spec: Spec, *, include_basic_auth: bool,
     env.extend(redis_env(spec))
     ba = spec.raw.get("basicAuth")
     if ba and include_basic_auth:
-        env.append({"name": "BASIC_AUTH_USER", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["usernameKey"]}}})
-        env.append({"name": "BASIC_AUTH_PASS", "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["passwordKey"]}}})
+        env.append(
+            {
+                "name": "BASIC_AUTH_USER",
+                "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["usernameKey"]}},
+            }
+        )
+        env.append(
+            {
+                "name": "BASIC_AUTH_PASS",
+                "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["passwordKey"]}},
+            }
+        )
     ls, tok = spec.label_studio, spec.token_secret_ref
     if ls and tok:
         env.append({"name": "LABEL_STUDIO_URL", "value": ls["url"]})
@@ -296,19 +311,34 @@ def model_volume_affinity(spec: Spec) -> dict[str, Any] | None:
     storage = spec.storage
     if not storage or "ReadWriteMany" in (storage.get("accessModes") or ()):
         return None
-    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-        "labelSelector": {"matchExpressions": [
-            {"key": "app.kubernetes.io/name", "operator": "In", "values": [L.APP_NAME]},
-            {"key": "app.kubernetes.io/instance", "operator": "In", "values": [spec.name]},
-            {"key": "app.kubernetes.io/component", "operator": "In", "values": [L.SERVER, L.WORKER]},
-        ]},
-        "topologyKey": "kubernetes.io/hostname",
-    }]}}
+    return {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {
+                        "matchExpressions": [
+                            {"key": "app.kubernetes.io/name", "operator": "In", "values": [L.APP_NAME]},
+                            {"key": "app.kubernetes.io/instance", "operator": "In", "values": [spec.name]},
+                            {"key": "app.kubernetes.io/component", "operator": "In", "values": [L.SERVER, L.WORKER]},
+                        ]
+                    },
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
 
 
 def runtime_container(
-    spec: Spec, section: dict[str, Any], *, name: str, command: list[str], args: list[str] | None,
-    include_basic_auth: bool, extra_env: list[dict[str, Any]] | None = None, **extra: Any,
+    spec: Spec,
+    section: dict[str, Any],
+    *,
+    name: str,
+    command: list[str],
+    args: list[str] | None,
+    include_basic_auth: bool,
+    extra_env: list[dict[str, Any]] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """The runtime container of server and worker: image, env, model/tmp mounts, restricted security context.
 

@@ -21,9 +21,17 @@ def build(mlb: dict[str, Any]) -> dict[str, Any] | None:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": L.server_name(spec.name)},
             "minReplicas": int(h.get("minReplicas", 1)),
             "maxReplicas": int(h["maxReplicas"]),
-            "metrics": [{
-                "type": "Resource",
-                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": int(h.get("targetCPUUtilizationPercentage", 80))}},
-            }],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": int(h.get("targetCPUUtilizationPercentage", 80)),
+                        },
+                    },
+                }
+            ],
         },
     }

@@ -81,4 +81,6 @@ def selector_string(name: str, component: str = SERVER) -> str:
 
 def instance_selector(name: str) -> str:
     """Every object of one MLBackend that the operator labels: its pods of all components, its claims."""
-    return f"app.kubernetes.io/name={APP_NAME},app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    return (
+        f"app.kubernetes.io/name={APP_NAME},app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    )

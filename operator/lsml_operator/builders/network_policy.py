@@ -21,7 +21,9 @@ def build(mlb: dict[str, Any]) -> dict[str, Any] | None:
     if not spec.redis_network_policy:
         return None
     clients = {
-        "matchLabels": {k: v for k, v in L.selector_labels(spec.name, L.SERVER).items() if k != "app.kubernetes.io/component"},
+        "matchLabels": {
+            k: v for k, v in L.selector_labels(spec.name, L.SERVER).items() if k != "app.kubernetes.io/component"
+        },
         "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In", "values": [L.SERVER, L.WORKER]}],
     }
     return {
@@ -31,9 +33,11 @@ def build(mlb: dict[str, Any]) -> dict[str, Any] | None:
         "spec": {
             "podSelector": {"matchLabels": L.selector_labels(spec.name, L.REDIS)},
             "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{"podSelector": clients}],
-                "ports": [{"protocol": "TCP", "port": C.REDIS_PORT}],
-            }],
+            "ingress": [
+                {
+                    "from": [{"podSelector": clients}],
+                    "ports": [{"protocol": "TCP", "port": C.REDIS_PORT}],
+                }
+            ],
         },
     }

@@ -35,9 +35,9 @@ AUTH_VERSION_ANNOTATION = "lsml.dev/redis-auth-version"
 # (visible in /proc/*/cmdline); the kubelet does not expand `$REDIS_PASSWORD` (only `$(NAME)`), sh does.
 # An empty password makes `requirepass` a config error: Redis then refuses to start (fails closed).
 START_SCRIPT = (
-    'exec redis-server --appendonly yes --appendfsync everysec --dir /data --port {port} - <<EOF\n'
-    'requirepass $REDIS_PASSWORD\n'
-    'EOF\n'
+    "exec redis-server --appendonly yes --appendfsync everysec --dir /data --port {port} - <<EOF\n"
+    "requirepass $REDIS_PASSWORD\n"
+    "EOF\n"
 )
 # REDISCLI_AUTH (from the same Secret) authenticates redis-cli; grep makes an error reply (NOAUTH) a failure.
 READINESS_SCRIPT = "redis-cli -p {port} ping | grep -qx PONG"
@@ -98,9 +98,17 @@ def build_statefulset(mlb: dict[str, Any], auth_version: str = "") -> dict[str, 
         "ports": [{"name": "redis", "containerPort": C.REDIS_PORT, "protocol": "TCP"}],
         "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": C.container_security_context(),
-        "readinessProbe": {"exec": {"command": ["sh", "-c", READINESS_SCRIPT.format(port=C.REDIS_PORT)]},
-                           "periodSeconds": 5, "timeoutSeconds": 3},
-        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6},
+        "readinessProbe": {
+            "exec": {"command": ["sh", "-c", READINESS_SCRIPT.format(port=C.REDIS_PORT)]},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": "redis"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 6,
+        },
     }
     res = C.resources(redis)
     if res:
@@ -115,8 +123,10 @@ def build_statefulset(mlb: dict[str, Any], auth_version: str = "") -> dict[str, 
             "selector": {"matchLabels": L.selector_labels(spec.name, L.REDIS)},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "template": {
-                "metadata": {"labels": L.labels(spec.name, L.REDIS),
-                             "annotations": {AUTH_VERSION_ANNOTATION: auth_version}},
+                "metadata": {
+                    "labels": L.labels(spec.name, L.REDIS),
+                    "annotations": {AUTH_VERSION_ANNOTATION: auth_version},
+                },
                 "spec": {
                     "securityContext": C.pod_security_context(C.REDIS_UID),
                     "containers": [container],
@@ -125,11 +135,13 @@ def build_statefulset(mlb: dict[str, Any], auth_version: str = "") -> dict[str, 
                     "automountServiceAccountToken": False,
                 },
             },
-            "volumeClaimTemplates": [{
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "data", "labels": L.labels(spec.name, L.REDIS)},
-                "spec": claim_spec,
-            }],
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "data", "labels": L.labels(spec.name, L.REDIS)},
+                    "spec": claim_spec,
+                }
+            ],
         },
     }

@@ -28,8 +28,12 @@ def serving_env(port: int) -> list[dict[str, Any]]:
 
     One gunicorn worker per pod (pods scale out, by hand or by the HPA), 8 threads.
     """
-    return [{"name": "PORT", "value": str(port)}, {"name": "WORKERS", "value": "1"},
-            {"name": "THREADS", "value": "8"}, {"name": "LSML_BACKEND_DIR", "value": "/app"}]
+    return [
+        {"name": "PORT", "value": str(port)},
+        {"name": "WORKERS", "value": "1"},
+        {"name": "THREADS", "value": "8"},
+        {"name": "LSML_BACKEND_DIR", "value": "/app"},
+    ]
 
 
 def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
@@ -38,21 +42,32 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
     server = spec.server
     port = spec.container_port
     container = C.runtime_container(
-        spec, server, name="server", command=spec.raw.get("command") or default_command(),
-        args=spec.raw.get("args"), include_basic_auth=True, extra_env=serving_env(port),
+        spec,
+        server,
+        name="server",
+        command=spec.raw.get("command") or default_command(),
+        args=spec.raw.get("args"),
+        include_basic_auth=True,
+        extra_env=serving_env(port),
         ports=[{"name": "http", "containerPort": port, "protocol": "TCP"}],
         # /healthz and /readyz are unauthenticated in the runtime, so probes work with basic auth on.
         livenessProbe={
             "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 6,
         },
         readinessProbe={
             "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3,
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
         },
         startupProbe={
             "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60,
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 60,
         },
         lifecycle={"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
     )

@@ -25,8 +25,12 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
     spec = C.Spec(mlb)
     worker = spec.worker
     container = C.runtime_container(
-        spec, worker, name="worker", command=worker.get("command") or DEFAULT_COMMAND,
-        args=worker.get("args"), include_basic_auth=False,
+        spec,
+        worker,
+        name="worker",
+        command=worker.get("command") or DEFAULT_COMMAND,
+        args=worker.get("args"),
+        include_basic_auth=False,
     )
     pod_spec = C.runtime_pod_spec(spec, worker, container)
     pod_spec["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
@@ -38,7 +42,10 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
             "replicas": int(worker.get("replicas", 1)),
             "selector": {"matchLabels": L.selector_labels(spec.name, L.WORKER)},
             "template": {
-                "metadata": {"labels": L.labels(spec.name, L.WORKER), "annotations": {C.CONFIG_HASH_ANNOTATION: config_hash}},
+                "metadata": {
+                    "labels": L.labels(spec.name, L.WORKER),
+                    "annotations": {C.CONFIG_HASH_ANNOTATION: config_hash},
+                },
                 "spec": pod_spec,
             },
         },

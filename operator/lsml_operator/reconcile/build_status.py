@@ -16,8 +16,19 @@ from ..builders import Spec
 from ..builders import labels as L
 from ..builders.common import CONFIG_HASH_ANNOTATION
 from ..status import (
-    CHILDREN_OWNED, LABEL_STUDIO_REGISTERED, READY, REDIS_READY, SERVER_AVAILABLE, WORKER_AVAILABLE, Check,
-    deployment_check, foreign_check, ready_check, remove_condition, set_condition, statefulset_check,
+    CHILDREN_OWNED,
+    LABEL_STUDIO_REGISTERED,
+    READY,
+    REDIS_READY,
+    SERVER_AVAILABLE,
+    WORKER_AVAILABLE,
+    Check,
+    deployment_check,
+    foreign_check,
+    ready_check,
+    remove_condition,
+    set_condition,
+    statefulset_check,
 )
 from .events import WARNING, Event, flip_events
 from .observed import LabelStudioResult, Observed
@@ -45,11 +56,14 @@ def component_checks(spec: Spec, observed: Observed) -> dict[str, Check]:
     checks: dict[str, Check] = {SERVER_AVAILABLE: deployment_check(_server(spec, observed), "server")}
     if spec.worker_enabled:
         checks[WORKER_AVAILABLE] = deployment_check(
-            observed.live.get(("Deployment", spec.namespace, L.worker_name(spec.name))), "worker")
+            observed.live.get(("Deployment", spec.namespace, L.worker_name(spec.name))), "worker"
+        )
     if spec.redis_managed and observed.redis_auth_error:
         checks[REDIS_READY] = Check(False, "PasswordSecretUnavailable", observed.redis_auth_error)
     elif spec.redis_managed:
-        checks[REDIS_READY] = statefulset_check(observed.live.get(("StatefulSet", spec.namespace, L.redis_name(spec.name))))
+        checks[REDIS_READY] = statefulset_check(
+            observed.live.get(("StatefulSet", spec.namespace, L.redis_name(spec.name)))
+        )
     elif spec.redis is not None:
         ref = spec.redis["external"]["urlSecretRef"]
         checks[REDIS_READY] = Check(True, "External", f"external Redis, URL from Secret {ref['name']}")
@@ -60,8 +74,9 @@ def _condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
 
 
-def build_status(old: dict[str, Any], spec: Spec, observed: Observed, ls_result: LabelStudioResult, *,
-                 now: str) -> StatusResult:
+def build_status(
+    old: dict[str, Any], spec: Spec, observed: Observed, ls_result: LabelStudioResult, *, now: str
+) -> StatusResult:
     """The new status (conditions with lastTransitionTime kept unless they flipped) and its events."""
     generation = spec.metadata.get("generation")
     checks = component_checks(spec, observed)
@@ -86,7 +101,9 @@ def build_status(old: dict[str, Any], spec: Spec, observed: Observed, ls_result:
 
     server = _server(spec, observed) or {}
     server_status = server.get("status") or {}
-    template_annotations = ((server.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    template_annotations = ((server.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
+        "annotations"
+    ) or {}
     ls_status = ls_result.status
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -95,7 +112,9 @@ def build_status(old: dict[str, Any], spec: Spec, observed: Observed, ls_result:
         "replicas": int(server_status.get("replicas", 0)),
         "readyReplicas": int(server_status.get("readyReplicas", 0)),
         "selector": L.selector_string(spec.name, L.SERVER),
-        "modelVersion": next((b.get("modelVersion") for b in ls_status.get("backends") or [] if b.get("modelVersion")), ""),
+        "modelVersion": next(
+            (b.get("modelVersion") for b in ls_status.get("backends") or [] if b.get("modelVersion")), ""
+        ),
         "configHash": template_annotations.get(CONFIG_HASH_ANNOTATION, ""),
         "labelStudio": ls_status if ls_status else None,
     }

@@ -31,7 +31,9 @@ def slim_child(obj: dict[str, Any]) -> dict[str, Any]:
     if "replicas" in spec:
         slim_spec["replicas"] = spec["replicas"]
     if tmpl_ann.get(CONFIG_HASH_ANNOTATION):
-        slim_spec["template"] = {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: tmpl_ann[CONFIG_HASH_ANNOTATION]}}}
+        slim_spec["template"] = {
+            "metadata": {"annotations": {CONFIG_HASH_ANNOTATION: tmpl_ann[CONFIG_HASH_ANNOTATION]}}
+        }
     return {
         "kind": obj.get("kind"),
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "resourceVersion") if k in meta},

@@ -61,9 +61,11 @@ class ChildrenStep:
             except ForeignObject as exc:
                 out.foreign.append(exc)
             except Forbidden:
-                out.redis_auth_error = (f"the operator may not create Secret {spec.namespace}/"
-                                        f"{L.redis_auth_secret_name(spec.name)} for the Redis password "
-                                        "(RBAC; chart value rbac.secretNamespaces)")
+                out.redis_auth_error = (
+                    f"the operator may not create Secret {spec.namespace}/"
+                    f"{L.redis_auth_secret_name(spec.name)} for the Redis password "
+                    "(RBAC; chart value rbac.secretNamespaces)"
+                )
         desired: set[ChildKey] = set()
         for child in desired_children(mlb, configmap_data=configmap, redis_auth_version=auth_version):
             ck = child_key(child)

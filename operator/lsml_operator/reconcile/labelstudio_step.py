@@ -37,8 +37,9 @@ def _previous_check(old: dict[str, Any]) -> Check | None:
 class LabelStudioStep:
     """Owns the Label Studio side of a pass (and of deletion); its backoff is shared with the timer's tick_due."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings, ls_factory: registration.ClientFactory,
-                 backoff: Backoff) -> None:
+    def __init__(
+        self, kube: Kube, settings: OperatorSettings, ls_factory: registration.ClientFactory, backoff: Backoff
+    ) -> None:
         self.kube = kube
         self.settings = settings
         self.ls_factory = ls_factory
@@ -58,12 +59,16 @@ class LabelStudioStep:
             basic = (user, password)
             versions.append(rv)
         return registration.Target(
-            label_studio_url=ls["url"].rstrip("/"), backend_url=spec.backend_url,
+            label_studio_url=ls["url"].rstrip("/"),
+            backend_url=spec.backend_url,
             projects=tuple(int(p) for p in ls["projects"]),
             title=ls.get("title") or f"{spec.name} ({spec.namespace})",
             description=ls.get("description") or f"lsml MLBackend {spec.namespace}/{spec.name}",
-            interactive=bool(ls.get("interactive", False)), timeout=float(ls.get("timeout", 100)),
-            token=token, basic_auth=basic, secret_versions=tuple(versions),
+            interactive=bool(ls.get("interactive", False)),
+            timeout=float(ls.get("timeout", 100)),
+            token=token,
+            basic_auth=basic,
+            secret_versions=tuple(versions),
         )
 
     def status_target(self, namespace: str, ls_status: dict[str, Any]) -> registration.Target | None:
@@ -77,9 +82,14 @@ class LabelStudioStep:
         tok = secret_ref(ref)
         token, _ = self.kube.secret_value(namespace, tok["name"], tok["key"])
         return registration.Target(
-            label_studio_url=str(ls_status["url"]).rstrip("/"), backend_url=str(backends[0].get("url") or ""),
+            label_studio_url=str(ls_status["url"]).rstrip("/"),
+            backend_url=str(backends[0].get("url") or ""),
             projects=tuple(sorted({int(b["project"]) for b in backends if b.get("project") is not None})),
-            title="", description="", interactive=False, timeout=self.settings.label_studio_timeout, token=token,
+            title="",
+            description="",
+            interactive=False,
+            timeout=self.settings.label_studio_timeout,
+            token=token,
         )
 
     def run(self, spec: Spec, old: dict[str, Any], *, server_ok: bool, full: bool) -> LabelStudioResult:
@@ -88,14 +98,17 @@ class LabelStudioStep:
             return self._unwire(spec, ls_status)
         return self._register(spec, old, ls_status, server_ok=server_ok, full=full)
 
-    def _register(self, spec: Spec, old: dict[str, Any], ls_status: dict[str, Any], *, server_ok: bool,
-                  full: bool) -> LabelStudioResult:
+    def _register(
+        self, spec: Spec, old: dict[str, Any], ls_status: dict[str, Any], *, server_ok: bool, full: bool
+    ) -> LabelStudioResult:
         key = key_of(spec.body)
         recorded = list(ls_status.get("backends") or [])
         prev = _previous_check(old)
         if not server_ok and not (prev and prev.ok):
-            return LabelStudioResult(Check(False, "WaitingForServer", "registration waits until the server Deployment "
-                                                                      "is available"), ls_status)
+            return LabelStudioResult(
+                Check(False, "WaitingForServer", "registration waits until the server Deployment is available"),
+                ls_status,
+            )
         try:
             target = self.target(spec)
         except KeyError as exc:
@@ -105,14 +118,22 @@ class LabelStudioStep:
         if not due and prev is not None:
             return LabelStudioResult(prev, ls_status)
         if not server_ok:
-            return LabelStudioResult(Check(False, "WaitingForServer", "the spec changed; re-registration waits for the "
-                                                                      "server to be available"), ls_status)
+            return LabelStudioResult(
+                Check(
+                    False, "WaitingForServer", "the spec changed; re-registration waits for the server to be available"
+                ),
+                ls_status,
+            )
         if not self.backoff.allowed(key):
             return LabelStudioResult(prev or Check(False, "RetryPending", "waiting to retry Label Studio"), ls_status)
         outcome = registration.sync(target, recorded, self.ls_factory)
         # where the records live and the Secret that can delete them: what removing spec.labelStudio
         # (or deleting the resource after that) needs once the spec no longer says it. A name, never the token.
-        ls_status = {"backends": outcome.backends, "url": target.label_studio_url, "apiTokenSecretRef": spec.token_secret_ref}
+        ls_status = {
+            "backends": outcome.backends,
+            "url": target.label_studio_url,
+            "apiTokenSecretRef": spec.token_secret_ref,
+        }
         events: list[Event] = []
         if outcome.error:
             delay = self.backoff.failed(key)
@@ -123,8 +144,10 @@ class LabelStudioStep:
             return LabelStudioResult(Check(False, reason, outcome.error), ls_status, events)
         self.backoff.succeeded(key)
         ls_status["registrationHash"] = fingerprint
-        events += [Event(NORMAL, "Registered", f"created Label Studio ML backend {rid} for {target.backend_url}")
-                   for rid in outcome.created]
+        events += [
+            Event(NORMAL, "Registered", f"created Label Studio ML backend {rid} for {target.backend_url}")
+            for rid in outcome.created
+        ]
         events += [Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}") for rid in outcome.removed]
         ids = ", ".join(f"project {b['project']}: {b['id']}" for b in outcome.backends)
         return LabelStudioResult(Check(True, "Registered", f"registered in Label Studio ({ids})"), ls_status, events)
@@ -143,12 +166,34 @@ class LabelStudioStep:
         try:
             target = self.status_target(spec.namespace, ls_status)
         except KeyError as exc:
-            return LabelStudioResult(None, {}, [Event(WARNING, "RegistrationsLeft", (
-                f"spec.labelStudio was removed but {_key_error_text(exc)}: Label Studio ML backends {ids} were not deleted"))])
+            return LabelStudioResult(
+                None,
+                {},
+                [
+                    Event(
+                        WARNING,
+                        "RegistrationsLeft",
+                        (
+                            f"spec.labelStudio was removed but {_key_error_text(exc)}: Label Studio ML backends {ids} were not deleted"
+                        ),
+                    )
+                ],
+            )
         if target is None:
-            return LabelStudioResult(None, {}, [Event(WARNING, "RegistrationsLeft", (
-                f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted "
-                "(status records no Label Studio URL/token Secret)"))])
+            return LabelStudioResult(
+                None,
+                {},
+                [
+                    Event(
+                        WARNING,
+                        "RegistrationsLeft",
+                        (
+                            f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted "
+                            "(status records no Label Studio URL/token Secret)"
+                        ),
+                    )
+                ],
+            )
         if not self.backoff.allowed(key):
             return LabelStudioResult(None, ls_status)
         outcome = registration.deregister(target, backends, self.ls_factory)
@@ -156,17 +201,29 @@ class LabelStudioStep:
             delay = self.backoff.failed(key)
             events = []
             if self.backoff.failures(key) == 1:
-                events.append(Event(WARNING, "DeregistrationFailed", f"spec.labelStudio was removed; deleting ML "
-                                    f"backends {ids}: {outcome.error} (retrying in {delay:.0f}s)"))
+                events.append(
+                    Event(
+                        WARNING,
+                        "DeregistrationFailed",
+                        f"spec.labelStudio was removed; deleting ML "
+                        f"backends {ids}: {outcome.error} (retrying in {delay:.0f}s)",
+                    )
+                )
             return LabelStudioResult(None, ls_status, events)
         self.backoff.succeeded(key)
-        return LabelStudioResult(None, {}, [Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}: "
-                                                  "spec.labelStudio was removed") for rid in outcome.removed])
+        return LabelStudioResult(
+            None,
+            {},
+            [
+                Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}: spec.labelStudio was removed")
+                for rid in outcome.removed
+            ],
+        )
 
     def finalize(self, mlb: dict[str, Any]) -> tuple[registration.Outcome | None, list[Event]]:
         """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection)."""
         spec = Spec(mlb)
-        ls_status = ((mlb.get("status") or {}).get("labelStudio") or {})
+        ls_status = (mlb.get("status") or {}).get("labelStudio") or {}
         recorded = list(ls_status.get("backends") or [])
         if spec.label_studio is None:
             # removed from the spec and not yet deregistered (Label Studio was down): status knows where
@@ -178,4 +235,6 @@ class LabelStudioStep:
         outcome = registration.deregister(target, recorded, self.ls_factory)
         if outcome.error:
             return outcome, []
-        return outcome, [Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}") for rid in outcome.removed]
+        return outcome, [
+            Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}") for rid in outcome.removed
+        ]

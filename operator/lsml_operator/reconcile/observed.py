@@ -17,7 +17,9 @@ class ForeignObject(Exception):
     before the garbage collector got to its children); it goes away by itself.
     """
 
-    def __init__(self, kind: str, namespace: str, name: str, obj: dict[str, Any] | None = None, owner: str = "") -> None:
+    def __init__(
+        self, kind: str, namespace: str, name: str, obj: dict[str, Any] | None = None, owner: str = ""
+    ) -> None:
         super().__init__(f"{kind} {namespace}/{name} exists and is not owned by this MLBackend")
         self.kind, self.namespace, self.name = kind, namespace, name
         refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []

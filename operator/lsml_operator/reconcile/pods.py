@@ -40,14 +40,27 @@ class PodsStep:
             pods = self.kube.list("Pod", spec.namespace, selector)
             claims = {}
             if pod_diagnosis.needs_claims(pods):
-                claims = {c["metadata"]["name"]: c for c in self.kube.list("PersistentVolumeClaim", spec.namespace, selector)}
+                claims = {
+                    c["metadata"]["name"]: c for c in self.kube.list("PersistentVolumeClaim", spec.namespace, selector)
+                }
         except APIError as exc:
             # once per namespace at WARNING: the timer retries every few seconds while a component is down
             with self._guard:
                 level = logging.DEBUG if spec.namespace in self._refused else logging.WARNING
                 self._refused.add(spec.namespace)
-            log.log(level, "%s/%s: cannot list pods or claims to explain %s (%s %s)", spec.namespace, spec.name,
-                    ", ".join(failing), exc.status, exc.reason)
+            log.log(
+                level,
+                "%s/%s: cannot list pods or claims to explain %s (%s %s)",
+                spec.namespace,
+                spec.name,
+                ", ".join(failing),
+                exc.status,
+                exc.reason,
+            )
             return {}
-        return {t: pod_diagnosis.explain(checks[t], pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims))
-                for t in failing}
+        return {
+            t: pod_diagnosis.explain(
+                checks[t], pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims)
+            )
+            for t in failing
+        }

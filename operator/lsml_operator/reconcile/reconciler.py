@@ -55,9 +55,14 @@ def _log_event(body: dict[str, Any], etype: str, reason: str, message: str) -> N
 class Reconciler:
     """The operator's state for one process: the steps (and their caches), locks, parents, timer bookkeeping."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings,
-                 ls_factory: registration.ClientFactory = registration.default_client_factory,
-                 events: EventSink = _log_event, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        ls_factory: registration.ClientFactory = registration.default_client_factory,
+        events: EventSink = _log_event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kube = kube
         self.settings = settings
         self.events = events
@@ -126,9 +131,12 @@ class Reconciler:
         if self.backoff.due(key):
             return Trigger.RETRY
         last = self.status.last(key)
-        if last and any(c.get("type") in POD_COMPONENTS and c.get("status") == "False"
-                        and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
-                        for c in last.get("conditions") or []):
+        if last and any(
+            c.get("type") in POD_COMPONENTS
+            and c.get("status") == "False"
+            and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
+            for c in last.get("conditions") or []
+        ):
             return Trigger.DIAGNOSE
         return None
 

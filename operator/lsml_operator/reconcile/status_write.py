@@ -26,8 +26,10 @@ class StatusPatcher(Protocol):
 def _comparable(status: dict[str, Any], keys: set[str], full: bool) -> dict[str, Any]:
     out = strip_volatile({k: v for k, v in status.items() if k in keys and v is not None})
     if not full:
-        out["conditions"] = [{k: v for k, v in c.items() if k != "message" or c["type"] == LABEL_STUDIO_REGISTERED}
-                             for c in out.get("conditions") or []]
+        out["conditions"] = [
+            {k: v for k, v in c.items() if k != "message" or c["type"] == LABEL_STUDIO_REGISTERED}
+            for c in out.get("conditions") or []
+        ]
     return out
 
 

@@ -24,20 +24,20 @@ from dataclasses import dataclass
 class Trigger(enum.Enum):
     """What started a reconcile."""
 
-    CREATE = "create"            # kopf on.create: a new MLBackend
-    UPDATE = "update"            # kopf on.update: its spec (or metadata kopf diffs) changed
-    RESUME = "resume"            # kopf on.resume: the operator (re)started and found it
-    RESYNC = "resync"            # the timer: resync_seconds passed since the last full pass
-    RETRY = "retry"              # the timer: a Label Studio backoff is over
-    DIAGNOSE = "diagnose"        # the timer: a component is unavailable, its pods' cause may have changed
+    CREATE = "create"  # kopf on.create: a new MLBackend
+    UPDATE = "update"  # kopf on.update: its spec (or metadata kopf diffs) changed
+    RESUME = "resume"  # kopf on.resume: the operator (re)started and found it
+    RESYNC = "resync"  # the timer: resync_seconds passed since the last full pass
+    RETRY = "retry"  # the timer: a Label Studio backoff is over
+    DIAGNOSE = "diagnose"  # the timer: a component is unavailable, its pods' cause may have changed
     CHILD_EVENT = "child-event"  # a watched child was added, changed or deleted (also the re-run after a busy pass)
 
 
 class Prune(enum.Enum):
     """How children the spec no longer wants are found and deleted."""
 
-    NONE = "none"        # not looked for
-    SEEN = "seen"        # only those the watches have shown this process (costs no request when none are stale)
+    NONE = "none"  # not looked for
+    SEEN = "seen"  # only those the watches have shown this process (costs no request when none are stale)
     ASK_API = "ask-api"  # a GET for each optional child (the watch may not have shown it yet)
 
 

@@ -14,10 +14,12 @@ import sys
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ls-url", default=os.environ.get("LABEL_STUDIO_URL"),
-                        help="Label Studio URL (default: $LABEL_STUDIO_URL)")
-    parser.add_argument("--api-key", default=None,
-                        help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)")
+    parser.add_argument(
+        "--ls-url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio URL (default: $LABEL_STUDIO_URL)"
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)"
+    )
 
 
 def api_token(args: argparse.Namespace) -> str | None:
@@ -30,8 +32,10 @@ def connection_problems(args: argparse.Namespace, token: str | None) -> list[str
     if not args.ls_url:
         problems.append("Label Studio URL missing: pass --ls-url or set LABEL_STUDIO_URL")
     if not token:
-        problems.append("API key missing: pass --api-key or set LABEL_STUDIO_API_KEY "
-                        "(Label Studio > Account & Settings > Personal Access Token or legacy token)")
+        problems.append(
+            "API key missing: pass --api-key or set LABEL_STUDIO_API_KEY "
+            "(Label Studio > Account & Settings > Personal Access Token or legacy token)"
+        )
     return problems
 
 

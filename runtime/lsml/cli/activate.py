@@ -13,16 +13,19 @@ from lsml.cli.versions import add_backend_arguments, run_and_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("activate", help="make a kept model version current (pinned)",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "activate", help="make a kept model version current (pinned)", description=__doc__.splitlines()[0]
+    )
     add_backend_arguments(parser)
     parser.add_argument("version", metavar="VERSION", help="version name (v3) or number (3)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="make it current without pinning: the next fit replaces it")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="make it current without pinning: the next fit replaces it"
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_and_report(args, "activate", lambda store, project: store.activate(project, args.version,
-                                                                                   pin=not args.no_pin))
+    return run_and_report(
+        args, "activate", lambda store, project: store.activate(project, args.version, pin=not args.no_pin)
+    )

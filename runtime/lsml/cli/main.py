@@ -10,11 +10,11 @@ from lsml import __version__
 
 # One module lsml.cli.<name> per command, listed in help order.
 COMMANDS: tuple[str, ...] = ("init", "start")
-COMMANDS += ("register",)     # connect a running backend to Label Studio: lsml/cli/register.py
-COMMANDS += ("worker",)       # RQ training worker: lsml/cli/worker.py
-COMMANDS += ("sample",)       # active learning: lsml/cli/sample.py
+COMMANDS += ("register",)  # connect a running backend to Label Studio: lsml/cli/register.py
+COMMANDS += ("worker",)  # RQ training worker: lsml/cli/worker.py
+COMMANDS += ("sample",)  # active learning: lsml/cli/sample.py
 COMMANDS += ("versions", "activate", "unpin")  # list, pin / roll back, unpin model versions
-COMMANDS += ("predict",)      # background pre-labelling of a whole project: lsml/cli/predict.py
+COMMANDS += ("predict",)  # background pre-labelling of a whole project: lsml/cli/predict.py
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,22 +27,34 @@ UNAVAILABLE_PATIENCE = 120.0
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from lsml.prelabel import MODES
 
-    parser = subparsers.add_parser("predict", help="pre-label a whole project (batches, resumable)",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "predict", help="pre-label a whole project (batches, resumable)", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("backend", metavar="BACKEND_DIR", nargs="?", help="backend directory (not with --server)")
     parser.add_argument("--server", default=None, help="URL of a running backend: queue the job there instead")
     parser.add_argument("--server-user", default=None, help="its Basic auth user (default: $BASIC_AUTH_USER)")
-    parser.add_argument("--server-password", default=None,
-                        help="its Basic auth password (default: $BASIC_AUTH_PASS)")
+    parser.add_argument("--server-password", default=None, help="its Basic auth password (default: $BASIC_AUTH_PASS)")
     parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
     add_connection_arguments(parser)
-    parser.add_argument("--mode", choices=MODES, default="missing",
-                        help="missing: tasks without a prediction of this version (default); unlabelled: the "
-                             "same, without annotated tasks; all: every task")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="tasks per predict call, write and checkpoint (default: lsml.prelabel.BATCH_SIZE_DEFAULT, 200)")
-    parser.add_argument("--max-concurrent", type=int, default=1,
-                        help="predict calls running at once (default 1: live servers keep their latency)")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="missing",
+        help="missing: tasks without a prediction of this version (default); unlabelled: the "
+        "same, without annotated tasks; all: every task",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="tasks per predict call, write and checkpoint (default: lsml.prelabel.BATCH_SIZE_DEFAULT, 200)",
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=1,
+        help="predict calls running at once (default 1: live servers keep their latency)",
+    )
     parser.add_argument("--model-version", default=None, help="a kept version (default: the current one)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
@@ -63,8 +75,10 @@ def progress_line(p) -> str:
     d = p.to_dict() if hasattr(p, "to_dict") else p
     done, total = d.get("done", 0), d.get("total", 0)
     filled = int(30 * min(done, max(total, 1)) / max(total, 1))
-    return (f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} tasks  {d.get('rate') or 0.0:6.1f} tasks/s  "
-            f"ETA {_format_eta(d.get('eta'))}  ({d.get('written', 0)} written, {d.get('skipped', 0)} skipped)")
+    return (
+        f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} tasks  {d.get('rate') or 0.0:6.1f} tasks/s  "
+        f"ETA {_format_eta(d.get('eta'))}  ({d.get('written', 0)} written, {d.get('skipped', 0)} skipped)"
+    )
 
 
 def _on_server(args: argparse.Namespace, show) -> int:
@@ -93,21 +107,29 @@ def _on_server(args: argparse.Namespace, show) -> int:
         while True:
             r = requests.post(base + "/job_status", json={"job": job}, auth=auth, timeout=30)
             if r.status_code == 404:  # expired, or Redis came back without its data: nothing will ever end it
-                print(f"label-studio-ml predict: error: job {job} is unknown to {base} (Redis lost its data?); "
-                      "run the command again to resume", file=sys.stderr)
+                print(
+                    f"label-studio-ml predict: error: job {job} is unknown to {base} (Redis lost its data?); "
+                    "run the command again to resume",
+                    file=sys.stderr,
+                )
                 return 1
             if r.status_code == 503:  # Redis restarting: the job rides it out, so does this loop (for a while)
                 down_since = down_since or time.monotonic()
                 if time.monotonic() - down_since > UNAVAILABLE_PATIENCE:
-                    print(f"label-studio-ml predict: error: {base} cannot report job {job} for "
-                          f"{UNAVAILABLE_PATIENCE:.0f} s: {r.text[:300]}", file=sys.stderr)
+                    print(
+                        f"label-studio-ml predict: error: {base} cannot report job {job} for "
+                        f"{UNAVAILABLE_PATIENCE:.0f} s: {r.text[:300]}",
+                        file=sys.stderr,
+                    )
                     return 1
                 time.sleep(1.0)
                 continue
             down_since = None
             if r.status_code != 200:
-                print(f"label-studio-ml predict: error: {base} answered {r.status_code} for job {job}: "
-                      f"{r.text[:300]}", file=sys.stderr)
+                print(
+                    f"label-studio-ml predict: error: {base} answered {r.status_code} for job {job}: {r.text[:300]}",
+                    file=sys.stderr,
+                )
                 return 1
             st = r.json()
             p = st.get("progress") or {}
@@ -117,17 +139,21 @@ def _on_server(args: argparse.Namespace, show) -> int:
                 break
             time.sleep(1.0)
     except (requests.RequestException, ValueError, KeyError) as exc:
-        print(f"label-studio-ml predict: error: cannot follow the job on {base}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(
+            f"label-studio-ml predict: error: cannot follow the job on {base}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     if show:
         print(file=sys.stderr)
     if st["status"] == "failed":
         print(f"label-studio-ml predict: error: job {job} failed: {st.get('error')}", file=sys.stderr)
         return 1
-    print(f"project {args.project}: job {job} finished: {p.get('written', 0)} predictions of "
-          f"{p.get('model_version')} written, {p.get('predicted', 0)} tasks predicted, {p.get('skipped', 0)} skipped, "
-          f"{p.get('total', 0)} tasks")
+    print(
+        f"project {args.project}: job {job} finished: {p.get('written', 0)} predictions of "
+        f"{p.get('model_version')} written, {p.get('predicted', 0)} tasks predicted, {p.get('skipped', 0)} skipped, "
+        f"{p.get('total', 0)} tasks"
+    )
     return 0
 
 
@@ -151,14 +177,25 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(settings.backend_dir))
     try:
-        request = PrelabelRequest(str(args.project), args.mode, BATCH_SIZE_DEFAULT if args.batch_size is None else args.batch_size,
-                                  args.max_concurrent, args.model_version).validated()
+        request = PrelabelRequest(
+            str(args.project),
+            args.mode,
+            BATCH_SIZE_DEFAULT if args.batch_size is None else args.batch_size,
+            args.max_concurrent,
+            args.model_version,
+        ).validated()
     except ValueError as exc:
         print(f"label-studio-ml predict: error: {exc}", file=sys.stderr)
         return 2
     try:
-        job = prepare(model_ref(settings.backend_dir), request, settings, ls_url=args.ls_url,
-                      api_key=api_token(args), on_progress=show)
+        job = prepare(
+            model_ref(settings.backend_dir),
+            request,
+            settings,
+            ls_url=args.ls_url,
+            api_key=api_token(args),
+            on_progress=show,
+        )
         result = job.run()
     except (PrelabelError, VersionIntegrityError) as exc:
         if show:
@@ -167,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if show:
         print(file=sys.stderr)
-    print(f"project {result['project']}: {result['written']} predictions of {result['model_version']} written, "
-          f"{result['predicted']} tasks predicted, {result['skipped']} skipped, {result['total']} tasks"
-          + (f" (resumed after task {result['resumed_after']})" if result["resumed_after"] is not None else ""))
+    print(
+        f"project {result['project']}: {result['written']} predictions of {result['model_version']} written, "
+        f"{result['predicted']} tasks predicted, {result['skipped']} skipped, {result['total']} tasks"
+        + (f" (resumed after task {result['resumed_after']})" if result["resumed_after"] is not None else "")
+    )
     return 0

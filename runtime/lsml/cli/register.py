@@ -35,17 +35,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         f"served by `label-studio-ml start` (then http://--host:--port, default localhost:{DEFAULT_PORT})",
     )
     add_connection_arguments(parser)
-    parser.add_argument("--project", type=int, action="append", required=True,
-                        help="project id; repeat for several projects")
+    parser.add_argument(
+        "--project", type=int, action="append", required=True, help="project id; repeat for several projects"
+    )
     parser.add_argument("--title", default=None, help="title shown in Label Studio (default: NAME or 'lsml')")
     parser.add_argument("--description", default=None, help="description shown in Label Studio")
     parser.add_argument("--interactive", action="store_true", help="use for interactive pre-annotations")
     parser.add_argument("--host", default="localhost", help="with NAME: host Label Studio reaches (default localhost)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"with NAME: port (default {DEFAULT_PORT})")
-    parser.add_argument("--basic-auth-user", default=None,
-                        help="user of the backend's HTTP Basic auth (default: $BASIC_AUTH_USER)")
-    parser.add_argument("--basic-auth-pass", default=None,
-                        help="its password (default: $BASIC_AUTH_PASS; prefer the env var: argv is visible in ps)")
+    parser.add_argument(
+        "--basic-auth-user", default=None, help="user of the backend's HTTP Basic auth (default: $BASIC_AUTH_USER)"
+    )
+    parser.add_argument(
+        "--basic-auth-pass",
+        default=None,
+        help="its password (default: $BASIC_AUTH_PASS; prefer the env var: argv is visible in ps)",
+    )
     parser.add_argument("--extra-params", default=None, help="JSON object handed to the model's setup")
     parser.add_argument("--timeout", type=float, default=None, help="Label Studio's request timeout to the backend (s)")
     parser.set_defaults(func=run)
@@ -70,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     password = args.basic_auth_pass or os.environ.get("BASIC_AUTH_PASS")
     problems = connection_problems(args, token)
     if bool(user) != bool(password):
-        problems.append("basic auth needs both a user and a password (--basic-auth-user/--basic-auth-pass "
-                        "or BASIC_AUTH_USER/BASIC_AUTH_PASS)")
+        problems.append(
+            "basic auth needs both a user and a password (--basic-auth-user/--basic-auth-pass "
+            "or BASIC_AUTH_USER/BASIC_AUTH_PASS)"
+        )
     extra_params = None
     if args.extra_params is not None:
         try:
@@ -94,8 +101,14 @@ def run(args: argparse.Namespace) -> int:
         for project in args.project:
             try:
                 backend, created = client.ensure_ml_backend(
-                    project, url, title=title, description=args.description, is_interactive=args.interactive,
-                    basic_auth=(user, password) if user and password else None, extra_params=extra_params, timeout=args.timeout,
+                    project,
+                    url,
+                    title=title,
+                    description=args.description,
+                    is_interactive=args.interactive,
+                    basic_auth=(user, password) if user and password else None,
+                    extra_params=extra_params,
+                    timeout=args.timeout,
                 )
             except LabelStudioError as exc:
                 failures += 1

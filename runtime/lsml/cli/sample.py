@@ -18,26 +18,40 @@ from lsml.cli._labelstudio_args import add_connection_arguments, api_token, conn
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connection_arguments(parser)
     parser.add_argument("--project", type=int, required=True, help="project id")
-    parser.add_argument("--strategy", default="margin", choices=sampling.STRATEGIES,
-                        help="how per-class probabilities are scored (default: margin)")
+    parser.add_argument(
+        "--strategy",
+        default="margin",
+        choices=sampling.STRATEGIES,
+        help="how per-class probabilities are scored (default: margin)",
+    )
     parser.add_argument("--k", type=int, default=50, help="batch size (default: 50)")
-    parser.add_argument("--diverse", action="store_true",
-                        help="spread the batch over different confusions (clusters the probability vectors)")
+    parser.add_argument(
+        "--diverse",
+        action="store_true",
+        help="spread the batch over different confusions (clusters the probability vectors)",
+    )
     parser.add_argument("--model-version", default=None, help="only use predictions of this model version")
     parser.add_argument("--page-size", type=int, default=500, help="tasks per API page (default: 500)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for each Label Studio answer (default: 60; big pages of a busy "
-                             "server are slow)")
-    parser.add_argument("--apply", action="store_true",
-                        help="create/update the Data Manager tab --view-title showing exactly this batch")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for each Label Studio answer (default: 60; big pages of a busy server are slow)",
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="create/update the Data Manager tab --view-title showing exactly this batch",
+    )
     parser.add_argument("--view-title", default=None, help="tab title for --apply (default: 'lsml: next batch')")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `sample` on the `label-studio-ml` parser."""
-    parser = subparsers.add_parser("sample", help="choose the next tasks to label (active learning)",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "sample", help="choose the next tasks to label (active learning)", description=__doc__.splitlines()[0]
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
@@ -61,8 +75,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         with LabelStudioClient(args.ls_url, token, timeout=args.timeout) as client:
             batch = sample_next_batch(
-                client, args.project, args.strategy, args.k, page_size=args.page_size,
-                model_version=args.model_version, diverse=args.diverse, apply=args.apply,
+                client,
+                args.project,
+                args.strategy,
+                args.k,
+                page_size=args.page_size,
+                model_version=args.model_version,
+                diverse=args.diverse,
+                apply=args.apply,
                 view_title=args.view_title or DEFAULT_VIEW_TITLE,
             )
     except LabelStudioError as exc:
@@ -81,16 +101,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(batch)
     if not batch.selected:
-        print("error: no task to propose: " + ("; ".join(batch.notes) or "every task is labelled"),
-              file=sys.stderr)
+        print("error: no task to propose: " + ("; ".join(batch.notes) or "every task is labelled"), file=sys.stderr)
         return 3
     return 0
 
 
 def _print_table(batch) -> None:
-    print(f"project {batch.project}: {batch.total_tasks} tasks, {batch.labelled} labelled (skipped), "
-          f"{batch.without_prediction} without prediction, {batch.scored} ranked by {batch.strategy}"
-          + (" (diverse)" if batch.diverse else ""))
+    print(
+        f"project {batch.project}: {batch.total_tasks} tasks, {batch.labelled} labelled (skipped), "
+        f"{batch.without_prediction} without prediction, {batch.scored} ranked by {batch.strategy}"
+        + (" (diverse)" if batch.diverse else "")
+    )
     for note in batch.notes:
         print(f"note: {note}")
     if batch.selected:

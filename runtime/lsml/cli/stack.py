@@ -29,9 +29,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lsml.procs import die_with_parent
 
@@ -81,8 +81,12 @@ class Child:
         log = open(self.log_path, "ab", buffering=0)
         try:
             self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, preexec_fn=_die_with_parent_term if sys.platform.startswith("linux") else None,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                preexec_fn=_die_with_parent_term if sys.platform.startswith("linux") else None,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children in order
             )
         finally:
@@ -136,8 +140,10 @@ class LocalStack:
             if self.redis_url is None and self.redis_binary:
                 self.redis_url = self._start_redis()
             if self.redis_url is None:
-                self.say("redis-server not found and REDIS_URL unset: training runs in the server "
-                         "process (embedded runner). Install redis-server for background training.")
+                self.say(
+                    "redis-server not found and REDIS_URL unset: training runs in the server "
+                    "process (embedded runner). Install redis-server for background training."
+                )
                 self.env.pop("REDIS_URL", None)
             else:
                 self.env["REDIS_URL"] = self.redis_url
@@ -162,11 +168,29 @@ class LocalStack:
         password = secrets.token_urlsafe(32)
         config = _redis_config(data_dir, password)
         try:
-            self._spawn("redis", [
-                str(self.redis_binary), str(config), "--bind", "127.0.0.1", "--port", str(port), "--dir",
-                str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--daemonize", "no", "--protected-mode", "yes",
-            ])
+            self._spawn(
+                "redis",
+                [
+                    str(self.redis_binary),
+                    str(config),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(data_dir),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--save",
+                    "",
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ],
+            )
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 if not self.children[-1].alive():

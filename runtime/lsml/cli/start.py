@@ -29,24 +29,42 @@ def _port(value: str) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "start", help="serve a backend directory (gunicorn; Redis + RQ worker when available)",
+        "start",
+        help="serve a backend directory (gunicorn; Redis + RQ worker when available)",
         description="Serve backend directory NAME with gunicorn (gthread workers). Logs go to NAME/logs/, "
-                    "models and state to MODEL_DIR (default NAME/data/models). With REDIS_URL or redis-server "
-                    "on PATH, training runs in an RQ worker; otherwise in the server process.")
+        "models and state to MODEL_DIR (default NAME/data/models). With REDIS_URL or redis-server "
+        "on PATH, training runs in an RQ worker; otherwise in the server process.",
+    )
     parser.add_argument("name", metavar="NAME", help="backend directory (made by `label-studio-ml init`)")
     parser.add_argument("--port", type=_port, default=9090, help="port (default 9090)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes the backend, "
-                             "so set BASIC_AUTH_USER and BASIC_AUTH_PASS too)")
-    parser.add_argument("--workers", type=_positive, default=None,
-                        help="gunicorn worker processes (default 2 with Redis, 1 with embedded training)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes the backend, "
+        "so set BASIC_AUTH_USER and BASIC_AUTH_PASS too)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="gunicorn worker processes (default 2 with Redis, 1 with embedded training)",
+    )
     parser.add_argument("--threads", type=_positive, default=8, help="threads per worker (default 8)")
-    parser.add_argument("--embedded", action="store_true",
-                        help="train in the server process even when Redis is available")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
-                        help="log level (default $LOG_LEVEL or info)")
-    parser.add_argument("--score-strategy", choices=STRATEGIES, default=None,
-                        help="active-learning score of predictions; sets LSML_SCORE_STRATEGY (default: the model's)")
+    parser.add_argument(
+        "--embedded", action="store_true", help="train in the server process even when Redis is available"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="log level (default $LOG_LEVEL or info)",
+    )
+    parser.add_argument(
+        "--score-strategy",
+        choices=STRATEGIES,
+        default=None,
+        help="active-learning score of predictions; sets LSML_SCORE_STRATEGY (default: the model's)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -54,5 +72,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if args.score_strategy:  # the server and worker processes inherit it
         os.environ["LSML_SCORE_STRATEGY"] = args.score_strategy
-    return start(StartOptions(backend_dir=Path(args.name), host=args.host, port=args.port, workers=args.workers,
-                              threads=args.threads, embedded=args.embedded, log_level=args.log_level))
+    return start(
+        StartOptions(
+            backend_dir=Path(args.name),
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            threads=args.threads,
+            embedded=args.embedded,
+            log_level=args.log_level,
+        )
+    )

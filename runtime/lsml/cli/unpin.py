@@ -12,8 +12,9 @@ from lsml.cli.versions import add_backend_arguments, run_and_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("unpin", help="remove a pin: the newest model version becomes current",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "unpin", help="remove a pin: the newest model version becomes current", description=__doc__.splitlines()[0]
+    )
     add_backend_arguments(parser)
     parser.set_defaults(func=run)
     return parser

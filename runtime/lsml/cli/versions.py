@@ -58,8 +58,9 @@ def run_and_report(args: argparse.Namespace, command: str, action) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("versions", help="list a project's model versions (current, pinned)",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "versions", help="list a project's model versions (current, pinned)", description=__doc__.splitlines()[0]
+    )
     add_backend_arguments(parser)
     parser.set_defaults(func=run)
     return parser
@@ -70,11 +71,15 @@ def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
-    print(f"project {report['project']}: current {report['current'] or '-'}, "
-          f"pinned {report['pinned'] or '- (every new fit becomes current)'}")
+    print(
+        f"project {report['project']}: current {report['current'] or '-'}, "
+        f"pinned {report['pinned'] or '- (every new fit becomes current)'}"
+    )
     if report.get("pinned_by") == "LSML_PINNED_VERSIONS":
-        print("note: the pin comes from LSML_PINNED_VERSIONS (MLBackend spec.model.pinnedVersions); "
-              "activate/unpin take effect once it no longer names this project")
+        print(
+            "note: the pin comes from LSML_PINNED_VERSIONS (MLBackend spec.model.pinnedVersions); "
+            "activate/unpin take effect once it no longer names this project"
+        )
     for item in report["details"]:
         marks = ",".join(m for m in ("current", "pinned") if item[m])
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["created_at"]))

@@ -20,39 +20,46 @@ from lsml.settings import Settings
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "worker", help="run trainings from Redis (RQ) in this process",
+        "worker",
+        help="run trainings from Redis (RQ) in this process",
         description="Run `fit` for training jobs that servers of backend NAME put on the RQ queue "
-                    "(needs REDIS_URL). Stop with Ctrl-C/SIGTERM: the running training finishes first.")
+        "(needs REDIS_URL). Stop with Ctrl-C/SIGTERM: the running training finishes first.",
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", nargs="?", default=".",
-                        help="backend directory (default: current dir)")
+    parser.add_argument("name", metavar="NAME", nargs="?", default=".", help="backend directory (default: current dir)")
     parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
     parser.add_argument("--queue", help="RQ queue name (default: $LSML_QUEUE or lsml-training)")
     parser.add_argument("--worker-name", help="RQ worker name (default: random, unique)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--healthcheck", action="store_true",
-                        help="exit 0 if a worker of this host is registered in Redis, else 1")
+    parser.add_argument(
+        "--healthcheck", action="store_true", help="exit 0 if a worker of this host is registered in Redis, else 1"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the worker (or run the healthcheck); returns the exit code."""
     backend = Path(args.name)
     if not backend.is_dir():
-        print(f"label-studio-ml worker: error: backend directory {backend} does not exist "
-              "(create one with `label-studio-ml init`)", file=sys.stderr)
+        print(
+            f"label-studio-ml worker: error: backend directory {backend} does not exist "
+            "(create one with `label-studio-ml init`)",
+            file=sys.stderr,
+        )
         return 2
     try:
         settings = Settings.from_env(backend_dir=backend)
         changes = {k: v for k, v in (("redis_url", args.redis_url), ("queue_name", args.queue)) if v}
         settings = settings.replace(**changes) if changes else settings
         if not settings.redis_url:
-            raise ValueError("the worker needs Redis: set REDIS_URL or pass --redis-url "
-                             "(without Redis, `label-studio-ml start` trains in the server process)")
+            raise ValueError(
+                "the worker needs Redis: set REDIS_URL or pass --redis-url "
+                "(without Redis, `label-studio-ml start` trains in the server process)"
+            )
         from lsml.training.worker import healthcheck, run_worker
 
         if args.healthcheck:

@@ -15,7 +15,7 @@ import base64
 import json
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 from requests.auth import AuthBase
@@ -89,7 +89,9 @@ class PersonalAccessTokenAuth(AuthBase):
 
     kind = PERSONAL_ACCESS_TOKEN
 
-    def __init__(self, refresh_token: str, refresh_url: str, post: Callable[..., requests.Response], timeout: float) -> None:
+    def __init__(
+        self, refresh_token: str, refresh_url: str, post: Callable[..., requests.Response], timeout: float
+    ) -> None:
         self._refresh_token = refresh_token
         self._refresh_url = refresh_url
         self._post = post
@@ -133,7 +135,9 @@ class PersonalAccessTokenAuth(AuthBase):
             )
         access = response.json().get("access")
         if not access:
-            raise LabelStudioError(response.status_code, "no access token in the refresh answer", method="POST", path="/api/token/refresh/")
+            raise LabelStudioError(
+                response.status_code, "no access token in the refresh answer", method="POST", path="/api/token/refresh/"
+            )
         claims = jwt_claims(access) or {}
         self._access = access
         # No exp claim: trust it for a minute, then refresh.

@@ -40,8 +40,9 @@ class LabelStudioUnexpectedResponse(LabelStudioError):
     """
 
     def __init__(self, status: int, url: str, what: str, *, method: str = "GET") -> None:
-        super().__init__(status, f"expected JSON from {url}, got {what}: is this URL Label Studio's API?",
-                         method=method, path=url)
+        super().__init__(
+            status, f"expected JSON from {url}, got {what}: is this URL Label Studio's API?", method=method, path=url
+        )
 
 
 def error_text(body: Any, fallback: str) -> str:

@@ -72,8 +72,9 @@ def _suffix(url: str) -> str:
 
 
 class MediaMixin(Transport):
-    def download(self, url: str, cache_dir: str | os.PathLike[str], *, max_bytes: int | None = None,
-                 timeout: float | None = None) -> Path:
+    def download(
+        self, url: str, cache_dir: str | os.PathLike[str], *, max_bytes: int | None = None, timeout: float | None = None
+    ) -> Path:
         """The local path of `url`'s bytes, downloading them unless already cached.
 
         `max_bytes` (default `LSML_MEDIA_MAX_BYTES`'s) caps the size and
@@ -101,8 +102,9 @@ class MediaMixin(Transport):
         total = DEFAULT_TIMEOUT if timeout is None else timeout
         shown = absolute.split("?")[0]  # a pre-signed URL's query is a credential
         deadline = time.monotonic() + total
-        response = self.request("GET", absolute, stream=True, authenticate=self.is_own_url(absolute),
-                                timeout=min(self.timeout, total))
+        response = self.request(
+            "GET", absolute, stream=True, authenticate=self.is_own_url(absolute), timeout=min(self.timeout, total)
+        )
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".partial-", suffix=target.suffix)
         expired = threading.Event()
 
@@ -116,8 +118,7 @@ class MediaMixin(Transport):
             with os.fdopen(fd, "wb") as out, response:
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limit:
-                    raise MediaRefused(f"media {shown!r} is {int(declared)} bytes, over LSML_MEDIA_MAX_BYTES "
-                                       f"({limit})")
+                    raise MediaRefused(f"media {shown!r} is {int(declared)} bytes, over LSML_MEDIA_MAX_BYTES ({limit})")
                 watchdog.start()
                 received = 0
                 try:

@@ -16,8 +16,9 @@ password Label Studio holds, so a password change is detected through it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable
 from lsml.labelstudio.transport import Transport
@@ -26,7 +27,15 @@ from lsml.labelstudio.webhooks import WebhooksMixin, basic_auth_header, normaliz
 log = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "lsml"
-_COMPARED_FIELDS = ("title", "description", "is_interactive", "auth_method", "basic_auth_user", "extra_params", "timeout")
+_COMPARED_FIELDS = (
+    "title",
+    "description",
+    "is_interactive",
+    "auth_method",
+    "basic_auth_user",
+    "extra_params",
+    "timeout",
+)
 
 
 class MLBackendsMixin(WebhooksMixin, Transport):
@@ -103,7 +112,9 @@ class MLBackendsMixin(WebhooksMixin, Transport):
             saved = self._find_backend(project, url)
             if saved is None:
                 raise
-            log.warning("Label Studio saved ML backend %s for project %s but answered: %s", saved["id"], project, exc.message)
+            log.warning(
+                "Label Studio saved ML backend %s for project %s but answered: %s", saved["id"], project, exc.message
+            )
             return saved
 
     def update_ml_backend(self, ml_backend_id: int, fields: dict[str, Any]) -> dict:
@@ -132,8 +143,9 @@ class MLBackendsMixin(WebhooksMixin, Transport):
         leave Label Studio with two backends that both get every prediction call.
         """
         for backend in newer:
-            log.warning("project %s had a second ML backend %s for %s: deleting the duplicate",
-                        project, backend["id"], url)
+            log.warning(
+                "project %s had a second ML backend %s for %s: deleting the duplicate", project, backend["id"], url
+            )
             self.delete(f"/api/ml/{int(backend['id'])}")
 
     def _backends_with_url(self, project: int, url: str) -> list[dict]:

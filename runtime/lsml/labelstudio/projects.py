@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lsml.labelstudio.transport import Transport
 
@@ -54,7 +55,9 @@ class ProjectsMixin(Transport):
                 timeout=max(self.timeout, 60),
             ).json()
 
-    def run_action(self, project: int, action: str, *, selected: list[int] | None = None, timeout: float | None = None) -> dict:
+    def run_action(
+        self, project: int, action: str, *, selected: list[int] | None = None, timeout: float | None = None
+    ) -> dict:
         """Run a Data Manager action (e.g. `retrieve_tasks_predictions`) on some or all tasks."""
         items = {"all": False, "included": list(selected)} if selected is not None else {"all": True, "excluded": []}
         return self.post_json(

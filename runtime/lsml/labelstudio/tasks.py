@@ -8,7 +8,8 @@ with `fields=all`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from lsml.labelstudio.errors import LabelStudioUnexpectedResponse
 from lsml.labelstudio.transport import Transport
@@ -32,9 +33,14 @@ class TasksMixin(Transport):
                     continue
                 yield task
 
-    def iter_task_pages(self, project: int | str, page_size: int = DEFAULT_PAGE_SIZE, *, fields: str = "all",
-                        needs_all: Callable[[list[dict]], bool] | None = None,
-                        ) -> Iterator[tuple[list[dict], int | None]]:
+    def iter_task_pages(
+        self,
+        project: int | str,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        *,
+        fields: str = "all",
+        needs_all: Callable[[list[dict]], bool] | None = None,
+    ) -> Iterator[tuple[list[dict], int | None]]:
         """Yield `(tasks, total)` per page: callers that report progress need the total up front.
 
         `needs_all(tasks)`: a page read with lighter `fields` that it is true for
@@ -56,15 +62,17 @@ class TasksMixin(Transport):
                 return
             page += 1
 
-    def task_page(self, project: int | str, page: int, page_size: int = DEFAULT_PAGE_SIZE, *,
-                  fields: str = "all") -> tuple[list[dict], int | None]:
+    def task_page(
+        self, project: int | str, page: int, page_size: int = DEFAULT_PAGE_SIZE, *, fields: str = "all"
+    ) -> tuple[list[dict], int | None]:
         """One page (from 1) of the project's tasks and the total. `fields="task_only"` leaves out
         annotations and predictions (3-5x cheaper for Label Studio) but keeps their counts
         (`total_annotations`, `total_predictions`)."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        body = self.get_json("/api/tasks/", params={"project": int(project), "page": int(page),
-                                                   "page_size": page_size, "fields": fields})
+        body = self.get_json(
+            "/api/tasks/", params={"project": int(project), "page": int(page), "page_size": page_size, "fields": fields}
+        )
         return _page_tasks(body, self.absolute_url("/api/tasks/"))
 
     def tasks(self, project: int, page_size: int = DEFAULT_PAGE_SIZE, **kwargs: Any) -> list[dict]:

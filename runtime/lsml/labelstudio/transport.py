@@ -173,9 +173,12 @@ class Transport:
         except ValueError:
             content_type = response.headers.get("Content-Type") or "no Content-Type"
             url = self._scrub(response.url.split("?", 1)[0])
-            raise LabelStudioUnexpectedResponse(response.status_code, url,
-                                                f"{content_type} ({len(response.content)} bytes)",
-                                                method=response.request.method or "GET") from None
+            raise LabelStudioUnexpectedResponse(
+                response.status_code,
+                url,
+                f"{content_type} ({len(response.content)} bytes)",
+                method=response.request.method or "GET",
+            ) from None
 
     def delete(self, path: str, **kwargs: Any) -> None:
         self.request("DELETE", path, **kwargs)
@@ -203,7 +206,6 @@ class Transport:
 
     def __repr__(self) -> str:  # never the token
         return f"{type(self).__name__}({self.url!r}, token_kind={self.token_kind!r})"
-
 
 
 __all__ = ["Transport", "LEGACY", "PERSONAL_ACCESS_TOKEN"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 from flask import Flask
 
@@ -35,8 +34,7 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("lsml").setLevel(level)
 
 
-def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
-               queue: Optional[TrainingQueue] = None) -> Flask:
+def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: TrainingQueue | None = None) -> Flask:
     """A Flask app serving `model_ref` (`"module:Class"` or the class itself).
 
     Importing the model class and building model instances happen in
@@ -50,8 +48,7 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider; JSONProvider lacks it
 
-    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded,
-                             on_evicted=metrics.model_evicted)
+    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded, on_evicted=metrics.model_evicted)
 
     def _published(project: str, result: dict) -> None:
         if result.get("published"):
@@ -62,9 +59,12 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
 
     if queue is None:
         queue = make_queue(settings, model_ref, on_finished=_published)
-    app.extensions["lsml"] = Runtime(settings=settings, registry=registry, queue=queue,
-                                     predict_gate=PredictGate(settings.predict_concurrency,
-                                                              settings.predict_wait_timeout, settings.predict_timeout))
+    app.extensions["lsml"] = Runtime(
+        settings=settings,
+        registry=registry,
+        queue=queue,
+        predict_gate=PredictGate(settings.predict_concurrency, settings.predict_wait_timeout, settings.predict_timeout),
+    )
 
     from lsml.server.routes import bp
 
@@ -73,6 +73,10 @@ def create_app(model_ref: ModelRef, settings: Optional[Settings] = None,
     errors.install(app)
     app.register_blueprint(bp)
     registry.start()
-    logger.info("serving %s (model dir %s, %s training)", registry.class_name, settings.model_dir,
-                "RQ" if settings.redis_url else "embedded")
+    logger.info(
+        "serving %s (model dir %s, %s training)",
+        registry.class_name,
+        settings.model_dir,
+        "RQ" if settings.redis_url else "embedded",
+    )
     return app

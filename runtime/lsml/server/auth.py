@@ -42,5 +42,9 @@ def install(app: Flask, settings: Settings) -> None:
     def _check_basic_auth():
         if request.endpoint in PUBLIC_ENDPOINTS or authenticated(settings):
             return None
-        return error_response(401, "unauthorized", "HTTP Basic credentials required",
-                              {"WWW-Authenticate": 'Basic realm="lsml", charset="UTF-8"'})
+        return error_response(
+            401,
+            "unauthorized",
+            "HTTP Basic credentials required",
+            {"WWW-Authenticate": 'Basic realm="lsml", charset="UTF-8"'},
+        )

@@ -14,7 +14,7 @@ business (bench/README.md, "Request validation", has the cost).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -32,7 +32,14 @@ from pydantic_core import PydanticCustomError
 from lsml import credentials
 from lsml.label_config import LabelConfigError, parse_config_cached
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN, project_key
-from lsml.prelabel import BATCH_SIZE_DEFAULT, BATCH_SIZE_MAX, LS_PROJECT_PATTERN, MAX_CONCURRENT_MAX, MODES, VERSION_NAME_PATTERN
+from lsml.prelabel import (
+    BATCH_SIZE_DEFAULT,
+    BATCH_SIZE_MAX,
+    LS_PROJECT_PATTERN,
+    MAX_CONCURRENT_MAX,
+    MODES,
+    VERSION_NAME_PATTERN,
+)
 from lsml.server.errors import ApiError
 
 
@@ -41,7 +48,7 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def checked_label_config(value: Optional[str]) -> Optional[str]:
+def checked_label_config(value: str | None) -> str | None:
     """`value` (None for none or ""), parsed once so a broken config is a 400 now, not a failed background
     build later; raises `LabelConfigError`."""
     if not value:
@@ -50,7 +57,7 @@ def checked_label_config(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def _label_config(value: Optional[str]) -> Optional[str]:
+def _label_config(value: str | None) -> str | None:
     try:
         return checked_label_config(value)
     except LabelConfigError as exc:
@@ -84,20 +91,36 @@ if TYPE_CHECKING:  # what the validators leave: `project_key`'s string
     OptionalProject: TypeAlias = str
 else:
     #: A project id, or Label Studio's "<id>.<created_at>" name: filed under "<id>" (`lsml.model.project_key`).
-    ProjectId = Annotated[Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")],
-                          Discriminator(_json_form), AfterValidator(project_key),
-                          Field(description="Project id, or Label Studio's '<id>.<created_at>'")]
+    ProjectId = Annotated[
+        Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")],
+        Discriminator(_json_form),
+        AfterValidator(project_key),
+        Field(description="Project id, or Label Studio's '<id>.<created_at>'"),
+    ]
     #: A project, or "" for the default one.
-    Project = Annotated[Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")] | Annotated[Literal[""], Tag("as-empty")],
-                        Discriminator(_json_form), AfterValidator(project_key),
-                        Field(description="Project id, or Label Studio's '<id>.<created_at>'; '': the default project")]
+    Project = Annotated[
+        Annotated[_ProjectName, Tag("as-string")]
+        | Annotated[_ProjectNumber, Tag("as-integer")]
+        | Annotated[Literal[""], Tag("as-empty")],
+        Discriminator(_json_form),
+        AfterValidator(project_key),
+        Field(description="Project id, or Label Studio's '<id>.<created_at>'; '': the default project"),
+    ]
     #: A project, or none (null, absent, ""): the default project.
-    OptionalProject = Annotated[Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")] | Annotated[Literal[""], Tag("as-empty")] | Annotated[None, Tag("as-null")],
-                                Discriminator(_json_form), AfterValidator(project_key),
-                                Field(description="Project id, or Label Studio's '<id>.<created_at>'; none or '': the "
-                                                  "default project")]
-LabelConfig = Annotated[Optional[str], AfterValidator(_label_config),
-                        Field(description="Label config XML; one that does not parse is a 400 invalid_label_config")]
+    OptionalProject = Annotated[
+        Annotated[_ProjectName, Tag("as-string")]
+        | Annotated[_ProjectNumber, Tag("as-integer")]
+        | Annotated[Literal[""], Tag("as-empty")]
+        | Annotated[None, Tag("as-null")],
+        Discriminator(_json_form),
+        AfterValidator(project_key),
+        Field(description="Project id, or Label Studio's '<id>.<created_at>'; none or '': the default project"),
+    ]
+LabelConfig = Annotated[
+    str | None,
+    AfterValidator(_label_config),
+    Field(description="Label config XML; one that does not parse is a 400 invalid_label_config"),
+]
 
 
 class Body(BaseModel):
@@ -114,10 +137,14 @@ class PredictBody(Body):
 
     tasks: list[_Object] = Field(description="Label Studio tasks, predicted in order")
     project: OptionalProject = ""  # validated (validate_default): the default project
-    label_config: Optional[str] = Field(None, description="Label config XML (parsed once per config, cached)")
-    params: Optional[dict[str, Any]] = None
-    ERRORS = {"tasks": "invalid_tasks", "project": "invalid_project", "label_config": "invalid_label_config",
-              "params": "invalid_params"}
+    label_config: str | None = Field(None, description="Label config XML (parsed once per config, cached)")
+    params: dict[str, Any] | None = None
+    ERRORS = {
+        "tasks": "invalid_tasks",
+        "project": "invalid_project",
+        "label_config": "invalid_label_config",
+        "params": "invalid_params",
+    }
 
 
 class SetupBody(Body):
@@ -125,25 +152,35 @@ class SetupBody(Body):
 
     project: Project
     schema_: LabelConfig = Field(None, alias="schema")
-    hostname: Optional[Annotated[str, Field(pattern=credentials.SETUP_HOSTNAME_PATTERN)]] = Field(
-        None, description="Label Studio's URL, http:// or https://")
-    access_token: Optional[str] = None
+    hostname: Annotated[str, Field(pattern=credentials.SETUP_HOSTNAME_PATTERN)] | None = Field(
+        None, description="Label Studio's URL, http:// or https://"
+    )
+    access_token: str | None = None
     extra_params: Any = Field(None, description="Kept for the model (`extra_params`)")
-    ERRORS = {"project": "invalid_project", "schema": "invalid_label_config", "hostname": "invalid_field",
-              "access_token": "invalid_field"}
+    ERRORS = {
+        "project": "invalid_project",
+        "schema": "invalid_label_config",
+        "hostname": "invalid_field",
+        "access_token": "invalid_field",
+    }
 
 
 class WebhookProject(Body):
     """The project object Label Studio serializes into every webhook."""
 
     id: ProjectId
-    label_config: Optional[str] = None
+    label_config: str | None = None
 
 
 WebhookProjectField = Annotated[
-    Annotated[WebhookProject, Tag("as-object")] | Annotated[_ProjectName, Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")] | Annotated[Literal[""], Tag("as-empty")] | Annotated[None, Tag("as-null")],
+    Annotated[WebhookProject, Tag("as-object")]
+    | Annotated[_ProjectName, Tag("as-string")]
+    | Annotated[_ProjectNumber, Tag("as-integer")]
+    | Annotated[Literal[""], Tag("as-empty")]
+    | Annotated[None, Tag("as-null")],
     Discriminator(_json_form),
-    Field(description="Label Studio's project object; required by training events")]
+    Field(description="Label Studio's project object; required by training events"),
+]
 
 
 class WebhookBody(Body):
@@ -162,7 +199,7 @@ class WebhookBody(Body):
         return project_key(value.id if isinstance(value, WebhookProject) else value)
 
     @property
-    def label_config(self) -> Optional[str]:
+    def label_config(self) -> str | None:
         return self.project.label_config if isinstance(self.project, WebhookProject) else None
 
 
@@ -173,8 +210,11 @@ class TrainBody(Body):
     project: OptionalProject = ""  # validated (validate_default): the default project
     label_config: LabelConfig = None
     params: Any = Field(None, description="Passed to the model's fit unchanged")
-    ERRORS = {"annotations": "missing_annotations", "project": "invalid_project",
-              "label_config": "invalid_label_config"}
+    ERRORS = {
+        "annotations": "missing_annotations",
+        "project": "invalid_project",
+        "label_config": "invalid_label_config",
+    }
 
 
 class JobStatusBody(Body):
@@ -190,16 +230,21 @@ class VersionsBody(Body):
 class VersionsQuery(Body):
     """`GET /versions?project=...`: an empty `project=` names nothing (not the default project) and is refused."""
 
-    project: Optional[Annotated[_ProjectName, AfterValidator(project_key)]] = Field(
-        None, description="Project id or '<id>.<created_at>' (or send it in a JSON body); without a project "
-                          "(what Label Studio sends) every project's versions")
+    project: Annotated[_ProjectName, AfterValidator(project_key)] | None = Field(
+        None,
+        description="Project id or '<id>.<created_at>' (or send it in a JSON body); without a project "
+        "(what Label Studio sends) every project's versions",
+    )
     ERRORS = {"project": "invalid_project"}
 
 
 class ActivateBody(Body):
     project: Project
-    version: Annotated[Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")] | Annotated[_Integer, Tag("as-integer")],
-                       Discriminator(_json_form), Field(description="'v3' or 3")]
+    version: Annotated[
+        Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")] | Annotated[_Integer, Tag("as-integer")],
+        Discriminator(_json_form),
+        Field(description="'v3' or 3"),
+    ]
     pin: bool = Field(True, description="Later fits publish new numbers but do not replace it")
     ERRORS = {"project": "invalid_project", "version": "missing_version", "pin": "invalid_pin"}
 
@@ -213,14 +258,19 @@ class PrelabelBody(Body):
     """lsml's own call: unknown fields are refused (a typo must not silently pre-label with defaults)."""
 
     model_config = ConfigDict(extra="forbid")
-    project: Annotated[Annotated[Annotated[str, Field(pattern=LS_PROJECT_PATTERN)], Tag("as-string")] | Annotated[_ProjectNumber, Tag("as-integer")],
-                       Discriminator(_json_form), AfterValidator(project_key),
-                       Field(description="A Label Studio project id, or Label Studio's `<id>.<created_at>` name")]
+    project: Annotated[
+        Annotated[Annotated[str, Field(pattern=LS_PROJECT_PATTERN)], Tag("as-string")]
+        | Annotated[_ProjectNumber, Tag("as-integer")],
+        Discriminator(_json_form),
+        AfterValidator(project_key),
+        Field(description="A Label Studio project id, or Label Studio's `<id>.<created_at>` name"),
+    ]
     mode: Literal[MODES] = "missing"  # type: ignore[valid-type]
     batch_size: Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX), BeforeValidator(_integral)] = BATCH_SIZE_DEFAULT
     max_concurrent: Annotated[int, Field(ge=1, le=MAX_CONCURRENT_MAX), BeforeValidator(_integral)] = 1
-    version: Optional[Annotated[str, Field(pattern=VERSION_NAME_PATTERN)]] = Field(
-        None, description="a kept version (default: the current one)")
+    version: Annotated[str, Field(pattern=VERSION_NAME_PATTERN)] | None = Field(
+        None, description="a kept version (default: the current one)"
+    )
     ERRORS = {"project": "invalid_project"}
     OTHER_ERROR = "invalid_prelabel"
 
@@ -239,14 +289,19 @@ def parse(model: type[B], data: dict) -> B:
 #: What a pattern means, said in words: the message of a value that does not match it (not the regex).
 _PATTERN_HINTS = {
     PROJECT_NAME_PATTERN: "must be '<id>' or '<id>.<created_at>' (at most 64 letters, digits, '_' or '-' before "
-                          "the dot)",
+    "the dot)",
     LS_PROJECT_PATTERN: "must be a Label Studio project id or its '<id>.<created_at>' name",
     credentials.SETUP_HOSTNAME_PATTERN: "must be an http:// or https:// URL",
     VERSION_NAME_PATTERN: "must be a version name like 'v3'",
     _NOT_BLANK: "must not be blank",
 }
-_FORMS = {"as-string": "a string", "as-integer": "an integer", "as-empty": "''", "as-null": "null",
-          "as-object": "an object"}
+_FORMS = {
+    "as-string": "a string",
+    "as-integer": "an integer",
+    "as-empty": "''",
+    "as-null": "null",
+    "as-object": "an object",
+}
 
 
 def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
@@ -256,8 +311,7 @@ def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
     kind = error["type"]
     if kind == "extra_forbidden":
         return ApiError(400, "invalid_field", f"unknown field '{path}'")
-    info = model.model_fields.get(field) or next(
-        (f for f in model.model_fields.values() if f.alias == field), None)
+    info = model.model_fields.get(field) or next((f for f in model.model_fields.values() if f.alias == field), None)
     if (kind == "missing" or error.get("input") is None) and path == field and info is not None and info.is_required():
         code = model.ERRORS.get(field, "")
         return ApiError(400, code if code.startswith("missing_") else f"missing_{field}", f"'{field}' is required")
@@ -271,7 +325,10 @@ def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
     if kind == "is_instance_of":  # _Object
         what = f"must be an object, got {_json_type(error.get('input'))}"
     if kind == "union_tag_invalid":
-        forms = [_FORMS.get(tag, tag) for tag in str(error.get("ctx", {}).get("expected_tags", "")).replace("'", "").split(", ")]
+        forms = [
+            _FORMS.get(tag, tag)
+            for tag in str(error.get("ctx", {}).get("expected_tags", "")).replace("'", "").split(", ")
+        ]
         what = f"must be {' or '.join(forms)}, got {_json_type(error.get('input'))}"
     return ApiError(400, code, f"'{path}': {what}" if path else what)
 

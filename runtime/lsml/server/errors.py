@@ -38,7 +38,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 def _code_for(exc: HTTPException) -> str:
     return {413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
-        exc.code or 500, (exc.name or "error").lower().replace(" ", "_"))
+        exc.code or 500, (exc.name or "error").lower().replace(" ", "_")
+    )
 
 
 def install(app: Flask) -> None:

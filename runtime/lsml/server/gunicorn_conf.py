@@ -25,10 +25,10 @@ errorlog = "-"
 
 # gthread's pool for the app, every wait on a client on the main loop (lsml/server/worker.py)
 worker_class = "lsml.server.worker.ThreadWorker"
-timeout = 300          # the main loop heartbeats: a slow predict does not get the worker killed
+timeout = 300  # the main loop heartbeats: a slow predict does not get the worker killed
 graceful_timeout = 20  # below the supervisor's and Kubernetes' grace periods, so a stop is never a SIGKILL
-keepalive = 5          # seconds an idle connection may wait for its next request
-sendfile = False       # responses are gathered in memory and sent by the worker (no file descriptors)
+keepalive = 5  # seconds an idle connection may wait for its next request
+sendfile = False  # responses are gathered in memory and sent by the worker (no file descriptors)
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat off disk; works read-only
 
 # gunicorn >= 27 opens a per-user control socket ($HOME/.gunicorn/gunicorn.ctl) that

@@ -12,33 +12,56 @@ import os
 import time
 
 from flask import Flask, Response, request
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
-REQUESTS = Counter("lsml_http_requests_total", "HTTP requests by route, method and status",
-                   ["route", "method", "status"])
-LATENCY = Histogram("lsml_http_request_duration_seconds", "HTTP request latency by route", ["route"],
-                    buckets=_BUCKETS)
+REQUESTS = Counter(
+    "lsml_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"]
+)
+LATENCY = Histogram("lsml_http_request_duration_seconds", "HTTP request latency by route", ["route"], buckets=_BUCKETS)
 ERRORS = Counter("lsml_http_errors_total", "Error responses by error code", ["error"])
-PREDICT_LATENCY = Histogram("lsml_predict_duration_seconds", "Time spent in the model's predict()",
-                            buckets=_BUCKETS)
+PREDICT_LATENCY = Histogram("lsml_predict_duration_seconds", "Time spent in the model's predict()", buckets=_BUCKETS)
 PREDICT_TASKS = Counter("lsml_predicted_tasks_total", "Tasks sent to predict()")
-PREDICT_STUCK = Gauge("lsml_predict_stuck_threads", "predict() calls past LSML_PREDICT_TIMEOUT that have not returned",
-                      multiprocess_mode="livesum")
-MODEL_LOAD = Histogram("lsml_model_load_seconds", "Time to build a model instance (setup included)",
-                       buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-MODEL_VERSION = Gauge("lsml_model_version_info", "Model version loaded per project (1 = loaded here)",
-                      ["project", "model_version"], multiprocess_mode="livemax")
-MODEL_VERSION_NUMBER = Gauge("lsml_model_version_number", "Store version number loaded per project (0: untrained)",
-                             ["project"], multiprocess_mode="livemax")
+PREDICT_STUCK = Gauge(
+    "lsml_predict_stuck_threads",
+    "predict() calls past LSML_PREDICT_TIMEOUT that have not returned",
+    multiprocess_mode="livesum",
+)
+MODEL_LOAD = Histogram(
+    "lsml_model_load_seconds",
+    "Time to build a model instance (setup included)",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+MODEL_VERSION = Gauge(
+    "lsml_model_version_info",
+    "Model version loaded per project (1 = loaded here)",
+    ["project", "model_version"],
+    multiprocess_mode="livemax",
+)
+MODEL_VERSION_NUMBER = Gauge(
+    "lsml_model_version_number",
+    "Store version number loaded per project (0: untrained)",
+    ["project"],
+    multiprocess_mode="livemax",
+)
 QUEUE_DEPTH = Gauge("lsml_training_queue_depth", "Training jobs waiting", multiprocess_mode="livemostrecent")
 QUEUE_RUNNING = Gauge("lsml_training_jobs_running", "Training jobs running", multiprocess_mode="livemostrecent")
-QUEUE_FAILED = Gauge("lsml_training_jobs_failed", "Training jobs failed since start",
-                     multiprocess_mode="livemostrecent")
-MODEL_EVICTIONS = Counter("lsml_model_evictions_total",
-                          "Model instances dropped because more than LSML_MAX_LOADED_MODELS projects were loaded")
+QUEUE_FAILED = Gauge(
+    "lsml_training_jobs_failed", "Training jobs failed since start", multiprocess_mode="livemostrecent"
+)
+MODEL_EVICTIONS = Counter(
+    "lsml_model_evictions_total",
+    "Model instances dropped because more than LSML_MAX_LOADED_MODELS projects were loaded",
+)
 TRAINING_SUBMITTED = Counter("lsml_training_submitted_total", "Training triggers accepted", ["event"])
 
 _loaded_versions: dict[str, str] = {}

@@ -30,15 +30,26 @@ _ERRORS = {
 }
 _UNAUTHORIZED = {"401": _json(_ref("Error"), "Basic auth required (when BASIC_AUTH_USER is set)")}
 _TRAINING_DOWN = {"503": _json(_ref("Error"), "Redis (the training queue) unreachable: try again after Retry-After")}
-_AUTH: list[dict[str, list[str]]] = [{"basicAuth": []}, {}]  # optional: the server decides (BASIC_AUTH_USER); see `document`
+_AUTH: list[dict[str, list[str]]] = [
+    {"basicAuth": []},
+    {},
+]  # optional: the server decides (BASIC_AUTH_USER); see `document`
 
 
 def _body(schema: dict, required: bool = True) -> dict:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool = True,
-        errors: bool = True, op_id: str, **extra) -> dict:
+def _op(
+    summary: str,
+    responses: dict,
+    *,
+    body: dict | None = None,
+    auth: bool = True,
+    errors: bool = True,
+    op_id: str,
+    **extra,
+) -> dict:
     op: dict = {"operationId": op_id, "summary": summary, "responses": dict(responses)}
     if errors:
         op["responses"].update(_ERRORS)
@@ -54,10 +65,20 @@ def _op(summary: str, responses: dict, *, body: dict | None = None, auth: bool =
 
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
-_REQUESTS = (bodies.SetupBody, bodies.PredictBody, bodies.WebhookBody, bodies.TrainBody, bodies.JobStatusBody,
-             bodies.VersionsBody, bodies.ActivateBody, bodies.UnpinBody, bodies.PrelabelBody)
-_, _DEFS = models_json_schema([(model, "validation") for model in _REQUESTS],
-                              ref_template="#/components/schemas/{model}")
+_REQUESTS = (
+    bodies.SetupBody,
+    bodies.PredictBody,
+    bodies.WebhookBody,
+    bodies.TrainBody,
+    bodies.JobStatusBody,
+    bodies.VersionsBody,
+    bodies.ActivateBody,
+    bodies.UnpinBody,
+    bodies.PrelabelBody,
+)
+_, _DEFS = models_json_schema(
+    [(model, "validation") for model in _REQUESTS], ref_template="#/components/schemas/{model}"
+)
 REQUEST_SCHEMAS: dict[str, dict] = _DEFS["$defs"]  # the models' schemas and those they refer to (WebhookProject)
 
 
@@ -76,8 +97,15 @@ def _query(model: type[bodies.Body]) -> list[dict]:
         if options:
             prop.update(options[0] if len(options) == 1 else {"anyOf": options})
         prop.pop("default", None)
-        parameters.append({"name": name, "in": "query", "required": name in schema.get("required", []),
-                           "schema": prop, "description": description})
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in schema.get("required", []),
+                "schema": prop,
+                "description": description,
+            }
+        )
     return parameters
 
 
@@ -90,136 +118,304 @@ SPEC: dict = {
     },
     "paths": {
         "/": {"get": _op("Health (alias of /health)", _HEALTH, errors=False, op_id="index")},
-        "/health": {"get": _op("Health: Label Studio calls it before setup and predict", _HEALTH, errors=False,
-                               op_id="health")},
-        "/setup": {"post": _op(
-            "Remember a project's label config and Label Studio access; start loading its model",
-            {"200": _json({"type": "object", "required": ["model_version"],
-                           "properties": {"model_version": {"type": "string"}}}, "Current model version"),
-             "404": _json(_ref("Error"), "No schema, and no label config known for the project"),
-             "503": _json(_ref("Error"), "Redis (the state store) unreachable: try again after Retry-After")},
-            body=_request(bodies.SetupBody), op_id="setup")},
-        "/predict": {"post": _op(
-            "Predict tasks: one result item per task, in order",
-            {"200": _json(_ref("PredictResponse"), "Predictions"),
-             "404": _json(_ref("Error"), "Unknown project and no label_config"),
-             "500": _json(_ref("Error"), "The model raised (details in the server log)"),
-             "503": _json(_ref("Error"), "Model still loading, too many predictions running, too many "
-                                         "predictions stuck past LSML_PREDICT_TIMEOUT (predict_stuck), or no "
-                                         "label_config and Redis (the state store) unreachable"),
-             "504": _json(_ref("Error"), "The model's predict ran past LSML_PREDICT_TIMEOUT (predict_timeout)")},
-            body=_request(bodies.PredictBody), op_id="predict")},
-        "/webhook": {"post": _op(
-            "Label Studio events: training events are queued, others ignored",
-            {"200": _json({"type": "object", "properties": {"status": {"const": "ignored"},
-                                                             "action": {"type": "string"}}}, "Ignored event"),
-             "201": _json(_ref("JobAccepted"), "Training queued"), **_TRAINING_DOWN},
-            body=_request(bodies.WebhookBody),
-            op_id="webhook")},
-        "/train": {"post": _op(
-            "Legacy training call with annotated tasks",
-            {"201": _json({"type": "object", "properties": {"job": {"type": "string"}}}, "Training queued"),
-             **_TRAINING_DOWN},
-            body=_request(bodies.TrainBody),
-            op_id="train")},
-        "/job_status": {"post": _op(
-            "Status of a training job",
-            {"200": _json(_ref("JobStatus"), "Job status"), "404": _json(_ref("Error"), "Unknown job"),
-             **_TRAINING_DOWN},
-            body=_request(bodies.JobStatusBody),
-            op_id="job_status")},
-        "/versions": {
-            "get": _op("Model versions of a project", {"200": _json(_ref("Versions"), "Versions")},
-                       op_id="versions_get", parameters=_query(bodies.VersionsQuery)),
-            "post": _op("Model versions of a project", {"200": _json(_ref("Versions"), "Versions")},
-                        body=_request(bodies.VersionsBody, required=False),
-                        op_id="versions_post", parameters=_query(bodies.VersionsQuery)),
+        "/health": {
+            "get": _op("Health: Label Studio calls it before setup and predict", _HEALTH, errors=False, op_id="health")
         },
-        "/versions/activate": {"post": _op(
-            "Make a kept version current for every server process; pinned by default (later fits publish "
-            "new numbers but do not replace it)",
-            {"200": _json(_ref("VersionReport"), "The project's versions after the change"),
-             "404": _json(_ref("Error"), "No such version kept"),
-             "409": _json(_ref("Error"), "The version's files fail their integrity check")},
-            body=_request(bodies.ActivateBody),
-            op_id="versions_activate")},
-        "/versions/unpin": {"post": _op(
-            "Remove the pin: the newest version becomes current again, and so does every later fit",
-            {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
-            body=_request(bodies.UnpinBody),
-            op_id="versions_unpin")},
-        "/prelabel": {"post": _op(
-            "Queue a background pre-labelling job of a project (RQ with REDIS_URL, else a server thread); "
-            "at most one per project",
-            {"201": _json(_ref("PrelabelAccepted"), "Job queued"),
-             "200": _json(_ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"),
-             "503": _json(_ref("Error"), "Redis unreachable")},
-            body=_request(bodies.PrelabelBody),
-            op_id="prelabel")},
-        "/healthz": {"get": _op("Liveness probe", {"200": _json({"type": "object"}, "Alive"),
-                                                   "503": _json({"type": "object"}, "Predictions stuck: restart me")},
-                                auth=False,
-                                errors=False, op_id="healthz")},
-        "/readyz": {"get": _op("Readiness probe: the model class is imported",
-                               {"200": _json({"type": "object", "required": ["status"], "properties": {
-                                   "status": {"const": "ready"}, "model_class": {"type": "string"}}}, "Ready"),
-                                "503": _json({"type": "object", "required": ["status", "error"], "properties": {
-                                    "status": {"const": "not_ready"}, "error": {"type": "string"}}},
-                                    "Not ready: a generic reason, the import error itself only with Basic "
-                                    "credentials (and in the server log)")},
-                               auth=False, errors=False, op_id="readyz")},
-        "/metrics": {"get": _op("Prometheus metrics (behind Basic auth when it is on: labels name projects)",
-                                {"200": {"description": "Prometheus text format",
-                                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
-                                errors=False, op_id="metrics")},
-        "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
-                                     auth=False, errors=False, op_id="openapi")},
+        "/setup": {
+            "post": _op(
+                "Remember a project's label config and Label Studio access; start loading its model",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["model_version"],
+                            "properties": {"model_version": {"type": "string"}},
+                        },
+                        "Current model version",
+                    ),
+                    "404": _json(_ref("Error"), "No schema, and no label config known for the project"),
+                    "503": _json(_ref("Error"), "Redis (the state store) unreachable: try again after Retry-After"),
+                },
+                body=_request(bodies.SetupBody),
+                op_id="setup",
+            )
+        },
+        "/predict": {
+            "post": _op(
+                "Predict tasks: one result item per task, in order",
+                {
+                    "200": _json(_ref("PredictResponse"), "Predictions"),
+                    "404": _json(_ref("Error"), "Unknown project and no label_config"),
+                    "500": _json(_ref("Error"), "The model raised (details in the server log)"),
+                    "503": _json(
+                        _ref("Error"),
+                        "Model still loading, too many predictions running, too many "
+                        "predictions stuck past LSML_PREDICT_TIMEOUT (predict_stuck), or no "
+                        "label_config and Redis (the state store) unreachable",
+                    ),
+                    "504": _json(_ref("Error"), "The model's predict ran past LSML_PREDICT_TIMEOUT (predict_timeout)"),
+                },
+                body=_request(bodies.PredictBody),
+                op_id="predict",
+            )
+        },
+        "/webhook": {
+            "post": _op(
+                "Label Studio events: training events are queued, others ignored",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"status": {"const": "ignored"}, "action": {"type": "string"}},
+                        },
+                        "Ignored event",
+                    ),
+                    "201": _json(_ref("JobAccepted"), "Training queued"),
+                    **_TRAINING_DOWN,
+                },
+                body=_request(bodies.WebhookBody),
+                op_id="webhook",
+            )
+        },
+        "/train": {
+            "post": _op(
+                "Legacy training call with annotated tasks",
+                {
+                    "201": _json({"type": "object", "properties": {"job": {"type": "string"}}}, "Training queued"),
+                    **_TRAINING_DOWN,
+                },
+                body=_request(bodies.TrainBody),
+                op_id="train",
+            )
+        },
+        "/job_status": {
+            "post": _op(
+                "Status of a training job",
+                {
+                    "200": _json(_ref("JobStatus"), "Job status"),
+                    "404": _json(_ref("Error"), "Unknown job"),
+                    **_TRAINING_DOWN,
+                },
+                body=_request(bodies.JobStatusBody),
+                op_id="job_status",
+            )
+        },
+        "/versions": {
+            "get": _op(
+                "Model versions of a project",
+                {"200": _json(_ref("Versions"), "Versions")},
+                op_id="versions_get",
+                parameters=_query(bodies.VersionsQuery),
+            ),
+            "post": _op(
+                "Model versions of a project",
+                {"200": _json(_ref("Versions"), "Versions")},
+                body=_request(bodies.VersionsBody, required=False),
+                op_id="versions_post",
+                parameters=_query(bodies.VersionsQuery),
+            ),
+        },
+        "/versions/activate": {
+            "post": _op(
+                "Make a kept version current for every server process; pinned by default (later fits publish "
+                "new numbers but do not replace it)",
+                {
+                    "200": _json(_ref("VersionReport"), "The project's versions after the change"),
+                    "404": _json(_ref("Error"), "No such version kept"),
+                    "409": _json(_ref("Error"), "The version's files fail their integrity check"),
+                },
+                body=_request(bodies.ActivateBody),
+                op_id="versions_activate",
+            )
+        },
+        "/versions/unpin": {
+            "post": _op(
+                "Remove the pin: the newest version becomes current again, and so does every later fit",
+                {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
+                body=_request(bodies.UnpinBody),
+                op_id="versions_unpin",
+            )
+        },
+        "/prelabel": {
+            "post": _op(
+                "Queue a background pre-labelling job of a project (RQ with REDIS_URL, else a server thread); "
+                "at most one per project",
+                {
+                    "201": _json(_ref("PrelabelAccepted"), "Job queued"),
+                    "200": _json(
+                        _ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"
+                    ),
+                    "503": _json(_ref("Error"), "Redis unreachable"),
+                },
+                body=_request(bodies.PrelabelBody),
+                op_id="prelabel",
+            )
+        },
+        "/healthz": {
+            "get": _op(
+                "Liveness probe",
+                {
+                    "200": _json({"type": "object"}, "Alive"),
+                    "503": _json({"type": "object"}, "Predictions stuck: restart me"),
+                },
+                auth=False,
+                errors=False,
+                op_id="healthz",
+            )
+        },
+        "/readyz": {
+            "get": _op(
+                "Readiness probe: the model class is imported",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {"status": {"const": "ready"}, "model_class": {"type": "string"}},
+                        },
+                        "Ready",
+                    ),
+                    "503": _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "error"],
+                            "properties": {"status": {"const": "not_ready"}, "error": {"type": "string"}},
+                        },
+                        "Not ready: a generic reason, the import error itself only with Basic "
+                        "credentials (and in the server log)",
+                    ),
+                },
+                auth=False,
+                errors=False,
+                op_id="readyz",
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics (behind Basic auth when it is on: labels name projects)",
+                {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                errors=False,
+                op_id="metrics",
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "This document",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                auth=False,
+                errors=False,
+                op_id="openapi",
+            )
+        },
     },
     "components": {
         "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
         "schemas": {
             **REQUEST_SCHEMAS,
-            "Error": {"type": "object", "required": ["error", "message"],
-                      "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-            "Health": {"type": "object", "required": ["status"],
-                       "properties": {"status": {"const": "UP"}, "model_class": {"type": "string"}}},
-            "Prediction": {"type": "object", "properties": {
-                "result": {"type": "array", "items": {"type": "object"}},
-                "score": {"type": ["number", "null"]}, "model_version": {"type": "string"}}},
-            "PredictResponse": {"type": "object", "required": ["results"], "properties": {
-                "results": {"type": "array", "items": {"anyOf": [
-                    _ref("Prediction"), {"type": "array", "items": _ref("Prediction")}]}},
-                "model_version": {"type": "string"}}},
-            "JobAccepted": {"type": "object", "required": ["job"], "properties": {
-                "job": {"type": "string"}, "status": {"type": "string"}, "project": {"type": "string"},
-                "action": {"type": "string"}}},
-            "JobStatus": {"type": "object", "required": ["job", "status"], "properties": {
-                "job": {"type": "string"},
-                "status": {"enum": ["queued", "started", "finished", "failed"]},
-                "job_status": {"enum": ["queued", "started", "finished", "failed"],
-                               "description": "Same as status (the key Label Studio reads)"},
-                "error": {"type": ["string", "null"]}, "model_version": {"type": ["string", "null"]},
-                "kind": {"const": "prelabel", "description": "only on pre-labelling jobs"},
-                "progress": {"type": ["object", "null"], "description": "pre-labelling: done, total, rate "
-                             "(tasks/s), eta (s), predicted, written, skipped, resumed_after, read_seconds, "
-                             "predict_seconds, write_seconds"}}},
-            "Versions": {"type": "object", "required": ["versions", "model_version"], "properties": {
-                "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
-                "details": {"type": "array", "items": {"type": "object"}},
-                "projects": {"type": "object", "description": "project -> version names (no project given)"},
-                "pinned": {"type": ["string", "object", "null"],
-                           "description": "the pinned version (null: none); without a project, project -> pinned"},
-                "current": {"type": ["string", "null"]}, "latest": {"type": ["string", "null"]},
-                "model_version": {"type": "string"}}},
-            "PrelabelAccepted": {"type": "object", "required": ["job", "created"], "properties": {
-                "job": {"type": "string"}, "status": {"enum": ["queued", "active"]}, "project": {"type": "string"},
-                "created": {"type": "boolean"}}},
-            "VersionReport": {"type": "object", "required": ["project", "versions", "current", "pinned"],
-                              "properties": {
-                "project": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
-                "details": {"type": "array", "items": {"type": "object"}},
-                "current": {"type": ["string", "null"]}, "pinned": {"type": ["string", "null"]},
-                "latest": {"type": ["string", "null"]}}},
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "Health": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {"status": {"const": "UP"}, "model_class": {"type": "string"}},
+            },
+            "Prediction": {
+                "type": "object",
+                "properties": {
+                    "result": {"type": "array", "items": {"type": "object"}},
+                    "score": {"type": ["number", "null"]},
+                    "model_version": {"type": "string"},
+                },
+            },
+            "PredictResponse": {
+                "type": "object",
+                "required": ["results"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {"anyOf": [_ref("Prediction"), {"type": "array", "items": _ref("Prediction")}]},
+                    },
+                    "model_version": {"type": "string"},
+                },
+            },
+            "JobAccepted": {
+                "type": "object",
+                "required": ["job"],
+                "properties": {
+                    "job": {"type": "string"},
+                    "status": {"type": "string"},
+                    "project": {"type": "string"},
+                    "action": {"type": "string"},
+                },
+            },
+            "JobStatus": {
+                "type": "object",
+                "required": ["job", "status"],
+                "properties": {
+                    "job": {"type": "string"},
+                    "status": {"enum": ["queued", "started", "finished", "failed"]},
+                    "job_status": {
+                        "enum": ["queued", "started", "finished", "failed"],
+                        "description": "Same as status (the key Label Studio reads)",
+                    },
+                    "error": {"type": ["string", "null"]},
+                    "model_version": {"type": ["string", "null"]},
+                    "kind": {"const": "prelabel", "description": "only on pre-labelling jobs"},
+                    "progress": {
+                        "type": ["object", "null"],
+                        "description": "pre-labelling: done, total, rate "
+                        "(tasks/s), eta (s), predicted, written, skipped, resumed_after, read_seconds, "
+                        "predict_seconds, write_seconds",
+                    },
+                },
+            },
+            "Versions": {
+                "type": "object",
+                "required": ["versions", "model_version"],
+                "properties": {
+                    "project": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                    "projects": {"type": "object", "description": "project -> version names (no project given)"},
+                    "pinned": {
+                        "type": ["string", "object", "null"],
+                        "description": "the pinned version (null: none); without a project, project -> pinned",
+                    },
+                    "current": {"type": ["string", "null"]},
+                    "latest": {"type": ["string", "null"]},
+                    "model_version": {"type": "string"},
+                },
+            },
+            "PrelabelAccepted": {
+                "type": "object",
+                "required": ["job", "created"],
+                "properties": {
+                    "job": {"type": "string"},
+                    "status": {"enum": ["queued", "active"]},
+                    "project": {"type": "string"},
+                    "created": {"type": "boolean"},
+                },
+            },
+            "VersionReport": {
+                "type": "object",
+                "required": ["project", "versions", "current", "pinned"],
+                "properties": {
+                    "project": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                    "current": {"type": ["string", "null"]},
+                    "pinned": {"type": ["string", "null"]},
+                    "latest": {"type": ["string", "null"]},
+                },
+            },
         },
     },
 }

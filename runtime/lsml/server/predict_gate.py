@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class PredictBusy(Exception):
@@ -76,14 +77,17 @@ class PredictGate:
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`fn(*args, **kwargs)` in a predict thread; PredictBusy, PredictTimeout or PredictStuck when it cannot."""
         if not self.healthy:
-            raise PredictStuck(f"{self.stuck} predictions never returned (LSML_PREDICT_TIMEOUT={self.timeout:g}s); "
-                               "this process must be restarted")
+            raise PredictStuck(
+                f"{self.stuck} predictions never returned (LSML_PREDICT_TIMEOUT={self.timeout:g}s); "
+                "this process must be restarted"
+            )
         if not self._slots.acquire(timeout=self.wait_timeout):
             raise PredictBusy(f"{self.concurrency} predictions already running (LSML_PREDICT_CONCURRENCY); try again")
         call = _Call()
         context = contextvars.copy_context()
-        thread = threading.Thread(target=self._target, args=(call, context, fn, args, kwargs),
-                                  name="lsml-predict", daemon=True)
+        thread = threading.Thread(
+            target=self._target, args=(call, context, fn, args, kwargs), name="lsml-predict", daemon=True
+        )
         try:
             thread.start()
         except BaseException:
@@ -96,14 +100,14 @@ class PredictGate:
                 self._stuck += 1
         self._slots.release()  # given back either way: a stuck thread is counted in `stuck`, not in a slot
         if call.abandoned:
-            raise PredictTimeout(f"the model's predict did not return within {self.timeout:g}s "
-                                 "(LSML_PREDICT_TIMEOUT)")
+            raise PredictTimeout(f"the model's predict did not return within {self.timeout:g}s (LSML_PREDICT_TIMEOUT)")
         if call.error is not None:
             raise call.error
         return call.value
 
-    def _target(self, call: _Call, context: contextvars.Context, fn: Callable[..., Any], args: tuple,
-                kwargs: dict) -> None:
+    def _target(
+        self, call: _Call, context: contextvars.Context, fn: Callable[..., Any], args: tuple, kwargs: dict
+    ) -> None:
         try:
             call.value = context.run(fn, *args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the request thread

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from flask import Response
 from prometheus_client import Gauge
@@ -25,10 +25,18 @@ from lsml.server.routes import _json_body, _json_response, bp
 
 logger = logging.getLogger("lsml.server")
 
-PRELABEL_DONE = Gauge("lsml_prelabel_tasks_done", "Tasks the newest pre-labelling job of a project has gone through",
-                      ["project"], multiprocess_mode="livemostrecent")
-PRELABEL_TOTAL = Gauge("lsml_prelabel_tasks_total", "Tasks in the project the newest pre-labelling job goes through",
-                       ["project"], multiprocess_mode="livemostrecent")
+PRELABEL_DONE = Gauge(
+    "lsml_prelabel_tasks_done",
+    "Tasks the newest pre-labelling job of a project has gone through",
+    ["project"],
+    multiprocess_mode="livemostrecent",
+)
+PRELABEL_TOTAL = Gauge(
+    "lsml_prelabel_tasks_total",
+    "Tasks in the project the newest pre-labelling job goes through",
+    ["project"],
+    multiprocess_mode="livemostrecent",
+)
 
 _EXTENSION = "lsml_prelabel"
 _lock = threading.Lock()
@@ -45,8 +53,9 @@ def prelabel_jobs(app: Any = None):
     with _lock:
         jobs = app.extensions.get(_EXTENSION)
         if jobs is None:
-            jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(rt.settings, rt.registry.model_ref,
-                                                                   slots=rt.predict_gate.slots)
+            jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(
+                rt.settings, rt.registry.model_ref, slots=rt.predict_gate.slots
+            )
     return jobs
 
 
@@ -59,7 +68,7 @@ def on_published(app: Any, project: str, version: str) -> None:
         after_publish(settings, project, version, jobs=prelabel_jobs(app))
 
 
-def prelabel_status(job: str) -> Optional[dict]:
+def prelabel_status(job: str) -> dict | None:
     """The status of a pre-labelling job (None: not one, e.g. a training job)."""
     return prelabel_jobs().status(job)
 
@@ -89,5 +98,7 @@ def prelabel() -> Response:
         raise ApiError(400, "invalid_prelabel", str(exc)) from None
     job, created = prelabel_jobs().submit(request)
     logger.info("project %s: pre-labelling job %s %s", project, job, "queued" if created else "already active")
-    return _json_response({"job": job, "status": "queued" if created else "active", "project": project,
-                           "created": created}, 201 if created else 200)
+    return _json_response(
+        {"job": job, "status": "queued" if created else "active", "project": project, "created": created},
+        201 if created else 200,
+    )

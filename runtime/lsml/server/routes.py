@@ -34,6 +34,7 @@ def _refuse_nameless_query_parameters() -> None:
     if query and (query.startswith(b"=") or b"&=" in query):
         raise ApiError(400, "invalid_query", "a query parameter has no name")
 
+
 _JSON = "application/json"
 _DROPPED_PARAMS = ("context", "login", "password")
 
@@ -171,10 +172,12 @@ def predict() -> Response:
         logger.error("project %s: %s.predict timed out: %s", project, type(model).__name__, exc)
         raise ApiError(504, "predict_timeout", str(exc)) from None
     except Exception as exc:
-        logger.error("project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__,
-                     exc_info=True)
-        raise ApiError(500, "model_error",
-                       f"the model's predict raised {type(exc).__name__}; see the server log") from None
+        logger.error(
+            "project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__, exc_info=True
+        )
+        raise ApiError(
+            500, "model_error", f"the model's predict raised {type(exc).__name__}; see the server log"
+        ) from None
     finally:
         if t0 is not None:
             metrics.PREDICT_LATENCY.observe(time.perf_counter() - t0)
@@ -237,8 +240,9 @@ def train() -> Response:
     project, label_config = body.project, body.label_config
     if label_config is not None:
         rt.registry.remember(project, "label_config", label_config)
-    job = rt.queue.submit(TrainingRequest(project=project, event="START_TRAINING", payload=raw,
-                                          label_config=label_config))
+    job = rt.queue.submit(
+        TrainingRequest(project=project, event="START_TRAINING", payload=raw, label_config=label_config)
+    )
     metrics.TRAINING_SUBMITTED.labels("TRAIN").inc()
     return _json_response({"job": job}, 201)
 
@@ -248,8 +252,12 @@ def job_status() -> Response:
     job = bodies.parse(bodies.JobStatusBody, _json_body()).job
     status = prelabel_routes.prelabel_status(job) or _rt().queue.status(job)  # a pre-labelling job, else training
     if status is None:
-        raise ApiError(404, "unknown_job", f"no job {job!r}: unknown or expired (with Redis, finished jobs are "
-                       "kept 24 h and failed ones 7 days; the embedded runner keeps the newest 1000 in memory)")
+        raise ApiError(
+            404,
+            "unknown_job",
+            f"no job {job!r}: unknown or expired (with Redis, finished jobs are "
+            "kept 24 h and failed ones 7 days; the embedded runner keeps the newest 1000 in memory)",
+        )
     status = dict(status)
     status.setdefault("job_status", status.get("status"))  # the key Label Studio's MLBackendTrainJob reads
     return _json_response(status)
@@ -268,10 +276,12 @@ def versions() -> Response:
         names = sorted({n for names in per_project.values() for n in names}, key=lambda n: int(n[1:]))
         currents = [c.name for c in (store.current(p) for p in per_project) if c is not None]
         latest = max(currents, key=lambda n: int(n[1:])) if currents else LabelStudioMLBase.INITIAL_MODEL_VERSION
-        pinned = {p: r["pinned"] for p, r in ((p, version_report(store, p, rt.settings)) for p in per_project)
-                  if r["pinned"]}
-        return _json_response({"versions": names or [latest], "projects": per_project, "pinned": pinned,
-                               "model_version": latest})
+        pinned = {
+            p: r["pinned"] for p, r in ((p, version_report(store, p, rt.settings)) for p in per_project) if r["pinned"]
+        }
+        return _json_response(
+            {"versions": names or [latest], "projects": per_project, "pinned": pinned, "model_version": latest}
+        )
     project = query.project or body.project
     report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
     return _json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})

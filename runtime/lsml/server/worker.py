@@ -36,8 +36,8 @@ import mmap
 import os
 import re
 import selectors
-import struct
 import socket
+import struct
 import time
 from functools import partial
 from typing import Any
@@ -50,7 +50,7 @@ from lsml.procs import die_with_parent
 from lsml.settings import ServingSettings, Settings
 
 READ_CHUNK = 262_144
-HEAD_LIMIT = 65_536            # a head this long without its blank line goes to the parser, which refuses it
+HEAD_LIMIT = 65_536  # a head this long without its blank line goes to the parser, which refuses it
 LINGER_SECONDS = 2.0
 LINGER_DRAIN = 65_536
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
@@ -111,14 +111,17 @@ class ConnectionBoard:
     def others_min(self, slot: int) -> int | None:
         """The fewest connections any other live, beating worker holds (None: no such worker)."""
         fresh = time.monotonic_ns() - int(self.STALE_AFTER * 1e9)
-        counts = [count for i, (count, beat) in enumerate(struct.iter_unpack("qq", self._map))
-                  if count != self.EMPTY and beat >= fresh and i != slot % self.SLOTS]
+        counts = [
+            count
+            for i, (count, beat) in enumerate(struct.iter_unpack("qq", self._map))
+            if count != self.EMPTY and beat >= fresh and i != slot % self.SLOTS
+        ]
         return min(counts) if counts else None
 
 
 BOARD = ConnectionBoard()  # imported by the master when gunicorn loads the worker class, before any fork
-ACCEPT_PAUSE = 0.002       # how long a busier worker leaves new connections to its siblings
-NOTIFY_INTERVAL = 1.0      # seconds between heartbeats to the arbiter
+ACCEPT_PAUSE = 0.002  # how long a busier worker leaves new connections to its siblings
+NOTIFY_INTERVAL = 1.0  # seconds between heartbeats to the arbiter
 
 
 def forget(worker: Any) -> None:
@@ -142,8 +145,10 @@ def refuse_taken_addresses(addresses: list[Any]) -> None:
             try:
                 probe.bind(address[:2])
             except OSError as exc:
-                raise RuntimeError(f"{address[0]}:{address[1]} is already in use ({exc.strerror}); "
-                                   "stop the other server or choose another PORT") from None
+                raise RuntimeError(
+                    f"{address[0]}:{address[1]} is already in use ({exc.strerror}); "
+                    "stop the other server or choose another PORT"
+                ) from None
 
 
 class _Gathered:
@@ -337,7 +342,7 @@ class ThreadWorker(GThreadWorker):
             conn.sock.setblocking(False)
         try:
             while out:
-                del out[:conn.sock.send(out)]
+                del out[: conn.sock.send(out)]
         except BlockingIOError:
             pass
 
@@ -363,7 +368,7 @@ class ThreadWorker(GThreadWorker):
         out = conn.lsml_out
         try:
             while out:
-                del out[:conn.sock.send(out)]
+                del out[: conn.sock.send(out)]
         except BlockingIOError:
             return
         except OSError:

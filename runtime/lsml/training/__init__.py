@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from lsml.model import ModelRef
 from lsml.settings import Settings
@@ -17,8 +17,9 @@ from lsml.training.queue import TrainingQueue, TrainingRequest
 __all__ = ["EmbeddedQueue", "TrainingQueue", "TrainingRequest", "make_queue", "run_training"]
 
 
-def make_queue(settings: Settings, model_ref: Optional[ModelRef] = None,
-               on_finished: Optional[Callable[[str, dict], None]] = None) -> TrainingQueue:
+def make_queue(
+    settings: Settings, model_ref: ModelRef | None = None, on_finished: Callable[[str, dict], None] | None = None
+) -> TrainingQueue:
     """The queue for these settings: RQ when `REDIS_URL` is set, else an in-process thread."""
     model_ref = model_ref if model_ref is not None else settings.model
     if model_ref is None:

@@ -39,8 +39,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from rq import Queue
@@ -96,7 +97,8 @@ _PUSH_LUA = _PUSH_LUA_BODY + "return 1"
 # The common case of a burst, in one atomic round trip with no retries: fold the
 # trigger into a live pending job. (It reads the pending job's RQ hash, a key
 # computed inside the script: fine on a single Redis, which is what RQ needs.)
-_COALESCE_LUA = """
+_COALESCE_LUA = (
+    """
 local pending = redis.call('HGET', KEYS[1], 'pending')
 if not pending then return false end
 local status = redis.call('HGET', ARGV[4] .. pending, 'status')
@@ -104,9 +106,12 @@ if status ~= 'queued' and status ~= 'deferred' and status ~= 'scheduled' and sta
   return false
 end
 redis.call('HSET', KEYS[1], 'request', ARGV[1])
-""" + _PUSH_LUA_BODY + """
+"""
+    + _PUSH_LUA_BODY
+    + """
 return pending
 """
+)
 
 _RELEASE_LUA = """
 if redis.call('HGET', KEYS[1], 'running') == ARGV[1] then
@@ -175,8 +180,9 @@ class Coalescer:
         trigger = json.dumps({"event": request.get("event"), "data": request.get("payload")}, separators=(",", ":"))
         with self.connection.pipeline() as pipe:
             for _ in range(MAX_ATTEMPTS):
-                pending = self._coalesce(keys=[key, hkey],
-                                         args=[encoded, trigger, HISTORY_LIMIT, Job.redis_job_namespace_prefix])
+                pending = self._coalesce(
+                    keys=[key, hkey], args=[encoded, trigger, HISTORY_LIMIT, Job.redis_job_namespace_prefix]
+                )
                 if pending:
                     return Submitted(_text(pending), created=False)
                 # no live pending job: create one; WATCH makes concurrent creators retry (and then coalesce)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class FitTimeout(Exception):
@@ -78,8 +79,9 @@ def run_with_deadline(timeout: float, fn: Callable[..., Any], *args: Any, **kwar
 
     threading.Thread(target=target, name="lsml-fit", daemon=True).start()
     if not done.wait(timeout) and deadline.abandon():
-        raise FitTimeout(f"the training did not finish within {timeout:g}s (LSML_FIT_TIMEOUT); "
-                         "nothing it produces will be published")
+        raise FitTimeout(
+            f"the training did not finish within {timeout:g}s (LSML_FIT_TIMEOUT); nothing it produces will be published"
+        )
     done.wait()  # finished, or already publishing: let it end
     if "error" in outcome:
         raise outcome["error"]

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from lsml.model import ModelRef
 from lsml.settings import Settings
@@ -35,9 +35,14 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddedQueue:
-    def __init__(self, model_ref: ModelRef, settings: Settings,
-                 on_finished: Optional[Callable[[str, dict], None]] = None,
-                 runner: Callable = run_training, max_jobs: int = 1000) -> None:
+    def __init__(
+        self,
+        model_ref: ModelRef,
+        settings: Settings,
+        on_finished: Callable[[str, dict], None] | None = None,
+        runner: Callable = run_training,
+        max_jobs: int = 1000,
+    ) -> None:
         self.model_ref = model_ref
         self.settings = settings
         self.on_finished = on_finished
@@ -51,7 +56,7 @@ class EmbeddedQueue:
         self._order: deque[str] = deque()
         self._failed = 0
         self._finished = 0
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._closed = False
 
     # ---- TrainingQueue -----------------------------------------------------
@@ -67,8 +72,15 @@ class EmbeddedQueue:
                 self._jobs[job_id]["coalesced_dropped"] = self._requests[job_id].coalesced_dropped
                 return job_id
             job_id = uuid.uuid4().hex
-            self._jobs[job_id] = job_status(job_id, QUEUED, project=request.project, event=request.event,
-                                            enqueued_at=time.time(), coalesced=0, coalesced_dropped=0)
+            self._jobs[job_id] = job_status(
+                job_id,
+                QUEUED,
+                project=request.project,
+                event=request.event,
+                enqueued_at=time.time(),
+                coalesced=0,
+                coalesced_dropped=0,
+            )
             self._requests[job_id] = request
             self._queued[request.project] = job_id
             self._order.append(job_id)
@@ -77,15 +89,19 @@ class EmbeddedQueue:
             self._cv.notify_all()
             return job_id
 
-    def status(self, job_id: str) -> Optional[dict]:
+    def status(self, job_id: str) -> dict | None:
         with self._cv:
             st = self._jobs.get(job_id)
             return dict(st) if st is not None else None
 
     def stats(self) -> dict:
         with self._cv:
-            return {"queued": len(self._order), "running": len(self._running),
-                    "failed": self._failed, "finished": self._finished}
+            return {
+                "queued": len(self._order),
+                "running": len(self._running),
+                "failed": self._failed,
+                "finished": self._finished,
+            }
 
     def ping(self) -> bool:
         return not self._closed
@@ -145,15 +161,18 @@ class EmbeddedQueue:
                 self._running[request.project] = job_id
                 self._jobs[job_id].update(status=STARTED, started_at=time.time())
                 self._cv.notify_all()
-            result: Optional[dict] = None
+            result: dict | None = None
             try:
-                result = run_with_deadline(self.settings.fit_timeout, self._runner, self.model_ref, request,
-                                           self.settings, job_id=job_id)
-                update = dict(status=FINISHED, model_version=result.get("model_version"),
-                              published=result.get("published"))
+                result = run_with_deadline(
+                    self.settings.fit_timeout, self._runner, self.model_ref, request, self.settings, job_id=job_id
+                )
+                update = dict(
+                    status=FINISHED, model_version=result.get("model_version"), published=result.get("published")
+                )
             except BaseException as exc:  # noqa: BLE001 - a failed fit must not kill the runner
-                logger.error("project %s: training job %s failed: %s", request.project, job_id,
-                             type(exc).__name__, exc_info=True)
+                logger.error(
+                    "project %s: training job %s failed: %s", request.project, job_id, type(exc).__name__, exc_info=True
+                )
                 update = dict(status=FAILED, error=f"{type(exc).__name__}: {str(exc)[:500]}")
             with self._cv:
                 self._jobs[job_id].update(finished_at=time.time(), **update)

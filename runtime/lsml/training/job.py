@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from lsml.integrity import verify_version
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class, model_ref_string
@@ -39,8 +39,9 @@ def _accepts_kwargs(fn) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def run_training(model_ref: ModelRef, request: TrainingRequest | dict, settings: Settings,
-                 job_id: Optional[str] = None) -> dict:
+def run_training(
+    model_ref: ModelRef, request: TrainingRequest | dict, settings: Settings, job_id: str | None = None
+) -> dict:
     """Train `request.project` once: build the model on the current version, fit, publish, prune.
 
     Returns `{"model_version", "published", "project", "event", "result"}`. When
@@ -76,13 +77,24 @@ def run_training(model_ref: ModelRef, request: TrainingRequest | dict, settings:
             result = model.fit(request.event, request.payload, **kwargs)
             if result is False:
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)
-                return {"model_version": current.name if current else model.model_version, "published": False,
-                        "project": project, "event": request.event, "result": None}
+                return {
+                    "model_version": current.name if current else model.model_version,
+                    "published": False,
+                    "project": project,
+                    "event": request.event,
+                    "result": None,
+                }
             with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
-                version = store.publish(project, output_dir, metadata={
-                    "event": request.event, "job": job_id, "model": model_ref_string(model_ref),
-                    "result": _jsonable(result),
-                })
+                version = store.publish(
+                    project,
+                    output_dir,
+                    metadata={
+                        "event": request.event,
+                        "job": job_id,
+                        "model": model_ref_string(model_ref),
+                        "result": _jsonable(result),
+                    },
+                )
         pin = settings.pinned_version(project)
         store.prune(project, settings.keep_versions, protect=(pin,) if pin else ())
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
@@ -93,5 +105,10 @@ def run_training(model_ref: ModelRef, request: TrainingRequest | dict, settings:
             after_publish(settings, project, version.name)
         except Exception:  # noqa: BLE001 - the version is published; re-prediction is best effort
             logger.warning("project %s: could not queue re-prediction of %s", project, version.name, exc_info=True)
-    return {"model_version": version.name, "published": True, "project": project, "event": request.event,
-            "result": _jsonable(result)}
+    return {
+        "model_version": version.name,
+        "published": True,
+        "project": project,
+        "event": request.event,
+        "result": _jsonable(result),
+    }

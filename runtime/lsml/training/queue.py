@@ -10,7 +10,7 @@ incrementally can still see every annotation (`fit(..., coalesced=[...])`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 QUEUED, STARTED, FINISHED, FAILED = "queued", "started", "finished", "failed"
 STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
@@ -30,7 +30,7 @@ class TrainingRequest:
     project: str
     event: str
     payload: dict = field(default_factory=dict)
-    label_config: Optional[str] = None
+    label_config: str | None = None
     coalesced: list = field(default_factory=list)  # [{"event": ..., "data": ...}] folded into this request
     coalesced_dropped: int = 0  # earlier triggers beyond MAX_COALESCED, counted but not kept
 
@@ -86,12 +86,13 @@ def validated_request(project: Any, data: Any, events: tuple[str, ...]) -> Train
     except ValueError as exc:
         raise InvalidTrainingRequest(f"invalid project in training job: {exc}") from None
     if key != project or data.get("project") != project:
-        raise InvalidTrainingRequest(f"invalid project in training job: {str(project)[:80]!r} "
-                                     "(expected a plain project id, the same in both arguments)")
+        raise InvalidTrainingRequest(
+            f"invalid project in training job: {str(project)[:80]!r} "
+            "(expected a plain project id, the same in both arguments)"
+        )
     event = data.get("event")
     if event not in events:
-        raise InvalidTrainingRequest(f"event {str(event)[:80]!r} is not one the model trains on "
-                                     f"({', '.join(events)})")
+        raise InvalidTrainingRequest(f"event {str(event)[:80]!r} is not one the model trains on ({', '.join(events)})")
     checks = (("payload", dict), ("label_config", str), ("coalesced", list), ("coalesced_dropped", int))
     for name, kind in checks:
         value = data.get(name)
@@ -103,8 +104,15 @@ def validated_request(project: Any, data: Any, events: tuple[str, ...]) -> Train
     return TrainingRequest.from_dict(data)
 
 
-def job_status(job: str, status: str, *, project: Optional[str] = None, error: Optional[str] = None,
-               model_version: Optional[str] = None, **extra: Any) -> dict:
+def job_status(
+    job: str,
+    status: str,
+    *,
+    project: str | None = None,
+    error: str | None = None,
+    model_version: str | None = None,
+    **extra: Any,
+) -> dict:
     """The status dict `/job_status` returns."""
     out = {"job": job, "status": status, "project": project, "error": error, "model_version": model_version}
     out.update(extra)
@@ -116,7 +124,7 @@ class TrainingQueue(Protocol):
     def submit(self, request: TrainingRequest) -> str:
         """Enqueue (or coalesce) and return the job id at once."""
 
-    def status(self, job_id: str) -> Optional[dict]:
+    def status(self, job_id: str) -> dict | None:
         """`{"job", "status", "error", "model_version", ...}` or None for an unknown job."""
 
     def stats(self) -> dict:

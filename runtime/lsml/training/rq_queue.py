@@ -117,8 +117,12 @@ class RQQueue:
             submitted = self.coalescer.submit(project, data, enqueue)
         except redis.RedisError as exc:
             raise QueueUnavailable(failure_message(exc)) from exc
-        log.info("training of project %s: %s job %s", project,
-                 "queued" if submitted.created else "coalesced into", submitted.job_id)
+        log.info(
+            "training of project %s: %s job %s",
+            project,
+            "queued" if submitted.created else "coalesced into",
+            submitted.job_id,
+        )
         return submitted.job_id
 
     def status(self, job_id: str) -> dict[str, Any] | None:
@@ -190,8 +194,10 @@ def failure_reason(exc_string: str | None, rq_status: Any = None) -> str:
     if not exc_string:
         return f"training {getattr(rq_status, 'value', rq_status) or 'failed'}"
     if "AbandonedJobError" in exc_string:
-        return ("the worker running this training died (no heartbeat) and it had no attempt left "
-                "(LSML_FIT_ATTEMPTS): AbandonedJobError")
+        return (
+            "the worker running this training died (no heartbeat) and it had no attempt left "
+            "(LSML_FIT_ATTEMPTS): AbandonedJobError"
+        )
     if "Work-horse terminated unexpectedly" in exc_string:
         return "the worker process running this training was killed: " + exc_string.strip().rstrip(";")
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]

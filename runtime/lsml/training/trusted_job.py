@@ -56,8 +56,10 @@ class TrustedJob(Job):
         except JobRefused as exc:
             return str(exc)
         if name not in ALLOWED_FUNCTIONS:
-            return (f"function {str(name)[:200]!r} is not lsml's training entry point "
-                    f"(allowed: {', '.join(sorted(ALLOWED_FUNCTIONS))})")
+            return (
+                f"function {str(name)[:200]!r} is not lsml's training entry point "
+                f"(allowed: {', '.join(sorted(ALLOWED_FUNCTIONS))})"
+            )
         if instance is not None:
             return "a training job must not carry a serialised instance"
         for kind in ("success", "failure", "stopped"):
@@ -76,8 +78,9 @@ class TrustedJob(Job):
         try:
             super()._deserialize_data()
         except DeserializationError as exc:
-            raise JobRefused("its data is not lsml's JSON job format (a pickled or corrupt payload is never "
-                             "decoded)") from exc
+            raise JobRefused(
+                "its data is not lsml's JSON job format (a pickled or corrupt payload is never decoded)"
+            ) from exc
 
     @property
     def func(self) -> Any:

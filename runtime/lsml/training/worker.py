@@ -57,8 +57,8 @@ from rq import Queue, Worker, get_current_job
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from lsml.redis_connection import connect
 from lsml.procs import die_with_parent
+from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.rq_queue import JOB_FUNCTION
@@ -71,7 +71,6 @@ HEARTBEAT_TTL = 10
 MAINTENANCE_INTERVAL = 10
 #: Longest wait between two attempts to reach a Redis that is down.
 MAX_RECONNECT_WAIT = 5.0
-
 
 
 @dataclass(frozen=True)
@@ -148,8 +147,9 @@ class TrainingWorker(Worker):
         if job.func_name != JOB_FUNCTION:
             return False
         started = job.started_at
-        return not (job.timeout and job.timeout > 0 and started is not None
-                    and (now() - started).total_seconds() >= job.timeout)
+        return not (
+            job.timeout and job.timeout > 0 and started is not None and (now() - started).total_seconds() >= job.timeout
+        )
 
     def main_work_horse(self, job, queue) -> None:  # noqa: D102 - see module doc
         die_with_parent()

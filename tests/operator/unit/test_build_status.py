@@ -32,17 +32,29 @@ def _mlb(**spec: Any) -> dict[str, Any]:
 
 def _dep(name: str, status: dict[str, Any], config_hash: str = "") -> dict[str, Any]:
     ann = {"lsml.dev/config-hash": config_hash} if config_hash else {}
-    return {"kind": "Deployment", "metadata": {"name": name, "namespace": NS, "generation": 1},
-            "spec": {"replicas": 1, "template": {"metadata": {"annotations": ann}}}, "status": status}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "generation": 1},
+        "spec": {"replicas": 1, "template": {"metadata": {"annotations": ann}}},
+        "status": status,
+    }
 
 
 def _sts(status: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "StatefulSet", "metadata": {"name": "demo-redis", "namespace": NS, "generation": 1},
-            "spec": {"replicas": 1}, "status": status}
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": "demo-redis", "namespace": NS, "generation": 1},
+        "spec": {"replicas": 1},
+        "status": status,
+    }
 
 
-def _observed(server: dict[str, Any] | None = UP, worker: dict[str, Any] | None = None,
-              redis: dict[str, Any] | None = None, **kw: Any) -> Observed:
+def _observed(
+    server: dict[str, Any] | None = UP,
+    worker: dict[str, Any] | None = None,
+    redis: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Observed:
     live = {}
     if server is not None:
         live[("Deployment", NS, L.server_name("demo"))] = _dep("demo-server", server, "abc")
@@ -54,8 +66,10 @@ def _observed(server: dict[str, Any] | None = UP, worker: dict[str, Any] | None 
 
 
 NO_LS = LabelStudioResult(None, {})
-LS_OK = LabelStudioResult(Check(True, "Registered", "registered in Label Studio (project 1: 7)"),
-                          {"backends": [{"project": 1, "id": 7, "modelVersion": "v3"}]})
+LS_OK = LabelStudioResult(
+    Check(True, "Registered", "registered in Label Studio (project 1: 7)"),
+    {"backends": [{"project": 1, "id": 7, "modelVersion": "v3"}]},
+)
 LS_DOWN = LabelStudioResult(Check(False, "LabelStudioUnreachable", "project 1: unreachable"), {})
 REDIS = {"managed": True}
 WORKER = {"enabled": True}
@@ -65,39 +79,113 @@ def _conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
 
 
-@pytest.mark.parametrize(("spec", "observed", "ls", "expected"), [
-    pytest.param({}, _observed(), NO_LS,
-                 {"Ready": ("True", "Ready"), "ServerAvailable": ("True", "Available")}, id="minimal-ready"),
-    pytest.param({}, _observed(server=None), NO_LS,
-                 {"Ready": ("False", "NotFound"), "ServerAvailable": ("False", "NotFound")}, id="server-missing"),
-    pytest.param({}, _observed(server=DOWN), NO_LS,
-                 {"Ready": ("False", "ReplicasUnavailable"), "ServerAvailable": ("False", "ReplicasUnavailable")},
-                 id="server-unavailable"),
-    pytest.param({}, _observed(server=DOWN, explained={"ServerAvailable": Check(False, "ImagePullFailed", "pull")}),
-                 NO_LS, {"Ready": ("False", "ImagePullFailed"), "ServerAvailable": ("False", "ImagePullFailed")},
-                 id="pods-explain-the-server"),
-    pytest.param({"worker": WORKER}, _observed(), NO_LS,
-                 {"Ready": ("False", "NotFound"), "ServerAvailable": ("True", "Available"),
-                  "WorkerAvailable": ("False", "NotFound")}, id="worker-missing"),
-    pytest.param({"worker": WORKER, "redis": REDIS}, _observed(worker=UP, redis={"observedGeneration": 1, "readyReplicas": 1}),
-                 NO_LS, {"Ready": ("True", "Ready"), "ServerAvailable": ("True", "Available"),
-                         "WorkerAvailable": ("True", "Available"), "RedisReady": ("True", "Ready")}, id="all-up"),
-    pytest.param({"redis": REDIS}, _observed(redis_auth_error="may not create Secret"), NO_LS,
-                 {"Ready": ("False", "PasswordSecretUnavailable"), "ServerAvailable": ("True", "Available"),
-                  "RedisReady": ("False", "PasswordSecretUnavailable")}, id="redis-secret-refused"),
-    pytest.param({"redis": {"external": {"urlSecretRef": {"name": "r"}}}}, _observed(), NO_LS,
-                 {"Ready": ("True", "Ready"), "ServerAvailable": ("True", "Available"), "RedisReady": ("True", "External")},
-                 id="external-redis"),
-    pytest.param({}, _observed(), LS_OK,
-                 {"Ready": ("True", "Ready"), "ServerAvailable": ("True", "Available"),
-                  "LabelStudioRegistered": ("True", "Registered")}, id="registered"),
-    pytest.param({}, _observed(), LS_DOWN,
-                 {"Ready": ("False", "LabelStudioUnreachable"), "ServerAvailable": ("True", "Available"),
-                  "LabelStudioRegistered": ("False", "LabelStudioUnreachable")}, id="label-studio-down"),
-    pytest.param({}, _observed(foreign=[ForeignObject("Service", NS, "demo")]), NO_LS,
-                 {"Ready": ("False", "ForeignObject"), "ServerAvailable": ("True", "Available"),
-                  "ChildrenOwned": ("False", "ForeignObject")}, id="foreign-child"),
-])
+@pytest.mark.parametrize(
+    ("spec", "observed", "ls", "expected"),
+    [
+        pytest.param(
+            {},
+            _observed(),
+            NO_LS,
+            {"Ready": ("True", "Ready"), "ServerAvailable": ("True", "Available")},
+            id="minimal-ready",
+        ),
+        pytest.param(
+            {},
+            _observed(server=None),
+            NO_LS,
+            {"Ready": ("False", "NotFound"), "ServerAvailable": ("False", "NotFound")},
+            id="server-missing",
+        ),
+        pytest.param(
+            {},
+            _observed(server=DOWN),
+            NO_LS,
+            {"Ready": ("False", "ReplicasUnavailable"), "ServerAvailable": ("False", "ReplicasUnavailable")},
+            id="server-unavailable",
+        ),
+        pytest.param(
+            {},
+            _observed(server=DOWN, explained={"ServerAvailable": Check(False, "ImagePullFailed", "pull")}),
+            NO_LS,
+            {"Ready": ("False", "ImagePullFailed"), "ServerAvailable": ("False", "ImagePullFailed")},
+            id="pods-explain-the-server",
+        ),
+        pytest.param(
+            {"worker": WORKER},
+            _observed(),
+            NO_LS,
+            {
+                "Ready": ("False", "NotFound"),
+                "ServerAvailable": ("True", "Available"),
+                "WorkerAvailable": ("False", "NotFound"),
+            },
+            id="worker-missing",
+        ),
+        pytest.param(
+            {"worker": WORKER, "redis": REDIS},
+            _observed(worker=UP, redis={"observedGeneration": 1, "readyReplicas": 1}),
+            NO_LS,
+            {
+                "Ready": ("True", "Ready"),
+                "ServerAvailable": ("True", "Available"),
+                "WorkerAvailable": ("True", "Available"),
+                "RedisReady": ("True", "Ready"),
+            },
+            id="all-up",
+        ),
+        pytest.param(
+            {"redis": REDIS},
+            _observed(redis_auth_error="may not create Secret"),
+            NO_LS,
+            {
+                "Ready": ("False", "PasswordSecretUnavailable"),
+                "ServerAvailable": ("True", "Available"),
+                "RedisReady": ("False", "PasswordSecretUnavailable"),
+            },
+            id="redis-secret-refused",
+        ),
+        pytest.param(
+            {"redis": {"external": {"urlSecretRef": {"name": "r"}}}},
+            _observed(),
+            NO_LS,
+            {"Ready": ("True", "Ready"), "ServerAvailable": ("True", "Available"), "RedisReady": ("True", "External")},
+            id="external-redis",
+        ),
+        pytest.param(
+            {},
+            _observed(),
+            LS_OK,
+            {
+                "Ready": ("True", "Ready"),
+                "ServerAvailable": ("True", "Available"),
+                "LabelStudioRegistered": ("True", "Registered"),
+            },
+            id="registered",
+        ),
+        pytest.param(
+            {},
+            _observed(),
+            LS_DOWN,
+            {
+                "Ready": ("False", "LabelStudioUnreachable"),
+                "ServerAvailable": ("True", "Available"),
+                "LabelStudioRegistered": ("False", "LabelStudioUnreachable"),
+            },
+            id="label-studio-down",
+        ),
+        pytest.param(
+            {},
+            _observed(foreign=[ForeignObject("Service", NS, "demo")]),
+            NO_LS,
+            {
+                "Ready": ("False", "ForeignObject"),
+                "ServerAvailable": ("True", "Available"),
+                "ChildrenOwned": ("False", "ForeignObject"),
+            },
+            id="foreign-child",
+        ),
+    ],
+)
 def test_conditions(spec, observed, ls, expected):
     result = build_status({}, Spec(_mlb(**spec)), observed, ls, now=NOW)
     assert _conds(result.status) == expected

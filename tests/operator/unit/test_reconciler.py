@@ -27,8 +27,10 @@ def _mlb(name: str = "demo", uid: str | None = None, **spec: Any) -> dict[str, A
 
 def _with_ls(h: Harness, projects: list[int], name: str = "demo") -> dict[str, Any]:
     h.kube.put_secret(NS, "ls-token", {"token": "tok-secret"})
-    return _mlb(name, labelStudio={"url": "http://ls.example:8080", "apiTokenSecretRef": {"name": "ls-token"},
-                                   "projects": projects})
+    return _mlb(
+        name,
+        labelStudio={"url": "http://ls.example:8080", "apiTokenSecretRef": {"name": "ls-token"}, "projects": projects},
+    )
 
 
 def _cond(status: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
@@ -43,6 +45,7 @@ def _watch_event(h: Harness, kind: str, name: str, **status: Any) -> None:
 
 
 # ---- children ------------------------------------------------------------------------------
+
 
 def test_an_unchanged_child_is_not_applied_again_and_a_changed_one_is(harness):
     h = harness
@@ -106,6 +109,7 @@ def test_children_the_spec_dropped_are_deleted_when_the_policy_prunes(harness):
 
 # ---- forget() ------------------------------------------------------------------------------
 
+
 def test_forgetting_one_mlbackend_keeps_the_cache_of_another_whose_name_it_prefixes(harness):
     """Deleting ``a`` used to drop ``a-b``'s cache too (children matched by ``startswith``), so ``a-b``'s next
     child event re-read and re-applied every child."""
@@ -121,6 +125,7 @@ def test_forgetting_one_mlbackend_keeps_the_cache_of_another_whose_name_it_prefi
 
 
 # ---- status writes -------------------------------------------------------------------------
+
 
 def test_status_is_written_only_when_it_changed(harness):
     h = harness
@@ -157,6 +162,7 @@ def test_a_message_only_change_waits_for_a_full_pass(harness):
 
 
 # ---- Label Studio --------------------------------------------------------------------------
+
 
 def test_label_studio_failures_back_off_exponentially_and_the_timer_retries(harness):
     h = harness
@@ -255,6 +261,9 @@ def test_a_trigger_that_does_not_wait_marks_a_busy_object_and_the_running_pass_r
     assert h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT) is None, "busy: returns at once"
     release.set()
     worker.join(5)
-    images = [o["spec"]["template"]["spec"]["containers"][0]["image"]
-              for (kind, _, _), o in h.kube.objects.items() if kind == "Deployment"]
+    images = [
+        o["spec"]["template"]["spec"]["containers"][0]["image"]
+        for (kind, _, _), o in h.kube.objects.items()
+        if kind == "Deployment"
+    ]
     assert images == ["lsml/runtime:v2"], "the re-run applied the latest body"

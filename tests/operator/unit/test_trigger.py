@@ -8,15 +8,18 @@ from lsml_operator.reconcile import Prune, Trigger, policy
 from lsml_operator.reconcile.trigger import POLICIES, RERUN
 
 
-@pytest.mark.parametrize(("trigger", "full", "prune", "wait_if_busy"), [
-    (Trigger.CREATE, True, Prune.NONE, True),
-    (Trigger.UPDATE, True, Prune.ASK_API, True),
-    (Trigger.RESUME, True, Prune.ASK_API, True),
-    (Trigger.RESYNC, True, Prune.SEEN, False),
-    (Trigger.RETRY, False, Prune.NONE, False),
-    (Trigger.DIAGNOSE, False, Prune.NONE, False),
-    (Trigger.CHILD_EVENT, False, Prune.NONE, False),
-])
+@pytest.mark.parametrize(
+    ("trigger", "full", "prune", "wait_if_busy"),
+    [
+        (Trigger.CREATE, True, Prune.NONE, True),
+        (Trigger.UPDATE, True, Prune.ASK_API, True),
+        (Trigger.RESUME, True, Prune.ASK_API, True),
+        (Trigger.RESYNC, True, Prune.SEEN, False),
+        (Trigger.RETRY, False, Prune.NONE, False),
+        (Trigger.DIAGNOSE, False, Prune.NONE, False),
+        (Trigger.CHILD_EVENT, False, Prune.NONE, False),
+    ],
+)
 def test_each_trigger_maps_to_its_policy(trigger, full, prune, wait_if_busy):
     p = policy(trigger)
     assert (p.full, p.prune, p.wait_if_busy) == (full, prune, wait_if_busy)
