@@ -200,3 +200,8 @@ def kubectl_json(cluster: KubernetesCluster, *args: str) -> Any:
 def apply_yaml(cluster: KubernetesCluster, docs: list[dict[str, Any]] | dict[str, Any], ns: str, check: bool = True):
     docs = docs if isinstance(docs, list) else [docs]
     return cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs), check=check)
+
+
+def patch_mlb(cluster: KubernetesCluster, ns: str, name: str, spec: dict[str, Any]) -> None:
+    """Merge-patch an MLBackend's spec as a user would (`kubectl patch mlb --type=merge`); None deletes a field."""
+    cluster.kubectl("patch", "mlb", name, "-n", ns, "--type=merge", "-p", json.dumps({"spec": spec}))

@@ -27,6 +27,7 @@ from .cluster import (
     condition,
     get_mlb,
     kubectl_json,
+    patch_mlb,
 )
 from .helpers import example
 
@@ -324,16 +325,7 @@ def test_label_studio_outage_sets_condition_false_then_recovers(k8s_cluster, lab
     assert registered["status"] == "True"
     label_studio.stop()
     try:
-        k8s_cluster.kubectl(
-            "patch",
-            "mlb",
-            NAME,
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"labelStudio": {"title": "e2e backend v2"}}}),
-        )
+        patch_mlb(k8s_cluster, NS, NAME, {"labelStudio": {"title": "e2e backend v2"}})
         c = wait_for(
             lambda: (
                 (c := condition(get_mlb(k8s_cluster, NS, NAME), "LabelStudioRegistered"))
@@ -371,16 +363,7 @@ def test_sigkill_mid_registration_converges_without_duplicates(k8s_cluster, labe
         )["id"]
     e2e.setdefault("extra_projects", []).append(extra)
     projects = [e2e["project"], extra]
-    k8s_cluster.kubectl(
-        "patch",
-        "mlb",
-        NAME,
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"labelStudio": {"projects": projects}}}),
-    )
+    patch_mlb(k8s_cluster, NS, NAME, {"labelStudio": {"projects": projects}})
     wait_for(
         lambda: _ls_backends(label_studio, extra),
         timeout=60,
@@ -401,16 +384,7 @@ def test_sigkill_mid_registration_converges_without_duplicates(k8s_cluster, labe
     recorded = {r["project"]: r["id"] for r in mlb["status"]["labelStudio"]["backends"]}
     assert recorded[extra] == _ls_backends(label_studio, extra)[0]["id"]
     # dropping a project from the spec removes its registration
-    k8s_cluster.kubectl(
-        "patch",
-        "mlb",
-        NAME,
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"labelStudio": {"projects": [e2e["project"]]}}}),
-    )
+    patch_mlb(k8s_cluster, NS, NAME, {"labelStudio": {"projects": [e2e["project"]]}})
     wait_for(
         lambda: not _ls_backends(label_studio, extra), timeout=60, message="registration of the dropped project deleted"
     )

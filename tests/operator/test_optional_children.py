@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.kubernetes import wait_for
 
-from .cluster import WATCHED, apply_yaml, condition, get_mlb
+from .cluster import WATCHED, apply_yaml, condition, get_mlb, patch_mlb
 from .helpers import example
 
 pytestmark = pytest.mark.kubernetes
@@ -43,16 +43,7 @@ def test_hpa_and_worker_come_and_go_with_the_spec(k8s_cluster, running_operator)
         c = wait_for(lambda: condition(get_mlb(k8s_cluster, NS, NAME), "RedisReady"), timeout=30, message="RedisReady")
         assert c["reason"] == "External"
 
-        k8s_cluster.kubectl(
-            "patch",
-            "mlb",
-            NAME,
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"hpa": None, "worker": {"enabled": False}, "server": {"replicas": 3}}}),
-        )
+        patch_mlb(k8s_cluster, NS, NAME, {"hpa": None, "worker": {"enabled": False}, "server": {"replicas": 3}})
         wait_for(lambda: _get(k8s_cluster, "hpa", f"{NAME}-server") is None, timeout=60, message="HPA deleted")
         wait_for(
             lambda: _get(k8s_cluster, "deployment", f"{NAME}-worker") is None, timeout=60, message="worker deleted"

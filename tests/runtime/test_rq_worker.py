@@ -11,6 +11,7 @@ from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import RQQueue
 from tests.fixtures.polling import wait_for
+from tests.fixtures.redis import RedisServer
 from tests.runtime.rq_procs import Procs, fit_log, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
@@ -130,40 +131,13 @@ def test_the_worker_command_is_a_label_studio_ml_subcommand_with_a_healthcheck(t
 
 
 def test_secrets_stay_out_of_worker_logs_and_job_results(tmp_path, procs):
-    import shutil
-    import subprocess
-
-    from tests.fixtures.ports import free_port, wait_for_port
-
     # a Redis with a password, so the URL itself carries a secret
-    port, password, token = free_port(), "r3dis-Pa55word", "ls-token-5ecret"
-    data = tmp_path / "redis"
-    data.mkdir()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server not found: install Debian's redis-server (hack/test does)")
-    redis_proc = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data),
-            "--requirepass",
-            password,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    password, token = "r3dis-Pa55word", "ls-token-5ecret"
+    redis_server = RedisServer(tmp_path / "redis", password=password)
+    redis_server.start()
     try:
-        wait_for_port(port, timeout=20)
-        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        url = redis_server.url
+        assert password in url
         backend = write_backend(tmp_path / "backend")
         queue = make_queue(url)
         procs.worker(
@@ -184,5 +158,4 @@ def test_secrets_stay_out_of_worker_logs_and_job_results(tmp_path, procs):
             assert secret.encode() not in stored, f"{secret} stored in Redis"
     finally:
         procs.stop_all()  # workers first, while their Redis is still there
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
+        redis_server.stop()
