@@ -71,6 +71,9 @@ HEARTBEAT_TTL = 10
 MAINTENANCE_INTERVAL = 10
 #: Longest wait between two attempts to reach a Redis that is down.
 MAX_RECONNECT_WAIT = 5.0
+#: Jobs that run again when their horse is killed: trainings (`LSML_FIT_ATTEMPTS`) and pre-labelling jobs
+#: (`LSML_PRELABEL_ATTEMPTS`, `lsml.prelabel_jobs`), each within the `Retry` its queue gave it.
+RETRIED_FUNCTIONS = frozenset({JOB_FUNCTION, "lsml.prelabel_jobs.perform_prelabel"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class TrainingWorker(Worker):
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
 
     def _horse_was_killed(self, job) -> bool:
-        """True when this failure is the work horse dying under a training (SIGKILL, OOM killer).
+        """True when this failure is the work horse dying under a training or pre-labelling job (SIGKILL, OOM).
 
         Only then may RQ use the job's ``retries_left``: a fit that raises
         fails inside the horse itself, and a horse the worker killed for
@@ -144,7 +147,7 @@ class TrainingWorker(Worker):
         """
         if self.is_horse or not isinstance(job, TrustedJob) or job.refusal() is not None:
             return False
-        if job.func_name != JOB_FUNCTION:
+        if job.func_name not in RETRIED_FUNCTIONS:
             return False
         started = job.started_at
         return not (
