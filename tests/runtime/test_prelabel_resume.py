@@ -87,7 +87,7 @@ def test_a_job_killed_with_its_worker_resumes_by_itself_on_the_next_worker(
     url = start_server(procs, backend, redis_url, workers=1, **env)
     worker = _worker(procs, backend, redis_url, env, "worker1")
     job, st = _started_job(url, project, 15)
-    assert st["status"] == "started" and st["attempt"] == 1, st
+    assert st["status"] == "started", st
 
     _kill_group(worker)
     written_before = sum(len(v) for v in _by_task(ls_client, project).values())
