@@ -4,6 +4,7 @@ worker), `/job_status` shows its progress, `/metrics` done/total; against a real
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,9 @@ def _post(url: str, path: str, body: dict) -> requests.Response:
     ],
 )
 def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, procs, redis_url, args, reason):
+    """Refused arguments fail the job once: its `retries_left` (Redis's) re-runs only a job whose horse was killed."""
     from rq import Queue
+    from rq.job import Retry
     from rq.serializers import JSONSerializer
 
     from lsml.prelabel_jobs import JOB_FUNCTION, RQPrelabelJobs
@@ -116,7 +119,7 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
     backend = write_backend(tmp_path / "backend")
     settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
     raw = Queue("lsml-training", connection=RQPrelabelJobs(settings).connection, serializer=JSONSerializer)
-    job = raw.enqueue_call(JOB_FUNCTION, args=args).id
+    job = raw.enqueue_call(JOB_FUNCTION, args=args, retry=Retry(max=3)).id
     procs.worker(backend, redis_url)
     jobs = RQPrelabelJobs(settings)
     st = wait_for(
@@ -126,6 +129,8 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
         until=lambda st: st and st["status"] in ("finished", "failed"),
     )
     assert st["status"] == "failed" and reason in st["error"], st
+    time.sleep(1)  # a retry would be queued at once and picked up within the worker's poll
+    assert jobs.status(job)["status"] == "failed" and procs.log("worker").count(f"({job})") == 1, procs.log("worker")
 
 
 def _stored_versions(ls_client, project: int) -> dict[int, list[str]]:
