@@ -23,7 +23,9 @@ It is RQ's forking `Worker` with these changes, each for a fault:
   when a registry cleanup (any worker, or a server's status call) finds a
   dead worker's job. The re-run claims the same request again
   (`lsml.training.coalesce`). A fit that raises, runs past its timeout or is
-  refused is not retried (`handle_job_failure`). An idle worker cleans the
+  refused is not retried (`handle_job_failure`). Pre-labelling jobs get the
+  same treatment (``LSML_PRELABEL_ATTEMPTS``, `RETRIED_FUNCTIONS`): the re-run
+  resumes from the project's checkpoint (`lsml.prelabel_jobs`). An idle worker cleans the
   registries every `MAINTENANCE_INTERVAL` s (RQ's default is minutes).
 * SIGTERM mid-fit is RQ's warm shutdown: the worker finishes the running
   fit, then exits; the pod's ``terminationGracePeriodSeconds`` bounds that
