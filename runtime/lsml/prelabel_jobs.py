@@ -268,6 +268,7 @@ def perform_prelabel(project: str, request: dict) -> dict:
         job.meta["progress"] = progress.to_dict()
         ride_out(job.save_meta, "recording progress")
 
+    requeued = False
     try:
         return run_prelabel(
             context.model_ref,
@@ -276,17 +277,27 @@ def perform_prelabel(project: str, request: dict) -> dict:
             on_progress=record,
             state=PatientState(make_state(context.settings)),
         )
+    except JobRequeued:
+        requeued = True  # the job (and the project's marker) is its re-run's now: leave both as they are
+        raise
     except PrelabelError as exc:
         if not isinstance(exc, JobLost):  # a lost job's hash is gone: writing meta would make a stub of it
             job.meta["error"] = str(exc)
             ride_out(job.save_meta, "recording the failure")
         raise
     finally:
-        ride_out(lambda: _release(job, project), "releasing the project's marker")
+        if not requeued:
+            ride_out(lambda: _release(job, project), "releasing the project's marker")
 
 
 class JobLost(PrelabelError):
     """The job is no longer this horse's to run: Redis lost it, or declared it abandoned."""
+
+
+class JobRequeued(JobLost):
+    """A registry cleanup declared the job abandoned (an outage longer than the heartbeat TTL) and, with an
+    attempt left, queued it again: its re-run resumes from the checkpoint. The worker leaves the job's
+    record alone for this one (`TrainingWorker.handle_job_failure`): it is queued, not failed."""
 
 
 def _still_running(job: Any) -> None:
@@ -299,8 +310,9 @@ def _still_running(job: Any) -> None:
     written just before points after the last page written, and `missing`
     mode skips tasks that have a prediction of this version anyway, so a new
     submit resumes without duplicates. A registry cleanup declared it abandoned (an
-    outage longer than the heartbeat TTL): a resubmitted run may already be
-    going, so this one stops rather than write the same tasks twice.
+    outage longer than the heartbeat TTL): with an attempt left it queued the
+    job again (`JobRequeued`: this run stops, its re-run resumes), else failed
+    it; either way this run stops rather than write the same tasks twice.
     """
     status = job.connection.hget(job.key, "status")
     status = status.decode() if isinstance(status, bytes) else status
@@ -308,6 +320,11 @@ def _still_running(job: Any) -> None:
         raise JobLost(
             f"pre-labelling job {job.id} lost: Redis came back without its data (restarted empty?); "
             "the run stops; submit it again to go on (tasks written so far keep their predictions)"
+        )
+    if status == "queued":
+        raise JobRequeued(
+            f"pre-labelling job {job.id} was queued again (declared abandoned during a Redis outage); "
+            "this run stops and the re-run resumes from the checkpoint"
         )
     if status != "started":
         raise JobLost(

@@ -17,11 +17,13 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from lsml.training.worker import HEARTBEAT_TTL
 from tests.fixtures.polling import wait_for
 from tests.runtime.rq_procs import Procs, start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, make_backend
@@ -151,3 +153,37 @@ def test_a_job_killed_on_every_attempt_fails_naming_its_attempts(
     assert "pre-labelling job" in st["error"] and "AbandonedJobError" in st["error"], st
     r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})  # the failed job no longer holds it
     assert r.status_code == 201 and r.json()["job"] != job, r.text
+
+
+def test_a_redis_outage_longer_than_the_heartbeat_ttl_reruns_the_same_job(
+    label_studio, ls_client, ls_project, backend, procs, private_redis
+):
+    """Redis down past the worker's heartbeat TTL, back with its data: a registry cleanup declares the job
+    abandoned and, with an attempt left, queues it again; the running horse stops at its next page without
+    failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job."""
+    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
+    version = _trained(backend, project, private_redis.url)
+    env = _env(backend, label_studio)
+    url = start_server(procs, backend, private_redis.url, workers=1, **env)
+    _worker(procs, backend, private_redis.url, env, "worker")
+    job, st = _started_job(url, project, 15)
+    assert st["status"] == "started", st
+
+    private_redis.kill()
+    time.sleep(HEARTBEAT_TTL + 3)
+    private_redis.start()
+    seen: list[dict] = []
+
+    def ended() -> dict | None:
+        s = _status(url, job)
+        seen.append(s)
+        return s if s.get("status") in ("finished", "failed") else None
+
+    st = wait_for(ended, 120, interval=0.3, what="the job to end after the outage")
+    assert st["status"] == "finished" and st["attempt"] == 2, (st, procs.log("worker")[-3000:])
+    assert not any(s.get("status") == "failed" for s in seen), seen
+    predicted = _predicted_ids(backend)
+    assert sorted(set(predicted)) == task_ids
+    assert len(predicted) - N <= BATCH, predicted
+    _one_prediction_each(ls_client, project, task_ids, version)
+    assert _marked_job(private_redis.url, project) is None

@@ -76,6 +76,17 @@ MAX_RECONNECT_WAIT = 5.0
 #: Jobs that run again when their horse is killed: trainings (`LSML_FIT_ATTEMPTS`) and pre-labelling jobs
 #: (`LSML_PRELABEL_ATTEMPTS`, `lsml.prelabel_jobs`), each within the `Retry` its queue gave it.
 RETRIED_FUNCTIONS = frozenset({JOB_FUNCTION, "lsml.prelabel_jobs.perform_prelabel"})
+#: How a pre-labelling run's traceback ends when its job was queued again under it (`lsml.prelabel_jobs`).
+REQUEUED = "lsml.prelabel_jobs.JobRequeued: "
+
+
+def _status_in_redis(job) -> str | None:
+    """The job's status as Redis has it now (not the horse's copy); None when unreadable."""
+    try:
+        status = job.connection.hget(job.key, "status")
+    except redis.RedisError:
+        return None
+    return status.decode() if isinstance(status, bytes) else status
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,11 @@ class TrainingWorker(Worker):
         return min(super().dequeue_timeout, MAINTENANCE_INTERVAL)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="") -> None:  # noqa: D102
+        if self.is_horse and REQUEUED in exc_string and _status_in_redis(job) == "queued":
+            # a pre-labelling run that stopped because its job was queued again (`JobRequeued`): the job is
+            # its re-run's now; writing `failed` over it would drop that re-run (the horse then exits 0)
+            log.warning("job %s was queued again while running: this run stopped, the re-run goes on", job.id)
+            return
         if not self._horse_was_killed(job):
             job.retries_left = None  # a fit that raised, timed out or was refused ends failed, as before
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
