@@ -19,6 +19,13 @@ at most one job per project runs and the last one ends on the newest version.
   checked again in the worker (`PrelabelRequest.from_dict`). Progress goes to
   the job's meta (what `/job_status` shows). The per-project marker is
   `lsml:prelabel:<queue>:<project>` (the job id, SET NX).
+  A job whose worker or work horse is killed (SIGKILL, OOM killer, a pod
+  deleted past its grace period) runs again by itself, at most
+  `LSML_PRELABEL_ATTEMPTS` times in all: RQ's `Retry`, honoured as for
+  trainings only when the horse died (`lsml.training.worker`), puts the same
+  job (same id, same marker, so still the project's one job) back at the
+  front of the queue, and the re-run resumes from the project's checkpoint.
+  A job that raises, runs past `JOB_TIMEOUT` or is refused is not run again.
 """
 
 from __future__ import annotations
@@ -147,6 +154,7 @@ class EmbeddedPrelabelJobs:
 class RQPrelabelJobs:
     def __init__(self, settings: Settings, connection: Any = None) -> None:
         from rq import Queue
+        from rq.job import Retry
         from rq.serializers import JSONSerializer
 
         from lsml.training.rq_queue import connect
@@ -155,6 +163,10 @@ class RQPrelabelJobs:
         self.connection = connection or connect(str(settings.redis_url))
         self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
         self._projects: set[str] = set()
+        # re-runs of a job whose horse was killed: at once, at the front (an interval would need RQ's scheduler)
+        attempts = settings.prelabel_attempts
+        self.attempts = attempts
+        self.retry = Retry(max=attempts - 1, enqueue_at_front=True) if attempts > 1 else None
 
     def _marker(self, project: str) -> str:
         return _marker(self.settings.queue_name, project)
@@ -185,6 +197,8 @@ class RQPrelabelJobs:
                 args=(request.project, request.to_dict()),
                 job_id=job_id,
                 timeout=JOB_TIMEOUT,
+                retry=self.retry,
+                meta={"attempts": self.attempts},
                 result_ttl=24 * 3600,
                 failure_ttl=7 * 24 * 3600,
                 description=f"lsml pre-labelling of project {request.project}",
@@ -202,10 +216,14 @@ class RQPrelabelJobs:
             return None  # unknown, or a training job: the training queue answers for it
         job, status, rq_status, result = found
         project = str(job.args[0]) if job.args else None
-        extra: dict[str, Any] = {"progress": (job.meta or {}).get("progress")}
+        meta = job.meta or {}
+        extra: dict[str, Any] = {"progress": meta.get("progress"), "attempt": meta.get("attempt")}
         if status == FAILED:
-            extra["error"] = (job.meta or {}).get("error") or failure_reason(
-                result.exc_string if result is not None else None, rq_status
+            extra["error"] = meta.get("error") or failure_reason(
+                result.exc_string if result is not None else None,
+                rq_status,
+                what="pre-labelling job",
+                attempts=_attempts(meta),
             )
         elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
             extra["progress"] = result.return_value
@@ -214,6 +232,14 @@ class RQPrelabelJobs:
 
     def projects(self) -> list[str]:
         return sorted(self._projects)
+
+
+def _attempts(meta: dict) -> str:
+    """How many runs a failed job had, for its reason (`meta` is Redis's: only integers are believed)."""
+    ran, allowed = meta.get("attempt"), meta.get("attempts")
+    if isinstance(ran, int) and isinstance(allowed, int):
+        return f"attempt {ran} of {allowed}, LSML_PRELABEL_ATTEMPTS"
+    return "LSML_PRELABEL_ATTEMPTS"
 
 
 def perform_prelabel(project: str, request: dict) -> dict:
@@ -233,12 +259,16 @@ def perform_prelabel(project: str, request: dict) -> dict:
     job = get_current_job()
     if job is None:
         raise RuntimeError("perform_prelabel runs inside an RQ job (label-studio-ml worker)")
+    ran = job.meta.get("attempt")
+    job.meta["attempt"] = (ran if isinstance(ran, int) else 0) + 1  # a re-run after a killed horse counts on
+    ride_out(job.save_meta, "recording the attempt")
 
     def record(progress: Any) -> None:
         ride_out(lambda: _still_running(job), "checking the job")
         job.meta["progress"] = progress.to_dict()
         ride_out(job.save_meta, "recording progress")
 
+    requeued = False
     try:
         return run_prelabel(
             context.model_ref,
@@ -247,17 +277,27 @@ def perform_prelabel(project: str, request: dict) -> dict:
             on_progress=record,
             state=PatientState(make_state(context.settings)),
         )
+    except JobRequeued:
+        requeued = True  # the job (and the project's marker) is its re-run's now: leave both as they are
+        raise
     except PrelabelError as exc:
         if not isinstance(exc, JobLost):  # a lost job's hash is gone: writing meta would make a stub of it
             job.meta["error"] = str(exc)
             ride_out(job.save_meta, "recording the failure")
         raise
     finally:
-        ride_out(lambda: _release(job, project), "releasing the project's marker")
+        if not requeued:
+            ride_out(lambda: _release(job, project), "releasing the project's marker")
 
 
 class JobLost(PrelabelError):
     """The job is no longer this horse's to run: Redis lost it, or declared it abandoned."""
+
+
+class JobRequeued(JobLost):
+    """A registry cleanup declared the job abandoned (an outage longer than the heartbeat TTL) and, with an
+    attempt left, queued it again: its re-run resumes from the checkpoint. The worker leaves the job's
+    record alone for this one (`TrainingWorker.handle_job_failure`): it is queued, not failed."""
 
 
 def _still_running(job: Any) -> None:
@@ -270,8 +310,9 @@ def _still_running(job: Any) -> None:
     written just before points after the last page written, and `missing`
     mode skips tasks that have a prediction of this version anyway, so a new
     submit resumes without duplicates. A registry cleanup declared it abandoned (an
-    outage longer than the heartbeat TTL): a resubmitted run may already be
-    going, so this one stops rather than write the same tasks twice.
+    outage longer than the heartbeat TTL): with an attempt left it queued the
+    job again (`JobRequeued`: this run stops, its re-run resumes), else failed
+    it; either way this run stops rather than write the same tasks twice.
     """
     status = job.connection.hget(job.key, "status")
     status = status.decode() if isinstance(status, bytes) else status
@@ -279,6 +320,11 @@ def _still_running(job: Any) -> None:
         raise JobLost(
             f"pre-labelling job {job.id} lost: Redis came back without its data (restarted empty?); "
             "the run stops; submit it again to go on (tasks written so far keep their predictions)"
+        )
+    if status == "queued":
+        raise JobRequeued(
+            f"pre-labelling job {job.id} was queued again (declared abandoned during a Redis outage); "
+            "this run stops and the re-run resumes from the checkpoint"
         )
     if status != "started":
         raise JobLost(

@@ -239,7 +239,7 @@ def test_a_job_no_longer_started_or_gone_stops_its_run(redis_url):
     from rq import Queue
     from rq.serializers import JSONSerializer
 
-    from lsml.prelabel_jobs import JOB_FUNCTION, JobLost, _still_running
+    from lsml.prelabel_jobs import JOB_FUNCTION, JobLost, JobRequeued, _still_running
 
     connection = redis.Redis.from_url(redis_url)
     job = Queue("lsml-training", connection=connection, serializer=JSONSerializer).enqueue_call(
@@ -249,6 +249,9 @@ def test_a_job_no_longer_started_or_gone_stops_its_run(redis_url):
     _still_running(job)  # running: goes on
     connection.hset(job.key, "status", "failed")  # what StartedJobRegistry.cleanup does to an abandoned job
     with pytest.raises(JobLost, match="is failed"):
+        _still_running(job)
+    connection.hset(job.key, "status", "queued")  # ... or queued it again, having an attempt left
+    with pytest.raises(JobRequeued, match="queued again"):
         _still_running(job)
     connection.delete(job.key)  # Redis came back empty
     with pytest.raises(JobLost, match=LOST):

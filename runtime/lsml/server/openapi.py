@@ -375,6 +375,11 @@ SPEC: dict = {
                         "(tasks/s), eta (s), predicted, written, skipped, resumed_after, read_seconds, "
                         "predict_seconds, write_seconds",
                     },
+                    "attempt": {
+                        "type": ["integer", "null"],
+                        "description": "pre-labelling on RQ: the run that is (or was last) going; a job whose worker "
+                        "was killed runs again, up to LSML_PRELABEL_ATTEMPTS, resuming from its checkpoint",
+                    },
                 },
             },
             "Versions": {

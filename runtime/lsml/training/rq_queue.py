@@ -189,16 +189,19 @@ def _project_of(job: Job) -> str | None:
     return args[0] if args and isinstance(args[0], str) else None
 
 
-def failure_reason(exc_string: str | None, rq_status: Any = None) -> str:
-    """One line saying why a training failed, from RQ's stored traceback."""
+def failure_reason(
+    exc_string: str | None, rq_status: Any = None, *, what: str = "training", attempts: str = "LSML_FIT_ATTEMPTS"
+) -> str:
+    """One line saying why a job failed, from RQ's stored traceback; a killed one names its attempts.
+
+    `what` names the job ("training", "pre-labelling job"), `attempts` what
+    bounded its re-runs (the setting, with the count when it is known).
+    """
     if not exc_string:
-        return f"training {getattr(rq_status, 'value', rq_status) or 'failed'}"
+        return f"{what} {getattr(rq_status, 'value', rq_status) or 'failed'}"
     if "AbandonedJobError" in exc_string:
-        return (
-            "the worker running this training died (no heartbeat) and it had no attempt left "
-            "(LSML_FIT_ATTEMPTS): AbandonedJobError"
-        )
+        return f"the worker running this {what} died (no heartbeat) and it had no attempt left ({attempts}): AbandonedJobError"
     if "Work-horse terminated unexpectedly" in exc_string:
-        return "the worker process running this training was killed: " + exc_string.strip().rstrip(";")
+        return f"the worker process running this {what} was killed ({attempts}): " + exc_string.strip().rstrip(";")
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else exc_string.strip()

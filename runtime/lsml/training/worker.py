@@ -23,7 +23,9 @@ It is RQ's forking `Worker` with these changes, each for a fault:
   when a registry cleanup (any worker, or a server's status call) finds a
   dead worker's job. The re-run claims the same request again
   (`lsml.training.coalesce`). A fit that raises, runs past its timeout or is
-  refused is not retried (`handle_job_failure`). An idle worker cleans the
+  refused is not retried (`handle_job_failure`). Pre-labelling jobs get the
+  same treatment (``LSML_PRELABEL_ATTEMPTS``, `RETRIED_FUNCTIONS`): the re-run
+  resumes from the project's checkpoint (`lsml.prelabel_jobs`). An idle worker cleans the
   registries every `MAINTENANCE_INTERVAL` s (RQ's default is minutes).
 * SIGTERM mid-fit is RQ's warm shutdown: the worker finishes the running
   fit, then exits; the pod's ``terminationGracePeriodSeconds`` bounds that
@@ -71,6 +73,20 @@ HEARTBEAT_TTL = 10
 MAINTENANCE_INTERVAL = 10
 #: Longest wait between two attempts to reach a Redis that is down.
 MAX_RECONNECT_WAIT = 5.0
+#: Jobs that run again when their horse is killed: trainings (`LSML_FIT_ATTEMPTS`) and pre-labelling jobs
+#: (`LSML_PRELABEL_ATTEMPTS`, `lsml.prelabel_jobs`), each within the `Retry` its queue gave it.
+RETRIED_FUNCTIONS = frozenset({JOB_FUNCTION, "lsml.prelabel_jobs.perform_prelabel"})
+#: How a pre-labelling run's traceback ends when its job was queued again under it (`lsml.prelabel_jobs`).
+REQUEUED = "lsml.prelabel_jobs.JobRequeued: "
+
+
+def _status_in_redis(job) -> str | None:
+    """The job's status as Redis has it now (not the horse's copy); None when unreadable."""
+    try:
+        status = job.connection.hget(job.key, "status")
+    except redis.RedisError:
+        return None
+    return status.decode() if isinstance(status, bytes) else status
 
 
 @dataclass(frozen=True)
@@ -131,12 +147,17 @@ class TrainingWorker(Worker):
         return min(super().dequeue_timeout, MAINTENANCE_INTERVAL)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="") -> None:  # noqa: D102
+        if self.is_horse and REQUEUED in exc_string and _status_in_redis(job) == "queued":
+            # a pre-labelling run that stopped because its job was queued again (`JobRequeued`): the job is
+            # its re-run's now; writing `failed` over it would drop that re-run (the horse then exits 0)
+            log.warning("job %s was queued again while running: this run stopped, the re-run goes on", job.id)
+            return
         if not self._horse_was_killed(job):
             job.retries_left = None  # a fit that raised, timed out or was refused ends failed, as before
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
 
     def _horse_was_killed(self, job) -> bool:
-        """True when this failure is the work horse dying under a training (SIGKILL, OOM killer).
+        """True when this failure is the work horse dying under a training or pre-labelling job (SIGKILL, OOM).
 
         Only then may RQ use the job's ``retries_left``: a fit that raises
         fails inside the horse itself, and a horse the worker killed for
@@ -144,7 +165,7 @@ class TrainingWorker(Worker):
         """
         if self.is_horse or not isinstance(job, TrustedJob) or job.refusal() is not None:
             return False
-        if job.func_name != JOB_FUNCTION:
+        if job.func_name not in RETRIED_FUNCTIONS:
             return False
         started = job.started_at
         return not (

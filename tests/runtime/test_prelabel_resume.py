@@ -1,0 +1,189 @@
+"""Issue 11: a pre-labelling job killed with its worker resumes by itself (real redis-server, real Label Studio
+1.23.2, gunicorn + `label-studio-ml worker` as processes).
+
+The worker's whole process group (worker + work horse) is SIGKILLed mid-job
+and a new worker started; nobody submits again. The same job id goes back
+to `queued` (a registry cleanup: RQ's `Retry`), runs again on the new
+worker from the project's checkpoint and finishes: at most one batch
+predicted twice (counted from the model's own log of task ids), exactly one
+prediction per task in Label Studio, and still one job for the project. A
+job killed on every attempt (`LSML_PRELABEL_ATTEMPTS`) ends failed with a
+reason naming its attempts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from lsml.training.worker import HEARTBEAT_TTL
+from tests.fixtures.polling import wait_for
+from tests.runtime.rq_procs import Procs, start_server
+from tests.runtime.test_prelabel import _by_task, _project_with_tasks, make_backend
+from tests.runtime.test_prelabel_redis_restart import (
+    BATCH,
+    LOGGED_MODEL,
+    N,
+    _marked_job,
+    _one_prediction_each,
+    _post,
+    _predicted_ids,
+    _started_job,
+    _status,
+    _trained,
+)
+
+pytestmark = pytest.mark.labelstudio
+
+
+@pytest.fixture
+def backend(tmp_path) -> Path:
+    path = make_backend(tmp_path)
+    (path / "logged_model.py").write_text(LOGGED_MODEL)
+    return path
+
+
+def _env(backend_dir: Path, label_studio) -> dict[str, str]:
+    return {
+        "LSML_MODEL": "logged_model:Logged",
+        "TEST_PREDICT_SECONDS": "0.4",
+        "TEST_PREDICT_LOG": str(backend_dir / "predicted.jsonl"),
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+    }
+
+
+def _worker(procs: Procs, backend_dir: Path, redis_url: str, env: dict[str, str], name: str) -> subprocess.Popen:
+    return procs.worker(backend_dir, redis_url, name=name, new_session=True, **env)
+
+
+def _kill_group(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and its work horse at once (a pod deleted past its grace period, a node lost)."""
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+
+
+def _queued_again(url: str, job: str) -> dict:
+    """With no worker alive, the server's /job_status (its registry cleanup) finds the dead worker's job."""
+    return wait_for(
+        lambda: (lambda s: s if s.get("status") != "started" else None)(_status(url, job)),
+        40,
+        interval=0.5,
+        what="the killed job to be queued again",
+    )
+
+
+def test_a_job_killed_with_its_worker_resumes_by_itself_on_the_next_worker(
+    label_studio, ls_client, ls_project, backend, procs, redis_url
+):
+    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
+    version = _trained(backend, project, redis_url)
+    env = _env(backend, label_studio)
+    url = start_server(procs, backend, redis_url, workers=1, **env)
+    worker = _worker(procs, backend, redis_url, env, "worker1")
+    job, st = _started_job(url, project, 15)
+    assert st["status"] == "started", st
+
+    _kill_group(worker)
+    written_before = sum(len(v) for v in _by_task(ls_client, project).values())
+    assert 0 < written_before < N
+    st = _queued_again(url, job)
+    assert st["status"] == "queued" and st["error"] is None, st
+    again = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})  # still the project's one job
+    assert again.status_code == 200 and again.json() == {**again.json(), "job": job, "created": False}, again.text
+
+    _worker(procs, backend, redis_url, env, "worker2")  # no resubmit: the same job runs again
+    seen: list[str] = []
+
+    def ended() -> dict | None:
+        s = _status(url, job)
+        seen.append(s["status"])
+        return s if s["status"] in ("finished", "failed") else None
+
+    st = wait_for(ended, 120, interval=0.2, what="the job to finish on the new worker")
+    assert st["status"] == "finished" and st["attempt"] == 2, (st, procs.log("worker2")[-3000:])
+    assert "started" in seen, seen
+    assert st["progress"]["resumed_after"] is not None and st["progress"]["done"] == N, st
+    predicted = _predicted_ids(backend)
+    assert sorted(set(predicted)) == task_ids
+    assert len(predicted) - N <= BATCH, predicted  # re-predicted: at most the batch in flight
+    _one_prediction_each(ls_client, project, task_ids, version)
+    assert _marked_job(redis_url, project) is None  # the ended job released the project
+    metrics = requests.get(url + "/metrics", timeout=10).text
+    assert re.search(rf'lsml_prelabel_tasks_done{{project="{project}"}} {N}\.0', metrics), metrics[-2000:]
+
+
+def test_a_job_killed_on_every_attempt_fails_naming_its_attempts(
+    label_studio, ls_client, ls_project, backend, procs, redis_url
+):
+    project, _ = _project_with_tasks(ls_client, ls_project, N)
+    _trained(backend, project, redis_url)
+    env = _env(backend, label_studio)
+    url = start_server(procs, backend, redis_url, workers=1, LSML_PRELABEL_ATTEMPTS="2", **env)
+    worker = _worker(procs, backend, redis_url, env, "worker1")
+    job, _ = _started_job(url, project, 10)
+    _kill_group(worker)
+    assert _queued_again(url, job)["status"] == "queued"
+
+    worker = _worker(procs, backend, redis_url, env, "worker2")
+    wait_for(
+        lambda: (lambda s: s if s["status"] == "started" and s.get("attempt") == 2 else None)(_status(url, job)),
+        60,
+        interval=0.1,
+        what="the second attempt to start",
+    )
+    before = len(_predicted_ids(backend))
+    wait_for(lambda: len(_predicted_ids(backend)) >= before + BATCH, 60, interval=0.1, what="the second to predict")
+    _kill_group(worker)
+    st = wait_for(
+        lambda: (lambda s: s if s["status"] in ("finished", "failed") else None)(_status(url, job)),
+        40,
+        interval=0.5,
+        what="the job to fail",
+    )
+    assert st["status"] == "failed", st
+    assert "attempt 2 of 2" in st["error"] and "LSML_PRELABEL_ATTEMPTS" in st["error"], st
+    assert "pre-labelling job" in st["error"] and "AbandonedJobError" in st["error"], st
+    r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})  # the failed job no longer holds it
+    assert r.status_code == 201 and r.json()["job"] != job, r.text
+
+
+def test_a_redis_outage_longer_than_the_heartbeat_ttl_reruns_the_same_job(
+    label_studio, ls_client, ls_project, backend, procs, private_redis
+):
+    """Redis down past the worker's heartbeat TTL, back with its data: a registry cleanup declares the job
+    abandoned and, with an attempt left, queues it again; the running horse stops at its next page without
+    failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job."""
+    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
+    version = _trained(backend, project, private_redis.url)
+    env = _env(backend, label_studio)
+    url = start_server(procs, backend, private_redis.url, workers=1, **env)
+    _worker(procs, backend, private_redis.url, env, "worker")
+    job, st = _started_job(url, project, 15)
+    assert st["status"] == "started", st
+
+    private_redis.kill()
+    time.sleep(HEARTBEAT_TTL + 3)
+    private_redis.start()
+    seen: list[dict] = []
+
+    def ended() -> dict | None:
+        s = _status(url, job)
+        seen.append(s)
+        return s if s.get("status") in ("finished", "failed") else None
+
+    st = wait_for(ended, 120, interval=0.3, what="the job to end after the outage")
+    assert st["status"] == "finished" and st["attempt"] == 2, (st, procs.log("worker")[-3000:])
+    assert not any(s.get("status") == "failed" for s in seen), seen
+    predicted = _predicted_ids(backend)
+    assert sorted(set(predicted)) == task_ids
+    assert len(predicted) - N <= BATCH, predicted
+    _one_prediction_each(ls_client, project, task_ids, version)
+    assert _marked_job(private_redis.url, project) is None
