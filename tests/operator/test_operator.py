@@ -150,20 +150,23 @@ def e2e(k8s_cluster, e2e_setup, running_operator, label_studio):
     return e2e_setup
 
 
+# What the operator creates for the e2e MLBackend and owns (controller reference)
+OWNED_CHILDREN = [
+    ("deployment", "e2e-server"),
+    ("deployment", "e2e-worker"),
+    ("statefulset", "e2e-redis"),
+    ("service", "e2e"),
+    ("service", "e2e-redis"),
+    ("pvc", "e2e-models"),
+    ("networkpolicy", "e2e-redis"),
+    ("secret", "e2e-redis-auth"),
+]
+
+
 def test_create_builds_every_child_with_owner_and_spec(k8s_cluster, e2e):
     mlb = get_mlb(k8s_cluster, NS, NAME)
     uid = mlb["metadata"]["uid"]
-    expected = [
-        ("deployment", "e2e-server"),
-        ("deployment", "e2e-worker"),
-        ("statefulset", "e2e-redis"),
-        ("service", "e2e"),
-        ("service", "e2e-redis"),
-        ("pvc", "e2e-models"),
-        ("networkpolicy", "e2e-redis"),
-        ("secret", "e2e-redis-auth"),
-    ]
-    for kind, name in expected:
+    for kind, name in OWNED_CHILDREN:
         obj = wait_for(lambda: _get(k8s_cluster, kind, name), timeout=60, message=f"{kind} {name}")
         refs = obj["metadata"]["ownerReferences"]
         assert refs[0]["uid"] == uid and refs[0]["kind"] == "MLBackend" and refs[0]["controller"] is True
@@ -400,17 +403,8 @@ def test_delete_removes_registrations_and_garbage_collects_children(k8s_cluster,
     k8s_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--wait=false")
     wait_for(lambda: get_mlb(k8s_cluster, NS, NAME) is None, timeout=90, message="MLBackend gone (finalizer released)")
     assert _ls_backends(label_studio, e2e["project"]) == []
-    for kind, name in [
-        ("deployment", "e2e-server"),
-        ("deployment", "e2e-worker"),
-        ("statefulset", "e2e-redis"),
-        ("service", "e2e"),
-        ("service", "e2e-redis"),
-        ("pvc", "e2e-models"),
-        ("pvc", "data-e2e-redis-0"),
-        ("networkpolicy", "e2e-redis"),
-        ("secret", "e2e-redis-auth"),
-    ]:
+    # the Redis claim comes from the StatefulSet's volumeClaimTemplate: no owner reference, the operator deletes it
+    for kind, name in [*OWNED_CHILDREN, ("pvc", "data-e2e-redis-0")]:
         wait_for(lambda: _get(k8s_cluster, kind, name) is None, timeout=90, message=f"{kind} {name} garbage-collected")
 
 
