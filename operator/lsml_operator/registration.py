@@ -153,11 +153,33 @@ def sync(target: Target, recorded: list[dict[str, Any]], factory: ClientFactory 
         wanted = set(target.projects)
         for old in recorded:
             if old.get("project") not in wanted:
-                _delete(client, old, out)
+                for backend_id in _ours_in_project(client, old, target.backend_url, out):
+                    _delete(client, {"id": backend_id}, out)
+                    if out.error:
+                        break
                 if out.error:
                     kept.append(old)
                     return out
         return out
+
+
+def _ours_in_project(client: Any, record: dict[str, Any], url: str, out: Outcome) -> list[int]:
+    """The recorded backend of an unwired project plus any other there with our URL: a create whose
+    answer never came back (the operator killed mid-call, or Label Studio committing it after the
+    client gave up) is in Label Studio but in no status. A listing failure other than 404 (project
+    gone) sets ``out.error`` and returns nothing: the record stays in the status for the retry."""
+    ids = {int(record["id"])}
+    try:
+        ids.update(int(b["id"]) for b in client.ml_backends(int(record["project"])) if _same_url(b, url))
+    except Exception as exc:  # noqa: BLE001
+        if not _is_not_found(exc):
+            out.error, out.unreachable = _error_text(exc)
+            return []
+    return sorted(ids)
+
+
+def _same_url(backend: dict[str, Any], url: str) -> bool:
+    return str(backend.get("url", "")).rstrip("/") == url.rstrip("/")
 
 
 def _delete(client: Any, record: dict[str, Any], out: Outcome) -> None:
@@ -181,9 +203,7 @@ def deregister(
         ids = {int(r["id"]) for r in recorded}
         for project in target.projects:
             try:
-                for b in client.ml_backends(project):
-                    if str(b.get("url", "")).rstrip("/") == target.backend_url.rstrip("/"):
-                        ids.add(int(b["id"]))
+                ids.update(int(b["id"]) for b in client.ml_backends(project) if _same_url(b, target.backend_url))
             except Exception as exc:  # noqa: BLE001
                 if not _is_not_found(exc):
                     out.error, out.unreachable = _error_text(exc)

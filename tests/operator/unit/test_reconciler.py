@@ -267,3 +267,21 @@ def test_a_trigger_that_does_not_wait_marks_a_busy_object_and_the_running_pass_r
         if kind == "Deployment"
     ]
     assert images == ["lsml/runtime:v2"], "the re-run applied the latest body"
+
+
+def test_unwiring_a_project_also_deletes_an_unrecorded_backend_with_our_url(harness):
+    """A create whose answer never arrived (operator killed, or Label Studio committing it after the
+    client's timeout) leaves a backend with our URL that no status records; unwiring the project
+    must not leave it behind (seen as a flaky e2e: the project kept a backend after the patch)."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    status = h.rec.reconcile(_with_ls(h, [1, 2]), Trigger.CREATE)
+    recorded = next(b for b in status["labelStudio"]["backends"] if b["project"] == 2)
+    late = {"id": 99, "project": 2, "url": recorded["url"], "model_version": "v1"}
+    h.ls.backends[99] = late  # committed by Label Studio after the pass that recorded the other one
+    foreign = {"id": 98, "project": 2, "url": "http://someone-else:9090", "model_version": "v1"}
+    h.ls.backends[98] = foreign
+    status = h.rec.reconcile(_with_ls(h, [1]), Trigger.UPDATE)
+    assert h.ls.in_project(2) == [98], "ours (recorded or not) deleted, a foreign backend kept"
+    assert [b["project"] for b in status["labelStudio"]["backends"]] == [1]
+    assert ("Normal", "Deregistered", "deleted Label Studio ML backend 99") in h.events
