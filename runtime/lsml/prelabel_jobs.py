@@ -154,19 +154,16 @@ class EmbeddedPrelabelJobs:
 class RQPrelabelJobs:
     def __init__(self, settings: Settings, connection: Any = None) -> None:
         from rq import Queue
-        from rq.job import Retry
         from rq.serializers import JSONSerializer
 
-        from lsml.training.rq_queue import connect
+        from lsml.training.rq_queue import connect, rerun_retry
 
         self.settings = settings
         self.connection = connection or connect(str(settings.redis_url))
         self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
         self._projects: set[str] = set()
-        # re-runs of a job whose horse was killed: at once, at the front (an interval would need RQ's scheduler)
-        attempts = settings.prelabel_attempts
-        self.attempts = attempts
-        self.retry = Retry(max=attempts - 1, enqueue_at_front=True) if attempts > 1 else None
+        self.attempts = settings.prelabel_attempts
+        self.retry = rerun_retry(self.attempts)  # re-runs of a job whose horse was killed
 
     def _marker(self, project: str) -> str:
         return _marker(self.settings.queue_name, project)

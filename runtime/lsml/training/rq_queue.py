@@ -89,9 +89,8 @@ class RQQueue:
         self.coalescer = Coalescer(self.connection, self.queue)
         # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
         self.job_timeout = int(math.ceil(settings.fit_timeout))
-        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.worker`); at
-        # once and at the front of the queue: an interval would need RQ's scheduler, which lsml does not run
-        self.retry = Retry(max=settings.fit_attempts - 1, enqueue_at_front=True) if settings.fit_attempts > 1 else None
+        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.worker`)
+        self.retry = rerun_retry(settings.fit_attempts)
 
     # --- TrainingQueue -------------------------------------------------
     def submit(self, request: TrainingRequest) -> str:
@@ -187,6 +186,12 @@ def _project_of(job: Job) -> str | None:
     except DeserializationError:
         return None
     return args[0] if args and isinstance(args[0], str) else None
+
+
+def rerun_retry(attempts: int) -> Retry | None:
+    """RQ's retry for a job whose work horse is killed (the worker honours it only then): at once and at
+    the front of the queue, since an interval would need RQ's scheduler, which lsml does not run."""
+    return Retry(max=attempts - 1, enqueue_at_front=True) if attempts > 1 else None
 
 
 def failure_reason(
