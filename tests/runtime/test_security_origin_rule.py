@@ -64,8 +64,11 @@ def test_predict_cli_without_ls_url_sends_the_key_nowhere(tmp_path, http_recorde
     on a backend whose state holds a `/setup` naming the attacker (the same `prepare` RQ's `perform_prelabel` runs)."""
     attacker = attacker_label_studio(http_recorder)
     backend = write_backend(tmp_path / "backend")
-    for name in ("LABEL_STUDIO_URL", "MODEL_DIR", "REDIS_URL", "LSML_MODEL", "LSML_BACKEND_DIR"):
+    # a module name of its own: other tests leave another `model` module in sys.modules
+    (backend / "model.py").rename(backend / "origin_rule_model.py")
+    for name in ("LABEL_STUDIO_URL", "MODEL_DIR", "REDIS_URL", "LSML_BACKEND_DIR"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LSML_MODEL", "origin_rule_model:Counter")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "configured-key")
     state = make_state(Settings.from_env(env={}, backend_dir=backend))
     state.set("7", credentials.STATE_KEY, credentials.setup_value(attacker.url, None))
