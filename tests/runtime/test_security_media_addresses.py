@@ -88,6 +88,12 @@ def test_loopback_media_is_refused_by_default_and_nothing_reaches_it(settings, t
     assert media.requests == []
 
 
+def test_https_media_is_guarded_too(settings, tmp_path):
+    with _SocketEvents() as events, pytest.raises(MediaAddressRefused, match="loopback"):
+        _model(settings).get_local_path("https://127.0.0.1:1/x.png", project_dir=str(tmp_path))
+    assert events.connects == []
+
+
 def test_the_setting_allows_private_media(settings, tmp_path, http_recorder):
     media = _media(http_recorder)
     model = _model(settings, media_allow_private=True)
