@@ -35,8 +35,7 @@ def test_a_pat_refresh_is_never_re_sent_to_another_origin(http_recorder, status)
         status, b"", {"Location": f"{elsewhere.url}/api/token/refresh/"}
     )
     elsewhere.routes["/api/token/refresh/"] = Answer(200, json.dumps({"access": "stolen"}).encode(), JSON)
-    client = LabelStudioClient(label_studio.url, PAT)
-    with pytest.raises(RedirectRefused) as refused:
+    with LabelStudioClient(label_studio.url, PAT) as client, pytest.raises(RedirectRefused) as refused:
         client.current_user()
     assert elsewhere.requests == []  # neither the body nor anything else reached the other origin
     assert [json.loads(r.body) for r in label_studio.requests] == [{"refresh": PAT}]
@@ -50,8 +49,7 @@ def test_an_api_call_with_a_token_is_not_redirected_to_another_origin(http_recor
     label_studio, elsewhere = http_recorder(), http_recorder()
     label_studio.routes["/api/projects/"] = Answer(status, b"", {"Location": f"{elsewhere.url}/api/projects/"})
     elsewhere.routes["/api/projects/"] = Answer(200, b"[]", JSON)
-    client = LabelStudioClient(label_studio.url, "legacy-token")
-    with pytest.raises(RedirectRefused):
+    with LabelStudioClient(label_studio.url, "legacy-token") as client, pytest.raises(RedirectRefused):
         client.post_json("/api/projects/", {"title": "x"})
     assert elsewhere.requests == []
 
@@ -60,5 +58,6 @@ def test_a_redirect_within_label_studios_origin_is_still_followed(http_recorder)
     label_studio = http_recorder()
     label_studio.routes["/api/old/"] = Answer(308, b"", {"Location": "/api/projects/1/"})
     label_studio.routes["/api/projects/1/"] = Answer(200, b'{"id": 1}', JSON)
-    assert LabelStudioClient(label_studio.url, "legacy-token").get_json("/api/old/") == {"id": 1}
+    with LabelStudioClient(label_studio.url, "legacy-token") as client:
+        assert client.get_json("/api/old/") == {"id": 1}
     assert label_studio.header_values("Authorization") == ["Token legacy-token"] * 2

@@ -71,6 +71,7 @@ class _OriginBoundSession(requests.Session):
         if not self._follow_foreign or keeps_body:
             method = resp.request.method or "GET"
             shown = (resp.url or "").split("?", 1)[0]
+            resp.close()  # the redirect's connection goes back to the pool; nothing is sent further
             raise RedirectRefused(
                 f"{shown} redirected ({resp.status_code}) to another origin, {origin(location) or 'not http(s)'}; "
                 "refusing to follow: the request carries a Label Studio credential. Set the Label Studio URL "
