@@ -74,7 +74,8 @@ class _OriginBoundSession(requests.Session):
             resp.close()  # the redirect's connection goes back to the pool; nothing is sent further
             raise RedirectRefused(
                 f"{shown} redirected ({resp.status_code}) to another origin, {origin(location) or 'not http(s)'}; "
-                "refusing to follow: the request carries a Label Studio credential. Set the Label Studio URL "
+                "refusing to follow, as a request to Label Studio may carry its token (in a header or, for a "
+                "personal access token's refresh, in the body). Set the Label Studio URL "
                 "(LABEL_STUDIO_URL, --ls-url) to the address Label Studio answers on",
                 method=method,
                 path=urlsplit(shown).path,
