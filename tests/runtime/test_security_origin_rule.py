@@ -59,6 +59,37 @@ def test_prelabel_never_sends_the_configured_key_to_a_setup_hostname(serve, http
     assert attacker.header_values("Authorization") == [None] * len(attacker.requests)
 
 
+def test_rq_prelabel_job_never_sends_the_configured_key_to_a_setup_hostname(tmp_path, procs, redis_url, http_recorder):
+    """The same exploit against a gunicorn server and a real `label-studio-ml worker` (RQ's `perform_prelabel`),
+    the `/setup` credential going through Redis."""
+    import requests
+
+    from tests.runtime.rq_procs import start_server
+
+    attacker = attacker_label_studio(http_recorder)
+    backend = write_backend(tmp_path / "backend")
+    env = {"LABEL_STUDIO_API_KEY": "configured-key", "LSML_ADMIN_TOKEN": "admin"}
+    url = start_server(procs, backend, redis_url, workers=1, **env)
+    procs.worker(backend, redis_url, **env)
+    r = requests.post(
+        url + "/setup", json={"project": "7", "hostname": attacker.url, "schema": TEXT_CONFIG}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    r = requests.post(url + "/prelabel", json={"project": "7"}, headers=ADMIN, timeout=30)
+    assert r.status_code == 201, r.text
+    job = r.json()["job"]
+    status = wait_for(
+        lambda: requests.post(url + "/job_status", json={"job": job}, timeout=30).json(),
+        60,
+        0.2,
+        what=f"job {job} to end",
+        until=lambda st: st.get("status") in ("finished", "failed"),
+    )
+    assert status["status"] == "finished", status
+    assert any(req.path.startswith("/api/tasks/") for req in attacker.requests)
+    assert attacker.header_values("Authorization") == [None] * len(attacker.requests)
+
+
 def test_predict_cli_without_ls_url_sends_the_key_nowhere(tmp_path, http_recorder, monkeypatch, capsys):
     """`label-studio-ml predict BACKEND` with LABEL_STUDIO_API_KEY in the environment and no --ls-url / LABEL_STUDIO_URL,
     on a backend whose state holds a `/setup` naming the attacker (the same `prepare` RQ's `perform_prelabel` runs)."""
