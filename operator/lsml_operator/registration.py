@@ -1,6 +1,6 @@
 """Label Studio registration of an MLBackend: one ML backend per listed project, never two.
 
-Everything goes through ``lsml.labelstudio.LabelStudioClient`` (the project's one Label
+Every client comes from ``lsml.labelstudio.connect`` (which builds the one Label
 Studio client). Duplicates are avoided by *adopting*: ``ensure_ml_backend`` finds an
 existing backend with the same URL in the project before creating one, so an operator
 killed between Label Studio's create and the status write finds and records the same id
@@ -25,9 +25,10 @@ ClientFactory = Callable[[str, str, float], Any]
 
 
 def default_client_factory(url: str, token: str, timeout: float) -> Any:
-    from lsml.labelstudio import LabelStudioClient  # imported lazily: builders and tests need no runtime deps
+    # imported lazily: builders and tests need no runtime deps. connect(): the token is bound to `url`'s origin
+    from lsml.labelstudio import Credential, connect
 
-    return LabelStudioClient(url, token=token, timeout=timeout)
+    return connect(url, Credential(url, token), timeout=timeout)
 
 
 @dataclass(frozen=True)

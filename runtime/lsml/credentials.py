@@ -17,20 +17,28 @@ training (SECURITY.md, "Holes found and closed"). The rules:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from lsml.labelstudio.addresses import AddressPolicy
+from lsml.labelstudio.origin import Credential, origin, same_origin
 from lsml.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "STATE_KEY",
+    "Credential",
+    "configured",
+    "media_policy",
+    "origin",
+    "resolve",
+    "same_origin",
+]
+
 #: The state key `/setup` stores its hostname and token under, as one value so they never come apart.
 STATE_KEY = "label_studio"
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _warned: set[tuple] = set()
 _warned_lock = threading.Lock()
 
@@ -41,37 +49,23 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 SETUP_HOSTNAME_PATTERN = rf"^(https?://[A-Za-z0-9.-]+(:{_PORT})?(/[!-~]*)?)?$"
 
 
-def origin(url: str | None) -> str | None:
-    """`scheme://host:port` of an http(s) URL (lower case, default port made explicit); None for anything else."""
-    if not isinstance(url, str) or not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    return f"{scheme}://{parts.hostname.lower()}:{port or _DEFAULT_PORTS[scheme]}"
+def configured(settings: Settings) -> Credential:
+    """LABEL_STUDIO_URL with LABEL_STUDIO_API_KEY: the key is bound to that URL's origin (no URL: sent nowhere)."""
+    return Credential(settings.label_studio_url, settings.label_studio_api_key)
 
 
-def same_origin(a: str | None, b: str | None) -> bool:
-    """Whether two URLs share scheme, host and port (False when either is not an http(s) URL)."""
-    first = origin(a)
-    return first is not None and first == origin(b)
+def media_policy(settings: Settings, credential: Credential | None = None) -> AddressPolicy:
+    """Where this backend's media downloads may connect (`lsml.labelstudio.addresses`).
 
-
-@dataclass(frozen=True)
-class Credential:
-    """A Label Studio URL and the token that may be sent to it (None: send no token)."""
-
-    url: str | None
-    token: str | None = dataclasses.field(default=None, repr=False)
-
-    def token_for(self, url: str) -> str | None:
-        """The token, if `url` is on this credential's origin; else None."""
-        return self.token if same_origin(url, self.url) else None
+    Private and loopback addresses: with LSML_MEDIA_ALLOW_PRIVATE, else only on LABEL_STUDIO_URL's
+    origin, and on the origin of `credential` (the Label Studio `/setup` named) when Basic auth is on
+    (then only Label Studio could call `/setup`). With auth off `/setup`'s hostname is anyone's choice.
+    """
+    trusted = {origin(settings.label_studio_url)}
+    if credential is not None and settings.basic_auth_enabled:
+        trusted.add(origin(credential.url))
+    trusted.discard(None)
+    return AddressPolicy(allow_private=settings.media_allow_private, trusted_origins=frozenset(o for o in trusted if o))
 
 
 def _warn_once(key: tuple, message: str, *args: object) -> None:

@@ -305,9 +305,11 @@ class LabelStudioMLBase:
                     "Label Studio's URL is unknown: connect the backend from Label Studio (its /setup call "
                     "sends it) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"
                 )
-            from lsml.labelstudio import LabelStudioClient
+            from lsml.labelstudio import connect
 
-            self._label_studio_client = LabelStudioClient(credential.url, credential.token)
+            self._label_studio_client = connect(
+                credential.url, credential, media_policy=credentials.media_policy(self.settings, credential)
+            )
         return self._label_studio_client
 
     def fetch_annotated_tasks(self, project: Any = None, include_cancelled: bool = False) -> Iterator[dict]:
@@ -338,6 +340,8 @@ class LabelStudioMLBase:
 
         Label Studio's token goes only to Label Studio's origin: an absolute URL on another
         host is fetched without it (lsml.labelstudio.media), and so is a redirect elsewhere.
+        Every connection obeys the media address policy (`lsml.credentials.media_policy`):
+        no link-local or metadata address, private ones only as LSML_MEDIA_ALLOW_PRIVATE says.
         """
         if not isinstance(url, str):
             raise TypeError("url must be a string")
@@ -358,9 +362,9 @@ class LabelStudioMLBase:
         if ls_host is None and ls_access_token is None and host:
             client = self.label_studio_client()
         else:
-            from lsml.labelstudio import LabelStudioClient
+            from lsml.labelstudio import connect
 
-            client = LabelStudioClient(host or full, credential.token if host else None)
+            client = connect(host or full, credential, media_policy=credentials.media_policy(self.settings, credential))
         return str(
             client.download(
                 full, cache_dir, max_bytes=self.settings.media_max_bytes, timeout=self.settings.media_timeout

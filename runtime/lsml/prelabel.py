@@ -43,9 +43,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lsml import credentials
 from lsml.active_learning import is_labelled
 from lsml.integrity import verify_version
-from lsml.labelstudio import LabelStudioClient, LabelStudioError
+from lsml.labelstudio import Credential, LabelStudioClient, LabelStudioError, connect
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class
 from lsml.response import serialize_predictions, task_predictions
 from lsml.settings import Settings
@@ -368,8 +369,10 @@ def prepare(
 ) -> Prelabeler:
     """Load the model on the requested (or current) version and connect to Label Studio.
 
-    Label Studio's URL and token: the arguments, else what `/setup` stored for
-    the project, else LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (the model's helpers).
+    Label Studio's URL: `ls_url`, else what `/setup` stored for the project, else
+    LABEL_STUDIO_URL. The token: the first of `api_key` (bound to `ls_url`), the
+    `/setup` token (bound to its hostname) and LABEL_STUDIO_API_KEY (bound to
+    LABEL_STUDIO_URL) whose origin is the URL's; none otherwise (`lsml.labelstudio.connect`).
     `state`: where the checkpoint goes (default: the settings' state; an RQ job
     passes one that rides out a Redis restart).
     """
@@ -389,11 +392,13 @@ def prepare(
     cls = load_model_class(model_ref, settings.backend_dir)
     label_config = state.get(project, "label_config")
     probe = build_model(cls, project, label_config, BuildContext(settings, state, version)) if label_config else None
-    url = ls_url or (probe.get_label_studio_url() if probe else None) or settings.label_studio_url
-    token = api_key or (probe.get_label_studio_access_token() if probe else None) or settings.label_studio_api_key
+    stored = probe.label_studio_credential() if probe else None
+    url = ls_url or (stored.url if stored else None) or settings.label_studio_url
     if not url:
         raise PrelabelError("Label Studio's URL is unknown: pass --ls-url or set LABEL_STUDIO_URL")
-    client = LabelStudioClient(url, token)
+    # Each token goes only to its own URL's origin (connect): the configured key never to a /setup hostname.
+    candidates = [Credential(ls_url, api_key), *([stored] if stored else []), credentials.configured(settings)]
+    client = connect(url, *candidates, media_policy=credentials.media_policy(settings, stored))
     if probe is None:  # never set up by Label Studio: read the label config from the project
         try:
             label_config = client.project(int(project)).get("label_config")

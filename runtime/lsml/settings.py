@@ -105,6 +105,12 @@ class Settings:
     max_loaded_models: int = 16
     media_max_bytes: int = 104_857_600
     media_timeout: float = 60.0
+    #: LSML_MEDIA_ALLOW_PRIVATE: media URLs from task data may reach loopback and private addresses (default:
+    #: only on LABEL_STUDIO_URL's origin); link-local and cloud metadata addresses are refused whatever it says.
+    media_allow_private: bool = False
+    #: LSML_ADMIN_TOKEN: the bearer token of the admin routes (`/prelabel`, `/versions/activate`,
+    #: `/versions/unpin`), which Label Studio never calls; unset (and no Basic auth): those routes answer 403.
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
     keep_versions: int = 5
     reload_interval: float = 0.5
     score_strategy: str | None = None
@@ -140,6 +146,8 @@ class Settings:
             max_loaded_models=_int(env, "LSML_MAX_LOADED_MODELS", 16, minimum=1),
             media_max_bytes=_int(env, "LSML_MEDIA_MAX_BYTES", 104_857_600, minimum=1),
             media_timeout=_float(env, "LSML_MEDIA_TIMEOUT", 60.0, minimum=0.001),
+            media_allow_private=_bool(env, "LSML_MEDIA_ALLOW_PRIVATE"),
+            admin_token=_str(env, "LSML_ADMIN_TOKEN"),
             keep_versions=_int(env, "LSML_KEEP_VERSIONS", 5, minimum=1),
             reload_interval=_float(env, "LSML_RELOAD_INTERVAL", 0.5),
             score_strategy=_str(env, "LSML_SCORE_STRATEGY"),
@@ -171,6 +179,11 @@ class Settings:
     @property
     def basic_auth_enabled(self) -> bool:
         return bool(self.basic_auth_user) and bool(self.basic_auth_pass)
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether the admin routes can be used at all: LSML_ADMIN_TOKEN or Basic auth is configured."""
+        return bool(self.admin_token and self.admin_token.strip()) or self.basic_auth_enabled
 
 
 def _check_basic_auth(user: str | None, password: str | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lsml.labelstudio import LabelStudioError
+from lsml.labelstudio import AddressPolicy, LabelStudioClient, LabelStudioError
 from lsml.labelstudio.media import cache_path
 from tests.fixtures.label_studio import IMAGE_CONFIG
 
@@ -23,7 +23,7 @@ def _png(path: Path, color=(200, 30, 30)) -> Path:
 
 def _count_requests(client) -> list[str]:
     seen: list[str] = []
-    client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r.url))
+    client.media_session.hooks["response"].append(lambda r, *a, **k: seen.append(r.url))  # media's own session
     return seen
 
 
@@ -92,15 +92,19 @@ class _RecordingHandler(BaseHTTPRequestHandler):
         pass
 
 
-def test_external_url_never_gets_label_studios_token(ls_client, tmp_path):
+def test_external_url_never_gets_label_studios_token(label_studio, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    # the loopback server plays an external media host: private addresses allowed for this client
+    client = LabelStudioClient(
+        label_studio.url, label_studio.legacy_token, media_policy=AddressPolicy(allow_private=True)
+    )
     try:
-        ls_client.current_user()  # whatever cookies Label Studio sets, the client now holds
-        ls_client.session.cookies.set("sessionid", "label-studio-session", domain="127.0.0.1")
+        client.current_user()  # whatever cookies Label Studio sets, the client now holds
+        client.session.cookies.set("sessionid", "label-studio-session", domain="127.0.0.1")
         url = f"http://127.0.0.1:{server.server_address[1]}/files/a.txt"
-        path = ls_client.download(url, tmp_path / "cache")
+        path = client.download(url, tmp_path / "cache")
         assert path.read_bytes() == b"external bytes"
         assert _RecordingHandler.seen_authorization == [None]
         assert _RecordingHandler.seen_cookie == [None]  # nor its cookies (same host, other port)

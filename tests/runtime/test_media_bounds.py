@@ -109,7 +109,9 @@ def test_a_trickling_server_hits_the_overall_deadline(media_server, tmp_path):
 
 def test_models_download_with_the_configured_bounds(media_server, tmp_path, text_config):
     settings = Settings.from_env(
-        env={"LSML_MEDIA_MAX_BYTES": str(CAP), "LSML_MEDIA_TIMEOUT": "1"}, backend_dir=tmp_path
+        # the loopback media server plays a public media host: private addresses allowed
+        env={"LSML_MEDIA_MAX_BYTES": str(CAP), "LSML_MEDIA_TIMEOUT": "1", "LSML_MEDIA_ALLOW_PRIVATE": "true"},
+        backend_dir=tmp_path,
     )
     assert (settings.media_max_bytes, settings.media_timeout) == (CAP, 1.0)
     model = build_model(CountingModel, "1", text_config, BuildContext(settings, make_state(settings), None))

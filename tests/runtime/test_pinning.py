@@ -131,8 +131,8 @@ def test_http_activate_and_unpin_are_authenticated_and_documented(serve, setting
     r = c.post("/versions/unpin", json={"project": "1"}, headers=auth)
     assert r.status_code == 200 and r.json["current"] == "v2" and r.json["pinned"] is None
     spec = c.get("/openapi.json").json
-    for path in ("/versions/activate", "/versions/unpin"):
-        assert spec["paths"][path]["post"]["security"] == [{"basicAuth": []}]  # auth is on: required
+    for path in ("/versions/activate", "/versions/unpin"):  # admin routes: the admin token or Basic auth
+        assert spec["paths"][path]["post"]["security"] == [{"adminToken": []}, {"basicAuth": []}]
 
 
 def _served_versions(url: str, rounds: int = 8) -> set[str]:
@@ -153,7 +153,12 @@ def test_rollback_reaches_two_gunicorn_servers_within_2s(tmp_path, procs):
     store = LocalModelStore(backend / "data" / "models")
     for i in range(2):
         publish(store, content=json.dumps({"n": i}))
-    servers = [start_server(procs, backend, None, name=f"server{i}", workers=2) for i in range(2)]
+    servers = [
+        start_server(
+            procs, backend, None, name=f"server{i}", workers=2, LSML_ADMIN_TOKEN="admin"
+        )  # for /versions/unpin
+        for i in range(2)
+    ]
     wait_for(lambda: all(_served_versions(u) == {"v2"} for u in servers), 30, what="both servers to serve v2")
 
     started = time.monotonic()
@@ -167,7 +172,9 @@ def test_rollback_reaches_two_gunicorn_servers_within_2s(tmp_path, procs):
     assert all(_served_versions(u) == {"v1"} for u in servers)
 
     started = time.monotonic()
-    r = requests.post(servers[1] + "/versions/unpin", json={"project": "1"}, timeout=5)  # over HTTP, on one server
+    r = requests.post(  # over HTTP, on one server
+        servers[1] + "/versions/unpin", json={"project": "1"}, headers={"Authorization": "Bearer admin"}, timeout=5
+    )
     assert r.status_code == 200 and r.json()["current"] == "v3"
     wait_for(lambda: all(_served_versions(u) == {"v3"} for u in servers), 10, interval=0.02, what="unpin to v3")
     assert time.monotonic() - started < 2.0

@@ -67,7 +67,7 @@ def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_stu
     assert f'lsml_prelabel_tasks_done{{project="{project}"}} 17.0' in metrics
     assert f'lsml_prelabel_tasks_total{{project="{project}"}} 17.0' in metrics
     spec = c.get("/openapi.json").json
-    assert spec["paths"]["/prelabel"]["post"]["security"] == [{"basicAuth": []}]  # auth is on: required
+    assert spec["paths"]["/prelabel"]["post"]["security"] == [{"adminToken": []}, {"basicAuth": []}]  # admin route
 
 
 def test_bad_input_and_failures_are_clear(label_studio, ls_client, ls_project, backend):  # noqa: F811

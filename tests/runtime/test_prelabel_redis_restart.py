@@ -64,8 +64,13 @@ def _predicted_ids(backend: Path) -> list[int]:
     return [i for line in log.read_text().splitlines() for i in json.loads(line)] if log.exists() else []
 
 
+#: The servers' LSML_ADMIN_TOKEN: /prelabel is an admin route (SECURITY.md, issue 22 item 4).
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def _post(url: str, path: str, body: dict) -> requests.Response:
-    return requests.post(url + path, json=body, timeout=10)
+    return requests.post(url + path, json=body, headers=ADMIN, timeout=10)
 
 
 def _status(url: str, job: str) -> dict:
@@ -92,6 +97,7 @@ def _stack(procs, backend: Path, redis_url: str, label_studio) -> str:
         "TEST_PREDICT_LOG": str(backend / "predicted.jsonl"),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+        "LSML_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     url = start_server(procs, backend, redis_url, workers=1, **env)
     procs.worker(backend, redis_url, name="worker", **env)
@@ -163,7 +169,7 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
     follower = subprocess.Popen(
         [CLI, "predict", "--project", str(project), "--server", url, "--batch-size", str(BATCH)],
-        env=clean,
+        env={**clean, "LSML_ADMIN_TOKEN": ADMIN_TOKEN},  # the CLI sends it to /prelabel
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -220,12 +226,13 @@ def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, r
     from tests.runtime.rq_procs import write_backend
 
     backend = write_backend(tmp_path / "backend")
-    url = start_server(procs, backend, redis_server.url, workers=1)  # no worker: the job stays queued
+    # no worker: the job stays queued
+    url = start_server(procs, backend, redis_server.url, workers=1, LSML_ADMIN_TOKEN=ADMIN_TOKEN)
     redis_server.flush()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
     follower = subprocess.Popen(
         [CLI, "predict", "--project", "7", "--server", url, "--quiet"],
-        env=clean,
+        env={**clean, "LSML_ADMIN_TOKEN": ADMIN_TOKEN},  # the CLI sends it to /prelabel
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

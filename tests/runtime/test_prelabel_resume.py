@@ -28,6 +28,7 @@ from tests.fixtures.polling import wait_for
 from tests.runtime.rq_procs import Procs, start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, make_backend
 from tests.runtime.test_prelabel_redis_restart import (
+    ADMIN_TOKEN,
     BATCH,
     LOGGED_MODEL,
     N,
@@ -57,6 +58,7 @@ def _env(backend_dir: Path, label_studio) -> dict[str, str]:
         "TEST_PREDICT_LOG": str(backend_dir / "predicted.jsonl"),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+        "LSML_ADMIN_TOKEN": ADMIN_TOKEN,  # /prelabel is an admin route; _post sends it
     }
 
 

@@ -14,7 +14,7 @@ SECRET = "tok-4f9e1b7c-never-echoed"
 
 @pytest.fixture
 def client(serve, text_config):
-    _, c = serve(CountingModel)
+    _, c = serve(CountingModel, admin_token="admin")  # the admin routes' bodies are checked too
     assert c.post("/setup", json={"project": "1.1", "schema": text_config}).status_code == 200
     return c
 
@@ -72,7 +72,7 @@ def test_openapi_request_schemas_are_the_models_schemas(client):
     ],
 )
 def test_a_bad_field_is_a_400_naming_its_path(client, path, body, code, where):
-    r = client.post(path, json=body)
+    r = client.post(path, json=body, headers={"Authorization": "Bearer admin"})
     assert r.status_code == 400, r.json
     assert set(r.json) == {"error", "message"} and r.json["error"] == code, r.json
     assert where in r.json["message"], r.json

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lsml.labelstudio import LabelStudioClient
+from lsml.labelstudio import AddressPolicy, LabelStudioClient
 from lsml.model import BuildContext, LabelStudioMLBase, build_model
 from lsml.state import MemoryState
 from tests.fixtures.http_recorder import Answer
@@ -163,7 +163,10 @@ def test_media_on_another_host_gets_no_token_even_when_named_as_ls_host(settings
         "1",
         None,
         BuildContext(
-            settings.replace(label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key"),
+            # the loopback media server plays a media host on another address: private addresses allowed
+            settings.replace(
+                label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key", media_allow_private=True
+            ),
             MemoryState(),
         ),
     )
@@ -184,8 +187,10 @@ def test_redirect_to_another_origin_drops_the_token_and_the_cookies(http_recorde
     elsewhere.routes["/stolen.png"] = Answer(200, b"png")
     redirecting = http_recorder()
     redirecting.routes["/data/upload/"] = Answer(302, b"", {"Location": f"{elsewhere.url}/stolen.png"})
-    client = LabelStudioClient(redirecting.url, "legacy-token")
+    # both servers are on loopback: private media addresses allowed (the address policy is tested apart)
+    client = LabelStudioClient(redirecting.url, "legacy-token", media_policy=AddressPolicy(allow_private=True))
     client.session.cookies.set("sessionid", "label-studio-session", domain="127.0.0.1")
+    client.media_session.cookies.set("sessionid", "label-studio-session", domain="127.0.0.1")
     path = client.download("/data/upload/1/x.png", tmp_path)
     assert path.read_bytes() == b"png"
     assert redirecting.header_values("Authorization") == ["Token legacy-token"]

@@ -14,7 +14,12 @@ from lsml.cli.versions import add_backend_arguments, run_and_report
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "activate", help="make a kept model version current (pinned)", description=__doc__.splitlines()[0]
+        "activate",
+        help="make a kept model version current (pinned)",
+        description=__doc__.splitlines()[0],
+        epilog="Works on the backend's store directly (MODEL_DIR; no server, no token). Over HTTP, "
+        "POST /versions/activate is an admin route: it needs the server's LSML_ADMIN_TOKEN (Authorization: Bearer) "
+        "or its Basic auth, and answers 403 when neither is configured.",
     )
     add_backend_arguments(parser)
     parser.add_argument("version", metavar="VERSION", help="version name (v3) or number (3)")

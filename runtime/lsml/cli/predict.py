@@ -4,8 +4,11 @@ Argument parsing and the progress line only; the job is `lsml.prelabel`.
 Runs in this process with the backend's store (MODEL_DIR) and state; run it
 again after a crash or a kill: it resumes after the last page written.
 With `--server URL` it queues the job on a running backend instead
-(`POST /prelabel`, Basic auth from `--server-user`/`--server-password` or
-BASIC_AUTH_USER/BASIC_AUTH_PASS) and follows `/job_status` until it ends.
+(`POST /prelabel`) and follows `/job_status` until it ends. `/prelabel` is an
+admin route: it takes `--admin-token` (default $LSML_ADMIN_TOKEN, sent as
+`Authorization: Bearer`) or Basic auth (`--server-user`/`--server-password`,
+default BASIC_AUTH_USER/BASIC_AUTH_PASS); a server with neither configured
+refuses it (403). `/job_status` gets the Basic credentials when given.
 Label Studio's URL and token: `--ls-url` / `--api-key`, else what Label
 Studio's `/setup` stored for the project, else LABEL_STUDIO_URL /
 LABEL_STUDIO_API_KEY. The token is never printed.
@@ -34,6 +37,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--server", default=None, help="URL of a running backend: queue the job there instead")
     parser.add_argument("--server-user", default=None, help="its Basic auth user (default: $BASIC_AUTH_USER)")
     parser.add_argument("--server-password", default=None, help="its Basic auth password (default: $BASIC_AUTH_PASS)")
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        help="the server's LSML_ADMIN_TOKEN, sent as a Bearer token to POST /prelabel, an admin route that "
+        "refuses requests without it or Basic auth (default: $LSML_ADMIN_TOKEN)",
+    )
     parser.add_argument("--project", type=int, required=True, help="Label Studio project id")
     add_connection_arguments(parser)
     parser.add_argument(
@@ -81,6 +90,20 @@ def progress_line(p) -> str:
     )
 
 
+class _Bearer:
+    """`Authorization: Bearer <token>` for requests (its repr never shows the token)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
+
+
 def _on_server(args: argparse.Namespace, show) -> int:
     """Queue the job on a running backend and follow its progress; the exit code."""
     import os
@@ -91,6 +114,8 @@ def _on_server(args: argparse.Namespace, show) -> int:
     user = args.server_user or os.environ.get("BASIC_AUTH_USER")
     password = args.server_password or os.environ.get("BASIC_AUTH_PASS")
     auth = (user, password or "") if user else None
+    admin_token = args.admin_token or os.environ.get("LSML_ADMIN_TOKEN")
+    admin_auth = _Bearer(admin_token) if admin_token else auth
     base = args.server.rstrip("/")
     body = {"project": args.project, "mode": args.mode, "max_concurrent": args.max_concurrent}
     if args.batch_size is not None:
@@ -98,7 +123,7 @@ def _on_server(args: argparse.Namespace, show) -> int:
     if args.model_version:
         body["version"] = args.model_version
     try:
-        r = requests.post(base + "/prelabel", json=body, auth=auth, timeout=30)
+        r = requests.post(base + "/prelabel", json=body, auth=admin_auth, timeout=30)
         if r.status_code not in (200, 201):
             print(f"label-studio-ml predict: error: {base} answered {r.status_code}: {r.text[:500]}", file=sys.stderr)
             return 1

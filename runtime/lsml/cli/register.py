@@ -68,7 +68,7 @@ def backend_url(backend: str, host: str, port: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Register the backend in every --project; returns the exit code (1 if any project failed)."""
-    from lsml.labelstudio import LabelStudioClient, LabelStudioError
+    from lsml.labelstudio import Credential, LabelStudioError, connect
 
     token = api_token(args)
     user = args.basic_auth_user or os.environ.get("BASIC_AUTH_USER")
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     title = args.title or (Path(args.backend).name if not args.backend.startswith("http") else None)
     failures = 0
-    with LabelStudioClient(args.ls_url, token) as client:
+    with connect(args.ls_url, Credential(args.ls_url, token)) as client:
         for project in args.project:
             try:
                 backend, created = client.ensure_ml_backend(

@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Rank the project's unlabelled tasks and print (or apply) the batch; returns the exit code."""
     from lsml.active_learning import DEFAULT_VIEW_TITLE, sample_next_batch
-    from lsml.labelstudio import LabelStudioClient, LabelStudioError
+    from lsml.labelstudio import Credential, LabelStudioError, connect
 
     token = api_token(args)
     problems = connection_problems(args, token)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         return report_problems(problems)
     try:
-        with LabelStudioClient(args.ls_url, token, timeout=args.timeout) as client:
+        with connect(args.ls_url, Credential(args.ls_url, token), timeout=args.timeout) as client:
             batch = sample_next_batch(
                 client,
                 args.project,

@@ -103,7 +103,12 @@ class MediaMixin(Transport):
         shown = absolute.split("?")[0]  # a pre-signed URL's query is a credential
         deadline = time.monotonic() + total
         response = self.request(
-            "GET", absolute, stream=True, authenticate=self.is_own_url(absolute), timeout=min(self.timeout, total)
+            "GET",
+            absolute,
+            stream=True,
+            authenticate=self.is_own_url(absolute),
+            timeout=min(self.timeout, total),
+            media=True,
         )
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".partial-", suffix=target.suffix)
         expired = threading.Event()

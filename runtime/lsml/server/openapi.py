@@ -29,6 +29,12 @@ _ERRORS = {
     "413": _json(_ref("Error"), "Body larger than LSML_MAX_BODY_BYTES"),
 }
 _UNAUTHORIZED = {"401": _json(_ref("Error"), "Basic auth required (when BASIC_AUTH_USER is set)")}
+_ADMIN_REFUSED = {
+    "401": _json(_ref("Error"), "Admin credentials required: Bearer LSML_ADMIN_TOKEN, or Basic auth when it is on"),
+    "403": _json(_ref("Error"), "Admin routes disabled: neither LSML_ADMIN_TOKEN nor Basic auth is configured"),
+}
+#: The admin routes (never called by Label Studio) always need credentials: the admin token or Basic auth.
+_ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}, {"basicAuth": []}]
 _TRAINING_DOWN = {"503": _json(_ref("Error"), "Redis (the training queue) unreachable: try again after Retry-After")}
 _AUTH: list[dict[str, list[str]]] = [
     {"basicAuth": []},
@@ -46,6 +52,7 @@ def _op(
     *,
     body: dict | None = None,
     auth: bool = True,
+    admin: bool = False,
     errors: bool = True,
     op_id: str,
     **extra,
@@ -55,7 +62,10 @@ def _op(
         op["responses"].update(_ERRORS)
     if body is not None:
         op["requestBody"] = body
-    if auth:
+    if admin:
+        op["security"] = _ADMIN
+        op["responses"].update(_ADMIN_REFUSED)
+    elif auth:
         op["security"] = _AUTH
         op["responses"].update(_UNAUTHORIZED)
     else:
@@ -226,6 +236,7 @@ SPEC: dict = {
                 },
                 body=_request(bodies.ActivateBody),
                 op_id="versions_activate",
+                admin=True,
             )
         },
         "/versions/unpin": {
@@ -234,6 +245,7 @@ SPEC: dict = {
                 {"200": _json(_ref("VersionReport"), "The project's versions after the change")},
                 body=_request(bodies.UnpinBody),
                 op_id="versions_unpin",
+                admin=True,
             )
         },
         "/prelabel": {
@@ -249,6 +261,7 @@ SPEC: dict = {
                 },
                 body=_request(bodies.PrelabelBody),
                 op_id="prelabel",
+                admin=True,
             )
         },
         "/healthz": {
@@ -314,7 +327,10 @@ SPEC: dict = {
         },
     },
     "components": {
-        "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+        "securitySchemes": {
+            "basicAuth": {"type": "http", "scheme": "basic"},
+            "adminToken": {"type": "http", "scheme": "bearer", "description": "LSML_ADMIN_TOKEN (admin routes)"},
+        },
         "schemas": {
             **REQUEST_SCHEMAS,
             "Error": {
