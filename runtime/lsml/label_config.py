@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
 # The data key Label Studio uses for a task imported without a key (label-studio-ml-backend's `utils` name).
@@ -29,8 +29,29 @@ NOT_CONTROL_TAGS = frozenset({"Filter"})
 _VARIABLE = re.compile(r"^\$[A-Za-z_]+$")
 
 
+#: What one label config may hold. A config is parsed in the request thread of `/setup`, `/webhook` and
+#: `/predict`; these keep one parse under a few tens of milliseconds (bench/README.md, "Label config parsing").
+#: Label Studio's own templates use a few hundred tags at most; a large taxonomy fits in 20,000.
+MAX_CHARS = 1024 * 1024
+MAX_TAGS = 20_000
+MAX_DEPTH = 64
+#: Each control's `toName` is matched against every distinct `indexFlag` seen before it (Repeater's
+#: `{{idx}}`): bounding the distinct values keeps that linear in the config's size.
+MAX_INDEX_FLAGS = 32
+_CHUNK = 64 * 1024
+
+
 class LabelConfigError(ValueError):
     """The label config is not valid XML (or not a label config)."""
+
+
+class LabelConfigTooLarge(LabelConfigError):
+    """The label config holds more than a limit allows; `limit` names it, e.g. "tags"."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"label config has more than {limit} {what} (the most one config may hold)")
+        self.what = what
+        self.limit = limit
 
 
 def _is_control(tag: ET.Element) -> bool:
@@ -42,28 +63,45 @@ def _is_object(tag: ET.Element) -> bool:
 
 
 def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
-    """Controls of a label config keyed by their name; `{}` for an empty config."""
+    """Controls of a label config keyed by their name; `{}` for an empty config.
+
+    One pass over the parser's start events, in linear time: a config arrives over HTTP (`/setup`,
+    `/webhook`, `/predict`) and is parsed in the request thread, so its cost must follow its size.
+    A config past `MAX_CHARS`, `MAX_TAGS`, `MAX_DEPTH` or `MAX_INDEX_FLAGS` raises
+    `LabelConfigTooLarge` naming the limit, before the rest of it is read.
+    """
     if not config:
         return {}
     if not isinstance(config, str):
         raise LabelConfigError(f"label config must be a string, got {type(config).__name__}")
-    try:
-        root = ET.fromstring(config)
-    except ET.ParseError as exc:
-        raise LabelConfigError(f"label config is not valid XML: {exc}") from None
-    parents = {child: parent for parent in root.iter() for child in parent}
+    if len(config) > MAX_CHARS:
+        raise LabelConfigTooLarge("characters", MAX_CHARS)
     objects: dict[str, dict[str, Any]] = {}
     controls: dict[str, dict[str, Any]] = {}
     labels: dict[str, dict[str, dict]] = {}
-    index_flags: list[str] = []
-    for tag in root.iter():
+    index_flags: dict[str, None] = {}  # distinct, in order of first appearance (the order of `regex`'s keys)
+    ancestors: list[ET.Element] = []
+    tags = 0
+    for event, tag in _events(config):
+        if event == "end":
+            ancestors.pop()
+            continue
+        tags += 1
+        if tags > MAX_TAGS:
+            raise LabelConfigTooLarge("tags", MAX_TAGS)
+        if len(ancestors) >= MAX_DEPTH:
+            raise LabelConfigTooLarge("levels of nesting", MAX_DEPTH)
         if "indexFlag" in tag.attrib:
-            index_flags.append(tag.attrib["indexFlag"])
+            index_flags[tag.attrib["indexFlag"]] = None
+            if len(index_flags) > MAX_INDEX_FLAGS:
+                raise LabelConfigTooLarge("distinct indexFlag values", MAX_INDEX_FLAGS)
         if _is_control(tag):
             info: dict[str, Any] = {"type": tag.tag, "to_name": tag.attrib["toName"].split(",")}
-            for flag in index_flags:
-                for to_name in info["to_name"]:
-                    if flag in to_name:
+            if index_flags:
+                # "\0" cannot occur in XML, so a flag matches inside one to_name, never across two
+                joined = "\0".join(info["to_name"])
+                for flag in index_flags:
+                    if flag in joined:
                         info.setdefault("regex", {})[flag] = ".*"
             if tag.get("perRegion") == "true":
                 for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"), ("whenChoiceValue", "choice")):
@@ -81,19 +119,32 @@ def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
                 obj["valueList"] = tag.attrib["valueList"].lstrip("$")
             objects[tag.attrib["name"]] = obj
         if tag.tag in LABEL_TAGS:
-            parent = parents.get(tag)
-            while parent is not None and parent.get("name") not in controls:
-                parent = parents.get(parent)
-            if parent is not None:
+            # the nearest ancestor named like a control seen so far (at most MAX_DEPTH steps)
+            owner = next((a for a in reversed(ancestors) if a.get("name") in controls), None)
+            if owner is not None:
                 value = tag.get("alias") or tag.get("value") or tag.get("valueList")
                 if value:
-                    labels.setdefault(parent.attrib["name"], {})[value] = dict(tag.attrib)
+                    labels.setdefault(owner.attrib["name"], {})[value] = dict(tag.attrib)
+        ancestors.append(tag)
     for name, info in controls.items():
         info["inputs"] = [objects[n] for n in info["to_name"] if n in objects]
         attrs = labels.get(name, {})
         info["labels"] = list(attrs)
         info["labels_attrs"] = attrs
     return controls
+
+
+def _events(config: str) -> Iterator[tuple[str, ET.Element]]:
+    """The parser's ("start" | "end", element) events, fed in chunks so that a limit stops the parse early."""
+    parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
+    try:
+        for offset in range(0, len(config), _CHUNK):
+            parser.feed(config[offset : offset + _CHUNK])
+            yield from cast("Iterator[tuple[str, ET.Element]]", parser.read_events())
+        parser.close()
+        yield from cast("Iterator[tuple[str, ET.Element]]", parser.read_events())
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"label config is not valid XML: {exc}") from None
 
 
 @lru_cache(maxsize=64)

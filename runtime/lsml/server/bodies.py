@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from lsml import credentials
-from lsml.label_config import LabelConfigError, parse_config_cached
+from lsml.label_config import LabelConfigError, LabelConfigTooLarge, parse_config_cached
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN, project_key
 from lsml.prelabel import (
     BATCH_SIZE_DEFAULT,
@@ -57,11 +57,20 @@ def checked_label_config(value: str | None) -> str | None:
     return value
 
 
+def label_config_code(exc: LabelConfigError) -> str:
+    """The API error code of a refused label config: `label_config_too_large` past a limit of
+    `lsml.label_config` (the message names it), `invalid_label_config` otherwise."""
+    return "label_config_too_large" if isinstance(exc, LabelConfigTooLarge) else "invalid_label_config"
+
+
+_LABEL_CONFIG_CODES = frozenset({"invalid_label_config", "label_config_too_large"})
+
+
 def _label_config(value: str | None) -> str | None:
     try:
         return checked_label_config(value)
     except LabelConfigError as exc:
-        raise PydanticCustomError("invalid_label_config", "{reason}", {"reason": str(exc)}) from None
+        raise PydanticCustomError(label_config_code(exc), "{reason}", {"reason": str(exc)}) from None
 
 
 def _json_form(value: Any) -> str:
@@ -119,7 +128,10 @@ else:
 LabelConfig = Annotated[
     str | None,
     AfterValidator(_label_config),
-    Field(description="Label config XML; one that does not parse is a 400 invalid_label_config"),
+    Field(
+        description="Label config XML; one that does not parse is a 400 invalid_label_config, one past a limit "
+        "(characters, tags, nesting, indexFlag values) a 400 label_config_too_large"
+    ),
 ]
 
 
@@ -315,7 +327,7 @@ def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
     if (kind == "missing" or error.get("input") is None) and path == field and info is not None and info.is_required():
         code = model.ERRORS.get(field, "")
         return ApiError(400, code if code.startswith("missing_") else f"missing_{field}", f"'{field}' is required")
-    if kind == "invalid_label_config":  # raised by `_label_config`, which knows its code
+    if kind in _LABEL_CONFIG_CODES:  # raised by `_label_config`, which knows its code
         code = kind
     else:
         code = model.ERRORS.get(path) or model.ERRORS.get(field) or model.OTHER_ERROR
