@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import Counter
 
 import pytest
 
@@ -117,3 +118,38 @@ def test_the_redis_coalescer_keeps_the_newest_triggers_and_counts_the_dropped(re
     assert len(claimed.coalesced) == MAX_COALESCED - 1  # the list holds the newest trigger too
     assert claimed.coalesced[0]["data"] == {"n": 50} and claimed.coalesced[-1]["data"] == {"n": total - 2}
     assert claimed.coalesced_dropped == 50
+
+
+def _junk_requests(project: str) -> list[tuple[str, str, dict | None]]:
+    """Every route that names a project, with a project no one has set up: none may create anything."""
+    return [
+        ("POST", "/versions/unpin", {"project": project}),
+        ("POST", "/versions/activate", {"project": project, "version": "v1"}),
+        ("POST", "/versions/activate", {"project": project, "version": "v1", "pin": False}),
+        ("GET", f"/versions?project={project}", None),
+        ("POST", "/versions", {"project": project}),
+        ("POST", "/job_status", {"job": project}),
+        ("POST", "/setup", {"project": project}),
+        ("POST", "/predict", {"tasks": [{"id": 1, "data": {"text": "x"}}], "project": project}),
+        ("POST", "/webhook", {"action": "PROJECT_UPDATED", "project": {"id": project, "label_config": "<View/>"}}),
+        ("POST", "/webhook", {"action": "TASKS_CREATED", "project": {"id": project}}),
+    ]
+
+
+def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve, settings):
+    """Issue 22 item 8: 300 `POST /versions/unpin {"project": "junk..."}` made 301 directories under MODEL_DIR."""
+    app, client = serve(CountingModel)
+    state = app.extensions["lsml"].registry.state
+    model_dir = settings.model_dir
+    before = sorted(model_dir.rglob("*")) if model_dir.exists() else []
+    projects = [f"junk{i}" for i in range(30)]
+    statuses: Counter = Counter()
+    for project in projects:
+        for method, path, body in _junk_requests(project):
+            r = client.open(path, method=method, json=body)
+            assert r.status_code < 500, (path, r.json)
+            statuses[(path, r.status_code)] += 1
+    after = sorted(model_dir.rglob("*")) if model_dir.exists() else []
+    assert after == before, f"{len(after) - len(before)} new paths under MODEL_DIR, e.g. {after[:3]}"
+    assert all(state.items(project) == {} for project in projects), "state written for an unknown project"
+    assert statuses[("/versions/activate", 404)] == 60 and statuses[("/versions/unpin", 200)] == 30, statuses

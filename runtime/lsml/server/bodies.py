@@ -229,8 +229,15 @@ class TrainBody(Body):
     }
 
 
+#: A job id: what lsml hands out (uuid hex) fits, and so does anything RQ accepts as an id (its
+#: `validate_job_id` raises on anything else, which must be a 400 here, not a 500 from RQ).
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+
+
 class JobStatusBody(Body):
-    job: str = Field(min_length=1, description="A job id from /webhook, /train or /prelabel")
+    job: Annotated[str, Field(pattern=JOB_ID_PATTERN)] = Field(
+        description="A job id from /webhook, /train or /prelabel"
+    )
     ERRORS = {"job": "missing_job"}
 
 
@@ -250,15 +257,22 @@ class VersionsQuery(Body):
     ERRORS = {"project": "invalid_project"}
 
 
+#: A version is named by its number (at most 18 digits, as `lsml.prelabel.VERSION_NAME_PATTERN` says), so a
+#: longer name can name nothing; bounding it keeps a 5,000-digit "v999..." from reaching `int()`.
+VERSION_MAX_LENGTH = 32
+_VersionNumber = Annotated[int, Field(ge=0, le=MAX_PROJECT_ID), BeforeValidator(_integral)]
+
+
 class ActivateBody(Body):
     project: Project
     version: Annotated[
-        Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")] | Annotated[_Integer, Tag("as-integer")],
+        Annotated[Annotated[str, Field(pattern=_NOT_BLANK, max_length=VERSION_MAX_LENGTH)], Tag("as-string")]
+        | Annotated[_VersionNumber, Tag("as-integer")],
         Discriminator(_json_form),
         Field(description="'v3' or 3"),
     ]
     pin: bool = Field(True, description="Later fits publish new numbers but do not replace it")
-    ERRORS = {"project": "invalid_project", "version": "missing_version", "pin": "invalid_pin"}
+    ERRORS = {"project": "invalid_project", "version": "invalid_version", "pin": "invalid_pin"}
 
 
 class UnpinBody(Body):
@@ -306,6 +320,7 @@ _PATTERN_HINTS = {
     credentials.SETUP_HOSTNAME_PATTERN: "must be an http:// or https:// URL",
     VERSION_NAME_PATTERN: "must be a version name like 'v3'",
     _NOT_BLANK: "must not be blank",
+    JOB_ID_PATTERN: "must be a job id (1 to 128 letters, digits, '_' or '-')",
 }
 _FORMS = {
     "as-string": "a string",
