@@ -245,7 +245,11 @@ SPEC: dict = {
                     "200": _json(
                         _ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"
                     ),
-                    "503": _json(_ref("Error"), "Redis unreachable"),
+                    "503": _json(
+                        _ref("Error"),
+                        "Redis unreachable, or (without Redis) LSML_PRELABEL_MAX_RUNNING + LSML_PRELABEL_MAX_QUEUED "
+                        "jobs already running or queued (prelabel_busy, with Retry-After)",
+                    ),
                 },
                 body=_request(bodies.PrelabelBody),
                 op_id="prelabel",

@@ -19,6 +19,7 @@ from flask import Response
 from prometheus_client import Gauge
 
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
+from lsml.prelabel_jobs import PrelabelJobsFull
 from lsml.server import bodies
 from lsml.server.errors import ApiError
 from lsml.server.routes import _json_body, _json_response, bp
@@ -54,18 +55,21 @@ def prelabel_jobs(app: Any = None):
         jobs = app.extensions.get(_EXTENSION)
         if jobs is None:
             jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(
-                rt.settings, rt.registry.model_ref, slots=rt.predict_gate.slots
+                rt.settings, rt.registry.model_ref, slots=rt.predict_gate.slots, models=rt.registry.get
             )
     return jobs
 
 
 def on_published(app: Any, project: str, version: str) -> None:
     """The embedded runner published `version`: re-predict when LSML_PRELABEL_ON_PUBLISH is on."""
-    from lsml.prelabel_jobs import after_publish
+    from lsml.prelabel_jobs import PrelabelJobsFull, after_publish
 
     settings = app.extensions["lsml"].settings
     if settings.prelabel_on_publish and not settings.redis_url:  # with Redis the worker queues it
-        after_publish(settings, project, version, jobs=prelabel_jobs(app))
+        try:
+            after_publish(settings, project, version, jobs=prelabel_jobs(app))
+        except PrelabelJobsFull as exc:  # the version is published; re-prediction is best effort
+            logger.warning("project %s: no re-prediction of %s: %s", project, version, exc)
 
 
 def prelabel_status(job: str) -> dict | None:
@@ -96,7 +100,10 @@ def prelabel() -> Response:
         request = PrelabelRequest(**body.model_dump()).validated()
     except ValueError as exc:
         raise ApiError(400, "invalid_prelabel", str(exc)) from None
-    job, created = prelabel_jobs().submit(request)
+    try:
+        job, created = prelabel_jobs().submit(request)
+    except PrelabelJobsFull as exc:
+        raise ApiError(503, "prelabel_busy", str(exc), {"Retry-After": "30"}) from None
     logger.info("project %s: pre-labelling job %s %s", project, job, "queued" if created else "already active")
     return _json_response(
         {"job": job, "status": "queued" if created else "active", "project": project, "created": created},
