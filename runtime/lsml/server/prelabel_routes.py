@@ -40,6 +40,9 @@ PRELABEL_TOTAL = Gauge(
 )
 
 _EXTENSION = "lsml_prelabel"
+#: How long an embedded pre-labelling job waits for the registry to build its project's model (a /predict
+#: waits LSML_MODEL_LOAD_TIMEOUT; a background job may wait for a heavy model, holding one of its threads).
+MODEL_WAIT_SECONDS = 3600.0
 _lock = threading.Lock()
 
 
@@ -54,8 +57,15 @@ def prelabel_jobs(app: Any = None):
     with _lock:
         jobs = app.extensions.get(_EXTENSION)
         if jobs is None:
+            registry = rt.registry
+
+            def models(project: str, label_config: str | None) -> Any:
+                # a job waits for a model still loading as long as building one itself would have taken;
+                # a build that fails raises at once (ModelLoadFailed)
+                return registry.get(project, label_config, timeout=MODEL_WAIT_SECONDS)
+
             jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(
-                rt.settings, rt.registry.model_ref, slots=rt.predict_gate.slots, models=rt.registry.get
+                rt.settings, registry.model_ref, slots=rt.predict_gate.slots, models=models
             )
     return jobs
 
