@@ -147,7 +147,10 @@ class EmbeddedPrelabelJobs:
                     self._runners -= 1
                     return
                 job_id, request = self._pending.popleft()
-            self._run(job_id, request)
+            try:
+                self._run(job_id, request)
+            except Exception:  # noqa: BLE001 - `_run` reports the job's own failures; this thread must go on
+                logger.exception("project %s: pre-labelling job %s: unexpected error", request.project, job_id)
 
     def _progress(self, job_id: str, progress: Any) -> None:
         with self._lock:
