@@ -20,7 +20,9 @@ at most one job per project runs and the last one ends on the newest version.
   shared with `/predict`); one of another version builds its own, at most
   one per running job. Predict calls take the server's predict slots
   (`LSML_PREDICT_CONCURRENCY`), so live `/predict` keeps its share.
-- `RQPrelabelJobs`: RQ jobs on the training queue naming
+- `RQPrelabelJobs`: a submit finding `LSML_PRELABEL_MAX_QUEUED` jobs (of any
+  kind) already waiting on the queue raises `PrelabelJobsFull`; the workers
+  bound how many run. RQ jobs on the training queue naming
   `lsml.prelabel_jobs.perform_prelabel` (the worker's `TrustedJob`
   allow-list names it explicitly); args are only `(project, request dict)`,
   checked again in the worker (`PrelabelRequest.from_dict`). Progress goes to
@@ -222,6 +224,7 @@ class RQPrelabelJobs:
         self._projects: set[str] = set()
         self.attempts = settings.prelabel_attempts
         self.retry = rerun_retry(self.attempts)  # re-runs of a job whose horse was killed
+        self.max_queued = settings.prelabel_max_queued  # running ones are bounded by the workers
 
     def _marker(self, project: str) -> str:
         return _marker(self.settings.queue_name, project)
@@ -247,6 +250,15 @@ class RQPrelabelJobs:
                         )
                     return existing, False
                 self.connection.delete(self._marker(request.project))  # a stale marker (ended or expired job)
+            waiting = self.queue.count  # LLEN: trainings and pre-labelling jobs no worker has taken yet
+            if waiting >= self.max_queued:
+                if self.connection.get(self._marker(request.project)) in (job_id, job_id.encode()):
+                    self.connection.delete(self._marker(request.project))
+                raise PrelabelJobsFull(
+                    f"{waiting} jobs are waiting on the queue {self.settings.queue_name!r} for a worker, the most "
+                    f"a pre-labelling job is queued behind (LSML_PRELABEL_MAX_QUEUED={self.max_queued}); "
+                    "retry later, or add workers"
+                )
             self.queue.enqueue_call(
                 JOB_FUNCTION,
                 args=(request.project, request.to_dict()),

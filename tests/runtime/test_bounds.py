@@ -249,3 +249,21 @@ def test_ended_prelabel_jobs_are_forgotten_past_the_limit_even_behind_an_active_
         assert created and jobs.wait(job, timeout=30)["status"] == "failed"
     assert len(jobs._jobs) == 5, len(jobs._jobs)
     assert jobs.status(hanging)["status"] == "started", "the active job is kept"
+
+
+def test_rq_prelabel_jobs_waiting_on_the_queue_are_bounded(serve, redis_url):
+    """Issue 22 item 3, with Redis: each submit for another project put one more job on the queue (no worker
+    here: they all wait), without bound."""
+    _, client = serve(CountingModel, redis_url=redis_url, prelabel_max_queued=3)
+    answers = [post_prelabel(client, {"project": str(project)}) for project in range(1, 11)]
+    assert [r.status_code for r in answers] == [201] * 3 + [503] * 7, [r.json for r in answers]
+    for r in answers[3:]:
+        assert r.json["error"] == "prelabel_busy" and "LSML_PRELABEL_MAX_QUEUED=3" in r.json["message"], r.json
+        assert int(r.headers["Retry-After"]) > 0
+    again = post_prelabel(client, {"project": "1"})
+    assert again.status_code == 200 and again.json["job"] == answers[0].json["job"], "a project's active job"
+    import redis
+
+    connection = redis.Redis.from_url(redis_url)
+    assert connection.llen("rq:queue:lsml-training") == 3
+    assert connection.get("lsml:prelabel:lsml-training:4") is None, "a refused submit leaves no marker behind"
