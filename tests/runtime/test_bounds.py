@@ -138,8 +138,11 @@ def _junk_requests(project: str) -> list[tuple[str, str, dict | None]]:
 
 def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve, settings):
     """Issue 22 item 8: 300 `POST /versions/unpin {"project": "junk..."}` made 301 directories under MODEL_DIR."""
-    app, client = serve(CountingModel)
+    from lsml import versions
+
+    app, client = serve(CountingModel, pinned_versions=(("*", "v3"),))  # a pin every project looks up
     state = app.extensions["lsml"].registry.state
+    warned = set(versions._warned)
     model_dir = settings.model_dir
     before = sorted(model_dir.rglob("*")) if model_dir.exists() else []
     projects = [f"junk{i}" for i in range(30)]
@@ -152,6 +155,7 @@ def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve
     after = sorted(model_dir.rglob("*")) if model_dir.exists() else []
     assert after == before, f"{len(after) - len(before)} new paths under MODEL_DIR, e.g. {after[:3]}"
     assert all(state.items(project) == {} for project in projects), "state written for an unknown project"
+    assert versions._warned == warned, "a warning remembered per unknown project"
     assert statuses[("/versions/activate", 404)] == 60 and statuses[("/versions/unpin", 200)] == 30, statuses
 
 
