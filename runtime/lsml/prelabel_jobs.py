@@ -12,7 +12,7 @@ at most one job per project runs and the last one ends on the newest version.
 
 - `EmbeddedPrelabelJobs`: at most `LSML_PRELABEL_MAX_RUNNING` jobs run at
   once (one daemon thread each) and `LSML_PRELABEL_MAX_QUEUED` more wait;
-  beyond, `submit` raises `PrelabelJobsFull` (503 + `Retry-After`), so a
+  beyond, `submit` raises `PrelabelJobsFull` (429 + `Retry-After`), so a
   burst of submits for many projects cannot start a thread and keep a job
   per project. Statuses (with live progress) in memory, the newest 1000
   ended ones kept. A job of the project's served version takes its model
@@ -70,8 +70,8 @@ def _failure(exc: BaseException) -> str:
 
 
 class PrelabelJobsFull(RuntimeError):
-    """As many pre-labelling jobs are running and queued in this process as the settings allow: the caller
-    answers 503 with `Retry-After` (the message names the settings)."""
+    """As many pre-labelling jobs are running and queued as the settings allow: the caller answers 429 with
+    `Retry-After` (the message names the settings)."""
 
 
 class EmbeddedPrelabelJobs:

@@ -202,7 +202,7 @@ def test_running_and_queued_prelabel_jobs_are_bounded(serve, text_config, silent
     _set_up(client, projects, text_config, silent_label_studio.url)
     answers = [post_prelabel(client, {"project": project}) for project in projects]
     accepted = [r for r in answers if r.status_code == 201]
-    refused = [r for r in answers if r.status_code == 503]
+    refused = [r for r in answers if r.status_code == 429]
     assert len(accepted) == running + queued and len(refused) == len(projects) - running - queued, [
         r.status_code for r in answers
     ]
@@ -260,7 +260,7 @@ def test_rq_prelabel_jobs_waiting_on_the_queue_are_bounded(serve, redis_url):
     here: they all wait), without bound."""
     _, client = serve(CountingModel, redis_url=redis_url, prelabel_max_queued=3)
     answers = [post_prelabel(client, {"project": str(project)}) for project in range(1, 11)]
-    assert [r.status_code for r in answers] == [201] * 3 + [503] * 7, [r.json for r in answers]
+    assert [r.status_code for r in answers] == [201] * 3 + [429] * 7, [r.json for r in answers]
     for r in answers[3:]:
         assert r.json["error"] == "prelabel_busy" and "LSML_PRELABEL_MAX_QUEUED=3" in r.json["message"], r.json
         assert int(r.headers["Retry-After"]) > 0

@@ -113,7 +113,8 @@ def prelabel() -> Response:
     try:
         job, created = prelabel_jobs().submit(request)
     except PrelabelJobsFull as exc:
-        raise ApiError(503, "prelabel_busy", str(exc), {"Retry-After": "30"}) from None
+        # 429, not 503: the server is well, its caller asked for more jobs than it takes at once
+        raise ApiError(429, "prelabel_busy", str(exc), {"Retry-After": "30"}) from None
     logger.info("project %s: pre-labelling job %s %s", project, job, "queued" if created else "already active")
     return _json_response(
         {"job": job, "status": "queued" if created else "active", "project": project, "created": created},
