@@ -170,17 +170,17 @@ def test_a_config_at_every_limit_parses():
     assert parse_config(at_limits)["c"]["labels"] == ["x"]
 
 
-@pytest.mark.parametrize("route", ["/setup", "/webhook"])
+@pytest.mark.parametrize("route", ["/setup", "/webhook", "/predict"])
 def test_setup_and_webhook_refuse_a_config_past_a_limit_with_a_400_naming_it(serve, route):
     from tests.runtime.sample_models import CountingModel
 
     _, client = serve(CountingModel)
     config = "<View>" + "<Choice value='x'/>" * (MAX_TAGS + 1) + "</View>"
-    body = (
-        {"project": "1", "schema": config}
-        if route == "/setup"
-        else {"action": "START_TRAINING", "project": {"id": 1, "label_config": config}}
-    )
+    body = {
+        "/setup": {"project": "1", "schema": config},
+        "/webhook": {"action": "START_TRAINING", "project": {"id": 1, "label_config": config}},
+        "/predict": {"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1", "label_config": config},
+    }[route]
     r = client.post(route, json=body)
     assert r.status_code == 400, r.json
     assert r.json["error"] == "label_config_too_large"
