@@ -17,9 +17,10 @@ or `value`.
 from __future__ import annotations
 
 import re
+import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
 from typing import Any, cast
 
 LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
@@ -147,9 +148,48 @@ def _events(config: str) -> Iterator[tuple[str, ET.Element]]:
         raise LabelConfigError(f"label config is not valid XML: {exc}") from None
 
 
-@lru_cache(maxsize=64)
-def _parse_cached(config: str) -> dict:
-    return parse_config(config)
+class _ParseCache:
+    """`parse_config`'s results by config string, least recently used first out, bounded by count and by the
+    configs' total size: a config comes from requests, and 64 distinct configs of `MAX_CHARS` each would
+    otherwise keep 64 MiB of text (and their parses) alive."""
+
+    def __init__(self, max_entries: int = 64, max_chars: int = 8 * MAX_CHARS) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._entries: OrderedDict[str, dict] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, config: str) -> dict:
+        with self._lock:
+            parsed = self._entries.get(config)
+            if parsed is not None:
+                self._entries.move_to_end(config)
+                return parsed
+        parsed = parse_config(config)  # outside the lock: a long parse must not hold up cached lookups
+        with self._lock:
+            if config not in self._entries:
+                self._entries[config] = parsed
+                self._chars += len(config)
+            while self._entries and (len(self._entries) > self.max_entries or self._chars > self.max_chars):
+                old, _ = self._entries.popitem(last=False)
+                self._chars -= len(old)
+        return parsed
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._chars = 0
+
+
+_parse_cached = _ParseCache()
 
 
 def parse_config_cached(config: str | None) -> dict:

@@ -185,3 +185,17 @@ def test_setup_and_webhook_refuse_a_config_past_a_limit_with_a_400_naming_it(ser
     assert r.status_code == 400, r.json
     assert r.json["error"] == "label_config_too_large"
     assert f"more than {MAX_TAGS} tags" in r.json["message"]
+
+
+def test_the_parse_cache_is_bounded_by_the_configs_total_size():
+    from lsml.label_config import _parse_cached, parse_config_cached
+
+    _parse_cached.cache_clear()
+    big = MAX_CHARS - 100
+    for i in range(20):  # 20 distinct configs of ~1 MiB, as requests may send
+        config = f'<View><Text name="t{i}" value="$t"/>' + " " * (big - 60) + "</View>"
+        assert parse_config_cached(config) == parse_config(config)
+        assert _parse_cached.chars <= _parse_cached.max_chars
+    assert len(_parse_cached) == _parse_cached.max_chars // big
+    small = "<View><Text name='t' value='$t'/></View>"
+    assert parse_config_cached(small) is parse_config_cached(small), "a cached parse is reused"
