@@ -72,7 +72,7 @@ def prelabel_jobs(app: Any = None):
 
 def on_published(app: Any, project: str, version: str) -> None:
     """The embedded runner published `version`: re-predict when LSML_PRELABEL_ON_PUBLISH is on."""
-    from lsml.prelabel_jobs import PrelabelJobsFull, after_publish
+    from lsml.prelabel_jobs import after_publish
 
     settings = app.extensions["lsml"].settings
     if settings.prelabel_on_publish and not settings.redis_url:  # with Redis the worker queues it
