@@ -17,10 +17,11 @@ or `value`.
 from __future__ import annotations
 
 import re
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
-from functools import lru_cache
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
 # The data key Label Studio uses for a task imported without a key (label-studio-ml-backend's `utils` name).
@@ -29,8 +30,29 @@ NOT_CONTROL_TAGS = frozenset({"Filter"})
 _VARIABLE = re.compile(r"^\$[A-Za-z_]+$")
 
 
+#: What one label config may hold. A config is parsed in the request thread of `/setup`, `/webhook` and
+#: `/predict`; these keep one parse under a few tens of milliseconds (bench/README.md, "Label config parsing").
+#: Label Studio's own templates use a few hundred tags at most; a large taxonomy fits in 20,000.
+MAX_CHARS = 1024 * 1024
+MAX_TAGS = 20_000
+MAX_DEPTH = 64
+#: Each control's `toName` is matched against every distinct `indexFlag` seen before it (Repeater's
+#: `{{idx}}`): bounding the distinct values keeps that linear in the config's size.
+MAX_INDEX_FLAGS = 32
+_CHUNK = 64 * 1024
+
+
 class LabelConfigError(ValueError):
     """The label config is not valid XML (or not a label config)."""
+
+
+class LabelConfigTooLarge(LabelConfigError):
+    """The label config holds more than a limit allows; `limit` names it, e.g. "tags"."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"label config has more than {limit} {what} (the most one config may hold)")
+        self.what = what
+        self.limit = limit
 
 
 def _is_control(tag: ET.Element) -> bool:
@@ -42,28 +64,45 @@ def _is_object(tag: ET.Element) -> bool:
 
 
 def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
-    """Controls of a label config keyed by their name; `{}` for an empty config."""
+    """Controls of a label config keyed by their name; `{}` for an empty config.
+
+    One pass over the parser's start events, in linear time: a config arrives over HTTP (`/setup`,
+    `/webhook`, `/predict`) and is parsed in the request thread, so its cost must follow its size.
+    A config past `MAX_CHARS`, `MAX_TAGS`, `MAX_DEPTH` or `MAX_INDEX_FLAGS` raises
+    `LabelConfigTooLarge` naming the limit, before the rest of it is read.
+    """
     if not config:
         return {}
     if not isinstance(config, str):
         raise LabelConfigError(f"label config must be a string, got {type(config).__name__}")
-    try:
-        root = ET.fromstring(config)
-    except ET.ParseError as exc:
-        raise LabelConfigError(f"label config is not valid XML: {exc}") from None
-    parents = {child: parent for parent in root.iter() for child in parent}
+    if len(config) > MAX_CHARS:
+        raise LabelConfigTooLarge("characters", MAX_CHARS)
     objects: dict[str, dict[str, Any]] = {}
     controls: dict[str, dict[str, Any]] = {}
     labels: dict[str, dict[str, dict]] = {}
-    index_flags: list[str] = []
-    for tag in root.iter():
+    index_flags: dict[str, None] = {}  # distinct, in order of first appearance (the order of `regex`'s keys)
+    ancestors: list[ET.Element] = []
+    tags = 0
+    for event, tag in _events(config):
+        if event == "end":
+            ancestors.pop()
+            continue
+        tags += 1
+        if tags > MAX_TAGS:
+            raise LabelConfigTooLarge("tags", MAX_TAGS)
+        if len(ancestors) >= MAX_DEPTH:
+            raise LabelConfigTooLarge("levels of nesting", MAX_DEPTH)
         if "indexFlag" in tag.attrib:
-            index_flags.append(tag.attrib["indexFlag"])
+            index_flags[tag.attrib["indexFlag"]] = None
+            if len(index_flags) > MAX_INDEX_FLAGS:
+                raise LabelConfigTooLarge("distinct indexFlag values", MAX_INDEX_FLAGS)
         if _is_control(tag):
             info: dict[str, Any] = {"type": tag.tag, "to_name": tag.attrib["toName"].split(",")}
-            for flag in index_flags:
-                for to_name in info["to_name"]:
-                    if flag in to_name:
+            if index_flags:
+                # "\0" cannot occur in XML, so a flag matches inside one to_name, never across two
+                joined = "\0".join(info["to_name"])
+                for flag in index_flags:
+                    if flag in joined:
                         info.setdefault("regex", {})[flag] = ".*"
             if tag.get("perRegion") == "true":
                 for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"), ("whenChoiceValue", "choice")):
@@ -81,13 +120,13 @@ def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
                 obj["valueList"] = tag.attrib["valueList"].lstrip("$")
             objects[tag.attrib["name"]] = obj
         if tag.tag in LABEL_TAGS:
-            parent = parents.get(tag)
-            while parent is not None and parent.get("name") not in controls:
-                parent = parents.get(parent)
-            if parent is not None:
+            # the nearest ancestor named like a control seen so far (at most MAX_DEPTH steps)
+            owner = next((a for a in reversed(ancestors) if a.get("name") in controls), None)
+            if owner is not None:
                 value = tag.get("alias") or tag.get("value") or tag.get("valueList")
                 if value:
-                    labels.setdefault(parent.attrib["name"], {})[value] = dict(tag.attrib)
+                    labels.setdefault(owner.attrib["name"], {})[value] = dict(tag.attrib)
+        ancestors.append(tag)
     for name, info in controls.items():
         info["inputs"] = [objects[n] for n in info["to_name"] if n in objects]
         attrs = labels.get(name, {})
@@ -96,9 +135,61 @@ def parse_config(config: str | None) -> dict[str, dict[str, Any]]:
     return controls
 
 
-@lru_cache(maxsize=64)
-def _parse_cached(config: str) -> dict:
-    return parse_config(config)
+def _events(config: str) -> Iterator[tuple[str, ET.Element]]:
+    """The parser's ("start" | "end", element) events, fed in chunks so that a limit stops the parse early."""
+    parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
+    try:
+        for offset in range(0, len(config), _CHUNK):
+            parser.feed(config[offset : offset + _CHUNK])
+            yield from cast("Iterator[tuple[str, ET.Element]]", parser.read_events())
+        parser.close()
+        yield from cast("Iterator[tuple[str, ET.Element]]", parser.read_events())
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"label config is not valid XML: {exc}") from None
+
+
+class _ParseCache:
+    """`parse_config`'s results by config string, least recently used first out, bounded by count and by the
+    configs' total size: a config comes from requests, and 64 distinct configs of `MAX_CHARS` each would
+    otherwise keep 64 MiB of text (and their parses) alive."""
+
+    def __init__(self, max_entries: int = 64, max_chars: int = 8 * MAX_CHARS) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._entries: OrderedDict[str, dict] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, config: str) -> dict:
+        with self._lock:
+            parsed = self._entries.get(config)
+            if parsed is not None:
+                self._entries.move_to_end(config)
+                return parsed
+        parsed = parse_config(config)  # outside the lock: a long parse must not hold up cached lookups
+        with self._lock:
+            if config not in self._entries:
+                self._entries[config] = parsed
+                self._chars += len(config)
+            while self._entries and (len(self._entries) > self.max_entries or self._chars > self.max_chars):
+                old, _ = self._entries.popitem(last=False)
+                self._chars -= len(old)
+        return parsed
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._chars = 0
+
+
+_parse_cached = _ParseCache()
 
 
 def parse_config_cached(config: str | None) -> dict:

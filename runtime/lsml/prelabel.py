@@ -366,6 +366,7 @@ def prepare(
     on_progress: Callable[[Progress], None] | None = None,
     slots: Any = None,
     state: State | None = None,
+    models: Callable[[str, str | None], Any] | None = None,
 ) -> Prelabeler:
     """Load the model on the requested (or current) version and connect to Label Studio.
 
@@ -390,8 +391,16 @@ def prepare(
     if version is not None:
         verify_version(version.path, version.name)
     cls = load_model_class(model_ref, settings.backend_dir)
+
+    def model_for(label_config: str | None) -> Any:
+        # the served version through the server's bounded cache (`models`, shared with /predict); another
+        # version (or no cache: the CLI, an RQ worker) gets an instance of its own, held by this run only
+        if models is not None and request.version is None:
+            return models(project, label_config)
+        return build_model(cls, project, label_config, BuildContext(settings, state, version))
+
     label_config = state.get(project, "label_config")
-    probe = build_model(cls, project, label_config, BuildContext(settings, state, version)) if label_config else None
+    probe = model_for(label_config) if label_config else None
     stored = probe.label_studio_credential() if probe else None
     url = ls_url or (stored.url if stored else None) or settings.label_studio_url
     if not url:
@@ -405,7 +414,7 @@ def prepare(
         except LabelStudioError as exc:
             raise _label_studio_failure(exc, project, url) from None
         state.set(project, "label_config", label_config)
-        probe = build_model(cls, project, label_config, BuildContext(settings, state, version))
+        probe = model_for(label_config)
     return Prelabeler(probe, client, request, state, on_progress, slots)
 
 

@@ -10,10 +10,19 @@ while a job is active, further publishes only set an "again" flag, and the
 job, when it ends, starts one more run, which loads the newest version; so
 at most one job per project runs and the last one ends on the newest version.
 
-- `EmbeddedPrelabelJobs`: one daemon thread per job, statuses (with live
-  progress) in memory; predict calls take the server's predict slots
+- `EmbeddedPrelabelJobs`: at most `LSML_PRELABEL_MAX_RUNNING` jobs run at
+  once (one daemon thread each) and `LSML_PRELABEL_MAX_QUEUED` more wait;
+  beyond, `submit` raises `PrelabelJobsFull` (429 + `Retry-After`), so a
+  burst of submits for many projects cannot start a thread and keep a job
+  per project. Statuses (with live progress) in memory, the newest 1000
+  ended ones kept. A job of the project's served version takes its model
+  from the server's registry (`models`: bounded by `LSML_MAX_LOADED_MODELS`,
+  shared with `/predict`); one of another version builds its own, at most
+  one per running job. Predict calls take the server's predict slots
   (`LSML_PREDICT_CONCURRENCY`), so live `/predict` keeps its share.
-- `RQPrelabelJobs`: RQ jobs on the training queue naming
+- `RQPrelabelJobs`: a submit finding `LSML_PRELABEL_MAX_QUEUED` jobs (of any
+  kind) already waiting on the queue raises `PrelabelJobsFull`; the workers
+  bound how many run. RQ jobs on the training queue naming
   `lsml.prelabel_jobs.perform_prelabel` (the worker's `TrustedJob`
   allow-list names it explicitly); args are only `(project, request dict)`,
   checked again in the worker (`PrelabelRequest.from_dict`). Progress goes to
@@ -35,6 +44,8 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from lsml.model import ModelRef
@@ -58,16 +69,33 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
+class PrelabelJobsFull(RuntimeError):
+    """As many pre-labelling jobs are running and queued as the settings allow: the caller answers 429 with
+    `Retry-After` (the message names the settings)."""
+
+
 class EmbeddedPrelabelJobs:
-    def __init__(self, model_ref: ModelRef, settings: Settings, slots: Any = None, max_jobs: int = 1000) -> None:
+    def __init__(
+        self,
+        model_ref: ModelRef,
+        settings: Settings,
+        slots: Any = None,
+        max_jobs: int = 1000,
+        models: Callable[[str, str | None], Any] | None = None,
+    ) -> None:
         self.model_ref = model_ref
         self.settings = settings
         self.slots = slots
-        self._max_jobs = max_jobs
+        self.models = models  # the server's bounded model cache: `ModelRegistry.get(project, label_config)`
+        self._max_jobs = max_jobs  # ended jobs kept for /job_status
+        self.max_running = settings.prelabel_max_running
+        self.max_active = settings.prelabel_max_running + settings.prelabel_max_queued
         self._lock = threading.Lock()
         self._jobs: dict[str, dict] = {}
         self._active: dict[str, str] = {}  # project -> job id queued or running
         self._again: dict[str, PrelabelRequest] = {}  # project -> run once more when the active job ends
+        self._pending: deque[tuple[str, PrelabelRequest]] = deque()  # queued, oldest first
+        self._runners = 0  # threads taking jobs from `_pending`, at most `max_running`
 
     def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
         request.validated()
@@ -77,6 +105,12 @@ class EmbeddedPrelabelJobs:
                 if again_if_active:
                     self._again[request.project] = request
                 return active, False
+            if len(self._active) >= self.max_active:
+                raise PrelabelJobsFull(
+                    f"{len(self._active)} pre-labelling jobs are running or queued in this process, the most "
+                    f"it takes (LSML_PRELABEL_MAX_RUNNING={self.max_running} running, "
+                    f"LSML_PRELABEL_MAX_QUEUED={self.max_active - self.max_running} queued); retry later"
+                )
             job_id = uuid.uuid4().hex
             self._jobs[job_id] = job_status(
                 job_id,
@@ -88,15 +122,37 @@ class EmbeddedPrelabelJobs:
                 enqueued_at=time.time(),
             )
             self._active[request.project] = job_id
-            while len(self._jobs) > self._max_jobs:
-                oldest = next(iter(self._jobs))
-                if oldest in self._active.values():
-                    break
-                del self._jobs[oldest]
-        threading.Thread(
-            target=self._run, args=(job_id, request), name=f"lsml-prelabel-{request.project}", daemon=True
-        ).start()
+            self._pending.append((job_id, request))
+            self._trim()
+            start_runner = self._runners < self.max_running
+            if start_runner:
+                self._runners += 1
+        if start_runner:
+            threading.Thread(target=self._runner, name="lsml-prelabel", daemon=True).start()
         return job_id, True
+
+    def _trim(self) -> None:
+        """Forget the oldest ended jobs beyond `max_jobs` (active ones stay, wherever they are in the order).
+        Call with the lock held."""
+        excess = len(self._jobs) - self._max_jobs
+        if excess <= 0:
+            return
+        ended = [job_id for job_id, st in self._jobs.items() if st["status"] in (FINISHED, FAILED)]
+        for job_id in ended[:excess]:
+            del self._jobs[job_id]
+
+    def _runner(self) -> None:
+        """Run queued jobs one after the other until none is left (one of at most `max_running` threads)."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._runners -= 1
+                    return
+                job_id, request = self._pending.popleft()
+            try:
+                self._run(job_id, request)
+            except Exception:  # noqa: BLE001 - `_run` reports the job's own failures; this thread must go on
+                logger.exception("project %s: pre-labelling job %s: unexpected error", request.project, job_id)
 
     def _progress(self, job_id: str, progress: Any) -> None:
         with self._lock:
@@ -111,6 +167,7 @@ class EmbeddedPrelabelJobs:
                 request,
                 self.settings,
                 slots=self.slots,
+                models=self.models,
                 on_progress=lambda p: self._progress(job_id, p),
             )
             update = dict(status=FINISHED, progress=result, model_version=result.get("model_version"))
@@ -128,7 +185,10 @@ class EmbeddedPrelabelJobs:
             self._active.pop(request.project, None)
             again = self._again.pop(request.project, None)
         if again is not None:  # a version was published while this job ran: once more, on the newest
-            self.submit(again)
+            try:
+                self.submit(again)
+            except PrelabelJobsFull as exc:
+                logger.warning("project %s: no re-prediction on the newest version: %s", request.project, exc)
 
     def status(self, job_id: str) -> dict | None:
         with self._lock:
@@ -164,6 +224,7 @@ class RQPrelabelJobs:
         self._projects: set[str] = set()
         self.attempts = settings.prelabel_attempts
         self.retry = rerun_retry(self.attempts)  # re-runs of a job whose horse was killed
+        self.max_queued = settings.prelabel_max_queued  # running ones are bounded by the workers
 
     def _marker(self, project: str) -> str:
         return _marker(self.settings.queue_name, project)
@@ -189,6 +250,15 @@ class RQPrelabelJobs:
                         )
                     return existing, False
                 self.connection.delete(self._marker(request.project))  # a stale marker (ended or expired job)
+            waiting = self.queue.count  # LLEN: trainings and pre-labelling jobs no worker has taken yet
+            if waiting >= self.max_queued:
+                if self.connection.get(self._marker(request.project)) in (job_id, job_id.encode()):
+                    self.connection.delete(self._marker(request.project))
+                raise PrelabelJobsFull(
+                    f"{waiting} jobs are waiting on the queue {self.settings.queue_name!r} for a worker, the most "
+                    f"a pre-labelling job is queued behind (LSML_PRELABEL_MAX_QUEUED={self.max_queued}); "
+                    "retry later, or add workers"
+                )
             self.queue.enqueue_call(
                 JOB_FUNCTION,
                 args=(request.project, request.to_dict()),
@@ -379,8 +449,11 @@ def after_publish(settings: Settings, project: str, version: str, jobs: Any = No
     return job
 
 
-def make_prelabel_jobs(settings: Settings, model_ref: ModelRef, slots: Any = None):
-    """RQ when `REDIS_URL` is set (the workers run the jobs), else threads of this server process."""
+def make_prelabel_jobs(
+    settings: Settings, model_ref: ModelRef, slots: Any = None, models: Callable[[str, str | None], Any] | None = None
+):
+    """RQ when `REDIS_URL` is set (the workers run the jobs), else threads of this server process, which
+    take their models from `models` (the server's bounded cache) when given."""
     if settings.redis_url:
         return RQPrelabelJobs(settings)
-    return EmbeddedPrelabelJobs(model_ref, settings, slots=slots)
+    return EmbeddedPrelabelJobs(model_ref, settings, slots=slots, models=models)

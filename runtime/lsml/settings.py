@@ -100,6 +100,8 @@ class Settings:
     fit_timeout: float = 21600.0
     fit_attempts: int = 3
     prelabel_attempts: int = 3
+    prelabel_max_running: int = 2
+    prelabel_max_queued: int = 16
     model_load_timeout: float = 60.0
     max_body_bytes: int = 10_485_760
     max_loaded_models: int = 16
@@ -141,6 +143,8 @@ class Settings:
             fit_timeout=_float(env, "LSML_FIT_TIMEOUT", 21600.0, minimum=1.0),
             fit_attempts=_int(env, "LSML_FIT_ATTEMPTS", 3, minimum=1),
             prelabel_attempts=_int(env, "LSML_PRELABEL_ATTEMPTS", 3, minimum=1),
+            prelabel_max_running=_int(env, "LSML_PRELABEL_MAX_RUNNING", 2, minimum=1),
+            prelabel_max_queued=_int(env, "LSML_PRELABEL_MAX_QUEUED", 16, minimum=0),
             model_load_timeout=_float(env, "LSML_MODEL_LOAD_TIMEOUT", 60.0),
             max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 10_485_760, minimum=1),
             max_loaded_models=_int(env, "LSML_MAX_LOADED_MODELS", 16, minimum=1),

@@ -184,11 +184,14 @@ class LocalModelStore:
         text = str(version).strip()
         number = text[1:] if text[:1] in ("v", "V") else text
         kept = self.versions(project)
+        # ASCII digits only ("²".isdigit() is true, int() refuses it), and few: int() refuses past 4,300
+        wanted = int(number) if number.isascii() and number.isdigit() and len(number) <= 18 else None
         for v in kept:
-            if number.isdigit() and v.number == int(number):
+            if v.number == wanted:
                 return v
         names = ", ".join(v.name for v in kept) or "none"
-        raise KeyError(f"project {project}: no version {text!r} (kept: {names})")
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise KeyError(f"project {project}: no version {shown!r} (kept: {names})")
 
     def projects(self) -> list[str]:
         """Projects that have a versions dir, sorted."""
@@ -283,6 +286,8 @@ class LocalModelStore:
         is refused here rather than by every server process.
         """
         pdir = self.project_dir(project)
+        if not pdir.is_dir():  # no version to activate: refuse before the lock file would create the dir
+            self.find(project, version)  # raises KeyError naming the version (kept: none)
         with self._lock(project, ".publish.lock"):
             target = self.find(project, version)
             verify_version(target.path, target.name)
@@ -294,8 +299,13 @@ class LocalModelStore:
         return target
 
     def unpin(self, project: str) -> ModelVersion | None:
-        """Remove the pin and make the newest version current again (what publish would have done)."""
+        """Remove the pin and make the newest version current again (what publish would have done).
+
+        A project without a directory has neither: nothing is done, and nothing is created (a request
+        naming any project must not leave a directory behind on a shared volume)."""
         pdir = self.project_dir(project)
+        if not pdir.is_dir():
+            return None
         with self._lock(project, ".publish.lock"):
             (pdir / "pinned").unlink(missing_ok=True)
             _fsync_path(pdir, directory=True)

@@ -26,6 +26,8 @@ def configured_pin(store: ModelStore, settings: Settings | None, project: str) -
     try:
         return store.find(project, name)
     except KeyError:
+        if not store.versions(project):  # nothing published yet (or a project no one set up): nothing to warn of,
+            return None  # and nothing remembered for a project id any request may name
         if (project, name) not in _warned:
             _warned.add((project, name))
             logger.warning(

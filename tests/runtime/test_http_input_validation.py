@@ -188,3 +188,53 @@ def test_server_creates_its_state_file_private(server):
     )
     state = Path(backend) / "data" / "models" / ".lsml" / "state.sqlite3"
     assert state.stat().st_mode & 0o777 == 0o600
+
+
+def _publish(store, project: str) -> None:
+    with store.staging(project) as staged:
+        (staged / "fit.json").write_text('{"n": 1}')
+        store.publish(project, staged)
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["v" + "9" * 5000, "9" * 5000, "v²", 10**19],
+    ids=["v-and-5000-digits", "5000-digits", "superscript-digit", "past-int64"],
+)
+def test_a_version_no_int_can_hold_is_a_400_or_404_naming_the_field(serve, settings, version):
+    """Issue 22 item 9: with a kept version to compare with, a 5,000-digit version reached `int()` (Python's
+    4,300-digit limit), and "v²" too (`isdigit()`, but not `int()`): a 500."""
+    from lsml.store import LocalModelStore
+    from tests.runtime.sample_models import CountingModel
+
+    _publish(LocalModelStore(settings.model_dir), "1")
+    _, c = serve(CountingModel)
+    r = c.post("/versions/activate", json={"project": "1", "version": version})
+    assert r.status_code in (400, 404), r.json
+    assert r.json["error"] in ("invalid_version", "unknown_version"), r.json
+    assert "version" in r.json["message"] and len(r.json["message"]) < 300, r.json
+    assert c.post("/versions/activate", json={"project": "1", "version": "v1"}).status_code == 200
+
+
+def test_store_find_never_raises_but_key_error(tmp_path):
+    from lsml.store import LocalModelStore
+
+    store = LocalModelStore(tmp_path)
+    _publish(store, "1")
+    for version in ("v" + "9" * 5000, "v²", "v-1", "", "latest", 10**30):
+        with pytest.raises(KeyError):
+            store.find("1", version)
+    assert store.find("1", "v1").number == 1
+
+
+@pytest.mark.parametrize("job", ["a b", "a:b", "x" * 129, "é"])
+def test_job_status_with_an_id_rq_refuses_is_a_400_in_redis_mode(serve, redis_url, job):
+    """Issue 22 item 9: RQ's `validate_job_id` raised ValueError on such an id: a 500 in Redis mode."""
+    from tests.runtime.sample_models import CountingModel
+
+    _, c = serve(CountingModel, redis_url=redis_url)
+    r = c.post("/job_status", json={"job": job})
+    assert r.status_code == 400, r.json
+    assert r.json["error"] == "missing_job", r.json  # the code every bad job id has had
+    assert "'job'" in r.json["message"], r.json
+    assert c.post("/job_status", json={"job": "a" * 32}).status_code == 404, "a well-formed unknown id: 404"

@@ -64,7 +64,7 @@ def test_openapi_request_schemas_are_the_models_schemas(client):
             "'project.label_config'",
         ),
         ("/train", {"annotations": [{"id": 1}, 2]}, "missing_annotations", "'annotations.1'"),
-        ("/versions/activate", {"project": "1", "version": True}, "missing_version", "'version'"),
+        ("/versions/activate", {"project": "1", "version": True}, "invalid_version", "'version'"),
         ("/versions/activate", {"project": "1", "version": "v1", "pin": "yes"}, "invalid_pin", "'pin'"),
         ("/versions/unpin", {"project": None}, "missing_project", "'project'"),
         ("/prelabel", {"project": 1, "batch_size": 10_001}, "invalid_prelabel", "'batch_size'"),

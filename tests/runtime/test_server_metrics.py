@@ -1,4 +1,7 @@
+import base64
 import re
+
+import pytest
 
 from tests.runtime.sample_models import CountingModel
 
@@ -23,3 +26,32 @@ def test_metrics_expose_requests_latency_errors_model_and_queue(serve, text_conf
     assert "lsml_training_queue_depth" in text and "lsml_training_jobs_running" in text
     assert 'lsml_training_submitted_total{event="START_TRAINING"}' in text
     assert "lsml_predict_duration_seconds_count" in text
+
+
+def _series(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("auth", [True, False], ids=["auth-on", "auth-off"])
+def test_made_up_methods_and_unauthenticated_requests_add_no_series(serve, auth):
+    """Issue 22 item 5: 2,000 requests with made-up methods grew /metrics from 6 KB to 362 KB."""
+    overrides = {"basic_auth_user": "u", "basic_auth_pass": "p"} if auth else {}
+    _, c = serve(CountingModel, **overrides)
+    headers = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()} if auth else {}
+    c.open("/anything", method="X0", headers=headers)  # every kind of request once, so that its series exists
+    c.open("/health", method="X0", headers=headers)
+    c.open("/health", method="X0")
+    c.get("/metrics", headers=headers)
+    before = _series(c.get("/metrics", headers=headers).get_data(as_text=True))
+    for i in range(1, 201):
+        c.open(f"/anything{i}", method=f"X{i:06d}")
+        c.open("/health", method=f"X{i:06d}")
+        c.open("/health", method=f"X{i:06d}", headers=headers)
+    after = _series(c.get("/metrics", headers=headers).get_data(as_text=True))
+    assert len(after) == len(before), [
+        line for line in after if line.split(" ")[0] not in {b.split(" ")[0] for b in before}
+    ]
+    assert not [line for line in after if "X0" in line]
+    if auth:
+        assert any('method="any",route="unauthenticated",status="401"' in line for line in after)
+    assert any('method="other",route="unmatched",status="405"' in line for line in after)

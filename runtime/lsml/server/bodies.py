@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from lsml import credentials
-from lsml.label_config import LabelConfigError, parse_config_cached
+from lsml.label_config import LabelConfigError, LabelConfigTooLarge, parse_config_cached
 from lsml.model import MAX_PROJECT_ID, PROJECT_NAME_PATTERN, project_key
 from lsml.prelabel import (
     BATCH_SIZE_DEFAULT,
@@ -57,11 +57,20 @@ def checked_label_config(value: str | None) -> str | None:
     return value
 
 
+def label_config_code(exc: LabelConfigError) -> str:
+    """The API error code of a refused label config: `label_config_too_large` past a limit of
+    `lsml.label_config` (the message names it), `invalid_label_config` otherwise."""
+    return "label_config_too_large" if isinstance(exc, LabelConfigTooLarge) else "invalid_label_config"
+
+
+_LABEL_CONFIG_CODES = frozenset({"invalid_label_config", "label_config_too_large"})
+
+
 def _label_config(value: str | None) -> str | None:
     try:
         return checked_label_config(value)
     except LabelConfigError as exc:
-        raise PydanticCustomError("invalid_label_config", "{reason}", {"reason": str(exc)}) from None
+        raise PydanticCustomError(label_config_code(exc), "{reason}", {"reason": str(exc)}) from None
 
 
 def _json_form(value: Any) -> str:
@@ -119,7 +128,10 @@ else:
 LabelConfig = Annotated[
     str | None,
     AfterValidator(_label_config),
-    Field(description="Label config XML; one that does not parse is a 400 invalid_label_config"),
+    Field(
+        description="Label config XML; one that does not parse is a 400 invalid_label_config, one past a limit "
+        "(characters, tags, nesting, indexFlag values) a 400 label_config_too_large"
+    ),
 ]
 
 
@@ -217,8 +229,15 @@ class TrainBody(Body):
     }
 
 
+#: A job id: what lsml hands out (uuid hex) fits, and so does anything RQ accepts as an id (its
+#: `validate_job_id` raises on anything else, which must be a 400 here, not a 500 from RQ).
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+
+
 class JobStatusBody(Body):
-    job: str = Field(min_length=1, description="A job id from /webhook, /train or /prelabel")
+    job: Annotated[str, Field(pattern=JOB_ID_PATTERN)] = Field(
+        description="A job id from /webhook, /train or /prelabel"
+    )
     ERRORS = {"job": "missing_job"}
 
 
@@ -238,15 +257,22 @@ class VersionsQuery(Body):
     ERRORS = {"project": "invalid_project"}
 
 
+#: A version is named by its number (at most 18 digits, as `lsml.prelabel.VERSION_NAME_PATTERN` says), so a
+#: longer name can name nothing; bounding it keeps a 5,000-digit "v999..." from reaching `int()`.
+VERSION_MAX_LENGTH = 32
+_VersionNumber = Annotated[int, Field(ge=0, le=MAX_PROJECT_ID), BeforeValidator(_integral)]
+
+
 class ActivateBody(Body):
     project: Project
     version: Annotated[
-        Annotated[Annotated[str, Field(pattern=_NOT_BLANK)], Tag("as-string")] | Annotated[_Integer, Tag("as-integer")],
+        Annotated[Annotated[str, Field(pattern=_NOT_BLANK, max_length=VERSION_MAX_LENGTH)], Tag("as-string")]
+        | Annotated[_VersionNumber, Tag("as-integer")],
         Discriminator(_json_form),
         Field(description="'v3' or 3"),
     ]
     pin: bool = Field(True, description="Later fits publish new numbers but do not replace it")
-    ERRORS = {"project": "invalid_project", "version": "missing_version", "pin": "invalid_pin"}
+    ERRORS = {"project": "invalid_project", "version": "invalid_version", "pin": "invalid_pin"}
 
 
 class UnpinBody(Body):
@@ -294,6 +320,7 @@ _PATTERN_HINTS = {
     credentials.SETUP_HOSTNAME_PATTERN: "must be an http:// or https:// URL",
     VERSION_NAME_PATTERN: "must be a version name like 'v3'",
     _NOT_BLANK: "must not be blank",
+    JOB_ID_PATTERN: "must be a job id (1 to 128 letters, digits, '_' or '-')",
 }
 _FORMS = {
     "as-string": "a string",
@@ -315,7 +342,7 @@ def _api_error(model: type[Body], exc: ValidationError) -> ApiError:
     if (kind == "missing" or error.get("input") is None) and path == field and info is not None and info.is_required():
         code = model.ERRORS.get(field, "")
         return ApiError(400, code if code.startswith("missing_") else f"missing_{field}", f"'{field}' is required")
-    if kind == "invalid_label_config":  # raised by `_label_config`, which knows its code
+    if kind in _LABEL_CONFIG_CODES:  # raised by `_label_config`, which knows its code
         code = kind
     else:
         code = model.ERRORS.get(path) or model.ERRORS.get(field) or model.OTHER_ERROR

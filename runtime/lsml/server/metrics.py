@@ -66,6 +66,20 @@ TRAINING_SUBMITTED = Counter("lsml_training_submitted_total", "Training triggers
 
 _loaded_versions: dict[str, str] = {}
 
+#: The methods a request is counted under; any other (a client may send `X000000`) is counted as `other`,
+#: so that no client can add a series to /metrics by inventing a method.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+#: A 401 is counted under these labels whatever the request named: an unauthenticated client chooses nothing.
+UNAUTHENTICATED = ("unauthenticated", "any")
+
+
+def request_labels(method: str, route: str | None, status: int) -> tuple[str, str]:
+    """(route, method) labels of a request: the route's rule (`unmatched` for none) and a known method
+    (`other` for the rest); a 401 gets `UNAUTHENTICATED`. The label values are a fixed, small set."""
+    if status == 401:
+        return UNAUTHENTICATED
+    return route if route is not None else "unmatched", method if method in KNOWN_METHODS else "other"
+
 
 def count_error(code: str) -> None:
     ERRORS.labels(code).inc()
@@ -125,11 +139,11 @@ def install(app: Flask) -> None:
     def _observe(response):
         t0 = request.environ.get("lsml.t0")
         rule = request.url_rule
-        route = rule.rule if rule is not None else "unmatched"
-        key = (route, request.method, response.status_code)
+        route, method = request_labels(request.method, rule.rule if rule is not None else None, response.status_code)
+        key = (route, method, response.status_code)
         counter = counters.get(key)
         if counter is None:  # labelled children are cached: .labels() costs more than .inc()
-            counter = counters[key] = REQUESTS.labels(route, request.method, str(response.status_code))
+            counter = counters[key] = REQUESTS.labels(route, method, str(response.status_code))
         counter.inc()
         if t0 is not None:
             histogram = histograms.get(route)

@@ -257,6 +257,12 @@ SPEC: dict = {
                     "200": _json(
                         _ref("PrelabelAccepted"), "A job of this project is already queued or running: its id"
                     ),
+                    "429": _json(
+                        _ref("Error"),
+                        "prelabel_busy (with Retry-After): LSML_PRELABEL_MAX_RUNNING + LSML_PRELABEL_MAX_QUEUED jobs "
+                        "already running or queued in this server, or with Redis LSML_PRELABEL_MAX_QUEUED jobs "
+                        "waiting on the queue",
+                    ),
                     "503": _json(_ref("Error"), "Redis unreachable"),
                 },
                 body=_request(bodies.PrelabelBody),

@@ -19,6 +19,7 @@ from flask import Response
 from prometheus_client import Gauge
 
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
+from lsml.prelabel_jobs import PrelabelJobsFull
 from lsml.server import bodies
 from lsml.server.errors import ApiError
 from lsml.server.routes import _json_body, _json_response, bp
@@ -39,6 +40,9 @@ PRELABEL_TOTAL = Gauge(
 )
 
 _EXTENSION = "lsml_prelabel"
+#: How long an embedded pre-labelling job waits for the registry to build its project's model (a /predict
+#: waits LSML_MODEL_LOAD_TIMEOUT; a background job may wait for a heavy model, holding one of its threads).
+MODEL_WAIT_SECONDS = 3600.0
 _lock = threading.Lock()
 
 
@@ -53,8 +57,15 @@ def prelabel_jobs(app: Any = None):
     with _lock:
         jobs = app.extensions.get(_EXTENSION)
         if jobs is None:
+            registry = rt.registry
+
+            def models(project: str, label_config: str | None) -> Any:
+                # a job waits for a model still loading as long as building one itself would have taken;
+                # a build that fails raises at once (ModelLoadFailed)
+                return registry.get(project, label_config, timeout=MODEL_WAIT_SECONDS)
+
             jobs = app.extensions[_EXTENSION] = make_prelabel_jobs(
-                rt.settings, rt.registry.model_ref, slots=rt.predict_gate.slots
+                rt.settings, registry.model_ref, slots=rt.predict_gate.slots, models=models
             )
     return jobs
 
@@ -65,7 +76,10 @@ def on_published(app: Any, project: str, version: str) -> None:
 
     settings = app.extensions["lsml"].settings
     if settings.prelabel_on_publish and not settings.redis_url:  # with Redis the worker queues it
-        after_publish(settings, project, version, jobs=prelabel_jobs(app))
+        try:
+            after_publish(settings, project, version, jobs=prelabel_jobs(app))
+        except PrelabelJobsFull as exc:  # the version is published; re-prediction is best effort
+            logger.warning("project %s: no re-prediction of %s: %s", project, version, exc)
 
 
 def prelabel_status(job: str) -> dict | None:
@@ -96,7 +110,11 @@ def prelabel() -> Response:
         request = PrelabelRequest(**body.model_dump()).validated()
     except ValueError as exc:
         raise ApiError(400, "invalid_prelabel", str(exc)) from None
-    job, created = prelabel_jobs().submit(request)
+    try:
+        job, created = prelabel_jobs().submit(request)
+    except PrelabelJobsFull as exc:
+        # 429, not 503: the server is well, its caller asked for more jobs than it takes at once
+        raise ApiError(429, "prelabel_busy", str(exc), {"Retry-After": "30"}) from None
     logger.info("project %s: pre-labelling job %s %s", project, job, "queued" if created else "already active")
     return _json_response(
         {"job": job, "status": "queued" if created else "active", "project": project, "created": created},

@@ -101,7 +101,7 @@ def _load_error(exc: Exception) -> ApiError:
     if isinstance(exc, ModelNotReady):
         return ApiError(503, "model_loading", str(exc), {"Retry-After": "5"})
     if isinstance(exc, LabelConfigError):
-        return ApiError(400, "invalid_label_config", str(exc))
+        return ApiError(400, bodies.label_config_code(exc), str(exc))
     return ApiError(503, "model_load_failed", str(exc), {"Retry-After": "5"})
 
 
@@ -209,7 +209,7 @@ def webhook() -> Response:
     try:
         label_config = bodies.checked_label_config(label_config)
     except LabelConfigError as exc:
-        raise ApiError(400, "invalid_label_config", f"'project.label_config': {exc}") from None
+        raise ApiError(400, bodies.label_config_code(exc), f"'project.label_config': {exc}") from None
     if label_config is not None:
         try:
             rt.registry.setup(project, label_config)
