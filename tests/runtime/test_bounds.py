@@ -120,6 +120,11 @@ def test_the_redis_coalescer_keeps_the_newest_triggers_and_counts_the_dropped(re
     assert claimed.coalesced_dropped == 50
 
 
+#: The admin routes (/prelabel, /versions/activate, /versions/unpin) need a credential (issue 22 item 4).
+ADMIN_TOKEN = "admin"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def _junk_requests(project: str) -> list[tuple[str, str, dict | None]]:
     """Every route that names a project, with a project no one has set up: none may create anything."""
     return [
@@ -140,7 +145,7 @@ def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve
     """Issue 22 item 8: 300 `POST /versions/unpin {"project": "junk..."}` made 301 directories under MODEL_DIR."""
     from lsml import versions
 
-    app, client = serve(CountingModel, pinned_versions=(("*", "v3"),))  # a pin every project looks up
+    app, client = serve(CountingModel, pinned_versions=(("*", "v3"),), admin_token=ADMIN_TOKEN)  # a pin every project looks up
     state = app.extensions["lsml"].registry.state
     warned = set(versions._warned)
     model_dir = settings.model_dir
@@ -149,7 +154,7 @@ def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve
     statuses: Counter = Counter()
     for project in projects:
         for method, path, body in _junk_requests(project):
-            r = client.open(path, method=method, json=body)
+            r = client.open(path, method=method, json=body, headers=ADMIN)
             assert r.status_code < 500, (path, r.json)
             statuses[(path, r.status_code)] += 1
     after = sorted(model_dir.rglob("*")) if model_dir.exists() else []
@@ -160,8 +165,8 @@ def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve
 
 
 def post_prelabel(client, body: dict):
-    """`POST /prelabel` (the one place to add credentials when the route requires them)."""
-    return client.post("/prelabel", json=body)
+    """`POST /prelabel`, an admin route (SECURITY.md, issue 22 item 4): the servers here take ADMIN_TOKEN."""
+    return client.post("/prelabel", json=body, headers=ADMIN)
 
 
 @pytest.fixture
@@ -196,7 +201,7 @@ def test_running_and_queued_prelabel_jobs_are_bounded(serve, text_config, silent
     """Issue 22 item 3: 500 `POST /prelabel` against a Label Studio that never answers started 502 threads
     and kept 500 jobs in memory."""
     running, queued = 2, 3
-    app, client = serve(CountingModel, prelabel_max_running=running, prelabel_max_queued=queued)
+    app, client = serve(CountingModel, prelabel_max_running=running, prelabel_max_queued=queued, admin_token=ADMIN_TOKEN)
     threads_before = _prelabel_threads()
     projects = [str(p) for p in range(1, 13)]
     _set_up(client, projects, text_config, silent_label_studio.url)
@@ -221,7 +226,7 @@ def test_running_and_queued_prelabel_jobs_are_bounded(serve, text_config, silent
 
 def test_prelabel_jobs_take_their_model_from_the_bounded_cache(serve, text_config, silent_label_studio):
     """Issue 22 item 3: each job built a model of its own, outside LSML_MAX_LOADED_MODELS."""
-    app, client = serve(CountingModel, prelabel_max_running=2)
+    app, client = serve(CountingModel, prelabel_max_running=2, admin_token=ADMIN_TOKEN)
     registry = app.extensions["lsml"].registry
     projects = ["1", "2"]
     _set_up(client, projects, text_config, silent_label_studio.url)
@@ -258,7 +263,7 @@ def test_ended_prelabel_jobs_are_forgotten_past_the_limit_even_behind_an_active_
 def test_rq_prelabel_jobs_waiting_on_the_queue_are_bounded(serve, redis_url):
     """Issue 22 item 3, with Redis: each submit for another project put one more job on the queue (no worker
     here: they all wait), without bound."""
-    _, client = serve(CountingModel, redis_url=redis_url, prelabel_max_queued=3)
+    _, client = serve(CountingModel, redis_url=redis_url, prelabel_max_queued=3, admin_token=ADMIN_TOKEN)
     answers = [post_prelabel(client, {"project": str(project)}) for project in range(1, 11)]
     assert [r.status_code for r in answers] == [201] * 3 + [429] * 7, [r.json for r in answers]
     for r in answers[3:]:

@@ -208,12 +208,13 @@ def test_a_version_no_int_can_hold_is_a_400_or_404_naming_the_field(serve, setti
     from tests.runtime.sample_models import CountingModel
 
     _publish(LocalModelStore(settings.model_dir), "1")
-    _, c = serve(CountingModel)
-    r = c.post("/versions/activate", json={"project": "1", "version": version})
+    _, c = serve(CountingModel, admin_token="admin")  # /versions/activate is an admin route
+    admin = {"Authorization": "Bearer admin"}
+    r = c.post("/versions/activate", json={"project": "1", "version": version}, headers=admin)
     assert r.status_code in (400, 404), r.json
     assert r.json["error"] in ("invalid_version", "unknown_version"), r.json
     assert "version" in r.json["message"] and len(r.json["message"]) < 300, r.json
-    assert c.post("/versions/activate", json={"project": "1", "version": "v1"}).status_code == 200
+    assert c.post("/versions/activate", json={"project": "1", "version": "v1"}, headers=admin).status_code == 200
 
 
 def test_store_find_never_raises_but_key_error(tmp_path):
