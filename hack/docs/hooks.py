@@ -52,6 +52,7 @@ def on_files(files: Files, config: Any) -> Files:
     reference = _reference_module()
     for src_uri, name in reference.PAGES.items():
         files.append(File.generated(config, src_uri, content=reference.generate(name)))
+    files.append(File.generated(config, "reference/openapi.json", content=reference.openapi_json()))
     for path in INCLUDED:
         files.append(File.generated(config, PREFIX + path, abs_src_path=str(ROOT / path)))
     for folder in INCLUDED_ASSETS:

@@ -9,7 +9,7 @@ hack/docs/reference.py OUT_DIR` writes them to a directory, to read without mkdo
 - `environment()`: every environment variable, from the fields of `lsml.settings` and
   `lsml_operator.settings` (their `metadata`) and their `OTHER_VARIABLES`;
 - `http_api()`: the server's /openapi.json, built in-process (`lsml.server.openapi.document`);
-- `metrics()`: every Prometheus metric in the runtime's registry.
+- `metrics()`: every Prometheus metric lsml registers (runtime and operator).
 
 tests/docs/test_reference.py checks the sources are complete (a description for every field, flag, variable,
 operation and metric), so a page has no blank cell.
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
+import pkgutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,19 +99,25 @@ def crd_validation(schema: dict[str, Any], required: bool) -> str:
         ("maximum", "≤"),
         ("minLength", "length ≥"),
         ("maxLength", "length ≤"),
-        ("minItems", "items ≥"),
-        ("maxItems", "items ≤"),
-        ("maxProperties", "keys ≤"),
+        ("minItems", "at least"),
+        ("maxItems", "at most"),
+        ("maxProperties", "at most"),
     ):
         if key in schema:
             value = ", ".join(f"`{v}`" for v in schema[key]) if key == "enum" else code(schema[key])
-            rules.append(f"{label} {value}")
+            unit = {"minItems": " items", "maxItems": " items", "maxProperties": " keys"}.get(key, "")
+            rules.append(f"{label} {value}{unit}")
     items = schema.get("items") or {}
     if "enum" in items:
         rules.append("items one of " + ", ".join(f"`{v}`" for v in items["enum"]))
     extra = schema.get("additionalProperties")
-    if isinstance(extra, dict) and "pattern" in extra and not schema.get("x-kubernetes-int-or-string"):
+    if isinstance(extra, dict) and extra.get("x-kubernetes-int-or-string"):
+        rules.append("values are Kubernetes quantities (`500m`, `1Gi`, `2`)")
+    elif isinstance(extra, dict) and "pattern" in extra:
         rules.append(f"values match `{extra['pattern']}`")
+    for key, label in (("minimum", "each ≥"), ("maximum", "each ≤")):
+        if key in items:
+            rules.append(f"{label} `{items[key]}`")
     if schema.get("x-kubernetes-list-type") == "set":
         rules.append("no duplicates")
     rules += [rule["message"] for rule in schema.get("x-kubernetes-validations") or []]
@@ -294,6 +302,11 @@ def openapi() -> dict[str, Any]:
     return document(basic_auth=False)
 
 
+def openapi_json() -> str:
+    """The document itself, published beside the HTTP API page (reference/openapi.json)."""
+    return json.dumps(openapi(), indent=2) + "\n"
+
+
 def _schema_type(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
@@ -334,7 +347,7 @@ def http_api() -> str:
         "# HTTP API\n\n",
         GENERATED_NOTE.format(source="the server's /openapi.json (runtime/lsml/server/openapi.py)"),
         f"The model server's API ({spec['info']['title']}, OpenAPI {spec['openapi']}). A running server serves "
-        "the same document at `/openapi.json`. Operations marked *Basic auth* require it when the server runs "
+        "the same document at `/openapi.json` ([download it](openapi.json)). Operations marked *Basic auth* require it when the server runs "
         'with `BASIC_AUTH_USER`/`BASIC_AUTH_PASS`; bad input gets a 4xx JSON body `{"error", "message"}` '
         "naming the problem.\n\n",
         "## Operations\n\n",
@@ -388,12 +401,17 @@ def http_api() -> str:
 
 
 def metric_collectors() -> list[Any]:
-    """Every metric the runtime registers (importing the app registers them all), in the order defined."""
+    """Every metric lsml registers: every module of the runtime and the operator is imported (metrics are
+    module-level objects registered on import), then the default registry is read."""
     from prometheus_client import REGISTRY
     from prometheus_client.metrics import MetricWrapperBase
 
-    import lsml.server.app  # noqa: F401 - registers every route module's metrics
+    import lsml
+    import lsml_operator
 
+    for package in (lsml, lsml_operator):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(module.name)
     collectors = list(REGISTRY._collector_to_names)  # the registry lists its collectors nowhere else
     return [c for c in collectors if isinstance(c, MetricWrapperBase) and c._name.startswith("lsml_")]
 
@@ -401,7 +419,7 @@ def metric_collectors() -> list[Any]:
 def metrics() -> str:
     out = [
         "# Prometheus metrics\n\n",
-        GENERATED_NOTE.format(source="the runtime's Prometheus registry (runtime/lsml/server/)"),
+        GENERATED_NOTE.format(source="the Prometheus registry, after importing every lsml module"),
         "Served at `/metrics` by every model server (behind Basic auth when it is on: labels name projects). "
         "With several gunicorn workers (`PROMETHEUS_MULTIPROC_DIR`) the values are merged across workers.\n\n",
         "| metric | type | labels | description |\n|---|---|---|---|\n",

@@ -209,7 +209,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "distinct priorities: the highest live one works, the others stand by and take over "
         "when its peering record expires",
     )
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, kopf's per-object handler messages included"
+    )
     return p.parse_args(argv)
 
 
