@@ -51,3 +51,34 @@ def test_a_link_to_an_included_repository_file_resolves(tmp_path):
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "site" / "versions" / "index.html").read_text()
     assert 'href="../repository/SECURITY/"' in html and 'href="../repository/bench/"' in html
+
+
+def test_the_readmes_relative_links_point_at_files_of_the_repository():
+    """The README is not part of the site, so mkdocs does not check it; this does (a page another branch adds
+    is allowed while the hook stands a placeholder in for it)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    pending = {"docs/" + page for page in _hooks().PENDING_PAGES}
+    links = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme) if not re.match(r"^[a-z]+:", t)]
+    assert links, "the README links nothing"
+    broken = [t for t in links if not (ROOT / t.partition("#")[0]).exists() and t.partition("#")[0] not in pending]
+    assert not broken, f"README links to missing files: {broken}"
+    from markdown.extensions.toc import slugify
+
+    for target in links:
+        path, _, anchor = target.partition("#")
+        if anchor and (ROOT / path).is_file():
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), flags=re.M)
+            assert anchor in {slugify(h, "-") for h in headings}, f"README links {target}: no such heading"
+    assert len(readme.splitlines()) <= 150, "the README stays short: move the detail into a docs/ page"
+
+
+def _hooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lsml_docs_hooks", ROOT / "hack" / "docs" / "hooks.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
