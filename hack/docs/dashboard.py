@@ -107,6 +107,31 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
         ],
         24,
     ),
+    # the operator (lsml_operator_*: its own PodMonitor; no namespace/mlbackend filter, one operator serves all)
+    (
+        "Operator: reconciles per second by result, and p95 pass duration",
+        "short",
+        [
+            ("{{result}}", "sum by (result) (rate(lsml_operator_reconciles_total[5m]))"),
+            (
+                "p95 seconds",
+                "histogram_quantile(0.95, sum by (le) (rate(lsml_operator_reconcile_duration_seconds_bucket[5m])))",
+            ),
+        ],
+        8,
+    ),
+    (
+        "Operator: Label Studio registration failures per minute",
+        "short",
+        [("{{reason}}", "sum by (reason) (rate(lsml_operator_registration_failures_total[5m])) * 60")],
+        8,
+    ),
+    (
+        "Operator: MLBackends by Ready reason",
+        "short",
+        [("{{ready}} {{reason}}", "max by (ready, reason) (lsml_operator_mlbackends)")],
+        8,
+    ),
 ]
 
 

@@ -404,7 +404,6 @@ def metric_collectors() -> list[Any]:
     """Every metric lsml registers: every module of the runtime and the operator is imported (metrics are
     module-level objects registered on import), then the default registry is read."""
     from prometheus_client import REGISTRY
-    from prometheus_client.metrics import MetricWrapperBase
 
     import lsml
     import lsml_operator
@@ -413,15 +412,18 @@ def metric_collectors() -> list[Any]:
         for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             importlib.import_module(module.name)
     collectors = list(REGISTRY._collector_to_names)  # the registry lists its collectors nowhere else
-    return [c for c in collectors if isinstance(c, MetricWrapperBase) and c._name.startswith("lsml_")]
+    # prometheus-client's metrics, and lsml's own collectors that carry the same attributes (_name, _type, ...)
+    return [c for c in collectors if str(getattr(c, "_name", "")).startswith("lsml_")]
 
 
 def metrics() -> str:
     out = [
         "# Prometheus metrics\n\n",
         GENERATED_NOTE.format(source="the Prometheus registry, after importing every lsml module"),
-        "Served at `/metrics` by every model server (behind Basic auth when it is on: labels name projects). "
-        "With several gunicorn workers (`PROMETHEUS_MULTIPROC_DIR`) the values are merged across workers.\n\n",
+        "`lsml_*`: served at `/metrics` by every model server (behind Basic auth when it is on: labels name "
+        "projects); with several gunicorn workers (`PROMETHEUS_MULTIPROC_DIR`) the values are merged across "
+        "workers. `lsml_operator_*`: served by `lsml-operator --metrics-port` (the chart's `operator.metricsPort`). "
+        "The chart scrapes both with `monitoring.enabled` ([Metrics and dashboards](../kubernetes/monitoring.md)).\n\n",
         "| metric | type | labels | description |\n|---|---|---|---|\n",
     ]
     for c in sorted(metric_collectors(), key=lambda c: c._name):

@@ -24,6 +24,10 @@ OTHER_VARIABLES: dict[str, tuple[str, str]] = {
         "comma-separated namespaces to watch when neither `--namespace` nor `--all-namespaces` is given",
     ),
     "LSML_OPERATOR_LIVENESS": ("`http://0.0.0.0:8080/healthz`", "kopf's liveness endpoint (`--liveness` overrides it)"),
+    "LSML_OPERATOR_METRICS_PORT": (
+        "`0` (off; the chart sets 8081)",
+        "port of the operator's Prometheus metrics at `/metrics` (`--metrics-port` overrides it)",
+    ),
 }
 
 

@@ -61,7 +61,10 @@ def test_monitoring_is_off_by_default_so_the_prometheus_operator_crds_are_not_ne
 
 
 def test_the_pod_monitor_selects_the_server_pods_the_operator_builds():
-    (monitor,) = [d for d in _template("monitoring.enabled=true") if d["kind"] == "PodMonitor"]
+    docs = _template("monitoring.enabled=true")
+    (monitor,) = [
+        d for d in docs if d["kind"] == "PodMonitor" and d["metadata"]["name"] == "rel-lsml-operator-backends"
+    ]
     mlb = with_identity(example("mlbackend.yaml"))
     pod_labels = server_deployment.build(mlb, config_hash="x")["spec"]["template"]["metadata"]["labels"]
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -72,6 +75,24 @@ def test_the_pod_monitor_selects_the_server_pods_the_operator_builds():
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     assert endpoint["relabelings"][0]["targetLabel"] == "mlbackend"
     assert "basicAuth" not in endpoint
+
+
+def test_the_operator_pod_monitor_scrapes_the_port_the_operator_serves_its_metrics_on():
+    docs = _template("monitoring.enabled=true", "operator.metricsPort=9100")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert "--metrics-port=9100" in container["args"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9100
+    (monitor,) = [d for d in docs if d["kind"] == "PodMonitor" and d["metadata"]["name"] == "rel-lsml-operator"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    off = _template("monitoring.enabled=true", "operator.metricsPort=0")
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "PodMonitor"] == ["rel-lsml-operator-backends"]
+    assert "--metrics-port" not in " ".join(
+        next(d for d in off if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
 
 
 def test_the_service_monitor_selects_the_mlbackend_services_in_the_watched_namespaces():
@@ -131,5 +152,8 @@ def test_every_dashboard_query_names_only_metrics_lsml_registers():
         "lsml_model_version_number",
         "lsml_model_load_seconds_count",
         "lsml_prelabel_tasks_done",
+        "lsml_operator_reconciles_total",
+        "lsml_operator_registration_failures_total",
+        "lsml_operator_mlbackends",
     ):
         assert wanted in used, f"no panel shows {wanted}"
