@@ -80,7 +80,13 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
         "Served model version by project",
         "short",
         [("project {{project}}", f"max by (project) (lsml_model_version_number{{{SEL}}})")],
-        12,
+        8,
+    ),
+    (
+        "Fit duration of the served version, by project",
+        "s",
+        [("project {{project}}", f"max by (project) (lsml_model_fit_seconds{{{SEL}}})")],
+        8,
     ),
     (
         "Model reloads: builds per minute and p95 build time",
@@ -93,7 +99,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
             ),
             ("evictions/min", f"sum(rate(lsml_model_evictions_total{{{SEL}}}[5m])) * 60"),
         ],
-        12,
+        8,
     ),
     (
         "Pre-labelling progress by project",

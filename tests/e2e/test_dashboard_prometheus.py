@@ -208,6 +208,8 @@ def _run(backend, ls_client, ls_project, prometheus, operator_port: int) -> None
         f'/ max by (project) (lsml_prelabel_tasks_total{{mlbackend="{MLBACKEND}"}} > 0)',
     )
     assert any(float(r["value"][1]) == 1.0 for r in progress), progress
+    fit = _query(prom, f'max by (project) (lsml_model_fit_seconds{{mlbackend="{MLBACKEND}"}})')
+    assert fit and all(float(r["value"][1]) >= 0 for r in fit), fit  # the served version's fit, from its metadata
     failures = _query(prom, 'sum(lsml_operator_registration_failures_total{reason="LabelStudioUnreachable"})')
     assert failures and float(failures[0]["value"][1]) >= 1
     requests_total = _query(prom, f'sum(lsml_http_requests_total{{mlbackend="{MLBACKEND}",route="/predict"}})')

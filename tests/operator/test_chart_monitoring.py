@@ -150,6 +150,7 @@ def test_every_dashboard_query_names_only_metrics_lsml_registers():
         "lsml_http_errors_total",
         "lsml_training_queue_depth",
         "lsml_model_version_number",
+        "lsml_model_fit_seconds",
         "lsml_model_load_seconds_count",
         "lsml_prelabel_tasks_done",
         "lsml_operator_reconciles_total",
