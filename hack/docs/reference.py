@@ -156,7 +156,21 @@ def mlbackend() -> str:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+# Some flags default to a variable's value (--ls-url to $LABEL_STUDIO_URL): the parsers are built without the
+# variables lsml reads, so the page shows the code's defaults, never the builder's environment (or a secret).
+_PROJECT_VARIABLES = ("LSML_", "LABEL_STUDIO_", "BASIC_AUTH_", "REDIS_URL", "MODEL_DIR")
+
+
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
+    import os
+    from unittest import mock
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(_PROJECT_VARIABLES)}
+    with mock.patch.dict(os.environ, clean, clear=True):
+        return _build_parsers()
+
+
+def _build_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     from lsml.cli.main import build_parser
 
     sys.path.insert(0, str(ROOT / "operator"))

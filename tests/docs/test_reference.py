@@ -270,3 +270,11 @@ def test_the_troubleshooting_guide_names_every_condition_and_reason_the_operator
     guide = (ROOT / "docs" / "troubleshooting.md").read_text()
     missing = sorted(r for r in reasons if f"`{r}`" not in guide)
     assert not missing, f"reasons the operator writes that docs/troubleshooting.md does not explain: {missing}"
+
+
+def test_the_cli_page_never_shows_the_builders_environment(monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://builder-secret.example:8080")
+    monkeypatch.setenv("LSML_OPERATOR_LIVENESS", "http://builder-secret.example:1/healthz")
+    page = reference.cli()
+    assert "builder-secret" not in page
+    assert "`http://0.0.0.0:8080/healthz`" in page  # the code's own default
