@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+import prometheus_client
 import urllib3
 
 from . import GROUP, PLURAL, VERSION
@@ -195,6 +196,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="kopf liveness endpoint URL (default %(default)s)",
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LSML_OPERATOR_METRICS_PORT") or 0),
+        help="serve the operator's Prometheus metrics on this port at /metrics (0: off; the chart sets 8081)",
+    )
+    p.add_argument(
         "--standalone",
         action="store_true",
         help="no peering (one replica only); default: mandatory peering via KopfPeering/ClusterKopfPeering",
@@ -209,7 +216,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "distinct priorities: the highest live one works, the others stand by and take over "
         "when its peering record expires",
     )
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, kopf's per-object handler messages included"
+    )
     return p.parse_args(argv)
 
 
@@ -250,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             log.error("%s", missing)
             return 2
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)  # its own thread; lsml_operator.metrics
+        log.info("metrics on :%d/metrics", args.metrics_port)
     register_handlers(ops, peering=not args.standalone)
     log.info(
         "lsml-operator starting: %s, peering %s",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 def _float(name: str, default: float) -> float:
@@ -11,25 +12,64 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _setting(default: Any, env: str, doc: str) -> Any:
+    """A field that names its environment variable and says what it does (read by the docs generator)."""
+    return field(default=default, metadata={"env": env, "doc": doc, "shown": None})
+
+
+# Read by main.py, not by OperatorSettings: named here for the docs (variable -> (default, description)).
+OTHER_VARIABLES: dict[str, tuple[str, str]] = {
+    "LSML_OPERATOR_NAMESPACES": (
+        "unset (every namespace)",
+        "comma-separated namespaces to watch when neither `--namespace` nor `--all-namespaces` is given",
+    ),
+    "LSML_OPERATOR_LIVENESS": ("`http://0.0.0.0:8080/healthz`", "kopf's liveness endpoint (`--liveness` overrides it)"),
+    "LSML_OPERATOR_METRICS_PORT": (
+        "`0` (off; the chart sets 8081)",
+        "port of the operator's Prometheus metrics at `/metrics` (`--metrics-port` overrides it)",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """Knobs with defaults sized for a few hundred MLBackends per operator.
 
-    resync_seconds: how often the timer re-applies every child and re-verifies the Label
-        Studio registration even when nothing happened (a safety net; watches do the real work).
-    timer_seconds: how often the timer wakes up to retry a failed registration (cheap when
-        nothing is due, so it can be short).
-    retry_base_seconds / retry_max_seconds: exponential backoff of Label Studio retries.
+    Each field names its environment variable and says what it does (its ``metadata``): the docs' environment
+    reference is generated from it (hack/docs/reference.py) and tests/docs/test_reference.py fails on a field
+    without one.
     """
 
-    resync_seconds: float = 300.0
-    timer_seconds: float = 10.0
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 300.0
-    label_studio_timeout: float = 30.0
-    delete_retries: int = 10
-    max_workers: int = 16
-    peering_name: str = "lsml-operator"
+    resync_seconds: float = _setting(
+        300.0,
+        "LSML_OPERATOR_RESYNC_SECONDS",
+        "how often every MLBackend's children are re-applied and its Label Studio registration re-verified (and "
+        "`status.modelVersion` re-read) even when nothing happened: a safety net, watches do the real work",
+    )
+    timer_seconds: float = _setting(
+        10.0,
+        "LSML_OPERATOR_TIMER_SECONDS",
+        "how often the timer wakes up to retry a failed registration (cheap when nothing is due)",
+    )
+    retry_base_seconds: float = _setting(
+        5.0, "LSML_OPERATOR_RETRY_BASE_SECONDS", "first delay of the exponential backoff of Label Studio retries"
+    )
+    retry_max_seconds: float = _setting(
+        300.0, "LSML_OPERATOR_RETRY_MAX_SECONDS", "longest delay of the exponential backoff of Label Studio retries"
+    )
+    label_studio_timeout: float = _setting(
+        30.0, "LSML_OPERATOR_LABEL_STUDIO_TIMEOUT", "seconds one request to Label Studio may take"
+    )
+    delete_retries: int = _setting(
+        10,
+        "LSML_OPERATOR_DELETE_RETRIES",
+        "attempts to deregister from Label Studio before a deleted MLBackend is let go anyway (with a Warning "
+        "`DeregistrationFailed` naming what may remain)",
+    )
+    max_workers: int = _setting(16, "LSML_OPERATOR_MAX_WORKERS", "MLBackends reconciled at once (kopf's workers)")
+    peering_name: str = _setting(
+        "lsml-operator", "LSML_OPERATOR_PEERING_NAME", "the kopf peering object (`--peering-name` overrides it)"
+    )
 
     @classmethod
     def from_env(cls) -> OperatorSettings:

@@ -7,7 +7,7 @@ re-predicting, and does nothing for a project whose predictions came from an
 import. ``label-studio-ml sample`` reads what Label Studio already stores and
 ranks it with ``lsml.sampling``.
 
-Conventions (documented in README "Active learning"):
+Conventions (documented in docs/active-learning.md):
 
 * Per-class probabilities travel inside a prediction's result: a ``choices``
   result item may carry ``"probabilities": {"<label>": <p>, ...}`` next to

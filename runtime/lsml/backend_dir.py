@@ -132,7 +132,7 @@ def choose_model_class(script: Path, class_name: str | None) -> str:
         return candidates[0]
     if not candidates:
         raise BackendDirError(
-            f"{script} defines no subclass of {BASE_CLASS}; write one (see README) or pass --script PATH:Class"
+            f"{script} defines no subclass of {BASE_CLASS}; write one (see docs/writing-a-backend.md) or pass --script PATH:Class"
         )
     raise BackendDirError(
         f"{script} defines several subclasses of {BASE_CLASS} ({', '.join(candidates)}): "

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def _number(env: Mapping[str, str], name: str, default, minimum, kind: type, noun: str):
@@ -81,45 +82,186 @@ def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
     return tuple(Path(part.strip()).resolve() for part in raw.split(os.pathsep) if part.strip())
 
 
+def setting(default: Any, env: str, doc: str, *, shown: str | None = None, repr: bool = True) -> Any:
+    """A dataclass field that names the environment variable it is read from and says what it does.
+
+    The description lives here, beside the value, so that docs/reference/environment.md (generated from these
+    fields by hack/docs/reference.py) cannot drift from the code; tests/docs/test_reference.py fails when a
+    variable `from_env` reads has no description. `shown` replaces the default in the docs where the real one is
+    computed (from the backend directory, the model, ...).
+    """
+    return dataclasses.field(default=default, repr=repr, metadata={"env": env, "doc": doc, "shown": shown})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with `Settings.from_env()`; override with `.replace(...)`."""
 
-    backend_dir: Path = Path(".")
-    model: str | None = None
-    model_dir: Path = Path("data/models")
-    redis_url: str | None = None
-    queue_name: str = "lsml-training"
-    basic_auth_user: str | None = None
-    basic_auth_pass: str | None = dataclasses.field(default=None, repr=False)
-    label_studio_url: str | None = None
-    label_studio_api_key: str | None = dataclasses.field(default=None, repr=False)
-    predict_concurrency: int = 4
-    predict_wait_timeout: float = 30.0
-    predict_timeout: float = 100.0
-    fit_timeout: float = 21600.0
-    fit_attempts: int = 3
-    prelabel_attempts: int = 3
-    prelabel_max_running: int = 2
-    prelabel_max_queued: int = 16
-    model_load_timeout: float = 60.0
-    max_body_bytes: int = 10_485_760
-    max_loaded_models: int = 16
-    media_max_bytes: int = 104_857_600
-    media_timeout: float = 60.0
-    #: LSML_MEDIA_ALLOW_PRIVATE: media URLs from task data may reach loopback and private addresses (default:
-    #: only on LABEL_STUDIO_URL's origin); link-local and cloud metadata addresses are refused whatever it says.
-    media_allow_private: bool = False
-    #: LSML_ADMIN_TOKEN: the bearer token of the admin routes (`/prelabel`, `/versions/activate`,
-    #: `/versions/unpin`), which Label Studio never calls; unset (and no Basic auth): those routes answer 403.
-    admin_token: str | None = dataclasses.field(default=None, repr=False)
-    keep_versions: int = 5
-    reload_interval: float = 0.5
-    score_strategy: str | None = None
-    log_level: str = "INFO"
-    local_files_roots: tuple[Path, ...] = ()
-    prelabel_on_publish: bool = False
-    pinned_versions: tuple[tuple[str, str], ...] = ()
+    backend_dir: Path = setting(
+        Path("."),
+        "LSML_BACKEND_DIR",
+        "the backend directory (`start` sets it); the default `MODEL_DIR` and the `sys.path` entry for the model "
+        "derive from it",
+        shown="the working directory",
+    )
+    model: str | None = setting(
+        None,
+        "LSML_MODEL",
+        "`module:Class` of the user model, importable with the backend directory on `sys.path`",
+        shown="`_wsgi.py`'s `MODEL`",
+    )
+    model_dir: Path = setting(
+        Path("data/models"),
+        "MODEL_DIR",
+        "root of the local model store (versions) and of the per-project state (sqlite without Redis)",
+        shown="`<backend dir>/data/models`",
+    )
+    redis_url: str | None = setting(
+        None,
+        "REDIS_URL",
+        "set: training runs on RQ workers and per-project state lives in Redis; unset: an embedded runner in the "
+        "server process and sqlite state",
+    )
+    queue_name: str = setting("lsml-training", "LSML_QUEUE", "the RQ queue training and pre-labelling jobs go to")
+    basic_auth_user: str | None = setting(
+        None,
+        "BASIC_AUTH_USER",
+        "HTTP Basic auth user on every Label Studio-facing route; set both `BASIC_AUTH_USER` and `BASIC_AUTH_PASS` "
+        "or neither (one alone, or a blank password, is a settings error: the server, `start` and the worker "
+        "refuse to start)",
+    )
+    basic_auth_pass: str | None = setting(
+        None, "BASIC_AUTH_PASS", "HTTP Basic auth password (see `BASIC_AUTH_USER`); never logged", repr=False
+    )
+    label_studio_url: str | None = setting(
+        None,
+        "LABEL_STUDIO_URL",
+        "the Label Studio the backend talks to; with it set, a `/setup` naming another origin (scheme, host, "
+        "port) is ignored with a warning, and so is its token",
+    )
+    label_studio_api_key: str | None = setting(
+        None,
+        "LABEL_STUDIO_API_KEY",
+        "the Label Studio token (personal access token or legacy token); only ever sent to `LABEL_STUDIO_URL`'s "
+        "origin, never logged",
+        repr=False,
+    )
+    predict_concurrency: int = setting(
+        4, "LSML_PREDICT_CONCURRENCY", "`predict` calls running at once in one server process (a semaphore)"
+    )
+    predict_wait_timeout: float = setting(
+        30.0, "LSML_PREDICT_WAIT_TIMEOUT", "seconds a `/predict` waits for a free predict slot, then 503 `busy`"
+    )
+    predict_timeout: float = setting(
+        100.0,
+        "LSML_PREDICT_TIMEOUT",
+        "seconds one `predict` may run (Label Studio's `ML_TIMEOUT_PREDICT` is 100 s); then 504 `predict_timeout`, "
+        "the slot is given back and the thread counted as stuck (`lsml_predict_stuck_threads`)",
+    )
+    fit_timeout: float = setting(
+        21600.0,
+        "LSML_FIT_TIMEOUT",
+        "seconds one training may run: the RQ job's timeout (the work horse is killed) and the embedded runner's "
+        "deadline (the job fails; the late fit never publishes)",
+    )
+    fit_attempts: int = setting(
+        3,
+        "LSML_FIT_ATTEMPTS",
+        "runs of one RQ training whose worker or work horse is killed mid-fit (SIGKILL, the OOM killer, a pod "
+        "deleted past its grace period): the same job is queued again and trains on what it had claimed; after the "
+        "last attempt it fails. A fit that raises or runs past `LSML_FIT_TIMEOUT` is never retried",
+    )
+    prelabel_attempts: int = setting(
+        3,
+        "LSML_PRELABEL_ATTEMPTS",
+        "runs of one RQ pre-labelling job whose worker or work horse is killed mid-job: the same job is queued "
+        "again and resumes from the project's checkpoint; after the last attempt it fails naming its attempts. "
+        "Read by the process that enqueues (the server, or a worker queueing after a publish)",
+    )
+    prelabel_max_running: int = setting(
+        2,
+        "LSML_PRELABEL_MAX_RUNNING",
+        "pre-labelling jobs running at once without Redis (one thread each); with Redis the workers bound it",
+    )
+    prelabel_max_queued: int = setting(
+        16,
+        "LSML_PRELABEL_MAX_QUEUED",
+        "pre-labelling jobs waiting beyond the running ones (without Redis), or jobs waiting on the RQ queue (with "
+        "it, trainings included); past it `POST /prelabel` answers 429 `prelabel_busy` with `Retry-After`",
+    )
+    model_load_timeout: float = setting(
+        60.0, "LSML_MODEL_LOAD_TIMEOUT", "seconds `/predict` waits for a model that is still loading, then 503"
+    )
+    max_body_bytes: int = setting(
+        10_485_760,
+        "LSML_MAX_BODY_BYTES",
+        "larger request bodies get 413 `body_too_large` (Label Studio sends `/predict` batches of tasks, not media; "
+        "raise it for very large batches)",
+        shown="10485760 (10 MiB)",
+    )
+    max_loaded_models: int = setting(
+        16,
+        "LSML_MAX_LOADED_MODELS",
+        "model instances kept per process; the least recently used beyond it is evicted (logged, "
+        "`lsml_model_evictions_total`) and rebuilt on its next request",
+    )
+    media_max_bytes: int = setting(
+        104_857_600,
+        "LSML_MEDIA_MAX_BYTES",
+        "largest media file `get_local_path`/`download` fetches (`MediaRefused` beyond)",
+        shown="104857600 (100 MiB)",
+    )
+    media_timeout: float = setting(
+        60.0, "LSML_MEDIA_TIMEOUT", "seconds one media download may take in total (not per read)"
+    )
+    media_allow_private: bool = setting(
+        False,
+        "LSML_MEDIA_ALLOW_PRIVATE",
+        "`true`: media URLs from task data may reach loopback and private addresses (by default only on "
+        "`LABEL_STUDIO_URL`'s origin); link-local and cloud metadata addresses are refused whatever it says",
+    )
+    admin_token: str | None = setting(
+        None,
+        "LSML_ADMIN_TOKEN",
+        "bearer token of the admin routes (`/prelabel`, `/versions/activate`, `/versions/unpin`), which Label "
+        "Studio never calls; unset and no Basic auth: those routes answer 403 `admin_disabled`; never logged",
+        repr=False,
+    )
+    keep_versions: int = setting(5, "LSML_KEEP_VERSIONS", "model versions kept per project (older ones are pruned)")
+    reload_interval: float = setting(
+        0.5,
+        "LSML_RELOAD_INTERVAL",
+        "seconds between two checks, in every server process, of the store's `current` pointer: a new version is "
+        "loaded in the background and swapped in within this interval",
+    )
+    score_strategy: str | None = setting(
+        None,
+        "LSML_SCORE_STRATEGY",
+        "active-learning score of predictions: `confidence`, `least_confidence`, `margin` or `entropy`",
+        shown="the model's own default",
+    )
+    log_level: str = setting("INFO", "LOG_LEVEL", "log level of the server, the worker and `start`")
+    local_files_roots: tuple[Path, ...] = setting(
+        (),
+        "LSML_LOCAL_FILES_ROOTS",
+        "colon-separated directories whose files task data may name (`file://` URLs, local paths) in "
+        "`get_local_path`/`preload_task_data`; symlinks and `..` are resolved first; anything else raises "
+        "`lsml.local_files.LocalFileRefused`",
+        shown="unset (no local files)",
+    )
+    prelabel_on_publish: bool = setting(
+        False,
+        "LSML_PRELABEL_ON_PUBLISH",
+        "`true`: every published version queues a pre-labelling job of the project's unlabelled tasks (coalesced: "
+        "one job per project, ending on the newest version; nothing while a version is pinned)",
+    )
+    pinned_versions: tuple[tuple[str, str], ...] = setting(
+        (),
+        "LSML_PINNED_VERSIONS",
+        "`PROJECT=VERSION,...` (`*` = every project, e.g. `*=v3,5=v2`): the version served whatever later fits "
+        "publish and whatever `activate` did, while it names a kept version (else the store's current, warned "
+        "once); `prune` keeps it. MLBackend `spec.model.pinnedVersions` sets it",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> Settings:
@@ -219,13 +361,24 @@ class ServingSettings:
     values differ between them.
     """
 
-    host: str = "0.0.0.0"
-    port: int = 9090
-    workers: int = 1
-    threads: int = 8
-    client_timeout: float = 30.0
-    backend_dir: str = "."
-    log_level: str = "info"
+    host: str = setting("0.0.0.0", "HOST", "the address gunicorn listens on")
+    port: int = setting(9090, "PORT", "the port gunicorn listens on")
+    workers: int = setting(
+        1,
+        "WORKERS",
+        "gunicorn worker processes (the image sets 2, the operator 1, `start` 1 or 2); without Redis keep 1: each "
+        "worker would run its own embedded training queue",
+        shown="2 with `REDIS_URL`, else 1",
+    )
+    threads: int = setting(8, "THREADS", "request threads per gunicorn worker (the image sets 4)")
+    client_timeout: float = setting(
+        30.0,
+        "LSML_CLIENT_TIMEOUT",
+        "seconds a client has to finish sending a request once it started, or to take its answer; also bounds one "
+        "socket call of a pool thread",
+    )
+    backend_dir: str = setting(".", "LSML_BACKEND_DIR", "the backend directory gunicorn serves `_wsgi:app` from")
+    log_level: str = setting("info", "LOG_LEVEL", "gunicorn's log level")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -240,3 +393,14 @@ class ServingSettings:
             backend_dir=_str(env, "LSML_BACKEND_DIR") or ".",
             log_level=(_str(env, "LOG_LEVEL") or "info").lower(),
         )
+
+
+# Variables read outside the two dataclasses above: named here so the reference lists them and the docs test
+# (tests/docs/test_reference.py) can tell a documented variable from a forgotten one.
+OTHER_VARIABLES: dict[str, tuple[str, str]] = {
+    "PROMETHEUS_MULTIPROC_DIR": (
+        "set by `start` and the image",
+        "prometheus-client's multi-process mode: each gunicorn worker keeps its metrics in files there and "
+        "`/metrics` merges them (read by `lsml.server.metrics` and `lsml.server.gunicorn_conf`)",
+    ),
+}

@@ -145,7 +145,9 @@ def test_requests_naming_unknown_projects_create_no_directory_and_no_state(serve
     """Issue 22 item 8: 300 `POST /versions/unpin {"project": "junk..."}` made 301 directories under MODEL_DIR."""
     from lsml import versions
 
-    app, client = serve(CountingModel, pinned_versions=(("*", "v3"),), admin_token=ADMIN_TOKEN)  # a pin every project looks up
+    app, client = serve(
+        CountingModel, pinned_versions=(("*", "v3"),), admin_token=ADMIN_TOKEN
+    )  # a pin every project looks up
     state = app.extensions["lsml"].registry.state
     warned = set(versions._warned)
     model_dir = settings.model_dir
@@ -201,7 +203,9 @@ def test_running_and_queued_prelabel_jobs_are_bounded(serve, text_config, silent
     """Issue 22 item 3: 500 `POST /prelabel` against a Label Studio that never answers started 502 threads
     and kept 500 jobs in memory."""
     running, queued = 2, 3
-    app, client = serve(CountingModel, prelabel_max_running=running, prelabel_max_queued=queued, admin_token=ADMIN_TOKEN)
+    app, client = serve(
+        CountingModel, prelabel_max_running=running, prelabel_max_queued=queued, admin_token=ADMIN_TOKEN
+    )
     threads_before = _prelabel_threads()
     projects = [str(p) for p in range(1, 13)]
     _set_up(client, projects, text_config, silent_label_studio.url)

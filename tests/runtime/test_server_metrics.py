@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from tests.fixtures.polling import wait_for
 from tests.runtime.sample_models import CountingModel
 
 
@@ -55,3 +56,22 @@ def test_made_up_methods_and_unauthenticated_requests_add_no_series(serve, auth)
     if auth:
         assert any('method="any",route="unauthenticated",status="401"' in line for line in after)
     assert any('method="other",route="unmatched",status="405"' in line for line in after)
+
+
+def test_the_served_versions_fit_duration_comes_from_its_metadata(serve, text_config):
+    """Fits may run in an RQ worker, which serves no /metrics: the version records how long its fit ran and the
+    server reports it once it serves that version (lsml_model_fit_seconds, on the Grafana dashboard)."""
+    app, c = serve(CountingModel)
+    c.post("/setup", json={"project": "32", "schema": text_config})
+    r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 32}})
+    app.extensions["lsml"].queue.wait(r.json["job"])
+    fit_seconds = app.extensions["lsml"].registry.store.find("32", "v1").metadata["fit_seconds"]
+    assert isinstance(fit_seconds, float) and fit_seconds > 0
+
+    def reported():
+        c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "32"})  # serves v1 once built
+        found = re.search(r'lsml_model_fit_seconds\{project="32"\} (\S+)', c.get("/metrics").get_data(as_text=True))
+        return float(found.group(1)) if found else None
+
+    shown = wait_for(reported, 30, 0.2, "the server to report v1's fit duration", until=lambda v: v is not None)
+    assert shown == fit_seconds

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import registration
+from .. import metrics, registration
 from ..builders import Spec
 from ..builders.common import secret_ref
 from ..keys import key_of
@@ -138,6 +138,7 @@ class LabelStudioStep:
         if outcome.error:
             delay = self.backoff.failed(key)
             reason = "LabelStudioUnreachable" if outcome.unreachable else "LabelStudioRefused"
+            metrics.REGISTRATION_FAILURES.labels(reason).inc()
             if recorded != outcome.backends or prev is None or prev.message != outcome.error:
                 events.append(Event(WARNING, reason, f"{outcome.error} (retrying in {delay:.0f}s)"))
             ls_status["registrationHash"] = ""

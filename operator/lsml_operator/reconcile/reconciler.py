@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import pod_diagnosis, registration
+from .. import metrics, pod_diagnosis, registration
 from ..builders import Spec
 from ..keys import ChildKey, Key, child_key, controller_owner, key_of
 from ..kube import Kube
@@ -112,6 +112,7 @@ class Reconciler:
         """Drop every cache entry of a deleted MLBackend, and only its own (keeps memory flat under churn)."""
         self.cache.forget(key)
         self.backoff.forget(key)
+        metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
         with self._guard:
             self._last_full.pop(key, None)
@@ -163,7 +164,7 @@ class Reconciler:
         released = False
         try:
             while True:
-                status = self._pass(mlb, trigger)
+                status = self._timed_pass(mlb, trigger)
                 with self._guard:
                     if key not in self._dirty:
                         lock.release()
@@ -175,6 +176,20 @@ class Reconciler:
         finally:
             if not released:
                 lock.release()
+
+    def _timed_pass(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
+        """``_pass``, counted and timed (lsml_operator.metrics), with the Ready reason it left recorded."""
+        started = time.perf_counter()
+        try:
+            status = self._pass(mlb, trigger)
+        except BaseException:
+            metrics.RECONCILES.labels(trigger.value, "error").inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(trigger.value, "ok").inc()
+        metrics.READY_BY_REASON.record(key_of(mlb), status)
+        return status
 
     def _pass(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
         """One pass: the steps, the pure status, the write, then the events."""

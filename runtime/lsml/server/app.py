@@ -48,7 +48,12 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider; JSONProvider lacks it
 
-    registry = ModelRegistry(model_ref, settings, on_loaded=metrics.model_loaded, on_evicted=metrics.model_evicted)
+    def _loaded(project: str, model_version: str, seconds: float) -> None:
+        metrics.model_loaded(
+            project, model_version, seconds, fit_seconds=_fit_seconds(registry, project, model_version)
+        )
+
+    registry = ModelRegistry(model_ref, settings, on_loaded=_loaded, on_evicted=metrics.model_evicted)
 
     def _published(project: str, result: dict) -> None:
         if result.get("published"):
@@ -80,3 +85,12 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
         "RQ" if settings.redis_url else "embedded",
     )
     return app
+
+
+def _fit_seconds(registry: ModelRegistry, project: str, model_version: str) -> float | None:
+    """The fit duration a published version recorded (None for the untrained model or an older version)."""
+    try:
+        value = registry.store.find(project, model_version).metadata.get("fit_seconds")
+    except (KeyError, ValueError, OSError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None

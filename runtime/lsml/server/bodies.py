@@ -150,7 +150,9 @@ class PredictBody(Body):
     tasks: list[_Object] = Field(description="Label Studio tasks, predicted in order")
     project: OptionalProject = ""  # validated (validate_default): the default project
     label_config: str | None = Field(None, description="Label config XML (parsed once per config, cached)")
-    params: dict[str, Any] | None = None
+    params: dict[str, Any] | None = Field(
+        None, description="Label Studio's extra parameters; `context` reaches predict"
+    )
     ERRORS = {
         "tasks": "invalid_tasks",
         "project": "invalid_project",
@@ -167,7 +169,9 @@ class SetupBody(Body):
     hostname: Annotated[str, Field(pattern=credentials.SETUP_HOSTNAME_PATTERN)] | None = Field(
         None, description="Label Studio's URL, http:// or https://"
     )
-    access_token: str | None = None
+    access_token: str | None = Field(
+        None, description="Label Studio's token for this project (kept in the state, never logged or echoed)"
+    )
     extra_params: Any = Field(None, description="Kept for the model (`extra_params`)")
     ERRORS = {
         "project": "invalid_project",
@@ -181,7 +185,7 @@ class WebhookProject(Body):
     """The project object Label Studio serializes into every webhook."""
 
     id: ProjectId
-    label_config: str | None = None
+    label_config: str | None = Field(None, description="The project's label config XML")
 
 
 WebhookProjectField = Annotated[
@@ -291,9 +295,21 @@ class PrelabelBody(Body):
         AfterValidator(project_key),
         Field(description="A Label Studio project id, or Label Studio's `<id>.<created_at>` name"),
     ]
-    mode: Literal[MODES] = "missing"  # type: ignore[valid-type]
-    batch_size: Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX), BeforeValidator(_integral)] = BATCH_SIZE_DEFAULT
-    max_concurrent: Annotated[int, Field(ge=1, le=MAX_CONCURRENT_MAX), BeforeValidator(_integral)] = 1
+    mode: Literal[MODES] = Field(  # type: ignore[valid-type]
+        "missing",
+        description="which tasks: `missing` (no prediction of this version), `unlabelled` (the same, minus "
+        "annotated tasks) or `all`",
+    )
+    batch_size: Annotated[
+        int,
+        Field(ge=1, le=BATCH_SIZE_MAX, description="tasks per predict call, write and checkpoint"),
+        BeforeValidator(_integral),
+    ] = BATCH_SIZE_DEFAULT
+    max_concurrent: Annotated[
+        int,
+        Field(ge=1, le=MAX_CONCURRENT_MAX, description="predict calls at once (live /predict keeps its latency at 1)"),
+        BeforeValidator(_integral),
+    ] = 1
     version: Annotated[str, Field(pattern=VERSION_NAME_PATTERN)] | None = Field(
         None, description="a kept version (default: the current one)"
     )

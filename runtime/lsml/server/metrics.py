@@ -53,6 +53,12 @@ MODEL_VERSION_NUMBER = Gauge(
     ["project"],
     multiprocess_mode="livemax",
 )
+FIT_SECONDS = Gauge(
+    "lsml_model_fit_seconds",
+    "How long the fit that produced the served version ran, per project (from the version's metadata)",
+    ["project"],
+    multiprocess_mode="livemax",
+)
 QUEUE_DEPTH = Gauge("lsml_training_queue_depth", "Training jobs waiting", multiprocess_mode="livemostrecent")
 QUEUE_RUNNING = Gauge("lsml_training_jobs_running", "Training jobs running", multiprocess_mode="livemostrecent")
 QUEUE_FAILED = Gauge(
@@ -85,8 +91,10 @@ def count_error(code: str) -> None:
     ERRORS.labels(code).inc()
 
 
-def model_loaded(project: str, model_version: str, seconds: float) -> None:
+def model_loaded(project: str, model_version: str, seconds: float, fit_seconds: float | None = None) -> None:
     MODEL_LOAD.observe(seconds)
+    if fit_seconds is not None:  # fits run in workers, which serve no /metrics: the version carries it here
+        FIT_SECONDS.labels(project).set(fit_seconds)
     previous = _loaded_versions.get(project)
     if previous is not None and previous != model_version:
         MODEL_VERSION.labels(project, previous).set(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 from typing import Any
 
 from lsml.integrity import verify_version
@@ -74,7 +75,9 @@ def run_training(
                     kwargs["coalesced"] = request.coalesced
                 if request.coalesced_dropped:
                     kwargs["coalesced_dropped"] = request.coalesced_dropped
+            fit_started = time.monotonic()
             result = model.fit(request.event, request.payload, **kwargs)
+            fit_seconds = round(time.monotonic() - fit_started, 6)
             if result is False:
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)
                 return {
@@ -93,6 +96,7 @@ def run_training(
                         "job": job_id,
                         "model": model_ref_string(model_ref),
                         "result": _jsonable(result),
+                        "fit_seconds": fit_seconds,  # lsml_model_fit_seconds once a server loads the version
                     },
                 )
         pin = settings.pinned_version(project)
