@@ -112,6 +112,7 @@ class Settings:
     local_files_roots: tuple[Path, ...] = ()
     prelabel_on_publish: bool = False
     pinned_versions: tuple[tuple[str, str], ...] = ()
+    catchup_interval: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> Settings:
@@ -147,6 +148,7 @@ class Settings:
             local_files_roots=_paths(env, "LSML_LOCAL_FILES_ROOTS"),
             prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
             pinned_versions=_pins(env, "LSML_PINNED_VERSIONS"),
+            catchup_interval=_float(env, "LSML_CATCHUP_INTERVAL", 60.0),
         )
 
     def __post_init__(self) -> None:

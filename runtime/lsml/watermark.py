@@ -32,10 +32,13 @@ below the watermark forever.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: The state key catch-up keeps a project's advanced watermark under: `{"version": name|None, "watermark": {...}}`.
 STATE_KEY = "catchup"
@@ -182,3 +185,26 @@ class Watermark:
             return
         self.updated_at = to
         self.seen = {k: v for k, v in self.seen.items() if (parse_time(v) or mark) > mark}
+
+
+def ledger_for(state: Any, project: str, version: str | None) -> Watermark | None:
+    """Catch-up's advanced watermark of `project` while it belongs to `version`; else None."""
+    stored = state.get(project, STATE_KEY)
+    if isinstance(stored, dict) and stored.get("version") == version:
+        return Watermark.from_dict(stored.get("watermark"))
+    return None
+
+
+def training_base(state: Any, project: str, version: Any) -> Watermark:
+    """The watermark a training builds on: catch-up's for `version` when it has one, else the version's own."""
+    name = version.name if version is not None else None
+    try:
+        found = ledger_for(state, project, name)
+    except Exception:  # noqa: BLE001 - state (Redis) down: the version's own watermark is the durable one
+        log.debug("project %s: catch-up's watermark unavailable", project, exc_info=True)
+        found = None
+    if found is not None:
+        return found
+    if version is None:
+        return Watermark()
+    return Watermark.from_dict(version.metadata.get("watermark"))

@@ -87,13 +87,20 @@ class TasksMixin(Transport):
         (`filter:tasks:updated_at`, type `Datetime`, format `%Y-%m-%dT%H:%M:%S.%fZ`, UTC), paged by id
         so a task updated while we page stays where it was.
         """
-        items = []
+        items: list[dict[str, Any]] = []
         if since is not None:
             items.append(
-                {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": dm_time(since)}
+                {
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": dm_time(since),
+                }
             )
         if only_annotated:
-            items.append({"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0})
+            items.append(
+                {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+            )
         query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
         page, seen = 1, 0
         while True:

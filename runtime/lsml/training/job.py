@@ -19,6 +19,7 @@ from lsml.state import make_state
 from lsml.store import make_store
 from lsml.training import deadline
 from lsml.training.queue import TrainingRequest
+from lsml.watermark import Watermark, config_hash, training_base
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,19 @@ def _accepts_kwargs(fn) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def trained_watermark(
+    state: Any, project: str, base_version: Any, request: TrainingRequest, label_config: str | None
+) -> Watermark:
+    """The watermark of the version this training publishes (`lsml.watermark`): what the version it built on
+    accounted for (catch-up's advanced copy when it has one), with every trigger the training got folded in."""
+    watermark = training_base(state, project, base_version).copy()
+    for item in list(request.coalesced) + [{"event": request.event, "data": request.payload}]:
+        if isinstance(item, dict):
+            watermark.fold_event(str(item.get("event")), item.get("data"))
+    watermark.config = config_hash(label_config) or watermark.config
+    return watermark
 
 
 def run_training(
@@ -84,6 +98,7 @@ def run_training(
                     "event": request.event,
                     "result": None,
                 }
+            watermark = trained_watermark(state, project, current, request, label_config)
             with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
                 version = store.publish(
                     project,
@@ -93,6 +108,7 @@ def run_training(
                         "job": job_id,
                         "model": model_ref_string(model_ref),
                         "result": _jsonable(result),
+                        "watermark": watermark.to_dict(),
                     },
                 )
         pin = settings.pinned_version(project)
