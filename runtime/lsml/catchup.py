@@ -102,7 +102,7 @@ def status(settings: Settings, state: Any = None, projects: list[str] | None = N
     return {
         "status": OFF,
         "reason": "no Label Studio credentials: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
-        "(or connect the backend from Label Studio, whose /setup sends them)",
+        "(or connect the backend from Label Studio: its /setup sends a URL and token for its project)",
         "interval": settings.catchup_interval,
     }
 

@@ -117,7 +117,7 @@ def exercise(server: Started, n_rows: int | None = None):
     ).json() == {"model_version": "0.0.1"}
     health = requests.get(server.url + "/health", timeout=5).json()
     assert {k: health[k] for k in ("status", "model_class")} == {"status": "UP", "model_class": "TextClassifier"}
-    assert health["catchup"]["status"] == "on"  # /setup sent a Label Studio URL and token
+    assert health["catchup"]["interval"] == 60.0  # on once a process knows the project /setup sent a token for
     tasks = [{"id": 1, "data": {"text": "great and lovely"}}, {"id": 2, "data": {"text": "terrible, bad"}}]
     r = server.post("/predict", {"tasks": tasks, "project": "1.1700000000", "label_config": CONFIG})
     assert r.status_code == 200

@@ -134,7 +134,7 @@ def health() -> Response:
 def _catchup_status(rt) -> dict:
     """Whether catch-up of missed webhooks runs here, and why not (`lsml.catchup.status`)."""
     try:
-        projects = sorted(set(rt.registry.store.projects()) | set(rt.registry.loaded()))
+        projects = sorted(set(rt.registry.store.projects()) | set(rt.registry.projects()))
         return catchup.status(rt.settings, rt.registry.state, projects)
     except Exception:  # noqa: BLE001 - /health must answer whatever state does
         return catchup.status(rt.settings)
