@@ -148,6 +148,10 @@ class Checker:
     def _check(self, client: Any, project: str, version: Any) -> CheckResult:
         pid = int(project)
         watermark = training_base(self.state, project, version)
+        pending = self._pending(project, version.name)
+        if pending is not None and pending[1] is None:  # its training was lost: find those changes again
+            watermark = Watermark.from_dict(pending[2])
+            pending = None
         summary = client.project_summary(pid)
         count = summary.get("total_annotations_number")
         label_config = summary.get("label_config") if isinstance(summary.get("label_config"), str) else None
@@ -179,12 +183,33 @@ class Checker:
                 payload = {"annotations": [{"id": i} for i in deleted], "project": {"id": pid}, "catchup": True}
                 events.append(("ANNOTATIONS_DELETED", payload))
         if not events:
-            self._save(project, version.name, watermark, mark, label_config)
+            self._save(project, version.name, watermark, mark, label_config, pending)
             log.debug("project %s: catch-up: %s accounts for every annotation", project, version.name)
             return CheckResult(project, "current")
+        before = watermark.to_dict()
+        if pending is not None:  # an earlier recovery still waits: a loss of either finds both again
+            before = pending[2]
         result = self._hand_over(project, pid, events, watermark, label_config)
-        self._save(project, version.name, watermark, mark, label_config)
+        self._save(project, version.name, watermark, mark, label_config, (result.job, "queued", before))
         return result
+
+    def _pending(self, project: str, version: str) -> tuple[str, str | None, dict] | None:
+        """`(job, status, watermark before it)` of the recovery catch-up queued for `version` while that job may
+        still train (status None: the queue does not know it, e.g. the embedded queue of a restarted server);
+        None when there is none or it ended (its version, or its failure, accounts for it)."""
+        stored = self.state.get(project, STATE_KEY)
+        if not isinstance(stored, dict) or stored.get("version") != version or not isinstance(stored.get("job"), str):
+            return None
+        job, before = stored["job"], stored.get("before")
+        found = self.queue.status(job)
+        if found is None:
+            log.warning(
+                "project %s: catch-up's training %s was lost (restart?): looking for its changes again", project, job
+            )
+            return job, None, before if isinstance(before, dict) else {}
+        if found.get("status") in ("queued", "started"):
+            return job, str(found.get("status")), before if isinstance(before, dict) else {}
+        return None
 
     def _missed(self, pid: int, tasks: list[dict], watermark: Watermark, also_unknown: bool = False) -> list:
         """The events Label Studio would have sent for annotations `watermark` does not account for, oldest first."""
@@ -234,16 +259,23 @@ class Checker:
         return CheckResult(project, "recovered", events=counts, job=job)
 
     def _save(
-        self, project: str, version: str, watermark: Watermark, mark: str | None, label_config: str | None
+        self,
+        project: str,
+        version: str,
+        watermark: Watermark,
+        mark: str | None,
+        label_config: str | None,
+        pending: tuple[str | None, str | None, dict] | None = None,
     ) -> None:
         stamp = parse_time(mark)
         if stamp is not None:
             watermark.advance((stamp - timedelta(seconds=CLOCK_MARGIN)).isoformat().replace("+00:00", "Z"))
         if label_config:
             watermark.config = config_hash(label_config)
-        self.state.set(
-            project, STATE_KEY, {"version": version, "watermark": watermark.to_dict(), "checked_at": time.time()}
-        )
+        saved: dict[str, Any] = {"version": version, "watermark": watermark.to_dict(), "checked_at": time.time()}
+        if pending is not None and pending[0]:
+            saved.update(job=pending[0], before=pending[2])  # kept until that training ends (`_pending`)
+        self.state.set(project, STATE_KEY, saved)
 
 
 def _client(credential: credentials.Credential) -> Any:

@@ -195,6 +195,10 @@ def ledger_for(state: Any, project: str, version: str | None) -> Watermark | Non
     return None
 
 
+#: `seen` entries beyond which a watermark gives up and asks for a new baseline (catch-up not running for long).
+MAX_SEEN = 50_000
+
+
 def training_base(state: Any, project: str, version: Any) -> Watermark:
     """The watermark a training builds on: catch-up's for `version` when it has one, else the version's own."""
     name = version.name if version is not None else None

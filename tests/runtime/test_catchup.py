@@ -31,7 +31,7 @@ INTERVAL = "1.5"
 
 # Records every fit: the triggers it got (its own and the coalesced ones), with annotation ids.
 MODEL_PY = """
-import json, os
+import json, os, time
 from lsml import LabelStudioMLBase
 
 
@@ -46,6 +46,11 @@ class Recorder(LabelStudioMLBase):
             body = item["data"] or {}
             ids = [body["annotation"]["id"]] if "annotation" in body else [a["id"] for a in body.get("annotations") or []]
             seen.append({"event": item["event"], "ids": ids, "catchup": body.get("catchup") is True})
+        block = os.environ.get("TEST_FIT_BLOCK")  # a catch-up training waits while this file exists
+        if block and any(t["catchup"] for t in seen) and os.path.exists(block):
+            open(block + ".started", "w").close()
+            while os.path.exists(block):
+                time.sleep(0.05)
         (self.output_dir / "seen.json").write_text(json.dumps(seen))
         with open(os.environ["TEST_FIT_LOG"], "a") as f:
             f.write(json.dumps(seen) + "\\n")
@@ -80,6 +85,7 @@ class Backend:
             "LABEL_STUDIO_API_KEY": self.token,
             "LSML_CATCHUP_INTERVAL": INTERVAL,
             "TEST_FIT_LOG": str(self.log),
+            "TEST_FIT_BLOCK": str(tmp_path / "block"),
         }
         self.settings = Settings.from_env(
             env={"MODEL_DIR": str(self.dir / "data" / "models"), **({"REDIS_URL": redis_url} if redis_url else {})},
@@ -189,6 +195,28 @@ def test_annotations_made_while_the_backend_was_down_train_a_version_without_any
         what="a later check finding nothing more",
     )
     assert len(fits(backend.log)) == before + 1  # the recovered annotations are not trained twice
+
+
+def test_a_recovery_whose_training_was_lost_with_a_restart_is_found_again(
+    tmp_path, procs, label_studio, ls_client, ls_project
+):
+    """Embedded training lives in the server: stopped mid-fit, the queued recovery is gone; the next
+    server finds the same changes again (the watermark kept what it was before that recovery)."""
+    backend = Backend(tmp_path, procs, label_studio)
+    project, tasks = connected_project(ls_client, ls_project, backend)
+    backend.stop()
+    before, block = len(fits(backend.log)), tmp_path / "block"
+    block.touch()
+    missed = [ls_client.create_annotation(task, sentiment_choice("Negative"))["id"] for task in tasks[2:12]]
+    backend.start()
+    wait_for(lambda: (tmp_path / "block.started").exists(), 30, what="catch-up's training to start")
+    backend.stop()  # the fit dies with the server: nothing published, nothing logged
+    assert fits(backend.log)[before:] == []
+    block.unlink()
+
+    backend.start()
+    new = wait_for(lambda: fits(backend.log)[before:], 30, what="the recovery after the restart")
+    assert sorted(i for fit in new for t in fit for i in t["ids"]) == sorted(missed)
 
 
 def test_annotations_deleted_while_the_backend_was_down_retrain_with_the_deletion(

@@ -19,7 +19,7 @@ from lsml.state import make_state
 from lsml.store import make_store
 from lsml.training import deadline
 from lsml.training.queue import TrainingRequest
-from lsml.watermark import Watermark, config_hash, training_base
+from lsml.watermark import MAX_SEEN, Watermark, config_hash, training_base
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ def trained_watermark(
         if isinstance(item, dict):
             watermark.fold_event(str(item.get("event")), item.get("data"))
     watermark.config = config_hash(label_config) or watermark.config
+    if not watermark.complete or len(watermark.seen) > MAX_SEEN:
+        # nothing to compare with until catch-up takes a baseline: keep the file small
+        return Watermark(config=watermark.config)
     return watermark
 
 
