@@ -131,13 +131,25 @@ def health() -> Response:
     return _json_response({"status": "UP", "model_class": rt.registry.class_name, "catchup": _catchup_status(rt)})
 
 
+_catchup_cache: dict[str, Any] = {}
+#: Seconds a process reuses its catch-up status: /health has a 1 s budget (Label Studio), and without
+#: LABEL_STUDIO_URL the status reads state (Redis) for the projects' /setup tokens.
+CATCHUP_STATUS_TTL = 10.0
+
+
 def _catchup_status(rt) -> dict:
     """Whether catch-up of missed webhooks runs here, and why not (`lsml.catchup.status`)."""
+    cached = _catchup_cache.get("status")
+    if cached is not None and cached[0] > time.monotonic() and cached[1] is rt:
+        return cached[2]
     try:
         projects = sorted(set(rt.registry.store.projects()) | set(rt.registry.projects()))
-        return catchup.status(rt.settings, rt.registry.state, projects)
+        found = catchup.status(rt.settings, rt.registry.state, projects)
     except Exception:  # noqa: BLE001 - /health must answer whatever state does
-        return catchup.status(rt.settings)
+        found = catchup.status(rt.settings)
+    if found["status"] == "on":  # "off" may turn "on" with the next /setup: asked again then
+        _catchup_cache["status"] = (time.monotonic() + CATCHUP_STATUS_TTL, rt, found)
+    return found
 
 
 @bp.route("/setup", methods=["POST"])
