@@ -71,6 +71,11 @@ CLOCK_MARGIN = 5.0
 #: Tasks per page of the changed-since query.
 PAGE_SIZE = 100
 
+#: Seconds after a process starts before its first check (at most the interval), and between checks while
+#: the model class is still loading.
+STARTUP_DELAY = 1.0
+NOT_LOADED = "the model class is not loaded yet"
+
 OFF, ON = "off", "on"
 
 
@@ -136,7 +141,7 @@ class Checker:
         if not str(project).isdigit():
             return CheckResult(project, "skipped", reason="not a Label Studio project id")
         if not self.train_events():  # the model class is still importing: what it trains on is unknown
-            return CheckResult(project, "skipped", reason="the model class is not loaded yet")
+            return CheckResult(project, "skipped", reason=NOT_LOADED)
         client = self.client_for(credential)
         try:
             return self._check(client, project, version)
@@ -378,8 +383,14 @@ class CatchupRunner:
         return results
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # the first check comes soon after the process starts: a restart is when events were missed
+        delay = min(self.interval, STARTUP_DELAY)
+        while not self._stop.wait(delay):
+            delay = self.interval
             try:
-                self.run_once()
+                results = self.run_once()
             except Exception:  # noqa: BLE001 - never let the thread die
                 log.warning("catch-up pass failed", exc_info=True)
+                continue
+            if any(r.reason == NOT_LOADED for r in results):
+                delay = min(self.interval, STARTUP_DELAY)
