@@ -18,8 +18,9 @@ nothing says so. Every `LSML_CATCHUP_INTERVAL` seconds a server thread
    `ANNOTATION_UPDATED`, with the annotation and its task); when the count
    says accounted annotations are gone, the project's annotation ids are read
    once and the missing ones become one `ANNOTATIONS_DELETED`;
-4. those events go through the queue's `submit`, the webhook's own path, so
-   they coalesce into one training (`fit` gets them as `coalesced`); more than
+4. those events go through the queue's `submit`, the webhook's own path, as
+   one request (the newest event, the earlier ones in `coalesced`, as coalesced
+   webhooks would be), folded into a training already queued if there is one; more than
    `MAX_EVENTS` become one `START_TRAINING` (a full retrain) instead. Their
    payloads carry ``"catchup": true``.
 5. the watermark, with what was handed over, is saved for the next check; the
@@ -131,17 +132,25 @@ class Checker:
         self.train_events = train_events
         self.client_for = client_for or _client
 
-    def check(self, project: str) -> CheckResult:
-        version = self.store.latest(project)
-        if version is None:
-            return CheckResult(project, "skipped", reason="no published version")
+    def skip_reason(self, project: str) -> str | None:
+        """Why `project` cannot be checked now (before any lease is taken), or None."""
+        if not str(project).isdigit():
+            return "not a Label Studio project id"
+        if self.store.latest(project) is None:
+            return "no published version"
         credential = credentials.resolve(self.settings, self.state.get(project, credentials.STATE_KEY))
         if not credential.url or not credential.token:
-            return CheckResult(project, "skipped", reason="no Label Studio URL and token for this project")
-        if not str(project).isdigit():
-            return CheckResult(project, "skipped", reason="not a Label Studio project id")
+            return "no Label Studio URL and token for this project"
         if not self.train_events():  # the model class is still importing: what it trains on is unknown
-            return CheckResult(project, "skipped", reason=NOT_LOADED)
+            return NOT_LOADED
+        return None
+
+    def check(self, project: str) -> CheckResult:
+        reason = self.skip_reason(project)
+        if reason is not None:
+            return CheckResult(project, "skipped", reason=reason)
+        version = self.store.latest(project)
+        credential = credentials.resolve(self.settings, self.state.get(project, credentials.STATE_KEY))
         client = self.client_for(credential)
         try:
             return self._check(client, project, version)
@@ -248,9 +257,14 @@ class Checker:
             payload = {"project": {"id": pid}, "catchup": {"seen": seen, "deleted": deleted, "events": len(wanted)}}
             job = self.queue.submit(TrainingRequest(project, "START_TRAINING", payload, label_config))
             counts["START_TRAINING"] = 1
-        else:
-            for event, payload in wanted:
-                job = self.queue.submit(TrainingRequest(project, event, payload, label_config))
+        elif wanted:
+            # one request, as a burst of webhooks coalesced into one queued job would be: the newest event with
+            # the earlier ones in `coalesced` (oldest first); submitting them one by one could split them in two
+            # trainings when the first starts before the last is submitted
+            *earlier, (event, payload) = wanted
+            coalesced = [{"event": e, "data": p} for e, p in earlier]
+            job = self.queue.submit(TrainingRequest(project, event, payload, label_config, coalesced=coalesced))
+            for event, _payload in wanted:
                 counts[event] = counts.get(event, 0) + 1
         for event, payload in events:  # an event the model does not train on is accounted for, as a webhook's would be
             watermark.fold_event(event, payload)
@@ -370,10 +384,14 @@ class CatchupRunner:
         results = []
         for project in self.checker.store.projects():
             try:
-                with self.lease(project) as held:
-                    if not held:
-                        continue
-                    result = self.checker.check(project)
+                reason = self.checker.skip_reason(project)
+                if reason is not None:  # no lease (no Redis call) for a project there is nothing to do for
+                    result = CheckResult(project, "skipped", reason=reason)
+                else:
+                    with self.lease(project) as held:
+                        if not held:
+                            continue
+                        result = self.checker.check(project)
             except Exception as exc:  # noqa: BLE001 - Label Studio or Redis down: the next interval tries again
                 log.warning("project %s: catch-up check failed: %s: %s", project, type(exc).__name__, exc)
                 result = CheckResult(project, "error", reason=type(exc).__name__)
