@@ -173,11 +173,9 @@ class Checker:
         if not watermark.complete or watermark.updated_at is None:
             tasks = list(client.iter_tasks_updated_after(pid, None, PAGE_SIZE))
             live = {a["id"]: a for t in tasks for a in t.get("annotations") or [] if not a.get("was_cancelled")}
-            watermark.ids = set(live)
-            watermark.complete = True
-            watermark.updated_at = watermark.updated_at or mark
+            watermark = Watermark(ids=set(live), complete=True, config=watermark.config)
             for annotation in live.values():
-                watermark.account(annotation)
+                watermark.account(annotation)  # `_save` keeps only those changed after the mark (less the margin)
             self._save(project, version.name, watermark, mark, label_config)
             log.info("project %s: catch-up baseline at %s (%d annotations)", project, mark, len(live))
             return CheckResult(project, "baseline")
