@@ -48,3 +48,58 @@ def test_a_baseline_keeps_every_id_but_the_times_of_recent_changes_only(tmp_path
     assert saved["updated_at"] == "2026-01-01T11:59:55Z"
     assert checker.check("3").outcome == "current"  # nothing new: no training
     assert queue.stats()["queued"] == 0
+
+
+def test_more_missed_changes_than_a_request_keeps_become_one_full_retrain_that_accounts_for_them(
+    tmp_path, http_recorder, monkeypatch
+):
+    """Beyond MAX_EVENTS (1000; 3 here) catch-up asks for START_TRAINING; the version it publishes records
+    every id it covered, so the next check finds nothing."""
+    from lsml import catchup
+    from lsml.state import make_state
+
+    monkeypatch.setattr(catchup, "MAX_EVENTS", 3)
+    label_studio = http_recorder()
+    headers = {"Content-Type": "application/json"}
+    tasks = [
+        {"id": 1000 + i, "updated_at": OLD, "annotations": [{"id": i, "updated_at": OLD, "result": []}]}
+        for i in range(1, 11)
+    ]
+
+    def task_pages(request) -> Answer:
+        newest = max(tasks, key=lambda t: t["updated_at"])
+        if "task_only" in request.path:
+            return Answer(200, json.dumps({"tasks": [newest], "total": len(tasks)}).encode(), headers)
+        if "updated_at" in request.path:  # the changed-since query: the recorder plays the filter
+            changed = [t for t in tasks if t["updated_at"] > "2026-01-01T09"]
+            return Answer(200, json.dumps({"tasks": changed, "total": len(changed)}).encode(), headers)
+        return Answer(200, json.dumps({"tasks": tasks, "total": len(tasks)}).encode(), headers)
+
+    def project(_request) -> Answer:
+        body = {"id": 3, "total_annotations_number": len(tasks), "label_config": "<View/>"}
+        return Answer(200, json.dumps(body).encode(), headers)
+
+    label_studio.routes["/api/tasks/"] = task_pages
+    label_studio.routes["/api/projects/"] = project
+    settings = Settings(model_dir=tmp_path / "models", label_studio_url=label_studio.url, label_studio_api_key="k")
+    store = LocalModelStore(settings.model_dir)
+    with store.staging("3") as staged:
+        (staged / "fit.json").write_text('{"event": "ANNOTATION_CREATED"}')  # what CountingModel loads
+        store.publish("3", staged)
+    state = make_state(settings)  # the state run_training reads too
+    queue = EmbeddedQueue("tests.runtime.sample_models:CountingModel", settings)
+    checker = Checker(settings, store, state, queue, lambda: ("ANNOTATION_CREATED", "START_TRAINING"))
+    assert checker.check("3").outcome == "baseline"
+
+    tasks.extend(
+        {"id": 1000 + i, "updated_at": NEWEST, "annotations": [{"id": i, "updated_at": NEWEST, "result": []}]}
+        for i in range(11, 16)
+    )
+    result = checker.check("3")
+    assert result.outcome == "recovered" and result.events == {"START_TRAINING": 1}
+    queue.wait(str(result.job))
+    version = store.latest("3")
+    assert version is not None and version.name == "v2"
+    assert version.metadata["event"] == "START_TRAINING"
+    assert version.metadata["watermark"]["ids"] == [[1, 15]] and version.metadata["watermark"]["complete"]
+    assert checker.check("3").outcome == "current"
