@@ -428,6 +428,10 @@ class ModelRegistry:
         cls = self.model_class_if_ready() or LabelStudioMLBase
         return cls.INITIAL_MODEL_VERSION
 
+    def projects(self) -> list[str]:
+        """Projects this process has an entry for (set up, or asked for), loaded or still building."""
+        return list(self._entries)
+
     def loaded(self) -> dict[str, str]:
         """project -> model_version of every instance this process holds."""
         return {p: e.instance.model_version for p, e in list(self._entries.items()) if e.instance is not None}

@@ -262,6 +262,13 @@ class Settings:
         "publish and whatever `activate` did, while it names a kept version (else the store's current, warned "
         "once); `prune` keeps it. MLBackend `spec.model.pinnedVersions` sets it",
     )
+    catchup_interval: float = setting(
+        60.0,
+        "LSML_CATCHUP_INTERVAL",
+        "seconds between two catch-up checks in each server process: annotations Label Studio changed or deleted "
+        "after the served version's watermark, whose webhook never arrived, trigger one coalesced training; `0` "
+        "turns it off (it is off anyway without Label Studio credentials, and `/health` says so)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> Settings:
@@ -301,6 +308,7 @@ class Settings:
             local_files_roots=_paths(env, "LSML_LOCAL_FILES_ROOTS"),
             prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
             pinned_versions=_pins(env, "LSML_PINNED_VERSIONS"),
+            catchup_interval=_float(env, "LSML_CATCHUP_INTERVAL", 60.0),
         )
 
     def __post_init__(self) -> None:

@@ -56,3 +56,6 @@ def serve(settings):
         close = getattr(app.extensions["lsml"].queue, "close", None)
         if close:
             close()
+        catchup = app.extensions.get("lsml_catchup")
+        if catchup is not None:  # its thread would wake on a deleted tmp dir
+            catchup.stop()

@@ -115,7 +115,9 @@ def exercise(server: Started, n_rows: int | None = None):
     assert server.post(
         "/setup", {"project": "1.1700000000", "schema": CONFIG, "hostname": "http://127.0.0.1:1", "access_token": "tok"}
     ).json() == {"model_version": "0.0.1"}
-    assert requests.get(server.url + "/health", timeout=5).json() == {"status": "UP", "model_class": "TextClassifier"}
+    health = requests.get(server.url + "/health", timeout=5).json()
+    assert {k: health[k] for k in ("status", "model_class")} == {"status": "UP", "model_class": "TextClassifier"}
+    assert health["catchup"]["interval"] == 60.0  # on once a process knows the project /setup sent a token for
     tasks = [{"id": 1, "data": {"text": "great and lovely"}}, {"id": 2, "data": {"text": "terrible, bad"}}]
     r = server.post("/predict", {"tasks": tasks, "project": "1.1700000000", "label_config": CONFIG})
     assert r.status_code == 200

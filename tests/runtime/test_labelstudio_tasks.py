@@ -75,3 +75,22 @@ def test_bad_label_config_is_refused_with_label_studios_reason(ls_client):
         ls_client.create_project("broken", "<View><Choices name='c' toName='missing'/></View>")
     assert caught.value.status == 400
     assert "label_config" in caught.value.message
+
+
+def test_tasks_updated_after_a_time_are_those_whose_annotations_changed_since(ls_client, ls_project):
+    """Catch-up's query (`iter_tasks_updated_after`): Label Studio 1.23.2 filters on the task's `updated_at`,
+    which an annotation's save or delete moves; tasks without annotations are left out."""
+    project = ls_project()["id"]
+    ls_client.import_tasks(project, [{"text": f"text {i}"} for i in range(6)])
+    ids = [t["id"] for t in ls_client.tasks(project)]
+    ls_client.create_annotation(ids[0], _choice("Positive"))
+    before = ls_client.newest_task_update(project)
+    assert before is not None
+    assert {t["id"] for t in ls_client.iter_tasks_updated_after(project, None)} == {ids[0]}
+    assert list(ls_client.iter_tasks_updated_after(project, before)) == []
+
+    later = [ls_client.create_annotation(task, _choice("Negative")) for task in ids[2:5]]
+    found = list(ls_client.iter_tasks_updated_after(project, before, page_size=2))  # paged: 2 + 1
+    assert sorted(t["id"] for t in found) == ids[2:5]
+    assert sorted(a["id"] for t in found for a in t["annotations"]) == sorted(a["id"] for a in later)
+    assert ls_client.project_summary(project)["total_annotations_number"] == 4

@@ -27,7 +27,12 @@ def test_health_and_index_name_the_model_class(serve):
     _, c = serve(CountingModel)
     for path in ("/", "/health"):
         r = c.get(path)
-        assert r.status_code == 200 and r.json == {"status": "UP", "model_class": "CountingModel"}
+        assert r.status_code == 200 and r.json == {
+            "status": "UP",
+            "model_class": "CountingModel",
+            "catchup": {"status": "off", "reason": r.json["catchup"]["reason"], "interval": 60.0},
+        }
+        assert "LABEL_STUDIO_URL" in r.json["catchup"]["reason"]  # no credentials: catch-up cannot run
 
 
 def test_setup_answers_the_model_version_and_predict_answers_one_item_per_task(serve, text_config):

@@ -27,6 +27,14 @@ class ProjectsMixin(Transport):
     def project(self, project: int) -> dict:
         return self.get_json(f"/api/projects/{int(project)}/")
 
+    def project_summary(self, project: int) -> dict:
+        """The project with one count only, `total_annotations_number` (non-cancelled annotations).
+
+        Why `include=`: Label Studio 1.23.2's project GET computes every count field otherwise
+        (`num_tasks_with_annotations` is a slow distinct query); catch-up reads this every interval.
+        """
+        return self.get_json(f"/api/projects/{int(project)}/", params={"include": "total_annotations_number"})
+
     def create_project(self, title: str, label_config: str, **fields: Any) -> dict:
         return self.post_json("/api/projects/", {"title": title, "label_config": label_config, **fields})
 

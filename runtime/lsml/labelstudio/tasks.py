@@ -8,6 +8,7 @@ with `fields=all`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,6 +76,55 @@ class TasksMixin(Transport):
         )
         return _page_tasks(body, self.absolute_url("/api/tasks/"))
 
+    def iter_tasks_updated_after(
+        self, project: int | str, since: str | None, page_size: int = DEFAULT_PAGE_SIZE, *, only_annotated: bool = True
+    ) -> Iterator[dict]:
+        """Tasks (with annotations) whose `updated_at` is after `since` (Label Studio's own ISO time; None: all).
+
+        Label Studio 1.23.2 moves a task's `updated_at` whenever one of its annotations is saved or
+        deleted (`Annotation.update_task`), after the annotation's own `updated_at`, so this finds
+        every annotation changed after `since`. The filter is the Data Manager's
+        (`filter:tasks:updated_at`, type `Datetime`, format `%Y-%m-%dT%H:%M:%S.%fZ`, UTC), paged by id
+        so a task updated while we page stays where it was.
+        """
+        items: list[dict[str, Any]] = []
+        if since is not None:
+            items.append(
+                {
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": dm_time(since),
+                }
+            )
+        if only_annotated:
+            items.append(
+                {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+            )
+        query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]})
+        page, seen = 1, 0
+        while True:
+            body = self.get_json(
+                "/api/tasks/",
+                params={"project": int(project), "page": page, "page_size": page_size, "fields": "all", "query": query},
+            )
+            tasks, total = _page_tasks(body, self.absolute_url("/api/tasks/"))
+            yield from tasks
+            seen += len(tasks)
+            if not tasks or (seen >= total if total is not None else len(tasks) < page_size):
+                return
+            page += 1
+
+    def newest_task_update(self, project: int | str) -> str | None:
+        """The newest task `updated_at` of the project (Label Studio's clock), None for a project without tasks."""
+        query = json.dumps({"filters": {"conjunction": "and", "items": []}, "ordering": ["-tasks:updated_at"]})
+        body = self.get_json(
+            "/api/tasks/",
+            params={"project": int(project), "page": 1, "page_size": 1, "fields": "task_only", "query": query},
+        )
+        tasks, _total = _page_tasks(body, self.absolute_url("/api/tasks/"))
+        return tasks[0].get("updated_at") if tasks else None
+
     def tasks(self, project: int, page_size: int = DEFAULT_PAGE_SIZE, **kwargs: Any) -> list[dict]:
         return list(self.iter_tasks(project, page_size, **kwargs))
 
@@ -109,6 +159,17 @@ class TasksMixin(Transport):
         params = {"task": int(task)} if task is not None else {"project": int(project)}  # type: ignore[arg-type]
         body = self.get_json("/api/predictions/", params=params)
         return body.get("results", []) if isinstance(body, dict) else body
+
+
+def dm_time(iso: str) -> str:
+    """Label Studio's ISO time (`2026-12-04T17:27:28.123456Z`, or with `+00:00`) in the Data Manager
+    filter's format (`%Y-%m-%dT%H:%M:%S.%fZ`, UTC)."""
+    from datetime import datetime, timezone
+
+    parsed = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _page_tasks(body: Any, url: str) -> tuple[list[dict], int | None]:

@@ -78,6 +78,7 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
     errors.install(app)
     app.register_blueprint(bp)
     registry.start()
+    _start_catchup(app, settings, registry, queue)
     logger.info(
         "serving %s (model dir %s, %s training)",
         registry.class_name,
@@ -94,3 +95,25 @@ def _fit_seconds(registry: ModelRegistry, project: str, model_version: str) -> f
     except (KeyError, ValueError, OSError):
         return None
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _start_catchup(app: Flask, settings: Settings, registry: ModelRegistry, queue: TrainingQueue) -> None:
+    """Each server process runs catch-up's periodic check (`lsml.catchup`); leases keep it to one per project."""
+    if settings.catchup_interval <= 0:
+        return
+    from lsml.catchup import CatchupRunner, Checker, FileLease, RedisLease
+
+    def train_events() -> tuple[str, ...]:
+        cls = registry.model_class_if_ready()
+        return tuple(cls.TRAIN_EVENTS) if cls is not None else ()
+
+    connection = getattr(queue, "connection", None)
+    lease = (
+        RedisLease(connection, settings.queue_name, settings.catchup_interval)
+        if settings.redis_url and connection is not None
+        else FileLease(settings.model_dir)
+    )
+    checker = Checker(settings, registry.store, registry.state, queue, train_events)
+    runner = CatchupRunner(checker, lease, settings.catchup_interval, on_result=metrics.catchup_checked)
+    app.extensions["lsml_catchup"] = runner
+    runner.start()

@@ -69,6 +69,23 @@ MODEL_EVICTIONS = Counter(
     "Model instances dropped because more than LSML_MAX_LOADED_MODELS projects were loaded",
 )
 TRAINING_SUBMITTED = Counter("lsml_training_submitted_total", "Training triggers accepted", ["event"])
+CATCHUP_RECOVERED = Counter(
+    "lsml_catchup_recovered_total",
+    "Annotation events Label Studio never delivered, found by catch-up and handed to training",
+    ["event"],
+)
+CATCHUP_CHECKS = Counter("lsml_catchup_checks_total", "Catch-up checks of a project by outcome", ["outcome"])
+CATCHUP_ENABLED = Gauge(
+    "lsml_catchup_enabled",
+    "1 when catch-up runs (LSML_CATCHUP_INTERVAL > 0 and Label Studio credentials known), else 0",
+    multiprocess_mode="livemostrecent",
+)
+CATCHUP_AGE = Gauge(
+    "lsml_catchup_watermark_age_seconds",
+    "Seconds since catch-up last confirmed a project's watermark (every annotation accounted for up to then)",
+    ["project"],
+    multiprocess_mode="livemostrecent",
+)
 
 _loaded_versions: dict[str, str] = {}
 
@@ -104,6 +121,20 @@ def model_loaded(project: str, model_version: str, seconds: float, fit_seconds: 
     if model_version.startswith("v") and model_version[1:].isdigit():
         number = int(model_version[1:])
     MODEL_VERSION_NUMBER.labels(project).set(number)
+
+
+def catchup_checked(result) -> None:
+    """Count one catch-up check (`lsml.catchup.CheckResult`); label values are bounded (outcomes, events)."""
+    CATCHUP_CHECKS.labels(result.outcome).inc()
+    for event, count in result.events.items():
+        CATCHUP_RECOVERED.labels(event).inc(count)
+
+
+def catchup_state(enabled: bool, ages: dict[str, float]) -> None:
+    """Set the catch-up gauges at scrape time (ages from the state every process shares)."""
+    CATCHUP_ENABLED.set(1 if enabled else 0)
+    for project, age in ages.items():
+        CATCHUP_AGE.labels(project).set(age)
 
 
 def model_evicted(project: str) -> None:

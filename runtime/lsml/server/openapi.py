@@ -347,7 +347,20 @@ SPEC: dict = {
             "Health": {
                 "type": "object",
                 "required": ["status"],
-                "properties": {"status": {"const": "UP"}, "model_class": {"type": "string"}},
+                "properties": {
+                    "status": {"const": "UP"},
+                    "model_class": {"type": "string"},
+                    "catchup": {
+                        "type": "object",
+                        "description": "Catch-up of annotation events Label Studio never delivered (lsml.catchup)",
+                        "required": ["status", "interval"],
+                        "properties": {
+                            "status": {"enum": ["on", "off"]},
+                            "reason": {"type": "string", "description": "why it is off"},
+                            "interval": {"type": "number", "description": "LSML_CATCHUP_INTERVAL (seconds)"},
+                        },
+                    },
+                },
             },
             "Prediction": {
                 "type": "object",

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from lsml import credentials
+from lsml import catchup, credentials, watermark
 from lsml.label_config import LabelConfigError
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase
@@ -127,7 +127,29 @@ def _json_response(payload: Any, status: int = 200) -> Response:
 @bp.route("/", methods=["GET"], endpoint="index")
 @bp.route("/health", methods=["GET"], endpoint="health")
 def health() -> Response:
-    return _json_response({"status": "UP", "model_class": _rt().registry.class_name})
+    rt = _rt()
+    return _json_response({"status": "UP", "model_class": rt.registry.class_name, "catchup": _catchup_status(rt)})
+
+
+_catchup_cache: dict[str, Any] = {}
+#: Seconds a process reuses its catch-up status: /health has a 1 s budget (Label Studio), and without
+#: LABEL_STUDIO_URL the status reads state (Redis) for the projects' /setup tokens.
+CATCHUP_STATUS_TTL = 10.0
+
+
+def _catchup_status(rt) -> dict:
+    """Whether catch-up of missed webhooks runs here, and why not (`lsml.catchup.status`)."""
+    cached = _catchup_cache.get("status")
+    if cached is not None and cached[0] > time.monotonic() and cached[1] is rt:
+        return cached[2]
+    try:
+        projects = sorted(set(rt.registry.store.projects()) | set(rt.registry.projects()))
+        found = catchup.status(rt.settings, rt.registry.state, projects)
+    except Exception:  # noqa: BLE001 - /health must answer whatever state does
+        found = catchup.status(rt.settings)
+    if found["status"] == "on":  # "off" may turn "on" with the next /setup: asked again then
+        _catchup_cache["status"] = (time.monotonic() + CATCHUP_STATUS_TTL, rt, found)
+    return found
 
 
 @bp.route("/setup", methods=["POST"])
@@ -321,10 +343,24 @@ def metrics_view() -> Response:
     except Exception:  # a down Redis must not break the scrape
         stats = None
     try:
+        _catchup_metrics(rt)
+    except Exception:  # state (Redis) down
+        logger.debug("catch-up watermarks unavailable for /metrics", exc_info=True)
+    try:
         prelabel_routes.update_metrics(rt)
     except Exception:  # state (Redis) down: the scrape goes on without pre-labelling progress
         logger.debug("pre-labelling progress unavailable for /metrics", exc_info=True)
     return metrics.render(stats)
+
+
+def _catchup_metrics(rt) -> None:
+    ages = {}
+    now = time.time()
+    for project in rt.registry.store.projects():
+        saved = rt.registry.state.get(project, watermark.STATE_KEY)
+        if isinstance(saved, dict) and isinstance(saved.get("checked_at"), (int, float)):
+            ages[project] = max(0.0, now - saved["checked_at"])
+    metrics.catchup_state(_catchup_status(rt)["status"] == "on", ages)
 
 
 @bp.route("/openapi.json", methods=["GET"], endpoint="openapi")

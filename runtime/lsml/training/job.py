@@ -20,6 +20,7 @@ from lsml.state import make_state
 from lsml.store import make_store
 from lsml.training import deadline
 from lsml.training.queue import TrainingRequest
+from lsml.watermark import MAX_SEEN, Watermark, config_hash, training_base
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,22 @@ def _accepts_kwargs(fn) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def trained_watermark(
+    state: Any, project: str, base_version: Any, request: TrainingRequest, label_config: str | None
+) -> Watermark:
+    """The watermark of the version this training publishes (`lsml.watermark`): what the version it built on
+    accounted for (catch-up's advanced copy when it has one), with every trigger the training got folded in."""
+    watermark = training_base(state, project, base_version).copy()
+    for item in list(request.coalesced) + [{"event": request.event, "data": request.payload}]:
+        if isinstance(item, dict):
+            watermark.fold_event(str(item.get("event")), item.get("data"))
+    watermark.config = config_hash(label_config) or watermark.config
+    if not watermark.complete or len(watermark.seen) > MAX_SEEN:
+        # nothing to compare with until catch-up takes a baseline: keep the file small
+        return Watermark(config=watermark.config)
+    return watermark
 
 
 def run_training(
@@ -87,6 +104,7 @@ def run_training(
                     "event": request.event,
                     "result": None,
                 }
+            watermark = trained_watermark(state, project, current, request, label_config)
             with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
                 version = store.publish(
                     project,
@@ -97,6 +115,7 @@ def run_training(
                         "model": model_ref_string(model_ref),
                         "result": _jsonable(result),
                         "fit_seconds": fit_seconds,  # lsml_model_fit_seconds once a server loads the version
+                        "watermark": watermark.to_dict(),
                     },
                 )
         pin = settings.pinned_version(project)
