@@ -20,6 +20,14 @@ anything named by the job is imported:
 
 A refused job ends failed with the reason (`/job_status` shows it) and the
 worker logs it; the function is never imported or called.
+
+The server reads the same jobs: `/job_status` and `/metrics` reap a dead
+worker's job with RQ's `StartedJobRegistry.cleanup()`, which calls the job's
+failure callback. A registry built without `job_class` reads jobs as plain
+`rq.job.Job` and imports whatever callback a forged job names, in the server
+process (issue 22 item 6). So lsml builds every queue with `trusted_queue` and
+reaps with `reap_abandoned_jobs`: no lsml code builds an RQ queue, registry or
+job with RQ's default job class.
 """
 
 from __future__ import annotations
@@ -27,8 +35,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis import Redis
+from rq import Queue
 from rq.exceptions import DeserializationError
 from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +114,27 @@ class TrustedJob(Job):
 
     def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def trusted_queue(name: str, connection: Redis) -> Queue:
+    """An lsml queue: JSON jobs, read as `TrustedJob` by the queue and by every registry it builds."""
+    return Queue(name, connection=connection, serializer=JSONSerializer, job_class=TrustedJob)
+
+
+class TrustedStartedJobRegistry(StartedJobRegistry):
+    """RQ's registry of running jobs, reading them as `TrustedJob`, also in the queue its `cleanup` re-enqueues on."""
+
+    def __init__(self, queue: Queue) -> None:
+        super().__init__(queue=queue, job_class=TrustedJob, serializer=JSONSerializer)
+
+    def get_queue(self) -> Queue:
+        return trusted_queue(self.name, self.connection)
+
+
+def reap_abandoned_jobs(queue: Queue) -> None:
+    """Fail (or re-enqueue, while retries are left) the jobs whose worker stopped heartbeating.
+
+    RQ's own abandoned-job handling, run by servers too: no callback a job
+    names is resolved (`TrustedJob.failure_callback` is always None).
+    """
+    TrustedStartedJobRegistry(queue).cleanup()
