@@ -122,7 +122,7 @@ def test_invalid_mlbackend_is_rejected_with_a_clear_message(k8s_cluster, operato
 
 @pytest.mark.parametrize("key", sorted(RESERVED_POD_ANNOTATIONS))
 def test_reserved_pod_annotations_are_refused_naming_the_key(k8s_cluster, operator_release, key):
-    """Issue 22 item 11: the operator's lsml.dev/* keys and sandbox annotations never reach admission's yes."""
+    """Issue 22 item 11: the operator's lsml.dev/* keys and sandbox annotations are refused, the message naming the key."""
     proc = _dry_run(k8s_cluster, _spec_with(server={"podAnnotations": {key: RESERVED_POD_ANNOTATIONS[key]}}))
     assert proc.returncode != 0, f"{key} was accepted: {proc.stdout}"
     assert f"spec.server.podAnnotations: {key}: reserved keys" in proc.stderr, proc.stderr
