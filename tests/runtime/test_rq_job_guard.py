@@ -168,13 +168,13 @@ def test_a_rerun_is_checked_like_any_job_and_a_refused_job_is_never_retried(tmp_
 FORGED_CALLBACK = "lsml_forged_callback"
 
 
-def forge_abandoned_job(connection: redis.Redis, callback: str) -> str:
+def forge_abandoned_job(connection: redis.Redis, callback: str, **fields: str) -> str:
     """A started job whose worker died (its registry entry expired), naming a failure callback: what RQ's
     `StartedJobRegistry.cleanup`, run by the server for /job_status and /metrics, reaps and would call."""
     rq_queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
     job = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
     rq_queue.remove(job.id)
-    connection.hset(job.key, mapping={"status": "started", "failure_callback_name": callback})
+    connection.hset(job.key, mapping={"status": "started", "failure_callback_name": callback, **fields})
     connection.zadd(f"rq:wip:{QUEUE}", {f"{job.id}:forged-execution": 1})  # expired in 1970
     return job.id
 
@@ -210,3 +210,16 @@ def test_the_server_never_imports_a_callback_named_by_a_forged_job(tmp_path, pro
     assert r.status_code == 404, r.text
     assert requests.post(url + "/job_status", json={"job": forged}, timeout=10).status_code == 200
     assert not marker.exists()
+
+    # a record RQ cannot read at all: dropped from the running jobs (logged), not a 500 for every job
+    for unreadable in ({"status": "no-such-status"}, {"retries_left": "many"}, {"started_at": "yesterday"}):
+        forge_abandoned_job(connection, "", **unreadable)
+        r = requests.post(url + "/job_status", json={"job": "nope"}, timeout=10)
+        assert r.status_code == 404, (unreadable, r.text)
+        assert connection.zcard(f"rq:wip:{QUEUE}") == 0, unreadable
+    # beside a readable one, which RQ's own cleanup (in one pipeline after the loop) must still reap
+    forge_abandoned_job(connection, "", status="no-such-status")
+    forge_abandoned_job(connection, "")
+    assert requests.get(url + "/metrics", timeout=10).status_code == 200
+    assert connection.zcard(f"rq:wip:{QUEUE}") == 0, "/metrics' reaping stopped at the unreadable record"
+    assert "its record in Redis is unreadable" in procs.log("server")
