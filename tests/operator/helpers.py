@@ -33,9 +33,9 @@ RESERVED_POD_ANNOTATIONS = {
 #: Look-alikes that stay the user's.
 FREE_POD_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
-    "notlsml.dev/x": "y",
-    "lsml.dev.example.com/x": "y",
-    "example.com/lsml.dev": "y",
+    "notlsml.dev/x": "v",
+    "lsml.dev.example.com/x": "v",
+    "example.com/lsml.dev": "v",
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "true",
 }
 
