@@ -5,8 +5,9 @@ available (adopting an existing backend of the same URL), re-verify on full pass
 the inputs' fingerprint changed, and retry failures with backoff. Without it: delete the
 registrations status still records (the user removed the wiring), with the Label Studio URL,
 token Secret and backend URL the operator recorded on the MLBackend before it registered
-(``registration_record``; never status's, which a status patch could point anywhere). Either way it returns a ``LabelStudioResult``
-(the condition, ``status.labelStudio``, the events) and writes no status.
+(``registration_record``; never status's, which a status patch could point anywhere). Either
+way it returns a ``LabelStudioResult`` (the condition, ``status.labelStudio``, the events) and
+writes no status.
 """
 
 from __future__ import annotations
