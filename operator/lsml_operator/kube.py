@@ -220,6 +220,15 @@ class Kube:
     def get_mlbackend(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get_custom(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
 
+    def annotate_mlbackend(self, namespace: str, name: str, annotations: dict[str, str]) -> dict[str, Any]:
+        """Merge-patch annotations of an MLBackend (the operator's own records, e.g. lsml.dev/label-studio)."""
+        return self._call(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            body={"metadata": {"annotations": annotations}},
+            content_type="application/merge-patch+json",
+        )
+
     def patch_mlbackend_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (conditions are replaced as a whole list)."""
         return self._call(

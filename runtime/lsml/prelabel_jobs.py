@@ -213,14 +213,12 @@ class EmbeddedPrelabelJobs:
 
 class RQPrelabelJobs:
     def __init__(self, settings: Settings, connection: Any = None) -> None:
-        from rq import Queue
-        from rq.serializers import JSONSerializer
-
         from lsml.training.rq_queue import connect, rerun_retry
+        from lsml.training.trusted_job import trusted_queue
 
         self.settings = settings
         self.connection = connection or connect(str(settings.redis_url))
-        self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
+        self.queue = trusted_queue(settings.queue_name, self.connection)
         self._projects: set[str] = set()
         self.attempts = settings.prelabel_attempts
         self.retry = rerun_retry(self.attempts)  # re-runs of a job whose horse was killed

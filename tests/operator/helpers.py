@@ -14,6 +14,32 @@ CHART = REPO / "charts" / "lsml-operator"
 EXAMPLES = REPO / "examples"
 
 
+#: Annotations spec.server.podAnnotations may not set (issue 22 item 11): the operator's own, and what
+#: loosens the pod's sandbox. test_builders.py builds pods with them, test_cluster_crd.py sends them to the API server's CEL rule.
+RESERVED_POD_ANNOTATIONS = {
+    "lsml.dev/config-hash": "pinned",
+    "lsml.dev/anything": "x",
+    "sub.lsml.dev/anything": "x",
+    "container.apparmor.security.beta.kubernetes.io/server": "unconfined",
+    "seccomp.security.alpha.kubernetes.io/pod": "unconfined",
+    "container.seccomp.security.alpha.kubernetes.io/server": "unconfined",
+    "io.kubernetes.cri-o.userns-mode": "auto",
+    "io.kubernetes.cri-o.Devices": "/dev/mem",
+    "io.kubernetes.cri.untrusted-workload": "true",
+    "io.containerd.runtime": "x",
+    "io.katacontainers.config.hypervisor.path": "/tmp/x",
+    "run.oci.keep_original_groups": "1",
+}
+#: Look-alikes that stay the user's.
+FREE_POD_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "notlsml.dev/x": "v",
+    "lsml.dev.example.com/x": "v",
+    "example.com/lsml.dev": "v",
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "true",
+}
+
+
 def load_docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 

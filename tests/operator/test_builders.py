@@ -9,7 +9,7 @@ from lsml_operator.builders import common as C
 from lsml_operator.builders import desired_children, hpa, redis, server_deployment, service, storage, worker_deployment
 from lsml_operator.builders import labels as L
 
-from .helpers import crd_schema, example, with_identity
+from .helpers import FREE_POD_ANNOTATIONS, RESERVED_POD_ANNOTATIONS, crd_schema, example, with_identity
 
 
 def by_kind(children: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -336,3 +336,11 @@ def test_pinned_versions_and_prelabel_on_publish_reach_server_and_worker_env():
         ]["containers"][0]
     )
     assert "LSML_PINNED_VERSIONS" not in plain and "LSML_PRELABEL_ON_PUBLISH" not in plain
+
+
+def test_pod_annotations_never_override_the_operators_own_or_loosen_the_sandbox():
+    mlb = with_identity(example("mlbackend-full.yaml"))
+    mlb["spec"]["server"]["podAnnotations"] = {**RESERVED_POD_ANNOTATIONS, **FREE_POD_ANNOTATIONS}
+    ann = server_deployment.build(mlb, config_hash="abc")["spec"]["template"]["metadata"]["annotations"]
+    assert ann[C.CONFIG_HASH_ANNOTATION] == "abc", "a spec pinned the config hash: pods would stop rolling"
+    assert ann == {C.CONFIG_HASH_ANNOTATION: "abc", **FREE_POD_ANNOTATIONS}

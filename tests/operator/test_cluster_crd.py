@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from .cluster import UNWATCHED
-from .helpers import EXAMPLES, example
+from .helpers import EXAMPLES, FREE_POD_ANNOTATIONS, RESERVED_POD_ANNOTATIONS, example
 
 pytestmark = pytest.mark.kubernetes
 
@@ -118,6 +118,21 @@ def test_invalid_mlbackend_is_rejected_with_a_clear_message(k8s_cluster, operato
     proc = _dry_run(k8s_cluster, doc)
     assert proc.returncode != 0, f"{case} was accepted: {proc.stdout}"
     assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("key", sorted(RESERVED_POD_ANNOTATIONS))
+def test_reserved_pod_annotations_are_refused_naming_the_key(k8s_cluster, operator_release, key):
+    """Issue 22 item 11: the operator's lsml.dev/* keys and sandbox annotations are refused, the message naming the key."""
+    proc = _dry_run(k8s_cluster, _spec_with(server={"podAnnotations": {key: RESERVED_POD_ANNOTATIONS[key]}}))
+    assert proc.returncode != 0, f"{key} was accepted: {proc.stdout}"
+    assert "spec.server.podAnnotations" in proc.stderr and f"annotation {key} is reserved" in proc.stderr, proc.stderr
+    assert "restricted security context" in proc.stderr, proc.stderr
+
+
+def test_other_pod_annotations_are_accepted(k8s_cluster, operator_release):
+    proc = _dry_run(k8s_cluster, _spec_with(server={"podAnnotations": FREE_POD_ANNOTATIONS}))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["spec"]["server"]["podAnnotations"] == FREE_POD_ANNOTATIONS
 
 
 def test_missing_image_and_bad_name_rejected(k8s_cluster, operator_release):

@@ -11,7 +11,18 @@ from typing import Any
 import jsonschema
 import pytest
 
-from .helpers import CHART, CRD_PATH, EXAMPLES, crd, crd_schema, load_docs
+from lsml_operator.builders.pod_annotations import RESERVED_POD_ANNOTATION, is_reserved
+
+from .helpers import (
+    CHART,
+    CRD_PATH,
+    EXAMPLES,
+    FREE_POD_ANNOTATIONS,
+    RESERVED_POD_ANNOTATIONS,
+    crd,
+    crd_schema,
+    load_docs,
+)
 
 
 def _jsonschema(node: Any) -> Any:
@@ -87,3 +98,14 @@ def test_schema_takes_pinned_versions_and_prelabel_on_publish():
         jsonschema.validate(doc, schema)
     model = crd_schema()["properties"]["spec"]["properties"]["model"]["properties"]
     assert "k.matches('^[0-9]+$')" in model["pinnedVersions"]["x-kubernetes-validations"][0]["rule"]
+
+
+def test_pod_annotation_rule_is_the_builders_pattern():
+    """The CRD refuses exactly what the builders drop: one pattern, embedded verbatim in the CEL rule."""
+    ann = crd_schema()["properties"]["spec"]["properties"]["server"]["properties"]["podAnnotations"]
+    (rule,) = ann["x-kubernetes-validations"]
+    assert rule["rule"] == f"self.all(k, !k.matches('{RESERVED_POD_ANNOTATION}'))"
+    assert f"self.filter(k, k.matches('{RESERVED_POD_ANNOTATION}'))" in rule["messageExpression"]
+    assert "lsml.dev/*" in rule["message"] and "AppArmor" in rule["message"]
+    assert all(is_reserved(k) for k in RESERVED_POD_ANNOTATIONS)
+    assert not any(is_reserved(k) for k in FREE_POD_ANNOTATIONS)

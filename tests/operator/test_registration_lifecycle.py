@@ -142,7 +142,7 @@ def test_delete_while_label_studio_is_down_retries_then_lets_go(k8s_cluster, lab
 
     Within the same outage (one Label Studio restart, ~20 s, for both): spec.labelStudio removed while
     Label Studio is down keeps the records in status (a Warning, retried), and the finalizer then
-    deregisters from what status recorded (URL + token Secret), since the spec no longer says."""
+    deregisters with what the operator recorded (URL + token Secret, annotation lsml.dev/label-studio)."""
     assert len(_ls_backends(label_studio, pat["project"])) == 1
     label_studio.stop()
     try:
@@ -193,3 +193,64 @@ def test_personal_access_token_never_in_logs_events_or_status(k8s_cluster, runni
         assert pat["token"] not in text, f"PAT in operator {where}"
         # nor its signature part alone (a truncated token in a message)
         assert pat["token"].rsplit(".", 1)[1] not in text, f"PAT signature in operator {where}"
+
+
+def test_a_status_patch_cannot_send_a_token_elsewhere_on_deregistration(
+    k8s_cluster, operator, label_studio, pat, http_recorder
+):
+    """Issue 22 item 11: with spec.labelStudio gone, deregistration once took Label Studio's URL and the
+    token Secret from status, which whoever may patch mlbackends/status writes. Here status names a
+    recorder and another Secret while the operator is stopped; it restarts (no memory of its own) and
+    deletes the resource: the recorder gets nothing, the real registration is deleted."""
+    if not label_studio.running:
+        label_studio.start()
+    if not operator.running:
+        operator.start()
+    apply_yaml(k8s_cluster, pat["mlb"], NS)
+    wait_for(lambda: _registered(k8s_cluster), timeout=120, interval=1, message="MLBackend pat registered again")
+    assert len(_ls_backends(label_studio, pat["project"])) == 1
+    other_token = f"other-{secrets.token_hex(16)}"
+    apply_yaml(
+        k8s_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ls-other", "namespace": NS},
+            "type": "Opaque",
+            "data": {"token": base64.b64encode(other_token.encode()).decode()},
+        },
+        NS,
+    )
+    recorder = http_recorder()
+    operator.stop()
+    try:
+        k8s_cluster.kubectl(
+            "patch", "mlb", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"labelStudio": None}})
+        )
+        ls = get_mlb(k8s_cluster, NS, NAME)["status"]["labelStudio"]
+        forged = {
+            **ls,
+            "url": recorder.url,
+            "apiTokenSecretRef": {"name": "ls-other", "key": "token"},
+            "backends": [{**b, "url": recorder.url + "/backend"} for b in ls["backends"]],
+        }
+        k8s_cluster.kubectl(
+            "patch",
+            "mlb",
+            NAME,
+            "-n",
+            NS,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"labelStudio": forged}}),
+        )
+        assert get_mlb(k8s_cluster, NS, NAME)["status"]["labelStudio"]["url"] == recorder.url
+        k8s_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--wait=false")
+    finally:
+        operator.start()
+    wait_for(lambda: get_mlb(k8s_cluster, NS, NAME) is None, timeout=60, interval=0.5, message="MLBackend deleted")
+    assert recorder.requests == [], [(r.method, r.path, r.headers.get("authorization")) for r in recorder.requests]
+    assert _ls_backends(label_studio, pat["project"]) == [], "the real registration was not deleted"
+    assert other_token not in operator.log()
+    k8s_cluster.kubectl("delete", "secret", "ls-other", "-n", NS, "--ignore-not-found")

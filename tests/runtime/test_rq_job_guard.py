@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer, PickleSerializer
 from rq.webhook import Webhook
@@ -162,3 +163,63 @@ def test_a_rerun_is_checked_like_any_job_and_a_refused_job_is_never_retried(tmp_
         "a refused job is failed once, not retried"
     )
     assert [f["at"] for f in fit_log(log)] == ["start", "end"], "only the legit training reached fit"
+
+
+FORGED_CALLBACK = "lsml_forged_callback"
+
+
+def forge_abandoned_job(connection: redis.Redis, callback: str, **fields: str) -> str:
+    """A started job whose worker died (its registry entry expired), naming a failure callback: what RQ's
+    `StartedJobRegistry.cleanup`, run by the server for /job_status and /metrics, reaps and would call."""
+    rq_queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    job = rq_queue.enqueue_call(JOB_FUNCTION, args=("1", {"project": "1", "event": "START_TRAINING"}))
+    rq_queue.remove(job.id)
+    connection.hset(job.key, mapping={"status": "started", "failure_callback_name": callback, **fields})
+    connection.zadd(f"rq:wip:{QUEUE}", {f"{job.id}:forged-execution": 1})  # expired in 1970
+    return job.id
+
+
+def test_the_server_never_imports_a_callback_named_by_a_forged_job(tmp_path, procs: Procs, redis_url):
+    """Issue 22 item 6: reaping a dead worker's job in the server resolves no name from Redis."""
+    from tests.runtime.rq_procs import start_server
+
+    backend = write_backend(tmp_path / "backend")
+    marker = tmp_path / "imported"
+    # on the server's path (PYTHONPATH and its cwd): importing it is enough to leave the marker
+    (backend / f"{FORGED_CALLBACK}.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef hook(*args):\n    open({str(marker)!r}, 'a').write('called')\n"
+    )
+    url = start_server(procs, backend, redis_url, workers=1)
+    connection = redis.Redis.from_url(redis_url)
+
+    forged = forge_abandoned_job(connection, f"{FORGED_CALLBACK}.hook")
+    r = requests.post(url + "/job_status", json={"job": forged}, timeout=10)
+    assert r.status_code < 500, r.text
+    assert not marker.exists(), "/job_status imported the callback a forged job named"
+    assert r.json()["status"] == "failed", r.json()  # reaped as RQ does: the dead worker's job failed
+
+    forge_abandoned_job(connection, f"{FORGED_CALLBACK}.hook")
+    r = requests.get(url + "/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    assert not marker.exists(), "/metrics imported the callback a forged job named"
+    assert connection.zcard(f"rq:wip:{QUEUE}") == 0, "the abandoned entries are reaped all the same"
+
+    # a callback that cannot be imported at all: RQ's import error was a 500 for every /job_status
+    forged = forge_abandoned_job(connection, "no_such_module.hook")
+    r = requests.post(url + "/job_status", json={"job": "nope"}, timeout=10)
+    assert r.status_code == 404, r.text
+    assert requests.post(url + "/job_status", json={"job": forged}, timeout=10).status_code == 200
+    assert not marker.exists()
+
+    # a record RQ cannot read at all: dropped from the running jobs (logged), not a 500 for every job
+    for unreadable in ({"status": "no-such-status"}, {"retries_left": "many"}, {"started_at": "yesterday"}):
+        forge_abandoned_job(connection, "", **unreadable)
+        r = requests.post(url + "/job_status", json={"job": "nope"}, timeout=10)
+        assert r.status_code == 404, (unreadable, r.text)
+        assert connection.zcard(f"rq:wip:{QUEUE}") == 0, unreadable
+    # beside a readable one, which RQ's own cleanup (in one pipeline after the loop) must still reap
+    forge_abandoned_job(connection, "", status="no-such-status")
+    forge_abandoned_job(connection, "")
+    assert requests.get(url + "/metrics", timeout=10).status_code == 200
+    assert connection.zcard(f"rq:wip:{QUEUE}") == 0, "/metrics' reaping stopped at the unreadable record"
+    assert "its record in Redis is unreadable" in procs.log("server")

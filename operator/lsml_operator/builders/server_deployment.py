@@ -6,6 +6,7 @@ from typing import Any
 
 from . import common as C
 from . import labels as L
+from . import pod_annotations as A
 
 # Endpoint removal reaches kube-proxy and Label Studio's connection pools a moment after SIGTERM
 # would: the pod keeps serving for this long first (the native sleep action needs no binary in the
@@ -72,7 +73,7 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
         lifecycle={"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
     )
 
-    annotations = {C.CONFIG_HASH_ANNOTATION: config_hash, **(server.get("podAnnotations") or {})}
+    annotations = A.merged(server.get("podAnnotations"), {C.CONFIG_HASH_ANNOTATION: config_hash})
     pod_spec = C.runtime_pod_spec(spec, server, container)
     pod_spec["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
 

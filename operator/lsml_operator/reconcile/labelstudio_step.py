@@ -3,9 +3,11 @@
 With ``spec.labelStudio``: register the backend in each listed project once the server is
 available (adopting an existing backend of the same URL), re-verify on full passes or when
 the inputs' fingerprint changed, and retry failures with backoff. Without it: delete the
-registrations status still records (the user removed the wiring), with the Label Studio URL
-and token Secret recorded at registration. Either way it returns a ``LabelStudioResult``
-(the condition, ``status.labelStudio``, the events) and writes no status.
+registrations status still records (the user removed the wiring), with the Label Studio URL,
+token Secret and backend URL the operator recorded on the MLBackend before it registered
+(``registration_record``; never status's, which a status patch could point anywhere). Either
+way it returns a ``LabelStudioResult`` (the condition, ``status.labelStudio``, the events) and
+writes no status.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..status import LABEL_STUDIO_REGISTERED, Check
 from .backoff import Backoff
 from .events import NORMAL, WARNING, Event
 from .observed import LabelStudioResult
+from .registration_record import RegistrationRecord, RegistrationRecords
 
 
 def _key_error_text(exc: KeyError) -> str:
@@ -38,12 +41,18 @@ class LabelStudioStep:
     """Owns the Label Studio side of a pass (and of deletion); its backoff is shared with the timer's tick_due."""
 
     def __init__(
-        self, kube: Kube, settings: OperatorSettings, ls_factory: registration.ClientFactory, backoff: Backoff
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        ls_factory: registration.ClientFactory,
+        backoff: Backoff,
+        records: RegistrationRecords,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.ls_factory = ls_factory
         self.backoff = backoff
+        self.records = records
 
     def target(self, spec: Spec) -> registration.Target:
         """Registration inputs, with the token and basic-auth credentials read from their Secrets."""
@@ -71,19 +80,19 @@ class LabelStudioStep:
             secret_versions=tuple(versions),
         )
 
-    def status_target(self, namespace: str, ls_status: dict[str, Any]) -> registration.Target | None:
-        """A deregistration target from status alone (spec.labelStudio removed): the Label Studio URL and
-        token Secret recorded at registration. None when status records neither (an older operator wrote
-        it); KeyError when the Secret or its key is gone."""
+    def recorded_target(self, spec: Spec, ls_status: dict[str, Any]) -> registration.Target | None:
+        """A deregistration target once spec.labelStudio is gone: Label Studio's URL, the token Secret and
+        the backend URL from the operator's own record (``registration_record``), the ids and projects
+        from status. None when status records no backend or the operator recorded no registration;
+        KeyError when the Secret or its key is gone."""
         backends = ls_status.get("backends") or []
-        ref = ls_status.get("apiTokenSecretRef") or {}
-        if not backends or not ls_status.get("url") or not ref.get("name"):
+        record = self.records.recorded(spec.body)
+        if not backends or record is None:
             return None
-        tok = secret_ref(ref)
-        token, _ = self.kube.secret_value(namespace, tok["name"], tok["key"])
+        token, _ = self.kube.secret_value(spec.namespace, record.secret_name, record.secret_key)
         return registration.Target(
-            label_studio_url=str(ls_status["url"]).rstrip("/"),
-            backend_url=str(backends[0].get("url") or ""),
+            label_studio_url=record.url,
+            backend_url=record.backend_url,
             projects=tuple(sorted({int(b["project"]) for b in backends if b.get("project") is not None})),
             title="",
             description="",
@@ -126,9 +135,14 @@ class LabelStudioStep:
             )
         if not self.backoff.allowed(key):
             return LabelStudioResult(prev or Check(False, "RetryPending", "waiting to retry Label Studio"), ls_status)
+        # before any create: what removing spec.labelStudio (or deleting the resource after that) needs
+        # once the spec no longer says it, where a status patch cannot change it (registration_record)
+        tok = spec.token_secret_ref or {}
+        self.records.record(
+            spec.body, RegistrationRecord(target.label_studio_url, tok["name"], tok["key"], target.backend_url)
+        )
         outcome = registration.sync(target, recorded, self.ls_factory)
-        # where the records live and the Secret that can delete them: what removing spec.labelStudio
-        # (or deleting the resource after that) needs once the spec no longer says it. A name, never the token.
+        # shown to users; deregistration reads the record above, never these
         ls_status = {
             "backends": outcome.backends,
             "url": target.label_studio_url,
@@ -156,8 +170,9 @@ class LabelStudioStep:
     def _unwire(self, spec: Spec, ls_status: dict[str, Any]) -> LabelStudioResult:
         """spec.labelStudio was removed: delete the recorded registrations (the user removed the wiring).
 
-        Uses the Label Studio URL and token Secret recorded in status. On failure the records stay in
-        status and the timer retries with backoff (one Warning event per outage, not per attempt).
+        Uses the Label Studio URL, token Secret and backend URL the operator recorded when it registered.
+        On failure the records stay in status and the timer retries with backoff (one Warning event per
+        outage, not per attempt).
         """
         backends = ls_status.get("backends") or []
         if not backends:
@@ -165,7 +180,7 @@ class LabelStudioStep:
         key = key_of(spec.body)
         ids = [b.get("id") for b in backends]
         try:
-            target = self.status_target(spec.namespace, ls_status)
+            target = self.recorded_target(spec, ls_status)
         except KeyError as exc:
             return LabelStudioResult(
                 None,
@@ -190,7 +205,8 @@ class LabelStudioStep:
                         "RegistrationsLeft",
                         (
                             f"spec.labelStudio was removed: Label Studio ML backends {ids} were not deleted "
-                            "(status records no Label Studio URL/token Secret)"
+                            "(the operator recorded no registration on this MLBackend: "
+                            "annotation lsml.dev/label-studio; status is not trusted with where a token goes)"
                         ),
                     )
                 ],
@@ -227,8 +243,8 @@ class LabelStudioStep:
         ls_status = (mlb.get("status") or {}).get("labelStudio") or {}
         recorded = list(ls_status.get("backends") or [])
         if spec.label_studio is None:
-            # removed from the spec and not yet deregistered (Label Studio was down): status knows where
-            target = self.status_target(spec.namespace, ls_status)
+            # removed from the spec and not yet deregistered (Label Studio was down): the record knows where
+            target = self.recorded_target(spec, ls_status)
             if target is None:
                 return None, []
         else:

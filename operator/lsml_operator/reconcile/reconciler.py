@@ -36,6 +36,7 @@ from .events import Event, EventSink
 from .labelstudio_step import LabelStudioStep
 from .observed import LabelStudioResult, Observed
 from .pods import PodsStep
+from .registration_record import RegistrationRecords
 from .status_write import StatusWriter
 from .trigger import RERUN, Trigger, policy
 
@@ -71,7 +72,8 @@ class Reconciler:
         self.cache = ChildCache()
         self.children = ChildrenStep(kube, self.cache)
         self.pods = PodsStep(kube)
-        self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff)
+        self.records = RegistrationRecords(kube)
+        self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff, self.records)
         self.status = StatusWriter(kube)
         self._guard = threading.Lock()
         self._locks: dict[Key, threading.Lock] = {}
@@ -114,6 +116,7 @@ class Reconciler:
         self.backoff.forget(key)
         metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
+        self.records.forget(key)
         with self._guard:
             self._last_full.pop(key, None)
             self._parents.pop(key, None)

@@ -39,7 +39,6 @@ import redis
 from rq import Queue
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus, Retry
-from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from lsml.model import ModelRef, model_ref_string
@@ -47,7 +46,7 @@ from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, QueueUnavailable, TrainingRequest, job_status
-from lsml.training.trusted_job import TrustedJob
+from lsml.training.trusted_job import TrustedJob, reap_abandoned_jobs, trusted_queue
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class RQQueue:
             raise ValueError("RQQueue needs REDIS_URL")
         self.model_ref = model_ref_string(model_ref)  # informational: workers run their own backend's model
         self.connection = connection or connect(str(settings.redis_url))
-        self.queue = Queue(settings.queue_name, connection=self.connection, serializer=JSONSerializer)
+        self.queue = trusted_queue(settings.queue_name, self.connection)
         self.coalescer = Coalescer(self.connection, self.queue)
         # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
         self.job_timeout = int(math.ceil(settings.fit_timeout))
@@ -160,7 +159,7 @@ class RQQueue:
     # --- internals -----------------------------------------------------
     def _reap_dead_workers(self) -> None:
         """Fail jobs whose worker stopped heartbeating (RQ's own abandoned-job handling)."""
-        StartedJobRegistry(queue=self.queue, serializer=JSONSerializer).cleanup()
+        reap_abandoned_jobs(self.queue)
 
 
 def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
@@ -168,7 +167,7 @@ def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
     workers; None when unknown or expired; `QueueUnavailable` when Redis is down. Shared by the training
     and the pre-labelling queues."""
     try:
-        StartedJobRegistry(queue=queue, serializer=JSONSerializer).cleanup()
+        reap_abandoned_jobs(queue)
         job = TrustedJob.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
         rq_status = job.get_status(refresh=False)
         result = job.latest_result()

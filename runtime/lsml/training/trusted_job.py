@@ -20,6 +20,14 @@ anything named by the job is imported:
 
 A refused job ends failed with the reason (`/job_status` shows it) and the
 worker logs it; the function is never imported or called.
+
+The server reads the same jobs: `/job_status` and `/metrics` reap a dead
+worker's job with RQ's `StartedJobRegistry.cleanup()`, which calls the job's
+failure callback. A registry built without `job_class` reads jobs as plain
+`rq.job.Job` and imports whatever callback a forged job names, in the server
+process (issue 22 item 6). So lsml builds every queue with `trusted_queue` and
+reaps with `reap_abandoned_jobs`: no lsml code builds an RQ queue, registry or
+job with RQ's default job class.
 """
 
 from __future__ import annotations
@@ -27,8 +35,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rq.exceptions import DeserializationError
+from redis import Redis, RedisError
+from rq import Queue
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.utils import current_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +115,54 @@ class TrustedJob(Job):
 
     def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def trusted_queue(name: str, connection: Redis) -> Queue:
+    """An lsml queue: JSON jobs, read as `TrustedJob` by the queue and by every registry it builds."""
+    return Queue(name, connection=connection, serializer=JSONSerializer, job_class=TrustedJob)
+
+
+class TrustedStartedJobRegistry(StartedJobRegistry):
+    """RQ's registry of running jobs, reading them as `TrustedJob`, also in the queue its `cleanup` re-enqueues on.
+
+    An expired entry whose job hash RQ cannot even read (a forged `status`,
+    `retries_left` or date) is dropped with a log line before RQ's cleanup:
+    RQ would raise on it at every call, so every `/job_status` answered 500
+    and `/metrics` lost its queue gauges until someone repaired Redis by hand.
+    """
+
+    def __init__(self, queue: Queue) -> None:
+        super().__init__(queue=queue, job_class=TrustedJob, serializer=JSONSerializer)
+
+    def get_queue(self) -> Queue:
+        return trusted_queue(self.name, self.connection)
+
+    def cleanup(self, timestamp: float | None = None, exception_handlers: list | None = None) -> None:
+        self._drop_unreadable(timestamp if timestamp is not None else current_timestamp())
+        super().cleanup(timestamp, exception_handlers)
+
+    def _drop_unreadable(self, score: float) -> None:
+        entries: list[bytes] = self.connection.zrangebyscore(self.key, 0, score)  # type: ignore[assignment]
+        for entry in entries:
+            job_id = self.parse_job_id(entry)  # type: ignore[arg-type]  # RQ passes its bytes too
+            try:
+                TrustedJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            except (NoSuchJobError, RedisError):
+                continue  # RQ's cleanup skips a missing job; a Redis error is the caller's (503)
+            except Exception as exc:  # noqa: BLE001 - whatever RQ raises on a hash it cannot read
+                log.error(
+                    "dropped job %.200r from the running jobs of %r: its record in Redis is unreadable (%s)",
+                    job_id,
+                    self.name,
+                    exc,
+                )
+                self.connection.zrem(self.key, entry)
+
+
+def reap_abandoned_jobs(queue: Queue) -> None:
+    """Fail (or re-enqueue, while retries are left) the jobs whose worker stopped heartbeating.
+
+    RQ's own abandoned-job handling, run by servers too: no callback a job
+    names is resolved (`TrustedJob.failure_callback` is always None).
+    """
+    TrustedStartedJobRegistry(queue).cleanup()

@@ -55,7 +55,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from rq import Queue, Worker, get_current_job
+from rq import Worker, get_current_job
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
@@ -64,7 +64,7 @@ from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
 from lsml.training.rq_queue import JOB_FUNCTION
-from lsml.training.trusted_job import TrustedJob
+from lsml.training.trusted_job import TrustedJob, trusted_queue
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     if job is None:
         raise RuntimeError("perform_training runs only as an RQ job")
-    coalescer = Coalescer(job.connection, Queue(job.origin, connection=job.connection, serializer=JSONSerializer))
+    coalescer = Coalescer(job.connection, trusted_queue(job.origin, job.connection))
     newest = coalescer.claim(project, job.id)
     try:
         data = validated_request(project, newest if newest is not None else request, events)
@@ -208,7 +208,7 @@ def run_worker(
         try:
             connection.ping()
             worker = TrainingWorker(
-                [Queue(settings.queue_name, connection=connection, serializer=JSONSerializer, job_class=TrustedJob)],
+                [trusted_queue(settings.queue_name, connection)],
                 connection=connection,
                 name=name,
                 serializer=JSONSerializer,
@@ -234,7 +234,7 @@ def healthcheck(settings: Settings) -> bool:
     """True when an RQ worker of this host is registered on the queue (compose/k8s probe)."""
     connection = connect(str(settings.redis_url), socket_timeout=3.0)
     try:
-        queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+        queue = trusted_queue(settings.queue_name, connection)
         host = socket.gethostname()
         return any(w.hostname == host for w in Worker.all(queue=queue))
     except redis.RedisError:

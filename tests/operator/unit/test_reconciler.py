@@ -285,3 +285,37 @@ def test_unwiring_a_project_also_deletes_an_unrecorded_backend_with_our_url(harn
     assert h.ls.in_project(2) == [98], "ours (recorded or not) deleted, a foreign backend kept"
     assert [b["project"] for b in status["labelStudio"]["backends"]] == [1]
     assert ("Normal", "Deregistered", "deleted Label Studio ML backend 99") in h.events
+
+
+def test_deregistration_goes_where_the_operator_registered_not_where_status_says(harness):
+    """Issue 22 item 11: status names Label Studio and the token Secret, but a status patch must not redirect the
+    token. The record the operator wrote (annotation lsml.dev/label-studio) decides, in memory and after a restart."""
+    from lsml_operator.reconcile import Reconciler
+    from lsml_operator.reconcile.registration_record import ANNOTATION
+
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    status = h.rec.reconcile(_with_ls(h, [1, 2]), Trigger.CREATE)
+    record = h.kube.annotations[(NS, "demo")][ANNOTATION]
+    assert "tok-secret" not in record and "http://ls.example:8080" in record
+    h.kube.put_secret(NS, "other", {"token": "other-secret"})
+    forged = {
+        **status["labelStudio"],
+        "url": "http://attacker.example",
+        "apiTokenSecretRef": {"name": "other", "key": "token"},
+        "backends": [{**b, "url": "http://victim.example"} for b in status["labelStudio"]["backends"]],
+    }
+    body = _mlb()  # spec.labelStudio removed, status patched, the resource being deleted
+    body["status"] = {**status, "labelStudio": forged}
+    body["metadata"]["annotations"] = {ANNOTATION: record}
+    for rec in (h.rec, Reconciler(h.kube, h.settings, ls_factory=h.ls, events=lambda *a: None, clock=h.clock)):
+        h.ls.connections.clear()
+        outcome = rec.finalize(body)  # the second reconciler is a restarted operator: only the annotation knows
+        assert outcome is not None and not outcome.error
+        assert h.ls.connections == [("http://ls.example:8080", "tok-secret")]
+    assert h.ls.backends == {}
+    # no record (an operator before the fix registered it): nothing is sent anywhere, and the event says why
+    del body["metadata"]["annotations"]
+    h.ls.connections.clear()
+    fresh = Reconciler(h.kube, h.settings, ls_factory=h.ls, events=lambda *a: None, clock=h.clock)
+    assert fresh.finalize(body) is None and h.ls.connections == []
