@@ -101,13 +101,18 @@ def server_argv() -> list[str]:
 
 
 def serving_env(options: StartOptions, workers: int, log_level: str) -> dict[str, str]:
-    """The `ServingSettings` variables for this start (the image and the operator set the same ones)."""
+    """The `ServingSettings` variables for this start (the image and the operator set the same ones).
+
+    `LOG_LEVEL` is a Python level name, upper case: the model's own code reads it too. A reference
+    SDK `_wsgi.py` passes it to `logging.config.dictConfig` at import, which knows `INFO` but not
+    `info` ("Unable to configure handler 'console'" in every worker); gunicorn takes either case.
+    """
     return {
         "HOST": options.host,
         "PORT": str(options.port),
         "WORKERS": str(workers),
         "THREADS": str(options.threads),
-        "LOG_LEVEL": log_level.lower(),
+        "LOG_LEVEL": log_level.upper(),
         "LSML_BACKEND_DIR": str(options.backend_dir.resolve()),
     }
 
@@ -134,7 +139,7 @@ def start(options: StartOptions) -> int:
             "(set REDIS_URL or install redis-server for one shared queue)",
             file=sys.stderr,
         )
-    log_level = options.log_level or env.get("LOG_LEVEL") or "info"
+    log_level = options.log_level or env.get("LOG_LEVEL") or "INFO"
     env.update(serving_env(options, workers, log_level))
 
     def say(message: str) -> None:

@@ -53,7 +53,7 @@ def test_gunicorn_command_is_the_one_serving_command_with_the_knobs_in_env(backe
         "PORT": "1234",
         "WORKERS": "2",
         "THREADS": "3",
-        "LOG_LEVEL": "info",
+        "LOG_LEVEL": "INFO",
         "LSML_BACKEND_DIR": str(backend.resolve()),
     }
     assert worker_argv(StartOptions(backend))[-1] == str(backend.resolve())
