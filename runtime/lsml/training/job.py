@@ -93,6 +93,8 @@ def run_training(
                         "job": job_id,
                         "model": model_ref_string(model_ref),
                         "result": _jsonable(result),
+                        # the model's own version name (`self.set("model_version", ...)`), beside lsml's number
+                        **({"own_version": model.own_model_version} if model.own_model_version else {}),
                     },
                 )
         pin = settings.pinned_version(project)
