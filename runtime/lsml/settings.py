@@ -127,8 +127,10 @@ class Settings:
             queue_name=_str(env, "LSML_QUEUE") or "lsml-training",
             basic_auth_user=_str(env, "BASIC_AUTH_USER"),
             basic_auth_pass=_str(env, "BASIC_AUTH_PASS"),
-            label_studio_url=_str(env, "LABEL_STUDIO_URL"),
-            label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY"),
+            # the reference SDK's fallbacks too (label_studio_ml/model.py), but not its last one, HOSTNAME:
+            # in a container that is the container's own name, so lsml would call itself Label Studio
+            label_studio_url=_str(env, "LABEL_STUDIO_URL") or _str(env, "LABEL_STUDIO_HOST"),
+            label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY") or _str(env, "LABEL_STUDIO_ACCESS_TOKEN"),
             predict_concurrency=_int(env, "LSML_PREDICT_CONCURRENCY", 4, minimum=1),
             predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
             predict_timeout=_float(env, "LSML_PREDICT_TIMEOUT", 100.0, minimum=0.001),
