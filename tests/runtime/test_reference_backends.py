@@ -6,12 +6,20 @@ Real gunicorn processes and real HTTP: `label-studio-ml start DIR`, and the refe
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.fixtures.label_studio import EXAMPLES_DIR, SENTIMENT_CONFIG
+from tests.fixtures.polling import wait_http
+from tests.fixtures.ports import free_port
+from tests.fixtures.processes import stop_process
 
 # What every reference `_wsgi.py` runs at import (label_studio_ml/default_configs/_wsgi.py.tmpl, the examples).
 REFERENCE_LOGGING = """import os
@@ -48,3 +56,142 @@ def test_a_wsgi_py_configuring_logging_at_import_boots_under_start(start_ml_back
     assert "Unable to configure handler" not in server_log
     expected = "[DEBUG]" if log_level else "[INFO]"
     assert expected in server_log, server_log[-2000:]  # the example's own console handler, at the level asked
+
+
+REPO = Path(__file__).resolve().parents[2]
+VENDOR = REPO / "tests" / "vendor" / "label_studio_ml_backend"
+NER_CONFIG = """<View>
+  <Labels name="label" toName="text">
+    <Label value="ORG"/>
+    <Label value="PER"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"""
+APPLE = "Apple made it; apple pie is not Apple's."
+
+
+def reference_example(name: str) -> Path:
+    """A vendored reference example, whichever layout tests/vendor/label_studio_ml_backend uses."""
+    found = sorted(VENDOR.glob(f"**/examples/{name}"))
+    assert found, f"{name} is not vendored under {VENDOR}"
+    return found[0]
+
+
+def interactive_predict(url: str) -> requests.Response:
+    """What Label Studio's interactive-annotating sends: one task, the user's selection in params.context."""
+    selection = {"start": 0, "end": 5, "text": "Apple", "labels": ["ORG"]}
+    body = {
+        "tasks": [{"id": 7, "data": {"text": APPLE}}],
+        "project": "3.1700000000",
+        "label_config": NER_CONFIG,
+        "params": {
+            "context": {
+                "result": [
+                    {"from_name": "label", "to_name": "text", "type": "labels", "value": selection, "origin": "manual"}
+                ]
+            }
+        },
+    }
+    return requests.post(f"{url}/predict", json=body, timeout=60)
+
+
+def assert_every_apple_found(answer: requests.Response) -> None:
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["results"]
+    found = sorted((r["value"]["start"], r["value"]["text"], tuple(r["value"]["labels"])) for r in prediction["result"])
+    assert found == [(0, "Apple", ("ORG",)), (15, "apple", ("ORG",)), (32, "Apple", ("ORG",))], found
+
+
+def test_start_serves_an_unmodified_reference_example(start_ml_backend):
+    """No MODEL constant, `init_app(model_class=...)`, logging configured at import, label-studio-sdk imports."""
+    source = reference_example("interactive_substring_matching")
+    backend = start_ml_backend(source=source)
+    assert (backend.backend_dir / "_wsgi.py").read_bytes() == (source / "_wsgi.py").read_bytes()
+    assert_every_apple_found(interactive_predict(backend.url))
+    assert requests.get(f"{backend.url}/readyz", timeout=5).json()["model_class"] == "InteractiveSubstringMatching"
+
+
+def dockerfile_command(dockerfile: Path) -> tuple[str, dict[str, str]]:
+    """The shell-form CMD of a reference example's Dockerfile and the variables its ENV sets."""
+    text = dockerfile.read_text()
+    (command,) = re.findall(r"^CMD (gunicorn .*)$", text, flags=re.M)
+    env_block = re.search(r"^ENV ((?:.*\\\n)*.*)$", text, flags=re.M).group(1)
+    env = dict(re.findall(r"(\w+)=(\S+)", env_block.replace("\\\n", " ")))
+    return command, env
+
+
+class ReferenceCommand:
+    """A backend directory served by the reference Dockerfile's own `gunicorn ... _wsgi:app`, outside Docker."""
+
+    def __init__(self, backend_dir: Path, command: str, env: dict[str, str]) -> None:
+        self.backend_dir = backend_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = backend_dir.parent / "gunicorn.log"
+        full_env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MODEL_DIR", "LOG_LEVEL")}
+        full_env.update(env)
+        full_env.update(PORT=str(self.port), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                ["sh", "-c", f"exec {command}"],
+                cwd=backend_dir,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 90) -> requests.Response:
+        def died() -> str | None:
+            if self.process.poll() is None:
+                return None
+            return f"exit code {self.process.returncode}; log:\n{self.log.read_text(errors='replace')[-3000:]}"
+
+        return wait_http(f"{self.url}/readyz", timeout, "gunicorn", died=died)
+
+    def stop(self) -> None:
+        stop_process(self.process, 30, group=True)
+
+
+@pytest.fixture
+def reference_command(tmp_path):
+    """Factory: run a copy of `source` under the interactive example's Dockerfile CMD (gunicorn --preload ...)."""
+    started: list[ReferenceCommand] = []
+    command, env = dockerfile_command(reference_example("interactive_substring_matching") / "Dockerfile")
+
+    def run(source: Path, **overrides: str) -> ReferenceCommand:
+        target = tmp_path / source.name
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("data", "logs", "__pycache__"))
+        server = ReferenceCommand(target, command, {**env, **overrides})
+        started.append(server)
+        return server
+
+    yield run
+    for server in started:
+        server.stop()
+
+
+def test_the_reference_dockerfiles_gunicorn_command_serves_lsmls_app(reference_command):
+    """`gunicorn --preload --bind :$PORT --workers $WORKERS --threads $THREADS --timeout 0 _wsgi:app`, as the
+    reference image runs it, with lsml installed instead of label-studio-ml: lsml's app (its /readyz, its
+    store and state under MODEL_DIR) in every worker gunicorn forks from the preloaded master."""
+    command, env = dockerfile_command(reference_example("interactive_substring_matching") / "Dockerfile")
+    assert "--preload" in command and env["WORKERS"] == "1"
+    server = reference_command(reference_example("interactive_substring_matching"), WORKERS="2")
+    assert server.wait_ready().json()["model_class"] == "InteractiveSubstringMatching"
+    for _ in range(4):  # a new connection each time: either worker may answer
+        assert_every_apple_found(interactive_predict(server.url))
+    versions = requests.get(f"{server.url}/versions", params={"project": "3"}, timeout=10).json()
+    assert versions["model_version"] == "InteractiveSubstringMatching-v0.0.1", versions
+    # lsml's state under its default MODEL_DIR (the Dockerfile sets none): the label config /predict brought
+    assert any((server.backend_dir / "data" / "models").rglob("*.sqlite3")), list(server.backend_dir.rglob("*"))
+
+
+def test_the_reference_command_serves_a_model_named_by_string_once_preloaded(reference_command):
+    """An lsml backend dir (`create_app("model:Class")`) under the same command: the master imports the model
+    in a thread while gunicorn forks; every worker must still get the whole class (loader.finish_import)."""
+    server = reference_command(EXAMPLES_DIR / "text_classifier", WORKERS="2")
+    assert server.wait_ready().json()["model_class"] == "TextClassifier"
+    for _ in range(4):
+        assert predict(server.url).status_code == 200
