@@ -20,6 +20,7 @@ from tests.fixtures.label_studio import EXAMPLES_DIR, SENTIMENT_CONFIG
 from tests.fixtures.polling import wait_http
 from tests.fixtures.ports import free_port
 from tests.fixtures.processes import stop_process
+from tests.fixtures.reference_sdk import EVERY_APPLE, interactive_predict, reference_example, spans
 
 # What every reference `_wsgi.py` runs at import (label_studio_ml/default_configs/_wsgi.py.tmpl, the examples).
 REFERENCE_LOGGING = """import os
@@ -58,48 +59,10 @@ def test_a_wsgi_py_configuring_logging_at_import_boots_under_start(start_ml_back
     assert expected in server_log, server_log[-2000:]  # the example's own console handler, at the level asked
 
 
-REPO = Path(__file__).resolve().parents[2]
-VENDOR = REPO / "tests" / "vendor" / "label_studio_ml_backend"
-NER_CONFIG = """<View>
-  <Labels name="label" toName="text">
-    <Label value="ORG"/>
-    <Label value="PER"/>
-  </Labels>
-  <Text name="text" value="$text"/>
-</View>"""
-APPLE = "Apple made it; apple pie is not Apple's."
-
-
-def reference_example(name: str) -> Path:
-    """A vendored reference example, whichever layout tests/vendor/label_studio_ml_backend uses."""
-    found = sorted(VENDOR.glob(f"**/examples/{name}"))
-    assert found, f"{name} is not vendored under {VENDOR}"
-    return found[0]
-
-
-def interactive_predict(url: str) -> requests.Response:
-    """What Label Studio's interactive-annotating sends: one task, the user's selection in params.context."""
-    selection = {"start": 0, "end": 5, "text": "Apple", "labels": ["ORG"]}
-    body = {
-        "tasks": [{"id": 7, "data": {"text": APPLE}}],
-        "project": "3.1700000000",
-        "label_config": NER_CONFIG,
-        "params": {
-            "context": {
-                "result": [
-                    {"from_name": "label", "to_name": "text", "type": "labels", "value": selection, "origin": "manual"}
-                ]
-            }
-        },
-    }
-    return requests.post(f"{url}/predict", json=body, timeout=60)
-
-
 def assert_every_apple_found(answer: requests.Response) -> None:
     assert answer.status_code == 200, answer.text
     (prediction,) = answer.json()["results"]
-    found = sorted((r["value"]["start"], r["value"]["text"], tuple(r["value"]["labels"])) for r in prediction["result"])
-    assert found == [(0, "Apple", ("ORG",)), (15, "apple", ("ORG",)), (32, "Apple", ("ORG",))], found
+    assert spans(prediction) == EVERY_APPLE
 
 
 def test_start_serves_an_unmodified_reference_example(start_ml_backend):
