@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from lsml.server.gunicorn_conf import SERVE_COMMAND
 from tests.fixtures.label_studio import EXAMPLES_DIR, SENTIMENT_CONFIG
 from tests.fixtures.polling import wait_http
 from tests.fixtures.ports import free_port
@@ -63,6 +64,35 @@ def assert_every_apple_found(answer: requests.Response) -> None:
     assert answer.status_code == 200, answer.text
     (prediction,) = answer.json()["results"]
     assert spans(prediction) == EVERY_APPLE
+
+
+def test_lsmls_serving_command_gives_the_workers_a_log_level_dictconfig_accepts(tmp_path):
+    """The image and the operator run the serving command with the user's LOG_LEVEL as given; `info` must not
+    keep a reference `_wsgi.py` (logging configured at import) from booting."""
+    (tmp_path / "_wsgi.py").write_text(
+        REFERENCE_LOGGING
+        + "def app(environ, start_response):\n"
+        + "    start_response('200 OK', []); return [os.environ['LOG_LEVEL'].encode()]\n"
+    )
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LSML_BACKEND_DIR": str(tmp_path), "LOG_LEVEL": "info"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", *SERVE_COMMAND],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        answer = wait_http(
+            f"http://127.0.0.1:{port}/",
+            60,
+            "gunicorn",
+            died=lambda: None if server.poll() is None else f"exit code {server.returncode}",
+        )
+        assert answer.text == "INFO"
+    finally:
+        stop_process(server, 30)
 
 
 def test_start_serves_an_unmodified_reference_example(start_ml_backend):
