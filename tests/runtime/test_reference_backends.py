@@ -124,6 +124,9 @@ class ReferenceCommand:
         full_env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MODEL_DIR", "LOG_LEVEL")}
         full_env.update(env)
         full_env.update(PORT=str(self.port), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        # gunicorn 27 opens a control socket in $HOME/.gunicorn (lsml's config turns it off, this command does
+        # not): one per test, not one the user's other servers would fight over
+        full_env["HOME"] = str(backend_dir.parent)
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
                 ["sh", "-c", f"exec {command}"],
