@@ -76,19 +76,17 @@ def test_lsmls_serving_command_gives_the_workers_a_log_level_dictconfig_accepts(
     )
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LSML_BACKEND_DIR": str(tmp_path), "LOG_LEVEL": "info"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", *SERVE_COMMAND],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", *SERVE_COMMAND], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         answer = wait_http(
             f"http://127.0.0.1:{port}/",
             60,
             "gunicorn",
-            died=lambda: None if server.poll() is None else f"exit code {server.returncode}",
+            died=lambda: None if server.poll() is None else f"exit code {server.returncode}: {log.read_text()[-2000:]}",
         )
         assert answer.text == "INFO"
     finally:
