@@ -9,6 +9,6 @@ pytest_plugins = [
     "tests.fixtures.operator_fakes",
 ]
 
-# Reference backends copied verbatim (tests/vendor/label_studio_ml_backend): their own test_api.py files import
-# `model` from their directory, so they run only from there (as their authors run them), never in this session.
+# Reference backends vendored unmodified (tests/vendor/label_studio_ml_backend/README.md): their test files
+# run in their own directory and venv (tests/compat), never collected by lsml's pytest run.
 collect_ignore = ["vendor"]
