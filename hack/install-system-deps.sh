@@ -6,7 +6,9 @@
 #   debootstrap, docker-compose,
 # - the real node's runtime and network: containerd, runc, the CNI plugins, iptables, iproute2,
 #   util-linux's unshare/mount (hack/control-plane/realnode.py),
-# - prometheus (tests/e2e/test_dashboard_prometheus.py evaluates the Grafana dashboard's queries on it).
+# - prometheus (tests/e2e/test_dashboard_prometheus.py evaluates the Grafana dashboard's queries on it),
+# - tesseract-ocr with the English, Simplified Chinese and German data: the vendored label-studio-ml-backend
+#   `tesseract` example runs `--psm 6 -l chi_sim+eng+deu` (tests/compat).
 set -euo pipefail
 missing=()
 need() { # need COMMAND-OR-PATH PACKAGE
@@ -25,6 +27,10 @@ need iptables iptables
 need ip iproute2
 need unshare util-linux
 need prometheus prometheus
+need tesseract tesseract-ocr
+need /usr/share/tesseract-ocr/5/tessdata/eng.traineddata tesseract-ocr-eng
+need /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata tesseract-ocr-chi-sim
+need /usr/share/tesseract-ocr/5/tessdata/deu.traineddata tesseract-ocr-deu
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -13,6 +13,7 @@ import os
 import time
 
 import textmodel
+
 from label_studio_ml.model import LabelStudioMLBase
 
 

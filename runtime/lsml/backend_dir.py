@@ -8,8 +8,15 @@ A backend directory holds::
     Dockerfile, docker-compose.yml, README.md
     data/models/        MODEL_DIR by default (versions + state), logs/ (server.log, ...)
 
-The model reference is `LSML_MODEL` when set, else the `MODEL` string
-constant of `_wsgi.py`, read with `ast` (the file is not executed).
+The model reference (`"module:Class"`, what the RQ worker and `start` import)
+is the first of, all read with `ast` (no file of the directory is executed):
+
+1. `LSML_MODEL`;
+2. the `MODEL` string constant of `_wsgi.py` (what `label-studio-ml init` writes);
+3. the class `_wsgi.py` passes to `init_app(model_class=...)`, resolved through
+   its imports (`from model import X` -> `model:X`): the reference SDK's
+   `_wsgi.py`, unmodified;
+4. the one `LabelStudioMLBase` subclass of `model.py`.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 WSGI_FILE = "_wsgi.py"
 MODEL_FILE = "model.py"
 BASE_CLASS = "LabelStudioMLBase"
+INIT_APP = "init_app"
 TEMPLATE_FILES = {  # template name -> file written
     "_wsgi.py.tmpl": "_wsgi.py",
     "requirements.txt.tmpl": "requirements.txt",
@@ -64,8 +72,81 @@ def read_model_constant(wsgi_file: str | Path) -> str | None:
     return None
 
 
+def _imported_names(tree: ast.Module) -> dict[str, tuple[str, str | None]]:
+    """Local name -> (module, attribute or None) for the absolute imports of a module."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                names[alias.asname or alias.name] = (node.module, alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    names[alias.asname] = (alias.name, None)
+                else:  # `import a.b` binds `a`
+                    top = alias.name.split(".")[0]
+                    names[top] = (top, None)
+    return names
+
+
+def _resolve_class(expr: ast.expr, imported: Mapping[str, tuple[str, str | None]]) -> str | None:
+    """`module:Class` of a class expression of `_wsgi.py` (`X` from `from m import X`, or `m.X`), else None."""
+    if isinstance(expr, ast.Name) and expr.id in imported:
+        module, attribute = imported[expr.id]
+        return f"{module}:{attribute}" if attribute and attribute != "*" else None
+    if isinstance(expr, ast.Attribute):
+        parts = [expr.attr]
+        value = expr.value
+        while isinstance(value, ast.Attribute):
+            parts.insert(0, value.attr)
+            value = value.value
+        if isinstance(value, ast.Name) and value.id in imported:
+            module, attribute = imported[value.id]
+            path = ([attribute] if attribute else []) + parts
+            return f"{'.'.join([module, *path[:-1]])}:{path[-1]}"
+    return None
+
+
+def read_init_app_classes(wsgi_file: str | Path) -> tuple[list[str], list[str]]:
+    """The classes a reference-SDK `_wsgi.py` passes to `init_app(model_class=...)`.
+
+    Returns (distinct `module:Class` refs in file order, source text of the
+    arguments that could not be traced to an import). The reference
+    `_wsgi.py` calls `init_app` twice (`__main__` and gunicorn) with the same
+    class, hence "distinct". Read with `ast`: importing `_wsgi.py` would
+    configure logging and build an app in whatever process asked.
+    """
+    try:
+        tree = ast.parse(Path(wsgi_file).read_text(encoding="utf-8"), filename=str(wsgi_file))
+    except (OSError, SyntaxError, ValueError):
+        return [], []
+    imported = _imported_names(tree)
+    refs: list[str] = []
+    unresolved: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        if name != INIT_APP:
+            continue
+        argument = next((k.value for k in node.keywords if k.arg == "model_class"), None)
+        if argument is None and node.args:
+            argument = node.args[0]
+        if argument is None:
+            continue
+        ref = _resolve_class(argument, imported)
+        found, text = (unresolved, ast.unparse(argument)) if ref is None else (refs, ref)
+        if text not in found:
+            found.append(text)
+    return refs, unresolved
+
+
 def model_ref(backend_dir: str | Path, env: Mapping[str, str] | None = None) -> str:
-    """`LSML_MODEL`, else `_wsgi.py`'s `MODEL`; raises BackendDirError when neither is there."""
+    """The backend's `module:Class` (the module docstring lists where it is looked for, in order).
+
+    Raises BackendDirError naming every place looked at when none gives one class.
+    """
     env = os.environ if env is None else env
     if env.get("LSML_MODEL"):
         return env["LSML_MODEL"]
@@ -77,9 +158,36 @@ def model_ref(backend_dir: str | Path, env: Mapping[str, str] | None = None) -> 
             "`label-studio-ml init NAME --script model.py` or set LSML_MODEL=module:Class"
         )
     ref = read_model_constant(wsgi)
-    if not ref:
-        raise BackendDirError(f'{wsgi} has no MODEL = "module:Class" constant; add one or set LSML_MODEL')
-    return ref
+    if ref:
+        return ref
+    refs, unresolved = read_init_app_classes(wsgi)
+    if len(refs) > 1:
+        raise BackendDirError(
+            f"{wsgi} passes several classes to {INIT_APP}(model_class=...) ({', '.join(refs)}): "
+            "choose one with LSML_MODEL=module:Class"
+        )
+    if refs:
+        return refs[0]
+    return _only_model_class(backend, wsgi, unresolved)
+
+
+def _only_model_class(backend: Path, wsgi: Path, unresolved: list[str]) -> str:
+    """`model:Class` for the one LabelStudioMLBase subclass of model.py; the error lists what was looked for."""
+    script = backend / MODEL_FILE
+    candidates = find_model_classes(script) if script.is_file() else []
+    if len(candidates) == 1:
+        return f"model:{candidates[0]}"
+    if len(candidates) > 1:
+        raise BackendDirError(
+            f"cannot tell the model class of {backend}: {script} defines several subclasses of {BASE_CLASS} "
+            f"({', '.join(candidates)}) and {wsgi} names none; set LSML_MODEL=model:Class"
+        )
+    untraced = f" ({INIT_APP}(model_class={', '.join(unresolved)}) is not imported from a module)" if unresolved else ""
+    raise BackendDirError(
+        f'cannot find the model class of {backend}: looked for LSML_MODEL, a MODEL = "module:Class" '
+        f"constant in {WSGI_FILE}, {INIT_APP}(model_class=...) in {WSGI_FILE}{untraced}, and a subclass "
+        f"of {BASE_CLASS} in {MODEL_FILE}; add MODEL to {WSGI_FILE} or set LSML_MODEL=module:Class"
+    )
 
 
 def find_model_classes(script: str | Path) -> list[str]:

@@ -244,6 +244,16 @@ def _bound_names(info: dict) -> list[str]:
     return names[: len(info["inputs"])]
 
 
+def _beyond_stand_in(kind: str, name: str) -> AttributeError:
+    """What the stand-ins raise for anything label-studio-sdk's objects have and they do not: name the extra."""
+    if name.startswith("_"):  # copy, pickle and hasattr probes of dunders: a plain AttributeError
+        return AttributeError(name)
+    return AttributeError(
+        f"lsml's stand-in {kind} has no {name!r}; label-studio-sdk's {kind} has more: "
+        "pip install 'lsml[sdk]' (then self.label_interface is the SDK's)"
+    )
+
+
 class ControlTag:
     """A control tag of a parsed config (the attributes label-studio-sdk's control objects are used for most)."""
 
@@ -258,6 +268,9 @@ class ControlTag:
     def __repr__(self) -> str:
         return f"ControlTag({self.tag} name={self.name!r} to_name={self.to_name!r})"
 
+    def __getattr__(self, name: str) -> Any:
+        raise _beyond_stand_in("ControlTag", name)
+
 
 class ObjectTag:
     """An object (input) tag: its name, type and the task data key it reads (`value`, `$` stripped)."""
@@ -271,12 +284,17 @@ class ObjectTag:
     def __repr__(self) -> str:
         return f"ObjectTag({self.tag} name={self.name!r} value={self.value!r})"
 
+    def __getattr__(self, name: str) -> Any:
+        raise _beyond_stand_in("ObjectTag", name)
+
 
 class LabelInterface:
     """A small stand-in for label-studio-sdk's `LabelInterface` over `parse_config`'s result.
 
     Covers what reference-style models call: `get_first_tag_occurence`,
     `get_control`/`get_output`, `get_object`, `get_tag`, `controls`, `objects`.
+    Anything else raises an AttributeError naming the `lsml[sdk]` extra, which makes
+    `self.label_interface` the SDK's real one (`lsml.sdk`).
     """
 
     def __init__(self, config: str | None = None, parsed: dict | None = None) -> None:
@@ -322,6 +340,9 @@ class LabelInterface:
         """(from_name, to_name, value) of the first `control_type` control over an `object_type` object."""
         return get_first_tag_occurence(self.parsed, control_type, object_type, name_filter, to_name_filter)
 
+    def __getattr__(self, name: str) -> Any:
+        raise _beyond_stand_in("LabelInterface", name)
+
 
 def _one(tags: dict, name: str | None, kind: str) -> tuple[str, dict]:
     """`(name, info)` of the named tag, or of the only one when no name is given."""
@@ -332,3 +353,31 @@ def _one(tags: dict, name: str | None, kind: str) -> tuple[str, dict]:
     if name not in tags:
         raise KeyError(f"no {kind} tag named {name!r}")
     return name, tags[name]
+
+
+def get_single_tag_keys(parsed: dict[str, dict[str, Any]], control_type: str, object_type: str) -> tuple:
+    """(from_name, to_name, value, labels) of a config with exactly one control of `control_type` over
+    one object of `object_type` (label-studio-ml-backend's helper); LabelConfigError naming what differs."""
+    if len(parsed) != 1:
+        raise LabelConfigError(f"the label config must have exactly one control tag, it has {len(parsed)}")
+    from_name, info = next(iter(parsed.items()))
+    if info["type"] != control_type:
+        raise LabelConfigError(f"the label config has <{info['type']}> where this model expects <{control_type}>")
+    if len(info["to_name"]) != 1 or len(info["inputs"]) != 1:
+        raise LabelConfigError(f"<{control_type} name={from_name!r}> must be bound to exactly one object tag")
+    if info["inputs"][0]["type"] != object_type:
+        raise LabelConfigError(
+            f"<{control_type} name={from_name!r}> is bound to <{info['inputs'][0]['type']}>, not <{object_type}>"
+        )
+    return from_name, info["to_name"][0], info["inputs"][0]["value"], info["labels"]
+
+
+def get_first_tag_keys(
+    parsed: dict[str, dict[str, Any]], control_type: str, object_type: str
+) -> tuple[str | None, dict | None]:
+    """(from_name, info) of the first `control_type` control over an `object_type` object (exact
+    types), else (None, None): label-studio-ml-backend's helper over `parse_config`'s result."""
+    for from_name, info in parsed.items():
+        if info["type"] == control_type and any(obj["type"] == object_type for obj in info["inputs"]):
+            return from_name, info
+    return None, None

@@ -16,15 +16,17 @@ Training mode:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lsml.backend_dir import BackendDirError, model_ref
-from lsml.settings import Settings
+from lsml.settings import ServingSettings, Settings
 
 
 @dataclass
@@ -32,8 +34,8 @@ class StartOptions:
     backend_dir: Path
     host: str = "127.0.0.1"  # only this machine: expose the backend on purpose (--host), with BASIC_AUTH_*
     port: int = 9090
-    workers: int | None = None
-    threads: int = 8
+    workers: int | None = None  # None: $WORKERS, else 2 with Redis, 1 with embedded training
+    threads: int | None = None  # None: $THREADS, else 8
     embedded: bool = False
     log_level: str | None = None
 
@@ -101,15 +103,32 @@ def server_argv() -> list[str]:
 
 
 def serving_env(options: StartOptions, workers: int, log_level: str) -> dict[str, str]:
-    """The `ServingSettings` variables for this start (the image and the operator set the same ones)."""
+    """The `ServingSettings` variables for this start (the image and the operator set the same ones).
+
+    `LOG_LEVEL` is a Python level name, upper case: the model's own code reads it too. A reference
+    SDK `_wsgi.py` passes it to `logging.config.dictConfig` at import, which knows `INFO` but not
+    `info` ("Unable to configure handler 'console'" in every worker); gunicorn takes either case.
+    """
     return {
         "HOST": options.host,
         "PORT": str(options.port),
         "WORKERS": str(workers),
-        "THREADS": str(options.threads),
-        "LOG_LEVEL": log_level.lower(),
+        "THREADS": str(options.threads or ServingSettings().threads),
+        "LOG_LEVEL": log_level.upper(),
         "LSML_BACKEND_DIR": str(options.backend_dir.resolve()),
     }
+
+
+def worker_counts(options: StartOptions, env: Mapping[str, str], redis: bool) -> tuple[int, int]:
+    """(gunicorn workers, threads per worker): the flags, else `WORKERS` / `THREADS`, else the defaults.
+
+    The environment variables are the ones the reference SDK's Dockerfile passes to gunicorn
+    (`--workers $WORKERS --threads $THREADS`): a backend moved over keeps its sizing. A bad
+    value stops `start` with a message (ValueError, exit 2).
+    """
+    serving = ServingSettings.from_env({name: env.get(name) or "" for name in ("WORKERS", "THREADS")})
+    workers = options.workers or (serving.workers if (env.get("WORKERS") or "").strip() else (2 if redis else 1))
+    return workers, options.threads or serving.threads
 
 
 def worker_argv(options: StartOptions) -> list[str]:
@@ -127,14 +146,15 @@ def start(options: StartOptions) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     redis = will_use_redis(options, env)
-    workers = options.workers or (2 if redis else 1)
+    workers, threads = worker_counts(options, env, redis)
+    options = dataclasses.replace(options, workers=workers, threads=threads)
     if not redis and workers > 1:
         print(
             f"note: embedded training with {workers} workers: each worker runs its own training queue "
             "(set REDIS_URL or install redis-server for one shared queue)",
             file=sys.stderr,
         )
-    log_level = options.log_level or env.get("LOG_LEVEL") or "info"
+    log_level = options.log_level or env.get("LOG_LEVEL") or "INFO"
     env.update(serving_env(options, workers, log_level))
 
     def say(message: str) -> None:

@@ -22,11 +22,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from lsml.integrity import VersionIntegrityError, verify_version
@@ -40,6 +43,7 @@ from lsml.versions import configured_pin, served_version
 logger = logging.getLogger(__name__)
 
 _RETRY_AFTER_FAILURE = 1.0
+_START_LOCK = threading.Lock()  # held only inside ModelRegistry.start, never across a fork by a request
 
 
 class ModelNotReady(Exception):
@@ -91,23 +95,60 @@ class ModelRegistry:
         self._cls: type[Any] | None = model_ref if isinstance(model_ref, type) else None
         self._cls_error: str | None = None
         self._cls_ready = threading.Event()
-        self._cls_started = False
+        self._started_pid: int | None = None  # the process that started the threads (see start)
+        self._import_thread: threading.Thread | None = None
         if self._cls is not None:
             self._cls_ready.set()
+        os.register_at_fork(before=partial(_finish_import_before_fork, weakref.ref(self)))
 
     # ---- model class ----------------------------------------------------
     def start(self) -> None:
-        """Import the model class in the background and start the reload watcher (idempotent).
+        """Import the model class in the background and start the reload watcher (once per process).
 
         A class given as an object (`create_app(MyModel)`) needs no import, but still the watcher.
+
+        Once per *process*, and the app calls this before every request: `gunicorn --preload` (the
+        reference SDK's Dockerfile CMD) builds the app in the master and then forks the workers,
+        and threads do not survive a fork. A worker starts its own watcher on its first request;
+        the import is whole by then (`finish_import`, run before every fork).
         """
-        with self._lock:
-            if self._cls_started:
+        pid = os.getpid()
+        if self._started_pid == pid:
+            return
+        with _START_LOCK:
+            if self._started_pid == pid:
                 return
-            self._cls_started = True
+            if self._started_pid is not None:
+                self._forget_threads_of_parent()
+            self._started_pid = pid
         if not self._cls_ready.is_set():
-            threading.Thread(target=self._import_class, name="lsml-import", daemon=True).start()
+            self._import_thread = threading.Thread(target=self._import_class, name="lsml-import", daemon=True)
+            self._import_thread.start()
         threading.Thread(target=self._watch, name="lsml-reload", daemon=True).start()
+
+    def finish_import(self) -> None:
+        """Wait (bounded by LSML_MODEL_LOAD_TIMEOUT) for the model class's import under way in this process.
+
+        Run before every fork (`os.register_at_fork`). Why: a fork copies a module that another
+        thread is still executing half-initialised, and no thread of the child will ever finish
+        it; the child's own import then finds the half module in `sys.modules` ("module 'model'
+        has no class ..."). Waiting gives `gunicorn --preload` what it is for: the model code
+        imported once, in the master, shared by the workers.
+        """
+        thread = self._import_thread
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(self.settings.model_load_timeout)
+
+    def _forget_threads_of_parent(self) -> None:
+        """In a forked child: fresh locks and events (a parent's thread may have held one), and no
+        build the parent had under way (its thread is gone; the next request schedules one)."""
+        self._lock = threading.Lock()
+        self._import_thread = None
+        if not self._cls_ready.is_set():  # the parent's import outlived LSML_MODEL_LOAD_TIMEOUT: try again here
+            self._cls_ready = threading.Event()
+        for project, entry in list(self._entries.items()):
+            if entry.loading:
+                del self._entries[project]
 
     def _watch(self) -> None:
         """Check `current` of every loaded project in the background, so a process reloads a version
@@ -438,3 +479,10 @@ class ModelRegistry:
 
 
 _UNSET = object()
+
+
+def _finish_import_before_fork(registry: weakref.ref[ModelRegistry]) -> None:
+    """`os.register_at_fork` hook of one registry (held weakly: an app thrown away is not kept alive)."""
+    alive = registry()
+    if alive is not None:
+        alive.finish_import()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsml import credentials, local_files
+from lsml import credentials, local_files, sdk
 from lsml.credentials import Credential
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
@@ -127,6 +127,9 @@ def _default_context() -> BuildContext:
     return BuildContext(settings=settings, state=make_state(settings) if configured else MemoryState())
 
 
+_TASK_DATA: Any = object()  # preload_task_data's default: the task's data
+
+
 class LabelStudioMLBase:
     """Base class of a model. Override `setup`, `predict` and `fit`."""
 
@@ -150,11 +153,12 @@ class LabelStudioMLBase:
         self.version: ModelVersion | None = ctx.version
         self.version_dir: Path | None = ctx.version.path if ctx.version is not None else None
         self.output_dir: Path | None = ctx.output_dir
-        self._model_version_override: str | None = None
+        # the model's own version name (`self.set("model_version", ...)`), remembered per project
+        self._model_version_override: str | None = _own_version(self._state, self.project_id)
         self._label_studio_client: LabelStudioClient | None = None
         self._label_config: str | None = None
         self._parsed_label_config: dict = {}
-        self.label_interface = LabelInterface(None, {})
+        self.label_interface: Any = LabelInterface(None, {})
         if label_config is None:
             label_config = self._state.get(self.project_id, "label_config")
         if label_config is not None:
@@ -189,12 +193,12 @@ class LabelStudioMLBase:
     def use_label_config(self, label_config: str) -> None:
         """Adopt a label config: parse it once and remember it for the project.
 
-        `self.label_interface` (a `lsml.label_config.LabelInterface`, the reference's
-        attribute of the same name) is built here, once, not on every predict.
+        `self.label_interface` (label-studio-sdk's `LabelInterface` with the `lsml[sdk]` extra,
+        else lsml's stand-in: `lsml.sdk`) is built here, once, not on every predict.
         """
         self._parsed_label_config = parse_config_cached(label_config)
         self._label_config = label_config
-        self.label_interface = LabelInterface(label_config, self._parsed_label_config)
+        self.label_interface = sdk.make_label_interface(label_config, self._parsed_label_config)
         try:
             if self._state.get(self.project_id, "label_config") != label_config:
                 self._state.set(self.project_id, "label_config", label_config)
@@ -240,13 +244,16 @@ class LabelStudioMLBase:
 
     # ---- per-project state --------------------------------------------
     def get(self, key: str) -> Any:
+        """A per-project value; `"model_version"` is the version served (`model_version`), what predictions carry."""
         if key == "model_version":
             return self.model_version
         return self._state.get(self.project_id, key)
 
     def set(self, key: str, value: Any) -> None:
+        """Remember a per-project value (any JSON value; the reference takes strings only)."""
         if key == "model_version":
-            self._model_version_override = str(value)
+            value = str(value)
+            self._model_version_override = value
         self._state.set(self.project_id, key, value)
 
     def has(self, key: str) -> bool:
@@ -266,6 +273,13 @@ class LabelStudioMLBase:
         self._state.set(self.project_id, "extra_params", extra_params)
 
     # ---- versions --------------------------------------------------------
+    # Two meanings of "model version" meet here (docs/migrating-from-label-studio-ml-backend.md,
+    # "Model versions"): lsml's store versions (`v1`, `v2`, ...: one per published `fit`, what
+    # Label Studio is told, so it fetches fresh predictions after each training) and the model's
+    # own name (`self.set("model_version", "MyModel-v0.0.1")`, `bump_model_version()`), which
+    # label-studio-ml-backend serves as is. The own name is served until the first version is
+    # published, kept per project in state, and recorded in each published version's metadata
+    # (`own_version`), where `/versions` and `label-studio-ml versions` show it.
     @property
     def model_version(self) -> str:
         """The store version this instance was loaded from, else the model's own, else INITIAL_MODEL_VERSION."""
@@ -273,9 +287,21 @@ class LabelStudioMLBase:
             return self.version.name
         return self._model_version_override or self.INITIAL_MODEL_VERSION
 
+    @property
+    def own_model_version(self) -> str | None:
+        """The name the model gave its version (`self.set("model_version", ...)`), or None."""
+        return self._model_version_override
+
     def bump_model_version(self) -> str:
-        """Kept for compatibility: lsml numbers versions itself when `fit` publishes."""
-        return self.model_version
+        """Bump the model's own version name (the minor part of a trailing `X.Y.Z`) and return it.
+
+        label-studio-ml-backend's meant the same and bumps nothing (semver's `bump_minor`
+        returns a new object it drops). Publishing still numbers the store version itself:
+        the bumped name is recorded in the version's metadata (`own_version`).
+        """
+        bumped = bumped_version_name(self._model_version_override or self.INITIAL_MODEL_VERSION)
+        self.set("model_version", bumped)
+        return bumped
 
     # ---- Label Studio access --------------------------------------------
     def label_studio_credential(self) -> Credential:
@@ -345,6 +371,7 @@ class LabelStudioMLBase:
         """
         if not isinstance(url, str):
             raise TypeError("url must be a string")
+        url = _uploaded_path(url)
         if url.startswith("file://"):
             return str(local_files.confined(local_files.file_url_path(url), self.settings.local_files_roots))
         if not url.startswith(("http://", "https://", "/data/")) and os.path.exists(url):
@@ -380,16 +407,22 @@ class LabelStudioMLBase:
             return Credential(own.url, ls_access_token)
         return own
 
-    def preload_task_data(self, task: dict, value: Any = None, read_file: bool = True) -> Any:
-        """Replace media URLs in `value` (default: task["data"]) by local files (or their text)."""
-        if value is None:
+    def preload_task_data(self, task: dict, value: Any = _TASK_DATA, read_file: bool = True) -> Any:
+        """Replace media URLs in `value` (default: task["data"]) by local files (or their text).
+
+        An explicit `None` stays None, as in label-studio-ml-backend (`preload_task_data(task,
+        task["data"].get(key))` for a missing key). Unlike there, a string is a file reference only
+        by its form (a URL, a storage URI, Label Studio's `/data/` and `upload/` paths), never
+        because a file of that name exists on the server: task data is untrusted text.
+        """
+        if value is _TASK_DATA:
             value = task.get("data")
         if isinstance(value, dict):
             return {k: self.preload_task_data(task, v, read_file) for k, v in value.items()}
         if isinstance(value, list):
             return [self.preload_task_data(task, v, read_file) for v in value]
-        if isinstance(value, str) and _needs_preload(value):
-            path = self.get_local_path(value, task_id=task.get("id"))
+        if isinstance(value, str) and needs_preload(value):
+            path = self.get_local_path(url=value, task_id=task.get("id"))
             if not read_file:
                 return path
             with open(path, encoding="utf-8") as f:
@@ -397,8 +430,43 @@ class LabelStudioMLBase:
         return value
 
 
-def _needs_preload(value: str) -> bool:
-    return value.startswith(("http://", "https://", "s3://", "gs://", "azure-blob://", "/data/", "file://"))
+def needs_preload(value: str) -> bool:
+    """True when a task data string names a file to fetch (by its form only: a URL, a storage URI, a Label Studio path)."""
+    return value.startswith(
+        ("http://", "https://", "s3://", "gs://", "azure-blob://", "/data/", "file://", "upload/", "/upload/")
+    )
+
+
+def _uploaded_path(value: str) -> str:
+    """Label Studio serves `upload/x` and `/upload/x` (an uploaded file's path in older tasks) at `/data/upload/x`."""
+    if value.startswith(("upload/", "/upload/")):
+        return "/data/" + value.lstrip("/")
+    return value
+
+
+def _own_version(state: State, project: str) -> str | None:
+    """The model's own version name an earlier instance set for `project` (None when unknown or unreadable)."""
+    try:
+        named = state.get(project, "model_version")
+    except Exception:  # noqa: BLE001 - state (Redis) down: the model's setup() may name it again
+        return None
+    return str(named) if named else None
+
+
+_TRAILING_SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)$")
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+def bumped_version_name(name: str) -> str:
+    """`"0.0.1"` -> `"0.1.0"`, `"MyModel-v0.0.1"` -> `"MyModel-v0.1.0"`, `"v7"` -> `"v8"`, `"yolo"` -> `"yolo-1"`."""
+    semver = _TRAILING_SEMVER.search(name)
+    if semver:
+        major, minor = semver.group(1), int(semver.group(2)) + 1
+        return f"{name[: semver.start()]}{major}.{minor}.0"
+    number = _TRAILING_NUMBER.search(name)
+    if number:
+        return f"{name[: number.start()]}{int(number.group(1)) + 1}"
+    return f"{name}-1"
 
 
 # ---- model references ------------------------------------------------------

@@ -4,7 +4,9 @@ Plain dataclasses (no pydantic), with the names and methods of
 label-studio-ml-backend's response objects: `ModelResponse(predictions=...,
 model_version=...)`, `has_model_version()`, `update_predictions_version()`,
 `set_version()`, `model_dump()`; `PredictionValue(result=[...], score=...,
-model_version=...)`.
+model_version=...)`. label-studio-sdk's `PredictionValue` (pydantic) and any
+response object with `predictions` and `model_version` (label-studio-ml-backend's
+own `ModelResponse`) are accepted wherever these are.
 """
 
 from __future__ import annotations
@@ -60,24 +62,30 @@ class ModelResponse:
         return bool(self.model_version)
 
     def update_predictions_version(self) -> None:
-        """Give every prediction without a model_version the response's."""
+        """Give every prediction without a model_version the response's (dicts, lsml's or the SDK's values)."""
         for entry in self.predictions:
             for p in entry if isinstance(entry, list) else (entry,):
-                if isinstance(p, PredictionValue):
-                    if not p.model_version:
-                        p.model_version = self.model_version
-                elif isinstance(p, dict) and not p.get("model_version"):
-                    p["model_version"] = self.model_version
+                if isinstance(p, dict):
+                    if not p.get("model_version"):
+                        p["model_version"] = self.model_version
+                elif hasattr(p, "model_version") and not p.model_version:
+                    p.model_version = self.model_version
 
     def set_version(self, version: str) -> None:
         self.model_version = version
         self.update_predictions_version()
 
     def model_dump(self) -> dict:
-        return {
-            "model_version": self.model_version,
-            "predictions": [serialize_prediction(p, self.model_version) for p in self.predictions],
-        }
+        """The response as plain data, as label-studio-ml-backend's (pydantic) dumps it: a prediction
+        without a model_version keeps None here (`set_version` fills them; the server fills them when it
+        answers)."""
+        return {"model_version": self.model_version, "predictions": [_dumped(p) for p in self.predictions]}
+
+
+def _dumped(entry: Any) -> Any:
+    if isinstance(entry, (list, tuple)):
+        return [_dumped(e) for e in entry]
+    return _plain(entry)
 
 
 def _finite_score(prediction: dict) -> dict:
@@ -119,12 +127,21 @@ def serialize_predictions(output: Any, model_version: str) -> list:
     """`predict`'s return value (list or ModelResponse) -> the `results` list Label Studio expects."""
     if output is None:
         raise TypeError("predict returned None; return one prediction per task")
-    if isinstance(output, ModelResponse):
+    if isinstance(output, ModelResponse) or _is_response_like(output):
         version = output.model_version or model_version
         return [serialize_prediction(p, version) for p in output.predictions]
     if isinstance(output, dict):
         raise TypeError("predict returned a dict; return a list (one prediction per task) or a ModelResponse")
     return [serialize_prediction(p, model_version) for p in output]
+
+
+def _is_response_like(output: Any) -> bool:
+    """A response object of another library (label-studio-ml-backend's pydantic `ModelResponse`)."""
+    return (
+        not isinstance(output, (dict, list, tuple))
+        and isinstance(getattr(output, "predictions", None), list)
+        and hasattr(output, "model_version")
+    )
 
 
 def _is_empty(prediction: Any) -> bool:

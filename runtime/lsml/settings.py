@@ -284,8 +284,10 @@ class Settings:
             queue_name=_str(env, "LSML_QUEUE") or "lsml-training",
             basic_auth_user=_str(env, "BASIC_AUTH_USER"),
             basic_auth_pass=_str(env, "BASIC_AUTH_PASS"),
-            label_studio_url=_str(env, "LABEL_STUDIO_URL"),
-            label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY"),
+            # the reference SDK's fallbacks too (label_studio_ml/model.py), but not its last one, HOSTNAME:
+            # in a container that is the container's own name, so lsml would call itself Label Studio
+            label_studio_url=_str(env, "LABEL_STUDIO_URL") or _str(env, "LABEL_STUDIO_HOST"),
+            label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY") or _str(env, "LABEL_STUDIO_ACCESS_TOKEN"),
             predict_concurrency=_int(env, "LSML_PREDICT_CONCURRENCY", 4, minimum=1),
             predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
             predict_timeout=_float(env, "LSML_PREDICT_TIMEOUT", 100.0, minimum=0.001),
@@ -410,5 +412,20 @@ OTHER_VARIABLES: dict[str, tuple[str, str]] = {
         "set by `start` and the image",
         "prometheus-client's multi-process mode: each gunicorn worker keeps its metrics in files there and "
         "`/metrics` merges them (read by `lsml.server.metrics` and `lsml.server.gunicorn_conf`)",
+    ),
+    "LABEL_STUDIO_HOST": (
+        "unset",
+        "the reference SDK's name for `LABEL_STUDIO_URL`, read only when `LABEL_STUDIO_URL` is unset (a backend "
+        "moved from label-studio-ml-backend keeps its environment); the same origin rule applies",
+    ),
+    "LABEL_STUDIO_ACCESS_TOKEN": (
+        "unset",
+        "the reference SDK's name for `LABEL_STUDIO_API_KEY`, read only when `LABEL_STUDIO_API_KEY` is unset; sent "
+        "only to that URL's origin, never logged",
+    ),
+    "LSML_LABEL_INTERFACE": (
+        "unset",
+        "`standin`: `self.label_interface` is lsml's small stand-in even when label-studio-sdk (the `sdk` extra) is "
+        "installed (read by `lsml.sdk`)",
     ),
 }

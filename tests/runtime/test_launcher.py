@@ -53,7 +53,7 @@ def test_gunicorn_command_is_the_one_serving_command_with_the_knobs_in_env(backe
         "PORT": "1234",
         "WORKERS": "2",
         "THREADS": "3",
-        "LOG_LEVEL": "info",
+        "LOG_LEVEL": "INFO",
         "LSML_BACKEND_DIR": str(backend.resolve()),
     }
     assert worker_argv(StartOptions(backend))[-1] == str(backend.resolve())
@@ -69,3 +69,14 @@ def test_check_backend(backend, tmp_path):
     assert check_backend(backend) == "model:M"
     with pytest.raises(BackendDirError, match="does not exist"):
         check_backend(tmp_path / "missing")
+
+
+def test_workers_and_threads_come_from_the_flags_else_the_reference_images_variables(backend):
+    from lsml.launcher import worker_counts
+
+    assert worker_counts(StartOptions(backend), {}, redis=False) == (1, 8)
+    assert worker_counts(StartOptions(backend), {}, redis=True) == (2, 8)
+    assert worker_counts(StartOptions(backend), {"WORKERS": "3", "THREADS": "4"}, redis=False) == (3, 4)
+    assert worker_counts(StartOptions(backend, workers=5, threads=6), {"WORKERS": "3", "THREADS": "4"}, False) == (5, 6)
+    with pytest.raises(ValueError, match="THREADS must be >= 1"):
+        worker_counts(StartOptions(backend), {"THREADS": "0"}, redis=False)

@@ -133,3 +133,64 @@ def test_setup_answers_the_version_an_untrained_model_named_itself(settings, tex
     assert second.setup("1", text_config) == "Named-v0.0.1"
     publish(settings)
     assert ModelRegistry(Named, settings).setup("1", text_config) == "v1"  # a published version wins
+
+
+SLOW_IMPORT_MODEL = """
+import time
+from pathlib import Path
+
+from lsml import LabelStudioMLBase
+
+Path(__file__).with_suffix(".started").touch()
+while not Path(__file__).with_suffix(".release").exists():  # the test releases it from its fork hook
+    time.sleep(0.01)
+time.sleep(0.2)  # still executing when the fork comes, unless the registry waits for it
+
+
+class SlowImport(LabelStudioMLBase):
+    pass
+"""
+
+
+def test_a_fork_during_the_model_import_gives_the_child_the_whole_class_and_its_own_threads(settings, tmp_path):
+    """gunicorn --preload (the reference SDK's Dockerfile CMD): the app, and its import thread, start in the
+    master, which then forks the workers. The child used to find a half-executed module in sys.modules
+    ("module ... has no class") or wait forever for the master's thread; it must serve the class."""
+    import json
+    import os
+    import threading
+
+    module = tmp_path / "slow_import_model.py"
+    module.write_text(SLOW_IMPORT_MODEL)
+    reg = ModelRegistry("slow_import_model:SlowImport", settings.replace(backend_dir=tmp_path))
+    armed = [True]
+
+    def release_the_import() -> None:  # registered after the registry's hook, so it runs first (reverse order)
+        if armed[0]:
+            module.with_suffix(".release").touch()
+
+    os.register_at_fork(before=release_the_import)
+    try:
+        reg.start()
+        wait_for(module.with_suffix(".started").exists, 30, what="the import to begin")
+        assert not reg.class_ready
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, never return into pytest
+            try:
+                reg.start()  # what the app's before_request does
+                cls = reg.model_class(timeout=10)
+                reloading = any(t.name == "lsml-reload" for t in threading.enumerate())
+                os.write(write_end, json.dumps({"class": cls.__name__, "reload_thread": reloading}).encode())
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                os.write(write_end, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = json.loads(pipe.read() or b"{}")
+        os.waitpid(pid, 0)
+    finally:
+        armed[0] = False
+    assert report == {"class": "SlowImport", "reload_thread": True}
+    assert reg.model_class(timeout=10).__name__ == "SlowImport"  # and the parent has it too

@@ -51,3 +51,18 @@ def test_settings_pickle_and_hide_secrets_in_repr(tmp_path):
     assert pickle.loads(pickle.dumps(s)) == s
     assert "hunter2" not in repr(s) and "tok" not in repr(s)
     assert s.replace(model_dir=str(tmp_path)).model_dir == Path(tmp_path)
+
+
+def test_label_studio_url_and_key_read_the_reference_sdks_fallback_names(tmp_path):
+    def read(**env):
+        s = Settings.from_env(env=env, backend_dir=tmp_path)
+        return s.label_studio_url, s.label_studio_api_key
+
+    assert read(LABEL_STUDIO_HOST="http://ls:8080", LABEL_STUDIO_ACCESS_TOKEN="t") == ("http://ls:8080", "t")
+    assert read(
+        LABEL_STUDIO_URL="http://a:1",
+        LABEL_STUDIO_HOST="http://b:2",
+        LABEL_STUDIO_API_KEY="k",
+        LABEL_STUDIO_ACCESS_TOKEN="t",
+    ) == ("http://a:1", "k")
+    assert read(HOSTNAME="container-7f3a") == (None, None)  # the reference's last fallback: not a Label Studio

@@ -47,9 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--workers",
         type=_positive,
         default=None,
-        help="gunicorn worker processes (default 2 with Redis, 1 with embedded training)",
+        help="gunicorn worker processes (default $WORKERS, else 2 with Redis, 1 with embedded training)",
     )
-    parser.add_argument("--threads", type=_positive, default=8, help="threads per worker (default 8)")
+    parser.add_argument("--threads", type=_positive, default=None, help="threads per worker (default $THREADS or 8)")
     parser.add_argument(
         "--embedded", action="store_true", help="train in the server process even when Redis is available"
     )

@@ -73,6 +73,8 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
 
     from lsml.server.routes import bp
 
+    # the registry's threads, in this process: a no-op but in a worker gunicorn --preload forked (ModelRegistry.start)
+    app.before_request(registry.start)
     metrics.install(app)
     auth.install(app, settings)
     errors.install(app)

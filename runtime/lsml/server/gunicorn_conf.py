@@ -16,6 +16,12 @@ SERVE_COMMAND = ["gunicorn", "--config", "python:lsml.server.gunicorn_conf", "_w
 
 _serving = ServingSettings.from_env()
 
+# The workers inherit LOG_LEVEL upper case: a reference SDK `_wsgi.py` hands it to logging.config.dictConfig
+# at import, which knows INFO but not info ("Unable to configure handler 'console'": no worker boots);
+# gunicorn's own loglevel (below) takes either case.
+if os.environ.get("LOG_LEVEL", "").strip():
+    os.environ["LOG_LEVEL"] = os.environ["LOG_LEVEL"].strip().upper()
+
 bind = [f"[{_serving.host}]:{_serving.port}" if ":" in _serving.host else f"{_serving.host}:{_serving.port}"]
 workers = _serving.workers
 threads = _serving.threads

@@ -116,6 +116,8 @@ def run_training(
                         "result": _jsonable(result),
                         "fit_seconds": fit_seconds,  # lsml_model_fit_seconds once a server loads the version
                         "watermark": watermark.to_dict(),
+                        # the model's own version name (`self.set("model_version", ...)`), beside lsml's number
+                        **({"own_version": model.own_model_version} if model.own_model_version else {}),
                     },
                 )
         pin = settings.pinned_version(project)
