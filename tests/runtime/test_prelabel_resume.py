@@ -21,10 +21,14 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+from rq import Queue
+from rq.registry import StartedJobRegistry
 
 from lsml.training.worker import HEARTBEAT_TTL
 from tests.fixtures.polling import wait_for
+from tests.runtime.proc_tree import frozen
 from tests.runtime.rq_procs import Procs, start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, make_backend
 from tests.runtime.test_prelabel_redis_restart import (
@@ -41,6 +45,8 @@ from tests.runtime.test_prelabel_redis_restart import (
 )
 
 pytestmark = pytest.mark.labelstudio
+
+QUEUE = "lsml-training"  # the default LSML_QUEUE, which the server and worker here use
 
 
 @pytest.fixture
@@ -160,18 +166,38 @@ def test_a_redis_outage_longer_than_the_heartbeat_ttl_reruns_the_same_job(
 ):
     """Redis down past the worker's heartbeat TTL, back with its data: a registry cleanup declares the job
     abandoned and, with an attempt left, queues it again; the running horse stops at its next page without
-    failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job."""
+    failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job.
+
+    When Redis comes back, the worker's next heartbeat and the first registry cleanup race: a heartbeat
+    first keeps the job (it then finishes on attempt 1; `lsml.training.worker` says "may"). The test decides
+    that race: worker and horse are frozen (SIGSTOP) while Redis comes back, the test proves the job's
+    heartbeat expired, has the server's status call run the cleanup, and only then lets them go on."""
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)
     version = _trained(backend, project, private_redis.url)
     env = _env(backend, label_studio)
     url = start_server(procs, backend, private_redis.url, workers=1, **env)
-    _worker(procs, backend, private_redis.url, env, "worker")
+    worker = _worker(procs, backend, private_redis.url, env, "worker")
     job, st = _started_job(url, project, 15)
     assert st["status"] == "started", st
 
-    private_redis.kill()
-    time.sleep(HEARTBEAT_TTL + 3)
-    private_redis.start()
+    private_redis.kill()  # the horse rides the outage out; the worker's heartbeats are skipped
+    down = time.time()
+    # the last heartbeat landed before the kill, so its deadline is at most down + HEARTBEAT_TTL
+    wait_for(lambda: time.time() > down + HEARTBEAT_TTL + 1, HEARTBEAT_TTL + 5, what="the heartbeat TTL to pass")
+    with frozen(worker.pid):
+        private_redis.start()
+        registry = StartedJobRegistry(queue=Queue(QUEUE, connection=redis.Redis.from_url(private_redis.url)))
+        assert job in registry.get_expired_job_ids(), "the job's heartbeat deadline has passed"
+        # the server's status call runs the registry cleanup: abandoned, an attempt left, queued again
+        # (a 503 while the server reconnects to Redis has no status: asked again)
+        st = wait_for(
+            lambda: _status(url, job),
+            30,
+            interval=0.2,
+            until=lambda s: s.get("status") not in (None, "started"),
+            what="the cleanup to queue the job again",
+        )
+        assert st["status"] == "queued" and st["error"] is None and st["attempt"] == 1, st
     seen: list[dict] = []
 
     def ended() -> dict | None:
