@@ -35,10 +35,12 @@ from tests.runtime.test_prelabel_redis_restart import (
     BATCH,
     LOGGED_MODEL,
     N,
+    _hold_at,
     _marked_job,
     _one_prediction_each,
     _post,
     _predicted_ids,
+    _release,
     _started_job,
     _status,
     _trained,
@@ -61,6 +63,7 @@ def _env(backend_dir: Path, label_studio) -> dict[str, str]:
         "LSML_MODEL": "logged_model:Logged",
         "TEST_PREDICT_SECONDS": "0.4",
         "TEST_PREDICT_LOG": str(backend_dir / "predicted.jsonl"),
+        "TEST_PREDICT_HOLD": str(backend_dir / "hold"),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
     }
@@ -94,12 +97,14 @@ def test_a_job_killed_with_its_worker_resumes_by_itself_on_the_next_worker(
     env = _env(backend, label_studio)
     url = start_server(procs, backend, redis_url, workers=1, **env)
     worker = _worker(procs, backend, redis_url, env, "worker1")
+    _hold_at(backend, 15)  # the job waits after 15 tasks: the kill always lands mid-job
     job, st = _started_job(url, project, 15)
     assert st["status"] == "started", st
 
     _kill_group(worker)
     written_before = sum(len(v) for v in _by_task(ls_client, project).values())
     assert 0 < written_before < N
+    _release(backend)
     st = _queued_again(url, job)
     assert st["status"] == "queued" and st["error"] is None, st
     again = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})  # still the project's one job
@@ -134,10 +139,13 @@ def test_a_job_killed_on_every_attempt_fails_naming_its_attempts(
     env = _env(backend, label_studio)
     url = start_server(procs, backend, redis_url, workers=1, LSML_PRELABEL_ATTEMPTS="2", **env)
     worker = _worker(procs, backend, redis_url, env, "worker1")
+    _hold_at(backend, 10)  # each attempt is held mid-job, so each kill lands while it runs
     job, _ = _started_job(url, project, 10)
     _kill_group(worker)
     assert _queued_again(url, job)["status"] == "queued"
 
+    before = len(_predicted_ids(backend))
+    _hold_at(backend, before + BATCH)  # the second attempt predicts one batch, then waits
     worker = _worker(procs, backend, redis_url, env, "worker2")
     wait_for(
         lambda: (lambda s: s if s["status"] == "started" and s.get("attempt") == 2 else None)(_status(url, job)),
@@ -145,9 +153,9 @@ def test_a_job_killed_on_every_attempt_fails_naming_its_attempts(
         interval=0.1,
         what="the second attempt to start",
     )
-    before = len(_predicted_ids(backend))
     wait_for(lambda: len(_predicted_ids(backend)) >= before + BATCH, 60, interval=0.1, what="the second to predict")
     _kill_group(worker)
+    _release(backend)
     st = wait_for(
         lambda: (lambda s: s if s["status"] in ("finished", "failed") else None)(_status(url, job)),
         40,
@@ -177,11 +185,13 @@ def test_a_redis_outage_longer_than_the_heartbeat_ttl_reruns_the_same_job(
     env = _env(backend, label_studio)
     url = start_server(procs, backend, private_redis.url, workers=1, **env)
     worker = _worker(procs, backend, private_redis.url, env, "worker")
+    _hold_at(backend, 15)  # the job waits after 15 tasks: the outage always lands mid-job
     job, st = _started_job(url, project, 15)
     assert st["status"] == "started", st
 
     private_redis.kill()  # the horse rides the outage out; the worker's heartbeats are skipped
     down = time.time()
+    _release(backend)  # the horse writes its next page, then meets the outage
     # the last heartbeat landed before the kill, so its deadline is at most down + HEARTBEAT_TTL
     wait_for(lambda: time.time() > down + HEARTBEAT_TTL + 1, HEARTBEAT_TTL + 5, what="the heartbeat TTL to pass")
     with frozen(worker.pid):
