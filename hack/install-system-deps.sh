@@ -5,7 +5,8 @@
 # - the images (hack/images/build, tests/images): docker.io (dockerd + CLI), containerd (ctr),
 #   debootstrap, docker-compose,
 # - the real node's runtime and network: containerd, runc, the CNI plugins, iptables, iproute2,
-#   util-linux's unshare/mount (hack/control-plane/realnode.py).
+#   util-linux's unshare/mount (hack/control-plane/realnode.py),
+# - stress-ng (the flake hunt loads the cores beside pytest: bench/README.md, "Flake hunt").
 set -euo pipefail
 missing=()
 need() { # need COMMAND-OR-PATH PACKAGE
@@ -23,6 +24,7 @@ need /usr/lib/cni/bridge containernetworking-plugins
 need iptables iptables
 need ip iproute2
 need unshare util-linux
+need stress-ng stress-ng
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
