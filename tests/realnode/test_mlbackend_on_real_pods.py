@@ -273,8 +273,9 @@ def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_ve
         return versions.pop() if len(versions) == 1 and next(iter(versions)).startswith("v") else None
 
     wait_for(newest_everywhere, 180, interval=1.0, message="a trained version served by both server pods")
-    # Every annotation's webhook was answered (queued) before create_annotation returned; once the queue has
-    # nothing waiting or running, the newest version is trained on all of them: then all replicas must agree.
+    # Label Studio without a Redis of its own (this one) sends webhooks inside the annotation's request
+    # (core.redis.start_job_async_or_sync), so every trigger was queued before create_annotation returned;
+    # once the queue has nothing waiting or running, the newest version is trained on all of them.
     wait_for(lambda: training_idle(server_ips[0]), 180, interval=1.0, message="every queued training to end")
     newest = wait_for(newest_everywhere, 60, interval=1.0, message="replicas agreeing on the newest version")
     (worker,) = pods(cluster, "worker")
