@@ -8,7 +8,8 @@
 #   util-linux's unshare/mount (hack/control-plane/realnode.py),
 # - prometheus (tests/e2e/test_dashboard_prometheus.py evaluates the Grafana dashboard's queries on it),
 # - tesseract-ocr with the English, Simplified Chinese and German data: the vendored label-studio-ml-backend
-#   `tesseract` example runs `--psm 6 -l chi_sim+eng+deu` (tests/compat).
+#   `tesseract` example runs `--psm 6 -l chi_sim+eng+deu` (tests/compat),
+# - stress-ng (the flake hunt loads the cores beside pytest: bench/README.md, "Flake hunt").
 set -euo pipefail
 missing=()
 need() { # need COMMAND-OR-PATH PACKAGE
@@ -31,6 +32,7 @@ need tesseract tesseract-ocr
 need /usr/share/tesseract-ocr/5/tessdata/eng.traineddata tesseract-ocr-eng
 need /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata tesseract-ocr-chi-sim
 need /usr/share/tesseract-ocr/5/tessdata/deu.traineddata tesseract-ocr-deu
+need stress-ng stress-ng
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

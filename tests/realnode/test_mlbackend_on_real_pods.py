@@ -75,6 +75,15 @@ def served_version(pod_ip: str, project: int) -> str:
     return versions(pod_ip, project)["model_version"]
 
 
+def training_idle(pod_ip: str) -> bool:
+    """No training queued or running, from a server pod's /metrics (read from Redis at each scrape)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
+
+
 def newest_number(report: dict) -> int:
     return max((v["number"] for v in report["details"]), default=0)
 
@@ -264,8 +273,10 @@ def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_ve
         return versions.pop() if len(versions) == 1 and next(iter(versions)).startswith("v") else None
 
     wait_for(newest_everywhere, 180, interval=1.0, message="a trained version served by both server pods")
-    # Let every annotation's training land, then require all replicas to agree again.
-    time.sleep(5)
+    # Label Studio without a Redis of its own (this one) sends webhooks inside the annotation's request
+    # (core.redis.start_job_async_or_sync), so every trigger was queued before create_annotation returned;
+    # once the queue has nothing waiting or running, the newest version is trained on all of them.
+    wait_for(lambda: training_idle(server_ips[0]), 180, interval=1.0, message="every queued training to end")
     newest = wait_for(newest_everywhere, 60, interval=1.0, message="replicas agreeing on the newest version")
     (worker,) = pods(cluster, "worker")
     worker_log = cluster.kubectl("logs", worker["metadata"]["name"], "-n", NS).stdout
@@ -360,7 +371,19 @@ def test_deleting_redis_with_a_job_queued_loses_no_training(real_node_cluster, c
         return int(out) if out.isdigit() else 0
 
     wait_for(queued, 60, interval=1.0, message="the training job queued in Redis")
-    time.sleep(2)  # AOF fsyncs every second
+    # the AOF fsyncs every second: a write of our own, then WAITAOF on the same connection, returns once it
+    # is on disk, and the AOF is one sequence, so the queued job (written before) is on disk too
+    synced = cluster.kubectl(
+        "exec",
+        redis_pod,
+        "-n",
+        NS,
+        "--",
+        "sh",
+        "-c",
+        "printf 'SET lsml:e2e:aof 1\\nWAITAOF 1 0 10000\\n' | redis-cli -p 6379",
+    ).stdout.split()
+    assert synced[-2:] == ["1", "0"], f"WAITAOF: {synced}"  # fsynced locally, no replicas
     uid = _json(cluster, "get", "pod", redis_pod, "-n", NS)["metadata"]["uid"]
     cluster.kubectl("delete", "pod", redis_pod, "-n", NS)
     wait_for(

@@ -1,14 +1,21 @@
-"""The processes below a pid, which of them still run, the sockets they hold: read from /proc (Linux).
+"""The processes below a pid, which of them still run, the sockets they hold: read from /proc (Linux); and
+freezing a process with its children (SIGSTOP) while a test arranges what they find when they go on.
 
 Why: the serving tests check what a real `label-studio-ml start` left behind after a
-stop, and how its workers share their connections.
+stop, and how its workers share their connections; the fault tests decide a race between
+a worker's timers and the test's own step by holding the worker still (`frozen`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from tests.fixtures.polling import wait_for
 
 
 def _stat(pid: int) -> tuple[int, str, int] | None:
@@ -81,3 +88,32 @@ def established_per_process(root: int, port: int) -> list[int]:
         if inodes & established:
             counts.append(len(inodes & established))
     return sorted(counts, reverse=True)
+
+
+@contextmanager
+def frozen(root: int) -> Iterator[list[int]]:
+    """Stop `root` and every process below it (SIGSTOP, as a paused VM or a stalled node would), yield their
+    pids once each one is seen stopped, and let them go on (SIGCONT) on leaving, whatever happened.
+
+    `root` first, so it starts nothing new meanwhile; each pid separately, since RQ's work horse runs in a
+    process group of its own. A stopped worker writes no heartbeat and its horse no page: what the test
+    does meanwhile cannot race them.
+    """
+    pids = [root]
+    try:
+        os.kill(root, signal.SIGSTOP)
+        pids += list(descendants(root))
+        for pid in pids[1:]:
+            os.kill(pid, signal.SIGSTOP)
+        wait_for(
+            lambda: all((stat := _stat(pid)) is None or stat[1] in ("T", "t") for pid in pids),
+            10,
+            what=f"processes {pids} to stop",
+        )
+        yield pids
+    finally:
+        for pid in reversed(pids):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass

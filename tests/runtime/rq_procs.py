@@ -38,6 +38,16 @@ class Counter(LabelStudioMLBase):
         if log:
             with open(log, "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "at": "start", "t": time.time(), "event": event}) + "\\n")
+        hold = os.environ.get("TEST_FIT_HOLD")  # a file: a fit waits while it exists (the test ends it)
+        while hold and os.path.exists(hold):
+            time.sleep(0.02)
+        barrier = int(os.environ.get("TEST_FIT_BARRIER", "0"))  # wait (60 s at most) until this many fits started
+        deadline = time.time() + 60
+        while barrier and log and time.time() < deadline:
+            with open(log) as f:
+                if sum('"at": "start"' in line for line in f) >= barrier:
+                    break
+            time.sleep(0.02)
         once = os.environ.get("TEST_FIT_SLOW_ONCE")  # the first fit that sees no such file is slow
         if once and not os.path.exists(once):
             open(once, "w").close()

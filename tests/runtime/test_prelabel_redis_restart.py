@@ -37,14 +37,31 @@ pytestmark = pytest.mark.labelstudio
 N, BATCH = 60, 5
 LOST = "Redis came back without its data"
 # The example's model, slowed down, appending the ids of the tasks it predicts to a file: re-predictions
-# are counted from what the model saw, whichever run (or worker) saw it.
+# are counted from what the model saw, whichever run (or worker) saw it. A test holds the job mid-way
+# (`_hold_at`): past that many logged task ids, predict waits while the hold file exists, so a fault
+# always lands mid-job, however fast or slow the machine.
 LOGGED_MODEL = """
 import json, os, time
 from model import TextClassifier
 
 
+def _held():
+    try:
+        with open(os.environ["TEST_PREDICT_HOLD"]) as f:
+            at = int(f.read())
+    except (KeyError, FileNotFoundError):
+        return False
+    try:
+        with open(os.environ["TEST_PREDICT_LOG"]) as f:
+            return sum(len(json.loads(line)) for line in f if line.strip()) >= at
+    except FileNotFoundError:
+        return at <= 0
+
+
 class Logged(TextClassifier):
     def predict(self, tasks, context=None, **kwargs):
+        while _held():
+            time.sleep(0.02)
         time.sleep(float(os.environ["TEST_PREDICT_SECONDS"]))
         with open(os.environ["TEST_PREDICT_LOG"], "a") as log:
             log.write(json.dumps([t["id"] for t in tasks]) + "\\n")
@@ -57,6 +74,17 @@ def backend(tmp_path) -> Path:
     path = make_backend(tmp_path)
     (path / "logged_model.py").write_text(LOGGED_MODEL)
     return path
+
+
+def _hold_at(backend: Path, tasks: int) -> None:
+    """Hold pre-labelling once the model has predicted `tasks` tasks (`LOGGED_MODEL`), until `_release`."""
+    tmp = backend / "hold.tmp"
+    tmp.write_text(str(tasks))
+    tmp.replace(backend / "hold")  # atomic: the model never reads half a number
+
+
+def _release(backend: Path) -> None:
+    (backend / "hold").unlink(missing_ok=True)
 
 
 def _predicted_ids(backend: Path) -> list[int]:
@@ -95,6 +123,7 @@ def _stack(procs, backend: Path, redis_url: str, label_studio) -> str:
         "LSML_MODEL": "logged_model:Logged",
         "TEST_PREDICT_SECONDS": "0.4",
         "TEST_PREDICT_LOG": str(backend / "predicted.jsonl"),
+        "TEST_PREDICT_HOLD": str(backend / "hold"),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
         "LSML_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -138,12 +167,14 @@ def test_job_goes_on_after_a_redis_restart_with_its_data(
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)
     version = _trained(backend, project, private_redis.url)
     url = _stack(procs, backend, private_redis.url, label_studio)
+    _hold_at(backend, 15)  # the job waits after 15 tasks: the outage always lands mid-job
     job, st = _started_job(url, project, 15)
     assert st["status"] == "started", st
 
     private_redis.kill()  # a crash: nothing saved at shutdown; the AOF (fsync always) has every write
     written_before = sum(len(v) for v in _by_task(ls_client, project).values())
-    time.sleep(3)  # longer than the worker's heartbeat interval and every client timeout
+    _release(backend)  # the horse writes its next page, then meets the outage
+    time.sleep(3)  # the outage: longer than the worker's heartbeat interval and every client timeout
     private_redis.start()  # same port, same data dir
 
     st = wait_for(
@@ -166,6 +197,7 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)
     version = _trained(backend, project, private_redis.url)
     url = _stack(procs, backend, private_redis.url, label_studio)
+    _hold_at(backend, 15)  # the job waits after 15 tasks: Redis loses its data mid-job, however fast the machine
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
     follower = subprocess.Popen(
         [CLI, "predict", "--project", str(project), "--server", url, "--batch-size", str(BATCH)],
@@ -183,6 +215,7 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
             if leftover.name != "redis.log":
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         private_redis.start()
+        _release(backend)  # the horse's next page finds its job gone
         out, err = follower.communicate(timeout=60)  # the follower does not poll forever
     finally:
         if follower.poll() is None:

@@ -21,10 +21,14 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+from rq import Queue
+from rq.registry import StartedJobRegistry
 
 from lsml.training.worker import HEARTBEAT_TTL
 from tests.fixtures.polling import wait_for
+from tests.runtime.proc_tree import frozen
 from tests.runtime.rq_procs import Procs, start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, make_backend
 from tests.runtime.test_prelabel_redis_restart import (
@@ -32,16 +36,20 @@ from tests.runtime.test_prelabel_redis_restart import (
     BATCH,
     LOGGED_MODEL,
     N,
+    _hold_at,
     _marked_job,
     _one_prediction_each,
     _post,
     _predicted_ids,
+    _release,
     _started_job,
     _status,
     _trained,
 )
 
 pytestmark = pytest.mark.labelstudio
+
+QUEUE = "lsml-training"  # the default LSML_QUEUE, which the server and worker here use
 
 
 @pytest.fixture
@@ -56,6 +64,7 @@ def _env(backend_dir: Path, label_studio) -> dict[str, str]:
         "LSML_MODEL": "logged_model:Logged",
         "TEST_PREDICT_SECONDS": "0.4",
         "TEST_PREDICT_LOG": str(backend_dir / "predicted.jsonl"),
+        "TEST_PREDICT_HOLD": str(backend_dir / "hold"),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
         "LSML_ADMIN_TOKEN": ADMIN_TOKEN,  # /prelabel is an admin route; _post sends it
@@ -90,12 +99,14 @@ def test_a_job_killed_with_its_worker_resumes_by_itself_on_the_next_worker(
     env = _env(backend, label_studio)
     url = start_server(procs, backend, redis_url, workers=1, **env)
     worker = _worker(procs, backend, redis_url, env, "worker1")
+    _hold_at(backend, 15)  # the job waits after 15 tasks: the kill always lands mid-job
     job, st = _started_job(url, project, 15)
     assert st["status"] == "started", st
 
     _kill_group(worker)
     written_before = sum(len(v) for v in _by_task(ls_client, project).values())
     assert 0 < written_before < N
+    _release(backend)
     st = _queued_again(url, job)
     assert st["status"] == "queued" and st["error"] is None, st
     again = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})  # still the project's one job
@@ -130,10 +141,13 @@ def test_a_job_killed_on_every_attempt_fails_naming_its_attempts(
     env = _env(backend, label_studio)
     url = start_server(procs, backend, redis_url, workers=1, LSML_PRELABEL_ATTEMPTS="2", **env)
     worker = _worker(procs, backend, redis_url, env, "worker1")
+    _hold_at(backend, 10)  # each attempt is held mid-job, so each kill lands while it runs
     job, _ = _started_job(url, project, 10)
     _kill_group(worker)
     assert _queued_again(url, job)["status"] == "queued"
 
+    before = len(_predicted_ids(backend))
+    _hold_at(backend, before + BATCH)  # the second attempt predicts one batch, then waits
     worker = _worker(procs, backend, redis_url, env, "worker2")
     wait_for(
         lambda: (lambda s: s if s["status"] == "started" and s.get("attempt") == 2 else None)(_status(url, job)),
@@ -141,9 +155,9 @@ def test_a_job_killed_on_every_attempt_fails_naming_its_attempts(
         interval=0.1,
         what="the second attempt to start",
     )
-    before = len(_predicted_ids(backend))
     wait_for(lambda: len(_predicted_ids(backend)) >= before + BATCH, 60, interval=0.1, what="the second to predict")
     _kill_group(worker)
+    _release(backend)
     st = wait_for(
         lambda: (lambda s: s if s["status"] in ("finished", "failed") else None)(_status(url, job)),
         40,
@@ -162,18 +176,40 @@ def test_a_redis_outage_longer_than_the_heartbeat_ttl_reruns_the_same_job(
 ):
     """Redis down past the worker's heartbeat TTL, back with its data: a registry cleanup declares the job
     abandoned and, with an attempt left, queues it again; the running horse stops at its next page without
-    failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job."""
+    failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job.
+
+    When Redis comes back, the worker's next heartbeat and the first registry cleanup race: a heartbeat
+    first keeps the job (it then finishes on attempt 1; `lsml.training.worker` says "may"). The test decides
+    that race: worker and horse are frozen (SIGSTOP) while Redis comes back, the test proves the job's
+    heartbeat expired, has the server's status call run the cleanup, and only then lets them go on."""
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)
     version = _trained(backend, project, private_redis.url)
     env = _env(backend, label_studio)
     url = start_server(procs, backend, private_redis.url, workers=1, **env)
-    _worker(procs, backend, private_redis.url, env, "worker")
+    worker = _worker(procs, backend, private_redis.url, env, "worker")
+    _hold_at(backend, 15)  # the job waits after 15 tasks: the outage always lands mid-job
     job, st = _started_job(url, project, 15)
     assert st["status"] == "started", st
 
-    private_redis.kill()
-    time.sleep(HEARTBEAT_TTL + 3)
-    private_redis.start()
+    private_redis.kill()  # the horse rides the outage out; the worker's heartbeats are skipped
+    down = time.time()
+    _release(backend)  # the horse writes its next page, then meets the outage
+    # the last heartbeat landed before the kill, so its deadline is at most down + HEARTBEAT_TTL
+    wait_for(lambda: time.time() > down + HEARTBEAT_TTL + 1, HEARTBEAT_TTL + 5, what="the heartbeat TTL to pass")
+    with frozen(worker.pid):
+        private_redis.start()
+        registry = StartedJobRegistry(queue=Queue(QUEUE, connection=redis.Redis.from_url(private_redis.url)))
+        assert job in registry.get_expired_job_ids(), "the job's heartbeat deadline has passed"
+        # the server's status call runs the registry cleanup: abandoned, an attempt left, queued again
+        # (a 503 while the server reconnects to Redis has no status: asked again)
+        st = wait_for(
+            lambda: _status(url, job),
+            30,
+            interval=0.2,
+            until=lambda s: s.get("status") not in (None, "started"),
+            what="the cleanup to queue the job again",
+        )
+        assert st["status"] == "queued" and st["error"] is None and st["attempt"] == 1, st
     seen: list[dict] = []
 
     def ended() -> dict | None:

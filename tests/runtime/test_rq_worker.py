@@ -26,13 +26,13 @@ def finished(queue: RQQueue, job_id: str) -> dict | None:
     return status if status["status"] in ("finished", "failed") else None
 
 
-def two_slow_workers(tmp_path: Path, procs: Procs, redis_url: str) -> tuple[Path, Path, RQQueue]:
-    """A backend, the log its fits write, a queue, and two workers whose fits take 1.5 s."""
+def two_workers(tmp_path: Path, procs: Procs, redis_url: str, **env: str) -> tuple[Path, Path, RQQueue]:
+    """A backend, the log its fits write, a queue, and two workers (`env`: the model's TEST_FIT_* knobs)."""
     backend = write_backend(tmp_path / "backend")
     log = tmp_path / "fits.jsonl"
     queue = make_queue(redis_url)
     for name in ("w1", "w2"):
-        procs.worker(backend, redis_url, name=name, TEST_FIT_SECONDS="1.5", TEST_FIT_LOG=str(log))
+        procs.worker(backend, redis_url, name=name, TEST_FIT_LOG=str(log), **env)
     return backend, log, queue
 
 
@@ -66,10 +66,13 @@ def test_a_failing_fit_ends_failed_with_its_reason_and_publishes_nothing(tmp_pat
 
 
 def test_a_burst_during_a_training_causes_exactly_one_more_on_the_newest_data(tmp_path, procs, redis_url):
-    backend, log, queue = two_slow_workers(tmp_path, procs, redis_url)
+    hold = tmp_path / "hold"  # the first fit runs until the burst is in: the test, not a fit's length, decides
+    hold.touch()
+    backend, log, queue = two_workers(tmp_path, procs, redis_url, TEST_FIT_HOLD=str(hold))
     first = queue.submit(req(n=0))
     wait_for(lambda: fit_log(log), 30, what="the first fit to start")  # claimed: no longer pending
     ids = {queue.submit(req(n=n)) for n in range(1, 41)}
+    hold.unlink()
     assert len(ids) == 1 and first not in ids, "the burst must coalesce into one job queued after the running one"
     second = ids.pop()
     wait_for(lambda: finished(queue, second), 60, what="the second training")
@@ -84,7 +87,8 @@ def test_a_burst_during_a_training_causes_exactly_one_more_on_the_newest_data(tm
 
 
 def test_two_workers_train_two_projects_in_parallel(tmp_path, procs, redis_url):
-    _, log, queue = two_slow_workers(tmp_path, procs, redis_url)
+    # each fit waits (60 s at most) until both started: two fits at once end before that, one after another not
+    _, log, queue = two_workers(tmp_path, procs, redis_url, TEST_FIT_BARRIER="2")
     a = queue.submit(req(project="1"))
     b = queue.submit(req(project="2"))
     wait_for(lambda: finished(queue, a) and finished(queue, b), 60, what="both trainings")

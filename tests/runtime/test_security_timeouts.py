@@ -116,11 +116,13 @@ def test_an_embedded_fit_past_its_deadline_fails_and_never_publishes(serve, hang
         "/webhook", json={"action": "START_TRAINING", "project": {"id": 2, "label_config": text_config}}
     ).get_json()["job"]
     assert queue.wait(other, timeout=10)["status"] == "failed"
-    hanging.release.set()  # the abandoned fits now return and try to publish
-    time.sleep(0.5)
     store = app.extensions["lsml"].registry.store
+    staging = lambda: [*store.root.glob("*/.staging-*")]  # noqa: E731 - each abandoned fit's, until it returns
+    assert len(staging()) == 2, "both abandoned fits still run"
+    hanging.release.set()  # the abandoned fits now return and try to publish
+    # a fit leaves its staging directory after its publish attempt: gone means both have tried
+    wait_for(lambda: not staging(), 10, what="the abandoned fits to return")
     assert store.current("1") is None and store.current("2") is None
-    assert not list((store.root / "1").glob(".staging-*"))
 
 
 @pytest.mark.redis

@@ -7,10 +7,10 @@ A keep-alive connection stays with the worker that accepted it; with stock gunic
 from __future__ import annotations
 
 import shutil
-import time
 
 import requests
 
+from tests.fixtures.polling import wait_for
 from tests.runtime.proc_tree import established_per_process
 from tests.runtime.test_cli_start import EXAMPLE, Started
 
@@ -22,7 +22,12 @@ def test_eight_keepalive_connections_split_four_four_over_two_workers(tmp_path):
     sessions = []
     try:
         server.wait_ready()
-        time.sleep(1)  # the readiness probes' connections are closed and counted out
+        # the readiness probes' connections are closed and counted out before ours are counted in
+        wait_for(
+            lambda: not established_per_process(server.proc.pid, server.port),
+            10,
+            what="the probes' connections to close",
+        )
         for _ in range(8):
             session = requests.Session()
             assert session.get(server.url + "/health", timeout=5).status_code == 200

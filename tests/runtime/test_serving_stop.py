@@ -110,11 +110,12 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
             Attack(server.port, "never_closing", count=20, settle=0),
             Attack(server.port, "slow_headers", count=20, settle=0),
         ):
-            time.sleep(3)
-            processes = descendants(server.proc.pid)
-            assert load.answered > 0, "the load never got an answer"
             expected = 2 if mode == "embedded" else 5  # gunicorn master + worker(s) [+ redis-server, RQ worker]
-            assert len(processes) >= expected, processes
+            # under load: answers coming back, and every process of the stack up
+            wait_for(lambda: load.answered > 0, 30, what="the load to get an answer")
+            processes = wait_for(
+                lambda: descendants(server.proc.pid), 30, until=lambda p: len(p) >= expected, what="the whole stack"
+            )
             stopped_at = time.monotonic()
             if how == "SIGTERM":
                 server.proc.send_signal(signal.SIGTERM)

@@ -21,6 +21,11 @@ from tests.runtime.rq_procs import fit_log, make_queue, write_backend
 pytestmark = pytest.mark.redis
 
 
+def lost_redis(log: str) -> bool:
+    """The worker saw Redis gone and retries: RQ's dequeue loop says so, or lsml's reconnect loop (run_worker)."""
+    return "could not connect to Redis instance" in log or "unreachable" in log
+
+
 def req(project: str = "1", **payload) -> TrainingRequest:
     return TrainingRequest(project=project, event="ANNOTATION_CREATED", payload=payload, label_config="<View/>")
 
@@ -79,8 +84,7 @@ def test_a_fit_killed_with_its_worker_runs_again_on_the_next_worker_and_loses_no
 
     # the new worker alone (nobody polls the server) finds the dead job, runs it again, then the pending one
     procs.worker(backend, redis_url, name="w2", TEST_FIT_LOG=str(log))
-    wait_for(lambda: len(store.versions("1")) >= 2, 60, interval=0.2, what="both trainings to publish")
-    time.sleep(1)
+    wait_for(lambda: ended(queue, killed) and ended(queue, nxt), 60, interval=0.2, what="both trainings to end")
     assert [v.name for v in store.versions("1")] == ["v1", "v2"], "one version per training, no duplicate fit"
     assert trained_on(store, "v1")["n"] == 1, "the killed fit runs again on what it had claimed"
     assert trained_on(store, "v2")["n"] == 4
@@ -153,8 +157,8 @@ def test_kill_9_of_redis_with_a_training_queued_still_trains_after_restart(tmp_p
     private_redis.kill()
     # a worker started while Redis is down waits for it instead of exiting
     worker = procs.worker(backend, private_redis.url, name="w1")
-    time.sleep(1.5)
-    assert worker.poll() is None, procs.log("w1")
+    wait_for(lambda: "unreachable" in procs.log("w1"), 30, what="the worker to find Redis down")
+    assert worker.poll() is None, procs.log("w1")  # and it goes on waiting
     private_redis.start()  # same data dir: the AOF has the queued job
     status = wait_for(lambda: queue.ping() and ended(queue, job_id), 60, interval=0.2, what="the training")
     assert status["status"] == "finished", procs.log("w1")
@@ -168,7 +172,7 @@ def test_a_worker_survives_a_redis_restart_while_idle(tmp_path, private_redis, p
     first = queue.submit(req(n=1))
     assert wait_for(lambda: ended(queue, first), 60, what="the first training")["status"] == "finished"
     private_redis.kill()
-    time.sleep(1.0)
+    wait_for(lambda: lost_redis(procs.log("w1")), 30, what="the idle worker to lose Redis")
     private_redis.start()
     wait_for(queue.ping, 20, what="Redis back")
     second = queue.submit(req(n=2))
@@ -182,7 +186,7 @@ def test_a_worker_stops_on_sigterm_even_while_redis_is_down(tmp_path, private_re
     worker = procs.worker(backend, private_redis.url, name="w1")
     wait_for(lambda: "Listening on" in procs.log("w1"), 30, what="the worker to listen")
     private_redis.kill()
-    time.sleep(1.0)
+    wait_for(lambda: lost_redis(procs.log("w1")), 30, what="the idle worker to lose Redis")  # retrying now
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=10)  # raises if the worker keeps retrying Redis instead of stopping
     assert worker.returncode == 0, procs.log("w1")

@@ -1,6 +1,8 @@
 """`label-studio-ml worker NAME`: run trainings of backend NAME from the RQ queue.
 
-Argument parsing only; the worker itself is `lsml.training.worker.run_worker`.
+Argument parsing and wiring only; the worker itself is `lsml.training.worker.run_worker`.
+With `LSML_PRELABEL_ON_PUBLISH` it subscribes pre-labelling to what the
+worker publishes (`lsml.training.publishing`).
 Run several for more trainings at once (different projects train in
 parallel; one project never trains twice at once). `--healthcheck` exits 0
 when a worker on this host is registered with Redis (the compose file's
@@ -70,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(settings.backend_dir))
+    if settings.prelabel_on_publish:  # every version this worker publishes queues re-prediction
+        from lsml.prelabel_jobs import after_publish
+        from lsml.training import publishing
+
+        publishing.on_publish(after_publish)
     run_worker(ref, settings, name=args.worker_name, burst=args.burst)
     return 0
 

@@ -71,7 +71,8 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
         predict_gate=PredictGate(settings.predict_concurrency, settings.predict_wait_timeout, settings.predict_timeout),
     )
 
-    from lsml.server.routes import bp
+    from lsml.server import routes, version_routes  # noqa: F401 - importing a route module adds its routes to bp
+    from lsml.server.blueprint import bp
 
     # the registry's threads, in this process: a no-op but in a worker gunicorn --preload forked (ModelRegistry.start)
     app.before_request(registry.start)

@@ -21,8 +21,8 @@ from prometheus_client import Gauge
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
 from lsml.prelabel_jobs import PrelabelJobsFull
 from lsml.server import bodies
+from lsml.server.blueprint import bp, json_body, json_response
 from lsml.server.errors import ApiError
-from lsml.server.routes import _json_body, _json_response, bp
 
 logger = logging.getLogger("lsml.server")
 
@@ -104,7 +104,7 @@ def update_metrics(rt: Any) -> None:
 
 @bp.route("/prelabel", methods=["POST"], endpoint="prelabel")
 def prelabel() -> Response:
-    body = bodies.parse(bodies.PrelabelBody, _json_body())
+    body = bodies.parse(bodies.PrelabelBody, json_body())
     project = body.project
     try:
         request = PrelabelRequest(**body.model_dump()).validated()
@@ -116,7 +116,7 @@ def prelabel() -> Response:
         # 429, not 503: the server is well, its caller asked for more jobs than it takes at once
         raise ApiError(429, "prelabel_busy", str(exc), {"Retry-After": "30"}) from None
     logger.info("project %s: pre-labelling job %s %s", project, job, "queued" if created else "already active")
-    return _json_response(
+    return json_response(
         {"job": job, "status": "queued" if created else "active", "project": project, "created": created},
         201 if created else 200,
     )

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from typing import Any
 
-import orjson
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 
 from lsml import catchup, credentials, watermark
 from lsml.label_config import LabelConfigError
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase
 from lsml.response import serialize_predictions, task_predictions
-from lsml.server import auth, bodies, metrics
+from lsml.server import auth, bodies, metrics, prelabel_routes
+from lsml.server.blueprint import bp, current_runtime, json_body, json_response
 from lsml.server.errors import ApiError
 from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
@@ -24,75 +22,7 @@ from lsml.versions import version_report
 
 logger = logging.getLogger("lsml.server")
 
-bp = Blueprint("lsml", __name__)
-
-
-@bp.before_request
-def _refuse_nameless_query_parameters() -> None:
-    """`?project=1&=x` is malformed, not an extra option to ignore (one look at the raw bytes, no parsing)."""
-    query = request.query_string
-    if query and (query.startswith(b"=") or b"&=" in query):
-        raise ApiError(400, "invalid_query", "a query parameter has no name")
-
-
-_JSON = "application/json"
 _DROPPED_PARAMS = ("context", "login", "password")
-
-
-def _rt():
-    return current_app.extensions["lsml"]
-
-
-# Bodies of the control routes (/setup, /webhook, /train, ...) are copied and re-encoded (state, RQ
-# jobs, `dataclasses.asdict`), which recurses: a bound far below Python's recursion limit keeps them
-# a 400 instead of a RecursionError. /predict bodies go to the model as parsed (orjson bounds them at 1024).
-MAX_CONTROL_DEPTH = 64
-
-
-def _json_body(optional: bool = False, max_depth: int | None = MAX_CONTROL_DEPTH) -> dict:
-    raw = request.get_data(cache=True)
-    if not raw:
-        if optional:
-            return {}
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    try:
-        body = orjson.loads(raw)  # /predict bodies are large: orjson parses them several times faster
-    except orjson.JSONDecodeError as exc:
-        if str(exc).startswith("depth limit"):  # the stdlib would only end in a RecursionError
-            raise _too_deep(1024) from None
-        body = _stdlib_json(raw)  # what orjson refuses (NaN, UTF-16, ...) the standard library decides
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", f"request body must be a JSON object, got {type(body).__name__}")
-    if max_depth is not None and _deeper_than(body, max_depth):
-        raise _too_deep(max_depth)
-    return body
-
-
-def _stdlib_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise _too_deep(sys.getrecursionlimit()) from None
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-
-
-def _too_deep(limit: int) -> ApiError:
-    return ApiError(400, "invalid_json", f"request body is nested more than {limit} levels deep")
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """True when `value` nests more than `limit` containers; iterative, so depth costs no stack."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 
 def _load_error(exc: Exception) -> ApiError:
@@ -105,30 +35,12 @@ def _load_error(exc: Exception) -> ApiError:
     return ApiError(503, "model_load_failed", str(exc), {"Retry-After": "5"})
 
 
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays (scikit-learn and torch models return `np.float32` scores) as plain JSON."""
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _json_response(payload: Any, status: int = 200) -> Response:
-    # orjson encodes 100 predictions ~20x faster than json.dumps (bench/README.md, "Predict latency");
-    # what it refuses (ints over 64 bits, ...) falls back to the standard library. NaN becomes null.
-    try:
-        data = orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        data = json.dumps(payload, default=_json_default).encode()
-    return current_app.response_class(data, status=status, mimetype=_JSON)
-
-
 # ---- Label Studio-facing -------------------------------------------------------
 @bp.route("/", methods=["GET"], endpoint="index")
 @bp.route("/health", methods=["GET"], endpoint="health")
 def health() -> Response:
-    rt = _rt()
-    return _json_response({"status": "UP", "model_class": rt.registry.class_name, "catchup": _catchup_status(rt)})
+    rt = current_runtime()
+    return json_response({"status": "UP", "model_class": rt.registry.class_name, "catchup": _catchup_status(rt)})
 
 
 _catchup_cache: dict[str, Any] = {}
@@ -154,8 +66,8 @@ def _catchup_status(rt) -> dict:
 
 @bp.route("/setup", methods=["POST"])
 def setup() -> Response:
-    rt = _rt()
-    body = bodies.parse(bodies.SetupBody, _json_body())
+    rt = current_runtime()
+    body = bodies.parse(bodies.SetupBody, json_body())
     project, hostname, token = body.project, body.hostname or None, body.access_token or None
     if (hostname or token) and not credentials.rejects_setup_hostname(rt.settings, hostname):
         # one value, so a later /setup naming another host never inherits this token
@@ -166,20 +78,20 @@ def setup() -> Response:
         version = rt.registry.setup(project, body.schema_)
     except (UnknownProject, LabelConfigError) as exc:
         raise _load_error(exc) from None
-    return _json_response({"model_version": version})
+    return json_response({"model_version": version})
 
 
 @bp.route("/predict", methods=["POST"])
 def predict() -> Response:
-    rt = _rt()
-    body = bodies.parse(bodies.PredictBody, _json_body(max_depth=None))
+    rt = current_runtime()
+    body = bodies.parse(bodies.PredictBody, json_body(max_depth=None))
     tasks, project, params = body.tasks, body.project, body.params or {}
     try:
         model = rt.registry.get(project, body.label_config or None)
     except (UnknownProject, ModelNotReady, ModelLoadFailed, LabelConfigError) as exc:
         raise _load_error(exc) from None
     if not tasks:
-        return _json_response({"results": [], "model_version": model.model_version})
+        return json_response({"results": [], "model_version": model.model_version})
     kwargs = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS} if params else {}
     t0: float | None = time.perf_counter()
     try:
@@ -210,7 +122,7 @@ def predict() -> Response:
         results = task_predictions(serialize_predictions(output, version), untrained=model.version_dir is None)
         if len(results) != len(tasks):
             logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
-        return _json_response({"results": results, "model_version": version})
+        return json_response({"results": results, "model_version": version})
     except TypeError as exc:  # not a prediction, or a value JSON cannot carry
         logger.error("project %s: predict returned an unusable value: %s", project, exc)
         raise ApiError(500, "bad_prediction", f"the model returned an unusable value: {exc}") from None
@@ -218,14 +130,14 @@ def predict() -> Response:
 
 @bp.route("/webhook", methods=["POST"])
 def webhook() -> Response:
-    rt = _rt()
-    raw = _json_body()
+    rt = current_runtime()
+    raw = json_body()
     body = bodies.parse(bodies.WebhookBody, raw)
     action, project, label_config = body.action, body.project_name, body.label_config
     cls = rt.registry.model_class_if_ready() or LabelStudioMLBase
     if action not in cls.TRAIN_EVENTS:
         _follow_label_config(rt, project, label_config)
-        return _json_response({"status": "ignored", "action": action})
+        return json_response({"status": "ignored", "action": action})
     if body.project is None:
         raise ApiError(400, "missing_project", f"{action} carries no 'project'")
     try:
@@ -240,7 +152,7 @@ def webhook() -> Response:
     data = {k: v for k, v in raw.items() if k != "action"}
     job = rt.queue.submit(TrainingRequest(project=project, event=action, payload=data, label_config=label_config))
     metrics.TRAINING_SUBMITTED.labels(action).inc()
-    return _json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
+    return json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
 
 
 def _follow_label_config(rt, project: str, label_config: str | None) -> None:
@@ -256,8 +168,8 @@ def _follow_label_config(rt, project: str, label_config: str | None) -> None:
 
 @bp.route("/train", methods=["POST"])
 def train() -> Response:
-    rt = _rt()
-    raw = _json_body()
+    rt = current_runtime()
+    raw = json_body()
     body = bodies.parse(bodies.TrainBody, raw)
     project, label_config = body.project, body.label_config
     if label_config is not None:
@@ -266,13 +178,13 @@ def train() -> Response:
         TrainingRequest(project=project, event="START_TRAINING", payload=raw, label_config=label_config)
     )
     metrics.TRAINING_SUBMITTED.labels("TRAIN").inc()
-    return _json_response({"job": job}, 201)
+    return json_response({"job": job}, 201)
 
 
 @bp.route("/job_status", methods=["POST"])
 def job_status() -> Response:
-    job = bodies.parse(bodies.JobStatusBody, _json_body()).job
-    status = prelabel_routes.prelabel_status(job) or _rt().queue.status(job)  # a pre-labelling job, else training
+    job = bodies.parse(bodies.JobStatusBody, json_body()).job
+    status = prelabel_routes.prelabel_status(job) or current_runtime().queue.status(job)  # pre-labelling, else training
     if status is None:
         raise ApiError(
             404,
@@ -282,13 +194,13 @@ def job_status() -> Response:
         )
     status = dict(status)
     status.setdefault("job_status", status.get("status"))  # the key Label Studio's MLBackendTrainJob reads
-    return _json_response(status)
+    return json_response(status)
 
 
 @bp.route("/versions", methods=["GET", "POST"])
 def versions() -> Response:
-    rt = _rt()
-    raw = _json_body(optional=True)  # a GET may carry the project in a JSON body too
+    rt = current_runtime()
+    raw = json_body(optional=True)  # a GET may carry the project in a JSON body too
     body = bodies.parse(bodies.VersionsBody, raw)  # the query wins, but a broken body is still refused
     query = bodies.parse(bodies.VersionsQuery, request.args.to_dict())
     if query.project is None and raw.get("project") is None:
@@ -301,30 +213,30 @@ def versions() -> Response:
         pinned = {
             p: r["pinned"] for p, r in ((p, version_report(store, p, rt.settings)) for p in per_project) if r["pinned"]
         }
-        return _json_response(
+        return json_response(
             {"versions": names or [latest], "projects": per_project, "pinned": pinned, "model_version": latest}
         )
     project = query.project or body.project
     report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
-    return _json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
+    return json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
 
 
 # ---- probes, metrics, docs ------------------------------------------------------
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
-    gate = _rt().predict_gate
+    gate = current_runtime().predict_gate
     metrics.PREDICT_STUCK.set(gate.stuck)
     if not gate.healthy:  # every predict thread this process may hold is stuck: ask the liveness probe for a restart
-        return _json_response({"status": "stuck", "stuck_predictions": gate.stuck}, 503)
-    return _json_response({"status": "alive"})
+        return json_response({"status": "stuck", "stuck_predictions": gate.stuck}, 503)
+    return json_response({"status": "alive"})
 
 
 @bp.route("/readyz", methods=["GET"])
 def readyz() -> Response:
-    rt = _rt()
+    rt = current_runtime()
     registry = rt.registry
     if registry.class_ready:
-        return _json_response({"status": "ready", "model_class": registry.class_name})
+        return json_response({"status": "ready", "model_class": registry.class_name})
     error = registry.class_error
     if error is None:
         reason = "the model class is still being imported"
@@ -332,12 +244,12 @@ def readyz() -> Response:
         reason = error
     else:  # the import error's text may name paths, modules or values: the log has it in full
         reason = "the model class could not be imported (see the server log)"
-    return _json_response({"status": "not_ready", "error": reason}, 503)
+    return json_response({"status": "not_ready", "error": reason}, 503)
 
 
 @bp.route("/metrics", methods=["GET"], endpoint="metrics")
 def metrics_view() -> Response:
-    rt = _rt()
+    rt = current_runtime()
     try:
         stats = rt.queue.stats()
     except Exception:  # a down Redis must not break the scrape
@@ -367,7 +279,4 @@ def _catchup_metrics(rt) -> None:
 def openapi_view() -> Response:
     from lsml.server.openapi import document
 
-    return jsonify(document(_rt().settings.basic_auth_enabled))
-
-
-from lsml.server import prelabel_routes, version_routes  # noqa: E402,F401 - add /versions/*, /prelabel to bp
+    return jsonify(document(current_runtime().settings.basic_auth_enabled))

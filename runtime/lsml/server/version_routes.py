@@ -15,8 +15,8 @@ from flask import Response
 
 from lsml.integrity import VersionIntegrityError
 from lsml.server import bodies
+from lsml.server.blueprint import bp, current_runtime, json_body, json_response
 from lsml.server.errors import ApiError
-from lsml.server.routes import _json_body, _json_response, _rt, bp
 from lsml.versions import version_report
 
 logger = logging.getLogger("lsml.server")
@@ -24,8 +24,8 @@ logger = logging.getLogger("lsml.server")
 
 @bp.route("/versions/activate", methods=["POST"], endpoint="versions_activate")
 def activate() -> Response:
-    rt = _rt()
-    body = bodies.parse(bodies.ActivateBody, _json_body())
+    rt = current_runtime()
+    body = bodies.parse(bodies.ActivateBody, json_body())
     project, version, pin = body.project, body.version, body.pin
     store = rt.registry.store
     try:
@@ -36,15 +36,15 @@ def activate() -> Response:
         raise ApiError(409, "version_integrity", str(exc)) from None
     logger.info("project %s: %s activated%s over HTTP", project, chosen.name, " and pinned" if pin else "")
     rt.registry.reload(project)
-    return _json_response(version_report(store, project, rt.settings))
+    return json_response(version_report(store, project, rt.settings))
 
 
 @bp.route("/versions/unpin", methods=["POST"], endpoint="versions_unpin")
 def unpin() -> Response:
-    rt = _rt()
-    project = bodies.parse(bodies.UnpinBody, _json_body()).project
+    rt = current_runtime()
+    project = bodies.parse(bodies.UnpinBody, json_body()).project
     store = rt.registry.store
     newest = store.unpin(project)
     logger.info("project %s: unpinned over HTTP; current is %s", project, newest.name if newest else "none")
     rt.registry.reload(project)
-    return _json_response(version_report(store, project, rt.settings))
+    return json_response(version_report(store, project, rt.settings))

@@ -18,7 +18,7 @@ from lsml.model import BuildContext, ModelRef, build_model, load_model_class, mo
 from lsml.settings import Settings
 from lsml.state import make_state
 from lsml.store import make_store
-from lsml.training import deadline
+from lsml.training import deadline, publishing
 from lsml.training.queue import TrainingRequest
 from lsml.watermark import MAX_SEEN, Watermark, config_hash, training_base
 
@@ -123,13 +123,7 @@ def run_training(
         pin = settings.pinned_version(project)
         store.prune(project, settings.keep_versions, protect=(pin,) if pin else ())
     logger.info("project %s: published %s (job %s)", project, version.name, job_id)
-    if settings.prelabel_on_publish and settings.redis_url:  # RQ: queue re-prediction from here (the worker)
-        from lsml.prelabel_jobs import after_publish
-
-        try:
-            after_publish(settings, project, version.name)
-        except Exception:  # noqa: BLE001 - the version is published; re-prediction is best effort
-            logger.warning("project %s: could not queue re-prediction of %s", project, version.name, exc_info=True)
+    publishing.published(settings, project, version.name)  # e.g. re-predict on publish, subscribed by the worker
     return {
         "model_version": version.name,
         "published": True,
