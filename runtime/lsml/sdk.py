@@ -1,6 +1,6 @@
 """label-studio-sdk interop: the SDK's objects when it is installed (`lsml[sdk]`), lsml's stand-ins when not.
 
-Why optional: the SDK drags in pandas, opencv, nltk, lxml and more (about 150 MB), which a
+Why optional: the SDK drags in pandas, opencv, nltk, lxml and more (about 320 MB installed), which a
 model server that never touches them should not pay for. Models written for
 label-studio-ml-backend call `self.label_interface` (the SDK's `LabelInterface`) far beyond the
 stand-in in `lsml.label_config`, and return the SDK's `PredictionValue`; with the extra installed
