@@ -1,8 +1,9 @@
 """label-studio-sdk interop (lsml.sdk): the SDK's objects with the `sdk` extra, lsml's stand-ins without it.
 
 The dev extras install the SDK, so the "without" half runs in a fresh interpreter whose first act is
-to put a finder on `sys.meta_path` that refuses `label_studio_sdk` (as if it were not installed):
-lsml caches what it imported, and uninstalling a package under a running test suite is no option.
+to swap the path finder on `sys.meta_path` for one that does not see `label_studio_sdk` (as if it were
+not installed): lsml caches what it imported, and uninstalling a package under a running test suite
+is no option.
 """
 
 from __future__ import annotations
@@ -108,15 +109,21 @@ def test_a_foreign_response_object_with_predictions_and_a_version_is_served():
 
 WITHOUT_SDK = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import importlib.machinery, json, sys
 
-    class NoSdk(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "label_studio_sdk" or name.startswith("label_studio_sdk."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
+    class PathFinderWithoutSdk(importlib.machinery.PathFinder):
+        @classmethod
+        def find_spec(cls, fullname, path=None, target=None):
+            if fullname == "label_studio_sdk" or fullname.startswith("label_studio_sdk."):
+                return None
+            return super().find_spec(fullname, path, target)
 
-    sys.meta_path.insert(0, NoSdk())
+    sys.meta_path[:] = [PathFinderWithoutSdk if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+    out = {}
+    try:
+        import label_studio_sdk  # noqa: F401
+    except ModuleNotFoundError as exc:
+        out["plain_error"] = str(exc)
 
     from lsml import sdk
     from lsml.label_config import LabelInterface as StandIn
@@ -129,9 +136,9 @@ WITHOUT_SDK = textwrap.dedent(
 
     config = sys.argv[1]
     model = build_model(LabelStudioMLBase, "1", config, BuildContext(Settings.from_env(env={}), MemoryState()))
-    out = {"available": sdk.available(), "standin": isinstance(model.label_interface, StandIn),
-           "first": list(model.get_first_tag_occurence("Labels", "Text")),
-           "labels": model.label_interface.get_control("label").labels}
+    out.update({"available": sdk.available(), "standin": isinstance(model.label_interface, StandIn),
+                "first": list(model.get_first_tag_occurence("Labels", "Text")),
+                "labels": model.label_interface.get_control("label").labels})
     try:
         model.label_interface.find_tags_by_class(object)
     except AttributeError as exc:
@@ -143,10 +150,10 @@ WITHOUT_SDK = textwrap.dedent(
     response = ModelResponse(predictions=[{"result": [], "score": 0.5, "extra": 1}])
     out["value_class"] = type(response.predictions[0]).__module__ + "." + type(response.predictions[0]).__name__
     out["dumped"] = response.model_dump()
-    try:
-        import label_studio_sdk  # noqa: F401
-    except ModuleNotFoundError:
-        out["sdk_import_refused"] = True
+    try:  # what a reference model.py does first
+        from label_studio_sdk.label_interface.objects import PredictionValue as SdkValue  # noqa: F401
+    except ModuleNotFoundError as exc:
+        out["hinted_error"] = str(exc)
     print(json.dumps(out))
     """
 )
@@ -156,7 +163,11 @@ def test_without_the_sdk_the_standin_answers_and_anything_more_names_the_extra()
     done = subprocess.run([sys.executable, "-c", WITHOUT_SDK, CONFIG], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["sdk_import_refused"] and out["available"] is False and out["standin"] is True
+    assert out["plain_error"] == "No module named 'label_studio_sdk'"  # the SDK is out of sight
+    assert (
+        "pip install 'lsml[sdk]'" in out["hinted_error"]
+    )  # once label_studio_ml is imported, the error names the extra
+    assert out["available"] is False and out["standin"] is True
     assert out["first"] == ["label", "text", "text"] and out["labels"] == ["ORG", "PER"]
     assert "pip install 'lsml[sdk]'" in out["beyond"] and "find_tags_by_class" in out["beyond"]
     assert "pip install 'lsml[sdk]'" in out["tag_beyond"]
