@@ -105,6 +105,8 @@ def predict() -> Response:
     except PredictTimeout as exc:
         logger.error("project %s: %s.predict timed out: %s", project, type(model).__name__, exc)
         raise ApiError(504, "predict_timeout", str(exc)) from None
+    except ApiError:  # the model chose the answer (label_studio_ml.exceptions.AnswerException): its status, its words
+        raise
     except Exception as exc:
         logger.error(
             "project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__, exc_info=True
