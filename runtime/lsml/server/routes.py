@@ -39,8 +39,13 @@ def _load_error(exc: Exception) -> ApiError:
 @bp.route("/", methods=["GET"], endpoint="index")
 @bp.route("/health", methods=["GET"], endpoint="health")
 def health() -> Response:
+    """`{"status": "UP", "model_class": ...}`, the reference SDK's body to the key: its own tests and tools compare
+    it whole. `?details=true` adds what lsml knows beyond it (catch-up's status, and why it is off)."""
     rt = current_runtime()
-    return json_response({"status": "UP", "model_class": rt.registry.class_name, "catchup": _catchup_status(rt)})
+    body = {"status": "UP", "model_class": rt.registry.class_name}
+    if request.args.get("details", "").strip().lower() in ("1", "true", "yes"):
+        body["catchup"] = _catchup_status(rt)
+    return json_response(body)
 
 
 _catchup_cache: dict[str, Any] = {}
