@@ -86,6 +86,19 @@ CATCHUP_AGE = Gauge(
     ["project"],
     multiprocess_mode="livemostrecent",
 )
+ACCEPTANCE = Gauge(
+    "lsml_prediction_regions",
+    "Predicted regions/choices annotators kept, changed or deleted, and regions they added, per project and "
+    "model version (lsml.acceptance; a gauge: an edited annotation replaces what it counted before)",
+    ["project", "model_version", "outcome"],
+    multiprocess_mode="livemostrecent",
+)
+ACCEPTANCE_ANNOTATIONS = Gauge(
+    "lsml_prediction_annotations",
+    "Annotations started from a prediction of this project and model version (lsml.acceptance)",
+    ["project", "model_version"],
+    multiprocess_mode="livemostrecent",
+)
 
 _loaded_versions: dict[str, str] = {}
 
@@ -135,6 +148,16 @@ def catchup_state(enabled: bool, ages: dict[str, float]) -> None:
     CATCHUP_ENABLED.set(1 if enabled else 0)
     for project, age in ages.items():
         CATCHUP_AGE.labels(project).set(age)
+
+
+def acceptance_state(per_project: dict[str, dict[str, dict]]) -> None:
+    """Set the acceptance gauges at scrape time from `lsml.acceptance.report` of each project (bounded: at
+    most `acceptance.MAX_VERSIONS` versions per project, four outcomes)."""
+    for project, versions in per_project.items():
+        for version, row in versions.items():
+            ACCEPTANCE_ANNOTATIONS.labels(project, version).set(row["annotations"])
+            for outcome in ("kept", "changed", "deleted", "added"):
+                ACCEPTANCE.labels(project, version, outcome).set(row[outcome])
 
 
 def model_evicted(project: str) -> None:
