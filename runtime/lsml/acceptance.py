@@ -171,7 +171,7 @@ class Observation:
     cancelled: bool
 
 
-def observations(events: Iterable[tuple[str, Any]]) -> list[Observation]:
+def observations(events: Iterable[tuple[Any, Any]]) -> list[Observation]:
     """The annotations started from a prediction, in event order (an annotation's newest wins later)."""
     found = []
     for event, data in events:
@@ -185,8 +185,10 @@ def observations(events: Iterable[tuple[str, Any]]) -> list[Observation]:
             parent = parent.get("id")
         if not isinstance(aid, int) or not isinstance(parent, int) or isinstance(parent, bool):
             continue
-        result = ann.get("result") if isinstance(ann.get("result"), list) else []
-        found.append(Observation(aid, parent, result, bool(ann.get("was_cancelled"))))
+        result = ann.get("result")
+        found.append(
+            Observation(aid, parent, result if isinstance(result, list) else [], bool(ann.get("was_cancelled")))
+        )
     return found
 
 
