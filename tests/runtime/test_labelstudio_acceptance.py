@@ -64,9 +64,12 @@ def metric(url: str, name: str, **labels: str) -> float | None:
     return None
 
 
+@pytest.mark.parametrize("stack", ["embedded", pytest.param("redis", marks=pytest.mark.redis)])
 def test_annotations_made_from_predictions_are_counted_per_version(
-    tmp_path, procs, label_studio, ls_client, ls_project
+    stack, request, tmp_path, procs, label_studio, ls_client, ls_project
 ):
+    """Embedded: the server's training thread counts into sqlite; Redis: the RQ worker counts into Redis."""
+    redis_url = request.getfixturevalue("private_redis").url if stack == "redis" else None
     backend = tmp_path / "backend"
     backend.mkdir()
     (backend / "model.py").write_text(MODEL_PY)
@@ -86,7 +89,9 @@ def test_annotations_made_from_predictions_are_counted_per_version(
         "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
         "LSML_CATCHUP_INTERVAL": "0",
     }
-    url = start_server(procs, backend, None, workers=1, **env)
+    if redis_url:
+        procs.worker(backend, redis_url, **env)
+    url = start_server(procs, backend, redis_url, workers=1, **env)
     ls_client.ensure_ml_backend(project, url, title="acceptance test")
 
     def annotate(task: int, result: list[dict]) -> dict:
