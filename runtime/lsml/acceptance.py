@@ -163,27 +163,40 @@ def compare(predicted: object, annotated: object) -> Counts:
 # ---- events -> counts ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Observation:
-    """One annotation as an event carried it: which prediction it started from and its result."""
+    """One annotation as an event carried it: which prediction it started from and its result.
+
+    `prediction` None: the annotation was deleted (`ANNOTATIONS_DELETED`), what it counted is withdrawn."""
 
     annotation: int
-    prediction: int
+    prediction: int | None
     result: list
-    cancelled: bool
+    cancelled: bool = False
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def observations(events: Iterable[tuple[Any, Any]]) -> list[Observation]:
-    """The annotations started from a prediction, in event order (an annotation's newest wins later)."""
-    found = []
+    """The annotations started from a prediction, and deleted annotations, in event order (an
+    annotation's newest event wins)."""
+    found: list[Observation] = []
     for event, data in events:
-        if event not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") or not isinstance(data, dict):
+        if not isinstance(data, dict):
+            continue
+        if event == "ANNOTATIONS_DELETED":
+            deleted = data.get("annotations")
+            if not isinstance(deleted, list):
+                continue
+            found.extend(Observation(a["id"], None, []) for a in deleted if isinstance(a, dict) and _is_id(a.get("id")))
             continue
         ann = data.get("annotation")
-        if not isinstance(ann, dict):
+        if event not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") or not isinstance(ann, dict):
             continue
         aid, parent = ann.get("id"), ann.get("parent_prediction")
         if isinstance(parent, dict):  # a serializer that nests the prediction
             parent = parent.get("id")
-        if not isinstance(aid, int) or not isinstance(parent, int) or isinstance(parent, bool):
+        if not isinstance(aid, int) or not _is_id(aid) or not _is_id(parent):
             continue
         result = ann.get("result")
         found.append(
@@ -198,36 +211,39 @@ def record(
     """Count `observed` into the project's acceptance state; returns how many annotations were counted.
 
     `fetch_prediction(id)` returns Label Studio's prediction (`result`, `model_version`) or None when it
-    is gone. A cancelled (skipped) annotation counts nothing and withdraws what it counted before."""
+    is gone; at most `MAX_FETCHES` distinct predictions within `FETCH_BUDGET` seconds, the annotations
+    past either are not counted (logged). A cancelled (skipped) or deleted annotation counts nothing and
+    withdraws what it counted before."""
     if not observed:
         return 0
     saved = load(state, project)
     predictions: dict[int, dict | None] = {}
-    counted = 0
+    counted = skipped = 0
     deadline = time.monotonic() + FETCH_BUDGET
-    for obs in observed[-MAX_FETCHES:]:
-        if obs.prediction not in predictions:
-            if time.monotonic() > deadline:
-                logger.warning(
-                    "project %s: acceptance fetches past %.0f s: the rest is not counted", project, FETCH_BUDGET
-                )
-                break
-            predictions[obs.prediction] = fetch_prediction(obs.prediction)
-        pred = predictions[obs.prediction]
+    for obs in observed:
         key = str(obs.annotation)
         saved["annotations"].pop(key, None)
-        if obs.cancelled or not isinstance(pred, dict):
+        if obs.prediction is None or obs.cancelled:
+            continue
+        if obs.prediction not in predictions:
+            if len(predictions) >= MAX_FETCHES or time.monotonic() > deadline:
+                skipped += 1
+                continue
+            predictions[obs.prediction] = fetch_prediction(obs.prediction)
+        pred = predictions[obs.prediction]
+        if not isinstance(pred, dict):
             continue
         version = str(pred.get("model_version") or "unknown")[:64]
         saved["annotations"][key] = [version, *compare(pred.get("result"), obs.result).as_list()]
         saved["touched"] = [v for v in saved["touched"] if v != version] + [version]
         counted += 1
-    if len(observed) > MAX_FETCHES:
+    if skipped:
         logger.warning(
-            "project %s: %d annotation events in one training, acceptance counts the newest %d",
+            "project %s: %d annotations not counted for acceptance (past %d predictions or %.0f s in one training)",
             project,
-            len(observed),
+            skipped,
             MAX_FETCHES,
+            FETCH_BUDGET,
         )
     _bound(saved)
     state.set(project, STATE_KEY, saved)

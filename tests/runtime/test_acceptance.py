@@ -89,8 +89,9 @@ def test_only_annotations_made_from_a_prediction_are_observed():
         ]
     )
     assert found == [
-        Observation(1, 10, [choice("Positive")], False),
-        Observation(1, 10, [choice("Negative")], False),
+        Observation(1, 10, [choice("Positive")]),
+        Observation(1, None, []),  # deleted: withdraws what it counted
+        Observation(1, 10, [choice("Negative")]),
     ]
 
 
@@ -120,6 +121,40 @@ def test_an_update_replaces_what_the_annotation_counted_and_versions_are_kept_ap
     obs = acceptance.observations([event(1, 10, [], "ANNOTATION_UPDATED", was_cancelled=True)])
     acceptance.record(state, "3", obs, fetch)
     assert "v1" not in acceptance.report(state, "3")  # skipped: what it counted is withdrawn
+    acceptance.record(
+        state, "3", acceptance.observations([("ANNOTATIONS_DELETED", {"annotations": [{"id": 2}]})]), fetch
+    )
+    assert acceptance.report(state, "3") == {}  # deleted: withdrawn too
+
+
+def test_a_training_fetches_a_bounded_number_of_predictions_once_each(monkeypatch):
+    monkeypatch.setattr(acceptance, "MAX_FETCHES", 2)
+    state = MemoryState()
+    fetched: list[int] = []
+
+    def fetch(pid: int) -> dict:
+        fetched.append(pid)
+        return {"result": [choice("Positive")], "model_version": "v1"}
+
+    events = [event(i, 10 + i % 3, [choice("Positive")]) for i in range(6)]  # predictions 10, 11, 12, 10, 11, 12
+    assert acceptance.record(state, "3", acceptance.observations(events), fetch) == 4
+    assert fetched == [10, 11]
+
+
+def test_metrics_show_the_report_of_the_last_scrape_only():
+    from prometheus_client import generate_latest
+
+    from lsml.server import metrics
+
+    row = {"annotations": 2, "predicted": 3, "kept": 1, "changed": 1, "deleted": 1, "added": 0, "accepted_share": 0.33}
+    metrics.acceptance_state({"3": {"v1": row, "v2": row}})
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'lsml_prediction_regions{model_version="v1",outcome="kept",project="3"} 1.0' in text
+    assert 'lsml_prediction_annotations{model_version="v2",project="3"} 2.0' in text
+    metrics.acceptance_state({"3": {"v2": row}})  # v1 left the report (MAX_VERSIONS): its series go too
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'model_version="v1"' not in text and 'model_version="v2"' in text
+    metrics.acceptance_state({})
 
 
 def test_storage_is_bounded_per_project_and_version(monkeypatch):

@@ -102,7 +102,7 @@ def test_annotations_made_from_predictions_are_counted_per_version(
     annotate(tasks[1], [sentiment("Negative"), span("p1", 0, 12, "ORG"), PREDICTED[2]])  # 2 changed, 1 kept
     rejected = annotate(tasks[2], [])  # every region deleted: 3 deleted
     annotate(tasks[3], [*PREDICTED, span("n1", 4, 12, "PER")])  # 3 kept, 1 added
-    annotate(tasks[5], [sentiment("Positive")])  # v2: 1 kept, 2 deleted
+    v2 = annotate(tasks[5], [sentiment("Positive")])  # v2: 1 kept, 2 deleted
     ls_client.create_annotation(tasks[4], [sentiment("Negative")])  # drawn without a prediction: not counted
 
     def report() -> dict:
@@ -149,3 +149,9 @@ def test_annotations_made_from_predictions_are_counted_per_version(
         diagnose=lambda: procs.log("server")[-3000:],
     )
     assert found["v1"]["annotations"] == 4 and found["v1"]["kept"] == 10 and found["v1"]["accepted_share"] == 0.8333
+
+    # a deleted annotation (Label Studio sends ANNOTATIONS_DELETED) no longer counts
+    ls_client.delete(f"/api/annotations/{v2['id']}/")
+    found = wait_for(report, 60, what="the deletion's withdrawal", until=lambda r: "v2" not in r)
+    assert found["v1"]["annotations"] == 4
+    assert metric(url, "lsml_prediction_annotations", project=str(project), model_version="v2") is None
