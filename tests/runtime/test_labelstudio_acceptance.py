@@ -88,10 +88,13 @@ def test_annotations_made_from_predictions_are_counted_per_version(
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
         "LSML_CATCHUP_INTERVAL": "0",
+        # two gunicorn workers merging their metrics, as `label-studio-ml start` runs them: either answers
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
     }
+    (tmp_path / "prometheus").mkdir()
     if redis_url:
         procs.worker(backend, redis_url, **env)
-    url = start_server(procs, backend, redis_url, workers=1, **env)
+    url = start_server(procs, backend, redis_url, workers=2, **env)
     ls_client.ensure_ml_backend(project, url, title="acceptance test")
 
     def annotate(task: int, result: list[dict]) -> dict:
