@@ -450,6 +450,25 @@ SPEC: dict = {
                     "current": {"type": ["string", "null"]},
                     "latest": {"type": ["string", "null"]},
                     "model_version": {"type": "string"},
+                    "acceptance": {
+                        "type": "object",
+                        "description": "with a project: model version -> how much of its predictions annotators "
+                        "kept (annotations, predicted, kept, changed, deleted, added, accepted_share; "
+                        "docs/versions.md)",
+                        "additionalProperties": _ref("Acceptance"),
+                    },
+                },
+            },
+            "Acceptance": {
+                "type": "object",
+                "properties": {
+                    "annotations": {"type": "integer"},
+                    "predicted": {"type": "integer"},
+                    "kept": {"type": "integer"},
+                    "changed": {"type": "integer"},
+                    "deleted": {"type": "integer"},
+                    "added": {"type": "integer"},
+                    "accepted_share": {"type": ["number", "null"]},
                 },
             },
             "PrelabelAccepted": {

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from lsml import catchup, credentials, watermark
+from lsml import acceptance, catchup, credentials, watermark
 from lsml.label_config import LabelConfigError
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase
@@ -225,7 +225,16 @@ def versions() -> Response:
         )
     project = query.project or body.project
     report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
+    report["acceptance"] = _acceptance(rt, project)  # per model version: how much of its predictions was kept
     return json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
+
+
+def _acceptance(rt, project: str) -> dict:
+    try:
+        return acceptance.report(rt.registry.state, project)
+    except Exception:  # state (Redis) down: the versions still answer
+        logger.debug("acceptance unavailable for /versions", exc_info=True)
+        return {}
 
 
 # ---- probes, metrics, docs ------------------------------------------------------
@@ -265,6 +274,10 @@ def metrics_view() -> Response:
         _catchup_metrics(rt)
     except Exception:  # state (Redis) down
         logger.debug("catch-up watermarks unavailable for /metrics", exc_info=True)
+    try:
+        metrics.acceptance_state({p: acceptance.report(rt.registry.state, p) for p in rt.registry.store.projects()})
+    except Exception:  # state (Redis) down
+        logger.debug("acceptance unavailable for /metrics", exc_info=True)
     try:
         prelabel_routes.update_metrics(rt)
     except Exception:  # state (Redis) down: the scrape goes on without pre-labelling progress
