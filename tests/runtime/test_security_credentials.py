@@ -116,7 +116,11 @@ def test_a_setup_token_never_follows_a_later_setup_to_another_host(serve, http_r
     assert attacker.header_values("Authorization") == [None]
 
 
-def test_a_key_without_its_url_is_sent_nowhere(serve, http_recorder, caplog):
+def test_a_key_without_its_url_is_sent_nowhere(serve, http_recorder, caplog, monkeypatch):
+    from lsml import credentials
+
+    # the warning is logged once per process: an earlier test of the session may have spent it
+    monkeypatch.setattr(credentials, "_warned", set())
     attacker = attacker_label_studio(http_recorder)
     app, client = serve(LabelStudioMLBase, label_studio_api_key="configured-key")
     assert (
