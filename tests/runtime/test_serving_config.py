@@ -103,7 +103,7 @@ def test_the_four_deployments_run_the_same_command_and_resolve_the_same_settings
         assert settings[name]["workers"] == knobs.get("WORKERS", "1")
         assert settings[name]["threads"] == knobs.get("THREADS", "8")
     first = next(iter(settings.values()))
-    assert first["worker_class"] == "lsml.server.worker.ThreadWorker"
+    assert first["worker_class"] == "lsml.server.gunicorn_worker.ThreadWorker"
     for name, resolved_settings in settings.items():
         assert {k: resolved_settings[k] for k in SHARED} == {k: first[k] for k in SHARED}, name
 

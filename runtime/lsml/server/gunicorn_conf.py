@@ -29,8 +29,8 @@ chdir = os.path.abspath(_serving.backend_dir)
 loglevel = _serving.log_level
 errorlog = "-"
 
-# gthread's pool for the app, every wait on a client on the main loop (lsml/server/worker.py)
-worker_class = "lsml.server.worker.ThreadWorker"
+# gthread's pool for the app, every wait on a client on the main loop (lsml/server/gunicorn_worker.py)
+worker_class = "lsml.server.gunicorn_worker.ThreadWorker"
 timeout = 300  # the main loop heartbeats: a slow predict does not get the worker killed
 graceful_timeout = 20  # below the supervisor's and Kubernetes' grace periods, so a stop is never a SIGKILL
 keepalive = 5  # seconds an idle connection may wait for its next request
@@ -44,14 +44,14 @@ control_socket_disable = True
 
 def on_starting(server):
     """Refuse a port another server listens on, at once and saying so (gunicorn would retry for 5 s first)."""
-    from lsml.server.worker import refuse_taken_addresses
+    from lsml.server.gunicorn_worker import refuse_taken_addresses
 
     refuse_taken_addresses(server.cfg.address)
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
     """Free a dead worker's slot on the connection board; drop its live gauges from the Prometheus files."""
-    from lsml.server.worker import forget
+    from lsml.server.gunicorn_worker import forget
 
     forget(worker)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
