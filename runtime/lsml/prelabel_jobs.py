@@ -31,7 +31,7 @@ at most one job per project runs and the last one ends on the newest version.
   A job whose worker or work horse is killed (SIGKILL, OOM killer, a pod
   deleted past its grace period) runs again by itself, at most
   `LSML_PRELABEL_ATTEMPTS` times in all: RQ's `Retry`, honoured as for
-  trainings only when the horse died (`lsml.training.worker`), puts the same
+  trainings only when the horse died (`lsml.training.rq_worker`), puts the same
   job (same id, same marker, so still the project's one job) back at the
   front of the queue, and the re-run resumes from the project's checkpoint.
   A job that raises, runs past `JOB_TIMEOUT` or is refused is not run again.
@@ -311,9 +311,9 @@ def perform_prelabel(project: str, request: dict) -> dict:
     """RQ job (runs in `label-studio-ml worker`): check the arguments, pre-label, record progress in the job's meta."""
     from rq import get_current_job
 
-    from lsml.training import worker
+    from lsml.training import rq_worker
 
-    context = worker._context
+    context = rq_worker._context
     if context is None:
         raise RuntimeError("perform_prelabel runs only inside `label-studio-ml worker`")
     if not isinstance(request, dict):
@@ -408,14 +408,14 @@ def _release(job: Any, project: str) -> None:
     Clearing first: a submit racing with this either sees no marker and
     queues a job itself, or set the flag before and is picked up here.
     """
-    from lsml.training import worker
+    from lsml.training import rq_worker
 
     marker = _marker(job.origin, project)
     if job.connection.get(marker) in (job.id, job.id.encode()):
         job.connection.delete(marker)
     again = job.connection.getdel(marker + ":again")
-    if again and worker._context is not None:
-        settings = worker._context.settings
+    if again and rq_worker._context is not None:
+        settings = rq_worker._context.settings
         RQPrelabelJobs(settings.replace(queue_name=job.origin), connection=job.connection).submit(
             PrelabelRequest.from_dict(json.loads(again)), again_if_active=True
         )

@@ -26,7 +26,7 @@ import requests
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from lsml.training.worker import HEARTBEAT_TTL
+from lsml.training.rq_worker import HEARTBEAT_TTL
 from tests.fixtures.polling import wait_for
 from tests.runtime.proc_tree import frozen
 from tests.runtime.rq_procs import Procs, start_server
@@ -179,7 +179,7 @@ def test_a_redis_outage_longer_than_the_heartbeat_ttl_reruns_the_same_job(
     failing it, and the same job runs again and finishes: no resubmit, no duplicate, still one job.
 
     When Redis comes back, the worker's next heartbeat and the first registry cleanup race: a heartbeat
-    first keeps the job (it then finishes on attempt 1; `lsml.training.worker` says "may"). The test decides
+    first keeps the job (it then finishes on attempt 1; `lsml.training.rq_worker` says "may"). The test decides
     that race: worker and horse are frozen (SIGSTOP) while Redis comes back, the test proves the job's
     heartbeat expired, has the server's status call run the cleanup, and only then lets them go on."""
     project, task_ids = _project_with_tasks(ls_client, ls_project, N)

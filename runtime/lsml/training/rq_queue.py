@@ -13,7 +13,7 @@ dying work horse. What lsml adds on top:
 * bounded detection of dead workers: `status()` and `stats()` run RQ's
   `StartedJobRegistry.cleanup()` (so does every worker), which finds a job
   whose heartbeat expired. Workers heartbeat every `HEARTBEAT_INTERVAL`
-  seconds with a TTL of `HEARTBEAT_TTL` (`lsml.training.worker`), so a
+  seconds with a TTL of `HEARTBEAT_TTL` (`lsml.training.rq_worker`), so a
   `kill -9`'d worker's job is found within about `HEARTBEAT_TTL` seconds
   rather than RQ's default minute and more;
 * no training lost to a killed worker: jobs carry RQ's `Retry` with
@@ -50,8 +50,8 @@ from lsml.training.trusted_job import TrustedJob, reap_abandoned_jobs, trusted_q
 
 log = logging.getLogger(__name__)
 
-#: The job function every RQ training job runs (in `lsml.training.worker`).
-JOB_FUNCTION = "lsml.training.worker.perform_training"
+#: The job function every RQ training job runs (in `lsml.training.rq_worker`).
+JOB_FUNCTION = "lsml.training.rq_worker.perform_training"
 #: Seconds RQ keeps a finished job (so /job_status can report it), and a failed one.
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
@@ -88,7 +88,7 @@ class RQQueue:
         self.coalescer = Coalescer(self.connection, self.queue)
         # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
         self.job_timeout = int(math.ceil(settings.fit_timeout))
-        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.worker`)
+        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.rq_worker`)
         self.retry = rerun_retry(settings.fit_attempts)
 
     # --- TrainingQueue -------------------------------------------------
