@@ -132,7 +132,7 @@ def worker_counts(options: StartOptions, env: Mapping[str, str], redis: bool) ->
 
 
 def worker_argv(options: StartOptions) -> list[str]:
-    return [sys.executable, "-m", "lsml.cli.worker", str(options.backend_dir.resolve())]
+    return [sys.executable, "-m", "lsml.cli.worker_command", str(options.backend_dir.resolve())]
 
 
 def start(options: StartOptions) -> int:

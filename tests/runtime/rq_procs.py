@@ -131,7 +131,7 @@ class Procs:
         self, backend: Path, redis_url: str, name: str = "worker", new_session: bool = False, **extra: str
     ) -> subprocess.Popen:
         return self.spawn(
-            [sys.executable, "-m", "lsml.cli.worker", str(backend)],
+            [sys.executable, "-m", "lsml.cli.worker_command", str(backend)],
             self.env(backend, redis_url, **extra),
             f"{name}.log",
             new_session=new_session,
