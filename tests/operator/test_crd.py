@@ -12,8 +12,7 @@ import jsonschema
 import pytest
 
 from lsml_operator.builders.pod_annotations import RESERVED_POD_ANNOTATION, is_reserved
-
-from .helpers import (
+from tests.fixtures.mlbackend import (
     CHART,
     CRD_PATH,
     EXAMPLES,

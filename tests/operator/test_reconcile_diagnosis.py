@@ -10,9 +10,8 @@ from typing import Any
 
 from lsml_operator.kube import Forbidden
 from lsml_operator.reconcile import Reconciler, Trigger
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE, FakeKube, Harness
-
-from .helpers import example, with_identity
 
 UNAVAILABLE = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0, "availableReplicas": 0}
 PULLING = {

@@ -12,7 +12,7 @@ while untrained, real predictions after the first training).
 from lsml.response import task_predictions, without_empty_predictions
 from lsml.store import LocalModelStore
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import ResponseModel
+from tests.fixtures.sample_models import ResponseModel
 
 REAL = {"result": [{"from_name": "s", "to_name": "t", "type": "choices", "value": {"choices": ["A"]}}], "score": 0.4}
 

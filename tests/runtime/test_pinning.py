@@ -14,8 +14,8 @@ from lsml.store import LocalModelStore
 from lsml.training.job import run_training
 from lsml.training.queue import TrainingRequest
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import start_server, write_backend
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.rq_procs import start_server, write_backend
+from tests.fixtures.sample_models import CountingModel
 
 TEXT = '<View><Text name="text" value="$text"/><Choices name="label" toName="text"><Choice value="A"/></Choices></View>'
 

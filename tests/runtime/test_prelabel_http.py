@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from lsml.settings import Settings
+from tests.fixtures.apps import make_client
 from tests.fixtures.polling import wait_for, wait_http
 from tests.fixtures.ports import free_port
-from tests.runtime.apps import make_client
-from tests.runtime.rq_procs import start_server
+from tests.fixtures.rq_procs import start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, _train, make_backend
 
 pytestmark = pytest.mark.labelstudio
@@ -114,7 +114,7 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
     from rq.serializers import JSONSerializer
 
     from lsml.prelabel_jobs import JOB_FUNCTION, RQPrelabelJobs
-    from tests.runtime.rq_procs import write_backend
+    from tests.fixtures.rq_procs import write_backend
 
     backend = write_backend(tmp_path / "backend")
     settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
@@ -265,7 +265,7 @@ def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, l
         "BASIC_AUTH_USER": "u",
         "BASIC_AUTH_PASS": "p",
     }
-    from tests.runtime.rq_procs import gunicorn_argv
+    from tests.fixtures.rq_procs import gunicorn_argv
 
     port = free_port()
     procs.spawn(gunicorn_argv(backend, port, workers=1), procs.env(backend, None, **env), "server.log", cwd=backend)

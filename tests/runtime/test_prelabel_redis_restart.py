@@ -29,7 +29,7 @@ from lsml.settings import Settings
 from lsml.training import TrainingRequest, run_training
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import start_server
+from tests.fixtures.rq_procs import start_server
 from tests.runtime.test_prelabel import CLI, _by_task, _event, _project_with_tasks, make_backend
 
 pytestmark = pytest.mark.labelstudio
@@ -256,7 +256,7 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
 def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, redis_server):
     import redis
 
-    from tests.runtime.rq_procs import write_backend
+    from tests.fixtures.rq_procs import write_backend
 
     backend = write_backend(tmp_path / "backend")
     # no worker: the job stays queued

@@ -28,8 +28,8 @@ from rq.registry import StartedJobRegistry
 
 from lsml.training.rq_worker import HEARTBEAT_TTL
 from tests.fixtures.polling import wait_for
-from tests.runtime.proc_tree import frozen
-from tests.runtime.rq_procs import Procs, start_server
+from tests.fixtures.proc_tree import frozen
+from tests.fixtures.rq_procs import Procs, start_server
 from tests.runtime.test_prelabel import _by_task, _project_with_tasks, make_backend
 from tests.runtime.test_prelabel_redis_restart import (
     ADMIN_TOKEN,

@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import JOB_FUNCTION, QueueUnavailable, failure_reason
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import make_queue
+from tests.fixtures.rq_procs import make_queue
 
 pytestmark = pytest.mark.redis
 

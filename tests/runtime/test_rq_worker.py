@@ -12,7 +12,7 @@ from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import RQQueue
 from tests.fixtures.polling import wait_for
 from tests.fixtures.redis import RedisServer
-from tests.runtime.rq_procs import Procs, fit_log, make_queue, write_backend
+from tests.fixtures.rq_procs import Procs, fit_log, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
 

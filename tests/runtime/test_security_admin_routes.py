@@ -12,7 +12,7 @@ import pytest
 
 from lsml.store import LocalModelStore
 from tests.fixtures.http_recorder import Answer
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
 from tests.runtime.test_pinning import publish
 
 ADMIN_ROUTES = [

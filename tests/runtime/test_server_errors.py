@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
 
 
 @pytest.fixture

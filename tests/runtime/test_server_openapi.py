@@ -2,7 +2,7 @@ import re
 
 import jsonschema
 
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
 
 # The structural core of an OpenAPI 3.1 document (what tools need to read it).
 OPENAPI_31_CORE = {

@@ -11,7 +11,7 @@ import shutil
 import requests
 
 from tests.fixtures.polling import wait_for
-from tests.runtime.proc_tree import established_per_process
+from tests.fixtures.proc_tree import established_per_process
 from tests.runtime.test_cli_start import EXAMPLE, Started
 
 

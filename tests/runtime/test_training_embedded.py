@@ -4,7 +4,7 @@ import threading
 
 from lsml.training import EmbeddedQueue, TrainingRequest, make_queue
 from lsml.training.queue import TrainingQueue
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
 
 
 class GatedRunner:
