@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsml import credentials, local_files, sdk
+from lsml import setting_names as names
 from lsml.credentials import Credential
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
@@ -123,7 +124,7 @@ def _default_context() -> BuildContext:
     from lsml.state import MemoryState, make_state
 
     settings = Settings.from_env()
-    configured = any(os.environ.get(name) for name in ("MODEL_DIR", "LSML_BACKEND_DIR", "REDIS_URL"))
+    configured = any(os.environ.get(name) for name in (names.MODEL_DIR, names.LSML_BACKEND_DIR, names.REDIS_URL))
     return BuildContext(settings=settings, state=make_state(settings) if configured else MemoryState())
 
 
