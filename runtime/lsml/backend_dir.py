@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from lsml.errors import LsmlError
+
 WSGI_FILE = "_wsgi.py"
 MODEL_FILE = "model.py"
 BASE_CLASS = "LabelStudioMLBase"
@@ -44,7 +46,7 @@ TEMPLATE_FILES = {  # template name -> file written
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class BackendDirError(ValueError):
+class BackendDirError(LsmlError, ValueError):
     """Not a backend directory, no model found, or init refused; the message says what to do."""
 
 

@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from lsml.errors import LsmlError, RedisUnavailable
 from lsml.model import ModelRef
 from lsml.prelabel import PrelabelError, PrelabelRequest, run_prelabel
 from lsml.redis_outage import PatientState, ride_out
@@ -69,7 +70,7 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-class PrelabelJobsFull(RuntimeError):
+class PrelabelJobsFull(LsmlError, RuntimeError):
     """As many pre-labelling jobs are running and queued as the settings allow: the caller answers 429 with
     `Retry-After` (the message names the settings)."""
 
@@ -230,7 +231,7 @@ class RQPrelabelJobs:
     def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
         import redis
 
-        from lsml.training.rq_queue import QueueUnavailable, failure_message
+        from lsml.training.rq_queue import failure_message
 
         request.validated()
         job_id = uuid.uuid4().hex
@@ -269,7 +270,7 @@ class RQPrelabelJobs:
                 description=f"lsml pre-labelling of project {request.project}",
             )
         except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
+            raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
         self._projects.add(request.project)
         return job_id, True
 

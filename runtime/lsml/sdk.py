@@ -19,12 +19,14 @@ import logging
 import os
 from typing import Any
 
+from lsml.errors import LsmlError
+
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'lsml[sdk]'"
 
 
-class SdkMissing(ImportError):
+class SdkMissing(LsmlError, ImportError):
     """Code needs label-studio-sdk, which is not installed: the message names the extra that brings it."""
 
     def __init__(self, what: str) -> None:

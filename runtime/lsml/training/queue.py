@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from lsml.errors import LsmlError, RedisUnavailable
+
 QUEUED, STARTED, FINISHED, FAILED = "queued", "started", "finished", "failed"
 STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
 #: Earlier triggers a queued request keeps in `coalesced` (the newest ones; older ones are only counted in
@@ -19,8 +21,8 @@ STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
 MAX_COALESCED = 1000
 
 
-class QueueUnavailable(RuntimeError):
-    """The queue's backend (Redis) cannot be reached: the caller answers 503 and keeps serving predictions."""
+#: The queue's backend (Redis) cannot be reached: the caller answers 503 and keeps serving predictions.
+QueueUnavailable = RedisUnavailable  # its old name
 
 
 @dataclass
@@ -66,7 +68,7 @@ class TrainingRequest:
         )
 
 
-class InvalidTrainingRequest(ValueError):
+class InvalidTrainingRequest(LsmlError, ValueError):
     """A training request read from Redis that does not have the shape lsml writes: the job fails."""
 
 

@@ -41,11 +41,12 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
+from lsml.errors import RedisUnavailable
 from lsml.model import ModelRef, model_ref_string
 from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
-from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, QueueUnavailable, TrainingRequest, job_status
+from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status
 from lsml.training.trusted_job import TrustedJob, reap_abandoned_jobs, trusted_queue
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class RQQueue:
         try:
             submitted = self.coalescer.submit(project, data, enqueue)
         except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
+            raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
         log.info(
             "training of project %s: %s job %s",
             project,
@@ -147,7 +148,7 @@ class RQQueue:
                 "failed": self.queue.failed_job_registry.count,
             }
         except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
+            raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
 
     def ping(self) -> bool:
         """True when Redis answers (readiness); never raises."""
@@ -164,7 +165,7 @@ class RQQueue:
 
 def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
     """`(job, lsml status, RQ status, latest result)` of a job on `queue`, after failing the jobs of dead
-    workers; None when unknown or expired; `QueueUnavailable` when Redis is down. Shared by the training
+    workers; None when unknown or expired; `RedisUnavailable` when Redis is down. Shared by the training
     and the pre-labelling queues."""
     try:
         reap_abandoned_jobs(queue)
@@ -174,7 +175,7 @@ def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
     except NoSuchJobError:
         return None
     except redis.RedisError as exc:
-        raise QueueUnavailable(failure_message(exc)) from exc
+        raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
     return job, _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), QUEUED), rq_status, result
 
 

@@ -43,6 +43,8 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import current_timestamp
 
+from lsml.errors import LsmlError
+
 log = logging.getLogger(__name__)
 
 #: The functions a job may name: the training (`lsml.training.rq_queue.JOB_FUNCTION`) and the pre-labelling
@@ -53,7 +55,7 @@ ALLOWED_FUNCTIONS = frozenset({"lsml.training.rq_worker.perform_training", "lsml
 RENAMED_FUNCTIONS = {"lsml.training.worker.perform_training": "lsml.training.rq_worker.perform_training"}
 
 
-class JobRefused(DeserializationError):
+class JobRefused(LsmlError, DeserializationError):
     """A job in the training queue that is not an lsml training: it is failed, never run.
 
     A `DeserializationError` subclass, so RQ's own handling of undecodable
