@@ -23,6 +23,8 @@ from tests.fixtures.mlbackend import (
     load_docs,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _jsonschema(node: Any) -> Any:
     """OpenAPI v3 structural schema -> JSON Schema (drop the x-kubernetes-* keywords jsonschema does not know)."""

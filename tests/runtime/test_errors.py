@@ -11,6 +11,8 @@ import pytest
 import lsml
 from lsml.errors import LsmlError, RedisUnavailable
 
+pytestmark = pytest.mark.unit
+
 #: Modules not imported here: gunicorn's config module runs at import (it is a config file, no classes).
 SKIPPED = {"lsml.server.gunicorn_conf"}
 

@@ -15,6 +15,8 @@ from lsml.training.queue import TrainingRequest
 from tests.fixtures.polling import wait_for
 from tests.fixtures.sample_models import CountingModel
 
+pytestmark = pytest.mark.unit
+
 
 def publish(settings, project="1", event="START_TRAINING", extra: dict | None = None):
     store = LocalModelStore(settings.model_dir)

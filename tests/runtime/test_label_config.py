@@ -13,6 +13,8 @@ from lsml.label_config import (
     parse_config,
 )
 
+pytestmark = pytest.mark.unit
+
 CONFIG = """<View>
   <Image name="image" value="$image"/>
   <Text name="text" value="$text"/>

@@ -16,6 +16,8 @@ from lsml.settings import Settings
 from lsml.state import make_state
 from tests.fixtures.sample_models import CountingModel
 
+pytestmark = pytest.mark.unit
+
 CAP = 256 * 1024
 MiB = b"x" * (1024 * 1024)
 

@@ -9,6 +9,8 @@ import pytest
 from lsml.server import bodies
 from tests.fixtures.sample_models import CountingModel
 
+pytestmark = pytest.mark.unit
+
 SECRET = "tok-4f9e1b7c-never-echoed"
 
 

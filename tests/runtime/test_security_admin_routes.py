@@ -15,6 +15,8 @@ from tests.fixtures.http_recorder import Answer
 from tests.fixtures.model_store import publish
 from tests.fixtures.sample_models import CountingModel
 
+pytestmark = pytest.mark.unit
+
 ADMIN_ROUTES = [
     ("/prelabel", {"project": "1"}),
     ("/versions/activate", {"project": "1", "version": "v1"}),

@@ -4,6 +4,8 @@ import pytest
 
 from tests.fixtures.sample_models import CountingModel
 
+pytestmark = pytest.mark.unit
+
 
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

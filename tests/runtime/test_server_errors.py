@@ -4,6 +4,8 @@ import pytest
 
 from tests.fixtures.sample_models import CountingModel
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def client(serve, text_config):

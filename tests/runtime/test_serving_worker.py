@@ -4,6 +4,8 @@ import pytest
 
 from lsml.server.gunicorn_worker import HEAD_LIMIT, PARTIAL, WAIT, WHOLE, request_state
 
+pytestmark = pytest.mark.unit
+
 LIMIT = 1000
 
 BODY = b'{"a": 1}'

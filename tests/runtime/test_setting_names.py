@@ -20,6 +20,8 @@ import yaml
 import lsml.setting_names as names
 from lsml.settings import OTHER_VARIABLES, ServingSettings, Settings
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 
 

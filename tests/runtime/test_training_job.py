@@ -8,6 +8,8 @@ from lsml.store import LocalModelStore
 from lsml.training import TrainingRequest, run_training
 from tests.fixtures.sample_models import CountingModel, FailingFitModel, NoPublishModel
 
+pytestmark = pytest.mark.unit
+
 
 def test_training_publishes_a_new_version_the_next_build_loads(settings, text_config):
     request = TrainingRequest("1", "START_TRAINING", {"project": {"id": 1}}, text_config)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis
 from rq.serializers import JSONSerializer
 
 from lsml.training import rq_worker
 from lsml.training.rq_queue import JOB_FUNCTION
 from lsml.training.trusted_job import ALLOWED_FUNCTIONS, RENAMED_FUNCTIONS, TrustedJob
+
+pytestmark = pytest.mark.unit
 
 
 def job_naming(function: str) -> TrustedJob:

@@ -16,6 +16,8 @@ from lsml_operator.reconcile.observed import ForeignObject, LabelStudioResult, O
 from lsml_operator.status import Check
 from tests.fixtures.mlbackend import example, with_identity
 
+pytestmark = pytest.mark.unit
+
 NS = "ns1"
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:05:00Z"

@@ -12,6 +12,8 @@ from lsml_operator.reconcile import Trigger
 from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE
 
+pytestmark = pytest.mark.unit
+
 NS = "ns1"
 
 
