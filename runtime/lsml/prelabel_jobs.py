@@ -46,9 +46,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lsml.errors import LsmlError, RedisUnavailable
+from lsml.jobs import JobSystem
 from lsml.model import ModelRef
 from lsml.prelabel import PrelabelError, PrelabelRequest, run_prelabel
 from lsml.redis_outage import PatientState, ride_out
@@ -75,7 +76,27 @@ class PrelabelJobsFull(LsmlError, RuntimeError):
     `Retry-After` (the message names the settings)."""
 
 
+@runtime_checkable
+class PrelabelJobs(JobSystem, Protocol):
+    """The pre-labelling job system (`lsml.jobs.JobSystem`: embedded or RQ, attempts, status) plus its submit."""
+
+    def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
+        """Queue `request`, or join the project's active job; returns (job id, whether a new job was made).
+        With `again_if_active` a joined job runs once more when it ends (it then predicts on the newest version).
+        """
+        ...
+
+    def projects(self) -> list[str]:
+        """The projects this process has submitted jobs for (the `/metrics` series)."""
+        ...
+
+
 class EmbeddedPrelabelJobs:
+    """`PrelabelJobs` in threads of the server process (no Redis), bounded by `LSML_PRELABEL_MAX_*`."""
+
+    embedded = True
+    attempts = 1  # a job dies with the server process; a new submit resumes from the project's checkpoint
+
     def __init__(
         self,
         model_ref: ModelRef,
@@ -213,6 +234,10 @@ class EmbeddedPrelabelJobs:
 
 
 class RQPrelabelJobs:
+    """`PrelabelJobs` on the RQ queue: `label-studio-ml worker`s run them."""
+
+    embedded = False
+
     def __init__(self, settings: Settings, connection: Any = None) -> None:
         from lsml.training.rq_queue import connect, rerun_retry
         from lsml.training.trusted_job import trusted_queue
@@ -422,7 +447,7 @@ def _release(job: Any, project: str) -> None:
         )
 
 
-def after_publish(settings: Settings, project: str, version: str, jobs: Any = None) -> str | None:
+def after_publish(settings: Settings, project: str, version: str, jobs: PrelabelJobs | None = None) -> str | None:
     """Queue re-prediction of the project's unlabelled tasks after `version` was published, when
     `LSML_PRELABEL_ON_PUBLISH` is on and no version is pinned (a pinned version did not change).
     `jobs`: the server's embedded jobs; None with REDIS_URL (RQ). Returns the job id, or None."""
@@ -450,7 +475,7 @@ def after_publish(settings: Settings, project: str, version: str, jobs: Any = No
 
 def make_prelabel_jobs(
     settings: Settings, model_ref: ModelRef, slots: Any = None, models: Callable[[str, str | None], Any] | None = None
-):
+) -> PrelabelJobs:
     """RQ when `REDIS_URL` is set (the workers run the jobs), else threads of this server process, which
     take their models from `models` (the server's bounded cache) when given."""
     if settings.redis_url:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from lsml.errors import LsmlError, RedisUnavailable
+from lsml.jobs import JobSystem
 
 QUEUED, STARTED, FINISHED, FAILED = "queued", "started", "finished", "failed"
 STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
@@ -122,7 +123,10 @@ def job_status(
 
 
 @runtime_checkable
-class TrainingQueue(Protocol):
+class TrainingQueue(JobSystem, Protocol):
+    """The training job system (`lsml.jobs.JobSystem`: embedded or RQ, attempts, status) plus what only
+    trainings do: coalescing submits, queue statistics and a liveness check."""
+
     def submit(self, request: TrainingRequest) -> str:
         """Enqueue (or coalesce) and return the job id at once."""
 

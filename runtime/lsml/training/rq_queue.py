@@ -80,6 +80,8 @@ def failure_message(exc: redis.RedisError) -> str:
 class RQQueue:
     """`TrainingQueue` on RQ + Redis, with per-project coalescing."""
 
+    embedded = False
+
     def __init__(self, model_ref: ModelRef, settings: Settings, connection: redis.Redis | None = None) -> None:
         if not settings.redis_url and connection is None:
             raise ValueError("RQQueue needs REDIS_URL")
@@ -90,7 +92,8 @@ class RQQueue:
         # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
         self.job_timeout = int(math.ceil(settings.fit_timeout))
         # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.rq_worker`)
-        self.retry = rerun_retry(settings.fit_attempts)
+        self.attempts = settings.fit_attempts
+        self.retry = rerun_retry(self.attempts)
 
     # --- TrainingQueue -------------------------------------------------
     def submit(self, request: TrainingRequest) -> str:
