@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from lsml import setting_names
 from lsml.errors import LsmlError, RedisUnavailable
 from lsml.jobs import JobSystem
 from lsml.model import ModelRef
@@ -330,7 +331,7 @@ def _attempts(meta: dict) -> str:
     ran, allowed = meta.get("attempt"), meta.get("attempts")
     if isinstance(ran, int) and isinstance(allowed, int):
         return f"attempt {ran} of {allowed}, LSML_PRELABEL_ATTEMPTS"
-    return "LSML_PRELABEL_ATTEMPTS"
+    return setting_names.LSML_PRELABEL_ATTEMPTS
 
 
 def perform_prelabel(project: str, request: dict) -> dict:

@@ -102,3 +102,31 @@ def test_the_operator_uses_the_settings_defaults():
     assert int(env[names.THREADS]) == ServingSettings().threads
     # WORKERS is the operator's own choice, documented in serving_env: one process per pod, pods scale out
     assert env[names.WORKERS] == "1"
+
+
+#: The modules that may spell a variable's name as a string: the declarations and the names module.
+DECLARING = {"runtime/lsml/settings.py", "runtime/lsml/setting_names.py"}
+
+
+def test_no_other_module_of_the_runtime_or_the_operator_spells_a_name_again():
+    """A name written as a string elsewhere drifts from the declaration: modules use `lsml.setting_names`."""
+    found = []
+    for root in ("runtime/lsml", "operator/lsml_operator"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            relative = str(path.relative_to(REPO))
+            if relative in DECLARING:
+                continue
+            tree = ast.parse(path.read_text())
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+            }
+            found += [
+                f"{relative}:{node.lineno}: {node.value}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and node.value in declared() and id(node) not in docstrings
+            ]
+    assert found == []

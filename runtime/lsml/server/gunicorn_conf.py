@@ -10,7 +10,7 @@ would override these, which is why none are passed.
 
 import os
 
-from lsml import setting_names as names
+from lsml import setting_names
 from lsml.settings import ServingSettings
 
 SERVE_COMMAND = ["gunicorn", "--config", "python:lsml.server.gunicorn_conf", "_wsgi:app"]
@@ -20,8 +20,8 @@ _serving = ServingSettings.from_env()
 # The workers inherit LOG_LEVEL upper case: a reference SDK `_wsgi.py` hands it to logging.config.dictConfig
 # at import, which knows INFO but not info ("Unable to configure handler 'console'": no worker boots);
 # gunicorn's own loglevel (below) takes either case.
-if os.environ.get(names.LOG_LEVEL, "").strip():
-    os.environ[names.LOG_LEVEL] = os.environ[names.LOG_LEVEL].strip().upper()
+if os.environ.get(setting_names.LOG_LEVEL, "").strip():
+    os.environ[setting_names.LOG_LEVEL] = os.environ[setting_names.LOG_LEVEL].strip().upper()
 
 bind = [f"[{_serving.host}]:{_serving.port}" if ":" in _serving.host else f"{_serving.host}:{_serving.port}"]
 workers = _serving.workers
@@ -55,7 +55,7 @@ def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
     from lsml.server.gunicorn_worker import forget
 
     forget(worker)
-    if os.environ.get(names.PROMETHEUS_MULTIPROC_DIR):
+    if os.environ.get(setting_names.PROMETHEUS_MULTIPROC_DIR):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

@@ -41,6 +41,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
+from lsml import setting_names
 from lsml.errors import RedisUnavailable
 from lsml.model import ModelRef, model_ref_string
 from lsml.redis_connection import connect
@@ -198,7 +199,11 @@ def rerun_retry(attempts: int) -> Retry | None:
 
 
 def failure_reason(
-    exc_string: str | None, rq_status: Any = None, *, what: str = "training", attempts: str = "LSML_FIT_ATTEMPTS"
+    exc_string: str | None,
+    rq_status: Any = None,
+    *,
+    what: str = "training",
+    attempts: str = setting_names.LSML_FIT_ATTEMPTS,
 ) -> str:
     """One line saying why a job failed, from RQ's stored traceback; a killed one names its attempts.
 
