@@ -51,7 +51,7 @@ ENV PATH=/opt/lsml/bin:$PATH \
     LSML_BACKEND_DIR=/app \
     MODEL_DIR=/data/models \
     PORT=9090 \
-    THREADS=4
+    THREADS=8
 WORKDIR /app
 USER 10001
 EXPOSE 9090

@@ -25,7 +25,7 @@ what a crash costs. So one run, on one machine, measures:
 The stack is what production runs: Label Studio (SQLite, `label-studio
 start`), a private redis-server (free port, AOF), the backend
 (`examples/text_classifier`, a copy) under gunicorn with 2 worker processes
-(`tests/runtime/rq_procs.start_server`) and 1 `label-studio-ml worker`. The
+(`tests/fixtures/rq_procs.start_server`) and 1 `label-studio-ml worker`. The
 model is trained once (START_TRAINING on `--annotated` imported annotations)
 before anything is measured. Everything shares this machine's cores.
 
@@ -66,7 +66,7 @@ from lsml.prelabel import PrelabelRequest  # noqa: E402
 from tests.fixtures.label_studio import LabelStudioServer, find_label_studio_binary  # noqa: E402
 from tests.fixtures.polling import wait_for  # noqa: E402
 from tests.fixtures.redis import RedisServer  # noqa: E402
-from tests.runtime.rq_procs import Procs, start_server  # noqa: E402
+from tests.fixtures.rq_procs import Procs, start_server  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "text_classifier"
 # The example's model, appending the ids of the tasks each predict call got to a file (one line per call):

@@ -37,10 +37,10 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.fixtures.apps import TEXT_CONFIG  # noqa: E402
 from tests.fixtures.polling import wait_for  # noqa: E402
 from tests.fixtures.ports import free_port, wait_for_port  # noqa: E402
-from tests.runtime.apps import TEXT_CONFIG  # noqa: E402
-from tests.runtime.rq_procs import Procs, fit_log, start_server, write_backend  # noqa: E402
+from tests.fixtures.rq_procs import Procs, fit_log, start_server, write_backend  # noqa: E402
 
 PROJECT = {"id": 1, "title": "bench", "label_config": TEXT_CONFIG}
 TASK = {"id": 1, "data": {"text": "a labelled sentence"}}

@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.label_studio",
     "tests.fixtures.http_recorder",
     "tests.fixtures.operator_fakes",
+    "tests.fixtures.unit_layer",
 ]
 
 # Reference backends vendored unmodified (tests/vendor/label_studio_ml_backend/README.md): their test files

@@ -11,6 +11,8 @@ import pytest
 
 from tests.fixtures.polling import wait_for, wait_http
 
+pytestmark = pytest.mark.unit
+
 
 def test_returns_the_first_good_value():
     calls = []

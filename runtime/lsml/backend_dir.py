@@ -29,6 +29,9 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from lsml import setting_names
+from lsml.errors import LsmlError
+
 WSGI_FILE = "_wsgi.py"
 MODEL_FILE = "model.py"
 BASE_CLASS = "LabelStudioMLBase"
@@ -44,7 +47,7 @@ TEMPLATE_FILES = {  # template name -> file written
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class BackendDirError(ValueError):
+class BackendDirError(LsmlError, ValueError):
     """Not a backend directory, no model found, or init refused; the message says what to do."""
 
 
@@ -148,8 +151,8 @@ def model_ref(backend_dir: str | Path, env: Mapping[str, str] | None = None) -> 
     Raises BackendDirError naming every place looked at when none gives one class.
     """
     env = os.environ if env is None else env
-    if env.get("LSML_MODEL"):
-        return env["LSML_MODEL"]
+    if env.get(setting_names.LSML_MODEL):
+        return env[setting_names.LSML_MODEL]
     backend = Path(backend_dir)
     wsgi = backend / WSGI_FILE
     if not wsgi.is_file():

@@ -24,13 +24,15 @@ import logging
 import os
 from pathlib import Path
 
+from lsml.errors import LsmlError
+
 logger = logging.getLogger(__name__)
 
 VERSION_FILE = "lsml-version.json"
 _CHUNK = 1 << 20
 
 
-class VersionIntegrityError(Exception):
+class VersionIntegrityError(LsmlError):
     """A published version whose files do not match the digests recorded when it was published."""
 
 

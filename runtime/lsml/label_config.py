@@ -23,6 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
+from lsml.errors import LsmlError
+
 LABEL_TAGS = frozenset({"Label", "Choice", "Relation"})
 # The data key Label Studio uses for a task imported without a key (label-studio-ml-backend's `utils` name).
 DATA_UNDEFINED_NAME = "$undefined$"
@@ -42,7 +44,7 @@ MAX_INDEX_FLAGS = 32
 _CHUNK = 64 * 1024
 
 
-class LabelConfigError(ValueError):
+class LabelConfigError(LsmlError, ValueError):
     """The label config is not valid XML (or not a label config)."""
 
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsml import setting_names
 from lsml.backend_dir import BackendDirError, model_ref
 from lsml.settings import ServingSettings, Settings
 
@@ -54,19 +55,19 @@ def backend_env(options: StartOptions, base: dict | None = None) -> dict:
     """The environment of the server and worker processes."""
     env = dict(os.environ if base is None else base)
     backend = options.backend_dir.resolve()
-    env["LSML_BACKEND_DIR"] = str(backend)
-    env.setdefault("MODEL_DIR", str(backend / "data" / "models"))
-    env["MODEL_DIR"] = str(Path(env["MODEL_DIR"]).resolve())
+    env[setting_names.LSML_BACKEND_DIR] = str(backend)
+    env.setdefault(setting_names.MODEL_DIR, str(backend / "data" / "models"))
+    env[setting_names.MODEL_DIR] = str(Path(env[setting_names.MODEL_DIR]).resolve())
     env["PYTHONUNBUFFERED"] = "1"
     if options.log_level:
-        env["LOG_LEVEL"] = options.log_level.upper()
+        env[setting_names.LOG_LEVEL] = options.log_level.upper()
     if options.embedded:
-        env.pop("REDIS_URL", None)
-    prom = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or backend / "data" / "prometheus")
+        env.pop(setting_names.REDIS_URL, None)
+    prom = Path(env.get(setting_names.PROMETHEUS_MULTIPROC_DIR) or backend / "data" / "prometheus")
     if prom.is_dir():  # stale files of a previous run would add up into this run's counters
         shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True, exist_ok=True)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    env[setting_names.PROMETHEUS_MULTIPROC_DIR] = str(prom)
     return env
 
 
@@ -92,7 +93,7 @@ def exposure_warning(options: StartOptions, settings: Settings) -> str | None:
 
 
 def will_use_redis(options: StartOptions, env: dict) -> bool:
-    return not options.embedded and bool(env.get("REDIS_URL") or shutil.which("redis-server"))
+    return not options.embedded and bool(env.get(setting_names.REDIS_URL) or shutil.which("redis-server"))
 
 
 def server_argv() -> list[str]:
@@ -110,12 +111,12 @@ def serving_env(options: StartOptions, workers: int, log_level: str) -> dict[str
     `info` ("Unable to configure handler 'console'" in every worker); gunicorn takes either case.
     """
     return {
-        "HOST": options.host,
-        "PORT": str(options.port),
-        "WORKERS": str(workers),
-        "THREADS": str(options.threads or ServingSettings().threads),
-        "LOG_LEVEL": log_level.upper(),
-        "LSML_BACKEND_DIR": str(options.backend_dir.resolve()),
+        setting_names.HOST: options.host,
+        setting_names.PORT: str(options.port),
+        setting_names.WORKERS: str(workers),
+        setting_names.THREADS: str(options.threads or ServingSettings().threads),
+        setting_names.LOG_LEVEL: log_level.upper(),
+        setting_names.LSML_BACKEND_DIR: str(options.backend_dir.resolve()),
     }
 
 
@@ -126,13 +127,17 @@ def worker_counts(options: StartOptions, env: Mapping[str, str], redis: bool) ->
     (`--workers $WORKERS --threads $THREADS`): a backend moved over keeps its sizing. A bad
     value stops `start` with a message (ValueError, exit 2).
     """
-    serving = ServingSettings.from_env({name: env.get(name) or "" for name in ("WORKERS", "THREADS")})
-    workers = options.workers or (serving.workers if (env.get("WORKERS") or "").strip() else (2 if redis else 1))
+    serving = ServingSettings.from_env(
+        {name: env.get(name) or "" for name in (setting_names.WORKERS, setting_names.THREADS)}
+    )
+    workers = options.workers or (
+        serving.workers if (env.get(setting_names.WORKERS) or "").strip() else (2 if redis else 1)
+    )
     return workers, options.threads or serving.threads
 
 
 def worker_argv(options: StartOptions) -> list[str]:
-    return [sys.executable, "-m", "lsml.cli.worker", str(options.backend_dir.resolve())]
+    return [sys.executable, "-m", "lsml.cli.worker_command", str(options.backend_dir.resolve())]
 
 
 def start(options: StartOptions) -> int:
@@ -154,7 +159,7 @@ def start(options: StartOptions) -> int:
             "(set REDIS_URL or install redis-server for one shared queue)",
             file=sys.stderr,
         )
-    log_level = options.log_level or env.get("LOG_LEVEL") or "INFO"
+    log_level = options.log_level or env.get(setting_names.LOG_LEVEL) or "INFO"
     env.update(serving_env(options, workers, log_level))
 
     def say(message: str) -> None:
@@ -174,7 +179,7 @@ def start(options: StartOptions) -> int:
     )
     print(
         f"serving {ref} from {options.backend_dir.resolve()} on http://{options.host}:{options.port} "
-        f"({workers} worker(s) x {options.threads} threads, MODEL_DIR={env['MODEL_DIR']})",
+        f"({workers} worker(s) x {options.threads} threads, MODEL_DIR={env[setting_names.MODEL_DIR]})",
         file=sys.stderr,
         flush=True,
     )

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from lsml.errors import LsmlError
 from lsml.integrity import VersionIntegrityError, verify_version
 from lsml.label_config import parse_config_cached
 from lsml.model import BuildContext, LabelStudioMLBase, ModelRef, build_model, load_model_class, model_class_name
@@ -46,15 +47,15 @@ _RETRY_AFTER_FAILURE = 1.0
 _START_LOCK = threading.Lock()  # held only inside ModelRegistry.start, never across a fork by a request
 
 
-class ModelNotReady(Exception):
+class ModelNotReady(LsmlError):
     """The model is still loading after the wait bound (HTTP 503)."""
 
 
-class ModelLoadFailed(Exception):
+class ModelLoadFailed(LsmlError):
     """Building the model raised; the message names the exception type only (HTTP 503)."""
 
 
-class UnknownProject(Exception):
+class UnknownProject(LsmlError):
     """No label config is known for this project: Label Studio never called /setup for it (HTTP 404)."""
 
 

@@ -16,8 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from lsml.errors import LsmlError
 
-class LocalFileRefused(PermissionError):
+
+class LocalFileRefused(LsmlError, PermissionError):
     """Task data named a local file this backend is not configured to read."""
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsml import credentials, local_files, sdk
+from lsml import credentials, local_files, sdk, setting_names
 from lsml.credentials import Credential
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
@@ -123,7 +123,10 @@ def _default_context() -> BuildContext:
     from lsml.state import MemoryState, make_state
 
     settings = Settings.from_env()
-    configured = any(os.environ.get(name) for name in ("MODEL_DIR", "LSML_BACKEND_DIR", "REDIS_URL"))
+    configured = any(
+        os.environ.get(name)
+        for name in (setting_names.MODEL_DIR, setting_names.LSML_BACKEND_DIR, setting_names.REDIS_URL)
+    )
     return BuildContext(settings=settings, state=make_state(settings) if configured else MemoryState())
 
 

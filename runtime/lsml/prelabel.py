@@ -45,6 +45,7 @@ from typing import Any
 
 from lsml import credentials
 from lsml.active_learning import is_labelled
+from lsml.errors import LsmlError
 from lsml.integrity import verify_version
 from lsml.labelstudio import Credential, LabelStudioClient, LabelStudioError, connect
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class
@@ -64,7 +65,7 @@ CLOCK_MARGIN = 5.0  # seconds: Label Studio's clock may lag this host's
 READ_PAGE_SIZE = 200
 
 
-class PrelabelError(Exception):
+class PrelabelError(LsmlError):
     """The job cannot run or cannot go on; the message says why (no token in it)."""
 
 

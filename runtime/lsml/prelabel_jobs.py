@@ -31,7 +31,7 @@ at most one job per project runs and the last one ends on the newest version.
   A job whose worker or work horse is killed (SIGKILL, OOM killer, a pod
   deleted past its grace period) runs again by itself, at most
   `LSML_PRELABEL_ATTEMPTS` times in all: RQ's `Retry`, honoured as for
-  trainings only when the horse died (`lsml.training.worker`), puts the same
+  trainings only when the horse died (`lsml.training.rq_worker`), puts the same
   job (same id, same marker, so still the project's one job) back at the
   front of the queue, and the re-run resumes from the project's checkpoint.
   A job that raises, runs past `JOB_TIMEOUT` or is refused is not run again.
@@ -46,8 +46,11 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from lsml import setting_names
+from lsml.errors import LsmlError, RedisUnavailable
+from lsml.jobs import JobSystem
 from lsml.model import ModelRef
 from lsml.prelabel import PrelabelError, PrelabelRequest, run_prelabel
 from lsml.redis_outage import PatientState, ride_out
@@ -69,12 +72,32 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-class PrelabelJobsFull(RuntimeError):
+class PrelabelJobsFull(LsmlError, RuntimeError):
     """As many pre-labelling jobs are running and queued as the settings allow: the caller answers 429 with
     `Retry-After` (the message names the settings)."""
 
 
+@runtime_checkable
+class PrelabelJobs(JobSystem, Protocol):
+    """The pre-labelling job system (`lsml.jobs.JobSystem`: embedded or RQ, attempts, status) plus its submit."""
+
+    def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
+        """Queue `request`, or join the project's active job; returns (job id, whether a new job was made).
+        With `again_if_active` a joined job runs once more when it ends (it then predicts on the newest version).
+        """
+        ...
+
+    def projects(self) -> list[str]:
+        """The projects this process has submitted jobs for (the `/metrics` series)."""
+        ...
+
+
 class EmbeddedPrelabelJobs:
+    """`PrelabelJobs` in threads of the server process (no Redis), bounded by `LSML_PRELABEL_MAX_*`."""
+
+    embedded = True
+    attempts = 1  # a job dies with the server process; a new submit resumes from the project's checkpoint
+
     def __init__(
         self,
         model_ref: ModelRef,
@@ -212,6 +235,10 @@ class EmbeddedPrelabelJobs:
 
 
 class RQPrelabelJobs:
+    """`PrelabelJobs` on the RQ queue: `label-studio-ml worker`s run them."""
+
+    embedded = False
+
     def __init__(self, settings: Settings, connection: Any = None) -> None:
         from lsml.training.rq_queue import connect, rerun_retry
         from lsml.training.trusted_job import trusted_queue
@@ -230,7 +257,7 @@ class RQPrelabelJobs:
     def submit(self, request: PrelabelRequest, again_if_active: bool = False) -> tuple[str, bool]:
         import redis
 
-        from lsml.training.rq_queue import QueueUnavailable, failure_message
+        from lsml.training.rq_queue import failure_message
 
         request.validated()
         job_id = uuid.uuid4().hex
@@ -269,7 +296,7 @@ class RQPrelabelJobs:
                 description=f"lsml pre-labelling of project {request.project}",
             )
         except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
+            raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
         self._projects.add(request.project)
         return job_id, True
 
@@ -304,16 +331,16 @@ def _attempts(meta: dict) -> str:
     ran, allowed = meta.get("attempt"), meta.get("attempts")
     if isinstance(ran, int) and isinstance(allowed, int):
         return f"attempt {ran} of {allowed}, LSML_PRELABEL_ATTEMPTS"
-    return "LSML_PRELABEL_ATTEMPTS"
+    return setting_names.LSML_PRELABEL_ATTEMPTS
 
 
 def perform_prelabel(project: str, request: dict) -> dict:
     """RQ job (runs in `label-studio-ml worker`): check the arguments, pre-label, record progress in the job's meta."""
     from rq import get_current_job
 
-    from lsml.training import worker
+    from lsml.training import rq_worker
 
-    context = worker._context
+    context = rq_worker._context
     if context is None:
         raise RuntimeError("perform_prelabel runs only inside `label-studio-ml worker`")
     if not isinstance(request, dict):
@@ -408,20 +435,20 @@ def _release(job: Any, project: str) -> None:
     Clearing first: a submit racing with this either sees no marker and
     queues a job itself, or set the flag before and is picked up here.
     """
-    from lsml.training import worker
+    from lsml.training import rq_worker
 
     marker = _marker(job.origin, project)
     if job.connection.get(marker) in (job.id, job.id.encode()):
         job.connection.delete(marker)
     again = job.connection.getdel(marker + ":again")
-    if again and worker._context is not None:
-        settings = worker._context.settings
+    if again and rq_worker._context is not None:
+        settings = rq_worker._context.settings
         RQPrelabelJobs(settings.replace(queue_name=job.origin), connection=job.connection).submit(
             PrelabelRequest.from_dict(json.loads(again)), again_if_active=True
         )
 
 
-def after_publish(settings: Settings, project: str, version: str, jobs: Any = None) -> str | None:
+def after_publish(settings: Settings, project: str, version: str, jobs: PrelabelJobs | None = None) -> str | None:
     """Queue re-prediction of the project's unlabelled tasks after `version` was published, when
     `LSML_PRELABEL_ON_PUBLISH` is on and no version is pinned (a pinned version did not change).
     `jobs`: the server's embedded jobs; None with REDIS_URL (RQ). Returns the job id, or None."""
@@ -449,7 +476,7 @@ def after_publish(settings: Settings, project: str, version: str, jobs: Any = No
 
 def make_prelabel_jobs(
     settings: Settings, model_ref: ModelRef, slots: Any = None, models: Callable[[str, str | None], Any] | None = None
-):
+) -> PrelabelJobs:
     """RQ when `REDIS_URL` is set (the workers run the jobs), else threads of this server process, which
     take their models from `models` (the server's bounded cache) when given."""
     if settings.redis_url:

@@ -16,19 +16,20 @@ from typing import Any, TypeVar
 
 import redis
 
-from lsml.state import State, StateUnavailable
+from lsml.errors import RedisUnavailable
+from lsml.state import State
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Seconds a job keeps retrying a Redis write before it gives up (`RedisOutage`).
+#: Seconds a job keeps retrying a Redis write before it gives up (`RedisUnavailable`, code `redis_outage`).
 OUTAGE_GRACE = 60.0
 _FIRST_WAIT, _MAX_WAIT = 0.2, 2.0
 
 
-class RedisOutage(RuntimeError):
-    """Redis stayed unreachable for longer than the grace period."""
+#: Redis stayed unreachable for longer than the grace period (its old name; `code` "redis_outage").
+RedisOutage = RedisUnavailable
 
 
 def ride_out(action: Callable[[], T], what: str, grace: float = OUTAGE_GRACE) -> T:
@@ -38,9 +39,11 @@ def ride_out(action: Callable[[], T], what: str, grace: float = OUTAGE_GRACE) ->
     while True:
         try:
             return action()
-        except (redis.ConnectionError, redis.TimeoutError, StateUnavailable) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, RedisUnavailable) as exc:
             if time.monotonic() + wait > deadline:
-                raise RedisOutage(f"Redis unreachable for more than {grace:.0f} s while {what}") from exc
+                raise RedisUnavailable(
+                    f"Redis unreachable for more than {grace:.0f} s while {what}", code="redis_outage"
+                ) from exc
             logger.warning("Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__, wait)
             time.sleep(wait)
             wait = min(wait * 2, _MAX_WAIT)

@@ -21,12 +21,15 @@ import os
 import sys
 from typing import Any
 
+from lsml import setting_names
+from lsml.errors import LsmlError
+
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'lsml[sdk]'"
 
 
-class SdkMissing(ImportError):
+class SdkMissing(LsmlError, ImportError):
     """Code needs label-studio-sdk, which is not installed: the message names the extra that brings it."""
 
     def __init__(self, what: str) -> None:
@@ -76,7 +79,11 @@ def make_label_interface(config: str | None, parsed: dict) -> Any:
     from lsml.label_config import LabelInterface as StandIn
 
     sdk_cls = sdk_label_interface_class()
-    if sdk_cls is None or not config or os.environ.get("LSML_LABEL_INTERFACE", "").strip().lower() == "standin":
+    if (
+        sdk_cls is None
+        or not config
+        or os.environ.get(setting_names.LSML_LABEL_INTERFACE, "").strip().lower() == "standin"
+    ):
         return StandIn(config, parsed)
     try:
         return sdk_cls(config=config)

@@ -380,7 +380,9 @@ class ServingSettings:
         "worker would run its own embedded training queue",
         shown="2 with `REDIS_URL`, else 1",
     )
-    threads: int = setting(8, "THREADS", "request threads per gunicorn worker (the image sets 4)")
+    threads: int = setting(
+        8, "THREADS", "request threads per gunicorn worker (the image, compose file and operator say 8 too)"
+    )
     client_timeout: float = setting(
         30.0,
         "LSML_CLIENT_TIMEOUT",

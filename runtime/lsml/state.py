@@ -22,14 +22,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import redis
 
+from lsml.errors import RedisUnavailable
 from lsml.redis_connection import connect
 from lsml.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class StateUnavailable(RuntimeError):
-    """The state store (Redis) cannot be reached: the server answers 503 with Retry-After."""
+#: The state store (Redis) cannot be reached: the server answers 503 `state_unavailable` with Retry-After.
+StateUnavailable = RedisUnavailable  # its old name
 
 
 @runtime_checkable
@@ -131,15 +132,16 @@ def _private_file(path: Path) -> None:
 
 
 def _redis_errors(method):
-    """Redis errors leave a RedisState as StateUnavailable, naming the error type only (a URL may hold a password)."""
+    """Redis errors leave a RedisState as RedisUnavailable (`state_unavailable`), naming the error type only (a URL may hold a password)."""
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
         except redis.RedisError as exc:
-            raise StateUnavailable(
-                f"Redis (the state store) is unreachable ({type(exc).__name__}); try again when it is back"
+            raise RedisUnavailable(
+                f"Redis (the state store) is unreachable ({type(exc).__name__}); try again when it is back",
+                code="state_unavailable",
             ) from exc
 
     return wrapper

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from lsml import setting_names
 from lsml.settings import Settings
 from lsml.store import ModelStore, ModelVersion
 
@@ -67,6 +68,6 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
         "details": details,
         "current": current.name if current else None,
         "pinned": pinned.name if pinned else None,
-        "pinned_by": ("LSML_PINNED_VERSIONS" if configured else "activate") if pinned else None,
+        "pinned_by": (setting_names.LSML_PINNED_VERSIONS if configured else "activate") if pinned else None,
         "latest": found[-1].name if found else None,
     }

@@ -20,6 +20,8 @@ import pytest
 from lsml import settings as runtime_settings
 from lsml_operator import settings as operator_settings
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

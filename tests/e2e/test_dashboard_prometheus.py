@@ -23,11 +23,11 @@ import requests
 
 from lsml_operator.reconcile import Trigger
 from tests.fixtures.label_studio import SENTIMENT_TEXTS, sentiment_choice
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE, Harness
 from tests.fixtures.polling import wait_for
 from tests.fixtures.ports import free_port
 from tests.fixtures.processes import stop_process
-from tests.operator.helpers import example, with_identity
 
 pytestmark = pytest.mark.labelstudio
 

@@ -18,6 +18,8 @@ from lsml.store import make_store
 from lsml.training.job import run_training
 from lsml.training.queue import TrainingRequest
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "image_classifier"
 CONFIG = (EXAMPLE / "label_config.xml").read_text()
 N_TRAIN, N_TEST = 120, 150

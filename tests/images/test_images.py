@@ -15,8 +15,8 @@ import tomllib
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG
 from tests.fixtures.polling import wait_for, wait_http
+from tests.fixtures.rq_procs import write_backend
 from tests.images.engine import REPO, run_build
-from tests.runtime.rq_procs import write_backend
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]  # a cold session build: several minutes
 

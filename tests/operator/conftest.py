@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
+from tests.fixtures.mlbackend import CHART
 from tests.fixtures.processes import running
 
 from .cluster import RELEASE, SA, SYSTEM_NS, UNWATCHED, WATCHED, OperatorProcess, RuntimeServer
-from .helpers import CHART
 
 
 def _ensure_namespace(cluster: KubernetesCluster, name: str) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 from lsml_operator.builders import common as C
 from lsml_operator.builders import desired_children, hpa, redis, server_deployment, service, storage, worker_deployment
 from lsml_operator.builders import labels as L
-
-from .helpers import FREE_POD_ANNOTATIONS, RESERVED_POD_ANNOTATIONS, crd_schema, example, with_identity
+from tests.fixtures.mlbackend import FREE_POD_ANNOTATIONS, RESERVED_POD_ANNOTATIONS, crd_schema, example, with_identity
 
 
 def by_kind(children: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from tests.fixtures.kubernetes import wait_for
+from tests.fixtures.mlbackend import CHART
 
 from .cluster import SA, SYSTEM_NS, UNWATCHED, WATCHED
-from .helpers import CHART
 
 pytestmark = pytest.mark.kubernetes
 AS = f"--as=system:serviceaccount:{SYSTEM_NS}:{SA}"

@@ -18,8 +18,7 @@ import yaml
 from lsml_operator.builders import labels as L
 from lsml_operator.builders import server_deployment, service
 from tests.fixtures.kubernetes import controlplane
-
-from .helpers import CHART, example, with_identity
+from tests.fixtures.mlbackend import CHART, example, with_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 

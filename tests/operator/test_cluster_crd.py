@@ -12,8 +12,9 @@ import json
 import pytest
 import yaml
 
+from tests.fixtures.mlbackend import EXAMPLES, FREE_POD_ANNOTATIONS, RESERVED_POD_ANNOTATIONS, example
+
 from .cluster import UNWATCHED
-from .helpers import EXAMPLES, FREE_POD_ANNOTATIONS, RESERVED_POD_ANNOTATIONS, example
 
 pytestmark = pytest.mark.kubernetes
 

@@ -12,8 +12,7 @@ import jsonschema
 import pytest
 
 from lsml_operator.builders.pod_annotations import RESERVED_POD_ANNOTATION, is_reserved
-
-from .helpers import (
+from tests.fixtures.mlbackend import (
     CHART,
     CRD_PATH,
     EXAMPLES,
@@ -23,6 +22,8 @@ from .helpers import (
     crd_schema,
     load_docs,
 )
+
+pytestmark = pytest.mark.unit
 
 
 def _jsonschema(node: Any) -> Any:

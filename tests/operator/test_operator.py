@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kubernetes import wait_for
+from tests.fixtures.mlbackend import example
 
 from .cluster import (
     WATCHED,
@@ -29,7 +30,6 @@ from .cluster import (
     kubectl_json,
     patch_mlb,
 )
-from .helpers import example
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.labelstudio]
 

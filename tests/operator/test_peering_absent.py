@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.kubernetes import KubernetesCluster, local_cluster, wait_for
+from tests.fixtures.mlbackend import CHART, REPO, example
 from tests.fixtures.ports import free_port
 
 from .cluster import VENV_BIN, OperatorProcess, apply_yaml, condition, get_mlb
-from .helpers import CHART, REPO, example
 
 pytestmark = pytest.mark.kubernetes
 NS = "lsml-nopeer"

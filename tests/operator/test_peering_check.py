@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from lsml_operator import peering
+
+pytestmark = pytest.mark.unit
 
 
 class Discovery:

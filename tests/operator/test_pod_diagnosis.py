@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from lsml_operator.pod_diagnosis import (
     CLAIM_UNBOUND,
     CONTAINER_CONFIG,
@@ -25,6 +27,8 @@ from lsml_operator.pod_diagnosis import (
     pod_cause,
 )
 from lsml_operator.status import Check, ready_check
+
+pytestmark = pytest.mark.unit
 
 IMAGE = "registry.invalid/lsml/runtime:nope"
 SECRET_VALUE = "s3cr3t-" + "x" * 12

@@ -10,9 +10,9 @@ import copy
 import pytest
 
 from tests.fixtures.kubernetes import wait_for
+from tests.fixtures.mlbackend import example
 
 from .cluster import WATCHED, apply_yaml, condition, get_mlb
-from .helpers import example
 
 pytestmark = pytest.mark.kubernetes
 NS = WATCHED[1]

@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pytest
+
 from lsml_operator.kube import Forbidden
 from lsml_operator.reconcile import Reconciler, Trigger
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE, FakeKube, Harness
 
-from .helpers import example, with_identity
+pytestmark = pytest.mark.unit
 
 UNAVAILABLE = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0, "availableReplicas": 0}
 PULLING = {

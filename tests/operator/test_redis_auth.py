@@ -21,10 +21,9 @@ import pytest
 from lsml_operator.builders import common as C
 from lsml_operator.builders import desired_children, network_policy, redis, server_deployment, worker_deployment
 from lsml_operator.builders import labels as L
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.ports import free_port, wait_for_port
 from tests.fixtures.processes import stop_process
-
-from .helpers import example, with_identity
 
 PASSWORD = "0f" * 32
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kubernetes import wait_for
+from tests.fixtures.mlbackend import example
 
 from .cluster import WATCHED, apply_yaml, condition, get_mlb, kubectl_json
-from .helpers import example
 
 pytestmark = pytest.mark.kubernetes
 NS = WATCHED[1]

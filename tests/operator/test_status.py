@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lsml_operator.status import (
     Check,
     deployment_check,
@@ -10,6 +12,8 @@ from lsml_operator.status import (
     statefulset_check,
     strip_volatile,
 )
+
+pytestmark = pytest.mark.unit
 
 
 def test_last_transition_time_changes_only_when_status_flips():

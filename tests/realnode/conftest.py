@@ -22,9 +22,9 @@ import pytest
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import LabelStudioServer, find_label_studio_binary
+from tests.fixtures.mlbackend import CHART
 from tests.fixtures.processes import running
 
-from ..operator.helpers import CHART
 from .cluster import LS_NS, LS_SERVICE_PORT, OPERATOR_NS, images
 
 

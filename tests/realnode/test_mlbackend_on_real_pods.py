@@ -26,8 +26,8 @@ import requests
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
+from tests.fixtures.mlbackend import example
 
-from ..operator.helpers import example
 from . import slow_fit_image
 from .cluster import LS_NS, LS_SERVICE_PORT, images
 

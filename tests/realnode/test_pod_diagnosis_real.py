@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import pytest
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
+from tests.fixtures.mlbackend import example
 
-from ..operator.helpers import example
 from .cluster import images
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lsml.settings import Settings
-from tests.runtime.apps import TEXT_CONFIG, make_client
-from tests.runtime.rq_procs import Procs
+from tests.fixtures.apps import TEXT_CONFIG, make_client
+from tests.fixtures.rq_procs import Procs
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def text_config() -> str:
 
 @pytest.fixture(autouse=True)
 def _reset_sample_models():
-    from tests.runtime import sample_models as sm
+    from tests.fixtures import sample_models as sm
 
     sm.CountingModel.built = 0
     sm.CountingModel.fit_calls = []
@@ -35,7 +35,7 @@ def _reset_sample_models():
 
 @pytest.fixture
 def procs(tmp_path: Path):
-    """Subprocesses one test starts (workers, servers: tests/runtime/rq_procs.py), stopped by pid at its end."""
+    """Subprocesses one test starts (workers, servers: tests/fixtures/rq_procs.py), stopped by pid at its end."""
     p = Procs(tmp_path)
     yield p
     p.stop_all()

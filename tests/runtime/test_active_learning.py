@@ -6,6 +6,8 @@ import pytest
 
 from lsml import active_learning as al
 
+pytestmark = pytest.mark.unit
+
 
 def task(task_id, probs=None, score=None, annotations=None, version="v1", created="2026-01-01T00:00:00", **extra):
     prediction = {"model_version": version, "created_at": created, "result": []}

@@ -1,10 +1,14 @@
 """lsml.annotations: the per-task training set the examples keep in step with annotation events."""
 
+import pytest
+
 from lsml import LabelStudioMLBase
 from lsml.annotations import apply_event, dataset_from_tasks, first_choice, updated_training_set
 from lsml.model import BuildContext, build_model
 from lsml.state import MemoryState
 from tests.fixtures.ports import free_port
+
+pytestmark = pytest.mark.unit
 
 
 def choice(label, from_name="sentiment"):

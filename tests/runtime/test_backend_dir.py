@@ -10,6 +10,8 @@ from lsml.backend_dir import (
     split_script_spec,
 )
 
+pytestmark = pytest.mark.unit
+
 ONE = "from lsml import LabelStudioMLBase\n\nclass Mine(LabelStudioMLBase):\n    pass\n"
 TWO = (
     "import lsml\n\nclass Base(lsml.LabelStudioMLBase):\n    pass\n\n"

@@ -13,7 +13,7 @@ from lsml.settings import Settings
 from lsml.training.embedded import EmbeddedQueue
 from lsml.training.queue import MAX_COALESCED, TrainingRequest
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
 
 LIMIT = 5
 
@@ -105,7 +105,7 @@ def test_the_embedded_queue_keeps_the_newest_coalesced_triggers_and_counts_the_d
 
 @pytest.mark.redis
 def test_the_redis_coalescer_keeps_the_newest_triggers_and_counts_the_dropped(redis_url):
-    from tests.runtime.rq_procs import make_queue
+    from tests.fixtures.rq_procs import make_queue
 
     queue = make_queue(redis_url)
     total = MAX_COALESCED + 50

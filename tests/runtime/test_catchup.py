@@ -23,7 +23,7 @@ from lsml.store import LocalModelStore
 from lsml.watermark import STATE_KEY
 from tests.fixtures.label_studio import sentiment_choice
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import start_server
+from tests.fixtures.rq_procs import start_server
 
 pytestmark = [pytest.mark.labelstudio]
 

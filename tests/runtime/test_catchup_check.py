@@ -38,7 +38,7 @@ def test_a_baseline_keeps_every_id_but_the_times_of_recent_changes_only(tmp_path
     with store.staging("3") as staged:
         store.publish("3", staged)
     state = MemoryState()
-    queue = EmbeddedQueue("tests.runtime.sample_models:CountingModel", settings)
+    queue = EmbeddedQueue("tests.fixtures.sample_models:CountingModel", settings)
     checker = Checker(settings, store, state, queue, lambda: ("ANNOTATION_CREATED",))
 
     assert checker.check("3").outcome == "baseline"
@@ -87,7 +87,7 @@ def test_more_missed_changes_than_a_request_keeps_become_one_full_retrain_that_a
         (staged / "fit.json").write_text('{"event": "ANNOTATION_CREATED"}')  # what CountingModel loads
         store.publish("3", staged)
     state = make_state(settings)  # the state run_training reads too
-    queue = EmbeddedQueue("tests.runtime.sample_models:CountingModel", settings)
+    queue = EmbeddedQueue("tests.fixtures.sample_models:CountingModel", settings)
     checker = Checker(settings, store, state, queue, lambda: ("ANNOTATION_CREATED", "START_TRAINING"))
     assert checker.check("3").outcome == "baseline"
 

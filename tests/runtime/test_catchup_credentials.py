@@ -35,7 +35,7 @@ def _checker(tmp_path, settings: Settings, setup_hostname: str) -> Checker:
         store.publish("3", staged)
     state = MemoryState()
     state.set("3", credentials.STATE_KEY, credentials.setup_value(setup_hostname, SETUP_TOKEN))
-    queue = EmbeddedQueue("tests.runtime.sample_models:CountingModel", settings)
+    queue = EmbeddedQueue("tests.fixtures.sample_models:CountingModel", settings)
     return Checker(settings, store, state, queue, lambda: ("ANNOTATION_CREATED",))
 
 

@@ -1,22 +1,15 @@
 """`label-studio-ml start` serving examples/text_classifier under real gunicorn."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
 from lsml.store import LocalModelStore
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
-from tests.fixtures.polling import wait_for, wait_http
-from tests.fixtures.ports import free_port, wait_for_port
-from tests.fixtures.processes import stop_process
+from tests.fixtures.polling import wait_for
+from tests.fixtures.started import EXAMPLE, Started
 
-CLI = str(Path(sys.executable).parent / "label-studio-ml")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_classifier"
 ROWS = [
     ("great movie", "Positive"),
     ("awful plot", "Negative"),
@@ -25,48 +18,6 @@ ROWS = [
     ("wonderful acting", "Positive"),
     ("bad bad bad", "Negative"),
 ]
-
-
-class Started:
-    def __init__(self, backend: Path, cwd: Path, *extra: str, env: dict | None = None, new_session: bool = False):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = dict(os.environ)
-        full_env.pop("REDIS_URL", None)
-        full_env.pop("MODEL_DIR", None)
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [CLI, "start", str(backend), "--port", str(self.port), "--host", "127.0.0.1", *extra],
-            cwd=cwd,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=new_session,
-        )
-        self.backend = backend
-        try:
-            wait_for_port(self.port, timeout=120)
-        except BaseException:  # pytest.fail's exception is a BaseException
-            self.stop()
-            raise
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Wait until /readyz answers 200: the model class is imported, so measurements start settled."""
-        wait_http(
-            self.url + "/readyz",
-            timeout,
-            "the server",
-            died=lambda: None if self.proc.poll() is None else f"exit code {self.proc.returncode}",
-        )
-
-    def post(self, path, body):
-        return requests.post(self.url + path, json=body, timeout=30)
-
-    def stop(self) -> str:
-        stop_process(self.proc, 30)
-        return self.proc.stdout.read() if self.proc.stdout else ""
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Issue 10, item 4: bad input gets a 4xx JSON naming the problem (never a 500), a dependency that is down a 503
 with Retry-After.
 
-Every test talks to a real gunicorn server (tests/runtime/rq_procs.py) over a socket, so the
+Every test talks to a real gunicorn server (tests/fixtures/rq_procs.py) over a socket, so the
 request parsing, the error handlers and gunicorn's own handling are the production ones.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
-from tests.runtime.rq_procs import Procs, start_server, write_backend
+from tests.fixtures.rq_procs import Procs, start_server, write_backend
 
 TASKS = [{"id": 7, "data": {"text": "hello"}}]
 
@@ -205,7 +205,7 @@ def test_a_version_no_int_can_hold_is_a_400_or_404_naming_the_field(serve, setti
     """Issue 22 item 9: with a kept version to compare with, a 5,000-digit version reached `int()` (Python's
     4,300-digit limit), and "v²" too (`isdigit()`, but not `int()`): a 500."""
     from lsml.store import LocalModelStore
-    from tests.runtime.sample_models import CountingModel
+    from tests.fixtures.sample_models import CountingModel
 
     _publish(LocalModelStore(settings.model_dir), "1")
     _, c = serve(CountingModel, admin_token="admin")  # /versions/activate is an admin route
@@ -231,7 +231,7 @@ def test_store_find_never_raises_but_key_error(tmp_path):
 @pytest.mark.parametrize("job", ["a b", "a:b", "x" * 129, "é"])
 def test_job_status_with_an_id_rq_refuses_is_a_400_in_redis_mode(serve, redis_url, job):
     """Issue 22 item 9: RQ's `validate_job_id` raised ValueError on such an id: a 500 in Redis mode."""
-    from tests.runtime.sample_models import CountingModel
+    from tests.fixtures.sample_models import CountingModel
 
     _, c = serve(CountingModel, redis_url=redis_url)
     r = c.post("/job_status", json={"job": job})

@@ -13,7 +13,9 @@ from lsml.store import LocalModelStore
 from lsml.training.job import run_training
 from lsml.training.queue import TrainingRequest
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 
 def publish(settings, project="1", event="START_TRAINING", extra: dict | None = None):

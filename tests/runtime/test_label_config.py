@@ -13,6 +13,8 @@ from lsml.label_config import (
     parse_config,
 )
 
+pytestmark = pytest.mark.unit
+
 CONFIG = """<View>
   <Image name="image" value="$image"/>
   <Text name="text" value="$text"/>
@@ -172,7 +174,7 @@ def test_a_config_at_every_limit_parses():
 
 @pytest.mark.parametrize("route", ["/setup", "/webhook", "/predict"])
 def test_setup_and_webhook_refuse_a_config_past_a_limit_with_a_400_naming_it(serve, route):
-    from tests.runtime.sample_models import CountingModel
+    from tests.fixtures.sample_models import CountingModel
 
     _, client = serve(CountingModel)
     config = "<View>" + "<Choice value='x'/>" * (MAX_TAGS + 1) + "</View>"

@@ -16,6 +16,8 @@ from lsml.launcher import (
     worker_argv,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def backend(tmp_path):

@@ -9,7 +9,7 @@ from lsml.loader import ModelLoadFailed, ModelNotReady, ModelRegistry, UnknownPr
 from lsml.state import SqliteState
 from lsml.store import LocalModelStore
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import BrokenSetupModel, CountingModel, SlowSetupModel
+from tests.fixtures.sample_models import BrokenSetupModel, CountingModel, SlowSetupModel
 
 
 def publish(settings, project="1", event="START_TRAINING"):

@@ -14,7 +14,9 @@ from lsml.labelstudio.media import MediaRefused
 from lsml.model import BuildContext, build_model
 from lsml.settings import Settings
 from lsml.state import make_state
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 CAP = 256 * 1024
 MiB = b"x" * (1024 * 1024)

@@ -9,10 +9,14 @@ tests/e2e/test_label_studio_protocol.py (Retrieve predictions stores nothing
 while untrained, real predictions after the first training).
 """
 
+import pytest
+
 from lsml.response import task_predictions, without_empty_predictions
 from lsml.store import LocalModelStore
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import ResponseModel
+from tests.fixtures.sample_models import ResponseModel
+
+pytestmark = pytest.mark.unit
 
 REAL = {"result": [{"from_name": "s", "to_name": "t", "type": "choices", "value": {"choices": ["A"]}}], "score": 0.4}
 

@@ -7,7 +7,7 @@ coverage, fuzzing), so it also sends undeclared methods (TRACE), schema-violatin
 auth on, requests without credentials. Seeded and derandomized, but not the same cases on every
 machine: with `CI` set, Hypothesis loads its CI profile and generates differently, so a case set tuned
 on one machine is not the one CI runs. Bounded: about 2,400 requests in about a minute on 2 cores. The
-model is trivial (tests/runtime/rq_procs.py's `Counter`), so no case waits for a real model.
+model is trivial (tests/fixtures/rq_procs.py's `Counter`), so no case waits for a real model.
 
 What it asserts (issue 10 item 4: "no 5xx and no response that breaks the schema"): no 5xx, and no
 response that breaks the spec (undocumented status, body or content type off-schema, a 405 without
@@ -32,7 +32,7 @@ import pytest
 import schemathesis  # a dev extra (pyproject.toml): missing, the module fails to import, loudly
 from schemathesis.engine import StopReason, events, from_schema
 
-from tests.runtime.rq_procs import Procs, start_server, write_backend
+from tests.fixtures.rq_procs import Procs, start_server, write_backend
 
 SEED = 20261130
 MAX_EXAMPLES = 100  # per operation and phase: ~1,050 requests without auth, ~1,370 with it

@@ -13,9 +13,10 @@ from lsml.integrity import VersionIntegrityError
 from lsml.store import LocalModelStore
 from lsml.training.job import run_training
 from lsml.training.queue import TrainingRequest
+from tests.fixtures.model_store import publish
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import start_server, write_backend
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.rq_procs import start_server, write_backend
+from tests.fixtures.sample_models import CountingModel
 
 TEXT = '<View><Text name="text" value="$text"/><Choices name="label" toName="text"><Choice value="A"/></Choices></View>'
 
@@ -23,12 +24,6 @@ TEXT = '<View><Text name="text" value="$text"/><Choices name="label" toName="tex
 @pytest.fixture
 def store(tmp_path):
     return LocalModelStore(tmp_path / "models")
-
-
-def publish(store, project="1", content="x", name="model.json"):
-    with store.staging(project) as out:
-        (out / name).write_text(content)
-        return store.publish(project, out, {"event": "TEST"})
 
 
 def test_activate_pins_a_version_that_later_publishes_do_not_replace(store):

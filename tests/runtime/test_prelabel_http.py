@@ -11,11 +11,11 @@ import pytest
 import requests
 
 from lsml.settings import Settings
+from tests.fixtures.apps import make_client
 from tests.fixtures.polling import wait_for, wait_http
 from tests.fixtures.ports import free_port
-from tests.runtime.apps import make_client
-from tests.runtime.rq_procs import start_server
-from tests.runtime.test_prelabel import _by_task, _project_with_tasks, _train, make_backend
+from tests.fixtures.prelabel_backend import make_backend, predictions_by_task, project_with_tasks, train_two_versions
+from tests.fixtures.rq_procs import start_server
 
 pytestmark = pytest.mark.labelstudio
 AUTH = {"Authorization": "Basic dTpw"}  # u:p
@@ -50,8 +50,8 @@ def _ended(client, job: str, timeout: float = 60) -> dict:
 
 
 def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_studio, ls_client, ls_project, backend):  # noqa: F811
-    project, task_ids = _project_with_tasks(ls_client, ls_project, 17)
-    version = _train(backend, project)
+    project, task_ids = project_with_tasks(ls_client, ls_project, 17)
+    version = train_two_versions(backend, project)
     app, c = _app(backend, label_studio)
     assert c.post("/prelabel", json={"project": project}).status_code == 401
     r = c.post("/prelabel", json={"project": project, "batch_size": 4}, headers=AUTH)
@@ -60,7 +60,7 @@ def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_stu
     assert st["status"] == "finished" and st["kind"] == "prelabel", st
     assert st["progress"]["done"] == st["progress"]["total"] == 17 and st["progress"]["written"] == 17
     assert st["model_version"] == version
-    stored = _by_task(ls_client, project)
+    stored = predictions_by_task(ls_client, project)
     assert sorted(stored) == task_ids and all(len(v) == 1 and v[0]["score"] for v in stored.values())
     assert c.get("/metrics").status_code == 401  # with Basic auth on, /metrics too (its labels name projects)
     metrics = c.get("/metrics", headers=AUTH).get_data(as_text=True)
@@ -71,8 +71,8 @@ def test_embedded_prelabel_job_writes_predictions_and_reports_progress(label_stu
 
 
 def test_bad_input_and_failures_are_clear(label_studio, ls_client, ls_project, backend):  # noqa: F811
-    project, _ = _project_with_tasks(ls_client, ls_project, 2)
-    _train(backend, project)
+    project, _ = project_with_tasks(ls_client, ls_project, 2)
+    train_two_versions(backend, project)
     _, c = _app(backend, label_studio)
     for body, code in (
         ({"project": project, "mode": "bogus"}, "invalid_prelabel"),
@@ -82,7 +82,7 @@ def test_bad_input_and_failures_are_clear(label_studio, ls_client, ls_project, b
     ):
         r = c.post("/prelabel", json=body, headers=AUTH)
         assert r.status_code == 400 and r.json["error"] == code, (body, r.json)
-    _train(backend, 987654)
+    train_two_versions(backend, 987654)
     st = _ended(c, c.post("/prelabel", json={"project": 987654}, headers=AUTH).json["job"])
     assert st["status"] == "failed" and "project 987654 does not exist" in st["error"], st
     _, down = _app(backend, label_studio, label_studio_url=f"http://127.0.0.1:{free_port()}")
@@ -93,7 +93,7 @@ def test_bad_input_and_failures_are_clear(label_studio, ls_client, ls_project, b
     assert st["status"] == "failed" and "refused the API token" in st["error"] and "not-a-token" not in st["error"]
 
 
-def _post(url: str, path: str, body: dict) -> requests.Response:
+def admin_post(url: str, path: str, body: dict) -> requests.Response:
     return requests.post(url + path, json=body, timeout=10)
 
 
@@ -114,7 +114,7 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
     from rq.serializers import JSONSerializer
 
     from lsml.prelabel_jobs import JOB_FUNCTION, RQPrelabelJobs
-    from tests.runtime.rq_procs import write_backend
+    from tests.fixtures.rq_procs import write_backend
 
     backend = write_backend(tmp_path / "backend")
     settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
@@ -134,7 +134,7 @@ def test_prelabel_job_arguments_from_redis_are_checked_in_the_worker(tmp_path, p
 
 
 def _stored_versions(ls_client, project: int) -> dict[int, list[str]]:
-    return {t: sorted(p["model_version"] for p in ps) for t, ps in _by_task(ls_client, project).items()}
+    return {t: sorted(p["model_version"] for p in ps) for t, ps in predictions_by_task(ls_client, project).items()}
 
 
 def _annotate_and_webhook(ls_client, client, project: int, task_id: int, text: str, label: str) -> None:
@@ -167,7 +167,7 @@ def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_versio
 
     monkeypatch.setenv("TEST_PREDICT_SECONDS", "1.5")  # the pre-labelling run outlasts the next fits
     monkeypatch.syspath_prepend(str(backend))
-    project, task_ids = _project_with_tasks(ls_client, ls_project, 12)
+    project, task_ids = project_with_tasks(ls_client, ls_project, 12)
     texts = {t["id"]: t["data"]["text"] for t in ls_client.iter_tasks(project)}
     app, c = _app(backend, label_studio, model="slow_model:Slow", prelabel_on_publish=True)
     queue = app.extensions["lsml"].queue
@@ -200,10 +200,10 @@ def test_opt_in_repredict_after_webhook_triggered_fits_ends_on_the_newest_versio
 def test_repredict_is_off_by_default_and_skipped_while_pinned(label_studio, ls_client, ls_project, backend):  # noqa: F811
     from lsml.prelabel_jobs import after_publish
 
-    project, _ = _project_with_tasks(ls_client, ls_project, 3)
+    project, _ = project_with_tasks(ls_client, ls_project, 3)
     settings = Settings.from_env(env={}, backend_dir=backend)
     assert after_publish(settings, str(project), "v1") is None  # LSML_PRELABEL_ON_PUBLISH unset
-    _train(backend, project)
+    train_two_versions(backend, project)
     from lsml.store import LocalModelStore
 
     LocalModelStore(settings.model_dir).activate(str(project), "v1")
@@ -217,7 +217,7 @@ def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_p
     from lsml.store import LocalModelStore
     from tests.fixtures.label_studio import SENTIMENT_CONFIG
 
-    project, task_ids = _project_with_tasks(ls_client, ls_project, 8)
+    project, task_ids = project_with_tasks(ls_client, ls_project, 8)
     texts = {t["id"]: t["data"]["text"] for t in ls_client.iter_tasks(project)}
     env = {
         "LSML_MODEL": "model:TextClassifier",
@@ -231,7 +231,7 @@ def test_rq_repredict_after_webhook_triggered_fits(label_studio, ls_client, ls_p
     for n, (task_id, label) in enumerate(zip(task_ids[:2], ["Positive", "Negative"], strict=True), start=1):
         result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
         annotation = ls_client.create_annotation(task_id, result)
-        r = _post(
+        r = admin_post(
             url,
             "/webhook",
             {
@@ -256,8 +256,8 @@ def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, l
     import sys
     from pathlib import Path
 
-    project, task_ids = _project_with_tasks(ls_client, ls_project, 9)
-    version = _train(backend, project)
+    project, task_ids = project_with_tasks(ls_client, ls_project, 9)
+    version = train_two_versions(backend, project)
     env = {
         "LSML_MODEL": "model:TextClassifier",
         "LABEL_STUDIO_URL": label_studio.url,
@@ -265,7 +265,7 @@ def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, l
         "BASIC_AUTH_USER": "u",
         "BASIC_AUTH_PASS": "p",
     }
-    from tests.runtime.rq_procs import gunicorn_argv
+    from tests.fixtures.rq_procs import gunicorn_argv
 
     port = free_port()
     procs.spawn(gunicorn_argv(backend, port, workers=1), procs.env(backend, None, **env), "server.log", cwd=backend)
@@ -290,4 +290,4 @@ def test_cli_queues_on_a_running_server_and_follows_its_progress(label_studio, l
     )
     assert r.returncode == 0, r.stderr
     assert f"9 predictions of {version} written" in r.stdout and "9/9 tasks" in r.stderr, (r.stdout, r.stderr)
-    assert sorted(_by_task(ls_client, project)) == task_ids
+    assert sorted(predictions_by_task(ls_client, project)) == task_ids

@@ -15,7 +15,6 @@ gunicorn + `label-studio-ml worker` as processes).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,50 +22,32 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from lsml.settings import Settings
-from lsml.training import TrainingRequest, run_training
-from tests.fixtures.label_studio import SENTIMENT_CONFIG
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import start_server
-from tests.runtime.test_prelabel import CLI, _by_task, _event, _project_with_tasks, make_backend
+from tests.fixtures.prelabel_backend import (
+    ADMIN_TOKEN,
+    BATCH,
+    CLI,
+    LOGGED_MODEL,
+    N,
+    admin_post,
+    assert_one_prediction_each,
+    hold_at,
+    make_backend,
+    marked_job,
+    predicted_ids,
+    predictions_by_task,
+    prelabel_status,
+    project_with_tasks,
+    release_hold,
+    started_job,
+    trained_version,
+)
+from tests.fixtures.rq_procs import start_server
 
 pytestmark = pytest.mark.labelstudio
 
-N, BATCH = 60, 5
 LOST = "Redis came back without its data"
-# The example's model, slowed down, appending the ids of the tasks it predicts to a file: re-predictions
-# are counted from what the model saw, whichever run (or worker) saw it. A test holds the job mid-way
-# (`_hold_at`): past that many logged task ids, predict waits while the hold file exists, so a fault
-# always lands mid-job, however fast or slow the machine.
-LOGGED_MODEL = """
-import json, os, time
-from model import TextClassifier
-
-
-def _held():
-    try:
-        with open(os.environ["TEST_PREDICT_HOLD"]) as f:
-            at = int(f.read())
-    except (KeyError, FileNotFoundError):
-        return False
-    try:
-        with open(os.environ["TEST_PREDICT_LOG"]) as f:
-            return sum(len(json.loads(line)) for line in f if line.strip()) >= at
-    except FileNotFoundError:
-        return at <= 0
-
-
-class Logged(TextClassifier):
-    def predict(self, tasks, context=None, **kwargs):
-        while _held():
-            time.sleep(0.02)
-        time.sleep(float(os.environ["TEST_PREDICT_SECONDS"]))
-        with open(os.environ["TEST_PREDICT_LOG"], "a") as log:
-            log.write(json.dumps([t["id"] for t in tasks]) + "\\n")
-        return super().predict(tasks, context, **kwargs)
-"""
 
 
 @pytest.fixture
@@ -74,48 +55,6 @@ def backend(tmp_path) -> Path:
     path = make_backend(tmp_path)
     (path / "logged_model.py").write_text(LOGGED_MODEL)
     return path
-
-
-def _hold_at(backend: Path, tasks: int) -> None:
-    """Hold pre-labelling once the model has predicted `tasks` tasks (`LOGGED_MODEL`), until `_release`."""
-    tmp = backend / "hold.tmp"
-    tmp.write_text(str(tasks))
-    tmp.replace(backend / "hold")  # atomic: the model never reads half a number
-
-
-def _release(backend: Path) -> None:
-    (backend / "hold").unlink(missing_ok=True)
-
-
-def _predicted_ids(backend: Path) -> list[int]:
-    log = backend / "predicted.jsonl"
-    return [i for line in log.read_text().splitlines() for i in json.loads(line)] if log.exists() else []
-
-
-#: The servers' LSML_ADMIN_TOKEN: /prelabel is an admin route (SECURITY.md, issue 22 item 4).
-ADMIN_TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def _post(url: str, path: str, body: dict) -> requests.Response:
-    return requests.post(url + path, json=body, headers=ADMIN, timeout=10)
-
-
-def _status(url: str, job: str) -> dict:
-    r = _post(url, "/job_status", {"job": job})
-    return {"http": r.status_code, **r.json()}
-
-
-def _trained(backend: Path, project: int, redis_url: str) -> str:
-    settings = Settings.from_env(env={}, backend_dir=backend).replace(redis_url=redis_url)
-    version = ""
-    for i, (text, label) in enumerate([("great fun", "Positive"), ("awful bad", "Negative")]):
-        version = run_training(
-            "model:TextClassifier",
-            TrainingRequest(str(project), "ANNOTATION_CREATED", _event(i, text, label), SENTIMENT_CONFIG),
-            settings,
-        )["model_version"]
-    return version
 
 
 def _stack(procs, backend: Path, redis_url: str, label_studio) -> str:
@@ -133,71 +72,43 @@ def _stack(procs, backend: Path, redis_url: str, label_studio) -> str:
     return url
 
 
-def _started_job(url: str, project: int, done_at_least: int) -> tuple[str, dict]:
-    r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})
-    assert r.status_code == 201, r.text
-    job = r.json()["job"]
-
-    def progressed():
-        st = _status(url, job)
-        return st if (st.get("progress") or {}).get("done", 0) >= done_at_least else None
-
-    return job, wait_for(progressed, 60, interval=0.1, what="the job to write some pages")
-
-
-def _marked_job(redis_url: str, project: int) -> str | None:
-    """The project's active pre-labelling job, from the server's per-project marker in Redis."""
-    import redis
-
-    value = redis.Redis.from_url(redis_url).get(f"lsml:prelabel:lsml-training:{project}")
-    return value.decode() if value else None
-
-
-def _one_prediction_each(ls_client, project: int, task_ids: list[int], version: str) -> None:
-    stored = _by_task(ls_client, project)
-    assert sorted(stored) == task_ids
-    assert all(len(v) == 1 and v[0]["model_version"] == version for v in stored.values()), {
-        t: len(v) for t, v in stored.items() if len(v) != 1
-    }
-
-
 def test_job_goes_on_after_a_redis_restart_with_its_data(
     label_studio, ls_client, ls_project, backend, procs, private_redis
 ):
-    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
-    version = _trained(backend, project, private_redis.url)
+    project, task_ids = project_with_tasks(ls_client, ls_project, N)
+    version = trained_version(backend, project, private_redis.url)
     url = _stack(procs, backend, private_redis.url, label_studio)
-    _hold_at(backend, 15)  # the job waits after 15 tasks: the outage always lands mid-job
-    job, st = _started_job(url, project, 15)
+    hold_at(backend, 15)  # the job waits after 15 tasks: the outage always lands mid-job
+    job, st = started_job(url, project, 15)
     assert st["status"] == "started", st
 
     private_redis.kill()  # a crash: nothing saved at shutdown; the AOF (fsync always) has every write
-    written_before = sum(len(v) for v in _by_task(ls_client, project).values())
-    _release(backend)  # the horse writes its next page, then meets the outage
+    written_before = sum(len(v) for v in predictions_by_task(ls_client, project).values())
+    release_hold(backend)  # the horse writes its next page, then meets the outage
     time.sleep(3)  # the outage: longer than the worker's heartbeat interval and every client timeout
     private_redis.start()  # same port, same data dir
 
     st = wait_for(
-        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, job)),
+        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(prelabel_status(url, job)),
         120,
         interval=0.3,
         what="the job to end after Redis came back",
     )
     assert st["status"] == "finished", st
     assert 0 < written_before < N
-    predicted = _predicted_ids(backend)
+    predicted = predicted_ids(backend)
     assert sorted(set(predicted)) == task_ids
     assert len(predicted) - N <= BATCH, predicted  # re-predicted: at most the batch in flight
-    _one_prediction_each(ls_client, project, task_ids, version)
+    assert_one_prediction_each(ls_client, project, task_ids, version)
 
 
 def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
     label_studio, ls_client, ls_project, backend, procs, private_redis
 ):
-    project, task_ids = _project_with_tasks(ls_client, ls_project, N)
-    version = _trained(backend, project, private_redis.url)
+    project, task_ids = project_with_tasks(ls_client, ls_project, N)
+    version = trained_version(backend, project, private_redis.url)
     url = _stack(procs, backend, private_redis.url, label_studio)
-    _hold_at(backend, 15)  # the job waits after 15 tasks: Redis loses its data mid-job, however fast the machine
+    hold_at(backend, 15)  # the job waits after 15 tasks: Redis loses its data mid-job, however fast the machine
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "LABEL_STUDIO_", "LSML_"))}
     follower = subprocess.Popen(
         [CLI, "predict", "--project", str(project), "--server", url, "--batch-size", str(BATCH)],
@@ -207,15 +118,15 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
         text=True,
     )
     try:
-        wait_for(lambda: len(_predicted_ids(backend)) >= 15, 60, interval=0.1, what="the job to predict some pages")
-        job = _marked_job(private_redis.url, project)
+        wait_for(lambda: len(predicted_ids(backend)) >= 15, 60, interval=0.1, what="the job to predict some pages")
+        job = marked_job(private_redis.url, project)
         assert job is not None
         private_redis.kill()
         for leftover in private_redis.data_dir.iterdir():  # the data is lost: no AOF, no RDB (the log stays)
             if leftover.name != "redis.log":
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         private_redis.start()
-        _release(backend)  # the horse's next page finds its job gone
+        release_hold(backend)  # the horse's next page finds its job gone
         out, err = follower.communicate(timeout=60)  # the follower does not poll forever
     finally:
         if follower.poll() is None:
@@ -228,7 +139,7 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
     saw_vanished = f"{job} is unknown to {url}" in err and "Redis lost its data" in err
     assert saw_failure or saw_vanished, (out, err)
     st = wait_for(  # the horse re-writes its job's record as it fails
-        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, job)),
+        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(prelabel_status(url, job)),
         60,
         interval=0.3,
         what="the job's record written back as failed",
@@ -236,27 +147,29 @@ def test_redis_back_empty_fails_the_job_loudly_and_a_resubmit_resumes(
     assert st["status"] == "failed" and LOST in st["error"], st
     assert f"Job OK ({job})" not in procs.log("worker")  # never reported as a success
 
-    written_before = sum(len(v) for v in _by_task(ls_client, project).values())
+    written_before = sum(len(v) for v in predictions_by_task(ls_client, project).values())
     assert 0 < written_before < N
-    r = _post(url, "/prelabel", {"project": project, "batch_size": BATCH})
+    r = admin_post(url, "/prelabel", {"project": project, "batch_size": BATCH})
     assert r.status_code == 201 and r.json()["job"] != job, r.text
     st = wait_for(
-        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(_status(url, r.json()["job"])),
+        lambda: (lambda s: s if s.get("status") in ("finished", "failed") else None)(
+            prelabel_status(url, r.json()["job"])
+        ),
         120,
         interval=0.3,
         what="the resubmitted job",
     )
     assert st["status"] == "finished", st
-    predicted = _predicted_ids(backend)
+    predicted = predicted_ids(backend)
     assert sorted(set(predicted)) == task_ids
     assert len(predicted) - N <= BATCH, predicted  # re-predicted: at most one batch
-    _one_prediction_each(ls_client, project, task_ids, version)
+    assert_one_prediction_each(ls_client, project, task_ids, version)
 
 
 def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, redis_server):
     import redis
 
-    from tests.runtime.rq_procs import write_backend
+    from tests.fixtures.rq_procs import write_backend
 
     backend = write_backend(tmp_path / "backend")
     # no worker: the job stays queued
@@ -270,7 +183,7 @@ def test_cli_following_a_job_that_vanished_from_redis_exits_1(tmp_path, procs, r
         stderr=subprocess.PIPE,
         text=True,
     )
-    job = wait_for(lambda: _marked_job(redis_server.url, 7), 30, what="the job's marker")
+    job = wait_for(lambda: marked_job(redis_server.url, 7), 30, what="the job's marker")
     wait_for(lambda: redis.Redis.from_url(redis_server.url).exists(f"rq:job:{job}"), 30, what="the job to be queued")
     redis_server.flush()  # Redis loses its data while the job waits in the queue
     try:

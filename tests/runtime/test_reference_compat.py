@@ -18,8 +18,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests.fixtures.apps import TEXT_CONFIG
 from tests.fixtures.polling import wait_for
-from tests.runtime.apps import TEXT_CONFIG
 
 REFERENCE_STYLE_MODEL = """
 import os

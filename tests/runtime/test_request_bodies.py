@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from lsml.server import bodies
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 SECRET = "tok-4f9e1b7c-never-echoed"
 

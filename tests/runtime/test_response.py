@@ -3,6 +3,8 @@ import pytest
 from lsml import ModelResponse, PredictionValue
 from lsml.response import serialize_predictions
 
+pytestmark = pytest.mark.unit
+
 
 def test_model_response_fills_versions_like_the_reference():
     r = ModelResponse(

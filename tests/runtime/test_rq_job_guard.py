@@ -23,7 +23,7 @@ from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import JOB_FUNCTION
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import Procs, fit_log, make_queue, write_backend
+from tests.fixtures.rq_procs import Procs, fit_log, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
 
@@ -181,7 +181,7 @@ def forge_abandoned_job(connection: redis.Redis, callback: str, **fields: str) -
 
 def test_the_server_never_imports_a_callback_named_by_a_forged_job(tmp_path, procs: Procs, redis_url):
     """Issue 22 item 6: reaping a dead worker's job in the server resolves no name from Redis."""
-    from tests.runtime.rq_procs import start_server
+    from tests.fixtures.rq_procs import start_server
 
     backend = write_backend(tmp_path / "backend")
     marker = tmp_path / "imported"

@@ -15,10 +15,11 @@ import pytest
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from lsml.errors import RedisUnavailable
 from lsml.training.queue import TrainingRequest
-from lsml.training.rq_queue import JOB_FUNCTION, QueueUnavailable, failure_reason
+from lsml.training.rq_queue import JOB_FUNCTION, failure_reason
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import make_queue
+from tests.fixtures.rq_procs import make_queue
 
 pytestmark = pytest.mark.redis
 
@@ -164,9 +165,9 @@ def test_redis_down_fails_fast_and_recovers(private_redis):
     first = queue.submit(request(n=1))
     private_redis.kill()
     started = time.monotonic()
-    with pytest.raises(QueueUnavailable):
+    with pytest.raises(RedisUnavailable):
         queue.submit(request(n=2))
-    with pytest.raises(QueueUnavailable):
+    with pytest.raises(RedisUnavailable):
         queue.status(first)
     assert queue.ping() is False
     assert time.monotonic() - started < 3.0, "a dead Redis must not block the caller"

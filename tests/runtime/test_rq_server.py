@@ -15,7 +15,7 @@ import requests
 from lsml.store import LocalModelStore
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import fit_log, make_queue, start_server, write_backend
+from tests.fixtures.rq_procs import fit_log, make_queue, start_server, write_backend
 
 pytestmark = pytest.mark.redis
 

@@ -17,7 +17,7 @@ import requests
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as TEXT_CONFIG
 from tests.fixtures.polling import wait_for
 from tests.fixtures.ports import free_port
-from tests.runtime.rq_procs import write_backend
+from tests.fixtures.rq_procs import write_backend
 
 pytestmark = pytest.mark.redis
 

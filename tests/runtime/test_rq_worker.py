@@ -12,7 +12,7 @@ from lsml.training.queue import TrainingRequest
 from lsml.training.rq_queue import RQQueue
 from tests.fixtures.polling import wait_for
 from tests.fixtures.redis import RedisServer
-from tests.runtime.rq_procs import Procs, fit_log, make_queue, write_backend
+from tests.fixtures.rq_procs import Procs, fit_log, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
 
@@ -106,7 +106,11 @@ def test_the_worker_refuses_to_start_without_redis(tmp_path):
     backend = write_backend(tmp_path / "backend")
     env = Procs(tmp_path).env(backend, None)
     result = subprocess.run(
-        [sys.executable, "-m", "lsml.cli.worker", str(backend)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "lsml.cli.worker_command", str(backend)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr

@@ -9,6 +9,8 @@ import pytest
 
 from lsml import sampling
 
+pytestmark = pytest.mark.unit
+
 ALL = sampling.STRATEGIES
 
 

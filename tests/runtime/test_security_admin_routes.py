@@ -12,8 +12,10 @@ import pytest
 
 from lsml.store import LocalModelStore
 from tests.fixtures.http_recorder import Answer
-from tests.runtime.sample_models import CountingModel
-from tests.runtime.test_pinning import publish
+from tests.fixtures.model_store import publish
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 ADMIN_ROUTES = [
     ("/prelabel", {"project": "1"}),

@@ -11,6 +11,8 @@ from lsml.model import BuildContext, LabelStudioMLBase, build_model
 from lsml.settings import Settings
 from lsml.state import MemoryState
 
+pytestmark = pytest.mark.unit
+
 
 class Reader(LabelStudioMLBase):
     """Echoes each task's text, after preload_task_data (what a text model reading files does)."""

@@ -18,11 +18,11 @@ from lsml.cli.main import main as cli_main
 from lsml.labelstudio import Credential, connect
 from lsml.settings import Settings
 from lsml.state import make_state
+from tests.fixtures.apps import TEXT_CONFIG
 from tests.fixtures.http_recorder import Answer
 from tests.fixtures.polling import wait_for
-from tests.runtime.apps import TEXT_CONFIG
-from tests.runtime.rq_procs import write_backend
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.rq_procs import write_backend
+from tests.fixtures.sample_models import CountingModel
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON = {"Content-Type": "application/json"}
@@ -64,7 +64,7 @@ def test_rq_prelabel_job_never_sends_the_configured_key_to_a_setup_hostname(tmp_
     the `/setup` credential going through Redis."""
     import requests
 
-    from tests.runtime.rq_procs import start_server
+    from tests.fixtures.rq_procs import start_server
 
     attacker = attacker_label_studio(http_recorder)
     backend = write_backend(tmp_path / "backend")

@@ -15,7 +15,7 @@ from lsml.settings import Settings
 from lsml.training.queue import TrainingRequest
 from tests.fixtures.http_recorder import Answer
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
 
 
 class HangingModel(CountingModel):

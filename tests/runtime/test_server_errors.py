@@ -2,7 +2,9 @@
 
 import pytest
 
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ import re
 import pytest
 
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 
 def test_metrics_expose_requests_latency_errors_model_and_queue(serve, text_config):

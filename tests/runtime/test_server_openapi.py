@@ -1,8 +1,11 @@
 import re
 
 import jsonschema
+import pytest
 
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 # The structural core of an OpenAPI 3.1 document (what tools need to read it).
 OPENAPI_31_CORE = {

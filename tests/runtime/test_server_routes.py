@@ -4,7 +4,7 @@ import threading
 import time
 
 from tests.fixtures.polling import wait_for
-from tests.runtime.sample_models import (
+from tests.fixtures.sample_models import (
     BadReturnModel,
     BrokenPredictModel,
     BrokenSetupModel,

@@ -11,8 +11,8 @@ import shutil
 import requests
 
 from tests.fixtures.polling import wait_for
-from tests.runtime.proc_tree import established_per_process
-from tests.runtime.test_cli_start import EXAMPLE, Started
+from tests.fixtures.proc_tree import established_per_process
+from tests.fixtures.started import EXAMPLE, Started
 
 
 def test_eight_keepalive_connections_split_four_four_over_two_workers(tmp_path):

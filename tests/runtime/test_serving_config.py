@@ -19,9 +19,9 @@ from lsml.server.gunicorn_conf import SERVE_COMMAND
 from lsml.settings import ServingSettings
 from lsml_operator.builders import desired_children
 from lsml_operator.builders.server_deployment import SERVE_COMMAND as OPERATOR_SERVE_COMMAND
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.ports import free_port, wait_for_port
 from tests.fixtures.processes import stop_process
-from tests.operator.helpers import example, with_identity
 
 REPO = Path(__file__).resolve().parents[2]
 KNOBS = {"HOST", "PORT", "WORKERS", "THREADS", "LSML_CLIENT_TIMEOUT", "LOG_LEVEL", "LSML_BACKEND_DIR"}
@@ -103,7 +103,7 @@ def test_the_four_deployments_run_the_same_command_and_resolve_the_same_settings
         assert settings[name]["workers"] == knobs.get("WORKERS", "1")
         assert settings[name]["threads"] == knobs.get("THREADS", "8")
     first = next(iter(settings.values()))
-    assert first["worker_class"] == "lsml.server.worker.ThreadWorker"
+    assert first["worker_class"] == "lsml.server.gunicorn_worker.ThreadWorker"
     for name, resolved_settings in settings.items():
         assert {k: resolved_settings[k] for k in SHARED} == {k: first[k] for k in SHARED}, name
 

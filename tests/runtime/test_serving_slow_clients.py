@@ -18,8 +18,8 @@ import shutil
 import pytest
 import requests
 
-from tests.runtime.slow_clients import Attack, probe
-from tests.runtime.test_cli_start import EXAMPLE, Started
+from tests.fixtures.slow_clients import Attack, probe
+from tests.fixtures.started import EXAMPLE, Started
 
 P99_LIMIT_MS = 50.0
 

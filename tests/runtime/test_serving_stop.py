@@ -20,9 +20,9 @@ import requests
 
 from tests.fixtures.label_studio import SENTIMENT_CONFIG as CONFIG
 from tests.fixtures.polling import wait_for
-from tests.runtime.proc_tree import descendants, port_is_free, still_running
-from tests.runtime.slow_clients import Attack
-from tests.runtime.test_cli_start import EXAMPLE, Started
+from tests.fixtures.proc_tree import descendants, port_is_free, still_running
+from tests.fixtures.slow_clients import Attack
+from tests.fixtures.started import EXAMPLE, Started
 
 STOP_BOUND = 30.0  # gunicorn's graceful_timeout (20 s) plus the time to stop the worker and Redis
 

@@ -1,8 +1,10 @@
-"""lsml.server.worker.request_state: when the main loop hands a buffered request to a pool thread."""
+"""lsml.server.gunicorn_worker.request_state: when the main loop hands a buffered request to a pool thread."""
 
 import pytest
 
-from lsml.server.worker import HEAD_LIMIT, PARTIAL, WAIT, WHOLE, request_state
+from lsml.server.gunicorn_worker import HEAD_LIMIT, PARTIAL, WAIT, WHOLE, request_state
+
+pytestmark = pytest.mark.unit
 
 LIMIT = 1000
 

@@ -4,6 +4,8 @@ import pytest
 
 from lsml.state import MemoryState, SqliteState, make_state
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(params=["memory", "sqlite"])
 def state(request, tmp_path):

@@ -5,6 +5,8 @@ import pytest
 
 from lsml.store import LocalModelStore, ModelStore, make_store
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def store(tmp_path):

@@ -2,9 +2,13 @@
 
 import threading
 
+import pytest
+
 from lsml.training import EmbeddedQueue, TrainingRequest, make_queue
 from lsml.training.queue import TrainingQueue
-from tests.runtime.sample_models import CountingModel
+from tests.fixtures.sample_models import CountingModel
+
+pytestmark = pytest.mark.unit
 
 
 class GatedRunner:

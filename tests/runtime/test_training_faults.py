@@ -16,7 +16,7 @@ import pytest
 from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import fit_log, make_queue, write_backend
+from tests.fixtures.rq_procs import fit_log, make_queue, write_backend
 
 pytestmark = pytest.mark.redis
 

@@ -6,7 +6,9 @@ import pytest
 
 from lsml.store import LocalModelStore
 from lsml.training import TrainingRequest, run_training
-from tests.runtime.sample_models import CountingModel, FailingFitModel, NoPublishModel
+from tests.fixtures.sample_models import CountingModel, FailingFitModel, NoPublishModel
+
+pytestmark = pytest.mark.unit
 
 
 def test_training_publishes_a_new_version_the_next_build_loads(settings, text_config):

@@ -14,8 +14,8 @@ from rq.serializers import JSONSerializer
 from lsml.store import LocalModelStore
 from lsml.training import TrainingRequest, publishing, run_training
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import make_queue, write_backend
-from tests.runtime.sample_models import CountingModel, NoPublishModel
+from tests.fixtures.rq_procs import make_queue, write_backend
+from tests.fixtures.sample_models import CountingModel, NoPublishModel
 
 
 @pytest.fixture

@@ -3,7 +3,11 @@
 import json
 import pickle
 
+import pytest
+
 from lsml.training.queue import STATUSES, TrainingRequest, job_status
+
+pytestmark = pytest.mark.unit
 
 
 def test_request_round_trips_and_merges():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lsml.watermark import Watermark, from_ranges, to_ranges
+
+pytestmark = pytest.mark.unit
 
 
 def _annotation(ident: int, at: str, **extra) -> dict:

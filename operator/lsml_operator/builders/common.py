@@ -11,11 +11,13 @@ import hashlib
 import json
 from typing import Any
 
+from lsml import setting_names
+
 from .. import API_VERSION, KIND
 from . import labels as L
 
 DEFAULT_MODEL_DIR = "/data/models"
-DEFAULT_PORT = 9090
+DEFAULT_PORT = setting_names.DEFAULT_PORT
 DEFAULT_REDIS_IMAGE = "redis:7.4-alpine"
 DEFAULT_REDIS_SIZE = "1Gi"
 REDIS_PORT = 6379
@@ -205,10 +207,15 @@ def redis_env(spec: Spec) -> list[dict[str, Any]]:
         host = f"{L.redis_name(spec.name)}.{spec.namespace}.svc"
         return [
             redis_password_env(spec),
-            {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{host}:{REDIS_PORT}/0"},
+            {"name": setting_names.REDIS_URL, "value": f"redis://:$(REDIS_PASSWORD)@{host}:{REDIS_PORT}/0"},
         ]
     ref = spec.redis["external"]["urlSecretRef"]
-    return [{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}]
+    return [
+        {
+            "name": setting_names.REDIS_URL,
+            "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}},
+        }
+    ]
 
 
 def runtime_env(
@@ -220,33 +227,35 @@ def runtime_env(
     entries replace the operator's own by name (SSA's list-map on ``env`` rejects duplicates);
     ``extra`` (the server's serving knobs) comes after the shared ones.
     """
-    env: list[dict[str, Any]] = [{"name": "MODEL_DIR", "value": spec.model_dir}]
+    env: list[dict[str, Any]] = [{"name": setting_names.MODEL_DIR, "value": spec.model_dir}]
     env.extend(redis_env(spec))
     ba = spec.raw.get("basicAuth")
     if ba and include_basic_auth:
         env.append(
             {
-                "name": "BASIC_AUTH_USER",
+                "name": setting_names.BASIC_AUTH_USER,
                 "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["usernameKey"]}},
             }
         )
         env.append(
             {
-                "name": "BASIC_AUTH_PASS",
+                "name": setting_names.BASIC_AUTH_PASS,
                 "valueFrom": {"secretKeyRef": {"name": ba["secretName"], "key": ba["passwordKey"]}},
             }
         )
     ls, tok = spec.label_studio, spec.token_secret_ref
     if ls and tok:
-        env.append({"name": "LABEL_STUDIO_URL", "value": ls["url"]})
-        env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": tok}})
+        env.append({"name": setting_names.LABEL_STUDIO_URL, "value": ls["url"]})
+        env.append({"name": setting_names.LABEL_STUDIO_API_KEY, "valueFrom": {"secretKeyRef": tok}})
     if spec.model.get("scoreStrategy"):
-        env.append({"name": "LSML_SCORE_STRATEGY", "value": spec.model["scoreStrategy"]})
+        env.append({"name": setting_names.LSML_SCORE_STRATEGY, "value": spec.model["scoreStrategy"]})
     pins = spec.model.get("pinnedVersions") or {}
     if pins:  # server and worker: the server serves the pin, the worker's prune keeps it
-        env.append({"name": "LSML_PINNED_VERSIONS", "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))})
+        env.append(
+            {"name": setting_names.LSML_PINNED_VERSIONS, "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))}
+        )
     if spec.model.get("prelabelOnPublish"):
-        env.append({"name": "LSML_PRELABEL_ON_PUBLISH", "value": "true"})
+        env.append({"name": setting_names.LSML_PRELABEL_ON_PUBLISH, "value": "true"})
     env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
     user_names = {e["name"] for e in user}

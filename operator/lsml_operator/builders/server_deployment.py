@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lsml import setting_names
+
 from . import common as C
 from . import labels as L
 from . import pod_annotations as A
@@ -30,10 +32,10 @@ def serving_env(port: int) -> list[dict[str, Any]]:
     One gunicorn worker per pod (pods scale out, by hand or by the HPA), 8 threads.
     """
     return [
-        {"name": "PORT", "value": str(port)},
-        {"name": "WORKERS", "value": "1"},
-        {"name": "THREADS", "value": "8"},
-        {"name": "LSML_BACKEND_DIR", "value": "/app"},
+        {"name": setting_names.PORT, "value": str(port)},
+        {"name": setting_names.WORKERS, "value": "1"},
+        {"name": setting_names.THREADS, "value": str(setting_names.DEFAULT_THREADS)},
+        {"name": setting_names.LSML_BACKEND_DIR, "value": "/app"},
     ]
 
 

@@ -14,7 +14,7 @@ from . import labels as L
 DEFAULT_COMMAND = ["label-studio-ml", "worker", "/app"]
 
 # SIGTERM is RQ's warm shutdown: the worker finishes the fit it runs, then exits. A fit that needs longer
-# than this is killed with the pod and runs again on the next worker (lsml.training.worker,
+# than this is killed with the pod and runs again on the next worker (lsml.training.rq_worker,
 # LSML_FIT_ATTEMPTS), so the wait only saves a short fit from starting over; the replacement pod
 # meanwhile takes other jobs (a rollout surges it).
 TERMINATION_GRACE_SECONDS = 300

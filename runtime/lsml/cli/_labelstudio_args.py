@@ -12,10 +12,14 @@ import argparse
 import os
 import sys
 
+from lsml import setting_names
+
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ls-url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio URL (default: $LABEL_STUDIO_URL)"
+        "--ls-url",
+        default=os.environ.get(setting_names.LABEL_STUDIO_URL),
+        help="Label Studio URL (default: $LABEL_STUDIO_URL)",
     )
     parser.add_argument(
         "--api-key", default=None, help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)"
@@ -23,7 +27,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def api_token(args: argparse.Namespace) -> str | None:
-    return args.api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+    return args.api_key or os.environ.get(setting_names.LABEL_STUDIO_API_KEY)
 
 
 def connection_problems(args: argparse.Namespace, token: str | None) -> list[str]:

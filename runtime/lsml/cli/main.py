@@ -8,13 +8,16 @@ import sys
 
 from lsml import __version__
 
-# One module lsml.cli.<name> per command, listed in help order.
+# One module lsml.cli.<name> per command, listed in help order (`MODULES` names the exceptions).
 COMMANDS: tuple[str, ...] = ("init", "start")
 COMMANDS += ("register",)  # connect a running backend to Label Studio: lsml/cli/register.py
-COMMANDS += ("worker",)  # RQ training worker: lsml/cli/worker.py
+COMMANDS += ("worker",)  # RQ training worker: lsml/cli/worker_command.py
 COMMANDS += ("sample",)  # active learning: lsml/cli/sample.py
 COMMANDS += ("versions", "activate", "unpin")  # list, pin / roll back, unpin model versions
 COMMANDS += ("predict",)  # background pre-labelling of a whole project: lsml/cli/predict.py
+#: Commands whose module is not named after them: `worker` would be the third `worker.py` of the tree
+#: (beside the RQ worker, lsml/training/rq_worker.py, and the gunicorn one, lsml/server/gunicorn_worker.py).
+MODULES: dict[str, str] = {"worker": "worker_command"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lsml {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"lsml.cli.{name}").add_parser(subparsers)
+        importlib.import_module(f"lsml.cli.{MODULES.get(name, name)}").add_parser(subparsers)
     return parser
 
 

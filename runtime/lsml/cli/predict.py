@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lsml import setting_names
 from lsml.cli._labelstudio_args import add_connection_arguments, api_token
 
 #: Seconds `--server` keeps polling a server that answers 503 (Redis down) before giving up.
@@ -111,10 +112,10 @@ def _on_server(args: argparse.Namespace, show) -> int:
 
     import requests
 
-    user = args.server_user or os.environ.get("BASIC_AUTH_USER")
-    password = args.server_password or os.environ.get("BASIC_AUTH_PASS")
+    user = args.server_user or os.environ.get(setting_names.BASIC_AUTH_USER)
+    password = args.server_password or os.environ.get(setting_names.BASIC_AUTH_PASS)
     auth = (user, password or "") if user else None
-    admin_token = args.admin_token or os.environ.get("LSML_ADMIN_TOKEN")
+    admin_token = args.admin_token or os.environ.get(setting_names.LSML_ADMIN_TOKEN)
     admin_auth = _Bearer(admin_token) if admin_token else auth
     base = args.server.rstrip("/")
     body = {"project": args.project, "mode": args.mode, "max_concurrent": args.max_concurrent}

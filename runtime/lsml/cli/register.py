@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from lsml import setting_names
 from lsml.cli._labelstudio_args import add_connection_arguments, api_token, connection_problems, report_problems
 
 DEFAULT_PORT = 9090
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from lsml.labelstudio import Credential, LabelStudioError, connect
 
     token = api_token(args)
-    user = args.basic_auth_user or os.environ.get("BASIC_AUTH_USER")
-    password = args.basic_auth_pass or os.environ.get("BASIC_AUTH_PASS")
+    user = args.basic_auth_user or os.environ.get(setting_names.BASIC_AUTH_USER)
+    password = args.basic_auth_pass or os.environ.get(setting_names.BASIC_AUTH_PASS)
     problems = connection_problems(args, token)
     if bool(user) != bool(password):
         problems.append(

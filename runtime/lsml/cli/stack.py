@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lsml import setting_names
 from lsml.procs import die_with_parent
 
 STOP_TIMEOUT = 30.0  # above gunicorn's graceful_timeout (lsml.server.gunicorn_conf)
@@ -136,7 +137,7 @@ class LocalStack:
     def start(self) -> None:
         """Start what this machine allows; raise (after cleaning up) if a part fails to come up."""
         try:
-            self.redis_url = self.env.get("REDIS_URL") or None
+            self.redis_url = self.env.get(setting_names.REDIS_URL) or None
             if self.redis_url is None and self.redis_binary:
                 self.redis_url = self._start_redis()
             if self.redis_url is None:
@@ -144,9 +145,9 @@ class LocalStack:
                     "redis-server not found and REDIS_URL unset: training runs in the server "
                     "process (embedded runner). Install redis-server for background training."
                 )
-                self.env.pop("REDIS_URL", None)
+                self.env.pop(setting_names.REDIS_URL, None)
             else:
-                self.env["REDIS_URL"] = self.redis_url
+                self.env[setting_names.REDIS_URL] = self.redis_url
                 self._spawn("worker", list(self.worker_argv))
             self._spawn("server", list(self.server_argv))
             self.say(f"logs in {self.logs_dir}/ (" + ", ".join(f"{c.name}.log" for c in self.children) + ")")

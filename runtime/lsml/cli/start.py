@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from lsml import setting_names
 from lsml.launcher import StartOptions, start
 from lsml.sampling import STRATEGIES
 
@@ -71,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     if args.score_strategy:  # the server and worker processes inherit it
-        os.environ["LSML_SCORE_STRATEGY"] = args.score_strategy
+        os.environ[setting_names.LSML_SCORE_STRATEGY] = args.score_strategy
     return start(
         StartOptions(
             backend_dir=Path(args.name),

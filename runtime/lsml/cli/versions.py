@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from lsml import setting_names
 from lsml.settings import Settings
 
 
@@ -75,7 +76,7 @@ def print_report(report: dict, as_json: bool) -> None:
         f"project {report['project']}: current {report['current'] or '-'}, "
         f"pinned {report['pinned'] or '- (every new fit becomes current)'}"
     )
-    if report.get("pinned_by") == "LSML_PINNED_VERSIONS":
+    if report.get("pinned_by") == setting_names.LSML_PINNED_VERSIONS:
         print(
             "note: the pin comes from LSML_PINNED_VERSIONS (MLBackend spec.model.pinnedVersions); "
             "activate/unpin take effect once it no longer names this project"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lsml.errors import LsmlError
 
-class LabelStudioError(Exception):
+
+class LabelStudioError(LsmlError):
     """Label Studio answered with an error, or could not be reached (status None)."""
 
     def __init__(self, status: int | None, message: str, *, method: str = "", path: str = "") -> None:

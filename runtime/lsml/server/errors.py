@@ -12,10 +12,12 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from lsml.errors import LsmlError, RedisUnavailable
+
 logger = logging.getLogger("lsml.server")
 
 
-class ApiError(Exception):
+class ApiError(LsmlError):
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -47,17 +49,11 @@ def install(app: Flask) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    from lsml.training.queue import QueueUnavailable
-
-    @app.errorhandler(QueueUnavailable)
-    def _queue_unavailable(exc: QueueUnavailable):  # Redis down: refuse fast, predictions keep serving
-        return error_response(503, "training_unavailable", str(exc), {"Retry-After": "5"})
-
-    from lsml.state import StateUnavailable
-
-    @app.errorhandler(StateUnavailable)
-    def _state_unavailable(exc: StateUnavailable):  # Redis down and the project's config is not in this process
-        return error_response(503, "state_unavailable", str(exc), {"Retry-After": "5"})
+    # Redis down: refuse fast, predictions keep serving. `code` names what cannot be done meanwhile:
+    # `training_unavailable` (the queues), `state_unavailable` (the project's config is not in this process)
+    @app.errorhandler(RedisUnavailable)
+    def _redis_unavailable(exc: RedisUnavailable):
+        return error_response(503, exc.code, str(exc), {"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

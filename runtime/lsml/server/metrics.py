@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lsml import setting_names
+
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 REQUESTS = Counter(
@@ -203,7 +205,7 @@ def model_evicted(project: str) -> None:
     """
     MODEL_EVICTIONS.inc()
     previous = _loaded_versions.pop(project, None)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if os.environ.get(setting_names.PROMETHEUS_MULTIPROC_DIR):
         if previous is not None:
             MODEL_VERSION.labels(project, previous).set(0)
             MODEL_VERSION_NUMBER.labels(project).set(0)
@@ -214,7 +216,7 @@ def model_evicted(project: str) -> None:
 
 
 def _registry():
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if os.environ.get(setting_names.PROMETHEUS_MULTIPROC_DIR):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

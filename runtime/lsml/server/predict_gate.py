@@ -25,16 +25,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from lsml.errors import LsmlError
 
-class PredictBusy(Exception):
+
+class PredictBusy(LsmlError):
     """Every slot stayed taken for the whole wait."""
 
 
-class PredictTimeout(Exception):
+class PredictTimeout(LsmlError):
     """The model's predict ran past the deadline (its thread is now counted as stuck)."""
 
 
-class PredictStuck(Exception):
+class PredictStuck(LsmlError):
     """Too many predict threads never returned: this process needs a restart."""
 
 

@@ -19,7 +19,7 @@ from flask import Response
 from prometheus_client import Gauge
 
 from lsml.prelabel import CHECKPOINT_KEY, PrelabelRequest
-from lsml.prelabel_jobs import PrelabelJobsFull
+from lsml.prelabel_jobs import PrelabelJobs, PrelabelJobsFull
 from lsml.server import bodies
 from lsml.server.blueprint import bp, json_body, json_response
 from lsml.server.errors import ApiError
@@ -46,7 +46,7 @@ MODEL_WAIT_SECONDS = 3600.0
 _lock = threading.Lock()
 
 
-def prelabel_jobs(app: Any = None):
+def prelabel_jobs(app: Any = None) -> PrelabelJobs:
     """This app's pre-labelling jobs (made on first use, so apps that never pre-label start no client)."""
     from flask import current_app
 

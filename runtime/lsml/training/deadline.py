@@ -25,8 +25,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lsml.errors import LsmlError
 
-class FitTimeout(Exception):
+
+class FitTimeout(LsmlError):
     """The training ran past LSML_FIT_TIMEOUT."""
 
 

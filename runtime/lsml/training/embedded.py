@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddedQueue:
+    """`TrainingQueue` in a thread of this process (no Redis)."""
+
+    embedded = True
+    attempts = 1  # a training dies with the process running it; nothing runs it again
+
     def __init__(
         self,
         model_ref: ModelRef,

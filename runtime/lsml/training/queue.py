@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from lsml.errors import LsmlError, RedisUnavailable
+from lsml.jobs import JobSystem
+
 QUEUED, STARTED, FINISHED, FAILED = "queued", "started", "finished", "failed"
 STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
 #: Earlier triggers a queued request keeps in `coalesced` (the newest ones; older ones are only counted in
@@ -19,8 +22,8 @@ STATUSES = (QUEUED, STARTED, FINISHED, FAILED)
 MAX_COALESCED = 1000
 
 
-class QueueUnavailable(RuntimeError):
-    """The queue's backend (Redis) cannot be reached: the caller answers 503 and keeps serving predictions."""
+#: The queue's backend (Redis) cannot be reached: the caller answers 503 and keeps serving predictions.
+QueueUnavailable = RedisUnavailable  # its old name
 
 
 @dataclass
@@ -66,7 +69,7 @@ class TrainingRequest:
         )
 
 
-class InvalidTrainingRequest(ValueError):
+class InvalidTrainingRequest(LsmlError, ValueError):
     """A training request read from Redis that does not have the shape lsml writes: the job fails."""
 
 
@@ -120,7 +123,10 @@ def job_status(
 
 
 @runtime_checkable
-class TrainingQueue(Protocol):
+class TrainingQueue(JobSystem, Protocol):
+    """The training job system (`lsml.jobs.JobSystem`: embedded or RQ, attempts, status) plus what only
+    trainings do: coalescing submits, queue statistics and a liveness check."""
+
     def submit(self, request: TrainingRequest) -> str:
         """Enqueue (or coalesce) and return the job id at once."""
 

@@ -13,7 +13,7 @@ dying work horse. What lsml adds on top:
 * bounded detection of dead workers: `status()` and `stats()` run RQ's
   `StartedJobRegistry.cleanup()` (so does every worker), which finds a job
   whose heartbeat expired. Workers heartbeat every `HEARTBEAT_INTERVAL`
-  seconds with a TTL of `HEARTBEAT_TTL` (`lsml.training.worker`), so a
+  seconds with a TTL of `HEARTBEAT_TTL` (`lsml.training.rq_worker`), so a
   `kill -9`'d worker's job is found within about `HEARTBEAT_TTL` seconds
   rather than RQ's default minute and more;
 * no training lost to a killed worker: jobs carry RQ's `Retry` with
@@ -41,17 +41,19 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
+from lsml import setting_names
+from lsml.errors import RedisUnavailable
 from lsml.model import ModelRef, model_ref_string
 from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
-from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, QueueUnavailable, TrainingRequest, job_status
+from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status
 from lsml.training.trusted_job import TrustedJob, reap_abandoned_jobs, trusted_queue
 
 log = logging.getLogger(__name__)
 
-#: The job function every RQ training job runs (in `lsml.training.worker`).
-JOB_FUNCTION = "lsml.training.worker.perform_training"
+#: The job function every RQ training job runs (in `lsml.training.rq_worker`).
+JOB_FUNCTION = "lsml.training.rq_worker.perform_training"
 #: Seconds RQ keeps a finished job (so /job_status can report it), and a failed one.
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
@@ -79,6 +81,8 @@ def failure_message(exc: redis.RedisError) -> str:
 class RQQueue:
     """`TrainingQueue` on RQ + Redis, with per-project coalescing."""
 
+    embedded = False
+
     def __init__(self, model_ref: ModelRef, settings: Settings, connection: redis.Redis | None = None) -> None:
         if not settings.redis_url and connection is None:
             raise ValueError("RQQueue needs REDIS_URL")
@@ -88,8 +92,9 @@ class RQQueue:
         self.coalescer = Coalescer(self.connection, self.queue)
         # seconds a training may run before RQ's work horse kills it: LSML_FIT_TIMEOUT, as in the embedded runner
         self.job_timeout = int(math.ceil(settings.fit_timeout))
-        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.worker`)
-        self.retry = rerun_retry(settings.fit_attempts)
+        # a fit whose horse is killed runs again (LSML_FIT_ATTEMPTS in all; see `lsml.training.rq_worker`)
+        self.attempts = settings.fit_attempts
+        self.retry = rerun_retry(self.attempts)
 
     # --- TrainingQueue -------------------------------------------------
     def submit(self, request: TrainingRequest) -> str:
@@ -114,7 +119,7 @@ class RQQueue:
         try:
             submitted = self.coalescer.submit(project, data, enqueue)
         except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
+            raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
         log.info(
             "training of project %s: %s job %s",
             project,
@@ -147,7 +152,7 @@ class RQQueue:
                 "failed": self.queue.failed_job_registry.count,
             }
         except redis.RedisError as exc:
-            raise QueueUnavailable(failure_message(exc)) from exc
+            raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
 
     def ping(self) -> bool:
         """True when Redis answers (readiness); never raises."""
@@ -164,7 +169,7 @@ class RQQueue:
 
 def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
     """`(job, lsml status, RQ status, latest result)` of a job on `queue`, after failing the jobs of dead
-    workers; None when unknown or expired; `QueueUnavailable` when Redis is down. Shared by the training
+    workers; None when unknown or expired; `RedisUnavailable` when Redis is down. Shared by the training
     and the pre-labelling queues."""
     try:
         reap_abandoned_jobs(queue)
@@ -174,7 +179,7 @@ def read_job(queue: Queue, job_id: str) -> tuple[Job, str, Any, Any] | None:
     except NoSuchJobError:
         return None
     except redis.RedisError as exc:
-        raise QueueUnavailable(failure_message(exc)) from exc
+        raise RedisUnavailable(failure_message(exc), code="training_unavailable") from exc
     return job, _STATUS_NAMES.get(getattr(rq_status, "value", rq_status), QUEUED), rq_status, result
 
 
@@ -194,7 +199,11 @@ def rerun_retry(attempts: int) -> Retry | None:
 
 
 def failure_reason(
-    exc_string: str | None, rq_status: Any = None, *, what: str = "training", attempts: str = "LSML_FIT_ATTEMPTS"
+    exc_string: str | None,
+    rq_status: Any = None,
+    *,
+    what: str = "training",
+    attempts: str = setting_names.LSML_FIT_ATTEMPTS,
 ) -> str:
     """One line saying why a job failed, from RQ's stored traceback; a killed one names its attempts.
 

@@ -43,14 +43,19 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import current_timestamp
 
+from lsml.errors import LsmlError
+
 log = logging.getLogger(__name__)
 
 #: The functions a job may name: the training (`lsml.training.rq_queue.JOB_FUNCTION`) and the pre-labelling
 #: job (`lsml.prelabel_jobs.JOB_FUNCTION`, which checks its arguments with `PrelabelRequest.from_dict`).
-ALLOWED_FUNCTIONS = frozenset({"lsml.training.worker.perform_training", "lsml.prelabel_jobs.perform_prelabel"})
+ALLOWED_FUNCTIONS = frozenset({"lsml.training.rq_worker.perform_training", "lsml.prelabel_jobs.perform_prelabel"})
+#: Names the entry points had in earlier releases, read as today's: a training queued by a server of the
+#: previous release (the module was `lsml.training.worker`) still runs on an upgraded worker.
+RENAMED_FUNCTIONS = {"lsml.training.worker.perform_training": "lsml.training.rq_worker.perform_training"}
 
 
-class JobRefused(DeserializationError):
+class JobRefused(LsmlError, DeserializationError):
     """A job in the training queue that is not an lsml training: it is failed, never run.
 
     A `DeserializationError` subclass, so RQ's own handling of undecodable
@@ -94,6 +99,8 @@ class TrustedJob(Job):
             raise JobRefused(
                 "its data is not lsml's JSON job format (a pickled or corrupt payload is never decoded)"
             ) from exc
+        if isinstance(self._func_name, str) and self._func_name in RENAMED_FUNCTIONS:
+            self._func_name = RENAMED_FUNCTIONS[self._func_name]
 
     @property
     def func(self) -> Any:

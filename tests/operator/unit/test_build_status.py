@@ -14,7 +14,9 @@ from lsml_operator.reconcile.build_status import build_status
 from lsml_operator.reconcile.events import Event
 from lsml_operator.reconcile.observed import ForeignObject, LabelStudioResult, Observed
 from lsml_operator.status import Check
-from tests.operator.helpers import example, with_identity
+from tests.fixtures.mlbackend import example, with_identity
+
+pytestmark = pytest.mark.unit
 
 NS = "ns1"
 NOW = "2026-01-01T00:00:00Z"

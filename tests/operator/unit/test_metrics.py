@@ -9,8 +9,10 @@ from prometheus_client import REGISTRY
 from lsml_operator.keys import key_of
 from lsml_operator.kube import Invalid
 from lsml_operator.reconcile import Trigger
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE
-from tests.operator.helpers import example, with_identity
+
+pytestmark = pytest.mark.unit
 
 NS = "ns1"
 

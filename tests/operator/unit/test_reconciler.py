@@ -12,8 +12,10 @@ import pytest
 from lsml_operator.kube import Invalid
 from lsml_operator.kube_errors import APIError, ServerError
 from lsml_operator.reconcile import Trigger
+from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE, Harness
-from tests.operator.helpers import example, with_identity
+
+pytestmark = pytest.mark.unit
 
 NS = "ns1"
 

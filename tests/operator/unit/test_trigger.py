@@ -7,6 +7,8 @@ import pytest
 from lsml_operator.reconcile import Prune, Trigger, policy
 from lsml_operator.reconcile.trigger import POLICIES, RERUN
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("trigger", "full", "prune", "wait_if_busy"),

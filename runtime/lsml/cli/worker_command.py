@@ -1,6 +1,6 @@
 """`label-studio-ml worker NAME`: run trainings of backend NAME from the RQ queue.
 
-Argument parsing and wiring only; the worker itself is `lsml.training.worker.run_worker`.
+Argument parsing and wiring only; the worker itself is `lsml.training.rq_worker.run_worker`.
 With `LSML_PRELABEL_ON_PUBLISH` it subscribes pre-labelling to what the
 worker publishes (`lsml.training.publishing`).
 Run several for more trainings at once (different projects train in
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                 "the worker needs Redis: set REDIS_URL or pass --redis-url "
                 "(without Redis, `label-studio-ml start` trains in the server process)"
             )
-        from lsml.training.worker import healthcheck, run_worker
+        from lsml.training.rq_worker import healthcheck, run_worker
 
         if args.healthcheck:
             return 0 if healthcheck(settings) else 1
