@@ -47,7 +47,7 @@ import textmodel  # noqa: E402
 from harness import loadavg, machine  # noqa: E402
 from tests.fixtures.label_studio import LabelStudioServer, find_label_studio_binary  # noqa: E402
 from tests.fixtures.polling import wait_for  # noqa: E402
-from tests.runtime.rq_procs import Procs, start_server  # noqa: E402
+from tests.fixtures.rq_procs import Procs, start_server  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "text_classifier"
 

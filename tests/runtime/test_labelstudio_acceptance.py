@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.fixtures.polling import wait_for
-from tests.runtime.rq_procs import start_server
+from tests.fixtures.rq_procs import start_server
 
 pytestmark = [pytest.mark.labelstudio]
 
