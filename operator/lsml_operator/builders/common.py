@@ -81,6 +81,14 @@ class Spec:
     def redis_spec(self) -> M.RedisSpec | None:
         return None if self.raw.get("redis") is None else self._typed("redis", M.RedisSpec)
 
+    @cached_property
+    def hpa_spec(self) -> M.HpaSpec | None:
+        return None if self.raw.get("hpa") is None else self._typed("hpa", M.HpaSpec)
+
+    @cached_property
+    def label_studio_spec(self) -> M.LabelStudioSpec | None:
+        return None if self.raw.get("labelStudio") is None else self._typed("labelStudio", M.LabelStudioSpec)
+
     @property
     def image(self) -> str:
         return str(self.raw["image"])
