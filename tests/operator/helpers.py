@@ -64,3 +64,12 @@ def crd() -> dict[str, Any]:
 
 def crd_schema() -> dict[str, Any]:
     return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def structural_to_jsonschema(node: Any) -> Any:
+    """OpenAPI v3 structural schema -> JSON Schema (drop the x-kubernetes-* keywords jsonschema does not know)."""
+    if isinstance(node, dict):
+        return {k: structural_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+    if isinstance(node, list):
+        return [structural_to_jsonschema(v) for v in node]
+    return node
