@@ -293,12 +293,13 @@ def runtime_env(
     if ls and tok:
         env.append({"name": "LABEL_STUDIO_URL", "value": ls["url"]})
         env.append({"name": "LABEL_STUDIO_API_KEY", "valueFrom": {"secretKeyRef": tok}})
-    if spec.model.get("scoreStrategy"):
-        env.append({"name": "LSML_SCORE_STRATEGY", "value": spec.model["scoreStrategy"]})
-    pins = spec.model.get("pinnedVersions") or {}
+    model = spec.model_spec
+    if model.score_strategy:
+        env.append({"name": "LSML_SCORE_STRATEGY", "value": model.score_strategy})
+    pins = model.pinned_versions or {}
     if pins:  # server and worker: the server serves the pin, the worker's prune keeps it
         env.append({"name": "LSML_PINNED_VERSIONS", "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))})
-    if spec.model.get("prelabelOnPublish"):
+    if model.prelabel_on_publish:
         env.append({"name": "LSML_PRELABEL_ON_PUBLISH", "value": "true"})
     env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
@@ -314,8 +315,8 @@ def runtime_env(
 def env_from(spec: Spec) -> list[dict[str, Any]]:
     """spec.model.envFrom plus the model ConfigMap (keys become variables)."""
     out = [dict(e) for e in spec.model.get("envFrom") or []]
-    if spec.model.get("configMapName"):
-        out.append({"configMapRef": {"name": spec.model["configMapName"]}})
+    if spec.model_spec.config_map_name:
+        out.append({"configMapRef": {"name": spec.model_spec.config_map_name}})
     return out
 
 
