@@ -157,7 +157,9 @@ def test_every_mlbackend_field_has_a_description_and_a_row():
         if not (schema.get("description") or "").strip():
             blank.append(field)
         assert f"| `{field}` |" in page, f"{field} missing from the MLBackend reference"
-    assert not blank, f"CRD fields without a description (crds/mlbackend.yaml, then copy it to the chart): {blank}"
+    assert not blank, (
+        f"CRD fields without a description (add description= in operator/lsml_operator/crd/model.py, then run hack/crd/generate.py): {blank}"
+    )
 
 
 def test_the_mlbackend_page_shows_defaults_and_validation_rules():

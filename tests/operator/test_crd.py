@@ -6,7 +6,6 @@ The API server's own verdict (CEL rules, defaults) is tested in test_cluster_crd
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import jsonschema
 import pytest
@@ -22,17 +21,9 @@ from tests.fixtures.mlbackend import (
     crd_schema,
     load_docs,
 )
+from tests.fixtures.mlbackend import structural_to_jsonschema as _jsonschema
 
 pytestmark = pytest.mark.unit
-
-
-def _jsonschema(node: Any) -> Any:
-    """OpenAPI v3 structural schema -> JSON Schema (drop the x-kubernetes-* keywords jsonschema does not know)."""
-    if isinstance(node, dict):
-        return {k: _jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
-    if isinstance(node, list):
-        return [_jsonschema(v) for v in node]
-    return node
 
 
 def test_chart_crd_is_identical_to_crds_dir():

@@ -1,37 +1,54 @@
-"""What the builders share: spec defaults, owner references, security contexts, the runtime's environment.
+"""What the builders share: the spec read through its typed model, owner references, security contexts, the runtime's environment.
 
 The API server applies the CRD's defaults, but builders re-apply the same defaults here so
 they are total functions of whatever body they get (a unit test, an old object, a dry run).
-``tests/operator/test_builders.py`` checks these values against the CRD's.
+Both come from one place: the typed model (lsml_operator.crd.model) that the CRD is generated from.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeVar
 
 from lsml import setting_names
 
 from .. import API_VERSION, KIND
+from ..crd import model as M
 from . import labels as L
 
-DEFAULT_MODEL_DIR = "/data/models"
-DEFAULT_PORT = setting_names.DEFAULT_PORT
-DEFAULT_REDIS_IMAGE = "redis:7.4-alpine"
-DEFAULT_REDIS_SIZE = "1Gi"
+
+def _default(model: type[M.KubeModel], field: str) -> Any:
+    """A field's default as the model (and so the generated CRD) declares it."""
+    return model.model_fields[field].default
+
+
+DEFAULT_MODEL_DIR: str = _default(M.ModelSpec, "model_dir")
+DEFAULT_PORT: int = _default(M.ServerSpec, "container_port")
+DEFAULT_REDIS_IMAGE: str = _default(M.RedisSpec, "image")
+DEFAULT_REDIS_SIZE: str = _default(M.RedisStorage, "size")
+DEFAULT_IMAGE_PULL_POLICY: str = _default(M.MLBackendSpec, "image_pull_policy")
 REDIS_PORT = 6379
 RUNTIME_UID = 10001  # the runtime image's USER (Dockerfile)
 REDIS_UID = 999
 CONFIG_HASH_ANNOTATION = "lsml.dev/config-hash"
 REDIS_PASSWORD_KEY = "password"  # key of the generated Redis auth Secret
-TOKEN_KEY_DEFAULT = (
-    "token"  # key of the Label Studio token Secret when apiTokenSecretRef names none (the CRD's default)
-)
+# key of the Label Studio token Secret when apiTokenSecretRef names none (the CRD's default)
+TOKEN_KEY_DEFAULT: str = _default(M.TokenSecretRef, "key")
+REDIS_URL_KEY_DEFAULT: str = _default(M.RedisUrlSecretRef, "key")
+
+_Section = TypeVar("_Section", bound=M.KubeModel)
 
 
 class Spec:
-    """Read-only view of an MLBackend's spec with the CRD's defaults filled in."""
+    """Read-only view of an MLBackend's spec with the CRD's defaults filled in.
+
+    The sections with defaults (model, server, worker, service, redis) are parsed by their typed
+    models, one section at a time and only when read, so a partial body (a unit test, a dry run)
+    still builds what it can; ``raw`` keeps the spec as given for what passes through untouched
+    (env, tolerations, affinity) and for the config hash.
+    """
 
     def __init__(self, mlb: dict[str, Any]) -> None:
         self.body = mlb
@@ -43,13 +60,44 @@ class Spec:
     def section(self, key: str) -> dict[str, Any]:
         return self.raw.get(key) or {}
 
+    def _typed(self, key: str, model: type[_Section]) -> _Section:
+        return model.model_validate(self.section(key))
+
+    @cached_property
+    def model_spec(self) -> M.ModelSpec:
+        return self._typed("model", M.ModelSpec)
+
+    @cached_property
+    def server_spec(self) -> M.ServerSpec:
+        return self._typed("server", M.ServerSpec)
+
+    @cached_property
+    def worker_spec(self) -> M.WorkerSpec:
+        return self._typed("worker", M.WorkerSpec)
+
+    @cached_property
+    def service_spec(self) -> M.ServiceSpec:
+        return self._typed("service", M.ServiceSpec)
+
+    @cached_property
+    def redis_spec(self) -> M.RedisSpec | None:
+        return None if self.raw.get("redis") is None else self._typed("redis", M.RedisSpec)
+
+    @cached_property
+    def hpa_spec(self) -> M.HpaSpec | None:
+        return None if self.raw.get("hpa") is None else self._typed("hpa", M.HpaSpec)
+
+    @cached_property
+    def label_studio_spec(self) -> M.LabelStudioSpec | None:
+        return None if self.raw.get("labelStudio") is None else self._typed("labelStudio", M.LabelStudioSpec)
+
     @property
     def image(self) -> str:
         return str(self.raw["image"])
 
     @property
     def image_pull_policy(self) -> str:
-        return str(self.raw.get("imagePullPolicy", "IfNotPresent"))
+        return str(self.raw.get("imagePullPolicy", DEFAULT_IMAGE_PULL_POLICY))
 
     @property
     def model(self) -> dict[str, Any]:
@@ -57,7 +105,7 @@ class Spec:
 
     @property
     def model_dir(self) -> str:
-        return str(self.model.get("modelDir", DEFAULT_MODEL_DIR))
+        return self.model_spec.model_dir
 
     @property
     def server(self) -> dict[str, Any]:
@@ -65,11 +113,11 @@ class Spec:
 
     @property
     def server_replicas(self) -> int:
-        return int(self.server.get("replicas", 1))
+        return self.server_spec.replicas
 
     @property
     def container_port(self) -> int:
-        return int(self.server.get("containerPort", DEFAULT_PORT))
+        return self.server_spec.container_port
 
     @property
     def worker(self) -> dict[str, Any]:
@@ -77,7 +125,7 @@ class Spec:
 
     @property
     def worker_enabled(self) -> bool:
-        return bool(self.worker.get("enabled", False))
+        return self.worker_spec.enabled
 
     @property
     def redis(self) -> dict[str, Any] | None:
@@ -85,12 +133,12 @@ class Spec:
 
     @property
     def redis_managed(self) -> bool:
-        return bool(self.redis and self.redis.get("managed"))
+        return bool(self.redis_spec and self.redis_spec.managed)
 
     @property
     def redis_network_policy(self) -> bool:
         """A NetworkPolicy guards the managed Redis unless spec.redis.networkPolicy is false."""
-        return self.redis_managed and bool((self.redis or {}).get("networkPolicy", True))
+        return self.redis_managed and self.redis_spec is not None and self.redis_spec.network_policy
 
     @property
     def storage(self) -> dict[str, Any] | None:
@@ -98,11 +146,11 @@ class Spec:
 
     @property
     def service_port(self) -> int:
-        return int(self.section("service").get("port", DEFAULT_PORT))
+        return self.service_spec.port
 
     @property
     def service_type(self) -> str:
-        return str(self.section("service").get("type", "ClusterIP"))
+        return self.service_spec.type
 
     @property
     def label_studio(self) -> dict[str, Any] | None:
@@ -213,7 +261,7 @@ def redis_env(spec: Spec) -> list[dict[str, Any]]:
     return [
         {
             "name": setting_names.REDIS_URL,
-            "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}},
+            "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", REDIS_URL_KEY_DEFAULT)}},
         }
     ]
 
@@ -247,14 +295,15 @@ def runtime_env(
     if ls and tok:
         env.append({"name": setting_names.LABEL_STUDIO_URL, "value": ls["url"]})
         env.append({"name": setting_names.LABEL_STUDIO_API_KEY, "valueFrom": {"secretKeyRef": tok}})
-    if spec.model.get("scoreStrategy"):
-        env.append({"name": setting_names.LSML_SCORE_STRATEGY, "value": spec.model["scoreStrategy"]})
-    pins = spec.model.get("pinnedVersions") or {}
+    model = spec.model_spec
+    if model.score_strategy:
+        env.append({"name": setting_names.LSML_SCORE_STRATEGY, "value": model.score_strategy})
+    pins = model.pinned_versions or {}
     if pins:  # server and worker: the server serves the pin, the worker's prune keeps it
         env.append(
             {"name": setting_names.LSML_PINNED_VERSIONS, "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))}
         )
-    if spec.model.get("prelabelOnPublish"):
+    if model.prelabel_on_publish:
         env.append({"name": setting_names.LSML_PRELABEL_ON_PUBLISH, "value": "true"})
     env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
@@ -270,8 +319,8 @@ def runtime_env(
 def env_from(spec: Spec) -> list[dict[str, Any]]:
     """spec.model.envFrom plus the model ConfigMap (keys become variables)."""
     out = [dict(e) for e in spec.model.get("envFrom") or []]
-    if spec.model.get("configMapName"):
-        out.append({"configMapRef": {"name": spec.model["configMapName"]}})
+    if spec.model_spec.config_map_name:
+        out.append({"configMapRef": {"name": spec.model_spec.config_map_name}})
     return out
 
 

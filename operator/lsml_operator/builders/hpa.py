@@ -10,7 +10,7 @@ from . import labels as L
 
 def build(mlb: dict[str, Any]) -> dict[str, Any] | None:
     spec = C.Spec(mlb)
-    h = spec.hpa
+    h = spec.hpa_spec
     if h is None:
         return None
     return {
@@ -19,8 +19,8 @@ def build(mlb: dict[str, Any]) -> dict[str, Any] | None:
         "metadata": C.object_meta(mlb, L.hpa_name(spec.name), L.SERVER),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": L.server_name(spec.name)},
-            "minReplicas": int(h.get("minReplicas", 1)),
-            "maxReplicas": int(h["maxReplicas"]),
+            "minReplicas": h.min_replicas,
+            "maxReplicas": h.max_replicas,
             "metrics": [
                 {
                     "type": "Resource",
@@ -28,7 +28,7 @@ def build(mlb: dict[str, Any]) -> dict[str, Any] | None:
                         "name": "cpu",
                         "target": {
                             "type": "Utilization",
-                            "averageUtilization": int(h.get("targetCPUUtilizationPercentage", 80)),
+                            "averageUtilization": h.target_cpu_utilization_percentage,
                         },
                     },
                 }

@@ -20,6 +20,7 @@ import base64
 import secrets
 from typing import Any
 
+from ..crd.model import RedisSpec
 from . import common as C
 from . import labels as L
 
@@ -80,17 +81,16 @@ def build_service(mlb: dict[str, Any]) -> dict[str, Any]:
 def build_statefulset(mlb: dict[str, Any], auth_version: str = "") -> dict[str, Any]:
     """``auth_version`` (the auth Secret's resourceVersion) goes on the pod template: a new password restarts Redis."""
     spec = C.Spec(mlb)
-    redis = spec.redis or {}
-    storage = redis.get("storage") or {}
+    redis = spec.redis_spec or RedisSpec()
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": storage.get("size", C.DEFAULT_REDIS_SIZE)}},
+        "resources": {"requests": {"storage": redis.storage.size}},
     }
-    if storage.get("storageClassName"):
-        claim_spec["storageClassName"] = storage["storageClassName"]
+    if redis.storage.storage_class_name:
+        claim_spec["storageClassName"] = redis.storage.storage_class_name
     container: dict[str, Any] = {
         "name": "redis",
-        "image": redis.get("image", C.DEFAULT_REDIS_IMAGE),
+        "image": redis.image,
         "imagePullPolicy": spec.image_pull_policy,
         # AOF on, fsync every second: queued training jobs and state survive a restart.
         "command": ["sh", "-c", START_SCRIPT.format(port=C.REDIS_PORT)],
@@ -110,7 +110,7 @@ def build_statefulset(mlb: dict[str, Any], auth_version: str = "") -> dict[str, 
             "failureThreshold": 6,
         },
     }
-    res = C.resources(redis)
+    res = C.resources(spec.redis or {})
     if res:
         container["resources"] = res
     return {

@@ -39,7 +39,7 @@ def build(mlb: dict[str, Any], *, config_hash: str) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": C.object_meta(mlb, L.worker_name(spec.name), L.WORKER),
         "spec": {
-            "replicas": int(worker.get("replicas", 1)),
+            "replicas": spec.worker_spec.replicas,
             "selector": {"matchLabels": L.selector_labels(spec.name, L.WORKER)},
             "template": {
                 "metadata": {

@@ -16,7 +16,6 @@ from typing import Any
 
 from .. import metrics, registration
 from ..builders import Spec
-from ..builders.common import secret_ref
 from ..keys import key_of
 from ..kube import Kube
 from ..settings import OperatorSettings
@@ -56,8 +55,10 @@ class LabelStudioStep:
 
     def target(self, spec: Spec) -> registration.Target:
         """Registration inputs, with the token and basic-auth credentials read from their Secrets."""
-        ls = spec.label_studio or {}
-        tok = secret_ref(ls["apiTokenSecretRef"])
+        ls = spec.label_studio_spec
+        if ls is None:
+            raise ValueError(f"{spec.namespace}/{spec.name} has no spec.labelStudio to register in")
+        tok = {"name": ls.api_token_secret_ref.name, "key": ls.api_token_secret_ref.key}
         token, tok_rv = self.kube.secret_value(spec.namespace, tok["name"], tok["key"])
         basic = None
         versions = [tok_rv]
@@ -68,13 +69,13 @@ class LabelStudioStep:
             basic = (user, password)
             versions.append(rv)
         return registration.Target(
-            label_studio_url=ls["url"].rstrip("/"),
+            label_studio_url=ls.url.rstrip("/"),
             backend_url=spec.backend_url,
-            projects=tuple(int(p) for p in ls["projects"]),
-            title=ls.get("title") or f"{spec.name} ({spec.namespace})",
-            description=ls.get("description") or f"lsml MLBackend {spec.namespace}/{spec.name}",
-            interactive=bool(ls.get("interactive", False)),
-            timeout=float(ls.get("timeout", 100)),
+            projects=tuple(ls.projects),
+            title=ls.title or f"{spec.name} ({spec.namespace})",
+            description=ls.description or f"lsml MLBackend {spec.namespace}/{spec.name}",
+            interactive=ls.interactive,
+            timeout=float(ls.timeout),
             token=token,
             basic_auth=basic,
             secret_versions=tuple(versions),
