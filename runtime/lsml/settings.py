@@ -262,6 +262,21 @@ class Settings:
         "publish and whatever `activate` did, while it names a kept version (else the store's current, warned "
         "once); `prune` keeps it. MLBackend `spec.model.pinnedVersions` sets it",
     )
+    holdout_fraction: float = setting(
+        0.2,
+        "LSML_HOLDOUT_FRACTION",
+        "share of a project's annotated tasks (by a hash of the task id, so always the same ones) that no fit sees "
+        "and every new version is scored on (`/versions`, `/metrics`); `0` turns scoring off; a model opts out "
+        "with `HOLD_OUT = False`",
+    )
+    quality_gate: str | None = setting(
+        None,
+        "LSML_QUALITY_GATE",
+        "`METRIC[:TOLERANCE]`, e.g. `accuracy:0.02`: a new version becomes current only if its METRIC is at least "
+        "the served version's minus TOLERANCE, else it is kept as a candidate, not served (`activate` serves it); "
+        "MLBackend `spec.model.qualityGate` sets it",
+        shown="unset (every version is served)",
+    )
     catchup_interval: float = setting(
         60.0,
         "LSML_CATCHUP_INTERVAL",
@@ -311,6 +326,8 @@ class Settings:
             prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
             pinned_versions=_pins(env, "LSML_PINNED_VERSIONS"),
             catchup_interval=_float(env, "LSML_CATCHUP_INTERVAL", 60.0),
+            holdout_fraction=min(1.0, _float(env, "LSML_HOLDOUT_FRACTION", 0.2)),
+            quality_gate=_str(env, "LSML_QUALITY_GATE"),
         )
 
     def __post_init__(self) -> None:

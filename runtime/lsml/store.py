@@ -78,7 +78,9 @@ class ModelStore(Protocol):
     def projects(self) -> list[str]: ...
     def versions(self, project: str) -> list[ModelVersion]: ...
     def staging(self, project: str) -> contextlib.AbstractContextManager[Path]: ...
-    def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion: ...
+    def publish(
+        self, project: str, staged: Path, metadata: dict | None = None, make_current: bool = True
+    ) -> ModelVersion: ...
     def prune(self, project: str, keep: int, protect: tuple[str, ...] = ()) -> list[ModelVersion]: ...
     def latest(self, project: str) -> ModelVersion | None: ...
     def pinned(self, project: str) -> ModelVersion | None: ...
@@ -239,8 +241,13 @@ class LocalModelStore:
             if staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
 
-    def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion:
-        """Make `staged` the next version and the current one, atomically and durably."""
+    def publish(
+        self, project: str, staged: Path, metadata: dict | None = None, make_current: bool = True
+    ) -> ModelVersion:
+        """Make `staged` the next version and the current one, atomically and durably.
+
+        `make_current=False` keeps it as a candidate (the quality gate refused it): numbered and kept,
+        not served until `activate` names it."""
         staged = Path(staged)
         pdir = self.project_dir(project)
         if staged.parent.resolve() != pdir.resolve():
@@ -265,7 +272,7 @@ class LocalModelStore:
             final = vdir / f"{number:06d}"
             os.rename(staged, final)
             _fsync_path(vdir, directory=True)
-            if self._linked(project, "pinned") is None:  # a pinned version stays current
+            if make_current and self._linked(project, "pinned") is None:  # a pinned version stays current
                 self._point(pdir, "current", final.name)
         return ModelVersion(str(project), number, version_name(number), final, created, metadata or {})
 
