@@ -102,6 +102,8 @@ class Procs:
                 "LSML_BACKEND_DIR": str(backend),
                 "PYTHONPATH": str(backend),
                 "LOG_LEVEL": "INFO",
+                # no held-out split: which tasks a fit sees is decided by the tests of it (test_quality_gate.py)
+                "LSML_HOLDOUT_FRACTION": "0",
             }
         )
         if redis_url:

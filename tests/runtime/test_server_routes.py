@@ -269,6 +269,7 @@ def test_versions_lists_published_versions_from_query_or_body(serve, text_config
         "pinned": None,
         "pinned_by": None,
         "latest": None,
+        "metrics": [],
         "model_version": "0.0.1",
     }
     queue = app.extensions["lsml"].queue

@@ -63,6 +63,9 @@ def score_staged(
     try:
         staged = ModelVersion(project, 0, "candidate", output_dir, time.time())
         model = build_model(cls, project, label_config, BuildContext(settings, state, staged, None))
+        if not model.get_label_studio_url():  # held-out tasks come from Label Studio's API
+            logger.info("project %s: the new version is not scored: Label Studio's URL is unknown", project)
+            return {"evaluation_error": "Label Studio's URL is unknown (LABEL_STUDIO_URL, or /setup)"}
         tasks = list(itertools.islice(model.fetch_held_out_tasks(), MAX_EVAL_TASKS))
         if not tasks:
             return {"evaluation_error": "no held-out annotated task yet"}
