@@ -97,7 +97,9 @@ def test_scoring_reads_choices_from_the_label_config(text_config):
     predictions = [{"result": _choice("Positive")}, {"result": _choice("Positive")}, {"result": []}]
     scores = score_predictions(text_config, tasks, predictions)
     assert scores["accuracy"] == 0.5  # task 3 has no usable annotation: not scored
-    assert scores["macro_f1"] == pytest.approx(f1_score(["Positive", "Negative"], ["Positive", "Positive"], average="macro"))
+    assert scores["macro_f1"] == pytest.approx(
+        f1_score(["Positive", "Negative"], ["Positive", "Positive"], average="macro")
+    )
 
 
 def test_scoring_spans_and_rectangles():

@@ -247,6 +247,9 @@ def runtime_env(
         env.append({"name": "LSML_PINNED_VERSIONS", "value": ",".join(f"{k}={v}" for k, v in sorted(pins.items()))})
     if spec.model.get("prelabelOnPublish"):
         env.append({"name": "LSML_PRELABEL_ON_PUBLISH", "value": "true"})
+    gate = spec.model.get("qualityGate") or {}
+    if gate.get("metric"):  # the worker's run_training applies it; the server shows it in nothing but the env
+        env.append({"name": "LSML_QUALITY_GATE", "value": f"{gate['metric']}:{float(gate.get('tolerance') or 0):g}"})
     env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
     user_names = {e["name"] for e in user}
