@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ logger = logging.getLogger("lsml.training")
 #: At most this many held-out tasks are scored (the first ones by id), `BATCH` per `predict` call.
 MAX_EVAL_TASKS = 5000
 BATCH = 200
+#: At most this many scores per version (a model's own `evaluate` may return more), names cut to this length.
+MAX_METRICS = 16
+MAX_METRIC_NAME = 64
 
 
 def holdout_fraction(cls: type, settings: Settings) -> float:
@@ -84,7 +88,13 @@ def score_staged(
     except Exception as exc:  # noqa: BLE001 - the version is published unscored; the reason is kept with it
         logger.warning("project %s: scoring the new version failed: %s: %s", project, type(exc).__name__, exc)
         return {"evaluation_error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    clean = {str(k): float(v) for k, v in (scores or {}).items() if isinstance(v, int | float)}
+    # what `evaluate` returns becomes /metrics series and a /versions column: finite numbers, few, short names
+    numbers = [
+        (str(k)[:MAX_METRIC_NAME], float(v))
+        for k, v in (scores or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
+    clean = dict(numbers[:MAX_METRICS])
     return {"scores": clean, "evaluated_on": len(tasks), "evaluation_seconds": round(time.monotonic() - started, 3)}
 
 
