@@ -306,7 +306,8 @@ class LocalModelStore:
         return target
 
     def unpin(self, project: str) -> ModelVersion | None:
-        """Remove the pin and make the newest version current again (what publish would have done).
+        """Remove the pin and make the newest version current again (what publish would have done: a candidate
+        the quality gate refused is skipped).
 
         A project without a directory has neither: nothing is done, and nothing is created (a request
         naming any project must not leave a directory behind on a shared volume)."""
@@ -316,7 +317,9 @@ class LocalModelStore:
         with self._lock(project, ".publish.lock"):
             (pdir / "pinned").unlink(missing_ok=True)
             _fsync_path(pdir, directory=True)
-            newest = self.latest(project)
+            # what publish would have made current: the newest version the quality gate did not keep as a candidate
+            found = self.versions(project)
+            newest = next((v for v in reversed(found) if not v.metadata.get("candidate")), found[-1] if found else None)
             if newest is not None:
                 self._point(pdir, "current", newest.path.name)
         return newest

@@ -96,3 +96,12 @@ def test_a_model_scores_itself_with_evaluate_and_may_opt_out(tmp_path, settings,
         "URL is unknown"
         in score_staged(OwnMetric, "1", text_config, no_ls, MemoryState(), tmp_path)["evaluation_error"]
     )
+
+
+def test_unpin_serves_the_newest_version_the_gate_let_through(tmp_path):
+    store = LocalModelStore(tmp_path / "models")
+    publish(store, {"scores": {"accuracy": 0.9}})
+    store.activate("1", "v1")
+    publish(store, {"scores": {"accuracy": 0.9}})
+    publish(store, {"scores": {"accuracy": 0.1}, "candidate": True}, make_current=False)
+    assert store.unpin("1").name == "v2" and store.current("1").name == "v2"
