@@ -110,6 +110,7 @@ class Stack:
             "LSML_RELOAD_INTERVAL": "0.5",  # the default (start_server's is shorter, for tests)
             "LABEL_STUDIO_URL": self.label_studio.url,
             "LABEL_STUDIO_API_KEY": self.label_studio.legacy_token,
+            "LSML_ADMIN_TOKEN": ADMIN_TOKEN,  # /prelabel is an admin route (SECURITY.md, issue 22 item 4)
         }
 
     def start(self) -> None:
@@ -183,8 +184,12 @@ def predictions_per_task(stack: Stack, project: int, version: str) -> dict[int, 
 
 
 # ---- the backend -----------------------------------------------------------------------------------------
+#: The servers' LSML_ADMIN_TOKEN: `post` sends it on every call (the Label Studio routes ignore it).
+ADMIN_TOKEN = "bench-admin"
+
+
 def post(stack: Stack, path: str, body: dict, timeout: float = 30) -> dict:
-    r = requests.post(stack.url + path, json=body, timeout=timeout)
+    r = requests.post(stack.url + path, json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=timeout)
     if r.status_code >= 300:
         raise SystemExit(f"{path} answered {r.status_code}: {r.text[:500]}")
     return r.json()

@@ -9,7 +9,9 @@ pyproject.toml). What differs from the reference, and why, is in
 docs/migrating-from-label-studio-ml-backend.md.
 """
 
-from lsml import __version__
+from lsml import __version__, sdk
+
+sdk.hint_missing_sdk()  # without lsml[sdk], `import label_studio_sdk` names the extra that brings it
 
 package_name = "label-studio-ml"
 

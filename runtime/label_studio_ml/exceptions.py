@@ -2,7 +2,8 @@
 
 lsml's server already turns every exception of a route into a JSON error (model errors: 500
 without the exception text, which goes to the log: SECURITY.md), so `exception_handler` adds
-nothing but the reference's `AnswerException` status; it is kept so that code importing it runs.
+nothing; `AnswerException` raised by a route or by `predict` is answered with its status and message
+(the model chose both), as in the reference.
 """
 
 from __future__ import annotations

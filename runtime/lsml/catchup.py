@@ -296,9 +296,10 @@ class Checker:
 
 
 def _client(credential: credentials.Credential) -> Any:
-    from lsml.labelstudio import LabelStudioClient
+    from lsml.labelstudio import connect
 
-    return LabelStudioClient(str(credential.url), credential.token, timeout=30, retries=1)
+    # connect applies the origin rule: the credential's token goes only to its own URL's origin
+    return connect(str(credential.url), credential, timeout=30, retries=1)
 
 
 # ---- one check per project at a time, across processes -----------------------------------------------

@@ -1,6 +1,6 @@
 """label-studio-sdk interop: the SDK's objects when it is installed (`lsml[sdk]`), lsml's stand-ins when not.
 
-Why optional: the SDK drags in pandas, opencv, nltk, lxml and more (about 150 MB), which a
+Why optional: the SDK drags in pandas, opencv, nltk, lxml and more (about 320 MB installed), which a
 model server that never touches them should not pay for. Models written for
 label-studio-ml-backend call `self.label_interface` (the SDK's `LabelInterface`) far beyond the
 stand-in in `lsml.label_config`, and return the SDK's `PredictionValue`; with the extra installed
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.abc
 import logging
 import os
+import sys
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -85,3 +87,25 @@ def make_label_interface(config: str | None, parsed: dict) -> Any:
             exc,
         )
         return StandIn(config, parsed)
+
+
+class _MissingSdkHint(importlib.abc.MetaPathFinder):
+    """Last on `sys.meta_path`: reached only when no other finder has `label_studio_sdk`, it says which extra brings it."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == "label_studio_sdk":  # its submodules are only looked for once it was found
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: label-studio-sdk is not installed ({INSTALL_HINT})", name=fullname
+            )
+        return None
+
+
+def hint_missing_sdk() -> None:
+    """Make `import label_studio_sdk...` without the SDK fail with a message naming the extra.
+
+    Reference backends import the SDK themselves (`from label_studio_sdk.label_interface.objects
+    import PredictionValue`); `label_studio_ml` installs this when it is imported. The finder goes
+    last, so an installed SDK is found as usual and nothing else is affected.
+    """
+    if not any(isinstance(finder, _MissingSdkHint) for finder in sys.meta_path):
+        sys.meta_path.append(_MissingSdkHint())

@@ -125,12 +125,19 @@ def _operator_workload() -> None:
     h.rec.reconcile(body, Trigger.RETRY)
 
 
+ADMIN_TOKEN = "dashboard-admin"
+
+
 def test_every_dashboard_query_returns_data_after_a_workload(
     label_studio, ls_client, ls_project, start_ml_backend, prometheus
 ):
     backend = start_ml_backend(
         "text_classifier",
-        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.legacy_token},
+        env={
+            "LABEL_STUDIO_URL": label_studio.url,
+            "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+            "LSML_ADMIN_TOKEN": ADMIN_TOKEN,  # /prelabel is an admin route (SECURITY.md, issue 22 item 4)
+        },
     )
     operator_port = free_port()
     # what `lsml-operator --metrics-port` runs; stopped at the end of the test
@@ -174,7 +181,12 @@ def _run(backend, ls_client, ls_project, prometheus, operator_port: int) -> None
     )
     ls_client.run_action(project, "retrieve_tasks_predictions")
     assert requests.post(f"{backend.url}/predict", data=b"{not json", timeout=10).status_code == 400
-    job = requests.post(f"{backend.url}/prelabel", json={"project": project, "batch_size": 4}, timeout=30)
+    job = requests.post(
+        f"{backend.url}/prelabel",
+        json={"project": project, "batch_size": 4},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
     assert job.status_code == 201, job.text
     job_id = job.json()["job"]
     wait_for(

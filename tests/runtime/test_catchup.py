@@ -182,7 +182,7 @@ def test_annotations_made_while_the_backend_was_down_train_a_version_without_any
     assert backend.metric("lsml_training_submitted_total") == 0  # no webhook reached this process
     assert backend.metric("lsml_catchup_recovered_total", event="ANNOTATION_CREATED") == 10
     assert backend.metric("lsml_catchup_enabled") == 1
-    health = requests.get(backend.url + "/health", timeout=5).json()
+    health = requests.get(backend.url + "/health?details=true", timeout=5).json()
     assert health["catchup"] == {"status": "on", "interval": 600.0}
 
     backend.stop()
@@ -268,7 +268,7 @@ def test_annotations_made_while_redis_was_down_train_a_version_once_it_is_back(
 def test_without_label_studio_credentials_catch_up_is_off_and_health_says_so(tmp_path, procs):
     backend_dir = write_backend(tmp_path / "backend")
     url = start_server(procs, backend_dir, None, workers=1, LSML_MODEL="model:Recorder", LSML_CATCHUP_INTERVAL="1")
-    catchup = requests.get(url + "/health", timeout=5).json()["catchup"]
+    catchup = requests.get(url + "/health?details=true", timeout=5).json()["catchup"]
     assert catchup["status"] == "off" and "LABEL_STUDIO_URL" in catchup["reason"]
     metrics = requests.get(url + "/metrics", timeout=5).text
     assert "lsml_catchup_enabled 0.0" in metrics

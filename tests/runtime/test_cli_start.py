@@ -115,7 +115,7 @@ def exercise(server: Started, n_rows: int | None = None):
     assert server.post(
         "/setup", {"project": "1.1700000000", "schema": CONFIG, "hostname": "http://127.0.0.1:1", "access_token": "tok"}
     ).json() == {"model_version": "0.0.1"}
-    health = requests.get(server.url + "/health", timeout=5).json()
+    health = requests.get(server.url + "/health?details=true", timeout=5).json()
     assert {k: health[k] for k in ("status", "model_class")} == {"status": "UP", "model_class": "TextClassifier"}
     assert health["catchup"]["interval"] == 60.0  # on once a process knows the project /setup sent a token for
     tasks = [{"id": 1, "data": {"text": "great and lovely"}}, {"id": 2, "data": {"text": "terrible, bad"}}]

@@ -26,7 +26,9 @@ def setup_project(client, config, project="1.1700000000", **extra):
 def test_health_and_index_name_the_model_class(serve):
     _, c = serve(CountingModel)
     for path in ("/", "/health"):
-        r = c.get(path)
+        r = c.get(path)  # the reference SDK's body to the key: its own tests compare it whole
+        assert r.status_code == 200 and r.json == {"status": "UP", "model_class": "CountingModel"}
+        r = c.get(path + "?details=true")
         assert r.status_code == 200 and r.json == {
             "status": "UP",
             "model_class": "CountingModel",
@@ -270,6 +272,7 @@ def test_versions_lists_published_versions_from_query_or_body(serve, text_config
         "pinned_by": None,
         "latest": None,
         "metrics": [],
+        "acceptance": {},
         "model_version": "0.0.1",
     }
     queue = app.extensions["lsml"].queue

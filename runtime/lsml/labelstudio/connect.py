@@ -24,12 +24,15 @@ def connect(
     *credentials: Credential,
     timeout: float = 10.0,
     media_policy: AddressPolicy | None = None,
+    retries: int | None = None,
 ) -> LabelStudioClient:
     """A client for `url` carrying the token of the first of `credentials` bound to `url`'s origin (or none).
 
     `media_policy`: the address policy of its media downloads (default: the
     client's own origin and public addresses; `lsml.credentials.media_policy`
-    builds the runtime's from the settings).
+    builds the runtime's from the settings). `retries`: the transport's, when its default does not fit (a
+    periodic check retries at its next interval, not now).
     """
     token = next((t for t in (c.token_for(url) for c in credentials) if t), None)
-    return LabelStudioClient(url, token, timeout=timeout, media_policy=media_policy)
+    extra = {} if retries is None else {"retries": retries}
+    return LabelStudioClient(url, token, timeout=timeout, media_policy=media_policy, **extra)

@@ -160,6 +160,13 @@ class TasksMixin(Transport):
         body = self.get_json("/api/predictions/", params=params)
         return body.get("results", []) if isinstance(body, dict) else body
 
+    def prediction(self, prediction: int) -> dict:
+        """One stored prediction (`result`, `model_version`, `task`), e.g. an annotation's `parent_prediction`."""
+        body = self.get_json(f"/api/predictions/{int(prediction)}/")
+        if not isinstance(body, dict):
+            raise LabelStudioUnexpectedResponse(200, f"/api/predictions/{int(prediction)}/", "not a JSON object")
+        return body
+
 
 def dm_time(iso: str) -> str:
     """Label Studio's ISO time (`2026-12-04T17:27:28.123456Z`, or with `+00:00`) in the Data Manager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, request
 from prometheus_client import (
@@ -21,6 +22,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -87,6 +90,48 @@ CATCHUP_AGE = Gauge(
     multiprocess_mode="livemostrecent",
 )
 
+
+class _AcceptanceSnapshot(Collector):
+    """One acceptance series family, from the state as read at the last scrape (`acceptance_state`).
+
+    Not a Gauge: a Gauge keeps every series it was ever given, so versions that left the report (at most
+    `lsml.acceptance.MAX_VERSIONS` per project are kept) would stay forever, one more per published
+    version. A snapshot replaced at each scrape has exactly the report's series. The counts live in the
+    shared state (written by whichever process trained), so every server process answers the same.
+    """
+
+    _type = "gauge"
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        # the attributes prometheus-client's own metrics carry: the docs' metrics reference reads them
+        self._name, self._documentation, self._labelnames = name, documentation, labelnames
+        self._rows: list[tuple[list[str], float]] = []
+
+    def set_rows(self, rows: list[tuple[list[str], float]]) -> None:
+        self._rows = rows  # one assignment: a concurrent scrape sees the old or the new list, whole
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation, labels=list(self._labelnames))
+        for labels, value in self._rows:
+            family.add_metric(labels, value)
+        yield family
+
+
+ACCEPTANCE = _AcceptanceSnapshot(
+    "lsml_prediction_regions",
+    "Predicted regions/choices annotators kept, changed or deleted, and regions they added, per project and "
+    "model version (lsml.acceptance; a gauge: an edited annotation replaces what it counted before)",
+    ("project", "model_version", "outcome"),
+)
+ACCEPTANCE_ANNOTATIONS = _AcceptanceSnapshot(
+    "lsml_prediction_annotations",
+    "Annotations started from a prediction of this project and model version (lsml.acceptance)",
+    ("project", "model_version"),
+)
+_SNAPSHOTS = (ACCEPTANCE, ACCEPTANCE_ANNOTATIONS)
+for _snapshot in _SNAPSHOTS:
+    REGISTRY.register(_snapshot)
+
 _loaded_versions: dict[str, str] = {}
 
 #: The methods a request is counted under; any other (a client may send `X000000`) is counted as `other`,
@@ -137,6 +182,19 @@ def catchup_state(enabled: bool, ages: dict[str, float]) -> None:
         CATCHUP_AGE.labels(project).set(age)
 
 
+def acceptance_state(per_project: dict[str, dict[str, dict]]) -> None:
+    """Set the acceptance gauges at scrape time from `lsml.acceptance.report` of each project (bounded: at
+    most `acceptance.MAX_VERSIONS` versions per project, four outcomes)."""
+    regions: list[tuple[list[str], float]] = []
+    annotations: list[tuple[list[str], float]] = []
+    for project, versions in sorted(per_project.items()):
+        for version, row in sorted(versions.items()):
+            annotations.append(([project, version], row["annotations"]))
+            regions.extend(([project, version, o], row[o]) for o in ("kept", "changed", "deleted", "added"))
+    ACCEPTANCE.set_rows(regions)
+    ACCEPTANCE_ANNOTATIONS.set_rows(annotations)
+
+
 def model_evicted(project: str) -> None:
     """Count an eviction and stop reporting the project as loaded here.
 
@@ -161,6 +219,8 @@ def _registry():
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for snapshot in _SNAPSHOTS:  # read from the shared state at scrape time: no per-process files to merge
+            registry.register(snapshot)
         return registry
     return REGISTRY
 

@@ -75,6 +75,15 @@ def _op(
 
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
+_HEALTH_DETAILS = [
+    {
+        "name": "details",
+        "in": "query",
+        "required": False,
+        "description": "`true`: add lsml's own status (`catchup`) to the reference SDK's body",
+        "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+    }
+]
 _REQUESTS = (
     bodies.SetupBody,
     bodies.PredictBody,
@@ -127,9 +136,17 @@ SPEC: dict = {
         "description": "The API Label Studio calls on an ML backend, plus probes and metrics.",
     },
     "paths": {
-        "/": {"get": _op("Health (alias of /health)", _HEALTH, errors=False, op_id="index")},
+        "/": {
+            "get": _op("Health (alias of /health)", _HEALTH, errors=False, op_id="index", parameters=_HEALTH_DETAILS)
+        },
         "/health": {
-            "get": _op("Health: Label Studio calls it before setup and predict", _HEALTH, errors=False, op_id="health")
+            "get": _op(
+                "Health: Label Studio calls it before setup and predict",
+                _HEALTH,
+                errors=False,
+                op_id="health",
+                parameters=_HEALTH_DETAILS,
+            )
         },
         "/setup": {
             "post": _op(
@@ -352,7 +369,8 @@ SPEC: dict = {
                     "model_class": {"type": "string"},
                     "catchup": {
                         "type": "object",
-                        "description": "Catch-up of annotation events Label Studio never delivered (lsml.catchup)",
+                        "description": "Catch-up of annotation events Label Studio never delivered (lsml.catchup); "
+                        "only with `?details=true`",
                         "required": ["status", "interval"],
                         "properties": {
                             "status": {"enum": ["on", "off"]},
@@ -432,6 +450,25 @@ SPEC: dict = {
                     "current": {"type": ["string", "null"]},
                     "latest": {"type": ["string", "null"]},
                     "model_version": {"type": "string"},
+                    "acceptance": {
+                        "type": "object",
+                        "description": "with a project: model version -> how much of its predictions annotators "
+                        "kept (annotations, predicted, kept, changed, deleted, added, accepted_share; "
+                        "docs/versions.md)",
+                        "additionalProperties": _ref("Acceptance"),
+                    },
+                },
+            },
+            "Acceptance": {
+                "type": "object",
+                "properties": {
+                    "annotations": {"type": "integer"},
+                    "predicted": {"type": "integer"},
+                    "kept": {"type": "integer"},
+                    "changed": {"type": "integer"},
+                    "deleted": {"type": "integer"},
+                    "added": {"type": "integer"},
+                    "accepted_share": {"type": ["number", "null"]},
                 },
             },
             "PrelabelAccepted": {

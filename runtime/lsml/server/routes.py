@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from lsml import catchup, credentials, watermark
+from lsml import acceptance, catchup, credentials, watermark
 from lsml.label_config import LabelConfigError
 from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase
@@ -39,8 +39,13 @@ def _load_error(exc: Exception) -> ApiError:
 @bp.route("/", methods=["GET"], endpoint="index")
 @bp.route("/health", methods=["GET"], endpoint="health")
 def health() -> Response:
+    """`{"status": "UP", "model_class": ...}`, the reference SDK's body to the key: its own tests and tools compare
+    it whole. `?details=true` adds what lsml knows beyond it (catch-up's status, and why it is off)."""
     rt = current_runtime()
-    return json_response({"status": "UP", "model_class": rt.registry.class_name, "catchup": _catchup_status(rt)})
+    body = {"status": "UP", "model_class": rt.registry.class_name}
+    if request.args.get("details", "").strip().lower() in ("1", "true", "yes"):
+        body["catchup"] = _catchup_status(rt)
+    return json_response(body)
 
 
 _catchup_cache: dict[str, Any] = {}
@@ -105,6 +110,8 @@ def predict() -> Response:
     except PredictTimeout as exc:
         logger.error("project %s: %s.predict timed out: %s", project, type(model).__name__, exc)
         raise ApiError(504, "predict_timeout", str(exc)) from None
+    except ApiError:  # the model chose the answer (label_studio_ml.exceptions.AnswerException): its status, its words
+        raise
     except Exception as exc:
         logger.error(
             "project %s: %s.predict raised %s", project, type(model).__name__, type(exc).__name__, exc_info=True
@@ -218,7 +225,16 @@ def versions() -> Response:
         )
     project = query.project or body.project
     report = version_report(rt.registry.store, project, rt.settings)  # versions, details, current, pinned, latest
+    report["acceptance"] = _acceptance(rt, project)  # per model version: how much of its predictions was kept
     return json_response({**report, "model_version": report["current"] or rt.registry.model_version(project)})
+
+
+def _acceptance(rt, project: str) -> dict:
+    try:
+        return acceptance.report(rt.registry.state, project)
+    except Exception:  # state (Redis) down: the versions still answer
+        logger.debug("acceptance unavailable for /versions", exc_info=True)
+        return {}
 
 
 # ---- probes, metrics, docs ------------------------------------------------------
@@ -258,6 +274,10 @@ def metrics_view() -> Response:
         _catchup_metrics(rt)
     except Exception:  # state (Redis) down
         logger.debug("catch-up watermarks unavailable for /metrics", exc_info=True)
+    try:
+        metrics.acceptance_state({p: acceptance.report(rt.registry.state, p) for p in rt.registry.store.projects()})
+    except Exception:  # state (Redis) down
+        logger.debug("acceptance unavailable for /metrics", exc_info=True)
     try:
         prelabel_routes.update_metrics(rt)
     except Exception:  # state (Redis) down: the scrape goes on without pre-labelling progress

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from lsml import acceptance
 from lsml.integrity import verify_version
 from lsml.model import BuildContext, ModelRef, build_model, load_model_class, model_ref_string
 from lsml.settings import Settings
@@ -80,6 +81,7 @@ def run_training(
         label_config = state.get(project, "label_config")
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
+        acceptance.record_request(settings, state, request)  # before fit: counted whatever fit does; never raises
         # the newest version, even while an older one is pinned (store.activate); not a candidate the gate refused
         current = evaluate.training_base(store, project)
         if current is not None:
