@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsml import credentials, local_files, sdk, setting_names
 from lsml.credentials import Credential
+from lsml.evaluation.split import is_held_out
 from lsml.label_config import LabelInterface, parse_config_cached
 from lsml.response import ModelResponse
 from lsml.settings import Settings
@@ -146,6 +147,10 @@ class LabelStudioMLBase:
         "START_TRAINING",
     )
 
+    #: False: this model sees every annotated task and no version is scored on held-out ones
+    #: (`LSML_HOLDOUT_FRACTION`): e.g. a model that evaluates itself some other way in `evaluate`.
+    HOLD_OUT: bool = True
+
     def __init__(self, project_id: str | None = None, label_config: str | None = None, **kwargs: Any):
         ctx = _CONTEXT.get()
         if ctx is None:  # built by hand (a script, a notebook, a test), not by the loader or a job
@@ -185,6 +190,20 @@ class LabelStudioMLBase:
         as the next model version. The base class trains nothing.
         """
         return False
+
+    def evaluate(self, tasks: list[dict]) -> dict[str, float]:
+        """Scores of this version on `tasks` (held-out annotated tasks): `{metric: value}`.
+
+        Runs after `fit`, on a fresh instance built on the new version. The
+        default predicts the tasks and compares with their newest annotations by
+        control type (`lsml.evaluation.scoring`); override it for anything else.
+        """
+        from lsml.evaluation.scoring import score_predictions
+
+        predictions = self.predict(tasks)
+        if isinstance(predictions, ModelResponse):
+            predictions = list(predictions.predictions)
+        return score_predictions(self.label_config, tasks, list(predictions or []))
 
     def process_event(self, event: str, data: dict, job_id: Any = None, additional_params: dict | None = None) -> Any:
         """The reference's entry point for events: `fit` for TRAIN_EVENTS, nothing otherwise."""
@@ -341,8 +360,26 @@ class LabelStudioMLBase:
             )
         return self._label_studio_client
 
+    @property
+    def holdout_fraction(self) -> float:
+        """The share of tasks held out of fits for this model (0 when it opted out with `HOLD_OUT = False`)."""
+        return float(self.settings.holdout_fraction) if self.HOLD_OUT else 0.0
+
     def fetch_annotated_tasks(self, project: Any = None, include_cancelled: bool = False) -> Iterator[dict]:
-        """Tasks of the project that have annotations, from Label Studio's API (cancelled ones dropped)."""
+        """Tasks of the project that have annotations, from Label Studio's API (cancelled ones dropped).
+
+        Held-out tasks (`LSML_HOLDOUT_FRACTION`) are left out: they score versions, a fit never sees them."""
+        for task in self._annotated_tasks(project, include_cancelled):
+            if not is_held_out(self.project_id, task.get("id"), self.holdout_fraction):
+                yield task
+
+    def fetch_held_out_tasks(self, project: Any = None) -> Iterator[dict]:
+        """The annotated tasks no fit sees, on which each new version is scored."""
+        for task in self._annotated_tasks(project, False):
+            if is_held_out(self.project_id, task.get("id"), self.holdout_fraction):
+                yield task
+
+    def _annotated_tasks(self, project: Any, include_cancelled: bool) -> Iterator[dict]:
         client = self.label_studio_client()
         project_id = project_key(project) if project is not None else self.project_id
         for task in client.iter_tasks(int(project_id) if project_id.isdigit() else project_id):

@@ -82,6 +82,10 @@ def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
     return tuple(Path(part.strip()).resolve() for part in raw.split(os.pathsep) if part.strip())
 
 
+#: LSML_HOLDOUT_FRACTION when LSML_QUALITY_GATE is set and it is not: a gate without scores would pass anything.
+GATE_HOLDOUT_FRACTION = 0.2
+
+
 def setting(default: Any, env: str, doc: str, *, shown: str | None = None, repr: bool = True) -> Any:
     """A dataclass field that names the environment variable it is read from and says what it does.
 
@@ -262,6 +266,22 @@ class Settings:
         "publish and whatever `activate` did, while it names a kept version (else the store's current, warned "
         "once); `prune` keeps it. MLBackend `spec.model.pinnedVersions` sets it",
     )
+    holdout_fraction: float = setting(
+        0.0,
+        "LSML_HOLDOUT_FRACTION",
+        "share of a project's annotated tasks (by a hash of the task id, so always the same ones) that no fit sees "
+        "and every new version is scored on (`/versions`, `/metrics`), e.g. `0.2`; `0` (the default) turns scoring "
+        "off, so a fit sees every annotation as with the reference SDK (with `LSML_QUALITY_GATE` set and this unset: "
+        "`0.2`, the gate needs scores); a model opts out with `HOLD_OUT = False`",
+    )
+    quality_gate: str | None = setting(
+        None,
+        "LSML_QUALITY_GATE",
+        "`METRIC[:TOLERANCE]`, e.g. `accuracy:0.02`: a new version becomes current only if its METRIC is at least "
+        "the served version's minus TOLERANCE, else it is kept as a candidate, not served (`activate` serves it); "
+        "MLBackend `spec.model.qualityGate` sets it",
+        shown="unset (every version is served)",
+    )
     catchup_interval: float = setting(
         60.0,
         "LSML_CATCHUP_INTERVAL",
@@ -311,6 +331,12 @@ class Settings:
             prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
             pinned_versions=_pins(env, "LSML_PINNED_VERSIONS"),
             catchup_interval=_float(env, "LSML_CATCHUP_INTERVAL", 60.0),
+            # the gate compares scores, so it holds out GATE_HOLDOUT_FRACTION unless told otherwise
+            holdout_fraction=min(
+                1.0,
+                _float(env, "LSML_HOLDOUT_FRACTION", GATE_HOLDOUT_FRACTION if _str(env, "LSML_QUALITY_GATE") else 0.0),
+            ),
+            quality_gate=_str(env, "LSML_QUALITY_GATE"),
         )
 
     def __post_init__(self) -> None:

@@ -78,7 +78,9 @@ class ModelStore(Protocol):
     def projects(self) -> list[str]: ...
     def versions(self, project: str) -> list[ModelVersion]: ...
     def staging(self, project: str) -> contextlib.AbstractContextManager[Path]: ...
-    def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion: ...
+    def publish(
+        self, project: str, staged: Path, metadata: dict | None = None, make_current: bool = True
+    ) -> ModelVersion: ...
     def prune(self, project: str, keep: int, protect: tuple[str, ...] = ()) -> list[ModelVersion]: ...
     def latest(self, project: str) -> ModelVersion | None: ...
     def pinned(self, project: str) -> ModelVersion | None: ...
@@ -239,8 +241,13 @@ class LocalModelStore:
             if staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
 
-    def publish(self, project: str, staged: Path, metadata: dict | None = None) -> ModelVersion:
-        """Make `staged` the next version and the current one, atomically and durably."""
+    def publish(
+        self, project: str, staged: Path, metadata: dict | None = None, make_current: bool = True
+    ) -> ModelVersion:
+        """Make `staged` the next version and the current one, atomically and durably.
+
+        `make_current=False` keeps it as a candidate (the quality gate refused it): numbered and kept,
+        not served until `activate` names it."""
         staged = Path(staged)
         pdir = self.project_dir(project)
         if staged.parent.resolve() != pdir.resolve():
@@ -265,7 +272,7 @@ class LocalModelStore:
             final = vdir / f"{number:06d}"
             os.rename(staged, final)
             _fsync_path(vdir, directory=True)
-            if self._linked(project, "pinned") is None:  # a pinned version stays current
+            if make_current and self._linked(project, "pinned") is None:  # a pinned version stays current
                 self._point(pdir, "current", final.name)
         return ModelVersion(str(project), number, version_name(number), final, created, metadata or {})
 
@@ -299,7 +306,8 @@ class LocalModelStore:
         return target
 
     def unpin(self, project: str) -> ModelVersion | None:
-        """Remove the pin and make the newest version current again (what publish would have done).
+        """Remove the pin and make the newest version current again (what publish would have done: a candidate
+        the quality gate refused is skipped).
 
         A project without a directory has neither: nothing is done, and nothing is created (a request
         naming any project must not leave a directory behind on a shared volume)."""
@@ -309,7 +317,9 @@ class LocalModelStore:
         with self._lock(project, ".publish.lock"):
             (pdir / "pinned").unlink(missing_ok=True)
             _fsync_path(pdir, directory=True)
-            newest = self.latest(project)
+            # what publish would have made current: the newest version the quality gate did not keep as a candidate
+            found = self.versions(project)
+            newest = next((v for v in reversed(found) if not v.metadata.get("candidate")), found[-1] if found else None)
             if newest is not None:
                 self._point(pdir, "current", newest.path.name)
         return newest

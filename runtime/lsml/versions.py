@@ -50,7 +50,9 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
     `details` carries each version's metadata plus `current` / `pinned` flags;
     `current` is what every server process serves (within LSML_RELOAD_INTERVAL),
     `pinned` the pinned version (None: each publish becomes current) and
-    `pinned_by` `"LSML_PINNED_VERSIONS"` or `"activate"`.
+    `pinned_by` `"LSML_PINNED_VERSIONS"` or `"activate"`. Each detail has `scores` (held-out figures
+    stored with the version), `candidate` (the quality gate kept it from being served) and `gate` (why);
+    `metrics` names every score any kept version has.
     """
     found = store.versions(project)
     configured = configured_pin(store, settings, project)
@@ -61,6 +63,12 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
         item = v.to_dict()
         item["current"] = current is not None and v.number == current.number
         item["pinned"] = pinned is not None and v.number == pinned.number
+        meta = v.metadata or {}
+        item["scores"] = meta.get("scores") or {}
+        # a candidate: published, refused by the quality gate (`gate` says why), served only once activated
+        item["candidate"] = bool(meta.get("candidate")) and not item["current"]
+        if meta.get("gate"):
+            item["gate"] = meta["gate"]
         details.append(item)
     return {
         "project": project,
@@ -70,4 +78,6 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
         "pinned": pinned.name if pinned else None,
         "pinned_by": (setting_names.LSML_PINNED_VERSIONS if configured else "activate") if pinned else None,
         "latest": found[-1].name if found else None,
+        # every metric any kept version was scored on (held-out tasks, LSML_HOLDOUT_FRACTION): a column each
+        "metrics": sorted({k for item in details for k in item["scores"]}),
     }

@@ -59,7 +59,9 @@ def annotated(task: dict) -> dict:
 
 
 def settings_for(tmp_path: Path, **changes) -> Settings:
-    # the tasks name local PNGs (digits fixture, tmp_path): allow this session's temp dir, where both live
+    # the tasks name local PNGs (digits fixture, tmp_path): allow this session's temp dir, where both live;
+    # no held-out split: these tests count what the fit trained on (the split has tests of its own)
+    changes = {"holdout_fraction": 0.0, **changes}
     return Settings.from_env(env={}, backend_dir=EXAMPLE).replace(
         model_dir=tmp_path / "models", local_files_roots=[tmp_path.parent], **changes
     )

@@ -343,3 +343,24 @@ def test_pod_annotations_never_override_the_operators_own_or_loosen_the_sandbox(
     ann = server_deployment.build(mlb, config_hash="abc")["spec"]["template"]["metadata"]["annotations"]
     assert ann[C.CONFIG_HASH_ANNOTATION] == "abc", "a spec pinned the config hash: pods would stop rolling"
     assert ann == {C.CONFIG_HASH_ANNOTATION: "abc", **FREE_POD_ANNOTATIONS}
+
+
+def test_quality_gate_reaches_the_env_as_the_runtime_reads_it():
+    mlb = with_identity(example("mlbackend-full.yaml"))
+    mlb["spec"]["model"]["qualityGate"] = {"metric": "accuracy", "tolerance": 0.02}
+    worker = env_map(worker_deployment.build(mlb, config_hash="x")["spec"]["template"]["spec"]["containers"][0])
+    assert worker["LSML_QUALITY_GATE"]["value"] == "accuracy:0.02"
+    from lsml.evaluation.gate import QualityGate
+    from lsml.settings import Settings
+
+    parsed = QualityGate.parse(Settings.from_env(env={"LSML_QUALITY_GATE": "accuracy:0.02"}).quality_gate)
+    assert parsed == QualityGate("accuracy", 0.02)
+    mlb["spec"]["model"]["qualityGate"] = {"metric": "map50"}
+    worker = env_map(worker_deployment.build(mlb, config_hash="x")["spec"]["template"]["spec"]["containers"][0])
+    assert worker["LSML_QUALITY_GATE"]["value"] == "map50:0"
+    plain = env_map(
+        worker_deployment.build(with_identity(example("mlbackend-minimal.yaml")), config_hash="x")["spec"]["template"][
+            "spec"
+        ]["containers"][0]
+    )
+    assert "LSML_QUALITY_GATE" not in plain

@@ -92,6 +92,17 @@ def test_schema_takes_pinned_versions_and_prelabel_on_publish():
     assert "k.matches('^[0-9]+$')" in model["pinnedVersions"]["x-kubernetes-validations"][0]["rule"]
 
 
+def test_schema_takes_a_quality_gate_and_refuses_a_bad_one():
+    schema = _jsonschema(crd_schema())
+    doc = copy.deepcopy(load_docs(EXAMPLES / "mlbackend-minimal.yaml")[0])
+    doc["spec"]["model"] = {"qualityGate": {"metric": "accuracy", "tolerance": 0.02}}
+    jsonschema.validate(doc, schema)
+    for bad in ({"tolerance": 0.1}, {"metric": "acc uracy"}, {"metric": "accuracy", "tolerance": 2}):
+        doc["spec"]["model"] = {"qualityGate": bad}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(doc, schema)
+
+
 def test_pod_annotation_rule_is_the_builders_pattern():
     """The CRD refuses exactly what the builders drop: one pattern, embedded verbatim in the CEL rule."""
     ann = crd_schema()["properties"]["spec"]["properties"]["server"]["properties"]["podAnnotations"]

@@ -13,8 +13,11 @@ from tests.fixtures.rq_procs import Procs
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings isolated from the environment, with MODEL_DIR under tmp_path."""
-    return Settings.from_env(env={}, backend_dir=tmp_path).replace(model_dir=tmp_path / "models", reload_interval=0.0)
+    """Settings isolated from the environment, with MODEL_DIR under tmp_path and no held-out split (which task
+    ids a fit sees is the business of the evaluation tests, which set `holdout_fraction` themselves)."""
+    return Settings.from_env(env={}, backend_dir=tmp_path).replace(
+        model_dir=tmp_path / "models", reload_interval=0.0, holdout_fraction=0.0
+    )
 
 
 @pytest.fixture

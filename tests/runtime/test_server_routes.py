@@ -271,6 +271,7 @@ def test_versions_lists_published_versions_from_query_or_body(serve, text_config
         "pinned": None,
         "pinned_by": None,
         "latest": None,
+        "metrics": [],
         "acceptance": {},
         "model_version": "0.0.1",
     }

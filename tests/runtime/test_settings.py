@@ -66,3 +66,15 @@ def test_label_studio_url_and_key_read_the_reference_sdks_fallback_names(tmp_pat
         LABEL_STUDIO_ACCESS_TOKEN="t",
     ) == ("http://a:1", "k")
     assert read(HOSTNAME="container-7f3a") == (None, None)  # the reference's last fallback: not a Label Studio
+
+
+def test_scoring_is_off_by_default_and_on_with_the_quality_gate():
+    """A fit sees every annotation unless asked (as with the reference SDK); the gate compares scores, so it
+    turns the held-out split on unless the fraction is set explicitly."""
+    from lsml.settings import GATE_HOLDOUT_FRACTION
+
+    assert Settings.from_env(env={}).holdout_fraction == 0.0
+    gated = Settings.from_env(env={"LSML_QUALITY_GATE": "accuracy:0.02"})
+    assert gated.holdout_fraction == GATE_HOLDOUT_FRACTION > 0
+    explicit = Settings.from_env(env={"LSML_QUALITY_GATE": "accuracy", "LSML_HOLDOUT_FRACTION": "0.3"})
+    assert explicit.holdout_fraction == 0.3

@@ -305,6 +305,9 @@ def runtime_env(
         )
     if model.prelabel_on_publish:
         env.append({"name": setting_names.LSML_PRELABEL_ON_PUBLISH, "value": "true"})
+    gate = model.quality_gate
+    if gate is not None:  # the worker's run_training applies it; the server shows it in nothing but the env
+        env.append({"name": setting_names.LSML_QUALITY_GATE, "value": f"{gate.metric}:{gate.tolerance:g}"})
     env.extend(dict(e) for e in extra or [])
     user = [dict(e) for e in spec.model.get("env") or []]
     user_names = {e["name"] for e in user}

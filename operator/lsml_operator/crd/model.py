@@ -92,6 +92,17 @@ class EnvVar(KubeModel):
     name: str = Field(min_length=1, description="Variable name.")
 
 
+class QualityGate(KubeModel):
+    metric: str = Field(
+        max_length=128,
+        pattern="^[A-Za-z0-9_.-]+$",
+        description="A score name of /versions, e.g. accuracy, macro_f1, span_f1, map50.",
+    )
+    tolerance: float = Field(
+        0, ge=0, le=1, description="How much lower than the served version's score a new version may be."
+    )
+
+
 class ModelSpec(KubeModel):
     env: list[EnvVar] | None = Field(
         None,
@@ -125,6 +136,14 @@ class ModelSpec(KubeModel):
             'Model version served per Label Studio project id, "*" for every project (e.g. {"*": "v3", "5": "v2"}; '
             "LSML_PINNED_VERSIONS). Later fits publish new versions but do not replace a pinned one; a version no "
             "longer kept is not served (the newest is, with a warning in the server log)."
+        ),
+    )
+    quality_gate: QualityGate | None = Field(
+        None,
+        description=(
+            "Opt-in publish gate (LSML_QUALITY_GATE): a new model version becomes current only if its held-out "
+            "score on `metric` is at least the served version's minus `tolerance`; otherwise it is kept as a "
+            "candidate, not served (label-studio-ml activate serves it)."
         ),
     )
     prelabel_on_publish: bool | None = Field(

@@ -81,11 +81,20 @@ def print_report(report: dict, as_json: bool) -> None:
             "note: the pin comes from LSML_PINNED_VERSIONS (MLBackend spec.model.pinnedVersions); "
             "activate/unpin take effect once it no longer names this project"
         )
+    metrics = report.get("metrics") or []
+    if metrics:
+        header = "".join(f"  {m:>10}" for m in metrics)
+        print(f"{'':>6}  {'created':<19}  {'':<19}{header}")
     for item in report["details"]:
-        marks = ",".join(m for m in ("current", "pinned") if item[m])
+        marks = ",".join(m for m in ("current", "pinned", "candidate") if item.get(m))
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["created_at"]))
         meta = item.get("metadata") or {}
-        print(f"{item['name']:>6}  {created}  {marks:<14}  event={meta.get('event', '-')}  job={meta.get('job', '-')}")
+        scores = item.get("scores") or {}
+        columns = "".join(f"  {scores[m]:>10.4f}" if m in scores else f"  {'-':>10}" for m in metrics)
+        line = f"{item['name']:>6}  {created}  {marks:<19}{columns}  event={meta.get('event', '-')}"
+        print(f"{line}  job={meta.get('job', '-')}")
+        if item.get("candidate") and item.get("gate"):
+            print(f"{'':>6}  not served: {item['gate']}")
 
 
 def run(args: argparse.Namespace) -> int:

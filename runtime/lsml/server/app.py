@@ -56,7 +56,7 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
     registry = ModelRegistry(model_ref, settings, on_loaded=_loaded, on_evicted=metrics.model_evicted)
 
     def _published(project: str, result: dict) -> None:
-        if result.get("published"):
+        if result.get("published") and not result.get("candidate"):  # a candidate is not served
             registry.reload(project)
             from lsml.server.prelabel_routes import on_published
 

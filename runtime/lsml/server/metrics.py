@@ -254,9 +254,36 @@ def install(app: Flask) -> None:
         return response
 
 
-def render(queue_stats: dict | None) -> Response:
+class VersionScores:
+    """`lsml_model_version_score{project, version, metric}`: each kept version's held-out score, read from the
+    store at scrape time (a collector, not a Gauge): its series are exactly the kept versions' figures, so a
+    pruned version's disappear, in multi-process mode too, and their number is bounded by
+    LSML_KEEP_VERSIONS x metrics per project. `served` is 1 for the served version."""
+
+    def __init__(self, rows: list[tuple[str, str, str, float, bool]]) -> None:
+        self.rows = rows
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "lsml_model_version_score",
+            "Held-out score of each kept model version (LSML_HOLDOUT_FRACTION), by project, version and metric",
+            labels=["project", "version", "metric", "served"],
+        )
+        for project, version, metric, value, served in self.rows:
+            family.add_metric([project, version, metric, "1" if served else "0"], value)
+        yield family
+
+
+def render(queue_stats: dict | None, version_scores: list[tuple[str, str, str, float, bool]] | None = None) -> Response:
     if queue_stats:
         QUEUE_DEPTH.set(queue_stats.get("queued", 0))
         QUEUE_RUNNING.set(queue_stats.get("running", 0))
         QUEUE_FAILED.set(queue_stats.get("failed", 0))
-    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+    body = generate_latest(_registry())
+    if version_scores:
+        scores = CollectorRegistry(auto_describe=False)
+        scores.register(VersionScores(version_scores))
+        body += generate_latest(scores)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -18,7 +18,7 @@ from lsml.server.blueprint import bp, current_runtime, json_body, json_response
 from lsml.server.errors import ApiError
 from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
-from lsml.versions import version_report
+from lsml.versions import served_version, version_report
 
 logger = logging.getLogger("lsml.server")
 
@@ -282,7 +282,26 @@ def metrics_view() -> Response:
         prelabel_routes.update_metrics(rt)
     except Exception:  # state (Redis) down: the scrape goes on without pre-labelling progress
         logger.debug("pre-labelling progress unavailable for /metrics", exc_info=True)
-    return metrics.render(stats)
+    try:
+        scores = _version_scores(rt)
+    except Exception:  # the store unreadable: the scrape goes on without scores
+        logger.debug("version scores unavailable for /metrics", exc_info=True)
+        scores = []
+    return metrics.render(stats, scores)
+
+
+def _version_scores(rt) -> list[tuple[str, str, str, float, bool]]:
+    """(project, version, metric, value, served) of every kept version's held-out scores."""
+    rows = []
+    store = rt.registry.store
+    for project in store.projects():
+        served = served_version(store, rt.settings, project)
+        for version in store.versions(project):
+            for metric, value in sorted(((version.metadata or {}).get("scores") or {}).items()):
+                if isinstance(value, int | float):
+                    is_served = served is not None and served.number == version.number
+                    rows.append((project, version.name, str(metric), float(value), is_served))
+    return rows
 
 
 def _catchup_metrics(rt) -> None:

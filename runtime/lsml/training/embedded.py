@@ -29,7 +29,7 @@ from lsml.model import ModelRef
 from lsml.settings import Settings
 from lsml.training.deadline import run_with_deadline
 from lsml.training.job import run_training
-from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status
+from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status, quality_fields
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,10 @@ class EmbeddedQueue:
                     self.settings.fit_timeout, self._runner, self.model_ref, request, self.settings, job_id=job_id
                 )
                 update = dict(
-                    status=FINISHED, model_version=result.get("model_version"), published=result.get("published")
+                    status=FINISHED,
+                    model_version=result.get("model_version"),
+                    published=result.get("published"),
+                    **quality_fields(result),
                 )
             except BaseException as exc:  # noqa: BLE001 - a failed fit must not kill the runner
                 logger.error(

@@ -19,7 +19,7 @@ from lsml.model import BuildContext, ModelRef, build_model, load_model_class, mo
 from lsml.settings import Settings
 from lsml.state import make_state
 from lsml.store import make_store
-from lsml.training import deadline, publishing
+from lsml.training import deadline, evaluate, publishing
 from lsml.training.queue import TrainingRequest
 from lsml.watermark import MAX_SEEN, Watermark, config_hash, training_base
 
@@ -82,20 +82,35 @@ def run_training(
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
         acceptance.record_request(settings, state, request)  # before fit: counted whatever fit does; never raises
-        current = store.latest(project)  # the newest version, even while an older one is pinned (store.activate)
+        # the newest version, even while an older one is pinned (store.activate); not a candidate the gate refused
+        current = evaluate.training_base(store, project)
         if current is not None:
             verify_version(current.path, current.name)  # fit builds on it: refuse a tampered one
         with store.staging(project) as output_dir:
             model = build_model(cls, project, label_config, BuildContext(settings, state, current, output_dir))
+            triggers = evaluate.training_triggers(
+                project, request.event, request.payload, request.coalesced, evaluate.holdout_fraction(cls, settings)
+            )
+            if triggers is None:  # every trigger is about a held-out task: no fit sees those
+                logger.info("project %s: every trigger is about a held-out task: no fit (job %s)", project, job_id)
+                return {
+                    "model_version": current.name if current else model.model_version,
+                    "published": False,
+                    "held_out": True,
+                    "project": project,
+                    "event": request.event,
+                    "result": None,
+                }
+            event, payload, coalesced = triggers
             kwargs: dict[str, Any] = {}
             if _accepts_kwargs(model.fit):
                 kwargs["job_id"] = job_id
-                if request.coalesced:
-                    kwargs["coalesced"] = request.coalesced
+                if coalesced:
+                    kwargs["coalesced"] = coalesced
                 if request.coalesced_dropped:
                     kwargs["coalesced_dropped"] = request.coalesced_dropped
             fit_started = time.monotonic()
-            result = model.fit(request.event, request.payload, **kwargs)
+            result = model.fit(event, payload, **kwargs)
             fit_seconds = round(time.monotonic() - fit_started, 6)
             if result is False:
                 logger.info("project %s: fit published nothing (job %s)", project, job_id)
@@ -107,6 +122,11 @@ def run_training(
                     "result": None,
                 }
             watermark = trained_watermark(state, project, current, request, label_config)
+            quality = evaluate.score_staged(cls, project, label_config, settings, state, output_dir)
+            refused = evaluate.gate_refusal(settings, store, project, quality.get("scores"))
+            if refused:
+                quality["candidate"] = True
+                quality["gate"] = refused
             with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
                 version = store.publish(
                     project,
@@ -120,16 +140,40 @@ def run_training(
                         "watermark": watermark.to_dict(),
                         # the model's own version name (`self.set("model_version", ...)`), beside lsml's number
                         **({"own_version": model.own_model_version} if model.own_model_version else {}),
+                        **quality,  # scores, evaluated_on (lsml.training.evaluate); candidate + gate when refused
                     },
+                    make_current=not refused,
                 )
         pin = settings.pinned_version(project)
         store.prune(project, settings.keep_versions, protect=(pin,) if pin else ())
-    logger.info("project %s: published %s (job %s)", project, version.name, job_id)
+    if refused:
+        logger.warning(
+            "project %s: %s kept as a candidate, not served: %s (job %s)", project, version.name, refused, job_id
+        )
+        return {
+            "model_version": version.name,
+            "published": True,
+            "candidate": True,
+            "gate": refused,
+            "scores": quality.get("scores"),
+            "project": project,
+            "event": request.event,
+            "result": _jsonable(result),
+        }
+    logger.info("project %s: published %s %s(job %s)", project, version.name, _scores_text(quality), job_id)
     publishing.published(settings, project, version.name)  # e.g. re-predict on publish, subscribed by the worker
     return {
         "model_version": version.name,
         "published": True,
+        "scores": quality.get("scores"),
         "project": project,
         "event": request.event,
         "result": _jsonable(result),
     }
+
+
+def _scores_text(quality: dict) -> str:
+    scores = quality.get("scores")
+    if not scores:
+        return ""
+    return "scored " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())) + " "

@@ -122,6 +122,18 @@ def job_status(
     return out
 
 
+#: What a finished training's result adds to `/job_status`: the new version's held-out scores and, when the
+#: quality gate kept it from being served, `candidate: true` and `gate` (why).
+QUALITY_FIELDS = ("scores", "candidate", "gate", "held_out")
+
+
+def quality_fields(result: Any) -> dict:
+    """The `QUALITY_FIELDS` a `run_training` result carries (none for anything else)."""
+    if not isinstance(result, dict):
+        return {}
+    return {k: result[k] for k in QUALITY_FIELDS if result.get(k) is not None}
+
+
 @runtime_checkable
 class TrainingQueue(JobSystem, Protocol):
     """The training job system (`lsml.jobs.JobSystem`: embedded or RQ, attempts, status) plus what only

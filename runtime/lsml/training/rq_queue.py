@@ -47,7 +47,15 @@ from lsml.model import ModelRef, model_ref_string
 from lsml.redis_connection import connect
 from lsml.settings import Settings
 from lsml.training.coalesce import Coalescer
-from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status
+from lsml.training.queue import (
+    FAILED,
+    FINISHED,
+    QUEUED,
+    STARTED,
+    TrainingRequest,
+    job_status,
+    quality_fields,
+)
 from lsml.training.trusted_job import TrustedJob, reap_abandoned_jobs, trusted_queue
 
 log = logging.getLogger(__name__)
@@ -136,11 +144,13 @@ class RQQueue:
         job, status, rq_status, result = found
         error = None
         model_version = None
+        quality: dict = {}
         if status == FAILED:
             error = failure_reason(result.exc_string if result is not None else None, rq_status)
         elif status == FINISHED and result is not None and isinstance(result.return_value, dict):
             model_version = result.return_value.get("model_version")
-        return job_status(job_id, status, project=_project_of(job), error=error, model_version=model_version)
+            quality = quality_fields(result.return_value)
+        return job_status(job_id, status, project=_project_of(job), error=error, model_version=model_version, **quality)
 
     def stats(self) -> dict[str, int]:
         """Counts for /metrics: queued (incl. waiting on a running one), running, failed."""
