@@ -144,10 +144,10 @@ def _wheelhouse(docker: str, env: dict, base: str, key: str) -> Path:
     argv += ["-e", "PIP_CACHE_DIR=/pip-cache", "-e", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
     if Path(cert).is_file():
         argv += ["-v", f"{cert}:/host-ca.crt:ro", "-e", "PIP_CERT=/host-ca.crt"]
-    script = (
-        "python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /work/wheels "
-        "'/work/src[sdk]' -r /work/requirements.txt"
-    )
+    # two resolutions, as the Dockerfile's two `pip install` steps are: label-studio-sdk 2 wants Pillow>=12 and the
+    # example pins pillow~=10.3, so its second step downgrades Pillow (pip says so and goes on)
+    wheel = "/tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /work/wheels"
+    script = f"python -m venv /tmp/pip && {wheel} '/work/src[sdk]' && {wheel} -r /work/requirements.txt"
     _run([*argv, base, "sh", "-c", script], env, "pip wheel of lsml[sdk] and the example's requirements")
     (tmp / "wheels").rename(target)
     shutil.rmtree(tmp)
