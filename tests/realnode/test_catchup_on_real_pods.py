@@ -36,7 +36,7 @@ from tests.fixtures.label_studio import SENTIMENT_CONFIG, sentiment_choice
 
 from ..operator.helpers import example
 from .cluster import LS_NS, LS_SERVICE_PORT, images
-from .test_mlbackend_on_real_pods import _json, condition, ready, training_idle
+from .test_mlbackend_on_real_pods import _json, condition, ready
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
 
@@ -50,6 +50,15 @@ NEGATIVE = ("a dreadful mess", "boring plot", "terrible acting", "far too long",
 LABELS = ("Positive", "Negative")
 #: text -> label, the labels alternating (the first two annotations already give the model both labels)
 TEXTS = {text: label for pair in zip(POSITIVE, NEGATIVE, strict=True) for text, label in zip(pair, LABELS, strict=True)}
+
+
+def training_idle(pod_ip: str) -> bool:
+    """No training queued or running, from a server pod's /metrics (this backend's credentials)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
 
 
 def component_pods(cluster: KubernetesCluster, component: str, *, terminating: bool = False) -> list[dict]:

@@ -35,7 +35,7 @@ from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, senti
 from ..operator.helpers import example
 from . import reference_example_image
 from .cluster import LS_NS, LS_SERVICE_PORT, images
-from .test_mlbackend_on_real_pods import _json, condition, ready, training_idle
+from .test_mlbackend_on_real_pods import _json, condition, ready
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
 
@@ -43,6 +43,15 @@ NAME = "sklearnref"
 NS = "lsml-reference"
 AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
 LABELLED = {text: label for text, label in SENTIMENT_TEXTS.items() if label}
+
+
+def training_idle(pod_ip: str) -> bool:
+    """No training queued or running, from a server pod's /metrics (this backend's credentials)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
 
 
 def component_pods(cluster: KubernetesCluster, component: str) -> list[dict]:
