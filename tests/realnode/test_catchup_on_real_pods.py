@@ -212,6 +212,7 @@ def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
         lost = annotate(GROUP)  # group 4: nothing serves
     finally:
         cluster.kubectl("uncordon", NODE)
+    uncordoned = time.monotonic()
 
     server = wait_for(lambda: one_ready(cluster, "server"), 180, interval=1.0, message="the new server pod ready")
     wait_for(lambda: one_ready(cluster, "worker"), 180, interval=1.0, message="the new worker pod ready")
@@ -228,13 +229,12 @@ def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
         dataset = json.loads(dataset_file.read_text())
         return (newest, dataset) if {row["annotation"] for row in dataset.values()} == set(made) else None
 
-    began = time.monotonic()
     newest, dataset = wait_for(
         trained_on_everything, 240, interval=1.0, message="a version trained on every annotation"
     )
     print(
         f"\n{len(made)} annotations, pods deleted meanwhile: version {newest['name']} trained on all of them "
-        f"{time.monotonic() - began:.1f} s after the node was uncordoned; catch-up recovered {recovered(ip):.0f}"
+        f"{time.monotonic() - uncordoned:.1f} s after the node was uncordoned; catch-up recovered {recovered(ip):.0f}"
     )
     for row in dataset.values():  # the model's training set holds each annotation with its own label
         assert row["label"] == TEXTS[made[row["annotation"]]]
