@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from tests.fixtures.kubernetes import KubernetesCluster
 
 OPERATOR_NS = "lsml-system"
@@ -12,3 +15,19 @@ LS_SERVICE_PORT = 8080
 def images(cluster: KubernetesCluster) -> dict[str, str]:
     """name -> image reference of lsml's images imported into the real node (hack/images/build's names)."""
     return cluster.control_plane.node.images
+
+
+def kube_json(cluster: KubernetesCluster, *args: str) -> Any:
+    """`kubectl ARGS -o json`, parsed."""
+    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+
+
+def pod_ready(pod: dict) -> bool:
+    return pod["status"].get("phase") == "Running" and all(
+        c.get("ready") for c in pod["status"].get("containerStatuses", []) or [{}]
+    )
+
+
+def mlb_condition(mlb: dict, kind: str) -> dict:
+    """The MLBackend's status condition of type `kind` ({} when it has none yet)."""
+    return next((c for c in mlb.get("status", {}).get("conditions", []) if c["type"] == kind), {})

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import requests
@@ -30,6 +29,9 @@ from tests.fixtures.mlbackend import example
 
 from . import slow_fit_image
 from .cluster import LS_NS, LS_SERVICE_PORT, images
+from .cluster import kube_json as _json
+from .cluster import mlb_condition as condition
+from .cluster import pod_ready as ready
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
 
@@ -39,24 +41,10 @@ AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
 TEXTS = SENTIMENT_TEXTS
 
 
-def _json(cluster: KubernetesCluster, *args: str) -> Any:
-    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
-
-
 def pods(cluster: KubernetesCluster, component: str) -> list[dict]:
     selector = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component={component}"
     items = _json(cluster, "get", "pods", "-n", NS, "-l", selector)["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-def ready(pod: dict) -> bool:
-    return pod["status"].get("phase") == "Running" and all(
-        c.get("ready") for c in pod["status"].get("containerStatuses", []) or [{}]
-    )
-
-
-def condition(mlb: dict, kind: str) -> dict:
-    return next((c for c in mlb.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
 
 def service_url(cluster: KubernetesCluster) -> str:

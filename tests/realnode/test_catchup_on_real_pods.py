@@ -1,0 +1,244 @@
+"""Catch-up on real pods (issue 18 part 2): worker and server pods deleted while annotating lose no annotation.
+
+One MLBackend (lsml's ``text_classifier`` image, one server, one RQ worker, managed Redis, a model
+volume) with ``LSML_CATCHUP_INTERVAL=2`` in its env, and the real Label Studio reachable from the
+cluster. Annotations are made through Label Studio's API (which fires its webhooks) in four groups
+while the pods go:
+
+1. with every pod running (their webhooks arrive);
+2. while the worker pod is deleted (the server queues their trainings in Redis);
+3. while the server pod is deleted (it drains for its preStop: each webhook arrives or not);
+4. once the old server pod is gone and its replacement cannot start (the node is cordoned, so the
+   replacements of both pods stay Pending): nothing serves, so Label Studio's webhooks for these
+   certainly fail (Label Studio without a Redis of its own sends them inside the annotation's request).
+
+Then the node is uncordoned. What is asserted holds for every order of events: the newest version
+trained on every annotation, read from outside the pods (its ``dataset.json``, the model's own training
+set, on the volume's host path; its watermark through ``/versions``), and catch-up recovered at least
+group 4 (``lsml_catchup_recovered_total`` of the new server pod, whose counters started with it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from lsml.watermark import from_ranges
+from tests.fixtures.kubernetes import KubernetesCluster, wait_for
+from tests.fixtures.label_studio import SENTIMENT_CONFIG, sentiment_choice
+from tests.fixtures.mlbackend import example
+
+from .cluster import LS_NS, LS_SERVICE_PORT, images
+from .cluster import kube_json as _json
+from .cluster import mlb_condition as condition
+from .cluster import pod_ready as ready
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
+
+NAME = "catchup"
+NS = "lsml-catchup"
+NODE = "lsml-node"
+AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
+GROUP = 3  # annotations per group
+POSITIVE = ("a lovely film", "great acting", "truly excellent", "wonderful story", "I loved it", "a delight", "superb")
+NEGATIVE = ("a dreadful mess", "boring plot", "terrible acting", "far too long", "I hated it", "awful", "bad")
+LABELS = ("Positive", "Negative")
+#: text -> label, the labels alternating (the first two annotations already give the model both labels)
+TEXTS = {text: label for pair in zip(POSITIVE, NEGATIVE, strict=True) for text, label in zip(pair, LABELS, strict=True)}
+
+
+def training_idle(pod_ip: str) -> bool:
+    """No training queued or running, from a server pod's /metrics (this backend's credentials)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
+
+
+def component_pods(cluster: KubernetesCluster, component: str, *, terminating: bool = False) -> list[dict]:
+    selector = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component={component}"
+    items = _json(cluster, "get", "pods", "-n", NS, "-l", selector)["items"]
+    return [p for p in items if terminating or not p["metadata"].get("deletionTimestamp")]
+
+
+def one_ready(cluster: KubernetesCluster, component: str) -> dict | None:
+    found = [p for p in component_pods(cluster, component) if ready(p)]
+    return found[0] if len(found) == 1 else None
+
+
+def recovered(pod_ip: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "lsml_catchup_recovered_total"
+    )
+
+
+def checked(pod_ip: str, project: int) -> bool:
+    """Catch-up has checked the project (its watermark age is exported once a check saved one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    return any(
+        s.name == "lsml_catchup_watermark_age_seconds" and s.labels.get("project") == str(project)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    )
+
+
+def volume_root(cluster: KubernetesCluster) -> Path:
+    """The model volume's directory on the node (local-path-provisioner's host path)."""
+    volume = _json(cluster, "get", "pvc", f"{NAME}-models", "-n", NS)["spec"]["volumeName"]
+    pv = _json(cluster, "get", "pv", volume)["spec"]
+    return Path((pv.get("hostPath") or pv.get("local"))["path"])
+
+
+@pytest.fixture(scope="module")
+def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, cluster_label_studio) -> Iterator[dict]:
+    cluster, ls = real_node_cluster, cluster_label_studio
+    cluster.kubectl("create", "namespace", NS, check=False)
+    with ls.client() as client:
+        project = client.create_project(f"catchup-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
+        client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
+        tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
+    secret_docs = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "label-studio-token"},
+                "stringData": {"token": ls.legacy_token},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "backend-auth"},
+                "stringData": {"user": AUTH[0], "password": AUTH[1]},
+            },
+        ],
+    }
+    cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(secret_docs))
+    mlb = copy.deepcopy(example("mlbackend.yaml"))
+    mlb["metadata"] = {"name": NAME, "namespace": NS}
+    spec = mlb["spec"]
+    spec["image"] = images(cluster)["text_classifier"]
+    spec["model"]["env"] = [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "LSML_CATCHUP_INTERVAL", "value": "2"}]
+    spec["server"]["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+    spec["redis"]["image"] = images(cluster)["redis"]
+    spec["storage"] = {"size": "1Gi"}
+    spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
+    spec["labelStudio"].update(
+        {"url": f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}", "projects": [project], "title": "catch-up"}
+    )
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
+
+    def is_ready() -> bool:
+        return condition(_json(cluster, "get", "mlb", NAME, "-n", NS), "Ready").get("status") == "True"
+
+    wait_for(is_ready, 300, interval=1.0, message=f"MLBackend {NAME} Ready=True")
+    yield {"project": project, "tasks": tasks}
+    cluster.kubectl("uncordon", NODE, check=False)
+    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=120s", check=False)
+    with ls.client() as client:
+        try:
+            client.delete_project(project)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
+    real_node_cluster, cluster_label_studio, backend
+):
+    cluster, project, tasks = real_node_cluster, backend["project"], backend["tasks"]
+    texts = iter(TEXTS)
+    made: dict[int, str] = {}  # annotation id -> text
+
+    def annotate(count: int) -> list[int]:
+        ids = []
+        with cluster_label_studio.client() as client:
+            for _ in range(count):
+                text = next(texts)
+                ids.append(client.create_annotation(tasks[text], sentiment_choice(TEXTS[text]))["id"])
+                made[ids[-1]] = text
+        return ids
+
+    # A first version, and catch-up's first check of it (its baseline), before anything goes missing.
+    annotate(2)
+    server = wait_for(lambda: one_ready(cluster, "server"), 60, interval=1.0, message="the server pod")
+    ip = server["status"]["podIP"]
+    wait_for(lambda: training_idle(ip), 180, interval=1.0, message="the first trainings to end")
+    wait_for(lambda: checked(ip, project), 60, interval=1.0, message="catch-up's first check of the project")
+
+    (worker,) = component_pods(cluster, "worker")
+    annotate(GROUP)  # group 1: every pod running
+    cluster.kubectl("cordon", NODE)
+    try:
+        cluster.kubectl("delete", "pod", worker["metadata"]["name"], "-n", NS, "--wait=false")
+        annotate(GROUP)  # group 2: the worker goes
+        wait_for(
+            lambda: (
+                worker["metadata"]["name"]
+                not in {p["metadata"]["name"] for p in component_pods(cluster, "worker", terminating=True)}
+            ),
+            330,
+            interval=1.0,
+            message="the old worker pod gone",
+        )
+        cluster.kubectl("delete", "pod", server["metadata"]["name"], "-n", NS, "--wait=false")
+        annotate(GROUP)  # group 3: the server drains
+        wait_for(  # the pod object goes once its containers have stopped
+            lambda: (
+                server["metadata"]["name"]
+                not in {p["metadata"]["name"] for p in component_pods(cluster, "server", terminating=True)}
+            ),
+            120,
+            interval=0.5,
+            message="the old server pod gone",
+        )
+        for component in ("server", "worker"):  # the replacements wait for the cordoned node
+            assert all(not p["spec"].get("nodeName") for p in component_pods(cluster, component)), component
+        lost = annotate(GROUP)  # group 4: nothing serves
+    finally:
+        cluster.kubectl("uncordon", NODE)
+    uncordoned = time.monotonic()
+
+    server = wait_for(lambda: one_ready(cluster, "server"), 180, interval=1.0, message="the new server pod ready")
+    wait_for(lambda: one_ready(cluster, "worker"), 180, interval=1.0, message="the new worker pod ready")
+    ip = server["status"]["podIP"]
+    root = volume_root(cluster) / str(project) / "versions"
+
+    def trained_on_everything() -> tuple[dict, dict] | None:
+        report = requests.get(f"http://{ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
+        newest = max(report.json()["details"], key=lambda v: v["number"])
+        accounted = from_ranges(newest["metadata"].get("watermark", {}).get("ids"))
+        dataset_file = root / f"{newest['number']:06d}" / "dataset.json"
+        if not set(made) <= accounted or not dataset_file.is_file():
+            return None
+        dataset = json.loads(dataset_file.read_text())
+        return (newest, dataset) if {row["annotation"] for row in dataset.values()} == set(made) else None
+
+    newest, dataset = wait_for(
+        trained_on_everything, 240, interval=1.0, message="a version trained on every annotation"
+    )
+    print(
+        f"\n{len(made)} annotations, pods deleted meanwhile: version {newest['name']} trained on all of them "
+        f"{time.monotonic() - uncordoned:.1f} s after the node was uncordoned; catch-up recovered {recovered(ip):.0f}"
+    )
+    for row in dataset.values():  # the model's training set holds each annotation with its own label
+        assert row["label"] == TEXTS[made[row["annotation"]]]
+    assert newest["metadata"]["watermark"]["complete"] is True
+    assert recovered(ip) >= len(lost)  # no webhook of group 4 reached any pod: catch-up found each

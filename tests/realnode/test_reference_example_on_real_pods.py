@@ -1,0 +1,213 @@
+"""A reference label-studio-ml-backend example, built by its own Dockerfile, as an MLBackend on the real node.
+
+The image is ``sklearn_text_classifier``'s own ``Dockerfile`` with the documented one-line change
+(``pip install "lsml[sdk]"`` for ``pip install -r requirements-base.txt``), plus the two edits that
+only stand in for Docker Hub, which is not reachable here: its ``FROM python:${PYTHON_VERSION}-slim``
+names the local python stand-in, and its ``# syntax=docker/dockerfile:1`` directive is dropped (the
+engine's built-in frontend parses the file). ``reference_example_image`` says how and asserts that
+nothing else changes. The example's ``_wsgi.py`` and ``model.py`` are unmodified; the operator runs them
+as it runs any image: lsml's serving command, the RQ worker (``label-studio-ml worker /app``), managed
+Redis, a model volume, uid 10001, a read-only root.
+
+What it shows: Ready; Label Studio registers the Service; the example's ``fit`` runs in the worker pod
+(reading the labelled tasks back from Label Studio with its own label_studio_sdk client, through the
+cluster's DNS); Label Studio and a client of the Service get the trained example's predictions.
+
+The example keeps its pipeline in a module global that `fit` resets only in the process that ran it
+(docs/migrating-from-label-studio-ml-backend.md, "One behaviour to know"): the server pod asks for its
+first prediction only after the training, so it loads what `fit` saved in MODEL_DIR.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.fixtures.kubernetes import KubernetesCluster, wait_for
+from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
+from tests.fixtures.mlbackend import example
+
+from . import reference_example_image
+from .cluster import LS_NS, LS_SERVICE_PORT, images
+from .cluster import kube_json as _json
+from .cluster import mlb_condition as condition
+from .cluster import pod_ready as ready
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
+
+NAME = "sklearnref"
+NS = "lsml-reference"
+AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
+LABELLED = {text: label for text, label in SENTIMENT_TEXTS.items() if label}
+
+
+def training_idle(pod_ip: str) -> bool:
+    """No training queued or running, from a server pod's /metrics (this backend's credentials)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
+
+
+def component_pods(cluster: KubernetesCluster, component: str) -> list[dict]:
+    selector = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component={component}"
+    items = _json(cluster, "get", "pods", "-n", NS, "-l", selector)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+@pytest.fixture(scope="module")
+def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, cluster_label_studio) -> Iterator[dict]:
+    cluster, ls = real_node_cluster, cluster_label_studio
+    began = time.monotonic()
+    image = reference_example_image.build_and_import(images(cluster), cluster.control_plane.node.socket)
+    print(f"\nreference example image built and imported in {time.monotonic() - began:.1f} s: {image}")
+    cluster.kubectl("create", "namespace", NS, check=False)
+    with ls.client() as client:
+        project = client.create_project(f"reference-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
+        client.import_tasks(project, [{"data": {"text": text}} for text in SENTIMENT_TEXTS])
+        tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
+    secrets_list = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "label-studio-token"},
+                "stringData": {"token": ls.legacy_token},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "backend-auth"},
+                "stringData": {"user": AUTH[0], "password": AUTH[1]},
+            },
+        ],
+    }
+    cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(secrets_list))
+    ls_url = f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}"
+    mlb = copy.deepcopy(example("mlbackend.yaml"))
+    mlb["metadata"] = {"name": NAME, "namespace": NS}
+    spec = mlb["spec"]
+    spec["image"] = image
+    spec["model"]["env"] = [  # the example's own variables (its docker-compose.yml), and LOG_LEVEL as there
+        {"name": "LOG_LEVEL", "value": "INFO"},
+        {"name": "LABEL_STUDIO_HOST", "value": ls_url},
+        {"name": "START_TRAINING_EACH_N_UPDATES", "value": "1"},
+    ]
+    spec["server"]["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+    spec["redis"]["image"] = images(cluster)["redis"]
+    spec["storage"] = {"size": "1Gi"}
+    spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
+    spec["labelStudio"].update({"url": ls_url, "projects": [project], "title": "sklearn reference example"})
+    applied = time.monotonic()
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
+
+    def is_ready() -> dict | None:
+        body = _json(cluster, "get", "mlb", NAME, "-n", NS)
+        return body if condition(body, "Ready").get("status") == "True" else None
+
+    body = wait_for(is_ready, 300, interval=1.0, message=f"MLBackend {NAME} Ready=True")
+    print(f"kubectl apply -> Ready=True: {time.monotonic() - applied:.1f} s")
+    yield {"project": project, "tasks": tasks, "image": image, "mlb": body}
+    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=120s", check=False)
+    with ls.client() as client:
+        try:
+            client.delete_project(project)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def test_the_examples_own_image_runs_ready_with_server_and_worker(real_node_cluster, backend):
+    cluster = real_node_cluster
+    for component in ("server", "worker"):
+        (pod,) = component_pods(cluster, component)
+        assert ready(pod), pod["status"]
+        assert pod["spec"]["containers"][0]["image"] == backend["image"]
+    (server,) = component_pods(cluster, "server")
+    ip = server["status"]["podIP"]
+    readyz = requests.get(f"http://{ip}:9090/readyz", timeout=5).json()
+    assert readyz["model_class"].endswith("SklearnTextClassifier"), readyz  # found through _wsgi.py's init_app
+
+
+def test_label_studio_registers_it_and_the_worker_pod_trains_the_example(
+    real_node_cluster, cluster_label_studio, backend
+):
+    cluster, project, tasks = real_node_cluster, backend["project"], backend["tasks"]
+    with cluster_label_studio.client() as client:
+        (registered,) = wait_for(
+            lambda: (lambda b: b if len(b) == 1 else None)(client.ml_backends(project)),
+            90,
+            interval=2.0,
+            message="exactly one ML backend registered",
+        )
+        assert registered["url"] == f"http://{NAME}.{NS}.svc:9090"
+        assert registered["readable_state"] == "Connected", registered
+        for text, label in LABELLED.items():
+            client.create_annotation(tasks[text], sentiment_choice(label))
+    (server,) = component_pods(cluster, "server")
+    ip = server["status"]["podIP"]
+    # Label Studio without Redis sends each webhook inside the annotation's request: every trigger is queued
+    # by now, so an idle queue with a published version means the last fit (it saw every label) is done.
+    wait_for(lambda: training_idle(ip), 240, interval=1.0, message="every queued training to end")
+
+    def newest() -> str | None:
+        report = requests.get(f"http://{ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
+        return report.json()["current"]
+
+    version = wait_for(newest, 60, interval=1.0, message="a published version")
+    (worker,) = component_pods(cluster, "worker")
+    log = cluster.kubectl("logs", worker["metadata"]["name"], "-n", NS).stdout
+    assert "lsml-training" in log  # the example's fit ran in the worker pod
+    with cluster_label_studio.client() as client:
+        wait_for(
+            lambda: client.ml_backend(registered["id"])["model_version"] == version,
+            90,
+            interval=2.0,
+            message=f"Label Studio to show model_version {version}",
+        )
+        client.run_action(project, "retrieve_tasks_predictions")  # Label Studio -> the Service -> /predict
+        stored = {p["task"]: p for p in client.predictions(project=project) if p["model_version"] == version}
+    assert set(stored) == set(tasks.values()), stored
+    for text, label in LABELLED.items():  # the trained example gives the labelled texts their own labels
+        assert stored[tasks[text]]["result"][0]["value"]["choices"] == [label], (text, stored[tasks[text]])
+    backend["version"] = version
+
+
+def test_predict_through_the_service_answers_with_the_trained_examples_prediction(real_node_cluster, backend):
+    cluster = real_node_cluster
+    cluster_ip = _json(cluster, "get", "service", NAME, "-n", NS)["spec"]["clusterIP"]
+    texts = list(LABELLED)
+    body = {
+        "tasks": [{"id": i + 1, "data": {"text": text}} for i, text in enumerate(texts)],
+        "project": f"{backend['project']}.0",
+        "label_config": SENTIMENT_CONFIG,
+        "params": {},
+    }
+    response = requests.post(f"http://{cluster_ip}:9090/predict", json=body, auth=AUTH, timeout=30)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    results = answer["results"]
+    assert len(results) == len(texts), answer
+    for text, prediction in zip(texts, results, strict=True):
+        assert prediction["result"][0]["value"]["choices"] == [LABELLED[text]], (text, prediction)
+        assert 0.5 < prediction["score"] <= 1.0, prediction  # the example's own score: the top probability
+
+
+def test_deleting_it_deregisters_it_from_label_studio(real_node_cluster, cluster_label_studio, backend):
+    real_node_cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--timeout=120s")
+    with cluster_label_studio.client() as client:
+        assert client.ml_backends(backend["project"]) == []
+    wait_for(
+        lambda: not any(component_pods(real_node_cluster, c) for c in ("server", "worker", "redis")),
+        120,
+        interval=1.0,
+        message="every pod of the MLBackend gone",
+    )
