@@ -31,3 +31,25 @@ def pod_ready(pod: dict) -> bool:
 def mlb_condition(mlb: dict, kind: str) -> dict:
     """The MLBackend's status condition of type `kind` ({} when it has none yet)."""
     return next((c for c in mlb.get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+
+def apply_backend_secrets(cluster: KubernetesCluster, namespace: str, token: str, auth: tuple[str, str]) -> None:
+    """The Secrets an MLBackend of these tests names: Label Studio's token (`label-studio-token`, key `token`)
+    and the backend's Basic auth (`backend-auth`, keys `user` and `password`)."""
+    items = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "label-studio-token"},
+            "stringData": {"token": token},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "backend-auth"},
+            "stringData": {"user": auth[0], "password": auth[1]},
+        },
+    ]
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )

@@ -28,7 +28,7 @@ from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, senti
 from tests.fixtures.mlbackend import example
 
 from . import slow_fit_image
-from .cluster import LS_NS, LS_SERVICE_PORT, images
+from .cluster import LS_NS, LS_SERVICE_PORT, apply_backend_secrets, images
 from .cluster import kube_json as _json
 from .cluster import mlb_condition as condition
 from .cluster import pod_ready as ready
@@ -135,23 +135,7 @@ def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, clus
         project = client.create_project(f"real-pods-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
         client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
         tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
-    secret_docs = [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "label-studio-token"},
-            "stringData": {"token": ls.legacy_token},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "backend-auth"},
-            "stringData": {"user": AUTH[0], "password": AUTH[1]},
-        },
-    ]
-    cluster.kubectl(
-        "apply", "-n", NS, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": secret_docs})
-    )
+    apply_backend_secrets(cluster, NS, ls.legacy_token, AUTH)
     mlb = copy.deepcopy(example("mlbackend.yaml"))
     mlb["metadata"] = {"name": NAME, "namespace": NS}
     spec = mlb["spec"]

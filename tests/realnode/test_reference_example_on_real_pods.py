@@ -34,7 +34,7 @@ from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, senti
 from tests.fixtures.mlbackend import example
 
 from . import reference_example_image
-from .cluster import LS_NS, LS_SERVICE_PORT, images
+from .cluster import LS_NS, LS_SERVICE_PORT, apply_backend_secrets, images
 from .cluster import kube_json as _json
 from .cluster import mlb_condition as condition
 from .cluster import pod_ready as ready
@@ -73,25 +73,7 @@ def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, clus
         project = client.create_project(f"reference-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
         client.import_tasks(project, [{"data": {"text": text}} for text in SENTIMENT_TEXTS])
         tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
-    secrets_list = {
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "label-studio-token"},
-                "stringData": {"token": ls.legacy_token},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "backend-auth"},
-                "stringData": {"user": AUTH[0], "password": AUTH[1]},
-            },
-        ],
-    }
-    cluster.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(secrets_list))
+    apply_backend_secrets(cluster, NS, ls.legacy_token, AUTH)
     ls_url = f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}"
     mlb = copy.deepcopy(example("mlbackend.yaml"))
     mlb["metadata"] = {"name": NAME, "namespace": NS}
