@@ -136,16 +136,13 @@ SPEC: dict = {
         "description": "The API Label Studio calls on an ML backend, plus probes and metrics.",
     },
     "paths": {
-        "/": {
-            "get": _op("Health (alias of /health)", _HEALTH, errors=False, op_id="index", parameters=_HEALTH_DETAILS)
-        },
+        "/": {"get": _op("Health (alias of /health)", _HEALTH, errors=False, op_id="index")},
         "/health": {
             "get": _op(
                 "Health: Label Studio calls it before setup and predict",
                 _HEALTH,
                 errors=False,
                 op_id="health",
-                parameters=_HEALTH_DETAILS,
             )
         },
         "/setup": {
