@@ -75,15 +75,6 @@ def _op(
 
 
 _HEALTH = {"200": _json(_ref("Health"), "The server is up")}
-_HEALTH_DETAILS = [
-    {
-        "name": "details",
-        "in": "query",
-        "required": False,
-        "description": "`true`: add lsml's own status (`catchup`) to the reference SDK's body",
-        "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
-    }
-]
 _REQUESTS = (
     bodies.SetupBody,
     bodies.PredictBody,
