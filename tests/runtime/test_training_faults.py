@@ -190,3 +190,15 @@ def test_a_worker_stops_on_sigterm_even_while_redis_is_down(tmp_path, private_re
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=10)  # raises if the worker keeps retrying Redis instead of stopping
     assert worker.returncode == 0, procs.log("w1")
+
+
+def test_a_worker_that_never_reached_redis_stops_on_sigterm_in_its_reconnect_wait(tmp_path, private_redis, procs):
+    """No RQ worker exists yet, so no RQ handler: lsml's reconnect loop owns SIGTERM (was: killed by the signal)."""
+    backend = write_backend(tmp_path / "backend")
+    private_redis.kill()
+    worker = procs.worker(backend, private_redis.url, name="w1")
+    wait_for(lambda: "unreachable" in procs.log("w1"), 30, what="lsml's reconnect loop to wait")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
+    assert worker.returncode == 0, procs.log("w1")
+    assert "stopping" in procs.log("w1")

@@ -48,14 +48,16 @@ from the coalescing state (`lsml.training.coalesce`) and hands it to
 from __future__ import annotations
 
 import logging
+import signal
 import socket
-import time
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from rq import Worker, get_current_job
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
@@ -200,13 +202,17 @@ def run_worker(
     if not settings.redis_url:
         raise ValueError("the worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     set_context(model_ref, settings)
+    stopping = threading.Event()
+    _stop_on_signals(stopping)  # a signal while Redis is down, before RQ's worker exists
     wait = 0.5
-    while True:
+    while not stopping.is_set():
         # no socket timeout (RQ blocks on reads), redis-py's retries: the loop below reconnects
         connection = connect(settings.redis_url, None, connect_timeout=2.0, fail_fast=False)
         worker = None
         try:
             connection.ping()
+            if stopping.is_set():
+                break
             worker = TrainingWorker(
                 [trusted_queue(settings.queue_name, connection)],
                 connection=connection,
@@ -217,17 +223,35 @@ def run_worker(
                 maintenance_interval=MAINTENANCE_INTERVAL,
             )
             wait = 0.5
-            worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
+            worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)  # installs RQ's handlers
+            return
+        except StopRequested:
+            # RQ's handler of a worker whose loop Redis already broke: it raises wherever the signal lands
+            log.warning("stopping while Redis is unreachable")
             return
         except redis.ConnectionError as exc:
+            _stop_on_signals(stopping)  # RQ's handlers belong to the worker that just failed
             if worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None):
+                stopping.set()
+            if stopping.is_set():
                 log.warning("stopping while Redis is unreachable (%s)", exc)
                 return
             log.warning("Redis at %s unreachable (%s); retrying in %.1fs", _safe_url(settings.redis_url), exc, wait)
-            time.sleep(wait)
+            stopping.wait(wait)
             wait = min(wait * 2, MAX_RECONNECT_WAIT)
         finally:
             connection.close()
+    log.warning("stopping: the signal came before the worker started")
+
+
+def _stop_on_signals(stopping: threading.Event) -> None:
+    """SIGTERM/SIGINT end the reconnect loop; inside `work()` RQ's own handlers take over (warm shutdown)."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def healthcheck(settings: Settings) -> bool:
