@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from .cluster import import_into_node
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "tests" / "vendor" / "label_studio_ml_backend" / "examples" / "sklearn_text_classifier"
 CACHE = Path(os.environ.get("LSML_IMAGES_CACHE", Path.home() / ".cache" / "lsml" / "images"))
@@ -214,14 +216,5 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
                     {**env, "DOCKER_BUILDKIT": "1"},
                     f"docker build of {ref} (the example's Dockerfile)",
                 )
-    save = subprocess.Popen([docker, "save", ref], env=env, stdout=subprocess.PIPE)
-    imported = subprocess.run(
-        ["ctr", "-a", str(containerd_socket), "-n", "k8s.io", "images", "import", "-"],
-        stdin=save.stdout,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if save.wait() != 0 or imported.returncode != 0:
-        pytest.fail(f"importing {ref} into the node failed: {imported.stderr[-2000:]}", pytrace=False)
+    import_into_node(docker, env, ref, containerd_socket)
     return ref

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .cluster import import_into_node
+
 FIT_SECONDS = 20
 MODEL_PY = f'''
 import sys
@@ -71,14 +73,5 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
             )
         if built.returncode != 0:
             pytest.fail(f"docker build of {ref} failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}", pytrace=False)
-    save = subprocess.Popen([docker, "save", ref], env=env, stdout=subprocess.PIPE)
-    imported = subprocess.run(
-        ["ctr", "-a", str(containerd_socket), "-n", "k8s.io", "images", "import", "-"],
-        stdin=save.stdout,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if save.wait() != 0 or imported.returncode != 0:
-        pytest.fail(f"importing {ref} into the node failed: {imported.stderr[-2000:]}", pytrace=False)
+    import_into_node(docker, env, ref, containerd_socket)
     return ref

@@ -20,7 +20,6 @@ group 4 (``lsml_catchup_recovered_total`` of the new server pod, whose counters 
 
 from __future__ import annotations
 
-import copy
 import json
 import secrets
 import time
@@ -32,12 +31,10 @@ import requests
 
 from lsml.watermark import from_ranges
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
-from tests.fixtures.label_studio import SENTIMENT_CONFIG, sentiment_choice
-from tests.fixtures.mlbackend import example
+from tests.fixtures.label_studio import sentiment_choice
 
-from .cluster import LS_NS, LS_SERVICE_PORT, apply_backend_secrets, images
+from .cluster import images, real_backend
 from .cluster import kube_json as _json
-from .cluster import mlb_condition as condition
 from .cluster import pod_ready as ready
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
@@ -107,39 +104,24 @@ def volume_root(cluster: KubernetesCluster) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, cluster_label_studio) -> Iterator[dict]:
-    cluster, ls = real_node_cluster, cluster_label_studio
-    cluster.kubectl("create", "namespace", NS, check=False)
-    with ls.client() as client:
-        project = client.create_project(f"catchup-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
-        client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
-        tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
-    apply_backend_secrets(cluster, NS, ls.legacy_token, AUTH)
-    mlb = copy.deepcopy(example("mlbackend.yaml"))
-    mlb["metadata"] = {"name": NAME, "namespace": NS}
-    spec = mlb["spec"]
-    spec["image"] = images(cluster)["text_classifier"]
-    spec["model"]["env"] = [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "LSML_CATCHUP_INTERVAL", "value": "2"}]
-    spec["server"]["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
-    spec["redis"]["image"] = images(cluster)["redis"]
-    spec["storage"] = {"size": "1Gi"}
-    spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
-    spec["labelStudio"].update(
-        {"url": f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}", "projects": [project], "title": "catch-up"}
-    )
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
+    def catch_up_every_two_seconds(spec: dict) -> None:
+        spec["model"]["env"] = [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "LSML_CATCHUP_INTERVAL", "value": "2"}]
 
-    def is_ready() -> bool:
-        return condition(_json(cluster, "get", "mlb", NAME, "-n", NS), "Ready").get("status") == "True"
-
-    wait_for(is_ready, 300, interval=1.0, message=f"MLBackend {NAME} Ready=True")
-    yield {"project": project, "tasks": tasks}
-    cluster.kubectl("uncordon", NODE, check=False)
-    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=120s", check=False)
-    with ls.client() as client:
+    with real_backend(
+        real_node_cluster,
+        cluster_label_studio,
+        name=NAME,
+        namespace=NS,
+        auth=AUTH,
+        image=images(real_node_cluster)["text_classifier"],
+        texts=TEXTS,
+        title="catch-up",
+        customize=catch_up_every_two_seconds,
+    ) as state:
         try:
-            client.delete_project(project)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
+            yield state
+        finally:
+            real_node_cluster.kubectl("uncordon", NODE, check=False)
 
 
 def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(

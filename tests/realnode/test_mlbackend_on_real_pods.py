@@ -11,7 +11,6 @@ mid-fit), then the delete.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import secrets
@@ -25,10 +24,9 @@ import requests
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
-from tests.fixtures.mlbackend import example
 
 from . import slow_fit_image
-from .cluster import LS_NS, LS_SERVICE_PORT, apply_backend_secrets, images
+from .cluster import images, real_backend
 from .cluster import kube_json as _json
 from .cluster import mlb_condition as condition
 from .cluster import pod_ready as ready
@@ -129,46 +127,22 @@ class LoadLoop:
 
 @pytest.fixture(scope="module")
 def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, cluster_label_studio) -> Iterator[dict]:
-    cluster, ls = real_node_cluster, cluster_label_studio
-    cluster.kubectl("create", "namespace", NS, check=False)
-    with ls.client() as client:
-        project = client.create_project(f"real-pods-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
-        client.import_tasks(project, [{"data": {"text": text}} for text in TEXTS])
-        tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
-    apply_backend_secrets(cluster, NS, ls.legacy_token, AUTH)
-    mlb = copy.deepcopy(example("mlbackend.yaml"))
-    mlb["metadata"] = {"name": NAME, "namespace": NS}
-    spec = mlb["spec"]
-    spec["image"] = images(cluster)["text_classifier"]
-    spec["server"]["replicas"] = 2
-    spec["server"]["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
-    spec["redis"]["image"] = images(cluster)["redis"]
-    spec["storage"] = {"size": "1Gi"}
-    spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
-    spec["labelStudio"].update(
-        {
-            "url": f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}",
-            "projects": [project],
-            "title": "text classifier on real pods",
-        }
-    )
-    began = time.monotonic()
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
+    def two_servers(spec: dict) -> None:
+        spec["server"]["replicas"] = 2
 
-    def is_ready() -> dict | None:
-        body = _json(cluster, "get", "mlb", NAME, "-n", NS)
-        return body if condition(body, "Ready").get("status") == "True" else None
-
-    body = wait_for(is_ready, 300, interval=1.0, message=f"MLBackend {NAME} Ready=True")
-    state = {"project": project, "tasks": tasks, "ready_seconds": time.monotonic() - began, "mlb": body}
-    print(f"\nkubectl apply -> Ready=True on real pods: {state['ready_seconds']:.1f} s")
-    yield state
-    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=120s", check=False)
-    with ls.client() as client:
-        try:
-            client.delete_project(project)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
+    with real_backend(
+        real_node_cluster,
+        cluster_label_studio,
+        name=NAME,
+        namespace=NS,
+        auth=AUTH,
+        image=images(real_node_cluster)["text_classifier"],
+        texts=TEXTS,
+        title="text classifier on real pods",
+        customize=two_servers,
+    ) as state:
+        print(f"\nkubectl apply -> Ready=True on real pods: {state['ready_seconds']:.1f} s")
+        yield state
 
 
 def test_backend_is_ready_with_every_pod_running_and_probed_for_real(real_node_cluster, backend):

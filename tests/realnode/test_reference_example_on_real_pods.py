@@ -20,8 +20,6 @@ first prediction only after the training, so it loads what `fit` saved in MODEL_
 
 from __future__ import annotations
 
-import copy
-import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -31,12 +29,10 @@ import requests
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
-from tests.fixtures.mlbackend import example
 
 from . import reference_example_image
-from .cluster import LS_NS, LS_SERVICE_PORT, apply_backend_secrets, images
+from .cluster import LS_URL, images, real_backend
 from .cluster import kube_json as _json
-from .cluster import mlb_condition as condition
 from .cluster import pod_ready as ready
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.realnode, pytest.mark.labelstudio]
@@ -64,47 +60,31 @@ def component_pods(cluster: KubernetesCluster, component: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def backend(real_node_cluster: KubernetesCluster, operator_in_cluster: str, cluster_label_studio) -> Iterator[dict]:
-    cluster, ls = real_node_cluster, cluster_label_studio
+    cluster = real_node_cluster
     began = time.monotonic()
     image = reference_example_image.build_and_import(images(cluster), cluster.control_plane.node.socket)
     print(f"\nreference example image built and imported in {time.monotonic() - began:.1f} s: {image}")
-    cluster.kubectl("create", "namespace", NS, check=False)
-    with ls.client() as client:
-        project = client.create_project(f"reference-{secrets.token_hex(3)}", SENTIMENT_CONFIG)["id"]
-        client.import_tasks(project, [{"data": {"text": text}} for text in SENTIMENT_TEXTS])
-        tasks = {t["data"]["text"]: t["id"] for t in client.iter_tasks(project)}
-    apply_backend_secrets(cluster, NS, ls.legacy_token, AUTH)
-    ls_url = f"http://label-studio.{LS_NS}.svc:{LS_SERVICE_PORT}"
-    mlb = copy.deepcopy(example("mlbackend.yaml"))
-    mlb["metadata"] = {"name": NAME, "namespace": NS}
-    spec = mlb["spec"]
-    spec["image"] = image
-    spec["model"]["env"] = [  # the example's own variables (its docker-compose.yml), and LOG_LEVEL as there
-        {"name": "LOG_LEVEL", "value": "INFO"},
-        {"name": "LABEL_STUDIO_HOST", "value": ls_url},
-        {"name": "START_TRAINING_EACH_N_UPDATES", "value": "1"},
-    ]
-    spec["server"]["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
-    spec["redis"]["image"] = images(cluster)["redis"]
-    spec["storage"] = {"size": "1Gi"}
-    spec["basicAuth"] = {"secretName": "backend-auth", "usernameKey": "user", "passwordKey": "password"}
-    spec["labelStudio"].update({"url": ls_url, "projects": [project], "title": "sklearn reference example"})
-    applied = time.monotonic()
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(mlb))
 
-    def is_ready() -> dict | None:
-        body = _json(cluster, "get", "mlb", NAME, "-n", NS)
-        return body if condition(body, "Ready").get("status") == "True" else None
+    def the_examples_own_variables(spec: dict) -> None:  # its docker-compose.yml's, and LOG_LEVEL as there
+        spec["model"]["env"] = [
+            {"name": "LOG_LEVEL", "value": "INFO"},
+            {"name": "LABEL_STUDIO_HOST", "value": LS_URL},
+            {"name": "START_TRAINING_EACH_N_UPDATES", "value": "1"},
+        ]
 
-    body = wait_for(is_ready, 300, interval=1.0, message=f"MLBackend {NAME} Ready=True")
-    print(f"kubectl apply -> Ready=True: {time.monotonic() - applied:.1f} s")
-    yield {"project": project, "tasks": tasks, "image": image, "mlb": body}
-    cluster.kubectl("delete", "mlb", NAME, "-n", NS, "--ignore-not-found", "--timeout=120s", check=False)
-    with ls.client() as client:
-        try:
-            client.delete_project(project)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
+    with real_backend(
+        cluster,
+        cluster_label_studio,
+        name=NAME,
+        namespace=NS,
+        auth=AUTH,
+        image=image,
+        texts=SENTIMENT_TEXTS,
+        title="sklearn reference example",
+        customize=the_examples_own_variables,
+    ) as state:
+        print(f"kubectl apply -> Ready=True: {state['ready_seconds']:.1f} s")
+        yield {**state, "image": image}
 
 
 def test_the_examples_own_image_runs_ready_with_server_and_worker(real_node_cluster, backend):
