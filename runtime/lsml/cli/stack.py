@@ -76,6 +76,7 @@ class Child:
     log_path: Path
     env: dict[str, str]
     process: subprocess.Popen | None = None
+    terminated: bool = False
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,12 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one is RQ's cold shutdown (the running fit killed)."""
+        if self.process is not None and self.alive() and not self.terminated:
+            self.terminated = True
+            self.process.terminate()
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (graceful: RQ finishes bookkeeping, Redis flushes AOF), then SIGKILL; then its whole group.
 
@@ -105,7 +112,7 @@ class Child:
         if self.process is None:
             return
         if self.alive():
-            self.process.terminate()
+            self.terminate()
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -234,6 +241,15 @@ class LocalStack:
                 signal.signal(s, handler)
 
     def stop(self) -> None:
-        """Server first (no new jobs), then the worker, Redis last."""
+        """Server and worker together, Redis last (once nothing writes to it).
+
+        Together, so a stop takes the longer of their graceful ends, not the sum: a server
+        draining slow clients for gunicorn's graceful_timeout and then a worker finishing its
+        fit overran a 30 s bound under load. A job the server queues meanwhile stays in Redis
+        (AOF) for the next start.
+        """
+        apps = [c for c in self.children if c.name != "redis"]
+        for child in apps:
+            child.terminate()
         for child in reversed(self.children):
             child.stop()
