@@ -400,6 +400,14 @@ class HpaSpec(KubeModel):
 DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
 
 
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_LABEL_KEYS_RULE = cel(
+    "self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+    "spec.monitoring.serviceMonitor.labels: every key must be a Kubernetes label key ([prefix/]name)",
+)
+
+
 class ServiceMonitorSpec(KubeModel):
     enabled: bool = Field(
         False,
@@ -419,7 +427,10 @@ class ServiceMonitorSpec(KubeModel):
         pattern=DURATION,
         description="Scrape timeout (at most the interval), e.g. 10s; default: Prometheus' own.",
     )
-    labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+    labels: Annotated[
+        dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]] | None,
+        Kube(**{"x-kubernetes-validations": [_LABEL_KEYS_RULE]}),
+    ] = Field(
         None,
         max_length=32,
         description=(

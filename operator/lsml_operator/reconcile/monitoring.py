@@ -12,13 +12,14 @@ one that is not this MLBackend's is never touched (``ForeignObject``, as for eve
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from ..builders import Spec, service_monitor
 from ..builders import labels as L
 from ..keys import ChildKey, key_of
-from ..kube import Forbidden, Kube, NotFound
+from ..kube import Forbidden, Invalid, Kube, NotFound
 from ..status import MONITORING_READY, Check
 from .backoff import Backoff
 from .child_cache import ChildCache
@@ -33,6 +34,18 @@ APPLIED = "ServiceMonitorApplied"
 UNAVAILABLE = "MonitoringUnavailable"  # the monitoring.coreos.com/v1 ServiceMonitor API is not served
 FORBIDDEN = "MonitoringForbidden"  # RBAC: the chart's monitoring.perMLBackend is off
 FOREIGN = "ForeignObject"
+REFUSED = "ServiceMonitorRefused"  # the API server refused the object (422): a CRD stricter than lsml expects
+MAX_MESSAGE = 300
+
+
+def _refusal(exc: Invalid) -> str:
+    """The API server's own words for a 422 (its Status message), bounded; it names fields, never values of ours
+    that could be secret (the ServiceMonitor holds Secret names only)."""
+    try:
+        text = str(json.loads(exc.body).get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        text = exc.reason
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 def previous_check(old: dict[str, Any]) -> Check | None:
@@ -79,6 +92,10 @@ class MonitoringStep:
                 "the cluster does not serve ServiceMonitors (monitoring.coreos.com/v1): install the Prometheus "
                 "Operator's CRDs (e.g. kube-prometheus-stack); retried with backoff, created when they appear",
             )
+            return
+        except Invalid as exc:
+            self.backoff.failed(key)
+            out.monitoring = Check(False, REFUSED, f"the API server refused the ServiceMonitor: {_refusal(exc)}")
             return
         except Forbidden:
             self.backoff.failed(key)

@@ -169,3 +169,15 @@ def test_forgetting_the_mlbackend_drops_its_monitoring_backoff(harness):
     assert h.rec.monitoring_backoff.failures(("ns1", "demo")) == 1
     h.rec.forget(("ns1", "demo"))
     assert h.rec.monitoring_backoff.failures(("ns1", "demo")) == 0
+
+
+def test_a_service_monitor_the_api_server_refuses_is_a_condition_with_its_words_not_a_failed_pass(harness):
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.kube.invalid_always.add(SM)
+    status = h.rec.reconcile(_mlb({"enabled": True}), Trigger.CREATE)
+    c = _cond(status, "MonitoringReady")
+    assert c and (c["status"], c["reason"]) == ("False", "ServiceMonitorRefused")
+    assert 'ServiceMonitor.monitoring.coreos.com "demo" is invalid' in c["message"]
+    assert _cond(status, "ServerAvailable")["status"] == "True", "the rest of the pass ran"
+    assert h.rec.tick_due(_mlb({"enabled": True})) is None, "retried on the backoff, not at once"
