@@ -6,7 +6,8 @@ the pass goes on, the condition ``MonitoringReady`` (not part of ``Ready``) says
 attempt is retried on the timer with the operator's exponential backoff (``Trigger.RETRY``), so a missing
 CRD costs one GET and one PATCH per backoff period, not a hot loop; once the CRD (or the RBAC) appears the
 next attempt creates the object and the condition turns True. Without ``enabled`` the ServiceMonitor is
-deleted (spec updates and restarts ask the API; the resync only deletes one this process applied), and
+deleted (spec updates and restarts ask the API when status shows the spec asked for one; the resync only
+deletes one this process applied), and
 one that is not this MLBackend's is never touched (``ForeignObject``, as for every child).
 """
 
@@ -68,12 +69,12 @@ class MonitoringStep:
         name = L.service_monitor_name(spec.name)
         ck: ChildKey = (service_monitor.KIND, spec.namespace, name)
         desired = service_monitor.build(mlb)
+        prev = previous_check(old)
         if desired is None:
             self.backoff.forget(key)
-            if policy.prune is not Prune.NONE:
-                self._prune(ck, mlb["metadata"]["uid"], policy.prune, out.events)
+            if self._may_exist(ck, policy.prune, prev):
+                self._prune(ck, mlb["metadata"]["uid"], out.events)
             return
-        prev = previous_check(old)
         if not policy.full and prev is not None and not prev.ok and not self.backoff.allowed(key):
             out.monitoring = prev  # waiting for the timer's retry: no request on every child event meanwhile
             return
@@ -114,14 +115,20 @@ class MonitoringStep:
             f"Service {L.service_name(spec.name)}",
         )
 
-    def _prune(self, ck: ChildKey, uid: str, prune: Prune, events: list[Event]) -> None:
-        """Delete the ServiceMonitor the spec no longer asks for (see ``ChildrenStep._prune`` for SEEN/ASK_API).
+    def _may_exist(self, ck: ChildKey, prune: Prune, prev: Check | None) -> bool:
+        """Whether to look for a ServiceMonitor to delete: this process applied one, or (spec updates and
+        restarts, which ask the API) the last status says the spec asked for one. A backend that never asked
+        costs no request, and an operator without the RBAC makes no refused call on every update."""
+        if prune is Prune.NONE:
+            return False
+        return self.cache.observed(ck) is not None or (prune is Prune.ASK_API and prev is not None)
+
+    def _prune(self, ck: ChildKey, uid: str, events: list[Event]) -> None:
+        """Delete the ServiceMonitor the spec no longer asks for, if it is this MLBackend's.
 
         Without the CRD the GET answers 404 (nothing to delete); without the RBAC it answers 403, and an
         operator that may not touch ServiceMonitors made none.
         """
-        if prune is Prune.SEEN and self.cache.observed(ck) is None:
-            return
         try:
             deleted = self.kube.delete_owned(*ck, uid)
         except Forbidden:

@@ -181,3 +181,22 @@ def test_a_service_monitor_the_api_server_refuses_is_a_condition_with_its_words_
     assert 'ServiceMonitor.monitoring.coreos.com "demo" is invalid' in c["message"]
     assert _cond(status, "ServerAvailable")["status"] == "True", "the rest of the pass ran"
     assert h.rec.tick_due(_mlb({"enabled": True})) is None, "retried on the backoff, not at once"
+
+
+def test_a_backend_that_never_asked_costs_no_service_monitor_request(harness):
+    h = harness
+    h.kube.forbidden.add("ServiceMonitor")  # the chart's default RBAC
+    for trigger in (Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME, Trigger.RESYNC, Trigger.CHILD_EVENT):
+        h.rec.reconcile(_mlb(), trigger)
+    assert _sm_calls(h) == []
+
+
+def test_disabled_while_the_operator_was_away_is_deleted_on_resume():
+    h = Harness()
+    h.rec.reconcile(_mlb({"enabled": True}), Trigger.CREATE)
+    assert SM in h.kube.objects
+    restarted = Harness(kube=h.kube)  # a new process: empty caches, the same cluster and status
+    body = _mlb({"enabled": False})
+    body["status"] = h.kube.status_writes[-1]
+    restarted.rec.reconcile(body, Trigger.RESUME)
+    assert SM not in h.kube.objects
