@@ -200,3 +200,11 @@ def test_disabled_while_the_operator_was_away_is_deleted_on_resume():
     body["status"] = h.kube.status_writes[-1]
     restarted.rec.reconcile(body, Trigger.RESUME)
     assert SM not in h.kube.objects
+
+
+def test_the_full_example_asks_for_a_service_monitor_with_its_basic_auth_secret():
+    mlb = with_identity(example("mlbackend-full.yaml"))
+    sm = service_monitor.build(mlb)
+    assert sm is not None
+    assert sm["spec"]["endpoints"][0]["basicAuth"]["password"]["name"] == mlb["spec"]["basicAuth"]["secretName"]
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
