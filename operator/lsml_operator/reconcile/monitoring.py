@@ -14,7 +14,6 @@ one that is not this MLBackend's is never touched (``ForeignObject``, as for eve
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from ..builders import Spec, service_monitor
@@ -28,8 +27,6 @@ from .children import ChildrenStep
 from .events import NORMAL, Event
 from .observed import ForeignObject, Observed
 from .trigger import Policy, Prune
-
-log = logging.getLogger("lsml_operator")
 
 APPLIED = "ServiceMonitorApplied"
 UNAVAILABLE = "MonitoringUnavailable"  # the monitoring.coreos.com/v1 ServiceMonitor API is not served
