@@ -29,6 +29,7 @@ PLURALS: dict[str, str] = {
     "Secret": "secrets",
     "Pod": "pods",
     "NetworkPolicy": "networkpolicies",
+    "ServiceMonitor": "servicemonitors",  # the Prometheus Operator's CRD: may not be installed (NotFound)
 }
 API_VERSIONS: dict[str, str] = {
     "Deployment": "apps/v1",
@@ -40,6 +41,7 @@ API_VERSIONS: dict[str, str] = {
     "Secret": "v1",
     "Pod": "v1",
     "NetworkPolicy": "networking.k8s.io/v1",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
 }
 
 

@@ -16,8 +16,19 @@ WORKER_AVAILABLE = "WorkerAvailable"
 REDIS_READY = "RedisReady"
 LABEL_STUDIO_REGISTERED = "LabelStudioRegistered"
 CHILDREN_OWNED = "ChildrenOwned"  # present (False) only while a child's name is taken by a foreign object
+# present only with spec.monitoring.serviceMonitor.enabled, and not part of Ready: a backend that serves is
+# ready whether or not Prometheus can be told to scrape it
+MONITORING_READY = "MonitoringReady"
 READY = "Ready"
-CONDITION_ORDER = [READY, SERVER_AVAILABLE, WORKER_AVAILABLE, REDIS_READY, LABEL_STUDIO_REGISTERED, CHILDREN_OWNED]
+CONDITION_ORDER = [
+    READY,
+    SERVER_AVAILABLE,
+    WORKER_AVAILABLE,
+    REDIS_READY,
+    LABEL_STUDIO_REGISTERED,
+    CHILDREN_OWNED,
+    MONITORING_READY,
+]
 
 
 @dataclass(frozen=True)

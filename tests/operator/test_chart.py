@@ -212,6 +212,8 @@ DENIED_IN_WATCHED = [
     ("delete", "mlbackends.lsml.dev"),
     ("create", "serviceaccounts/token"),
     ("create", "jobs.batch"),
+    # only with monitoring.perMLBackend (tests/operator/test_service_monitor.py turns it on)
+    ("create", "servicemonitors.monitoring.coreos.com"),
 ]
 
 

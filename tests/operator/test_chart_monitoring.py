@@ -113,6 +113,28 @@ def test_the_service_monitor_selects_the_mlbackend_services_in_the_watched_names
     assert auth["password"] == {"name": "metrics-auth", "key": "password"}
 
 
+def _servicemonitor_rules(docs: list[dict]) -> list[dict]:
+    return [
+        r
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+        for r in d["rules"]
+        if "servicemonitors" in r.get("resources", [])
+    ]
+
+
+def test_per_mlbackend_service_monitors_grant_rbac_only_when_enabled_and_need_no_crd():
+    assert _servicemonitor_rules(_template()) == []
+    for mode in ([], ["watchNamespaces={team-a,team-b}"]):
+        docs = _template("monitoring.perMLBackend=true", *mode)
+        rules = _servicemonitor_rules(docs)
+        assert rules and all(r["apiGroups"] == ["monitoring.coreos.com"] for r in rules)
+        assert all(sorted(r["verbs"]) == ["create", "delete", "get", "patch"] for r in rules)  # no list/watch
+        assert len(rules) == (2 if mode else 1)  # a Role per watched namespace, else the ClusterRole
+        # the chart itself renders no monitoring.coreos.com object: the CRDs are needed only when an MLBackend asks
+        assert not _kinds(docs) & {"PodMonitor", "ServiceMonitor"}
+
+
 def test_the_dashboard_configmap_carries_the_dashboard_with_the_sidecar_label():
     docs = _template("monitoring.grafanaDashboard.enabled=true", "monitoring.grafanaDashboard.namespace=grafana")
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and "lsml.json" in d["data"]]

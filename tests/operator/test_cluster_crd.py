@@ -107,6 +107,21 @@ INVALID = [
         "should have at least 1 items",
     ),
     (
+        "service-monitor-bad-interval",
+        _spec_with(monitoring={"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}),
+        "spec.monitoring.serviceMonitor.interval",
+    ),
+    (
+        "service-monitor-bad-label-key",
+        _spec_with(monitoring={"serviceMonitor": {"enabled": True, "labels": {"not a key": "x"}}}),
+        "every key must be a Kubernetes label key",
+    ),
+    (
+        "service-monitor-bad-label-value",
+        _spec_with(monitoring={"serviceMonitor": {"labels": {"release": "a b"}}}),
+        "spec.monitoring.serviceMonitor.labels",
+    ),
+    (
         "bad-ls-url",
         _spec_with(labelStudio={"url": "ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": [1]}),
         "spec.labelStudio.url",

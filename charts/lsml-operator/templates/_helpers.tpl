@@ -42,6 +42,10 @@ Exactly what the operator does, nothing more:
 - configmaps get: hash of the model ConfigMap.
 - events: kopf posts what it did on the MLBackend.
 - kopf peering: the peering object of the operator's scope.
+- servicemonitors (monitoring.coreos.com), only with monitoring.perMLBackend: the ServiceMonitor an
+  MLBackend asks for (spec.monitoring.serviceMonitor): get before the first apply, patch (apply), delete
+  on disable; no list/watch (full passes re-apply it). A rule on a kind the cluster does not serve is
+  valid: the Prometheus Operator's CRDs are needed only when an MLBackend asks.
 Secrets are in "lsml-operator.secretRules" (they may be granted in fewer namespaces).
 */}}
 {{- define "lsml-operator.rules" -}}
@@ -75,6 +79,11 @@ Secrets are in "lsml-operator.secretRules" (they may be granted in fewer namespa
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.monitoring.perMLBackend }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import hpa, network_policy, redis, server_deployment, service, storage, worker_deployment
+from . import hpa, network_policy, redis, server_deployment, service, service_monitor, storage, worker_deployment
 from .common import Spec, config_hash
 
-__all__ = ["desired_children", "Spec", "config_hash"]
+__all__ = ["desired_children", "Spec", "config_hash", "service_monitor"]
 
 
 def desired_children(
@@ -23,7 +23,8 @@ def desired_children(
     ``configmap_data`` is the data of ``spec.model.configMapName`` and ``redis_auth_version`` the
     resourceVersion of the managed Redis' password Secret (both read by the reconciler), so that a
     change of either rolls the pods through the config-hash annotation. The password Secret itself
-    is not here: it is random, so the reconciler creates it once (``redis.build_auth_secret``).
+    is not here: it is random, so the reconciler creates it once (``redis.build_auth_secret``); nor is the
+    ServiceMonitor (``service_monitor.build``), whose kind may not be served: the monitoring step applies it.
     """
     spec = Spec(mlb)
     digest = config_hash(mlb, configmap_data, redis_auth_version)

@@ -88,6 +88,11 @@ class Spec:
         return None if self.raw.get("hpa") is None else self._typed("hpa", M.HpaSpec)
 
     @cached_property
+    def service_monitor_spec(self) -> M.ServiceMonitorSpec:
+        """spec.monitoring.serviceMonitor with its defaults (enabled: false when spec.monitoring is absent)."""
+        return self._typed("monitoring", M.MonitoringSpec).service_monitor
+
+    @cached_property
     def label_studio_spec(self) -> M.LabelStudioSpec | None:
         return None if self.raw.get("labelStudio") is None else self._typed("labelStudio", M.LabelStudioSpec)
 
@@ -453,12 +458,14 @@ def config_hash(mlb: dict[str, Any], configmap_data: dict[str, str] | None = Non
 
     Put on the pod templates as an annotation, so a ConfigMap edit or a new Redis password
     (invisible in the pod template itself) still rolls the Deployments; replica counts and
-    Label Studio registration settings are excluded so scaling or re-registering never restarts pods.
+    Label Studio registration settings and spec.monitoring (read by Prometheus, not the pods) are excluded so
+    scaling, re-registering or scraping never restarts pods.
     """
     spec = json.loads(json.dumps(mlb.get("spec") or {}))
     spec.get("server", {}).pop("replicas", None)
     spec.get("worker", {}).pop("replicas", None)
     spec.pop("hpa", None)
+    spec.pop("monitoring", None)
     ls = spec.get("labelStudio")
     if ls:
         for k in ("projects", "title", "description", "interactive", "timeout", "backendURL"):

@@ -56,6 +56,11 @@ def hpa_name(name: str) -> str:
     return server_name(name)
 
 
+def service_monitor_name(name: str) -> str:
+    """The ServiceMonitor (monitoring.coreos.com) scraping the server: named like the Service it selects."""
+    return name
+
+
 def selector_labels(name: str, component: str) -> dict[str, str]:
     """The immutable subset used in Deployment/StatefulSet selectors and Service selectors."""
     return {

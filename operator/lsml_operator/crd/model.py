@@ -394,6 +394,59 @@ class HpaSpec(KubeModel):
     )
 
 
+# --- spec.monitoring ---------------------------------------------------------------------------------------
+
+# prometheus-operator's Duration (monitoring.coreos.com/v1): 30s, 1m30s, 500ms, ...
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+
+
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_LABEL_KEYS_RULE = cel(
+    "self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+    "spec.monitoring.serviceMonitor.labels: every key must be a Kubernetes label key ([prefix/]name)",
+)
+
+
+class ServiceMonitorSpec(KubeModel):
+    enabled: bool = Field(
+        False,
+        description=(
+            "Create the ServiceMonitor <name> (monitoring.coreos.com/v1, the Prometheus Operator's) scraping /metrics "
+            "of the server Service's http port, with basicAuth's Secret when spec.basicAuth is set; false deletes it. "
+            "Needs the Prometheus Operator's CRDs and the chart value monitoring.perMLBackend (condition "
+            "MonitoringReady says when either is missing)."
+        ),
+    )
+    interval: str | None = Field(
+        None, max_length=32, pattern=DURATION, description="Scrape period, e.g. 30s; default: Prometheus' own."
+    )
+    scrape_timeout: str | None = Field(
+        None,
+        max_length=32,
+        pattern=DURATION,
+        description="Scrape timeout (at most the interval), e.g. 10s; default: Prometheus' own.",
+    )
+    labels: Annotated[
+        dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]] | None,
+        Kube(**{"x-kubernetes-validations": [_LABEL_KEYS_RULE]}),
+    ] = Field(
+        None,
+        max_length=32,
+        description=(
+            "Labels on the ServiceMonitor: what your Prometheus selects monitors by (kube-prometheus-stack: "
+            "release: <its release name>); the operator's app.kubernetes.io/* labels win over these."
+        ),
+    )
+
+
+class MonitoringSpec(KubeModel):
+    service_monitor: ServiceMonitorSpec = Field(
+        default_factory=ServiceMonitorSpec,
+        description="A Prometheus Operator ServiceMonitor for this backend (off by default).",
+    )
+
+
 # --- spec ---------------------------------------------------------------------------------------------------
 
 
@@ -469,6 +522,13 @@ class MLBackendSpec(KubeModel):
     hpa: HpaSpec | None = Field(
         None, description="A HorizontalPodAutoscaler for the server; spec.server.replicas is then left to it."
     )
+    monitoring: MonitoringSpec | None = Field(
+        None,
+        description=(
+            "Prometheus scraping of this backend's /metrics through the Prometheus Operator (docs: Kubernetes, "
+            "monitoring); changing it never restarts the pods."
+        ),
+    )
 
 
 # --- status -------------------------------------------------------------------------------------------------
@@ -534,7 +594,8 @@ class MLBackendStatus(KubeModel):
         None,
         description=(
             "Ready, ServerAvailable, WorkerAvailable, RedisReady, LabelStudioRegistered, ChildrenOwned (only while a "
-            "child's name is taken): see the troubleshooting guide for their reasons."
+            "child's name is taken), MonitoringReady (only with spec.monitoring.serviceMonitor.enabled; not part of "
+            "Ready): see the troubleshooting guide for their reasons."
         ),
     )
     url: str | None = Field(

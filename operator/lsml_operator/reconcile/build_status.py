@@ -18,6 +18,7 @@ from ..builders.common import CONFIG_HASH_ANNOTATION
 from ..status import (
     CHILDREN_OWNED,
     LABEL_STUDIO_REGISTERED,
+    MONITORING_READY,
     READY,
     REDIS_READY,
     SERVER_AVAILABLE,
@@ -30,13 +31,13 @@ from ..status import (
     set_condition,
     statefulset_check,
 )
-from .events import WARNING, Event, flip_events
+from .events import NORMAL, WARNING, Event, flip_events
 from .observed import LabelStudioResult, Observed
 
 # Conditions a pod can explain, and the component label of those pods.
 POD_COMPONENTS: dict[str, str] = {SERVER_AVAILABLE: L.SERVER, WORKER_AVAILABLE: L.WORKER, REDIS_READY: L.REDIS}
 # Conditions present only while their part exists (the spec asks for it, or a conflict is there).
-OPTIONAL_CONDITIONS = (WORKER_AVAILABLE, REDIS_READY, LABEL_STUDIO_REGISTERED, CHILDREN_OWNED)
+OPTIONAL_CONDITIONS = (WORKER_AVAILABLE, REDIS_READY, LABEL_STUDIO_REGISTERED, CHILDREN_OWNED, MONITORING_READY)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,16 @@ def _condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
 
 
+def _monitoring_events(prev: dict[str, Any] | None, check: Check) -> list[Event]:
+    """A Warning when MonitoringReady first fails or fails for another reason (True -> False is flip_events'
+    NotMonitoringReady), a Normal one when it recovers: one event per change, not one per retry."""
+    if not check.ok and (prev is None or (prev.get("status") == "False" and prev.get("reason") != check.reason)):
+        return [Event(WARNING, check.reason, check.message)]
+    if check.ok and prev is not None and prev.get("status") == "False":
+        return [Event(NORMAL, MONITORING_READY, check.message)]
+    return []
+
+
 def build_status(
     old: dict[str, Any], spec: Spec, observed: Observed, ls_result: LabelStudioResult, *, now: str
 ) -> StatusResult:
@@ -90,6 +101,9 @@ def build_status(
         if prev is None or prev.get("message") != checks[CHILDREN_OWNED].message:
             events.append(Event(WARNING, "AdoptionRefused", checks[CHILDREN_OWNED].message))
     checks[READY] = ready_check(checks)
+    if observed.monitoring is not None:  # after Ready: scraping is not serving
+        checks[MONITORING_READY] = observed.monitoring
+        events.extend(_monitoring_events(_condition(old, MONITORING_READY), observed.monitoring))
 
     conds: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
     for ctype in OPTIONAL_CONDITIONS:

@@ -71,7 +71,7 @@ class ChildrenStep:
             ck = child_key(child)
             desired.add(ck)
             try:
-                out.live[ck] = self._ensure(key, child, force=policy.full)
+                out.live[ck] = self.ensure(key, child, force=policy.full)
             except ForeignObject as exc:
                 out.foreign.append(exc)
         if policy.prune is not Prune.NONE:
@@ -115,8 +115,11 @@ class ChildrenStep:
         self.cache.auth_seen(key, ck, uid, resource_version)
         return resource_version
 
-    def _ensure(self, key: Key, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
-        """Apply one child unless the cache shows it unchanged; a 422 on a hand-edited child replaces it."""
+    def ensure(self, key: Key, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
+        """Apply one child unless the cache shows it unchanged; a 422 on a hand-edited child replaces it.
+
+        Raises ForeignObject for an object of the child's name this MLBackend does not control, and the
+        API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""
         ck = child_key(child)
         want = digest(child)
         if not force:

@@ -29,14 +29,16 @@ class ForeignObject(Exception):
 @dataclass
 class Observed:
     """What the children step found: the live (slim) children, the foreign objects it left alone, why the
-    Redis password Secret could not be had (empty when it could), the events of what it did, and
-    (filled by the pods step) the component checks its pods explain."""
+    Redis password Secret could not be had (empty when it could), the events of what it did,
+    (filled by the pods step) the component checks its pods explain, and (filled by the monitoring step)
+    the ServiceMonitor's condition."""
 
     live: dict[ChildKey, dict[str, Any]] = field(default_factory=dict)
     foreign: list[ForeignObject] = field(default_factory=list)
     redis_auth_error: str = ""
     events: list[Event] = field(default_factory=list)
     explained: dict[str, Check] = field(default_factory=dict)
+    monitoring: Check | None = None  # the ServiceMonitor's MonitoringReady; None: the spec asks for none
 
 
 @dataclass

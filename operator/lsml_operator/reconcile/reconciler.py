@@ -4,7 +4,8 @@ Every trigger (create, update, resume, the timer, a child's watch event) ends in
 ``Reconciler.reconcile(mlb, trigger)``, which runs, under the MLBackend's lock:
 
 1. ``ChildrenStep``: apply the desired children (skipping those unchanged since our apply),
-   delete those the spec dropped (when the trigger's policy prunes);
+   delete those the spec dropped (when the trigger's policy prunes); then ``MonitoringStep``: the
+   ServiceMonitor spec.monitoring asks for (its kind may not be served: a condition, not a failure);
 2. ``PodsStep``: only while a component is unavailable, read why from its pods;
 3. ``LabelStudioStep``: register (or unwire) in Label Studio, and return what it found;
 4. ``build_status``: the new status from the above, pure;
@@ -34,6 +35,7 @@ from .child_cache import ChildCache
 from .children import ChildrenStep
 from .events import Event, EventSink
 from .labelstudio_step import LabelStudioStep
+from .monitoring import MonitoringStep
 from .observed import LabelStudioResult, Observed
 from .pods import PodsStep
 from .registration_record import RegistrationRecords
@@ -72,6 +74,9 @@ class Reconciler:
         self.cache = ChildCache()
         self.children = ChildrenStep(kube, self.cache)
         self.pods = PodsStep(kube)
+        # its own backoff: a missing ServiceMonitor CRD must not delay Label Studio retries, nor the reverse
+        self.monitoring_backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, clock)
+        self.monitoring = MonitoringStep(kube, self.cache, self.children, self.monitoring_backoff)
         self.records = RegistrationRecords(kube)
         self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff, self.records)
         self.status = StatusWriter(kube)
@@ -114,6 +119,7 @@ class Reconciler:
         """Drop every cache entry of a deleted MLBackend, and only its own (keeps memory flat under churn)."""
         self.cache.forget(key)
         self.backoff.forget(key)
+        self.monitoring_backoff.forget(key)
         metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
         self.records.forget(key)
@@ -125,14 +131,14 @@ class Reconciler:
     # ---- scheduling ---------------------------------------------------------------------
     def tick_due(self, mlb: dict[str, Any]) -> Trigger | None:
         """What the periodic timer should do now: RESYNC (resync_seconds since the last full pass), RETRY
-        (a Label Studio backoff is over), DIAGNOSE (a component is unavailable: its pods' cause can change
+        (a Label Studio or ServiceMonitor backoff is over), DIAGNOSE (a component is unavailable: its pods' cause can change
         without any child event, e.g. a pull error turning into a back-off), or nothing."""
         key = key_of(mlb)
         with self._guard:
             last_full = self._last_full.get(key, 0.0)
         if self.clock() - last_full >= self.settings.resync_seconds:
             return Trigger.RESYNC
-        if self.backoff.due(key):
+        if self.backoff.due(key) or self.monitoring_backoff.due(key):
             return Trigger.RETRY
         last = self.status.last(key)
         if last and any(
@@ -210,6 +216,7 @@ class Reconciler:
             checks = component_checks(spec, observed)
             observed.explained = self.pods.explain(spec, checks)
             old = self.status.previous(mlb)
+            self.monitoring.run(mlb, spec, rules, old, observed)
             ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)
             result = build_status(old, spec, observed, ls_result, now=now_rfc3339())
             self.status.write_if_changed(mlb, old, result.status, full=rules.full)

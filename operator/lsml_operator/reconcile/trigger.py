@@ -28,7 +28,7 @@ class Trigger(enum.Enum):
     UPDATE = "update"  # kopf on.update: its spec (or metadata kopf diffs) changed
     RESUME = "resume"  # kopf on.resume: the operator (re)started and found it
     RESYNC = "resync"  # the timer: resync_seconds passed since the last full pass
-    RETRY = "retry"  # the timer: a Label Studio backoff is over
+    RETRY = "retry"  # the timer: a Label Studio (or ServiceMonitor) backoff is over
     DIAGNOSE = "diagnose"  # the timer: a component is unavailable, its pods' cause may have changed
     CHILD_EVENT = "child-event"  # a watched child was added, changed or deleted (also the re-run after a busy pass)
 
