@@ -51,7 +51,8 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
     `current` is what every server process serves (within LSML_RELOAD_INTERVAL),
     `pinned` the pinned version (None: each publish becomes current) and
     `pinned_by` `"LSML_PINNED_VERSIONS"` or `"activate"`. Each detail has `scores` (held-out figures
-    stored with the version), `candidate` (the quality gate kept it from being served) and `gate` (why);
+    stored with the version), `candidate` (the quality gate kept it from being served), `gate` (why) and
+    `gate_check` (what it compared: metric, tolerance, score, served, served_score);
     `metrics` names every score any kept version has.
     """
     found = store.versions(project)
@@ -69,6 +70,8 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
         item["candidate"] = bool(meta.get("candidate")) and not item["current"]
         if meta.get("gate"):
             item["gate"] = meta["gate"]
+        if meta.get("gate_check"):
+            item["gate_check"] = meta["gate_check"]  # metric, tolerance, score, served, served_score
         details.append(item)
     return {
         "project": project,

@@ -127,6 +127,7 @@ def run_training(
             if refused:
                 quality["candidate"] = True
                 quality["gate"] = refused
+                quality["gate_check"] = evaluate.gate_check(settings, store, project, quality.get("scores"))
             with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
                 version = store.publish(
                     project,
