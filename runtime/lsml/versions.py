@@ -44,6 +44,17 @@ def served_version(store: ModelStore, settings: Settings | None, project: str) -
     return configured_pin(store, settings, project) or store.current(project)
 
 
+def version_at(store: ModelStore, settings: Settings | None, project: str, when: float) -> str | None:
+    """The version the project served at Unix time `when`, as far as the store can tell: the configured pin
+    (LSML_PINNED_VERSIONS), else the newest version published as current (not a candidate the gate held) at
+    or before `when`. `activate` moves are not recorded, so a version served by hand is not replayed."""
+    configured = configured_pin(store, settings, project)
+    if configured is not None:
+        return configured.name
+    served = [v for v in store.versions(project) if v.created_at <= when and not (v.metadata or {}).get("candidate")]
+    return served[-1].name if served else None
+
+
 def version_report(store: ModelStore, project: str, settings: Settings | None = None) -> dict:
     """`{"project", "versions": [names], "details": [...], "current", "pinned", "pinned_by", "latest"}`.
 
