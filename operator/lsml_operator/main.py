@@ -4,6 +4,8 @@
 - watch events of Deployments/StatefulSets/Services/PVCs/HPAs/NetworkPolicies labelled
   ``app.kubernetes.io/managed-by=lsml-operator`` re-reconcile their owner, so a child
   deleted or edited by hand is restored at once and status follows rollouts;
+- a second timer polls each available backend's own ``/versions`` for the served versions' scores
+  (``Reconciler.poll_quality``: ``status.served``, the SCORE column, ``CandidateHeld`` events);
 - a delete handler (kopf's finalizer) removes the Label Studio registrations first;
 - peering (on by default, ``--standalone`` turns it off) makes a second replica stand by; its
   CRD and object are checked before kopf starts (``peering.py``: kopf would wait silently);
@@ -118,6 +120,22 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         due = rec.tick_due(plain)
         if due is not None:
             rec.reconcile(plain, due)
+
+    if ops.quality_seconds > 0:
+
+        @kopf.timer(
+            GROUP,
+            VERSION,
+            PLURAL,
+            id="quality",
+            interval=ops.quality_seconds,
+            initial_delay=min(ops.quality_seconds, 5.0),
+        )
+        def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            try:
+                _reconciler(memo).poll_quality(_plain(body))
+            except Exception as exc:  # noqa: BLE001 - a status write refused: the next tick tries again
+                log.warning("model quality of %s not written: %s", key_of(dict(body)), getattr(exc, "reason", exc))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:

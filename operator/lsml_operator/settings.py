@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,23 @@ class OperatorSettings:
         "`DeregistrationFailed` naming what may remain)",
     )
     max_workers: int = _setting(16, "LSML_OPERATOR_MAX_WORKERS", "MLBackends reconciled at once (kopf's workers)")
+    quality_seconds: float = _setting(
+        30.0,
+        "LSML_OPERATOR_QUALITY_SECONDS",
+        "how often the operator asks each backend whose server Deployment is available which version each project "
+        "serves and its held-out scores (`GET /versions`, with the backend's Basic credentials) for "
+        "`status.served`, the SCORE column and `CandidateHeld` events; 0 turns it off",
+    )
+    backend_timeout: float = _setting(
+        5.0, "LSML_OPERATOR_BACKEND_TIMEOUT", "seconds one request to a backend's own API (`/versions`) may take"
+    )
+    backend_urls: dict[str, str] | None = _setting(
+        None,
+        "LSML_OPERATOR_BACKEND_URLS",
+        'JSON object `{"<namespace>/<name>": "<base URL>"}`: where the operator reaches those backends\' API '
+        "instead of their Service (`http://<name>.<namespace>.svc:<port>`); for an operator running outside the "
+        "cluster, where Service names do not resolve (the operator tests use it); set by the operator's admin only",
+    )
     peering_name: str = _setting(
         "lsml-operator", "LSML_OPERATOR_PEERING_NAME", "the kopf peering object (`--peering-name` overrides it)"
     )
@@ -82,4 +100,21 @@ class OperatorSettings:
             delete_retries=int(_float("LSML_OPERATOR_DELETE_RETRIES", cls.delete_retries)),
             max_workers=int(_float("LSML_OPERATOR_MAX_WORKERS", cls.max_workers)),
             peering_name=os.environ.get("LSML_OPERATOR_PEERING_NAME", cls.peering_name),
+            quality_seconds=_float("LSML_OPERATOR_QUALITY_SECONDS", cls.quality_seconds),
+            backend_timeout=_float("LSML_OPERATOR_BACKEND_TIMEOUT", cls.backend_timeout),
+            backend_urls=_url_map(os.environ.get("LSML_OPERATOR_BACKEND_URLS")),
         )
+
+    def backend_url(self, namespace: str, name: str, service_url: str) -> str:
+        """Where the operator reaches one backend's API: its ``LSML_OPERATOR_BACKEND_URLS`` entry, else its Service."""
+        return ((self.backend_urls or {}).get(f"{namespace}/{name}") or service_url).rstrip("/")
+
+
+def _url_map(raw: str | None) -> dict[str, str] | None:
+    """``LSML_OPERATOR_BACKEND_URLS`` parsed; a value that is not a JSON object of strings stops the operator."""
+    if not raw:
+        return None
+    value = json.loads(raw)
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError('LSML_OPERATOR_BACKEND_URLS must be a JSON object {"<namespace>/<name>": "<base URL>"}')
+    return value

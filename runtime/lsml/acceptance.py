@@ -12,6 +12,14 @@ already travels with the training request, and `run_training` calls
 `record_events` before `fit`, under the project's training lock (one writer per
 project across processes), with the project's Label Studio credential.
 
+Without `parent_prediction` (an annotation saved through the API without it, or by a client that does not
+set it) the prediction is the task's prediction of the version that was served when the annotation was
+created (`version_at`: the configured pin, else the newest version published as current at or before the
+annotation's `created_at`; `activate` is not replayed): `GET /api/predictions/?task=<id>`, the newest one of
+that version created before the annotation. No such prediction (the task was predicted by no version, or
+by another one, or the store has no version of that time): the annotation was drawn from scratch, nothing
+is counted. The task fetches share the `MAX_FETCHES` / `FETCH_BUDGET` bounds with the parent fetches.
+
 Matching (`compare`): a result item is one unit (a region, or a classification's
 choices). Items of the two results are paired when their `from_name`,
 `to_name` and `type` agree and either (1) their `id` is the same, or (2) their
@@ -165,21 +173,49 @@ def compare(predicted: object, annotated: object) -> Counts:
 class Observation:
     """One annotation as an event carried it: which prediction it started from and its result.
 
-    `prediction` None: the annotation was deleted (`ANNOTATIONS_DELETED`), what it counted is withdrawn."""
+    `deleted`: the annotation was deleted (`ANNOTATIONS_DELETED`), what it counted is withdrawn.
+    `prediction` None otherwise: no `parent_prediction`; `task` and `created_at` find the prediction of the
+    version served then (module docstring)."""
 
     annotation: int
     prediction: int | None
     result: list
     cancelled: bool = False
+    deleted: bool = False
+    task: int | None = None
+    created_at: float | None = None
 
 
 def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def parse_time(value: object) -> float | None:
+    """Label Studio's ISO time (`2026-12-04T17:27:28.123456Z`) as a Unix time; None when it is not one."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def _task_id(ann: dict, data: dict) -> int | None:
+    task = data.get("task")
+    tid = task.get("id") if isinstance(task, dict) else ann.get("task")
+    if isinstance(tid, dict):
+        tid = tid.get("id")
+    return tid if _is_id(tid) else None
+
+
 def observations(events: Iterable[tuple[Any, Any]]) -> list[Observation]:
-    """The annotations started from a prediction, and deleted annotations, in event order (an
-    annotation's newest event wins)."""
+    """The annotations of the events (with their parent prediction, else their task and creation time), and
+    deleted annotations, in event order (an annotation's newest event wins)."""
     found: list[Observation] = []
     for event, data in events:
         if not isinstance(data, dict):
@@ -188,7 +224,11 @@ def observations(events: Iterable[tuple[Any, Any]]) -> list[Observation]:
             deleted = data.get("annotations")
             if not isinstance(deleted, list):
                 continue
-            found.extend(Observation(a["id"], None, []) for a in deleted if isinstance(a, dict) and _is_id(a.get("id")))
+            found.extend(
+                Observation(a["id"], None, [], deleted=True)
+                for a in deleted
+                if isinstance(a, dict) and _is_id(a.get("id"))
+            )
             continue
         ann = data.get("annotation")
         if event not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") or not isinstance(ann, dict):
@@ -196,41 +236,83 @@ def observations(events: Iterable[tuple[Any, Any]]) -> list[Observation]:
         aid, parent = ann.get("id"), ann.get("parent_prediction")
         if isinstance(parent, dict):  # a serializer that nests the prediction
             parent = parent.get("id")
-        if not isinstance(aid, int) or not _is_id(aid) or not _is_id(parent):
+        if not isinstance(aid, int) or not _is_id(aid):
             continue
         result = ann.get("result")
         found.append(
-            Observation(aid, parent, result if isinstance(result, list) else [], bool(ann.get("was_cancelled")))
+            Observation(
+                aid,
+                parent if _is_id(parent) else None,
+                result if isinstance(result, list) else [],
+                bool(ann.get("was_cancelled")),
+                task=None if _is_id(parent) else _task_id(ann, data),
+                created_at=None if _is_id(parent) else parse_time(ann.get("created_at")),
+            )
         )
     return found
 
 
+def _from_task(predictions: object, version: str, before: float) -> dict | None:
+    """The newest of a task's predictions of `version` created at or before `before` (Label Studio's clock)."""
+    found = [
+        (created, p)
+        for p in (predictions if isinstance(predictions, list) else [])
+        if isinstance(p, dict)
+        and str(p.get("model_version") or "") == version
+        and (created := parse_time(p.get("created_at"))) is not None
+        and created <= before
+    ]
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
 def record(
-    state: Any, project: str, observed: list[Observation], fetch_prediction: Callable[[int], dict | None]
+    state: Any,
+    project: str,
+    observed: list[Observation],
+    fetch_prediction: Callable[[int], dict | None],
+    fetch_task_predictions: Callable[[int], list | None] | None = None,
+    version_at: Callable[[float], str | None] | None = None,
 ) -> int:
     """Count `observed` into the project's acceptance state; returns how many annotations were counted.
 
     `fetch_prediction(id)` returns Label Studio's prediction (`result`, `model_version`) or None when it
-    is gone; at most `MAX_FETCHES` distinct predictions within `FETCH_BUDGET` seconds, the annotations
-    past either are not counted (logged). A cancelled (skipped) or deleted annotation counts nothing and
-    withdraws what it counted before."""
+    is gone; `fetch_task_predictions(task)` a task's predictions, and `version_at(unix time)` the version
+    served then, for annotations without a parent (both None: those are not counted). At most
+    `MAX_FETCHES` distinct fetches within `FETCH_BUDGET` seconds, the annotations past either are not
+    counted (logged). A cancelled (skipped) or deleted annotation counts nothing and withdraws what it
+    counted before."""
     if not observed:
         return 0
     saved = load(state, project)
-    predictions: dict[int, dict | None] = {}
+    fetched: dict[tuple[str, int], Any] = {}
     counted = skipped = 0
     deadline = time.monotonic() + FETCH_BUDGET
+
+    def fetch(kind: str, ident: int, how: Callable[[int], Any]) -> tuple[bool, Any]:
+        if (kind, ident) not in fetched:
+            if len(fetched) >= MAX_FETCHES or time.monotonic() > deadline:
+                return False, None
+            fetched[(kind, ident)] = how(ident)
+        return True, fetched[(kind, ident)]
+
     for obs in observed:
         key = str(obs.annotation)
         saved["annotations"].pop(key, None)
-        if obs.prediction is None or obs.cancelled:
+        if obs.deleted or obs.cancelled:
             continue
-        if obs.prediction not in predictions:
-            if len(predictions) >= MAX_FETCHES or time.monotonic() > deadline:
-                skipped += 1
+        if obs.prediction is not None:
+            ok, pred = fetch("prediction", obs.prediction, fetch_prediction)
+        elif fetch_task_predictions is None or version_at is None or obs.task is None or obs.created_at is None:
+            continue
+        else:
+            served = version_at(obs.created_at)
+            if served is None:  # no version was served then: the annotator saw no prediction of ours
                 continue
-            predictions[obs.prediction] = fetch_prediction(obs.prediction)
-        pred = predictions[obs.prediction]
+            ok, preds = fetch("task", obs.task, fetch_task_predictions)
+            pred = _from_task(preds, served, obs.created_at) if ok else None
+        if not ok:
+            skipped += 1
+            continue
         if not isinstance(pred, dict):
             continue
         version = str(pred.get("model_version") or "unknown")[:64]
@@ -303,8 +385,10 @@ def report(state: Any, project: str) -> dict[str, dict]:
     return out
 
 
-def record_request(settings: Any, state: Any, request: Any) -> int:
-    """Count the annotation events of a training request (its own and the coalesced ones, oldest first).
+def record_request(settings: Any, state: Any, request: Any, store: Any = None) -> int:
+    """Count the annotation events of a training request (its own and the coalesced ones, oldest first);
+    `store` (the project's model store) says which version was served when an annotation without a
+    parent prediction was made (`lsml.versions.version_at`).
 
     Never raises: acceptance is a report, it must not cost a training."""
     try:
@@ -317,8 +401,20 @@ def record_request(settings: Any, state: Any, request: Any) -> int:
         if client is None:
             logger.info("project %s: no Label Studio credential: acceptance not counted", request.project)
             return 0
+        version_at = None
+        if store is not None:
+            from lsml.versions import version_at as served_then
+
+            version_at = lambda when: served_then(store, settings, request.project, when)  # noqa: E731
         with client:
-            return record(state, request.project, observed, lambda pid: _fetch(client, pid))
+            return record(
+                state,
+                request.project,
+                observed,
+                lambda pid: _fetch(client, pid),
+                lambda tid: client.predictions(task=tid),
+                version_at,
+            )
     except Exception:  # noqa: BLE001 - a report must never fail a training
         logger.warning("project %s: acceptance not counted", request.project, exc_info=True)
         return 0

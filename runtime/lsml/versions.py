@@ -44,6 +44,17 @@ def served_version(store: ModelStore, settings: Settings | None, project: str) -
     return configured_pin(store, settings, project) or store.current(project)
 
 
+def version_at(store: ModelStore, settings: Settings | None, project: str, when: float) -> str | None:
+    """The version the project served at Unix time `when`, as far as the store can tell: the configured pin
+    (LSML_PINNED_VERSIONS), else the newest version published as current (not a candidate the gate held) at
+    or before `when`. `activate` moves are not recorded, so a version served by hand is not replayed."""
+    configured = configured_pin(store, settings, project)
+    if configured is not None:
+        return configured.name
+    served = [v for v in store.versions(project) if v.created_at <= when and not (v.metadata or {}).get("candidate")]
+    return served[-1].name if served else None
+
+
 def version_report(store: ModelStore, project: str, settings: Settings | None = None) -> dict:
     """`{"project", "versions": [names], "details": [...], "current", "pinned", "pinned_by", "latest"}`.
 
@@ -51,7 +62,8 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
     `current` is what every server process serves (within LSML_RELOAD_INTERVAL),
     `pinned` the pinned version (None: each publish becomes current) and
     `pinned_by` `"LSML_PINNED_VERSIONS"` or `"activate"`. Each detail has `scores` (held-out figures
-    stored with the version), `candidate` (the quality gate kept it from being served) and `gate` (why);
+    stored with the version), `candidate` (the quality gate kept it from being served), `gate` (why) and
+    `gate_check` (what it compared: metric, tolerance, score, served, served_score);
     `metrics` names every score any kept version has.
     """
     found = store.versions(project)
@@ -69,6 +81,8 @@ def version_report(store: ModelStore, project: str, settings: Settings | None = 
         item["candidate"] = bool(meta.get("candidate")) and not item["current"]
         if meta.get("gate"):
             item["gate"] = meta["gate"]
+        if meta.get("gate_check"):
+            item["gate_check"] = meta["gate_check"]  # metric, tolerance, score, served, served_score
         details.append(item)
     return {
         "project": project,

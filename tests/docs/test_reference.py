@@ -108,6 +108,12 @@ def test_every_operator_variable_is_declared_and_reaches_its_field(monkeypatch):
     assert {f.name for f in declared.values()} == fields, "OperatorSettings fields without _setting(...)"
     for name, f in declared.items():
         assert f.metadata["doc"].strip(), f"{name} has no description"
+        if str(f.type).startswith("dict"):  # a JSON object (LSML_OPERATOR_BACKEND_URLS)
+            monkeypatch.setenv(name, '{"ns/a": "http://a.test:9090"}')
+            got = getattr(operator_settings.OperatorSettings.from_env(), f.name)
+            assert got == {"ns/a": "http://a.test:9090"}, f"{name} does not set OperatorSettings.{f.name}"
+            monkeypatch.delenv(name)
+            continue
         value = "lsml-test" if f.type in ("str", str) else "7"
         monkeypatch.setenv(name, value)
         got = getattr(operator_settings.OperatorSettings.from_env(), f.name)

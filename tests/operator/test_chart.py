@@ -60,6 +60,15 @@ def test_template_clusterwide_uses_cluster_role(k8s_cluster):
     assert any("clusterkopfpeerings" in r["resources"] for r in role["rules"])
 
 
+def test_template_sets_the_quality_poll_interval(k8s_cluster):
+    def env(*args: str) -> dict[str, str]:
+        dep = next(d for d in _template(k8s_cluster, *args) if d["kind"] == "Deployment")
+        return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert env()["LSML_OPERATOR_QUALITY_SECONDS"] == "30"
+    assert env("--set", "operator.qualitySeconds=0")["LSML_OPERATOR_QUALITY_SECONDS"] == "0"
+
+
 def _rules_grant(role: dict, resource: str) -> set[str]:
     return {v for r in role["rules"] if resource in r["resources"] for v in r["verbs"]}
 

@@ -39,7 +39,7 @@ def test_scale_subresource_and_printer_columns():
         "labelSelectorPath": ".status.selector",
     }
     cols = [c["name"].upper() for c in v["additionalPrinterColumns"]]
-    assert cols == ["READY", "REASON", "REPLICAS", "URL", "MODEL VERSION", "PINNED", "AGE", "MESSAGE"]
+    assert cols == ["READY", "REASON", "REPLICAS", "URL", "MODEL VERSION", "SCORE", "PINNED", "AGE", "MESSAGE"]
     by_name = {c["name"]: c for c in v["additionalPrinterColumns"]}
     # why a backend is not ready, in `kubectl get mlb`; the long message only with -o wide
     assert by_name["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'

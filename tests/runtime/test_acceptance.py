@@ -75,14 +75,17 @@ def test_relations_and_malformed_items_are_not_regions():
 
 
 def event(aid: int, parent: int | None, result: list, action: str = "ANNOTATION_CREATED", **fields) -> tuple:
-    return action, {"annotation": {"id": aid, "parent_prediction": parent, "result": result, **fields}, "task": {}}
+    return action, {
+        "annotation": {"id": aid, "parent_prediction": parent, "result": result, **fields},
+        "task": {"id": 7},
+    }
 
 
-def test_only_annotations_made_from_a_prediction_are_observed():
+def test_annotations_are_observed_with_their_parent_else_their_task_and_time():
     found = acceptance.observations(
         [
             event(1, 10, [choice("Positive")]),
-            event(2, None, [choice("Positive")]),  # drawn from scratch: nothing to compare with
+            event(2, None, [choice("Positive")], created_at="2026-12-04T21:00:00.5Z"),  # no parent: task + time
             ("ANNOTATIONS_DELETED", {"annotations": [{"id": 1}]}),
             ("START_TRAINING", {"project": {"id": 1}}),
             event(1, 10, [choice("Negative")], "ANNOTATION_UPDATED"),
@@ -90,7 +93,8 @@ def test_only_annotations_made_from_a_prediction_are_observed():
     )
     assert found == [
         Observation(1, 10, [choice("Positive")]),
-        Observation(1, None, []),  # deleted: withdraws what it counted
+        Observation(2, None, [choice("Positive")], task=7, created_at=1796418000.5),
+        Observation(1, None, [], deleted=True),  # deleted: withdraws what it counted
         Observation(1, 10, [choice("Negative")]),
     ]
 
@@ -174,3 +178,58 @@ def test_storage_is_bounded_per_project_and_version(monkeypatch):
     assert acceptance.report(state, "3")["v1"]["annotations"] == 5  # older ones folded into the totals
     acceptance.record(state, "3", acceptance.observations([event(10, 2, []), event(11, 3, [])]), fetch)
     assert sorted(acceptance.report(state, "3")) == ["v2", "v3"]
+
+
+def test_without_a_parent_the_tasks_prediction_of_the_version_served_then_is_compared():
+    """Task 7 has predictions of v1 (older and newer one) and v2; v1 was served from t=1000, v2 from t=2000."""
+    state = MemoryState()
+    t = "2026-12-04T21:00:{:02d}Z".format
+    base = acceptance.parse_time(t(0))
+    task_predictions = {
+        7: [
+            {"id": 1, "model_version": "v1", "created_at": t(1), "result": [choice("Negative")]},
+            {"id": 2, "model_version": "v1", "created_at": t(5), "result": [choice("Positive")]},
+            {"id": 3, "model_version": "v2", "created_at": t(20), "result": []},
+            {"id": 4, "model_version": "v1", "created_at": t(40), "result": [choice("Negative")]},  # after: unseen
+        ]
+    }
+    fetched: list[int] = []
+
+    def tasks(tid: int) -> list:
+        fetched.append(tid)
+        return task_predictions.get(tid, [])
+
+    def version_at(when: float) -> str | None:
+        return None if when < base else "v1" if when < base + 15 else "v2"
+
+    def no_parent(aid: int, created: str, task: int = 7) -> tuple:
+        action, data = event(aid, None, [choice("Positive")], created_at=created)
+        return action, {**data, "task": {"id": task}}
+
+    obs = acceptance.observations([no_parent(1, t(10)), no_parent(2, t(30)), no_parent(3, t(10), task=8)])
+    counted = acceptance.record(state, "3", obs, lambda pid: None, tasks, version_at)
+    report = acceptance.report(state, "3")
+    assert counted == 2 and fetched == [7, 8], "one fetch per task, task 8 has no prediction: not counted"
+    assert report["v1"]["kept"] == 1 and report["v1"]["annotations"] == 1  # the newest v1 before t=10
+    assert report["v2"]["added"] == 1 and report["v2"]["predicted"] == 0
+    # before any version was served, or without the store's answer, nothing is compared
+    early = acceptance.observations([no_parent(9, "2026-12-04T20:59:00Z")])
+    assert acceptance.record(state, "3", early, lambda pid: None, tasks, version_at) == 0
+    assert acceptance.record(state, "3", acceptance.observations([no_parent(9, t(10))]), lambda pid: None) == 0
+
+
+def test_the_version_served_at_a_time_is_the_newest_published_current_one_before_it(tmp_path):
+    from lsml.settings import Settings
+    from lsml.store import LocalModelStore
+    from lsml.versions import version_at
+    from tests.fixtures.versions_backend import hold, publish
+
+    store = LocalModelStore(tmp_path)
+    v1 = publish(store, "3", {"scores": {"accuracy": 0.9}})
+    v2 = hold(store, "3", 0.1)  # a candidate the gate held was never served
+    assert version_at(store, None, "3", v1.created_at - 1) is None
+    assert version_at(store, None, "3", v2.created_at + 1) == "v1"
+    v3 = publish(store, "3", {"scores": {"accuracy": 0.95}})
+    assert version_at(store, None, "3", v3.created_at) == "v3"
+    pinned = Settings.from_env(env={"LSML_PINNED_VERSIONS": "3=v1"})
+    assert version_at(store, pinned, "3", v3.created_at + 1) == "v1"

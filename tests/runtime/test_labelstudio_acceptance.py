@@ -39,6 +39,16 @@ class Quiet(LabelStudioMLBase):
 
     def fit(self, event, data, **kwargs):
         (self.output_dir / "fitted").write_text(event)
+
+
+class OnStart(Quiet):
+    # publishes a version on START_TRAINING only: which version was served when an annotation was made is
+    # then what the test says, not a race with the trainings each annotation starts
+
+    def fit(self, event, data, **kwargs):
+        if event != "START_TRAINING":
+            return False
+        return super().fit(event, data, **kwargs)
 """
 
 TEXT = "Ada Lovelace met IBM"
@@ -79,7 +89,7 @@ def test_annotations_made_from_predictions_are_counted_per_version(
     tasks = sorted(t["id"] for t in ls_client.tasks(project))
     ls_client.import_predictions(
         project,
-        [{"task": t, "result": PREDICTED, "model_version": "v1"} for t in tasks[:5]]
+        [{"task": t, "result": PREDICTED, "model_version": "v1"} for t in tasks[:4]]
         + [{"task": tasks[5], "result": PREDICTED, "model_version": "v2"}],
     )
     parent = {p["task"]: p["id"] for p in ls_client.predictions(project=project)}
@@ -106,7 +116,8 @@ def test_annotations_made_from_predictions_are_counted_per_version(
     rejected = annotate(tasks[2], [])  # every region deleted: 3 deleted
     annotate(tasks[3], [*PREDICTED, span("n1", 4, 12, "PER")])  # 3 kept, 1 added
     v2 = annotate(tasks[5], [sentiment("Positive")])  # v2: 1 kept, 2 deleted
-    ls_client.create_annotation(tasks[4], [sentiment("Negative")])  # drawn without a prediction: not counted
+    # no parent, and the task has no prediction: drawn from scratch, not counted
+    ls_client.create_annotation(tasks[4], [sentiment("Negative")])
 
     def report() -> dict:
         return requests.get(url + "/versions", params={"project": project}, timeout=5).json()["acceptance"]
@@ -158,3 +169,59 @@ def test_annotations_made_from_predictions_are_counted_per_version(
     found = wait_for(report, 60, what="the deletion's withdrawal", until=lambda r: "v2" not in r)
     assert found["v1"]["annotations"] == 4
     assert metric(url, "lsml_prediction_annotations", project=str(project), model_version="v2") is None
+
+
+def test_annotations_without_a_parent_are_compared_with_the_prediction_of_the_version_served_then(
+    tmp_path, procs, label_studio, ls_client, ls_project
+):
+    """Label Studio's API saves an annotation without `parent_prediction` unless the client sends it: the
+    task's prediction of the version the backend served at the annotation's creation is compared instead."""
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    (backend / "model.py").write_text(MODEL_PY)
+    (backend / "_wsgi.py").write_text("from lsml.server import create_app\n\napp = create_app('model:OnStart')\n")
+    project = ls_project(CONFIG)["id"]
+    ls_client.import_tasks(project, [{"text": TEXT} for _ in range(4)])
+    tasks = sorted(t["id"] for t in ls_client.tasks(project))
+    env = {
+        "LSML_MODEL": "model:OnStart",
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "LSML_CATCHUP_INTERVAL": "0",
+    }
+    url = start_server(procs, backend, None, **env)
+    ml, _ = ls_client.ensure_ml_backend(project, url, title="acceptance fallback test")
+    ls_client.train(ml["id"])  # Label Studio sends START_TRAINING: v1 is published and served from now on
+
+    def versions() -> dict:
+        return requests.get(url + "/versions", params={"project": project}, timeout=5).json()
+
+    wait_for(versions, 60, what="v1 published", until=lambda r: r.get("current") == "v1")
+    ls_client.import_predictions(
+        project,
+        [{"task": t, "result": PREDICTED, "model_version": "v1"} for t in tasks[:3]]
+        + [{"task": tasks[3], "result": PREDICTED, "model_version": "an-older-model"}],
+    )
+    ls_client.create_annotation(tasks[0], PREDICTED, lead_time=2.0)  # accepted as is: 3 kept
+    ls_client.create_annotation(tasks[1], [sentiment("Negative")], lead_time=2.0)  # 1 changed, 2 deleted
+    ls_client.create_annotation(tasks[2], [], lead_time=2.0, was_cancelled=True)  # skipped: counts nothing
+    ls_client.create_annotation(tasks[3], [sentiment("Positive")], lead_time=2.0)  # not v1's prediction: no
+
+    found = wait_for(
+        lambda: versions()["acceptance"],
+        60,
+        what="the acceptance counts of two annotations without a parent",
+        until=lambda r: r.get("v1", {}).get("annotations") == 2,
+        diagnose=lambda: procs.log("server")[-3000:],
+    )
+    assert found == {
+        "v1": {
+            "annotations": 2,
+            "predicted": 6,
+            "kept": 3,
+            "changed": 1,
+            "deleted": 2,
+            "added": 0,
+            "accepted_share": 0.5,
+        }
+    }

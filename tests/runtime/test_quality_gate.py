@@ -151,6 +151,13 @@ def test_with_the_gate_a_worse_version_is_a_candidate_and_the_previous_one_keeps
     v3 = report["details"][-1]
     assert v3["candidate"] is True and "quality gate accuracy:0.05" in v3["gate"]
     assert v3["scores"] == {"accuracy": 0.0, "macro_f1": 0.0}
+    assert v3["gate_check"] == {
+        "metric": "accuracy",
+        "tolerance": 0.05,
+        "score": 0.0,
+        "served": "v2",
+        "served_score": 1.0,
+    }
     assert "v3 kept as a candidate, not served" in procs.log("worker")
     assert predicted_version(url, project, task) == ("v2", "Positive")  # what Label Studio keeps getting
 

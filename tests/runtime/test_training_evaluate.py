@@ -5,7 +5,14 @@ from __future__ import annotations
 from lsml import LabelStudioMLBase
 from lsml.evaluation.split import is_held_out
 from lsml.store import LocalModelStore
-from lsml.training.evaluate import MAX_METRICS, gate_refusal, score_staged, training_base, training_triggers
+from lsml.training.evaluate import (
+    MAX_METRICS,
+    gate_check,
+    gate_refusal,
+    score_staged,
+    training_base,
+    training_triggers,
+)
 from lsml.versions import version_report
 
 
@@ -43,7 +50,10 @@ def test_a_refused_version_is_kept_reported_as_a_candidate_and_not_built_on(tmp_
     why = gate_refusal(gated, store, "1", {"accuracy": 0.2})
     assert why and "v1" in why
     assert gate_refusal(settings, store, "1", {"accuracy": 0.2}) is None  # no gate configured
-    publish(store, {"scores": {"accuracy": 0.2}, "candidate": True, "gate": why}, make_current=False)
+    check = gate_check(gated, store, "1", {"accuracy": 0.2})
+    assert check == {"metric": "accuracy", "tolerance": 0.05, "score": 0.2, "served": "v1", "served_score": 0.9}
+    assert gate_check(gated, store, "1", None)["score"] is None and gate_check(settings, store, "1", {}) is None
+    publish(store, {"scores": {"accuracy": 0.2}, "candidate": True, "gate": why, "gate_check": check}, False)
     assert store.current("1").name == "v1" and store.latest("1").name == "v2"
     assert training_base(store, "1").name == "v1"
     report = version_report(store, "1")
@@ -52,7 +62,8 @@ def test_a_refused_version_is_kept_reported_as_a_candidate_and_not_built_on(tmp_
         ("v1", False, {"accuracy": 0.9}),
         ("v2", True, {"accuracy": 0.2}),
     ]
-    assert report["details"][1]["gate"] == why
+    assert report["details"][1]["gate"] == why and report["details"][1]["gate_check"] == check
+    assert "gate_check" not in report["details"][0]
     store.activate("1", "v2")  # served by hand: no longer a candidate, and the next fit builds on it
     assert version_report(store, "1")["details"][1]["candidate"] is False
     assert training_base(store, "1").name == "v2"

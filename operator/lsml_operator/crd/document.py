@@ -34,6 +34,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},
     {"name": "Model Version", "type": "string", "jsonPath": ".status.modelVersion"},
+    {
+        "name": "Score",
+        "type": "string",
+        "description": "held-out score of the served version (status.served has every project's)",
+        "jsonPath": ".status.score",
+    },
     {"name": "Pinned", "type": "string", "jsonPath": ".spec.model.pinnedVersions"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {

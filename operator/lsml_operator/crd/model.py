@@ -585,6 +585,30 @@ class LabelStudioStatus(KubeModel):
     )
 
 
+class HeldCandidateStatus(KubeModel):
+    version: str = Field(description="The newest version the quality gate kept as a candidate (not served).")
+    metric: str | None = Field(None, description="The gate's metric.")
+    score: float | None = Field(None, description="The candidate's held-out score on it (absent: not scored).")
+    served_version: str | None = Field(None, description="The version it was compared with (served then).")
+    served_score: float | None = Field(None, description="That version's score.")
+    tolerance: float | None = Field(None, description="The gate's tolerance.")
+
+
+class ServedModelStatus(KubeModel):
+    project: str = Field(description="Label Studio project id, as the backend's model store files it.")
+    version: str | None = Field(None, description="The model version the backend serves for the project.")
+    scores: dict[str, float] | None = Field(
+        None, description="Its held-out scores by metric (accuracy, macro_f1, span_f1, mean_iou, map50, ...)."
+    )
+    held_candidate: HeldCandidateStatus | None = Field(
+        None,
+        description=(
+            "A newer version the quality gate kept from being served (a CandidateHeld event names it once), "
+            "with what it was compared on."
+        ),
+    )
+
+
 class MLBackendStatus(KubeModel):
     observed_generation: Int64 | None = Field(None, description="The spec generation the status describes.")
     conditions: Annotated[
@@ -610,6 +634,22 @@ class MLBackendStatus(KubeModel):
         None,
         description=(
             "The model version Label Studio reports for the registered backend, re-read on each registration pass."
+        ),
+    )
+    served: list[ServedModelStatus] | None = Field(
+        None,
+        max_length=20,
+        description=(
+            "Per project (at most 20, lowest ids first): the version the backend serves and its held-out scores, "
+            "read from the backend's own /versions every LSML_OPERATOR_QUALITY_SECONDS while the server is "
+            "available."
+        ),
+    )
+    score: str | None = Field(
+        None,
+        description=(
+            "The SCORE column: metric=value of the served version of the first project with scores (the quality "
+            "gate's metric when it has it, else its first metric by name)."
         ),
     )
     config_hash: str | None = Field(

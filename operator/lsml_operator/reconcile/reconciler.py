@@ -13,6 +13,8 @@ Every trigger (create, update, resume, the timer, a child's watch event) ends in
 
 then posts the events the steps and the status returned. This class only schedules:
 per-object locks and coalescing, the parents' cache, the timer's decision (``tick_due``).
+A second timer calls ``poll_quality`` (``QualityStep``: the backend's own ``/versions``), under the
+same per-object lock, which writes only ``status.served``/``status.score`` when they changed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .labelstudio_step import LabelStudioStep
 from .monitoring import MonitoringStep
 from .observed import LabelStudioResult, Observed
 from .pods import PodsStep
+from .quality_step import ClientFactory, QualityStep
 from .registration_record import RegistrationRecords
 from .status_write import StatusWriter
 from .trigger import RERUN, Trigger, policy
@@ -65,6 +68,7 @@ class Reconciler:
         ls_factory: registration.ClientFactory = registration.default_client_factory,
         events: EventSink = _log_event,
         clock: Callable[[], float] = time.monotonic,
+        backend_factory: ClientFactory | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -80,6 +84,7 @@ class Reconciler:
         self.records = RegistrationRecords(kube)
         self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff, self.records)
         self.status = StatusWriter(kube)
+        self.quality = QualityStep(kube, settings, *([backend_factory] if backend_factory else []))
         self._guard = threading.Lock()
         self._locks: dict[Key, threading.Lock] = {}
         self._dirty: set[Key] = set()
@@ -122,6 +127,7 @@ class Reconciler:
         self.monitoring_backoff.forget(key)
         metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
+        self.quality.forget(key)
         self.records.forget(key)
         with self._guard:
             self._last_full.pop(key, None)
@@ -149,6 +155,23 @@ class Reconciler:
         ):
             return Trigger.DIAGNOSE
         return None
+
+    def poll_quality(self, mlb: dict[str, Any]) -> bool:
+        """Read the served versions and scores from the backend and write them when they changed (the quality
+        timer). Skipped while a reconcile of the object runs (the next tick polls); returns whether it wrote."""
+        lock = self._lock(key_of(mlb))
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            old = self.status.previous(mlb)
+            result = self.quality.run(mlb, old)
+            if result.fields is None:
+                return False
+            wrote = self.status.write_fields(mlb, old, result.fields)
+        finally:
+            lock.release()
+        self._post(mlb, result.events)
+        return wrote
 
     def _lock(self, key: Key) -> threading.Lock:
         with self._guard:

@@ -63,7 +63,8 @@ class StatusWriter:
     def write_if_changed(self, mlb: dict[str, Any], old: dict[str, Any], new: dict[str, Any], *, full: bool) -> bool:
         """Patch ``new`` when it differs from ``old`` (``needs_write``); return whether it wrote."""
         key = key_of(mlb)
-        written = {k: v for k, v in new.items() if v is not None}
+        # a merge patch leaves the keys it does not name (the quality poller's) as they are on the server
+        written = {k: v for k, v in {**old, **new}.items() if v is not None}
         wrote = needs_write(old, new, full=full)
         if wrote:
             self.kube.patch_mlbackend_status(key[0], key[1], new)
@@ -72,6 +73,18 @@ class StatusWriter:
         with self._guard:
             self._last[key] = (str(mlb["metadata"].get("uid") or ""), written)
         return wrote
+
+    def write_fields(self, mlb: dict[str, Any], old: dict[str, Any], fields: dict[str, Any]) -> bool:
+        """Patch only ``fields`` (a part of status another step owns, e.g. ``served``/``score``), when one of them
+        differs from ``old`` (None and absent are the same); return whether it wrote."""
+        key = key_of(mlb)
+        if all(old.get(k) == v for k, v in fields.items()):
+            return False
+        self.kube.patch_mlbackend_status(key[0], key[1], fields)
+        merged = {k: v for k, v in {**old, **fields}.items() if v is not None}
+        with self._guard:
+            self._last[key] = (str(mlb["metadata"].get("uid") or ""), merged)
+        return True
 
     def forget(self, key: Key) -> None:
         with self._guard:

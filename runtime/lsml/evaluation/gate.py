@@ -54,3 +54,18 @@ def refusal(
     if new >= old - gate.tolerance:
         return None
     return f"quality gate {gate}: {gate.metric} {new:.4f} is below {served_name}'s {old:.4f} minus {gate.tolerance:g}"
+
+
+def comparison(gate: QualityGate, new_scores: dict | None, served_name: str, served_scores: dict | None) -> dict:
+    """What the gate compared, as data (`gate_check` in a candidate's metadata; the operator's `CandidateHeld`
+    event and `status.served[].heldCandidate` read it): metric, tolerance, the new score (None: not scored),
+    the served version and its score."""
+    new = (new_scores or {}).get(gate.metric)
+    old = (served_scores or {}).get(gate.metric)
+    return {
+        "metric": gate.metric,
+        "tolerance": gate.tolerance,
+        "score": float(new) if new is not None else None,
+        "served": served_name,
+        "served_score": float(old) if old is not None else None,
+    }

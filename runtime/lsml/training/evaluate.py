@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsml.evaluation.gate import QualityGate, refusal
+from lsml.evaluation.gate import QualityGate, comparison, refusal
 from lsml.evaluation.split import event_task_id, filter_payload, is_held_out
 from lsml.model import BuildContext, build_model
 from lsml.settings import Settings
@@ -114,6 +114,16 @@ def gate_refusal(settings: Settings, store: ModelStore, project: str, scores: di
     if served is None:
         return None
     return refusal(gate, scores, served.name, (served.metadata or {}).get("scores"))
+
+
+def gate_check(settings: Settings, store: ModelStore, project: str, scores: dict | None) -> dict | None:
+    """What the gate compared the new version with (`lsml.evaluation.gate.comparison`), for a refused one's
+    metadata; None without a gate or a served version. Called before the publish, like `gate_refusal`."""
+    gate = QualityGate.parse(settings.quality_gate)
+    served = store.current(project)
+    if gate is None or served is None:
+        return None
+    return comparison(gate, scores, served.name, (served.metadata or {}).get("scores"))
 
 
 def training_base(store: ModelStore, project: str) -> ModelVersion | None:

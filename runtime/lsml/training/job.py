@@ -81,7 +81,9 @@ def run_training(
         label_config = state.get(project, "label_config")
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
     with store.training_lock(project):
-        acceptance.record_request(settings, state, request)  # before fit: counted whatever fit does; never raises
+        acceptance.record_request(
+            settings, state, request, store
+        )  # before fit: counted whatever fit does; never raises
         # the newest version, even while an older one is pinned (store.activate); not a candidate the gate refused
         current = evaluate.training_base(store, project)
         if current is not None:
@@ -127,6 +129,7 @@ def run_training(
             if refused:
                 quality["candidate"] = True
                 quality["gate"] = refused
+                quality["gate_check"] = evaluate.gate_check(settings, store, project, quality.get("scores"))
             with deadline.publishing():  # an embedded job abandoned at LSML_FIT_TIMEOUT publishes nothing
                 version = store.publish(
                     project,

@@ -1,0 +1,104 @@
+"""Model quality from the backend itself: a kopf timer's poll of its ``/versions``, KubeRay's dashboard poll.
+
+Every ``LSML_OPERATOR_QUALITY_SECONDS`` the timer hands each MLBackend to ``QualityStep.run``:
+only while its ServerAvailable condition is True (a backend that is not up has nothing to say),
+it reads the Basic credentials of ``spec.basicAuth`` from their Secret, asks the backend's Service
+(or its ``LSML_OPERATOR_BACKEND_URLS`` entry) which version each project serves
+(``backend_api``, bounded timeout and body) and returns ``status.served`` / ``status.score``
+(``quality_status``) with the ``CandidateHeld`` events their change deserves. A backend that does
+not answer leaves status as it was (no flapping column) and is logged once per distinct failure.
+The credentials go to that URL only; they are never in status, events or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..backend_api import BackendClient, BackendUnavailable, served_versions
+from ..builders import Spec
+from ..keys import Key, key_of
+from ..kube import Kube
+from ..settings import OperatorSettings
+from ..status import SERVER_AVAILABLE
+from .events import Event
+from .quality_status import held_events, quality_status
+
+log = logging.getLogger("lsml_operator")
+
+ClientFactory = Callable[[str, "tuple[str, str] | None", float], BackendClient]
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """The status fields to write (None: leave status alone) and the events of what changed."""
+
+    fields: dict[str, Any] | None
+    events: list[Event]
+
+
+def server_available(status: dict[str, Any]) -> bool:
+    return any(c.get("type") == SERVER_AVAILABLE and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+class QualityStep:
+    """Owns the backend API side of the operator: one poll per call, the last failure per MLBackend (for the log)."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings, client_factory: ClientFactory = BackendClient) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.client_factory = client_factory
+        self._guard = threading.Lock()
+        self._failures: dict[Key, str] = {}
+
+    def _failed(self, key: Key, why: str) -> QualityResult:
+        with self._guard:
+            repeated = self._failures.get(key) == why
+            self._failures[key] = why
+        if not repeated:
+            log.info("%s/%s: model quality not read from the backend: %s", key[0], key[1], why)
+        return QualityResult(None, [])
+
+    def forget(self, key: Key) -> None:
+        with self._guard:
+            self._failures.pop(key, None)
+
+    def basic_auth(self, spec: Spec) -> tuple[str, str] | None:
+        """The backend's Basic credentials (``spec.basicAuth``), or None; KeyError naming a missing Secret or key."""
+        ba = spec.raw.get("basicAuth")
+        if not ba:
+            return None
+        user, _ = self.kube.secret_value(spec.namespace, ba["secretName"], ba["usernameKey"])
+        password, _ = self.kube.secret_value(spec.namespace, ba["secretName"], ba["passwordKey"])
+        return user, password
+
+    def run(self, mlb: dict[str, Any], old: dict[str, Any]) -> QualityResult:
+        """Poll the backend when its server is available; the new quality fields and events, or None fields."""
+        key = key_of(mlb)
+        if mlb["metadata"].get("deletionTimestamp") or not server_available(old):
+            return QualityResult(None, [])
+        spec = Spec(mlb)
+        try:
+            auth = self.basic_auth(spec)
+        except KeyError as exc:
+            return self._failed(key, str(exc).strip("'\""))
+        url = self.settings.backend_url(spec.namespace, spec.name, spec.service_url)
+        client = self.client_factory(url, auth, self.settings.backend_timeout)
+        try:
+            served, left_out = served_versions(client)
+        except BackendUnavailable as exc:
+            return self._failed(key, str(exc))
+        finally:
+            client.close()
+        with self._guard:
+            recovered = self._failures.pop(key, None) is not None
+        if recovered:
+            log.info("%s/%s: model quality read from the backend again", key[0], key[1])
+        if left_out:
+            log.debug("%s/%s: %d more projects than status shows", key[0], key[1], left_out)
+        gate = spec.model_spec.quality_gate
+        fields = quality_status(served, gate.metric if gate else None)
+        return QualityResult(fields, held_events(old, fields))

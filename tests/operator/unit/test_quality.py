@@ -1,0 +1,172 @@
+"""The quality poll: the operator reads which version each project serves, and its scores, from the backend's
+own /versions (a real lsml server on loopback, with Basic auth) and writes status.served / status.score only
+when they change, with one CandidateHeld event per candidate the gate held. The API server is the in-memory
+FakeKube (tests/operator/test_quality_cluster.py has the real one)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lsml_operator.backend_api import BackendClient, parse_report
+from lsml_operator.reconcile import Trigger
+from lsml_operator.reconcile.quality_status import HeldCandidate, ServedVersion, held_events, quality_status
+from lsml_operator.settings import OperatorSettings
+from tests.fixtures.mlbackend import example, with_identity
+from tests.fixtures.operator_fakes import AVAILABLE, Harness
+from tests.fixtures.versions_backend import VersionsBackend, hold, publish
+
+pytestmark = pytest.mark.unit
+
+NS = "ns1"
+PASSWORD = "pw-quality-7c1e"
+
+
+@pytest.fixture
+def backend(tmp_path):
+    with VersionsBackend(tmp_path / "models", "labelstudio", PASSWORD).running() as b:
+        yield b
+
+
+def _mlb(**spec: Any) -> dict[str, Any]:
+    body = with_identity(example("mlbackend-minimal.yaml"), namespace=NS, uid="uid-quality")
+    body["metadata"]["name"] = "demo"
+    body["spec"]["basicAuth"] = {"secretName": "basic", "usernameKey": "user", "passwordKey": "password"}
+    body["spec"].update(spec)
+    return body
+
+
+def _harness(backend: VersionsBackend, password: str = PASSWORD, **spec: Any) -> tuple[Harness, dict[str, Any]]:
+    h = Harness(OperatorSettings(backend_urls={f"{NS}/demo": backend.url}, backend_timeout=5))
+    h.kube.put_secret(NS, "basic", {"user": "labelstudio", "password": password})
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    mlb = _mlb(**spec)
+    h.rec.reconcile(mlb, Trigger.CREATE)  # the server Deployment is available: ServerAvailable=True
+    return h, mlb
+
+
+def _status_writes(h: Harness) -> list[dict[str, Any]]:
+    return [w for w in h.kube.status_writes if "served" in w or "score" in w]
+
+
+def test_served_versions_and_scores_are_written_once_and_a_held_candidate_announced_once(backend):
+    publish(backend.store, "3", {"scores": {"accuracy": 0.9, "macro_f1": 0.85}})
+    publish(backend.store, "12", {"scores": {"accuracy": 0.5}})
+    h, mlb = _harness(backend)
+
+    assert h.rec.poll_quality(mlb) is True
+    assert _status_writes(h) == [
+        {
+            "served": [
+                {"project": "3", "version": "v1", "scores": {"accuracy": 0.9, "macro_f1": 0.85}},
+                {"project": "12", "version": "v1", "scores": {"accuracy": 0.5}},
+            ],
+            "score": "accuracy=0.900",
+        }
+    ]
+    assert "CandidateHeld" not in h.reasons()
+    # nothing changed: no write, however many polls, and a reconcile in between keeps what the poll wrote
+    h.rec.reconcile(mlb, Trigger.RESYNC)
+    assert h.rec.poll_quality(mlb) is False and h.rec.poll_quality(mlb) is False
+    assert len(_status_writes(h)) == 1
+
+    hold(backend.store, "3", 0.4, tolerance=0.05)  # v2 of project 3: the gate kept it
+    assert h.rec.poll_quality(mlb) is True
+    served = _status_writes(h)[-1]["served"]
+    assert served[0] == {
+        "project": "3",
+        "version": "v1",
+        "scores": {"accuracy": 0.9, "macro_f1": 0.85},
+        "heldCandidate": {
+            "version": "v2",
+            "metric": "accuracy",
+            "score": 0.4,
+            "servedVersion": "v1",
+            "servedScore": 0.9,
+            "tolerance": 0.05,
+        },
+    }
+    held = [(t, m) for t, r, m in h.events if r == "CandidateHeld"]
+    assert held == [
+        (
+            "Warning",
+            "project 3: v2 kept as a candidate, not served: accuracy 0.4000 is below v1's 0.9000 minus tolerance "
+            "0.05 (label-studio-ml activate serves it)",
+        )
+    ]
+    for _ in range(3):
+        h.rec.poll_quality(mlb)
+    assert len([r for r in h.reasons() if r == "CandidateHeld"]) == 1, "once per candidate, not per poll"
+
+    backend.store.activate("3", "v2", pin=False)  # served by hand: no longer held, the column follows
+    assert h.rec.poll_quality(mlb) is True
+    assert _status_writes(h)[-1] == {
+        "served": [
+            {"project": "3", "version": "v2", "scores": {"accuracy": 0.4}},
+            {"project": "12", "version": "v1", "scores": {"accuracy": 0.5}},
+        ],
+        "score": "accuracy=0.400",
+    }
+    everything = json.dumps([h.kube.status_writes, h.events])
+    assert PASSWORD not in everything
+
+
+def test_the_gate_metric_is_the_column_when_the_spec_names_one(backend):
+    publish(backend.store, "3", {"scores": {"accuracy": 0.9, "macro_f1": 0.85}})
+    h, mlb = _harness(backend, model={"qualityGate": {"metric": "macro_f1", "tolerance": 0.02}})
+    h.rec.poll_quality(mlb)
+    assert _status_writes(h)[-1]["score"] == "macro_f1=0.850"
+
+
+def test_wrong_credentials_leave_status_as_it_was_and_say_why_once(backend, caplog):
+    publish(backend.store, "3", {"scores": {"accuracy": 0.9}})
+    h, mlb = _harness(backend, password="not-the-password")
+    with caplog.at_level("INFO", logger="lsml_operator"):
+        assert h.rec.poll_quality(mlb) is False and h.rec.poll_quality(mlb) is False
+    assert _status_writes(h) == []
+    said = [r.getMessage() for r in caplog.records if "model quality not read" in r.getMessage()]
+    assert len(said) == 1 and "HTTP 401" in said[0] and "not-the-password" not in caplog.text
+
+
+def test_no_poll_while_the_server_is_not_available(backend):
+    calls: list[str] = []
+
+    def factory(url: str, auth: Any, timeout: float) -> BackendClient:
+        calls.append(url)
+        return BackendClient(url, auth, timeout)
+
+    h = Harness(OperatorSettings(backend_urls={f"{NS}/demo": backend.url}))
+    h.rec.quality.client_factory = factory
+    h.kube.put_secret(NS, "basic", {"user": "labelstudio", "password": PASSWORD})
+    mlb = _mlb()
+    h.rec.reconcile(mlb, Trigger.CREATE)  # the Deployment has no available replica yet
+    assert h.rec.poll_quality(mlb) is False and calls == []
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.rec.reconcile(mlb, Trigger.RESYNC)
+    h.rec.poll_quality(mlb)
+    assert calls == [backend.url]
+
+
+def test_a_report_names_only_the_newest_candidate_newer_than_the_served_version():
+    report = {
+        "current": "v3",
+        "details": [
+            {"name": "v1", "number": 1, "candidate": True, "scores": {"accuracy": 0.1}},
+            {"name": "v3", "number": 3, "scores": {"accuracy": 0.8, "bad": float("nan"), "flag": True}},
+            {"name": "v4", "number": 4, "candidate": True, "gate_check": {"metric": "accuracy", "score": 0.2}},
+            {"name": "v5", "number": 5, "candidate": True, "gate_check": "not an object"},
+        ],
+    }
+    got = parse_report("7", report)
+    assert got == ServedVersion("7", "v3", {"accuracy": 0.8}, HeldCandidate("v5"))
+    assert parse_report("7", {"current": None, "details": []}) == ServedVersion("7", None, {}, None)
+
+
+def test_the_column_is_absent_without_scores_and_a_candidate_already_in_status_is_not_announced():
+    assert quality_status([ServedVersion("3", "v1")]) == {"served": [{"project": "3", "version": "v1"}], "score": None}
+    held = quality_status([ServedVersion("3", "v1", {"accuracy": 0.9}, HeldCandidate("v2", "accuracy", None))])
+    assert held_events(held, held) == []
+    (event,) = held_events({}, held)
+    assert "v2 kept as a candidate, not served: it has no accuracy score" in event.message
