@@ -252,7 +252,7 @@ def start_legacy(work: Path, model_class: str, model_path: Path, legacy_py: Path
     env = {
         **os.environ,
         **extra_env,
-        "PYTHONPATH": str(BACKENDS),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(BACKENDS), extra_env.get("PYTHONPATH")])),
         "BENCH_MODEL_PATH": str(model_path),
         "MODEL_DIR": str(work / f"legacy-{model_class}-models"),
         "BENCH_TIMINGS_DIR": str(timings_dir(work, f"legacy-{model_class}")),
@@ -299,7 +299,7 @@ def start_lsml(work: Path, model_class: str, model_path: Path, extra_env: dict) 
     env = {
         **os.environ,
         **extra_env,
-        "PYTHONPATH": str(BACKENDS),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(BACKENDS), extra_env.get("PYTHONPATH")])),
         "BENCH_MODEL_PATH": str(model_path),
         "BENCH_TIMINGS_DIR": str(timings_dir(work, f"lsml-{model_class}")),
     }

@@ -1,12 +1,11 @@
-"""lsml's gunicorn worker: gthread's thread pool runs the app, and no client can make anyone else wait.
+"""lsml's gunicorn worker: a selectors loop owns every client wait, a thread pool runs the app.
 
-Why not stock gthread (gunicorn 27): its main thread polls every connection and
-also closes `Connection: close` sockets "gracefully", waiting up to 2 s for the
-peer's FIN; a client that does not close promptly stalls every other client of
-the worker (issue 13). Its pool threads also read request heads and bodies and
-write responses with blocking, untimed socket calls, so eight slow-loris or
-slow-reading clients take all eight threads. Here every wait on a client
-happens in the main loop, without blocking:
+Why not stock gthread: its main thread closes `Connection: close` sockets
+"gracefully", waiting up to 2 s for the peer's FIN, so a client that does not
+close promptly stalls every other client of the worker (issue 13); its pool
+threads read request heads and bodies and write responses with blocking socket
+calls, so eight slow-loris or slow-reading clients take all eight threads. Here
+every wait on a client happens in the main loop, without blocking:
 
 * a request is read into memory on the main loop (non-blocking) and handed to
   a pool thread only once its head and body are complete (`request_state`;
@@ -23,36 +22,68 @@ happens in the main loop, without blocking:
 Also: a worker that holds more connections than the least busy of its
 siblings lets them take a new one (`ConnectionBoard`, least connections;
 stock gunicorn lets whichever worker wakes first take it, so keep-alive
-connections piled onto one process); SIGQUIT/SIGINT exit at once instead of calling
-`ThreadPoolExecutor.shutdown` from a signal handler (which deadlocks when the
-signal lands inside `submit`, the orphaned worker of issue 13); and a worker
-dies with its master (`PR_SET_PDEATHSIG`). Plain HTTP/1.1 only: TLS belongs to
-the ingress in front.
+connections piled onto one process); SIGTERM stops accepting, answers what is
+in flight (a request arriving on a kept-alive connection within
+`STOP_LINGER_SECONDS` gets its answer with `Connection: close`) and exits once
+no connection is left or `graceful_timeout` has passed; SIGQUIT/SIGINT exit at
+once (no `ThreadPoolExecutor.shutdown` from a signal handler, which deadlocks
+when the signal lands inside `submit`: the orphaned worker of issue 13); and a
+worker dies with its master (`PR_SET_PDEATHSIG`). Plain HTTP/1.1 only: TLS and
+HTTP/2 belong to the ingress in front, and the worker refuses to start with
+either configured rather than ignore it.
+
+The gunicorn API this relies on, all of it public and present from gunicorn
+23.0 to 27 (the CI matrix, hack/gunicorn-matrix.sh, runs the serving tests on
+the oldest and newest release pyproject.toml allows):
+
+* `gunicorn.workers.base.Worker`: `init_process()` (ours sets up, then calls
+  it last, which loads the app into `self.wsgi` and calls `run()`), `run()`,
+  `notify()`, `handle_exit`/`handle_quit` (signal hooks), `handle_error()`
+  (the 4xx/5xx answer to a request that failed), `self.cfg`, `self.log`,
+  `self.sockets`, `self.alive`, `self.age`, `self.ppid`, `self.nr`,
+  `self.max_requests`;
+* `gunicorn.http.Request(cfg, unreader, peer_addr, req_number)` and
+  `gunicorn.http.errors`: the HTTP/1.1 parser, reading from our own
+  `gunicorn.http.unreader.Unreader` subclass (`_Inbox`: its `chunk()` is the
+  documented source hook), whose `read()` hands back what the parser read ahead;
+* `gunicorn.http.wsgi.create(req, sock, client, server, cfg)` and the
+  `Response` it returns (`start_response`, `write`, `write_file`, `close`,
+  `force_close`, `should_close`, `headers_sent`), writing to `sock.sendall`
+  (and `sock.sendfile` when `sendfile` is on);
+* the server hooks `cfg.pre_request`, `cfg.post_request`, `cfg.worker_int`
+  and the access log `self.log.access`.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import queue
 import re
 import selectors
 import socket
 import struct
 import time
-from functools import partial
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from gunicorn import http, util
-from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn
-from gunicorn.workers.gthread import ThreadWorker as GThreadWorker
+from gunicorn.http import wsgi
+from gunicorn.http.unreader import Unreader
+from gunicorn.workers.base import Worker
 
 from lsml.procs import die_with_parent
 from lsml.settings import ServingSettings, Settings
 
 READ_CHUNK = 262_144
+THREAD_READ_CHUNK = 1_048_576  # a pool thread reading the rest of a large body: few recv() calls, few GIL hand-offs
 HEAD_LIMIT = 65_536  # a head this long without its blank line goes to the parser, which refuses it
 LINGER_SECONDS = 2.0
 LINGER_DRAIN = 65_536
+STOP_LINGER_SECONDS = 2.0  # how long a stopping worker still waits for a request on a kept-alive connection
+SWEEP_INTERVAL = 0.1  # seconds between looks for clients out of time (while any connection is open)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
 
 
@@ -151,6 +182,36 @@ def refuse_taken_addresses(addresses: list[Any]) -> None:
                 ) from None
 
 
+class _Inbox(Unreader):
+    """What the parser reads: the bytes the main loop received, then (PARTIAL requests only) the socket.
+
+    `pending` is filled by the main loop while no thread serves the connection;
+    `sock` is set by the pool thread only while it may block on the rest of a
+    request (with the client timeout on the socket).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = bytearray()
+        self.sock: socket.socket | None = None
+
+    def chunk(self, size_hint: int | None = None) -> bytes:  # gunicorn 23 calls chunk(), 24+ chunk(size_hint)
+        if self.pending:
+            data = bytes(self.pending)
+            self.pending = bytearray()
+            return data
+        if self.sock is None:
+            return b""  # everything the main loop saw was handed over: the parser sees the end
+        return self.sock.recv(THREAD_READ_CHUNK)
+
+    def take_back(self) -> None:
+        """After a request: every byte received and not parsed (a pipelined next request) goes back to `pending`."""
+        self.sock = None
+        rest = self.read()  # the parser's read-ahead if any, else `pending` (through chunk)
+        if rest:
+            self.pending = bytearray(rest) + self.pending
+
+
 class _Gathered:
     """Stands in for the socket while the app writes its response: `sendall` bytes are kept, sent later in one go."""
 
@@ -161,6 +222,13 @@ class _Gathered:
     def sendall(self, data: bytes) -> None:
         self.buffer += data
 
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """`Response.write_file` with `sendfile` on: read into the buffer like everything else."""
+        file.seek(offset)
+        data = file.read() if count is None else file.read(count)
+        self.buffer += data
+        return len(data)
+
     # `send` goes to the socket: gunicorn uses it only for "100 Continue", which must reach the
     # client before it sends the body the app is about to read.
 
@@ -168,73 +236,195 @@ class _Gathered:
         return getattr(self._sock, name)
 
 
-class ThreadWorker(GThreadWorker):
-    """gthread with every client wait on the main loop (see the module docstring)."""
+class _Connection:
+    """One client socket and where it is: read into `inbox`, served by a thread, answer in `out`."""
+
+    __slots__ = ("sock", "client", "server", "inbox", "requests", "partial", "out", "keep", "drained")
+
+    def __init__(self, sock: socket.socket, client: Any, server: Any) -> None:
+        self.sock = sock
+        self.client = client
+        self.server = server
+        self.inbox = _Inbox()
+        self.requests = 0
+        self.partial = False
+        self.out = bytearray()
+        self.keep = False
+        self.drained = 0
+
+
+class _Wakeup:
+    """Pool threads hand finished connections to the main loop: a queue, and one byte on a pipe to wake it.
+
+    A byte is written only when none is pending already: under load several
+    answers share one wake-up (one `write` and one `read` syscall fewer per request).
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._queue: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        self._armed = False
+
+    def fileno(self) -> int:
+        return self._read
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except OSError:
+            pass  # the pipe is full: the main loop is awake anyway
+
+    def put(self, conn: _Connection) -> None:
+        self._queue.put(conn)
+        if not self._armed:
+            self._armed = True
+            self.wake()
+
+    def drain(self) -> list[_Connection]:
+        try:
+            os.read(self._read, 4096)
+        except OSError:
+            pass
+        self._armed = False  # before draining: a put from now on wakes the loop again
+        done = []
+        while True:
+            try:
+                done.append(self._queue.get_nowait())
+            except queue.Empty:
+                return done
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class ThreadWorker(Worker):
+    """A selectors main loop for every client wait, a thread pool for the app (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client_timeout = ServingSettings.from_env().client_timeout
         self.body_limit = Settings.from_env().max_body_bytes  # what the app accepts is buffered whole
-        self._reading: dict[TConn, float] = {}
-        self._writing: dict[TConn, float] = {}
-        self._lingering: dict[TConn, float] = {}
+        self.worker_connections = self.cfg.worker_connections
+        self.nr_conns = 0
+        self._reading: dict[_Connection, float] = {}
+        self._writing: dict[_Connection, float] = {}
+        self._lingering: dict[_Connection, float] = {}
+        self._accepting = False
+        self._accept_paused_until = 0.0
+        self._notified_at = -NOTIFY_INTERVAL
+        self._next_sweep = 0.0
 
     # ---- process ------------------------------------------------------------------------------
     def init_process(self) -> None:
         if self.cfg.is_ssl:
             raise RuntimeError("lsml's worker serves plain HTTP; terminate TLS in front of it")
+        if "h2" in (getattr(self.cfg, "http_protocols", None) or ["h1"]):  # gunicorn >= 25 has HTTP/2
+            raise RuntimeError("lsml's worker serves HTTP/1.1; terminate HTTP/2 in front of it")
         die_with_parent()
-        self._accept_paused_until = 0.0
+        self.pool = ThreadPoolExecutor(max_workers=self.cfg.threads)
+        self.poller = selectors.DefaultSelector()
+        self.wakeup = _Wakeup()
         BOARD.beat(self.age)
         BOARD.set(self.age, 0)
-        super().init_process()
+        super().init_process()  # loads the app into self.wsgi, then calls run()
 
     def notify(self) -> None:
-        """The heartbeat, at most every NOTIFY_INTERVAL s: gthread's loop did one utime() syscall per wake-up.
+        """The heartbeat, at most every NOTIFY_INTERVAL s (one utime() per loop wake-up was 12% of a no-op request).
 
-        A profile of a no-op /predict at concurrency 1 put 12% of the worker's samples
-        in it; the arbiter only needs it within `timeout` (300 s).
+        The arbiter only needs it within `timeout` (300 s).
         """
         now = time.monotonic()
-        if now - getattr(self, "_notified_at", -NOTIFY_INTERVAL) >= NOTIFY_INTERVAL:
+        if now - self._notified_at >= NOTIFY_INTERVAL:
             self._notified_at = now
             BOARD.beat(self.age)
             super().notify()
 
-    @property
-    def nr_conns(self) -> int:
-        return self._nr_conns
+    def _count(self, delta: int) -> None:
+        """Every change of the open-connection count is published on the board, where siblings read it."""
+        self.nr_conns += delta
+        BOARD.set(self.age, self.nr_conns)
 
-    @nr_conns.setter
-    def nr_conns(self, value: int) -> None:
-        """Every change is published on the board, where siblings read it before accepting."""
-        self._nr_conns = value
-        if getattr(self, "_accept_paused_until", None) is not None:  # set once this is the worker process
-            BOARD.set(self.age, value)
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        if enabled and time.monotonic() < getattr(self, "_accept_paused_until", 0.0):
-            return  # yielding to a less busy sibling for a moment
-        super().set_accept_enabled(enabled)
-
-    def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        paused = getattr(self, "_accept_paused_until", 0.0) - time.monotonic()
-        super().wait_for_and_dispatch_events(min(timeout, paused) if paused > 0 else timeout)
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: stop gracefully (see `run`); wake the loop so it starts now."""
+        self.alive = False
+        self.wakeup.wake()
 
     def handle_quit(self, sig: int, frame: Any) -> None:
-        """Exit now: gthread's `tpool.shutdown()` here can deadlock on the executor's lock (see module doc)."""
+        """SIGQUIT/SIGINT: exit now, without shutting the pool down from a signal handler (see module doc)."""
         self.alive = False
         try:
             self.cfg.worker_int(self)
         finally:
             os._exit(0)
 
+    def run(self) -> None:
+        self.poller.register(self.wakeup, selectors.EVENT_READ, self._on_wakeup)
+        while self.alive:
+            self.notify()
+            self._set_accepting(
+                self.nr_conns < self.worker_connections and time.monotonic() >= self._accept_paused_until
+            )
+            self._dispatch(self._select_timeout())
+            if self.ppid != os.getppid():
+                self.log.info("Parent changed, shutting down: %s", self)
+                break
+            self._sweep()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Answer what is in flight, give kept-alive clients STOP_LINGER_SECONDS, then close what is left."""
+        self._set_accepting(False)
+        cap = time.monotonic() + STOP_LINGER_SECONDS
+        for table in (self._reading, self._writing):  # nor can a client that does not read its answer
+            for conn, current in list(table.items()):
+                table[conn] = min(current, cap)
+        graceful_deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() < graceful_deadline:
+            self.notify()
+            self._dispatch(self._select_timeout())
+            self._sweep()
+        for table in (self._reading, self._writing, self._lingering):
+            for conn in list(table):
+                util.close(conn.sock)
+        self.pool.shutdown(wait=False)
+        self.poller.close()
+        self.wakeup.close()
+        for listener in self.sockets:
+            listener.close()
+
+    def _select_timeout(self) -> float:
+        if self._reading or self._writing or self._lingering:
+            return SWEEP_INTERVAL
+        paused = self._accept_paused_until - time.monotonic()
+        return min(1.0, paused) if paused > 0 else 1.0
+
+    def _dispatch(self, timeout: float) -> None:
+        for key, _ in self.poller.select(timeout):
+            callback: Callable[[], None] = key.data
+            callback()
+
+    def _set_accepting(self, enabled: bool) -> None:
+        if enabled == self._accepting:
+            return
+        for listener in self.sockets:
+            if enabled:
+                listener.setblocking(False)
+                self.poller.register(listener, selectors.EVENT_READ, lambda sock=listener: self._accept(sock))
+            else:
+                self.poller.unregister(listener)
+        self._accepting = enabled
+
     # ---- reading requests on the main loop ----------------------------------------------------
-    def accept(self, listener: Any) -> None:
+    def _accept(self, listener: Any) -> None:
         fewest = BOARD.others_min(self.age)
         if fewest is not None and self.nr_conns > fewest:  # a sibling is less busy: let it take this one
-            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
-            self.set_accept_enabled(False)
+            self._pause_accepts(ACCEPT_PAUSE)
             return
         try:
             client, addr = listener.accept()
@@ -242,37 +432,42 @@ class ThreadWorker(GThreadWorker):
             return  # another worker took it, or the client gave up
         except OSError as exc:  # EMFILE, ENOBUFS...: do not spin on a listener that stays readable
             self.log.warning("accept failed (%s): pausing accepts for 0.1 s", exc)
-            self._accept_paused_until = time.monotonic() + 0.1
-            self.set_accept_enabled(False)
+            self._pause_accepts(0.1)
             return
-        self.nr_conns += 1
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = TConn(self.cfg, client, addr, listener.getsockname())  # non-blocking
-        conn.lsml_in = bytearray()
-        self._read(conn)
+        self._count(+1)
+        client.setblocking(False)
+        if client.family in (socket.AF_INET, socket.AF_INET6):
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._wait_request(_Connection(client, addr, listener.getsockname()))
 
-    def _read(self, conn: TConn) -> None:
+    def _pause_accepts(self, seconds: float) -> None:
+        self._accept_paused_until = time.monotonic() + seconds
+        self._set_accepting(False)
+
+    def _wait_request(self, conn: _Connection) -> None:
         """Wait for a whole request on `conn` (keepalive s to start it, client_timeout s to finish it)."""
-        now = time.monotonic()
-        conn.lsml_state = request_state(conn.lsml_in, self.body_limit)
-        if conn.lsml_state != WAIT:
-            self.enqueue_req(conn)
+        state = request_state(conn.inbox.pending, self.body_limit)
+        if state != WAIT:
+            self._serve_in_pool(conn, state)
             return
-        deadline = now + (self.client_timeout if conn.lsml_in else self.cfg.keepalive)
+        now = time.monotonic()
+        idle = self.cfg.keepalive if conn.requests else (self.cfg.keepalive or self.client_timeout)
+        deadline = now + (self.client_timeout if conn.inbox.pending else idle)
         if not self.alive:
-            deadline = min(deadline, now + STOP_KEEPALIVE_LINGER)
+            deadline = min(deadline, now + STOP_LINGER_SECONDS)
         self._reading[conn] = deadline
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        self.poller.register(conn.sock, selectors.EVENT_READ, lambda: self._on_readable(conn))
 
-    def _on_readable(self, conn: TConn, _sock: Any) -> None:
-        started = bool(conn.lsml_in)
+    def _on_readable(self, conn: _Connection) -> None:
+        pending = conn.inbox.pending
+        started = bool(pending)
         try:
             while True:
                 data = conn.sock.recv(READ_CHUNK)
                 if not data:
                     self._drop(conn, self._reading)
                     return
-                conn.lsml_in += data
+                pending += data
                 if len(data) < READ_CHUNK:
                     break
         except BlockingIOError:
@@ -280,45 +475,42 @@ class ThreadWorker(GThreadWorker):
         except OSError:
             self._drop(conn, self._reading)
             return
-        conn.lsml_state = request_state(conn.lsml_in, self.body_limit)
-        if conn.lsml_state != WAIT:
+        state = request_state(pending, self.body_limit)
+        if state != WAIT:
             self.poller.unregister(conn.sock)
             del self._reading[conn]
-            self.enqueue_req(conn)
+            self._serve_in_pool(conn, state)
         elif not started:
             self._reading[conn] = time.monotonic() + self.client_timeout
 
-    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:  # not used: kept-alive conns are in _read
-        raise AssertionError("lsml's worker keeps no connection in gthread's keep-alive queue")
+    def _serve_in_pool(self, conn: _Connection, state: int) -> None:
+        conn.partial = state == PARTIAL
+        self.pool.submit(self._serve, conn)
 
     # ---- serving, in a pool thread --------------------------------------------------------------
-    def handle(self, conn: TConn) -> bool:
-        """Serve the buffered request; return whether to keep the connection. Runs in a pool thread."""
-        req = None
-        sock = conn.sock
-        conn.lsml_out = None
+    def _serve(self, conn: _Connection) -> None:
+        """Serve one request; leave the answer in `conn.out` and hand the connection back to the main loop."""
         try:
-            conn.init()  # the first time: makes the socket blocking
-            if conn.lsml_state == PARTIAL:
-                sock.settimeout(self.client_timeout)  # each read of the rest waits this long at most
-            elif sock.gettimeout() != 0.0:
-                sock.setblocking(False)  # all is buffered: nothing to wait for (no syscall when kept alive)
-            if conn.lsml_in:
-                conn.parser.unreader.unread(bytes(conn.lsml_in))
-                conn.lsml_in = bytearray()
-            req = next(conn.parser)
-            if not req:
-                return False
-            out = _Gathered(sock)
-            conn.sock = out
-            try:
-                keep = self.handle_request(req, conn)
-            finally:
-                conn.sock = sock
-            keep = self._keepalive_after(conn, keep)
-            conn.lsml_out = out.buffer
-            self._send_now(conn)
-            return keep
+            conn.keep = self._serve_request(conn)
+        except BaseException:  # never lose a connection: the main loop must get it back
+            self.log.exception("Error serving %s", conn.client)
+            conn.keep = False
+        finally:
+            self.wakeup.put(conn)
+
+    def _serve_request(self, conn: _Connection) -> bool:
+        """Parse, run the app, gather the answer; return whether to keep the connection."""
+        req = None
+        out = _Gathered(conn.sock)
+        conn.out = out.buffer
+        keep = False
+        try:
+            if conn.partial:
+                conn.sock.settimeout(self.client_timeout)  # each read of the rest waits this long at most
+                conn.inbox.sock = conn.sock
+            conn.requests += 1
+            req = http.Request(self.cfg, conn.inbox, conn.client, conn.requests)
+            keep = self.handle_request(req, conn, out) and self._finish_body(req, conn)
         except http.errors.NoMoreData:
             pass
         except StopIteration:
@@ -327,45 +519,95 @@ class ThreadWorker(GThreadWorker):
             self.log.debug("client too slow or gone: %s", conn.client)
         except OSError as exc:
             self.log.debug("socket error serving %s: %s", conn.client, exc)
-        except Exception as exc:  # a parse error: gunicorn writes the 4xx and logs it
-            conn.sock = sock
-            self.handle_error(req, sock, conn.client, exc)
-        return False
+        except (
+            Exception
+        ) as exc:  # a parse error (gunicorn answers the 4xx and logs it) or an app error after its headers
+            del out.buffer[:]
+            self.handle_error(req, out, conn.client, exc)
+        if keep:
+            conn.inbox.take_back()
+        if conn.partial:
+            conn.sock.setblocking(False)
+        self._send_now(conn)
+        return keep
+
+    def _finish_body(self, req: Any, conn: _Connection) -> bool:
+        """Read what the app left of the body, so the next request starts where it should.
+
+        Buffered bodies are in memory; the rest of a PARTIAL one is read from the
+        socket for at most LINGER_DRAIN bytes, or the connection closes.
+        """
+        drained = 0
+        while True:
+            data = req.body.read(65_536)
+            if not data:
+                return True
+            drained += len(data)
+            if conn.partial and drained > LINGER_DRAIN:
+                return False
+
+    def handle_request(self, req: Any, conn: _Connection, out: _Gathered) -> bool:
+        """Run the app on one parsed request, as gthread does; return whether the connection may stay open."""
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(req, out, conn.client, conn.server, self.cfg)
+            environ["wsgi.multithread"] = True
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+                resp.force_close()
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
 
     @staticmethod
-    def _send_now(conn: TConn) -> None:
+    def _send_now(conn: _Connection) -> None:
         """Send what the socket takes right now; the rest (a slow reader's) is left for the main loop."""
-        out = getattr(conn, "lsml_out", None)
-        if not out:
-            return
-        if conn.sock.gettimeout() != 0.0:
-            conn.sock.setblocking(False)
+        out = conn.out
         try:
             while out:
                 del out[: conn.sock.send(out)]
         except BlockingIOError:
             pass
+        except OSError:
+            del out[:]  # the peer is gone; the main loop closes the socket
 
     # ---- after the response, on the main loop -------------------------------------------------
-    def finish_request(self, conn: TConn, fs: Any) -> None:
-        try:
-            keep = bool(fs.result()) if not fs.cancelled() else False
-        except Exception:
-            keep = False
-        try:
-            if conn.sock.gettimeout() != 0.0:  # a PARTIAL request, or an error before _send_now
-                conn.sock.setblocking(False)
-            if getattr(conn, "lsml_out", None):
-                self._writing[conn] = time.monotonic() + self.client_timeout
-                self.poller.register(conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, keep))
-            else:
-                self._after_response(conn, keep)
-        except (OSError, ValueError):  # ValueError: the socket was closed while serving
-            self.nr_conns -= 1
-            util.close(conn.sock)
+    def _on_wakeup(self) -> None:
+        for conn in self.wakeup.drain():
+            self._answered(conn)
 
-    def _on_writable(self, conn: TConn, keep: bool, _sock: Any) -> None:
-        out = conn.lsml_out
+    def _answered(self, conn: _Connection) -> None:
+        if conn.out:
+            self._writing[conn] = time.monotonic() + self.client_timeout
+            self.poller.register(conn.sock, selectors.EVENT_WRITE, lambda: self._on_writable(conn))
+        else:
+            self._after_response(conn)
+
+    def _on_writable(self, conn: _Connection) -> None:
+        out = conn.out
         try:
             while out:
                 del out[: conn.sock.send(out)]
@@ -376,17 +618,16 @@ class ThreadWorker(GThreadWorker):
             return
         self.poller.unregister(conn.sock)
         del self._writing[conn]
-        self._after_response(conn, keep)
+        self._after_response(conn)
 
-    def _after_response(self, conn: TConn, keep: bool) -> None:
-        if keep:
-            conn.lsml_in = bytearray(conn.parser.unreader.take_buffered())  # a pipelined next request
-            self._read(conn)
+    def _after_response(self, conn: _Connection) -> None:
+        if conn.keep:
+            self._wait_request(conn)  # a pipelined next request may be in the inbox already
             return
-        self.nr_conns -= 1
+        self._count(-1)
         self._linger(conn)
 
-    def _linger(self, conn: TConn) -> None:
+    def _linger(self, conn: _Connection) -> None:
         """Half-close and let the main loop drain the peer's last bytes, so the kernel sends no RST over the answer."""
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -396,26 +637,26 @@ class ThreadWorker(GThreadWorker):
         if len(self._lingering) >= self.worker_connections:
             util.close(conn.sock)
             return
-        conn.lsml_drained = 0
+        conn.drained = 0
         self._lingering[conn] = time.monotonic() + LINGER_SECONDS
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger, conn))
+        self.poller.register(conn.sock, selectors.EVENT_READ, lambda: self._on_linger(conn))
 
-    def _on_linger(self, conn: TConn, _sock: Any) -> None:
+    def _on_linger(self, conn: _Connection) -> None:
         try:
-            while conn.lsml_drained < LINGER_DRAIN:
+            while conn.drained < LINGER_DRAIN:
                 data = conn.sock.recv(READ_CHUNK)
                 if not data:
                     break
-                conn.lsml_drained += len(data)
+                conn.drained += len(data)
         except BlockingIOError:
-            if conn.lsml_drained < LINGER_DRAIN:
+            if conn.drained < LINGER_DRAIN:
                 return
         except OSError:
             pass
         self._forget(conn, self._lingering)
 
-    # ---- timeouts and stopping ----------------------------------------------------------------
-    def _forget(self, conn: TConn, table: dict[TConn, float]) -> None:
+    # ---- timeouts -----------------------------------------------------------------------------
+    def _forget(self, conn: _Connection, table: dict[_Connection, float]) -> None:
         table.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
@@ -423,30 +664,19 @@ class ThreadWorker(GThreadWorker):
             pass
         util.close(conn.sock)
 
-    def _drop(self, conn: TConn, table: dict[TConn, float]) -> None:
-        self.nr_conns -= 1
+    def _drop(self, conn: _Connection, table: dict[_Connection, float]) -> None:
+        self._count(-1)
         self._forget(conn, table)
 
-    def murder_pending(self) -> None:
-        """Close the connections whose client ran out of time (gthread calls this every loop)."""
-        super().murder_pending()
+    def _sweep(self) -> None:
+        """Close the connections whose client ran out of time (at most every SWEEP_INTERVAL s)."""
         now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
         for table, counted in ((self._reading, True), (self._writing, True), (self._lingering, False)):
             for conn in [c for c, deadline in table.items() if deadline <= now]:
                 if counted:
                     self._drop(conn, table)
                 else:
                     self._forget(conn, table)
-
-    def _cap_keepalive(self, deadline: float) -> None:
-        """Stopping: a client gets STOP_KEEPALIVE_LINGER s more to send its request or take its answer."""
-        super()._cap_keepalive(deadline)
-        for table in (self._reading, self._writing):  # nor can a client that does not read its answer
-            for conn, current in list(table.items()):
-                table[conn] = min(current, deadline)
-
-    def run(self) -> None:
-        super().run()
-        for table in (self._reading, self._writing, self._lingering):
-            for conn in list(table):
-                util.close(conn.sock)
