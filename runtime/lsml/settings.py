@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,15 +86,51 @@ def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
 GATE_HOLDOUT_FRACTION = 0.2
 
 
-def setting(default: Any, env: str, doc: str, *, shown: str | None = None, repr: bool = True) -> Any:
+def setting(
+    default: Any,
+    env: str,
+    doc: str,
+    *,
+    minimum: float | None = None,
+    read: Callable[[Mapping[str, str], str], Any] | None = None,
+    aliases: tuple[str, ...] = (),
+    shown: str | None = None,
+    repr: bool = True,
+) -> Any:
     """A dataclass field that names the environment variable it is read from and says what it does.
 
-    The description lives here, beside the value, so that docs/reference/environment.md (generated from these
-    fields by hack/docs/reference.py) cannot drift from the code; tests/docs/test_reference.py fails when a
-    variable `from_env` reads has no description. `shown` replaces the default in the docs where the real one is
-    computed (from the backend directory, the model, ...).
+    Each setting is declared once, here: `from_env` reads every field through `_read` from this declaration
+    (the reader follows the default's type; `read` for the others, `minimum` for numbers, `aliases` for the
+    reference SDK's older names read when the first is unset), so a name or a default cannot differ between the
+    field and the code that reads it. The description lives here too, so that docs/reference/environment.md
+    (generated from these fields by hack/docs/reference.py) cannot drift from the code. `shown` replaces the
+    default in the docs where the real one is computed (from the backend directory, the model, ...).
     """
-    return dataclasses.field(default=default, repr=repr, metadata={"env": env, "doc": doc, "shown": shown})
+    metadata = {"env": env, "doc": doc, "shown": shown, "minimum": minimum, "read": read, "aliases": aliases}
+    return dataclasses.field(default=default, repr=repr, metadata=metadata)
+
+
+def _read(env: Mapping[str, str], field: dataclasses.Field) -> Any:
+    """One `setting(...)` field's value from `env`, or its default; a bad value raises naming the variable."""
+    meta = field.metadata
+    name, default = meta["env"], field.default
+    if meta["read"] is not None:
+        return meta["read"](env, name)
+    if isinstance(default, bool):  # before int: bool is an int
+        return _bool(env, name, default)
+    if isinstance(default, int):
+        return _int(env, name, default, int(meta["minimum"] or 0))
+    if isinstance(default, float):
+        return _float(env, name, default, float(meta["minimum"] or 0.0))
+    for candidate in (name, *meta["aliases"]):
+        value = _str(env, candidate)
+        if value is not None:
+            return value
+    return default
+
+
+def _read_all(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
+    return {f.name: _read(env, f) for f in dataclasses.fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -142,6 +178,7 @@ class Settings:
         "LABEL_STUDIO_URL",
         "the Label Studio the backend talks to; with it set, a `/setup` naming another origin (scheme, host, "
         "port) is ignored with a warning, and so is its token",
+        aliases=("LABEL_STUDIO_HOST",),
     )
     label_studio_api_key: str | None = setting(
         None,
@@ -149,9 +186,10 @@ class Settings:
         "the Label Studio token (personal access token or legacy token); only ever sent to `LABEL_STUDIO_URL`'s "
         "origin, never logged",
         repr=False,
+        aliases=("LABEL_STUDIO_ACCESS_TOKEN",),
     )
     predict_concurrency: int = setting(
-        4, "LSML_PREDICT_CONCURRENCY", "`predict` calls running at once in one server process (a semaphore)"
+        4, "LSML_PREDICT_CONCURRENCY", "`predict` calls running at once in one server process (a semaphore)", minimum=1
     )
     predict_wait_timeout: float = setting(
         30.0, "LSML_PREDICT_WAIT_TIMEOUT", "seconds a `/predict` waits for a free predict slot, then 503 `busy`"
@@ -161,12 +199,14 @@ class Settings:
         "LSML_PREDICT_TIMEOUT",
         "seconds one `predict` may run (Label Studio's `ML_TIMEOUT_PREDICT` is 100 s); then 504 `predict_timeout`, "
         "the slot is given back and the thread counted as stuck (`lsml_predict_stuck_threads`)",
+        minimum=0.001,
     )
     fit_timeout: float = setting(
         21600.0,
         "LSML_FIT_TIMEOUT",
         "seconds one training may run: the RQ job's timeout (the work horse is killed) and the embedded runner's "
         "deadline (the job fails; the late fit never publishes)",
+        minimum=1.0,
     )
     fit_attempts: int = setting(
         3,
@@ -174,6 +214,7 @@ class Settings:
         "runs of one RQ training whose worker or work horse is killed mid-fit (SIGKILL, the OOM killer, a pod "
         "deleted past its grace period): the same job is queued again and trains on what it had claimed; after the "
         "last attempt it fails. A fit that raises or runs past `LSML_FIT_TIMEOUT` is never retried",
+        minimum=1,
     )
     prelabel_attempts: int = setting(
         3,
@@ -181,11 +222,13 @@ class Settings:
         "runs of one RQ pre-labelling job whose worker or work horse is killed mid-job: the same job is queued "
         "again and resumes from the project's checkpoint; after the last attempt it fails naming its attempts. "
         "Read by the process that enqueues (the server, or a worker queueing after a publish)",
+        minimum=1,
     )
     prelabel_max_running: int = setting(
         2,
         "LSML_PRELABEL_MAX_RUNNING",
         "pre-labelling jobs running at once without Redis (one thread each); with Redis the workers bound it",
+        minimum=1,
     )
     prelabel_max_queued: int = setting(
         16,
@@ -202,21 +245,24 @@ class Settings:
         "larger request bodies get 413 `body_too_large` (Label Studio sends `/predict` batches of tasks, not media; "
         "raise it for very large batches)",
         shown="10485760 (10 MiB)",
+        minimum=1,
     )
     max_loaded_models: int = setting(
         16,
         "LSML_MAX_LOADED_MODELS",
         "model instances kept per process; the least recently used beyond it is evicted (logged, "
         "`lsml_model_evictions_total`) and rebuilt on its next request",
+        minimum=1,
     )
     media_max_bytes: int = setting(
         104_857_600,
         "LSML_MEDIA_MAX_BYTES",
         "largest media file `get_local_path`/`download` fetches (`MediaRefused` beyond)",
         shown="104857600 (100 MiB)",
+        minimum=1,
     )
     media_timeout: float = setting(
-        60.0, "LSML_MEDIA_TIMEOUT", "seconds one media download may take in total (not per read)"
+        60.0, "LSML_MEDIA_TIMEOUT", "seconds one media download may take in total (not per read)", minimum=0.001
     )
     media_allow_private: bool = setting(
         False,
@@ -231,7 +277,9 @@ class Settings:
         "Studio never calls; unset and no Basic auth: those routes answer 403 `admin_disabled`; never logged",
         repr=False,
     )
-    keep_versions: int = setting(5, "LSML_KEEP_VERSIONS", "model versions kept per project (older ones are pruned)")
+    keep_versions: int = setting(
+        5, "LSML_KEEP_VERSIONS", "model versions kept per project (older ones are pruned)", minimum=1
+    )
     reload_interval: float = setting(
         0.5,
         "LSML_RELOAD_INTERVAL",
@@ -252,6 +300,7 @@ class Settings:
         "`get_local_path`/`preload_task_data`; symlinks and `..` are resolved first; anything else raises "
         "`lsml.local_files.LocalFileRefused`",
         shown="unset (no local files)",
+        read=_paths,
     )
     prelabel_on_publish: bool = setting(
         False,
@@ -265,6 +314,7 @@ class Settings:
         "`PROJECT=VERSION,...` (`*` = every project, e.g. `*=v3,5=v2`): the version served whatever later fits "
         "publish and whatever `activate` did, while it names a kept version (else the store's current, warned "
         "once); `prune` keeps it. MLBackend `spec.model.pinnedVersions` sets it",
+        read=_pins,
     )
     holdout_fraction: float = setting(
         0.0,
@@ -294,50 +344,18 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, backend_dir: str | Path | None = None) -> Settings:
         """Read the environment (or `env`). `backend_dir` defaults to `LSML_BACKEND_DIR`, else the cwd."""
         env = os.environ if env is None else env
-        base = Path(backend_dir or _str(env, "LSML_BACKEND_DIR") or os.getcwd()).resolve()
+        values = _read_all(cls, env)
+        base = Path(backend_dir or values["backend_dir"] or os.getcwd()).resolve()
         model_dir = _str(env, "MODEL_DIR")
-        return cls(
+        values.update(
             backend_dir=base,
-            model=_str(env, "LSML_MODEL"),
             model_dir=Path(model_dir).resolve() if model_dir else base / "data" / "models",
-            redis_url=_str(env, "REDIS_URL"),
-            queue_name=_str(env, "LSML_QUEUE") or "lsml-training",
-            basic_auth_user=_str(env, "BASIC_AUTH_USER"),
-            basic_auth_pass=_str(env, "BASIC_AUTH_PASS"),
-            # the reference SDK's fallbacks too (label_studio_ml/model.py), but not its last one, HOSTNAME:
-            # in a container that is the container's own name, so lsml would call itself Label Studio
-            label_studio_url=_str(env, "LABEL_STUDIO_URL") or _str(env, "LABEL_STUDIO_HOST"),
-            label_studio_api_key=_str(env, "LABEL_STUDIO_API_KEY") or _str(env, "LABEL_STUDIO_ACCESS_TOKEN"),
-            predict_concurrency=_int(env, "LSML_PREDICT_CONCURRENCY", 4, minimum=1),
-            predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
-            predict_timeout=_float(env, "LSML_PREDICT_TIMEOUT", 100.0, minimum=0.001),
-            fit_timeout=_float(env, "LSML_FIT_TIMEOUT", 21600.0, minimum=1.0),
-            fit_attempts=_int(env, "LSML_FIT_ATTEMPTS", 3, minimum=1),
-            prelabel_attempts=_int(env, "LSML_PRELABEL_ATTEMPTS", 3, minimum=1),
-            prelabel_max_running=_int(env, "LSML_PRELABEL_MAX_RUNNING", 2, minimum=1),
-            prelabel_max_queued=_int(env, "LSML_PRELABEL_MAX_QUEUED", 16, minimum=0),
-            model_load_timeout=_float(env, "LSML_MODEL_LOAD_TIMEOUT", 60.0),
-            max_body_bytes=_int(env, "LSML_MAX_BODY_BYTES", 10_485_760, minimum=1),
-            max_loaded_models=_int(env, "LSML_MAX_LOADED_MODELS", 16, minimum=1),
-            media_max_bytes=_int(env, "LSML_MEDIA_MAX_BYTES", 104_857_600, minimum=1),
-            media_timeout=_float(env, "LSML_MEDIA_TIMEOUT", 60.0, minimum=0.001),
-            media_allow_private=_bool(env, "LSML_MEDIA_ALLOW_PRIVATE"),
-            admin_token=_str(env, "LSML_ADMIN_TOKEN"),
-            keep_versions=_int(env, "LSML_KEEP_VERSIONS", 5, minimum=1),
-            reload_interval=_float(env, "LSML_RELOAD_INTERVAL", 0.5),
-            score_strategy=_str(env, "LSML_SCORE_STRATEGY"),
-            log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
-            local_files_roots=_paths(env, "LSML_LOCAL_FILES_ROOTS"),
-            prelabel_on_publish=_bool(env, "LSML_PRELABEL_ON_PUBLISH"),
-            pinned_versions=_pins(env, "LSML_PINNED_VERSIONS"),
-            catchup_interval=_float(env, "LSML_CATCHUP_INTERVAL", 60.0),
-            # the gate compares scores, so it holds out GATE_HOLDOUT_FRACTION unless told otherwise
-            holdout_fraction=min(
-                1.0,
-                _float(env, "LSML_HOLDOUT_FRACTION", GATE_HOLDOUT_FRACTION if _str(env, "LSML_QUALITY_GATE") else 0.0),
-            ),
-            quality_gate=_str(env, "LSML_QUALITY_GATE"),
+            log_level=values["log_level"].upper(),
         )
+        if values["quality_gate"] and _str(env, "LSML_HOLDOUT_FRACTION") is None:
+            values["holdout_fraction"] = GATE_HOLDOUT_FRACTION  # the gate compares scores: it needs a holdout
+        values["holdout_fraction"] = min(1.0, values["holdout_fraction"])
+        return cls(**values)
 
     def __post_init__(self) -> None:
         _check_basic_auth(self.basic_auth_user, self.basic_auth_pass)
@@ -405,15 +423,17 @@ class ServingSettings:
         "gunicorn worker processes (the image sets 2, the operator 1, `start` 1 or 2); without Redis keep 1: each "
         "worker would run its own embedded training queue",
         shown="2 with `REDIS_URL`, else 1",
+        minimum=1,
     )
     threads: int = setting(
-        8, "THREADS", "request threads per gunicorn worker (the image, compose file and operator say 8 too)"
+        8, "THREADS", "request threads per gunicorn worker (the image, compose file and operator say 8 too)", minimum=1
     )
     client_timeout: float = setting(
         30.0,
         "LSML_CLIENT_TIMEOUT",
         "seconds a client has to finish sending a request once it started, or to take its answer; also bounds one "
         "socket call of a pool thread",
+        minimum=0.1,
     )
     backend_dir: str = setting(".", "LSML_BACKEND_DIR", "the backend directory gunicorn serves `_wsgi:app` from")
     log_level: str = setting("info", "LOG_LEVEL", "gunicorn's log level")
@@ -421,16 +441,11 @@ class ServingSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if env is None else env
-        return cls(
-            host=_str(env, "HOST") or "0.0.0.0",
-            port=_int(env, "PORT", 9090, minimum=0),
-            # one worker without Redis: each would run its own embedded training queue
-            workers=_int(env, "WORKERS", 2 if _str(env, "REDIS_URL") else 1, minimum=1),
-            threads=_int(env, "THREADS", 8, minimum=1),
-            client_timeout=_float(env, "LSML_CLIENT_TIMEOUT", 30.0, minimum=0.1),
-            backend_dir=_str(env, "LSML_BACKEND_DIR") or ".",
-            log_level=(_str(env, "LOG_LEVEL") or "info").lower(),
-        )
+        values = _read_all(cls, env)
+        if _str(env, "WORKERS") is None and _str(env, "REDIS_URL"):
+            values["workers"] = 2  # one worker without Redis: each would run its own embedded training queue
+        values["log_level"] = values["log_level"].lower()
+        return cls(**values)
 
 
 # Variables read outside the two dataclasses above: named here so the reference lists them and the docs test

@@ -47,7 +47,7 @@ def test_the_names_module_imports_nothing():
 
 
 def test_from_env_of_an_empty_environment_gives_the_declared_defaults():
-    """`from_env` repeats each default: an empty environment must give what `setting(...)` declares."""
+    """`from_env` reads each field from its declaration: an empty environment gives what `setting(...)` declares."""
     read = Settings.from_env(env={}, backend_dir=REPO)
     for f in dataclasses.fields(Settings):
         if f.metadata.get("shown") is None:

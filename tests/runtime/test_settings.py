@@ -1,9 +1,10 @@
+import dataclasses
 import pickle
 from pathlib import Path
 
 import pytest
 
-from lsml.settings import Settings
+from lsml.settings import ServingSettings, Settings
 
 
 def test_defaults_follow_the_architecture_table(tmp_path):
@@ -78,3 +79,20 @@ def test_scoring_is_off_by_default_and_on_with_the_quality_gate():
     assert gated.holdout_fraction == GATE_HOLDOUT_FRACTION > 0
     explicit = Settings.from_env(env={"LSML_QUALITY_GATE": "accuracy", "LSML_HOLDOUT_FRACTION": "0.3"})
     assert explicit.holdout_fraction == 0.3
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [Settings, ServingSettings],
+)
+def test_every_declared_minimum_is_enforced_naming_the_variable(cls, tmp_path):
+    """The minimum lives in the field's declaration, and from_env reads through it: one below is refused."""
+    bounded = [f for f in dataclasses.fields(cls) if f.metadata.get("minimum")]
+    assert bounded, "no declared minimum: the test would prove nothing"
+    for f in bounded:
+        name, minimum = f.metadata["env"], f.metadata["minimum"]
+        below = str(minimum - 1 if isinstance(f.default, int) else minimum / 2)
+        build = (lambda env: cls.from_env(env, backend_dir=tmp_path)) if cls is Settings else cls.from_env
+        with pytest.raises(ValueError, match=name):
+            build({name: below})
+        assert getattr(build({name: str(minimum)}), f.name) == minimum
