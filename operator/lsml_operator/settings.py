@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+def _setting(default: Any, env: str, doc: str, *, read: Callable[[str | None], Any] | None = None) -> Any:
+    """A field that names its environment variable and says what it does (read by the docs generator).
+
+    `from_env` reads every field from this declaration (`read` parses the raw value; numbers and strings by the
+    default's type), so a variable's name and default are written once.
+    """
+    return field(default=default, metadata={"env": env, "doc": doc, "shown": None, "read": read})
 
 
-def _setting(default: Any, env: str, doc: str) -> Any:
-    """A field that names its environment variable and says what it does (read by the docs generator)."""
-    return field(default=default, metadata={"env": env, "doc": doc, "shown": None})
+def _read(declared: Field) -> Any:
+    """One `_setting(...)` field's value from the environment, or its default."""
+    raw = os.environ.get(declared.metadata["env"]) or None
+    read = declared.metadata["read"]
+    if read is not None:
+        return read(raw)
+    if raw is None:
+        return declared.default
+    if isinstance(declared.default, int):  # a count: "10" or "10.0"
+        return int(float(raw))
+    if isinstance(declared.default, float):
+        return float(raw)
+    return raw
+
+
+def _url_map(raw: str | None) -> dict[str, str] | None:
+    """``LSML_OPERATOR_BACKEND_URLS`` parsed; a value that is not a JSON object of strings stops the operator."""
+    if not raw:
+        return None
+    value = json.loads(raw)
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError('LSML_OPERATOR_BACKEND_URLS must be a JSON object {"<namespace>/<name>": "<base URL>"}')
+    return value
 
 
 # Read by main.py, not by OperatorSettings: named here for the docs (variable -> (default, description)).
@@ -84,6 +109,7 @@ class OperatorSettings:
         'JSON object `{"<namespace>/<name>": "<base URL>"}`: where the operator reaches those backends\' API '
         "instead of their Service (`http://<name>.<namespace>.svc:<port>`); for an operator running outside the "
         "cluster, where Service names do not resolve (the operator tests use it); set by the operator's admin only",
+        read=_url_map,
     )
     peering_name: str = _setting(
         "lsml-operator", "LSML_OPERATOR_PEERING_NAME", "the kopf peering object (`--peering-name` overrides it)"
@@ -91,30 +117,8 @@ class OperatorSettings:
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
-        return cls(
-            resync_seconds=_float("LSML_OPERATOR_RESYNC_SECONDS", cls.resync_seconds),
-            timer_seconds=_float("LSML_OPERATOR_TIMER_SECONDS", cls.timer_seconds),
-            retry_base_seconds=_float("LSML_OPERATOR_RETRY_BASE_SECONDS", cls.retry_base_seconds),
-            retry_max_seconds=_float("LSML_OPERATOR_RETRY_MAX_SECONDS", cls.retry_max_seconds),
-            label_studio_timeout=_float("LSML_OPERATOR_LABEL_STUDIO_TIMEOUT", cls.label_studio_timeout),
-            delete_retries=int(_float("LSML_OPERATOR_DELETE_RETRIES", cls.delete_retries)),
-            max_workers=int(_float("LSML_OPERATOR_MAX_WORKERS", cls.max_workers)),
-            peering_name=os.environ.get("LSML_OPERATOR_PEERING_NAME", cls.peering_name),
-            quality_seconds=_float("LSML_OPERATOR_QUALITY_SECONDS", cls.quality_seconds),
-            backend_timeout=_float("LSML_OPERATOR_BACKEND_TIMEOUT", cls.backend_timeout),
-            backend_urls=_url_map(os.environ.get("LSML_OPERATOR_BACKEND_URLS")),
-        )
+        return cls(**{declared.name: _read(declared) for declared in fields(cls)})
 
     def backend_url(self, namespace: str, name: str, service_url: str) -> str:
         """Where the operator reaches one backend's API: its ``LSML_OPERATOR_BACKEND_URLS`` entry, else its Service."""
         return ((self.backend_urls or {}).get(f"{namespace}/{name}") or service_url).rstrip("/")
-
-
-def _url_map(raw: str | None) -> dict[str, str] | None:
-    """``LSML_OPERATOR_BACKEND_URLS`` parsed; a value that is not a JSON object of strings stops the operator."""
-    if not raw:
-        return None
-    value = json.loads(raw)
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError('LSML_OPERATOR_BACKEND_URLS must be a JSON object {"<namespace>/<name>": "<base URL>"}')
-    return value
