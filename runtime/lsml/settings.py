@@ -168,6 +168,13 @@ class Settings:
         "seconds one training may run: the RQ job's timeout (the work horse is killed) and the embedded runner's "
         "deadline (the job fails; the late fit never publishes)",
     )
+    fit_exit_wait: float = setting(
+        10.0,
+        "LSML_FIT_EXIT_WAIT",
+        "seconds a training running in the server process (no Redis) gets to finish and publish when the "
+        "process exits; then it is abandoned (nothing published), stopped, and given as long again to return, so "
+        "the process never finalizes around a training thread (`lsml.training.exit_wait`)",
+    )
     fit_attempts: int = setting(
         3,
         "LSML_FIT_ATTEMPTS",
@@ -312,6 +319,7 @@ class Settings:
             predict_wait_timeout=_float(env, "LSML_PREDICT_WAIT_TIMEOUT", 30.0),
             predict_timeout=_float(env, "LSML_PREDICT_TIMEOUT", 100.0, minimum=0.001),
             fit_timeout=_float(env, "LSML_FIT_TIMEOUT", 21600.0, minimum=1.0),
+            fit_exit_wait=_float(env, "LSML_FIT_EXIT_WAIT", 10.0),
             fit_attempts=_int(env, "LSML_FIT_ATTEMPTS", 3, minimum=1),
             prelabel_attempts=_int(env, "LSML_PRELABEL_ATTEMPTS", 3, minimum=1),
             prelabel_max_running=_int(env, "LSML_PRELABEL_MAX_RUNNING", 2, minimum=1),
