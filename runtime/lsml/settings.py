@@ -208,6 +208,13 @@ class Settings:
         "deadline (the job fails; the late fit never publishes)",
         minimum=1.0,
     )
+    fit_exit_wait: float = setting(
+        10.0,
+        "LSML_FIT_EXIT_WAIT",
+        "seconds a training running in the server process (no Redis) gets to finish and publish when the "
+        "process exits; then it is abandoned (nothing published), stopped, and given as long again to return, so "
+        "the process never finalizes around a training thread (`lsml.training.exit_wait`)",
+    )
     fit_attempts: int = setting(
         3,
         "LSML_FIT_ATTEMPTS",

@@ -14,24 +14,56 @@ mode: use `REDIS_URL` (RQ) to scale out.
 
 Each job runs under LSML_FIT_TIMEOUT (`lsml.training.deadline`): past it the
 job fails and the runner goes on; the abandoned fit never publishes.
+
+At interpreter exit (an `atexit` handler, registered when the first runner
+thread starts) every queue closes, no queued job starts, and a running one
+gets LSML_FIT_EXIT_WAIT seconds to finish and publish; then it is abandoned
+and stopped (`lsml.training.exit_wait`), so the process exits cleanly, with
+its own exit code, instead of finalizing around a training thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from lsml.model import ModelRef
 from lsml.settings import Settings
-from lsml.training.deadline import run_with_deadline
+from lsml.training.deadline import FitStopped, FitThread
+from lsml.training.exit_wait import finish_fits
 from lsml.training.job import run_training
 from lsml.training.queue import FAILED, FINISHED, QUEUED, STARTED, TrainingRequest, job_status, quality_fields
 
 logger = logging.getLogger(__name__)
+
+_QUEUES: weakref.WeakSet[EmbeddedQueue] = weakref.WeakSet()
+_EXIT_HANDLER = threading.Lock()
+_exit_handler_registered = False
+
+
+def _register_exit_handler() -> None:
+    """Once per process, when a runner thread first starts: late, so it runs before earlier atexit handlers
+    (logging's shutdown among them; atexit runs the last registered first)."""
+    global _exit_handler_registered
+    with _EXIT_HANDLER:
+        if not _exit_handler_registered:
+            atexit.register(_at_exit)
+            _exit_handler_registered = True
+
+
+def _at_exit() -> None:
+    """Close every queue (no queued job starts now), then let the running trainings finish or abandon them."""
+    queues = list(_QUEUES)
+    for queue in queues:
+        queue.close()
+    if queues:
+        finish_fits(max(queue.settings.fit_exit_wait for queue in queues))
 
 
 class EmbeddedQueue:
@@ -63,6 +95,7 @@ class EmbeddedQueue:
         self._finished = 0
         self._thread: threading.Thread | None = None
         self._closed = False
+        _QUEUES.add(self)
 
     # ---- TrainingQueue -----------------------------------------------------
     def submit(self, request: TrainingRequest) -> str:
@@ -143,6 +176,7 @@ class EmbeddedQueue:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
+            _register_exit_handler()
             self._thread = threading.Thread(target=self._work, name="lsml-training", daemon=True)
             self._thread.start()
 
@@ -168,15 +202,23 @@ class EmbeddedQueue:
                 self._cv.notify_all()
             result: dict | None = None
             try:
-                result = run_with_deadline(
-                    self.settings.fit_timeout, self._runner, self.model_ref, request, self.settings, job_id=job_id
+                fit = FitThread(
+                    f"training job {job_id} of project {request.project}",
+                    self._runner,
+                    self.model_ref,
+                    request,
+                    self.settings,
+                    job_id=job_id,
                 )
+                result = fit.run(self.settings.fit_timeout)
                 update = dict(
                     status=FINISHED,
                     model_version=result.get("model_version"),
                     published=result.get("published"),
                     **quality_fields(result),
                 )
+            except FitStopped as exc:  # the process is exiting: exit_wait has said so
+                update = dict(status=FAILED, error=f"FitStopped: {str(exc)[:500]}")
             except BaseException as exc:  # noqa: BLE001 - a failed fit must not kill the runner
                 logger.error(
                     "project %s: training job %s failed: %s", request.project, job_id, type(exc).__name__, exc_info=True
