@@ -26,3 +26,11 @@ class RedisUnavailable(LsmlError, RuntimeError):
     def __init__(self, message: str = "Redis is unavailable", *, code: str = "redis_unavailable") -> None:
         super().__init__(message)
         self.code = code
+
+
+class LsmlInterrupt(BaseException):
+    """The root of what lsml raises *into* running code to stop it, which is no error of that code.
+
+    A BaseException, like KeyboardInterrupt, so that a model's own `except Exception:` cannot swallow it and
+    carry on; `finally` blocks and context managers run as usual. Catch it only to clean up and re-raise.
+    """

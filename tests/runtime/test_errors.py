@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import lsml
-from lsml.errors import LsmlError, RedisUnavailable
+from lsml.errors import LsmlError, LsmlInterrupt, RedisUnavailable
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +32,14 @@ def lsml_exception_classes() -> list[type]:
 def test_every_exception_lsml_defines_derives_from_lsml_error():
     classes = lsml_exception_classes()
     assert len(classes) > 15, classes  # the walk found the modules
-    assert [c.__qualname__ for c in classes if not issubclass(c, LsmlError)] == []
+    assert [c.__qualname__ for c in classes if not issubclass(c, (LsmlError, LsmlInterrupt))] == []
+
+
+def test_what_lsml_raises_into_running_code_is_no_exception_a_model_could_swallow():
+    """An interrupt (a fit stopped at exit) must pass a model's `except Exception:` (it would train on)."""
+    interrupts = [c for c in lsml_exception_classes() if issubclass(c, LsmlInterrupt)]
+    assert interrupts, "no interrupt class found: the test would prove nothing"
+    assert [c.__qualname__ for c in interrupts if issubclass(c, Exception)] == []
 
 
 @pytest.mark.parametrize(

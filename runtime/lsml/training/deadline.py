@@ -31,18 +31,18 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from lsml.errors import LsmlError
+from lsml.errors import LsmlError, LsmlInterrupt
 
 
 class FitTimeout(LsmlError):
     """The training ran past LSML_FIT_TIMEOUT."""
 
 
-class FitStopped(BaseException):
+class FitStopped(LsmlInterrupt):
     """Raised inside a training the process gave up on as it exits (`FitThread.stop`).
 
-    A BaseException, like KeyboardInterrupt, so that a fit's own `except Exception:` does not swallow it and
-    train on; `finally` blocks and context managers run as usual.
+    An `LsmlInterrupt` (a BaseException, like KeyboardInterrupt), so that a fit's own `except Exception:` does
+    not swallow it and train on; `finally` blocks and context managers run as usual.
     """
 
 
