@@ -214,13 +214,13 @@ def timings_dir(work: Path, name: str) -> Path:
 
 def timings_mark(path: Path | None) -> dict[Path, int]:
     """Current size of every timings file: read_timings() returns what comes after."""
-    return {f: f.stat().st_size for f in path.glob("*.bin")} if path else {}
+    return {f: f.stat().st_size for f in path.glob("*.*")} if path else {}
 
 
-def read_timings(path: Path | None, mark: dict[Path, int]) -> list[float]:
-    """predict() durations (seconds) the server's processes recorded since `mark`."""
+def read_timings(path: Path | None, mark: dict[Path, int], kind: str = "bin") -> list[float]:
+    """predict() durations (seconds; `kind` "cpu": their thread CPU time) the server's processes recorded since `mark`."""
     out: list[float] = []
-    for f in path.glob("*.bin") if path else ():
+    for f in path.glob(f"*.{kind}") if path else ():
         data = f.read_bytes()[mark.get(f, 0) :]
         out += [d for (d,) in struct.iter_unpack("d", data[: len(data) // 8 * 8])]
     return out
@@ -391,6 +391,7 @@ def run_wrk(
     wrk.stderr.close()
     cpu = group_cpu_seconds(server.proc.pid) - cpu0
     inside = percentiles(read_timings(server.timings, mark))
+    inside_cpu = read_timings(server.timings, mark, "cpu")
     wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (wrk1.ru_utime + wrk1.ru_stime) - (wrk0.ru_utime + wrk0.ru_stime)
     r = json.loads(out.read_text())
@@ -410,6 +411,7 @@ def run_wrk(
         "wrk_cores": wrk_cpu / wall,
         "model_p50_ms": inside.get("p50_ms"),
         "model_calls": inside["count"],
+        "model_cpu_ms_per_call": 1e3 * sum(inside_cpu) / len(inside_cpu) if inside_cpu else None,
         "connection_split": split,
     }
 

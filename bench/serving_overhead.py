@@ -252,6 +252,15 @@ def render(result: dict, models: list[str]) -> str:
                 r["cells"][key]["rps"] * r["cells"][f"raw b{batch}"]["cpu_ms_per_call"] / (1000 * cores) for r in rounds
             )
 
+        def inside(key: str, rounds: list = rounds) -> float:
+            return statistics.median(r["cells"][key].get("model_cpu_ms_per_call") or 0.0 for r in rounds)
+
+        def rest(key: str, rounds: list = rounds) -> float:
+            return statistics.median(
+                r["cells"][key]["server_cpu_ms_per_req"] - (r["cells"][key].get("model_cpu_ms_per_call") or 0.0)
+                for r in rounds
+            )
+
         ncpu = result["machine"]["nproc"]
         cores = ncpu - 1 if phase == "pinned" else ncpu
         where = (
@@ -262,9 +271,10 @@ def render(result: dict, models: list[str]) -> str:
         lines += [
             f"**{phase}** ({where}; load average per round {[r['loadavg'] for r in rounds]}):",
             "",
-            "| side | model | batch | predict() CPU ms/call (raw) | server CPU ms/req | ratio | req/s | raw req/s x cores "
+            "| side | model | batch | predict() CPU ms/call (raw) | server CPU ms/req | ratio "
+            "| predict() CPU in the server | the rest | req/s | raw req/s x cores "
             "| throughput / (cores x raw) | p50 ms | p99 ms | server cores busy | connections per process |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for batch in BATCHES:
             raw = med(f"raw b{batch}", "cpu_ms_per_call")
@@ -277,6 +287,7 @@ def render(result: dict, models: list[str]) -> str:
                         f"| {side} | {model} | {batch} | {raw if model == 'model' else 0:.3f} | "
                         f"{med(key, 'server_cpu_ms_per_req'):.3f} | "
                         f"{ratio(key, batch) if model == 'model' else float('nan'):.2f} | "
+                        f"{inside(key):.3f} | {rest(key):.3f} | "
                         f"{med(key, 'rps'):.0f} | {cores * raw_rps:.0f} | "
                         f"{share(key, batch, cores) if model == 'model' else float('nan'):.0%} | "
                         f"{med(key, 'p50_ms'):.2f} | {med(key, 'p99_ms'):.2f} | {med(key, 'server_cores'):.2f} | "
