@@ -17,6 +17,9 @@ Why this shape:
   defaults see N-1 cores; the raw rate measured in this process on CPU 1):
   throughput against (N-1) cores x the raw rate, the raw rate being one core's
   worth of predict() calls (1 / its CPU per call: what a dedicated core does).
+  Pinned servers get WORKERS = their cores unless the side sets WORKERS.
+- `--wait` adds a model whose predict sleeps 20 ms (the GIL released, as a GPU
+  kernel or a remote call does): what the thread settings do to such a model.
 
 Usage: .venv/bin/python bench/serving_overhead.py [--side NAME=REF[:VAR=VALUE,...]]... [--rounds 3] [--seconds 3]
 Default sides: before=main, after=. (this checkout), both with `start`'s defaults.
@@ -44,7 +47,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 BATCHES = (1, 100)
 CONCURRENCY = 8
-MODELS = {"model": "TextClassifier", "no-op": "NoOpTextClassifier"}
+MODELS = {"model": "TextClassifier", "no-op": "NoOpTextClassifier", "wait": "WaitingTextClassifier"}
 
 
 @dataclass
@@ -82,8 +85,13 @@ class Side:
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
         self.pythonpath = str(target / "runtime")
 
-    def start(self, model: str, work: Path, model_path: Path, prefix: list[str] | None) -> predict.Server:
-        env = {**self.env, **({"PYTHONPATH": self.pythonpath} if self.pythonpath else {})}
+    def start(self, model: str, work: Path, model_path: Path, prefix: list[str] | None, cores: int) -> predict.Server:
+        """Pinned (`prefix`): WORKERS = the cores it has, unless the side sets WORKERS."""
+        env = {
+            **({"WORKERS": str(cores)} if prefix else {}),
+            **self.env,
+            **({"PYTHONPATH": self.pythonpath} if self.pythonpath else {}),
+        }
         home = work / f"{self.name}-{model}-{'pinned' if prefix else 'shared'}"
         home.mkdir()
         return predict.start_lsml(home, MODELS[model], model_path, env, prefix)
@@ -148,7 +156,7 @@ def run_phase(
     try:
         for side in sides:
             for model in models:
-                servers[side.name, model] = side.start(model, work, model_path, prefix)
+                servers[side.name, model] = side.start(model, work, model_path, prefix, max(1, ncpu - 1))
         for (name, model), server in servers.items():
             server.wait_healthy(path="/readyz", times=10)
             status, body = predict.Client(server.port).post_json("/setup", predict.textmodel.setup_body())
@@ -187,12 +195,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--phases", default="shared,pinned", help="shared, pinned or both (comma-separated)")
     parser.add_argument("--no-op", action="store_true", help="also serve a no-op model (the path alone)")
+    parser.add_argument(
+        "--wait", action="store_true", help="also serve a model that waits 20 ms without the GIL (GPU or remote)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "serving_overhead.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     sides: list[Side] = args.side or [Side("before", "main"), Side("after", ".")]
-    models = ["model", "no-op"] if args.no_op else ["model"]
+    models = ["model"] + (["no-op"] if args.no_op else []) + (["wait"] if args.wait else [])
     phases = [p for p in args.phases.split(",") if p]
     if len(os.sched_getaffinity(0)) < 2 and "pinned" in phases:
         sys.exit("the pinned phase needs 2 CPUs or more")
@@ -286,10 +297,10 @@ def render(result: dict, models: list[str]) -> str:
                     lines.append(
                         f"| {side} | {model} | {batch} | {raw if model == 'model' else 0:.3f} | "
                         f"{med(key, 'server_cpu_ms_per_req'):.3f} | "
-                        f"{ratio(key, batch) if model == 'model' else float('nan'):.2f} | "
+                        f"{f'{ratio(key, batch):.2f}' if model == 'model' else '-'} | "
                         f"{inside(key):.3f} | {rest(key):.3f} | "
                         f"{med(key, 'rps'):.0f} | {cores * raw_rps:.0f} | "
-                        f"{share(key, batch, cores) if model == 'model' else float('nan'):.0%} | "
+                        f"{f'{share(key, batch, cores):.0%}' if model == 'model' else '-'} | "
                         f"{med(key, 'p50_ms'):.2f} | {med(key, 'p99_ms'):.2f} | {med(key, 'server_cores'):.2f} | "
                         f"{' '.join('/'.join(map(str, s)) for s in splits)} |"
                     )
