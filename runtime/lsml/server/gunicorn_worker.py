@@ -13,7 +13,9 @@ every wait on a client happens in the main loop, without blocking:
   are read by the thread, each socket call bounded by `LSML_CLIENT_TIMEOUT`);
 * a response is gathered in memory and sent by the thread with one
   non-blocking send; what the peer cannot take yet is sent by the main loop
-  as the socket drains;
+  as the socket drains. A kept-alive connection whose answer went out whole
+  goes straight back to waiting from that thread: no main-loop wake-up and no
+  poller change per request (issue 21);
 * a `Connection: close` socket is half-closed and drained for its FIN on the
   main loop (at most `LINGER_SECONDS`), never waited for;
 * a client gets `keepalive` s to start a request and `LSML_CLIENT_TIMEOUT` s
@@ -327,8 +329,8 @@ class _Wakeup:
 class _Pool:
     """`threads` daemon threads taking connections from one queue: what the main loop hands over.
 
-    Not a ThreadPoolExecutor: a connection needs no Future, and `submit`'s locks and
-    bookkeeping were a tenth of the main loop's time per request.
+    Not a ThreadPoolExecutor: a connection needs no Future, and its `submit` takes two
+    locks and a semaphore on every call, on the main loop.
     """
 
     def __init__(self, threads: int, serve: Callable[[_Connection], None]) -> None:
