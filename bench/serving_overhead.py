@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import predict
-from harness import loadavg, machine, proc_stats, process_tree
+from harness import failed_requests, loadavg, machine, proc_stats, process_tree
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -304,12 +304,7 @@ def render(result: dict, models: list[str]) -> str:
                         f"{med(key, 'p50_ms'):.2f} | {med(key, 'p99_ms'):.2f} | {med(key, 'server_cores'):.2f} | "
                         f"{' '.join('/'.join(map(str, s)) for s in splits)} |"
                     )
-        errors = {
-            k: c.get("errors", 0) + c.get("non_2xx", 0)
-            for r in rounds
-            for k, c in r["cells"].items()
-            if c.get("errors") or c.get("non_2xx")
-        }
+        errors = failed_requests(rounds)
         lines += ["", f"Socket errors or non-2xx answers: {errors or 'none'}.", ""]
     m = result["machine"]
     lines.append(
