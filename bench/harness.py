@@ -117,3 +117,13 @@ def percentiles(samples_s: list[float]) -> dict:
         return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))] * 1e3
 
     return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99), "max_ms": xs[-1] * 1e3}
+
+
+def failed_requests(rounds: list[dict]) -> dict[str, int]:
+    """Socket errors plus non-2xx answers of every wrk cell (`round["cells"][name]`) that had any."""
+    return {
+        k: c.get("errors", 0) + c.get("non_2xx", 0)
+        for r in rounds
+        for k, c in r["cells"].items()
+        if c.get("errors") or c.get("non_2xx")
+    }

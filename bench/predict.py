@@ -214,13 +214,13 @@ def timings_dir(work: Path, name: str) -> Path:
 
 def timings_mark(path: Path | None) -> dict[Path, int]:
     """Current size of every timings file: read_timings() returns what comes after."""
-    return {f: f.stat().st_size for f in path.glob("*.bin")} if path else {}
+    return {f: f.stat().st_size for f in path.glob("*.*")} if path else {}
 
 
-def read_timings(path: Path | None, mark: dict[Path, int]) -> list[float]:
-    """predict() durations (seconds) the server's processes recorded since `mark`."""
+def read_timings(path: Path | None, mark: dict[Path, int], kind: str = "bin") -> list[float]:
+    """predict() durations (seconds; `kind` "cpu": their thread CPU time) the server's processes recorded since `mark`."""
     out: list[float] = []
-    for f in path.glob("*.bin") if path else ():
+    for f in path.glob(f"*.{kind}") if path else ():
         data = f.read_bytes()[mark.get(f, 0) :]
         out += [d for (d,) in struct.iter_unpack("d", data[: len(data) // 8 * 8])]
     return out
@@ -274,8 +274,12 @@ def start_legacy(work: Path, model_class: str, model_path: Path, legacy_py: Path
     return Server(f"legacy:{model_class}", cmd, backend, env, port, work / f"legacy-{model_class}.log")
 
 
-def start_lsml(work: Path, model_class: str, model_path: Path, extra_env: dict) -> Server:
+def start_lsml(
+    work: Path, model_class: str, model_path: Path, extra_env: dict, prefix: list[str] | None = None
+) -> Server:
     """lsml's own way: `label-studio-ml init --script`, then `label-studio-ml start` with its defaults.
+
+    `prefix` goes before the command (`taskset -c 1`: the server and everything it starts on those CPUs).
 
     Defaults (read from its banner into the results): with redis-server on
     PATH, 2 gunicorn gthread workers x 8 threads, plus a private Redis and an
@@ -303,7 +307,16 @@ def start_lsml(work: Path, model_class: str, model_path: Path, extra_env: dict) 
         "BENCH_MODEL_PATH": str(model_path),
         "BENCH_TIMINGS_DIR": str(timings_dir(work, f"lsml-{model_class}")),
     }
-    cmd = [str(bindir / "label-studio-ml"), "start", str(backend), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        *(prefix or []),
+        str(bindir / "label-studio-ml"),
+        "start",
+        str(backend),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     return Server(f"lsml:{model_class}", cmd, backend, env, port, work / f"lsml-{model_class}.log")
 
 
@@ -337,8 +350,10 @@ def raw_predict(model_path: Path, batch: int, seconds: float) -> dict:
     return out
 
 
-def run_wrk(server: Server, body_file: Path, concurrency: int, seconds: float, work: Path) -> dict:
-    """Closed-loop load from wrk: `concurrency` persistent connections on one wrk thread.
+def run_wrk(
+    server: Server, body_file: Path, concurrency: int, seconds: float, work: Path, cpus: str | None = None
+) -> dict:
+    """Closed-loop load from wrk: `concurrency` persistent connections on one wrk thread (on `cpus`, if given).
 
     Also reports the CPU the server's processes and wrk itself burnt, in
     cores (CPU seconds / wall seconds), and the server's CPU per request:
@@ -354,6 +369,7 @@ def run_wrk(server: Server, body_file: Path, concurrency: int, seconds: float, w
     mark = timings_mark(server.timings)
     wrk = subprocess.Popen(
         [
+            *(["taskset", "-c", cpus] if cpus else []),
             "wrk",
             "-t1",
             f"-c{concurrency}",
@@ -375,6 +391,7 @@ def run_wrk(server: Server, body_file: Path, concurrency: int, seconds: float, w
     wrk.stderr.close()
     cpu = group_cpu_seconds(server.proc.pid) - cpu0
     inside = percentiles(read_timings(server.timings, mark))
+    inside_cpu = read_timings(server.timings, mark, "cpu")
     wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (wrk1.ru_utime + wrk1.ru_stime) - (wrk0.ru_utime + wrk0.ru_stime)
     r = json.loads(out.read_text())
@@ -394,6 +411,7 @@ def run_wrk(server: Server, body_file: Path, concurrency: int, seconds: float, w
         "wrk_cores": wrk_cpu / wall,
         "model_p50_ms": inside.get("p50_ms"),
         "model_calls": inside["count"],
+        "model_cpu_ms_per_call": 1e3 * sum(inside_cpu) / len(inside_cpu) if inside_cpu else None,
         "connection_split": split,
     }
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import predict
-from harness import loadavg, machine
+from harness import failed_requests, loadavg, machine
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -170,12 +170,7 @@ def render(result: dict) -> str:
                     f"{med('before ' + key, 'p50_ms'):.2f} | {med('after ' + key, 'p50_ms'):.2f} | "
                     f"{med('before ' + key, 'p99_ms'):.2f} | {med('after ' + key, 'p99_ms'):.2f} |"
                 )
-    errors = {
-        k: c.get("errors", 0) + c.get("non_2xx", 0)
-        for r in rounds
-        for k, c in r["cells"].items()
-        if c.get("errors") or c.get("non_2xx")
-    }
+    errors = failed_requests(rounds)
     m = result["machine"]
     lines += [
         "",

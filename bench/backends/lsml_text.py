@@ -6,6 +6,8 @@
 `SlowLoadingTextClassifier` sleeps BENCH_SETUP_SECONDS (default 5) in
 `setup()` first: the benchmark hammers /health and /setup while it loads.
 `NoOpTextClassifier` answers the same JSON without a model.
+`WaitingTextClassifier` waits BENCH_WAIT_SECONDS (default 0.02) without the GIL, then answers
+like the no-op: a model whose predict waits on a GPU or a remote service.
 """
 
 from __future__ import annotations
@@ -44,3 +46,11 @@ class NoOpTextClassifier(TextClassifier):
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
         return textmodel.constant_results(tasks, "bench")
+
+
+class WaitingTextClassifier(NoOpTextClassifier):
+    """A predict that waits (GIL released, as during a GPU kernel or a remote call), then answers."""
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
+        time.sleep(float(os.environ.get("BENCH_WAIT_SECONDS", "0.02")))
+        return super().predict(tasks, context, **kwargs)

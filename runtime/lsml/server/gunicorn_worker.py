@@ -13,7 +13,9 @@ every wait on a client happens in the main loop, without blocking:
   are read by the thread, each socket call bounded by `LSML_CLIENT_TIMEOUT`);
 * a response is gathered in memory and sent by the thread with one
   non-blocking send; what the peer cannot take yet is sent by the main loop
-  as the socket drains;
+  as the socket drains. A kept-alive connection whose answer went out whole
+  goes straight back to waiting from that thread: no main-loop wake-up and no
+  poller change per request (issue 21);
 * a `Connection: close` socket is half-closed and drained for its FIN on the
   main loop (at most `LINGER_SECONDS`), never waited for;
 * a client gets `keepalive` s to start a request and `LSML_CLIENT_TIMEOUT` s
@@ -63,9 +65,9 @@ import re
 import selectors
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -237,11 +239,29 @@ class _Gathered:
 
 
 class _Connection:
-    """One client socket and where it is: read into `inbox`, served by a thread, answer in `out`."""
+    """One client socket and where it is: read into `inbox`, served by a thread, answer in `out`.
 
-    __slots__ = ("sock", "client", "server", "inbox", "requests", "partial", "out", "keep", "drained")
+    `armed`: the events the poller watches on the socket (0: none). A socket stays armed for
+    reading while a thread serves it, so a kept-alive connection costs no poller change per
+    request; `serving` says a thread has it (the main loop then leaves it alone).
+    """
 
-    def __init__(self, sock: socket.socket, client: Any, server: Any) -> None:
+    __slots__ = (
+        "sock",
+        "client",
+        "server",
+        "inbox",
+        "requests",
+        "partial",
+        "out",
+        "keep",
+        "drained",
+        "armed",
+        "serving",
+        "on_read",
+    )
+
+    def __init__(self, sock: socket.socket, client: Any, server: Any, on_read: Callable[[], None]) -> None:
         self.sock = sock
         self.client = client
         self.server = server
@@ -251,6 +271,9 @@ class _Connection:
         self.out = bytearray()
         self.keep = False
         self.drained = 0
+        self.armed = 0
+        self.serving = False
+        self.on_read = on_read
 
 
 class _Wakeup:
@@ -303,6 +326,35 @@ class _Wakeup:
                 pass
 
 
+class _Pool:
+    """`threads` daemon threads taking connections from one queue: what the main loop hands over.
+
+    Not a ThreadPoolExecutor: a connection needs no Future, and its `submit` takes two
+    locks and a semaphore on every call, on the main loop.
+    """
+
+    def __init__(self, threads: int, serve: Callable[[_Connection], None]) -> None:
+        self._queue: queue.SimpleQueue[_Connection | None] = queue.SimpleQueue()
+        self._serve = serve
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"lsml-request-{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, conn: _Connection) -> None:
+        self._queue.put(conn)
+
+    def _loop(self) -> None:
+        while (conn := self._queue.get()) is not None:
+            self._serve(conn)
+
+    def shutdown(self) -> None:
+        """The threads end once the connections queued before this are served (none waits for them)."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
 class ThreadWorker(Worker):
     """A selectors main loop for every client wait, a thread pool for the app (see the module docstring)."""
 
@@ -319,6 +371,7 @@ class ThreadWorker(Worker):
         self._accept_paused_until = 0.0
         self._notified_at = -NOTIFY_INTERVAL
         self._next_sweep = 0.0
+        self._lock = threading.Lock()  # a pool thread giving a connection back to `_reading` vs the main loop
 
     # ---- process ------------------------------------------------------------------------------
     def init_process(self) -> None:
@@ -327,7 +380,7 @@ class ThreadWorker(Worker):
         if "h2" in (getattr(self.cfg, "http_protocols", None) or ["h1"]):  # gunicorn >= 25 has HTTP/2
             raise RuntimeError("lsml's worker serves HTTP/1.1; terminate HTTP/2 in front of it")
         die_with_parent()
-        self.pool = ThreadPoolExecutor(max_workers=self.cfg.threads)
+        self.pool = _Pool(self.cfg.threads, self._serve)
         self.poller = selectors.DefaultSelector()
         self.wakeup = _Wakeup()
         BOARD.beat(self.age)
@@ -381,9 +434,10 @@ class ThreadWorker(Worker):
         """Answer what is in flight, give kept-alive clients STOP_LINGER_SECONDS, then close what is left."""
         self._set_accepting(False)
         cap = time.monotonic() + STOP_LINGER_SECONDS
-        for table in (self._reading, self._writing):  # nor can a client that does not read its answer
-            for conn, current in list(table.items()):
-                table[conn] = min(current, cap)
+        with self._lock:  # no pool thread adds a kept-alive connection from now on (`_serve`: not alive)
+            for table in (self._reading, self._writing):  # nor can a client that does not read its answer
+                for conn, current in list(table.items()):
+                    table[conn] = min(current, cap)
         graceful_deadline = time.monotonic() + self.cfg.graceful_timeout
         while self.nr_conns > 0 and time.monotonic() < graceful_deadline:
             self.notify()
@@ -392,7 +446,7 @@ class ThreadWorker(Worker):
         for table in (self._reading, self._writing, self._lingering):
             for conn in list(table):
                 util.close(conn.sock)
-        self.pool.shutdown(wait=False)
+        self.pool.shutdown()
         self.poller.close()
         self.wakeup.close()
         for listener in self.sockets:
@@ -438,7 +492,8 @@ class ThreadWorker(Worker):
         client.setblocking(False)
         if client.family in (socket.AF_INET, socket.AF_INET6):
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._wait_request(_Connection(client, addr, listener.getsockname()))
+        conn = _Connection(client, addr, listener.getsockname(), lambda: self._on_readable(conn))
+        self._wait_request(conn)
 
     def _pause_accepts(self, seconds: float) -> None:
         self._accept_paused_until = time.monotonic() + seconds
@@ -456,9 +511,26 @@ class ThreadWorker(Worker):
         if not self.alive:
             deadline = min(deadline, now + STOP_LINGER_SECONDS)
         self._reading[conn] = deadline
-        self.poller.register(conn.sock, selectors.EVENT_READ, lambda: self._on_readable(conn))
+        self._arm(conn, selectors.EVENT_READ, conn.on_read)
+
+    def _arm(self, conn: _Connection, events: int, callback: Callable[[], None]) -> None:
+        """Watch `conn` for `events` (one poller call, none when it is watched for them already)."""
+        if not conn.armed:
+            self.poller.register(conn.sock, events, callback)
+        else:
+            self.poller.modify(conn.sock, events, callback)  # same events: no system call
+        conn.armed = events
+
+    def _disarm(self, conn: _Connection) -> None:
+        if conn.armed:
+            conn.armed = 0
+            self.poller.unregister(conn.sock)
 
     def _on_readable(self, conn: _Connection) -> None:
+        with self._lock:
+            if conn.serving:  # bytes (pipelined, or the FIN) while a thread serves it: look again when it is back
+                self._disarm(conn)
+                return
         pending = conn.inbox.pending
         started = bool(pending)
         try:
@@ -477,26 +549,41 @@ class ThreadWorker(Worker):
             return
         state = request_state(pending, self.body_limit)
         if state != WAIT:
-            self.poller.unregister(conn.sock)
             del self._reading[conn]
-            self._serve_in_pool(conn, state)
-        elif not started:
+            self._serve_in_pool(conn, state)  # the socket stays armed: see _Connection
+        elif not started and pending:
             self._reading[conn] = time.monotonic() + self.client_timeout
 
     def _serve_in_pool(self, conn: _Connection, state: int) -> None:
         conn.partial = state == PARTIAL
-        self.pool.submit(self._serve, conn)
+        if conn.partial:
+            self._disarm(conn)  # the thread reads the rest itself
+        conn.serving = True
+        self.pool.submit(conn)
 
     # ---- serving, in a pool thread --------------------------------------------------------------
     def _serve(self, conn: _Connection) -> None:
-        """Serve one request; leave the answer in `conn.out` and hand the connection back to the main loop."""
+        """Serve one request, send the answer, and have the connection wait for the next one.
+
+        The common case (answer sent whole, connection kept, nothing more received, socket
+        still armed) ends here: the connection goes back to `_reading` without waking the
+        main loop, which sees the next request when its bytes arrive. Anything else (the
+        rest of a slow reader's answer, a close, a pipelined request, a stop) is handed to
+        the main loop.
+        """
         try:
             conn.keep = self._serve_request(conn)
         except BaseException:  # never lose a connection: the main loop must get it back
             self.log.exception("Error serving %s", conn.client)
             conn.keep = False
-        finally:
-            self.wakeup.put(conn)
+        if conn.keep and not conn.out and not conn.inbox.pending:
+            deadline = time.monotonic() + self.cfg.keepalive
+            with self._lock:
+                if self.alive and conn.armed == selectors.EVENT_READ:
+                    self._reading[conn] = deadline
+                    conn.serving = False
+                    return
+        self.wakeup.put(conn)
 
     def _serve_request(self, conn: _Connection) -> bool:
         """Parse, run the app, gather the answer; return whether to keep the connection."""
@@ -600,9 +687,10 @@ class ThreadWorker(Worker):
             self._answered(conn)
 
     def _answered(self, conn: _Connection) -> None:
+        conn.serving = False
         if conn.out:
             self._writing[conn] = time.monotonic() + self.client_timeout
-            self.poller.register(conn.sock, selectors.EVENT_WRITE, lambda: self._on_writable(conn))
+            self._arm(conn, selectors.EVENT_WRITE, lambda: self._on_writable(conn))
         else:
             self._after_response(conn)
 
@@ -616,7 +704,6 @@ class ThreadWorker(Worker):
         except OSError:
             self._drop(conn, self._writing)
             return
-        self.poller.unregister(conn.sock)
         del self._writing[conn]
         self._after_response(conn)
 
@@ -632,14 +719,14 @@ class ThreadWorker(Worker):
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            util.close(conn.sock)
+            self._forget(conn, self._lingering)
             return
         if len(self._lingering) >= self.worker_connections:
-            util.close(conn.sock)
+            self._forget(conn, self._lingering)
             return
         conn.drained = 0
         self._lingering[conn] = time.monotonic() + LINGER_SECONDS
-        self.poller.register(conn.sock, selectors.EVENT_READ, lambda: self._on_linger(conn))
+        self._arm(conn, selectors.EVENT_READ, lambda: self._on_linger(conn))
 
     def _on_linger(self, conn: _Connection) -> None:
         try:
@@ -659,7 +746,7 @@ class ThreadWorker(Worker):
     def _forget(self, conn: _Connection, table: dict[_Connection, float]) -> None:
         table.pop(conn, None)
         try:
-            self.poller.unregister(conn.sock)
+            self._disarm(conn)
         except (KeyError, ValueError, OSError):
             pass
         util.close(conn.sock)
@@ -674,9 +761,10 @@ class ThreadWorker(Worker):
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL
-        for table, counted in ((self._reading, True), (self._writing, True), (self._lingering, False)):
-            for conn in [c for c, deadline in table.items() if deadline <= now]:
-                if counted:
-                    self._drop(conn, table)
-                else:
-                    self._forget(conn, table)
+        with self._lock:  # a pool thread may be putting a connection back into `_reading`
+            for table, counted in ((self._reading, True), (self._writing, True), (self._lingering, False)):
+                for conn in [c for c, deadline in table.items() if deadline <= now]:
+                    if counted:
+                        self._drop(conn, table)
+                    else:
+                        self._forget(conn, table)
