@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
 import pytest
+import redis
 
 from lsml.store import LocalModelStore
 from lsml.training.queue import TrainingRequest
+from lsml.training.rq_worker import MAX_RECONNECT_WAIT, TrainingWorker, drop_pubsub
 from tests.fixtures.polling import wait_for
 from tests.fixtures.rq_procs import fit_log, make_queue, write_backend
 
@@ -179,6 +182,40 @@ def test_a_worker_survives_a_redis_restart_while_idle(tmp_path, private_redis, p
     status = wait_for(lambda: ended(queue, second), 60, interval=0.2, what="a training after the restart")
     assert status["status"] == "finished", procs.log("w1")
     assert worker.poll() is None
+
+
+def test_a_worker_waits_at_most_max_reconnect_wait_between_two_tries_of_a_lost_redis(tmp_path, private_redis, procs):
+    """RQ doubles its wait up to 60 s: a worker idle through a long outage would sit up to a minute after it.
+
+    Reads the waits the worker logs (RQ's "retrying in N seconds", lsml's "retrying in N.Ns"), not the clock:
+    uncapped the fourth is 8 s, capped 5 s (RQ's command thread always says 2 s and never reaches 4).
+    """
+    backend = write_backend(tmp_path / "backend")
+    queue = make_queue(private_redis.url)
+    procs.worker(backend, private_redis.url, name="w1")
+    first = queue.submit(req(n=1))
+    assert wait_for(lambda: ended(queue, first), 60, what="a training")["status"] == "finished"
+    private_redis.kill()  # idle again after a job: RQ's dequeue loop is the one that retries (either is held)
+    waits = wait_for(
+        lambda: [float(w) for w in re.findall(r"retrying in ([\d.]+) ?s", procs.log("w1"))],
+        90,
+        interval=0.2,
+        what="two reconnect waits of 4 s or more",
+        until=lambda found: sum(w >= 4 for w in found) >= 2,
+    )
+    assert max(waits) <= MAX_RECONNECT_WAIT, waits
+
+
+def test_a_worker_given_up_on_stops_its_command_thread_while_redis_is_down(private_redis):
+    """Each outage would otherwise leak RQ's pubsub thread, retrying for ever and subscribing again later."""
+    connection = redis.Redis.from_url(private_redis.url)
+    worker = TrainingWorker(["lsml-training"], connection=connection)
+    worker.subscribe()
+    thread = worker.pubsub_thread
+    assert thread is not None and thread.is_alive()
+    private_redis.kill()
+    drop_pubsub(worker)
+    wait_for(lambda: not thread.is_alive(), 15, what="the command thread to end")
 
 
 def test_a_worker_stops_on_sigterm_even_while_redis_is_down(tmp_path, private_redis, procs):

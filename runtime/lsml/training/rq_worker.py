@@ -31,7 +31,7 @@ It is RQ's forking `Worker` with these changes, each for a fault:
   fit, then exits; the pod's ``terminationGracePeriodSeconds`` bounds that
   wait, after which the fit is killed and runs again on the next worker.
 * `run_worker` survives Redis outages: RQ already retries while waiting for
-  jobs; here a worker that starts (or loses Redis) before Redis is up waits
+  jobs (its wait capped at `MAX_RECONNECT_WAIT` s, not RQ's 60); here a worker that starts (or loses Redis) before Redis is up waits
   and retries instead of exiting. While a job runs, a heartbeat that cannot
   reach Redis is skipped (logged) instead of ending the worker's loop, so the
   horse (e.g. a pre-labelling job, which rides out the outage itself) goes on
@@ -139,6 +139,10 @@ def perform_training(project: str, request: dict[str, Any]) -> dict[str, Any]:
 class TrainingWorker(Worker):
     """RQ's forking worker with short heartbeats, horses that die with it, and re-runs only of killed fits."""
 
+    # RQ's idle loop doubles its wait for a Redis that is down up to 60 s, so after a long outage an idle
+    # worker could leave queued trainings waiting up to a minute more; the same bound as lsml's own loop
+    max_connection_wait_time = MAX_RECONNECT_WAIT
+
     def get_heartbeat_ttl(self, job) -> int:  # noqa: D102 - see module doc
         return self.job_monitoring_interval + (HEARTBEAT_TTL - HEARTBEAT_INTERVAL)
 
@@ -231,6 +235,8 @@ def run_worker(
             return
         except redis.ConnectionError as exc:
             _stop_on_signals(stopping)  # RQ's handlers belong to the worker that just failed
+            if worker is not None:
+                drop_pubsub(worker)
             if worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None):
                 stopping.set()
             if stopping.is_set():
@@ -242,6 +248,23 @@ def run_worker(
         finally:
             connection.close()
     log.warning("stopping: the signal came before the worker started")
+
+
+def drop_pubsub(worker: Worker) -> None:
+    """Stop the command thread of a worker given up on, without Redis (which is down).
+
+    RQ's pubsub thread retries a lost Redis every 2 s for ever: left running, each outage would leak one that
+    subscribes again, beside the next worker's, when Redis is back.
+    """
+    thread = getattr(worker, "pubsub_thread", None)
+    if thread is not None:
+        thread.stop()  # the thread's loop ends at its next turn, after the retry sleep it may be in
+    pubsub = getattr(worker, "pubsub", None)
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except redis.RedisError:
+            pass
 
 
 def _stop_on_signals(stopping: threading.Event) -> None:
