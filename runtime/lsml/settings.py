@@ -142,6 +142,7 @@ class Settings:
         "LSML_BACKEND_DIR",
         "the backend directory (`start` sets it); the default `MODEL_DIR` and the `sys.path` entry for the model "
         "derive from it",
+        read=_str,  # the raw value (None when unset): from_env resolves it, or takes the working directory
         shown="the working directory",
     )
     model: str | None = setting(
@@ -154,6 +155,7 @@ class Settings:
         Path("data/models"),
         "MODEL_DIR",
         "root of the local model store (versions) and of the per-project state (sqlite without Redis)",
+        read=_str,  # the raw value (None when unset): from_env resolves it against the backend directory
         shown="`<backend dir>/data/models`",
     )
     redis_url: str | None = setting(
@@ -353,7 +355,7 @@ class Settings:
         env = os.environ if env is None else env
         values = _read_all(cls, env)
         base = Path(backend_dir or values["backend_dir"] or os.getcwd()).resolve()
-        model_dir = _str(env, "MODEL_DIR")
+        model_dir = values["model_dir"]
         values.update(
             backend_dir=base,
             model_dir=Path(model_dir).resolve() if model_dir else base / "data" / "models",

@@ -31,10 +31,11 @@ It is RQ's forking `Worker` with these changes, each for a fault:
   fit, then exits; the pod's ``terminationGracePeriodSeconds`` bounds that
   wait, after which the fit is killed and runs again on the next worker.
 * `run_worker` survives Redis outages: RQ already retries while waiting for
-  jobs (its wait capped at `MAX_RECONNECT_WAIT` s, not RQ's 60); here a worker that starts (or loses Redis) before Redis is up waits
-  and retries instead of exiting. While a job runs, a heartbeat that cannot
-  reach Redis is skipped (logged) instead of ending the worker's loop, so the
-  horse (e.g. a pre-labelling job, which rides out the outage itself) goes on
+  jobs (its wait capped at `MAX_RECONNECT_WAIT` s, not RQ's 60); here a
+  worker that starts (or loses Redis) before Redis is up waits and retries
+  instead of exiting, and stops the lost worker's command thread. While a
+  job runs, a heartbeat that cannot reach Redis is skipped (logged) instead
+  of ending the worker's loop, so the horse (e.g. a pre-labelling job, which rides out the outage itself) goes on
   and is still monitored when Redis is back. An outage longer than
   `HEARTBEAT_TTL` may get the job declared abandoned by the first registry
   cleanup after it; a pre-labelling job then stops at its next page
@@ -47,6 +48,7 @@ from the coalescing state (`lsml.training.coalesce`) and hands it to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -256,15 +258,11 @@ def drop_pubsub(worker: Worker) -> None:
     RQ's pubsub thread retries a lost Redis every 2 s for ever: left running, each outage would leak one that
     subscribes again, beside the next worker's, when Redis is back.
     """
-    thread = getattr(worker, "pubsub_thread", None)
-    if thread is not None:
-        thread.stop()  # the thread's loop ends at its next turn, after the retry sleep it may be in
-    pubsub = getattr(worker, "pubsub", None)
-    if pubsub is not None:
-        try:
-            pubsub.close()
-        except redis.RedisError:
-            pass
+    if worker.pubsub_thread is not None:
+        worker.pubsub_thread.stop()  # its loop ends at its next turn, after the retry sleep it may be in
+    if worker.pubsub is not None:
+        with contextlib.suppress(redis.RedisError):
+            worker.pubsub.close()
 
 
 def _stop_on_signals(stopping: threading.Event) -> None:
