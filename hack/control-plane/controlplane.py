@@ -442,10 +442,15 @@ class ControlPlane:
     def _start(self) -> None:
         if self.real_node:
             # Pods cannot reach the host's loopback: the apiserver serves on the pod bridge's gateway.
-            node = realnode.RealNode(dir=self.dir / "node", bin_dir=self.bin_dir)
-            # setup() refuses before touching anything when another real node holds the bridge, and undoes
-            # its own work on any other failure: only a node whose network is ours may be torn down.
+            node = realnode.RealNode(
+                dir=self.dir / "node", bin_dir=self.bin_dir, net=realnode.HostNetwork(home=str(self.dir))
+            )
+            # setup() refuses before touching anything when another live real node holds the bridge, takes
+            # back what a killed run left, and undoes its own work on any other failure: only a node whose
+            # network is ours may be torn down.
             node.net.setup()
+            for what in node.net.reclaimed:
+                print(f"reclaimed what a killed run left: {what}", file=sys.stderr)
             self.node, self.api_host = node, node.net.gateway
             self._save_state()
         pki = PKI(self.dir / "pki")

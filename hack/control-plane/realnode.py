@@ -26,7 +26,11 @@ whose pods are real containers:
 every pod sandbox (so CNI releases addresses and the network namespaces go),
 containerd and its shims stop, mounts under the node's dirs are unmounted,
 kube-proxy's rules are cleaned, iptables chains that were not there before are
-removed, the bridge is deleted, the sysctls and cgroups are restored.
+removed, the bridge is deleted, the sysctls and cgroups are restored. A run
+killed before ``stop()`` leaves all that behind; the owner record written
+before the bridge is made (``/run/lsml-realnode.json``: owner pid, cluster dir,
+the snapshot teardown needs) lets the next node's setup take it back when
+nothing of that run still runs, and refuse when something does.
 
 Needs root, cgroups (v1 or v2), iptables and the ``bridge`` netfilter hooks.
 Standard library only, like ``controlplane.py``.
@@ -52,6 +56,9 @@ GATEWAY = "10.244.0.1"
 CNI_NETWORK = "lsml"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 FORWARD_CHAIN = "LSML-NODE-FORWARD"
+# Who holds the bridge: written before the bridge is made, removed by teardown. A record whose owner is gone
+# (a run killed before its teardown) is what lets the next node reclaim the host instead of refusing it.
+OWNER_RECORD = "/run/lsml-realnode.json"
 CLUSTER_DOMAIN = "cluster.local"
 NODE_LABEL = "lsml.dev/node"  # value "real" on the real node (kwok nodes carry type=kwok)
 SANDBOX_IMAGE = "lsml.local/pause:3.10"  # containerd's sandbox image; hack/images/build provides it
@@ -139,22 +146,29 @@ def remove_new_chains(snapshot: dict[str, list[str]]) -> list[str]:
     """Delete the chains that were not in ``snapshot`` and the rules that jump to them; returns what went."""
     removed = []
     for (binary, table), new in new_chains(snapshot).items():
-        if not new:
-            continue
-        rules = run([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
-        for rule in rules:  # rules in old chains that jump into a new one
-            parts = rule.split()
-            if (
-                parts[:1] == ["-A"]
-                and parts[1] not in new
-                and any(p in new for i, p in enumerate(parts) if i and parts[i - 1] in ("-j", "-g"))
-            ):
-                run([binary, "-w", "-t", table, "-D", *parts[1:]], check=False)
-        for chain in new:
-            run([binary, "-w", "-t", table, "-F", chain], check=False)
-        for chain in new:
-            if run([binary, "-w", "-t", table, "-X", chain], check=False).returncode == 0:
-                removed.append(f"{binary} -t {table} {chain}")
+        removed += remove_chains(binary, table, new)
+    return removed
+
+
+def remove_chains(binary: str, table: str, chains: set[str]) -> list[str]:
+    """Delete ``chains`` and the rules elsewhere that jump to them; returns what went."""
+    removed: list[str] = []
+    if not chains:
+        return removed
+    rules = run([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
+    for rule in rules:  # rules in other chains that jump into one of these
+        parts = rule.split()
+        if (
+            parts[:1] == ["-A"]
+            and parts[1] not in chains
+            and any(p in chains for i, p in enumerate(parts) if i and parts[i - 1] in ("-j", "-g"))
+        ):
+            run([binary, "-w", "-t", table, "-D", *parts[1:]], check=False)
+    for chain in chains:
+        run([binary, "-w", "-t", table, "-F", chain], check=False)
+    for chain in chains:
+        if run([binary, "-w", "-t", table, "-X", chain], check=False).returncode == 0:
+            removed.append(f"{binary} -t {table} {chain}")
     return removed
 
 
@@ -165,20 +179,28 @@ class HostNetwork:
     bridge: str = BRIDGE
     gateway: str = GATEWAY
     subnet: str = POD_SUBNET
+    forward_chain: str = FORWARD_CHAIN
+    record: str = OWNER_RECORD
+    home: str = ""  # the cluster dir: its processes, shims and mounts are this node's
     saved_sysctls: dict[str, str] = field(default_factory=dict)
     iptables_before: dict[str, list[str]] = field(default_factory=dict)
     netns_before: list[str] = field(default_factory=list)
     cgroups_before: list[str] = field(default_factory=list)
+    reclaimed: list[str] = field(default_factory=list)  # what setup() took back from a run killed before teardown
 
     def setup(self) -> None:
+        """Make the network, after taking back what a killed run left (a live node's network is refused)."""
+        self.reclaimed = reclaim_stale(self)
         if Path(f"/sys/class/net/{self.bridge}").exists():
             raise RealNodeError(
-                f"network interface {self.bridge} already exists: another real node runs on this host, or one "
-                f"was not cleaned up (hack/control-plane/down, or `ip link del {self.bridge}`)"
+                f"network interface {self.bridge} already exists and no record in {self.record} says whose: "
+                f"another real node may run on this host (hack/control-plane/down, or `ip link del {self.bridge}`)"
             )
         self.iptables_before = iptables_snapshot()
         self.netns_before = sorted(_netns())
         self.cgroups_before = sorted(str(p) for p in _kubepods_cgroups())
+        self.saved_sysctls = {name: _read_sysctl(name) for name in SYSCTLS}
+        _write_owner_record(self)  # before anything is made: a run killed from here on is reclaimable
         try:
             self._create()
         except BaseException:
@@ -191,14 +213,14 @@ class HostNetwork:
         run(["ip", "addr", "add", f"{self.gateway}/{prefix}", "dev", self.bridge])
         run(["ip", "link", "set", self.bridge, "up"])
         for name in SYSCTLS:
-            self.saved_sysctls[name] = _read_sysctl(name)
             _write_sysctl(name, "1")
         # Pods reach each other and the host, never another interface (the machine's network is off limits).
-        run(["iptables", "-w", "-N", FORWARD_CHAIN])
-        run(["iptables", "-w", "-A", FORWARD_CHAIN, "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"])
-        run(["iptables", "-w", "-A", FORWARD_CHAIN, "-i", self.bridge, "-j", "DROP"])
-        run(["iptables", "-w", "-A", FORWARD_CHAIN, "-o", self.bridge, "-j", "DROP"])
-        run(["iptables", "-w", "-I", "FORWARD", "1", "-j", FORWARD_CHAIN])
+        chain = self.forward_chain
+        run(["iptables", "-w", "-N", chain])
+        run(["iptables", "-w", "-A", chain, "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"])
+        run(["iptables", "-w", "-A", chain, "-i", self.bridge, "-j", "DROP"])
+        run(["iptables", "-w", "-A", chain, "-o", self.bridge, "-j", "DROP"])
+        run(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
 
     def teardown(self) -> list[str]:
         """Undo setup (and what kubelet/kube-proxy/CNI left); returns a list of problems (empty when clean)."""
@@ -218,6 +240,9 @@ class HostNetwork:
             _remove_cgroup_tree(cgroup)
         for cache in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
             cache.unlink(missing_ok=True)
+        record = _read_owner_record(self.record)
+        if record is not None and record.get("network", {}).get("bridge") == self.bridge:
+            Path(self.record).unlink(missing_ok=True)
         return problems
 
     def new_netns(self) -> list[str]:
@@ -234,6 +259,9 @@ class HostNetwork:
             "bridge": self.bridge,
             "gateway": self.gateway,
             "subnet": self.subnet,
+            "forward_chain": self.forward_chain,
+            "record": self.record,
+            "home": self.home,
             "saved_sysctls": self.saved_sysctls,
             "iptables_before": self.iptables_before,
             "netns_before": self.netns_before,
@@ -243,6 +271,108 @@ class HostNetwork:
     @classmethod
     def from_state(cls, state: dict) -> HostNetwork:
         return cls(**state)
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of ``pid`` in clock ticks since boot (with the pid, names one process for ever)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _write_owner_record(net: HostNetwork) -> None:
+    pid = os.getpid()
+    record = {"owner_pid": pid, "owner_start": _process_start(pid), "network": net.to_state()}
+    path = Path(net.record)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _read_owner_record(path: str) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # unreadable: nobody can be shown to own it
+
+
+def _processes_naming(home: str) -> dict[int, bytes]:
+    """Live processes (zombies aside) whose command line names ``home``: pid -> command line."""
+    marker = home.encode()
+    found = {}
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit() or int(proc_dir.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes()
+            state = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in cmdline and state != "Z":
+            found[int(proc_dir.name)] = cmdline
+    return found
+
+
+def _record_owner_alive(record: dict) -> str | None:
+    """Why the node of ``record`` still runs (its owner or one of its processes), or None when it is gone.
+
+    containerd's shims do not count: they outlive a killed containerd, and reclaiming is what stops them.
+    """
+    pid = record.get("owner_pid")
+    if isinstance(pid, int) and record.get("owner_start") and _process_start(pid) == record["owner_start"]:
+        return f"its owner, pid {pid}, runs"
+    home = record.get("network", {}).get("home") or ""
+    if home:
+        pids = [p for p, cmdline in _processes_naming(home).items() if b"containerd-shim" not in cmdline]
+        if pids:
+            return f"processes of {home} run (pids {', '.join(map(str, pids[:5]))})"
+    return None
+
+
+def _kill_shims_naming(home: str) -> None:
+    for pid, cmdline in _processes_naming(home).items():
+        if b"containerd-shim" in cmdline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def reclaim_stale(net: HostNetwork) -> list[str]:
+    """Take back the host network (and shims, mounts) of a real node whose run was killed before teardown.
+
+    A SIGKILLed test run or `up` whose processes died leaves the bridge, the forward chain, the jump to it and
+    the raised sysctls behind; every later node then fails on ``ip link add`` or ``iptables -N``. The owner
+    record says whose they are: when neither its owner nor any process of its cluster dir runs, they are undone
+    exactly as that node's teardown would have (its own snapshot, its saved sysctls). A live node is refused.
+    """
+    done: list[str] = []
+    record = _read_owner_record(net.record)
+    if record is not None:
+        stale = HostNetwork.from_state(record["network"]) if record.get("network") else None
+        if stale is not None and stale.bridge == net.bridge:
+            alive = _record_owner_alive(record)
+            if alive:
+                raise RealNodeError(
+                    f"network interface {net.bridge} already exists: another real node runs on this host ({alive}; "
+                    f"cluster dir {stale.home or 'unknown'}); stop it with hack/control-plane/down"
+                )
+            if stale.home:
+                _kill_shims_naming(stale.home)
+                if Path(stale.home).exists():
+                    unmount_under(Path(stale.home))
+            stale.teardown()
+            done.append(f"the real node of {stale.home or 'an unknown dir'} (owner pid {record.get('owner_pid')})")
+        if stale is None or stale.bridge == net.bridge:  # another bridge's record is not ours to drop
+            Path(net.record).unlink(missing_ok=True)
+    if not Path(f"/sys/class/net/{net.bridge}").exists() and net.forward_chain in _chains("iptables", "filter"):
+        # The chain without its bridge: a live node always has both, so this is a killed run's (or one from
+        # before owner records), and every `iptables -N` would fail on it.
+        done += remove_chains("iptables", "filter", {net.forward_chain})
+    return done
 
 
 def _netns() -> list[str]:
@@ -574,6 +704,9 @@ def leftovers(cluster_dir: Path, net: HostNetwork) -> list[str]:
     for (binary, table), chains in new_chains(net.iptables_before).items():
         found += [f"{binary} -t {table} chain {chain}" for chain in sorted(chains)]
     found += [f"cgroup {cgroup}" for cgroup in net.new_cgroups()]
+    record = _read_owner_record(net.record)
+    if record is not None and record.get("network", {}).get("bridge") == net.bridge:
+        found.append(f"owner record {net.record}")
     for name, value in net.saved_sysctls.items():
         if _read_sysctl(name) != value:
             found.append(f"sysctl {name} is {_read_sysctl(name)}, was {value}")
