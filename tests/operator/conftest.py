@@ -11,7 +11,7 @@ the chart installed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,22 @@ def running_operator(operator: OperatorProcess) -> OperatorProcess:
     if not operator.running:
         operator.start()
     return operator
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that ran the operator shows the operator's last log lines in its report.
+
+    A wait that timed out on a loaded CI machine says only what did not happen; why (a Label Studio
+    call that timed out, a retry pending, a conflict) is in the operator's log, which is gone with the run.
+    """
+    report = yield
+    process = getattr(item, "funcargs", {}).get("running_operator") or getattr(item, "funcargs", {}).get("operator")
+    if report.failed and isinstance(process, OperatorProcess):
+        report.sections.append(("operator log (last 80 lines)", process.log_tail(80)))
+    return report
 
 
 @pytest.fixture(scope="session")

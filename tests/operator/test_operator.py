@@ -388,8 +388,13 @@ def test_sigkill_mid_registration_converges_without_duplicates(k8s_cluster, labe
     assert recorded[extra] == _ls_backends(label_studio, extra)[0]["id"]
     # dropping a project from the spec removes its registration
     patch_mlb(k8s_cluster, NS, NAME, {"labelStudio": {"projects": [e2e["project"]]}})
+    # What the operator promises is a deregistration within a reconcile and a Label Studio call: one call may
+    # take LSML_OPERATOR_LABEL_STUDIO_TIMEOUT (30 s) on a loaded machine before the retry (a 60 s wait ran out
+    # once in a loaded CI run), so the wait covers two calls and the retry.
     wait_for(
-        lambda: not _ls_backends(label_studio, extra), timeout=60, message="registration of the dropped project deleted"
+        lambda: not _ls_backends(label_studio, extra),
+        timeout=120,
+        message="registration of the dropped project deleted",
     )
     wait_for(
         lambda: (m := get_mlb(k8s_cluster, NS, NAME)) and len(m["status"]["labelStudio"]["backends"]) == 1,
