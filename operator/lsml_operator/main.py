@@ -40,6 +40,14 @@ from .settings import OperatorSettings
 
 log = logging.getLogger("lsml_operator")
 CHILD_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_RESOURCES = [
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("", "v1", "services"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+]
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -78,6 +86,11 @@ def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: 
     settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # handler log lines are not events; we post our own
     settings.watching.server_timeout = 300
+    # children are listed and watched with the label selector on the API server: the operator never receives
+    # (parses, keeps a kopf memory of) the namespace's other Deployments, Services, claims...
+    children = {(group, plural) for group, _, plural in CHILD_RESOURCES}
+    selector = ",".join(f"{k}={v}" for k, v in CHILD_SELECTOR.items())
+    settings.watching.label_selectors[lambda r: (r.group, r.plural) in children] = selector
     settings.peering.name = ops.peering_name
     settings.peering.mandatory = peering
     settings.peering.standalone = not peering
@@ -116,10 +129,9 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
     def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         rec = _reconciler(memo)
-        plain = _plain(body)
-        due = rec.tick_due(plain)
+        due = rec.tick_due(dict(body))  # reads the key only: no copy of the body on every tick
         if due is not None:
-            rec.reconcile(plain, due)
+            rec.reconcile(_plain(body), due)
 
     if ops.quality_seconds > 0:
 
@@ -133,7 +145,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         )
         def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             try:
-                _reconciler(memo).poll_quality(_plain(body))
+                _reconciler(memo).poll_quality(dict(body))  # read only: no copy of the body on every poll
             except Exception as exc:  # noqa: BLE001 - a status write refused: the next tick tries again
                 log.warning("model quality of %s not written: %s", key_of(dict(body)), getattr(exc, "reason", exc))
 
@@ -164,10 +176,15 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
         rec.forget(key)
 
+    async def index_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Feed the child cache (in the event loop: no thread for a dict update). An index, on purpose: kopf
+        processes no object before every indexed resource is listed, so a restarted operator's first pass
+        finds every child (and its fingerprint) in the cache, and writes only what differs."""
+        _reconciler(memo).observe_child(dict(body))
+
     def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         rec = _reconciler(memo)
-        body = dict(event.get("object") or {})
-        key = rec.observe_child(event.get("type"), body)
+        key = rec.child_event(event.get("type"), event.get("object") or {})
         if key is None:
             return
         parent = rec.parent(key)
@@ -179,14 +196,8 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         _reconciler(memo).observe_parent(event.get("type"), dict(event.get("object") or {}))
 
-    for group, version, plural in [
-        ("apps", "v1", "deployments"),
-        ("apps", "v1", "statefulsets"),
-        ("", "v1", "services"),
-        ("", "v1", "persistentvolumeclaims"),
-        ("autoscaling", "v2", "horizontalpodautoscalers"),
-        ("networking.k8s.io", "v1", "networkpolicies"),
-    ]:
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.index(group, version, plural, labels=CHILD_SELECTOR, id=f"child-cache-{plural}")(index_child)
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
 
 

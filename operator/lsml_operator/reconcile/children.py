@@ -1,7 +1,8 @@
 """Step 1 of a pass: make the children match the spec, and report what they look like.
 
-Server-side apply of each desired child (skipped while the cached child is still what the
-same desired state produced), the managed Redis' password Secret (created once), and, when
+Server-side apply of each desired child, skipped while the watched child already holds it (its
+``fingerprint``: the fields our apply owns, as we set them; so a pass of any trigger, a restart's
+included, writes only what differs), the managed Redis' password Secret (created once), and, when
 the policy says so, deletion of optional children the spec dropped. It returns what it
 found (``Observed``) and the events it deserves; it never writes status.
 """
@@ -19,6 +20,7 @@ from ..builders import labels as L
 from ..builders import redis as redis_builder
 from ..keys import ChildKey, Key, child_key, key_of
 from ..kube import Forbidden, Invalid, Kube, owned_by
+from . import fingerprint
 from .child_cache import ChildCache
 from .events import NORMAL, Event
 from .observed import ForeignObject, Observed
@@ -71,7 +73,8 @@ class ChildrenStep:
             ck = child_key(child)
             desired.add(ck)
             try:
-                out.live[ck] = self.ensure(key, child, force=policy.full)
+                # no forced apply, even on full passes: the watches keep the fingerprints current
+                out.live[ck] = self.ensure(key, child, force=False)
             except ForeignObject as exc:
                 out.foreign.append(exc)
         if policy.prune is not Prune.NONE:
@@ -116,14 +119,15 @@ class ChildrenStep:
         return resource_version
 
     def ensure(self, key: Key, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
-        """Apply one child unless the cache shows it unchanged; a 422 on a hand-edited child replaces it.
+        """Apply one child unless the cache shows applying it would change nothing (``force``: apply anyway, for
+        a kind no watch follows); a 422 on a hand-edited child replaces it.
 
         Raises ForeignObject for an object of the child's name this MLBackend does not control, and the
         API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""
         ck = child_key(child)
         want = digest(child)
         if not force:
-            cached = self.cache.unchanged_since_apply(ck, want)
+            cached = self.cache.unchanged_since_apply(ck, want, fingerprint.of_desired(child))
             if cached is not None:
                 return cached
         owner_ref = child["metadata"]["ownerReferences"][0]

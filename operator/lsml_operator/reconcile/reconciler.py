@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import metrics, pod_diagnosis, registration
+from ..backend_api import BackendClient
 from ..builders import Spec
 from ..keys import ChildKey, Key, child_key, controller_owner, key_of
 from ..kube import Kube
@@ -84,25 +85,47 @@ class Reconciler:
         self.records = RegistrationRecords(kube)
         self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff, self.records)
         self.status = StatusWriter(kube)
-        self.quality = QualityStep(kube, settings, *([backend_factory] if backend_factory else []))
+        self.quality = QualityStep(kube, settings, backend_factory or BackendClient, clock)
         self._guard = threading.Lock()
         self._locks: dict[Key, threading.Lock] = {}
         self._dirty: set[Key] = set()
         self._last_full: dict[Key, float] = {}
+        # what the last watch event of each child changed ("new", "changed", "same"), until its event handler asks
+        self._stirred: dict[ChildKey, str] = {}
         # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
         self._parents: dict[Key, dict[str, Any]] = {}
 
     # ---- watch events and caches -------------------------------------------------------
-    def observe_child(self, event_type: str | None, body: dict[str, Any]) -> Key | None:
-        """Record a child's watch event; return its MLBackend's key when the child is ours."""
-        owner = controller_owner(body)
-        if owner is None or not body.get("kind"):
+    def observe_child(self, body: dict[str, Any]) -> None:
+        """Record a child as its watch shows it (kopf's index handler: before any handler of any object runs)."""
+        if not body.get("kind"):
+            return
+        ck: ChildKey = child_key(body)
+        owner = controller_owner(body) or self.cache.owner_of(ck)
+        if owner is None:
+            return
+        seen = self.cache.saw(owner, ck, body)
+        with self._guard:
+            self._stirred[ck] = seen
+
+    def child_event(self, event_type: str | None, body: dict[str, Any]) -> Key | None:
+        """A child's watch event (after ``observe_child`` recorded it): its MLBackend's key when the event is worth a
+        pass, else None. Worth one: a deletion, or a change of what status or the skip-apply check read. Not
+        worth one: the initial listing of a child first seen (its MLBackend's own resume pass reads it), or an
+        event that changed nothing we read (a controller's annotation, a condition's heartbeat)."""
+        if not body.get("kind"):
             return None
         ck: ChildKey = child_key(body)
+        owner = controller_owner(body) or self.cache.owner_of(ck)
+        if owner is None:
+            return None
+        with self._guard:
+            seen = self._stirred.pop(ck, "changed")
         if event_type == "DELETED":
             self.cache.drop(ck)
-        else:
-            self.cache.saw(owner, ck, body)
+            return owner
+        if seen == "same" or (seen == "new" and event_type is None):
+            return None
         return owner
 
     def observe_parent(self, event_type: str | None, body: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ def _watch_event(h: Harness, kind: str, name: str, **status: Any) -> None:
     """What kopf's child watch hands the reconciler: the live object (a controller edit bumps only status)."""
     live = h.kube.objects[(kind, NS, name)]
     live["status"] = {**live.get("status", {}), **status}
-    h.rec.observe_child("MODIFIED", live)
+    h.rec.observe_child(live)
 
 
 # ---- children ------------------------------------------------------------------------------
@@ -59,28 +59,62 @@ def test_an_unchanged_child_is_not_applied_again_and_a_changed_one_is(harness):
     # a new image changes only the Deployment's desired state: the Service stays skipped
     h.rec.reconcile(_mlb(image="lsml/runtime:v2"), Trigger.CHILD_EVENT)
     assert h.kube.applies() == ["Deployment/demo-server"]
-    # someone edits the Deployment (its generation moves past ours): it is applied back
+    # someone edits a field of the Deployment our apply set, and the watch shows it: it is applied back
     h.kube.calls.clear()
     edited = h.kube.objects[("Deployment", NS, "demo-server")]
+    edited["spec"]["replicas"] = 5
     edited["metadata"]["generation"] += 1
-    h.rec.observe_child("MODIFIED", edited)
+    h.rec.observe_child(edited)
     h.rec.reconcile(_mlb(image="lsml/runtime:v2"), Trigger.CHILD_EVENT)
     assert h.kube.applies() == ["Deployment/demo-server"]
 
 
-def test_full_triggers_apply_every_child_even_when_cached(harness):
+def test_no_trigger_reapplies_a_child_the_watch_shows_holding_its_desired_state(harness):
     h = harness
     h.rec.reconcile(_mlb(), Trigger.CREATE)
-    for trigger in (Trigger.UPDATE, Trigger.RESUME, Trigger.RESYNC):
+    for trigger in (Trigger.UPDATE, Trigger.RESUME, Trigger.RESYNC, Trigger.CHILD_EVENT):
         h.kube.calls.clear()
         h.rec.reconcile(_mlb(), trigger)
-        assert sorted(h.kube.applies()) == ["Deployment/demo-server", "Service/demo"], trigger
+        assert h.kube.applies() == [], trigger
+    # a hand edit of a label our apply set (no generation change), shown by the watch: the resync applies it back
+    live = h.kube.objects[("Service", NS, "demo")]
+    live["metadata"]["labels"]["app.kubernetes.io/instance"] = "someone-else"
+    h.rec.observe_child(live)
+    h.rec.reconcile(_mlb(), Trigger.RESYNC)
+    assert h.kube.applies() == ["Service/demo"]
+    assert h.kube.objects[("Service", NS, "demo")]["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed(harness):
+    """The first pass after a restart compares the children its watches listed with the spec (their fingerprints)."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.rec.reconcile(_mlb(worker={"enabled": True}, redis={"managed": True}, storage={"size": "1Gi"}), Trigger.CREATE)
+    status = h.kube.status_writes[-1]
+    restarted = Harness(kube=h.kube)
+    h.kube.calls.clear()
+    body = _mlb(worker={"enabled": True}, redis={"managed": True}, storage={"size": "1Gi"})
+    body["status"] = status
+    restarted.rec.reconcile(body, Trigger.RESUME)
+    writes = [c for c in h.kube.calls if c[0] not in ("get", "list")]
+    assert writes == [], "nothing changed: no apply, no create, no status write"
+    assert [c[1] for c in h.kube.calls] == ["Secret"], "one read: the Redis password Secret, which no watch follows"
+    # the same restart after the spec changed meanwhile applies exactly the children that differ
+    h.kube.calls.clear()
+    again = Harness(kube=h.kube)
+    body["spec"]["worker"]["replicas"] = 2
+    again.rec.reconcile(body, Trigger.RESUME)
+    assert again.kube.applies() == ["Deployment/demo-worker"]
 
 
 def test_an_apply_refused_as_invalid_replaces_the_child(harness):
     h = harness
     h.rec.reconcile(_mlb(), Trigger.CREATE)
     h.kube.calls.clear()
+    # a hand edit apply cannot merge back (the API server answers 422 to the apply)
+    live = h.kube.objects[("Service", NS, "demo")]
+    live["spec"]["ports"][0]["port"] = 9999
+    h.rec.observe_child(live)
     h.kube.invalid_once.add(("Service", NS, "demo"))
     h.rec.reconcile(_mlb(), Trigger.RESYNC)
     service_calls = [c for c in h.kube.calls if c[1] == "Service"]
@@ -93,6 +127,7 @@ def test_an_invalid_apply_of_a_child_we_cannot_delete_is_raised(harness):
     h.rec.reconcile(_mlb(), Trigger.CREATE)
     # the Service lost our owner reference meanwhile: not ours to delete, so the refusal stands
     h.kube.objects[("Service", NS, "demo")]["metadata"]["ownerReferences"] = []
+    h.rec.observe_child(h.kube.objects[("Service", NS, "demo")])  # still recognised: its watch, and our cache
     h.kube.invalid_once.add(("Service", NS, "demo"))
     with pytest.raises(Invalid):
         h.rec.reconcile(_mlb(), Trigger.RESYNC)
