@@ -300,7 +300,7 @@ def spec_change_seconds(custom, apps, i: int, replicas: int, timeout: float = 30
         "lsml.dev", "v1alpha1", NS, "mlbackends", name, {"spec": {"server": {"replicas": replicas}}}
     )
     while time.monotonic() - t0 < timeout:
-        dep = apps.read_namespaced_deployment(name, NS)
+        dep = apps.read_namespaced_deployment(f"{name}-server", NS)
         if dep.spec.replicas == replicas:
             return time.monotonic() - t0
         time.sleep(0.02)
@@ -312,6 +312,12 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--spec", choices=["minimal", "full"], default="minimal")
     ap.add_argument("--nodes", type=int, default=4, help="kwok nodes (110 pods each)")
+    ap.add_argument(
+        "--storage-workers",
+        type=int,
+        default=4,
+        help="local-path-provisioner worker threads (claims bound at once; its default is 4)",
+    )
     ap.add_argument("--idle-seconds", type=float, default=120)
     ap.add_argument("--ready-timeout", type=float, default=300)
     ap.add_argument("--resync-seconds", type=float, default=None, help="LSML_OPERATOR_RESYNC_SECONDS of the operator")
@@ -331,7 +337,7 @@ def main() -> int:
     if missing:
         raise SystemExit(f"control-plane binaries missing ({missing}): run hack/control-plane/build.sh")
     workdir = Path(tempfile.mkdtemp(prefix="lsml-bench-operator-"))
-    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes)
+    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
     env = {} if args.resync_seconds is None else {"LSML_OPERATOR_RESYNC_SECONDS": str(args.resync_seconds)}
     resync = args.resync_seconds or float(os.environ.get("LSML_OPERATOR_RESYNC_SECONDS") or 300)
     want = {k: n * args.count for k, n in expected_children(args.spec).items()}

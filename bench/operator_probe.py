@@ -7,7 +7,7 @@ and kopf's ``api.request`` (watches, kopf's own patches, events). Each request i
 (verb, resource) with its wall time, so "API latency vs operator CPU" is read from the operator's side.
 
 On SIGUSR1 it appends one JSON line to ``$LSML_BENCH_PROBE_DIR/probe.jsonl``: RSS, the request counts,
-the object counts by type (``gc``), and, with ``LSML_BENCH_TRACEMALLOC=<frames>``, the 25 largest
+the object counts by type (``gc``), and, with ``LSML_BENCH_TRACEMALLOC=<frames>`` (1: by line, fast), the 25 largest
 allocation sites of a tracemalloc snapshot (tracemalloc roughly doubles the memory and slows the process:
 use it to find what holds memory, not for the headline figures).
 """
@@ -98,12 +98,14 @@ def _dump(label: str) -> None:
     record["gc_objects"] = sum(counts.values())
     record["gc_top_types"] = counts.most_common(15)
     if tracemalloc.is_tracing():
+        record["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-        record["traced_mb"] = round(sum(s.size for s in snap.statistics("filename")) / 2**20, 1)
+        frames = tracemalloc.get_traceback_limit()
         top = []
-        for stat in snap.statistics("traceback")[:25]:
-            frames = [f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback][-6:]
-            top.append({"mb": round(stat.size / 2**20, 2), "count": stat.count, "where": " < ".join(reversed(frames))})
+        # grouping by whole tracebacks is slow with millions of traces: one frame groups by line
+        for stat in snap.statistics("lineno" if frames == 1 else "traceback")[:25]:
+            where = [f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback][-6:]
+            top.append({"mb": round(stat.size / 2**20, 2), "count": stat.count, "where": " < ".join(reversed(where))})
         record["tracemalloc_top"] = top
     with open(Path(os.environ["LSML_BENCH_PROBE_DIR"]) / "probe.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -35,6 +35,7 @@ from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
 from .keys import key_of
 from .kube import APIError, Kube, new_api_client
+from .memory import limit_malloc_arenas
 from .reconcile import Reconciler, Trigger
 from .settings import OperatorSettings
 
@@ -265,6 +266,7 @@ def _peering_problem(clusterwide: bool, namespaces: list[str], name: str) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread allocates (memory.py)
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

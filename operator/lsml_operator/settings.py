@@ -44,8 +44,10 @@ class OperatorSettings:
     resync_seconds: float = _setting(
         300.0,
         "LSML_OPERATOR_RESYNC_SECONDS",
-        "how often every MLBackend's children are re-applied and its Label Studio registration re-verified (and "
-        "`status.modelVersion` re-read) even when nothing happened: a safety net, watches do the real work",
+        "how often every MLBackend gets a full pass even when nothing happened: its children compared with the "
+        "spec (from the watches: applied only where they differ), its Redis password Secret re-read, its Label "
+        "Studio registration re-verified (and `status.modelVersion` re-read), the quality poll's Basic "
+        "credentials re-read: a safety net, watches do the real work",
     )
     timer_seconds: float = _setting(
         10.0,

@@ -90,6 +90,8 @@ class Reconciler:
         self._locks: dict[Key, threading.Lock] = {}
         self._dirty: set[Key] = set()
         self._last_full: dict[Key, float] = {}
+        # key -> (failing causes, next pod read, last wait): the diagnosis timer's backoff (``_diagnosis_due``)
+        self._diagnosis: dict[Key, tuple[tuple[str, ...], float, float]] = {}
         # what the last watch event of each child changed ("new", "changed", "same"), until its event handler asks
         self._stirred: dict[ChildKey, str] = {}
         # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
@@ -154,6 +156,7 @@ class Reconciler:
         self.records.forget(key)
         with self._guard:
             self._last_full.pop(key, None)
+            self._diagnosis.pop(key, None)
             self._parents.pop(key, None)
             self._locks.pop(key, None)
 
@@ -169,15 +172,35 @@ class Reconciler:
             return Trigger.RESYNC
         if self.backoff.due(key) or self.monitoring_backoff.due(key):
             return Trigger.RETRY
-        last = self.status.last(key)
-        if last and any(
-            c.get("type") in POD_COMPONENTS
-            and c.get("status") == "False"
-            and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
-            for c in last.get("conditions") or []
-        ):
-            return Trigger.DIAGNOSE
-        return None
+        last = self.status.last(key) or {}
+        causes = tuple(
+            sorted(
+                f"{c.get('type')}={c.get('reason', '')}"
+                for c in last.get("conditions") or []
+                if c.get("type") in POD_COMPONENTS
+                and c.get("status") == "False"
+                and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
+            )
+        )
+        return Trigger.DIAGNOSE if self._diagnosis_due(key, causes) else None
+
+    def _diagnosis_due(self, key: Key, causes: tuple[str, ...]) -> bool:
+        """Whether to read the pods of a backend whose components are down for ``causes`` now. At once when the
+        causes are new, then after twice the last wait each time they stay the same (the timer's period, doubled
+        up to ``8 x`` it, at most the resync period): a thousand backends waiting for their claims must not LIST
+        their pods every few seconds, and a cause that changes is still seen on the next tick."""
+        now = self.clock()
+        with self._guard:
+            if not causes:
+                self._diagnosis.pop(key, None)
+                return False
+            known = self._diagnosis.get(key)
+            if known is not None and known[0] == causes and now < known[1]:
+                return False
+            wait = self.settings.timer_seconds if known is None or known[0] != causes else known[2] * 2
+            wait = min(wait, 8 * self.settings.timer_seconds, self.settings.resync_seconds)
+            self._diagnosis[key] = (causes, now + wait, wait)
+            return True
 
     def poll_quality(self, mlb: dict[str, Any]) -> bool:
         """Read the served versions and scores from the backend and write them when they changed (the quality

@@ -356,3 +356,41 @@ def test_deregistration_goes_where_the_operator_registered_not_where_status_says
     h.ls.connections.clear()
     fresh = Reconciler(h.kube, h.settings, ls_factory=h.ls, events=lambda *a: None, clock=h.clock)
     assert fresh.finalize(body) is None and h.ls.connections == []
+
+
+def test_a_child_event_is_worth_a_pass_only_when_it_changed_what_the_operator_reads(harness):
+    h = harness
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    key = (NS, "demo")
+    live = h.kube.objects[("Deployment", NS, "demo-server")]
+    # a controller's annotation and a new resourceVersion: nothing status or the skip-apply check reads
+    live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    live["metadata"]["resourceVersion"] = "9999"
+    h.rec.observe_child(live)
+    assert h.rec.child_event("MODIFIED", live) is None
+    # a rollout's progress: worth a pass
+    live["status"] = {**live.get("status", {}), "updatedReplicas": 1}
+    h.rec.observe_child(live)
+    assert h.rec.child_event("MODIFIED", live) == key
+    # the initial listing of a child not seen before (a restart): its MLBackend's resume pass reads it
+    restarted = Harness(kube=h.kube)
+    other = dict(h.kube.objects[("Service", NS, "demo")], metadata={**live["metadata"], "name": "demo-x"})
+    other["kind"] = "Service"
+    restarted.rec.observe_child(other)
+    assert restarted.rec.child_event(None, other) is None
+    # a deletion always is, and forgets the child (the next pass applies it again)
+    assert h.rec.child_event("DELETED", live) == key
+    assert h.rec.cache.observed(("Deployment", NS, "demo-server")) is None
+
+
+def test_the_diagnosis_timer_backs_off_while_the_cause_stays_the_same(harness):
+    """A thousand backends waiting on the same cause must not LIST their pods every timer tick."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    h.rec.reconcile(_mlb(), Trigger.CREATE)  # ReplicasUnavailable: worth reading the pods
+    due = []
+    for _ in range(16):  # 160 s of timer ticks
+        due.append(h.rec.tick_due(_mlb()) is Trigger.DIAGNOSE)
+        h.clock.now += h.settings.timer_seconds
+    # at once, then after 10 s, 20 s, 40 s, 80 s (8 x the tick, the cap): 5 reads in 160 s instead of 16
+    assert [i for i, d in enumerate(due) if d] == [0, 1, 3, 7, 15]
