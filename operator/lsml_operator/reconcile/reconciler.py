@@ -153,6 +153,7 @@ class Reconciler:
         metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
         self.quality.forget(key)
+        self.pods.forget(key)
         self.records.forget(key)
         with self._guard:
             self._last_full.pop(key, None)
@@ -283,7 +284,9 @@ class Reconciler:
         try:
             self.children.run(mlb, spec, rules, observed)
             checks = component_checks(spec, observed)
-            observed.explained = self.pods.explain(spec, checks)
+            # child events reuse the last diagnosis; the timer's DIAGNOSE (with its backoff) and full passes read pods
+            fresh = rules.full or trigger is Trigger.DIAGNOSE
+            observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)
             ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)
