@@ -98,7 +98,8 @@ def _dump(label: str) -> None:
     record["gc_objects"] = sum(counts.values())
     record["gc_top_types"] = counts.most_common(15)
     if tracemalloc.is_tracing():
-        record["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+        current, peak = tracemalloc.get_traced_memory()
+        record["traced_mb"], record["traced_peak_mb"] = round(current / 2**20, 1), round(peak / 2**20, 1)
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
         frames = tracemalloc.get_traceback_limit()
         top = []

@@ -23,6 +23,7 @@ import os
 import random
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -106,6 +107,12 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         _configure(settings, ops, peering)
         memo.reconciler = Reconciler(Kube(new_api_client(pool_size=ops.max_workers * 2)), ops, events=_post_event)
+        memo.quality_pool = ThreadPoolExecutor(max_workers=max(1, ops.quality_workers), thread_name_prefix="quality")
+
+    @kopf.on.cleanup()
+    def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "quality_pool" in memo:
+            memo.quality_pool.shutdown(wait=False, cancel_futures=True)
 
     @kopf.on.login()
     def login(**kwargs: Any) -> Any:
@@ -144,11 +151,16 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             interval=ops.quality_seconds,
             initial_delay=min(ops.quality_seconds, 5.0),
         )
-        def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        async def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            # on the poll's own threads: a backend that does not answer holds one of them for the backend timeout,
+            # never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)
+            plain = dict(body)  # read only: no copy of the body on every poll
             try:
-                _reconciler(memo).poll_quality(dict(body))  # read only: no copy of the body on every poll
+                await asyncio.get_running_loop().run_in_executor(
+                    memo.quality_pool, _reconciler(memo).poll_quality, plain
+                )
             except Exception as exc:  # noqa: BLE001 - a status write refused: the next tick tries again
-                log.warning("model quality of %s not written: %s", key_of(dict(body)), getattr(exc, "reason", exc))
+                log.warning("model quality of %s not written: %s", key_of(plain), getattr(exc, "reason", exc))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:

@@ -25,6 +25,10 @@ OTHER_VARIABLES: dict[str, tuple[str, str]] = {
         "comma-separated namespaces to watch when neither `--namespace` nor `--all-namespaces` is given",
     ),
     "LSML_OPERATOR_LIVENESS": ("`http://0.0.0.0:8080/healthz`", "kopf's liveness endpoint (`--liveness` overrides it)"),
+    "MALLOC_ARENA_MAX": (
+        "unset (the operator caps glibc's malloc arenas at 2)",
+        "glibc's own variable: when set, the operator leaves the arena count to it (`lsml_operator/memory.py`)",
+    ),
     "LSML_OPERATOR_METRICS_PORT": (
         "`0` (off; the chart sets 8081)",
         "port of the operator's Prometheus metrics at `/metrics` (`--metrics-port` overrides it)",
@@ -77,6 +81,12 @@ class OperatorSettings:
         "serves and its held-out scores (`GET /versions`, with the backend's Basic credentials) for "
         "`status.served`, the SCORE column and `CandidateHeld` events; 0 turns it off",
     )
+    quality_workers: int = _setting(
+        4,
+        "LSML_OPERATOR_QUALITY_WORKERS",
+        "threads of the quality poll, apart from the reconciles' (`LSML_OPERATOR_MAX_WORKERS`): backends that do not "
+        "answer (each poll waits up to `LSML_OPERATOR_BACKEND_TIMEOUT`) slow the poll down, never a reconcile",
+    )
     backend_timeout: float = _setting(
         5.0, "LSML_OPERATOR_BACKEND_TIMEOUT", "seconds one request to a backend's own API (`/versions`) may take"
     )
@@ -103,6 +113,7 @@ class OperatorSettings:
             max_workers=int(_float("LSML_OPERATOR_MAX_WORKERS", cls.max_workers)),
             peering_name=os.environ.get("LSML_OPERATOR_PEERING_NAME", cls.peering_name),
             quality_seconds=_float("LSML_OPERATOR_QUALITY_SECONDS", cls.quality_seconds),
+            quality_workers=int(_float("LSML_OPERATOR_QUALITY_WORKERS", cls.quality_workers)),
             backend_timeout=_float("LSML_OPERATOR_BACKEND_TIMEOUT", cls.backend_timeout),
             backend_urls=_url_map(os.environ.get("LSML_OPERATOR_BACKEND_URLS")),
         )

@@ -13,8 +13,10 @@ the digest of our own apply's answer is kept too (``ChildCache.applied``), so a 
 normalises differently from the builder costs one apply, not one per pass.
 
 Normalised on both sides, because the API server stores some values differently from how they were sent:
-quantities in canonical form (``0.5`` CPU -> ``500m``), and zero values of ``omitempty`` fields dropped
-(``readOnly: false``); both sides map an absent-but-owned field and a zero value to the same marker.
+quantities in canonical form (``0.5`` CPU -> ``500m``), zero values of ``omitempty`` fields dropped
+(``readOnly: false``; both sides map an absent-but-owned field and a zero value to the same marker), and
+what it adds to a StatefulSet's claim templates (``_claim_template``). tests/operator/test_fingerprint_cluster.py
+checks every child kind against the real API server.
 """
 
 from __future__ import annotations
@@ -68,8 +70,23 @@ def _zero(value: Any) -> bool:
     return value is False or value == 0 and not isinstance(value, bool) or value in ("", {}, [])
 
 
+def _claim_template(template: Any) -> Any:
+    """A StatefulSet's claim template without what the API server adds to it: the list is atomic (our managedFields
+    own it whole), and the server stores each template with ``status.phase`` and the default ``volumeMode``.
+    Safe to ignore: volumeClaimTemplates cannot change once the StatefulSet exists."""
+    if not isinstance(template, dict):
+        return template
+    out = {k: v for k, v in template.items() if k != "status"}
+    spec = out.get("spec")
+    if isinstance(spec, dict) and spec.get("volumeMode") == "Filesystem":
+        out["spec"] = {k: v for k, v in spec.items() if k != "volumeMode"}
+    return out
+
+
 def _canon(value: Any, key: str = "", in_quantities: bool = False) -> Any:
     """Zero values and absent-but-owned fields as ``ABSENT``, quantities canonical (under requests/limits/capacity)."""
+    if key == "volumeClaimTemplates" and isinstance(value, list):
+        value = [_claim_template(t) for t in value]
     if isinstance(value, dict):
         out = {k: _canon(v, k, key in _QUANTITY_KEYS) for k, v in value.items() if v is not None}
         return out or ABSENT
