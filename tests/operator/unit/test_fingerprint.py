@@ -27,7 +27,9 @@ DESIRED: dict[str, Any] = {
                 ]
             }
         },
-        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}],
+        "volumeClaimTemplates": [
+            {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+        ],
     },
 }
 OWNED = {
