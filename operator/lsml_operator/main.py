@@ -106,6 +106,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     @kopf.on.startup()
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         _configure(settings, ops, peering)
+        memo.executor = settings.execution.executor  # kopf's pool of sync handlers: the async ones queue passes on it
         memo.reconciler = Reconciler(Kube(new_api_client(pool_size=ops.max_workers * 2)), ops, events=_post_event)
         memo.quality_pool = ThreadPoolExecutor(max_workers=max(1, ops.quality_workers), thread_name_prefix="quality")
 
@@ -135,11 +136,11 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         _reconciler(memo).reconcile(_plain(body), Trigger.RESUME)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
-    def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         rec = _reconciler(memo)
-        due = rec.tick_due(dict(body))  # reads the key only: no copy of the body on every tick
+        due = rec.tick_due(dict(body))  # in the loop, on the key only: a tick with nothing due costs no thread
         if due is not None:
-            rec.reconcile(_plain(body), due)
+            await asyncio.get_running_loop().run_in_executor(memo.executor, rec.reconcile, _plain(body), due)
 
     if ops.quality_seconds > 0:
 
@@ -195,23 +196,32 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         finds every child (and its fingerprint) in the cache, and writes only what differs."""
         _reconciler(memo).observe_child(dict(body))
 
-    def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    async def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        """Decided in the event loop, so kopf lets go of the event (and its body) at once: most child events change
+        nothing we read, and the others ask for one pass of their MLBackend, queued on kopf's thread pool once
+        however many events come in meanwhile (``Reconciler.request_pass``). Awaiting the pass here would keep
+        every child's event, body and worker alive while a thousand MLBackends wait for the API server."""
         rec = _reconciler(memo)
         key = rec.child_event(event.get("type"), event.get("object") or {})
-        if key is None:
+        if key is None or not rec.request_pass(key):
             return
-        parent = rec.parent(key)
-        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
-            return
-        rec.reconcile(parent, Trigger.CHILD_EVENT)
+        future = asyncio.get_running_loop().run_in_executor(memo.executor, rec.run_requested_pass, key)
+        future.add_done_callback(_log_failed_pass)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="parent-cache")
-    def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    async def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         _reconciler(memo).observe_parent(event.get("type"), dict(event.get("object") or {}))
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.index(group, version, plural, labels=CHILD_SELECTOR, id=f"child-cache-{plural}")(index_child)
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
+
+
+def _log_failed_pass(future: Any) -> None:
+    """A child event's pass runs detached from kopf (nothing retries it: the next event or tick does): log a failure."""
+    exc = future.exception()
+    if exc is not None:
+        log.warning("a pass after a child event failed: %s", getattr(exc, "reason", exc))
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class Reconciler:
         self._guard = threading.Lock()
         self._locks: dict[Key, threading.Lock] = {}
         self._dirty: set[Key] = set()
+        self._queued: set[Key] = set()  # MLBackends whose child-event pass is queued and not started yet
         self._last_full: dict[Key, float] = {}
         # key -> (failing causes, next pod read, last wait): the diagnosis timer's backoff (``_diagnosis_due``)
         self._diagnosis: dict[Key, tuple[tuple[str, ...], float, float]] = {}
@@ -129,6 +130,28 @@ class Reconciler:
         if seen == "same" or (seen == "new" and event_type is None):
             return None
         return owner
+
+    def request_pass(self, key: Key) -> bool:
+        """A child event asks for a pass of ``key``: True when the caller should queue one (``run_requested_pass``);
+        False when one is queued already, or running (then marked to run once more), which will see the event."""
+        with self._guard:
+            if key in self._queued:
+                return False
+            lock = self._locks.get(key)
+            if lock is not None and lock.locked():
+                self._dirty.add(key)
+                return False
+            self._queued.add(key)
+            return True
+
+    def run_requested_pass(self, key: Key) -> dict[str, Any] | None:
+        """The pass ``request_pass`` queued, with the latest body of the MLBackend (none once it is being deleted)."""
+        with self._guard:
+            self._queued.discard(key)
+        parent = self.parent(key)
+        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        return self.reconcile(parent, Trigger.CHILD_EVENT)
 
     def observe_parent(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Remember the latest MLBackend body seen on the watch (spec and generation are what matter)."""

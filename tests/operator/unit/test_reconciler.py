@@ -394,3 +394,21 @@ def test_the_diagnosis_timer_backs_off_while_the_cause_stays_the_same(harness):
         h.clock.now += h.settings.timer_seconds
     # at once, then after 10 s, 20 s, 40 s, 80 s (8 x the tick, the cap): 5 reads in 160 s instead of 16
     assert [i for i, d in enumerate(due) if d] == [0, 1, 3, 7, 15]
+
+
+def test_child_events_queue_one_pass_per_mlbackend_however_many_arrive(harness):
+    h = harness
+    mlb = _mlb()
+    h.rec.observe_parent("ADDED", mlb)
+    h.rec.reconcile(mlb, Trigger.CREATE)
+    key = (NS, "demo")
+    assert h.rec.request_pass(key) is True
+    assert [h.rec.request_pass(key) for _ in range(5)] == [False] * 5, "queued once: it will see every event"
+    h.rec.run_requested_pass(key)
+    assert h.rec.request_pass(key) is True, "ran: the next event queues a new pass"
+    h.rec.run_requested_pass(key)
+    # while a pass runs, an event marks it to run once more instead of queueing another
+    lock = h.rec._lock(key)
+    with lock:
+        assert h.rec.request_pass(key) is False
+    assert key in h.rec._dirty
