@@ -307,8 +307,9 @@ class Reconciler:
         try:
             self.children.run(mlb, spec, rules, observed)
             checks = component_checks(spec, observed)
-            # child events reuse the last diagnosis; the timer's DIAGNOSE (with its backoff) and full passes read pods
-            fresh = rules.full or trigger is Trigger.DIAGNOSE
+            # child events and the resync reuse the last diagnosis; the timer's DIAGNOSE (with its backoff), a new
+            # or changed spec and a restart read the pods
+            fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
             observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)
