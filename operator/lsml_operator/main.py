@@ -190,19 +190,16 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
         rec.forget(key)
 
-    async def index_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Feed the child cache (in the event loop: no thread for a dict update). An index, on purpose: kopf
-        processes no object before every indexed resource is listed, so a restarted operator's first pass
-        finds every child (and its fingerprint) in the cache, and writes only what differs."""
-        _reconciler(memo).observe_child(dict(body))
-
     async def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         """Decided in the event loop, so kopf lets go of the event (and its body) at once: most child events change
         nothing we read, and the others ask for one pass of their MLBackend, queued on kopf's thread pool once
         however many events come in meanwhile (``Reconciler.request_pass``). Awaiting the pass here would keep
         every child's event, body and worker alive while a thousand MLBackends wait for the API server."""
         rec = _reconciler(memo)
-        key = rec.child_event(event.get("type"), event.get("object") or {})
+        body = dict(event.get("object") or {})
+        if event.get("type") != "DELETED":
+            rec.observe_child(body)  # the cache the passes compare with (fingerprints), in the loop: no thread
+        key = rec.child_event(event.get("type"), body)
         if key is None or not rec.request_pass(key):
             return
         future = asyncio.get_running_loop().run_in_executor(memo.executor, rec.run_requested_pass, key)
@@ -213,7 +210,6 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         _reconciler(memo).observe_parent(event.get("type"), dict(event.get("object") or {}))
 
     for group, version, plural in CHILD_RESOURCES:
-        kopf.index(group, version, plural, labels=CHILD_SELECTOR, id=f"child-cache-{plural}")(index_child)
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
 
 

@@ -80,18 +80,20 @@ class ChildrenStep:
         if policy.prune is not Prune.NONE:
             self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
 
-    def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> None:
-        """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.
+    def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> dict[str, Any] | None:
+        """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control; return
+        the live object read (None: not read, the cache vouches for it, or there is none).
 
         Server-side apply with force would take over any object of the child's name (an MLBackend
         named like an existing Service would capture its traffic), so the first write of a child
         (after a restart, or after it was deleted) looks first. Verified children are remembered.
         """
         if self.cache.verified_owner(ck, owner_uid):
-            return
+            return None
         obj = self.kube.get(*ck)
         if obj is not None and not owned_by(obj, owner_uid):
             raise ForeignObject(*ck, obj, owner)
+        return obj
 
     def _redis_auth(self, mlb: dict[str, Any], spec: Spec, key: Key, *, full: bool, events: list[Event]) -> str:
         """Create the managed Redis' password Secret once; return its resourceVersion (rolls the pods when it changes).
@@ -126,12 +128,19 @@ class ChildrenStep:
         API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""
         ck = child_key(child)
         want = digest(child)
+        desired = fingerprint.of_desired(child)
         if not force:
-            cached = self.cache.unchanged_since_apply(ck, want, fingerprint.of_desired(child))
+            cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
                 return cached
         owner_ref = child["metadata"]["ownerReferences"][0]
-        self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
+        live = self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
+        if live is not None and not force:
+            # read before the first write (a restart whose watches have not listed this child yet): in sync, no write
+            self.cache.saw(key, ck, live)
+            cached = self.cache.unchanged_since_apply(ck, want, desired)
+            if cached is not None:
+                return cached
         try:
             result = self.kube.apply(child)
         except Invalid as exc:

@@ -8,7 +8,7 @@ long as nobody touched our fields, exactly the object we applied, and it differs
 
 ``of_live(obj)`` digests that projection; ``of_desired(child)`` digests a desired child the same way (identity
 fields dropped, as managedFields never lists them). A restarted operator compares the two for each child
-its watches listed, and applies only those that differ: nothing changed, nothing written. Within one process
+its watches listed (or it read), and applies only those that differ: nothing changed, nothing written. Within one process
 the digest of our own apply's answer is kept too (``ChildCache.applied``), so a value the API server
 normalises differently from the builder costs one apply, not one per pass.
 

@@ -4,8 +4,9 @@ Every kopf handler names its trigger; the table below is the one place that says
 pass of each kind trusts the caches. No pass re-applies a child the watches show holding its
 desired state (``fingerprint``); full passes re-read what no watch follows (the Redis password
 Secret, the Label Studio registration, a ServiceMonitor). A spec change asks the API server for
-children to prune; a restart trusts the watches' initial lists, which kopf completes before any
-handler runs (the child cache is a kopf index), so a restart with nothing changed writes nothing.
+children to prune; a restart prunes what the watches listed (a child they have not listed yet is
+pruned by the next resync) and reads a child not listed yet before writing it, so a restart with
+nothing changed writes nothing.
 
 | trigger     | full | prune   | wait_if_busy |
 |-------------|------|---------|--------------|

@@ -158,7 +158,11 @@ def test_forgetting_one_mlbackend_keeps_the_cache_of_another_whose_name_it_prefi
     h.rec.reconcile(_mlb("a-b"), Trigger.CHILD_EVENT)
     assert h.kube.calls == [], "a-b's children were still cached: nothing to read or apply"
     h.rec.reconcile(_mlb("a"), Trigger.CHILD_EVENT)
-    assert sorted(h.kube.applies()) == ["Deployment/a-server", "Service/a"], "a's own cache is gone"
+    assert sorted(c for c in h.kube.calls if c[0] == "get") == [
+        ("get", "Deployment", "a-server"),
+        ("get", "Service", "a"),
+    ]
+    assert h.kube.applies() == [], "a's own cache is gone: its children are read again (and found unchanged)"
 
 
 # ---- status writes -------------------------------------------------------------------------
@@ -412,3 +416,19 @@ def test_child_events_queue_one_pass_per_mlbackend_however_many_arrive(harness):
     with lock:
         assert h.rec.request_pass(key) is False
     assert key in h.rec._dirty
+
+
+def test_a_restart_reads_a_child_its_watches_have_not_listed_yet_and_writes_nothing(harness):
+    h = harness
+    body = _mlb(worker={"enabled": True})
+    h.rec.reconcile(body, Trigger.CREATE)
+    body["status"] = h.kube.status_writes[-1]
+    restarted = Harness(kube=h.kube)
+    restarted.rec.cache.forget((NS, "demo"))  # the first pass runs before the watches listed its children
+    h.kube.calls.clear()
+    restarted.rec.reconcile(body, Trigger.RESUME)
+    assert sorted(h.kube.calls) == [
+        ("get", "Deployment", "demo-server"),
+        ("get", "Deployment", "demo-worker"),
+        ("get", "Service", "demo"),
+    ], "one read of each, no write"
