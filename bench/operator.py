@@ -2,19 +2,30 @@
 """Operator benchmark: N MLBackends applied at once on the local control plane (kwok nodes).
 
 Measures, for ``lsml-operator`` running as a local process (the image's entry point):
-- seconds from the first create until every MLBackend reports Ready=True,
-- the operator's peak RSS (VmHWM of the process),
-- API requests per minute at idle afterwards, counted on the API server for the operator's
-  identity only: the operator authenticates as its own ServiceAccount and a FlowSchema
-  routes exactly that identity's requests, so
-  ``apiserver_flowcontrol_dispatched_requests_total{flow_schema="lsml-operator-bench"}``
-  is the operator's request count (watches included), nobody else's.
+- seconds until every child the spec asks for exists (the operator's part), counted from the first and
+  from the last create, and until every MLBackend reports Ready=True (the control plane's part too),
+- the operator's peak RSS (VmHWM of the process) and CPU time,
+- API requests at idle afterwards (per MLBackend per resync period), counted on the API server for the
+  operator's identity only: the operator authenticates as its own ServiceAccount and FlowSchemas route
+  exactly that identity's requests, one for its writes (create/update/patch/delete), one for its reads
+  (get/list) and one for the rest (watches), so
+  ``apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}`` is the operator's request count
+  (watches included), nobody else's, and ``apiserver_flowcontrol_request_execution_seconds`` the API
+  server's time on them;
+- a restart: the operator stopped and started again with every MLBackend present: its writes (none
+  expected: nothing changed) and the seconds until its first pass (the resume of every MLBackend,
+  ``lsml_operator_reconciles_total{trigger="resume"}`` on its metrics port) is over;
+- one spec change under that load: seconds from the MLBackend's PATCH until its server Deployment
+  carries the change, ``--spec-changes`` times.
 
     .venv/bin/python bench/operator.py --count 200 --idle-seconds 120
+    .venv/bin/python bench/operator.py --spec full --count 1000 --nodes 32 --resync-seconds 60 --idle-seconds 120
 
-Targets: all Ready within 60 s, peak RSS under 150 MB, no hot loop (idle requests per minute
-far below one per object per minute). Results go to stdout as JSON and to
-bench/results/operator.json.
+``--spec full`` gives each MLBackend a server, a worker, a managed Redis and a model volume (7 children
+and a Secret); ``minimal`` a server only. ``--probe`` runs the operator under ``bench/operator_probe.py``
+(requests by verb and resource with their wall time, object counts, RSS; ``LSML_BENCH_TRACEMALLOC=<frames>``
+adds the largest allocation sites) and ``--py-spy FILE`` samples it with py-spy during the ramp.
+Results go to stdout as JSON and to bench/results/operator.json (``--out``).
 """
 
 from __future__ import annotations
@@ -30,16 +41,57 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from harness import REPO, kubectl, load_controlplane  # noqa: E402  (beside this script)
+from harness import REPO, kubectl, load_controlplane, loadavg  # noqa: E402  (beside this script)
 
 NS = "bench"
 SA = "lsml-operator-bench"
 FLOW = "lsml-operator-bench"
+# one FlowSchema per kind of request, all matching only the operator's ServiceAccount (the lowest precedence
+# number wins): writes, reads, and the rest (watches)
+FLOWS = {"write": (f"{FLOW}-write", 98), "read": (f"{FLOW}-read", 99), "other": (FLOW, 100)}
+VERBS = {"write": ["create", "update", "patch", "delete", "deletecollection"], "read": ["get", "list"], "other": ["*"]}
+CHILD_PLURALS = {
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "Service": ("v1", "services"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
+}
+
+
+def flow_schema(name: str, precedence: int, verbs: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": name},
+        "spec": {
+            "matchingPrecedence": precedence,
+            "priorityLevelConfiguration": {"name": "workload-high"},
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [
+                {
+                    "subjects": [{"kind": "ServiceAccount", "serviceAccount": {"name": SA, "namespace": NS}}],
+                    "resourceRules": [
+                        {
+                            "verbs": verbs,
+                            "apiGroups": ["*"],
+                            "resources": ["*"],
+                            "namespaces": ["*"],
+                            "clusterScope": True,
+                        }
+                    ],
+                    **({"nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]} if verbs == ["*"] else {}),
+                }
+            ],
+        },
+    }
 
 
 def setup_identity(cp, workdir: Path) -> Path:
-    """ServiceAccount + cluster-admin binding + a FlowSchema matching only it; returns its kubeconfig."""
+    """ServiceAccount + cluster-admin binding + FlowSchemas matching only it; returns its kubeconfig."""
     docs = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}},
@@ -50,31 +102,7 @@ def setup_identity(cp, workdir: Path) -> Path:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
             "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}],
         },
-        {
-            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
-            "kind": "FlowSchema",
-            "metadata": {"name": FLOW},
-            "spec": {
-                "matchingPrecedence": 100,
-                "priorityLevelConfiguration": {"name": "workload-high"},
-                "distinguisherMethod": {"type": "ByUser"},
-                "rules": [
-                    {
-                        "subjects": [{"kind": "ServiceAccount", "serviceAccount": {"name": SA, "namespace": NS}}],
-                        "resourceRules": [
-                            {
-                                "verbs": ["*"],
-                                "apiGroups": ["*"],
-                                "resources": ["*"],
-                                "namespaces": ["*"],
-                                "clusterScope": True,
-                            }
-                        ],
-                        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                    }
-                ],
-            },
-        },
+        *(flow_schema(name, prec, VERBS[k]) for k, (name, prec) in FLOWS.items()),
     ]
     kubectl(cp, "apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
     kubectl(cp, "apply", "-f", str(REPO / "crds" / "mlbackend.yaml"))
@@ -98,19 +126,36 @@ def setup_identity(cp, workdir: Path) -> Path:
     return path
 
 
-def flow_requests(cp) -> float:
-    """The operator's dispatched requests so far (all priority levels of its FlowSchema)."""
+def flow_metrics(cp) -> dict[str, float]:
+    """The operator's dispatched requests so far by kind (write/read/other) and the API server's seconds on them."""
     text = kubectl(cp, "get", "--raw", "/metrics")
-    total = 0.0
+    out = {f"{k}_{m}": 0.0 for k in FLOWS for m in ("requests", "server_seconds")}
     for line in text.splitlines():
-        if line.startswith("apiserver_flowcontrol_dispatched_requests_total{") and f'flow_schema="{FLOW}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        for kind, (name, _) in FLOWS.items():
+            if f'flow_schema="{name}"' not in line:
+                continue
+            if line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):
+                out[f"{kind}_requests"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("apiserver_flowcontrol_request_execution_seconds_sum{"):
+                out[f"{kind}_server_seconds"] += float(line.rsplit(" ", 1)[1])
+    out["requests"] = sum(out[f"{k}_requests"] for k in FLOWS)
+    return out
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 1) for k in after}
 
 
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -121,8 +166,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def mlbackend(i: int) -> dict:
-    return {
+def mlbackend(i: int, spec: str) -> dict:
+    body: dict[str, Any] = {
         "apiVersion": "lsml.dev/v1alpha1",
         "kind": "MLBackend",
         "metadata": {"name": f"bench-{i:04d}", "namespace": NS},
@@ -131,6 +176,45 @@ def mlbackend(i: int) -> dict:
             "server": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
         },
     }
+    if spec == "full":
+        body["spec"].update(
+            {
+                "worker": {"enabled": True, "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
+                "redis": {"managed": True},
+                "storage": {"size": "1Gi"},
+            }
+        )
+    return body
+
+
+def expected_children(spec: str) -> dict[str, int]:
+    """Children of each kind one MLBackend of this spec has (from the operator's own builders)."""
+    from lsml_operator.builders import desired_children
+
+    sample = mlbackend(0, spec)
+    sample["metadata"]["uid"] = "0"
+    counts: dict[str, int] = {}
+    for child in desired_children(sample):
+        counts[child["kind"]] = counts.get(child["kind"], 0) + 1
+    return counts
+
+
+def count_objects(api, kind: str) -> int:
+    """Objects of a kind in the namespace, from one LIST of one item (``remainingItemCount``): cheap at 1,000."""
+    api_version, plural = CHILD_PLURALS[kind]
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    resp = api.call_api(
+        *api.param_serialize(
+            method="GET",
+            resource_path=f"{base}/namespaces/{NS}/{plural}",
+            query_params=[("limit", 1)],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+    )
+    resp.read()
+    got = json.loads(resp.data)
+    return len(got.get("items") or []) + int((got.get("metadata") or {}).get("remainingItemCount") or 0)
 
 
 def count_ready(custom) -> tuple[int, int]:
@@ -144,16 +228,108 @@ def count_ready(custom) -> tuple[int, int]:
     return ready, len(items)
 
 
+class Operator:
+    """One ``lsml-operator`` process (optionally under the probe), its log, metrics port and liveness."""
+
+    def __init__(self, cpmod, kubeconfig: Path, workdir: Path, probe: bool, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.port = cpmod.free_port()
+        self.metrics_port = cpmod.free_port()
+        self.probe = probe
+        exe = str(Path(sys.executable).parent / "lsml-operator")
+        argv = [sys.executable, str(REPO / "bench" / "operator_probe.py")] if probe else [exe]
+        self.log_path = workdir / f"operator-{int(time.time())}.log"
+        self.proc = subprocess.Popen(
+            [
+                *argv,
+                f"--namespace={NS}",
+                "--standalone",
+                f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                f"--metrics-port={self.metrics_port}",
+            ],
+            env={**os.environ, **env, "KUBECONFIG": str(kubeconfig), "LSML_BENCH_PROBE_DIR": str(workdir)},
+            stdout=open(self.log_path, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+
+    def wait_up(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit(f"operator did not start; log:\n{self.log_path.read_text()[-3000:]}") from None
+                time.sleep(0.2)
+
+    def reconciles(self, trigger: str) -> float:
+        """``lsml_operator_reconciles_total{trigger=..., result="ok"}`` from its metrics endpoint."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        want = f'trigger="{trigger}"'
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("lsml_operator_reconciles_total{") and want in line and 'result="ok"' in line
+        )
+
+    def snapshot(self, label: str) -> None:
+        """Ask the probe for a snapshot (a line of probe.jsonl); nothing without --probe."""
+        if self.probe:
+            (self.workdir / "label").write_text(label)
+            os.kill(self.pid, signal.SIGUSR1)
+            time.sleep(3 if os.environ.get("LSML_BENCH_TRACEMALLOC") else 1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def spec_change_seconds(custom, apps, i: int, replicas: int, timeout: float = 30) -> float | None:
+    """PATCH one MLBackend's server replicas; seconds until its server Deployment says so (polled every 20 ms)."""
+    name = f"bench-{i:04d}"
+    t0 = time.monotonic()
+    custom.patch_namespaced_custom_object(
+        "lsml.dev", "v1alpha1", NS, "mlbackends", name, {"spec": {"server": {"replicas": replicas}}}
+    )
+    while time.monotonic() - t0 < timeout:
+        dep = apps.read_namespaced_deployment(f"{name}-server", NS)
+        if dep.spec.replicas == replicas:
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--spec", choices=["minimal", "full"], default="minimal")
     ap.add_argument("--nodes", type=int, default=4, help="kwok nodes (110 pods each)")
+    ap.add_argument(
+        "--storage-workers",
+        type=int,
+        default=4,
+        help="local-path-provisioner worker threads (claims bound at once; its default is 4)",
+    )
     ap.add_argument("--idle-seconds", type=float, default=120)
     ap.add_argument("--ready-timeout", type=float, default=300)
+    ap.add_argument("--resync-seconds", type=float, default=None, help="LSML_OPERATOR_RESYNC_SECONDS of the operator")
+    ap.add_argument("--restart-timeout", type=float, default=300)
+    ap.add_argument("--spec-changes", type=int, default=5, help="one-MLBackend spec changes timed after the restart")
+    ap.add_argument("--no-restart", action="store_true", help="skip the restart and spec-change measurements")
+    ap.add_argument("--probe", action="store_true", help="run the operator under bench/operator_probe.py")
+    ap.add_argument("--py-spy", default=None, help="sample the operator with py-spy during the ramp into this file")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "operator.json"))
     args = ap.parse_args()
 
-    load_at_start = os.getloadavg()[0]  # the machine is shared: report how busy it was
+    load_at_start = loadavg()  # the machine is shared: report how busy it was
     cpmod = load_controlplane()
     bin_dir = cpmod.find_bin_dir()
     cpmod.REQUIRED_BINARIES = tuple(b for b in cpmod.REQUIRED_BINARIES if b != "helm")  # the bench needs no helm
@@ -161,108 +337,174 @@ def main() -> int:
     if missing:
         raise SystemExit(f"control-plane binaries missing ({missing}): run hack/control-plane/build.sh")
     workdir = Path(tempfile.mkdtemp(prefix="lsml-bench-operator-"))
-    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes)
-    op = None
+    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
+    env = {} if args.resync_seconds is None else {"LSML_OPERATOR_RESYNC_SECONDS": str(args.resync_seconds)}
+    resync = args.resync_seconds or float(os.environ.get("LSML_OPERATOR_RESYNC_SECONDS") or 300)
+    want = {k: n * args.count for k, n in expected_children(args.spec).items()}
+    op: Operator | None = None
+    spy = None
+    result: dict[str, Any] = {
+        "count": args.count,
+        "spec": args.spec,
+        "kwok_nodes": args.nodes,
+        "resync_seconds": resync,
+    }
     try:
         cp.start()
-        print(f"control plane up: {cp.api_url}", file=sys.stderr)
+        print(f"control plane up: {cp.api_url}; children expected: {want}", file=sys.stderr)
         kubeconfig = setup_identity(cp, workdir)
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        log = open(workdir / "operator.log", "wb")
-        port = cpmod.free_port()
-        op = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "lsml-operator"),
-                f"--namespace={NS}",
-                "--standalone",
-                f"--liveness=http://127.0.0.1:{port}/healthz",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or op.poll() is not None:
-                    raise SystemExit(
-                        f"operator did not start; log:\n{(workdir / 'operator.log').read_text()[-3000:]}"
-                    ) from None
-                time.sleep(0.2)
+        op = Operator(cpmod, kubeconfig, workdir, args.probe, env)
+        op.wait_up()
         print("operator up", file=sys.stderr)
+        if args.py_spy:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "50",
+                    "-o",
+                    args.py_spy,
+                    "--pid",
+                    str(op.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
         from kubernetes import client, config
 
         api = config.new_client_from_config(config_file=str(cp.kubeconfig))
         api.configuration.connection_pool_maxsize = 16
         custom = client.CustomObjectsApi(api)
+        apps = client.AppsV1Api(api)
+        m0 = flow_metrics(cp)
         t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             list(
                 pool.map(
                     lambda i: custom.create_namespaced_custom_object(
-                        "lsml.dev", "v1alpha1", NS, "mlbackends", mlbackend(i)
+                        "lsml.dev", "v1alpha1", NS, "mlbackends", mlbackend(i, args.spec)
                     ),
                     range(args.count),
                 )
             )
         created_s = time.monotonic() - t0
         print(f"{args.count} MLBackends created in {created_s:.1f}s", file=sys.stderr)
-        ready_s = None
-        applied_s = None
-        apps = client.AppsV1Api(api)
+        ready_s = applied_s = None
+        pending = dict(want)
+        ready = 0
         while time.monotonic() - t0 < args.ready_timeout:
-            if applied_s is None and len(apps.list_namespaced_deployment(NS).items) >= args.count:
-                applied_s = time.monotonic() - t0  # the operator's part: every server Deployment exists
+            for kind in list(pending):
+                if count_objects(api, kind) >= pending[kind]:
+                    del pending[kind]
+            if applied_s is None and not pending:
+                applied_s = time.monotonic() - t0  # the operator's part: every child exists
+                print(f"every child applied after {applied_s:.1f}s", file=sys.stderr)
             ready, total = count_ready(custom)
             if ready == args.count:
                 ready_s = time.monotonic() - t0
                 break
-            time.sleep(0.5)
-        print(f"all Ready after {ready_s}s" if ready_s else f"NOT all Ready: {ready}/{total}", file=sys.stderr)
+            time.sleep(1)
+        print(f"all Ready after {ready_s}s" if ready_s else f"NOT all Ready: {ready}/{args.count}", file=sys.stderr)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        m_ready = flow_metrics(cp)
         rss_after_ready = peak_rss_mb(op.pid)
         cpu_at_ready = cpu_seconds(op.pid)
+        op.snapshot("ready")
         time.sleep(15)  # let the last status writes and watch events settle
-        c1, t1 = flow_requests(cp), time.monotonic()
+        m1, t1 = flow_metrics(cp), time.monotonic()
         cpu_idle_start = cpu_seconds(op.pid)
         time.sleep(args.idle_seconds)
-        c2, t2 = flow_requests(cp), time.monotonic()
-        idle_rpm = (c2 - c1) / ((t2 - t1) / 60)
-        result = {
-            "count": args.count,
-            "create_seconds": round(created_s, 1),
-            "all_deployments_applied_seconds": round(applied_s, 1) if applied_s else None,
-            "all_ready_seconds": round(ready_s, 1) if ready_s else None,
-            "load_average_1m_at_start": load_at_start,
-            "operator_peak_rss_mb": round(peak_rss_mb(op.pid), 1),
-            "operator_peak_rss_mb_at_ready": round(rss_after_ready, 1),
-            "operator_cpu_seconds_until_ready": round(cpu_at_ready, 1),
-            "idle_requests_per_minute": round(idle_rpm, 1),
-            "operator_cpu_seconds_idle_window": round(cpu_seconds(op.pid) - cpu_idle_start, 1),
-            "idle_window_seconds": round(t2 - t1, 1),
-            "total_operator_requests": int(c2),
-            "kwok_nodes": args.nodes,
-            "targets": {"all_ready_seconds": 60, "operator_peak_rss_mb": 150},
-        }
-        result["pass"] = bool(
-            ready_s and ready_s <= 60 and result["operator_peak_rss_mb"] < 150 and idle_rpm < args.count
+        m2, t2 = flow_metrics(cp), time.monotonic()
+        idle = delta(m2, m1)
+        periods = (t2 - t1) / resync
+        op.snapshot("idle")
+        result.update(
+            {
+                "load_average_at_start": load_at_start,
+                "create_seconds": round(created_s, 1),
+                "all_children_applied_seconds": round(applied_s, 1) if applied_s else None,
+                "all_children_applied_after_last_create_seconds": round(applied_s - created_s, 1)
+                if applied_s
+                else None,
+                "all_ready_seconds": round(ready_s, 1) if ready_s else None,
+                "ready_at_timeout": ready,
+                "load_average_at_ready": loadavg(),
+                "operator_peak_rss_mb_at_ready": round(rss_after_ready, 1),
+                "operator_cpu_seconds_until_ready": round(cpu_at_ready, 1),
+                "operator_requests_until_ready": delta(m_ready, m0),
+                "idle_window_seconds": round(t2 - t1, 1),
+                "idle_requests": idle,
+                "idle_requests_per_minute": round(idle["requests"] / ((t2 - t1) / 60), 1),
+                "idle_requests_per_mlbackend_per_resync": round(idle["requests"] / args.count / periods, 3),
+                "operator_cpu_seconds_idle_window": round(cpu_seconds(op.pid) - cpu_idle_start, 1),
+                "operator_rss_mb_idle": round(rss_mb(op.pid), 1),
+                "operator_peak_rss_mb": round(peak_rss_mb(op.pid), 1),
+            }
         )
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2), file=sys.stderr)
+        if not args.no_restart:
+            first = op
+            first.stop()
+            op = None
+            m3 = flow_metrics(cp)
+            t3 = time.monotonic()
+            op = Operator(cpmod, kubeconfig, workdir, args.probe, env)
+            op.wait_up()
+            resumed_s = None
+            while time.monotonic() - t3 < args.restart_timeout:
+                try:
+                    if op.reconciles("resume") >= args.count:
+                        resumed_s = time.monotonic() - t3
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            time.sleep(10)  # anything the first pass set off (events, status) has landed
+            m4 = flow_metrics(cp)
+            op.snapshot("restarted")
+            changes = []
+            for n in range(args.spec_changes):
+                changes.append(spec_change_seconds(custom, apps, (n * 7919) % args.count, 2 + n % 2))
+            result.update(
+                {
+                    "restart_first_pass_seconds": round(resumed_s, 1) if resumed_s else None,
+                    "restart_requests": delta(m4, m3),
+                    "restart_writes": delta(m4, m3)["write_requests"],
+                    "restart_operator_cpu_seconds": round(cpu_seconds(op.pid), 1),
+                    "restart_operator_peak_rss_mb": round(peak_rss_mb(op.pid), 1),
+                    "spec_change_seconds": [round(c, 3) if c is not None else None for c in changes],
+                    "spec_change_max_seconds": max((c for c in changes if c is not None), default=None),
+                }
+            )
+        if args.probe:
+            result["probe"] = [json.loads(line) for line in (workdir / "probe.jsonl").read_text().splitlines()]
+        result["targets"] = {
+            "all_children_applied_after_last_create_seconds": 30,
+            "all_ready_seconds": 120,
+            "operator_peak_rss_mb": 200,
+            "idle_requests_per_mlbackend_per_resync": 1,
+            "restart_writes": 0,
+            "restart_first_pass_seconds": 60,
+            "spec_change_max_seconds": 2,
+        }
+        result["load_average_at_end"] = loadavg()
+        print(json.dumps({k: v for k, v in result.items() if k != "probe"}, indent=2))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        return 0 if result["pass"] else 1
+        return 0
     finally:
-        if op is not None and op.poll() is None:
-            os.killpg(op.pid, signal.SIGTERM)
-            try:
-                op.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(op.pid, signal.SIGKILL)
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        if op is not None:
+            op.stop()
         cp.stop(remove=True)
+        print(f"operator logs and probe output in {workdir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

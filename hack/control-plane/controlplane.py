@@ -390,6 +390,9 @@ class ControlPlane:
     real_node: bool = False
     node: realnode.RealNode | None = None
     api_host: str = "127.0.0.1"
+    # local-path-provisioner's --worker-threads (its default, 4): claims provisioned at once; a benchmark
+    # binding thousands of claims raises it (bench/operator.py --storage-workers)
+    storage_workers: int = 4
     components: list[Component] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     _owns_dir: bool = False
@@ -714,6 +717,7 @@ class ControlPlane:
                 "--configmap-name=local-path-config",
                 "--service-account-name=default",
                 f"--helper-image={helper_image}",
+                f"--worker-threads={self.storage_workers}",
             ],
         )
         time.sleep(0.5)

@@ -23,6 +23,7 @@ import os
 import random
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -35,11 +36,20 @@ from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
 from .keys import key_of
 from .kube import APIError, Kube, new_api_client
+from .memory import limit_malloc_arenas
 from .reconcile import Reconciler, Trigger
 from .settings import OperatorSettings
 
 log = logging.getLogger("lsml_operator")
 CHILD_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_RESOURCES = [
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("", "v1", "services"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+]
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -78,6 +88,11 @@ def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: 
     settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # handler log lines are not events; we post our own
     settings.watching.server_timeout = 300
+    # children are listed and watched with the label selector on the API server: the operator never receives
+    # (parses, keeps a kopf memory of) the namespace's other Deployments, Services, claims...
+    children = {(group, plural) for group, _, plural in CHILD_RESOURCES}
+    selector = ",".join(f"{k}={v}" for k, v in CHILD_SELECTOR.items())
+    settings.watching.label_selectors[lambda r: (r.group, r.plural) in children] = selector
     settings.peering.name = ops.peering_name
     settings.peering.mandatory = peering
     settings.peering.standalone = not peering
@@ -91,7 +106,14 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     @kopf.on.startup()
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         _configure(settings, ops, peering)
+        memo.executor = settings.execution.executor  # kopf's pool of sync handlers: the async ones queue passes on it
         memo.reconciler = Reconciler(Kube(new_api_client(pool_size=ops.max_workers * 2)), ops, events=_post_event)
+        memo.quality_pool = ThreadPoolExecutor(max_workers=max(1, ops.quality_workers), thread_name_prefix="quality")
+
+    @kopf.on.cleanup()
+    def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "quality_pool" in memo:
+            memo.quality_pool.shutdown(wait=False, cancel_futures=True)
 
     @kopf.on.login()
     def login(**kwargs: Any) -> Any:
@@ -114,12 +136,11 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         _reconciler(memo).reconcile(_plain(body), Trigger.RESUME)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
-    def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         rec = _reconciler(memo)
-        plain = _plain(body)
-        due = rec.tick_due(plain)
+        due = rec.tick_due(dict(body))  # in the loop, on the key only: a tick with nothing due costs no thread
         if due is not None:
-            rec.reconcile(plain, due)
+            await asyncio.get_running_loop().run_in_executor(memo.executor, rec.reconcile, _plain(body), due)
 
     if ops.quality_seconds > 0:
 
@@ -131,11 +152,16 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             interval=ops.quality_seconds,
             initial_delay=min(ops.quality_seconds, 5.0),
         )
-        def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        async def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            # on the poll's own threads: a backend that does not answer holds one of them for the backend timeout,
+            # never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)
+            plain = dict(body)  # read only: no copy of the body on every poll
             try:
-                _reconciler(memo).poll_quality(_plain(body))
+                await asyncio.get_running_loop().run_in_executor(
+                    memo.quality_pool, _reconciler(memo).poll_quality, plain
+                )
             except Exception as exc:  # noqa: BLE001 - a status write refused: the next tick tries again
-                log.warning("model quality of %s not written: %s", key_of(dict(body)), getattr(exc, "reason", exc))
+                log.warning("model quality of %s not written: %s", key_of(plain), getattr(exc, "reason", exc))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
@@ -164,30 +190,34 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             rec.kube.delete_owned_or_labelled("PersistentVolumeClaim", key[0], redis_claim_name(key[1]), key[1])
         rec.forget(key)
 
-    def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    async def on_child(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        """Decided in the event loop, so kopf lets go of the event (and its body) at once: most child events change
+        nothing we read, and the others ask for one pass of their MLBackend, queued on kopf's thread pool once
+        however many events come in meanwhile (``Reconciler.request_pass``). Awaiting the pass here would keep
+        every child's event, body and worker alive while a thousand MLBackends wait for the API server."""
         rec = _reconciler(memo)
         body = dict(event.get("object") or {})
-        key = rec.observe_child(event.get("type"), body)
-        if key is None:
+        if event.get("type") != "DELETED":
+            rec.observe_child(body)  # the cache the passes compare with (fingerprints), in the loop: no thread
+        key = rec.child_event(event.get("type"), body)
+        if key is None or not rec.request_pass(key):
             return
-        parent = rec.parent(key)
-        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
-            return
-        rec.reconcile(parent, Trigger.CHILD_EVENT)
+        future = asyncio.get_running_loop().run_in_executor(memo.executor, rec.run_requested_pass, key)
+        future.add_done_callback(_log_failed_pass)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="parent-cache")
-    def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    async def on_parent(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         _reconciler(memo).observe_parent(event.get("type"), dict(event.get("object") or {}))
 
-    for group, version, plural in [
-        ("apps", "v1", "deployments"),
-        ("apps", "v1", "statefulsets"),
-        ("", "v1", "services"),
-        ("", "v1", "persistentvolumeclaims"),
-        ("autoscaling", "v2", "horizontalpodautoscalers"),
-        ("networking.k8s.io", "v1", "networkpolicies"),
-    ]:
+    for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
+
+
+def _log_failed_pass(future: Any) -> None:
+    """A child event's pass runs detached from kopf (nothing retries it: the next event or tick does): log a failure."""
+    exc = future.exception()
+    if exc is not None:
+        log.warning("a pass after a child event failed: %s", getattr(exc, "reason", exc))
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
@@ -254,6 +284,7 @@ def _peering_problem(clusterwide: bool, namespaces: list[str], name: str) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread allocates (memory.py)
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -50,6 +50,10 @@ OTHER_VARIABLES: dict[str, tuple[str, str]] = {
         "comma-separated namespaces to watch when neither `--namespace` nor `--all-namespaces` is given",
     ),
     "LSML_OPERATOR_LIVENESS": ("`http://0.0.0.0:8080/healthz`", "kopf's liveness endpoint (`--liveness` overrides it)"),
+    "MALLOC_ARENA_MAX": (
+        "unset (the operator caps glibc's malloc arenas at 2)",
+        "glibc's own variable: when set, the operator leaves the arena count to it (`lsml_operator/memory.py`)",
+    ),
     "LSML_OPERATOR_METRICS_PORT": (
         "`0` (off; the chart sets 8081)",
         "port of the operator's Prometheus metrics at `/metrics` (`--metrics-port` overrides it)",
@@ -69,8 +73,10 @@ class OperatorSettings:
     resync_seconds: float = _setting(
         300.0,
         "LSML_OPERATOR_RESYNC_SECONDS",
-        "how often every MLBackend's children are re-applied and its Label Studio registration re-verified (and "
-        "`status.modelVersion` re-read) even when nothing happened: a safety net, watches do the real work",
+        "how often every MLBackend gets a full pass even when nothing happened: its children compared with the "
+        "spec (from the watches: applied only where they differ), its Redis password Secret re-read, its Label "
+        "Studio registration re-verified (and `status.modelVersion` re-read), the quality poll's Basic "
+        "credentials re-read: a safety net, watches do the real work",
     )
     timer_seconds: float = _setting(
         10.0,
@@ -99,6 +105,12 @@ class OperatorSettings:
         "how often the operator asks each backend whose server Deployment is available which version each project "
         "serves and its held-out scores (`GET /versions`, with the backend's Basic credentials) for "
         "`status.served`, the SCORE column and `CandidateHeld` events; 0 turns it off",
+    )
+    quality_workers: int = _setting(
+        4,
+        "LSML_OPERATOR_QUALITY_WORKERS",
+        "threads of the quality poll, apart from the reconciles' (`LSML_OPERATOR_MAX_WORKERS`): backends that do not "
+        "answer (each poll waits up to `LSML_OPERATOR_BACKEND_TIMEOUT`) slow the poll down, never a reconcile",
     )
     backend_timeout: float = _setting(
         5.0, "LSML_OPERATOR_BACKEND_TIMEOUT", "seconds one request to a backend's own API (`/versions`) may take"

@@ -101,3 +101,20 @@ def test_a_refused_pod_list_keeps_the_replica_count_and_warns_once(caplog):
     assert _cond(status, "ServerAvailable")["message"] == "server: 0/1 replicas available"
     refused = [r for r in caplog.records if "cannot list pods" in r.getMessage()]
     assert [r.levelno for r in refused] == [logging.WARNING, logging.DEBUG]
+
+
+def test_child_events_reuse_the_last_diagnosis_and_the_timer_reads_the_pods_again():
+    """A rollout's events must not each LIST the backend's pods (a thousand backends ramping up)."""
+    kube, rec, mlb = _setup()
+    kube.status_by_kind["Deployment"] = UNAVAILABLE
+    kube.pods = [PULLING]
+    rec.reconcile(mlb, Trigger.CREATE)
+    assert len(_lists(kube)) == 1
+    for _ in range(5):
+        status = rec.reconcile(mlb, Trigger.CHILD_EVENT)
+        assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed"
+    assert len(_lists(kube)) == 1, "the cause found is kept between diagnoses"
+    kube.pods = []
+    status = rec.reconcile(mlb, Trigger.DIAGNOSE)
+    assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ReplicasUnavailable"
+    assert len(_lists(kube)) == 2

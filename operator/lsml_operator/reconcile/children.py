@@ -1,7 +1,8 @@
 """Step 1 of a pass: make the children match the spec, and report what they look like.
 
-Server-side apply of each desired child (skipped while the cached child is still what the
-same desired state produced), the managed Redis' password Secret (created once), and, when
+Server-side apply of each desired child, skipped while the watched child already holds it (its
+``fingerprint``: the fields our apply owns, as we set them; so a pass of any trigger, a restart's
+included, writes only what differs), the managed Redis' password Secret (created once), and, when
 the policy says so, deletion of optional children the spec dropped. It returns what it
 found (``Observed``) and the events it deserves; it never writes status.
 """
@@ -19,6 +20,7 @@ from ..builders import labels as L
 from ..builders import redis as redis_builder
 from ..keys import ChildKey, Key, child_key, key_of
 from ..kube import Forbidden, Invalid, Kube, owned_by
+from . import fingerprint
 from .child_cache import ChildCache
 from .events import NORMAL, Event
 from .observed import ForeignObject, Observed
@@ -71,24 +73,27 @@ class ChildrenStep:
             ck = child_key(child)
             desired.add(ck)
             try:
-                out.live[ck] = self.ensure(key, child, force=policy.full)
+                # no forced apply, even on full passes: the watches keep the fingerprints current
+                out.live[ck] = self.ensure(key, child, force=False)
             except ForeignObject as exc:
                 out.foreign.append(exc)
         if policy.prune is not Prune.NONE:
             self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
 
-    def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> None:
-        """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control.
+    def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> dict[str, Any] | None:
+        """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control; return
+        the live object read (None: not read, the cache vouches for it, or there is none).
 
         Server-side apply with force would take over any object of the child's name (an MLBackend
         named like an existing Service would capture its traffic), so the first write of a child
         (after a restart, or after it was deleted) looks first. Verified children are remembered.
         """
         if self.cache.verified_owner(ck, owner_uid):
-            return
+            return None
         obj = self.kube.get(*ck)
         if obj is not None and not owned_by(obj, owner_uid):
             raise ForeignObject(*ck, obj, owner)
+        return obj
 
     def _redis_auth(self, mlb: dict[str, Any], spec: Spec, key: Key, *, full: bool, events: list[Event]) -> str:
         """Create the managed Redis' password Secret once; return its resourceVersion (rolls the pods when it changes).
@@ -116,18 +121,26 @@ class ChildrenStep:
         return resource_version
 
     def ensure(self, key: Key, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
-        """Apply one child unless the cache shows it unchanged; a 422 on a hand-edited child replaces it.
+        """Apply one child unless the cache shows applying it would change nothing (``force``: apply anyway, for
+        a kind no watch follows); a 422 on a hand-edited child replaces it.
 
         Raises ForeignObject for an object of the child's name this MLBackend does not control, and the
         API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""
         ck = child_key(child)
         want = digest(child)
+        desired = fingerprint.of_desired(child)
         if not force:
-            cached = self.cache.unchanged_since_apply(ck, want)
+            cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
                 return cached
         owner_ref = child["metadata"]["ownerReferences"][0]
-        self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
+        live = self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
+        if live is not None and not force:
+            # read before the first write (a restart whose watches have not listed this child yet): in sync, no write
+            self.cache.saw(key, ck, live)
+            cached = self.cache.unchanged_since_apply(ck, want, desired)
+            if cached is not None:
+                return cached
         try:
             result = self.kube.apply(child)
         except Invalid as exc:

@@ -6,9 +6,10 @@ the pass goes on, the condition ``MonitoringReady`` (not part of ``Ready``) says
 attempt is retried on the timer with the operator's exponential backoff (``Trigger.RETRY``), so a missing
 CRD costs one GET and one PATCH per backoff period, not a hot loop; once the CRD (or the RBAC) appears the
 next attempt creates the object and the condition turns True. Without ``enabled`` the ServiceMonitor is
-deleted (spec updates and restarts ask the API when status shows the spec asked for one; the resync only
-deletes one this process applied), and
-one that is not this MLBackend's is never touched (``ForeignObject``, as for every child).
+deleted (any pass that prunes asks the API when this process applied one or status shows the spec asked
+for one), and one that is not this MLBackend's is never touched (``ForeignObject``, as for every child).
+No watch follows ServiceMonitors: full passes read the live one and apply only a difference, so a restart
+with nothing changed writes nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 from ..builders import Spec, service_monitor
 from ..builders import labels as L
-from ..keys import ChildKey, key_of
-from ..kube import Forbidden, Invalid, Kube, NotFound
+from ..keys import ChildKey, Key, key_of
+from ..kube import Forbidden, Invalid, Kube, NotFound, owned_by
 from ..status import MONITORING_READY, Check
 from .backoff import Backoff
 from .child_cache import ChildCache
@@ -76,7 +77,11 @@ class MonitoringStep:
             out.monitoring = prev  # waiting for the timer's retry: no request on every child event meanwhile
             return
         try:
-            self.children.ensure(key, desired, force=policy.full)
+            if policy.full:
+                # no watch follows ServiceMonitors (the kind may not be served): full passes read the live one
+                # (a read, not a write: a restart with nothing changed writes nothing) and apply only a difference
+                self._refresh(key, ck, mlb["metadata"]["uid"])
+            self.children.ensure(key, desired, force=False)
         except ForeignObject as exc:
             out.foreign.append(exc)
             self.backoff.failed(key)
@@ -112,13 +117,21 @@ class MonitoringStep:
             f"Service {L.service_name(spec.name)}",
         )
 
+    def _refresh(self, key: Key, ck: ChildKey, uid: str) -> None:
+        """Record the live ServiceMonitor when it is this MLBackend's (else ``ensure`` finds out whose it is)."""
+        live = self.kube.get(*ck)
+        if live is None:
+            self.cache.drop(ck)
+        elif owned_by(live, uid):
+            self.cache.saw(key, ck, live)
+
     def _may_exist(self, ck: ChildKey, prune: Prune, prev: Check | None) -> bool:
-        """Whether to look for a ServiceMonitor to delete: this process applied one, or (spec updates and
-        restarts, which ask the API) the last status says the spec asked for one. A backend that never asked
+        """Whether to look for a ServiceMonitor to delete: this process applied one, or the last status says the
+        spec asked for one (no watch follows ServiceMonitors: after a restart, status is what says so). A backend that never asked
         costs no request, and an operator without the RBAC makes no refused call on every update."""
         if prune is Prune.NONE:
             return False
-        return self.cache.observed(ck) is not None or (prune is Prune.ASK_API and prev is not None)
+        return self.cache.observed(ck) is not None or prev is not None
 
     def _prune(self, ck: ChildKey, uid: str, events: list[Event]) -> None:
         """Delete the ServiceMonitor the spec no longer asks for, if it is this MLBackend's.

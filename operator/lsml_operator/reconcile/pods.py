@@ -15,6 +15,7 @@ import threading
 from .. import pod_diagnosis
 from ..builders import Spec
 from ..builders import labels as L
+from ..keys import Key
 from ..kube import APIError, Kube
 from ..status import Check
 from .build_status import POD_COMPONENTS
@@ -23,18 +24,39 @@ log = logging.getLogger("lsml_operator")
 
 
 class PodsStep:
-    """Reads pods only when a condition needs explaining; remembers where it may not, to warn once."""
+    """Reads pods only when a condition needs explaining; remembers where it may not, to warn once, and the
+    causes it found, so that the passes between two diagnoses (child events) keep them without a LIST."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self._guard = threading.Lock()
         self._refused: set[str] = set()  # namespaces where listing pods was refused (logged once)
+        # key -> {condition type: (its reason before explaining, the pods' cause or None)}
+        self._causes: dict[Key, dict[str, tuple[str, pod_diagnosis.Cause | None]]] = {}
 
-    def explain(self, spec: Spec, checks: dict[str, Check]) -> dict[str, Check]:
-        """The component checks worth explaining, with their pods' cause added (empty when none is)."""
+    def forget(self, key: Key) -> None:
+        with self._guard:
+            self._causes.pop(key, None)
+
+    def explain(self, spec: Spec, checks: dict[str, Check], *, fresh: bool = True) -> dict[str, Check]:
+        """The component checks worth explaining, with their pods' cause added (empty when none is).
+
+        ``fresh`` False (a child event's pass): the causes the last read found are reused while each condition's
+        plain reason is the same, and the pods are read only for a condition newly failing; the timer's
+        DIAGNOSE passes (and full passes) read them again. During a ramp of a thousand backends, every
+        rollout event would otherwise LIST its backend's pods."""
+        key = (spec.namespace, spec.name)
         failing = [t for t in POD_COMPONENTS if t in checks and pod_diagnosis.worth_diagnosing(checks[t])]
+        with self._guard:
+            known = {t: v for t, v in self._causes.get(key, {}).items() if t in failing}
+            if known:
+                self._causes[key] = known
+            else:
+                self._causes.pop(key, None)
         if not failing:
             return {}
+        if not fresh and all(t in known and known[t][0] == checks[t].reason for t in failing):
+            return {t: pod_diagnosis.explain(checks[t], known[t][1]) for t in failing}
         selector = L.instance_selector(spec.name)
         try:
             pods = self.kube.list("Pod", spec.namespace, selector)
@@ -58,9 +80,9 @@ class PodsStep:
                 exc.reason,
             )
             return {}
-        return {
-            t: pod_diagnosis.explain(
-                checks[t], pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims)
-            )
-            for t in failing
+        causes = {
+            t: pod_diagnosis.diagnose(pod_diagnosis.by_component(pods, POD_COMPONENTS[t]), claims) for t in failing
         }
+        with self._guard:
+            self._causes[key] = {t: (checks[t].reason, cause) for t, cause in causes.items()}
+        return {t: pod_diagnosis.explain(checks[t], cause) for t, cause in causes.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +48,21 @@ def server_available(status: dict[str, Any]) -> bool:
 class QualityStep:
     """Owns the backend API side of the operator: one poll per call, the last failure per MLBackend (for the log)."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings, client_factory: ClientFactory = BackendClient) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        client_factory: ClientFactory = BackendClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kube = kube
         self.settings = settings
         self.client_factory = client_factory
         self._guard = threading.Lock()
         self._failures: dict[Key, str] = {}
+        # (namespace, Secret, user key, password key) -> (read again after, (user, password))
+        self._credentials: dict[tuple[str, str, str, str], tuple[float, tuple[str, str]]] = {}
+        self.clock = clock
 
     def _failed(self, key: Key, why: str) -> QualityResult:
         with self._guard:
@@ -67,12 +77,24 @@ class QualityStep:
             self._failures.pop(key, None)
 
     def basic_auth(self, spec: Spec) -> tuple[str, str] | None:
-        """The backend's Basic credentials (``spec.basicAuth``), or None; KeyError naming a missing Secret or key."""
+        """The backend's Basic credentials (``spec.basicAuth``), or None; KeyError naming a missing Secret or key.
+
+        Read from the Secret once per resync period (``LSML_OPERATOR_RESYNC_SECONDS``) and kept in memory
+        meanwhile: the poll runs every few seconds for every backend, and the operator may not watch Secrets.
+        A rotated password is used from the next period on (a poll refused meanwhile is logged, nothing else)."""
         ba = spec.raw.get("basicAuth")
         if not ba:
             return None
+        ref = (spec.namespace, ba["secretName"], ba["usernameKey"], ba["passwordKey"])
+        now = self.clock()
+        with self._guard:
+            cached = self._credentials.get(ref)
+        if cached is not None and now < cached[0]:
+            return cached[1]
         user, _ = self.kube.secret_value(spec.namespace, ba["secretName"], ba["usernameKey"])
         password, _ = self.kube.secret_value(spec.namespace, ba["secretName"], ba["passwordKey"])
+        with self._guard:
+            self._credentials[ref] = (now + self.settings.resync_seconds, (user, password))
         return user, password
 
     def run(self, mlb: dict[str, Any], old: dict[str, Any]) -> QualityResult:

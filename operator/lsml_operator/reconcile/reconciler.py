@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import metrics, pod_diagnosis, registration
+from ..backend_api import BackendClient
 from ..builders import Spec
 from ..keys import ChildKey, Key, child_key, controller_owner, key_of
 from ..kube import Kube
@@ -84,26 +85,73 @@ class Reconciler:
         self.records = RegistrationRecords(kube)
         self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff, self.records)
         self.status = StatusWriter(kube)
-        self.quality = QualityStep(kube, settings, *([backend_factory] if backend_factory else []))
+        self.quality = QualityStep(kube, settings, backend_factory or BackendClient, clock)
         self._guard = threading.Lock()
         self._locks: dict[Key, threading.Lock] = {}
         self._dirty: set[Key] = set()
+        self._queued: set[Key] = set()  # MLBackends whose child-event pass is queued and not started yet
         self._last_full: dict[Key, float] = {}
+        # key -> (failing causes, next pod read, last wait): the diagnosis timer's backoff (``_diagnosis_due``)
+        self._diagnosis: dict[Key, tuple[tuple[str, ...], float, float]] = {}
+        # what the last watch event of each child changed ("new", "changed", "same"), until its event handler asks
+        self._stirred: dict[ChildKey, str] = {}
         # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
         self._parents: dict[Key, dict[str, Any]] = {}
 
     # ---- watch events and caches -------------------------------------------------------
-    def observe_child(self, event_type: str | None, body: dict[str, Any]) -> Key | None:
-        """Record a child's watch event; return its MLBackend's key when the child is ours."""
-        owner = controller_owner(body)
-        if owner is None or not body.get("kind"):
+    def observe_child(self, body: dict[str, Any]) -> None:
+        """Record a child as its watch shows it (kopf's index handler: before any handler of any object runs)."""
+        if not body.get("kind"):
+            return
+        ck: ChildKey = child_key(body)
+        owner = controller_owner(body) or self.cache.owner_of(ck)
+        if owner is None:
+            return
+        seen = self.cache.saw(owner, ck, body)
+        with self._guard:
+            self._stirred[ck] = seen
+
+    def child_event(self, event_type: str | None, body: dict[str, Any]) -> Key | None:
+        """A child's watch event (after ``observe_child`` recorded it): its MLBackend's key when the event is worth a
+        pass, else None. Worth one: a deletion, or a change of what status or the skip-apply check read. Not
+        worth one: the initial listing of a child first seen (its MLBackend's own resume pass reads it), or an
+        event that changed nothing we read (a controller's annotation, a condition's heartbeat)."""
+        if not body.get("kind"):
             return None
         ck: ChildKey = child_key(body)
+        owner = controller_owner(body) or self.cache.owner_of(ck)
+        if owner is None:
+            return None
+        with self._guard:
+            seen = self._stirred.pop(ck, "changed")
         if event_type == "DELETED":
             self.cache.drop(ck)
-        else:
-            self.cache.saw(owner, ck, body)
+            return owner
+        if seen == "same" or (seen == "new" and event_type is None):
+            return None
         return owner
+
+    def request_pass(self, key: Key) -> bool:
+        """A child event asks for a pass of ``key``: True when the caller should queue one (``run_requested_pass``);
+        False when one is queued already, or running (then marked to run once more), which will see the event."""
+        with self._guard:
+            if key in self._queued:
+                return False
+            lock = self._locks.get(key)
+            if lock is not None and lock.locked():
+                self._dirty.add(key)
+                return False
+            self._queued.add(key)
+            return True
+
+    def run_requested_pass(self, key: Key) -> dict[str, Any] | None:
+        """The pass ``request_pass`` queued, with the latest body of the MLBackend (none once it is being deleted)."""
+        with self._guard:
+            self._queued.discard(key)
+        parent = self.parent(key)
+        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        return self.reconcile(parent, Trigger.CHILD_EVENT)
 
     def observe_parent(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Remember the latest MLBackend body seen on the watch (spec and generation are what matter)."""
@@ -128,9 +176,11 @@ class Reconciler:
         metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
         self.quality.forget(key)
+        self.pods.forget(key)
         self.records.forget(key)
         with self._guard:
             self._last_full.pop(key, None)
+            self._diagnosis.pop(key, None)
             self._parents.pop(key, None)
             self._locks.pop(key, None)
 
@@ -146,15 +196,35 @@ class Reconciler:
             return Trigger.RESYNC
         if self.backoff.due(key) or self.monitoring_backoff.due(key):
             return Trigger.RETRY
-        last = self.status.last(key)
-        if last and any(
-            c.get("type") in POD_COMPONENTS
-            and c.get("status") == "False"
-            and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
-            for c in last.get("conditions") or []
-        ):
-            return Trigger.DIAGNOSE
-        return None
+        last = self.status.last(key) or {}
+        causes = tuple(
+            sorted(
+                f"{c.get('type')}={c.get('reason', '')}"
+                for c in last.get("conditions") or []
+                if c.get("type") in POD_COMPONENTS
+                and c.get("status") == "False"
+                and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
+            )
+        )
+        return Trigger.DIAGNOSE if self._diagnosis_due(key, causes) else None
+
+    def _diagnosis_due(self, key: Key, causes: tuple[str, ...]) -> bool:
+        """Whether to read the pods of a backend whose components are down for ``causes`` now. At once when the
+        causes are new, then after twice the last wait each time they stay the same (the timer's period, doubled
+        up to ``8 x`` it, at most the resync period): a thousand backends waiting for their claims must not LIST
+        their pods every few seconds, and a cause that changes is still seen on the next tick."""
+        now = self.clock()
+        with self._guard:
+            if not causes:
+                self._diagnosis.pop(key, None)
+                return False
+            known = self._diagnosis.get(key)
+            if known is not None and known[0] == causes and now < known[1]:
+                return False
+            wait = self.settings.timer_seconds if known is None or known[0] != causes else known[2] * 2
+            wait = min(wait, 8 * self.settings.timer_seconds, self.settings.resync_seconds)
+            self._diagnosis[key] = (causes, now + wait, wait)
+            return True
 
     def poll_quality(self, mlb: dict[str, Any]) -> bool:
         """Read the served versions and scores from the backend and write them when they changed (the quality
@@ -237,7 +307,10 @@ class Reconciler:
         try:
             self.children.run(mlb, spec, rules, observed)
             checks = component_checks(spec, observed)
-            observed.explained = self.pods.explain(spec, checks)
+            # child events and the resync reuse the last diagnosis; the timer's DIAGNOSE (with its backoff), a new
+            # or changed spec and a restart read the pods
+            fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
+            observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)
             ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)

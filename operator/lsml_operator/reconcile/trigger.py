@@ -1,14 +1,18 @@
 """Why a reconcile runs (``Trigger``) and what that allows it to do (``Policy``).
 
 Every kopf handler names its trigger; the table below is the one place that says how much a
-pass of each kind trusts the caches. A spec change or a restart trusts nothing; the watch of
-the children and the timer's retries trust everything they did not just learn is stale.
+pass of each kind trusts the caches. No pass re-applies a child the watches show holding its
+desired state (``fingerprint``); full passes re-read what no watch follows (the Redis password
+Secret, the Label Studio registration, a ServiceMonitor). A spec change asks the API server for
+children to prune; a restart prunes what the watches listed (a child they have not listed yet is
+pruned by the next resync) and reads a child not listed yet before writing it, so a restart with
+nothing changed writes nothing.
 
 | trigger     | full | prune   | wait_if_busy |
 |-------------|------|---------|--------------|
 | CREATE      | yes  | NONE    | yes          |
 | UPDATE      | yes  | ASK_API | yes          |
-| RESUME      | yes  | ASK_API | yes          |
+| RESUME      | yes  | SEEN    | yes          |
 | RESYNC      | yes  | SEEN    | no           |
 | RETRY       | no   | NONE    | no           |
 | DIAGNOSE    | no   | NONE    | no           |
@@ -38,16 +42,17 @@ class Prune(enum.Enum):
 
     NONE = "none"  # not looked for
     SEEN = "seen"  # only those the watches have shown this process (costs no request when none are stale)
-    ASK_API = "ask-api"  # a GET for each optional child (the watch may not have shown it yet)
+    ASK_API = "ask-api"  # a GET for each optional child (a spec update may race the watch of a child)
 
 
 @dataclass(frozen=True)
 class Policy:
     """What one pass may do.
 
-    full: trust no cache: re-apply every child, re-read the Redis password Secret, re-verify the
-        Label Studio registration, and write a status whose messages alone changed ("1/3 updated"
-        -> "2/3 updated"; between full passes only status and reason changes are worth a write).
+    full: re-read what no watch follows: the Redis password Secret, the Label Studio registration, a
+        ServiceMonitor; and write a status whose messages alone changed ("1/3 updated" -> "2/3 updated";
+        between full passes only status and reason changes are worth a write). Children are applied
+        only where they differ from the spec, on every pass (the watches keep that knowledge current).
     prune: whether and how to delete optional children the spec dropped.
     wait_if_busy: when another pass of the same MLBackend runs, wait for it (spec changes must not be
         lost) or mark the object dirty and return at once (the running pass runs once more with the
@@ -62,7 +67,7 @@ class Policy:
 POLICIES: dict[Trigger, Policy] = {
     Trigger.CREATE: Policy(full=True, prune=Prune.NONE, wait_if_busy=True),
     Trigger.UPDATE: Policy(full=True, prune=Prune.ASK_API, wait_if_busy=True),
-    Trigger.RESUME: Policy(full=True, prune=Prune.ASK_API, wait_if_busy=True),
+    Trigger.RESUME: Policy(full=True, prune=Prune.SEEN, wait_if_busy=True),
     Trigger.RESYNC: Policy(full=True, prune=Prune.SEEN, wait_if_busy=False),
     Trigger.RETRY: Policy(full=False, prune=Prune.NONE, wait_if_busy=False),
     Trigger.DIAGNOSE: Policy(full=False, prune=Prune.NONE, wait_if_busy=False),

@@ -36,6 +36,7 @@ def test_passes_are_counted_by_trigger_and_result_and_timed(harness):
     assert _value("lsml_operator_reconciles_total", trigger="create", result="ok") == ok + 1
     # a pass that raises: the Service lost our owner reference and the API server refuses the apply
     harness.kube.objects[("Service", NS, "metrics-demo")]["metadata"]["ownerReferences"] = []
+    harness.rec.observe_child(harness.kube.objects[("Service", NS, "metrics-demo")])  # the watch shows it
     harness.kube.invalid_once.add(("Service", NS, "metrics-demo"))
     with pytest.raises(Invalid):
         harness.rec.reconcile(_mlb(), Trigger.RESYNC)

@@ -170,3 +170,22 @@ def test_the_column_is_absent_without_scores_and_a_candidate_already_in_status_i
     assert held_events(held, held) == []
     (event,) = held_events({}, held)
     assert "v2 kept as a candidate, not served: it has no accuracy score" in event.message
+
+
+def test_the_basic_credentials_are_read_once_per_resync_period_not_on_every_poll(backend):
+    publish(backend.store, "3", {"scores": {"accuracy": 0.9}})
+    h, mlb = _harness(backend)
+    reads: list[str] = []
+    secret_value = h.kube.secret_value
+
+    def counting(namespace: str, name: str, key: str) -> tuple[str, str]:
+        reads.append(key)
+        return secret_value(namespace, name, key)
+
+    h.kube.secret_value = counting  # type: ignore[method-assign]
+    for _ in range(3):
+        h.rec.poll_quality(mlb)
+    assert reads == ["user", "password"], "three polls, one read of the Secret's two keys"
+    h.clock.now += h.settings.resync_seconds
+    h.rec.poll_quality(mlb)
+    assert reads == ["user", "password"] * 2, "read again once the resync period is over"

@@ -43,7 +43,7 @@ def _watch_event(h: Harness, kind: str, name: str, **status: Any) -> None:
     """What kopf's child watch hands the reconciler: the live object (a controller edit bumps only status)."""
     live = h.kube.objects[(kind, NS, name)]
     live["status"] = {**live.get("status", {}), **status}
-    h.rec.observe_child("MODIFIED", live)
+    h.rec.observe_child(live)
 
 
 # ---- children ------------------------------------------------------------------------------
@@ -59,28 +59,62 @@ def test_an_unchanged_child_is_not_applied_again_and_a_changed_one_is(harness):
     # a new image changes only the Deployment's desired state: the Service stays skipped
     h.rec.reconcile(_mlb(image="lsml/runtime:v2"), Trigger.CHILD_EVENT)
     assert h.kube.applies() == ["Deployment/demo-server"]
-    # someone edits the Deployment (its generation moves past ours): it is applied back
+    # someone edits a field of the Deployment our apply set, and the watch shows it: it is applied back
     h.kube.calls.clear()
     edited = h.kube.objects[("Deployment", NS, "demo-server")]
+    edited["spec"]["replicas"] = 5
     edited["metadata"]["generation"] += 1
-    h.rec.observe_child("MODIFIED", edited)
+    h.rec.observe_child(edited)
     h.rec.reconcile(_mlb(image="lsml/runtime:v2"), Trigger.CHILD_EVENT)
     assert h.kube.applies() == ["Deployment/demo-server"]
 
 
-def test_full_triggers_apply_every_child_even_when_cached(harness):
+def test_no_trigger_reapplies_a_child_the_watch_shows_holding_its_desired_state(harness):
     h = harness
     h.rec.reconcile(_mlb(), Trigger.CREATE)
-    for trigger in (Trigger.UPDATE, Trigger.RESUME, Trigger.RESYNC):
+    for trigger in (Trigger.UPDATE, Trigger.RESUME, Trigger.RESYNC, Trigger.CHILD_EVENT):
         h.kube.calls.clear()
         h.rec.reconcile(_mlb(), trigger)
-        assert sorted(h.kube.applies()) == ["Deployment/demo-server", "Service/demo"], trigger
+        assert h.kube.applies() == [], trigger
+    # a hand edit of a label our apply set (no generation change), shown by the watch: the resync applies it back
+    live = h.kube.objects[("Service", NS, "demo")]
+    live["metadata"]["labels"]["app.kubernetes.io/instance"] = "someone-else"
+    h.rec.observe_child(live)
+    h.rec.reconcile(_mlb(), Trigger.RESYNC)
+    assert h.kube.applies() == ["Service/demo"]
+    assert h.kube.objects[("Service", NS, "demo")]["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed(harness):
+    """The first pass after a restart compares the children its watches listed with the spec (their fingerprints)."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.rec.reconcile(_mlb(worker={"enabled": True}, redis={"managed": True}, storage={"size": "1Gi"}), Trigger.CREATE)
+    status = h.kube.status_writes[-1]
+    restarted = Harness(kube=h.kube)
+    h.kube.calls.clear()
+    body = _mlb(worker={"enabled": True}, redis={"managed": True}, storage={"size": "1Gi"})
+    body["status"] = status
+    restarted.rec.reconcile(body, Trigger.RESUME)
+    writes = [c for c in h.kube.calls if c[0] not in ("get", "list")]
+    assert writes == [], "nothing changed: no apply, no create, no status write"
+    assert [c[1] for c in h.kube.calls] == ["Secret"], "one read: the Redis password Secret, which no watch follows"
+    # the same restart after the spec changed meanwhile applies exactly the children that differ
+    h.kube.calls.clear()
+    again = Harness(kube=h.kube)
+    body["spec"]["worker"]["replicas"] = 2
+    again.rec.reconcile(body, Trigger.RESUME)
+    assert again.kube.applies() == ["Deployment/demo-worker"]
 
 
 def test_an_apply_refused_as_invalid_replaces_the_child(harness):
     h = harness
     h.rec.reconcile(_mlb(), Trigger.CREATE)
     h.kube.calls.clear()
+    # a hand edit apply cannot merge back (the API server answers 422 to the apply)
+    live = h.kube.objects[("Service", NS, "demo")]
+    live["spec"]["ports"][0]["port"] = 9999
+    h.rec.observe_child(live)
     h.kube.invalid_once.add(("Service", NS, "demo"))
     h.rec.reconcile(_mlb(), Trigger.RESYNC)
     service_calls = [c for c in h.kube.calls if c[1] == "Service"]
@@ -93,6 +127,7 @@ def test_an_invalid_apply_of_a_child_we_cannot_delete_is_raised(harness):
     h.rec.reconcile(_mlb(), Trigger.CREATE)
     # the Service lost our owner reference meanwhile: not ours to delete, so the refusal stands
     h.kube.objects[("Service", NS, "demo")]["metadata"]["ownerReferences"] = []
+    h.rec.observe_child(h.kube.objects[("Service", NS, "demo")])  # still recognised: its watch, and our cache
     h.kube.invalid_once.add(("Service", NS, "demo"))
     with pytest.raises(Invalid):
         h.rec.reconcile(_mlb(), Trigger.RESYNC)
@@ -123,7 +158,11 @@ def test_forgetting_one_mlbackend_keeps_the_cache_of_another_whose_name_it_prefi
     h.rec.reconcile(_mlb("a-b"), Trigger.CHILD_EVENT)
     assert h.kube.calls == [], "a-b's children were still cached: nothing to read or apply"
     h.rec.reconcile(_mlb("a"), Trigger.CHILD_EVENT)
-    assert sorted(h.kube.applies()) == ["Deployment/a-server", "Service/a"], "a's own cache is gone"
+    assert sorted(c for c in h.kube.calls if c[0] == "get") == [
+        ("get", "Deployment", "a-server"),
+        ("get", "Service", "a"),
+    ]
+    assert h.kube.applies() == [], "a's own cache is gone: its children are read again (and found unchanged)"
 
 
 # ---- status writes -------------------------------------------------------------------------
@@ -321,3 +360,75 @@ def test_deregistration_goes_where_the_operator_registered_not_where_status_says
     h.ls.connections.clear()
     fresh = Reconciler(h.kube, h.settings, ls_factory=h.ls, events=lambda *a: None, clock=h.clock)
     assert fresh.finalize(body) is None and h.ls.connections == []
+
+
+def test_a_child_event_is_worth_a_pass_only_when_it_changed_what_the_operator_reads(harness):
+    h = harness
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    key = (NS, "demo")
+    live = h.kube.objects[("Deployment", NS, "demo-server")]
+    # a controller's annotation and a new resourceVersion: nothing status or the skip-apply check reads
+    live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    live["metadata"]["resourceVersion"] = "9999"
+    h.rec.observe_child(live)
+    assert h.rec.child_event("MODIFIED", live) is None
+    # a rollout's progress: worth a pass
+    live["status"] = {**live.get("status", {}), "updatedReplicas": 1}
+    h.rec.observe_child(live)
+    assert h.rec.child_event("MODIFIED", live) == key
+    # the initial listing of a child not seen before (a restart): its MLBackend's resume pass reads it
+    restarted = Harness(kube=h.kube)
+    other = dict(h.kube.objects[("Service", NS, "demo")], metadata={**live["metadata"], "name": "demo-x"})
+    other["kind"] = "Service"
+    restarted.rec.observe_child(other)
+    assert restarted.rec.child_event(None, other) is None
+    # a deletion always is, and forgets the child (the next pass applies it again)
+    assert h.rec.child_event("DELETED", live) == key
+    assert h.rec.cache.observed(("Deployment", NS, "demo-server")) is None
+
+
+def test_the_diagnosis_timer_backs_off_while_the_cause_stays_the_same(harness):
+    """A thousand backends waiting on the same cause must not LIST their pods every timer tick."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    h.rec.reconcile(_mlb(), Trigger.CREATE)  # ReplicasUnavailable: worth reading the pods
+    due = []
+    for _ in range(16):  # 160 s of timer ticks
+        due.append(h.rec.tick_due(_mlb()) is Trigger.DIAGNOSE)
+        h.clock.now += h.settings.timer_seconds
+    # at once, then after 10 s, 20 s, 40 s, 80 s (8 x the tick, the cap): 5 reads in 160 s instead of 16
+    assert [i for i, d in enumerate(due) if d] == [0, 1, 3, 7, 15]
+
+
+def test_child_events_queue_one_pass_per_mlbackend_however_many_arrive(harness):
+    h = harness
+    mlb = _mlb()
+    h.rec.observe_parent("ADDED", mlb)
+    h.rec.reconcile(mlb, Trigger.CREATE)
+    key = (NS, "demo")
+    assert h.rec.request_pass(key) is True
+    assert [h.rec.request_pass(key) for _ in range(5)] == [False] * 5, "queued once: it will see every event"
+    h.rec.run_requested_pass(key)
+    assert h.rec.request_pass(key) is True, "ran: the next event queues a new pass"
+    h.rec.run_requested_pass(key)
+    # while a pass runs, an event marks it to run once more instead of queueing another
+    lock = h.rec._lock(key)
+    with lock:
+        assert h.rec.request_pass(key) is False
+    assert key in h.rec._dirty
+
+
+def test_a_restart_reads_a_child_its_watches_have_not_listed_yet_and_writes_nothing(harness):
+    h = harness
+    body = _mlb(worker={"enabled": True})
+    h.rec.reconcile(body, Trigger.CREATE)
+    body["status"] = h.kube.status_writes[-1]
+    restarted = Harness(kube=h.kube)
+    restarted.rec.cache.forget((NS, "demo"))  # the first pass runs before the watches listed its children
+    h.kube.calls.clear()
+    restarted.rec.reconcile(body, Trigger.RESUME)
+    assert sorted(h.kube.calls) == [
+        ("get", "Deployment", "demo-server"),
+        ("get", "Deployment", "demo-worker"),
+        ("get", "Service", "demo"),
+    ], "one read of each, no write"

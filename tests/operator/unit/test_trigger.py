@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
     [
         (Trigger.CREATE, True, Prune.NONE, True),
         (Trigger.UPDATE, True, Prune.ASK_API, True),
-        (Trigger.RESUME, True, Prune.ASK_API, True),
+        (Trigger.RESUME, True, Prune.SEEN, True),
         (Trigger.RESYNC, True, Prune.SEEN, False),
         (Trigger.RETRY, False, Prune.NONE, False),
         (Trigger.DIAGNOSE, False, Prune.NONE, False),

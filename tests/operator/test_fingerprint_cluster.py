@@ -1,0 +1,81 @@
+"""The fingerprint of a child on the real API server: what makes a restarted operator write nothing.
+
+Every child the builders make for a spec using every option (server, worker, managed Redis with its
+NetworkPolicy, a model volume, an HPA, quantities the API server rewrites) is applied as the operator applies it;
+the live object's fingerprint (our managedFields entry projected onto it) must equal the desired object's,
+from the apply's answer and from a later GET alike. Then someone else's edit of a field our apply set (an
+update by another field manager, as ``kubectl edit`` makes) must change it, and our apply must restore it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from lsml_operator.builders import desired_children
+from lsml_operator.kube import Kube
+from lsml_operator.reconcile import fingerprint
+from tests.fixtures.kubernetes import wait_for
+from tests.fixtures.mlbackend import example
+
+from .cluster import UNWATCHED, apply_yaml, custom_api
+
+pytestmark = pytest.mark.kubernetes
+NAME = "fp-check"
+
+
+@pytest.fixture
+def owner(k8s_cluster, operator_release):
+    """A real MLBackend in the namespace no operator watches: its uid keeps the children from garbage collection."""
+    mlb = copy.deepcopy(example("mlbackend.yaml"))
+    mlb["metadata"] = {"name": NAME, "namespace": UNWATCHED}
+    mlb["spec"].pop("labelStudio", None)
+    mlb["spec"].pop("basicAuth", None)
+    mlb["spec"]["server"]["resources"] = {"requests": {"cpu": "0.5", "memory": "0.5Gi"}, "limits": {"memory": "1024Mi"}}
+    mlb["spec"]["hpa"] = {"minReplicas": 1, "maxReplicas": 3}
+    mlb["spec"]["storage"] = {"size": "1.5Gi"}
+    apply_yaml(k8s_cluster, mlb, UNWATCHED)
+    api = custom_api(k8s_cluster)
+    live = wait_for(
+        lambda: api.get_namespaced_custom_object("lsml.dev", "v1alpha1", UNWATCHED, "mlbackends", NAME),
+        timeout=30,
+        message="MLBackend created",
+    )
+    yield live
+    k8s_cluster.kubectl("delete", "mlbackend", NAME, "-n", UNWATCHED, "--wait=false", check=False)
+
+
+def test_applied_children_fingerprint_as_their_desired_state_until_someone_edits_one(k8s_cluster, owner):
+    kube = Kube(k8s_cluster.api_client())
+    children = desired_children(owner, redis_auth_version="1")
+    assert {c["kind"] for c in children} >= {
+        "Deployment",
+        "StatefulSet",
+        "Service",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+    }
+    for child in children:
+        answer = kube.apply(child)
+        meta = child["metadata"]
+        live = kube.get(child["kind"], meta["namespace"], meta["name"])
+        want = fingerprint.of_desired(child)
+        assert fingerprint.of_live(answer) == want, f"{child['kind']} {meta['name']}: the apply's answer"
+        assert fingerprint.of_live(live) == want, f"{child['kind']} {meta['name']}: a later read"
+
+    server = next(c for c in children if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-server"))
+    name = server["metadata"]["name"]
+    # someone else's update of a field our apply set (kubectl's own field manager): the fingerprint moves
+    k8s_cluster.kubectl("label", "deployment", name, "-n", UNWATCHED, "--overwrite", "app.kubernetes.io/part-of=x")
+    k8s_cluster.kubectl(
+        "patch", "deployment", name, "-n", UNWATCHED, "--type=merge", "-p", json.dumps({"spec": {"replicas": 4}})
+    )
+    edited = kube.get("Deployment", UNWATCHED, name)
+    assert fingerprint.of_live(edited) != fingerprint.of_desired(server)
+    # our apply takes the field back: in sync again
+    restored = kube.apply(server)
+    assert fingerprint.of_live(restored) == fingerprint.of_desired(server)
+    assert restored["spec"]["replicas"] == server["spec"]["replicas"]
