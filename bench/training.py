@@ -164,6 +164,15 @@ def main() -> None:
     parser.add_argument("--webhooks", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fit-seconds", type=float, default=3.0, help="duration of each fit (sleep)")
+    parser.add_argument(
+        "--fit-burn",
+        type=int,
+        default=0,
+        help="cores a fit keeps busy (0: the fit sleeps); a CPU-bound fit competes with the servers as a real one does",
+    )
+    parser.add_argument(
+        "--training-nice", type=int, default=None, help="LSML_TRAINING_NICE for the worker (default: lsml's)"
+    )
     parser.add_argument("--reloads", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "training.json")
     args = parser.parse_args()
@@ -178,12 +187,17 @@ def main() -> None:
             "TEST_FIT_LOG": str(log),
             "TEST_FIT_SECONDS": str(args.fit_seconds),
             "LOG_LEVEL": "WARNING",
-            "LSML_RELOAD_INTERVAL": "0.5",
-        }  # the default: how often each process checks `current`
+            "LSML_RELOAD_INTERVAL": "0.5",  # the default: how often each process checks `current`
+        }
+        if args.fit_burn:
+            extra["TEST_FIT_BURN"] = str(args.fit_burn)
+        worker_extra = dict(extra)
+        if args.training_nice is not None:
+            worker_extra["LSML_TRAINING_NICE"] = str(args.training_nice)
         servers = [
             start_server(procs, backend, redis_url, name=f"server{i}", workers=2, **extra) for i in range(SERVERS)
         ]
-        procs.worker(backend, redis_url, name="worker", **extra)
+        procs.worker(backend, redis_url, name="worker", **worker_extra)
         for u in servers:
             version_of(u)  # warm
 
@@ -224,6 +238,9 @@ def main() -> None:
             "webhook_max_ms": round(max(latencies) * 1000, 1),
             "trainings_started_after_burst_began": trainings_after_burst_start,
             "fit_seconds": args.fit_seconds,
+            "fit_burn_cores": args.fit_burn,
+            "training_nice": args.training_nice if args.training_nice is not None else "default (10)",
+            "load_average_at_end": round(__import__("os").getloadavg()[0], 2),
             "reload_seconds": [round(r, 3) for r in reloads],
             "reload_median_s": round(statistics.median(reloads), 3),
             "reload_max_s": round(max(reloads), 3),

@@ -217,6 +217,14 @@ class Settings:
         "process exits; then it is abandoned (nothing published), stopped, and given as long again to return, so "
         "the process never finalizes around a training thread (`lsml.training.exit_wait`)",
     )
+    training_nice: int = setting(
+        10,
+        "LSML_TRAINING_NICE",
+        "niceness of the thread that runs a training (and of the threads and processes `fit` starts), 0 to 19: "
+        "a CPU-bound fit yields the cores to `/predict` and `/webhook` on a machine they share, and uses them all "
+        "when idle; 0 leaves the priority alone (`lsml.training.priority`)",
+        minimum=0,
+    )
     fit_attempts: int = setting(
         3,
         "LSML_FIT_ATTEMPTS",

@@ -19,7 +19,7 @@ from lsml.model import BuildContext, ModelRef, build_model, load_model_class, mo
 from lsml.settings import Settings
 from lsml.state import make_state
 from lsml.store import make_store
-from lsml.training import deadline, evaluate, publishing
+from lsml.training import deadline, evaluate, priority, publishing
 from lsml.training.queue import TrainingRequest
 from lsml.watermark import MAX_SEEN, Watermark, config_hash, training_base
 
@@ -80,7 +80,7 @@ def run_training(
     else:
         label_config = state.get(project, "label_config")
     logger.info("project %s: training %s on %s (job %s)", project, model_ref_string(model_ref), request.event, job_id)
-    with store.training_lock(project):
+    with priority.training_priority(settings.training_nice), store.training_lock(project):
         acceptance.record_request(
             settings, state, request, store
         )  # before fit: counted whatever fit does; never raises
