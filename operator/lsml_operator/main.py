@@ -34,6 +34,7 @@ from . import GROUP, PLURAL, VERSION
 from . import peering as peering_check
 from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
+from .handoff import in_thread
 from .keys import key_of
 from .kube import APIError, Kube, new_api_client
 from .memory import limit_malloc_arenas
@@ -60,12 +61,19 @@ def _reconciler(memo: Any) -> Reconciler:
 
 
 def _post_event(body: dict[str, Any], etype: str, reason: str, message: str) -> None:
-    """Events on the MLBackend via kopf's poster (async queue); also logged. Never given a secret."""
+    """Events on the MLBackend via kopf's poster (async queue); also logged. Never given a secret.
+
+    kopf finds its poster through context variables: a thread that was handed work without them
+    (``handoff.in_thread`` copies them) cannot post, and says so instead of dropping the Event silently."""
     try:
         # kopf reads only apiVersion/kind/metadata of the object; its annotation names its own Body class
         kopf.event(body, type=etype, reason=reason, message=message)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - outside a kopf context (unit use): the log line is enough
-        pass
+    except LookupError:
+        log.warning(
+            "Event %s not posted: no kopf context in this thread (handed off without handoff.in_thread?)", reason
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. the loop closed at shutdown: an Event is not worth failing a pass
+        log.warning("Event %s not posted: %s", reason, exc)
     log.info(
         "%s/%s %s %s: %s",
         body.get("metadata", {}).get("namespace"),
@@ -140,7 +148,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         rec = _reconciler(memo)
         due = rec.tick_due(dict(body))  # in the loop, on the key only: a tick with nothing due costs no thread
         if due is not None:
-            await asyncio.get_running_loop().run_in_executor(memo.executor, rec.reconcile, _plain(body), due)
+            await in_thread(memo.executor, rec.reconcile, _plain(body), due)
 
     if ops.quality_seconds > 0:
 
@@ -157,9 +165,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
             # never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)
             plain = dict(body)  # read only: no copy of the body on every poll
             try:
-                await asyncio.get_running_loop().run_in_executor(
-                    memo.quality_pool, _reconciler(memo).poll_quality, plain
-                )
+                await in_thread(memo.quality_pool, _reconciler(memo).poll_quality, plain)
             except Exception as exc:  # noqa: BLE001 - a status write refused: the next tick tries again
                 log.warning("model quality of %s not written: %s", key_of(plain), getattr(exc, "reason", exc))
 
@@ -202,7 +208,7 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         key = rec.child_event(event.get("type"), body)
         if key is None or not rec.request_pass(key):
             return
-        future = asyncio.get_running_loop().run_in_executor(memo.executor, rec.run_requested_pass, key)
+        future = in_thread(memo.executor, rec.run_requested_pass, key)
         future.add_done_callback(_log_failed_pass)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="parent-cache")
