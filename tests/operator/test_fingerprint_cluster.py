@@ -3,8 +3,9 @@
 Every child the builders make for a spec using every option (server, worker, managed Redis with its
 NetworkPolicy, a model volume, an HPA, quantities the API server rewrites) is applied as the operator applies it;
 the live object's fingerprint (our managedFields entry projected onto it) must equal the desired object's,
-from the apply's answer and from a later GET alike. Then someone else's edit of a field our apply set (an
-update by another field manager, as ``kubectl edit`` makes) must change it, and our apply must restore it.
+from the apply's answer and from a later GET alike. Someone else's change of a field our apply leaves out (the server's replicas, which
+the HPA owns) must not change it; an edit of a field our apply set (an update by another field manager, as
+``kubectl edit`` makes) must, and our apply must restore that field and leave the other.
 """
 
 from __future__ import annotations
@@ -68,14 +69,21 @@ def test_applied_children_fingerprint_as_their_desired_state_until_someone_edits
 
     server = next(c for c in children if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-server"))
     name = server["metadata"]["name"]
-    # someone else's update of a field our apply set (kubectl's own field manager): the fingerprint moves
-    k8s_cluster.kubectl("label", "deployment", name, "-n", UNWATCHED, "--overwrite", "app.kubernetes.io/part-of=x")
+    assert "replicas" not in server["spec"], "the HPA owns the server's replicas: our apply leaves them out"
+    # someone else sets a field our apply does not (the HPA scaling, here kubectl's patch): not ours, no change
     k8s_cluster.kubectl(
         "patch", "deployment", name, "-n", UNWATCHED, "--type=merge", "-p", json.dumps({"spec": {"replicas": 4}})
     )
+    scaled = kube.get("Deployment", UNWATCHED, name)
+    assert scaled["spec"]["replicas"] == 4
+    assert fingerprint.of_live(scaled) == fingerprint.of_desired(server), "a scale by the HPA would cost an apply"
+    # someone else's update of a field our apply set (kubectl's own field manager): the fingerprint moves
+    k8s_cluster.kubectl("label", "deployment", name, "-n", UNWATCHED, "--overwrite", "app.kubernetes.io/part-of=x")
     edited = kube.get("Deployment", UNWATCHED, name)
     assert fingerprint.of_live(edited) != fingerprint.of_desired(server)
-    # our apply takes the field back: in sync again
+    # our apply takes the field back: in sync again, and the replicas it does not set stay the HPA's
     restored = kube.apply(server)
     assert fingerprint.of_live(restored) == fingerprint.of_desired(server)
-    assert restored["spec"]["replicas"] == server["spec"]["replicas"]
+    part_of = "app.kubernetes.io/part-of"
+    assert restored["metadata"]["labels"][part_of] == server["metadata"]["labels"][part_of] != "x"
+    assert restored["spec"]["replicas"] == 4
