@@ -83,6 +83,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def webhook_buckets(url: str) -> dict[float, float]:
+    """The server's cumulative /webhook latency histogram (`le` bound -> count), summed over its processes."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("lsml_http_request_duration_seconds_bucket{") and 'route="/webhook"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def server_side_p99(before: list[dict[float, float]], after: list[dict[float, float]]) -> dict[str, object]:
+    """What the servers themselves timed for the burst's webhooks: the bucket bound under which 99% fell.
+
+    Set beside the client's p99, it says where a tail is: in the server (the request's own work, the GIL of a
+    process that also loads a version), or outside it (the load generator and the scheduler on shared cores).
+    """
+    delta: dict[float, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for bound, count in a.items():
+            delta[bound] = delta.get(bound, 0.0) + count - b.get(bound, 0.0)
+    total = delta.get(float("inf"), 0.0)
+    bounds = sorted(delta)
+    p99 = next((bound for bound in bounds if total and delta[bound] >= 0.99 * total), None)
+    p50 = next((bound for bound in bounds if total and delta[bound] >= 0.5 * total), None)
+    return {
+        "server_timed_webhooks": int(total),
+        "server_p50_at_most_ms": None if p50 is None else p50 * 1000,
+        "server_p99_at_most_ms": None if p99 is None else p99 * 1000,
+    }
+
+
 def burst(url: str, count: int, seconds: float) -> list[float]:
     """`count` ANNOTATION_CREATED webhooks spread evenly over `seconds`; returns answer times (s)."""
     local = threading.local()
@@ -194,8 +227,14 @@ def main() -> None:
         worker_extra = dict(extra)
         if args.training_nice is not None:
             worker_extra["LSML_TRAINING_NICE"] = str(args.training_nice)
+        metric_dirs = [tmp / f"metrics{i}" for i in range(SERVERS)]  # one /metrics over each server's processes,
+        for d in metric_dirs:  # as `label-studio-ml start` and the image set it
+            d.mkdir()
         servers = [
-            start_server(procs, backend, redis_url, name=f"server{i}", workers=2, **extra) for i in range(SERVERS)
+            start_server(
+                procs, backend, redis_url, name=f"server{i}", workers=2, PROMETHEUS_MULTIPROC_DIR=str(d), **extra
+            )
+            for i, d in enumerate(metric_dirs)
         ]
         procs.worker(backend, redis_url, name="worker", **worker_extra)
         for u in servers:
@@ -204,12 +243,14 @@ def main() -> None:
         # 1. burst while a training runs
         requests.post(servers[0] + "/webhook", json={"action": "START_TRAINING", "project": PROJECT}, timeout=5)
         wait_for(lambda: fit_log(log), 30, interval=0.01, what="the first fit to start")
+        histograms_before = [webhook_buckets(u) for u in servers]
         burst_started = time.time()
         latencies = []
         with ThreadPoolExecutor(max_workers=SERVERS) as pool:
             for part in pool.map(lambda u: burst(u, args.webhooks // SERVERS, args.seconds), servers):
                 latencies.extend(part)
         burst_ended = time.time()
+        server_side = server_side_p99(histograms_before, [webhook_buckets(u) for u in servers])
 
         def idle() -> bool:
             fits = fit_log(log)
@@ -236,6 +277,7 @@ def main() -> None:
             "webhook_p50_ms": round(percentile(latencies, 50) * 1000, 1),
             "webhook_p99_ms": round(percentile(latencies, 99) * 1000, 1),
             "webhook_max_ms": round(max(latencies) * 1000, 1),
+            **server_side,
             "trainings_started_after_burst_began": trainings_after_burst_start,
             "fit_seconds": args.fit_seconds,
             "fit_burn_cores": args.fit_burn,
