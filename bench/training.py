@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -116,17 +116,25 @@ def server_side_p99(before: list[dict[float, float]], after: list[dict[float, fl
     }
 
 
-def burst(url: str, count: int, seconds: float) -> list[float]:
-    """`count` ANNOTATION_CREATED webhooks spread evenly over `seconds`; returns answer times (s)."""
+def burst(url: str, count: int, seconds: float, reuse: bool = False) -> list[float]:
+    """`count` ANNOTATION_CREATED webhooks spread evenly over `seconds`; returns answer times (s).
+
+    Each on a connection of its own, as Label Studio sends them (one `requests.post` per webhook); `reuse`:
+    one kept-alive connection per client thread instead, warmed before the burst begins.
+    """
     local = threading.local()
     latencies: list[float] = []
     errors: list[str] = []
-    t0 = time.monotonic() + 0.2
+
+    def warm(_: int) -> None:
+        local.session = requests.Session()
+        local.session.get(url + "/health", timeout=10)
+        time.sleep(0.1)  # every pool thread gets one of these calls: each warms its own connection
 
     def one(i: int) -> None:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
+        if reuse and not hasattr(local, "session"):  # a thread that took no warm-up call
+            local.session = requests.Session()
+        session = local.session if reuse else requests
         delay = t0 + i * seconds / count - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -148,6 +156,9 @@ def burst(url: str, count: int, seconds: float) -> list[float]:
             errors.append(f"{r.status_code} {r.text[:200]}")
 
     with ThreadPoolExecutor(max_workers=16) as pool:
+        if reuse:
+            list(pool.map(warm, range(16)))
+        t0 = time.monotonic() + 0.2
         list(pool.map(one, range(count)))
     if errors:
         raise SystemExit(f"{len(errors)} webhooks failed, e.g. {errors[0]}")
@@ -206,6 +217,16 @@ def main() -> None:
     parser.add_argument(
         "--training-nice", type=int, default=None, help="LSML_TRAINING_NICE for the worker (default: lsml's)"
     )
+    parser.add_argument(
+        "--client-in-one-process",
+        action="store_true",
+        help="send every replica's webhooks from threads of this process (the load generator before 2026-12-05)",
+    )
+    parser.add_argument(
+        "--reuse-connections",
+        action="store_true",
+        help="kept-alive client connections, warmed first (default: a new one per webhook, as Label Studio sends)",
+    )
     parser.add_argument("--reloads", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "training.json")
     args = parser.parse_args()
@@ -246,8 +267,12 @@ def main() -> None:
         histograms_before = [webhook_buckets(u) for u in servers]
         burst_started = time.time()
         latencies = []
-        with ThreadPoolExecutor(max_workers=SERVERS) as pool:
-            for part in pool.map(lambda u: burst(u, args.webhooks // SERVERS, args.seconds), servers):
+        # One load-generating process per replica (--client-in-one-process: threads of this process, as before
+        # 2026-12-05): 32 client threads in one interpreter wait for its GIL, and that wait lands in the latency.
+        pool_class = ThreadPoolExecutor if args.client_in_one_process else ProcessPoolExecutor
+        with pool_class(max_workers=SERVERS) as pool:
+            counts, seconds = [args.webhooks // SERVERS] * SERVERS, [args.seconds] * SERVERS
+            for part in pool.map(burst, servers, counts, seconds, [args.reuse_connections] * SERVERS):
                 latencies.extend(part)
         burst_ended = time.time()
         server_side = server_side_p99(histograms_before, [webhook_buckets(u) for u in servers])
@@ -281,6 +306,8 @@ def main() -> None:
             "trainings_started_after_burst_began": trainings_after_burst_start,
             "fit_seconds": args.fit_seconds,
             "fit_burn_cores": args.fit_burn,
+            "connections": "kept alive, warmed" if args.reuse_connections else "one per webhook (as Label Studio)",
+            "client": "threads of one process" if args.client_in_one_process else "one process per replica",
             "training_nice": args.training_nice if args.training_nice is not None else "default (10)",
             "load_average_at_end": round(__import__("os").getloadavg()[0], 2),
             "reload_seconds": [round(r, 3) for r in reloads],
