@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -83,17 +83,58 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def burst(url: str, count: int, seconds: float) -> list[float]:
-    """`count` ANNOTATION_CREATED webhooks spread evenly over `seconds`; returns answer times (s)."""
+def webhook_buckets(url: str) -> dict[float, float]:
+    """The server's cumulative /webhook latency histogram (`le` bound -> count), summed over its processes."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("lsml_http_request_duration_seconds_bucket{") and 'route="/webhook"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def server_side_p99(before: list[dict[float, float]], after: list[dict[float, float]]) -> dict[str, object]:
+    """What the servers themselves timed for the burst's webhooks: the bucket bound under which 99% fell.
+
+    Set beside the client's p99, it says where a tail is: in the server (the request's own work, the GIL of a
+    process that also loads a version), or outside it (the load generator and the scheduler on shared cores).
+    """
+    delta: dict[float, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for bound, count in a.items():
+            delta[bound] = delta.get(bound, 0.0) + count - b.get(bound, 0.0)
+    total = delta.get(float("inf"), 0.0)
+    bounds = sorted(delta)
+    p99 = next((bound for bound in bounds if total and delta[bound] >= 0.99 * total), None)
+    p50 = next((bound for bound in bounds if total and delta[bound] >= 0.5 * total), None)
+    return {
+        "server_timed_webhooks": int(total),
+        "server_p50_at_most_ms": None if p50 is None else p50 * 1000,
+        "server_p99_at_most_ms": None if p99 is None else p99 * 1000,
+    }
+
+
+def burst(url: str, count: int, seconds: float, reuse: bool = False) -> list[float]:
+    """`count` ANNOTATION_CREATED webhooks spread evenly over `seconds`; returns answer times (s).
+
+    Each on a connection of its own, as Label Studio sends them (one `requests.post` per webhook); `reuse`:
+    one kept-alive connection per client thread instead, warmed before the burst begins.
+    """
     local = threading.local()
     latencies: list[float] = []
     errors: list[str] = []
-    t0 = time.monotonic() + 0.2
+
+    def warm(_: int) -> None:
+        local.session = requests.Session()
+        local.session.get(url + "/health", timeout=10)
+        time.sleep(0.1)  # every pool thread gets one of these calls: each warms its own connection
 
     def one(i: int) -> None:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
+        if reuse and not hasattr(local, "session"):  # a thread that took no warm-up call
+            local.session = requests.Session()
+        session = local.session if reuse else requests
         delay = t0 + i * seconds / count - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -115,6 +156,9 @@ def burst(url: str, count: int, seconds: float) -> list[float]:
             errors.append(f"{r.status_code} {r.text[:200]}")
 
     with ThreadPoolExecutor(max_workers=16) as pool:
+        if reuse:
+            list(pool.map(warm, range(16)))
+        t0 = time.monotonic() + 0.2
         list(pool.map(one, range(count)))
     if errors:
         raise SystemExit(f"{len(errors)} webhooks failed, e.g. {errors[0]}")
@@ -173,6 +217,16 @@ def main() -> None:
     parser.add_argument(
         "--training-nice", type=int, default=None, help="LSML_TRAINING_NICE for the worker (default: lsml's)"
     )
+    parser.add_argument(
+        "--client-in-one-process",
+        action="store_true",
+        help="send every replica's webhooks from threads of this process (the load generator before 2026-12-05)",
+    )
+    parser.add_argument(
+        "--reuse-connections",
+        action="store_true",
+        help="kept-alive client connections, warmed first (default: a new one per webhook, as Label Studio sends)",
+    )
     parser.add_argument("--reloads", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "training.json")
     args = parser.parse_args()
@@ -194,8 +248,14 @@ def main() -> None:
         worker_extra = dict(extra)
         if args.training_nice is not None:
             worker_extra["LSML_TRAINING_NICE"] = str(args.training_nice)
+        metric_dirs = [tmp / f"metrics{i}" for i in range(SERVERS)]  # one /metrics over each server's processes,
+        for d in metric_dirs:  # as `label-studio-ml start` and the image set it
+            d.mkdir()
         servers = [
-            start_server(procs, backend, redis_url, name=f"server{i}", workers=2, **extra) for i in range(SERVERS)
+            start_server(
+                procs, backend, redis_url, name=f"server{i}", workers=2, PROMETHEUS_MULTIPROC_DIR=str(d), **extra
+            )
+            for i, d in enumerate(metric_dirs)
         ]
         procs.worker(backend, redis_url, name="worker", **worker_extra)
         for u in servers:
@@ -204,12 +264,18 @@ def main() -> None:
         # 1. burst while a training runs
         requests.post(servers[0] + "/webhook", json={"action": "START_TRAINING", "project": PROJECT}, timeout=5)
         wait_for(lambda: fit_log(log), 30, interval=0.01, what="the first fit to start")
+        histograms_before = [webhook_buckets(u) for u in servers]
         burst_started = time.time()
         latencies = []
-        with ThreadPoolExecutor(max_workers=SERVERS) as pool:
-            for part in pool.map(lambda u: burst(u, args.webhooks // SERVERS, args.seconds), servers):
+        # One load-generating process per replica (--client-in-one-process: threads of this process, as before
+        # 2026-12-05): 32 client threads in one interpreter wait for its GIL, and that wait lands in the latency.
+        pool_class = ThreadPoolExecutor if args.client_in_one_process else ProcessPoolExecutor
+        with pool_class(max_workers=SERVERS) as pool:
+            counts, seconds = [args.webhooks // SERVERS] * SERVERS, [args.seconds] * SERVERS
+            for part in pool.map(burst, servers, counts, seconds, [args.reuse_connections] * SERVERS):
                 latencies.extend(part)
         burst_ended = time.time()
+        server_side = server_side_p99(histograms_before, [webhook_buckets(u) for u in servers])
 
         def idle() -> bool:
             fits = fit_log(log)
@@ -236,9 +302,12 @@ def main() -> None:
             "webhook_p50_ms": round(percentile(latencies, 50) * 1000, 1),
             "webhook_p99_ms": round(percentile(latencies, 99) * 1000, 1),
             "webhook_max_ms": round(max(latencies) * 1000, 1),
+            **server_side,
             "trainings_started_after_burst_began": trainings_after_burst_start,
             "fit_seconds": args.fit_seconds,
             "fit_burn_cores": args.fit_burn,
+            "connections": "kept alive, warmed" if args.reuse_connections else "one per webhook (as Label Studio)",
+            "client": "threads of one process" if args.client_in_one_process else "one process per replica",
             "training_nice": args.training_nice if args.training_nice is not None else "default (10)",
             "load_average_at_end": round(__import__("os").getloadavg()[0], 2),
             "reload_seconds": [round(r, 3) for r in reloads],
