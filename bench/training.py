@@ -45,6 +45,7 @@ from tests.fixtures.rq_procs import Procs, fit_log, start_server, write_backend 
 PROJECT = {"id": 1, "title": "bench", "label_config": TEXT_CONFIG}
 TASK = {"id": 1, "data": {"text": "a labelled sentence"}}
 CONSECUTIVE = 10
+CLIENT_THREADS = 16  # per replica
 SERVERS = 2
 
 
@@ -155,9 +156,9 @@ def burst(url: str, count: int, seconds: float, reuse: bool = False) -> list[flo
         if r.status_code not in (200, 201):
             errors.append(f"{r.status_code} {r.text[:200]}")
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
         if reuse:
-            list(pool.map(warm, range(16)))
+            list(pool.map(warm, range(CLIENT_THREADS)))
         t0 = time.monotonic() + 0.2
         list(pool.map(one, range(count)))
     if errors:

@@ -240,8 +240,7 @@ class HostNetwork:
             _remove_cgroup_tree(cgroup)
         for cache in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
             cache.unlink(missing_ok=True)
-        record = _read_owner_record(self.record)
-        if record is not None and record.get("network", {}).get("bridge") == self.bridge:
+        if _record_of(self) is not None:
             Path(self.record).unlink(missing_ok=True)
         return problems
 
@@ -299,6 +298,12 @@ def _read_owner_record(path: str) -> dict | None:
         return {}  # unreadable: nobody can be shown to own it
 
 
+def _record_of(net: HostNetwork) -> dict | None:
+    """The owner record when it is this bridge's (None: no record, an unreadable one, or another bridge's)."""
+    record = _read_owner_record(net.record)
+    return record if record and record.get("network", {}).get("bridge") == net.bridge else None
+
+
 def _processes_naming(home: str) -> dict[int, bytes]:
     """Live processes (zombies aside) whose command line names ``home``: pid -> command line."""
     marker = home.encode()
@@ -332,8 +337,9 @@ def _record_owner_alive(record: dict) -> str | None:
     return None
 
 
-def _kill_shims_naming(home: str) -> None:
-    for pid, cmdline in _processes_naming(home).items():
+def _kill_shims_naming(marker: str) -> None:
+    """SIGKILL the containerd-shim processes whose command line names ``marker`` (a cluster dir, a socket)."""
+    for pid, cmdline in _processes_naming(marker).items():
         if b"containerd-shim" in cmdline:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -639,19 +645,7 @@ class RealNode:
 
     def kill_shims(self) -> None:
         """containerd-shim processes of this node's containerd (their cmdline names its socket)."""
-        marker = str(self.socket).encode()
-        for proc_dir in Path("/proc").iterdir():
-            if not proc_dir.name.isdigit():
-                continue
-            try:
-                cmdline = (proc_dir / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"containerd-shim" in cmdline and marker in cmdline:
-                try:
-                    os.kill(int(proc_dir.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        _kill_shims_naming(str(self.socket))
 
     def to_state(self) -> dict:
         return {"dir": str(self.dir), "net": self.net.to_state(), "images": self.images}
@@ -704,8 +698,7 @@ def leftovers(cluster_dir: Path, net: HostNetwork) -> list[str]:
     for (binary, table), chains in new_chains(net.iptables_before).items():
         found += [f"{binary} -t {table} chain {chain}" for chain in sorted(chains)]
     found += [f"cgroup {cgroup}" for cgroup in net.new_cgroups()]
-    record = _read_owner_record(net.record)
-    if record is not None and record.get("network", {}).get("bridge") == net.bridge:
+    if _record_of(net) is not None:
         found.append(f"owner record {net.record}")
     for name, value in net.saved_sysctls.items():
         if _read_sysctl(name) != value:
