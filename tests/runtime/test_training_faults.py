@@ -168,6 +168,19 @@ def test_kill_9_of_redis_with_a_training_queued_still_trains_after_restart(tmp_p
     assert LocalModelStore(backend / "data" / "models").current("1").name == "v1"
 
 
+def assert_trained_by_the_same_worker(queue, job_id: str, worker, procs, what: str) -> None:
+    """`job_id` finishes, and worker w1, still the same process, ran it (its exit code and log if not)."""
+    status = wait_for(
+        lambda: ended(queue, job_id),
+        60,
+        interval=0.2,
+        what=what,
+        diagnose=lambda: f"worker exit code {worker.poll()}; its log:\n{procs.log('w1')}",
+    )
+    assert status["status"] == "finished", procs.log("w1")
+    assert worker.poll() is None, procs.log("w1")
+
+
 def test_a_worker_survives_a_redis_restart_while_idle(tmp_path, private_redis, procs):
     backend = write_backend(tmp_path / "backend")
     queue = make_queue(private_redis.url)
@@ -179,9 +192,27 @@ def test_a_worker_survives_a_redis_restart_while_idle(tmp_path, private_redis, p
     private_redis.start()
     wait_for(queue.ping, 20, what="Redis back")
     second = queue.submit(req(n=2))
-    status = wait_for(lambda: ended(queue, second), 60, interval=0.2, what="a training after the restart")
-    assert status["status"] == "finished", procs.log("w1")
-    assert worker.poll() is None
+    assert_trained_by_the_same_worker(queue, second, worker, procs, "a training after the restart")
+
+
+def test_a_worker_whose_rq_loop_quits_on_an_error_starts_a_new_one(tmp_path, private_redis, procs):
+    """RQ's loop quits on any error it does not expect and, when its teardown reaches Redis, returns as if stopped.
+
+    A CI run under load lost its only worker that way (the test above): Redis went away in the bookkeeping
+    right after a job and was back before RQ's teardown, so `work()` returned and the process exited 0.
+    Here the same return is caused for real and without a timing window: a registry key of the wrong type
+    (Redis is not trusted) makes the worker's first registry cleanup raise WRONGTYPE.
+    """
+    backend = write_backend(tmp_path / "backend")
+    queue = make_queue(private_redis.url)
+    finished_registry = queue.queue.finished_job_registry.key
+    queue.connection.set(finished_registry, "not a sorted set")
+    worker = procs.worker(backend, private_redis.url, name="w1")
+    wait_for(lambda: "unhandled exception" in procs.log("w1"), 30, what="RQ's loop to quit on WRONGTYPE")
+    queue.connection.delete(finished_registry)
+    job = queue.submit(req(n=1))
+    assert_trained_by_the_same_worker(queue, job, worker, procs, "a training after RQ's loop quit")
+    assert "quit without a stop request" in procs.log("w1")
 
 
 def test_a_worker_waits_at_most_max_reconnect_wait_between_two_tries_of_a_lost_redis(tmp_path, private_redis, procs):

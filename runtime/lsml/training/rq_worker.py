@@ -33,7 +33,11 @@ It is RQ's forking `Worker` with these changes, each for a fault:
 * `run_worker` survives Redis outages: RQ already retries while waiting for
   jobs (its wait capped at `MAX_RECONNECT_WAIT` s, not RQ's 60); here a
   worker that starts (or loses Redis) before Redis is up waits and retries
-  instead of exiting, and stops the lost worker's command thread. While a
+  instead of exiting, and stops the lost worker's command thread. RQ's loop
+  also quits by itself on any error it does not expect and, when its teardown
+  reaches Redis, returns as if asked to stop (Redis lost right after a job and
+  back before the teardown): only a signal or burst mode ends `run_worker`,
+  any other return gets a new worker. While a
   job runs, a heartbeat that cannot reach Redis is skipped (logged) instead
   of ending the worker's loop, so the horse (e.g. a pre-labelling job, which rides out the outage itself) goes on
   and is still monitored when Redis is back. An outage longer than
@@ -53,6 +57,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -215,6 +220,7 @@ def run_worker(
         # no socket timeout (RQ blocks on reads), redis-py's retries: the loop below reconnects
         connection = connect(settings.redis_url, None, connect_timeout=2.0, fail_fast=False)
         worker = None
+        started = time.monotonic()
         try:
             connection.ping()
             if stopping.is_set():
@@ -228,28 +234,49 @@ def run_worker(
                 job_monitoring_interval=HEARTBEAT_INTERVAL,
                 maintenance_interval=MAINTENANCE_INTERVAL,
             )
-            wait = 0.5
             worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)  # installs RQ's handlers
-            return
+            if burst or _stop_was_asked(worker):
+                return
+            # RQ's loop ends itself on any error it does not expect ("found an unhandled exception, quitting",
+            # "Redis connection timeout, quitting") and, when its teardown reaches Redis, returns as if asked
+            # to stop: e.g. Redis lost in the bookkeeping after a job and back before the teardown. Only a
+            # signal (or burst) ends this process; a fault gets a new worker, not a dead training queue.
+            _stop_on_signals(stopping)
+            wait = _first_wait_after(started, wait)
+            log.warning("the RQ worker quit without a stop request (its error is above); a new one in %.1fs", wait)
+            stopping.wait(wait)
+            wait = min(wait * 2, MAX_RECONNECT_WAIT)
         except StopRequested:
             # RQ's handler of a worker whose loop Redis already broke: it raises wherever the signal lands
             log.warning("stopping while Redis is unreachable")
             return
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             _stop_on_signals(stopping)  # RQ's handlers belong to the worker that just failed
             if worker is not None:
                 drop_pubsub(worker)
-            if worker is not None and (worker._stop_requested or worker._shutdown_requested_date is not None):
+            if worker is not None and _stop_was_asked(worker):
                 stopping.set()
             if stopping.is_set():
                 log.warning("stopping while Redis is unreachable (%s)", exc)
                 return
+            if worker is not None:
+                wait = _first_wait_after(started, wait)
             log.warning("Redis at %s unreachable (%s); retrying in %.1fs", _safe_url(settings.redis_url), exc, wait)
             stopping.wait(wait)
             wait = min(wait * 2, MAX_RECONNECT_WAIT)
         finally:
             connection.close()
-    log.warning("stopping: the signal came before the worker started")
+    log.warning("stopping on a signal that came while no RQ worker ran")
+
+
+def _first_wait_after(started: float, wait: float) -> float:
+    """The wait before the next worker: short after one that ran a while (a new fault), else still growing."""
+    return 0.5 if time.monotonic() - started > MAX_RECONNECT_WAIT else wait
+
+
+def _stop_was_asked(worker: Worker) -> bool:
+    """True when a signal asked RQ's worker to stop (warm shutdown), as opposed to its loop quitting on a fault."""
+    return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
 
 
 def drop_pubsub(worker: Worker) -> None:
