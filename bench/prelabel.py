@@ -9,6 +9,10 @@ what a crash costs. So one run, on one machine, measures:
 2. the job end to end (`POST /prelabel` -> `/job_status` finished): tasks/s,
    and where its time went (the job's own `timings`: reading pages, predict,
    writing predictions);
+   Then Label Studio's own ceiling (issue 21): on a second project of the
+   same tasks, the job's predictions, precomputed, posted in order at the
+   job's batch size by a bare client; the job's share of that rate, and its
+   read / predict / write / rest per batch;
 3. while the job runs and while idle: Label Studio's task-list API
    (`GET /api/tasks?project=N&page_size=30`) and the backend's live
    `/predict` (one task, as Label Studio sends it), p50/p99;
@@ -29,7 +33,7 @@ start`), a private redis-server (free port, AOF), the backend
 model is trained once (START_TRAINING on `--annotated` imported annotations)
 before anything is measured. Everything shares this machine's cores.
 
-    .venv/bin/python bench/prelabel.py [--tasks 10000] [--batch-size 200] [--ls-efficient-import]
+    .venv/bin/python bench/prelabel.py [--tasks 10000] [--batch-size 200] [--ls-efficient-import] [--skip-kill]
 
 Writes bench/results/prelabel.json (`--out`).
 """
@@ -209,8 +213,8 @@ def train(stack: Stack, project: int, versions_before: int) -> str:
     return store.versions(str(project))[-1].name
 
 
-def raw_rate(stack: Stack, project: int, tasks: list[dict], batch: int, rounds: int = 3) -> dict:
-    """Tasks/s of the model's own `predict` here, on the same tasks in the same batches (median of rounds)."""
+def local_model(stack: Stack, project: int) -> Any:
+    """The served model of `project`'s current version, built in this process (its predict log apart)."""
     from lsml.model import BuildContext, build_model, load_model_class
     from lsml.settings import Settings
     from lsml.state import MemoryState
@@ -220,7 +224,12 @@ def raw_rate(stack: Stack, project: int, tasks: list[dict], batch: int, rounds: 
     settings = Settings.from_env(env={}, backend_dir=stack.backend)
     version = LocalModelStore(settings.model_dir).current(str(project))
     cls = load_model_class(MODEL_REF, stack.backend)
-    model = build_model(cls, str(project), textmodel.LABEL_CONFIG, BuildContext(settings, MemoryState(), version))
+    return build_model(cls, str(project), textmodel.LABEL_CONFIG, BuildContext(settings, MemoryState(), version))
+
+
+def raw_rate(stack: Stack, project: int, tasks: list[dict], batch: int, rounds: int = 3) -> dict:
+    """Tasks/s of the model's own `predict` here, on the same tasks in the same batches (median of rounds)."""
+    model = local_model(stack, project)
     rates = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -289,6 +298,49 @@ def start_probes(stack: Stack, project: int) -> list[Probe]:
     for probe in probes:
         probe.start()
     return probes
+
+
+# ---- Label Studio's own ceiling: the same writes from a bare client --------------------------------------
+def ceiling(stack: Stack, trained: int, project: int, tasks: list[dict], batch: int) -> dict:
+    """Label Studio's `import/predictions` alone: the job's writes, precomputed, posted in order by a bare client.
+
+    The physical limit of a pre-labelling job is Label Studio storing what it is sent; this is that limit
+    for the job's batch size, on a project like the job's (same tasks, no prediction yet), so the job's
+    share of it says what the job's own reads, predict and bookkeeping cost.
+    """
+    from lsml.prelabel import prediction_records
+    from lsml.response import serialize_predictions, task_predictions
+
+    model = local_model(stack, trained)
+    batches = []
+    for i in range(0, len(tasks), batch):
+        chunk = tasks[i : i + batch]
+        output = task_predictions(serialize_predictions(model.predict(chunk), model.model_version), untrained=False)
+        batches.append(prediction_records(chunk, output, model.model_version))
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {stack.label_studio.legacy_token}"
+    url = f"{stack.label_studio.url}/api/projects/{project}/import/predictions"
+    probe = start_probes(stack, project)[0]  # the task list of the project written to, as during the job
+    time.sleep(5)  # a few idle samples of this project too
+    probe.phase = "ceiling"
+    each = []
+    started = time.perf_counter()
+    for records in batches:
+        t0 = time.perf_counter()
+        r = session.post(url, json=records, timeout=300)
+        if r.status_code >= 300:
+            raise SystemExit(f"import/predictions answered {r.status_code}: {r.text[:300]}")
+        each.append(time.perf_counter() - t0)
+    seconds = time.perf_counter() - started
+    probe.phase = "after"
+    probe.stopped.set()
+    return {
+        "seconds": round(seconds, 2),
+        "tasks_per_s": round(len(tasks) / seconds, 1),
+        "batches": len(batches),
+        "write_per_batch": {k: round(v, 2) if isinstance(v, float) else v for k, v in percentiles(each).items()},
+        "label_studio_task_list": {p: probe.summary(p) for p in ("idle", "ceiling")},
+    }
 
 
 # ---- the jobs --------------------------------------------------------------------------------------------
@@ -432,6 +484,13 @@ def activation(stack: Stack, project: int, version: str, streak: int = 5, timeou
 
 
 # ---- main ------------------------------------------------------------------------------------------------
+def save(result: dict, out: Path) -> None:
+    result["machine"]["loadavg_end"] = loadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
@@ -450,6 +509,11 @@ def main() -> None:
     )
     parser.add_argument("--idle-seconds", type=float, default=15.0, help="probes before the job (the idle figures)")
     parser.add_argument("--activations", type=int, default=5)
+    parser.add_argument(
+        "--skip-kill",
+        action="store_true",
+        help="stop after the job and Label Studio's ceiling (no worker kill, no activations)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "prelabel.json")
     args = parser.parse_args()
 
@@ -504,6 +568,25 @@ def main() -> None:
             json.dumps({k: result[k] for k in ("job", "label_studio_task_list", "live_predict")}, indent=1), flush=True
         )
 
+        second, second_tasks = make_project(stack, args.tasks, args.annotated)
+        result["ceiling"] = ceiling(stack, project, second, second_tasks, args.batch_size)
+        job_figures = result["job"]
+        batches = -(-args.tasks // args.batch_size)
+        own = st["progress"]
+        job_figures["fraction_of_ceiling"] = round(job_figures["tasks_per_s"] / result["ceiling"]["tasks_per_s"], 3)
+        job_figures["per_batch_ms"] = {
+            "read": round(own["read_seconds"] / batches * 1e3, 1),
+            "predict": round(own["predict_seconds"] / batches * 1e3, 1),
+            "write": round(own["write_seconds"] / batches * 1e3, 1),
+            "rest": round(
+                (seconds - own["read_seconds"] - own["predict_seconds"] - own["write_seconds"]) / batches * 1e3, 1
+            ),
+        }
+        print(json.dumps({"ceiling": result["ceiling"], "job": job_figures}, indent=1), flush=True)
+        if args.skip_kill:
+            save(result, args.out)
+            return
+
         v2 = train(stack, project, 1)
         result["kill_worker_halfway"] = kill_halfway(stack, project, args.tasks, args.batch_size, v2)
         print(json.dumps(result["kill_worker_halfway"], indent=1), flush=True)
@@ -517,10 +600,7 @@ def main() -> None:
             "reload_interval_s": 0.5,
         }
         print(json.dumps(result["activate_to_every_process"], indent=1), flush=True)
-        result["machine"]["loadavg_end"] = loadavg()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        save(result, args.out)
     finally:
         stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -178,7 +178,7 @@ def _decided_without_predictions(tasks: list[dict], after: int) -> bool:
     return all("total_predictions" in t and not t["total_predictions"] for t in tasks if int(t["id"]) > after)
 
 
-def _records(tasks: list[dict], results: list, version: str) -> list[dict]:
+def prediction_records(tasks: list[dict], results: list, version: str) -> list[dict]:
     """import/predictions items: one per prediction, `[]` (no prediction) writes nothing."""
     records = []
     for task, entry in zip(tasks, results, strict=True):
@@ -299,7 +299,7 @@ class Prelabeler:
             nonlocal last_id
             while len(pending) > limit:
                 batch, batch_last, future = pending.pop(0)
-                records = _records(batch, future.result(), self.version)
+                records = prediction_records(batch, future.result(), self.version)
                 started = time.monotonic()
                 self.progress.written += self.client.import_predictions(project, records)
                 self.progress.write_seconds += time.monotonic() - started
