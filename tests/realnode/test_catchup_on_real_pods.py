@@ -195,8 +195,36 @@ def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
         dataset = json.loads(dataset_file.read_text())
         return (newest, dataset) if {row["annotation"] for row in dataset.values()} == set(made) else None
 
+    def what_is_missing() -> str:
+        """On a timeout (once, under load in a loaded pass): which annotations the newest version lacks, and
+        what the worker and server said last."""
+        try:
+            return _missing(
+                requests.get(f"http://{ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
+            )
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the timeout it explains
+            return f"(no diagnosis: {type(exc).__name__}: {exc})"
+
+    def _missing(report: requests.Response) -> str:
+        newest = max(report.json()["details"], key=lambda v: v["number"], default={})
+        accounted = from_ranges(newest.get("metadata", {}).get("watermark", {}).get("ids"))
+        logs = [
+            f"--- {c} {p['metadata']['name']}:\n"
+            + cluster.kubectl("logs", p["metadata"]["name"], "-n", NS, "--tail=40", check=False).stdout
+            for c in ("worker", "server")
+            for p in component_pods(cluster, c)
+        ]
+        return (
+            f"newest version {newest.get('name')}, annotations not in its watermark: "
+            f"{sorted(set(made) - accounted)}, catch-up recovered {recovered(ip):.0f}\n" + "\n".join(logs)
+        )
+
     newest, dataset = wait_for(
-        trained_on_everything, 240, interval=1.0, message="a version trained on every annotation"
+        trained_on_everything,
+        240,
+        interval=1.0,
+        message="a version trained on every annotation",
+        diagnose=what_is_missing,
     )
     print(
         f"\n{len(made)} annotations, pods deleted meanwhile: version {newest['name']} trained on all of them "
