@@ -185,10 +185,16 @@ def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
     ip = server["status"]["podIP"]
     root = volume_root(cluster) / str(project) / "versions"
 
-    def trained_on_everything() -> tuple[dict, dict] | None:
+    def newest_version() -> dict:
         report = requests.get(f"http://{ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
-        newest = max(report.json()["details"], key=lambda v: v["number"])
-        accounted = from_ranges(newest["metadata"].get("watermark", {}).get("ids"))
+        return max(report.json()["details"], key=lambda v: v["number"])
+
+    def accounted_by(version: dict) -> set[int]:
+        return from_ranges(version["metadata"].get("watermark", {}).get("ids"))
+
+    def trained_on_everything() -> tuple[dict, dict] | None:
+        newest = newest_version()
+        accounted = accounted_by(newest)
         dataset_file = root / f"{newest['number']:06d}" / "dataset.json"
         if not set(made) <= accounted or not dataset_file.is_file():
             return None
@@ -199,25 +205,20 @@ def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
         """On a timeout (once, under load in a loaded pass): which annotations the newest version lacks, and
         what the worker and server said last."""
         try:
-            return _missing(
-                requests.get(f"http://{ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
+            newest = newest_version()
+            logs = [
+                f"--- {c} {p['metadata']['name']}:\n"
+                + cluster.kubectl("logs", p["metadata"]["name"], "-n", NS, "--tail=40", check=False).stdout
+                for c in ("worker", "server")
+                for p in component_pods(cluster, c)
+            ]
+            return (
+                f"newest version {newest['name']}, annotations not in its watermark: "
+                f"{sorted(set(made) - accounted_by(newest))}, catch-up recovered {recovered(ip):.0f}\n"
+                + "\n".join(logs)
             )
         except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the timeout it explains
             return f"(no diagnosis: {type(exc).__name__}: {exc})"
-
-    def _missing(report: requests.Response) -> str:
-        newest = max(report.json()["details"], key=lambda v: v["number"], default={})
-        accounted = from_ranges(newest.get("metadata", {}).get("watermark", {}).get("ids"))
-        logs = [
-            f"--- {c} {p['metadata']['name']}:\n"
-            + cluster.kubectl("logs", p["metadata"]["name"], "-n", NS, "--tail=40", check=False).stdout
-            for c in ("worker", "server")
-            for p in component_pods(cluster, c)
-        ]
-        return (
-            f"newest version {newest.get('name')}, annotations not in its watermark: "
-            f"{sorted(set(made) - accounted)}, catch-up recovered {recovered(ip):.0f}\n" + "\n".join(logs)
-        )
 
     newest, dataset = wait_for(
         trained_on_everything,

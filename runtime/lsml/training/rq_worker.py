@@ -244,8 +244,7 @@ def run_worker(
             _stop_on_signals(stopping)
             wait = _first_wait_after(started, wait)
             log.warning("the RQ worker quit without a stop request (its error is above); a new one in %.1fs", wait)
-            stopping.wait(wait)
-            wait = min(wait * 2, MAX_RECONNECT_WAIT)
+            wait = _pause(stopping, wait)
         except StopRequested:
             # RQ's handler of a worker whose loop Redis already broke: it raises wherever the signal lands
             log.warning("stopping while Redis is unreachable")
@@ -262,11 +261,16 @@ def run_worker(
             if worker is not None:
                 wait = _first_wait_after(started, wait)
             log.warning("Redis at %s unreachable (%s); retrying in %.1fs", _safe_url(settings.redis_url), exc, wait)
-            stopping.wait(wait)
-            wait = min(wait * 2, MAX_RECONNECT_WAIT)
+            wait = _pause(stopping, wait)
         finally:
             connection.close()
     log.warning("stopping on a signal that came while no RQ worker ran")
+
+
+def _pause(stopping: threading.Event, wait: float) -> float:
+    """Wait `wait` s before the next worker (a signal cuts it short); the next wait, doubled up to the cap."""
+    stopping.wait(wait)
+    return min(wait * 2, MAX_RECONNECT_WAIT)
 
 
 def _first_wait_after(started: float, wait: float) -> float:
