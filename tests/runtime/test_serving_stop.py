@@ -27,6 +27,14 @@ from tests.fixtures.started import EXAMPLE, Started
 STOP_BOUND = 30.0  # gunicorn's graceful_timeout (20 s) plus the time to stop the worker and Redis
 
 
+def stack_logs(backend) -> str:
+    """The last lines of what each process of the stack logged (`start` writes them to NAME/logs/)."""
+    return "\n".join(
+        f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        for log in sorted((backend / "logs").glob("*.log"))
+    )
+
+
 class Load:
     """Client threads looping over /predict, /webhook and /health until stopped; counts what got answered."""
 
@@ -128,6 +136,7 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
                 what=f"the CLI (exit code, first) and every process it started (still running, second) to end "
                 f"after {how}",
                 until=lambda ended: ended[0] is not None and not ended[1],
+                diagnose=lambda: stack_logs(backend),
             )
             took = time.monotonic() - stopped_at
         assert server.proc.returncode == 0, server.stop()

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 
 import pytest
@@ -213,6 +214,48 @@ def test_a_worker_whose_rq_loop_quits_on_an_error_starts_a_new_one(tmp_path, pri
     job = queue.submit(req(n=1))
     assert_trained_by_the_same_worker(queue, job, worker, procs, "a training after RQ's loop quit")
     assert "quit without a stop request" in procs.log("w1")
+
+
+#: `label-studio-ml worker` with a SIGTERM delivered inside RQ's bootstrap, i.e. before RQ's own handlers exist
+STOP_WHILE_RQ_BOOTSTRAPS = """
+import os, signal, sys
+from lsml.cli.worker_command import main
+from lsml.training.rq_worker import TrainingWorker
+
+register_birth = TrainingWorker.register_birth
+
+
+def register_birth_then_stop(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return register_birth(self, *args, **kwargs)
+
+
+TrainingWorker.register_birth = register_birth_then_stop
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stop_asked_while_rq_bootstraps_ends_the_worker(tmp_path, private_redis, procs):
+    """`label-studio-ml start` and the kubelet stop a worker with one SIGTERM (a second is RQ's cold shutdown).
+
+    A worker still starting when it comes (its imports and RQ's bootstrap take seconds on a loaded machine)
+    took it in lsml's early handler, then RQ installed its own and worked on: the stop was lost and the
+    worker ran until the supervisor's SIGKILL 30 s later (a fresh machine's CI run, Ctrl-C of `start` under
+    load). The signal is delivered inside RQ's bootstrap here, so the window is hit every time.
+    """
+    backend = write_backend(tmp_path / "backend")
+    script = tmp_path / "stop_while_rq_bootstraps.py"
+    script.write_text(STOP_WHILE_RQ_BOOTSTRAPS)
+    worker = procs.spawn([sys.executable, str(script), str(backend)], procs.env(backend, private_redis.url), "w1.log")
+    code = wait_for(
+        worker.poll,
+        30,
+        what="the worker to end on the SIGTERM it got while RQ bootstrapped",
+        until=lambda c: c is not None,
+        diagnose=lambda: procs.log("w1")[-3000:],
+    )
+    assert code == 0, procs.log("w1")
+    assert "started with PID" in procs.log("w1"), "the signal must land inside RQ's bootstrap, not before it"
 
 
 def test_a_worker_waits_at_most_max_reconnect_wait_between_two_tries_of_a_lost_redis(tmp_path, private_redis, procs):

@@ -30,6 +30,8 @@ It is RQ's forking `Worker` with these changes, each for a fault:
 * SIGTERM mid-fit is RQ's warm shutdown: the worker finishes the running
   fit, then exits; the pod's ``terminationGracePeriodSeconds`` bounds that
   wait, after which the fit is killed and runs again on the next worker.
+  A SIGTERM that comes while the worker is still starting (before RQ's
+  handlers exist) is the same warm shutdown, not a lost signal.
 * `run_worker` survives Redis outages: RQ already retries while waiting for
   jobs (its wait capped at `MAX_RECONNECT_WAIT` s, not RQ's 60); here a
   worker that starts (or loses Redis) before Redis is up waits and retries
@@ -150,6 +152,18 @@ class TrainingWorker(Worker):
     # worker could leave queued trainings waiting up to a minute more; the same bound as lsml's own loop
     max_connection_wait_time = MAX_RECONNECT_WAIT
 
+    #: Set by lsml's own SIGTERM/SIGINT handler, which is in place until RQ's (`run_worker`)
+    stop_asked: threading.Event | None = None
+
+    def _install_signal_handlers(self) -> None:
+        """RQ's handlers, then a stop asked before they existed (the worker was still starting) turned into RQ's
+        warm shutdown: RQ would otherwise work on, and the one SIGTERM of a supervisor or the kubelet was lost."""
+        super()._install_signal_handlers()
+        if self.stop_asked is not None and self.stop_asked.is_set():
+            log.info("stopping: the signal came while the RQ worker was starting")
+            self._shutdown_requested_date = now()
+            self._stop_requested = True  # the loop's first turn ends it, with RQ's teardown
+
     def get_heartbeat_ttl(self, job) -> int:  # noqa: D102 - see module doc
         return self.job_monitoring_interval + (HEARTBEAT_TTL - HEARTBEAT_INTERVAL)
 
@@ -234,6 +248,7 @@ def run_worker(
                 job_monitoring_interval=HEARTBEAT_INTERVAL,
                 maintenance_interval=MAINTENANCE_INTERVAL,
             )
+            worker.stop_asked = stopping
             worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)  # installs RQ's handlers
             if burst or _stop_was_asked(worker):
                 return
