@@ -27,10 +27,16 @@ from tests.fixtures.started import EXAMPLE, Started
 STOP_BOUND = 30.0  # gunicorn's graceful_timeout (20 s) plus the time to stop the worker and Redis
 
 
-def stack_logs(backend) -> str:
-    """The last lines of what each process of the stack logged (`start` writes them to NAME/logs/)."""
+def stack_logs(backend, processes: dict[int, int]) -> str:
+    """The last lines of what each process of the stack logged (`start` writes them to NAME/logs/), after
+    asking the RQ worker, if it still runs, for its threads' stacks (`label-studio-ml worker` dumps them on
+    SIGUSR1)."""
+    for line in still_running(processes):
+        if "worker_command" in line:
+            os.kill(int(line.split()[0]), signal.SIGUSR1)
+            time.sleep(1)
     return "\n".join(
-        f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:])
         for log in sorted((backend / "logs").glob("*.log"))
     )
 
@@ -136,7 +142,7 @@ def test_a_stop_under_load_leaves_no_process_behind_and_frees_the_port(tmp_path,
                 what=f"the CLI (exit code, first) and every process it started (still running, second) to end "
                 f"after {how}",
                 until=lambda ended: ended[0] is not None and not ended[1],
-                diagnose=lambda: stack_logs(backend),
+                diagnose=lambda: stack_logs(backend, processes),
             )
             took = time.monotonic() - stopped_at
         assert server.proc.returncode == 0, server.stop()

@@ -12,7 +12,9 @@ healthcheck).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="label-studio-ml worker", description=__doc__.splitlines()[0])
     add_arguments(parser)
+    # `kill -USR1 PID` prints every thread's stack to the worker's log: a worker that will not stop can say where
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return run(parser.parse_args(argv))
     except KeyboardInterrupt:
