@@ -280,6 +280,22 @@ def test_a_worker_waits_at_most_max_reconnect_wait_between_two_tries_of_a_lost_r
     assert max(waits) <= MAX_RECONNECT_WAIT, waits
 
 
+def test_a_stopping_worker_does_not_wait_for_its_command_thread_to_wake(private_redis):
+    """RQ's teardown unsubscribes, then stops its pubsub thread, and redis-py 8 joins that thread, which sleeps up
+    to 60 s once it has read the UNSUBSCRIBE reply (a loaded pass, then the idle machine: a worker stopped
+    mid-training outlived `start`'s 30 s bound, its stack in that join). The race is driven: the thread has
+    read the reply, and is asleep, before the teardown runs; the teardown must still end within seconds."""
+    connection = redis.Redis.from_url(private_redis.url)
+    worker = TrainingWorker(["lsml-training"], connection=connection)
+    worker.subscribe()
+    worker.pubsub.unsubscribe()
+    wait_for(lambda: not worker.pubsub.subscribed, 10, what="the pubsub thread to read the UNSUBSCRIBE reply")
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 10, "the teardown waited for the pubsub thread's 60 s sleep"
+    connection.close()
+
+
 def test_a_worker_given_up_on_stops_its_command_thread_while_redis_is_down(private_redis):
     """Each outage would otherwise leak RQ's pubsub thread, retrying for ever and subscribing again later."""
     connection = redis.Redis.from_url(private_redis.url)

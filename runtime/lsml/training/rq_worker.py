@@ -164,6 +164,23 @@ class TrainingWorker(Worker):
             self._shutdown_requested_date = now()
             self._stop_requested = True  # the loop's first turn ends it, with RQ's teardown
 
+    def unsubscribe(self) -> None:
+        """RQ's, without its unbounded wait. RQ unsubscribes, then stops the pubsub thread, and redis-py 8's
+        ``stop()`` joins that thread with no bound while it sleeps up to 60 s (RQ's ``sleep_time``) for a
+        message or, once unsubscribed, for a subscription that will not come: a stopped worker lingered
+        until the supervisor's SIGKILL. Here the thread is told to stop first, so the UNSUBSCRIBE reply
+        that wakes it ends its loop (which closes its connection); it is a daemon, waited for 1 s at most."""
+        thread = self.pubsub_thread
+        if thread is None:
+            return
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+        stop_pubsub_thread(thread)
+        with contextlib.suppress(redis.RedisError):
+            self.pubsub.unsubscribe()
+        thread.join(timeout=1)
+        if not thread.is_alive():
+            self.pubsub.close()
+
     def get_heartbeat_ttl(self, job) -> int:  # noqa: D102 - see module doc
         return self.job_monitoring_interval + (HEARTBEAT_TTL - HEARTBEAT_INTERVAL)
 
@@ -298,6 +315,15 @@ def _stop_was_asked(worker: Worker) -> bool:
     return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
 
 
+def stop_pubsub_thread(thread: Any) -> None:
+    """Tell redis-py's pubsub thread to end at its next turn, without waiting for it (redis-py 8's ``stop()``
+    joins it, unbounded by default, while the thread may sleep for up to RQ's 60 s ``sleep_time``)."""
+    try:
+        thread.stop(timeout=0)
+    except TypeError:  # redis-py before 8: stop() takes no timeout and only clears the flag
+        thread.stop()
+
+
 def drop_pubsub(worker: Worker) -> None:
     """Stop the command thread of a worker given up on, without Redis (which is down).
 
@@ -305,7 +331,7 @@ def drop_pubsub(worker: Worker) -> None:
     subscribes again, beside the next worker's, when Redis is back.
     """
     if worker.pubsub_thread is not None:
-        worker.pubsub_thread.stop()  # its loop ends at its next turn, after the retry sleep it may be in
+        stop_pubsub_thread(worker.pubsub_thread)  # its loop ends at its next turn, after the retry sleep it may be in
     if worker.pubsub is not None:
         with contextlib.suppress(redis.RedisError):
             worker.pubsub.close()
