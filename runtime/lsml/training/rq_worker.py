@@ -55,6 +55,7 @@ from the coalescing state (`lsml.training.coalesce`) and hands it to
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import signal
 import socket
@@ -318,9 +319,9 @@ def _stop_was_asked(worker: Worker) -> bool:
 def stop_pubsub_thread(thread: Any) -> None:
     """Tell redis-py's pubsub thread to end at its next turn, without waiting for it (redis-py 8's ``stop()``
     joins it, unbounded by default, while the thread may sleep for up to RQ's 60 s ``sleep_time``)."""
-    try:
+    if "timeout" in inspect.signature(thread.stop).parameters:
         thread.stop(timeout=0)
-    except TypeError:  # redis-py before 8: stop() takes no timeout and only clears the flag
+    else:  # redis-py before 8: stop() takes no timeout and only clears the flag
         thread.stop()
 
 
