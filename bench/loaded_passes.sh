@@ -4,15 +4,17 @@
 # A test that fails here once would fail some fresh machine's CI. Installs what the tests need first (as
 # hack/test does), then runs the passes in a row, whatever each one's outcome.
 #
-#   bench/loaded_passes.sh [PASSES (default 5)] [LOG_DIR (default $TMPDIR/lsml-loaded-passes)]
+#   bench/loaded_passes.sh [PASSES (default 5)] [LOG_DIR (default $TMPDIR/lsml-loaded-passes)] [FIRST (default 1)]
 #
-# One line per pass goes to stdout and to LOG_DIR/summary (head, exit code, wall time, pytest's last line);
-# each pass's whole output is LOG_DIR/pass-N.log.
+# One line per pass goes to stdout and to LOG_DIR/summary (the head it started on, exit code, wall time,
+# pytest's last line); each pass's whole output is LOG_DIR/pass-N.log. FIRST numbers the passes of a run that
+# continues an earlier one into the same LOG_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 passes="${1:-5}"
 logs="${2:-${TMPDIR:-/tmp}/lsml-loaded-passes}"
+first="${3:-1}"
 #: A pass takes ~37 min on 2 loaded cores; one stuck past this is ended (and counted as failed).
 pass_limit_seconds="${LSML_LOADED_PASS_LIMIT:-5400}"
 mkdir -p "$logs"
@@ -34,7 +36,8 @@ stop_load() {
 }
 trap stop_load EXIT
 
-for pass in $(seq 1 "$passes"); do
+for pass in $(seq "$first" $(( first + passes - 1 ))); do
+  head="$(git rev-parse --short HEAD)"   # what the pass tests: leave the checkout alone while it runs
   nice -n 10 stress-ng --cpu 2 --timeout 0 --quiet &
   load_pid=$!
   started=$(date +%s)
@@ -43,6 +46,6 @@ for pass in $(seq 1 "$passes"); do
     tests/runtime tests/operator tests/realnode > "$logs/pass-$pass.log" 2>&1 || rc=$?
   stop_load
   wall=$(( $(date +%s) - started ))
-  echo "pass $pass head $(git rev-parse --short HEAD) rc $rc wall ${wall}s: $(tail -n 1 "$logs/pass-$pass.log")" \
+  echo "pass $pass head $head rc $rc wall ${wall}s: $(tail -n 1 "$logs/pass-$pass.log")" \
     | tee -a "$logs/summary"
 done
