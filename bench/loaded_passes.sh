@@ -42,7 +42,7 @@ for pass in $(seq "$first" $(( first + passes - 1 ))); do
   load_pid=$!
   started=$(date +%s)
   rc=0
-  timeout -k 60 "$pass_limit_seconds" .venv/bin/python -m pytest -q -p no:cacheprovider -rfE \
+  timeout -k 60 "$pass_limit_seconds" .venv/bin/python -m pytest -q -p no:cacheprovider -rfE --durations=25 \
     tests/runtime tests/operator tests/realnode > "$logs/pass-$pass.log" 2>&1 || rc=$?
   stop_load
   wall=$(( $(date +%s) - started ))
