@@ -586,6 +586,11 @@ def import_images(repo: Path, socket_path: Path, log: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- the node
 
 
+#: Seconds teardown keeps removing pod sandboxes that containerd still refuses (a container still starting).
+REMOVE_PODS_TIMEOUT = 60.0
+REMOVE_PODS_RETRY_SECONDS = 1.0
+
+
 @dataclass
 class RealNode:
     """Paths and settings of the real node; ``ControlPlane`` starts and stops its processes."""
@@ -630,18 +635,29 @@ class RealNode:
         config.write_text(containerd_config(base, sandbox_image))
         return config
 
-    def remove_pods(self) -> list[str]:
-        """Stop and remove every pod sandbox (CNI DEL releases addresses and deletes the netns)."""
+    def remove_pods(self, timeout: float = REMOVE_PODS_TIMEOUT) -> list[str]:
+        """Stop and remove every pod sandbox (CNI DEL releases addresses and deletes the netns).
+
+        A sandbox that containerd refuses to remove is tried again until `timeout`: the kubelet, stopped
+        first, may have been in the middle of starting a container, and containerd refuses to remove a
+        container "in starting state" until that start has ended (a loaded pass's teardown met it). What
+        is still refused at the deadline is returned.
+        """
         if not self.socket.exists():
             return []
-        problems = []
-        for args in (("stopp",), ("rmp", "-f")):
+        deadline = time.monotonic() + timeout
+        while True:
             ids = self.crictl("pods", "-q").stdout.split()
             for pod in ids:
-                proc = self.crictl(*args, pod)
-                if proc.returncode != 0 and args[0] == "rmp":
+                self.crictl("stopp", pod)
+            problems = []
+            for pod in ids:
+                proc = self.crictl("rmp", "-f", pod)
+                if proc.returncode != 0:
                     problems.append(f"crictl rmp {pod}: {proc.stderr.strip()}")
-        return problems
+            if not problems or time.monotonic() >= deadline:
+                return problems
+            time.sleep(REMOVE_PODS_RETRY_SECONDS)
 
     def kill_shims(self) -> None:
         """containerd-shim processes of this node's containerd (their cmdline names its socket)."""
