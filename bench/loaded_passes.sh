@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 passes="${1:-5}"
 logs="${2:-${TMPDIR:-/tmp}/lsml-loaded-passes}"
 first="${3:-1}"
-#: A pass takes ~37 min on 2 loaded cores; one stuck past this is ended (and counted as failed).
+#: A pass took 25-37 min on 2 loaded cores (bench/README); one stuck past this is ended (and counted as failed).
 pass_limit_seconds="${LSML_LOADED_PASS_LIMIT:-5400}"
 mkdir -p "$logs"
 
