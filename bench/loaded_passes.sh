@@ -21,10 +21,9 @@ mkdir -p "$logs"
 
 hack/install-system-deps.sh >&2   # stress-ng among them
 hack/venv.sh >&2
-LSML_LABEL_STUDIO_BIN="$(hack/label-studio/install.sh | tail -n 1)"
-LSML_K8S_BIN_DIR="$(hack/control-plane/build.sh | tail -n 1)"
-export LSML_LABEL_STUDIO_BIN LSML_K8S_BIN_DIR
-hack/images/build >&2
+# shellcheck source=hack/service-deps.sh
+source hack/service-deps.sh
+lsml_service_deps   # no tests/compat in a pass: its interpreters are not needed
 
 load_pid=""
 stop_load() {
