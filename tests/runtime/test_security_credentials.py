@@ -10,8 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
+from urllib3.util import parse_url
 
+from lsml.credentials import origin, same_origin
 from lsml.labelstudio import AddressPolicy, LabelStudioClient
+from lsml.labelstudio.auth import LegacyTokenAuth, PersonalAccessTokenAuth
 from lsml.model import BuildContext, LabelStudioMLBase, build_model
 from lsml.state import MemoryState
 from tests.fixtures.http_recorder import Answer
@@ -182,6 +186,57 @@ def test_media_on_another_host_gets_no_token_even_when_named_as_ls_host(settings
         == b"bytes"
     )
     assert media.header_values("Authorization") == [None, None]
+
+
+def test_a_backslash_in_a_media_url_sends_no_token_to_the_host_requests_connects_to(settings, http_recorder):
+    """`http://<media>\\@<label studio>/img.png` in task data: `urlsplit` reads Label Studio's host after the
+    `@`, but urllib3 ends the host at the backslash and connects to the media server. Before the fix the
+    token went along, to whoever wrote the task."""
+    media = http_recorder()
+    media.routes["/"] = Answer(200, b"bytes")
+    model = build_model(
+        LabelStudioMLBase,
+        "1",
+        None,
+        BuildContext(
+            settings.replace(
+                label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key", media_allow_private=True
+            ),
+            MemoryState(),
+        ),
+    )
+    model.get_local_path(media.url + "\\@127.0.0.1:1/img.png")
+    assert media.header_values("Authorization") == [None]  # the request reached the media server, bare
+
+
+def test_origin_is_the_host_the_request_reaches_where_parsers_disagree():
+    tricky = "https://evil.example\\@ls.example:8080/a.png"
+    assert parse_url(tricky).host == "evil.example"  # where requests connects
+    assert origin(tricky) == "https://evil.example:443"
+    assert not same_origin(tricky, "https://ls.example:8080")
+
+
+@pytest.mark.parametrize("kind", ["legacy", "personal access token"])
+def test_a_token_is_never_attached_to_a_request_for_another_origin(kind):
+    """The auth hooks check the URL as it is sent, whatever the caller decided from the raw string."""
+    minted = []
+
+    def post(*args, **kwargs):
+        minted.append(args)
+        raise AssertionError("no access token is minted for a foreign request")
+
+    auth = (
+        LegacyTokenAuth("configured-key", "http://ls.example:8080")
+        if kind == "legacy"
+        else PersonalAccessTokenAuth("refresh", "http://ls.example:8080/api/token/refresh/", post, 1.0)
+    )
+    for url in ("http://evil.example\\@ls.example:8080/x", "http://ls.example:8081/x", "https://ls.example:8080/x"):
+        prepared = requests.Request("GET", url, auth=auth).prepare()
+        assert "Authorization" not in prepared.headers, url
+    assert minted == []
+    if kind == "legacy":
+        own = requests.Request("GET", "http://LS.example:8080/api/x", auth=auth).prepare()
+        assert own.headers["Authorization"] == "Token configured-key"
 
 
 def test_redirect_to_another_origin_drops_the_token_and_the_cookies(http_recorder, tmp_path):

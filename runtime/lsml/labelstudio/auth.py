@@ -21,6 +21,7 @@ import requests
 from requests.auth import AuthBase
 
 from lsml.labelstudio.errors import LabelStudioError, LabelStudioUnreachable, response_error_text
+from lsml.labelstudio.origin import origin
 
 LEGACY = "legacy"
 PERSONAL_ACCESS_TOKEN = "personal_access_token"
@@ -58,16 +59,27 @@ def _b64url_decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
+def _sent_to(request: requests.PreparedRequest, bound_origin: str | None) -> bool:
+    """Whether the prepared request goes to the origin a token is bound to.
+
+    Why here as well as in the transport's choice of `auth`: requests calls an auth hook with the URL as it
+    will be sent, after every rewrite, so a check here holds whatever a caller decided from the raw string.
+    """
+    return bound_origin is not None and origin(request.url) == bound_origin
+
+
 class LegacyTokenAuth(AuthBase):
-    """`Authorization: Token <key>`."""
+    """`Authorization: Token <key>`, only on requests to the Label Studio origin the token belongs to."""
 
     kind = LEGACY
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, label_studio_url: str) -> None:
         self._token = token
+        self._origin = origin(label_studio_url)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Token {self._token}"
+        if _sent_to(request, self._origin):
+            request.headers["Authorization"] = f"Token {self._token}"
         return request
 
     def handle_unauthorized(self) -> bool:
@@ -79,7 +91,8 @@ class LegacyTokenAuth(AuthBase):
 
 
 class PersonalAccessTokenAuth(AuthBase):
-    """`Authorization: Bearer <access>`, the access token minted from the refresh token.
+    """`Authorization: Bearer <access>`, the access token minted from the refresh token, only on requests to
+    the origin of `refresh_url` (Label Studio's).
 
     The access token is refreshed shortly before its `exp`, and once more when
     Label Studio answers 401 anyway (revoked, clock skew, server restarted
@@ -94,6 +107,7 @@ class PersonalAccessTokenAuth(AuthBase):
     ) -> None:
         self._refresh_token = refresh_token
         self._refresh_url = refresh_url
+        self._origin = origin(refresh_url)
         self._post = post
         self._timeout = timeout
         self._access: str | None = None
@@ -101,7 +115,8 @@ class PersonalAccessTokenAuth(AuthBase):
         self._lock = threading.Lock()
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.access_token()}"
+        if _sent_to(request, self._origin):
+            request.headers["Authorization"] = f"Bearer {self.access_token()}"
         return request
 
     def access_token(self) -> str:

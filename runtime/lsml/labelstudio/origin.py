@@ -13,15 +13,23 @@ import dataclasses
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import requests
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def origin(url: str | None) -> str | None:
-    """`scheme://host:port` of an http(s) URL (lower case, default port made explicit); None for anything else."""
+    """`scheme://host:port` of an http(s) URL (lower case, default port made explicit); None for anything else.
+
+    The URL is read as requests will send it, not as `urlsplit` reads the raw string: the two disagree on
+    some strings, and a token decided on by one parser and sent by the other goes to the wrong host. With
+    `https://evil.example\\@ls.example/`, `urlsplit` sees the host `ls.example` (what follows the last
+    `@`) while urllib3 connects to `evil.example` (a backslash ends its host); requests requotes the
+    backslash into the path first, so the origin here is the one the request reaches."""
     if not isinstance(url, str) or not url:
         return None
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(_as_sent(url.strip()))
         port = parts.port
     except ValueError:
         return None
@@ -29,6 +37,14 @@ def origin(url: str | None) -> str | None:
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
     return f"{scheme}://{parts.hostname.lower()}:{port or _DEFAULT_PORTS[scheme]}"
+
+
+def _as_sent(url: str) -> str:
+    """`url` as requests prepares it for the wire (requoted, IDNA host); raises ValueError when it refuses it."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)  # MissingSchema and InvalidURL are ValueErrors
+    assert prepared.url is not None
+    return prepared.url
 
 
 def same_origin(a: str | None, b: str | None) -> bool:

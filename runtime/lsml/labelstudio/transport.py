@@ -142,7 +142,7 @@ class Transport:
                     self._token, self.absolute_url("/api/token/refresh/"), self.session.post, timeout
                 )
             else:
-                self.auth = LegacyTokenAuth(self._token)
+                self.auth = LegacyTokenAuth(self._token, self.url)
 
     @property
     def token_kind(self) -> str | None:
