@@ -163,21 +163,26 @@ def test_resolve_pairs_url_and_token(settings):
     assert resolve(settings, None) == Credential(None, None)
 
 
-def test_media_on_another_host_gets_no_token_even_when_named_as_ls_host(settings, http_recorder):
-    media = http_recorder()
-    media.routes["/img.png"] = Answer(200, b"bytes")
-    model = build_model(
+def model_with_configured_key(settings):
+    """A model whose Label Studio (`127.0.0.1:1`, nothing listens) has a key; the loopback media server plays a
+    media host on another address, so private addresses are allowed."""
+    return build_model(
         LabelStudioMLBase,
         "1",
         None,
         BuildContext(
-            # the loopback media server plays a media host on another address: private addresses allowed
             settings.replace(
                 label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key", media_allow_private=True
             ),
             MemoryState(),
         ),
     )
+
+
+def test_media_on_another_host_gets_no_token_even_when_named_as_ls_host(settings, http_recorder):
+    media = http_recorder()
+    media.routes["/img.png"] = Answer(200, b"bytes")
+    model = model_with_configured_key(settings)
     assert Path(model.get_local_path(f"{media.url}/img.png")).read_bytes() == b"bytes"
     assert (
         Path(
@@ -194,17 +199,7 @@ def test_a_backslash_in_a_media_url_sends_no_token_to_the_host_requests_connects
     token went along, to whoever wrote the task."""
     media = http_recorder()
     media.routes["/"] = Answer(200, b"bytes")
-    model = build_model(
-        LabelStudioMLBase,
-        "1",
-        None,
-        BuildContext(
-            settings.replace(
-                label_studio_url="http://127.0.0.1:1", label_studio_api_key="configured-key", media_allow_private=True
-            ),
-            MemoryState(),
-        ),
-    )
+    model = model_with_configured_key(settings)
     model.get_local_path(media.url + "\\@127.0.0.1:1/img.png")
     assert media.header_values("Authorization") == [None]  # the request reached the media server, bare
 
