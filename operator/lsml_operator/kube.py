@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from kubernetes import client, config
@@ -57,7 +58,24 @@ def new_api_client(pool_size: int = 32) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
+#: A Kubernetes object name or namespace (DNS-1123 subdomain; every kind the operator touches uses it or a
+#: narrower rule). The CRD holds spec fields to it too (crd/model.py OBJECT_NAME).
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def is_object_name(value: str) -> bool:
+    return len(value) <= 253 and _OBJECT_NAME.fullmatch(value) is not None
+
+
 def _path(api_version: str, plural: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    """The API path of a collection or an object.
+
+    Why the check: a name is joined into a URL path, and urllib3 resolves dot segments before sending, so a
+    name such as `../../kube-system/secrets/x` (from a spec a user wrote) would read another namespace's
+    object with the operator's own rights. A name that is not a Kubernetes object name names nothing."""
+    for what, value in (("namespace", namespace), ("name", name)):
+        if value is not None and not is_object_name(value):
+            raise ValueError(f"{what} {value[:80]!r} is not a Kubernetes object name (a DNS-1123 subdomain)")
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     p = f"{base}/namespaces/{namespace}/{plural}"
     if name:
@@ -193,6 +211,8 @@ class Kube:
 
     def secret_value(self, namespace: str, name: str, key: str) -> tuple[str, str]:
         """(value, resourceVersion) of one Secret key. Raises KeyError with a message naming the key, never the value."""
+        if not is_object_name(name):
+            raise KeyError(f"Secret name {name[:80]!r} is not a Kubernetes object name (a DNS-1123 subdomain)")
         try:
             sec = self.get("Secret", namespace, name)
         except Forbidden:

@@ -122,6 +122,23 @@ INVALID = [
         "spec.monitoring.serviceMonitor.labels",
     ),
     (
+        "token-secret-path",
+        _spec_with(
+            labelStudio={
+                "url": "http://ls:8080",
+                "apiTokenSecretRef": {"name": "../../kube-system/secrets/x"},
+                "projects": [1],
+            }
+        ),
+        "spec.labelStudio.apiTokenSecretRef.name",
+    ),
+    (
+        "basic-auth-secret-path",
+        _spec_with(basicAuth={"secretName": "../x", "usernameKey": "u", "passwordKey": "p"}),
+        "spec.basicAuth.secretName",
+    ),
+    ("config-map-path", _spec_with(model={"configMapName": "a/b"}), "spec.model.configMapName"),
+    (
         "bad-ls-url",
         _spec_with(labelStudio={"url": "ls:8080", "apiTokenSecretRef": {"name": "t"}, "projects": [1]}),
         "spec.labelStudio.url",

@@ -112,3 +112,35 @@ def test_pod_annotation_rule_is_the_builders_pattern():
     assert "lsml.dev/*" in rule["message"] and "AppArmor" in rule["message"]
     assert all(is_reserved(k) for k in RESERVED_POD_ANNOTATIONS)
     assert not any(is_reserved(k) for k in FREE_POD_ANNOTATIONS)
+
+
+@pytest.mark.parametrize(
+    "path,bad",
+    [
+        (("labelStudio", "apiTokenSecretRef", "name"), "../../kube-system/secrets/x"),
+        (("basicAuth", "secretName"), "../other/secrets/x"),
+        (("redis", "external", "urlSecretRef", "name"), "x/../y"),
+        (("model", "configMapName"), "UPPER"),
+        (("storage", "existingClaim"), "a b"),
+        (("serviceAccountName",), "."),
+    ],
+)
+def test_names_the_operator_reads_or_mounts_must_be_object_names(path, bad):
+    """A Secret or ConfigMap name goes into an API path with the operator's rights: `../` there would name an
+    object of another namespace (urllib3 resolves dot segments), so the schema takes object names only."""
+    schema = _jsonschema(crd_schema())
+    doc = copy.deepcopy(load_docs(EXAMPLES / "mlbackend-minimal.yaml")[0])
+    doc["spec"]["labelStudio"] = {"url": "http://ls:8080", "apiTokenSecretRef": {"name": "token"}, "projects": [1]}
+    doc["spec"]["basicAuth"] = {"secretName": "auth", "usernameKey": "u", "passwordKey": "p"}
+    doc["spec"]["redis"] = {"external": {"urlSecretRef": {"name": "redis-url"}}}
+    doc["spec"]["model"] = {"configMapName": "model-env.v2"}
+    doc["spec"]["storage"] = {"existingClaim": "models"}
+    doc["spec"]["serviceAccountName"] = "trainer"
+    jsonschema.validate(doc, schema)  # names that are names pass
+    *parents, field = path
+    node = doc["spec"]
+    for part in parents:
+        node = node[part]
+    node[field] = bad
+    with pytest.raises(jsonschema.ValidationError, match="does not match"):
+        jsonschema.validate(doc, schema)

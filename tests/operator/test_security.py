@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from lsml_operator.kube import Kube
 from tests.fixtures.kubernetes import wait_for
 from tests.fixtures.mlbackend import example
 
-from .cluster import WATCHED, apply_yaml, condition, get_mlb, kubectl_json
+from .cluster import UNWATCHED, WATCHED, apply_yaml, condition, get_mlb, kubectl_json
 
 pytestmark = pytest.mark.kubernetes
 NS = WATCHED[1]
@@ -272,3 +273,21 @@ def test_foreign_service_and_deployment_are_not_adopted(k8s_cluster, running_ope
         k8s_cluster.kubectl("delete", "mlb", name, "-n", NS, "--ignore-not-found", "--timeout=60s", check=False)
         for kind, n in [("service", name), ("deployment", f"{name}-server")]:
             k8s_cluster.kubectl("delete", kind, n, "-n", NS, "--ignore-not-found", check=False)
+
+
+def test_a_secret_name_with_dot_segments_reads_nothing_of_another_namespace(k8s_cluster):
+    """The operator reads the Secrets an MLBackend names in its own namespace. Before the fix a name such as
+    `../../<other namespace>/secrets/<name>` was joined into the API path and urllib3 resolved the dot segments:
+    the operator read (and would send to the spec's Label Studio URL) a Secret of another namespace."""
+    victim = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "victim-token", "namespace": UNWATCHED},
+        "stringData": {"token": "victims-secret-token"},
+    }
+    apply_yaml(k8s_cluster, victim, UNWATCHED)
+    kube = Kube(k8s_cluster.api_client())
+    assert kube.secret_value(UNWATCHED, "victim-token", "token")[0] == "victims-secret-token"  # it is there
+    for name in (f"../../{UNWATCHED}/secrets/victim-token", f"..%2F..%2F{UNWATCHED}%2Fsecrets%2Fvictim-token"):
+        with pytest.raises(KeyError, match="not a Kubernetes object name"):
+            kube.secret_value(NS, name, "token")

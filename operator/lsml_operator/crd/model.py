@@ -24,6 +24,10 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 PRESERVE = Kube(**{"x-kubernetes-preserve-unknown-fields": True})
 Object = Annotated[dict[str, Any], PRESERVE]  # a core/v1 object the operator passes through as given
 HTTP_URL = r"^https?://[^\s]+$"
+#: The name of an object the operator reads or mounts (Secret, ConfigMap, claim, StorageClass, ServiceAccount): a
+#: DNS-1123 subdomain, as Kubernetes requires. Refused here because the operator joins such a name into an API path
+#: with its own rights, where `../` would name an object of another namespace (kube.is_object_name checks again).
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SIZE = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"
 QUANTITY = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
@@ -112,6 +116,8 @@ class ModelSpec(KubeModel):
     env_from: list[Object] | None = Field(None, max_length=32, description="core/v1 EnvFromSource entries.")
     config_map_name: str | None = Field(
         None,
+        max_length=253,
+        pattern=OBJECT_NAME,
         description="A ConfigMap whose keys become environment variables; a change of its data rolls the pods.",
     )
     model_dir: str = Field("/data/models", pattern="^/", description="MODEL_DIR, where the model volume is mounted.")
@@ -215,12 +221,17 @@ class WorkerSpec(KubeModel):
 class RedisStorage(KubeModel):
     size: str = Field("1Gi", pattern=SIZE, description="Size of the Redis volume claim.")
     storage_class_name: str | None = Field(
-        None, description="StorageClass of the Redis volume claim; default: the cluster's default StorageClass."
+        None,
+        max_length=253,
+        pattern=OBJECT_NAME,
+        description="StorageClass of the Redis volume claim; default: the cluster's default StorageClass.",
     )
 
 
 class RedisUrlSecretRef(KubeModel):
-    name: str = Field(min_length=1, description="Secret name, in the MLBackend's namespace.")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=OBJECT_NAME, description="Secret name, in the MLBackend's namespace."
+    )
     key: str = Field("url", description="Key of the Secret holding the URL.")
 
 
@@ -286,7 +297,10 @@ class StorageSpec(KubeModel):
         description="Size of a new model volume claim <name>-models (one of size or existingClaim).",
     )
     storage_class_name: str | None = Field(
-        None, description="StorageClass of the new claim; default: the cluster's default StorageClass."
+        None,
+        max_length=253,
+        pattern=OBJECT_NAME,
+        description="StorageClass of the new claim; default: the cluster's default StorageClass.",
     )
     access_modes: list[Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]] | None = Field(
         None,
@@ -301,6 +315,8 @@ class StorageSpec(KubeModel):
     existing_claim: str | None = Field(
         None,
         min_length=1,
+        max_length=253,
+        pattern=OBJECT_NAME,
         description="A PersistentVolumeClaim to mount instead of creating one (one of size or existingClaim).",
     )
 
@@ -323,7 +339,10 @@ class BasicAuth(KubeModel):
         ]
     }
     secret_name: str = Field(
-        min_length=1, description="Secret in the MLBackend's namespace holding the user and password."
+        min_length=1,
+        max_length=253,
+        pattern=OBJECT_NAME,
+        description="Secret in the MLBackend's namespace holding the user and password.",
     )
     # optional in the schema so that the CEL rule above, not a bare "required" error, says what is missing
     username_key: str | None = Field(
@@ -335,7 +354,9 @@ class BasicAuth(KubeModel):
 
 
 class TokenSecretRef(KubeModel):
-    name: str = Field(min_length=1, description="Secret name, in the MLBackend's namespace.")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=OBJECT_NAME, description="Secret name, in the MLBackend's namespace."
+    )
     key: str = Field("token", description="Key of the Secret holding the token.")
 
 
@@ -482,6 +503,8 @@ class MLBackendSpec(KubeModel):
     )
     service_account_name: str | None = Field(
         None,
+        max_length=253,
+        pattern=OBJECT_NAME,
         description="ServiceAccount of the server and worker pods; default: the namespace's default ServiceAccount.",
     )
     model: ModelSpec = Field(
