@@ -83,7 +83,9 @@ def _error_text(exc: Exception) -> tuple[str, bool]:
     unreachable = isinstance(exc, (LabelStudioUnreachable, ConnectionError, TimeoutError))
     if isinstance(exc, LabelStudioError):
         return str(exc), unreachable or getattr(exc, "status", None) is None
-    return f"{type(exc).__name__}: {exc}", True
+    # Any other exception's text is not ours to vouch for (http.client quotes an invalid header, token and
+    # all), and status, events and the log all show this text: the type alone.
+    return f"{type(exc).__name__} (its text is withheld: it may quote a credential)", True
 
 
 def _record(project: int, backend: dict[str, Any], url: str) -> dict[str, Any]:

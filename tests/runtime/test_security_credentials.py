@@ -250,3 +250,23 @@ def test_redirect_to_another_origin_drops_the_token_and_the_cookies(http_recorde
     assert redirecting.header_values("Authorization") == ["Token legacy-token"]
     assert elsewhere.header_values("Authorization") == [None]
     assert elsewhere.header_values("Cookie") == [None]
+
+
+def test_a_token_ending_in_a_newline_is_sent_without_it_and_one_with_a_control_character_is_refused_unshown(
+    http_recorder,
+):
+    """A token from a file or a Secret made with `--from-file` ends in a newline. As a header that failed in
+    http.client with a ValueError quoting the header, token and all, into whatever log showed the error."""
+    ls = http_recorder()
+    ls.routes["/"] = Answer(200, b'{"id": 1}', {"Content-Type": "application/json"})
+    client = LabelStudioClient(ls.url, "0123456789abcdef\n")
+    try:
+        client.current_user()
+    finally:
+        client.close()
+    assert ls.header_values("Authorization") == ["Token 0123456789abcdef"]
+    for bad in ("0123\r\nX-Evil: 1", "0123 4567", "0123\x00", "jürgen"):
+        with pytest.raises(ValueError, match="the value is not shown") as refused:
+            LabelStudioClient(ls.url, bad)
+        assert "0123" not in str(refused.value) and "rgen" not in str(refused.value)
+    assert len(ls.requests) == 1  # nothing more was sent

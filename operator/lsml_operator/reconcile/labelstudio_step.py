@@ -53,13 +53,27 @@ class LabelStudioStep:
         self.backoff = backoff
         self.records = records
 
+    def _token(self, namespace: str, name: str, key: str) -> tuple[str, str]:
+        """(token, resourceVersion) of a token Secret's key, as `clean_token` takes it; KeyError (the value never in
+        its message) when the key is missing, empty or holds no usable token."""
+        from lsml.labelstudio import clean_token  # as registration does: the client loads on first use
+
+        raw, version = self.kube.secret_value(namespace, name, key)
+        try:
+            token = clean_token(raw)
+        except ValueError as exc:
+            raise KeyError(f"Secret {namespace}/{name} key {key!r}: {exc}") from None
+        if token is None:
+            raise KeyError(f"Secret {namespace}/{name} key {key!r} is empty")
+        return token, version
+
     def target(self, spec: Spec) -> registration.Target:
         """Registration inputs, with the token and basic-auth credentials read from their Secrets."""
         ls = spec.label_studio_spec
         if ls is None:
             raise ValueError(f"{spec.namespace}/{spec.name} has no spec.labelStudio to register in")
         tok = {"name": ls.api_token_secret_ref.name, "key": ls.api_token_secret_ref.key}
-        token, tok_rv = self.kube.secret_value(spec.namespace, tok["name"], tok["key"])
+        token, tok_rv = self._token(spec.namespace, tok["name"], tok["key"])
         basic = None
         versions = [tok_rv]
         ba = spec.raw.get("basicAuth")
@@ -90,7 +104,7 @@ class LabelStudioStep:
         record = self.records.recorded(spec.body)
         if not backends or record is None:
             return None
-        token, _ = self.kube.secret_value(spec.namespace, record.secret_name, record.secret_key)
+        token, _ = self._token(spec.namespace, record.secret_name, record.secret_key)
         return registration.Target(
             label_studio_url=record.url,
             backend_url=record.backend_url,

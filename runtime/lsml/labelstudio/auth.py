@@ -55,6 +55,25 @@ def token_kind(token: str) -> str:
     return PERSONAL_ACCESS_TOKEN if jwt_claims(token) is not None else LEGACY
 
 
+def clean_token(token: str | None) -> str | None:
+    """The token as Label Studio issued it: surrounding whitespace dropped (a Secret made with `kubectl create
+    secret --from-file`, or an `.env` line, ends in a newline); None for none.
+
+    Why a space, control or non-ASCII character inside is refused here, naming no value: no token Label Studio
+    issues holds one (hex, or a JWT's base64url), and as a header it fails in http.client with a message that
+    quotes the header, token included, into whatever log, status or event shows the error.
+    """
+    if token is None or not token.strip():
+        return None
+    token = token.strip()
+    if not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError(
+            "the Label Studio token holds a space, a control or a non-ASCII character inside it, which no token "
+            "Label Studio issues does (the value is not shown): copy it again from Account & Settings"
+        )
+    return token
+
+
 def _b64url_decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 

@@ -21,6 +21,7 @@ from lsml.labelstudio.auth import (
     PERSONAL_ACCESS_TOKEN,
     LegacyTokenAuth,
     PersonalAccessTokenAuth,
+    clean_token,
     token_kind,
 )
 from lsml.labelstudio.errors import (
@@ -109,7 +110,7 @@ class Transport:
             raise ValueError(f"Label Studio URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._token = token or None
+        self._token = clean_token(token)
         self.media_policy = media_policy or AddressPolicy(trusted_origins=frozenset({origin(self.url) or ""}))
         self.session = _OriginBoundSession(self.url)
         retry = Retry(

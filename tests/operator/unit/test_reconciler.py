@@ -362,6 +362,37 @@ def test_deregistration_goes_where_the_operator_registered_not_where_status_says
     assert fresh.finalize(body) is None and h.ls.connections == []
 
 
+def test_a_token_secret_ending_in_a_newline_registers_and_one_with_a_newline_inside_is_refused_unshown(harness):
+    """`kubectl create secret --from-file` ends a token in a newline: Label Studio gets the token without it. A
+    token with a control character inside is no token Label Studio issues; as a header it failed in http.client
+    with the token quoted into status, events and the log. It is refused, the value never shown."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    mlb = _with_ls(h, [1])
+    h.kube.put_secret(NS, "ls-token", {"token": "tok-secret\n"})
+    status = h.rec.reconcile(mlb, Trigger.CREATE)
+    assert _cond(status, "LabelStudioRegistered")["status"] == "True"
+    assert h.ls.connections == [("http://ls.example:8080", "tok-secret")]
+
+    h.ls.connections.clear()
+    h.kube.put_secret(NS, "ls-token", {"token": "tok-\r\nsecret"})
+    status = h.rec.reconcile(mlb, Trigger.UPDATE)
+    cond = _cond(status, "LabelStudioRegistered")
+    assert cond["status"] == "False" and cond["reason"] == "SecretMissing", cond
+    assert f"Secret {NS}/ls-token key 'token'" in cond["message"] and "no token" in cond["message"], cond
+    assert h.ls.connections == []
+    assert "tok-" not in repr(status) and not any("tok-" in repr(e) for e in h.events)  # no part of the value
+
+
+def test_an_unexpected_error_reaches_status_without_its_text():
+    """What registration shows of an error that is not Label Studio's own: http.client's ValueError quotes the
+    invalid header, token included."""
+    from lsml_operator.registration import _error_text
+
+    message, unreachable = _error_text(ValueError("Invalid header value b'Token s3cret-token\\n'"))
+    assert "s3cret" not in message and message.startswith("ValueError") and unreachable
+
+
 def test_a_child_event_is_worth_a_pass_only_when_it_changed_what_the_operator_reads(harness):
     h = harness
     h.rec.reconcile(_mlb(), Trigger.CREATE)
