@@ -22,7 +22,7 @@ from ..keys import ChildKey, Key, child_key, key_of
 from ..kube import Forbidden, Invalid, Kube, owned_by
 from . import fingerprint
 from .child_cache import ChildCache
-from .events import NORMAL, Event
+from .events import NORMAL, WARNING, Event
 from .observed import ForeignObject, Observed
 from .trigger import Policy, Prune
 
@@ -37,6 +37,36 @@ OPTIONAL_CHILDREN: list[tuple[str, Callable[[str], str]]] = [
     ("HorizontalPodAutoscaler", L.hpa_name),
     ("NetworkPolicy", L.network_policy_name),
 ]
+
+
+# What the pods use by name: the model volume and the managed Redis (its Service, its StatefulSet behind it, its
+# password). An object of one of these names that this MLBackend does not control would be what the pods mount or
+# send the Redis password and `/setup` tokens to, so no server or worker pod runs while one exists.
+POD_DEPENDENCIES: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("PersistentVolumeClaim", L.models_claim_name),
+    ("Service", L.redis_name),
+    ("StatefulSet", L.redis_name),
+    ("Secret", L.redis_auth_secret_name),
+)
+# The pods that use them.
+POD_CHILDREN: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("Deployment", L.server_name),
+    ("Deployment", L.worker_name),
+)
+# What Label Studio reaches by name when the backend is registered: its Service, and the server pods behind it.
+SERVING: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("Service", L.service_name),
+    ("Deployment", L.server_name),
+    *POD_DEPENDENCIES,
+)
+
+
+def taken(
+    spec: Spec, foreign: list[ForeignObject], names: tuple[tuple[str, Callable[[str], str]], ...]
+) -> list[ForeignObject]:
+    """The foreign objects among ``names`` (kinds and namers of this MLBackend's children)."""
+    wanted = {(kind, spec.namespace, namer(spec.name)) for kind, namer in names}
+    return [f for f in foreign if (f.kind, f.namespace, f.name) in wanted]
 
 
 def digest(obj: dict[str, Any]) -> str:
@@ -69,9 +99,15 @@ class ChildrenStep:
                     "(RBAC; chart value rbac.secretNamespaces)"
                 )
         desired: set[ChildKey] = set()
+        pods = {(kind, spec.namespace, namer(spec.name)) for kind, namer in POD_CHILDREN}
         for child in desired_children(mlb, configmap_data=configmap, redis_auth_version=auth_version):
             ck = child_key(child)
             desired.add(ck)
+            # the dependencies come first in apply order: when a pod child comes, every one of them is known
+            dependencies_taken = taken(spec, out.foreign, POD_DEPENDENCIES) if ck in pods else []
+            if dependencies_taken:
+                self._withhold(ck, mlb["metadata"]["uid"], dependencies_taken, out.events)
+                continue
             try:
                 # no forced apply, even on full passes: the watches keep the fingerprints current
                 out.live[ck] = self.ensure(key, child, force=False)
@@ -79,6 +115,20 @@ class ChildrenStep:
                 out.foreign.append(exc)
         if policy.prune is not Prune.NONE:
             self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
+
+    def _withhold(self, ck: ChildKey, uid: str, taken: list[ForeignObject], events: list[Event]) -> None:
+        """Run no pod against another owner's volume or Redis: the Deployment is not applied, and deleted when it
+        exists (the next pass after the name is free creates it again)."""
+        if self.kube.delete_owned(*ck, uid):
+            names = ", ".join(f"{f.kind} {f.name}" for f in taken)
+            events.append(
+                Event(
+                    WARNING,
+                    "PodsWithheld",
+                    f"deleted Deployment {ck[2]}: its pods would use {names}, not this MLBackend's",
+                )
+            )
+        self.cache.drop(ck)
 
     def _check_owner(self, ck: ChildKey, owner_uid: str, owner: str) -> dict[str, Any] | None:
         """Raise ForeignObject when an object of the child's name exists that this MLBackend does not control; return

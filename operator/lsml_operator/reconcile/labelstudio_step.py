@@ -116,11 +116,53 @@ class LabelStudioStep:
             token=token,
         )
 
-    def run(self, spec: Spec, old: dict[str, Any], *, server_ok: bool, full: bool) -> LabelStudioResult:
+    def run(
+        self, spec: Spec, old: dict[str, Any], *, server_ok: bool, full: bool, foreign: str = ""
+    ) -> LabelStudioResult:
+        """``foreign``: the objects of a child's name this MLBackend does not control (ChildrenOwned's message),
+        empty when there are none."""
         ls_status = dict(old.get("labelStudio") or {})
         if spec.label_studio is None:
             return self._unwire(spec, ls_status)
+        if foreign:
+            return self._withdraw(spec, ls_status, foreign)
         return self._register(spec, old, ls_status, server_ok=server_ok, full=full)
+
+    def _withdraw(self, spec: Spec, ls_status: dict[str, Any], foreign: str) -> LabelStudioResult:
+        """No registration while a child's name is someone else's: Label Studio would send the Basic credentials,
+        task data and `/setup` tokens to whatever answers at the Service's name. Registrations already made are
+        deleted (the next pass after the name is free registers again)."""
+        check = Check(False, "ForeignObject", f"not registered while a child's name is taken: {foreign}")
+        backends = ls_status.get("backends") or []
+        if not backends:
+            return LabelStudioResult(check, ls_status)
+        key = key_of(spec.body)
+        try:
+            target = self.target(spec)
+        except KeyError as exc:
+            return LabelStudioResult(Check(False, "SecretMissing", _key_error_text(exc)), ls_status)
+        if not self.backoff.allowed(key):
+            return LabelStudioResult(check, ls_status)
+        done, events = self._deregister(key, target, backends, "a child's name is taken")
+        return LabelStudioResult(check, {"url": target.label_studio_url} if done else ls_status, events)
+
+    def _deregister(
+        self, key: Any, target: registration.Target, backends: list[dict[str, Any]], why: str
+    ) -> tuple[bool, list[Event]]:
+        """Delete the recorded registrations; whether it succeeded, and the events (one Warning per outage: the
+        backoff retries, the first failure says so)."""
+        outcome = registration.deregister(target, backends, self.ls_factory)
+        if outcome.error:
+            delay = self.backoff.failed(key)
+            if self.backoff.failures(key) > 1:
+                return False, []
+            ids = [b.get("id") for b in backends]
+            message = f"{why}; deleting ML backends {ids}: {outcome.error} (retrying in {delay:.0f}s)"
+            return False, [Event(WARNING, "DeregistrationFailed", message)]
+        self.backoff.succeeded(key)
+        return True, [
+            Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}: {why}") for rid in outcome.removed
+        ]
 
     def _register(
         self, spec: Spec, old: dict[str, Any], ls_status: dict[str, Any], *, server_ok: bool, full: bool
@@ -228,29 +270,8 @@ class LabelStudioStep:
             )
         if not self.backoff.allowed(key):
             return LabelStudioResult(None, ls_status)
-        outcome = registration.deregister(target, backends, self.ls_factory)
-        if outcome.error:
-            delay = self.backoff.failed(key)
-            events = []
-            if self.backoff.failures(key) == 1:
-                events.append(
-                    Event(
-                        WARNING,
-                        "DeregistrationFailed",
-                        f"spec.labelStudio was removed; deleting ML "
-                        f"backends {ids}: {outcome.error} (retrying in {delay:.0f}s)",
-                    )
-                )
-            return LabelStudioResult(None, ls_status, events)
-        self.backoff.succeeded(key)
-        return LabelStudioResult(
-            None,
-            {},
-            [
-                Event(NORMAL, "Deregistered", f"deleted Label Studio ML backend {rid}: spec.labelStudio was removed")
-                for rid in outcome.removed
-            ],
-        )
+        done, events = self._deregister(key, target, backends, "spec.labelStudio was removed")
+        return LabelStudioResult(None, {} if done else ls_status, events)
 
     def finalize(self, mlb: dict[str, Any]) -> tuple[registration.Outcome | None, list[Event]]:
         """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection)."""

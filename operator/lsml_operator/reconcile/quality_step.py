@@ -24,7 +24,7 @@ from ..builders import Spec
 from ..keys import Key, key_of
 from ..kube import Kube
 from ..settings import OperatorSettings
-from ..status import SERVER_AVAILABLE
+from ..status import CHILDREN_OWNED, SERVER_AVAILABLE
 from .events import Event
 from .quality_status import held_events, quality_status
 
@@ -43,6 +43,12 @@ class QualityResult:
 
 def server_available(status: dict[str, Any]) -> bool:
     return any(c.get("type") == SERVER_AVAILABLE and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def children_taken(status: dict[str, Any]) -> bool:
+    """ChildrenOwned is False: a child's name, perhaps the Service's, is someone else's object, which must not get
+    the backend's Basic credentials."""
+    return any(c.get("type") == CHILDREN_OWNED and c.get("status") == "False" for c in status.get("conditions") or [])
 
 
 class QualityStep:
@@ -100,7 +106,7 @@ class QualityStep:
     def run(self, mlb: dict[str, Any], old: dict[str, Any]) -> QualityResult:
         """Poll the backend when its server is available; the new quality fields and events, or None fields."""
         key = key_of(mlb)
-        if mlb["metadata"].get("deletionTimestamp") or not server_available(old):
+        if mlb["metadata"].get("deletionTimestamp") or not server_available(old) or children_taken(old):
             return QualityResult(None, [])
         spec = Spec(mlb)
         try:

@@ -31,11 +31,11 @@ from ..builders import Spec
 from ..keys import ChildKey, Key, child_key, controller_owner, key_of
 from ..kube import Kube
 from ..settings import OperatorSettings
-from ..status import SERVER_AVAILABLE, Check, now_rfc3339
+from ..status import SERVER_AVAILABLE, Check, foreign_check, now_rfc3339
 from .backoff import Backoff
 from .build_status import POD_COMPONENTS, build_status, component_checks
 from .child_cache import ChildCache
-from .children import ChildrenStep
+from .children import SERVING, ChildrenStep, taken
 from .events import Event, EventSink
 from .labelstudio_step import LabelStudioStep
 from .monitoring import MonitoringStep
@@ -313,7 +313,13 @@ class Reconciler:
             observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)
-            ls_result = self.label_studio.run(spec, old, server_ok=checks[SERVER_AVAILABLE].ok, full=rules.full)
+            ls_result = self.label_studio.run(
+                spec,
+                old,
+                server_ok=checks[SERVER_AVAILABLE].ok,
+                full=rules.full,
+                foreign=foreign_check(serving).message if (serving := taken(spec, observed.foreign, SERVING)) else "",
+            )
             result = build_status(old, spec, observed, ls_result, now=now_rfc3339())
             self.status.write_if_changed(mlb, old, result.status, full=rules.full)
         finally:
