@@ -285,6 +285,8 @@ def test_a_secret_name_with_dot_segments_reads_nothing_of_another_namespace(k8s_
         "metadata": {"name": "victim-token", "namespace": UNWATCHED},
         "stringData": {"token": "victims-secret-token"},
     }
+    for namespace in (NS, UNWATCHED):  # this test alone needs no operator release, which would create them
+        k8s_cluster.kubectl("create", "namespace", namespace, check=False)
     apply_yaml(k8s_cluster, victim, UNWATCHED)
     kube = Kube(k8s_cluster.api_client())
     assert kube.secret_value(UNWATCHED, "victim-token", "token")[0] == "victims-secret-token"  # it is there
