@@ -86,6 +86,15 @@ def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
 GATE_HOLDOUT_FRACTION = 0.2
 
 
+def _credential(env: Mapping[str, str], name: str) -> str | None:
+    """A secret's text without surrounding whitespace, or None when blank.
+
+    Why strip: a value from a Kubernetes Secret made with `kubectl create secret --from-file` (or an `.env`
+    line) ends in a newline nobody types when they send it, so the server would refuse the right token."""
+    raw = env.get(name)
+    return raw.strip() or None if raw is not None else None
+
+
 def setting(
     default: Any,
     env: str,
@@ -291,7 +300,9 @@ class Settings:
         None,
         "LSML_ADMIN_TOKEN",
         "bearer token of the admin routes (`/prelabel`, `/versions/activate`, `/versions/unpin`), which Label "
-        "Studio never calls; unset and no Basic auth: those routes answer 403 `admin_disabled`; never logged",
+        "Studio never calls; unset and no Basic auth: those routes answer 403 `admin_disabled`; never logged "
+        "(surrounding whitespace, such as a Secret file's newline, is not part of it)",
+        read=_credential,
         repr=False,
     )
     keep_versions: int = setting(

@@ -107,6 +107,7 @@ def test_the_spec_says_admin_routes_need_the_token_or_basic_auth(serve):
     [
         (["--admin-token", "from-flag"], {}, "Bearer from-flag"),
         ([], {"LSML_ADMIN_TOKEN": "from-env"}, "Bearer from-env"),
+        ([], {"LSML_ADMIN_TOKEN": "from-env\n"}, "Bearer from-env"),  # a Secret file's newline
         ([], {"BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}, "Basic dTpw"),
     ],
 )
@@ -126,6 +127,16 @@ def test_predict_server_sends_the_admin_credential(http_recorder, monkeypatch, c
     (prelabel,) = [r for r in server.requests if r.path == "/prelabel"]
     assert prelabel.headers["authorization"] == expected
     assert all("from-" not in (v or "") for v in capsys.readouterr())  # the token is never printed
+
+
+def test_the_admin_token_from_a_secret_file_is_read_without_its_newline(serve, two_versions):
+    from lsml.settings import Settings
+
+    assert Settings.from_env({"LSML_ADMIN_TOKEN": "s3cret\n"}).admin_token == "s3cret"
+    assert Settings.from_env({"LSML_ADMIN_TOKEN": " \n"}).admin_token is None
+    _, c = serve(CountingModel, admin_token=Settings.from_env({"LSML_ADMIN_TOKEN": "s3cret\n"}).admin_token)
+    r = c.post("/versions/unpin", json={"project": "1"}, headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200, r.json
 
 
 def test_help_says_the_admin_routes_need_credentials(capsys):

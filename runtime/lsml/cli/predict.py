@@ -115,7 +115,8 @@ def _on_server(args: argparse.Namespace, show) -> int:
     user = args.server_user or os.environ.get(setting_names.BASIC_AUTH_USER)
     password = args.server_password or os.environ.get(setting_names.BASIC_AUTH_PASS)
     auth = (user, password or "") if user else None
-    admin_token = args.admin_token or os.environ.get(setting_names.LSML_ADMIN_TOKEN)
+    # without a Secret file's newline (as the server reads it): in a header it would fail, quoting the token
+    admin_token = (args.admin_token or os.environ.get(setting_names.LSML_ADMIN_TOKEN) or "").strip()
     admin_auth = _Bearer(admin_token) if admin_token else auth
     base = args.server.rstrip("/")
     body = {"project": args.project, "mode": args.mode, "max_concurrent": args.max_concurrent}
