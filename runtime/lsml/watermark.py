@@ -71,12 +71,24 @@ def to_ranges(ids: Iterable[int]) -> list[list[int]]:
     return runs
 
 
-def from_ranges(runs: Any) -> set[int]:
-    """The ids of `to_ranges`' runs (anything malformed is skipped)."""
+#: The most annotation ids a watermark read back may hold. Why a bound: the ranges are read from Redis and
+#: from version files, and a few bytes of `[[0, 9999999], [10000000, 19999999], ...]` would expand into a set of
+#: gigabytes in the server and every training. 2 million ids cost ~130 MB as a set; a project past that is
+#: re-baselined by catch-up at each check instead (a warning says so).
+MAX_IDS = 2_000_000
+
+
+def from_ranges(runs: Any) -> set[int] | None:
+    """The ids of `to_ranges`' runs (anything malformed is skipped); None when they name more than `MAX_IDS`."""
     found: set[int] = set()
+    total = 0
     for run in runs if isinstance(runs, list) else []:
-        if isinstance(run, list) and len(run) == 2 and all(isinstance(x, int) for x in run) and run[1] - run[0] < 10**7:
-            found.update(range(run[0], run[1] + 1))
+        if not (isinstance(run, list) and len(run) == 2 and all(type(x) is int for x in run) and run[0] <= run[1]):
+            continue
+        total += run[1] - run[0] + 1
+        if total > MAX_IDS:
+            return None
+        found.update(range(run[0], run[1] + 1))
     return found
 
 
@@ -94,10 +106,17 @@ class Watermark:
     def from_dict(cls, data: Any) -> Watermark:
         data = data if isinstance(data, dict) else {}
         seen = data.get("seen") if isinstance(data.get("seen"), dict) else {}
+        ids = from_ranges(data.get("ids"))
+        if ids is None:
+            log.warning(
+                "a stored watermark names more than %d annotation ids: it is ignored (catch-up takes a new baseline)",
+                MAX_IDS,
+            )
+            return cls(config=data.get("config") if isinstance(data.get("config"), str) else None)
         return cls(
             updated_at=data.get("updated_at") if isinstance(data.get("updated_at"), str) else None,
             seen={str(k): str(v) for k, v in seen.items()},
-            ids=from_ranges(data.get("ids")),
+            ids=ids,
             complete=data.get("complete") is True,
             config=data.get("config") if isinstance(data.get("config"), str) else None,
         )
@@ -151,11 +170,21 @@ class Watermark:
             self.forget(a.get("id") for a in items if isinstance(a, dict)) if isinstance(items, list) else None
         recovered = data.get("catchup")  # catch-up's START_TRAINING names what it found (lsml.catchup)
         if isinstance(recovered, dict):
-            for ident, stamp in (recovered.get("seen") or {}).items():
-                if str(ident).isdigit() and isinstance(stamp, str):
-                    self.seen[str(ident)] = stamp
+            # the HTTP routes drop a client's `catchup`; this holds for a job payload read back from Redis too:
+            # whatever its shape, folding it never raises (a raise here comes after `fit` and loses the version)
+            seen = recovered.get("seen")
+            for ident, stamp in seen.items() if isinstance(seen, dict) else ():
+                if (
+                    isinstance(ident, str)
+                    and ident.isascii()
+                    and ident.isdigit()
+                    and len(ident) <= 18
+                    and isinstance(stamp, str)
+                ):
+                    self.seen[ident] = stamp
                     self.ids.add(int(ident))
-            self.forget(recovered.get("deleted") or [])
+            deleted = recovered.get("deleted")
+            self.forget(deleted if isinstance(deleted, list) else [])
 
     # ---- what a check found -----------------------------------------------------
     def missed(self, annotation: dict) -> bool:

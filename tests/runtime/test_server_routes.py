@@ -3,6 +3,9 @@
 import threading
 import time
 
+import pytest
+
+from lsml.server.routes import client_payload
 from tests.fixtures.polling import wait_for
 from tests.fixtures.sample_models import (
     BadReturnModel,
@@ -244,6 +247,25 @@ def test_webhook_queues_training_events_and_ignores_others(serve, text_config):
     r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
     assert r.json["results"][0]["model_version"] == "v1"
     assert CountingModel.fit_calls[0][:2] == ("1", "ANNOTATION_CREATED")
+
+
+@pytest.mark.parametrize("claim", [{"seen": 1}, {"seen": {"\u00b2": "x"}}, {"deleted": 5}])
+def test_a_client_cannot_pass_itself_off_as_catch_up(serve, text_config, claim):
+    """`catchup` in a training payload is lsml's own marker (what catch-up recovered, folded into the version's
+    watermark). Sent by a client it was folded too: malformed, it raised after `fit` and the version was lost;
+    well formed, it claimed annotations as trained on. The routes drop it."""
+    app, c = serve(CountingModel)
+    setup_project(c, text_config)
+    queue = app.extensions["lsml"].queue
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "annotation": {"result": []}, "catchup": claim}
+    for path, body in (("/webhook", event), ("/train", {"project": "1", "annotations": [{"id": 1}], "catchup": claim})):
+        r = c.post(path, json=body)
+        assert r.status_code == 201, r.json
+        status = queue.wait(r.json["job"])
+        assert status["status"] == "finished", (path, status)
+    assert client_payload({"action": "A", "project": {"id": 1}, "catchup": {"seen": {"1": "x"}}}, "action") == {
+        "project": {"id": 1}
+    }
 
 
 def test_start_training_event_trains_the_project(serve, text_config):

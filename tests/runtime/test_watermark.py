@@ -59,3 +59,37 @@ def test_advancing_keeps_only_what_changed_after_the_new_mark():
     mark.advance("2026-01-01T00:00:02Z")  # never backwards
     assert mark.updated_at == "2026-01-01T00:00:05Z"
     assert Watermark.from_dict(mark.to_dict()) == mark
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [{"seen": 1}, {"seen": {"\u00b2": "x"}}, {"seen": {"9" * 5000: "x"}}, {"deleted": 5}, {"seen": None}, "junk"],
+)
+def test_folding_a_malformed_catch_up_claim_never_raises(claim):
+    """A job payload comes back from Redis: whatever its `catchup` holds, folding it happens after `fit` and must
+    not lose the version by raising."""
+    mark = Watermark(ids={1}, seen={"1": "2026-01-01T00:00:00Z"}, complete=True)
+    mark.fold_event("START_TRAINING", {"catchup": claim})
+    assert mark.ids == {1} and mark.seen == {"1": "2026-01-01T00:00:00Z"}
+
+
+def test_ranges_naming_more_ids_than_the_bound_are_ignored_without_expanding_them():
+    """A few bytes of ranges in Redis must not become gigabytes of ids in the server and every training."""
+    import tracemalloc
+
+    from lsml.watermark import MAX_IDS
+
+    stored = {
+        "updated_at": "2026-01-01T00:00:00Z",
+        "ids": [[0, MAX_IDS // 2], [MAX_IDS, 2 * MAX_IDS]],
+        "complete": True,
+    }
+    tracemalloc.start()
+    try:
+        mark = Watermark.from_dict(stored)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert mark.ids == set() and not mark.complete and mark.updated_at is None  # catch-up takes a new baseline
+    assert peak < 120 * 2**20, f"{peak / 2**20:.0f} MiB to read {len(str(stored))} bytes"
+    assert from_ranges([[5, 1], [True, 2], [3, 4]]) == {3, 4}  # backwards and bool runs are junk too

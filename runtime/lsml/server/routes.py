@@ -156,10 +156,19 @@ def webhook() -> Response:
             rt.registry.setup(project, label_config)
         except Exception:  # remembering the config must not lose the training trigger
             logger.warning("project %s: could not remember the webhook's label config", project, exc_info=True)
-    data = {k: v for k, v in raw.items() if k != "action"}
+    data = client_payload(raw, "action")
     job = rt.queue.submit(TrainingRequest(project=project, event=action, payload=data, label_config=label_config))
     metrics.TRAINING_SUBMITTED.labels(action).inc()
     return json_response({"job": job, "status": "queued", "project": project, "action": action}, 201)
+
+
+def client_payload(raw: dict, *drop: str) -> dict:
+    """A training trigger's payload as a client sent it, without `drop` and without `catchup`.
+
+    Why `catchup` goes: it is lsml's own marker, set by catch-up (`lsml.catchup`) on the events it recovered and
+    folded into the published version's watermark; from a client it would claim annotations as trained on (and
+    count them as recovered) that no training saw."""
+    return {k: v for k, v in raw.items() if k not in drop and k != "catchup"}
 
 
 def _follow_label_config(rt, project: str, label_config: str | None) -> None:
@@ -182,7 +191,7 @@ def train() -> Response:
     if label_config is not None:
         rt.registry.remember(project, "label_config", label_config)
     job = rt.queue.submit(
-        TrainingRequest(project=project, event="START_TRAINING", payload=raw, label_config=label_config)
+        TrainingRequest(project=project, event="START_TRAINING", payload=client_payload(raw), label_config=label_config)
     )
     metrics.TRAINING_SUBMITTED.labels("TRAIN").inc()
     return json_response({"job": job}, 201)
