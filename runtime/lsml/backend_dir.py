@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Mapping
 from importlib import resources
@@ -293,4 +294,38 @@ def scaffold(target: str | Path, script: str | Path, class_name: str | None = No
         path = target / filename
         path.write_text(_render(_template(template), values), encoding="utf-8")
         written.append(path)
+    written.append(_compose_env(target / ENV_FILE))
     return written
+
+
+ENV_FILE = ".env"
+
+
+def _compose_env(path: Path) -> Path:
+    """docker compose's `.env` beside the compose file: the stack's Redis password, made here, 0600.
+
+    Why: the compose Redis requires a password (it is code execution in the worker and holds `/setup`'s
+    tokens), and compose refuses to start without `REDIS_PASSWORD` rather than run one open. A `.env` the user
+    already has is kept, a password only added when it has none; `.dockerignore` keeps the file out of images.
+    """
+    existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if any(line.split("=", 1)[0].strip() == "REDIS_PASSWORD" for line in existing.splitlines()):
+        return path
+    lines = (
+        []
+        if existing
+        else [
+            "# docker compose reads this file (never copied into the image: .dockerignore). Keep it private.",
+            "# LABEL_STUDIO_URL=http://label-studio:8080",
+            "# LABEL_STUDIO_API_KEY=",
+            "# BASIC_AUTH_USER=",
+            "# BASIC_AUTH_PASS=",
+        ]
+    )
+    lines.append(f"REDIS_PASSWORD={secrets.token_hex(32)}")
+    prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(prefix + "\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path

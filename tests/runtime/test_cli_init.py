@@ -59,8 +59,41 @@ def test_init_compose_runs_server_rq_worker_and_redis(tmp_path):
     assert set(services) == {"server", "worker", "redis"}
     assert services["worker"]["command"][:2] == ["label-studio-ml", "worker"]
     for name in ("server", "worker"):
-        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        url = services[name]["environment"]["REDIS_URL"]
+        assert url.startswith("redis://:${REDIS_PASSWORD:?") and url.endswith("}@redis:6379/0"), url
         assert "models:/data/models" in services[name]["volumes"]  # one model store for both
+
+
+def test_init_gives_the_compose_redis_a_private_password_kept_out_of_images_and_argv(tmp_path):
+    """Redis is code execution in the worker and holds /setup's tokens: the compose stack's has a password,
+    from a 0600 `.env` that `.dockerignore` keeps out of the image, given on stdin (not in `ps`); compose
+    refuses to start without it. The port is published on loopback only (auth is off by default)."""
+    import stat
+
+    import yaml
+
+    (tmp_path / "m.py").write_text(SCRIPT)
+    assert cli("init", "b", "--script", "m.py", cwd=tmp_path).returncode == 0
+    backend = tmp_path / "b"
+    env = backend / ".env"
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    (password,) = [line.split("=", 1)[1] for line in env.read_text().splitlines() if line.startswith("REDIS_PASSWORD=")]
+    assert len(password) == 64
+    assert ".env" in (backend / ".dockerignore").read_text().split()
+    compose_text = (backend / "docker-compose.yml").read_text()
+    assert password not in compose_text
+    redis = yaml.safe_load(compose_text)["services"]["redis"]
+    assert "requirepass $$REDIS_PASSWORD" in redis["command"][-1] and "--requirepass" not in redis["command"][-1]
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    assert yaml.safe_load(compose_text)["services"]["server"]["ports"] == ["127.0.0.1:9090:9090"]
+    # init again over it (--force): the stack keeps its password, and a user's own settings stay
+    env.write_text(env.read_text() + "LABEL_STUDIO_URL=http://ls:8080\n")
+    assert cli("init", "b", "--script", "m.py", "--force", cwd=tmp_path).returncode == 0
+    assert f"REDIS_PASSWORD={password}" in env.read_text() and "LABEL_STUDIO_URL=http://ls:8080" in env.read_text()
+    env.write_text("BASIC_AUTH_USER=me\n")  # a .env of the user's own, without a password: one is added
+    assert cli("init", "b", "--script", "m.py", "--force", cwd=tmp_path).returncode == 0
+    lines = env.read_text().splitlines()
+    assert lines[0] == "BASIC_AUTH_USER=me" and lines[1].startswith("REDIS_PASSWORD=") and len(lines) == 2
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,8 @@ def test_start_gives_its_redis_a_random_password_kept_out_of_logs_and_ps(tmp_pat
         assert password not in ps
         config_files = [p for p in (backend / "data" / "redis").iterdir() if p.suffix == ".conf"]
         assert config_files == [], "the 0600 config file is removed once Redis listens"
+        # the AOF holds /setup's tokens: its directory is this user's alone (umask 022 would give 0755)
+        assert stat.S_IMODE((backend / "data" / "redis").stat().st_mode) == 0o700
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]

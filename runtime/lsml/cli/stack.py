@@ -172,6 +172,9 @@ class LocalStack:
         """A private redis-server with a password made for this start (see `_redis_config`)."""
         data_dir = self.backend_dir / "data" / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
+        # its AOF holds /setup's Label Studio tokens in the clear, and Redis writes it with the umask's mode (0644
+        # here): like the SQLite state (0600 in a 0700 directory), only this user may enter the directory
+        data_dir.chmod(0o700)
         port = free_port()
         password = secrets.token_urlsafe(32)
         config = _redis_config(data_dir, password)
