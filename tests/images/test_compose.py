@@ -4,7 +4,8 @@ Debian's docker-compose 1.29 on the session's Docker engine. The compose file st
 it (registry images: the backend built by `build: .`, redis:7.x-alpine); an override file, as a
 user would write one, swaps in the images built here without a registry: the scaffolded backend
 built on the local runtime image, and Debian's redis-server on the local base.
-The scaffold publishes host port 9090 (on every interface): the test needs it free and says so.
+The scaffold publishes host port 9090 (on loopback): the test needs it free and says so. Its Redis takes
+the password `init` wrote to `.env`, which compose reads from the backend directory.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def port_9090_is_free() -> None:
             sock.bind(("0.0.0.0", 9090))
         except OSError as exc:
             pytest.fail(
-                f"host port 9090 is taken ({exc}); the scaffold's compose file publishes 9090:9090, "
+                f"host port 9090 is taken ({exc}); the scaffold's compose file publishes 127.0.0.1:9090, "
                 "so this test needs it: stop what listens there (`ss -ltnp 'sport = :9090'`)"
             )
 
