@@ -44,6 +44,12 @@ from lsml.versions import configured_pin, served_version
 logger = logging.getLogger(__name__)
 
 _RETRY_AFTER_FAILURE = 1.0
+#: Seconds before the reload check builds a version whose build failed again. Why again at all: a build fails for
+#: reasons that pass (a GPU out of memory while the old instance still holds it, Label Studio down in `setup()`,
+#: a file fixed by hand), and without a retry that process would serve the old version until another was
+#: published, even when the failed one is activated again. Why not at every check: a tampered version would be
+#: hashed and logged every `LSML_RELOAD_INTERVAL`.
+_RETRY_FAILED_VERSION = 60.0
 _START_LOCK = threading.Lock()  # held only inside ModelRegistry.start, never across a fork by a request
 
 
@@ -254,6 +260,7 @@ class ModelRegistry:
             if entry.label_config == label_config:
                 entry.instance = instance
                 entry.pointer = pointer
+                entry.failed_pointer = None
                 entry.error = None
                 entry.last_check = time.monotonic()
                 entry.ready.set()
@@ -278,8 +285,9 @@ class ModelRegistry:
     def _build_failed(
         self, entry: _Entry, pointer: str | None, error: str, message: str, *args: Any, exc_info: bool = False
     ) -> None:
-        """Record a failed build. A previous instance keeps serving; the refused pointer is not retried by
-        the reload check (only a new publish, or a failed first build after `_RETRY_AFTER_FAILURE`)."""
+        """Record a failed build. A previous instance keeps serving; the reload check builds the refused pointer
+        again only after `_RETRY_FAILED_VERSION` (a new publish at once; a failed first build after
+        `_RETRY_AFTER_FAILURE`)."""
         serving = entry.instance
         suffix = f"; still serving {serving.model_version}" if serving is not None else ""
         logger.error(message + suffix, entry.project, *args, exc_info=exc_info)
@@ -370,7 +378,8 @@ class ModelRegistry:
         if entry.loading:
             return
         pointer = self._pointer(entry.project)
-        if pointer != entry.pointer and pointer != entry.failed_pointer:
+        refused = pointer == entry.failed_pointer and now - entry.failed_at <= _RETRY_FAILED_VERSION
+        if pointer != entry.pointer and not refused:
             with self._lock:
                 self._schedule(entry)
 
@@ -439,12 +448,14 @@ class ModelRegistry:
         return entry is not None and entry.label_config != label_config
 
     def reload(self, project: str) -> None:
-        """Check the store now (e.g. right after this process published a version)."""
+        """Check the store now (e.g. right after this process published a version, or activated one: a version
+        whose build failed here is built again then)."""
         entry = self._entries.get(project)
         if entry is None:
             return
         with self._lock:
             entry.last_check = 0.0
+            entry.failed_pointer = None
         self._maybe_reload(entry)
 
     def model_version(self, project: str) -> str:

@@ -194,3 +194,53 @@ def test_a_fork_during_the_model_import_gives_the_child_the_whole_class_and_its_
         armed[0] = False
     assert report == {"class": "SlowImport", "reload_thread": True}
     assert reg.model_class(timeout=10).__name__ == "SlowImport"  # and the parent has it too
+
+
+class FailsOnceOnFlakyModel(CountingModel):
+    """`setup` of a version trained on the event "flaky" raises the first time, as a GPU out of memory (the old
+    instance still holding it) or Label Studio down inside `setup()` would."""
+
+    tripped = False
+
+    def setup(self):
+        super().setup()
+        if (self.trained_on or {}).get("event") == "flaky" and not type(self).tripped:
+            type(self).tripped = True
+            raise RuntimeError("CUDA out of memory")
+
+
+@pytest.fixture
+def fails_once():
+    FailsOnceOnFlakyModel.tripped = False
+    return FailsOnceOnFlakyModel
+
+
+def test_a_version_whose_build_failed_for_a_passing_reason_is_built_again(
+    settings, text_config, fails_once, monkeypatch
+):
+    """Before, the failed pointer was never built again: the process served the old version until another was
+    published. The retry's delay is shortened here; the default (a minute) is what the product promises."""
+    monkeypatch.setattr("lsml.loader._RETRY_FAILED_VERSION", 0.2)
+    reg = ModelRegistry(fails_once, settings.replace(reload_interval=0.05))
+    publish(settings, event="good")
+    assert reg.get("1", text_config).model_version == "v1"
+    publish(settings, event="flaky")
+    wait_for(lambda: fails_once.tripped, 10, 0.02, what="v2's first build to fail")
+    served = wait_for(lambda: reg.get("1"), 10, 0.05, what="v2 built again", until=lambda m: m.model_version == "v2")
+    assert served.trained_on == {"event": "flaky"}
+
+
+def test_activating_a_version_whose_build_failed_serves_it(settings, text_config, fails_once):
+    """A rollback to a version whose build once failed here: `activate` writes the same pointer again, and the
+    process that handles it (reload) builds it, whatever the retry delay."""
+    reg = ModelRegistry(fails_once, settings.replace(reload_interval=0.05))
+    publish(settings, event="good")
+    assert reg.get("1", text_config).model_version == "v1"
+    publish(settings, event="flaky")
+    wait_for(lambda: fails_once.tripped, 10, 0.02, what="v2's first build to fail")
+    publish(settings, event="later")
+    wait_for(lambda: reg.get("1"), 10, 0.02, what="v3 served", until=lambda m: m.model_version == "v3")
+    LocalModelStore(settings.model_dir).activate("1", "v2")
+    reg.reload("1")
+    served = wait_for(lambda: reg.get("1"), 10, 0.02, what="v2 served again", until=lambda m: m.model_version == "v2")
+    assert served.trained_on == {"event": "flaky"}
