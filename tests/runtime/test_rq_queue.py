@@ -140,6 +140,39 @@ def test_a_dead_pending_job_is_replaced_not_coalesced_into(redis_url):
     assert queue.status(second)["status"] == "queued"
 
 
+def test_a_pending_job_left_deferred_on_a_failed_one_is_replaced_with_its_triggers(redis_url):
+    """RQ records a failed job (one pipeline: status, registries) before it enqueues its dependents (another round
+    trip); a worker killed or a Redis restart between the two leaves the dependent deferred for good, and RQ never
+    recovers it. Coalescing into it answered 2xx for triggers no training would see, forever. The state RQ leaves
+    is written here by hand: the window is between two of RQ's own round trips, which lsml cannot open on demand.
+    """
+    queue = make_queue(redis_url)
+    running = queue.submit(request(n=1))
+    queue.coalescer.claim("1", running)  # the worker trains it
+    stuck = queue.submit(request(n=2))
+    assert queue.submit(request(n=3)) == stuck  # folded into the job waiting for it
+    queue.coalescer.release("1", running)  # the job function's `finally`, after fit raised
+    queue.connection.hset(Job.key_for(running), "status", JobStatus.FAILED.value)  # RQ's first pipeline; then the crash
+    assert Job.fetch(stuck, connection=queue.connection, serializer=JSONSerializer).get_status() == JobStatus.DEFERRED
+
+    replacement = queue.submit(request(n=4))
+    assert replacement != stuck, "a trigger folded into a job that will never run is lost"
+    assert queue.status(replacement)["status"] == "queued"  # nothing live to wait for
+    assert queue.submit(request(n=5)) == replacement
+    claimed = queue.coalescer.claim("1", replacement)
+    assert claimed["payload"] == {"n": 5}
+    assert [c["data"] for c in claimed["coalesced"]] == [{"n": 2}, {"n": 3}, {"n": 4}]  # the stuck job's too
+
+
+def test_a_pending_job_deferred_on_a_running_one_is_still_coalesced_into(redis_url):
+    queue = make_queue(redis_url)
+    running = queue.submit(request(n=1))
+    queue.coalescer.claim("1", running)
+    queue.connection.hset(Job.key_for(running), "status", JobStatus.STARTED.value)  # as the worker marks it
+    waiting = queue.submit(request(n=2))
+    assert queue.submit(request(n=3)) == waiting
+
+
 def test_jobs_carry_only_the_request(redis_url):
     queue = make_queue(redis_url)
     job_id = queue.submit(request(n=5))

@@ -101,9 +101,24 @@ _COALESCE_LUA = (
     """
 local pending = redis.call('HGET', KEYS[1], 'pending')
 if not pending then return false end
+local function live(status)
+  return status == 'queued' or status == 'deferred' or status == 'scheduled' or status == 'started'
+end
 local status = redis.call('HGET', ARGV[4] .. pending, 'status')
-if status ~= 'queued' and status ~= 'deferred' and status ~= 'scheduled' and status ~= 'started' then
+if not live(status) then
   return false
+end
+if status == 'deferred' then
+  -- waiting for a job that ended without RQ enqueueing its dependents (see _deferred_on_live): not live
+  local deps = redis.call('HGET', ARGV[4] .. pending, 'dependency_ids')
+  local list = deps and cjson.decode(deps) or {}
+  if #list > 0 then
+    local waiting = false
+    for _, dep in ipairs(list) do
+      if live(redis.call('HGET', ARGV[4] .. dep, 'status')) then waiting = true end
+    end
+    if not waiting then return false end
+  end
 end
 redis.call('HSET', KEYS[1], 'request', ARGV[1])
 """
@@ -201,9 +216,9 @@ class Coalescer:
                     job_id = uuid.uuid4().hex
                     enqueue(pipe, job_id, depends_on)  # leaves pipe in MULTI
                     pipe.hset(key, mapping={"pending": job_id, "request": encoded})
-                    pipe.hdel(key, "dropped")
-                    pipe.delete(hkey)
-                    pipe.rpush(hkey, trigger)
+                    # the history holds only triggers no job claimed (claim takes it whole): those of a pending
+                    # job that will never run (cancelled, expired, deferred on a dead job) go to the new one
+                    self._push(keys=[key, hkey], args=[encoded, trigger, HISTORY_LIMIT], client=pipe)
                     pipe.execute()
                     return Submitted(job_id, created=True)
                 except redis.WatchError:
@@ -215,7 +230,25 @@ class Coalescer:
         """WATCH a job's RQ key and tell whether it can still run."""
         job_key = Job.key_for(job_id)
         pipe.watch(job_key)
-        return _text(pipe.hget(job_key, "status")) in LIVE_STATUSES
+        status = _text(pipe.hget(job_key, "status"))
+        if status == JobStatus.DEFERRED.value:
+            return self._deferred_on_live(pipe, job_key)
+        return status in LIVE_STATUSES
+
+    def _deferred_on_live(self, pipe: redis.client.Pipeline, job_key: str) -> bool:
+        """Whether a deferred job still waits for a job that may run (WATCHing those too).
+
+        Why: RQ records a failed job (one pipeline) before it enqueues its dependents (another round trip); a
+        worker killed or a Redis restart between the two leaves the dependent deferred for good, and nothing in
+        RQ recovers it. Coalescing into it would answer 2xx for triggers no training ever sees.
+        """
+        raw = _text(pipe.hget(job_key, "dependency_ids"))
+        if not raw:
+            return True  # no record of what it waits for: as RQ left it
+        dependencies = [Job.key_for(dep) for dep in json.loads(raw)]
+        if dependencies:
+            pipe.watch(*dependencies)
+        return not dependencies or any(_text(pipe.hget(dep, "status")) in LIVE_STATUSES for dep in dependencies)
 
     def claim(self, project: str, job_id: str) -> dict[str, Any] | None:
         """Mark ``job_id`` running; return the request it trains on, None if it has none here.
