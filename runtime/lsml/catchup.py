@@ -304,29 +304,60 @@ def _client(credential: credentials.Credential) -> Any:
 
 # ---- one check per project at a time, across processes -----------------------------------------------
 class RedisLease:
-    """A per-project lease in Redis: held while a check runs, then left to expire after the interval."""
+    """A per-project lease in Redis: held while a check runs, then left to expire after the interval.
 
-    _RELEASE = (
+    While held, a heartbeat pushes its expiry `hold` seconds ahead every third of that. Why not one long expiry:
+    a process that dies mid-check (a pod deleted, the OOM killer) never releases, and every other process then
+    waits out the whole expiry before checking the project again; before, that was 10 minutes of missed
+    annotations nobody recovered. Now it is at most `hold`.
+    """
+
+    # PEXPIRE only our own lease (the token): one that expired and was taken by another process is left alone
+    _EXPIRE_IF_OURS = (
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
     )
 
-    def __init__(self, connection: Any, queue_name: str, interval: float, hold: float = 600.0) -> None:
+    def __init__(self, connection: Any, queue_name: str, interval: float, hold: float = 30.0) -> None:
         self.connection = connection
         self.queue_name = queue_name
         self.interval_ms = max(1, int(interval * 1000))
-        self.hold_ms = int(hold * 1000)
-        self._release = connection.register_script(self._RELEASE)
+        self.hold_ms = max(1, int(hold * 1000))
+        self.beat_seconds = hold / 3
+        self._expire = connection.register_script(self._EXPIRE_IF_OURS)
 
     @contextmanager
     def __call__(self, project: str) -> Iterator[bool]:
         key = f"lsml:catchup:{self.queue_name}:{project}"
         token = uuid.uuid4().hex
         got = bool(self.connection.set(key, token, nx=True, px=self.hold_ms))
+        stop = threading.Event()
+        beat = None
+        if got:
+            beat = threading.Thread(
+                target=self._heartbeat, args=(key, token, stop), name="lsml-catchup-lease", daemon=True
+            )
+            beat.start()
         try:
             yield got
         finally:
-            if got:  # the next check of this project, by any process, comes an interval after this one ended
-                self._release(keys=[key], args=[token, max(1, self.interval_ms // 2)])
+            if beat is not None:
+                stop.set()
+                beat.join()
+                # the next check of this project, by any process, comes an interval after this one ended
+                self._expire(keys=[key], args=[token, max(1, self.interval_ms // 2)])
+
+    def renew(self, key: str, token: str) -> bool:
+        """Push the lease's expiry `hold` ahead; False when it is no longer ours."""
+        return bool(self._expire(keys=[key], args=[token, self.hold_ms]))
+
+    def _heartbeat(self, key: str, token: str, stop: threading.Event) -> None:
+        while not stop.wait(self.beat_seconds):
+            try:
+                if not self.renew(key, token):
+                    log.warning("catch-up lease %s expired while its check ran (another process may check too)", key)
+                    return
+            except Exception:  # noqa: BLE001 - Redis down: the check fails on it too, and the lease lapses
+                log.debug("could not renew catch-up lease %s", key, exc_info=True)
 
 
 class FileLease:
