@@ -33,6 +33,9 @@ def _app(backend, label_studio, model="model:TextClassifier", **overrides):
             "label_studio_api_key": label_studio.legacy_token,
             "basic_auth_user": "u",
             "basic_auth_pass": "p",
+            # no catch-up thread: nothing here tests it, and no fixture would stop it (before, these apps' threads
+            # polled their gone Label Studios for the rest of the pytest session)
+            "catchup_interval": 0,
             **overrides,
         }
     )
