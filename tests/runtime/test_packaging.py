@@ -112,7 +112,9 @@ def test_the_generated_compose_file_is_valid_and_runs_the_whole_stack(tmp_path):
     assert any(v.endswith(":" + model_dir) for v in services["server"]["volumes"])
     assert services["worker"]["command"][:2] == ["label-studio-ml", "worker"]
     for name in ("server", "worker"):
-        assert services[name]["environment"]["REDIS_URL"].startswith("redis://redis:")
+        # the stack's Redis takes the password `init` wrote to .env (compose refuses to start without it)
+        assert services[name]["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+        assert services[name]["environment"]["REDIS_URL"].endswith("}@redis:6379/0")
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
 
     # the schema bites: a misspelt key is rejected
