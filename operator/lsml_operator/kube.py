@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client, config
 
 from . import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from .crd.model import OBJECT_NAME
 from .kube_errors import APIError, Conflict, Forbidden, Invalid, NotFound, api_error
 
 __all__ = ["APIError", "Conflict", "Forbidden", "Invalid", "NotFound", "Kube", "new_api_client", "owned_by"]
@@ -59,8 +60,12 @@ def new_api_client(pool_size: int = 32) -> client.ApiClient:
 
 
 #: A Kubernetes object name or namespace (DNS-1123 subdomain; every kind the operator touches uses it or a
-#: narrower rule). The CRD holds spec fields to it too (crd/model.py OBJECT_NAME).
-_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+#: narrower rule): the CRD's own pattern for the spec's names, so the two cannot drift apart.
+_OBJECT_NAME = re.compile(OBJECT_NAME)
+
+
+class NotAnObjectName(ValueError):
+    """A namespace or name that `_path` refuses to join into an API path."""
 
 
 def is_object_name(value: str) -> bool:
@@ -75,7 +80,7 @@ def _path(api_version: str, plural: str, namespace: str, name: str | None = None
     object with the operator's own rights. A name that is not a Kubernetes object name names nothing."""
     for what, value in (("namespace", namespace), ("name", name)):
         if value is not None and not is_object_name(value):
-            raise ValueError(f"{what} {value[:80]!r} is not a Kubernetes object name (a DNS-1123 subdomain)")
+            raise NotAnObjectName(f"{what} {value[:80]!r} is not a Kubernetes object name (a DNS-1123 subdomain)")
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     p = f"{base}/namespaces/{namespace}/{plural}"
     if name:
@@ -211,10 +216,10 @@ class Kube:
 
     def secret_value(self, namespace: str, name: str, key: str) -> tuple[str, str]:
         """(value, resourceVersion) of one Secret key. Raises KeyError with a message naming the key, never the value."""
-        if not is_object_name(name):
-            raise KeyError(f"Secret name {name[:80]!r} is not a Kubernetes object name (a DNS-1123 subdomain)")
         try:
             sec = self.get("Secret", namespace, name)
+        except NotAnObjectName as exc:  # reported as a Secret that cannot be had
+            raise KeyError(f"Secret {exc}") from None
         except Forbidden:
             # RBAC does not let the operator read Secrets here (chart: rbac.secretNamespaces)
             raise KeyError(f"the operator may not read Secret {namespace}/{name} (RBAC)") from None
