@@ -7,7 +7,9 @@
 - ``owned``: children whose controller owner reference was verified (owner uid), by a GET or by the watch
   that listed them: anything else is looked at before the first apply, so apply never takes over a
   foreign object;
-- ``auth``: the Redis password Secret's (owner uid, resourceVersion).
+- ``auth``: the Redis password Secret's (owner uid, resourceVersion);
+- ``stamp``: a number moved by every watch event (and deletion) of a child, so that a write's answer that a
+  newer watch event overtook does not replace it (``mark``, then ``applied(..., since=mark)``).
 
 Every entry is filed under its owner's key, so ``forget(owner)`` drops exactly that MLBackend's
 entries (matching child names by prefix would drop ``a-b``'s when ``a`` is deleted). A restart
@@ -20,6 +22,7 @@ a thousand MLBackends.)
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any, NamedTuple
 
@@ -88,6 +91,8 @@ class ChildCache:
         self._applied: dict[ChildKey, Applied] = {}
         self._owned: dict[ChildKey, str] = {}
         self._auth: dict[ChildKey, tuple[str, str]] = {}
+        self._stamp: dict[ChildKey, int] = {}
+        self._stamps = itertools.count(1)
         self._by_owner: dict[Key, set[ChildKey]] = {}
         self._owner_of: dict[ChildKey, Key] = {}
 
@@ -111,6 +116,11 @@ class ChildCache:
         if applied is not None and applied == (_generation(observed), digest, live):
             return observed
         return None
+
+    def mark(self, ck: ChildKey) -> int | None:
+        """Where the child's watch stood, taken before a request whose answer is a body of the child (``since``)."""
+        with self._guard:
+            return self._stamp.get(ck)
 
     def verified_owner(self, ck: ChildKey, owner_uid: str) -> bool:
         with self._guard:
@@ -141,6 +151,7 @@ class ChildCache:
         uid = _controller_uid(body)
         with self._guard:
             self._file(owner, ck)
+            self._stamp[ck] = next(self._stamps)
             old = self._observed.get(ck)
             self._observed[ck] = slim
             if uid:
@@ -149,14 +160,38 @@ class ChildCache:
             return "new"
         return "same" if _comparable(old) == _comparable(slim) else "changed"
 
-    def applied(self, owner: Key, ck: ChildKey, owner_uid: str, digest: str, result: dict[str, Any]) -> dict[str, Any]:
-        """Our apply of ``digest`` answered ``result``; return the slim body kept."""
+    def read(self, owner: Key, ck: ChildKey, body: dict[str, Any], since: int | None) -> None:
+        """Our GET of a child (``since``: its ``mark`` before the request) answered ``body``: kept unless a watch
+        event came meanwhile, which is as new or newer (the watch delivers every later version in order)."""
+        slim = slim_child(body)
+        uid = _controller_uid(body)
+        with self._guard:
+            if self._stamp.get(ck) != since:
+                return
+            self._file(owner, ck)
+            self._observed[ck] = slim
+            if uid:
+                self._owned[ck] = uid
+
+    def applied(
+        self, owner: Key, ck: ChildKey, owner_uid: str, digest: str, result: dict[str, Any], since: int | None
+    ) -> dict[str, Any]:
+        """Our apply of ``digest`` answered ``result`` (``since``: the child's ``mark`` before the request); return
+        the answer, slimmed, for the pass that applied.
+
+        The cache keeps the answer only when no watch event of the child came during the request. One that came
+        may be newer than the answer: a StatefulSet recreated by our apply is made ready by its controller (and
+        kwok) in milliseconds, and that event can be handled before a loaded operator reads the answer. Kept, the
+        older answer would stand until the child's next event, which may never come: status stuck at
+        "generation not observed yet". The event may also be older than the answer; then the watch has the
+        apply's own version still to deliver (a new event, so a new pass)."""
         slim = slim_child(result)
         with self._guard:
             self._file(owner, ck)
             self._owned[ck] = owner_uid
             self._applied[ck] = Applied(_generation(result), digest, slim["fingerprint"])
-            self._observed[ck] = slim
+            if self._stamp.get(ck) == since:
+                self._observed[ck] = slim
         return slim
 
     def auth_seen(self, owner: Key, ck: ChildKey, owner_uid: str, resource_version: str) -> None:
@@ -169,10 +204,12 @@ class ChildCache:
         with self._guard:
             for cache in (self._observed, self._applied, self._owned):
                 cache.pop(ck, None)
+            if ck in self._owner_of:  # a stamp lives as long as the filing (``forget``), not longer
+                self._stamp[ck] = next(self._stamps)
 
     def forget(self, owner: Key) -> None:
         """Drop every entry of a deleted MLBackend (keeps memory flat under churn), and nothing else."""
         with self._guard:
             for ck in self._by_owner.pop(owner, set()):
-                for cache in (self._observed, self._applied, self._owned, self._auth, self._owner_of):
+                for cache in (self._observed, self._applied, self._owned, self._auth, self._owner_of, self._stamp):
                     cache.pop(ck, None)

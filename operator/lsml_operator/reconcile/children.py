@@ -184,13 +184,15 @@ class ChildrenStep:
             if cached is not None:
                 return cached
         owner_ref = child["metadata"]["ownerReferences"][0]
+        mark = self.cache.mark(ck)
         live = self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
         if live is not None and not force:
             # read before the first write (a restart whose watches have not listed this child yet): in sync, no write
-            self.cache.saw(key, ck, live)
+            self.cache.read(key, ck, live, since=mark)
             cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
                 return cached
+        mark = self.cache.mark(ck)
         try:
             result = self.kube.apply(child)
         except Invalid as exc:
@@ -200,7 +202,7 @@ class ChildrenStep:
                 raise
             log.warning("%s %s/%s could not be restored in place (%s): replaced", *ck, exc.reason)
             result = self.kube.apply(child)
-        return self.cache.applied(key, ck, owner_ref["uid"], want, result)
+        return self.cache.applied(key, ck, owner_ref["uid"], want, result, since=mark)
 
     def _prune(self, spec: Spec, uid: str, desired: set[ChildKey], prune: Prune, events: list[Event]) -> None:
         """Delete optional children the spec no longer wants.

@@ -107,6 +107,35 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(harness):
     assert again.kube.applies() == ["Deployment/demo-worker"]
 
 
+def test_a_watch_event_that_overtakes_an_apply_answer_is_not_undone_by_it(harness):
+    """A StatefulSet deleted by hand and recreated by our apply is made ready by its controller (on kwok, in
+    milliseconds), and on a loaded operator that watch event can be handled before the apply's answer is read. The
+    answer (no status yet) must not replace the newer body: no later event may come, and every pass, the resync's
+    included, would report "generation not observed yet" for good (a loaded pass of issue 18 saw this for 11 min)."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    h.kube.status_by_kind["StatefulSet"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1}
+    body = _mlb(redis={"managed": True})
+    h.rec.reconcile(body, Trigger.CREATE)
+    assert _cond(h.rec.reconcile(body, Trigger.CHILD_EVENT), "RedisReady")["status"] == "True"
+
+    sts = ("StatefulSet", NS, "demo-redis")
+    gone = h.kube.objects.pop(sts)
+    assert h.rec.child_event("DELETED", gone) == (NS, "demo")
+    h.kube.status_by_kind["StatefulSet"] = {}  # what the API server answers for a new StatefulSet
+    h.kube.react_before_answer[sts] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1}
+    first = h.rec.reconcile(body, Trigger.CHILD_EVENT)
+    assert h.kube.applies()[-1:] == ["StatefulSet/demo-redis"] and sts in h.kube.objects
+    # the pass that applied reports what its answer said; the pass the overtaking event asked for, and every later
+    # one, what the watch showed
+    assert _cond(first, "RedisReady")["reason"] == "RolloutPending"
+    for trigger in (Trigger.CHILD_EVENT, Trigger.RESYNC):
+        h.kube.calls.clear()
+        status = h.rec.reconcile(body, trigger)
+        assert _cond(status, "RedisReady")["status"] == "True", trigger
+        assert "StatefulSet/demo-redis" not in h.kube.applies(), "the watch shows it holding its desired state"
+
+
 def test_an_apply_refused_as_invalid_replaces_the_child(harness):
     h = harness
     h.rec.reconcile(_mlb(), Trigger.CREATE)
