@@ -19,6 +19,7 @@ same per-object lock, which writes only ``status.served``/``status.score`` when 
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -42,16 +43,25 @@ from .monitoring import MonitoringStep
 from .observed import LabelStudioResult, Observed
 from .pods import PodsStep
 from .quality_step import ClientFactory, QualityStep
+from .registration_record import ANNOTATION as REGISTRATION_ANNOTATION
 from .registration_record import RegistrationRecords
 from .status_write import StatusWriter
 from .trigger import RERUN, Trigger, policy
 
 log = logging.getLogger("lsml_operator")
 
+#: how many finalized MLBackends a process remembers (their uids): far more than can have a pass in flight
+_FINALIZED_KEPT = 4096
+
 
 def _slim_parent(obj: dict[str, Any]) -> dict[str, Any]:
-    """An MLBackend without managedFields and kopf's annotations (which repeat the whole spec)."""
+    """An MLBackend without managedFields and kopf's annotations (which repeat the whole spec). The registration
+    record stays: a child event's pass that unwires Label Studio reads where it registered from it (a restarted
+    operator has no copy of its own)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("managedFields", "annotations")}
+    record = ((obj.get("metadata") or {}).get("annotations") or {}).get(REGISTRATION_ANNOTATION)
+    if record is not None:
+        meta["annotations"] = {REGISTRATION_ANNOTATION: record}
     return {**{k: v for k, v in obj.items() if k != "metadata"}, "metadata": meta}
 
 
@@ -97,6 +107,9 @@ class Reconciler:
         self._stirred: dict[ChildKey, str] = {}
         # MLBackend bodies from their own watch stream: a child event finds its parent without a GET
         self._parents: dict[Key, dict[str, Any]] = {}
+        # uids of MLBackends whose registrations ``finalize`` deleted: a pass that carries a body read before the
+        # deletion (a timer's, queued behind busy threads) must not register them again. The newest only.
+        self._finalized: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     # ---- watch events and caches -------------------------------------------------------
     def observe_child(self, body: dict[str, Any]) -> None:
@@ -183,6 +196,7 @@ class Reconciler:
             self._diagnosis.pop(key, None)
             self._parents.pop(key, None)
             self._locks.pop(key, None)
+            self._dirty.discard(key)
 
     # ---- scheduling ---------------------------------------------------------------------
     def tick_due(self, mlb: dict[str, Any]) -> Trigger | None:
@@ -229,17 +243,22 @@ class Reconciler:
     def poll_quality(self, mlb: dict[str, Any]) -> bool:
         """Read the served versions and scores from the backend and write them when they changed (the quality
         timer). Skipped while a reconcile of the object runs (the next tick polls); returns whether it wrote."""
-        lock = self._lock(key_of(mlb))
+        key = key_of(mlb)
+        lock = self._lock(key)
         if not lock.acquire(blocking=False):
             return False
         try:
             old = self.status.previous(mlb)
             result = self.quality.run(mlb, old)
-            if result.fields is None:
-                return False
-            wrote = self.status.write_fields(mlb, old, result.fields)
+            wrote = result.fields is not None and self.status.write_fields(mlb, old, result.fields)
         finally:
-            lock.release()
+            with self._guard:
+                lock.release()
+                # a child event that came while the poll held the lock only marked the object: its pass is now
+                rerun = key in self._dirty
+                self._dirty.discard(key)
+            if rerun and self.request_pass(key):
+                self.run_requested_pass(key)
         self._post(mlb, result.events)
         return wrote
 
@@ -295,7 +314,7 @@ class Reconciler:
 
     def _pass(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
         """One pass: the steps, the pure status, the write, then the events."""
-        if mlb["metadata"].get("deletionTimestamp"):
+        if mlb["metadata"].get("deletionTimestamp") or self._was_finalized(mlb):
             return dict(mlb.get("status") or {})
         rules = policy(trigger)
         spec = Spec(mlb)
@@ -334,7 +353,25 @@ class Reconciler:
 
     def finalize(self, mlb: dict[str, Any]) -> registration.Outcome | None:
         """Delete the Label Studio registrations of a resource being deleted (children go by garbage collection).
-        KeyError when the token Secret is gone."""
-        outcome, events = self.label_studio.finalize(mlb)
+        KeyError when the token Secret is gone.
+
+        Under the object's lock, like a pass: a pass that is registering it (a child event's, a timer's) finishes
+        first, so the registration it makes is found and deleted here, not left behind; and no pass after this
+        one registers it again (``_was_finalized``). The registrations are read from the status last written,
+        fresher than the body kopf read before it waited."""
+        key = key_of(mlb)
+        uid = str(mlb["metadata"].get("uid") or "")
+        with self._lock(key):
+            with self._guard:
+                if uid:
+                    self._finalized[uid] = None
+                while len(self._finalized) > _FINALIZED_KEPT:
+                    self._finalized.popitem(last=False)
+            outcome, events = self.label_studio.finalize({**mlb, "status": self.status.previous(mlb)})
         self._post(mlb, events)
         return outcome
+
+    def _was_finalized(self, mlb: dict[str, Any]) -> bool:
+        uid = str(mlb["metadata"].get("uid") or "")
+        with self._guard:
+            return bool(uid) and uid in self._finalized

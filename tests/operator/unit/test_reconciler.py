@@ -4,6 +4,7 @@ that forgetting one MLBackend keeps its neighbours' caches. No control plane: ea
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from lsml_operator.kube import Invalid
 from lsml_operator.kube_errors import APIError, ServerError
 from lsml_operator.reconcile import Trigger
+from lsml_operator.reconcile.quality_step import QualityResult
 from tests.fixtures.mlbackend import example, with_identity
 from tests.fixtures.operator_fakes import AVAILABLE, Harness
 
@@ -411,6 +413,101 @@ def test_a_token_secret_ending_in_a_newline_registers_and_one_with_a_newline_ins
     assert f"Secret {NS}/ls-token key 'token'" in cond["message"] and "no token" in cond["message"], cond
     assert h.ls.connections == []
     assert "tok-" not in repr(status) and not any("tok-" in repr(e) for e in h.events)  # no part of the value
+
+
+def test_a_child_event_pass_after_a_restart_unwires_with_the_recorded_registration(harness):
+    """A restarted operator knows where it registered only from the annotation on the MLBackend. The bodies that
+    child events' passes use (the parent watch's, slimmed) dropped every annotation, so a pass that unwired Label
+    Studio found no record: the backend stayed registered and its id left status, so nothing deleted it later."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    mlb = _with_ls(h, [1])
+    body = copy.deepcopy(mlb)
+    body["status"] = h.rec.reconcile(mlb, Trigger.CREATE)
+    body["metadata"]["annotations"] = dict(h.kube.annotations[(NS, "demo")])
+    assert len(h.ls.backends) == 1
+
+    restarted = Harness(kube=h.kube, ls=h.ls)
+    restarted.rec.observe_parent("ADDED", body)
+    restarted.rec.reconcile(copy.deepcopy(body), Trigger.RESUME)
+    # spec.labelStudio removed; the parent watch has the edit, and a child event's pass runs before kopf's update
+    edited = copy.deepcopy(body)
+    del edited["spec"]["labelStudio"]
+    restarted.rec.observe_parent("MODIFIED", edited)
+    status = restarted.rec.run_requested_pass((NS, "demo"))
+    assert "RegistrationsLeft" not in restarted.reasons(), restarted.events
+    assert h.ls.backends == {} and not ((status or {}).get("labelStudio") or {}).get("backends")
+
+
+def test_finalize_waits_for_a_pass_that_is_registering_and_no_later_pass_registers_again(harness):
+    """A child event's pass (the server just became available) was creating the Label Studio backend when the
+    MLBackend was deleted: finalize listed the project before the create, found nothing and let the object go, and
+    the backend stayed in Label Studio with a URL that no longer resolves."""
+    h = harness
+    mlb = _with_ls(h, [1])
+    h.rec.reconcile(mlb, Trigger.CREATE)  # the server is not available yet: not registered
+    assert h.ls.backends == {}
+    inside, go, listed = threading.Event(), threading.Event(), threading.Event()
+    ensure, ml_backends = h.ls.ensure_ml_backend, h.ls.ml_backends
+
+    def slow_ensure(project: int, url: str, **kw: Any) -> Any:
+        inside.set()
+        assert go.wait(30)
+        return ensure(project, url, **kw)
+
+    def listing(project: int) -> Any:
+        listed.set()
+        return ml_backends(project)
+
+    h.ls.ensure_ml_backend, h.ls.ml_backends = slow_ensure, listing  # type: ignore[method-assign]
+    h.kube.status_by_kind["Deployment"] = AVAILABLE  # the watch shows the server available: a pass registers
+    h.rec.observe_parent("ADDED", mlb)
+    key = (NS, "demo")
+    assert h.rec.request_pass(key)
+    registering = threading.Thread(target=h.rec.run_requested_pass, args=(key,))
+    registering.start()
+    assert inside.wait(30)
+
+    deleting = copy.deepcopy(mlb)
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-06T00:00:00Z"
+    h.rec.observe_parent("MODIFIED", deleting)
+    finalizing = threading.Thread(target=lambda: (h.rec.finalize(deleting), h.rec.forget(key)))
+    finalizing.start()
+    # unfixed, finalize lists the project now, before the create; fixed, it waits for the pass (either way the
+    # verdict below is the same: this wait only gives the unfixed code its chance to go first)
+    listed.wait(1)
+    go.set()
+    registering.join(30)
+    finalizing.join(30)
+    assert not registering.is_alive() and not finalizing.is_alive()
+    assert h.ls.backends == {}, "registered after finalize: left in Label Studio for good"
+    # a timer's pass that read the body before the deletion, run after finalize: registers nothing
+    h.rec.reconcile(mlb, Trigger.RESYNC)
+    assert h.ls.backends == {}
+
+
+def test_a_child_event_during_the_quality_poll_gets_its_pass(harness):
+    """The quality poll holds the object's lock for up to the backend timeout; a child event meanwhile only marked
+    the object, and nothing ran its pass: a Service deleted by hand stayed gone (and status Ready) until the resync."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = AVAILABLE
+    mlb = _mlb()
+    h.rec.observe_parent("ADDED", mlb)
+    h.rec.reconcile(mlb, Trigger.CREATE)
+    service = ("Service", NS, "demo")
+    asked: list[bool] = []
+
+    def poll_while_the_service_is_deleted(mlb: dict[str, Any], old: dict[str, Any]) -> QualityResult:
+        gone = h.kube.objects.pop(service)
+        key = h.rec.child_event("DELETED", gone)
+        assert key == (NS, "demo")
+        asked.append(h.rec.request_pass(key))
+        return QualityResult(None, [])
+
+    h.rec.quality.run = poll_while_the_service_is_deleted  # type: ignore[method-assign]
+    h.rec.poll_quality(mlb)
+    assert asked == [False], "the poll held the lock: the event only marked the object"
+    assert service in h.kube.objects, "the pass the event asked for ran when the poll let go"
 
 
 def test_an_unexpected_error_reaches_status_without_its_text():
