@@ -6,6 +6,7 @@ conftest.py builds its fixtures from these; tests import them from here.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -29,6 +30,12 @@ WATCHED = ("lsml-op-a", "lsml-op-b")
 UNWATCHED = "lsml-op-free"
 SA = "lsml-operator"
 VENV_BIN = Path(sys.executable).parent
+
+
+# Each start outranks every process started before it: a SIGKILLed operator's peering record stays until it
+# expires (kopf's 60 s), and kopf pauses an operator that sees a peer of higher or equal priority, so a restart
+# with the default random priority paused for up to a minute half the time (a 60 s wait in a test ran out).
+_PRIORITIES = itertools.count(1_000_000)
 
 
 class OperatorProcess:
@@ -66,6 +73,8 @@ class OperatorProcess:
             "--peering-name=lsml-operator",
             *(extra_args or []),
         ]
+        if not any(a.startswith("--priority") for a in argv):
+            argv.append(f"--priority={next(_PRIORITIES)}")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

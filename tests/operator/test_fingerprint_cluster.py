@@ -70,12 +70,15 @@ def test_applied_children_fingerprint_as_their_desired_state_until_someone_edits
     server = next(c for c in children if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-server"))
     name = server["metadata"]["name"]
     assert "replicas" not in server["spec"], "the HPA owns the server's replicas: our apply leaves them out"
-    # someone else sets a field our apply does not (the HPA scaling, here kubectl's patch): not ours, no change
+    # someone else sets a field our apply does not (the HPA scaling, here kubectl's patch): not ours, no change.
+    # Within the HPA's bounds (1-3): kube-controller-manager's HPA controller cuts a count above maxReplicas back
+    # within 15 s, metrics or not, and would race the assertions below; inside them, without a metrics API, it
+    # leaves the count alone.
     k8s_cluster.kubectl(
-        "patch", "deployment", name, "-n", UNWATCHED, "--type=merge", "-p", json.dumps({"spec": {"replicas": 4}})
+        "patch", "deployment", name, "-n", UNWATCHED, "--type=merge", "-p", json.dumps({"spec": {"replicas": 2}})
     )
     scaled = kube.get("Deployment", UNWATCHED, name)
-    assert scaled["spec"]["replicas"] == 4
+    assert scaled["spec"]["replicas"] == 2
     assert fingerprint.of_live(scaled) == fingerprint.of_desired(server), "a scale by the HPA would cost an apply"
     # someone else's update of a field our apply set (kubectl's own field manager): the fingerprint moves
     k8s_cluster.kubectl("label", "deployment", name, "-n", UNWATCHED, "--overwrite", "app.kubernetes.io/part-of=x")
@@ -86,4 +89,4 @@ def test_applied_children_fingerprint_as_their_desired_state_until_someone_edits
     assert fingerprint.of_live(restored) == fingerprint.of_desired(server)
     part_of = "app.kubernetes.io/part-of"
     assert restored["metadata"]["labels"][part_of] == server["metadata"]["labels"][part_of] != "x"
-    assert restored["spec"]["replicas"] == 4
+    assert restored["spec"]["replicas"] == 2
