@@ -359,7 +359,7 @@ def pod_log(cluster: KubernetesCluster, name: str) -> str:
 
 
 def test_deleting_the_worker_pod_mid_fit_loses_no_training(real_node_cluster, cluster_label_studio, backend):
-    """The worker pod is deleted with a 1 s grace period while a 20 s fit runs: RQ's warm shutdown cannot
+    """The worker pod is deleted with a 1 s grace period while a long fit runs: RQ's warm shutdown cannot
     wait it out, the kubelet SIGKILLs worker and work horse, and the new worker pod trains the trigger."""
     cluster, project = real_node_cluster, backend["project"]
     slow = slow_fit_image.build_and_import(images(cluster), cluster.control_plane.node.socket)
