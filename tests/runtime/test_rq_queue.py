@@ -80,6 +80,26 @@ def test_the_pending_job_trains_on_the_newest_request(redis_url):
     assert queue.coalescer.claim("1", nxt)["payload"] == {"n": 4}
 
 
+def test_triggers_a_request_brings_in_coalesced_survive_a_later_webhook_folded_into_its_job(redis_url):
+    """Catch-up submits the events Label Studio never delivered as one request: the newest, with the earlier ones in
+    `coalesced`. A webhook folded into the same pending job replaced that request, coalesced and all, and the
+    earlier missed events never reached fit; catch-up had already counted them as handed over, so no one looked
+    for them again."""
+    queue = make_queue(redis_url)
+    missed = [{"event": "ANNOTATION_CREATED", "data": {"n": n}} for n in (1, 2)]
+    recovered = TrainingRequest("1", "ANNOTATION_CREATED", {"n": 3}, "<View/>", coalesced=missed, coalesced_dropped=5)
+    job = queue.submit(recovered)
+    assert queue.submit(request(n=4)) == job  # an annotator's webhook, before the job starts
+    claimed = queue.coalescer.claim("1", job)
+    assert claimed["payload"] == {"n": 4}
+    assert [c["data"]["n"] for c in claimed["coalesced"]] == [1, 2, 3], claimed["coalesced"]
+    assert claimed["coalesced_dropped"] == 5
+    # alone, the recovered request reaches fit as submitted
+    queue.coalescer.release("1", job)
+    again = queue.submit(recovered)
+    assert TrainingRequest.from_dict(queue.coalescer.claim("1", again)) == recovered
+
+
 def test_projects_coalesce_separately(redis_url):
     queue = make_queue(redis_url)
     a = queue.submit(request("1"))

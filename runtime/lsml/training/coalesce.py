@@ -9,12 +9,14 @@ training runs creates the next pending job, so no trigger is ever dropped.
 
 All of it lives in one Redis hash per project (``lsml:train:<queue>:<project>``)
 with the fields ``pending`` (job id), ``request`` (the pending job's newest
-request, JSON) and ``running`` (job id), plus a list (``...:history``) of
+request, JSON, without its ``coalesced``) and ``running`` (job id), plus a list (``...:history``) of
 every trigger folded into the pending job, oldest first and capped at
 `HISTORY_LIMIT` (older ones are counted in the hash's ``dropped`` field and
 reach `fit` as ``coalesced_dropped``), which the job hands to `fit` as ``coalesced`` (the
-`TrainingRequest.merged_with` contract) at O(1) cost per webhook. Two
-operations change them:
+`TrainingRequest.merged_with` contract) at O(1) cost per webhook. A request that comes with triggers of its
+own in ``coalesced`` (catch-up's: the newest missed event, the earlier ones folded in) puts them in the
+history before itself, so a later webhook that replaces ``request`` cannot take them out of the training.
+Two operations change them:
 
 * ``submit`` (any server process): first a Lua script that folds the trigger
   into a live pending job (one round trip, the common case of a burst); when
@@ -82,14 +84,21 @@ redis.call('HSET', KEYS[1], 'running', ARGV[1])
 return {request, history, dropped, rerun}
 """
 
-# Append a trigger to the pending job's history, keep the newest ARGV[2], count what falls off.
+# Append a request's triggers (ARGV[2]: a JSON list of them, each JSON, oldest first, its own last) to the pending
+# job's history, keep the newest ARGV[3], count what falls off and what the request had dropped already (ARGV[5]).
 _PUSH_LUA_BODY = """
-redis.call('RPUSH', KEYS[2], ARGV[2])
+for _, trigger in ipairs(cjson.decode(ARGV[2])) do
+  redis.call('RPUSH', KEYS[2], trigger)
+end
 local length = redis.call('LLEN', KEYS[2])
 local limit = tonumber(ARGV[3])
+local dropped = tonumber(ARGV[5])
 if length > limit then
   redis.call('LTRIM', KEYS[2], -limit, -1)
-  redis.call('HINCRBY', KEYS[1], 'dropped', length - limit)
+  dropped = dropped + length - limit
+end
+if dropped > 0 then
+  redis.call('HINCRBY', KEYS[1], 'dropped', dropped)
 end
 """
 _PUSH_LUA = _PUSH_LUA_BODY + "return 1"
@@ -191,12 +200,17 @@ class Coalescer:
         """
         key = state_key(self.queue.name, project)
         hkey = history_key(self.queue.name, project)
-        encoded = json.dumps(request, separators=(",", ":"))
-        trigger = json.dumps({"event": request.get("event"), "data": request.get("payload")}, separators=(",", ":"))
+        own = {k: v for k, v in request.items() if k not in ("coalesced", "coalesced_dropped")}
+        encoded = json.dumps(own, separators=(",", ":"))
+        earlier = list(request.get("coalesced") or [])[-HISTORY_LIMIT:]
+        dropped = int(request.get("coalesced_dropped") or 0) + len(request.get("coalesced") or []) - len(earlier)
+        items = [*earlier, {"event": request.get("event"), "data": request.get("payload")}]
+        triggers = json.dumps([json.dumps(t, separators=(",", ":")) for t in items], separators=(",", ":"))
+        push_args: list[str | int] = [encoded, triggers, HISTORY_LIMIT, "", dropped]
         with self.connection.pipeline() as pipe:
             for _ in range(MAX_ATTEMPTS):
                 pending = self._coalesce(
-                    keys=[key, hkey], args=[encoded, trigger, HISTORY_LIMIT, Job.redis_job_namespace_prefix]
+                    keys=[key, hkey], args=[encoded, triggers, HISTORY_LIMIT, Job.redis_job_namespace_prefix, dropped]
                 )
                 if pending:
                     return Submitted(_text(pending), created=False)
@@ -207,7 +221,7 @@ class Coalescer:
                     if pending and self._live(pipe, pending):
                         pipe.multi()
                         pipe.hset(key, "request", encoded)
-                        self._push(keys=[key, hkey], args=[encoded, trigger, HISTORY_LIMIT], client=pipe)
+                        self._push(keys=[key, hkey], args=push_args, client=pipe)
                         pipe.execute()
                         return Submitted(pending, created=False)
                     depends_on = None
@@ -218,7 +232,7 @@ class Coalescer:
                     pipe.hset(key, mapping={"pending": job_id, "request": encoded})
                     # the history holds only triggers no job claimed (claim takes it whole): those of a pending
                     # job that will never run (cancelled, expired, deferred on a dead job) go to the new one
-                    self._push(keys=[key, hkey], args=[encoded, trigger, HISTORY_LIMIT], client=pipe)
+                    self._push(keys=[key, hkey], args=push_args, client=pipe)
                     pipe.execute()
                     return Submitted(job_id, created=True)
                 except redis.WatchError:
@@ -268,10 +282,12 @@ class Coalescer:
         if rerun:
             log.warning("training job %s of project %s runs again (its previous attempt was killed)", job_id, project)
         request = json.loads(raw)
-        earlier = [json.loads(item) for item in history[:-1]]  # the last one is the request itself
-        request["coalesced"] = list(request.get("coalesced") or []) + earlier
+        # every trigger folded in is in the history, those a request brought in its own `coalesced` included;
+        # the last one is the request itself
+        request["coalesced"] = [json.loads(item) for item in history[:-1]]
+        request.pop("coalesced_dropped", None)
         if dropped:
-            request["coalesced_dropped"] = int(request.get("coalesced_dropped") or 0) + int(dropped)
+            request["coalesced_dropped"] = int(dropped)
         return request
 
     def release(self, project: str, job_id: str) -> None:
