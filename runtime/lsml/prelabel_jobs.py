@@ -63,6 +63,22 @@ logger = logging.getLogger(__name__)
 JOB_FUNCTION = "lsml.prelabel_jobs.perform_prelabel"
 JOB_TIMEOUT = 24 * 3600
 MARKER_TTL = JOB_TIMEOUT + 3600
+# Ask the project's running job to run once more, only while the marker still names it: a job that let go of the
+# marker between our read and this write has read (and cleared) its flag already, and would never see this one.
+_JOIN_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+# Delete the marker only while it names ARGV[1] (a stale job's, or ours): never another submit's fresh marker.
+_DELETE_IF_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def _failure(exc: BaseException) -> str:
@@ -261,24 +277,25 @@ class RQPrelabelJobs:
 
         request.validated()
         job_id = uuid.uuid4().hex
+        marker = self._marker(request.project)
         try:
             for _ in range(3):
-                if self.connection.set(self._marker(request.project), job_id, nx=True, ex=MARKER_TTL):
+                if self.connection.set(marker, job_id, nx=True, ex=MARKER_TTL):
                     break
-                existing = self.connection.get(self._marker(request.project))
+                existing = self.connection.get(marker)
                 existing = existing.decode() if isinstance(existing, bytes) else str(existing or "")
                 st = self.status(existing) if existing else None
                 if st is not None and st["status"] in (QUEUED, STARTED):
-                    if again_if_active:
-                        self.connection.set(
-                            self._marker(request.project) + ":again", json.dumps(request.to_dict()), ex=MARKER_TTL
-                        )
-                    return existing, False
-                self.connection.delete(self._marker(request.project))  # a stale marker (ended or expired job)
+                    if not again_if_active:
+                        return existing, False
+                    again = json.dumps(request.to_dict())
+                    if self.connection.eval(_JOIN_LUA, 2, marker, marker + ":again", existing, again, MARKER_TTL):
+                        return existing, False
+                    continue  # the job ended meanwhile and let go of the marker: queue this one
+                self.connection.eval(_DELETE_IF_LUA, 1, marker, existing)  # a stale marker (ended or expired job)
             waiting = self.queue.count  # LLEN: trainings and pre-labelling jobs no worker has taken yet
             if waiting >= self.max_queued:
-                if self.connection.get(self._marker(request.project)) in (job_id, job_id.encode()):
-                    self.connection.delete(self._marker(request.project))
+                self.connection.eval(_DELETE_IF_LUA, 1, marker, job_id)
                 raise PrelabelJobsFull(
                     f"{waiting} jobs are waiting on the queue {self.settings.queue_name!r} for a worker, the most "
                     f"a pre-labelling job is queued behind (LSML_PRELABEL_MAX_QUEUED={self.max_queued}); "
@@ -438,8 +455,7 @@ def _release(job: Any, project: str) -> None:
     from lsml.training import rq_worker
 
     marker = _marker(job.origin, project)
-    if job.connection.get(marker) in (job.id, job.id.encode()):
-        job.connection.delete(marker)
+    job.connection.eval(_DELETE_IF_LUA, 1, marker, job.id)
     again = job.connection.getdel(marker + ":again")
     if again and rq_worker._context is not None:
         settings = rq_worker._context.settings
