@@ -216,28 +216,29 @@ class Watermark:
         self.seen = {k: v for k, v in self.seen.items() if (parse_time(v) or mark) > mark}
 
 
-def ledger_for(state: Any, project: str, version: str | None) -> Watermark | None:
-    """Catch-up's advanced watermark of `project` while it belongs to `version`; else None."""
-    stored = state.get(project, STATE_KEY)
-    if isinstance(stored, dict) and stored.get("version") == version:
-        return Watermark.from_dict(stored.get("watermark"))
-    return None
-
-
 #: `seen` entries beyond which a watermark gives up and asks for a new baseline (catch-up not running for long).
 MAX_SEEN = 50_000
 
 
-def training_base(state: Any, project: str, version: Any) -> Watermark:
-    """The watermark a training builds on: catch-up's for `version` when it has one, else the version's own."""
+def training_base(state: Any, project: str, version: Any, job: str | None = None) -> Watermark:
+    """The watermark a training builds on: catch-up's for `version` when it has one, else the version's own.
+
+    `job`: the training's own job id. Catch-up's watermark counts the changes it handed to its recovery job as
+    accounted for; another training (one running while that job waits) did not see them, so it builds on the
+    watermark from before the hand-over. Built on the advanced one, its version claimed them, and a recovery job
+    lost afterwards (a restart drops the embedded queue's waiting jobs) left them untrained for good: catch-up
+    compares with the newest version's watermark and found nothing missing."""
     name = version.name if version is not None else None
     try:
-        found = ledger_for(state, project, name)
+        stored = state.get(project, STATE_KEY)
     except Exception:  # noqa: BLE001 - state (Redis) down: the version's own watermark is the durable one
         log.debug("project %s: catch-up's watermark unavailable", project, exc_info=True)
-        found = None
-    if found is not None:
-        return found
+        stored = None
+    if isinstance(stored, dict) and stored.get("version") == name:
+        recovery, before = stored.get("job"), stored.get("before")
+        if job is not None and isinstance(recovery, str) and recovery != job and isinstance(before, dict):
+            return Watermark.from_dict(before)
+        return Watermark.from_dict(stored.get("watermark"))
     if version is None:
         return Watermark()
     return Watermark.from_dict(version.metadata.get("watermark"))

@@ -43,11 +43,17 @@ def _accepts_kwargs(fn) -> bool:
 
 
 def trained_watermark(
-    state: Any, project: str, base_version: Any, request: TrainingRequest, label_config: str | None
+    state: Any,
+    project: str,
+    base_version: Any,
+    request: TrainingRequest,
+    label_config: str | None,
+    job_id: str | None = None,
 ) -> Watermark:
     """The watermark of the version this training publishes (`lsml.watermark`): what the version it built on
-    accounted for (catch-up's advanced copy when it has one), with every trigger the training got folded in."""
-    watermark = training_base(state, project, base_version).copy()
+    accounted for (catch-up's advanced copy when it has one and this is its recovery job, or no recovery waits),
+    with every trigger the training got folded in."""
+    watermark = training_base(state, project, base_version, job=job_id or "").copy()
     for item in list(request.coalesced) + [{"event": request.event, "data": request.payload}]:
         if isinstance(item, dict):
             watermark.fold_event(str(item.get("event")), item.get("data"))
@@ -123,7 +129,7 @@ def run_training(
                     "event": request.event,
                     "result": None,
                 }
-            watermark = trained_watermark(state, project, current, request, label_config)
+            watermark = trained_watermark(state, project, current, request, label_config, job_id)
             quality = evaluate.score_staged(cls, project, label_config, settings, state, output_dir)
             refused = evaluate.gate_refusal(settings, store, project, quality.get("scores"))
             if refused:
