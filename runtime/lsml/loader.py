@@ -239,7 +239,8 @@ class ModelRegistry:
             version = served_version(self.store, self.settings, project)
             if version is not None:
                 verify_version(version.path, version.name)  # before setup() unpickles anything
-            instance = build_model(cls, project, label_config, BuildContext(self.settings, self.state, version))
+            context = BuildContext(self.settings, self.state, version, records_label_config=False)
+            instance = build_model(cls, project, label_config, context)
         except VersionIntegrityError as exc:
             self._build_failed(entry, pointer, str(exc), "project %s: %s", exc)
             return

@@ -102,6 +102,10 @@ class BuildContext:
     state: State
     version: ModelVersion | None = None
     output_dir: Path | None = None
+    #: whether the model's `use_label_config` writes the config to the project's state. The loader says no: it
+    #: records the config a request brings itself, and a rebuild (a new version published) is for the config the
+    #: process last saw, which may be older than another process' (written back, it undid the newer one).
+    records_label_config: bool = True
 
 
 _CONTEXT: contextvars.ContextVar[BuildContext | None] = contextvars.ContextVar("lsml_build_context", default=None)
@@ -161,6 +165,7 @@ class LabelStudioMLBase:
         self.version: ModelVersion | None = ctx.version
         self.version_dir: Path | None = ctx.version.path if ctx.version is not None else None
         self.output_dir: Path | None = ctx.output_dir
+        self._records_label_config = ctx.records_label_config
         # the model's own version name (`self.set("model_version", ...)`), remembered per project
         self._model_version_override: str | None = _own_version(self._state, self.project_id)
         self._label_studio_client: LabelStudioClient | None = None
@@ -221,6 +226,8 @@ class LabelStudioMLBase:
         self._parsed_label_config = parse_config_cached(label_config)
         self._label_config = label_config
         self.label_interface = sdk.make_label_interface(label_config, self._parsed_label_config)
+        if not getattr(self, "_records_label_config", True):
+            return
         try:
             if self._state.get(self.project_id, "label_config") != label_config:
                 self._state.set(self.project_id, "label_config", label_config)

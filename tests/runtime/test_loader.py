@@ -244,3 +244,22 @@ def test_activating_a_version_whose_build_failed_serves_it(settings, text_config
     reg.reload("1")
     served = wait_for(lambda: reg.get("1"), 10, 0.02, what="v2 served again", until=lambda m: m.model_version == "v2")
     assert served.trained_on == {"event": "flaky"}
+
+
+def test_a_process_holding_an_older_label_config_does_not_write_it_back_when_a_version_is_published(
+    settings, text_config
+):
+    """The project's label config changed: process A got a request with the new one and recorded it; process B, idle
+    since, still held a model built for the old one. Every publish rebuilt B's model, and the build wrote B's old
+    config back to the shared state, which pre-labelling and a /predict without a config read (old labels)."""
+    renamed = text_config.replace('value="Positive"', 'value="Good"')
+    a = ModelRegistry(CountingModel, settings)
+    b = ModelRegistry(CountingModel, settings)
+    b.get("1", text_config)
+    a.get("1", renamed)
+    assert a.state.get("1", "label_config") == renamed
+    publish(settings)
+    b.reload("1")
+    wait_for(lambda: b.get("1").model_version, 10, 0.02, what="B's rebuild on v1", until=lambda v: v == "v1")
+    assert b.get("1").label_config == text_config  # B serves what it last saw until a request says otherwise
+    assert a.state.get("1", "label_config") == renamed, "B's rebuild wrote its older config back"
