@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from lsml.state import MemoryState
 from lsml.training.job import trained_watermark
 from lsml.training.queue import TrainingRequest
 from lsml.watermark import STATE_KEY, Watermark, training_base
+
+pytestmark = pytest.mark.unit
 
 
 def _annotation(ident: int) -> dict:
