@@ -34,6 +34,9 @@ def _reset_sample_models():
     sm.SlowPredictModel.running = 0
     sm.SlowPredictModel.peak = 0
     yield
+    if sm.SlowPredictModel.gate is not None:  # a test that failed before releasing its predictions
+        sm.SlowPredictModel.gate.set()
+        sm.SlowPredictModel.gate = None
 
 
 @pytest.fixture

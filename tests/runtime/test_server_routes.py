@@ -134,22 +134,17 @@ def test_health_answers_fast_while_a_prediction_runs(serve, text_config):
     import threading
 
     app, c = serve(SlowPredictModel)
-    SlowPredictModel.delay = 1.0
-    try:
-        setup_project(c, text_config)
-        c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})  # warm
-        t = threading.Thread(
-            target=lambda: app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"})
-        )
-        t.start()
-        wait_for(lambda: SlowPredictModel.running == 1, 10, 0.02, what="the first predict to run")
-        t0 = time.perf_counter()
-        assert c.get("/health").status_code == 200
-        setup_project(c, text_config)
-        assert time.perf_counter() - t0 < 0.1
-        t.join()
-    finally:
-        SlowPredictModel.delay = 0.3
+    setup_project(c, text_config)
+    c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})  # warm
+    SlowPredictModel.gate = threading.Event()  # the prediction runs until the test lets it end
+    t = threading.Thread(target=lambda: app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"}))
+    t.start()
+    wait_for(lambda: SlowPredictModel.running == 1, 10, 0.02, what="the first predict to run")
+    assert c.get("/health").status_code == 200
+    setup_project(c, text_config)
+    assert SlowPredictModel.running == 1, "answered while the prediction runs, not after it"
+    SlowPredictModel.gate.set()
+    t.join()
 
 
 def test_predict_gives_503_when_the_model_is_still_loading_after_the_bound(serve, text_config):
@@ -167,6 +162,7 @@ def test_predict_concurrency_is_bounded(serve, text_config):
     setup_project(c, text_config)
     c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
     SlowPredictModel.peak = 0
+    SlowPredictModel.gate = threading.Event()  # predictions run until the test lets them end
     codes = []
 
     def call():
@@ -174,6 +170,8 @@ def test_predict_concurrency_is_bounded(serve, text_config):
 
     threads = [threading.Thread(target=call) for _ in range(6)]
     [t.start() for t in threads]
+    wait_for(lambda: SlowPredictModel.running == 2, 10, 0.02, what="two predictions to run at once")
+    SlowPredictModel.gate.set()
     [t.join() for t in threads]
     assert codes == [200] * 6
     assert SlowPredictModel.peak == 2
@@ -185,10 +183,12 @@ def test_saturated_predict_waits_then_gets_503(serve, text_config):
     app, c = serve(SlowPredictModel, predict_concurrency=1, predict_wait_timeout=0.05)
     setup_project(c, text_config)
     c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    SlowPredictModel.gate = threading.Event()  # the first prediction holds the only slot until the test is done
     t = threading.Thread(target=lambda: app.test_client().post("/predict", json={"tasks": TASKS[:1], "project": "1"}))
     t.start()
     wait_for(lambda: SlowPredictModel.running == 1, 10, 0.02, what="the first predict to run")
     r = c.post("/predict", json={"tasks": TASKS[:1], "project": "1"})
+    SlowPredictModel.gate.set()
     t.join()
     assert r.status_code == 503 and r.json["error"] == "busy"
 
