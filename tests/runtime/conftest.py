@@ -34,9 +34,10 @@ def _reset_sample_models():
     sm.SlowPredictModel.running = 0
     sm.SlowPredictModel.peak = 0
     yield
-    if sm.SlowPredictModel.gate is not None:  # a test that failed before releasing its predictions
-        sm.SlowPredictModel.gate.set()
-        sm.SlowPredictModel.gate = None
+    for held in (sm.SlowPredictModel, sm.SlowSetupModel):
+        if held.gate is not None:  # also a test that failed before it let the model go on
+            held.gate.set()
+            held.gate = None
 
 
 @pytest.fixture

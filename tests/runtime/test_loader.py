@@ -1,6 +1,6 @@
 """ModelRegistry: load once, off the request path; hot reload when the store's pointer moves."""
 
-import time
+import threading
 
 import pytest
 
@@ -22,13 +22,18 @@ def publish(settings, project="1", event="START_TRAINING"):
 
 
 def test_setup_returns_at_once_and_get_waits_for_the_load(settings, text_config):
+    SlowSetupModel.gate = threading.Event()  # the model's setup runs until the test lets it end
     reg = ModelRegistry(SlowSetupModel, settings)
-    t0 = time.perf_counter()
-    assert reg.setup("1", text_config) == "0.0.1"
-    assert time.perf_counter() - t0 < 0.1
-    model = reg.get("1")
-    assert isinstance(model, SlowSetupModel) and time.perf_counter() - t0 > 1.0
-    assert reg.get("1") is model
+    assert reg.setup("1", text_config) == "0.0.1"  # answered while the model loads
+    order: list[str] = []
+    got: list[object] = []
+    getter = threading.Thread(target=lambda: (got.append(reg.get("1")), order.append("got")))
+    getter.start()
+    order.append("released")
+    SlowSetupModel.gate.set()
+    getter.join(30)
+    assert order == ["released", "got"], "get returned before the load ended"
+    assert isinstance(got[0], SlowSetupModel) and reg.get("1") is got[0]
 
 
 def test_get_without_any_label_config_is_unknown_project(settings):
@@ -102,13 +107,15 @@ def test_reload_interval_limits_store_checks(settings, text_config, monkeypatch)
 
 def test_model_class_is_imported_once_in_the_background(settings, tmp_path):
     (tmp_path / "slow_import_mod.py").write_text(
-        "import time\ntime.sleep(0.5)\nfrom lsml import LabelStudioMLBase\nclass M(LabelStudioMLBase):\n    pass\n"
+        "import pathlib, time\n"
+        f"while not pathlib.Path({str(tmp_path / 'go')!r}).exists():\n    time.sleep(0.01)\n"
+        "from lsml import LabelStudioMLBase\nclass M(LabelStudioMLBase):\n    pass\n"
     )
     reg = ModelRegistry("slow_import_mod:M", settings.replace(backend_dir=tmp_path))
-    t0 = time.perf_counter()
     reg.start()
-    assert time.perf_counter() - t0 < 0.1 and not reg.class_ready
-    assert reg.model_class(timeout=10).__name__ == "M" and reg.class_ready
+    assert not reg.class_ready  # start() returned while the import still runs (it waits for the file below)
+    (tmp_path / "go").touch()
+    assert reg.model_class(timeout=30).__name__ == "M" and reg.class_ready
 
 
 def test_the_watcher_reloads_without_requests_also_for_a_class_object(settings, text_config):
