@@ -22,6 +22,7 @@ from lsml.store import LocalModelStore
 from lsml.training import deadline
 from lsml.training.exit_wait import ABANDONED, FINISHED, LEFT_RUNNING, finish_fits
 from tests.fixtures.apps import TEXT_CONFIG
+from tests.fixtures.polling import wait_for
 
 SCRIPT = r"""
 import logging, os, sys, threading
@@ -229,6 +230,14 @@ def test_finish_fits_stops_a_fit_lsml_fit_timeout_abandoned_without_waiting_for_
 def test_a_fit_blocked_in_native_code_is_reported_left_running():
     gate = threading.Event()
     run = deadline.FitThread("a blocked fit", gate.wait).start()  # Event.wait(): a lock acquire, no bytecode
+
+    def blocked_in_wait() -> bool:
+        """The fit thread is inside the lock acquire (a thread still on its way there runs bytecode, meets the stop
+        at once and would be ABANDONED: not what this test is about)."""
+        frame = sys._current_frames().get(run._thread.ident or -1)
+        return frame is not None and frame.f_code is threading.Condition.wait.__code__
+
+    wait_for(blocked_in_wait, 10, 0.005, what="the fit to block in Event.wait")
     try:
         assert [o.outcome for o in finish_fits(0.01, fits=[run], stop_wait=0.01)] == [LEFT_RUNNING]
         assert run.abandoned and not run.wait(0)
