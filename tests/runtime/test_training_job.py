@@ -64,3 +64,20 @@ def test_label_config_falls_back_to_state_and_coalesced_triggers_reach_fit(setti
     req = TrainingRequest("1", "ANNOTATION_CREATED", {}, None, coalesced=[{"event": "X", "data": {}}])
     run_training(CountingModel, req, settings)
     assert CountingModel.fit_calls[-1] == ("1", "ANNOTATION_CREATED", [{"event": "X", "data": {}}])
+
+
+def test_a_training_whose_trigger_carried_an_older_label_config_does_not_write_it_over_the_newer_one(
+    settings, text_config
+):
+    """A job queued before the project's label config changed runs after the server recorded the new one: it trains
+    on its own request's config, and wrote that older config over the new one (pre-labelling read the old labels)."""
+    from lsml.state import make_state
+
+    renamed = text_config.replace('value="Positive"', 'value="Good"')
+    state = make_state(settings)
+    state.set("1", "label_config", renamed)  # what the server recorded from the newest request
+    run_training(CountingModel, TrainingRequest("1", "ANNOTATION_CREATED", {}, text_config), settings)
+    assert make_state(settings).get("1", "label_config") == renamed
+    # with nothing recorded (a job run without a server), the job's config is the one there is
+    run_training(CountingModel, TrainingRequest("2", "START_TRAINING", {}, text_config), settings)
+    assert make_state(settings).get("2", "label_config") == text_config

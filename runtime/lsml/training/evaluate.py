@@ -66,7 +66,9 @@ def score_staged(
     started = time.monotonic()
     try:
         staged = ModelVersion(project, 0, "candidate", output_dir, time.time())
-        model = build_model(cls, project, label_config, BuildContext(settings, state, staged, None))
+        model = build_model(
+            cls, project, label_config, BuildContext(settings, state, staged, None, records_label_config=False)
+        )
         if not model.get_label_studio_url():  # held-out tasks come from Label Studio's API
             logger.info("project %s: the new version is not scored: Label Studio's URL is unknown", project)
             return {"evaluation_error": "Label Studio's URL is unknown (LABEL_STUDIO_URL, or /setup)"}

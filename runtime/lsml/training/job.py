@@ -81,7 +81,9 @@ def run_training(
     project = request.project
     label_config = request.label_config
     if label_config:
-        if state.get(project, "label_config") != label_config:
+        # The server recorded it when the trigger arrived (newer ones may have come since: a job trains on its own
+        # request's config, but must not write an older one over them); a job run without a server may be first.
+        if state.get(project, "label_config") is None:
             state.set(project, "label_config", label_config)
     else:
         label_config = state.get(project, "label_config")
@@ -95,7 +97,12 @@ def run_training(
         if current is not None:
             verify_version(current.path, current.name)  # fit builds on it: refuse a tampered one
         with store.staging(project) as output_dir:
-            model = build_model(cls, project, label_config, BuildContext(settings, state, current, output_dir))
+            model = build_model(
+                cls,
+                project,
+                label_config,
+                BuildContext(settings, state, current, output_dir, records_label_config=False),
+            )
             triggers = evaluate.training_triggers(
                 project, request.event, request.payload, request.coalesced, evaluate.holdout_fraction(cls, settings)
             )
