@@ -148,14 +148,10 @@ class ChildCache:
         Returns ``new`` (not seen before), ``changed`` (something status or the skip-apply check reads
         changed) or ``same`` (e.g. a controller's annotation, a condition's timestamp: nothing to do)."""
         slim = slim_child(body)
-        uid = _controller_uid(body)
         with self._guard:
-            self._file(owner, ck)
             self._stamp[ck] = next(self._stamps)
             old = self._observed.get(ck)
-            self._observed[ck] = slim
-            if uid:
-                self._owned[ck] = uid
+            self._keep(owner, ck, slim, _controller_uid(body))
         if old is None:
             return "new"
         return "same" if _comparable(old) == _comparable(slim) else "changed"
@@ -164,14 +160,17 @@ class ChildCache:
         """Our GET of a child (``since``: its ``mark`` before the request) answered ``body``: kept unless a watch
         event came meanwhile, which is as new or newer (the watch delivers every later version in order)."""
         slim = slim_child(body)
-        uid = _controller_uid(body)
         with self._guard:
-            if self._stamp.get(ck) != since:
-                return
-            self._file(owner, ck)
-            self._observed[ck] = slim
-            if uid:
-                self._owned[ck] = uid
+            if self._stamp.get(ck) == since:
+                self._keep(owner, ck, slim, _controller_uid(body))
+
+    def _keep(self, owner: Key, ck: ChildKey, slim: dict[str, Any], uid: str | None) -> None:
+        """File a body read from the API as the child's observed one (its controller, when named, as verified).
+        Call with self._guard held."""
+        self._file(owner, ck)
+        self._observed[ck] = slim
+        if uid:
+            self._owned[ck] = uid
 
     def applied(
         self, owner: Key, ck: ChildKey, owner_uid: str, digest: str, result: dict[str, Any], since: int | None
