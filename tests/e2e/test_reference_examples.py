@@ -15,6 +15,7 @@ import requests
 from tests.fixtures.label_studio import SENTIMENT_TEXTS, sentiment_choice
 from tests.fixtures.polling import wait_for
 from tests.fixtures.reference_sdk import APPLE, APPLE_SELECTION, EVERY_APPLE, NER_CONFIG, reference_example, spans
+from tests.fixtures.training_metrics import training_idle
 
 pytestmark = pytest.mark.labelstudio
 
@@ -76,6 +77,9 @@ def test_predictions_stored_and_fit_from_annotation_webhooks(label_studio, ls_cl
         ls_client.create_annotation(tasks[text], sentiment_choice(label))
     trained_file = backend.model_dir / "model.pkl"  # where the example saves its pipeline: MODEL_DIR
     wait_for(trained_file.exists, 120, 0.5, f"the example's fit to save {trained_file}")
+    # Every fit publishes a version, the example's skipped ones too, and a job that began after the sixth
+    # annotation trains again: the version to expect is the one left when every queued training has ended.
+    wait_for(lambda: training_idle(backend.url), 120, 0.5, "every queued training to end")
 
     def shown_current_and_trained() -> tuple[str, str, bool]:
         versions = requests.get(f"{backend.url}/versions", params={"project": str(project)}, timeout=10).json()

@@ -32,6 +32,7 @@ import requests
 from lsml.watermark import from_ranges
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import sentiment_choice
+from tests.fixtures.training_metrics import training_idle
 
 from .cluster import images, real_backend
 from .cluster import kube_json as _json
@@ -49,15 +50,6 @@ NEGATIVE = ("a dreadful mess", "boring plot", "terrible acting", "far too long",
 LABELS = ("Positive", "Negative")
 #: text -> label, the labels alternating (the first two annotations already give the model both labels)
 TEXTS = {text: label for pair in zip(POSITIVE, NEGATIVE, strict=True) for text, label in zip(pair, LABELS, strict=True)}
-
-
-def training_idle(pod_ip: str) -> bool:
-    """No training queued or running, from a server pod's /metrics (this backend's credentials)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
-    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
-    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
 
 
 def component_pods(cluster: KubernetesCluster, component: str, *, terminating: bool = False) -> list[dict]:
@@ -144,7 +136,7 @@ def test_deleting_worker_and_server_pods_while_annotating_loses_no_annotation(
     annotate(2)
     server = wait_for(lambda: one_ready(cluster, "server"), 60, interval=1.0, message="the server pod")
     ip = server["status"]["podIP"]
-    wait_for(lambda: training_idle(ip), 180, interval=1.0, message="the first trainings to end")
+    wait_for(lambda: training_idle(f"http://{ip}:9090", AUTH), 180, interval=1.0, message="the first trainings to end")
     wait_for(lambda: checked(ip, project), 60, interval=1.0, message="catch-up's first check of the project")
 
     (worker,) = component_pods(cluster, "worker")

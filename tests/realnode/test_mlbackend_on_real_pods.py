@@ -24,6 +24,7 @@ import requests
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
+from tests.fixtures.training_metrics import training_idle
 
 from . import slow_fit_image
 from .cluster import images, real_backend
@@ -59,15 +60,6 @@ def versions(pod_ip: str, project: int) -> dict:
 
 def served_version(pod_ip: str, project: int) -> str:
     return versions(pod_ip, project)["model_version"]
-
-
-def training_idle(pod_ip: str) -> bool:
-    """No training queued or running, from a server pod's /metrics (read from Redis at each scrape)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
-    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
-    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
 
 
 def newest_number(report: dict) -> int:
@@ -222,7 +214,12 @@ def test_annotations_train_in_the_worker_pod_and_every_replica_serves_the_new_ve
     # Label Studio without a Redis of its own (this one) sends webhooks inside the annotation's request
     # (core.redis.start_job_async_or_sync), so every trigger was queued before create_annotation returned;
     # once the queue has nothing waiting or running, the newest version is trained on all of them.
-    wait_for(lambda: training_idle(server_ips[0]), 180, interval=1.0, message="every queued training to end")
+    wait_for(
+        lambda: training_idle(f"http://{server_ips[0]}:9090", AUTH),
+        180,
+        interval=1.0,
+        message="every queued training to end",
+    )
     newest = wait_for(newest_everywhere, 60, interval=1.0, message="replicas agreeing on the newest version")
     (worker,) = pods(cluster, "worker")
     worker_log = cluster.kubectl("logs", worker["metadata"]["name"], "-n", NS).stdout

@@ -29,6 +29,7 @@ import requests
 
 from tests.fixtures.kubernetes import KubernetesCluster, wait_for
 from tests.fixtures.label_studio import SENTIMENT_CONFIG, SENTIMENT_TEXTS, sentiment_choice
+from tests.fixtures.training_metrics import training_idle
 
 from . import reference_example_image
 from .cluster import LS_URL, images, real_backend
@@ -41,15 +42,6 @@ NAME = "sklearnref"
 NS = "lsml-reference"
 AUTH = ("labelstudio", "pw-" + secrets.token_hex(10))
 LABELLED = {text: label for text, label in SENTIMENT_TEXTS.items() if label}
-
-
-def training_idle(pod_ip: str) -> bool:
-    """No training queued or running, from a server pod's /metrics (this backend's credentials)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = requests.get(f"http://{pod_ip}:9090/metrics", auth=AUTH, timeout=5).text
-    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
-    return values.get("lsml_training_queue_depth") == 0 and values.get("lsml_training_jobs_running") == 0
 
 
 def component_pods(cluster: KubernetesCluster, component: str) -> list[dict]:
@@ -118,7 +110,9 @@ def test_label_studio_registers_it_and_the_worker_pod_trains_the_example(
     ip = server["status"]["podIP"]
     # Label Studio without Redis sends each webhook inside the annotation's request: every trigger is queued
     # by now, so an idle queue with a published version means the last fit (it saw every label) is done.
-    wait_for(lambda: training_idle(ip), 240, interval=1.0, message="every queued training to end")
+    wait_for(
+        lambda: training_idle(f"http://{ip}:9090", AUTH), 240, interval=1.0, message="every queued training to end"
+    )
 
     def newest() -> str | None:
         report = requests.get(f"http://{ip}:9090/versions", params={"project": str(project)}, auth=AUTH, timeout=5)
