@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real Label Studio from PyPI into a venv of its own under
 # ~/.cache/lsml/ (it is far too heavy for lsml's .venv and must not leak into
-# lsml's dependencies). Reuses a complete install: the marker file is written
-# last, so an interrupted install is redone rather than trusted.
+# lsml's dependencies), every package pinned by constraints.txt. Reuses a
+# complete install: the marker file, which records the constraints' hash, is
+# written last (after Label Studio has started once, migrating the template), so
+# an interrupted or broken install, or one made under other constraints, is redone
+# rather than trusted.
 # Prints the path of the `label-studio` executable as the LAST stdout line;
 # all chatter goes to stderr.
 set -euo pipefail
@@ -17,6 +20,8 @@ marker="$venv/.lsml-install-complete"
 binary="$venv/bin/label-studio"
 
 template="$venv/lsml-template/label_studio.sqlite3"
+constraints="$here/constraints.txt"
+wanted="constraints $(sha256sum "$constraints" | cut -d' ' -f1)"
 
 # One install at a time: a second run would remove the venv under the first one's feet.
 mkdir -p "$cache_root"
@@ -34,7 +39,7 @@ build_template() {
     "$venv/bin/python" "$here/migrate_template.py" "$template" >&2
 }
 
-if [ -f "$marker" ] && [ -x "$binary" ]; then
+if [ -f "$marker" ] && [ -x "$binary" ] && [ "$(cat "$marker")" = "$wanted" ]; then
     echo "label-studio $LABEL_STUDIO_VERSION already installed in $venv" >&2
     build_template
     echo "$binary"
@@ -47,11 +52,11 @@ mkdir -p "$cache_root"
 "$PYTHON" -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "label-studio==$LABEL_STUDIO_VERSION" >&2
+    --constraint "$constraints" "label-studio==$LABEL_STUDIO_VERSION" >&2
 # A smoke check before declaring the install complete. Not `label-studio
 # --version`: it asks PyPI for the latest version and can hang without network.
 "$venv/bin/python" -c "import label_studio, django" >&2
 [ -x "$binary" ]
-touch "$marker"
-build_template
+build_template  # Label Studio's settings load here: a broken dependency fails the install, not every test
+echo "$wanted" >"$marker"
 echo "$binary"
