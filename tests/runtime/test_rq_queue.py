@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -228,3 +229,14 @@ def test_redis_down_fails_fast_and_recovers(private_redis):
     assert wait_for(queue.ping, 10, 0.1, what="the restarted Redis to answer") is True
     assert queue.status(first)["status"] == "queued"
     assert queue.submit(request(n=3)) == first
+
+
+def test_a_job_a_worker_has_dequeued_but_not_started_still_counts_as_queued(redis_url):
+    """RQ's dequeue moves a job to an intermediate list before the worker registers it as started: a scrape in
+    that gap must not read "nothing queued, nothing running" (tests and people wait for idle by it)."""
+    queue = make_queue(redis_url)
+    job_id = queue.submit(request())
+    # what a worker's dequeue does, stopped where it hands the job over: out of the queue, not yet started
+    job, _ = Queue.dequeue_any([queue.queue], None, connection=queue.connection, serializer=JSONSerializer)
+    assert job.id == job_id and queue.queue.count == 0 and queue.queue.started_job_registry.count == 0
+    assert queue.stats() == {"queued": 1, "running": 0, "failed": 0}

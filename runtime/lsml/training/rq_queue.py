@@ -153,12 +153,21 @@ class RQQueue:
         return job_status(job_id, status, project=_project_of(job), error=error, model_version=model_version, **quality)
 
     def stats(self) -> dict[str, int]:
-        """Counts for /metrics: queued (incl. waiting on a running one), running, failed."""
+        """Counts for /metrics: queued (incl. waiting on a running one), running, failed.
+
+        A job moves deferred -> queue -> intermediate (dequeued, not yet started) -> started, and the counts are
+        read in that order, so a job that moves between two reads is counted twice at worst, never missed: a
+        scrape that says nothing is queued or running ("idle") cannot be reading a job in mid-hand-off.
+        """
         try:
             self._reap_dead_workers()
+            deferred = self.queue.deferred_job_registry.count
+            waiting = self.queue.count
+            dequeued = self.connection.llen(self.queue.intermediate_queue_key)
+            running = self.queue.started_job_registry.count
             return {
-                "queued": self.queue.count + self.queue.deferred_job_registry.count,
-                "running": self.queue.started_job_registry.count,
+                "queued": deferred + waiting + dequeued,
+                "running": running,
                 "failed": self.queue.failed_job_registry.count,
             }
         except redis.RedisError as exc:
