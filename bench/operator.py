@@ -26,6 +26,16 @@ and a Secret); ``minimal`` a server only. ``--probe`` runs the operator under ``
 (requests by verb and resource with their wall time, object counts, RSS; ``LSML_BENCH_TRACEMALLOC=<frames>``
 adds the largest allocation sites) and ``--py-spy FILE`` samples it with py-spy during the ramp.
 Results go to stdout as JSON and to bench/results/operator.json (``--out``).
+
+``--ceiling`` first measures what the control plane itself takes: for each ``--ceiling-concurrency`` (a comma
+list), a fresh control plane, the same MLBackends and no operator; a bare client writes the children the
+operator would write for them (its own builders and ``Kube``, same field manager, same ServiceAccount), and
+reports seconds from the first write to the last, writes per second and request latency (client side, and the
+API server's for the write FlowSchema). The operator's run follows on its own fresh control plane and gets the
+same figures (``ceiling_vs_operator``); ``--ceiling-only`` skips it (``bench/operator_ceiling.py``).
+
+    .venv/bin/python bench/operator.py --spec full --count 1000 --nodes 32 --storage-workers 32 \
+        --ceiling --ceiling-concurrency 16,64 --no-restart --idle-seconds 30
 """
 
 from __future__ import annotations
@@ -44,6 +54,15 @@ from pathlib import Path
 from typing import Any
 
 from harness import REPO, kubectl, load_controlplane, loadavg  # noqa: E402  (beside this script)
+from operator_ceiling import (  # noqa: E402  (beside this script)
+    apply_all,
+    created_at,
+    creation_span,
+    creation_times,
+    operator_kube,
+    server_latency,
+    summarize,
+)
 
 NS = "bench"
 SA = "lsml-operator-bench"
@@ -126,9 +145,14 @@ def setup_identity(cp, workdir: Path) -> Path:
     return path
 
 
-def flow_metrics(cp) -> dict[str, float]:
+def metrics_text(cp) -> str:
+    """The API server's /metrics, read once for both the request counts and the latency histograms."""
+    return kubectl(cp, "get", "--raw", "/metrics")
+
+
+def flow_metrics(cp, text: str | None = None) -> dict[str, float]:
     """The operator's dispatched requests so far by kind (write/read/other) and the API server's seconds on them."""
-    text = kubectl(cp, "get", "--raw", "/metrics")
+    text = metrics_text(cp) if text is None else text
     out = {f"{k}_{m}": 0.0 for k in FLOWS for m in ("requests", "server_seconds")}
     for line in text.splitlines():
         for kind, (name, _) in FLOWS.items():
@@ -215,6 +239,102 @@ def count_objects(api, kind: str) -> int:
     resp.read()
     got = json.loads(resp.data)
     return len(got.get("items") or []) + int((got.get("metadata") or {}).get("remainingItemCount") or 0)
+
+
+def create_mlbackends(custom, count: int, spec: str) -> tuple[list[dict[str, Any]], float]:
+    """Create every MLBackend at once (8 threads); the created bodies (with their uids, for the children's owner
+    references) and the seconds it took."""
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        created = list(
+            pool.map(
+                lambda i: custom.create_namespaced_custom_object(
+                    "lsml.dev", "v1alpha1", NS, "mlbackends", mlbackend(i, spec)
+                ),
+                range(count),
+            )
+        )
+    return created, time.monotonic() - t0
+
+
+def admin_client(cp, pool: int = 16) -> Any:
+    """The bench's own client (cluster admin): its requests are not in the operator's FlowSchemas."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(cp.kubeconfig))
+    api.configuration.connection_pool_maxsize = pool
+    return api
+
+
+def ceiling_pass(cpmod, bin_dir: Path, args: argparse.Namespace, workdir: Path, concurrency: int) -> dict[str, Any]:
+    """The control plane's ceiling at one concurrency: a fresh control plane, the same MLBackends, no operator, and
+    a bare client applying the children the operator would (``operator_ceiling``).
+
+    A fresh control plane for each pass, and before the operator's run: the children of a pass bring
+    ReplicaSets, pods and claims that the controllers, kwok and the provisioner keep working on, and they
+    must not weigh on the next measurement; each pass has that background work of its own, as the
+    operator's run does."""
+    from kubernetes import client
+
+    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
+    out: dict[str, Any] = {
+        "concurrency": concurrency,
+        "owner_reads": args.ceiling_reads,
+        "load_average_at_start": loadavg(),
+    }
+    try:
+        cp.start()
+        kubeconfig = setup_identity(cp, workdir)
+        api = admin_client(cp)
+        mlbs, created_s = create_mlbackends(client.CustomObjectsApi(api), args.count, args.spec)
+        kube = operator_kube(kubeconfig, concurrency)
+        before = metrics_text(cp)
+        requests = apply_all(kube, mlbs, concurrency, owner_reads=args.ceiling_reads)
+        after = metrics_text(cp)
+        out.update(
+            {
+                "create_seconds": round(created_s, 1),
+                **summarize(requests),
+                "write_latency_server": server_latency(after, before, FLOWS["write"][0]),
+                "requests_counted_by_api_server": delta(flow_metrics(cp, after), flow_metrics(cp, before)),
+                "children_created": creation_span(creation_times(api, NS, CHILD_PLURALS), created_at(mlbs)),
+                "load_average_at_end": loadavg(),
+            }
+        )
+        print(f"ceiling at concurrency {concurrency}: {json.dumps(out)}", file=sys.stderr)
+        return out
+    finally:
+        cp.stop(remove=True)
+
+
+def comparison(result: dict[str, Any]) -> dict[str, Any]:
+    """The operator's figures beside each ceiling pass's, from the same invocation (same machine, same hour)."""
+    op = {
+        "seconds_until_children_applied_after_last_create": result.get(
+            "all_children_applied_after_last_create_seconds"
+        ),
+        "seconds_first_to_last_child_created": (result.get("children_created") or {}).get(
+            "first_to_last_child_created_seconds"
+        ),
+        "writes_per_second": result.get("operator_writes_per_second_until_children_applied"),
+        "write_latency_server": result.get("operator_write_latency_server_until_children_applied"),
+    }
+    ceilings = [
+        {
+            "concurrency": c["concurrency"],
+            "seconds_first_to_last_write": c.get("first_to_last_write_seconds"),
+            "seconds_first_to_last_child_created": (c.get("children_created") or {}).get(
+                "first_to_last_child_created_seconds"
+            ),
+            "writes_per_second": c.get("writes_per_second"),
+            "write_latency_server": c.get("write_latency_server"),
+            "operator_writes_per_second_over_ceiling": round(op["writes_per_second"] / c["writes_per_second"], 2)
+            if op["writes_per_second"] and c.get("writes_per_second")
+            else None,
+        }
+        for c in result.get("ceiling") or []
+    ]
+    return {"operator": op, "ceiling": ceilings}
 
 
 def count_ready(custom) -> tuple[int, int]:
@@ -307,6 +427,20 @@ def spec_change_seconds(custom, apps, i: int, replicas: int, timeout: float = 30
     return None
 
 
+def concurrencies(text: str) -> list[int]:
+    """``--ceiling-concurrency 16,64`` -> [16, 64]."""
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def write_result(result: dict[str, Any], out: str) -> int:
+    """Print the result (without the probe's snapshots) and write it whole to ``out``."""
+    result["load_average_at_end"] = loadavg()
+    print(json.dumps({k: v for k, v in result.items() if k != "probe"}, indent=2))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=200)
@@ -326,8 +460,26 @@ def main() -> int:
     ap.add_argument("--no-restart", action="store_true", help="skip the restart and spec-change measurements")
     ap.add_argument("--probe", action="store_true", help="run the operator under bench/operator_probe.py")
     ap.add_argument("--py-spy", default=None, help="sample the operator with py-spy during the ramp into this file")
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="first, on a fresh control plane and without the operator, apply the same children with a bare client",
+    )
+    ap.add_argument(
+        "--ceiling-concurrency",
+        type=concurrencies,
+        default=[16],
+        help="MLBackends the bare client writes at once, a comma list for one pass each (16: kopf's workers)",
+    )
+    ap.add_argument(
+        "--ceiling-reads",
+        action="store_true",
+        help="the bare client also makes the operator's GET before each first write",
+    )
+    ap.add_argument("--ceiling-only", action="store_true", help="the ceiling passes only: no operator run")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "operator.json"))
     args = ap.parse_args()
+    args.ceiling = args.ceiling or args.ceiling_only
 
     load_at_start = loadavg()  # the machine is shared: report how busy it was
     cpmod = load_controlplane()
@@ -337,7 +489,6 @@ def main() -> int:
     if missing:
         raise SystemExit(f"control-plane binaries missing ({missing}): run hack/control-plane/build.sh")
     workdir = Path(tempfile.mkdtemp(prefix="lsml-bench-operator-"))
-    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
     env = {} if args.resync_seconds is None else {"LSML_OPERATOR_RESYNC_SECONDS": str(args.resync_seconds)}
     resync = args.resync_seconds or float(os.environ.get("LSML_OPERATOR_RESYNC_SECONDS") or 300)
     want = {k: n * args.count for k, n in expected_children(args.spec).items()}
@@ -349,6 +500,12 @@ def main() -> int:
         "kwok_nodes": args.nodes,
         "resync_seconds": resync,
     }
+    if args.ceiling:
+        result["ceiling"] = [ceiling_pass(cpmod, bin_dir, args, workdir, c) for c in args.ceiling_concurrency]
+        if args.ceiling_only:
+            return write_result(result, args.out)
+        load_at_start = loadavg()
+    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
     try:
         cp.start()
         print(f"control plane up: {cp.api_url}; children expected: {want}", file=sys.stderr)
@@ -374,26 +531,18 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
             )
 
-        from kubernetes import client, config
+        from kubernetes import client
 
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig))
-        api.configuration.connection_pool_maxsize = 16
+        api = admin_client(cp)
         custom = client.CustomObjectsApi(api)
         apps = client.AppsV1Api(api)
-        m0 = flow_metrics(cp)
+        text0 = metrics_text(cp)
+        m0 = flow_metrics(cp, text0)
         t0 = time.monotonic()
-        with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda i: custom.create_namespaced_custom_object(
-                        "lsml.dev", "v1alpha1", NS, "mlbackends", mlbackend(i, args.spec)
-                    ),
-                    range(args.count),
-                )
-            )
-        created_s = time.monotonic() - t0
+        mlbs, created_s = create_mlbackends(custom, args.count, args.spec)
         print(f"{args.count} MLBackends created in {created_s:.1f}s", file=sys.stderr)
         ready_s = applied_s = None
+        text_applied = ""
         pending = dict(want)
         ready = 0
         while time.monotonic() - t0 < args.ready_timeout:
@@ -402,6 +551,7 @@ def main() -> int:
                     del pending[kind]
             if applied_s is None and not pending:
                 applied_s = time.monotonic() - t0  # the operator's part: every child exists
+                text_applied = metrics_text(cp)
                 print(f"every child applied after {applied_s:.1f}s", file=sys.stderr)
             ready, total = count_ready(custom)
             if ready == args.count:
@@ -424,12 +574,25 @@ def main() -> int:
         idle = delta(m2, m1)
         periods = (t2 - t1) / resync
         op.snapshot("idle")
+        # after the measurements: a LIST of every child's metadata is no small request at 1,000
+        span = creation_span(creation_times(api, NS, CHILD_PLURALS), created_at(mlbs))
+        writes_applied = delta(flow_metrics(cp, text_applied), m0)["write_requests"] if applied_s else None
         result.update(
             {
                 "load_average_at_start": load_at_start,
                 "create_seconds": round(created_s, 1),
                 "all_children_applied_seconds": round(applied_s, 1) if applied_s else None,
                 "all_children_applied_after_last_create_seconds": round(applied_s - created_s, 1)
+                if applied_s
+                else None,
+                "children_created": span,
+                "operator_writes_until_children_applied": writes_applied,
+                "operator_writes_per_second_until_children_applied": round(writes_applied / applied_s, 1)
+                if applied_s
+                else None,
+                "operator_write_latency_server_until_children_applied": server_latency(
+                    text_applied, text0, FLOWS["write"][0]
+                )
                 if applied_s
                 else None,
                 "all_ready_seconds": round(ready_s, 1) if ready_s else None,
@@ -493,11 +656,9 @@ def main() -> int:
             "restart_first_pass_seconds": 60,
             "spec_change_max_seconds": 2,
         }
-        result["load_average_at_end"] = loadavg()
-        print(json.dumps({k: v for k, v in result.items() if k != "probe"}, indent=2))
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        return 0
+        if args.ceiling:
+            result["ceiling_vs_operator"] = comparison(result)
+        return write_result(result, args.out)
     finally:
         if spy is not None and spy.poll() is None:
             spy.kill()
