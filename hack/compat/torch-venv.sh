@@ -41,8 +41,12 @@ PY
 { awk 1 "$example/requirements.txt" "$example/requirements-test.txt"; echo "torch==$TORCH_VERSION"; } \
     | grep -v '^[[:space:]]*\(#\|$\)' >"$example_requirements"
 py_version="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-key="$({ echo "layout 1"; echo "python $py_version"; cat "$lsml_requirements"; echo "--"; cat "$example_requirements"; } \
-    | sha256sum | cut -c1-16)"
+# Each run pinned to the versions the suite passed with (hack/constraints/freeze says why): the first to
+# lsml[compat]'s (.venv-compat's), the second to this layer's own, whose pillow is the example's.
+first_constraints=hack/constraints/compat.txt
+second_constraints=hack/constraints/compat-torch.txt
+key="$({ echo "layout 1"; echo "python $py_version"; cat "$lsml_requirements"; echo "--"; cat "$example_requirements"; \
+    echo "--"; cat "$first_constraints" "$second_constraints"; } | sha256sum | cut -c1-16)"
 name="torch-$TORCH_VERSION-py$py_version-$key"
 cache="$root/$name"
 
@@ -56,9 +60,10 @@ if [[ ! -f "$cache/.lsml-complete" ]]; then
     "$PYTHON" -m venv "$cache" >&2
     "$cache/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
     # setuptools and wheel: layer 2 installs lsml editable with --no-build-isolation, from these
-    "$cache/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "$cache/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$first_constraints" \
         "setuptools>=68" wheel -r "$lsml_requirements" >&2
-    "$cache/bin/python" -m pip install --quiet --disable-pip-version-check -r "$example_requirements" >&2
+    "$cache/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$second_constraints" \
+        -r "$example_requirements" >&2
     if "$cache/bin/python" -c 'import importlib.metadata as m; m.distribution("label-studio-ml")' 2>/dev/null; then
         echo "label-studio-ml (the reference SDK) got installed into $cache: it would shadow lsml's label_studio_ml" >&2
         exit 1

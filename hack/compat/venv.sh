@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
 venv="${LSML_COMPAT_VENV:-$PWD/.venv-compat}"
 stamp="$venv/.lsml-compat-stamp"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+constraints=hack/constraints/compat.txt  # the versions the suite passed with (hack/constraints/freeze says why)
+want="$(cat pyproject.toml "$constraints" | sha256sum | cut -d' ' -f1)"
 
 # One install at a time (the test fixture and hack/test may both call this).
 mkdir -p "$(dirname "$venv")"
@@ -27,7 +28,7 @@ fi
 echo "installing lsml[compat] into $venv (a few minutes the first time)" >&2
 [[ -x "$venv/bin/python" ]] || "$PYTHON" -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[compat]' >&2
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$constraints" -e '.[compat]' >&2
 if "$venv/bin/python" -c 'import importlib.metadata as m; m.distribution("label-studio-ml")' 2>/dev/null; then
     echo "label-studio-ml (the reference SDK) is installed in $venv: it would shadow lsml's label_studio_ml" >&2
     exit 1

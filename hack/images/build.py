@@ -33,6 +33,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("LSML_IMAGES_CACHE", Path.home() / ".cache" / "lsml" / "images"))
 EXAMPLE = REPO / "examples" / "text_classifier"
+#: the versions pip may pick (the suite's: hack/constraints/freeze says why); a package it does not name, e.g.
+#: async-timeout, which the image's Python 3.11.2 needs for redis and the host's 3.11.7 does not, stays free
+CONSTRAINTS = REPO / "hack" / "constraints" / "dev.txt"
 # The local stand-in for python:3.11-slim-bookworm: what our Dockerfiles use of it.
 BASE_RECIPE = {
     "suite": "bookworm",
@@ -157,7 +160,7 @@ class Plan:
     @classmethod
     def make(cls) -> Plan:
         base_key = digest(BASE_RECIPE)
-        wheel_key = digest(base_key, requirements())
+        wheel_key = digest(base_key, requirements(), CONSTRAINTS.read_text())
         lsml_key = digest(base_key, wheel_key, tree_digest(REPO, ["Dockerfile", ".dockerignore", *context_names()]))
         example_key = digest(lsml_key, tree_digest(EXAMPLE, [p.name for p in EXAMPLE.iterdir()]))
         return cls(
@@ -279,6 +282,8 @@ def wheelhouse(docker: Docker, key: str, base: str) -> Path:
         f"{tmp}:/wheels",
         "-v",
         f"{pip_cache}:/pip-cache",
+        "-v",
+        f"{CONSTRAINTS}:/constraints.txt:ro",
         "-e",
         "PIP_CACHE_DIR=/pip-cache",
         "-e",
@@ -290,8 +295,8 @@ def wheelhouse(docker: Docker, key: str, base: str) -> Path:
         if os.environ.get(name):
             argv += ["-e", f"{name}={os.environ[name]}"]
     script = (
-        "python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /wheels "
-        + " ".join(shlex.quote(r) for r in requirements())
+        "python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --constraint /constraints.txt "
+        "--wheel-dir /wheels " + " ".join(shlex.quote(r) for r in requirements())
     )
     log(f"pip wheel into {target}")
     started = time.monotonic()
