@@ -63,6 +63,12 @@ ENV PATH=/usr/local/python/bin:$PATH
 COPY pip.conf /etc/pip.conf
 """
 LSML_SOURCES = ("pyproject.toml", "README.md", "runtime", "operator")
+#: the versions the two resolutions below may pick (the suite's: hack/constraints/freeze says why): lsml[sdk]'s
+#: as in .venv-compat, the example's (its pillow~=10.3) as in the torch layer, which installs the same two steps
+CONSTRAINTS = {
+    "sdk.txt": REPO / "hack" / "constraints" / "compat.txt",
+    "example.txt": REPO / "hack" / "constraints" / "compat-torch.txt",
+}
 
 
 def _engine():
@@ -139,6 +145,8 @@ def _wheelhouse(docker: str, env: dict, base: str, key: str) -> Path:
         else:
             shutil.copy(REPO / name, src / name)
     shutil.copy(EXAMPLE / "requirements.txt", tmp / "requirements.txt")
+    for name, path in CONSTRAINTS.items():
+        shutil.copy(path, tmp / name)
     cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
     pip_cache = Path.home() / ".cache" / "pip"
     pip_cache.mkdir(parents=True, exist_ok=True)
@@ -149,7 +157,10 @@ def _wheelhouse(docker: str, env: dict, base: str, key: str) -> Path:
     # two resolutions, as the Dockerfile's two `pip install` steps are: label-studio-sdk 2 wants Pillow>=12 and the
     # example pins pillow~=10.3, so its second step downgrades Pillow (pip says so and goes on)
     wheel = "/tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /work/wheels"
-    script = f"python -m venv /tmp/pip && {wheel} '/work/src[sdk]' && {wheel} -r /work/requirements.txt"
+    script = (
+        f"python -m venv /tmp/pip && {wheel} -c /work/sdk.txt '/work/src[sdk]'"
+        f" && {wheel} -c /work/example.txt -r /work/requirements.txt"
+    )
     _run([*argv, base, "sh", "-c", script], env, "pip wheel of lsml[sdk] and the example's requirements")
     (tmp / "wheels").rename(target)
     shutil.rmtree(tmp)
@@ -182,7 +193,7 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
     env = {**os.environ, "DOCKER_HOST": images["docker_host"], "DOCKER_BUILDKIT": "0"}
     base = images["base"]
     requirements = (EXAMPLE / "requirements.txt").read_text()
-    wheel_key = _digest(base, requirements, _tree(REPO, LSML_SOURCES))
+    wheel_key = _digest(base, requirements, _tree(REPO, LSML_SOURCES), *(p.read_text() for p in CONSTRAINTS.values()))
     port = PREFERRED_PORT if _free(PREFERRED_PORT) else 0
     if port == 0:
         with socket.socket() as probe:
