@@ -119,6 +119,20 @@ def percentiles(samples_s: list[float]) -> dict:
     return {"count": len(xs), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99), "max_ms": xs[-1] * 1e3}
 
 
+def histogram_buckets(metrics_text: str, metric: str, label: str) -> dict[float, float]:
+    """Cumulative buckets (``le`` bound -> count) of one histogram in a Prometheus text exposition: its series
+    whose labels include ``label`` (e.g. ``'route="/webhook"'``), summed over their other labels (processes,
+    priority levels, request types)."""
+    buckets: dict[float, float] = {}
+    prefix = f"{metric}_bucket{{"
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix) and label in line and 'le="' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
 def failed_requests(rounds: list[dict]) -> dict[str, int]:
     """Socket errors plus non-2xx answers of every wrk cell (`round["cells"][name]`) that had any."""
     return {

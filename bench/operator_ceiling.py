@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness import percentiles  # noqa: E402  (beside this script)
+from harness import histogram_buckets, percentiles  # noqa: E402  (beside this script)
 
 
 @dataclass
@@ -135,24 +134,6 @@ def summarize(requests: list[Request]) -> dict[str, Any]:
     }
 
 
-_LE = re.compile(r'le="([^"]+)"')
-
-
-def histogram(metrics_text: str, metric: str, flow_schema: str) -> dict[float, float]:
-    """Cumulative buckets (le -> count) of an API server histogram for one FlowSchema, summed over its other
-    labels (priority level, request type)."""
-    out: dict[float, float] = {}
-    prefix = f"{metric}_bucket{{"
-    for line in metrics_text.splitlines():
-        if not line.startswith(prefix) or f'flow_schema="{flow_schema}"' not in line:
-            continue
-        m = _LE.search(line)
-        if m:
-            le = math.inf if m.group(1) == "+Inf" else float(m.group(1))
-            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def histogram_quantile(after: dict[float, float], before: dict[float, float], q: float) -> float | None:
     """The q-quantile of the observations between two snapshots of a histogram, interpolated linearly within
     its bucket as Prometheus' ``histogram_quantile`` does: only as fine as the API server's buckets."""
@@ -179,7 +160,8 @@ def server_latency(after_text: str, before_text: str, flow_schema: str) -> dict[
         ("execution", "apiserver_flowcontrol_request_execution_seconds"),
         ("wait", "apiserver_flowcontrol_request_wait_duration_seconds"),
     ):
-        after, before = histogram(after_text, metric, flow_schema), histogram(before_text, metric, flow_schema)
+        label = f'flow_schema="{flow_schema}"'
+        after, before = histogram_buckets(after_text, metric, label), histogram_buckets(before_text, metric, label)
         for q in (0.5, 0.99):
             v = histogram_quantile(after, before, q)
             out[f"{name}_p{int(q * 100)}_ms"] = round(v * 1e3, 1) if v is not None else None

@@ -37,6 +37,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness import histogram_buckets  # noqa: E402  (beside this script)
 from tests.fixtures.apps import TEXT_CONFIG  # noqa: E402
 from tests.fixtures.polling import wait_for  # noqa: E402
 from tests.fixtures.ports import free_port, wait_for_port  # noqa: E402
@@ -87,13 +88,7 @@ def percentile(values: list[float], q: float) -> float:
 def webhook_buckets(url: str) -> dict[float, float]:
     """The server's cumulative /webhook latency histogram (`le` bound -> count), summed over its processes."""
     text = requests.get(url + "/metrics", timeout=10).text
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith("lsml_http_request_duration_seconds_bucket{") and 'route="/webhook"' in line:
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            bound = float("inf") if le == "+Inf" else float(le)
-            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
-    return buckets
+    return histogram_buckets(text, "lsml_http_request_duration_seconds", 'route="/webhook"')
 
 
 def server_side_p99(before: list[dict[float, float]], after: list[dict[float, float]]) -> dict[str, object]:
