@@ -90,6 +90,10 @@ def _path(api_version: str, plural: str, namespace: str, name: str | None = None
     return p
 
 
+#: A resourceVersion no object has (etcd's revisions of writes start at 2): the precondition of a create-only apply.
+NO_OBJECT_VERSION = "1"
+
+
 def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
     """Whether ``owner_uid`` is the controller owner of ``obj``: the only objects the operator may change."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
@@ -136,10 +140,18 @@ class Kube:
             raise api_error(resp.status, resp.reason, (resp.data or b"").decode(errors="replace"))
         return json.loads(resp.data) if resp.data else {}
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply: we own exactly the fields we set; a hand edit of them is overwritten (force)."""
+    def apply(self, obj: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
+        """Server-side apply: we own exactly the fields we set; a hand edit of them is overwritten (force).
+
+        ``only_if_absent``: create the object, or raise ``Conflict`` when any object of its name exists (ours or
+        not), in one atomic request. A resourceVersion in an apply is a precondition the object must meet
+        (kubernetes/kubernetes#63104), and it is ignored on create; "1" is no object's version, since etcd
+        gives its first write revision 2. A check-then-write (GET, then apply) would cost a request more and
+        leave a window in which an object created in between is taken over."""
         kind = obj["kind"]
         path = _path(obj["apiVersion"], PLURALS[kind], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if only_if_absent:
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": NO_OBJECT_VERSION}}
         return self._call(
             "PATCH",
             path,

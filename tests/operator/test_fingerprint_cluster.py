@@ -16,7 +16,7 @@ import json
 import pytest
 
 from lsml_operator.builders import desired_children
-from lsml_operator.kube import Kube
+from lsml_operator.kube import Conflict, Kube
 from lsml_operator.reconcile import fingerprint
 from tests.fixtures.kubernetes import wait_for
 from tests.fixtures.mlbackend import example
@@ -60,12 +60,20 @@ def test_applied_children_fingerprint_as_their_desired_state_until_someone_edits
         "HorizontalPodAutoscaler",
     }
     for child in children:
-        answer = kube.apply(child)
+        # a new MLBackend's first write is a create-only apply: it must own the fields exactly as a plain apply does
+        answer = kube.apply(child, only_if_absent=True)
         meta = child["metadata"]
         live = kube.get(child["kind"], meta["namespace"], meta["name"])
         want = fingerprint.of_desired(child)
         assert fingerprint.of_live(answer) == want, f"{child['kind']} {meta['name']}: the apply's answer"
         assert fingerprint.of_live(live) == want, f"{child['kind']} {meta['name']}: a later read"
+        # the name is taken now: a second create-only apply is refused and changes nothing
+        with pytest.raises(Conflict):
+            kube.apply(child, only_if_absent=True)
+        after = kube.get(child["kind"], meta["namespace"], meta["name"])
+        assert after["metadata"]["uid"] == live["metadata"]["uid"]
+        assert after["metadata"].get("generation") == live["metadata"].get("generation"), f"{child['kind']} changed"
+        assert fingerprint.of_live(after) == want
 
     server = next(c for c in children if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-server"))
     name = server["metadata"]["name"]
@@ -90,3 +98,28 @@ def test_applied_children_fingerprint_as_their_desired_state_until_someone_edits
     part_of = "app.kubernetes.io/part-of"
     assert restored["metadata"]["labels"][part_of] == server["metadata"]["labels"][part_of] != "x"
     assert restored["spec"]["replicas"] == 2
+
+
+def test_a_create_only_apply_leaves_an_object_of_another_owner_as_it_was(k8s_cluster, owner):
+    """The atomic check a new MLBackend's first write relies on: no look first, and still no takeover."""
+    kube = Kube(k8s_cluster.api_client())
+    service = next(c for c in desired_children(owner, redis_auth_version="1") if c["kind"] == "Service")
+    service = copy.deepcopy(service)
+    service["metadata"]["name"] = "fp-someone-elses"
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "fp-someone-elses", "namespace": UNWATCHED, "labels": {"owner": "someone-else"}},
+        "spec": {"selector": {"app": "foreign"}, "ports": [{"name": "web", "port": 80}]},
+    }
+    apply_yaml(k8s_cluster, foreign, UNWATCHED)
+    try:
+        before = kube.get("Service", UNWATCHED, "fp-someone-elses")
+        with pytest.raises(Conflict):
+            kube.apply(service, only_if_absent=True)
+        after = kube.get("Service", UNWATCHED, "fp-someone-elses")
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "not written"
+        assert not after["metadata"].get("ownerReferences")
+        assert after["spec"]["selector"] == {"app": "foreign"}
+    finally:
+        k8s_cluster.kubectl("delete", "service", "fp-someone-elses", "-n", UNWATCHED, "--ignore-not-found", check=False)

@@ -13,13 +13,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..builders import Spec, desired_children
 from ..builders import labels as L
 from ..builders import redis as redis_builder
 from ..keys import ChildKey, Key, child_key, key_of
-from ..kube import Forbidden, Invalid, Kube, owned_by
+from ..kube import Conflict, Forbidden, Invalid, Kube, owned_by
 from . import fingerprint
 from .child_cache import ChildCache
 from .events import NORMAL, WARNING, Event
@@ -53,6 +53,8 @@ POD_CHILDREN: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("Deployment", L.server_name),
     ("Deployment", L.worker_name),
 )
+# The kinds whose pods the diagnosis reads (the server's and worker's Deployments, the managed Redis' StatefulSet).
+POD_OWNER_KINDS = frozenset({"Deployment", "StatefulSet"})
 # What Label Studio reaches by name when the backend is registered: its Service, and the server pods behind it.
 SERVING: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("Service", L.service_name),
@@ -73,6 +75,13 @@ def digest(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+class Ensured(NamedTuple):
+    """A child as ``ChildrenStep.ensure`` left it (slim), and whether it was written to get there."""
+
+    body: dict[str, Any]
+    written: bool
+
+
 class ChildrenStep:
     """Applies and prunes one MLBackend's children; the cache it shares with the watch makes a quiet pass free."""
 
@@ -89,7 +98,7 @@ class ChildrenStep:
         auth_version = ""
         if spec.redis_managed:
             try:
-                auth_version = self._redis_auth(mlb, spec, key, full=policy.full, events=out.events)
+                auth_version = self._redis_auth(mlb, spec, key, policy=policy, events=out.events)
             except ForeignObject as exc:
                 out.foreign.append(exc)
             except Forbidden:
@@ -110,9 +119,13 @@ class ChildrenStep:
                 continue
             try:
                 # no forced apply, even on full passes: the watches keep the fingerprints current
-                out.live[ck] = self.ensure(key, child, force=False)
+                ensured = self.ensure(key, child, force=False, expect_absent=policy.expect_absent)
             except ForeignObject as exc:
                 out.foreign.append(exc)
+                continue
+            out.live[ck] = ensured.body
+            if ensured.written:
+                out.written.add(ck)
         if policy.prune is not Prune.NONE:
             self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
 
@@ -145,21 +158,22 @@ class ChildrenStep:
             raise ForeignObject(*ck, obj, owner)
         return obj
 
-    def _redis_auth(self, mlb: dict[str, Any], spec: Spec, key: Key, *, full: bool, events: list[Event]) -> str:
+    def _redis_auth(self, mlb: dict[str, Any], spec: Spec, key: Key, *, policy: Policy, events: list[Event]) -> str:
         """Create the managed Redis' password Secret once; return its resourceVersion (rolls the pods when it changes).
 
         Created with POST, never applied: an existing Secret is kept as it is, so no reconcile
         regenerates the password (a Secret deleted by hand is recreated, and its new version rolls
         Redis and the pods). Looked at on full passes only; the password is never logged or put in
-        status or events. The operator does not watch Secrets (it may not list them).
+        status or events. The operator does not watch Secrets (it may not list them). A new MLBackend's Secret
+        is created with no look first (``expect_absent``): a taken name answers 409, and is read then.
         """
         uid = mlb["metadata"]["uid"]
         name = L.redis_auth_secret_name(spec.name)
         ck: ChildKey = ("Secret", spec.namespace, name)
         known = self.cache.auth_version(ck, uid)
-        if known is not None and not full:
+        if known is not None and not policy.full:
             return known
-        live = self.kube.get(*ck)
+        live = None if policy.expect_absent and known is None else self.kube.get(*ck)
         if live is None:
             live, created = self.kube.create_or_get(redis_builder.build_auth_secret(mlb, redis_builder.new_password()))
             if created:
@@ -170,9 +184,11 @@ class ChildrenStep:
         self.cache.auth_seen(key, ck, uid, resource_version)
         return resource_version
 
-    def ensure(self, key: Key, child: dict[str, Any], *, force: bool) -> dict[str, Any]:
+    def ensure(self, key: Key, child: dict[str, Any], *, force: bool, expect_absent: bool = False) -> Ensured:
         """Apply one child unless the cache shows applying it would change nothing (``force``: apply anyway, for
-        a kind no watch follows); a 422 on a hand-edited child replaces it.
+        a kind no watch follows); a 422 on a hand-edited child replaces it. ``expect_absent`` (a new
+        MLBackend): a child this process never saw is created by a create-only apply, its name looked at only
+        when that answers 409.
 
         Raises ForeignObject for an object of the child's name this MLBackend does not control, and the
         API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""
@@ -182,8 +198,16 @@ class ChildrenStep:
         if not force:
             cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
-                return cached
+                return Ensured(cached, False)
         owner_ref = child["metadata"]["ownerReferences"][0]
+        if expect_absent and self.cache.observed(ck) is None and not self.cache.verified_owner(ck, owner_ref["uid"]):
+            mark = self.cache.mark(ck)
+            try:
+                created = self.kube.apply(child, only_if_absent=True)
+            except Conflict:
+                pass  # the name is taken (by us before a restart, or by another owner): looked at below
+            else:
+                return Ensured(self.cache.applied(key, ck, owner_ref["uid"], want, created, since=mark), True)
         mark = self.cache.mark(ck)
         live = self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
         if live is not None and not force:
@@ -191,7 +215,7 @@ class ChildrenStep:
             self.cache.read(key, ck, live, since=mark)
             cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
-                return cached
+                return Ensured(cached, False)
         mark = self.cache.mark(ck)
         try:
             result = self.kube.apply(child)
@@ -202,7 +226,7 @@ class ChildrenStep:
                 raise
             log.warning("%s %s/%s could not be restored in place (%s): replaced", *ck, exc.reason)
             result = self.kube.apply(child)
-        return self.cache.applied(key, ck, owner_ref["uid"], want, result, since=mark)
+        return Ensured(self.cache.applied(key, ck, owner_ref["uid"], want, result, since=mark), True)
 
     def _prune(self, spec: Spec, uid: str, desired: set[ChildKey], prune: Prune, events: list[Event]) -> None:
         """Delete optional children the spec no longer wants.

@@ -6,17 +6,18 @@ desired state (``fingerprint``); full passes re-read what no watch follows (the 
 Secret, the Label Studio registration, a ServiceMonitor). A spec change asks the API server for
 children to prune; a restart prunes what the watches listed (a child they have not listed yet is
 pruned by the next resync) and reads a child not listed yet before writing it, so a restart with
-nothing changed writes nothing.
+nothing changed writes nothing. A new MLBackend's children are expected absent: each first write is a
+create-only apply, with no look first (one request per child instead of two).
 
-| trigger     | full | prune   | wait_if_busy |
-|-------------|------|---------|--------------|
-| CREATE      | yes  | NONE    | yes          |
-| UPDATE      | yes  | ASK_API | yes          |
-| RESUME      | yes  | SEEN    | yes          |
-| RESYNC      | yes  | SEEN    | no           |
-| RETRY       | no   | NONE    | no           |
-| DIAGNOSE    | no   | NONE    | no           |
-| CHILD_EVENT | no   | NONE    | no           |
+| trigger     | full | prune   | wait_if_busy | expect_absent |
+|-------------|------|---------|--------------|---------------|
+| CREATE      | yes  | NONE    | yes          | yes           |
+| UPDATE      | yes  | ASK_API | yes          | no            |
+| RESUME      | yes  | SEEN    | yes          | no            |
+| RESYNC      | yes  | SEEN    | no           | no            |
+| RETRY       | no   | NONE    | no           | no            |
+| DIAGNOSE    | no   | NONE    | no           | no            |
+| CHILD_EVENT | no   | NONE    | no           | no            |
 """
 
 from __future__ import annotations
@@ -57,15 +58,20 @@ class Policy:
     wait_if_busy: when another pass of the same MLBackend runs, wait for it (spec changes must not be
         lost) or mark the object dirty and return at once (the running pass runs once more with the
         latest body, so a burst of child events costs one extra pass, not one blocked thread each).
+    expect_absent: the MLBackend was never handled, so no child of it exists yet: a child's first write is an
+        apply that creates it only if its name is free (a taken name answers 409 and is then looked at), and
+        the Redis password Secret is created with no look first. Not on a restart's passes: there every child
+        exists, and a refused write would be a write where nothing changed.
     """
 
     full: bool
     prune: Prune
     wait_if_busy: bool
+    expect_absent: bool = False
 
 
 POLICIES: dict[Trigger, Policy] = {
-    Trigger.CREATE: Policy(full=True, prune=Prune.NONE, wait_if_busy=True),
+    Trigger.CREATE: Policy(full=True, prune=Prune.NONE, wait_if_busy=True, expect_absent=True),
     Trigger.UPDATE: Policy(full=True, prune=Prune.ASK_API, wait_if_busy=True),
     Trigger.RESUME: Policy(full=True, prune=Prune.SEEN, wait_if_busy=True),
     Trigger.RESYNC: Policy(full=True, prune=Prune.SEEN, wait_if_busy=False),

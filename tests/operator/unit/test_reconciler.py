@@ -320,10 +320,10 @@ def test_a_trigger_that_does_not_wait_marks_a_busy_object_and_the_running_pass_r
     inside, release = threading.Event(), threading.Event()
     apply = h.kube.apply
 
-    def slow_apply(obj: dict[str, Any]) -> dict[str, Any]:
+    def slow_apply(obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         inside.set()
         assert release.wait(5)
-        return apply(obj)
+        return apply(obj, **kwargs)
 
     h.kube.apply = slow_apply  # type: ignore[method-assign]
     h.rec.observe_parent("ADDED", _mlb(image="lsml/runtime:v2"))  # the body the re-run will use
@@ -589,3 +589,41 @@ def test_a_restart_reads_a_child_its_watches_have_not_listed_yet_and_writes_noth
         ("get", "Deployment", "demo-worker"),
         ("get", "Service", "demo"),
     ], "one read of each, no write"
+
+
+def test_a_new_mlbackend_creates_each_child_with_one_request_and_reads_nothing(harness):
+    """CREATE: the names are expected free, so each first write is a create-only apply (no GET before it), and
+    the Redis password Secret is created with no look first."""
+    h = harness
+    h.rec.reconcile(_mlb(worker={"enabled": True}, redis={"managed": True}, storage={"size": "1Gi"}), Trigger.CREATE)
+    reads = [c for c in h.kube.calls if c[0] in ("get", "list")]
+    assert reads == [], reads
+    assert [c for c in h.kube.calls if c[1] == "Secret"] == [("create", "Secret", "demo-redis-auth")]
+    assert sorted(h.kube.applies()) == sorted(f"{kind}/{name}" for kind, _, name in h.kube.objects if kind != "Secret")
+
+
+def test_a_new_mlbackend_whose_child_name_is_taken_looks_at_it_and_leaves_a_foreign_one_alone(harness):
+    """The create-only apply of a taken name is refused (409) and changes nothing; the object is then read: one of
+    another owner is left as it was, one of ours (a CREATE pass run again after a restart) is kept without a write."""
+    h = harness
+    foreign = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo", "namespace": NS}, "spec": {"x": 1}}
+    h.kube.objects[("Service", NS, "demo")] = copy.deepcopy(foreign)
+    status = h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert h.kube.objects[("Service", NS, "demo")] == foreign, "untouched"
+    assert [c for c in h.kube.calls if c[1] == "Service"] == [("apply", "Service", "demo"), ("get", "Service", "demo")]
+    assert any(c["reason"] == "ForeignObject" and "ns1/demo" in c["message"] for c in status["conditions"]), status
+    # the same CREATE run again by a restarted operator finds its own children: one refused apply and one read each
+    del h.kube.objects[("Service", NS, "demo")]
+    h.rec.reconcile(_mlb(), Trigger.CREATE)
+    before = copy.deepcopy(h.kube.objects)
+    restarted = Harness(kube=h.kube)
+    restarted.rec.cache.forget((NS, "demo"))  # the pass runs before the watches listed its children
+    h.kube.calls.clear()
+    restarted.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert h.kube.objects == before, "no child changed"
+    assert sorted(c for c in h.kube.calls if c[1] != "MLBackend") == [
+        ("apply", "Deployment", "demo-server"),
+        ("apply", "Service", "demo"),
+        ("get", "Deployment", "demo-server"),
+        ("get", "Service", "demo"),
+    ]
