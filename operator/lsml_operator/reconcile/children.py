@@ -13,13 +13,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..builders import Spec, desired_children
 from ..builders import labels as L
 from ..builders import redis as redis_builder
 from ..keys import ChildKey, Key, child_key, key_of
-from ..kube import Conflict, Forbidden, Invalid, Kube, owned_by
+from ..kube import APIError, Forbidden, Invalid, Kube, owned_by
 from . import fingerprint
 from .child_cache import ChildCache
 from .events import NORMAL, WARNING, Event
@@ -53,8 +53,6 @@ POD_CHILDREN: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("Deployment", L.server_name),
     ("Deployment", L.worker_name),
 )
-# The kinds whose pods the diagnosis reads (the server's and worker's Deployments, the managed Redis' StatefulSet).
-POD_OWNER_KINDS = frozenset({"Deployment", "StatefulSet"})
 # What Label Studio reaches by name when the backend is registered: its Service, and the server pods behind it.
 SERVING: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("Service", L.service_name),
@@ -73,13 +71,6 @@ def taken(
 
 def digest(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-class Ensured(NamedTuple):
-    """A child as ``ChildrenStep.ensure`` left it (slim), and whether it was written to get there."""
-
-    body: dict[str, Any]
-    written: bool
 
 
 class ChildrenStep:
@@ -119,13 +110,9 @@ class ChildrenStep:
                 continue
             try:
                 # no forced apply, even on full passes: the watches keep the fingerprints current
-                ensured = self.ensure(key, child, force=False, expect_absent=policy.expect_absent)
+                out.live[ck] = self.ensure(key, child, force=False, expect_absent=policy.expect_absent)
             except ForeignObject as exc:
                 out.foreign.append(exc)
-                continue
-            out.live[ck] = ensured.body
-            if ensured.written:
-                out.written.add(ck)
         if policy.prune is not Prune.NONE:
             self._prune(spec, mlb["metadata"]["uid"], desired, policy.prune, out.events)
 
@@ -184,7 +171,7 @@ class ChildrenStep:
         self.cache.auth_seen(key, ck, uid, resource_version)
         return resource_version
 
-    def ensure(self, key: Key, child: dict[str, Any], *, force: bool, expect_absent: bool = False) -> Ensured:
+    def ensure(self, key: Key, child: dict[str, Any], *, force: bool, expect_absent: bool = False) -> dict[str, Any]:
         """Apply one child unless the cache shows applying it would change nothing (``force``: apply anyway, for
         a kind no watch follows); a 422 on a hand-edited child replaces it. ``expect_absent`` (a new
         MLBackend): a child this process never saw is created by a create-only apply, its name looked at only
@@ -198,16 +185,20 @@ class ChildrenStep:
         if not force:
             cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
-                return Ensured(cached, False)
+                return cached
         owner_ref = child["metadata"]["ownerReferences"][0]
         if expect_absent and self.cache.observed(ck) is None and not self.cache.verified_owner(ck, owner_ref["uid"]):
             mark = self.cache.mark(ck)
             try:
                 created = self.kube.apply(child, only_if_absent=True)
-            except Conflict:
-                pass  # the name is taken (by us before a restart, or by another owner): looked at below
+            except APIError:
+                # 409: the name is taken (by us before a restart, or by another owner). On a taken name the API
+                # server merges our apply into the object and runs admission before it checks the precondition,
+                # so a webhook's refusal or a failed merge can answer instead: nothing was written either way, and
+                # the owner check below says whose the name is (a free name's own refusal comes back from apply).
+                pass
             else:
-                return Ensured(self.cache.applied(key, ck, owner_ref["uid"], want, created, since=mark), True)
+                return self.cache.applied(key, ck, owner_ref["uid"], want, created, since=mark)
         mark = self.cache.mark(ck)
         live = self._check_owner(ck, owner_ref["uid"], owner_ref["name"])
         if live is not None and not force:
@@ -215,7 +206,7 @@ class ChildrenStep:
             self.cache.read(key, ck, live, since=mark)
             cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
-                return Ensured(cached, False)
+                return cached
         mark = self.cache.mark(ck)
         try:
             result = self.kube.apply(child)
@@ -226,7 +217,7 @@ class ChildrenStep:
                 raise
             log.warning("%s %s/%s could not be restored in place (%s): replaced", *ck, exc.reason)
             result = self.kube.apply(child)
-        return Ensured(self.cache.applied(key, ck, owner_ref["uid"], want, result, since=mark), True)
+        return self.cache.applied(key, ck, owner_ref["uid"], want, result, since=mark)
 
     def _prune(self, spec: Spec, uid: str, desired: set[ChildKey], prune: Prune, events: list[Event]) -> None:
         """Delete optional children the spec no longer wants.

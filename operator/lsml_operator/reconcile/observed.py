@@ -28,13 +28,12 @@ class ForeignObject(Exception):
 
 @dataclass
 class Observed:
-    """What the children step found: the live (slim) children, those it wrote, the foreign objects it left alone, why the
+    """What the children step found: the live (slim) children, the foreign objects it left alone, why the
     Redis password Secret could not be had (empty when it could), the events of what it did,
     (filled by the pods step) the component checks its pods explain, and (filled by the monitoring step)
     the ServiceMonitor's condition."""
 
     live: dict[ChildKey, dict[str, Any]] = field(default_factory=dict)
-    written: set[ChildKey] = field(default_factory=set)  # the children this pass created or changed
     foreign: list[ForeignObject] = field(default_factory=list)
     redis_auth_error: str = ""
     events: list[Event] = field(default_factory=list)

@@ -41,10 +41,11 @@ class PodsStep:
     def explain(self, spec: Spec, checks: dict[str, Check], *, fresh: bool = True) -> dict[str, Check]:
         """The component checks worth explaining, with their pods' cause added (empty when none is).
 
-        ``fresh`` False (a child event's pass): the causes the last read found are reused while each condition's
-        plain reason is the same, and the pods are read only for a condition newly failing; the timer's
-        DIAGNOSE passes (and full passes) read them again. During a ramp of a thousand backends, every
-        rollout event would otherwise LIST its backend's pods."""
+        ``fresh`` False (a child event's or the resync's pass): no read. The causes the last read found are
+        reused while each condition's plain reason is the same; a condition newly failing keeps its plain reason
+        (replicas available), and the new reasons make the timer's next DIAGNOSE pass read the pods (within
+        ``timer_seconds``). During a ramp of a thousand backends every rollout event moves a condition, and a LIST
+        for each cost more API server time than the applies themselves: a LIST by label scans the namespace's pods."""
         key = (spec.namespace, spec.name)
         failing = [t for t in POD_COMPONENTS if t in checks and pod_diagnosis.worth_diagnosing(checks[t])]
         with self._guard:
@@ -55,8 +56,12 @@ class PodsStep:
                 self._causes.pop(key, None)
         if not failing:
             return {}
-        if not fresh and all(t in known and known[t][0] == checks[t].reason for t in failing):
-            return {t: pod_diagnosis.explain(checks[t], known[t][1]) for t in failing}
+        if not fresh:
+            return {
+                t: pod_diagnosis.explain(checks[t], known[t][1])
+                for t in failing
+                if t in known and known[t][0] == checks[t].reason
+            }
         selector = L.instance_selector(spec.name)
         try:
             pods = self.kube.list("Pod", spec.namespace, selector)

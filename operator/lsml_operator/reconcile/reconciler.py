@@ -36,7 +36,7 @@ from ..status import SERVER_AVAILABLE, Check, foreign_check, now_rfc3339
 from .backoff import Backoff
 from .build_status import POD_COMPONENTS, build_status, component_checks
 from .child_cache import ChildCache
-from .children import POD_OWNER_KINDS, SERVING, ChildrenStep, taken
+from .children import SERVING, ChildrenStep, taken
 from .events import Event, EventSink
 from .labelstudio_step import LabelStudioStep
 from .monitoring import MonitoringStep
@@ -326,16 +326,10 @@ class Reconciler:
         try:
             self.children.run(mlb, spec, rules, observed)
             checks = component_checks(spec, observed)
-            if any(ck[0] in POD_OWNER_KINDS for ck in observed.written):
-                # a Deployment or StatefulSet this pass created or changed has no pods of its new template yet: the
-                # pods read now would be none, or the old ones (a fixed image would still show the old pull error);
-                # the timer's next DIAGNOSE reads them. A thousand new MLBackends cost a thousand LISTs fewer.
-                self.pods.forget(key_of(mlb))
-            else:
-                # child events and the resync reuse the last diagnosis; the timer's DIAGNOSE (with its backoff), a
-                # new or changed spec and a restart read the pods
-                fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
-                observed.explained = self.pods.explain(spec, checks, fresh=fresh)
+            # child events and the resync reuse the last diagnosis; the timer's DIAGNOSE (with its backoff), a new
+            # or changed spec and a restart read the pods
+            fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
+            observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)
             ls_result = self.label_studio.run(

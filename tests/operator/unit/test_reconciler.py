@@ -627,3 +627,23 @@ def test_a_new_mlbackend_whose_child_name_is_taken_looks_at_it_and_leaves_a_fore
         ("get", "Deployment", "demo-server"),
         ("get", "Service", "demo"),
     ]
+
+
+def test_a_create_only_apply_refused_by_admission_on_a_taken_name_still_finds_the_owner(harness):
+    """On a taken name the API server runs admission on the merged object before the resourceVersion check: a
+    webhook's refusal (any status, not 409) answers instead. Nothing was written; the owner check decides."""
+    h = harness
+    foreign = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo", "namespace": NS}, "spec": {"x": 1}}
+    h.kube.objects[("Service", NS, "demo")] = copy.deepcopy(foreign)
+    apply = h.kube.apply
+
+    def webhook_on_update(obj: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
+        if only_if_absent and (obj["kind"], NS, obj["metadata"]["name"]) in h.kube.objects:
+            raise ServerError(500, "Internal error: failed calling webhook")
+        return apply(obj, only_if_absent=only_if_absent)
+
+    h.kube.apply = webhook_on_update  # type: ignore[method-assign]
+    status = h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert h.kube.objects[("Service", NS, "demo")] == foreign
+    assert any(c["reason"] == "ForeignObject" and "ns1/demo" in c["message"] for c in status["conditions"]), status
+    assert ("Deployment", NS, "demo-server") in h.kube.objects, "the other children are still created"
