@@ -398,9 +398,17 @@ class Operator:
     def snapshot(self, label: str) -> None:
         """Ask the probe for a snapshot (a line of probe.jsonl); nothing without --probe."""
         if self.probe:
+            probes = self.workdir / "probe.jsonl"
+            before = probes.read_text().count("\n") if probes.exists() else 0
             (self.workdir / "label").write_text(label)
             os.kill(self.pid, signal.SIGUSR1)
-            time.sleep(3 if os.environ.get("LSML_BENCH_TRACEMALLOC") else 1)
+            # the line comes when the snapshot is done: seconds, or minutes with tracemalloc at a thousand objects
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                if probes.exists() and probes.read_text().count("\n") > before:
+                    return
+                time.sleep(0.5)
+            raise RuntimeError(f"the probe wrote no snapshot {label!r} within 600 s")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
