@@ -407,6 +407,8 @@ class Operator:
             while time.monotonic() < deadline:
                 if probes.exists() and probes.read_text().count("\n") > before:
                     return
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the operator exited ({self.proc.returncode}) before its snapshot {label!r}")
                 time.sleep(0.5)
             raise RuntimeError(f"the probe wrote no snapshot {label!r} within 600 s")
 

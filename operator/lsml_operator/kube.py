@@ -146,7 +146,9 @@ class Kube:
         ``only_if_absent``: create the object, or raise ``Conflict`` when any object of its name exists (ours or
         not), in one atomic request. A resourceVersion in an apply is a precondition the object must meet
         (kubernetes/kubernetes#63104), and it is ignored on create; "1" is no object's version, since etcd
-        gives its first write revision 2. A check-then-write (GET, then apply) would cost a request more and
+        gives its first write revision 2. Some releases refused the create of a Service carrying one
+        (kubernetes/kubernetes#106745): a refusal sends the caller to its read-then-apply path, so it costs
+        requests, never ownership. tests/operator/test_fingerprint_cluster.py holds it for every child kind. A check-then-write (GET, then apply) would cost a request more and
         leave a window in which an object created in between is taken over."""
         kind = obj["kind"]
         path = _path(obj["apiVersion"], PLURALS[kind], obj["metadata"]["namespace"], obj["metadata"]["name"])

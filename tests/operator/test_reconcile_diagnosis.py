@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lsml_operator.keys import key_of
 from lsml_operator.kube import Forbidden
 from lsml_operator.reconcile import Reconciler, Trigger
 from tests.fixtures.mlbackend import example, with_identity
@@ -139,3 +140,33 @@ def test_a_child_event_reads_no_pods_for_a_newly_failing_condition_and_the_timer
     status = rec.reconcile(mlb, Trigger.DIAGNOSE)
     assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed"
     assert len(_lists(kube)) == 1
+
+
+def test_a_diagnosis_the_busy_object_could_not_run_is_due_again_at_the_next_tick():
+    """A DIAGNOSE tick that finds a pass running only asks for a re-run, which reads no pods (a child event's
+    policy): the diagnosis must not count as done, or its backoff would push the pods' cause back for minutes."""
+    kube, rec, mlb = _setup()
+    kube.status_by_kind["Deployment"] = UNAVAILABLE
+    kube.pods = [PULLING]
+    rec.reconcile(mlb, Trigger.CREATE)
+    assert rec.tick_due(mlb) is Trigger.DIAGNOSE
+    running = rec._lock(key_of(mlb))
+    with running:  # another pass of this MLBackend holds it
+        assert rec.reconcile(mlb, Trigger.DIAGNOSE) is None
+    assert rec.tick_due(mlb) is Trigger.DIAGNOSE, "due again at once, not after a backoff"
+    status = rec.reconcile(mlb, Trigger.DIAGNOSE)
+    assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed"
+
+
+def test_the_resync_reads_the_pods_of_a_failing_component():
+    """The resync takes the timer's tick when both are due: with a resync period at or under the timer's, a
+    failure that began after creation would otherwise never be explained."""
+    kube, rec, mlb = _setup()
+    kube.status_by_kind["Deployment"] = UNAVAILABLE
+    status = rec.reconcile(mlb, Trigger.CREATE)  # no pod yet: nothing to explain
+    assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ReplicasUnavailable"
+    kube.pods = [PULLING]
+    lists = len(_lists(kube))
+    status = rec.reconcile(mlb, Trigger.RESYNC)
+    assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed"
+    assert len(_lists(kube)) == lists + 1

@@ -174,8 +174,8 @@ class ChildrenStep:
     def ensure(self, key: Key, child: dict[str, Any], *, force: bool, expect_absent: bool = False) -> dict[str, Any]:
         """Apply one child unless the cache shows applying it would change nothing (``force``: apply anyway, for
         a kind no watch follows); a 422 on a hand-edited child replaces it. ``expect_absent`` (a new
-        MLBackend): a child this process never saw is created by a create-only apply, its name looked at only
-        when that answers 409.
+        MLBackend): a child this process never saw is created by a create-only apply; only when that is refused
+        (409 for a taken name, or any other refusal) is the name read and the usual check-then-apply done.
 
         Raises ForeignObject for an object of the child's name this MLBackend does not control, and the
         API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""

@@ -41,11 +41,12 @@ class PodsStep:
     def explain(self, spec: Spec, checks: dict[str, Check], *, fresh: bool = True) -> dict[str, Check]:
         """The component checks worth explaining, with their pods' cause added (empty when none is).
 
-        ``fresh`` False (a child event's or the resync's pass): no read. The causes the last read found are
-        reused while each condition's plain reason is the same; a condition newly failing keeps its plain reason
-        (replicas available), and the new reasons make the timer's next DIAGNOSE pass read the pods (within
-        ``timer_seconds``). During a ramp of a thousand backends every rollout event moves a condition, and a LIST
-        for each cost more API server time than the applies themselves: a LIST by label scans the namespace's pods."""
+        ``fresh`` False (a child event's pass, the re-run it asks for, a RETRY): no read. The causes the last read
+        found are reused while each condition's plain reason is the same; a condition newly failing keeps its plain
+        reason (replicas available), and its new reason makes the timer's next tick a DIAGNOSE pass that reads the
+        pods (``Reconciler.tick_due``). During a ramp of a thousand backends every rollout event moves a condition,
+        and a LIST for each cost more API server time than the applies themselves: a LIST by label scans the
+        namespace's pods."""
         key = (spec.namespace, spec.name)
         failing = [t for t in POD_COMPONENTS if t in checks and pod_diagnosis.worth_diagnosing(checks[t])]
         with self._guard:

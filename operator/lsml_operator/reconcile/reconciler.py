@@ -279,6 +279,9 @@ class Reconciler:
             got = lock.acquire(blocking=False)
             if not got and not policy(trigger).wait_if_busy:
                 self._dirty.add(key)
+                if trigger is Trigger.DIAGNOSE:
+                    # the re-run reads no pods (a child event's policy): the diagnosis is due again at the next tick
+                    self._diagnosis.pop(key, None)
                 return None
         if not got:
             lock.acquire()
@@ -326,9 +329,11 @@ class Reconciler:
         try:
             self.children.run(mlb, spec, rules, observed)
             checks = component_checks(spec, observed)
-            # child events and the resync reuse the last diagnosis; the timer's DIAGNOSE (with its backoff), a new
-            # or changed spec and a restart read the pods
-            fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
+            # child events (and the re-run they ask for) and the timer's RETRY reuse the last diagnosis; the timer's
+            # DIAGNOSE (with its backoff), the resync, a new or changed spec and a restart read the pods. The resync
+            # reads them because it takes the tick's place when both are due (a resync period at or under the
+            # timer's would otherwise leave a failure that began after creation unexplained forever).
+            fresh = trigger in (Trigger.DIAGNOSE, Trigger.RESYNC, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
             observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)

@@ -639,11 +639,13 @@ def test_a_create_only_apply_refused_by_admission_on_a_taken_name_still_finds_th
 
     def webhook_on_update(obj: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
         if only_if_absent and (obj["kind"], NS, obj["metadata"]["name"]) in h.kube.objects:
+            h.kube.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
             raise ServerError(500, "Internal error: failed calling webhook")
         return apply(obj, only_if_absent=only_if_absent)
 
     h.kube.apply = webhook_on_update  # type: ignore[method-assign]
     status = h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert [c for c in h.kube.calls if c[1] == "Service"] == [("apply", "Service", "demo"), ("get", "Service", "demo")]
     assert h.kube.objects[("Service", NS, "demo")] == foreign
     assert any(c["reason"] == "ForeignObject" and "ns1/demo" in c["message"] for c in status["conditions"]), status
     assert ("Deployment", NS, "demo-server") in h.kube.objects, "the other children are still created"
