@@ -92,6 +92,9 @@ def _path(api_version: str, plural: str, namespace: str, name: str | None = None
 
 #: A resourceVersion no object has (etcd's revisions of writes start at 2): the precondition of a create-only apply.
 NO_OBJECT_VERSION = "1"
+#: A LIST's items as metadata only (the API server's table of content negotiation), plain JSON from one that cannot.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+NAMES_PAGE = 500
 
 
 def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
@@ -118,12 +121,13 @@ class Kube:
         body: Any = None,
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
         """One request through the client's configuration (auth, TLS, pool); JSON in, JSON out.
 
         The body is serialized here, so every patch content type (apply, merge, JSON) is sent verbatim.
         """
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": accept}
         # the REST layer JSON-encodes bodies of *json content types itself; others (apply+yaml) go verbatim
         payload = json.dumps(body) if body is not None and "json" not in content_type else body
         m, url, hdrs, data, post = self.api.param_serialize(
@@ -194,6 +198,24 @@ class Kube:
             "GET", _path(API_VERSIONS[kind], PLURALS[kind], namespace), query=[("labelSelector", selector)]
         )
         return list(got.get("items") or [])
+
+    def names(self, kind: str, namespace: str, selector: str, *, page: int = NAMES_PAGE) -> set[str]:
+        """The names of the objects of a kind matching a label selector in one namespace.
+
+        Metadata only (``PartialObjectMetadataList``: no specs, no status) and ``page`` at a time, so that the
+        audit of a namespace with a thousand MLBackends never holds a thousand bodies."""
+        path = _path(API_VERSIONS[kind], PLURALS[kind], namespace)
+        found: set[str] = set()
+        token = ""
+        while True:
+            query: list[tuple[str, Any]] = [("labelSelector", selector), ("limit", page)]
+            if token:
+                query.append(("continue", token))
+            got = self._call("GET", path, query=query, accept=METADATA_ONLY)
+            found.update(str((item.get("metadata") or {}).get("name")) for item in got.get("items") or [])
+            token = str((got.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return found
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete a child only if this MLBackend controls it (never someone else's object of the same name)."""

@@ -32,25 +32,27 @@ import urllib3
 
 from . import GROUP, PLURAL, VERSION
 from . import peering as peering_check
-from .builders.labels import MANAGED_BY
 from .builders.redis import redis_claim_name
 from .handoff import in_thread
 from .keys import key_of
-from .kube import APIError, Kube, new_api_client
+from .kube import API_VERSIONS, PLURALS, APIError, Kube, new_api_client
 from .memory import limit_malloc_arenas
 from .reconcile import Reconciler, Trigger
+from .reconcile.audit import CHILD_SELECTOR, WATCHED_KINDS
+from .reconcile.audit import selector as child_selector
 from .settings import OperatorSettings
 
 log = logging.getLogger("lsml_operator")
-CHILD_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_RESOURCES = [
-    ("apps", "v1", "deployments"),
-    ("apps", "v1", "statefulsets"),
-    ("", "v1", "services"),
-    ("", "v1", "persistentvolumeclaims"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-]
+
+
+def _resource(kind: str) -> tuple[str, str, str]:
+    """kopf's (group, version, plural) of a child kind."""
+    group, _, version = API_VERSIONS[kind].rpartition("/")
+    return group, version, PLURALS[kind]
+
+
+# the children's watches: every kind the reconciler trusts its cache for (the audit lists the same kinds)
+CHILD_RESOURCES = [_resource(kind) for kind in WATCHED_KINDS]
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -99,7 +101,7 @@ def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: 
     # children are listed and watched with the label selector on the API server: the operator never receives
     # (parses, keeps a kopf memory of) the namespace's other Deployments, Services, claims...
     children = {(group, plural) for group, _, plural in CHILD_RESOURCES}
-    selector = ",".join(f"{k}={v}" for k, v in CHILD_SELECTOR.items())
+    selector = child_selector()
     settings.watching.label_selectors[lambda r: (r.group, r.plural) in children] = selector
     settings.peering.name = ops.peering_name
     settings.peering.mandatory = peering

@@ -78,6 +78,13 @@ class OperatorSettings:
         "Studio registration re-verified (and `status.modelVersion` re-read), the quality poll's Basic "
         "credentials re-read: a safety net, watches do the real work",
     )
+    audit_seconds: float = _setting(
+        1800.0,
+        "LSML_OPERATOR_AUDIT_SECONDS",
+        "how often the first resync in a namespace lists the names of the children there (one LIST per watched kind, "
+        "metadata only) to find any deleted while a watch was re-listing, which no watch event reports: such a "
+        "child is applied again at once. The longest such a deletion can go unseen; 0 turns it off",
+    )
     timer_seconds: float = _setting(
         10.0,
         "LSML_OPERATOR_TIMER_SECONDS",

@@ -9,7 +9,10 @@
   foreign object;
 - ``auth``: the Redis password Secret's (owner uid, resourceVersion);
 - ``stamp``: a number moved by every watch event (and deletion) of a child, so that a write's answer that a
-  newer watch event overtook does not replace it (``mark``, then ``applied(..., since=mark)``).
+  newer watch event overtook does not replace it (``mark``, then ``applied(..., since=mark)``);
+- ``seen``: the same counter's value when the child was last shown to exist (a watch event, a read, an apply's
+  answer): the audit (``audit.py``) drops only children its LIST, sent after its mark, missed and nothing
+  showed since.
 
 Every entry is filed under its owner's key, so ``forget(owner)`` drops exactly that MLBackend's
 entries (matching child names by prefix would drop ``a-b``'s when ``a`` is deleted). A restart
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Collection
 from typing import Any, NamedTuple
 
 from ..builders.common import CONFIG_HASH_ANNOTATION
@@ -92,6 +96,7 @@ class ChildCache:
         self._owned: dict[ChildKey, str] = {}
         self._auth: dict[ChildKey, tuple[str, str]] = {}
         self._stamp: dict[ChildKey, int] = {}
+        self._seen: dict[ChildKey, int] = {}
         self._stamps = itertools.count(1)
         self._by_owner: dict[Key, set[ChildKey]] = {}
         self._owner_of: dict[ChildKey, Key] = {}
@@ -149,7 +154,7 @@ class ChildCache:
         changed) or ``same`` (e.g. a controller's annotation, a condition's timestamp: nothing to do)."""
         slim = slim_child(body)
         with self._guard:
-            self._stamp[ck] = next(self._stamps)
+            self._stamp[ck] = self._seen[ck] = next(self._stamps)
             old = self._observed.get(ck)
             self._keep(owner, ck, slim, _controller_uid(body))
         if old is None:
@@ -163,6 +168,7 @@ class ChildCache:
         with self._guard:
             if self._stamp.get(ck) == since:
                 self._keep(owner, ck, slim, _controller_uid(body))
+                self._seen[ck] = next(self._stamps)
 
     def _keep(self, owner: Key, ck: ChildKey, slim: dict[str, Any], uid: str | None) -> None:
         """File a body read from the API as the child's observed one (its controller, when named, as verified).
@@ -189,6 +195,7 @@ class ChildCache:
             self._file(owner, ck)
             self._owned[ck] = owner_uid
             self._applied[ck] = Applied(_generation(result), digest, slim["fingerprint"])
+            self._seen[ck] = next(self._stamps)
             if self._stamp.get(ck) == since:
                 self._observed[ck] = slim
         return slim
@@ -201,14 +208,53 @@ class ChildCache:
     def drop(self, ck: ChildKey) -> None:
         """The child is gone (deleted by us, or its watch said DELETED)."""
         with self._guard:
-            for cache in (self._observed, self._applied, self._owned):
-                cache.pop(ck, None)
-            if ck in self._owner_of:  # a stamp lives as long as the filing (``forget``), not longer
-                self._stamp[ck] = next(self._stamps)
+            self._drop(ck)
+
+    def _drop(self, ck: ChildKey) -> None:
+        """``drop`` with self._guard held."""
+        for cache in (self._observed, self._applied, self._owned, self._seen):
+            cache.pop(ck, None)
+        if ck in self._owner_of:  # a stamp lives as long as the filing (``forget``), not longer
+            self._stamp[ck] = next(self._stamps)
+
+    # ---- the audit (audit.py) -------------------------------------------------------------
+    def audit_mark(self) -> int:
+        """A point in the cache's history, taken before the audit's LIST is sent."""
+        with self._guard:
+            return next(self._stamps)
+
+    def kinds_in(self, namespace: str, kinds: Collection[str]) -> set[str]:
+        """The kinds among ``kinds`` of which the cache holds a child in ``namespace`` (what an audit must list)."""
+        with self._guard:
+            return {ck[0] for ck in (*self._observed, *self._applied) if ck[1] == namespace and ck[0] in kinds}
+
+    def vanished(self, kind: str, namespace: str, listed: Collection[str], mark: int) -> list[tuple[ChildKey, Key]]:
+        """Drop, and return with their owners, the children of ``kind`` in ``namespace`` the cache holds that a LIST
+        sent after ``mark`` did not name (``listed``) and that nothing showed to exist after ``mark``: deleted
+        before that LIST, unseen by the watch. A child created while the LIST ran is kept (its apply's answer or
+        watch event came after the mark), whichever of the two came first."""
+        with self._guard:
+            gone = [
+                ck
+                for ck in {*self._observed, *self._applied}
+                if ck[0] == kind and ck[1] == namespace and ck[2] not in listed and self._seen.get(ck, 0) < mark
+            ]
+            found = [(ck, self._owner_of[ck]) for ck in gone if ck in self._owner_of]
+            for ck in gone:
+                self._drop(ck)
+        return found
 
     def forget(self, owner: Key) -> None:
         """Drop every entry of a deleted MLBackend (keeps memory flat under churn), and nothing else."""
         with self._guard:
             for ck in self._by_owner.pop(owner, set()):
-                for cache in (self._observed, self._applied, self._owned, self._auth, self._owner_of, self._stamp):
+                for cache in (
+                    self._observed,
+                    self._applied,
+                    self._owned,
+                    self._auth,
+                    self._owner_of,
+                    self._stamp,
+                    self._seen,
+                ):
                     cache.pop(ck, None)

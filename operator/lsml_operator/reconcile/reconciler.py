@@ -33,6 +33,7 @@ from ..keys import ChildKey, Key, child_key, controller_owner, key_of
 from ..kube import Kube
 from ..settings import OperatorSettings
 from ..status import SERVER_AVAILABLE, Check, foreign_check, now_rfc3339
+from .audit import Auditor
 from .backoff import Backoff
 from .build_status import POD_COMPONENTS, build_status, component_checks
 from .child_cache import ChildCache
@@ -88,6 +89,7 @@ class Reconciler:
         self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, clock)
         self.cache = ChildCache()
         self.children = ChildrenStep(kube, self.cache)
+        self.auditor = Auditor(kube, self.cache, settings.audit_seconds, clock)
         self.pods = PodsStep(kube)
         # its own backoff: a missing ServiceMonitor CRD must not delay Label Studio retries, nor the reverse
         self.monitoring_backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, clock)
@@ -324,6 +326,8 @@ class Reconciler:
         if rules.full:
             with self._guard:
                 self._last_full[key_of(mlb)] = self.clock()
+        if trigger is Trigger.RESYNC:
+            self._audit(spec.namespace)
         observed = Observed()
         ls_result = LabelStudioResult(None, {})
         try:
@@ -351,6 +355,15 @@ class Reconciler:
             self._post(mlb, [*observed.events, *ls_result.events])
         self._post(mlb, result.events)  # the transitions of a status that was written
         return result.status
+
+    def _audit(self, namespace: str) -> None:
+        """The audit of the namespace when due (``audit.py``): its own MLBackend's gone children are applied by this
+        pass; every other MLBackend with one gone gets its resync at the timer's next tick."""
+        gone = self.auditor.run_if_due(namespace)
+        with self._guard:
+            for key in gone:
+                if key in self._last_full:
+                    self._last_full[key] = float("-inf")
 
     def _post(self, mlb: dict[str, Any], events: list[Event]) -> None:
         for e in events:

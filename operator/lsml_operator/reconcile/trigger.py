@@ -7,7 +7,8 @@ Secret, the Label Studio registration, a ServiceMonitor). A spec change asks the
 children to prune; a restart prunes what the watches listed (a child they have not listed yet is
 pruned by the next resync) and reads a child not listed yet before writing it, so a restart with
 nothing changed writes nothing. A new MLBackend's children are expected absent: each first write is a
-create-only apply, with no look first (one request per child instead of two).
+create-only apply, with no look first (one request per child instead of two). What the watches cannot
+show (a child deleted while a watch re-listed) the resync's audit finds (``audit.py``).
 
 | trigger     | full | prune   | wait_if_busy | expect_absent |
 |-------------|------|---------|--------------|---------------|
