@@ -170,3 +170,24 @@ def test_the_resync_reads_the_pods_of_a_failing_component():
     status = rec.reconcile(mlb, Trigger.RESYNC)
     assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed"
     assert len(_lists(kube)) == lists + 1
+
+
+def test_a_resync_reads_the_pods_only_when_the_diagnosis_is_due():
+    """A thousand backends waiting for their claims: each resync must not add a pod LIST to the timer's backed-off
+    diagnoses (it doubled the LISTs of the 1,000-MLBackend bench); the resync takes the diagnosis' turn instead."""
+    kube, rec, mlb = _setup()
+    clock = rec.clock
+    kube.status_by_kind["Deployment"] = UNAVAILABLE
+    kube.pods = [PULLING]
+    rec.reconcile(mlb, Trigger.CREATE)
+    assert rec.tick_due(mlb) is Trigger.DIAGNOSE
+    rec.reconcile(mlb, Trigger.DIAGNOSE)
+    lists = len(_lists(kube))
+    clock.now += 1  # within the diagnosis' backoff (the timer's period)
+    status = rec.reconcile(mlb, Trigger.RESYNC)
+    assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed", "the cause kept"
+    assert len(_lists(kube)) == lists, "no LIST: the diagnosis is not due"
+    clock.now += 2 * rec.settings.timer_seconds  # the backoff is over: this resync reads, and the tick then does not
+    rec.reconcile(mlb, Trigger.RESYNC)
+    assert len(_lists(kube)) == lists + 1
+    assert rec.tick_due(mlb) is None

@@ -212,8 +212,12 @@ class Reconciler:
             return Trigger.RESYNC
         if self.backoff.due(key) or self.monitoring_backoff.due(key):
             return Trigger.RETRY
+        return Trigger.DIAGNOSE if self._diagnosis_due(key, self._failing_causes(key)) else None
+
+    def _failing_causes(self, key: Key) -> tuple[str, ...]:
+        """The pod components the last status written says are down for a reason the pods may explain."""
         last = self.status.last(key) or {}
-        causes = tuple(
+        return tuple(
             sorted(
                 f"{c.get('type')}={c.get('reason', '')}"
                 for c in last.get("conditions") or []
@@ -222,7 +226,6 @@ class Reconciler:
                 and pod_diagnosis.worth_diagnosing(Check(False, c.get("reason", ""), ""))
             )
         )
-        return Trigger.DIAGNOSE if self._diagnosis_due(key, causes) else None
 
     def _diagnosis_due(self, key: Key, causes: tuple[str, ...]) -> bool:
         """Whether to read the pods of a backend whose components are down for ``causes`` now. At once when the
@@ -334,10 +337,13 @@ class Reconciler:
             self.children.run(mlb, spec, rules, observed)
             checks = component_checks(spec, observed)
             # child events (and the re-run they ask for) and the timer's RETRY reuse the last diagnosis; the timer's
-            # DIAGNOSE (with its backoff), the resync, a new or changed spec and a restart read the pods. The resync
-            # reads them because it takes the tick's place when both are due (a resync period at or under the
-            # timer's would otherwise leave a failure that began after creation unexplained forever).
-            fresh = trigger in (Trigger.DIAGNOSE, Trigger.RESYNC, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME)
+            # DIAGNOSE (with its backoff), a new or changed spec and a restart read the pods. The resync reads them
+            # when the diagnosis is due (the same backoff): it takes the tick's place when both are due (a resync
+            # period at or under the timer's would otherwise leave a failure that began after creation unexplained
+            # forever), and a thousand backends waiting for storage must not LIST their pods at every resync too.
+            fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME) or (
+                trigger is Trigger.RESYNC and self._diagnosis_due(key_of(mlb), self._failing_causes(key_of(mlb)))
+            )
             observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
             self.monitoring.run(mlb, spec, rules, old, observed)
