@@ -38,8 +38,7 @@ from .keys import key_of
 from .kube import API_VERSIONS, PLURALS, APIError, Kube, new_api_client
 from .memory import limit_malloc_arenas
 from .reconcile import Reconciler, Trigger
-from .reconcile.audit import CHILD_SELECTOR, WATCHED_KINDS
-from .reconcile.audit import selector as child_selector
+from .reconcile.audit import CHILD_SELECTOR, CHILD_SELECTOR_STRING, WATCHED_KINDS
 from .settings import OperatorSettings
 
 log = logging.getLogger("lsml_operator")
@@ -101,8 +100,7 @@ def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: 
     # children are listed and watched with the label selector on the API server: the operator never receives
     # (parses, keeps a kopf memory of) the namespace's other Deployments, Services, claims...
     children = {(group, plural) for group, _, plural in CHILD_RESOURCES}
-    selector = child_selector()
-    settings.watching.label_selectors[lambda r: (r.group, r.plural) in children] = selector
+    settings.watching.label_selectors[lambda r: (r.group, r.plural) in children] = CHILD_SELECTOR_STRING
     settings.peering.name = ops.peering_name
     settings.peering.mandatory = peering
     settings.peering.standalone = not peering

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from lsml_operator.kube import METADATA_ONLY, Kube
-from lsml_operator.reconcile.audit import CHILD_SELECTOR, selector
+from lsml_operator.reconcile.audit import CHILD_SELECTOR, CHILD_SELECTOR_STRING
 
 pytestmark = pytest.mark.kubernetes
 
@@ -43,12 +43,17 @@ def test_names_lists_every_page_of_the_labelled_objects_of_one_namespace_as_meta
     kube.apply(_service("not-ours", NS, labelled=False))
     kube.apply(_service("elsewhere", OTHER_NS, labelled=True))
 
-    assert kube.names("Service", NS, selector(), page=2) == labelled, "three pages of two, followed to the end"
-    assert kube.names("Service", NS, selector()) == labelled, "one page"
-    assert kube.names("Deployment", NS, selector()) == set()
+    assert kube.names("Service", NS, CHILD_SELECTOR_STRING, page=2) == labelled, (
+        "three pages of two, followed to the end"
+    )
+    assert kube.names("Service", NS, CHILD_SELECTOR_STRING) == labelled, "one page"
+    assert kube.names("Deployment", NS, CHILD_SELECTOR_STRING) == set()
 
     got = kube._call(
-        "GET", f"/api/v1/namespaces/{NS}/services", query=[("labelSelector", selector())], accept=METADATA_ONLY
+        "GET",
+        f"/api/v1/namespaces/{NS}/services",
+        query=[("labelSelector", CHILD_SELECTOR_STRING)],
+        accept=METADATA_ONLY,
     )
     assert got["kind"] == "PartialObjectMetadataList", "the API server sent metadata only"
     assert all("spec" not in item for item in got["items"])

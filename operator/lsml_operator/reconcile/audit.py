@@ -41,10 +41,7 @@ WATCHED_KINDS = (
 )
 #: What every child carries, and what the watches and the audit's LIST select on.
 CHILD_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-def selector() -> str:
-    return ",".join(f"{k}={v}" for k, v in CHILD_SELECTOR.items())
+CHILD_SELECTOR_STRING = ",".join(f"{k}={v}" for k, v in CHILD_SELECTOR.items())
 
 
 class Auditor:
@@ -75,7 +72,7 @@ class Auditor:
         for kind in sorted(self.cache.kinds_in(namespace, WATCHED_KINDS)):
             mark = self.cache.audit_mark()
             try:
-                listed = self.kube.names(kind, namespace, selector())
+                listed = self.kube.names(kind, namespace, CHILD_SELECTOR_STRING)
             except Exception as exc:  # noqa: BLE001 - a safety net: a failed LIST must not fail the resync that ran it
                 log.warning(
                     "audit of %s in %s: LIST failed (%s); next audit in %ss",

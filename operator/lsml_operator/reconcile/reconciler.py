@@ -326,9 +326,10 @@ class Reconciler:
             return dict(mlb.get("status") or {})
         rules = policy(trigger)
         spec = Spec(mlb)
+        key = key_of(mlb)
         if rules.full:
             with self._guard:
-                self._last_full[key_of(mlb)] = self.clock()
+                self._last_full[key] = self.clock()
         if trigger is Trigger.RESYNC:
             self._audit(spec.namespace)
         observed = Observed()
@@ -342,7 +343,7 @@ class Reconciler:
             # period at or under the timer's would otherwise leave a failure that began after creation unexplained
             # forever), and a thousand backends waiting for storage must not LIST their pods at every resync too.
             fresh = trigger in (Trigger.DIAGNOSE, Trigger.CREATE, Trigger.UPDATE, Trigger.RESUME) or (
-                trigger is Trigger.RESYNC and self._diagnosis_due(key_of(mlb), self._failing_causes(key_of(mlb)))
+                trigger is Trigger.RESYNC and self._diagnosis_due(key, self._failing_causes(key))
             )
             observed.explained = self.pods.explain(spec, checks, fresh=fresh)
             old = self.status.previous(mlb)
