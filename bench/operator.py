@@ -36,6 +36,12 @@ same figures (``ceiling_vs_operator``); ``--ceiling-only`` skips it (``bench/ope
 
     .venv/bin/python bench/operator.py --spec full --count 1000 --nodes 32 --storage-workers 32 \
         --ceiling --ceiling-concurrency 16,64 --no-restart --idle-seconds 30
+
+What else bounds "all Ready" on the harness is the harness itself: ``--storage static`` binds the claims to
+PersistentVolumes made before the MLBackends (the scheduler binds them) instead of local-path-provisioner's helper
+pods (~1 claim/s), and ``--controller-qps N`` raises the client rate limit of kube-controller-manager's controllers
+and kube-scheduler from upstream's 20 and 50 requests/s (3,000 pods, 2,000 ReplicaSets and 2,000 claims at 20/s
+take minutes). ``bound_volumes`` in the result says where the claims went.
 """
 
 from __future__ import annotations
@@ -257,6 +263,60 @@ def create_mlbackends(custom, count: int, spec: str) -> tuple[list[dict[str, Any
     return created, time.monotonic() - t0
 
 
+def claims_per_mlbackend(spec: str) -> int:
+    """Volumes one MLBackend of this spec claims: its model claim and one per managed Redis (its StatefulSet's one
+    replica, from a claim template)."""
+    counts = expected_children(spec)
+    return counts.get("PersistentVolumeClaim", 0) + counts.get("StatefulSet", 0)
+
+
+def static_volume(i: int, storage_class: str) -> dict[str, Any]:
+    """A PersistentVolume of the harness' default StorageClass, ready to bind: what a cluster with provisioned-ahead
+    storage has. kwok's pods never mount it, so the path is never made."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"bench-pv-{i:05d}", "labels": {"lsml.dev/bench": "static"}},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": storage_class,
+            "hostPath": {"path": f"/nonexistent/lsml-bench-pv/{i:05d}"},
+        },
+    }
+
+
+def create_static_volumes(api, count: int, storage_class: str) -> float:
+    """``--storage static``: ``count`` PersistentVolumes before the MLBackends exist; the seconds it took (not part of
+    any measured window). The scheduler binds each claim to one when it places the claim's first pod, as it binds
+    any pre-provisioned volume of a WaitForFirstConsumer class: no provisioner, no helper pod."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: core.create_persistent_volume(static_volume(i, storage_class)), range(count)))
+    return time.monotonic() - t0
+
+
+def prepare_storage(cpmod, api, args: argparse.Namespace) -> float:
+    """``--storage static``: a volume for every claim the run will make (the MLBackends' and their Redis'), and a few
+    spare; the seconds it took."""
+    count = args.count * claims_per_mlbackend(args.spec)
+    return create_static_volumes(api, count + max(8, count // 50), cpmod.STORAGE_CLASS)
+
+
+def volume_origins(api) -> dict[str, int]:
+    """Bound PersistentVolumes by origin, after the run: made ahead (``--storage static``) or by the provisioner. A
+    static run whose claims went to the provisioner would measure the provisioner again."""
+    from kubernetes import client
+
+    bound = [v for v in client.CoreV1Api(api).list_persistent_volume().items if v.status.phase == "Bound"]
+    static = sum(1 for v in bound if (v.metadata.labels or {}).get("lsml.dev/bench") == "static")
+    return {"static": static, "provisioned": len(bound) - static}
+
+
 def admin_client(cp, pool: int = 16) -> Any:
     """The bench's own client (cluster admin): its requests are not in the operator's FlowSchemas."""
     from kubernetes import config
@@ -276,7 +336,9 @@ def ceiling_pass(cpmod, bin_dir: Path, args: argparse.Namespace, workdir: Path, 
     operator's run does."""
     from kubernetes import client
 
-    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
+    cp = cpmod.ControlPlane(
+        bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers, client_qps=args.controller_qps
+    )
     out: dict[str, Any] = {
         "concurrency": concurrency,
         "owner_reads": args.ceiling_reads,
@@ -286,6 +348,8 @@ def ceiling_pass(cpmod, bin_dir: Path, args: argparse.Namespace, workdir: Path, 
         cp.start()
         kubeconfig = setup_identity(cp, workdir)
         api = admin_client(cp)
+        if args.storage == "static":
+            out["static_volumes_seconds"] = round(prepare_storage(cpmod, api, args), 1)
         mlbs, created_s = create_mlbackends(client.CustomObjectsApi(api), args.count, args.spec)
         kube = operator_kube(kubeconfig, concurrency)
         before = metrics_text(cp)
@@ -462,6 +526,20 @@ def main() -> int:
         default=4,
         help="local-path-provisioner worker threads (claims bound at once; its default is 4)",
     )
+    ap.add_argument(
+        "--storage",
+        choices=["local-path", "static"],
+        default="local-path",
+        help="how claims bind: local-path-provisioner (a kwok helper pod per claim, ~1 claim/s) or PersistentVolumes "
+        "created before the MLBackends (the scheduler binds them: the control plane's own pace)",
+    )
+    ap.add_argument(
+        "--controller-qps",
+        type=float,
+        default=None,
+        help="the controllers' and the scheduler's client QPS (burst twice it); default: upstream's, 20 per controller "
+        "and 50 for the scheduler, which alone take minutes to roll out 1,000 MLBackends' pods and claims",
+    )
     ap.add_argument("--idle-seconds", type=float, default=120)
     ap.add_argument("--ready-timeout", type=float, default=300)
     ap.add_argument("--resync-seconds", type=float, default=None, help="LSML_OPERATOR_RESYNC_SECONDS of the operator")
@@ -508,6 +586,8 @@ def main() -> int:
         "count": args.count,
         "spec": args.spec,
         "kwok_nodes": args.nodes,
+        "storage": args.storage,
+        "controller_qps": args.controller_qps,
         "resync_seconds": resync,
     }
     if args.ceiling:
@@ -515,7 +595,9 @@ def main() -> int:
         if args.ceiling_only:
             return write_result(result, args.out)
         load_at_start = loadavg()
-    cp = cpmod.ControlPlane(bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers)
+    cp = cpmod.ControlPlane(
+        bin_dir=bin_dir, nodes=args.nodes, storage_workers=args.storage_workers, client_qps=args.controller_qps
+    )
     try:
         cp.start()
         print(f"control plane up: {cp.api_url}; children expected: {want}", file=sys.stderr)
@@ -546,6 +628,8 @@ def main() -> int:
         api = admin_client(cp)
         custom = client.CustomObjectsApi(api)
         apps = client.AppsV1Api(api)
+        if args.storage == "static":
+            result["static_volumes_seconds"] = round(prepare_storage(cpmod, api, args), 1)
         text0 = metrics_text(cp)
         m0 = flow_metrics(cp, text0)
         t0 = time.monotonic()
@@ -586,6 +670,7 @@ def main() -> int:
         op.snapshot("idle")
         # after the measurements: a LIST of every child's metadata is no small request at 1,000
         span = creation_span(creation_times(api, NS, CHILD_PLURALS), created_at(mlbs))
+        result["bound_volumes"] = volume_origins(api)
         writes_applied = delta(flow_metrics(cp, text_applied), m0)["write_requests"] if applied_s else None
         result.update(
             {

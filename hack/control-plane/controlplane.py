@@ -393,6 +393,11 @@ class ControlPlane:
     # local-path-provisioner's --worker-threads (its default, 4): claims provisioned at once; a benchmark
     # binding thousands of claims raises it (bench/operator.py --storage-workers)
     storage_workers: int = 4
+    # the controllers' and the scheduler's client rate limit (requests/s; burst twice that). None keeps upstream's
+    # defaults (kube-controller-manager 20 per controller, kube-scheduler 50), which bound how fast thousands of
+    # Deployments, pods and claims roll out; large clusters raise them, and so does bench/operator.py
+    # (--controller-qps) when it measures an operator against the control plane's pace, not its client limits
+    client_qps: float | None = None
     components: list[Component] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     _owns_dir: bool = False
@@ -553,6 +558,7 @@ class ControlPlane:
                 "--controllers=*,bootstrapsigner,tokencleaner",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--leader-elect=false",
+                *self._client_rate_flags(),
                 "--v=1",
             ],
         )
@@ -566,6 +572,7 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.ports['scheduler']}",
                 "--leader-elect=false",
+                *self._client_rate_flags(),  # deprecated for --config, which the harness does not use
                 "--v=1",
             ],
         )
@@ -688,6 +695,12 @@ class ControlPlane:
         self._wait(
             "CoreDNS", watched, deadline, lambda: self._http_ok(f"http://127.0.0.1:{self.ports['coredns-ready']}/ready")
         )
+
+    def _client_rate_flags(self) -> list[str]:
+        """``--kube-api-qps``/``--kube-api-burst`` for the controllers and the scheduler, when ``client_qps`` is set."""
+        if self.client_qps is None:
+            return []
+        return [f"--kube-api-qps={self.client_qps:g}", f"--kube-api-burst={2 * self.client_qps:g}"]
 
     def _start_storage(self, deadline: float) -> None:
         """local-path-provisioner behind the default StorageClass ``standard``, as kind ships it."""
