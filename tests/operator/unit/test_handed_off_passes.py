@@ -1,9 +1,9 @@
 """Creation and resume passes that kopf hands to the pool without waiting (lsml_operator/main.py, ``_hand_off``).
 
-kopf's worker for a new MLBackend used to wait for one of the pool's threads, and kopf's own patches of the MLBackend
-came after each pass; handed off, a ramp of 1,000 applies every child 8 s sooner (bench/README.md). The handler
-queues the pass and returns; the pass reads the MLBackend's latest watched body when it starts, and a full pass that
-fails is retried by the timer after a backoff, as kopf retried the handler.
+kopf's worker for a new MLBackend used to wait, body and handler state held, for one of the pool's threads: with a
+thousand MLBackends arriving at once the operator's peak memory followed their arrival rate (bench/README.md). Now
+the handler queues the pass and returns; the pass reads the MLBackend's latest watched body when it starts, and a
+full pass that fails is retried by the timer after a backoff, as kopf retried the handler.
 """
 
 from __future__ import annotations
