@@ -132,11 +132,10 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         return "reconciler" in memo
 
     # Creation and resume hand their pass to the pool and return: kopf's worker for the MLBackend ends at once
-    # instead of waiting for one of the pool's threads, and kopf's own patches of it (finalizer, last-handled
-    # annotation) go out at the start of a ramp, not after each pass (1,000 new MLBackends: every child applied 8 s
-    # sooner; the peak memory did not move; bench/README.md). A failed pass is retried by the timer after a backoff
-    # (``Reconciler.tick_due``), as kopf retried the handler. Updates stay kopf's to wait for: one spec change at a
-    # time per MLBackend, each retried by kopf until applied.
+    # instead of holding the event, its body and kopf's handler state while a thousand new MLBackends wait for one
+    # of the pool's threads (the operator's peak memory followed how fast they arrived; bench/README.md). A failed
+    # pass is retried by the timer after a backoff (``Reconciler.tick_due``), as kopf retried the handler. Updates
+    # stay kopf's to wait for: one spec change at a time per MLBackend, each retried by kopf until applied.
     @kopf.on.create(GROUP, VERSION, PLURAL)
     async def on_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         _hand_off(memo, body, Trigger.CREATE)
