@@ -131,22 +131,17 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     def probe(memo: kopf.Memo, **_: Any) -> bool:
         return "reconciler" in memo
 
-    # Creation and resume hand their pass to the pool and return: kopf's worker for the MLBackend ends at once
-    # instead of holding the event, its body and kopf's handler state while a thousand new MLBackends wait for one
-    # of the pool's threads (the operator's peak memory followed how fast they arrived; bench/README.md). A failed
-    # pass is retried by the timer after a backoff (``Reconciler.tick_due``), as kopf retried the handler. Updates
-    # stay kopf's to wait for: one spec change at a time per MLBackend, each retried by kopf until applied.
     @kopf.on.create(GROUP, VERSION, PLURAL)
-    async def on_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        _hand_off(memo, body, Trigger.CREATE)
+    def on_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _reconciler(memo).reconcile(_plain(body), Trigger.CREATE)
 
     @kopf.on.update(GROUP, VERSION, PLURAL)
     def on_update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         _reconciler(memo).reconcile(_plain(body), Trigger.UPDATE)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL)
-    async def on_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        _hand_off(memo, body, Trigger.RESUME)
+    def on_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _reconciler(memo).reconcile(_plain(body), Trigger.RESUME)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
     async def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -224,19 +219,11 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
 
 
-def _hand_off(memo: kopf.Memo, body: kopf.Body, trigger: Trigger) -> None:
-    """Queue ``trigger``'s pass of this MLBackend on the pool without waiting for it (from the event loop). The pass
-    reads the MLBackend's latest watched body when it starts, so nothing of this event is kept meanwhile."""
-    future = in_thread(memo.executor, _reconciler(memo).run_handed_off, key_of(body), trigger)
-    future.add_done_callback(_log_failed_pass)
-
-
 def _log_failed_pass(future: Any) -> None:
-    """A pass kopf does not wait for (a child event's, a creation's, a resume's): log a failure. The next event or
-    the timer runs it again (a failed full pass is retried after a backoff: ``Reconciler.tick_due``)."""
+    """A child event's pass runs detached from kopf (nothing retries it: the next event or tick does): log a failure."""
     exc = future.exception()
     if exc is not None:
-        log.warning("a pass kopf does not wait for failed: %s", getattr(exc, "reason", exc))
+        log.warning("a pass after a child event failed: %s", getattr(exc, "reason", exc))
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

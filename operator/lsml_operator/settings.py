@@ -88,17 +88,13 @@ class OperatorSettings:
     timer_seconds: float = _setting(
         10.0,
         "LSML_OPERATOR_TIMER_SECONDS",
-        "how often the timer wakes up to retry a failed registration or pass (cheap when nothing is due)",
+        "how often the timer wakes up to retry a failed registration (cheap when nothing is due)",
     )
     retry_base_seconds: float = _setting(
-        5.0,
-        "LSML_OPERATOR_RETRY_BASE_SECONDS",
-        "first delay of the exponential backoff of retries: Label Studio calls, the ServiceMonitor, a failed full pass",
+        5.0, "LSML_OPERATOR_RETRY_BASE_SECONDS", "first delay of the exponential backoff of Label Studio retries"
     )
     retry_max_seconds: float = _setting(
-        300.0,
-        "LSML_OPERATOR_RETRY_MAX_SECONDS",
-        "longest delay of the exponential backoff of retries: Label Studio calls, the ServiceMonitor, a failed full pass",
+        300.0, "LSML_OPERATOR_RETRY_MAX_SECONDS", "longest delay of the exponential backoff of Label Studio retries"
     )
     label_studio_timeout: float = _setting(
         30.0, "LSML_OPERATOR_LABEL_STUDIO_TIMEOUT", "seconds one request to Label Studio may take"

@@ -94,9 +94,6 @@ class Reconciler:
         # its own backoff: a missing ServiceMonitor CRD must not delay Label Studio retries, nor the reverse
         self.monitoring_backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, clock)
         self.monitoring = MonitoringStep(kube, self.cache, self.children, self.monitoring_backoff)
-        # full passes that raised (an API error, a refusal): the timer runs a RESYNC when the backoff is over. Creation
-        # and resume passes run without kopf waiting for them (``run_handed_off``), so kopf's retry is not theirs.
-        self.pass_backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, clock)
         self.records = RegistrationRecords(kube)
         self.label_studio = LabelStudioStep(kube, settings, ls_factory, self.backoff, self.records)
         self.status = StatusWriter(kube)
@@ -171,14 +168,6 @@ class Reconciler:
             return None
         return self.reconcile(parent, Trigger.CHILD_EVENT)
 
-    def run_handed_off(self, key: Key, trigger: Trigger) -> dict[str, Any] | None:
-        """A creation's or resume's pass, which kopf handed to the pool without waiting: with the MLBackend's latest
-        body (none once it is being deleted)."""
-        parent = self.parent(key)
-        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
-            return None
-        return self.reconcile(parent, trigger)
-
     def observe_parent(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Remember the latest MLBackend body seen on the watch (spec and generation are what matter)."""
         key = key_of(body)
@@ -199,7 +188,6 @@ class Reconciler:
         self.cache.forget(key)
         self.backoff.forget(key)
         self.monitoring_backoff.forget(key)
-        self.pass_backoff.forget(key)
         metrics.READY_BY_REASON.forget(key)
         self.status.forget(key)
         self.quality.forget(key)
@@ -220,7 +208,7 @@ class Reconciler:
         key = key_of(mlb)
         with self._guard:
             last_full = self._last_full.get(key, 0.0)
-        if self.clock() - last_full >= self.settings.resync_seconds or self.pass_backoff.due(key):
+        if self.clock() - last_full >= self.settings.resync_seconds:
             return Trigger.RESYNC
         if self.backoff.due(key) or self.monitoring_backoff.due(key):
             return Trigger.RETRY
@@ -321,30 +309,16 @@ class Reconciler:
     def _timed_pass(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
         """``_pass``, counted and timed (lsml_operator.metrics), with the Ready reason it left recorded."""
         started = time.perf_counter()
-        full = policy(trigger).full
         try:
             status = self._pass(mlb, trigger)
-        except BaseException as exc:
+        except BaseException:
             metrics.RECONCILES.labels(trigger.value, "error").inc()
-            if full and isinstance(exc, Exception):
-                self._full_pass_failed(mlb, trigger, exc)
             raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         metrics.RECONCILES.labels(trigger.value, "ok").inc()
-        if full:
-            self.pass_backoff.succeeded(key_of(mlb))
         metrics.READY_BY_REASON.record(key_of(mlb), status)
         return status
-
-    def _full_pass_failed(self, mlb: dict[str, Any], trigger: Trigger, exc: Exception) -> None:
-        """Schedule the timer's retry of a failed full pass, and say so on the MLBackend (the reason only: an error's
-        text may quote what it was sent)."""
-        delay = self.pass_backoff.failed(key_of(mlb))
-        reason = getattr(exc, "reason", "") or type(exc).__name__
-        self.events(
-            mlb, "Warning", "PassFailed", f"the {trigger.value} pass failed ({reason}); retried in {delay:.0f}s"
-        )
 
     def _pass(self, mlb: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
         """One pass: the steps, the pure status, the write, then the events."""
