@@ -270,13 +270,17 @@ def claims_per_mlbackend(spec: str) -> int:
     return counts.get("PersistentVolumeClaim", 0) + counts.get("StatefulSet", 0)
 
 
+#: the label of the volumes ``--storage static`` makes, which ``volume_origins`` counts by
+STATIC_VOLUME_LABEL = ("lsml.dev/bench", "static")
+
+
 def static_volume(i: int, storage_class: str) -> dict[str, Any]:
     """A PersistentVolume of the harness' default StorageClass, ready to bind: what a cluster with provisioned-ahead
     storage has. kwok's pods never mount it, so the path is never made."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": f"bench-pv-{i:05d}", "labels": {"lsml.dev/bench": "static"}},
+        "metadata": {"name": f"bench-pv-{i:05d}", "labels": dict([STATIC_VOLUME_LABEL])},
         "spec": {
             "capacity": {"storage": "10Gi"},
             "accessModes": ["ReadWriteOnce"],
@@ -313,7 +317,8 @@ def volume_origins(api) -> dict[str, int]:
     from kubernetes import client
 
     bound = [v for v in client.CoreV1Api(api).list_persistent_volume().items if v.status.phase == "Bound"]
-    static = sum(1 for v in bound if (v.metadata.labels or {}).get("lsml.dev/bench") == "static")
+    key, value = STATIC_VOLUME_LABEL
+    static = sum(1 for v in bound if (v.metadata.labels or {}).get(key) == value)
     return {"static": static, "provisioned": len(bound) - static}
 
 
