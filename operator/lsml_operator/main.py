@@ -4,8 +4,9 @@
 - watch events of Deployments/StatefulSets/Services/PVCs/HPAs/NetworkPolicies labelled
   ``app.kubernetes.io/managed-by=lsml-operator`` re-reconcile their owner, so a child
   deleted or edited by hand is restored at once and status follows rollouts;
-- a second timer polls each available backend's own ``/versions`` for the served versions' scores
-  (``Reconciler.poll_quality``: ``status.served``, the SCORE column, ``CandidateHeld`` events);
+- the same timer, every ``LSML_OPERATOR_QUALITY_SECONDS``, polls each available backend's own ``/versions`` for
+  the served versions' scores (``Reconciler.poll_quality``: ``status.served``, the SCORE column, ``CandidateHeld``
+  events) on the poll's own threads;
 - a delete handler (kopf's finalizer) removes the Label Studio registrations first;
 - peering (on by default, ``--standalone`` turns it off) makes a second replica stand by; its
   CRD and object are checked before kopf starts (``peering.py``: kopf would wait silently);
@@ -143,31 +144,19 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
     def on_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         _reconciler(memo).reconcile(_plain(body), Trigger.RESUME)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=ops.timer_seconds, initial_delay=ops.timer_seconds)
+    tick = ops.timer_interval()
+
+    # One timer per MLBackend for both jobs (a second one was a thousand more kopf tasks at 1,000 MLBackends).
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=tick, initial_delay=ops.timer_first_delay())
     async def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         rec = _reconciler(memo)
-        due = rec.tick_due(dict(body))  # in the loop, on the key only: a tick with nothing due costs no thread
+        plain = dict(body)  # read only: no copy of the body on every tick
+        due = rec.tick_due(plain)  # in the loop, on the key only: a tick with nothing due costs no thread
         if due is not None:
             await in_thread(memo.executor, rec.reconcile, _plain(body), due)
-
-    if ops.quality_seconds > 0:
-
-        @kopf.timer(
-            GROUP,
-            VERSION,
-            PLURAL,
-            id="quality",
-            interval=ops.quality_seconds,
-            initial_delay=min(ops.quality_seconds, 5.0),
-        )
-        async def on_quality(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-            # on the poll's own threads: a backend that does not answer holds one of them for the backend timeout,
-            # never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)
-            plain = dict(body)  # read only: no copy of the body on every poll
-            try:
-                await in_thread(memo.quality_pool, _reconciler(memo).poll_quality, plain)
-            except Exception as exc:  # noqa: BLE001 - a status write refused: the next tick tries again
-                log.warning("model quality of %s not written: %s", key_of(plain), getattr(exc, "reason", exc))
+        # after the pass, never beside it: both take the MLBackend's lock, and whichever found it taken would skip
+        if rec.quality.due(key_of(plain), tick):
+            await _poll_quality(memo, plain)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
@@ -217,6 +206,15 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
+
+
+async def _poll_quality(memo: kopf.Memo, plain: dict[str, Any]) -> None:
+    """One quality poll, on the poll's own threads: a backend that does not answer holds one of them for the backend
+    timeout, never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)."""
+    try:
+        await in_thread(memo.quality_pool, _reconciler(memo).poll_quality, plain)
+    except Exception as exc:  # noqa: BLE001 - a status write refused: the next poll tries again
+        log.warning("model quality of %s not written: %s", key_of(plain), getattr(exc, "reason", exc))
 
 
 def _log_failed_pass(future: Any) -> None:

@@ -88,7 +88,8 @@ class OperatorSettings:
     timer_seconds: float = _setting(
         10.0,
         "LSML_OPERATOR_TIMER_SECONDS",
-        "how often the timer wakes up to retry a failed registration (cheap when nothing is due)",
+        "how often the timer wakes up to retry a failed registration (cheap when nothing is due); the timer also "
+        "starts the quality polls, so it wakes up at least every `LSML_OPERATOR_QUALITY_SECONDS`",
     )
     retry_base_seconds: float = _setting(
         5.0, "LSML_OPERATOR_RETRY_BASE_SECONDS", "first delay of the exponential backoff of Label Studio retries"
@@ -111,7 +112,8 @@ class OperatorSettings:
         "LSML_OPERATOR_QUALITY_SECONDS",
         "how often the operator asks each backend whose server Deployment is available which version each project "
         "serves and its held-out scores (`GET /versions`, with the backend's Basic credentials) for "
-        "`status.served`, the SCORE column and `CandidateHeld` events; 0 turns it off",
+        "`status.served`, the SCORE column and `CandidateHeld` events (on the timer's tick: rounded to the nearest multiple "
+        "of the shorter of this and `LSML_OPERATOR_TIMER_SECONDS`); 0 turns it off",
     )
     quality_workers: int = _setting(
         4,
@@ -133,6 +135,18 @@ class OperatorSettings:
     peering_name: str = _setting(
         "lsml-operator", "LSML_OPERATOR_PEERING_NAME", "the kopf peering object (`--peering-name` overrides it)"
     )
+
+    def timer_interval(self) -> float:
+        """The period of the one kopf timer per MLBackend: the reconcile's tick, or the quality poll's when shorter."""
+        if self.quality_seconds > 0:
+            return min(self.timer_seconds, self.quality_seconds)
+        return self.timer_seconds
+
+    def timer_first_delay(self) -> float:
+        """The timer's first wake-up after an MLBackend appears: the first quality poll comes within 5 s."""
+        if self.quality_seconds > 0:
+            return min(self.timer_interval(), 5.0)
+        return self.timer_seconds
 
     @classmethod
     def from_env(cls) -> OperatorSettings:

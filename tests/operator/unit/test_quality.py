@@ -189,3 +189,35 @@ def test_the_basic_credentials_are_read_once_per_resync_period_not_on_every_poll
     h.clock.now += h.settings.resync_seconds
     h.rec.poll_quality(mlb)
     assert reads == ["user", "password"] * 2, "read again once the resync period is over"
+
+
+@pytest.mark.parametrize(
+    ("quality", "timer", "ticks_between_polls"),
+    [(30.0, 10.0, 3), (2.0, 2.0, 1), (15.0, 10.0, 1), (25.0, 10.0, 2), (26.0, 10.0, 3), (10.0, 30.0, 1)],
+)
+def test_the_poll_rides_on_the_timer_every_quality_period_rounded_to_the_tick(quality, timer, ticks_between_polls):
+    settings = OperatorSettings(quality_seconds=quality, timer_seconds=timer)
+    h = Harness(settings)
+    tick = settings.timer_interval()
+    assert tick == min(quality, timer), "the timer wakes up for whichever comes first"
+    key = (NS, "demo")
+    # kopf counts each interval from the end of the last handler: the wake-ups drift a little later every time
+    polls = []
+    for n in range(12):
+        h.clock.now = n * (tick + 0.01)
+        if h.rec.quality.due(key, tick):
+            polls.append(n)
+    assert polls[0] == 0, "the first tick polls"
+    assert [b - a for a, b in zip(polls, polls[1:], strict=False)] == [ticks_between_polls] * (len(polls) - 1)
+
+
+def test_no_poll_is_due_when_the_poll_is_off_and_a_forgotten_backend_polls_at_once():
+    off = Harness(OperatorSettings(quality_seconds=0, timer_seconds=10))
+    assert off.settings.timer_interval() == 10 and off.settings.timer_first_delay() == 10
+    assert not off.rec.quality.due((NS, "demo"), 10)
+    on = Harness(OperatorSettings(quality_seconds=30, timer_seconds=10))
+    assert on.settings.timer_first_delay() == 5.0, "the first poll within 5 s of the MLBackend's appearance"
+    assert on.rec.quality.due((NS, "demo"), 10)
+    assert not on.rec.quality.due((NS, "demo"), 10), "polled this tick already"
+    on.rec.forget((NS, "demo"))
+    assert on.rec.quality.due((NS, "demo"), 10), "a deleted and re-created MLBackend is not held to the old period"
