@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -35,7 +36,7 @@ from . import GROUP, PLURAL, VERSION
 from . import peering as peering_check
 from .builders.redis import redis_claim_name
 from .handoff import in_thread
-from .keys import key_of
+from .keys import Key, key_of
 from .kube import API_VERSIONS, PLURALS, APIError, Kube, new_api_client
 from .memory import limit_malloc_arenas
 from .reconcile import Reconciler, Trigger
@@ -154,9 +155,12 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         due = rec.tick_due(plain)  # in the loop, on the key only: a tick with nothing due costs no thread
         if due is not None:
             await in_thread(memo.executor, rec.reconcile, _plain(body), due)
-        # after the pass, never beside it: both take the MLBackend's lock, and whichever found it taken would skip
-        if rec.quality.due(key_of(plain), tick):
-            await _poll_quality(memo, plain)
+        # after the pass, never beside this tick's: both take the MLBackend's lock, and whichever found it taken would
+        # skip; not awaited (QualityStep.begin says why)
+        key = key_of(plain)
+        if rec.quality.begin(key, tick):
+            poll = in_thread(memo.quality_pool, rec.poll_quality, plain)
+            poll.add_done_callback(functools.partial(_poll_ended, rec, key))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
@@ -208,13 +212,16 @@ def register_handlers(ops: OperatorSettings, peering: bool) -> None:
         kopf.on.event(group, version, plural, labels=CHILD_SELECTOR, id=f"child-{plural}")(on_child)
 
 
-async def _poll_quality(memo: kopf.Memo, plain: dict[str, Any]) -> None:
-    """One quality poll, on the poll's own threads: a backend that does not answer holds one of them for the backend
+def _poll_ended(rec: Reconciler, key: Key, future: asyncio.Future[Any]) -> None:
+    """A quality poll is over: the next may start; a failure is logged (a status write refused: the next poll tries
+    again). The poll runs on its own threads: a backend that does not answer holds one of them for the backend
     timeout, never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)."""
-    try:
-        await in_thread(memo.quality_pool, _reconciler(memo).poll_quality, plain)
-    except Exception as exc:  # noqa: BLE001 - a status write refused: the next poll tries again
-        log.warning("model quality of %s not written: %s", key_of(plain), getattr(exc, "reason", exc))
+    rec.quality.end(key)
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        log.warning("model quality of %s/%s not written: %s", key[0], key[1], getattr(exc, "reason", exc))
 
 
 def _log_failed_pass(future: Any) -> None:

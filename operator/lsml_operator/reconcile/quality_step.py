@@ -1,6 +1,6 @@
 """Model quality from the backend itself: the kopf timer's poll of its ``/versions``, KubeRay's dashboard poll.
 
-Every ``LSML_OPERATOR_QUALITY_SECONDS`` (``QualityStep.due``) the timer hands each MLBackend to ``QualityStep.run``:
+Every ``LSML_OPERATOR_QUALITY_SECONDS`` (``QualityStep.begin``) the timer hands each MLBackend to ``QualityStep.run``:
 only while its ServerAvailable condition is True (a backend that is not up has nothing to say),
 it reads the Basic credentials of ``spec.basicAuth`` from their Secret, asks the backend's Service
 (or its ``LSML_OPERATOR_BACKEND_URLS`` entry) which version each project serves
@@ -69,24 +69,35 @@ class QualityStep:
         # (namespace, Secret, user key, password key) -> (read again after, (user, password))
         self._credentials: dict[tuple[str, str, str, str], tuple[float, tuple[str, str]]] = {}
         self._polled: dict[Key, float] = {}  # when the timer last started a poll of each MLBackend
+        self._polling: set[Key] = set()  # MLBackends whose poll has started and not ended
         self.clock = clock
 
-    def due(self, key: Key, tick: float) -> bool:
-        """Whether the timer, waking every ``tick`` seconds, should poll this MLBackend now; a yes is recorded.
+    def begin(self, key: Key, tick: float) -> bool:
+        """Whether the timer, waking every ``tick`` seconds, should start a poll of this MLBackend now: its period
+        is over and its last poll has ended. A yes is recorded; ``end`` must follow when that poll is over.
 
         The poll rides on the reconcile's timer instead of a kopf timer of its own: a second timer per MLBackend
-        was a thousand more tasks (and ~7 MB) at 1,000 MLBackends, for one decision a tick. Half a tick of slack
-        keeps a poll from slipping a whole tick when the timer's wake-ups drift (kopf counts each interval from the
-        end of the last handler), so the period is ``LSML_OPERATOR_QUALITY_SECONDS`` rounded to the nearest multiple of the tick."""
+        was a thousand more tasks (and ~7 MB) at 1,000 MLBackends, for one decision a tick. The timer does not wait
+        for the poll (a thousand backends that do not answer would queue on the poll's threads and hold every
+        MLBackend's retries and resyncs behind them); one poll at a time per MLBackend, as the timer of its own
+        gave. Half a tick of slack keeps a poll from slipping a whole tick when the timer's wake-ups drift (kopf
+        counts each interval from the end of the last handler), so the period is ``LSML_OPERATOR_QUALITY_SECONDS``
+        rounded to the nearest multiple of the tick."""
         if self.settings.quality_seconds <= 0:
             return False
         now = self.clock()
         with self._guard:
             last = self._polled.get(key)
-            if last is not None and now - last < self.settings.quality_seconds - tick / 2:
+            if key in self._polling or (last is not None and now - last < self.settings.quality_seconds - tick / 2):
                 return False
             self._polled[key] = now
+            self._polling.add(key)
         return True
+
+    def end(self, key: Key) -> None:
+        """The poll ``begin`` allowed is over (done, failed or cancelled): the next one may start when due."""
+        with self._guard:
+            self._polling.discard(key)
 
     def _failed(self, key: Key, why: str) -> QualityResult:
         with self._guard:

@@ -13,7 +13,7 @@ Every trigger (create, update, resume, the timer, a child's watch event) ends in
 
 then posts the events the steps and the status returned. This class only schedules:
 per-object locks and coalescing, the parents' cache, the timer's decision (``tick_due``).
-The same timer calls ``poll_quality`` when ``QualityStep.due`` (the backend's own ``/versions``), under the
+The same timer starts ``poll_quality`` when ``QualityStep.begin`` allows (the backend's own ``/versions``), under the
 same per-object lock, which writes only ``status.served``/``status.score`` when they changed.
 """
 

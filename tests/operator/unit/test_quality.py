@@ -205,8 +205,9 @@ def test_the_poll_rides_on_the_timer_every_quality_period_rounded_to_the_tick(qu
     polls = []
     for n in range(12):
         h.clock.now = n * (tick + 0.01)
-        if h.rec.quality.due(key, tick):
+        if h.rec.quality.begin(key, tick):
             polls.append(n)
+            h.rec.quality.end(key)
     assert polls[0] == 0, "the first tick polls"
     assert [b - a for a, b in zip(polls, polls[1:], strict=False)] == [ticks_between_polls] * (len(polls) - 1)
 
@@ -214,10 +215,54 @@ def test_the_poll_rides_on_the_timer_every_quality_period_rounded_to_the_tick(qu
 def test_no_poll_is_due_when_the_poll_is_off_and_a_forgotten_backend_polls_at_once():
     off = Harness(OperatorSettings(quality_seconds=0, timer_seconds=10))
     assert off.settings.timer_interval() == 10 and off.settings.timer_first_delay() == 10
-    assert not off.rec.quality.due((NS, "demo"), 10)
+    assert not off.rec.quality.begin((NS, "demo"), 10)
     on = Harness(OperatorSettings(quality_seconds=30, timer_seconds=10))
     assert on.settings.timer_first_delay() == 5.0, "the first poll within 5 s of the MLBackend's appearance"
-    assert on.rec.quality.due((NS, "demo"), 10)
-    assert not on.rec.quality.due((NS, "demo"), 10), "polled this tick already"
+    assert on.rec.quality.begin((NS, "demo"), 10)
+    on.rec.quality.end((NS, "demo"))
+    assert not on.rec.quality.begin((NS, "demo"), 10), "polled this tick already"
     on.rec.forget((NS, "demo"))
-    assert on.rec.quality.due((NS, "demo"), 10), "a deleted and re-created MLBackend is not held to the old period"
+    assert on.rec.quality.begin((NS, "demo"), 10), "a deleted and re-created MLBackend is not held to the old period"
+
+
+def test_one_poll_at_a_time_per_backend_however_long_it_takes():
+    """The timer does not wait for the poll: a backend whose poll is still queued or waiting for its answer gets no
+    second one when its period comes round again, and gets the next as soon as the first has ended."""
+    h = Harness(OperatorSettings(quality_seconds=30, timer_seconds=10))
+    key, other = (NS, "demo"), (NS, "other")
+    assert h.rec.quality.begin(key, 10)
+    for _ in range(5):  # five periods while the first poll has not ended
+        h.clock.now += 30
+        assert not h.rec.quality.begin(key, 10)
+    assert h.rec.quality.begin(other, 10), "another backend's poll is not held back by this one"
+    h.rec.quality.end(key)
+    assert h.rec.quality.begin(key, 10), "due since long ago: starts at the first tick after the end"
+
+
+def test_a_poll_that_failed_or_was_cancelled_ends_and_a_failure_is_logged(caplog):
+    import asyncio
+
+    from lsml_operator.main import _poll_ended
+
+    h = Harness(OperatorSettings(quality_seconds=30, timer_seconds=10))
+    key = (NS, "demo")
+
+    async def finish(outcome: str) -> None:
+        future = asyncio.get_running_loop().create_future()
+        if outcome == "failed":
+            future.set_exception(RuntimeError("status write refused"))
+        else:
+            future.cancel()
+        _poll_ended(h.rec, key, future)
+
+    for outcome in ("failed", "cancelled"):
+        assert h.rec.quality.begin(key, 10)
+        with caplog.at_level("WARNING", logger="lsml_operator"):
+            asyncio.run(finish(outcome))
+        h.clock.now += 30
+        assert h.rec.quality.begin(key, 10), f"a {outcome} poll ended: the next starts when due"
+        h.rec.quality.end(key)
+        h.clock.now += 30
+    assert [r.getMessage() for r in caplog.records if "model quality" in r.getMessage()] == [
+        "model quality of ns1/demo not written: status write refused"
+    ]
