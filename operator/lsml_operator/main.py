@@ -217,18 +217,22 @@ def _poll_ended(rec: Reconciler, key: Key, future: asyncio.Future[Any]) -> None:
     again). The poll runs on its own threads: a backend that does not answer holds one of them for the backend
     timeout, never one of kopf's (a thousand unreachable backends held every reconcile thread for seconds)."""
     rec.quality.end(key)
+    _log_failure(future, f"model quality of {key[0]}/{key[1]} not written")
+
+
+def _log_failed_pass(future: asyncio.Future[Any]) -> None:
+    """A child event's pass runs detached from kopf (nothing retries it: the next event or tick does)."""
+    _log_failure(future, "a pass after a child event failed")
+
+
+def _log_failure(future: asyncio.Future[Any], what: str) -> None:
+    """Log the failure of work nobody awaits (else asyncio reports it only at garbage collection, without context);
+    a cancelled future (the operator stopping) is no failure."""
     if future.cancelled():
         return
     exc = future.exception()
     if exc is not None:
-        log.warning("model quality of %s/%s not written: %s", key[0], key[1], getattr(exc, "reason", exc))
-
-
-def _log_failed_pass(future: Any) -> None:
-    """A child event's pass runs detached from kopf (nothing retries it: the next event or tick does): log a failure."""
-    exc = future.exception()
-    if exc is not None:
-        log.warning("a pass after a child event failed: %s", getattr(exc, "reason", exc))
+        log.warning("%s: %s", what, getattr(exc, "reason", exc))
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -266,3 +266,26 @@ def test_a_poll_that_failed_or_was_cancelled_ends_and_a_failure_is_logged(caplog
     assert [r.getMessage() for r in caplog.records if "model quality" in r.getMessage()] == [
         "model quality of ns1/demo not written: status write refused"
     ]
+
+
+def test_a_child_events_pass_that_failed_is_logged_and_one_cancelled_is_not(caplog):
+    """The child event's pass is detached as the poll is: a cancelled one (the operator stopping) must not raise
+    inside its done-callback."""
+    import asyncio
+
+    from lsml_operator.main import _log_failed_pass
+
+    async def finish(outcome: str) -> None:
+        future = asyncio.get_running_loop().create_future()
+        if outcome == "failed":
+            future.set_exception(RuntimeError("conflict"))
+        else:
+            future.cancel()
+        _log_failed_pass(future)
+
+    with caplog.at_level("WARNING", logger="lsml_operator"):
+        for outcome in ("failed", "cancelled"):
+            asyncio.run(finish(outcome))
+    assert [r.getMessage() for r in caplog.records if "child event" in r.getMessage()] == [
+        "a pass after a child event failed: conflict"
+    ]
