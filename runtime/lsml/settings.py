@@ -202,6 +202,12 @@ class Settings:
     predict_concurrency: int = setting(
         4, "LSML_PREDICT_CONCURRENCY", "`predict` calls running at once in one server process (a semaphore)", minimum=1
     )
+    predict_fast_path: bool = setting(
+        True,
+        "LSML_PREDICT_FAST_PATH",
+        "`false`: every `/predict` goes through Flask (by default the common one is served beside it, at less CPU; "
+        "`lsml.server.fast_predict`)",
+    )
     predict_wait_timeout: float = setting(
         30.0, "LSML_PREDICT_WAIT_TIMEOUT", "seconds a `/predict` waits for a free predict slot, then 503 `busy`"
     )

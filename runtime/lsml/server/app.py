@@ -9,7 +9,7 @@ from flask import Flask
 
 from lsml.loader import ModelRegistry
 from lsml.model import ModelRef
-from lsml.server import auth, errors, metrics
+from lsml.server import auth, errors, fast_predict, metrics
 from lsml.server.predict_gate import PredictGate
 from lsml.settings import Settings
 from lsml.training import TrainingQueue, make_queue
@@ -80,6 +80,8 @@ def create_app(model_ref: ModelRef, settings: Settings | None = None, queue: Tra
     auth.install(app, settings)
     errors.install(app)
     app.register_blueprint(bp)
+    if settings.predict_fast_path:
+        fast_predict.install(app)
     registry.start()
     _start_catchup(app, settings, registry, queue)
     logger.info(

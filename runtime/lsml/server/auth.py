@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Flask, request
+from werkzeug.datastructures import Authorization
 
 from lsml.server.errors import error_response
 from lsml.settings import Settings
@@ -33,11 +34,13 @@ def _equal(given: str | None, expected: str) -> bool:
 
 def authenticated(settings: Settings) -> bool:
     """True when this request carries the configured Basic credentials (False when auth is off)."""
-    if not settings.basic_auth_enabled:
-        return False
-    auth = request.authorization
+    return settings.basic_auth_enabled and basic_credentials_match(settings, request.authorization)
+
+
+def basic_credentials_match(settings: Settings, auth: Authorization | None) -> bool:
+    """True when `auth` is Basic with the configured user and password; no request needed
+    (`lsml.server.fast_predict`). Both comparisons run whatever the first gives: no timing tells which failed."""
     ok = auth is not None and auth.type == "basic"
-    # evaluate both comparisons whatever the first gives
     ok_user = _equal(auth.username if auth else None, settings.basic_auth_user or "")
     ok_pass = _equal(auth.password if auth else None, settings.basic_auth_pass or "")
     return ok and ok_user and ok_pass

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 
 from lsml import acceptance, catchup, credentials, watermark
 from lsml.label_config import LabelConfigError
@@ -14,7 +14,7 @@ from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase
 from lsml.response import serialize_predictions, task_predictions
 from lsml.server import auth, bodies, metrics, prelabel_routes
-from lsml.server.blueprint import bp, current_runtime, json_body, json_response
+from lsml.server.blueprint import JSON_MIMETYPE, bp, current_runtime, json_body, json_bytes, json_response
 from lsml.server.errors import ApiError
 from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
@@ -88,15 +88,23 @@ def setup() -> Response:
 
 @bp.route("/predict", methods=["POST"])
 def predict() -> Response:
-    rt = current_runtime()
-    body = bodies.parse(bodies.PredictBody, json_body(max_depth=None))
+    return current_app.response_class(
+        predict_answer(current_runtime(), json_body(max_depth=None)), mimetype=JSON_MIMETYPE
+    )
+
+
+def predict_answer(rt: Any, raw: dict) -> bytes:
+    """The JSON answer to a `/predict` body (`{"results": [...], "model_version": ...}`), else an ApiError.
+
+    No Flask in here: `lsml.server.fast_predict` serves the common request with it, outside Flask."""
+    body = bodies.parse(bodies.PredictBody, raw)
     tasks, project, params = body.tasks, body.project, body.params or {}
     try:
         model = rt.registry.get(project, body.label_config or None)
     except (UnknownProject, ModelNotReady, ModelLoadFailed, LabelConfigError) as exc:
         raise _load_error(exc) from None
     if not tasks:
-        return json_response({"results": [], "model_version": model.model_version})
+        return json_bytes({"results": [], "model_version": model.model_version})
     kwargs = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS} if params else {}
     t0: float | None = time.perf_counter()
     try:
@@ -129,7 +137,7 @@ def predict() -> Response:
         results = task_predictions(serialize_predictions(output, version), untrained=model.version_dir is None)
         if len(results) != len(tasks):
             logger.warning("project %s: predict returned %d results for %d tasks", project, len(results), len(tasks))
-        return json_response({"results": results, "model_version": version})
+        return json_bytes({"results": results, "model_version": version})
     except TypeError as exc:  # not a prediction, or a value JSON cannot carry
         logger.error("project %s: predict returned an unusable value: %s", project, exc)
         raise ApiError(500, "bad_prediction", f"the model returned an unusable value: {exc}") from None
