@@ -118,10 +118,13 @@ class PredictFastPath:
         ):
             return self.flask_wsgi_app(wsgi_vars, start_response)  # Flask's 401
         t0 = time.perf_counter()
-        raw = wsgi_vars["wsgi.input"].read(length)
+        try:
+            raw = wsgi_vars["wsgi.input"].read(length)
+        except (OSError, ValueError):  # a client too slow (the worker's read timeout) or gone: as werkzeug sees it
+            raw = b""
         wsgi_vars["wsgi.input"] = io.BytesIO(raw)  # whoever reads next (Flask, for an error) reads the same bytes
         if len(raw) != length:
-            return self.flask_wsgi_app(wsgi_vars, start_response)  # the client left early: Flask's 400
+            return self.flask_wsgi_app(wsgi_vars, start_response)  # short: Flask's 400 (werkzeug's ClientDisconnected)
         from lsml.server.routes import predict_answer
 
         try:
