@@ -6,7 +6,9 @@ app directly, one request after another, so what is left is Flask, lsml's routes
 and the predict gate. Three figures per model and batch, each CPU time per call
 (`time.process_time`, so predict threads count too):
 
-- **app**: the whole `/predict` through the WSGI app (body from memory);
+- **app**: the whole `/predict` through the WSGI app (body from memory), once with
+  the fast path (`lsml.server.fast_predict`) and once through Flask
+  (`LSML_PREDICT_FAST_PATH=false`), each in a process of its own, back to back;
 - **predict()**: the model's predict called directly;
 - **via the gate**: the same call through `PredictGate.run` (the hand-off to a
   predict thread and back).
@@ -114,21 +116,28 @@ def main() -> int:
         "LOG_LEVEL": "WARNING",
     }
     env.pop("BENCH_TIMINGS_DIR", None)
-    print("| model | batch | app CPU ms/req | predict() CPU ms/call | via the gate | gate | app - predict() |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | batch | app CPU ms/req (fast path) | through Flask | predict() CPU ms/call | via the gate | gate "
+        "| app - predict() (fast path) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def child(cls_name: str, batch: int, fast: bool) -> dict:
+        out = subprocess.run(
+            [sys.executable, __file__, "--calls", str(args.calls), "--child", f"{cls_name}:{batch}"],
+            env={**env, "LSML_PREDICT_FAST_PATH": "true" if fast else "false"},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
     for cls_name in MODELS:
         for batch in BATCHES:
-            out = subprocess.run(
-                [sys.executable, __file__, "--calls", str(args.calls), "--child", f"{cls_name}:{batch}"],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r, flask = child(cls_name, batch, True), child(cls_name, batch, False)
             print(
-                f"| {cls_name} | {batch} | {r['app_ms']:.3f} | {r['predict_ms']:.3f} | {r['gate_ms']:.3f} "
-                f"| {r['gate_ms'] - r['predict_ms']:+.3f} | {r['app_ms'] - r['predict_ms']:+.3f} |",
+                f"| {cls_name} | {batch} | {r['app_ms']:.3f} | {flask['app_ms']:.3f} | {r['predict_ms']:.3f} "
+                f"| {r['gate_ms']:.3f} | {r['gate_ms'] - r['predict_ms']:+.3f} | {r['app_ms'] - r['predict_ms']:+.3f} |",
                 flush=True,
             )
     print(f"\nlsml from {r['lsml']}; load average {[round(x, 2) for x in os.getloadavg()]}")
