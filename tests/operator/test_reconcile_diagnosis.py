@@ -82,6 +82,8 @@ def test_unavailable_server_names_the_pull_error_and_the_timer_keeps_checking():
     )
     ready = _cond(status, "Ready")
     assert ready["reason"] == "ImagePullFailed" and "pull access denied" in ready["message"]
+    assert rec.tick_due(mlb) is None, "the CREATE pass has just read the pods, and its explanation is no new cause"
+    rec.clock.now += rec.settings.timer_seconds
     assert rec.tick_due(mlb) is Trigger.DIAGNOSE
     # the pod recovers: the next (timer) pass finds no cause, the plain replica count comes back
     kube.pods = []
@@ -149,6 +151,7 @@ def test_a_diagnosis_the_busy_object_could_not_run_is_due_again_at_the_next_tick
     kube.status_by_kind["Deployment"] = UNAVAILABLE
     kube.pods = [PULLING]
     rec.reconcile(mlb, Trigger.CREATE)
+    rec.clock.now += rec.settings.timer_seconds
     assert rec.tick_due(mlb) is Trigger.DIAGNOSE
     running = rec._lock(key_of(mlb))
     with running:  # another pass of this MLBackend holds it
@@ -167,6 +170,7 @@ def test_the_resync_reads_the_pods_of_a_failing_component():
     assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ReplicasUnavailable"
     kube.pods = [PULLING]
     lists = len(_lists(kube))
+    rec.clock.now += rec.settings.resync_seconds
     status = rec.reconcile(mlb, Trigger.RESYNC)
     assert status is not None and _cond(status, "ServerAvailable")["reason"] == "ImagePullFailed"
     assert len(_lists(kube)) == lists + 1
@@ -180,6 +184,7 @@ def test_a_resync_reads_the_pods_only_when_the_diagnosis_is_due():
     kube.status_by_kind["Deployment"] = UNAVAILABLE
     kube.pods = [PULLING]
     rec.reconcile(mlb, Trigger.CREATE)
+    clock.now += rec.settings.timer_seconds
     assert rec.tick_due(mlb) is Trigger.DIAGNOSE
     rec.reconcile(mlb, Trigger.DIAGNOSE)
     lists = len(_lists(kube))

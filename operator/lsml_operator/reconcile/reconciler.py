@@ -245,6 +245,24 @@ class Reconciler:
             self._diagnosis[key] = (causes, now + wait, wait)
             return True
 
+    def _diagnosed(self, key: Key) -> None:
+        """The pods were just read and the status written from them: the causes that status shows become the known
+        ones, on the backoff the diagnosis was on (a first one: a tick from now). Why: the causes are compared by the
+        status's reasons, and a diagnosis renames them (ReplicasUnavailable becomes ImagePullFailed), so the next
+        tick took its own explanation for a new cause and listed the pods again."""
+        causes = self._failing_causes(key)
+        now = self.clock()
+        with self._guard:
+            if not causes:
+                self._diagnosis.pop(key, None)
+                return
+            known = self._diagnosis.get(key)
+            if known is None:
+                wait = min(self.settings.timer_seconds, self.settings.resync_seconds)
+                self._diagnosis[key] = (causes, now + wait, wait)
+            else:
+                self._diagnosis[key] = (causes, known[1], known[2])
+
     def poll_quality(self, mlb: dict[str, Any]) -> bool:
         """Read the served versions and scores from the backend and write them when they changed (the quality
         timer). Skipped while a reconcile of the object runs (the next tick polls); returns whether it wrote."""
@@ -357,6 +375,8 @@ class Reconciler:
             )
             result = build_status(old, spec, observed, ls_result, now=now_rfc3339())
             self.status.write_if_changed(mlb, old, result.status, full=rules.full)
+            if fresh:
+                self._diagnosed(key)
         finally:
             # what the steps did happened, even when a later step was refused (a Secret created, a backend registered)
             self._post(mlb, [*observed.events, *ls_result.events])

@@ -553,8 +553,49 @@ def test_the_diagnosis_timer_backs_off_while_the_cause_stays_the_same(harness):
     for _ in range(16):  # 160 s of timer ticks
         due.append(h.rec.tick_due(_mlb()) is Trigger.DIAGNOSE)
         h.clock.now += h.settings.timer_seconds
-    # at once, then after 10 s, 20 s, 40 s, 80 s (8 x the tick, the cap): 5 reads in 160 s instead of 16
-    assert [i for i, d in enumerate(due) if d] == [0, 1, 3, 7, 15]
+    # the CREATE pass read the pods: again after 10 s, 20 s, 40 s, 80 s (8 x the tick, the cap): 5 reads in 160 s
+    # instead of 17
+    assert [i for i, d in enumerate(due) if d] == [1, 3, 7, 15]
+
+
+def test_a_diagnosis_is_not_read_again_because_it_renamed_the_reason(harness):
+    """The diagnosis backoff compares the causes the last status shows; a diagnosis itself renames them (the plain
+    ReplicasUnavailable becomes ImagePullFailed), which looked like a new cause, so every diagnosis was followed by
+    a second LIST of the pods at the next tick."""
+    h = harness
+    h.kube.status_by_kind["Deployment"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    h.kube.pods = [
+        {
+            "metadata": {"name": "demo-server-1", "labels": {"app.kubernetes.io/component": "server"}},
+            "status": {
+                "containerStatuses": [
+                    {"name": "server", "image": "x:1", "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+                ]
+            },
+        }
+    ]
+
+    def pod_lists() -> int:
+        return sum(1 for c in h.kube.calls if c[:2] == ("list", "Pod"))
+
+    status = h.rec.reconcile(_mlb(), Trigger.CREATE)
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["ServerAvailable"] == "ImagePullFailed"
+    assert pod_lists() == 1
+    due = []
+    for _ in range(16):  # 160 s of timer ticks, each running the pass it asks for
+        trigger = h.rec.tick_due(_mlb())
+        due.append(trigger is Trigger.DIAGNOSE)
+        if trigger is not None:
+            h.rec.reconcile(_mlb(), trigger)
+        h.clock.now += h.settings.timer_seconds
+    # the CREATE pass read the pods at 0 s: again after 10 s, 20 s, 40 s, 80 s, never at the very next tick
+    assert [i for i, d in enumerate(due) if d] == [1, 3, 7, 15]
+    assert pod_lists() == 5
+    # a pass that reads no pods and finds a new plain reason (the image pulled, the rollout not done) is seen at once
+    h.kube.pods = []
+    h.kube.status_by_kind["Deployment"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0}
+    h.rec.reconcile(_mlb(), Trigger.CHILD_EVENT)
+    assert h.rec.tick_due(_mlb()) is Trigger.DIAGNOSE
 
 
 def test_child_events_queue_one_pass_per_mlbackend_however_many_arrive(harness):
