@@ -50,6 +50,7 @@ import argparse
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -611,14 +612,17 @@ def main() -> int:
         op.wait_up()
         print("operator up", file=sys.stderr)
         if args.py_spy:
+            # non-blocking and at 25 Hz: blocking at 50 Hz fell behind on a slow machine and stopped the operator for
+            # most of a minute of the ramp (bench/README.md); non-blocking samples may tear a stack, never stall it
             spy = subprocess.Popen(
                 [
-                    str(Path(sys.executable).parent / "py-spy"),
+                    shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
                     "record",
+                    "--nonblocking",
                     "--format",
                     "raw",
                     "--rate",
-                    "50",
+                    "25",
                     "-o",
                     args.py_spy,
                     "--pid",
