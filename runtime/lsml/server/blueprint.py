@@ -104,7 +104,12 @@ def _json_default(value: Any) -> Any:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     """`payload` as a JSON response (orjson, numpy values as plain JSON)."""
-    return current_app.response_class(json_bytes(payload), status=status, mimetype=JSON_MIMETYPE)
+    return encoded_json_response(json_bytes(payload), status)
+
+
+def encoded_json_response(data: bytes, status: int = 200) -> Response:
+    """JSON already encoded by `json_bytes` as a response: `/predict`'s answer, encoded by code the fast path shares."""
+    return current_app.response_class(data, status=status, mimetype=JSON_MIMETYPE)
 
 
 def json_bytes(payload: Any) -> bytes:

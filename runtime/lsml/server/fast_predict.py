@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, signals
 from werkzeug.datastructures import Authorization
 
-from lsml.server import metrics
+from lsml.server import metrics, routes
 from lsml.server.auth import basic_credentials_match
 from lsml.server.blueprint import JSON_MIMETYPE, json_object
 
@@ -57,8 +57,6 @@ def _name(fn: Any) -> str:
 
 def uncovered(app: Flask) -> list[str]:
     """What in `app` this path would skip without doing it itself; empty when it may serve `/predict`."""
-    from lsml.server import routes
-
     found = []
     for table in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
         for scope, hooks in table.items():
@@ -125,11 +123,9 @@ class PredictFastPath:
         wsgi_vars["wsgi.input"] = io.BytesIO(raw)  # whoever reads next (Flask, for an error) reads the same bytes
         if len(raw) != length:
             return self.flask_wsgi_app(wsgi_vars, start_response)  # short: Flask's 400 (werkzeug's ClientDisconnected)
-        from lsml.server.routes import predict_answer
-
         try:
             rt.registry.start()
-            data = predict_answer(rt, json_object(raw, max_depth=None))
+            data = routes.predict_answer(rt, json_object(raw, max_depth=None))
         except Exception as exc:  # noqa: BLE001 - rendered as Flask renders it, by its error handlers
             wsgi_vars[metrics.REQUEST_T0] = t0
             return self._answer_error(wsgi_vars, start_response, exc)

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 
 from lsml import acceptance, catchup, credentials, watermark
 from lsml.label_config import LabelConfigError
@@ -14,7 +14,7 @@ from lsml.loader import ModelLoadFailed, ModelNotReady, UnknownProject
 from lsml.model import LabelStudioMLBase
 from lsml.response import serialize_predictions, task_predictions
 from lsml.server import auth, bodies, metrics, prelabel_routes
-from lsml.server.blueprint import JSON_MIMETYPE, bp, current_runtime, json_body, json_bytes, json_response
+from lsml.server.blueprint import bp, current_runtime, encoded_json_response, json_body, json_bytes, json_response
 from lsml.server.errors import ApiError
 from lsml.server.predict_gate import PredictBusy, PredictStuck, PredictTimeout
 from lsml.training.queue import TrainingRequest
@@ -88,9 +88,7 @@ def setup() -> Response:
 
 @bp.route("/predict", methods=["POST"])
 def predict() -> Response:
-    return current_app.response_class(
-        predict_answer(current_runtime(), json_body(max_depth=None)), mimetype=JSON_MIMETYPE
-    )
+    return encoded_json_response(predict_answer(current_runtime(), json_body(max_depth=None)))
 
 
 def predict_answer(rt: Any, raw: dict) -> bytes:

@@ -5,7 +5,9 @@ FakeKube (tests/operator/test_quality_cluster.py has the real one)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -239,26 +241,30 @@ def test_one_poll_at_a_time_per_backend_however_long_it_takes():
     assert h.rec.quality.begin(key, 10), "due since long ago: starts at the first tick after the end"
 
 
-def test_a_poll_that_failed_or_was_cancelled_ends_and_a_failure_is_logged(caplog):
-    import asyncio
+def _end_future(outcome: str, error: Exception, done: Callable[[asyncio.Future], None]) -> None:
+    """Hands `done` a future that failed with `error` or was cancelled, as a detached pass or poll ends."""
 
+    async def finish() -> None:
+        future = asyncio.get_running_loop().create_future()
+        if outcome == "failed":
+            future.set_exception(error)
+        else:
+            future.cancel()
+        done(future)
+
+    asyncio.run(finish())
+
+
+def test_a_poll_that_failed_or_was_cancelled_ends_and_a_failure_is_logged(caplog):
     from lsml_operator.main import _poll_ended
 
     h = Harness(OperatorSettings(quality_seconds=30, timer_seconds=10))
     key = (NS, "demo")
 
-    async def finish(outcome: str) -> None:
-        future = asyncio.get_running_loop().create_future()
-        if outcome == "failed":
-            future.set_exception(RuntimeError("status write refused"))
-        else:
-            future.cancel()
-        _poll_ended(h.rec, key, future)
-
     for outcome in ("failed", "cancelled"):
         assert h.rec.quality.begin(key, 10)
         with caplog.at_level("WARNING", logger="lsml_operator"):
-            asyncio.run(finish(outcome))
+            _end_future(outcome, RuntimeError("status write refused"), lambda f: _poll_ended(h.rec, key, f))
         h.clock.now += 30
         assert h.rec.quality.begin(key, 10), f"a {outcome} poll ended: the next starts when due"
         h.rec.quality.end(key)
@@ -271,21 +277,11 @@ def test_a_poll_that_failed_or_was_cancelled_ends_and_a_failure_is_logged(caplog
 def test_a_child_events_pass_that_failed_is_logged_and_one_cancelled_is_not(caplog):
     """The child event's pass is detached as the poll is: a cancelled one (the operator stopping) must not raise
     inside its done-callback."""
-    import asyncio
-
     from lsml_operator.main import _log_failed_pass
-
-    async def finish(outcome: str) -> None:
-        future = asyncio.get_running_loop().create_future()
-        if outcome == "failed":
-            future.set_exception(RuntimeError("conflict"))
-        else:
-            future.cancel()
-        _log_failed_pass(future)
 
     with caplog.at_level("WARNING", logger="lsml_operator"):
         for outcome in ("failed", "cancelled"):
-            asyncio.run(finish(outcome))
+            _end_future(outcome, RuntimeError("conflict"), _log_failed_pass)
     assert [r.getMessage() for r in caplog.records if "child event" in r.getMessage()] == [
         "a pass after a child event failed: conflict"
     ]
