@@ -9,13 +9,12 @@ live object with its status, which is all the status computation needs.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from typing import Any
 
 from kubernetes import client, config
 
-from . import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from . import FIELD_MANAGER, GROUP, PLURAL, VERSION, jsonio
 from .crd.model import OBJECT_NAME
 from .kube_errors import APIError, Conflict, Forbidden, Invalid, NotFound, api_error
 
@@ -128,8 +127,9 @@ class Kube:
         The body is serialized here, so every patch content type (apply, merge, JSON) is sent verbatim.
         """
         headers = {"Content-Type": content_type, "Accept": accept}
-        # the REST layer JSON-encodes bodies of *json content types itself; others (apply+yaml) go verbatim
-        payload = json.dumps(body) if body is not None and "json" not in content_type else body
+        # the REST layer JSON-encodes bodies of *json content types itself; others (apply+yaml) go verbatim (JSON is
+        # YAML), encoded here: applies are most of the operator's writes
+        payload = jsonio.dumps(body) if body is not None and "json" not in content_type else body
         m, url, hdrs, data, post = self.api.param_serialize(
             method=method,
             resource_path=path,
@@ -142,7 +142,7 @@ class Kube:
         resp.read()
         if not 200 <= resp.status <= 299:
             raise api_error(resp.status, resp.reason, (resp.data or b"").decode(errors="replace"))
-        return json.loads(resp.data) if resp.data else {}
+        return jsonio.loads(resp.data) if resp.data else {}
 
     def apply(self, obj: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
         """Server-side apply: we own exactly the fields we set; a hand edit of them is overwritten (force).

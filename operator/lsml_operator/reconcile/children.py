@@ -9,8 +9,7 @@ found (``Observed``) and the events it deserves; it never writes status.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -67,10 +66,6 @@ def taken(
     """The foreign objects among ``names`` (kinds and namers of this MLBackend's children)."""
     wanted = {(kind, spec.namespace, namer(spec.name)) for kind, namer in names}
     return [f for f in foreign if (f.kind, f.namespace, f.name) in wanted]
-
-
-def digest(obj: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 class ChildrenStep:
@@ -180,8 +175,8 @@ class ChildrenStep:
         Raises ForeignObject for an object of the child's name this MLBackend does not control, and the
         API's refusals (``kube_errors``) as they come: the monitoring step catches NotFound and Forbidden."""
         ck = child_key(child)
-        want = digest(child)
-        desired = fingerprint.of_desired(child)
+        want = fingerprint.content_digest(child)
+        desired = functools.partial(fingerprint.of_desired, child)  # only when our last apply does not vouch for it
         if not force:
             cached = self.cache.unchanged_since_apply(ck, want, desired)
             if cached is not None:
