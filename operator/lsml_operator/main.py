@@ -35,6 +35,7 @@ import urllib3
 from . import GROUP, PLURAL, VERSION, jsonio
 from . import peering as peering_check
 from .builders.redis import redis_claim_name
+from .diffbase import EssenceDiffBaseStorage
 from .handoff import in_thread
 from .keys import Key, key_of
 from .kube import API_VERSIONS, PLURALS, APIError, Kube, new_api_client
@@ -89,9 +90,7 @@ def _post_event(body: dict[str, Any], etype: str, reason: str, message: str) -> 
 
 def _configure(settings: kopf.OperatorSettings, ops: OperatorSettings, peering: bool) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = EssenceDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.execution.max_workers = ops.max_workers
     # No cluster-wide namespace/CRD scanning: the resources are known, and a namespaced install has no
