@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import fnmatch
-import hashlib
 import os
 import shlex
 import shutil
@@ -28,6 +26,7 @@ import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine  # noqa: E402 - sibling module of this script
+from wheels import digest, pip_container_args, tree_digest  # noqa: E402 - likewise
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -44,34 +43,11 @@ BASE_RECIPE = {
     "include": ["python3", "python3-venv", "python-is-python3"],
     "recipe": 1,  # bump when base() changes what it makes
 }
-SKIP_NAMES = ("__pycache__", "*.pyc", ".pytest_cache", "data", "logs", ".venv")
 PAUSE_TAG = "lsml.local/pause:3.10"
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def digest(*parts: object) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(repr(part).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def tree_digest(root: Path, names: list[str]) -> str:
-    """Content hash of files (paths + bytes) under root, skipping caches and local data."""
-    h = hashlib.sha256()
-    for name in sorted(names):
-        top = root / name
-        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
-        for path in files:
-            rel = path.relative_to(root)
-            if any(fnmatch.fnmatch(part, pat) for part in rel.parts for pat in SKIP_NAMES):
-                continue
-            h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def context_names() -> list[str]:
@@ -260,9 +236,7 @@ def make_base(docker: Docker, ref: str) -> None:
 def wheelhouse(docker: Docker, key: str, base: str) -> Path:
     """The dependency wheels, fetched once per requirement set by pip running on the base's python.
 
-    pip runs in a throwaway container of the base image (host network, the host's CA bundle
-    mounted read-only, the host's pip cache): wheels and environment markers then match the
-    image's python exactly (redis needs async-timeout on 3.11.2, not on the host's 3.11.7).
+    pip runs in a throwaway container of the base image (``wheels.pip_container_args`` says how and why).
     """
     target = CACHE / "wheelhouse" / key
     if target.is_dir():
@@ -270,30 +244,7 @@ def wheelhouse(docker: Docker, key: str, base: str) -> Path:
     tmp = target.with_name(key + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
-    pip_cache = Path.home() / ".cache" / "pip"
-    pip_cache.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        f"{tmp}:/wheels",
-        "-v",
-        f"{pip_cache}:/pip-cache",
-        "-v",
-        f"{CONSTRAINTS}:/constraints.txt:ro",
-        "-e",
-        "PIP_CACHE_DIR=/pip-cache",
-        "-e",
-        "PIP_DISABLE_PIP_VERSION_CHECK=1",
-    ]
-    if Path(cert).is_file():
-        argv += ["-v", f"{cert}:/host-ca.crt:ro", "-e", "PIP_CERT=/host-ca.crt"]
-    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
-        if os.environ.get(name):
-            argv += ["-e", f"{name}={os.environ[name]}"]
+    argv = pip_container_args([f"{tmp}:/wheels", f"{CONSTRAINTS}:/constraints.txt:ro"])
     script = (
         "python -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --prefer-binary --constraint /constraints.txt "
         "--wheel-dir /wheels " + " ".join(shlex.quote(r) for r in requirements())

@@ -19,8 +19,8 @@ The python stand-in: lsml's local base (debootstrap bookworm, hack/images) plus 
 at this machine's package index the way a site's base image points it at an internal mirror: a wheelhouse
 served over HTTP on the loopback for the length of the build. The wheelhouse is fetched once (cached by
 content) from PyPI by pip in a throwaway container of the base with the host's CA bundle mounted
-read-only, as hack/images/build makes its own; the CA bundle is in no image. The lsml in it is this
-checkout's wheel: PyPI's ``lsml`` is an unrelated project, which the index, having only this one, cannot
+read-only (hack/images/wheels.py, as hack/images/build fetches its own); the CA bundle is in no image. The
+lsml in it is this checkout's wheel: PyPI's ``lsml`` is an unrelated project, which the index, having only this one, cannot
 hand out. The final image keeps the stand-in's ``/etc/pip.conf`` (a loopback URL, no credential).
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import http.server
 import importlib.util
 import os
@@ -71,8 +70,10 @@ CONSTRAINTS = {
 }
 
 
-def _engine():
-    spec = importlib.util.spec_from_file_location("lsml_images_engine", REPO / "hack" / "images" / "engine.py")
+@functools.cache
+def _hack_images(name: str):
+    """A module of hack/images (the images' engine, the wheel helpers), which is no package."""
+    spec = importlib.util.spec_from_file_location(f"lsml_images_{name}", REPO / "hack" / "images" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -92,24 +93,6 @@ def dockerfile_for_this_machine(original: str, python_image: str) -> str:
             pytest.fail(f"the example's Dockerfile has {count} lines {old!r}, expected one", pytrace=False)
     out = [edits[line] if line in edits else line for line in lines]
     return "\n".join(line for line in out if line is not None) + "\n"
-
-
-def _digest(*parts: object) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(repr(part).encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def _tree(root: Path, names: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
-    for name in names:
-        top = root / name
-        for path in [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()):
-            if "__pycache__" in path.parts or path.suffix == ".pyc":
-                continue
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def _free(port: int) -> bool:
@@ -147,13 +130,7 @@ def _wheelhouse(docker: str, env: dict, base: str, key: str) -> Path:
     shutil.copy(EXAMPLE / "requirements.txt", tmp / "requirements.txt")
     for name, path in CONSTRAINTS.items():
         shutil.copy(path, tmp / name)
-    cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
-    pip_cache = Path.home() / ".cache" / "pip"
-    pip_cache.mkdir(parents=True, exist_ok=True)
-    argv = [docker, "run", "--rm", "--network", "host", "-v", f"{tmp}:/work", "-v", f"{pip_cache}:/pip-cache"]
-    argv += ["-e", "PIP_CACHE_DIR=/pip-cache", "-e", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
-    if Path(cert).is_file():
-        argv += ["-v", f"{cert}:/host-ca.crt:ro", "-e", "PIP_CERT=/host-ca.crt"]
+    argv = [docker, *_hack_images("wheels").pip_container_args([f"{tmp}:/work"])]
     # two resolutions, as the Dockerfile's two `pip install` steps are: label-studio-sdk 2 wants Pillow>=12 and the
     # example pins pillow~=10.3, so its second step downgrades Pillow (pip says so and goes on)
     wheel = "/tmp/pip/bin/pip wheel --quiet --prefer-binary --wheel-dir /work/wheels"
@@ -189,26 +166,29 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
     """The example image's reference, built (once per content) on the images' engine and imported into the node."""
     if "docker_host" not in images:
         pytest.fail("the reference example image needs hack/images/build's engine (docker_host=)", pytrace=False)
-    docker = _engine().docker_cli()  # Debian's 20.10 client: BuildKit without the buildx plugin
+    docker = _hack_images("engine").docker_cli()  # Debian's 20.10 client: BuildKit without the buildx plugin
     env = {**os.environ, "DOCKER_HOST": images["docker_host"], "DOCKER_BUILDKIT": "0"}
     base = images["base"]
     requirements = (EXAMPLE / "requirements.txt").read_text()
-    wheel_key = _digest(base, requirements, _tree(REPO, LSML_SOURCES), *(p.read_text() for p in CONSTRAINTS.values()))
+    keys = _hack_images("wheels")
+    sources = keys.tree_digest(REPO, list(LSML_SOURCES))
+    wheel_key = keys.digest(base, requirements, sources, *(p.read_text() for p in CONSTRAINTS.values()))
     port = PREFERRED_PORT if _free(PREFERRED_PORT) else 0
     if port == 0:
         with socket.socket() as probe:
             probe.bind((INDEX_HOST, 0))
             port = probe.getsockname()[1]
     pip_conf = f"[global]\nno-index = true\nfind-links = http://{INDEX_HOST}:{port}/\n"
-    standin = f"lsml.local/python-standin:{_digest(base, STANDIN_DOCKERFILE, pip_conf)}"
+    standin = f"lsml.local/python-standin:{keys.digest(base, STANDIN_DOCKERFILE, pip_conf)}"
     dockerfile = dockerfile_for_this_machine((EXAMPLE / "Dockerfile").read_text(), standin)
-    ref = f"lsml.local/sklearn-text-classifier-reference:{_digest(standin, wheel_key, dockerfile, _tree(EXAMPLE, ('.',)))}"
+    example = keys.tree_digest(EXAMPLE, ["."])
+    ref = f"lsml.local/sklearn-text-classifier-reference:{keys.digest(standin, wheel_key, dockerfile, example)}"
 
     def exists(image: str) -> bool:
         return subprocess.run([docker, "image", "inspect", image], env=env, capture_output=True).returncode == 0
 
     if not exists(ref):
-        wheels = _wheelhouse(docker, env, base, wheel_key)
+        wheelhouse = _wheelhouse(docker, env, base, wheel_key)
         if not exists(standin):
             with tempfile.TemporaryDirectory(prefix="lsml-standin-") as context:
                 Path(context, "Dockerfile").write_text(STANDIN_DOCKERFILE)
@@ -221,7 +201,7 @@ def build_and_import(images: dict[str, str], containerd_socket: Path) -> str:
         with tempfile.TemporaryDirectory(prefix="lsml-reference-") as context:
             shutil.copytree(EXAMPLE, context, dirs_exist_ok=True)
             Path(context, "Dockerfile").write_text(dockerfile)
-            with _serving(wheels, port):
+            with _serving(wheelhouse, port):
                 _run(
                     [docker, "build", "--network", "host", "--progress", "plain", "-t", ref, context],
                     {**env, "DOCKER_BUILDKIT": "1"},
