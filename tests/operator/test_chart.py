@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.fixtures.kubernetes import wait_for
-from tests.fixtures.mlbackend import CHART
+from tests.fixtures.mlbackend import CHART, REPO
 
 from .cluster import SA, SYSTEM_NS, UNWATCHED, WATCHED
 
@@ -32,6 +32,20 @@ def test_helm_lint(k8s_cluster, values):
         args += ["-f", str(CHART / values)]
     out = k8s_cluster.helm(*args).stdout
     assert "0 chart(s) failed" in out
+
+
+def test_the_default_memory_limit_holds_a_restart_among_a_thousand_mlbackends(k8s_cluster):
+    """The operator peaks in a restart's first pass (kopf lists every MLBackend and child at once); a limit under
+    that peak would kill it in every first pass again. The peak is the newest measurement at 1,000 MLBackends of
+    the full spec (bench/README.md, Operator), with a fifth more for the next machine's noise."""
+    from lsml_operator.reconcile.fingerprint import quantity
+
+    measured = json.loads((REPO / "bench" / "results" / "operator-1000-restart-memory.json").read_text())
+    peak_bytes = measured["restart_operator_peak_rss_mb"] * 2**20
+    dep = next(d for d in _template(k8s_cluster) if d["kind"] == "Deployment")
+    limit = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    assert quantity(limit).startswith("q:")
+    assert float(quantity(limit)[2:]) >= 1.2 * peak_bytes, f"limit {limit} under 1.2 x the restart's peak"
 
 
 def test_template_namespaced_has_roles_only_in_watched_namespaces(k8s_cluster):
